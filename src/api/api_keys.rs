@@ -1,0 +1,107 @@
+//! `/api-keys`: create (the secret is shown once), list and revoke keys.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::auth::{Admin, Auth};
+use crate::api::error::Problem;
+use crate::api::{AppState, FieldErrors, Page};
+use crate::domain::api_key::{ApiKeySecret, KeyName, Scope};
+use crate::error::AppError;
+use crate::store::api_keys::{self as store, ApiKeyRow};
+
+/// An API key without its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKey {
+    pub id: i64,
+    /// Recorded as the actor of every change made with the key.
+    pub name: String,
+    pub scope: Scope,
+    /// The first characters of the secret, to tell keys apart.
+    #[schema(example = "cck_3f9a1c2b")]
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    /// Set once the key is revoked; revoked keys answer 401.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<ApiKeyRow> for ApiKey {
+    type Error = AppError;
+
+    fn try_from(row: ApiKeyRow) -> Result<Self, AppError> {
+        Ok(ApiKey {
+            id: row.id,
+            scope: row.scope()?,
+            name: row.name,
+            prefix: row.prefix,
+            created_at: row.created_at.and_utc(),
+            revoked_at: row.revoked_at.map(|at| at.and_utc()),
+        })
+    }
+}
+
+/// A new key and its secret, which is shown this once and never again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyCreated {
+    #[serde(flatten)]
+    pub key: ApiKey,
+    /// Send as `Authorization: Bearer <secret>`.
+    pub secret: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyCreate {
+    /// Unique, 1–100 characters, e.g. the calling service's name.
+    #[schema(example = "erp-sales")]
+    pub name: String,
+    pub scope: Scope,
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys",
+    responses((status = 200, description = "Every key, revoked ones included, without secrets", body = Page<ApiKey>)))]
+pub async fn list(state: web::Data<AppState>, _auth: Auth<Admin>) -> Result<HttpResponse, AppError> {
+    let rows = state.db.run(store::list).await?;
+    let keys = rows.into_iter().map(ApiKey::try_from).collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok().json(Page::complete(keys)))
+}
+
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = ApiKeyCreate,
+    responses(
+        (status = 201, description = "Created; the secret is in this response only", body = ApiKeyCreated, headers(("Location" = String))),
+        (status = 409, description = "`duplicate_name`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::Json<ApiKeyCreate>) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let mut errors = FieldErrors::default();
+    let name = errors.check(KeyName::parse(&body.name));
+    errors.finish()?;
+    let name = name.expect("checked");
+    let secret = ApiKeySecret::generate();
+    let exposed = secret.expose().to_string();
+    let row = state.db.run(move |conn| store::create(conn, &name, body.scope, &secret)).await?;
+    let key = ApiKey::try_from(row)?;
+    Ok(HttpResponse::Created()
+        .insert_header((actix_web::http::header::LOCATION, format!("/api/v1/api-keys/{}", key.id)))
+        .json(ApiKeyCreated { key, secret: exposed }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
+    params(("id" = i64, Path, description = "Key id")),
+    responses(
+        (status = 204, description = "Revoked (revoking a revoked key changes nothing)"),
+        (status = 404, description = "`api_key_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revoke(state: web::Data<AppState>, _auth: Auth<Admin>, path: web::Path<i64>) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    state.db.run(move |conn| store::revoke(conn, id)).await?;
+    state.keys.forget_all();
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/api-keys").route(web::get().to(list)).route(web::post().to(create)))
+        .service(web::resource("/api-keys/{id}").route(web::delete().to(revoke)));
+}

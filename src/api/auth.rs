@@ -1,0 +1,132 @@
+//! `Authorization: Bearer <key>` and scopes: handlers name the scope they need
+//! in their signature (`Auth<Admin>`), so no handler can forget the check.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+
+use crate::db::Db;
+use crate::domain::api_key::{ApiKeySecret, Scope};
+use crate::error::{AppError, ErrorKind};
+use crate::store;
+
+use super::AppState;
+
+/// The key a request was made with.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: i64,
+    /// Recorded as the actor of changes.
+    pub name: String,
+    pub scope: Scope,
+}
+
+pub trait RequiredScope {
+    const SCOPE: Scope;
+}
+
+pub struct Read;
+pub struct Write;
+pub struct Admin;
+
+impl RequiredScope for Read {
+    const SCOPE: Scope = Scope::Read;
+}
+impl RequiredScope for Write {
+    const SCOPE: Scope = Scope::Write;
+}
+impl RequiredScope for Admin {
+    const SCOPE: Scope = Scope::Admin;
+}
+
+/// An authenticated caller whose key has at least scope `S`.
+pub struct Auth<S: RequiredScope> {
+    pub caller: Caller,
+    required: PhantomData<S>,
+}
+
+impl<S: RequiredScope> FromRequest for Auth<S> {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let presented = bearer_token(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let secret = presented?;
+            let state = state.ok_or_else(|| AppError::internal("application state missing"))?;
+            let caller = state.keys.authenticate(&state.db, secret).await?;
+            if caller.scope < S::SCOPE {
+                return Err(AppError::new(
+                    ErrorKind::Forbidden,
+                    "insufficient_scope",
+                    format!("this operation needs a key with scope {}; key {:?} has scope {}", S::SCOPE, caller.name, caller.scope),
+                ));
+            }
+            Ok(Auth { caller, required: PhantomData })
+        })
+    }
+}
+
+fn unauthorized(detail: &str) -> AppError {
+    AppError::new(ErrorKind::Unauthorized, "unauthorized", detail)
+}
+
+fn bearer_token(req: &HttpRequest) -> Result<ApiKeySecret, AppError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("send an API key as Authorization: Bearer <key>"))?
+        .to_str()
+        .map_err(|_| unauthorized("the Authorization header is not valid text"))?;
+    let (kind, token) = value.split_once(' ').ok_or_else(|| unauthorized("the Authorization header must be Bearer <key>"))?;
+    if !kind.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(unauthorized("the Authorization header must be Bearer <key>"));
+    }
+    Ok(ApiKeySecret::presented(token.trim()))
+}
+
+/// Keys looked up recently, so that a request costs no extra query. A revoked key
+/// stops working at once on the replica that revoked it and within `ttl` on others.
+pub struct KeyCache {
+    entries: Mutex<HashMap<String, (Caller, Instant)>>,
+    ttl: Duration,
+}
+
+impl KeyCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self { entries: Mutex::new(HashMap::new()), ttl }
+    }
+
+    fn cached(&self, digest: &str) -> Option<Caller> {
+        let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.get(digest).filter(|(_, at)| at.elapsed() < self.ttl).map(|(caller, _)| caller.clone())
+    }
+
+    async fn authenticate(&self, db: &Db, secret: ApiKeySecret) -> Result<Caller, AppError> {
+        let digest = secret.digest();
+        if let Some(caller) = self.cached(&digest) {
+            return Ok(caller);
+        }
+        let lookup = digest.clone();
+        let row = db
+            .run(move |conn| store::api_keys::find_active(conn, &lookup))
+            .await?
+            .ok_or_else(|| unauthorized("the API key is unknown or revoked"))?;
+        let caller = Caller { key_id: row.id, scope: row.scope()?, name: row.name };
+        let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+        entries.insert(digest, (caller.clone(), Instant::now()));
+        Ok(caller)
+    }
+
+    pub fn forget_all(&self) {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    }
+}

@@ -1,0 +1,318 @@
+//! `/schemes/{scheme}/categories`: hierarchical categories (客户分类).
+
+use std::collections::HashMap;
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::auth::{Admin, Auth, Read};
+use crate::api::error::Problem;
+use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
+use crate::domain::category::{CategoryCode, CategoryName};
+use crate::domain::clean_optional_text;
+use crate::error::AppError;
+use crate::store::categories::{self as store, CategoryChanges, CategoryView, NewCategory};
+
+const DESCRIPTION_MAX: usize = 2000;
+
+/// A category; `level`, `parent_code`, `is_leaf` and the counts are derived.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Category {
+    #[schema(example = "REGION")]
+    pub scheme: String,
+    #[schema(example = "0101")]
+    pub code: String,
+    #[schema(example = "华北地区客户")]
+    pub name: String,
+    pub description: Option<String>,
+    /// 1 for top-level categories.
+    pub level: i32,
+    /// `null` at level 1.
+    pub parent_code: Option<String>,
+    /// Only leaves take customers.
+    pub is_leaf: bool,
+    pub sort_order: i32,
+    /// Inactive categories take no new assignments; existing ones stay.
+    pub active: bool,
+    /// Customers assigned to this category itself.
+    pub customer_count: i64,
+    /// Customers in this category and every descendant.
+    pub subtree_customer_count: i64,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<CategoryView> for Category {
+    fn from(view: CategoryView) -> Self {
+        let parent_code = view.parent_code().map(str::to_string);
+        let row = view.row;
+        Category {
+            scheme: view.scheme,
+            code: row.code,
+            name: row.name,
+            description: row.description,
+            level: row.level,
+            parent_code,
+            is_leaf: view.is_leaf,
+            sort_order: row.sort_order,
+            active: row.active,
+            customer_count: view.customer_count,
+            subtree_customer_count: view.subtree_customer_count,
+            version: row.version,
+            created_at: row.created_at.and_utc(),
+            updated_at: row.updated_at.and_utc(),
+        }
+    }
+}
+
+/// A category with its children, ordered by `sort_order`, then code.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CategoryNode {
+    #[serde(flatten)]
+    pub category: Category,
+    #[schema(no_recursion)]
+    pub children: Vec<CategoryNode>,
+}
+
+/// The whole hierarchy of a scheme.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CategoryTree {
+    pub scheme: String,
+    /// Top-level categories.
+    pub items: Vec<CategoryNode>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A new category. Its parent is the code's prefix by the scheme's code rule and must exist.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryCreate {
+    /// `[0-9A-Za-z]+`, ending on a segment boundary of the code rule.
+    #[schema(example = "0101")]
+    pub code: String,
+    /// 1–100 characters, unique among siblings.
+    #[schema(example = "华北地区客户")]
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub sort_order: i32,
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    pub active: bool,
+}
+
+/// Changes to a category; the code and so the place in the tree cannot change.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryPatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    pub sort_order: Option<i32>,
+    pub active: Option<bool>,
+}
+
+impl CategoryCreate {
+    fn parse(self) -> Result<NewCategory, AppError> {
+        let mut errors = FieldErrors::default();
+        let code = errors.check(CategoryCode::parse("code", &self.code));
+        let name = errors.check(CategoryName::parse("name", &self.name));
+        let description = errors.check(clean_optional_text("description", self.description.as_deref(), DESCRIPTION_MAX));
+        errors.finish()?;
+        Ok(NewCategory {
+            code: code.expect("checked"),
+            name: name.expect("checked"),
+            description: description.expect("checked"),
+            sort_order: self.sort_order,
+            active: self.active,
+        })
+    }
+}
+
+impl CategoryPatch {
+    fn parse(self) -> Result<CategoryChanges, AppError> {
+        let mut errors = FieldErrors::default();
+        let changes = CategoryChanges {
+            name: self.name.and_then(|n| errors.check(CategoryName::parse("name", &n))),
+            description: self.description.map(|d| errors.check(clean_optional_text("description", d.as_deref(), DESCRIPTION_MAX)).flatten()),
+            sort_order: self.sort_order,
+            active: self.active,
+        };
+        errors.finish()?;
+        Ok(changes)
+    }
+}
+
+/// Nests a pre-ordered flat list (ordered by code) into a tree.
+fn build_tree(categories: Vec<Category>) -> Vec<CategoryNode> {
+    let mut children: HashMap<Option<String>, Vec<Category>> = HashMap::new();
+    for category in categories {
+        children.entry(category.parent_code.clone()).or_default().push(category);
+    }
+    fn nest(parent: Option<String>, children: &mut HashMap<Option<String>, Vec<Category>>) -> Vec<CategoryNode> {
+        let mut level = children.remove(&parent).unwrap_or_default();
+        level.sort_by(|a, b| (a.sort_order, &a.code).cmp(&(b.sort_order, &b.code)));
+        level
+            .into_iter()
+            .map(|category| {
+                let grandchildren = nest(Some(category.code.clone()), children);
+                CategoryNode { category, children: grandchildren }
+            })
+            .collect()
+    }
+    nest(None, &mut children)
+}
+
+
+#[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories", tag = "categories",
+    params(("scheme" = String, Path, description = "Scheme code")),
+    responses(
+        (status = 200, description = "Every category of the scheme ordered by code (the tree in pre-order), with counts", body = Page<Category>),
+        (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let scheme = path.into_inner();
+    let views = state.db.run(move |conn| store::list(conn, &scheme)).await?;
+    Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Category::from).collect())))
+}
+
+#[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories/tree", tag = "categories",
+    params(("scheme" = String, Path, description = "Scheme code")),
+    responses(
+        (status = 200, description = "The nested hierarchy with counts", body = CategoryTree),
+        (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn tree(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let scheme = path.into_inner();
+    let lookup = scheme.clone();
+    let views = state.db.run(move |conn| store::list(conn, &lookup)).await?;
+    let items = build_tree(views.into_iter().map(Category::from).collect());
+    Ok(HttpResponse::Ok().json(CategoryTree { scheme, items }))
+}
+
+#[utoipa::path(post, path = "/api/v1/schemes/{scheme}/categories", tag = "categories", request_body = CategoryCreate,
+    params(("scheme" = String, Path, description = "Scheme code")),
+    responses(
+        (status = 201, description = "Created", body = Category, headers(("Location" = String), ("ETag" = String))),
+        (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`duplicate_code`, `duplicate_name` (among siblings), `category_in_use` (the parent holds customers), `category_is_default` (the parent is the scheme's default)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_code_length` (off a segment boundary), `parent_not_found`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    state: web::Data<AppState>,
+    _auth: Auth<Admin>,
+    path: web::Path<String>,
+    body: web::Json<CategoryCreate>,
+) -> Result<HttpResponse, AppError> {
+    let scheme = path.into_inner();
+    let new = body.into_inner().parse()?;
+    let category = Category::from(state.db.run(move |conn| store::create(conn, &scheme, new)).await?);
+    let location = format!("/api/v1/schemes/{}/categories/{}", category.scheme, category.code);
+    Ok(created_versioned(location, category.version, &category))
+}
+
+#[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories/{code}", tag = "categories",
+    params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code")),
+    responses(
+        (status = 200, description = "The category", body = Category, headers(("ETag" = String))),
+        (status = 404, description = "`scheme_not_found`, `category_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+    let (scheme, code) = path.into_inner();
+    let category = Category::from(state.db.run(move |conn| store::get(conn, &scheme, &code)).await?);
+    Ok(ok_versioned(category.version, &category))
+}
+
+#[utoipa::path(patch, path = "/api/v1/schemes/{scheme}/categories/{code}", tag = "categories", request_body = CategoryPatch,
+    params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"),
+           ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
+    responses(
+        (status = 200, description = "Updated", body = Category, headers(("ETag" = String))),
+        (status = 404, description = "`scheme_not_found`, `category_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`duplicate_name`, `category_is_default` (deactivating the default)", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    state: web::Data<AppState>,
+    _auth: Auth<Admin>,
+    path: web::Path<(String, String)>,
+    if_match: IfMatch,
+    body: web::Json<CategoryPatch>,
+) -> Result<HttpResponse, AppError> {
+    let (scheme, code) = path.into_inner();
+    let changes = body.into_inner().parse()?;
+    let category = Category::from(state.db.run(move |conn| store::update(conn, &scheme, &code, &changes, if_match.0)).await?);
+    Ok(ok_versioned(category.version, &category))
+}
+
+#[utoipa::path(delete, path = "/api/v1/schemes/{scheme}/categories/{code}", tag = "categories",
+    params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"),
+           ("If-Match" = Option<String>, Header, description = "ETag of the version being deleted")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`scheme_not_found`, `category_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`category_in_use` (children or customers), `category_is_default`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    _auth: Auth<Admin>,
+    path: web::Path<(String, String)>,
+    if_match: IfMatch,
+) -> Result<HttpResponse, AppError> {
+    let (scheme, code) = path.into_inner();
+    state.db.run(move |conn| store::delete(conn, &scheme, &code, if_match.0)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/schemes/{scheme}/categories").route(web::get().to(list)).route(web::post().to(create)))
+        .service(web::resource("/schemes/{scheme}/categories/tree").route(web::get().to(tree)))
+        .service(
+            web::resource("/schemes/{scheme}/categories/{code}")
+                .route(web::get().to(get))
+                .route(web::patch().to(update))
+                .route(web::delete().to(delete)),
+        );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn category(code: &str, parent: Option<&str>, sort_order: i32) -> Category {
+        Category {
+            scheme: "S".into(),
+            code: code.into(),
+            name: code.into(),
+            description: None,
+            level: 1,
+            parent_code: parent.map(str::to_string),
+            is_leaf: true,
+            sort_order,
+            active: true,
+            customer_count: 0,
+            subtree_customer_count: 0,
+            version: 1,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn tree_nests_by_parent_and_orders_siblings() {
+        let flat = vec![category("01", None, 2), category("0101", Some("01"), 0), category("02", None, 1)];
+        let tree = build_tree(flat);
+        let top: Vec<_> = tree.iter().map(|n| n.category.code.as_str()).collect();
+        assert_eq!(top, ["02", "01"]);
+        assert_eq!(tree[1].children[0].category.code, "0101");
+    }
+}

@@ -1,0 +1,152 @@
+//! The one place where errors become `application/problem+json` (RFC 9457).
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::FieldError;
+use crate::error::{AppError, ErrorKind};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+/// Seconds a client should wait before retrying while the database is unavailable.
+pub const RETRY_AFTER_SECONDS: u32 = 5;
+
+/// An error response (RFC 9457 problem details) with a stable machine `code`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "type": "urn:custclass:problem:category_not_leaf",
+    "title": "Unprocessable Entity",
+    "status": 422,
+    "detail": "category 01 has child categories; customers are assigned to leaf categories only",
+    "code": "category_not_leaf"
+}))]
+pub struct Problem {
+    /// `urn:custclass:problem:<code>`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Stable machine-readable error code, e.g. `duplicate_code`, `category_in_use`.
+    pub code: String,
+    /// For validation errors: every offending field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        status_of(self.kind)
+    }
+
+    fn error_response(&self) -> HttpResponse<BoxBody> {
+        let status = self.status_code();
+        let problem = Problem {
+            problem_type: format!("urn:custclass:problem:{}", self.code),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: self.detail.clone(),
+            code: self.code.to_string(),
+            errors: self.errors.clone(),
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type(PROBLEM_JSON);
+        match self.kind {
+            ErrorKind::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"custclass\""));
+            }
+            ErrorKind::Unavailable => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
+            }
+            _ => {}
+        }
+        response.body(serde_json::to_string(&problem).unwrap_or_default())
+    }
+}
+
+pub fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let app_error = match &error {
+        JsonPayloadError::ContentType => AppError::new(
+            ErrorKind::UnsupportedMediaType,
+            "unsupported_media_type",
+            "the request body must be JSON, sent with Content-Type: application/json",
+        ),
+        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
+            AppError::new(ErrorKind::PayloadTooLarge, "payload_too_large", format!("the request body is larger than the limit of {limit} bytes"))
+        }
+        JsonPayloadError::Deserialize(inner) if inner.is_data() => {
+            AppError::validation("invalid_body", format!("the request body does not have the expected fields: {inner}"), vec![FieldError::new("body", inner.to_string())])
+        }
+        JsonPayloadError::Deserialize(inner) => AppError::bad_request("malformed_json", format!("the request body is not valid JSON: {inner}")),
+        other => AppError::bad_request("malformed_body", format!("the request body could not be read: {other}")),
+    };
+    app_error.into()
+}
+
+pub fn path_error(error: PathError, _req: &HttpRequest) -> actix_web::Error {
+    AppError::not_found("not_found", format!("no resource matches this path: {error}")).into()
+}
+
+pub fn query_error(error: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    AppError::bad_request("invalid_query", format!("the query string is invalid: {error}")).into()
+}
+
+/// The default service: no route matched.
+pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::not_found("route_not_found", format!("no endpoint at {} {}", req.method(), req.path())))
+}
+
+/// Safety net: any error response that is not problem+json yet (actix's own 405,
+/// 404 and payload errors) is rewritten into one, so no client sees an HTML or empty error.
+pub fn ensure_problem_json<B: MessageBody + 'static>(response: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value == HeaderValue::from_static(PROBLEM_JSON));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
+    }
+    let request = response.request();
+    let (kind, code, detail) = match response.status() {
+        StatusCode::NOT_FOUND => (ErrorKind::NotFound, "route_not_found", format!("no endpoint at {}", request.path())),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            (ErrorKind::MethodNotAllowed, "method_not_allowed", format!("{} is not allowed on {}", request.method(), request.path()))
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorKind::PayloadTooLarge, "payload_too_large", "the request body is too large".to_string()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            (ErrorKind::UnsupportedMediaType, "unsupported_media_type", "the request's media type is not supported".to_string())
+        }
+        StatusCode::SERVICE_UNAVAILABLE => (ErrorKind::Unavailable, "service_unavailable", "the service is unavailable".to_string()),
+        status if status.is_server_error() => (ErrorKind::Internal, "internal_error", "an unexpected error occurred".to_string()),
+        _ => (ErrorKind::BadRequest, "bad_request", "the request could not be processed".to_string()),
+    };
+    let (request, original) = response.into_parts();
+    let mut problem = AppError::new(kind, code, detail).error_response();
+    if let Some(allow) = original.headers().get(header::ALLOW) {
+        problem.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    Ok(ErrorHandlerResponse::Response(ServiceResponse::new(request, problem).map_into_right_body()))
+}

@@ -1,0 +1,134 @@
+//! HTTP resources under `/api/v1`, one module each, plus what they share.
+
+pub mod api_keys;
+pub mod auth;
+pub mod categories;
+pub mod error;
+pub mod health;
+pub mod openapi;
+pub mod schemes;
+
+use std::future::{ready, Ready};
+
+use actix_web::http::header;
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::db::Db;
+use crate::error::AppError;
+use crate::telemetry::Metrics;
+
+pub use auth::KeyCache;
+
+/// What every handler can reach; the service keeps no other state.
+pub struct AppState {
+    pub db: Db,
+    pub keys: KeyCache,
+    pub metrics: Metrics,
+}
+
+/// Largest JSON body accepted by ordinary endpoints.
+pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+
+/// A list response. `next_cursor` is `null` on the last page.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    pub fn complete(items: Vec<T>) -> Self {
+        Self { items, next_cursor: None }
+    }
+}
+
+/// `If-Match` as a version: `"3"` and `W/"3"` name version 3, `*` or no header
+/// matches any. A tag that is not one of ours can never match, so it answers 412.
+pub struct IfMatch(pub Option<i64>);
+
+impl FromRequest for IfMatch {
+    type Error = AppError;
+    type Future = Ready<Result<Self, AppError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(parse_if_match(req))
+    }
+}
+
+fn parse_if_match(req: &HttpRequest) -> Result<IfMatch, AppError> {
+    let Some(value) = req.headers().get(header::IF_MATCH) else {
+        return Ok(IfMatch(None));
+    };
+    let text = value.to_str().unwrap_or("").trim();
+    if text == "*" {
+        return Ok(IfMatch(None));
+    }
+    let tag = text.strip_prefix("W/").unwrap_or(text);
+    tag.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .and_then(|t| t.parse::<i64>().ok())
+        .map(|version| IfMatch(Some(version)))
+        .ok_or_else(|| {
+            AppError::new(
+                crate::error::ErrorKind::PreconditionFailed,
+                "version_mismatch",
+                format!("If-Match {text:?} does not name a version of this resource; use the ETag of a GET"),
+            )
+        })
+}
+
+pub fn etag(version: i64) -> (header::HeaderName, String) {
+    (header::ETAG, format!("\"{version}\""))
+}
+
+/// 200 with the resource's `ETag`.
+pub fn ok_versioned<T: Serialize>(version: i64, body: &T) -> HttpResponse {
+    HttpResponse::Ok().insert_header(etag(version)).json(body)
+}
+
+/// 201 with `Location` and `ETag`.
+pub fn created_versioned<T: Serialize>(location: String, version: i64, body: &T) -> HttpResponse {
+    let mut response: HttpResponseBuilder = HttpResponse::Created();
+    response.insert_header((header::LOCATION, location)).insert_header(etag(version));
+    response.json(body)
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`) in a PATCH body.
+pub fn explicit_null<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Registers every `/api/v1` resource.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .configure(schemes::routes)
+            .configure(categories::routes)
+            .configure(api_keys::routes),
+    );
+}
+
+/// Collects every field error of a request before answering, so that a client
+/// learns all that is wrong at once.
+#[derive(Default)]
+pub struct FieldErrors(Vec<crate::domain::FieldError>);
+
+impl FieldErrors {
+    pub fn check<T>(&mut self, result: Result<T, crate::domain::FieldError>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
+
+    pub fn finish(self) -> Result<(), AppError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::invalid_fields(self.0))
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The OpenAPI 3.1 document, generated from the handlers and types.
+
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use super::error::{Problem, PROBLEM_JSON};
+use super::{api_keys, categories, health, schemes};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "custclass",
+        description = "Customer classification management (客户分类管理): classification schemes with hierarchical category codes, \
+                       the customer archive and its assignments, rules and reports. Every error is `application/problem+json` \
+                       with a stable `code`. Authenticate with `Authorization: Bearer <key>`; scopes read < write < admin.",
+        license(name = "MIT")
+    ),
+    paths(
+        schemes::list, schemes::create, schemes::get, schemes::update, schemes::delete,
+        categories::list, categories::tree, categories::create, categories::get, categories::update, categories::delete,
+        api_keys::list, api_keys::create, api_keys::revoke,
+        health::healthz, health::readyz, health::metrics,
+    ),
+    components(schemas(Problem, crate::domain::FieldError)),
+    modifiers(&Security, &CommonResponses),
+    security(("bearer" = [])),
+    tags(
+        (name = "schemes", description = "Classification schemes (分类体系); writes need scope admin"),
+        (name = "categories", description = "Hierarchical categories (客户分类); writes need scope admin"),
+        (name = "api-keys", description = "API keys; scope admin"),
+        (name = "operations", description = "Probes and metrics, without auth"),
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.description = Some("An API key from POST /api/v1/api-keys or `custclass keys create`.".into());
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+    }
+}
+
+/// Adds the responses every `/api/v1` operation can give, so each handler lists only its own.
+struct CommonResponses;
+
+const COMMON: [(&str, &str); 8] = [
+    ("400", "`malformed_json`, `malformed_body`, `invalid_query`: the request cannot be read"),
+    ("401", "`unauthorized`: no key, an unknown key or a revoked key"),
+    ("403", "`insufficient_scope`: the key's scope is too low"),
+    ("413", "`payload_too_large`"),
+    ("415", "`unsupported_media_type`: the body must be application/json"),
+    ("422", "`validation_failed` (with `errors`), `invalid_body`"),
+    ("500", "`internal_error`"),
+    ("503", "`database_unavailable`: retry after the `Retry-After` seconds"),
+];
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let problem = ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                let has_body = operation.request_body.is_some();
+                for (status, description) in COMMON {
+                    if !has_body && matches!(status, "413" | "415") {
+                        continue;
+                    }
+                    operation.responses.responses.entry(status.to_string()).or_insert_with(|| {
+                        RefOr::T(ResponseBuilder::new().description(description).content(PROBLEM_JSON, problem.clone()).build())
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The document as `custclass openapi` prints it and `openapi/openapi.json` stores it.
+pub fn document_json() -> String {
+    let mut json = ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises");
+    json.push('\n');
+    json
+}

@@ -1,0 +1,254 @@
+//! One connection type over MySQL/MariaDB and SQLite, its pool, its migrations,
+//! and the two ways the rest of the code touches the database: `Db::run` (on the
+//! blocking pool) and `transaction` (one atomic write with deadlock retries).
+
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::mysql::MysqlConnection;
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
+use diesel::sqlite::SqliteConnection;
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::AppError;
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Mysql(MysqlConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl DbConnection {
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbConnection::Mysql(_) => Backend::Mysql,
+            DbConnection::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Mysql,
+    Sqlite,
+}
+
+/// `DATABASE_URL` decides the backend: `mysql://…`, or a SQLite path / `sqlite://path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Mysql(String),
+    Sqlite(PathBuf),
+}
+
+pub const DEFAULT_SQLITE_PATH: &str = "./data/custclass.db";
+
+impl DatabaseUrl {
+    pub fn parse(text: &str) -> Self {
+        if text.starts_with("mysql://") || text.starts_with("mariadb://") {
+            DatabaseUrl::Mysql(text.replacen("mariadb://", "mysql://", 1))
+        } else {
+            let path = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")).unwrap_or(text);
+            DatabaseUrl::Sqlite(PathBuf::from(path))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DatabaseUrl::Mysql(_) => Backend::Mysql,
+            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// The URL without its password, for logs.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Mysql(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme_end), Some(at)) if at > scheme_end => {
+                    let credentials = &url[scheme_end + 3..at];
+                    let user = credentials.split(':').next().unwrap_or("");
+                    format!("mysql://{user}:***@{}", &url[at + 1..])
+                }
+                _ => url.clone(),
+            },
+        }
+    }
+}
+
+/// Opens connections of the configured backend and prepares each session.
+/// (diesel's generic manager would try every backend in turn, and SQLite accepts any text as a path.)
+#[derive(Debug)]
+pub struct Manager {
+    url: DatabaseUrl,
+    busy_timeout: Duration,
+}
+
+impl ManageConnection for Manager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Mysql(url) => {
+                let mut conn = MysqlConnection::establish(url).map_err(diesel::r2d2::Error::ConnectionError)?;
+                // Strict mode makes MariaDB refuse truncation instead of silently storing less.
+                // READ COMMITTED: a read after `lock_row` sees the latest committed data,
+                // not a snapshot taken before the lock was granted.
+                for statement in [
+                    "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'",
+                    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                ] {
+                    diesel::sql_query(statement).execute(&mut conn).map_err(diesel::r2d2::Error::QueryError)?;
+                }
+                Ok(DbConnection::Mysql(conn))
+            }
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy()).map_err(diesel::r2d2::Error::ConnectionError)?;
+                for pragma in [
+                    format!("PRAGMA busy_timeout = {}", self.busy_timeout.as_millis()),
+                    "PRAGMA journal_mode = WAL".to_string(),
+                    "PRAGMA synchronous = NORMAL".to_string(),
+                    "PRAGMA foreign_keys = ON".to_string(),
+                ] {
+                    diesel::sql_query(pragma).execute(&mut conn).map_err(diesel::r2d2::Error::QueryError)?;
+                }
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        conn.is_broken()
+    }
+}
+
+pub type DbPool = Pool<Manager>;
+pub type PooledDb = PooledConnection<Manager>;
+
+/// Builds the pool. `connect_timeout` bounds how long a request waits for a
+/// connection before it answers 503; it doubles as SQLite's lock wait.
+pub fn build_pool(url: &DatabaseUrl, size: u32, connect_timeout: Duration) -> Result<DbPool, String> {
+    if let DatabaseUrl::Sqlite(path) = url {
+        ensure_parent_dir(path)?;
+    }
+    let manager = Manager { url: url.clone(), busy_timeout: connect_timeout };
+    Pool::builder()
+        .max_size(size)
+        .min_idle(Some(size.min(2)))
+        .connection_timeout(connect_timeout)
+        .test_on_check_out(true)
+        .build(manager)
+        .map_err(|e| format!("cannot connect to {}: {e}", url.redacted()))
+}
+
+fn ensure_parent_dir(path: &Path) -> Result<(), String> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// Applies pending migrations. On MySQL a named lock keeps replicas that start
+/// together from migrating at the same time.
+pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, String> {
+    let applied = match conn {
+        DbConnection::Mysql(mysql) => {
+            diesel::sql_query("SELECT GET_LOCK('custclass_migrations', 120)").execute(mysql).map_err(|e| e.to_string())?;
+            let result = mysql.run_pending_migrations(MYSQL_MIGRATIONS).map(|v| v.iter().map(ToString::to_string).collect());
+            diesel::sql_query("SELECT RELEASE_LOCK('custclass_migrations')").execute(mysql).map_err(|e| e.to_string())?;
+            result
+        }
+        DbConnection::Sqlite(sqlite) => sqlite.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.iter().map(ToString::to_string).collect()),
+    };
+    applied.map_err(|e| format!("migration failed: {e}"))
+}
+
+impl DbConnection {
+    pub fn ping(&mut self) -> diesel::QueryResult<()> {
+        diesel::sql_query("SELECT 1").execute(self).map(drop)
+    }
+}
+
+/// How often a transaction that hit a deadlock is tried before 409 `concurrent_update`.
+const TRANSACTION_ATTEMPTS: usize = 4;
+
+/// Runs `work` in one transaction and retries it on deadlocks. On SQLite the
+/// transaction starts with `BEGIN IMMEDIATE`, taking the write lock up front so
+/// that two writers queue on `busy_timeout` instead of failing on lock upgrade.
+pub fn transaction<T, F>(conn: &mut DbConnection, mut work: F) -> Result<T, AppError>
+where
+    F: FnMut(&mut DbConnection) -> Result<T, AppError>,
+{
+    let mut attempt = 1;
+    loop {
+        let result = match conn {
+            DbConnection::Mysql(_) => conn.transaction(|conn| work(conn)),
+            DbConnection::Sqlite(sqlite) => {
+                AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+                match work(conn) {
+                    Ok(value) => <DbConnection as Connection>::TransactionManager::commit_transaction(conn).map(|()| value).map_err(AppError::from),
+                    Err(error) => {
+                        <DbConnection as Connection>::TransactionManager::rollback_transaction(conn)?;
+                        Err(error)
+                    }
+                }
+            }
+        };
+        match result {
+            Err(error) if error.is_concurrent_update() && attempt < TRANSACTION_ATTEMPTS => {
+                std::thread::sleep(Duration::from_millis(5 << attempt));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The pool as request handlers use it: every call runs on actix's blocking pool.
+#[derive(Clone)]
+pub struct Db {
+    pool: DbPool,
+}
+
+impl Db {
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    pub async fn run<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool.get()?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|_| AppError::internal("the blocking task pool is shutting down"))?
+    }
+}
+
+/// `now()` truncated to microseconds, the precision both backends store.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::SubsecRound;
+    chrono::Utc::now().naive_utc().trunc_subsecs(6)
+}

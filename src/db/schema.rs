@@ -1,0 +1,83 @@
+// Written by hand to match migrations/mysql and migrations/sqlite; both backends share it.
+
+diesel::table! {
+    schemes (id) {
+        id -> BigInt,
+        code -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        code_rule -> Text,
+        required -> Bool,
+        default_category -> Nullable<Text>,
+        auto_classify -> Bool,
+        active -> Bool,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    categories (id) {
+        id -> BigInt,
+        scheme_id -> BigInt,
+        code -> Text,
+        parent_code -> Text,
+        level -> Integer,
+        name -> Text,
+        description -> Nullable<Text>,
+        sort_order -> Integer,
+        active -> Bool,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    customers (id) {
+        id -> BigInt,
+        code -> Text,
+        name -> Text,
+        short_name -> Nullable<Text>,
+        tax_id -> Nullable<Text>,
+        contact_name -> Nullable<Text>,
+        phone -> Nullable<Text>,
+        email -> Nullable<Text>,
+        address -> Nullable<Text>,
+        status -> Text,
+        note -> Nullable<Text>,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    customer_categories (customer_id, scheme_id) {
+        customer_id -> BigInt,
+        scheme_id -> BigInt,
+        category_id -> BigInt,
+        category_code -> Text,
+        locked -> Bool,
+        assigned_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_keys (id) {
+        id -> BigInt,
+        name -> Text,
+        scope -> Text,
+        secret_hash -> Text,
+        prefix -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(categories -> schemes (scheme_id));
+diesel::joinable!(customer_categories -> customers (customer_id));
+diesel::joinable!(customer_categories -> categories (category_id));
+
+diesel::allow_tables_to_appear_in_same_query!(schemes, categories, customers, customer_categories, api_keys);

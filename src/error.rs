@@ -1,0 +1,148 @@
+//! The one error type of the service. `api::error` turns it into problem+json.
+
+use std::borrow::Cow;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::domain::FieldError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PreconditionFailed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Unprocessable,
+    Unavailable,
+    Internal,
+}
+
+const CONCURRENT_UPDATE: &str = "concurrent_update";
+
+/// An error with a stable machine `code` that clients may branch on.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {detail}")]
+pub struct AppError {
+    pub kind: ErrorKind,
+    pub code: Cow<'static, str>,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+}
+
+impl AppError {
+    pub fn new(kind: ErrorKind, code: &'static str, detail: impl Into<String>) -> Self {
+        Self { kind, code: Cow::Borrowed(code), detail: detail.into(), errors: Vec::new() }
+    }
+
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, code, detail)
+    }
+
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, code, detail)
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, code, detail)
+    }
+
+    /// 422 with the list of offending fields.
+    pub fn validation(code: &'static str, detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        Self { errors, ..Self::new(ErrorKind::Unprocessable, code, detail) }
+    }
+
+    /// 422 for a request whose fields failed to parse; `errors` must not be empty.
+    pub fn invalid_fields(errors: Vec<FieldError>) -> Self {
+        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+        Self::validation("validation_failed", detail, errors)
+    }
+
+    pub fn version_mismatch(current: i64) -> Self {
+        Self::new(
+            ErrorKind::PreconditionFailed,
+            "version_mismatch",
+            format!("If-Match does not match the current version {current}; fetch the resource again and retry"),
+        )
+    }
+
+    /// A deadlock or lock timeout; the transaction helper retries these before giving up.
+    pub fn concurrent_update() -> Self {
+        Self::conflict(CONCURRENT_UPDATE, "the change collided with a concurrent change; retry the request")
+    }
+
+    pub fn is_concurrent_update(&self) -> bool {
+        self.code == CONCURRENT_UPDATE
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, "database_unavailable", detail)
+    }
+
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, "internal_error", detail)
+    }
+}
+
+/// Messages by which MySQL/MariaDB and SQLite say the database cannot be reached
+/// or is locked: the request may succeed later, so these answer 503.
+const UNAVAILABLE_MARKERS: [&str; 7] = [
+    "database is locked",
+    "database is busy",
+    "server has gone away",
+    "lost connection",
+    "can't connect",
+    "connection refused",
+    "broken pipe",
+];
+
+fn is_unavailable(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    UNAVAILABLE_MARKERS.iter().any(|marker| message.contains(marker))
+}
+
+impl From<DieselError> for AppError {
+    fn from(error: DieselError) -> Self {
+        match &error {
+            DieselError::NotFound => AppError::not_found("not_found", "the requested record does not exist"),
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                AppError::conflict("duplicate", format!("a record with the same key already exists ({})", info.message()))
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+                AppError::conflict("referenced", format!("the record is referenced by or refers to another record ({})", info.message()))
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => AppError::concurrent_update(),
+            DieselError::DatabaseError(_, info) if info.message().to_ascii_lowercase().contains("lock wait timeout") => {
+                AppError::concurrent_update()
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, info) => {
+                AppError::unavailable(format!("the database connection failed: {}", info.message()))
+            }
+            DieselError::DatabaseError(_, info) if is_unavailable(info.message()) => {
+                AppError::unavailable(format!("the database is unavailable: {}", info.message()))
+            }
+            _ => {
+                log::error!("database error: {error}");
+                AppError::internal("an unexpected database error occurred")
+            }
+        }
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for AppError {
+    fn from(error: diesel::r2d2::PoolError) -> Self {
+        log::warn!("database pool: {error}");
+        AppError::unavailable("no database connection could be obtained in time")
+    }
+}
+
+impl From<FieldError> for AppError {
+    fn from(error: FieldError) -> Self {
+        AppError::invalid_fields(vec![error])
+    }
+}
+

@@ -1,0 +1,11 @@
+//! custclass: customer classification management (客户分类管理) as a JSON REST service.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

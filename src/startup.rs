@@ -1,0 +1,98 @@
+//! Builds the application: pool, migrations, bootstrap key, HTTP server.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{from_fn, ErrorHandlers};
+use actix_web::{web, App, HttpServer};
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::api::{self, error, openapi::ApiDoc, AppState, KeyCache};
+use crate::config::Settings;
+use crate::db::{self, Db, DbPool};
+use crate::domain::api_key::ApiKeySecret;
+use crate::store::api_keys::{self, Bootstrap};
+use crate::telemetry::{self, Metrics};
+
+/// How long a looked-up API key is trusted before it is read again.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+pub struct Application {
+    server: Server,
+    port: u16,
+}
+
+/// Connects and brings the schema up to date. Blocking: call before serving.
+pub fn prepare_database(settings: &Settings) -> Result<DbPool, String> {
+    let pool = db::build_pool(&settings.database_url, settings.pool_size, settings.db_timeout)?;
+    let mut conn = pool.get().map_err(|e| format!("cannot connect to {}: {e}", settings.database_url.redacted()))?;
+    for migration in db::migrate(&mut conn)? {
+        log::info!("applied migration {migration}");
+    }
+    Ok(pool)
+}
+
+/// Makes sure an admin key can be used: the configured one, or a generated first one.
+pub fn bootstrap_admin_key(pool: &DbPool, configured: Option<&str>) -> Result<(), String> {
+    let configured = configured.map(ApiKeySecret::from_operator).transpose().map_err(|e| format!("CUSTCLASS_ADMIN_KEY {}", e.message))?;
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    match api_keys::bootstrap(&mut conn, configured.as_ref()) {
+        Ok(Bootstrap::Generated(secret)) => {
+            log::warn!("no API key existed, so an admin key was created; it is shown only this once: {secret}");
+            Ok(())
+        }
+        Ok(Bootstrap::Ensured) => {
+            log::info!("the admin key from CUSTCLASS_ADMIN_KEY is in place");
+            Ok(())
+        }
+        Ok(Bootstrap::Unchanged) => Ok(()),
+        // Another replica starting at the same moment made the first key.
+        Err(e) if e.code == "duplicate" => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Application {
+    /// Prepares the database and binds the listener. Blocking: run it before the
+    /// async runtime serves requests (or on a blocking thread).
+    pub fn build(settings: &Settings) -> Result<Self, String> {
+        let pool = prepare_database(settings)?;
+        bootstrap_admin_key(&pool, settings.admin_key.as_deref())?;
+        let listener = TcpListener::bind(&settings.bind_addr).map_err(|e| format!("cannot listen on {}: {e}", settings.bind_addr))?;
+        Self::serve(pool, listener, settings.workers)
+    }
+
+    pub fn serve(pool: DbPool, listener: TcpListener, workers: usize) -> Result<Self, String> {
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let state = web::Data::new(AppState { db: Db::new(pool), keys: KeyCache::new(KEY_CACHE_TTL), metrics: Metrics::default() });
+        let openapi = ApiDoc::openapi();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::JsonConfig::default().limit(api::JSON_BODY_LIMIT).error_handler(error::json_error))
+                .app_data(web::PathConfig::default().error_handler(error::path_error))
+                .app_data(web::QueryConfig::default().error_handler(error::query_error))
+                .wrap(ErrorHandlers::new().default_handler(error::ensure_problem_json))
+                .wrap(from_fn(telemetry::middleware))
+                .configure(api::health::routes)
+                .configure(api::configure)
+                .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))
+                .default_service(web::to(error::no_route))
+        })
+        .shutdown_timeout(30);
+        let server = if workers > 0 { server.workers(workers) } else { server };
+        let server = server.listen(listener).map_err(|e| e.to_string())?.run();
+        Ok(Self { server, port })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

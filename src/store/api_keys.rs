@@ -1,0 +1,119 @@
+use diesel::prelude::*;
+
+use crate::db::schema::api_keys;
+use crate::db::{now, transaction, DbConnection};
+use crate::domain::api_key::{ApiKeySecret, KeyName, Scope};
+use crate::error::AppError;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = api_keys)]
+pub struct ApiKeyRow {
+    pub id: i64,
+    pub name: String,
+    pub scope: String,
+    pub secret_hash: String,
+    pub prefix: String,
+    pub created_at: chrono::NaiveDateTime,
+    pub revoked_at: Option<chrono::NaiveDateTime>,
+}
+
+impl ApiKeyRow {
+    pub fn scope(&self) -> Result<Scope, AppError> {
+        self.scope.parse().map_err(|_| AppError::internal(format!("api key {} has a corrupt scope", self.id)))
+    }
+}
+
+pub fn create(conn: &mut DbConnection, name: &KeyName, scope: Scope, secret: &ApiKeySecret) -> Result<ApiKeyRow, AppError> {
+    transaction(conn, |conn| {
+        let taken: i64 = api_keys::table.filter(api_keys::name.eq(name.as_str())).count().get_result(conn)?;
+        if taken > 0 {
+            return Err(AppError::conflict("duplicate_name", format!("an API key named {:?} already exists", name.as_str())));
+        }
+        insert(conn, name, scope, secret)?;
+        Ok(api_keys::table.filter(api_keys::name.eq(name.as_str())).select(ApiKeyRow::as_select()).first(conn)?)
+    })
+}
+
+pub fn list(conn: &mut DbConnection) -> Result<Vec<ApiKeyRow>, AppError> {
+    Ok(api_keys::table.order(api_keys::id.asc()).select(ApiKeyRow::as_select()).load(conn)?)
+}
+
+/// Revokes a key; revoking a revoked key changes nothing.
+pub fn revoke(conn: &mut DbConnection, id: i64) -> Result<(), AppError> {
+    let found: i64 = api_keys::table.filter(api_keys::id.eq(id)).count().get_result(conn)?;
+    if found == 0 {
+        return Err(AppError::not_found("api_key_not_found", format!("API key {id} does not exist")));
+    }
+    diesel::update(api_keys::table.filter(api_keys::id.eq(id)).filter(api_keys::revoked_at.is_null()))
+        .set(api_keys::revoked_at.eq(now()))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn find_active(conn: &mut DbConnection, secret_hash: &str) -> Result<Option<ApiKeyRow>, AppError> {
+    Ok(api_keys::table
+        .filter(api_keys::secret_hash.eq(secret_hash))
+        .filter(api_keys::revoked_at.is_null())
+        .select(ApiKeyRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// What start-up did about the bootstrap admin key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Nothing to do: the configured key exists, or keys exist and none is configured.
+    Unchanged,
+    /// The configured key was added (or re-enabled as admin).
+    Ensured,
+    /// No key existed; this one was made and must be shown to the operator once.
+    Generated(String),
+}
+
+/// `CUSTCLASS_ADMIN_KEY` makes sure an admin key with that secret exists; with no
+/// configured key and no key at all, a first admin key is generated.
+pub fn bootstrap(conn: &mut DbConnection, configured: Option<&ApiKeySecret>) -> Result<Bootstrap, AppError> {
+    transaction(conn, |conn| match configured {
+        Some(secret) => {
+            let digest = secret.digest();
+            let existing: Option<ApiKeyRow> =
+                api_keys::table.filter(api_keys::secret_hash.eq(&digest)).select(ApiKeyRow::as_select()).first(conn).optional()?;
+            match existing {
+                Some(row) if row.revoked_at.is_none() && row.scope == Scope::Admin.as_str() => Ok(Bootstrap::Unchanged),
+                Some(row) => {
+                    diesel::update(api_keys::table.filter(api_keys::id.eq(row.id)))
+                        .set((api_keys::revoked_at.eq(None::<chrono::NaiveDateTime>), api_keys::scope.eq(Scope::Admin.as_str())))
+                        .execute(conn)?;
+                    Ok(Bootstrap::Ensured)
+                }
+                None => {
+                    let name = KeyName::parse(&format!("admin-from-env-{}", &digest[..8]))?;
+                    insert(conn, &name, Scope::Admin, secret)?;
+                    Ok(Bootstrap::Ensured)
+                }
+            }
+        }
+        None => {
+            let keys: i64 = api_keys::table.count().get_result(conn)?;
+            if keys > 0 {
+                return Ok(Bootstrap::Unchanged);
+            }
+            let secret = ApiKeySecret::generate();
+            insert(conn, &KeyName::parse("initial-admin")?, Scope::Admin, &secret)?;
+            Ok(Bootstrap::Generated(secret.expose().to_string()))
+        }
+    })
+}
+
+fn insert(conn: &mut DbConnection, name: &KeyName, scope: Scope, secret: &ApiKeySecret) -> Result<(), AppError> {
+    diesel::insert_into(api_keys::table)
+        .values((
+            api_keys::name.eq(name.as_str()),
+            api_keys::scope.eq(scope.as_str()),
+            api_keys::secret_hash.eq(secret.digest()),
+            api_keys::prefix.eq(secret.display_prefix()),
+            api_keys::created_at.eq(now()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

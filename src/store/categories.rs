@@ -1,0 +1,347 @@
+use std::collections::{HashMap, HashSet};
+
+use diesel::prelude::*;
+
+use crate::db::schema::{categories, customer_categories};
+use crate::db::{now, transaction, DbConnection};
+use crate::domain::category::{CategoryCode, CategoryName, PlacedCode};
+use crate::domain::FieldError;
+use crate::error::AppError;
+
+use super::schemes::{self as scheme_store, SchemeRow};
+use super::{check_version, lock_row, prefix_upper_bound, LockableTable};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = categories)]
+pub struct CategoryRow {
+    pub id: i64,
+    pub scheme_id: i64,
+    pub code: String,
+    pub parent_code: String,
+    pub level: i32,
+    pub name: String,
+    pub description: Option<String>,
+    pub sort_order: i32,
+    pub active: bool,
+    pub version: i64,
+    pub created_at: chrono::NaiveDateTime,
+    pub updated_at: chrono::NaiveDateTime,
+}
+
+/// A category with what is derived from the hierarchy and the assignments.
+#[derive(Debug, Clone)]
+pub struct CategoryView {
+    pub scheme: String,
+    pub row: CategoryRow,
+    pub is_leaf: bool,
+    pub customer_count: i64,
+    pub subtree_customer_count: i64,
+}
+
+impl CategoryView {
+    pub fn parent_code(&self) -> Option<&str> {
+        Some(self.row.parent_code.as_str()).filter(|p| !p.is_empty())
+    }
+}
+
+pub struct NewCategory {
+    pub code: CategoryCode,
+    pub name: CategoryName,
+    pub description: Option<String>,
+    pub sort_order: i32,
+    pub active: bool,
+}
+
+#[derive(Default)]
+pub struct CategoryChanges {
+    pub name: Option<CategoryName>,
+    pub description: Option<Option<String>>,
+    pub sort_order: Option<i32>,
+    pub active: Option<bool>,
+}
+
+pub fn category_not_found(scheme: &str, code: &str) -> AppError {
+    AppError::not_found("category_not_found", format!("category {code} does not exist in scheme {scheme}"))
+}
+
+fn find_row(conn: &mut DbConnection, scheme_id: i64, code: &str) -> Result<Option<CategoryRow>, AppError> {
+    Ok(categories::table
+        .filter(categories::scheme_id.eq(scheme_id))
+        .filter(categories::code.eq(code))
+        .select(CategoryRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+fn child_count(conn: &mut DbConnection, scheme_id: i64, code: &str) -> Result<i64, AppError> {
+    Ok(categories::table
+        .filter(categories::scheme_id.eq(scheme_id))
+        .filter(categories::parent_code.eq(code))
+        .count()
+        .get_result(conn)?)
+}
+
+fn direct_customer_count(conn: &mut DbConnection, scheme_id: i64, code: &str) -> Result<i64, AppError> {
+    Ok(customer_categories::table
+        .filter(customer_categories::scheme_id.eq(scheme_id))
+        .filter(customer_categories::category_code.eq(code))
+        .count()
+        .get_result(conn)?)
+}
+
+fn subtree_customer_count(conn: &mut DbConnection, scheme_id: i64, code: &str) -> Result<i64, AppError> {
+    Ok(customer_categories::table
+        .filter(customer_categories::scheme_id.eq(scheme_id))
+        .filter(customer_categories::category_code.ge(code))
+        .filter(customer_categories::category_code.lt(prefix_upper_bound(code)))
+        .count()
+        .get_result(conn)?)
+}
+
+fn view_of(conn: &mut DbConnection, scheme: &SchemeRow, row: CategoryRow) -> Result<CategoryView, AppError> {
+    let is_leaf = child_count(conn, scheme.id, &row.code)? == 0;
+    let customer_count = direct_customer_count(conn, scheme.id, &row.code)?;
+    let subtree_customer_count = subtree_customer_count(conn, scheme.id, &row.code)?;
+    Ok(CategoryView { scheme: scheme.code.clone(), row, is_leaf, customer_count, subtree_customer_count })
+}
+
+pub fn get(conn: &mut DbConnection, scheme_code: &str, code: &str) -> Result<CategoryView, AppError> {
+    let scheme = scheme_store::get(conn, scheme_code)?;
+    let row = find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code))?;
+    view_of(conn, &scheme, row)
+}
+
+/// Every category of a scheme ordered by code, which is the tree's pre-order.
+/// Counts come from one grouped query over the assignments.
+pub fn list(conn: &mut DbConnection, scheme_code: &str) -> Result<Vec<CategoryView>, AppError> {
+    let scheme = scheme_store::get(conn, scheme_code)?;
+    let rule = scheme.rule()?;
+    let rows: Vec<CategoryRow> = categories::table
+        .filter(categories::scheme_id.eq(scheme.id))
+        .order(categories::code.asc())
+        .select(CategoryRow::as_select())
+        .load(conn)?;
+    let direct: HashMap<String, i64> = customer_categories::table
+        .filter(customer_categories::scheme_id.eq(scheme.id))
+        .group_by(customer_categories::category_code)
+        .select((customer_categories::category_code, diesel::dsl::count_star()))
+        .load::<(String, i64)>(conn)?
+        .into_iter()
+        .collect();
+    let mut subtree: HashMap<&str, i64> = HashMap::new();
+    for (code, count) in &direct {
+        let code_value = CategoryCode::parse("code", code).map_err(|_| AppError::internal("corrupt category code in assignments"))?;
+        for ancestor in code_value.ancestors(&rule) {
+            if let Some(row) = rows.iter().find(|r| r.code == ancestor.as_str()) {
+                *subtree.entry(row.code.as_str()).or_default() += count;
+            }
+        }
+        *subtree.entry(code.as_str()).or_default() += count;
+    }
+    let parents: HashSet<&str> = rows.iter().map(|r| r.parent_code.as_str()).filter(|p| !p.is_empty()).collect();
+    let views = rows
+        .iter()
+        .map(|row| CategoryView {
+            scheme: scheme.code.clone(),
+            is_leaf: !parents.contains(row.code.as_str()),
+            customer_count: direct.get(&row.code).copied().unwrap_or(0),
+            subtree_customer_count: subtree.get(row.code.as_str()).copied().unwrap_or(0),
+            row: row.clone(),
+        })
+        .collect();
+    Ok(views)
+}
+
+pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> Result<CategoryView, AppError> {
+    transaction(conn, |conn| {
+        let scheme = scheme_store::get(conn, scheme_code)?;
+        lock_row(conn, LockableTable::Schemes, scheme.id)?;
+        let scheme = scheme_store::get(conn, scheme_code)?;
+        let placed = PlacedCode::place(new.code.clone(), &scheme.rule()?).map_err(|off| {
+            AppError::validation(
+                "invalid_code_length",
+                format!(
+                    "code {} has {} characters, but the code rule {} of scheme {} allows only {:?}",
+                    new.code,
+                    new.code.as_str().len(),
+                    scheme.code_rule,
+                    scheme.code,
+                    off.allowed_lengths
+                ),
+                vec![FieldError::new("code", format!("length must be one of {:?}", off.allowed_lengths))],
+            )
+        })?;
+        if find_row(conn, scheme.id, new.code.as_str())?.is_some() {
+            return Err(duplicate_code(scheme_code, new.code.as_str()));
+        }
+        if let Some(parent_code) = &placed.parent {
+            let parent = find_row(conn, scheme.id, parent_code.as_str())?.ok_or_else(|| {
+                AppError::validation(
+                    "parent_not_found",
+                    format!("the parent {parent_code} of category {} does not exist in scheme {scheme_code}", new.code),
+                    vec![FieldError::new("code", format!("parent category {parent_code} must exist first"))],
+                )
+            })?;
+            lock_row(conn, LockableTable::Categories, parent.id)?;
+            let holders = direct_customer_count(conn, scheme.id, parent_code.as_str())?;
+            if holders > 0 {
+                return Err(AppError::conflict(
+                    "category_in_use",
+                    format!("category {parent_code} holds {holders} customers, so it cannot get child categories; move them first"),
+                ));
+            }
+            if scheme.default_category.as_deref() == Some(parent_code.as_str()) {
+                return Err(AppError::conflict(
+                    "category_is_default",
+                    format!("category {parent_code} is the default category of scheme {scheme_code} and must stay a leaf"),
+                ));
+            }
+        }
+        let name = new.name.clone().into_inner();
+        let parent_code = placed.parent.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default();
+        ensure_unique_sibling_name(conn, scheme.id, &parent_code, &name, None)?;
+        let at = now();
+        diesel::insert_into(categories::table)
+            .values((
+                categories::scheme_id.eq(scheme.id),
+                categories::code.eq(new.code.as_str()),
+                categories::parent_code.eq(&parent_code),
+                categories::level.eq(placed.level as i32),
+                categories::name.eq(&name),
+                categories::description.eq(&new.description),
+                categories::sort_order.eq(new.sort_order),
+                categories::active.eq(new.active),
+                categories::version.eq(1),
+                categories::created_at.eq(at),
+                categories::updated_at.eq(at),
+            ))
+            .execute(conn)
+            .map_err(|e| unique_violation_to_conflict(e, scheme_code, new.code.as_str(), &name))?;
+        get(conn, scheme_code, new.code.as_str())
+    })
+}
+
+fn duplicate_code(scheme: &str, code: &str) -> AppError {
+    AppError::conflict("duplicate_code", format!("category {code} already exists in scheme {scheme}"))
+}
+
+fn duplicate_name(name: &str) -> AppError {
+    AppError::conflict("duplicate_name", format!("a sibling category is already named {name:?}"))
+}
+
+/// A unique index that fired under a race tells which rule was broken by its name.
+fn unique_violation_to_conflict(error: diesel::result::Error, scheme: &str, code: &str, name: &str) -> AppError {
+    match &error {
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info) => {
+            if info.message().contains("name") {
+                duplicate_name(name)
+            } else {
+                duplicate_code(scheme, code)
+            }
+        }
+        _ => error.into(),
+    }
+}
+
+fn ensure_unique_sibling_name(
+    conn: &mut DbConnection,
+    scheme_id: i64,
+    parent_code: &str,
+    name: &str,
+    except_id: Option<i64>,
+) -> Result<(), AppError> {
+    let clash: Option<i64> = categories::table
+        .filter(categories::scheme_id.eq(scheme_id))
+        .filter(categories::parent_code.eq(parent_code))
+        .filter(categories::name.eq(name))
+        .filter(categories::id.ne(except_id.unwrap_or(-1)))
+        .select(categories::id)
+        .first(conn)
+        .optional()?;
+    match clash {
+        Some(_) => Err(duplicate_name(name)),
+        None => Ok(()),
+    }
+}
+
+pub fn update(
+    conn: &mut DbConnection,
+    scheme_code: &str,
+    code: &str,
+    changes: &CategoryChanges,
+    expected: Option<i64>,
+) -> Result<CategoryView, AppError> {
+    transaction(conn, |conn| {
+        let scheme = scheme_store::get(conn, scheme_code)?;
+        let current = find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code))?;
+        lock_row(conn, LockableTable::Categories, current.id)?;
+        let current = find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code))?;
+        check_version(expected, current.version)?;
+        let name = changes.name.clone().map(CategoryName::into_inner).unwrap_or(current.name.clone());
+        if name != current.name {
+            ensure_unique_sibling_name(conn, scheme.id, &current.parent_code, &name, Some(current.id))?;
+        }
+        if changes.active == Some(false) && scheme.default_category.as_deref() == Some(code) {
+            return Err(AppError::conflict(
+                "category_is_default",
+                format!("category {code} is the default category of scheme {scheme_code}; choose another default before deactivating it"),
+            ));
+        }
+        let updated = diesel::update(categories::table.filter(categories::id.eq(current.id)).filter(categories::version.eq(current.version)))
+            .set((
+                categories::name.eq(&name),
+                categories::description.eq(changes.description.clone().unwrap_or(current.description.clone())),
+                categories::sort_order.eq(changes.sort_order.unwrap_or(current.sort_order)),
+                categories::active.eq(changes.active.unwrap_or(current.active)),
+                categories::version.eq(current.version + 1),
+                categories::updated_at.eq(now()),
+            ))
+            .execute(conn)
+            .map_err(|e| unique_violation_to_conflict(e, scheme_code, code, &name))?;
+        if updated == 0 {
+            return Err(AppError::concurrent_update());
+        }
+        get(conn, scheme_code, code)
+    })
+}
+
+pub fn delete(conn: &mut DbConnection, scheme_code: &str, code: &str, expected: Option<i64>) -> Result<(), AppError> {
+    transaction(conn, |conn| {
+        let scheme = scheme_store::get(conn, scheme_code)?;
+        let current = find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code))?;
+        lock_row(conn, LockableTable::Categories, current.id)?;
+        check_version(expected, current.version)?;
+        let children = child_count(conn, scheme.id, code)?;
+        if children > 0 {
+            return Err(AppError::conflict("category_in_use", format!("category {code} has {children} child categories; delete them first")));
+        }
+        let holders = direct_customer_count(conn, scheme.id, code)?;
+        if holders > 0 {
+            return Err(AppError::conflict("category_in_use", format!("category {code} holds {holders} customers; move them first")));
+        }
+        if scheme.default_category.as_deref() == Some(code) {
+            return Err(AppError::conflict(
+                "category_is_default",
+                format!("category {code} is the default category of scheme {scheme_code}; choose another default first"),
+            ));
+        }
+        diesel::delete(categories::table.filter(categories::id.eq(current.id))).execute(conn)?;
+        Ok(())
+    })
+}
+
+/// A scheme's default category must exist, be active and be a leaf, since new
+/// customers are assigned to it.
+pub fn ensure_assignable_default(conn: &mut DbConnection, scheme_id: i64, code: &CategoryCode) -> Result<(), AppError> {
+    let field = |message: &str| vec![FieldError::new("default_category", message)];
+    let row = find_row(conn, scheme_id, code.as_str())?.ok_or_else(|| {
+        AppError::validation("category_not_found", format!("default category {code} does not exist in this scheme"), field("must be an existing category"))
+    })?;
+    if child_count(conn, scheme_id, code.as_str())? > 0 {
+        return Err(AppError::validation("category_not_leaf", format!("default category {code} has child categories"), field("must be a leaf category")));
+    }
+    if !row.active {
+        return Err(AppError::validation("category_inactive", format!("default category {code} is inactive"), field("must be an active category")));
+    }
+    Ok(())
+}

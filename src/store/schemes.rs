@@ -1,0 +1,185 @@
+use diesel::prelude::*;
+
+use crate::db::schema::{categories, schemes};
+use crate::db::{now, transaction, DbConnection};
+use crate::domain::category::CategoryCode;
+use crate::domain::code_rule::CodeRule;
+use crate::domain::scheme::SchemeCode;
+use crate::error::AppError;
+
+use super::{check_version, lock_row, LockableTable};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = schemes)]
+pub struct SchemeRow {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub code_rule: String,
+    pub required: bool,
+    pub default_category: Option<String>,
+    pub auto_classify: bool,
+    pub active: bool,
+    pub version: i64,
+    pub created_at: chrono::NaiveDateTime,
+    pub updated_at: chrono::NaiveDateTime,
+}
+
+impl SchemeRow {
+    pub fn rule(&self) -> Result<CodeRule, AppError> {
+        self.code_rule.parse().map_err(|_| AppError::internal(format!("scheme {} has a corrupt code rule", self.code)))
+    }
+}
+
+/// A scheme with the number of categories it holds.
+#[derive(Debug, Clone)]
+pub struct SchemeView {
+    pub row: SchemeRow,
+    pub category_count: i64,
+}
+
+pub struct NewScheme {
+    pub code: SchemeCode,
+    pub name: String,
+    pub description: Option<String>,
+    pub code_rule: CodeRule,
+    pub required: bool,
+    pub auto_classify: bool,
+    pub active: bool,
+}
+
+/// A partial update; `None` leaves a field alone, `Some(None)` clears a nullable one.
+#[derive(Default)]
+pub struct SchemeChanges {
+    pub name: Option<String>,
+    pub description: Option<Option<String>>,
+    pub code_rule: Option<CodeRule>,
+    pub required: Option<bool>,
+    pub default_category: Option<Option<CategoryCode>>,
+    pub auto_classify: Option<bool>,
+    pub active: Option<bool>,
+}
+
+pub fn scheme_not_found(code: &str) -> AppError {
+    AppError::not_found("scheme_not_found", format!("scheme {code} does not exist"))
+}
+
+pub fn find(conn: &mut DbConnection, code: &str) -> Result<Option<SchemeRow>, AppError> {
+    Ok(schemes::table.filter(schemes::code.eq(code)).select(SchemeRow::as_select()).first(conn).optional()?)
+}
+
+pub fn get(conn: &mut DbConnection, code: &str) -> Result<SchemeRow, AppError> {
+    find(conn, code)?.ok_or_else(|| scheme_not_found(code))
+}
+
+fn category_count(conn: &mut DbConnection, scheme_id: i64) -> Result<i64, AppError> {
+    Ok(categories::table.filter(categories::scheme_id.eq(scheme_id)).count().get_result(conn)?)
+}
+
+pub fn view(conn: &mut DbConnection, code: &str) -> Result<SchemeView, AppError> {
+    let row = get(conn, code)?;
+    let category_count = category_count(conn, row.id)?;
+    Ok(SchemeView { row, category_count })
+}
+
+pub fn list(conn: &mut DbConnection) -> Result<Vec<SchemeView>, AppError> {
+    let rows = schemes::table.order(schemes::code.asc()).select(SchemeRow::as_select()).load(conn)?;
+    let counts: std::collections::HashMap<i64, i64> = categories::table
+        .group_by(categories::scheme_id)
+        .select((categories::scheme_id, diesel::dsl::count_star()))
+        .load::<(i64, i64)>(conn)?
+        .into_iter()
+        .collect();
+    Ok(rows.into_iter().map(|row| SchemeView { category_count: counts.get(&row.id).copied().unwrap_or(0), row }).collect())
+}
+
+pub fn create(conn: &mut DbConnection, new: NewScheme) -> Result<SchemeView, AppError> {
+    transaction(conn, |conn| {
+        if find(conn, new.code.as_str())?.is_some() {
+            return Err(duplicate_scheme(new.code.as_str()));
+        }
+        let at = now();
+        diesel::insert_into(schemes::table)
+            .values((
+                schemes::code.eq(new.code.as_str()),
+                schemes::name.eq(&new.name),
+                schemes::description.eq(&new.description),
+                schemes::code_rule.eq(new.code_rule.to_string()),
+                schemes::required.eq(new.required),
+                schemes::auto_classify.eq(new.auto_classify),
+                schemes::active.eq(new.active),
+                schemes::version.eq(1),
+                schemes::created_at.eq(at),
+                schemes::updated_at.eq(at),
+            ))
+            .execute(conn)
+            .map_err(|e| match AppError::from(e) {
+                error if error.code == "duplicate" => duplicate_scheme(new.code.as_str()),
+                error => error,
+            })?;
+        view(conn, new.code.as_str())
+    })
+}
+
+fn duplicate_scheme(code: &str) -> AppError {
+    AppError::conflict("duplicate_code", format!("scheme {code} already exists"))
+}
+
+pub fn update(conn: &mut DbConnection, code: &str, changes: &SchemeChanges, expected: Option<i64>) -> Result<SchemeView, AppError> {
+    transaction(conn, |conn| {
+        let current = get(conn, code)?;
+        lock_row(conn, LockableTable::Schemes, current.id)?;
+        let current = get(conn, code)?;
+        check_version(expected, current.version)?;
+        let categories_exist = category_count(conn, current.id)? > 0;
+
+        if let Some(rule) = &changes.code_rule {
+            let old_rule = current.rule()?;
+            if categories_exist && !rule.extends(&old_rule) {
+                return Err(AppError::conflict(
+                    "code_rule_locked",
+                    format!("scheme {code} has categories, so its code rule {old_rule} may only be extended by appending segments (not changed to {rule})"),
+                ));
+            }
+        }
+        if let Some(Some(category)) = &changes.default_category {
+            super::categories::ensure_assignable_default(conn, current.id, category)?;
+        }
+
+        let updated = diesel::update(schemes::table.filter(schemes::id.eq(current.id)).filter(schemes::version.eq(current.version)))
+            .set((
+                schemes::name.eq(changes.name.as_ref().unwrap_or(&current.name)),
+                schemes::description.eq(changes.description.clone().unwrap_or(current.description.clone())),
+                schemes::code_rule.eq(changes.code_rule.as_ref().map(ToString::to_string).unwrap_or(current.code_rule.clone())),
+                schemes::required.eq(changes.required.unwrap_or(current.required)),
+                schemes::default_category.eq(match &changes.default_category {
+                    Some(category) => category.as_ref().map(|c| c.as_str().to_string()),
+                    None => current.default_category.clone(),
+                }),
+                schemes::auto_classify.eq(changes.auto_classify.unwrap_or(current.auto_classify)),
+                schemes::active.eq(changes.active.unwrap_or(current.active)),
+                schemes::version.eq(current.version + 1),
+                schemes::updated_at.eq(now()),
+            ))
+            .execute(conn)?;
+        if updated == 0 {
+            return Err(AppError::concurrent_update());
+        }
+        view(conn, code)
+    })
+}
+
+pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>) -> Result<(), AppError> {
+    transaction(conn, |conn| {
+        let current = get(conn, code)?;
+        lock_row(conn, LockableTable::Schemes, current.id)?;
+        check_version(expected, current.version)?;
+        let count = category_count(conn, current.id)?;
+        if count > 0 {
+            return Err(AppError::conflict("scheme_in_use", format!("scheme {code} still has {count} categories; delete them first")));
+        }
+        diesel::delete(schemes::table.filter(schemes::id.eq(current.id))).execute(conn)?;
+        Ok(())
+    })
+}
