@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+FROM rust:1-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends libmariadb-dev pkg-config && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Dependencies first, so that code changes do not rebuild them.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+    && cargo build --release --locked && rm -rf src
+COPY . .
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libmariadb3 ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /var/lib/custclass --create-home custclass
+COPY --from=build /src/target/release/custclass /usr/local/bin/custclass
+USER custclass
+WORKDIR /var/lib/custclass
+ENV BIND_ADDR=0.0.0.0:8080 \
+    DATABASE_URL=/var/lib/custclass/data/custclass.db \
+    RUST_LOG=info
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+ENTRYPOINT ["custclass"]
+CMD ["serve"]

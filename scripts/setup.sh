@@ -1,0 +1,50 @@
+# Shared by scripts/run and scripts/test: installs what building and testing need.
+# Sourced, not run.
+
+say() { printf '[custclass] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    say "need root to run: $*"; return 1; fi
+}
+
+apt_updated=""
+apt_install() {
+  if ! command -v apt-get >/dev/null; then
+    say "missing packages $*, and there is no apt-get here: install them by hand"; return 1
+  fi
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq >&2; apt_updated=1; fi
+  say "installing $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+ensure_build_dependencies() {
+  command -v cargo >/dev/null || { say "cargo is not on PATH: install the Rust toolchain (rustup) first"; exit 1; }
+  local missing=()
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
+  if ! pkg-config --exists libmariadb 2>/dev/null && ! pkg-config --exists mysqlclient 2>/dev/null; then
+    missing+=(libmariadb-dev)
+  fi
+  command -v cc >/dev/null || missing+=(gcc)
+  if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+mysql_answers() { (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null; }
+
+# Starts the local MariaDB when 127.0.0.1:3306 does not answer, installing it where it never was.
+ensure_local_mariadb() {
+  if mysql_answers; then return 0; fi
+  if [ ! -x /usr/sbin/mariadbd ]; then apt_install mariadb-server; fi
+  as_root mkdir -p /run/mysqld
+  as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+  say "starting MariaDB"
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
+  for _ in $(seq 1 60); do
+    mysql_answers && return 0
+    sleep 1
+  done
+  say "MariaDB did not come up on 127.0.0.1:3306 within 60 s."
+  say "Start it by hand (start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql)"
+  say "or set TEST_MYSQL_URL to a reachable server, then run scripts/test again."
+  exit 1
+}

@@ -1,0 +1,108 @@
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::{ok_json, problem, TestApp};
+
+both_backends!(
+    missing_or_bad_keys_answer_401,
+    scopes_are_enforced_at_every_boundary,
+    api_keys_are_created_listed_and_revoked,
+    api_key_input_is_validated,
+);
+
+async fn missing_or_bad_keys_answer_401(app: TestApp) {
+    let none = app.request(Method::GET, "/api/v1/schemes").send().await.unwrap();
+    assert_eq!(none.headers()["www-authenticate"], "Bearer realm=\"custclass\"");
+    problem(none, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let unknown = app.request(Method::GET, "/api/v1/schemes").bearer_auth("cck_not_a_key").send().await.unwrap();
+    problem(unknown, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let basic = app.request(Method::GET, "/api/v1/schemes").basic_auth("admin", Some("x")).send().await.unwrap();
+    problem(basic, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let empty = app.request(Method::GET, "/api/v1/schemes").header("Authorization", "Bearer ").send().await.unwrap();
+    problem(empty, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    // Auth comes before the body: no key and a broken body is still 401.
+    let unauthenticated_write = app.request(Method::POST, "/api/v1/schemes").body("{").header("content-type", "application/json").send().await.unwrap();
+    problem(unauthenticated_write, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+async fn scopes_are_enforced_at_every_boundary(app: TestApp) {
+    let read = app.key("reader", "read").await;
+    let write = app.key("writer", "write").await;
+    app.create_scheme("TIER", "2").await;
+    app.create_category("TIER", "01", "VIP客户").await;
+
+    // read may GET everything readable...
+    for path in ["/api/v1/schemes", "/api/v1/schemes/TIER", "/api/v1/schemes/TIER/categories", "/api/v1/schemes/TIER/categories/tree", "/api/v1/schemes/TIER/categories/01"] {
+        let response = app.request(Method::GET, path).bearer_auth(&read).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    // ...and nothing else; schemes and categories need admin, so write is refused too.
+    let admin_only: [(Method, &str, Option<serde_json::Value>); 7] = [
+        (Method::POST, "/api/v1/schemes", Some(json!({"code": "X", "name": "x", "code_rule": "2"}))),
+        (Method::PATCH, "/api/v1/schemes/TIER", Some(json!({"name": "x"}))),
+        (Method::DELETE, "/api/v1/schemes/TIER", None),
+        (Method::POST, "/api/v1/schemes/TIER/categories", Some(json!({"code": "02", "name": "x"}))),
+        (Method::PATCH, "/api/v1/schemes/TIER/categories/01", Some(json!({"name": "x"}))),
+        (Method::DELETE, "/api/v1/schemes/TIER/categories/01", None),
+        (Method::POST, "/api/v1/api-keys", Some(json!({"name": "k", "scope": "read"}))),
+    ];
+    for key in [&read, &write] {
+        for (method, path, body) in &admin_only {
+            let mut request = app.request(method.clone(), path).bearer_auth(key);
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let problem_body = problem(request.send().await.unwrap(), StatusCode::FORBIDDEN, "insufficient_scope").await;
+            assert!(problem_body["detail"].as_str().unwrap().contains("admin"), "{method} {path}");
+        }
+        let list_keys = app.request(Method::GET, "/api/v1/api-keys").bearer_auth(key).send().await.unwrap();
+        problem(list_keys, StatusCode::FORBIDDEN, "insufficient_scope").await;
+        let revoke = app.request(Method::DELETE, "/api/v1/api-keys/1").bearer_auth(key).send().await.unwrap();
+        problem(revoke, StatusCode::FORBIDDEN, "insufficient_scope").await;
+    }
+    // Nothing the refused calls tried is stored.
+    let scheme = ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await;
+    assert_eq!((scheme["name"].clone(), scheme["category_count"].clone()), (json!("TIER scheme"), json!(1)));
+    let schemes = ok_json(app.get("/api/v1/schemes").await, StatusCode::OK).await;
+    assert_eq!(schemes["items"].as_array().unwrap().len(), 1);
+}
+
+async fn api_keys_are_created_listed_and_revoked(app: TestApp) {
+    let response = app.post("/api/v1/api-keys", &json!({"name": "erp-sales", "scope": "write"})).await;
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let created = ok_json(response, StatusCode::CREATED).await;
+    let secret = created["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("cck_") && secret.len() > 40);
+    assert_eq!(created["scope"], "write");
+    assert_eq!(created["prefix"], &secret[..12]);
+    assert_eq!(location, format!("/api/v1/api-keys/{}", created["id"]));
+
+    let list = ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await;
+    let listed = list["items"].as_array().unwrap().iter().find(|k| k["name"] == "erp-sales").unwrap().clone();
+    assert_eq!(listed["revoked_at"], json!(null));
+    assert!(listed.get("secret").is_none(), "secrets are shown once only");
+    assert!(!list.to_string().contains(&secret));
+
+    let works = app.request(Method::GET, "/api/v1/schemes").bearer_auth(&secret).send().await.unwrap();
+    assert_eq!(works.status(), StatusCode::OK);
+
+    assert_eq!(app.delete(&location).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.delete(&location).await.status(), StatusCode::NO_CONTENT, "revoking twice changes nothing");
+    let revoked = app.request(Method::GET, "/api/v1/schemes").bearer_auth(&secret).send().await.unwrap();
+    problem(revoked, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let list = ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await;
+    let listed = list["items"].as_array().unwrap().iter().find(|k| k["name"] == "erp-sales").unwrap().clone();
+    assert!(listed["revoked_at"].is_string());
+
+    problem(app.delete("/api/v1/api-keys/999999").await, StatusCode::NOT_FOUND, "api_key_not_found").await;
+    problem(app.delete("/api/v1/api-keys/abc").await, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+async fn api_key_input_is_validated(app: TestApp) {
+    app.key("erp-sales", "read").await;
+    problem(app.post("/api/v1/api-keys", &json!({"name": "erp-sales", "scope": "read"})).await, StatusCode::CONFLICT, "duplicate_name").await;
+    problem(app.post("/api/v1/api-keys", &json!({"name": "x", "scope": "root"})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+    let blank = problem(app.post("/api/v1/api-keys", &json!({"name": "  ", "scope": "read"})).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert_eq!(blank["errors"][0]["field"], "name");
+}

@@ -1,0 +1,308 @@
+//! Spawns the real application on a fresh database of either backend and talks
+//! to it over HTTP, as a client would.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use custclass::config::Settings;
+use custclass::db::DatabaseUrl;
+use custclass::startup::{bootstrap_admin_key, prepare_database, Application};
+use diesel::{Connection, RunQueryDsl};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Mysql,
+}
+
+/// Generates `name::sqlite` and `name::mysql` tests from `async fn name(app: TestApp)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                super::$name($crate::helpers::spawn_app($crate::helpers::Backend::Mysql).await).await
+            }
+        }
+    )*};
+}
+
+const MYSQL_HELP: &str = "MariaDB/MySQL is not reachable. The tests need it: run `scripts/test` (it starts MariaDB), \
+or start it with `start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd`, \
+or point TEST_MYSQL_URL at a server (default mysql://root@127.0.0.1:3306)";
+
+static DATABASE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn mysql_server_url() -> String {
+    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string()).trim_end_matches('/').to_string()
+}
+
+/// A fresh, empty database for one test.
+fn fresh_database(backend: Backend) -> DatabaseUrl {
+    let name = format!("cct_{}_{}", std::process::id(), DATABASE_COUNTER.fetch_add(1, Ordering::SeqCst));
+    match backend {
+        Backend::Sqlite => {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sqlite");
+            std::fs::create_dir_all(&dir).expect("create the SQLite test directory");
+            let path = dir.join(format!("{name}.db"));
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            DatabaseUrl::Sqlite(path)
+        }
+        Backend::Mysql => {
+            let server = mysql_server_url();
+            let mut conn = diesel::MysqlConnection::establish(&server).unwrap_or_else(|e| panic!("{MYSQL_HELP}: {e}"));
+            diesel::sql_query(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+                .execute(&mut conn)
+                .expect("create the test database");
+            DatabaseUrl::Mysql(format!("{server}/{name}"))
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub admin_key: String,
+    pub client: reqwest::Client,
+    pub database: DatabaseUrl,
+    /// For outage tests on MySQL: the proxy between the app and the server.
+    pub proxy: Option<TcpProxy>,
+}
+
+pub struct Options {
+    pub db_timeout: Duration,
+    pub through_proxy: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { db_timeout: Duration::from_secs(10), through_proxy: false }
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, Options::default()).await
+}
+
+pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
+    let _ = env_logger::builder().is_test(true).filter_level(log::LevelFilter::Warn).try_init();
+    let database = tokio::task::spawn_blocking(move || fresh_database(backend)).await.unwrap();
+    let mut proxy = None;
+    let app_database = match (&database, options.through_proxy) {
+        (DatabaseUrl::Mysql(url), true) => {
+            let (host_end, db_start) = (url.rfind('@').unwrap() + 1, url.rfind('/').unwrap());
+            let started = TcpProxy::start(url[host_end..db_start].to_string()).await;
+            let proxied = format!("{}{}{}", &url[..host_end], started.address, &url[db_start..]);
+            proxy = Some(started);
+            DatabaseUrl::Mysql(proxied)
+        }
+        _ => database.clone(),
+    };
+    let admin_key = format!("test-admin-{}", uuid::Uuid::new_v4().simple());
+    let settings = Settings {
+        database_url: app_database,
+        bind_addr: "127.0.0.1:0".into(),
+        pool_size: 4,
+        db_timeout: options.db_timeout,
+        admin_key: Some(admin_key.clone()),
+        workers: 2,
+    };
+    let prepared = settings.clone();
+    let pool = tokio::task::spawn_blocking(move || {
+        let pool = prepare_database(&prepared)?;
+        bootstrap_admin_key(&pool, prepared.admin_key.as_deref())?;
+        Ok::<_, String>(pool)
+    })
+    .await
+    .unwrap()
+    .unwrap_or_else(|e| panic!("{e}"));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app = Application::serve(pool, listener, settings.workers).unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        admin_key,
+        client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        database,
+        proxy,
+    }
+}
+
+impl TestApp {
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{}", self.address, path))
+    }
+
+    /// A request made with the admin key.
+    pub fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request(method, path).bearer_auth(&self.admin_key)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.admin(Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.admin(Method::POST, path).json(body).send().await.unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Response {
+        self.admin(Method::PATCH, path).json(body).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> Response {
+        self.admin(Method::DELETE, path).send().await.unwrap()
+    }
+
+    /// Creates a key with `scope` and returns its secret.
+    pub async fn key(&self, name: &str, scope: &str) -> String {
+        let body = ok_json(self.post("/api/v1/api-keys", &serde_json::json!({"name": name, "scope": scope})).await, StatusCode::CREATED).await;
+        body["secret"].as_str().unwrap().to_string()
+    }
+
+    pub async fn create_scheme(&self, code: &str, rule: &str) -> Value {
+        let body = serde_json::json!({"code": code, "name": format!("{code} scheme"), "code_rule": rule});
+        ok_json(self.post("/api/v1/schemes", &body).await, StatusCode::CREATED).await
+    }
+
+    pub async fn create_category(&self, scheme: &str, code: &str, name: &str) -> Value {
+        let body = serde_json::json!({"code": code, "name": name});
+        ok_json(self.post(&format!("/api/v1/schemes/{scheme}/categories"), &body).await, StatusCode::CREATED).await
+    }
+}
+
+/// Asserts the status and returns the JSON body.
+pub async fn ok_json(response: Response, expected: StatusCode) -> Value {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, expected, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
+}
+
+/// Asserts a problem+json error with the given status and `code`; returns the problem.
+pub async fn problem(response: Response, expected: StatusCode, code: &str) -> Value {
+    let status = response.status();
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let text = response.text().await.unwrap();
+    assert_eq!(status, expected, "unexpected status; body: {text}");
+    assert_eq!(content_type, "application/problem+json", "not problem+json; body: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["code"], code, "unexpected problem code; body: {text}");
+    assert_eq!(body["status"], expected.as_u16());
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()), "problem without detail: {text}");
+    body
+}
+
+/// A TCP forwarder that a test can cut and restore, to take the database away
+/// from the application without touching the shared server.
+pub struct TcpProxy {
+    pub address: String,
+    target: String,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let proxy = Self { address, target, tasks: Arc::new(Mutex::new(Vec::new())) };
+        proxy.accept_on(listener);
+        proxy
+    }
+
+    fn accept_on(&self, listener: tokio::net::TcpListener) {
+        let target = self.target.clone();
+        let tasks = self.tasks.clone();
+        let accept_tasks = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let connection = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                accept_tasks.lock().unwrap().push(connection);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+    }
+
+    /// Closes the listener and every forwarded connection: the database is gone.
+    pub fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same address: the database is back.
+    pub async fn restore(&self) {
+        let listener = loop {
+            match tokio::net::TcpListener::bind(&self.address).await {
+                Ok(listener) => break listener,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        self.accept_on(listener);
+    }
+}
+
+/// Puts customers into categories straight through the database, for tests of
+/// category counts and invariants that need assignments to exist.
+pub async fn assign_directly(app: &TestApp, scheme: &str, assignments: &[(&str, &str)]) {
+    use custclass::db::schema::{categories, customer_categories, customers, schemes};
+    use diesel::prelude::*;
+
+    let database = app.database.clone();
+    let scheme = scheme.to_string();
+    let assignments: Vec<(String, String)> = assignments.iter().map(|(c, k)| (c.to_string(), k.to_string())).collect();
+    tokio::task::spawn_blocking(move || {
+        let pool = custclass::db::build_pool(&database, 1, Duration::from_secs(10)).unwrap();
+        let mut conn = pool.get().unwrap();
+        let at = custclass::db::now();
+        let scheme_id: i64 = schemes::table.filter(schemes::code.eq(&scheme)).select(schemes::id).first(&mut conn).unwrap();
+        for (customer, category) in assignments {
+            diesel::insert_into(customers::table)
+                .values((
+                    customers::code.eq(&customer),
+                    customers::name.eq(&customer),
+                    customers::status.eq("active"),
+                    customers::created_at.eq(at),
+                    customers::updated_at.eq(at),
+                ))
+                .execute(&mut conn)
+                .unwrap();
+            let customer_id: i64 = customers::table.filter(customers::code.eq(&customer)).select(customers::id).first(&mut conn).unwrap();
+            let category_id: i64 = categories::table
+                .filter(categories::scheme_id.eq(scheme_id))
+                .filter(categories::code.eq(&category))
+                .select(categories::id)
+                .first(&mut conn)
+                .unwrap();
+            diesel::insert_into(customer_categories::table)
+                .values((
+                    customer_categories::customer_id.eq(customer_id),
+                    customer_categories::scheme_id.eq(scheme_id),
+                    customer_categories::category_id.eq(category_id),
+                    customer_categories::category_code.eq(&category),
+                    customer_categories::assigned_at.eq(at),
+                ))
+                .execute(&mut conn)
+                .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+}

@@ -1,0 +1,10 @@
+//! Black-box HTTP tests. Every test that touches the database runs on SQLite and on MariaDB/MySQL.
+
+mod helpers;
+
+mod auth;
+mod categories;
+mod errors;
+mod openapi;
+mod operations;
+mod schemes;

@@ -1,0 +1,110 @@
+use std::time::Duration;
+
+use diesel::{Connection, RunQueryDsl};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::{ok_json, problem, spawn_app_with, Backend, Options, TestApp};
+
+both_backends!(probes_answer_without_auth, request_ids_are_echoed_or_made, metrics_count_requests_and_pool);
+
+async fn probes_answer_without_auth(app: TestApp) {
+    let health = ok_json(app.request(Method::GET, "/healthz").send().await.unwrap(), StatusCode::OK).await;
+    assert_eq!(health["status"], "ok");
+    let ready = ok_json(app.request(Method::GET, "/readyz").send().await.unwrap(), StatusCode::OK).await;
+    assert_eq!(ready["status"], "ready");
+    let ui = app.request(Method::GET, "/swagger-ui/").send().await.unwrap();
+    assert_eq!(ui.status(), StatusCode::OK);
+    assert!(ui.text().await.unwrap().contains("swagger"), "Swagger UI is served from the binary");
+    let doc = ok_json(app.request(Method::GET, "/api-docs/openapi.json").send().await.unwrap(), StatusCode::OK).await;
+    let committed: serde_json::Value = serde_json::from_str(include_str!("../../openapi/openapi.json")).unwrap();
+    assert_eq!(doc, committed, "the served document is the committed one");
+}
+
+async fn request_ids_are_echoed_or_made(app: TestApp) {
+    let given = app.request(Method::GET, "/healthz").header("X-Request-Id", "trace-123").send().await.unwrap();
+    assert_eq!(given.headers()["x-request-id"], "trace-123");
+    let made = app.get("/api/v1/nothing").await;
+    let id = made.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "a UUID is made when none is sent: {id}");
+}
+
+async fn metrics_count_requests_and_pool(app: TestApp) {
+    app.get("/api/v1/schemes").await;
+    app.get("/api/v1/schemes/NOPE").await;
+    let text = app.request(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
+    assert!(text.contains(r#"custclass_http_requests_total{method="GET",route="/api/v1/schemes",status="200"} 1"#), "{text}");
+    assert!(text.contains(r#"custclass_http_requests_total{method="GET",route="/api/v1/schemes/{scheme}",status="404"} 1"#), "{text}");
+    assert!(text.contains(r#"custclass_http_request_duration_seconds_bucket{method="GET",route="/api/v1/schemes",status="200",le="+Inf"} 1"#));
+    assert!(text.contains("custclass_db_pool_max_connections 4"));
+    assert!(text.contains("custclass_db_pool_connections "));
+}
+
+/// While the database is gone (MySQL) or locked by another process (SQLite), API
+/// calls answer 503 with Retry-After; once it is back they succeed without a restart.
+mod database_outage {
+    use super::*;
+
+    const SHORT: Duration = Duration::from_millis(700);
+
+    async fn assert_unavailable(response: reqwest::Response) {
+        assert_eq!(response.headers()["retry-after"], "5");
+        problem(response, StatusCode::SERVICE_UNAVAILABLE, "database_unavailable").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mysql() {
+        let app = spawn_app_with(Backend::Mysql, Options { db_timeout: SHORT, through_proxy: true }).await;
+        app.create_scheme("TIER", "2").await;
+        let proxy = app.proxy.as_ref().unwrap();
+
+        proxy.cut();
+        assert_unavailable(app.get("/api/v1/schemes/TIER").await).await;
+        assert_unavailable(app.post("/api/v1/schemes", &json!({"code": "DOWN", "name": "x", "code_rule": "2"})).await).await;
+        assert_unavailable(app.request(Method::GET, "/readyz").send().await.unwrap()).await;
+        assert_eq!(app.request(Method::GET, "/healthz").send().await.unwrap().status(), StatusCode::OK, "the process itself is alive");
+
+        proxy.restore().await;
+        let mut recovered = None;
+        for _ in 0..50 {
+            let response = app.get("/api/v1/schemes/TIER").await;
+            if response.status() == StatusCode::OK {
+                recovered = Some(response);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let scheme = ok_json(recovered.expect("the service recovers once the database is back"), StatusCode::OK).await;
+        assert_eq!(scheme["code"], "TIER");
+        app.create_scheme("BACK", "2").await;
+        assert_eq!(app.request(Method::GET, "/readyz").send().await.unwrap().status(), StatusCode::OK);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = spawn_app_with(Backend::Sqlite, Options { db_timeout: SHORT, through_proxy: false }).await;
+        app.create_scheme("TIER", "2").await;
+        let custclass::db::DatabaseUrl::Sqlite(path) = app.database.clone() else { unreachable!() };
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let mut other = diesel::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+            diesel::sql_query("BEGIN EXCLUSIVE").execute(&mut other).unwrap();
+            locked_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            diesel::sql_query("COMMIT").execute(&mut other).unwrap();
+        });
+        locked_rx.recv().unwrap();
+
+        assert_unavailable(app.post("/api/v1/schemes", &json!({"code": "DOWN", "name": "x", "code_rule": "2"})).await).await;
+        assert_unavailable(app.patch("/api/v1/schemes/TIER", &json!({"name": "x"})).await).await;
+
+        release_tx.send(()).unwrap();
+        holder.join().unwrap();
+        app.create_scheme("BACK", "2").await;
+        let scheme = ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await;
+        assert_eq!(scheme["name"], "TIER scheme", "the refused write changed nothing");
+        problem(app.get("/api/v1/schemes/DOWN").await, StatusCode::NOT_FOUND, "scheme_not_found").await;
+    }
+}
