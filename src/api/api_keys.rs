@@ -60,7 +60,7 @@ pub struct ApiKeyCreate {
     pub scope: Scope,
 }
 
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys",
+#[utoipa::path(get, path = "/api/v1/api-keys", operation_id = "list_api_keys", tag = "api-keys",
     responses((status = 200, description = "Every key, revoked ones included, without secrets", body = Page<ApiKey>)))]
 pub async fn list(state: web::Data<AppState>, _auth: Auth<Admin>) -> Result<HttpResponse, AppError> {
     let rows = state.db.run(store::list).await?;
@@ -68,7 +68,7 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Admin>) -> Result<Http
     Ok(HttpResponse::Ok().json(Page::complete(keys)))
 }
 
-#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = ApiKeyCreate,
+#[utoipa::path(post, path = "/api/v1/api-keys", operation_id = "create_api_key", tag = "api-keys", request_body = ApiKeyCreate,
     responses(
         (status = 201, description = "Created; the secret is in this response only", body = ApiKeyCreated, headers(("Location" = String))),
         (status = 409, description = "`duplicate_name`", body = Problem, content_type = "application/problem+json"),
@@ -88,7 +88,7 @@ pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::J
         .json(ApiKeyCreated { key, secret: exposed }))
 }
 
-#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", tag = "api-keys",
+#[utoipa::path(delete, path = "/api/v1/api-keys/{id}", operation_id = "revoke_api_key", tag = "api-keys",
     params(("id" = i64, Path, description = "Key id")),
     responses(
         (status = 204, description = "Revoked (revoking a revoked key changes nothing)"),

@@ -172,7 +172,7 @@ fn build_tree(categories: Vec<Category>) -> Vec<CategoryNode> {
 }
 
 
-#[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories", tag = "categories",
+#[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories", operation_id = "list_categories", tag = "categories",
     params(("scheme" = String, Path, description = "Scheme code")),
     responses(
         (status = 200, description = "Every category of the scheme ordered by code (the tree in pre-order), with counts", body = Page<Category>),
@@ -184,7 +184,7 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Category::from).collect())))
 }
 
-#[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories/tree", tag = "categories",
+#[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories/tree", operation_id = "get_category_tree", tag = "categories",
     params(("scheme" = String, Path, description = "Scheme code")),
     responses(
         (status = 200, description = "The nested hierarchy with counts", body = CategoryTree),
@@ -198,7 +198,7 @@ pub async fn tree(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path
     Ok(HttpResponse::Ok().json(CategoryTree { scheme, items }))
 }
 
-#[utoipa::path(post, path = "/api/v1/schemes/{scheme}/categories", tag = "categories", request_body = CategoryCreate,
+#[utoipa::path(post, path = "/api/v1/schemes/{scheme}/categories", operation_id = "create_category", tag = "categories", request_body = CategoryCreate,
     params(("scheme" = String, Path, description = "Scheme code")),
     responses(
         (status = 201, description = "Created", body = Category, headers(("Location" = String), ("ETag" = String))),
@@ -219,7 +219,7 @@ pub async fn create(
     Ok(created_versioned(location, category.version, &category))
 }
 
-#[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories/{code}", tag = "categories",
+#[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories/{code}", operation_id = "get_category", tag = "categories",
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code")),
     responses(
         (status = 200, description = "The category", body = Category, headers(("ETag" = String))),
@@ -231,7 +231,7 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<
     Ok(ok_versioned(category.version, &category))
 }
 
-#[utoipa::path(patch, path = "/api/v1/schemes/{scheme}/categories/{code}", tag = "categories", request_body = CategoryPatch,
+#[utoipa::path(patch, path = "/api/v1/schemes/{scheme}/categories/{code}", operation_id = "update_category", tag = "categories", request_body = CategoryPatch,
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"),
            ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
     responses(
@@ -253,7 +253,7 @@ pub async fn update(
     Ok(ok_versioned(category.version, &category))
 }
 
-#[utoipa::path(delete, path = "/api/v1/schemes/{scheme}/categories/{code}", tag = "categories",
+#[utoipa::path(delete, path = "/api/v1/schemes/{scheme}/categories/{code}", operation_id = "delete_category", tag = "categories",
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"),
            ("If-Match" = Option<String>, Header, description = "ETag of the version being deleted")),
     responses(

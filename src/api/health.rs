@@ -14,13 +14,13 @@ pub struct Health {
     pub status: String,
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations", security(()),
     responses((status = 200, description = "The process is up", body = Health)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok".into() })
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "The database answers", body = Health),
         (status = 503, description = "`database_unavailable`, with Retry-After", body = Problem, content_type = "application/problem+json"),
@@ -30,7 +30,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError
     Ok(HttpResponse::Ok().json(Health { status: "ready".into() }))
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()

@@ -155,14 +155,14 @@ impl SchemePatch {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/schemes", tag = "schemes",
+#[utoipa::path(get, path = "/api/v1/schemes", operation_id = "list_schemes", tag = "schemes",
     responses((status = 200, description = "All schemes, ordered by code", body = Page<Scheme>)))]
 pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>) -> Result<HttpResponse, AppError> {
     let views = state.db.run(store::list).await?;
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Scheme::from).collect())))
 }
 
-#[utoipa::path(post, path = "/api/v1/schemes", tag = "schemes", request_body = SchemeCreate,
+#[utoipa::path(post, path = "/api/v1/schemes", operation_id = "create_scheme", tag = "schemes", request_body = SchemeCreate,
     responses(
         (status = 201, description = "Created", body = Scheme, headers(("Location" = String), ("ETag" = String))),
         (status = 409, description = "`duplicate_code`: the scheme exists", body = Problem, content_type = "application/problem+json"),
@@ -174,7 +174,7 @@ pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::J
     Ok(created_versioned(format!("/api/v1/schemes/{}", scheme.code), scheme.version, &scheme))
 }
 
-#[utoipa::path(get, path = "/api/v1/schemes/{scheme}", tag = "schemes",
+#[utoipa::path(get, path = "/api/v1/schemes/{scheme}", operation_id = "get_scheme", tag = "schemes",
     params(("scheme" = String, Path, description = "Scheme code")),
     responses(
         (status = 200, description = "The scheme", body = Scheme, headers(("ETag" = String))),
@@ -186,7 +186,7 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<
     Ok(ok_versioned(scheme.version, &scheme))
 }
 
-#[utoipa::path(patch, path = "/api/v1/schemes/{scheme}", tag = "schemes", request_body = SchemePatch,
+#[utoipa::path(patch, path = "/api/v1/schemes/{scheme}", operation_id = "update_scheme", tag = "schemes", request_body = SchemePatch,
     params(("scheme" = String, Path, description = "Scheme code"),
            ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
     responses(
@@ -208,7 +208,7 @@ pub async fn update(
     Ok(ok_versioned(scheme.version, &scheme))
 }
 
-#[utoipa::path(delete, path = "/api/v1/schemes/{scheme}", tag = "schemes",
+#[utoipa::path(delete, path = "/api/v1/schemes/{scheme}", operation_id = "delete_scheme", tag = "schemes",
     params(("scheme" = String, Path, description = "Scheme code"),
            ("If-Match" = Option<String>, Header, description = "ETag of the version being deleted")),
     responses(

@@ -41,8 +41,11 @@ fn document_is_openapi_3_1_with_resolvable_refs_and_security() {
         assert!(doc.pointer(pointer).is_some(), "unresolvable $ref {target}");
     }
 
+    let mut operation_ids = std::collections::HashSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(operation_ids.insert(id.to_string()), "operationId {id} is not unique");
             let responses = operation["responses"].as_object().unwrap();
             assert!(!responses.is_empty(), "{method} {path} documents no response");
             if path.starts_with("/api/v1/") {
