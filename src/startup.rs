@@ -34,22 +34,23 @@ pub fn prepare_database(settings: &Settings) -> Result<DbPool, String> {
     Ok(pool)
 }
 
-/// Makes sure an admin key can be used: the configured one, or a generated first one.
-pub fn bootstrap_admin_key(pool: &DbPool, configured: Option<&str>) -> Result<(), String> {
+/// Makes sure an admin key can be used: the configured one, or a generated first
+/// one, which is logged once and returned.
+pub fn bootstrap_admin_key(pool: &DbPool, configured: Option<&str>) -> Result<Option<String>, String> {
     let configured = configured.map(ApiKeySecret::from_operator).transpose().map_err(|e| format!("CUSTCLASS_ADMIN_KEY {}", e.message))?;
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     match api_keys::bootstrap(&mut conn, configured.as_ref()) {
         Ok(Bootstrap::Generated(secret)) => {
             log::warn!("no API key existed, so an admin key was created; it is shown only this once: {secret}");
-            Ok(())
+            Ok(Some(secret))
         }
         Ok(Bootstrap::Ensured) => {
             log::info!("the admin key from CUSTCLASS_ADMIN_KEY is in place");
-            Ok(())
+            Ok(None)
         }
-        Ok(Bootstrap::Unchanged) => Ok(()),
+        Ok(Bootstrap::Unchanged) => Ok(None),
         // Another replica starting at the same moment made the first key.
-        Err(e) if e.code == "duplicate" => Ok(()),
+        Err(e) if e.code == "duplicate" => Ok(None),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -83,11 +83,13 @@ pub struct TestApp {
 pub struct Options {
     pub db_timeout: Duration,
     pub through_proxy: bool,
+    /// `CUSTCLASS_ADMIN_KEY`; without one the first start generates the admin key.
+    pub configured_admin_key: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { db_timeout: Duration::from_secs(10), through_proxy: false }
+        Self { db_timeout: Duration::from_secs(10), through_proxy: false, configured_admin_key: true }
     }
 }
 
@@ -109,24 +111,25 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         }
         _ => database.clone(),
     };
-    let admin_key = format!("test-admin-{}", uuid::Uuid::new_v4().simple());
+    let configured_key = options.configured_admin_key.then(|| format!("test-admin-{}", uuid::Uuid::new_v4().simple()));
     let settings = Settings {
         database_url: app_database,
         bind_addr: "127.0.0.1:0".into(),
         pool_size: 4,
         db_timeout: options.db_timeout,
-        admin_key: Some(admin_key.clone()),
+        admin_key: configured_key.clone(),
         workers: 2,
     };
     let prepared = settings.clone();
-    let pool = tokio::task::spawn_blocking(move || {
+    let (pool, generated_key) = tokio::task::spawn_blocking(move || {
         let pool = prepare_database(&prepared)?;
-        bootstrap_admin_key(&pool, prepared.admin_key.as_deref())?;
-        Ok::<_, String>(pool)
+        let generated = bootstrap_admin_key(&pool, prepared.admin_key.as_deref())?;
+        Ok::<_, String>((pool, generated))
     })
     .await
     .unwrap()
     .unwrap_or_else(|e| panic!("{e}"));
+    let admin_key = configured_key.or(generated_key).expect("either the configured or a generated admin key");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let app = Application::serve(pool, listener, settings.workers).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod categories;
+mod cli;
 mod errors;
 mod openapi;
 mod operations;

@@ -55,7 +55,7 @@ mod database_outage {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn mysql() {
-        let app = spawn_app_with(Backend::Mysql, Options { db_timeout: SHORT, through_proxy: true }).await;
+        let app = spawn_app_with(Backend::Mysql, Options { db_timeout: SHORT, through_proxy: true, ..Options::default() }).await;
         app.create_scheme("TIER", "2").await;
         let proxy = app.proxy.as_ref().unwrap();
 
@@ -83,7 +83,7 @@ mod database_outage {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite() {
-        let app = spawn_app_with(Backend::Sqlite, Options { db_timeout: SHORT, through_proxy: false }).await;
+        let app = spawn_app_with(Backend::Sqlite, Options { db_timeout: SHORT, ..Options::default() }).await;
         app.create_scheme("TIER", "2").await;
         let custclass::db::DatabaseUrl::Sqlite(path) = app.database.clone() else { unreachable!() };
         let (locked_tx, locked_rx) = std::sync::mpsc::channel();
