@@ -59,8 +59,8 @@ pub fn main() -> Result<(), String> {
             let name = KeyName::parse(&name).map_err(|e| format!("--name {}", e.message))?;
             let scope: Scope = scope.parse().map_err(|e: crate::domain::FieldError| e.message)?;
             let secret = ApiKeySecret::generate();
-            let mut conn = pool.get().map_err(|e| e.to_string())?;
-            crate::store::api_keys::create(&mut conn, &name, scope, &secret).map_err(|e| e.detail)?;
+            let mut session = pool.get().map_err(|e| e.to_string())?;
+            crate::store::api_keys::create(&mut session.conn, &name, scope, &secret).map_err(|e| e.detail)?;
             println!("{}", secret.expose());
             Ok(())
         }

@@ -27,8 +27,8 @@ pub struct Application {
 /// Connects and brings the schema up to date. Blocking: call before serving.
 pub fn prepare_database(settings: &Settings) -> Result<DbPool, String> {
     let pool = db::build_pool(&settings.database_url, settings.pool_size, settings.db_timeout)?;
-    let mut conn = pool.get().map_err(|e| format!("cannot connect to {}: {e}", settings.database_url.redacted()))?;
-    for migration in db::migrate(&mut conn)? {
+    let mut session = pool.get().map_err(|e| format!("cannot connect to {}: {e}", settings.database_url.redacted()))?;
+    for migration in db::migrate(&mut session.conn)? {
         log::info!("applied migration {migration}");
     }
     Ok(pool)
@@ -38,8 +38,8 @@ pub fn prepare_database(settings: &Settings) -> Result<DbPool, String> {
 /// one, which is logged once and returned.
 pub fn bootstrap_admin_key(pool: &DbPool, configured: Option<&str>) -> Result<Option<String>, String> {
     let configured = configured.map(ApiKeySecret::from_operator).transpose().map_err(|e| format!("CUSTCLASS_ADMIN_KEY {}", e.message))?;
-    let mut conn = pool.get().map_err(|e| e.to_string())?;
-    match api_keys::bootstrap(&mut conn, configured.as_ref()) {
+    let mut session = pool.get().map_err(|e| e.to_string())?;
+    match api_keys::bootstrap(&mut session.conn, configured.as_ref()) {
         Ok(Bootstrap::Generated(secret)) => {
             log::warn!("no API key existed, so an admin key was created; it is shown only this once: {secret}");
             Ok(Some(secret))

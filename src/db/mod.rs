@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::mysql::MysqlConnection;
-use diesel::r2d2::{ManageConnection, Pool, PooledConnection, R2D2Connection};
+use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorKind};
 
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
@@ -87,11 +87,33 @@ pub struct Manager {
     busy_timeout: Duration,
 }
 
+/// A pooled connection, and whether it failed in a way that may have broken it.
+pub struct Session {
+    pub conn: DbConnection,
+    failed: bool,
+}
+
 impl ManageConnection for Manager {
-    type Connection = DbConnection;
+    type Connection = Session;
     type Error = diesel::r2d2::Error;
 
-    fn connect(&self) -> Result<DbConnection, Self::Error> {
+    fn connect(&self) -> Result<Session, Self::Error> {
+        self.open().map(|conn| Session { conn, failed: false })
+    }
+
+    fn is_valid(&self, session: &mut Session) -> Result<(), Self::Error> {
+        session.conn.ping().map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    /// Connections are not pinged on every checkout (that would cost a round trip per
+    /// request); one whose query failed with a connection error is dropped on return.
+    fn has_broken(&self, session: &mut Session) -> bool {
+        session.failed || session.conn.is_broken()
+    }
+}
+
+impl Manager {
+    fn open(&self) -> Result<DbConnection, diesel::r2d2::Error> {
         match &self.url {
             DatabaseUrl::Mysql(url) => {
                 let mut conn = MysqlConnection::establish(url).map_err(diesel::r2d2::Error::ConnectionError)?;
@@ -120,18 +142,9 @@ impl ManageConnection for Manager {
             }
         }
     }
-
-    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
-        conn.ping().map_err(diesel::r2d2::Error::QueryError)
-    }
-
-    fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        conn.is_broken()
-    }
 }
 
 pub type DbPool = Pool<Manager>;
-pub type PooledDb = PooledConnection<Manager>;
 
 /// Builds the pool. `connect_timeout` bounds how long a request waits for a
 /// connection before it answers 503; it doubles as SQLite's lock wait.
@@ -144,7 +157,7 @@ pub fn build_pool(url: &DatabaseUrl, size: u32, connect_timeout: Duration) -> Re
         .max_size(size)
         .min_idle(Some(size.min(2)))
         .connection_timeout(connect_timeout)
-        .test_on_check_out(true)
+        .test_on_check_out(false)
         .build(manager)
         .map_err(|e| format!("cannot connect to {}: {e}", url.redacted()))
 }
@@ -239,8 +252,12 @@ impl Db {
     {
         let pool = self.pool.clone();
         actix_web::web::block(move || {
-            let mut conn = pool.get()?;
-            work(&mut conn)
+            let mut session = pool.get()?;
+            let result = work(&mut session.conn);
+            if matches!(&result, Err(error) if error.kind == ErrorKind::Unavailable) {
+                session.failed = true;
+            }
+            result
         })
         .await
         .map_err(|_| AppError::internal("the blocking task pool is shutting down"))?

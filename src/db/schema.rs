@@ -76,8 +76,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    assignment_history (id) {
+        id -> BigInt,
+        customer_code -> Text,
+        scheme_code -> Text,
+        from_category -> Nullable<Text>,
+        to_category -> Nullable<Text>,
+        at -> Timestamp,
+        actor -> Text,
+        source -> Text,
+        reason -> Nullable<Text>,
+        rule_id -> Nullable<BigInt>,
+        run_id -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(categories -> schemes (scheme_id));
+diesel::joinable!(customer_categories -> schemes (scheme_id));
 diesel::joinable!(customer_categories -> customers (customer_id));
 diesel::joinable!(customer_categories -> categories (category_id));
 
-diesel::allow_tables_to_appear_in_same_query!(schemes, categories, customers, customer_categories, api_keys);
+diesel::allow_tables_to_appear_in_same_query!(schemes, categories, customers, customer_categories, api_keys, assignment_history);

@@ -4,6 +4,7 @@
 pub mod api_key;
 pub mod category;
 pub mod code_rule;
+pub mod customer;
 pub mod scheme;
 
 use serde::Serialize;

@@ -273,9 +273,9 @@ pub async fn assign_directly(app: &TestApp, scheme: &str, assignments: &[(&str, 
     let assignments: Vec<(String, String)> = assignments.iter().map(|(c, k)| (c.to_string(), k.to_string())).collect();
     tokio::task::spawn_blocking(move || {
         let pool = custclass::db::build_pool(&database, 1, Duration::from_secs(10)).unwrap();
-        let mut conn = pool.get().unwrap();
+        let mut session = pool.get().unwrap();
         let at = custclass::db::now();
-        let scheme_id: i64 = schemes::table.filter(schemes::code.eq(&scheme)).select(schemes::id).first(&mut conn).unwrap();
+        let scheme_id: i64 = schemes::table.filter(schemes::code.eq(&scheme)).select(schemes::id).first(&mut session.conn).unwrap();
         for (customer, category) in assignments {
             diesel::insert_into(customers::table)
                 .values((
@@ -285,14 +285,14 @@ pub async fn assign_directly(app: &TestApp, scheme: &str, assignments: &[(&str, 
                     customers::created_at.eq(at),
                     customers::updated_at.eq(at),
                 ))
-                .execute(&mut conn)
+                .execute(&mut session.conn)
                 .unwrap();
-            let customer_id: i64 = customers::table.filter(customers::code.eq(&customer)).select(customers::id).first(&mut conn).unwrap();
+            let customer_id: i64 = customers::table.filter(customers::code.eq(&customer)).select(customers::id).first(&mut session.conn).unwrap();
             let category_id: i64 = categories::table
                 .filter(categories::scheme_id.eq(scheme_id))
                 .filter(categories::code.eq(&category))
                 .select(categories::id)
-                .first(&mut conn)
+                .first(&mut session.conn)
                 .unwrap();
             diesel::insert_into(customer_categories::table)
                 .values((
@@ -302,7 +302,7 @@ pub async fn assign_directly(app: &TestApp, scheme: &str, assignments: &[(&str, 
                     customer_categories::category_code.eq(&category),
                     customer_categories::assigned_at.eq(at),
                 ))
-                .execute(&mut conn)
+                .execute(&mut session.conn)
                 .unwrap();
         }
     })

@@ -1,0 +1,3 @@
+DROP TABLE assignment_history;
+DROP INDEX ix_customers_created ON customers;
+DROP INDEX ix_customers_name ON customers;
