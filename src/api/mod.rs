@@ -1,8 +1,11 @@
 //! HTTP resources under `/api/v1`, one module each, plus what they share.
 
 pub mod api_keys;
+pub mod assignments;
 pub mod auth;
 pub mod categories;
+pub mod cursor;
+pub mod customers;
 pub mod error;
 pub mod health;
 pub mod openapi;
@@ -110,6 +113,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .configure(schemes::routes)
             .configure(categories::routes)
+            .configure(customers::routes)
+            .configure(assignments::routes)
             .configure(api_keys::routes),
     );
 }

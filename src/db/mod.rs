@@ -31,6 +31,22 @@ impl DbConnection {
     }
 }
 
+/// A multi-row `INSERT` run on the concrete connection: diesel's multi-backend
+/// connection does not batch inserts. Rows must give every column a value
+/// (`treat_none_as_default_value = false`), as SQLite takes no `DEFAULT` there.
+#[macro_export]
+macro_rules! insert_rows {
+    ($conn:expr, $table:expr, $rows:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Mysql(mysql) => diesel::insert_into($table).values($rows).execute(mysql),
+            $crate::db::DbConnection::Sqlite(sqlite) => diesel::insert_into($table).values($rows).execute(sqlite),
+        }
+    };
+}
+
+/// The SQL backend type of `DbConnection`, for boxed queries.
+pub type DbBackend = <DbConnection as Connection>::Backend;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Mysql,

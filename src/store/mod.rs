@@ -2,7 +2,10 @@
 //! domain values, enforce the invariants that need the database, and return rows.
 
 pub mod api_keys;
+pub mod assignments;
 pub mod categories;
+pub mod customers;
+pub mod history;
 pub mod schemes;
 
 use diesel::RunQueryDsl;
@@ -18,22 +21,43 @@ pub fn check_version(expected: Option<i64>, current: i64) -> Result<(), AppError
     }
 }
 
-/// Locks one row until the transaction ends so that checks made on it stay true
-/// (MySQL `SELECT … FOR UPDATE`). SQLite needs none: `BEGIN IMMEDIATE` already
-/// serialises writers.
-pub(crate) fn lock_row(conn: &mut DbConnection, table: LockableTable, id: i64) -> Result<(), AppError> {
+/// Locks rows until the transaction ends so that checks made on them stay true
+/// (MySQL `SELECT … FOR UPDATE` / `LOCK IN SHARE MODE`; ids in ascending order, so
+/// that two transactions lock in the same order). SQLite needs none: `BEGIN
+/// IMMEDIATE` already serialises writers.
+pub(crate) fn lock_rows(conn: &mut DbConnection, table: LockableTable, ids: &[i64], mode: LockMode) -> Result<(), AppError> {
     if let DbConnection::Mysql(mysql) = conn {
-        diesel::sql_query(format!("SELECT id FROM {} WHERE id = ? FOR UPDATE", table.name()))
-            .bind::<diesel::sql_types::BigInt, _>(id)
-            .execute(mysql)?;
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        for chunk in ids.chunks(1000) {
+            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let clause = match mode {
+                LockMode::Exclusive => "FOR UPDATE",
+                LockMode::Shared => "LOCK IN SHARE MODE",
+            };
+            diesel::sql_query(format!("SELECT id FROM {} WHERE id IN ({list}) ORDER BY id {clause}", table.name())).execute(mysql)?;
+        }
     }
     Ok(())
+}
+
+pub(crate) fn lock_row(conn: &mut DbConnection, table: LockableTable, id: i64) -> Result<(), AppError> {
+    lock_rows(conn, table, &[id], LockMode::Exclusive)
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LockMode {
+    Exclusive,
+    /// Others may take a shared lock too, but no exclusive one.
+    Shared,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum LockableTable {
     Schemes,
     Categories,
+    Customers,
 }
 
 impl LockableTable {
@@ -41,6 +65,7 @@ impl LockableTable {
         match self {
             LockableTable::Schemes => "schemes",
             LockableTable::Categories => "categories",
+            LockableTable::Customers => "customers",
         }
     }
 }

@@ -203,14 +203,16 @@ async fn unknown_scheme_and_category_are_404(app: TestApp) {
     problem(app.patch("/api/v1/schemes/TIER/categories/99", &json!({"name": "x"})).await, StatusCode::NOT_FOUND, "category_not_found").await;
 }
 
-/// Counts read the assignment table: direct on the category, and over the whole subtree.
+/// Counts follow the assignments: direct on the category, and over the whole subtree.
 async fn counts_come_from_assignments(app: TestApp) {
     app.create_scheme("REGION", "2-2").await;
     app.create_category("REGION", "01", "华北地区客户").await;
     app.create_category("REGION", "0101", "北京").await;
     app.create_category("REGION", "0102", "天津").await;
     app.create_category("REGION", "02", "华南地区客户").await;
-    crate::helpers::assign_directly(&app, "REGION", &[("C1", "0101"), ("C2", "0101"), ("C3", "0102"), ("C4", "02")]).await;
+    for (customer, category) in [("C1", "0101"), ("C2", "0101"), ("C3", "0102"), ("C4", "02")] {
+        app.create_customer(customer, json!({"REGION": category})).await;
+    }
 
     let list = ok_json(app.get("/api/v1/schemes/REGION/categories").await, StatusCode::OK).await;
     let counts: Vec<(String, i64, i64)> = list["items"]

@@ -262,50 +262,72 @@ impl TcpProxy {
     }
 }
 
-/// Puts customers into categories straight through the database, for tests of
-/// category counts and invariants that need assignments to exist.
-pub async fn assign_directly(app: &TestApp, scheme: &str, assignments: &[(&str, &str)]) {
-    use custclass::db::schema::{categories, customer_categories, customers, schemes};
+/// Inserts `count` bare customers (`{prefix}00001`, …) straight into the database,
+/// for tests that need more customers than is quick to create over HTTP.
+pub async fn insert_customers_directly(app: &TestApp, prefix: &str, count: usize) -> Vec<String> {
+    use custclass::db::schema::customers;
     use diesel::prelude::*;
 
     let database = app.database.clone();
-    let scheme = scheme.to_string();
-    let assignments: Vec<(String, String)> = assignments.iter().map(|(c, k)| (c.to_string(), k.to_string())).collect();
+    let codes: Vec<String> = (1..=count).map(|i| format!("{prefix}{i:05}")).collect();
+    let inserted = codes.clone();
     tokio::task::spawn_blocking(move || {
         let pool = custclass::db::build_pool(&database, 1, Duration::from_secs(10)).unwrap();
         let mut session = pool.get().unwrap();
         let at = custclass::db::now();
-        let scheme_id: i64 = schemes::table.filter(schemes::code.eq(&scheme)).select(schemes::id).first(&mut session.conn).unwrap();
-        for (customer, category) in assignments {
-            diesel::insert_into(customers::table)
-                .values((
-                    customers::code.eq(&customer),
-                    customers::name.eq(&customer),
-                    customers::status.eq("active"),
-                    customers::created_at.eq(at),
-                    customers::updated_at.eq(at),
-                ))
-                .execute(&mut session.conn)
-                .unwrap();
-            let customer_id: i64 = customers::table.filter(customers::code.eq(&customer)).select(customers::id).first(&mut session.conn).unwrap();
-            let category_id: i64 = categories::table
-                .filter(categories::scheme_id.eq(scheme_id))
-                .filter(categories::code.eq(&category))
-                .select(categories::id)
-                .first(&mut session.conn)
-                .unwrap();
-            diesel::insert_into(customer_categories::table)
-                .values((
-                    customer_categories::customer_id.eq(customer_id),
-                    customer_categories::scheme_id.eq(scheme_id),
-                    customer_categories::category_id.eq(category_id),
-                    customer_categories::category_code.eq(&category),
-                    customer_categories::assigned_at.eq(at),
-                ))
-                .execute(&mut session.conn)
-                .unwrap();
+        for chunk in inserted.chunks(500) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|code| {
+                    (
+                        customers::code.eq(code.clone()),
+                        customers::name.eq(format!("客户 {code}")),
+                        customers::status.eq("active"),
+                        customers::version.eq(1i64),
+                        customers::created_at.eq(at),
+                        customers::updated_at.eq(at),
+                    )
+                })
+                .collect();
+            custclass::insert_rows!(&mut session.conn, customers::table, rows).unwrap();
         }
     })
     .await
     .unwrap();
+    codes
+}
+
+impl TestApp {
+    pub async fn create_customer(&self, code: &str, categories: Value) -> Value {
+        let body = serde_json::json!({"code": code, "name": format!("{code} 有限公司"), "categories": categories});
+        ok_json(self.post("/api/v1/customers", &body).await, StatusCode::CREATED).await
+    }
+
+    pub async fn assign(&self, customer: &str, scheme: &str, category: &str) -> Response {
+        self.admin(Method::PUT, &format!("/api/v1/customers/{customer}/categories/{scheme}"))
+            .json(&serde_json::json!({"category": category}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Every history entry of a customer, oldest first, following the cursors.
+    pub async fn full_history(&self, customer: &str) -> Vec<Value> {
+        let mut entries = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/customers/{customer}/history?limit=7&cursor={c}"),
+                None => format!("/api/v1/customers/{customer}/history?limit=7"),
+            };
+            let page = ok_json(self.get(&path).await, StatusCode::OK).await;
+            entries.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => break,
+            }
+        }
+        entries.reverse();
+        entries
+    }
 }

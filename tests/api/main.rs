@@ -3,8 +3,11 @@
 mod helpers;
 
 mod auth;
+mod assignments;
 mod categories;
 mod cli;
+mod customer_list;
+mod customers;
 mod errors;
 mod openapi;
 mod operations;

@@ -1,0 +1,167 @@
+//! Assignment: `PUT/DELETE /customers/{code}/categories/{scheme}` and `POST /assignments/batch`.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::auth::{Auth, Write};
+use crate::api::customers::{parse_reason, Customer};
+use crate::api::error::{json_error, Problem};
+use crate::api::{ok_versioned, AppState, FieldErrors, IfMatch};
+use crate::domain::category::CategoryCode;
+use crate::domain::customer::CustomerCode;
+use crate::domain::FieldError;
+use crate::error::AppError;
+use crate::store::assignments::{self as store, BatchOutcome, Provenance, MAX_BATCH};
+use crate::store::history::Source;
+
+/// Assign or re-assign a customer in one scheme.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentPut {
+    /// An active leaf category of the scheme.
+    #[schema(example = "01")]
+    pub category: String,
+    /// Why; kept in the history (up to 500 characters).
+    #[schema(example = "年度销售额超过100万")]
+    pub reason: Option<String>,
+    /// Pin the assignment so that rules leave it alone; absent keeps the current pin.
+    pub locked: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnassignQuery {
+    reason: Option<String>,
+}
+
+#[utoipa::path(put, path = "/api/v1/customers/{code}/categories/{scheme}", tag = "assignments", operation_id = "assign_customer",
+    request_body = AssignmentPut,
+    params(("code" = String, Path, description = "Customer code"), ("scheme" = String, Path, description = "Scheme code"),
+           ("If-Match" = Option<String>, Header, description = "ETag of the customer version being changed")),
+    responses(
+        (status = 200, description = "The customer with its new category and version", body = Customer, headers(("ETag" = String))),
+        (status = 404, description = "`customer_not_found`, `scheme_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`category_not_found`, `category_not_leaf`, `category_inactive`, `scheme_inactive`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn assign(
+    state: web::Data<AppState>,
+    auth: Auth<Write>,
+    path: web::Path<(String, String)>,
+    if_match: IfMatch,
+    body: web::Json<AssignmentPut>,
+) -> Result<HttpResponse, AppError> {
+    let (customer, scheme) = path.into_inner();
+    let body = body.into_inner();
+    let mut errors = FieldErrors::default();
+    let category = errors.check(CategoryCode::parse("category", &body.category));
+    let reason = errors.check(parse_reason(body.reason.as_deref()));
+    errors.finish()?;
+    let (category, reason) = (category.expect("checked"), reason.expect("checked"));
+    let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
+    let view = state
+        .db
+        .run(move |conn| store::assign(conn, &customer, &scheme, category.as_str(), body.locked, &provenance, if_match.0))
+        .await?;
+    let customer = Customer::from(view);
+    Ok(ok_versioned(customer.version, &customer))
+}
+
+#[utoipa::path(delete, path = "/api/v1/customers/{code}/categories/{scheme}", tag = "assignments", operation_id = "unassign_customer",
+    params(("code" = String, Path, description = "Customer code"), ("scheme" = String, Path, description = "Scheme code"),
+           ("reason" = Option<String>, Query, description = "Why; kept in the history"),
+           ("If-Match" = Option<String>, Header, description = "ETag of the customer version being changed")),
+    responses(
+        (status = 200, description = "The customer without a category in the scheme (also when it had none)", body = Customer, headers(("ETag" = String))),
+        (status = 404, description = "`customer_not_found`, `scheme_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`category_required`: the scheme is required", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn unassign(
+    state: web::Data<AppState>,
+    auth: Auth<Write>,
+    path: web::Path<(String, String)>,
+    query: web::Query<UnassignQuery>,
+    if_match: IfMatch,
+) -> Result<HttpResponse, AppError> {
+    let (customer, scheme) = path.into_inner();
+    let reason = parse_reason(query.reason.as_deref())?;
+    let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
+    let view = state.db.run(move |conn| store::unassign(conn, &customer, &scheme, &provenance, if_match.0)).await?;
+    let customer = Customer::from(view);
+    Ok(ok_versioned(customer.version, &customer))
+}
+
+/// Put many customers into one category, all or nothing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchAssign {
+    #[schema(example = "TIER")]
+    pub scheme: String,
+    #[schema(example = "01")]
+    pub category: String,
+    /// Customer codes, at most 10,000; repeats count once.
+    #[schema(example = json!(["C0001", "C0002"]))]
+    pub customers: Vec<String>,
+    pub reason: Option<String>,
+    /// Pin (or unpin) every assignment; absent keeps each one's pin.
+    pub locked: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResult {
+    pub scheme: String,
+    pub category: String,
+    /// Distinct customers in the request.
+    pub requested: usize,
+    /// Customers whose category (or pin) changed; each has a history entry for a category change.
+    pub changed: usize,
+    /// Customers already in the category.
+    pub unchanged: usize,
+}
+
+#[utoipa::path(post, path = "/api/v1/assignments/batch", tag = "assignments", operation_id = "assign_batch", request_body = BatchAssign,
+    responses(
+        (status = 200, description = "Every customer is in the category", body = BatchResult),
+        (status = 422, description = "`customers_not_found` (lists every unknown code in `errors`; nothing changed), `scheme_not_found`, `category_not_found`, `category_not_leaf`, `category_inactive`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn batch(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json<BatchAssign>) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let mut errors = FieldErrors::default();
+    let category = errors.check(CategoryCode::parse("category", &body.category));
+    let reason = errors.check(parse_reason(body.reason.as_deref()));
+    if body.customers.is_empty() || body.customers.len() > MAX_BATCH {
+        errors.check::<()>(Err(FieldError::new("customers", format!("must list 1 to {MAX_BATCH} customer codes"))));
+    }
+    let codes: Vec<CustomerCode> = body
+        .customers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, code)| errors.check(CustomerCode::parse(&format!("customers[{i}]"), code)))
+        .collect();
+    errors.finish()?;
+    let (category, reason) = (category.expect("checked"), reason.expect("checked"));
+    let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
+    let scheme = body.scheme.clone();
+    let category_code = category.as_str().to_string();
+    let BatchOutcome { requested, changed, unchanged } =
+        state.db.run(move |conn| store::assign_batch(conn, &scheme, category.as_str(), &codes, body.locked, &provenance)).await?;
+    Ok(HttpResponse::Ok().json(BatchResult { scheme: body.scheme, category: category_code, requested, changed, unchanged }))
+}
+
+/// 10,000 codes of up to 40 characters fit well within this.
+const BATCH_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/customers/{code}/categories/{scheme}")
+            .route(web::put().to(assign))
+            .route(web::delete().to(unassign)),
+    )
+    .service(
+        web::resource("/assignments/batch")
+            .app_data(web::JsonConfig::default().limit(BATCH_BODY_LIMIT).error_handler(json_error))
+            .route(web::post().to(batch)),
+    );
+}

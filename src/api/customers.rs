@@ -1,0 +1,511 @@
+//! `/customers`: the customer archive (客户档案), its list and its history.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::auth::{Auth, Read, Write};
+use crate::api::cursor;
+use crate::api::error::Problem;
+use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
+use crate::domain::category::CategoryCode;
+use crate::domain::customer::{parse_email, parse_phone, CustomerCode, CustomerStatus, TaxId};
+use crate::domain::{clean_optional_text, clean_text, FieldError};
+use crate::error::AppError;
+use crate::store::customers::{self as store, After, CategoryFilter, CustomerChanges, CustomerFields, CustomerView, ListQuery, NewCustomer, Sort, SortKey};
+use crate::store::history::{self, HistoryCursor, HistoryRow};
+
+pub const NAME_MAX: usize = 200;
+const SHORT_NAME_MAX: usize = 100;
+const CONTACT_MAX: usize = 100;
+const ADDRESS_MAX: usize = 500;
+const NOTE_MAX: usize = 2000;
+pub const REASON_MAX: usize = 500;
+
+/// A customer's category in one scheme.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Assignment {
+    #[schema(example = "TIER")]
+    pub scheme: String,
+    #[schema(example = "01")]
+    pub category: String,
+    #[schema(example = "VIP客户")]
+    pub category_name: String,
+    /// Pinned by a person: rules leave it alone.
+    pub locked: bool,
+    pub assigned_at: DateTime<Utc>,
+}
+
+/// A customer (客户档案) with its categories.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Customer {
+    #[schema(example = "C0001")]
+    pub code: String,
+    #[schema(example = "北京华电科技有限公司")]
+    pub name: String,
+    pub short_name: Option<String>,
+    /// Unified social credit code (统一社会信用代码), 18 characters.
+    #[schema(example = "91350100M000100Y43")]
+    pub tax_id: Option<String>,
+    pub contact_name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
+    pub status: CustomerStatus,
+    pub note: Option<String>,
+    /// Scheme code → category code, at most one per scheme.
+    #[schema(example = json!({"INDUSTRY": "0101", "REGION": "0101", "TIER": "01"}))]
+    pub categories: BTreeMap<String, String>,
+    /// The same assignments with category names and pins, ordered by scheme.
+    pub assignments: Vec<Assignment>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<CustomerView> for Customer {
+    fn from(view: CustomerView) -> Self {
+        let row = view.row;
+        Customer {
+            categories: view.assignments.iter().map(|a| (a.scheme.clone(), a.category.clone())).collect(),
+            assignments: view
+                .assignments
+                .into_iter()
+                .map(|a| Assignment { scheme: a.scheme, category: a.category, category_name: a.category_name, locked: a.locked, assigned_at: a.assigned_at.and_utc() })
+                .collect(),
+            code: row.code,
+            name: row.name,
+            short_name: row.short_name,
+            tax_id: row.tax_id,
+            contact_name: row.contact_name,
+            phone: row.phone,
+            email: row.email,
+            address: row.address,
+            status: row.status.parse().unwrap_or(CustomerStatus::Inactive),
+            note: row.note,
+            version: row.version,
+            created_at: row.created_at.and_utc(),
+            updated_at: row.updated_at.and_utc(),
+        }
+    }
+}
+
+fn active() -> CustomerStatus {
+    CustomerStatus::Active
+}
+
+/// A new customer. Schemes it names no category for get their default category, if any.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerCreate {
+    /// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$`, unique, cannot change.
+    #[schema(example = "C0001")]
+    pub code: String,
+    /// 1–200 characters.
+    #[schema(example = "北京华电科技有限公司")]
+    pub name: String,
+    pub short_name: Option<String>,
+    /// 18 characters; the check character is verified (GB 32100-2015). Unique.
+    pub tax_id: Option<String>,
+    pub contact_name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
+    #[serde(default = "active")]
+    pub status: CustomerStatus,
+    pub note: Option<String>,
+    /// Scheme code → leaf category code, assigned in the same transaction.
+    #[serde(default)]
+    #[schema(example = json!({"REGION": "0101"}))]
+    pub categories: BTreeMap<String, String>,
+    /// Recorded in the history of the named categories.
+    pub reason: Option<String>,
+}
+
+/// Changes to a customer; absent fields stay, `null` clears a nullable one.
+/// Categories change through `PUT /customers/{code}/categories/{scheme}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerPatch {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<String>)]
+    pub short_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<String>)]
+    pub tax_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<String>)]
+    pub contact_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<String>)]
+    pub address: Option<Option<String>>,
+    pub status: Option<CustomerStatus>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<String>)]
+    pub note: Option<Option<String>>,
+}
+
+fn parse_tax_id(text: Option<&str>) -> Result<Option<TaxId>, FieldError> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => TaxId::parse("tax_id", text).map(Some),
+    }
+}
+
+pub fn parse_reason(text: Option<&str>) -> Result<Option<String>, FieldError> {
+    clean_optional_text("reason", text, REASON_MAX)
+}
+
+impl CustomerCreate {
+    pub fn parse(self) -> Result<NewCustomer, AppError> {
+        let mut errors = FieldErrors::default();
+        let code = errors.check(CustomerCode::parse("code", &self.code));
+        let name = errors.check(clean_text("name", &self.name, 1, NAME_MAX));
+        let short_name = errors.check(clean_optional_text("short_name", self.short_name.as_deref(), SHORT_NAME_MAX));
+        let tax_id = errors.check(parse_tax_id(self.tax_id.as_deref()));
+        let contact_name = errors.check(clean_optional_text("contact_name", self.contact_name.as_deref(), CONTACT_MAX));
+        let phone = errors.check(parse_phone("phone", self.phone.as_deref()));
+        let email = errors.check(parse_email("email", self.email.as_deref()));
+        let address = errors.check(clean_optional_text("address", self.address.as_deref(), ADDRESS_MAX));
+        let note = errors.check(clean_optional_text("note", self.note.as_deref(), NOTE_MAX));
+        let reason = errors.check(parse_reason(self.reason.as_deref()));
+        let categories: Vec<(String, CategoryCode)> = self
+            .categories
+            .iter()
+            .filter_map(|(scheme, category)| errors.check(CategoryCode::parse(&format!("categories.{scheme}"), category)).map(|c| (scheme.clone(), c)))
+            .collect();
+        errors.finish()?;
+        Ok(NewCustomer {
+            code: code.expect("checked"),
+            fields: CustomerFields {
+                name: name.expect("checked"),
+                short_name: short_name.expect("checked"),
+                tax_id: tax_id.expect("checked"),
+                contact_name: contact_name.expect("checked"),
+                phone: phone.expect("checked"),
+                email: email.expect("checked"),
+                address: address.expect("checked"),
+                status: self.status,
+                note: note.expect("checked"),
+            },
+            categories,
+            reason: reason.expect("checked"),
+        })
+    }
+}
+
+impl CustomerPatch {
+    fn parse(self) -> Result<CustomerChanges, AppError> {
+        let mut errors = FieldErrors::default();
+        let mut text = |field: &str, value: Option<Option<String>>, max: usize| value.map(|v| errors.check(clean_optional_text(field, v.as_deref(), max)).flatten());
+        let changes = CustomerChanges {
+            short_name: text("short_name", self.short_name, SHORT_NAME_MAX),
+            contact_name: text("contact_name", self.contact_name, CONTACT_MAX),
+            address: text("address", self.address, ADDRESS_MAX),
+            note: text("note", self.note, NOTE_MAX),
+            name: self.name.and_then(|n| errors.check(clean_text("name", &n, 1, NAME_MAX))),
+            tax_id: self.tax_id.map(|t| errors.check(parse_tax_id(t.as_deref())).flatten()),
+            phone: self.phone.map(|p| errors.check(parse_phone("phone", p.as_deref())).flatten()),
+            email: self.email.map(|e| errors.check(parse_email("email", e.as_deref())).flatten()),
+            status: self.status,
+        };
+        errors.finish()?;
+        Ok(changes)
+    }
+}
+
+/// The cursor of the customer list: the sort it was made for and the last row.
+#[derive(Serialize, Deserialize)]
+struct ListCursor {
+    sort: String,
+    code: Option<String>,
+    name: Option<String>,
+    created_at: Option<chrono::NaiveDateTime>,
+    id: Option<i64>,
+}
+
+fn sort_name(sort: Sort) -> String {
+    let key = match sort.key {
+        SortKey::Code => "code",
+        SortKey::Name => "name",
+        SortKey::CreatedAt => "created_at",
+    };
+    if sort.descending {
+        format!("-{key}")
+    } else {
+        key.to_string()
+    }
+}
+
+fn parse_sort(text: &str) -> Result<Sort, AppError> {
+    let (descending, key) = match text.strip_prefix('-') {
+        Some(key) => (true, key),
+        None => (false, text),
+    };
+    let key = match key {
+        "code" => SortKey::Code,
+        "name" => SortKey::Name,
+        "created_at" => SortKey::CreatedAt,
+        _ => return Err(AppError::bad_request("invalid_query", "sort must be code, name or created_at, with a leading - for descending order")),
+    };
+    Ok(Sort { key, descending })
+}
+
+fn encode_cursor(sort: Sort, after: &After) -> String {
+    let mut cursor = ListCursor { sort: sort_name(sort), code: None, name: None, created_at: None, id: None };
+    match after {
+        After::Code(code) => cursor.code = Some(code.clone()),
+        After::Name(name, id) => (cursor.name, cursor.id) = (Some(name.clone()), Some(*id)),
+        After::CreatedAt(at, id) => (cursor.created_at, cursor.id) = (Some(*at), Some(*id)),
+    }
+    cursor::encode(&cursor)
+}
+
+fn decode_cursor(text: &str, sort: Sort) -> Result<After, AppError> {
+    let cursor: ListCursor = cursor::decode(text)?;
+    if cursor.sort != sort_name(sort) {
+        return Err(AppError::bad_request("invalid_cursor", format!("the cursor was made for sort={}, not sort={}", cursor.sort, sort_name(sort))));
+    }
+    match (sort.key, cursor) {
+        (SortKey::Code, ListCursor { code: Some(code), .. }) => Ok(After::Code(code)),
+        (SortKey::Name, ListCursor { name: Some(name), id: Some(id), .. }) => Ok(After::Name(name, id)),
+        (SortKey::CreatedAt, ListCursor { created_at: Some(at), id: Some(id), .. }) => Ok(After::CreatedAt(at, id)),
+        _ => Err(cursor::invalid()),
+    }
+}
+
+pub const DEFAULT_LIMIT: i64 = 50;
+pub const MAX_LIMIT: i64 = 1000;
+
+fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError> {
+    let mut query = ListQuery {
+        categories: Vec::new(),
+        unclassified: Vec::new(),
+        text: None,
+        status: None,
+        sort: Sort { key: SortKey::Code, descending: false },
+        after: None,
+        limit: DEFAULT_LIMIT,
+    };
+    let mut cursor_text = None;
+    let mut errors = FieldErrors::default();
+    for (key, value) in pairs {
+        match key.as_str() {
+            "category" => match value.split_once(':') {
+                Some((scheme, code)) => {
+                    if let Some(code) = errors.check(CategoryCode::parse("category", code)) {
+                        query.categories.push(CategoryFilter { scheme: scheme.to_string(), code });
+                    }
+                }
+                None => errors.check::<()>(Err(FieldError::new("category", "must be SCHEME:CODE, e.g. REGION:01"))).unwrap_or(()),
+            },
+            "unclassified" => query.unclassified.push(value),
+            "q" => query.text = Some(value).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_string()),
+            "status" => query.status = errors.check(value.parse::<CustomerStatus>()),
+            "sort" => query.sort = parse_sort(&value)?,
+            "limit" => query.limit = cursor::parse_limit(Some(&value), DEFAULT_LIMIT, MAX_LIMIT)?,
+            "cursor" => cursor_text = Some(value),
+            other => return Err(AppError::bad_request("invalid_query", format!("unknown query parameter {other:?}"))),
+        }
+    }
+    errors.finish()?;
+    if let Some(text) = cursor_text {
+        query.after = Some(decode_cursor(&text, query.sort)?);
+    }
+    Ok(query)
+}
+
+#[utoipa::path(get, path = "/api/v1/customers", tag = "customers", operation_id = "list_customers",
+    params(
+        ("category" = Option<Vec<String>>, Query, description = "`SCHEME:CODE`; repeat to AND several; a category includes its subtree", example = "REGION:01"),
+        ("unclassified" = Option<Vec<String>>, Query, description = "Scheme code: customers with no category there"),
+        ("q" = Option<String>, Query, description = "Substring of code, name or short name (ASCII case-insensitive)"),
+        ("status" = Option<CustomerStatus>, Query, description = "active or inactive"),
+        ("sort" = Option<String>, Query, description = "code (default), name or created_at; prefix - for descending"),
+        ("limit" = Option<i64>, Query, description = "1–1000, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page; `next_cursor` is null on the last", body = Page<Customer>),
+        (status = 400, description = "`invalid_query`, `invalid_cursor`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`scheme_not_found`, `category_not_found` in a filter", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
+    let query = parse_list_query(query.into_inner())?;
+    let sort = query.sort;
+    let page = state.db.run(move |conn| store::list(conn, &query)).await?;
+    let next_cursor = page.next.as_ref().map(|after| encode_cursor(sort, after));
+    Ok(HttpResponse::Ok().json(Page { items: page.items.into_iter().map(Customer::from).collect::<Vec<_>>(), next_cursor }))
+}
+
+#[utoipa::path(post, path = "/api/v1/customers", tag = "customers", operation_id = "create_customer", request_body = CustomerCreate,
+    responses(
+        (status = 201, description = "Created", body = Customer, headers(("Location" = String), ("ETag" = String))),
+        (status = 409, description = "`duplicate_code`, `duplicate_tax_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, `invalid_categories` (unknown scheme or category, not a leaf, inactive), `category_required`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json<CustomerCreate>) -> Result<HttpResponse, AppError> {
+    let new = body.into_inner().parse()?;
+    let actor = auth.caller.name;
+    let customer = Customer::from(state.db.run(move |conn| store::create(conn, &new, &actor)).await?);
+    Ok(created_versioned(format!("/api/v1/customers/{}", customer.code), customer.version, &customer))
+}
+
+#[utoipa::path(get, path = "/api/v1/customers/{code}", tag = "customers", operation_id = "get_customer",
+    params(("code" = String, Path, description = "Customer code")),
+    responses(
+        (status = 200, description = "The customer", body = Customer, headers(("ETag" = String))),
+        (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let code = path.into_inner();
+    let customer = Customer::from(state.db.run(move |conn| store::view(conn, &code)).await?);
+    Ok(ok_versioned(customer.version, &customer))
+}
+
+#[utoipa::path(patch, path = "/api/v1/customers/{code}", tag = "customers", operation_id = "update_customer", request_body = CustomerPatch,
+    params(("code" = String, Path, description = "Customer code"),
+           ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
+    responses(
+        (status = 200, description = "Updated", body = Customer, headers(("ETag" = String))),
+        (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`duplicate_tax_id`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    state: web::Data<AppState>,
+    _auth: Auth<Write>,
+    path: web::Path<String>,
+    if_match: IfMatch,
+    body: web::Json<CustomerPatch>,
+) -> Result<HttpResponse, AppError> {
+    let code = path.into_inner();
+    let changes = body.into_inner().parse()?;
+    let customer = Customer::from(state.db.run(move |conn| store::update(conn, &code, &changes, if_match.0)).await?);
+    Ok(ok_versioned(customer.version, &customer))
+}
+
+#[utoipa::path(delete, path = "/api/v1/customers/{code}", tag = "customers", operation_id = "delete_customer",
+    params(("code" = String, Path, description = "Customer code"),
+           ("If-Match" = Option<String>, Header, description = "ETag of the version being deleted")),
+    responses(
+        (status = 204, description = "Deleted; its history stays readable"),
+        (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn delete(state: web::Data<AppState>, auth: Auth<Write>, path: web::Path<String>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
+    let code = path.into_inner();
+    let actor = auth.caller.name;
+    state.db.run(move |conn| store::delete(conn, &code, if_match.0, &actor)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// One change of a customer's category in a scheme.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    #[schema(example = "TIER")]
+    pub scheme: String,
+    /// `null` when the customer had no category in the scheme.
+    #[schema(example = "02")]
+    pub from: Option<String>,
+    /// `null` when the customer left the scheme.
+    #[schema(example = "01")]
+    pub to: Option<String>,
+    pub at: DateTime<Utc>,
+    /// Name of the API key that made the change.
+    pub actor: String,
+    /// `manual`, `rule`, `import`, `merge` or `default`.
+    pub source: String,
+    pub reason: Option<String>,
+    pub rule_id: Option<i64>,
+    pub run_id: Option<i64>,
+}
+
+impl From<HistoryRow> for HistoryEntry {
+    fn from(row: HistoryRow) -> Self {
+        HistoryEntry {
+            scheme: row.scheme_code,
+            from: row.from_category,
+            to: row.to_category,
+            at: row.at.and_utc(),
+            actor: row.actor,
+            source: row.source,
+            reason: row.reason,
+            rule_id: row.rule_id,
+            run_id: row.run_id,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct HistoryPosition {
+    at: chrono::NaiveDateTime,
+    id: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    scheme: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/customers/{code}/history", tag = "customers", operation_id = "get_customer_history",
+    params(("code" = String, Path, description = "Customer code; history stays readable after the customer is deleted"),
+           ("scheme" = Option<String>, Query, description = "Only this scheme"),
+           ("limit" = Option<i64>, Query, description = "1–1000, default 50"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses(
+        (status = 200, description = "Newest first", body = Page<HistoryEntry>),
+        (status = 404, description = "`customer_not_found`: no such customer and no history", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn history(
+    state: web::Data<AppState>,
+    _auth: Auth<Read>,
+    path: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> Result<HttpResponse, AppError> {
+    let code = path.into_inner();
+    let query = query.into_inner();
+    let limit = cursor::parse_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let after = query.cursor.as_deref().map(cursor::decode::<HistoryPosition>).transpose()?.map(|p| HistoryCursor { at: p.at, id: p.id });
+    let mut rows = state
+        .db
+        .run(move |conn| {
+            let rows = history::page(conn, &code, query.scheme.as_deref(), after.as_ref(), limit)?;
+            if rows.is_empty() && after.is_none() && store::find(conn, &code)?.is_none() && !history::exists_for(conn, &code)? {
+                return Err(store::customer_not_found(&code));
+            }
+            Ok(rows)
+        })
+        .await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|last| cursor::encode(&HistoryPosition { at: last.at, id: last.id }))
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(Page { items: rows.into_iter().map(HistoryEntry::from).collect::<Vec<_>>(), next_cursor }))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/customers").route(web::get().to(list)).route(web::post().to(create)))
+        .service(
+            web::resource("/customers/{code}")
+                .route(web::get().to(get))
+                .route(web::patch().to(update))
+                .route(web::delete().to(delete)),
+        )
+        .service(web::resource("/customers/{code}/history").route(web::get().to(history)));
+}

@@ -1,0 +1,354 @@
+//! Putting customers into categories: one at a time, in batches, and by default.
+//! Every change writes history; a customer row lock serialises changes per customer.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
+use crate::db::schema::{categories, customer_categories, customers};
+use crate::db::{now, transaction, DbConnection};
+use crate::domain::customer::CustomerCode;
+use crate::domain::FieldError;
+use crate::error::AppError;
+
+use super::categories::CategoryRow;
+use super::customers::{self as customer_store, CustomerRow, CustomerView};
+use super::history::{self, NewHistory, Source};
+use super::schemes::{self as scheme_store, SchemeRow};
+use super::{check_version, lock_row, lock_rows, LockMode, LockableTable};
+
+/// Who or what makes a change, as history records it.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub actor: String,
+    pub source: Source,
+    pub reason: Option<String>,
+    pub rule_id: Option<i64>,
+    pub run_id: Option<i64>,
+}
+
+impl Provenance {
+    pub fn new(actor: &str, source: Source, reason: Option<String>) -> Self {
+        Self { actor: actor.to_string(), source, reason, rule_id: None, run_id: None }
+    }
+
+    fn entry(&self, customer_code: &str, scheme_code: &str, from: Option<String>, to: Option<String>, at: chrono::NaiveDateTime) -> NewHistory {
+        NewHistory {
+            customer_code: customer_code.to_string(),
+            scheme_code: scheme_code.to_string(),
+            from_category: from,
+            to_category: to,
+            at,
+            actor: self.actor.clone(),
+            source: self.source.as_str().to_string(),
+            reason: self.reason.clone(),
+            rule_id: self.rule_id,
+            run_id: self.run_id,
+        }
+    }
+}
+
+/// The category `code` of `scheme`, if it can take customers now. A shared lock on it
+/// keeps a concurrent request from giving it children until this transaction ends.
+pub fn assignable_category(conn: &mut DbConnection, scheme: &SchemeRow, code: &str, field: &str) -> Result<CategoryRow, AppError> {
+    let errors = |message: String| vec![FieldError::new(field, message)];
+    if !scheme.active {
+        return Err(AppError::validation(
+            "scheme_inactive",
+            format!("scheme {} is inactive and takes no new assignments", scheme.code),
+            errors("the scheme is inactive".into()),
+        ));
+    }
+    let category: CategoryRow = categories::table
+        .filter(categories::scheme_id.eq(scheme.id))
+        .filter(categories::code.eq(code))
+        .select(CategoryRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| {
+            AppError::validation(
+                "category_not_found",
+                format!("category {code} does not exist in scheme {}", scheme.code),
+                errors(format!("no category {code} in scheme {}", scheme.code)),
+            )
+        })?;
+    lock_rows(conn, LockableTable::Categories, &[category.id], LockMode::Shared)?;
+    let children: i64 = categories::table
+        .filter(categories::scheme_id.eq(scheme.id))
+        .filter(categories::parent_code.eq(code))
+        .count()
+        .get_result(conn)?;
+    if children > 0 {
+        return Err(AppError::validation(
+            "category_not_leaf",
+            format!("category {code} of scheme {} has {children} child categories; customers are assigned to leaf categories only", scheme.code),
+            errors(format!("{code} is not a leaf category")),
+        ));
+    }
+    if !category.active {
+        return Err(AppError::validation(
+            "category_inactive",
+            format!("category {code} of scheme {} is inactive and takes no new assignments", scheme.code),
+            errors(format!("{code} is inactive")),
+        ));
+    }
+    Ok(category)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetOutcome {
+    pub category_changed: bool,
+    pub lock_changed: bool,
+}
+
+impl SetOutcome {
+    pub fn any(self) -> bool {
+        self.category_changed || self.lock_changed
+    }
+}
+
+fn current(conn: &mut DbConnection, customer_id: i64, scheme_id: i64) -> Result<Option<(String, bool)>, AppError> {
+    Ok(customer_categories::table
+        .filter(customer_categories::customer_id.eq(customer_id))
+        .filter(customer_categories::scheme_id.eq(scheme_id))
+        .select((customer_categories::category_code, customer_categories::locked))
+        .first(conn)
+        .optional()?)
+}
+
+/// Puts one customer (already locked) into `category`; `locked: None` keeps the pin as it is.
+pub fn set(
+    conn: &mut DbConnection,
+    customer: &CustomerRow,
+    scheme: &SchemeRow,
+    category: &CategoryRow,
+    locked: Option<bool>,
+    provenance: &Provenance,
+) -> Result<SetOutcome, AppError> {
+    let at = now();
+    match current(conn, customer.id, scheme.id)? {
+        Some((code, was_locked)) if code == category.code => {
+            let lock = locked.unwrap_or(was_locked);
+            if lock != was_locked {
+                diesel::update(customer_categories::table.find((customer.id, scheme.id))).set(customer_categories::locked.eq(lock)).execute(conn)?;
+            }
+            Ok(SetOutcome { category_changed: false, lock_changed: lock != was_locked })
+        }
+        Some((code, was_locked)) => {
+            let lock = locked.unwrap_or(was_locked);
+            diesel::update(customer_categories::table.find((customer.id, scheme.id)))
+                .set((
+                    customer_categories::category_id.eq(category.id),
+                    customer_categories::category_code.eq(&category.code),
+                    customer_categories::locked.eq(lock),
+                    customer_categories::assigned_at.eq(at),
+                ))
+                .execute(conn)?;
+            history::record(conn, &[provenance.entry(&customer.code, &scheme.code, Some(code), Some(category.code.clone()), at)])?;
+            Ok(SetOutcome { category_changed: true, lock_changed: lock != was_locked })
+        }
+        None => {
+            diesel::insert_into(customer_categories::table)
+                .values((
+                    customer_categories::customer_id.eq(customer.id),
+                    customer_categories::scheme_id.eq(scheme.id),
+                    customer_categories::category_id.eq(category.id),
+                    customer_categories::category_code.eq(&category.code),
+                    customer_categories::locked.eq(locked.unwrap_or(false)),
+                    customer_categories::assigned_at.eq(at),
+                ))
+                .execute(conn)?;
+            history::record(conn, &[provenance.entry(&customer.code, &scheme.code, None, Some(category.code.clone()), at)])?;
+            Ok(SetOutcome { category_changed: true, lock_changed: locked.unwrap_or(false) })
+        }
+    }
+}
+
+/// Takes one customer (already locked) out of `scheme`; false when it was in none.
+pub fn clear(conn: &mut DbConnection, customer: &CustomerRow, scheme: &SchemeRow, provenance: &Provenance) -> Result<bool, AppError> {
+    let Some((code, _)) = current(conn, customer.id, scheme.id)? else { return Ok(false) };
+    diesel::delete(customer_categories::table.find((customer.id, scheme.id))).execute(conn)?;
+    history::record(conn, &[provenance.entry(&customer.code, &scheme.code, Some(code), None, now())])?;
+    Ok(true)
+}
+
+/// Locks the customer and checks the caller's `If-Match` against its version.
+fn locked_customer(conn: &mut DbConnection, code: &str, expected: Option<i64>) -> Result<CustomerRow, AppError> {
+    let customer = customer_store::get_row(conn, code)?;
+    lock_row(conn, LockableTable::Customers, customer.id)?;
+    let customer = customer_store::get_row(conn, code)?;
+    check_version(expected, customer.version)?;
+    Ok(customer)
+}
+
+/// `PUT /customers/{code}/categories/{scheme}`: assign or re-assign.
+pub fn assign(
+    conn: &mut DbConnection,
+    customer_code: &str,
+    scheme_code: &str,
+    category_code: &str,
+    locked: Option<bool>,
+    provenance: &Provenance,
+    expected: Option<i64>,
+) -> Result<CustomerView, AppError> {
+    transaction(conn, |conn| {
+        let customer = locked_customer(conn, customer_code, expected)?;
+        let scheme = scheme_store::get(conn, scheme_code)?;
+        let category = assignable_category(conn, &scheme, category_code, "category")?;
+        if set(conn, &customer, &scheme, &category, locked, provenance)?.any() {
+            customer_store::touch(conn, &[customer.id])?;
+        }
+        customer_store::view_by_id(conn, customer.id)
+    })
+}
+
+/// `DELETE /customers/{code}/categories/{scheme}`: unassign. A required scheme keeps its category.
+pub fn unassign(conn: &mut DbConnection, customer_code: &str, scheme_code: &str, provenance: &Provenance, expected: Option<i64>) -> Result<CustomerView, AppError> {
+    transaction(conn, |conn| {
+        let customer = locked_customer(conn, customer_code, expected)?;
+        let scheme = scheme_store::get(conn, scheme_code)?;
+        if scheme.required && current(conn, customer.id, scheme.id)?.is_some() {
+            return Err(AppError::conflict(
+                "category_required",
+                format!("scheme {scheme_code} is required, so customer {customer_code} must keep a category in it; re-assign instead"),
+            ));
+        }
+        if clear(conn, &customer, &scheme, provenance)? {
+            customer_store::touch(conn, &[customer.id])?;
+        }
+        customer_store::view_by_id(conn, customer.id)
+    })
+}
+
+/// The most customers one batch takes.
+pub const MAX_BATCH: usize = 10_000;
+/// Customers per statement inside a batch.
+const CHUNK: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub requested: usize,
+    pub changed: usize,
+    pub unchanged: usize,
+}
+
+/// `POST /assignments/batch`: all customers move, or none does.
+pub fn assign_batch(
+    conn: &mut DbConnection,
+    scheme_code: &str,
+    category_code: &str,
+    codes: &[CustomerCode],
+    locked: Option<bool>,
+    provenance: &Provenance,
+) -> Result<BatchOutcome, AppError> {
+    transaction(conn, |conn| {
+        let scheme = scheme_store::find(conn, scheme_code)?.ok_or_else(|| {
+            AppError::validation(
+                "scheme_not_found",
+                format!("scheme {scheme_code} does not exist"),
+                vec![FieldError::new("scheme", format!("no scheme {scheme_code}"))],
+            )
+        })?;
+        let category = assignable_category(conn, &scheme, category_code, "category")?;
+
+        let mut ids: HashMap<String, i64> = HashMap::with_capacity(codes.len());
+        for chunk in codes.chunks(CHUNK) {
+            let found: Vec<(i64, String)> = customers::table
+                .filter(customers::code.eq_any(chunk.iter().map(CustomerCode::as_str)))
+                .select((customers::id, customers::code))
+                .load(conn)?;
+            ids.extend(found.into_iter().map(|(id, code)| (code, id)));
+        }
+        let missing: Vec<FieldError> = codes
+            .iter()
+            .enumerate()
+            .filter(|(_, code)| !ids.contains_key(code.as_str()))
+            .map(|(i, code)| FieldError::new(format!("customers[{i}]"), format!("customer {code} does not exist")))
+            .collect();
+        if !missing.is_empty() {
+            return Err(AppError::validation(
+                "customers_not_found",
+                format!("{} of {} customers do not exist; nothing was changed", missing.len(), codes.len()),
+                missing,
+            ));
+        }
+        let customer_ids: Vec<i64> = ids.values().copied().collect();
+        lock_rows(conn, LockableTable::Customers, &customer_ids, LockMode::Exclusive)?;
+
+        let mut current: HashMap<i64, (String, bool)> = HashMap::new();
+        for chunk in customer_ids.chunks(CHUNK) {
+            let rows: Vec<(i64, String, bool)> = customer_categories::table
+                .filter(customer_categories::scheme_id.eq(scheme.id))
+                .filter(customer_categories::customer_id.eq_any(chunk))
+                .select((customer_categories::customer_id, customer_categories::category_code, customer_categories::locked))
+                .load(conn)?;
+            current.extend(rows.into_iter().map(|(id, code, locked)| (id, (code, locked))));
+        }
+
+        let at = now();
+        let mut moved = Vec::new();
+        let mut added = Vec::new();
+        let mut relocked = Vec::new();
+        let mut entries = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for code in codes {
+            let id = ids[code.as_str()];
+            if !seen.insert(id) {
+                continue;
+            }
+            match current.get(&id) {
+                Some((from, was_locked)) if *from == category.code => {
+                    if locked.is_some_and(|lock| lock != *was_locked) {
+                        relocked.push(id);
+                    }
+                }
+                Some((from, _)) => {
+                    moved.push(id);
+                    entries.push(provenance.entry(code.as_str(), &scheme.code, Some(from.clone()), Some(category.code.clone()), at));
+                }
+                None => {
+                    added.push(id);
+                    entries.push(provenance.entry(code.as_str(), &scheme.code, None, Some(category.code.clone()), at));
+                }
+            }
+        }
+
+        for chunk in moved.chunks(CHUNK) {
+            let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
+            diesel::update(target)
+                .set((
+                    customer_categories::category_id.eq(category.id),
+                    customer_categories::category_code.eq(&category.code),
+                    customer_categories::assigned_at.eq(at),
+                ))
+                .execute(conn)?;
+        }
+        if let Some(lock) = locked {
+            for chunk in moved.chunks(CHUNK).chain(relocked.chunks(CHUNK)) {
+                let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
+                diesel::update(target).set(customer_categories::locked.eq(lock)).execute(conn)?;
+            }
+        }
+        for chunk in added.chunks(CHUNK) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|id| {
+                    (
+                        customer_categories::customer_id.eq(*id),
+                        customer_categories::scheme_id.eq(scheme.id),
+                        customer_categories::category_id.eq(category.id),
+                        customer_categories::category_code.eq(category.code.clone()),
+                        customer_categories::locked.eq(locked.unwrap_or(false)),
+                        customer_categories::assigned_at.eq(at),
+                    )
+                })
+                .collect();
+            crate::insert_rows!(conn, customer_categories::table, rows)?;
+        }
+        history::record(conn, &entries)?;
+        let touched: Vec<i64> = moved.iter().chain(&added).chain(&relocked).copied().collect();
+        customer_store::touch(conn, &touched)?;
+        let changed = touched.len();
+        Ok(BatchOutcome { requested: seen.len(), changed, unchanged: seen.len() - changed })
+    })
+}

@@ -1,0 +1,505 @@
+//! The customer archive: rows, their assignments, and the filtered, keyset-paged list.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
+use crate::db::schema::{categories, customer_categories, customers, schemes};
+use crate::db::{now, transaction, DbBackend, DbConnection};
+use crate::domain::category::CategoryCode;
+use crate::domain::customer::{CustomerCode, CustomerStatus, TaxId};
+use crate::domain::FieldError;
+use crate::error::AppError;
+
+use super::assignments::{self, Provenance};
+use super::history::Source;
+use super::schemes::{self as scheme_store, SchemeRow};
+use super::{check_version, lock_row, prefix_upper_bound, LockableTable};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = customers)]
+pub struct CustomerRow {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub short_name: Option<String>,
+    pub tax_id: Option<String>,
+    pub contact_name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
+    pub status: String,
+    pub note: Option<String>,
+    pub version: i64,
+    pub created_at: chrono::NaiveDateTime,
+    pub updated_at: chrono::NaiveDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct AssignmentView {
+    pub scheme: String,
+    pub category: String,
+    pub category_name: String,
+    pub locked: bool,
+    pub assigned_at: chrono::NaiveDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct CustomerView {
+    pub row: CustomerRow,
+    /// Ordered by scheme code.
+    pub assignments: Vec<AssignmentView>,
+}
+
+/// Every field of a new customer, validated.
+#[derive(Debug, Clone)]
+pub struct CustomerFields {
+    pub name: String,
+    pub short_name: Option<String>,
+    pub tax_id: Option<TaxId>,
+    pub contact_name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<String>,
+    pub status: CustomerStatus,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewCustomer {
+    pub code: CustomerCode,
+    pub fields: CustomerFields,
+    /// Scheme code → category, assigned in the same transaction.
+    pub categories: Vec<(String, CategoryCode)>,
+    pub reason: Option<String>,
+}
+
+/// A partial update; `Some(None)` clears a nullable field.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerChanges {
+    pub name: Option<String>,
+    pub short_name: Option<Option<String>>,
+    pub tax_id: Option<Option<TaxId>>,
+    pub contact_name: Option<Option<String>>,
+    pub phone: Option<Option<String>>,
+    pub email: Option<Option<String>>,
+    pub address: Option<Option<String>>,
+    pub status: Option<CustomerStatus>,
+    pub note: Option<Option<String>>,
+}
+
+pub fn customer_not_found(code: &str) -> AppError {
+    AppError::not_found("customer_not_found", format!("customer {code} does not exist"))
+}
+
+pub fn find(conn: &mut DbConnection, code: &str) -> Result<Option<CustomerRow>, AppError> {
+    Ok(customers::table.filter(customers::code.eq(code)).select(CustomerRow::as_select()).first(conn).optional()?)
+}
+
+pub fn get_row(conn: &mut DbConnection, code: &str) -> Result<CustomerRow, AppError> {
+    find(conn, code)?.ok_or_else(|| customer_not_found(code))
+}
+
+/// Adds the assignments of many customers with one query.
+pub fn views(conn: &mut DbConnection, rows: Vec<CustomerRow>) -> Result<Vec<CustomerView>, AppError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let assigned: Vec<(i64, String, String, String, bool, chrono::NaiveDateTime)> = customer_categories::table
+        .inner_join(schemes::table)
+        .inner_join(categories::table)
+        .filter(customer_categories::customer_id.eq_any(&ids))
+        .order((customer_categories::customer_id, schemes::code))
+        .select((
+            customer_categories::customer_id,
+            schemes::code,
+            customer_categories::category_code,
+            categories::name,
+            customer_categories::locked,
+            customer_categories::assigned_at,
+        ))
+        .load(conn)?;
+    let mut by_customer: HashMap<i64, Vec<AssignmentView>> = HashMap::new();
+    for (customer_id, scheme, category, category_name, locked, assigned_at) in assigned {
+        by_customer.entry(customer_id).or_default().push(AssignmentView { scheme, category, category_name, locked, assigned_at });
+    }
+    Ok(rows.into_iter().map(|row| CustomerView { assignments: by_customer.remove(&row.id).unwrap_or_default(), row }).collect())
+}
+
+pub fn view(conn: &mut DbConnection, code: &str) -> Result<CustomerView, AppError> {
+    let row = get_row(conn, code)?;
+    Ok(views(conn, vec![row])?.remove(0))
+}
+
+pub fn view_by_id(conn: &mut DbConnection, id: i64) -> Result<CustomerView, AppError> {
+    let row = customers::table.find(id).select(CustomerRow::as_select()).first(conn)?;
+    Ok(views(conn, vec![row])?.remove(0))
+}
+
+/// A change to a customer's representation (fields or assignments) gives it a new version.
+pub fn touch(conn: &mut DbConnection, ids: &[i64]) -> Result<(), AppError> {
+    let at = now();
+    for chunk in ids.chunks(1000) {
+        diesel::update(customers::table.filter(customers::id.eq_any(chunk)))
+            .set((customers::version.eq(customers::version + 1), customers::updated_at.eq(at)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+fn duplicate_code(code: &str) -> AppError {
+    AppError::conflict("duplicate_code", format!("customer {code} already exists"))
+}
+
+fn duplicate_tax_id(tax_id: &str) -> AppError {
+    AppError::conflict("duplicate_tax_id", format!("another customer already has tax id {tax_id}"))
+}
+
+fn ensure_tax_id_free(conn: &mut DbConnection, tax_id: &TaxId, except: Option<i64>) -> Result<(), AppError> {
+    let holder: Option<i64> = customers::table
+        .filter(customers::tax_id.eq(tax_id.as_str()))
+        .filter(customers::id.ne(except.unwrap_or(-1)))
+        .select(customers::id)
+        .first(conn)
+        .optional()?;
+    holder.map_or(Ok(()), |_| Err(duplicate_tax_id(tax_id.as_str())))
+}
+
+/// Unique indexes catch what a race let through; their names tell which rule broke.
+fn unique_violation(error: diesel::result::Error, code: &str, tax_id: Option<&str>) -> AppError {
+    match &error {
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info) if info.message().contains("tax_id") => {
+            duplicate_tax_id(tax_id.unwrap_or_default())
+        }
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => duplicate_code(code),
+        _ => error.into(),
+    }
+}
+
+/// Creates a customer with the categories it names, then gives every active scheme's
+/// default to schemes it does not name. A required scheme left without a category
+/// refuses the whole create.
+pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str) -> Result<CustomerView, AppError> {
+    transaction(conn, |conn| {
+        let code = new.code.as_str();
+        if find(conn, code)?.is_some() {
+            return Err(duplicate_code(code));
+        }
+        if let Some(tax_id) = &new.fields.tax_id {
+            ensure_tax_id_free(conn, tax_id, None)?;
+        }
+        let at = now();
+        let fields = &new.fields;
+        diesel::insert_into(customers::table)
+            .values((
+                customers::code.eq(code),
+                customers::name.eq(&fields.name),
+                customers::short_name.eq(&fields.short_name),
+                customers::tax_id.eq(fields.tax_id.as_ref().map(TaxId::as_str)),
+                customers::contact_name.eq(&fields.contact_name),
+                customers::phone.eq(&fields.phone),
+                customers::email.eq(&fields.email),
+                customers::address.eq(&fields.address),
+                customers::status.eq(fields.status.as_str()),
+                customers::note.eq(&fields.note),
+                customers::version.eq(1),
+                customers::created_at.eq(at),
+                customers::updated_at.eq(at),
+            ))
+            .execute(conn)
+            .map_err(|e| unique_violation(e, code, fields.tax_id.as_ref().map(TaxId::as_str)))?;
+        let customer = get_row(conn, code)?;
+
+        let mut errors = Vec::new();
+        let named = Provenance::new(actor, Source::Manual, new.reason.clone());
+        for (scheme_code, category) in &new.categories {
+            let field = format!("categories.{scheme_code}");
+            let Some(scheme) = scheme_store::find(conn, scheme_code)? else {
+                errors.push(FieldError::new(field, format!("no scheme {scheme_code}")));
+                continue;
+            };
+            match assignments::assignable_category(conn, &scheme, category.as_str(), &field) {
+                Ok(target) => {
+                    assignments::set(conn, &customer, &scheme, &target, None, &named)?;
+                }
+                Err(error) => errors.extend(error.errors),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(AppError::validation("invalid_categories", "some categories cannot be assigned; nothing was created", errors));
+        }
+
+        let by_default = Provenance::new(actor, Source::Default, Some("default category of the scheme".into()));
+        let all_schemes: Vec<SchemeRow> = schemes::table.filter(schemes::active.eq(true)).order(schemes::code).select(SchemeRow::as_select()).load(conn)?;
+        let mut missing_required = Vec::new();
+        for scheme in all_schemes.iter().filter(|s| !new.categories.iter().any(|(code, _)| *code == s.code)) {
+            match &scheme.default_category {
+                Some(default) => {
+                    let target = assignments::assignable_category(conn, scheme, default, &format!("categories.{}", scheme.code))?;
+                    assignments::set(conn, &customer, scheme, &target, None, &by_default)?;
+                }
+                None if scheme.required => {
+                    missing_required.push(FieldError::new(format!("categories.{}", scheme.code), format!("scheme {} is required and has no default category", scheme.code)));
+                }
+                None => {}
+            }
+        }
+        if !missing_required.is_empty() {
+            return Err(AppError::validation("category_required", "every required scheme needs a category", missing_required));
+        }
+        view_by_id(conn, customer.id)
+    })
+}
+
+pub fn update(conn: &mut DbConnection, code: &str, changes: &CustomerChanges, expected: Option<i64>) -> Result<CustomerView, AppError> {
+    transaction(conn, |conn| {
+        let current = get_row(conn, code)?;
+        lock_row(conn, LockableTable::Customers, current.id)?;
+        let current = get_row(conn, code)?;
+        check_version(expected, current.version)?;
+        if let Some(Some(tax_id)) = &changes.tax_id {
+            ensure_tax_id_free(conn, tax_id, Some(current.id))?;
+        }
+        let pick = |change: &Option<Option<String>>, old: &Option<String>| change.clone().unwrap_or_else(|| old.clone());
+        let tax_id = match &changes.tax_id {
+            Some(new) => new.as_ref().map(|t| t.as_str().to_string()),
+            None => current.tax_id.clone(),
+        };
+        let updated = diesel::update(customers::table.filter(customers::id.eq(current.id)).filter(customers::version.eq(current.version)))
+            .set((
+                customers::name.eq(changes.name.as_ref().unwrap_or(&current.name)),
+                customers::short_name.eq(pick(&changes.short_name, &current.short_name)),
+                customers::tax_id.eq(&tax_id),
+                customers::contact_name.eq(pick(&changes.contact_name, &current.contact_name)),
+                customers::phone.eq(pick(&changes.phone, &current.phone)),
+                customers::email.eq(pick(&changes.email, &current.email)),
+                customers::address.eq(pick(&changes.address, &current.address)),
+                customers::status.eq(changes.status.map(CustomerStatus::as_str).unwrap_or(&current.status)),
+                customers::note.eq(pick(&changes.note, &current.note)),
+                customers::version.eq(current.version + 1),
+                customers::updated_at.eq(now()),
+            ))
+            .execute(conn)
+            .map_err(|e| unique_violation(e, code, tax_id.as_deref()))?;
+        if updated == 0 {
+            return Err(AppError::concurrent_update());
+        }
+        view_by_id(conn, current.id)
+    })
+}
+
+/// Deletes a customer. Its assignments end with a history entry each, so the history,
+/// which outlives the customer, shows where it stood to the last.
+pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>, actor: &str) -> Result<(), AppError> {
+    transaction(conn, |conn| {
+        let current = get_row(conn, code)?;
+        lock_row(conn, LockableTable::Customers, current.id)?;
+        check_version(expected, current.version)?;
+        let held: Vec<SchemeRow> = customer_categories::table
+            .inner_join(schemes::table)
+            .filter(customer_categories::customer_id.eq(current.id))
+            .select(SchemeRow::as_select())
+            .load(conn)?;
+        let provenance = Provenance::new(actor, Source::Manual, Some("customer deleted".into()));
+        for scheme in &held {
+            assignments::clear(conn, &current, scheme, &provenance)?;
+        }
+        diesel::delete(customers::table.filter(customers::id.eq(current.id))).execute(conn)?;
+        Ok(())
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Code,
+    Name,
+    CreatedAt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub key: SortKey,
+    pub descending: bool,
+}
+
+/// The last row of a page, in the terms of the sort; the next page starts after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum After {
+    Code(String),
+    Name(String, i64),
+    CreatedAt(chrono::NaiveDateTime, i64),
+}
+
+impl After {
+    fn of(row: &CustomerRow, key: SortKey) -> Self {
+        match key {
+            SortKey::Code => After::Code(row.code.clone()),
+            SortKey::Name => After::Name(row.name.clone(), row.id),
+            SortKey::CreatedAt => After::CreatedAt(row.created_at, row.id),
+        }
+    }
+
+    pub fn key(&self) -> SortKey {
+        match self {
+            After::Code(_) => SortKey::Code,
+            After::Name(..) => SortKey::Name,
+            After::CreatedAt(..) => SortKey::CreatedAt,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CategoryFilter {
+    pub scheme: String,
+    pub code: CategoryCode,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    /// Every filter must hold (AND); each includes the category's subtree.
+    pub categories: Vec<CategoryFilter>,
+    /// Customers with no category in these schemes.
+    pub unclassified: Vec<String>,
+    /// Substring of code, name or short name, case-insensitive for ASCII.
+    pub text: Option<String>,
+    pub status: Option<CustomerStatus>,
+    pub sort: Sort,
+    pub after: Option<After>,
+    pub limit: i64,
+}
+
+pub struct ListPage {
+    pub items: Vec<CustomerView>,
+    pub next: Option<After>,
+}
+
+diesel::define_sql_function! {
+    /// SQL `lower()`, for case-insensitive search on both backends.
+    fn lower(text: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+diesel::define_sql_function! {
+    #[sql_name = "lower"]
+    fn lower_nullable(text: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+}
+
+/// `LIKE` pattern for a substring, with `\` escaping the wildcards in it.
+fn contains_pattern(text: &str) -> String {
+    let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+fn filter_scheme(conn: &mut DbConnection, code: &str, field: &str) -> Result<SchemeRow, AppError> {
+    scheme_store::find(conn, code)?
+        .ok_or_else(|| AppError::validation("scheme_not_found", format!("scheme {code} does not exist"), vec![FieldError::new(field, format!("no scheme {code}"))]))
+}
+
+type CustomerQuery<'a> = customers::BoxedQuery<'a, DbBackend>;
+
+/// One page of customers. Category filters are correlated `EXISTS` on the
+/// (scheme, category code) index, the subtree being a code range; the page is a
+/// keyset range on the sort's index, so page 10,000 costs what page 1 costs.
+pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppError> {
+    let mut sql: CustomerQuery = customers::table.into_boxed();
+    for filter in &query.categories {
+        let scheme = filter_scheme(conn, &filter.scheme, "category")?;
+        let known: i64 = categories::table
+            .filter(categories::scheme_id.eq(scheme.id))
+            .filter(categories::code.eq(filter.code.as_str()))
+            .count()
+            .get_result(conn)?;
+        if known == 0 {
+            return Err(AppError::validation(
+                "category_not_found",
+                format!("category {} does not exist in scheme {}", filter.code, filter.scheme),
+                vec![FieldError::new("category", format!("no category {} in scheme {}", filter.code, filter.scheme))],
+            ));
+        }
+        sql = sql.filter(diesel::dsl::exists(
+            customer_categories::table
+                .filter(customer_categories::customer_id.eq(customers::id))
+                .filter(customer_categories::scheme_id.eq(scheme.id))
+                .filter(customer_categories::category_code.ge(filter.code.as_str().to_string()))
+                .filter(customer_categories::category_code.lt(prefix_upper_bound(filter.code.as_str()))),
+        ));
+    }
+    for scheme_code in &query.unclassified {
+        let scheme = filter_scheme(conn, scheme_code, "unclassified")?;
+        sql = sql.filter(diesel::dsl::not(diesel::dsl::exists(
+            customer_categories::table
+                .filter(customer_categories::customer_id.eq(customers::id))
+                .filter(customer_categories::scheme_id.eq(scheme.id)),
+        )));
+    }
+    if let Some(text) = &query.text {
+        let pattern = contains_pattern(text);
+        sql = sql.filter(
+            lower(customers::code)
+                .like(pattern.clone())
+                .escape('\\')
+                .or(lower(customers::name).like(pattern.clone()).escape('\\'))
+                .or(lower_nullable(customers::short_name).like(pattern).escape('\\').assume_not_null()),
+        );
+    }
+    if let Some(status) = query.status {
+        sql = sql.filter(customers::status.eq(status.as_str()));
+    }
+    sql = keyset(sql, query.sort, query.after.clone());
+    let mut rows: Vec<CustomerRow> = sql.select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?;
+    let next = if rows.len() as i64 > query.limit {
+        rows.truncate(query.limit as usize);
+        rows.last().map(|row| After::of(row, query.sort.key))
+    } else {
+        None
+    };
+    Ok(ListPage { items: views(conn, rows)?, next })
+}
+
+fn keyset(sql: CustomerQuery<'static>, sort: Sort, after: Option<After>) -> CustomerQuery<'static> {
+    use customers::{code, created_at, id, name};
+    match (sort.key, sort.descending) {
+        (SortKey::Code, false) => {
+            let sql = sql.order(code.asc());
+            match after {
+                Some(After::Code(last)) => sql.filter(code.gt(last)),
+                _ => sql,
+            }
+        }
+        (SortKey::Code, true) => {
+            let sql = sql.order(code.desc());
+            match after {
+                Some(After::Code(last)) => sql.filter(code.lt(last)),
+                _ => sql,
+            }
+        }
+        (SortKey::Name, false) => {
+            let sql = sql.order((name.asc(), id.asc()));
+            match after {
+                Some(After::Name(last, last_id)) => sql.filter(name.gt(last.clone()).or(name.eq(last).and(id.gt(last_id)))),
+                _ => sql,
+            }
+        }
+        (SortKey::Name, true) => {
+            let sql = sql.order((name.desc(), id.desc()));
+            match after {
+                Some(After::Name(last, last_id)) => sql.filter(name.lt(last.clone()).or(name.eq(last).and(id.lt(last_id)))),
+                _ => sql,
+            }
+        }
+        (SortKey::CreatedAt, false) => {
+            let sql = sql.order((created_at.asc(), id.asc()));
+            match after {
+                Some(After::CreatedAt(last, last_id)) => sql.filter(created_at.gt(last).or(created_at.eq(last).and(id.gt(last_id)))),
+                _ => sql,
+            }
+        }
+        (SortKey::CreatedAt, true) => {
+            let sql = sql.order((created_at.desc(), id.desc()));
+            match after {
+                Some(After::CreatedAt(last, last_id)) => sql.filter(created_at.lt(last).or(created_at.eq(last).and(id.lt(last_id)))),
+                _ => sql,
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The assignment history: append-only, read newest first by customer code.
+
+use diesel::prelude::*;
+
+use crate::db::schema::assignment_history;
+use crate::db::DbConnection;
+use crate::error::AppError;
+
+/// What made a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Manual,
+    Rule,
+    Import,
+    Merge,
+    Default,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Manual => "manual",
+            Source::Rule => "rule",
+            Source::Import => "import",
+            Source::Merge => "merge",
+            Source::Default => "default",
+        }
+    }
+}
+
+/// One change of a customer's category in a scheme.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = assignment_history, treat_none_as_default_value = false)]
+pub struct NewHistory {
+    pub customer_code: String,
+    pub scheme_code: String,
+    pub from_category: Option<String>,
+    pub to_category: Option<String>,
+    pub at: chrono::NaiveDateTime,
+    pub actor: String,
+    pub source: String,
+    pub reason: Option<String>,
+    pub rule_id: Option<i64>,
+    pub run_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = assignment_history)]
+pub struct HistoryRow {
+    pub id: i64,
+    pub customer_code: String,
+    pub scheme_code: String,
+    pub from_category: Option<String>,
+    pub to_category: Option<String>,
+    pub at: chrono::NaiveDateTime,
+    pub actor: String,
+    pub source: String,
+    pub reason: Option<String>,
+    pub rule_id: Option<i64>,
+    pub run_id: Option<i64>,
+}
+
+/// Rows per INSERT statement; keeps statements well inside every backend's limits.
+const INSERT_CHUNK: usize = 500;
+
+pub fn record(conn: &mut DbConnection, entries: &[NewHistory]) -> Result<(), AppError> {
+    for chunk in entries.chunks(INSERT_CHUNK) {
+        crate::insert_rows!(conn, assignment_history::table, chunk)?;
+    }
+    Ok(())
+}
+
+/// Where a page of history continues: after the entry at `(at, id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub at: chrono::NaiveDateTime,
+    pub id: i64,
+}
+
+/// Newest first; `limit + 1` rows are read so the caller knows whether more follow.
+pub fn page(
+    conn: &mut DbConnection,
+    customer_code: &str,
+    scheme_code: Option<&str>,
+    after: Option<&HistoryCursor>,
+    limit: i64,
+) -> Result<Vec<HistoryRow>, AppError> {
+    let mut query = assignment_history::table
+        .filter(assignment_history::customer_code.eq(customer_code))
+        .select(HistoryRow::as_select())
+        .into_boxed();
+    if let Some(scheme) = scheme_code {
+        query = query.filter(assignment_history::scheme_code.eq(scheme.to_string()));
+    }
+    if let Some(cursor) = after {
+        query = query.filter(
+            assignment_history::at
+                .lt(cursor.at)
+                .or(assignment_history::at.eq(cursor.at).and(assignment_history::id.lt(cursor.id))),
+        );
+    }
+    Ok(query.order((assignment_history::at.desc(), assignment_history::id.desc())).limit(limit + 1).load(conn)?)
+}
+
+pub fn exists_for(conn: &mut DbConnection, customer_code: &str) -> Result<bool, AppError> {
+    let found: Option<i64> = assignment_history::table
+        .filter(assignment_history::customer_code.eq(customer_code))
+        .select(assignment_history::id)
+        .first(conn)
+        .optional()?;
+    Ok(found.is_some())
+}

@@ -1,0 +1,148 @@
+use std::collections::HashSet;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::{ok_json, problem, TestApp};
+
+both_backends!(
+    filters_combine_across_schemes_with_subtrees,
+    text_status_and_sort,
+    bad_filters_and_cursors_are_refused,
+    cursor_paging_visits_everyone_once_while_customers_are_added,
+);
+
+fn codes(page: &Value) -> Vec<String> {
+    page["items"].as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap().to_string()).collect()
+}
+
+async fn setup(app: &TestApp) {
+    app.create_scheme("REGION", "2-2").await;
+    for (code, name) in [("01", "华北地区客户"), ("0101", "北京"), ("0102", "天津"), ("02", "华南地区客户"), ("0201", "广东")] {
+        app.create_category("REGION", code, name).await;
+    }
+    app.create_scheme("TIER", "2").await;
+    app.create_category("TIER", "01", "VIP客户").await;
+    app.create_category("TIER", "02", "普通客户").await;
+    for (code, region, tier) in [
+        ("C1", Some("0101"), Some("01")),
+        ("C2", Some("0102"), Some("01")),
+        ("C3", Some("0101"), Some("02")),
+        ("C4", Some("0201"), Some("01")),
+        ("C5", None, Some("01")),
+        ("C6", Some("0102"), None),
+    ] {
+        let mut categories = serde_json::Map::new();
+        if let Some(region) = region {
+            categories.insert("REGION".into(), json!(region));
+        }
+        if let Some(tier) = tier {
+            categories.insert("TIER".into(), json!(tier));
+        }
+        app.create_customer(code, Value::Object(categories)).await;
+    }
+}
+
+async fn filters_combine_across_schemes_with_subtrees(app: TestApp) {
+    setup(&app).await;
+    let list = |query: &'static str| {
+        let app = &app;
+        async move { codes(&ok_json(app.get(&format!("/api/v1/customers?{query}")).await, StatusCode::OK).await) }
+    };
+    assert_eq!(list("category=REGION:01").await, ["C1", "C2", "C3", "C6"], "the subtree of 华北");
+    assert_eq!(list("category=REGION:0101").await, ["C1", "C3"]);
+    assert_eq!(list("category=REGION:01&category=TIER:01").await, ["C1", "C2"], "VIP customers in North China");
+    assert_eq!(list("category=TIER:01&category=REGION:02").await, ["C4"]);
+    assert_eq!(list("unclassified=REGION").await, ["C5"]);
+    assert_eq!(list("unclassified=TIER&category=REGION:01").await, ["C6"]);
+    assert_eq!(list("unclassified=TIER&unclassified=REGION").await, Vec::<String>::new());
+    let page = ok_json(app.get("/api/v1/customers?category=REGION:01&category=TIER:01").await, StatusCode::OK).await;
+    assert_eq!(page["next_cursor"], json!(null));
+    assert_eq!(page["items"][0]["categories"], json!({"REGION": "0101", "TIER": "01"}));
+}
+
+async fn text_status_and_sort(app: TestApp) {
+    for (code, name, short) in [("A1", "北京华电科技有限公司", "华电"), ("A2", "Shanghai Acme Trading", "ACME"), ("A3", "深圳华为技术", "华为"), ("A4", "100%_Pure Ltd", "pure")] {
+        ok_json(app.post("/api/v1/customers", &json!({"code": code, "name": name, "short_name": short})).await, StatusCode::CREATED).await;
+    }
+    ok_json(app.patch("/api/v1/customers/A3", &json!({"status": "inactive"})).await, StatusCode::OK).await;
+    let list = |query: String| {
+        let app = &app;
+        async move { codes(&ok_json(app.get(&format!("/api/v1/customers?{query}")).await, StatusCode::OK).await) }
+    };
+    let encoded = |text: &str| text.bytes().map(|b| format!("%{b:02X}")).collect::<String>();
+    assert_eq!(list(format!("q={}", encoded("华"))).await, ["A1", "A3"], "Chinese substring");
+    assert_eq!(list(format!("q={}", encoded("华为"))).await, ["A3"], "short name");
+    assert_eq!(list("q=acme".into()).await, ["A2"], "ASCII case-insensitive");
+    assert_eq!(list("q=a2".into()).await, ["A2"], "code");
+    assert_eq!(list(format!("q={}", encoded("%_"))).await, ["A4"], "wildcards are literal");
+    assert_eq!(list(format!("q={}", encoded("_"))).await, ["A4"]);
+    assert_eq!(list("status=inactive".into()).await, ["A3"]);
+    assert_eq!(list("status=active&sort=-code".into()).await, ["A4", "A2", "A1"]);
+    assert_eq!(list("sort=name".into()).await, ["A4", "A2", "A1", "A3"]);
+    assert_eq!(list("sort=-created_at".into()).await, ["A4", "A3", "A2", "A1"]);
+    assert_eq!(list("sort=created_at&limit=2".into()).await, ["A1", "A2"]);
+}
+
+async fn bad_filters_and_cursors_are_refused(app: TestApp) {
+    setup(&app).await;
+    problem(app.get("/api/v1/customers?category=NOPE:01").await, StatusCode::UNPROCESSABLE_ENTITY, "scheme_not_found").await;
+    problem(app.get("/api/v1/customers?category=REGION:09").await, StatusCode::UNPROCESSABLE_ENTITY, "category_not_found").await;
+    problem(app.get("/api/v1/customers?category=REGION").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    problem(app.get("/api/v1/customers?unclassified=NOPE").await, StatusCode::UNPROCESSABLE_ENTITY, "scheme_not_found").await;
+    problem(app.get("/api/v1/customers?status=gone").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    problem(app.get("/api/v1/customers?sort=colour").await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    problem(app.get("/api/v1/customers?limit=1001").await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    problem(app.get("/api/v1/customers?limit=x").await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    problem(app.get("/api/v1/customers?colour=red").await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    problem(app.get("/api/v1/customers?cursor=bm90IGpzb24").await, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+    let page = ok_json(app.get("/api/v1/customers?limit=2&sort=name").await, StatusCode::OK).await;
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let body = problem(app.get(&format!("/api/v1/customers?limit=2&cursor={cursor}")).await, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+    assert!(body["detail"].as_str().unwrap().contains("sort=name"));
+    let limit = ok_json(app.get("/api/v1/customers?limit=1000").await, StatusCode::OK).await;
+    assert_eq!(limit["items"].as_array().unwrap().len(), 6);
+}
+
+/// Walks every page while another client keeps adding customers: everyone who was
+/// there at the start is seen exactly once, and nobody is seen twice.
+async fn cursor_paging_visits_everyone_once_while_customers_are_added(app: TestApp) {
+    let app = std::sync::Arc::new(app);
+    let mut existing = HashSet::new();
+    for i in 0..60 {
+        let code = format!("P{:03}", i * 2);
+        ok_json(app.post("/api/v1/customers", &json!({"code": code, "name": format!("客户{}", (i * 37) % 60)})).await, StatusCode::CREATED).await;
+        existing.insert(code);
+    }
+    for sort in ["code", "-code", "name", "-created_at"] {
+        let writer = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                for i in 0..30 {
+                    let code = format!("P{:03}{sort}", i * 4 + 1).replace('-', "d").replace('_', "u");
+                    app.post("/api/v1/customers", &json!({"code": code, "name": format!("新客户{i}")})).await;
+                }
+            })
+        };
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/customers?limit=7&sort={sort}&cursor={c}"),
+                None => format!("/api/v1/customers?limit=7&sort={sort}"),
+            };
+            let page = ok_json(app.get(&path).await, StatusCode::OK).await;
+            seen.extend(codes(&page));
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => break,
+            }
+        }
+        writer.await.unwrap();
+        let unique: HashSet<_> = seen.iter().cloned().collect();
+        assert_eq!(unique.len(), seen.len(), "sort={sort}: someone was seen twice");
+        assert!(existing.is_subset(&unique), "sort={sort}: missed {:?}", existing.difference(&unique).collect::<Vec<_>>());
+        existing = unique;
+    }
+}
