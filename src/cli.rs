@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `migrate`, `openapi`, `keys create`.
+//! The command line: `serve` (default), `migrate`, `openapi`, `seed-demo`, `keys create`.
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +21,8 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document.
     Openapi,
+    /// Load the electronics-maker example: schemes, categories and customers.
+    SeedDemo,
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -62,6 +64,14 @@ pub fn main() -> Result<(), String> {
             let mut session = pool.get().map_err(|e| e.to_string())?;
             crate::store::api_keys::create(&mut session.conn, &name, scope, &secret).map_err(|e| e.detail)?;
             println!("{}", secret.expose());
+            Ok(())
+        }
+        Command::SeedDemo => {
+            let settings = Settings::from_env()?;
+            let pool = prepare_database(&settings)?;
+            let mut session = pool.get().map_err(|e| e.to_string())?;
+            let customers = crate::demo::seed(&mut session.conn).map_err(|e| e.detail)?;
+            log::info!("demo data loaded: 3 schemes and {customers} customers");
             Ok(())
         }
         Command::Serve => {

@@ -24,7 +24,7 @@ fn custclass(app: &TestApp, args: &[&str]) -> std::process::Output {
         .expect("run the custclass binary")
 }
 
-both_backends!(keys_create_prints_a_working_secret_once, migrate_is_idempotent);
+both_backends!(keys_create_prints_a_working_secret_once, migrate_is_idempotent, seed_demo_loads_the_electronics_maker);
 
 async fn keys_create_prints_a_working_secret_once(app: TestApp) {
     let output = custclass(&app, &["keys", "create", "--name", "reporting", "--scope", "read"]);
@@ -50,6 +50,29 @@ async fn migrate_is_idempotent(app: TestApp) {
     let output = custclass(&app, &["migrate"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await["code"], "TIER", "data survives");
+}
+
+async fn seed_demo_loads_the_electronics_maker(app: TestApp) {
+    let output = custclass(&app, &["seed-demo"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let schemes = ok_json(app.get("/api/v1/schemes").await, StatusCode::OK).await;
+    let codes: Vec<_> = schemes["items"].as_array().unwrap().iter().map(|s| s["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["INDUSTRY", "REGION", "TIER"]);
+    let tree = ok_json(app.get("/api/v1/schemes/REGION/categories/tree").await, StatusCode::OK).await;
+    let names: Vec<_> = tree["items"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["华北地区客户", "华南地区客户", "华东地区客户"]);
+    let total: i64 = tree["items"].as_array().unwrap().iter().map(|n| n["subtree_customer_count"].as_i64().unwrap()).sum();
+    assert_eq!(total, 300);
+    let vip_north = ok_json(app.get("/api/v1/customers?category=TIER:01&category=REGION:01&limit=1000").await, StatusCode::OK).await;
+    let vip_north = vip_north["items"].as_array().unwrap();
+    assert!(!vip_north.is_empty());
+    assert!(vip_north.iter().all(|c| c["categories"]["TIER"] == "01" && c["categories"]["REGION"].as_str().unwrap().starts_with("01")));
+    let tier = ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await;
+    assert_eq!((tier["default_category"].clone(), tier["required"].clone()), (json!("03"), json!(true)));
+
+    let again = custclass(&app, &["seed-demo"]);
+    assert!(!again.status.success(), "seeding twice is refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already there"));
 }
 
 #[test]

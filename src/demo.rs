@@ -1,0 +1,117 @@
+//! `custclass seed-demo`: the electronics maker of DESIGN.md, for walk-throughs and demos.
+
+use crate::db::DbConnection;
+use crate::domain::category::{CategoryCode, CategoryName};
+use crate::domain::customer::{CustomerCode, CustomerStatus, TaxId};
+use crate::domain::scheme::SchemeCode;
+use crate::error::AppError;
+use crate::store::categories::{self, NewCategory};
+use crate::store::customers::{self, CustomerFields, NewCustomer};
+use crate::store::schemes::{self, NewScheme, SchemeChanges};
+
+pub const DEMO_CUSTOMERS: usize = 300;
+const ACTOR: &str = "seed-demo";
+
+/// Scheme code, name, code rule, required, and its categories (code, name).
+type SchemeSpec = (&'static str, &'static str, &'static str, bool, &'static [(&'static str, &'static str)]);
+
+const SCHEMES: [SchemeSpec; 3] = [
+    ("INDUSTRY", "行业分类", "2-2", false, &[
+        ("01", "电子行业客户"), ("0101", "消费电子"), ("0102", "半导体"), ("0103", "通信设备"),
+        ("02", "制造行业客户"), ("0201", "汽车零部件"), ("0202", "机械设备"), ("0203", "精密制造"),
+    ]),
+    ("REGION", "地区分类", "2-2", false, &[
+        ("01", "华北地区客户"), ("0101", "北京"), ("0102", "天津"), ("0103", "河北"),
+        ("02", "华南地区客户"), ("0201", "广东"), ("0202", "广西"), ("0203", "海南"),
+        ("03", "华东地区客户"), ("0301", "上海"), ("0302", "浙江"), ("0303", "江苏"),
+    ]),
+    ("TIER", "客户等级", "2", true, &[("01", "VIP客户"), ("02", "普通客户"), ("03", "潜在客户")]),
+];
+
+/// City, region leaf, administrative division code (for the tax id).
+const CITIES: [(&str, &str, &str); 10] = [
+    ("北京", "0101", "110108"), ("天津", "0102", "120116"), ("石家庄", "0103", "130100"),
+    ("深圳", "0201", "440300"), ("广州", "0201", "440100"), ("南宁", "0202", "450100"), ("海口", "0203", "460100"),
+    ("上海", "0301", "310115"), ("杭州", "0302", "330100"), ("南京", "0303", "320100"),
+];
+const BRANDS: [&str; 12] = ["华电", "星海", "联创", "恒通", "远景", "新锐", "博达", "天瑞", "金桥", "鼎盛", "中科", "瑞芯"];
+const TRADES: [(&str, &str); 6] = [("电子", "0101"), ("半导体", "0102"), ("通信", "0103"), ("汽车零部件", "0201"), ("机械", "0202"), ("精密制造", "0203")];
+const ORG_CHARS: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
+
+/// A small deterministic generator, so every demo database is the same.
+struct Sequence(u64);
+
+impl Sequence {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % below as u64) as usize
+    }
+}
+
+fn field<T>(result: Result<T, crate::domain::FieldError>) -> Result<T, AppError> {
+    result.map_err(AppError::from)
+}
+
+pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
+    if schemes::find(conn, "INDUSTRY")?.is_some() {
+        return Err(AppError::conflict("duplicate_code", "the demo data is already there (scheme INDUSTRY exists)"));
+    }
+    for (code, name, rule, required, categories) in SCHEMES {
+        let rule = rule.parse().map_err(|_| AppError::internal("bad demo code rule"))?;
+        schemes::create(
+            conn,
+            NewScheme { code: field(SchemeCode::parse("code", code))?, name: name.into(), description: None, code_rule: rule, required, auto_classify: false, active: true },
+        )?;
+        for (order, (category, category_name)) in categories.iter().enumerate() {
+            let new = NewCategory {
+                code: field(CategoryCode::parse("code", category))?,
+                name: field(CategoryName::parse("name", category_name))?,
+                description: None,
+                sort_order: order as i32,
+                active: true,
+            };
+            categories::create(conn, code, new)?;
+        }
+    }
+    let default_tier = SchemeChanges { default_category: Some(Some(field(CategoryCode::parse("default_category", "03"))?)), ..Default::default() };
+    schemes::update(conn, "TIER", &default_tier, None)?;
+
+    let mut random = Sequence(0x5eed_c0de_2026);
+    for number in 1..=DEMO_CUSTOMERS {
+        let (city, region, division) = CITIES[random.next(CITIES.len())];
+        let brand = BRANDS[random.next(BRANDS.len())];
+        let (trade, industry) = TRADES[random.next(TRADES.len())];
+        let tier = match random.next(10) {
+            0 => "01",
+            1..=6 => "02",
+            _ => "03",
+        };
+        let org: String = (0..9).map(|_| ORG_CHARS[random.next(ORG_CHARS.len())] as char).collect();
+        let tax_id = TaxId::with_check_character(&format!("91{division}{org}")).ok_or_else(|| AppError::internal("bad demo tax id"))?;
+        let code = format!("C{number:04}");
+        let new = NewCustomer {
+            code: field(CustomerCode::parse("code", &code))?,
+            fields: CustomerFields {
+                name: format!("{city}{brand}{trade}有限公司"),
+                short_name: Some(format!("{brand}{trade}")),
+                tax_id: Some(tax_id),
+                contact_name: Some(["王", "李", "张", "刘", "陈", "杨"][random.next(6)].to_string() + "经理"),
+                phone: Some(format!("1{}{:09}", 3 + random.next(7), random.next(1_000_000_000))),
+                email: Some(format!("sales{number}@example.com")),
+                address: Some(format!("{city}市高新区{}号", 1 + random.next(300))),
+                status: if random.next(20) == 0 { CustomerStatus::Inactive } else { CustomerStatus::Active },
+                note: None,
+            },
+            categories: vec![
+                ("INDUSTRY".into(), field(CategoryCode::parse("industry", industry))?),
+                ("REGION".into(), field(CategoryCode::parse("region", region))?),
+                ("TIER".into(), field(CategoryCode::parse("tier", tier))?),
+            ],
+            reason: Some("demo data".into()),
+        };
+        customers::create(conn, &new, ACTOR)?;
+    }
+    Ok(DEMO_CUSTOMERS)
+}
