@@ -32,8 +32,6 @@ pub struct Assignment {
     pub scheme: String,
     #[schema(example = "01")]
     pub category: String,
-    #[schema(example = "VIP客户")]
-    pub category_name: String,
     /// Pinned by a person: rules leave it alone.
     pub locked: bool,
     pub assigned_at: DateTime<Utc>,
@@ -59,7 +57,8 @@ pub struct Customer {
     /// Scheme code → category code, at most one per scheme.
     #[schema(example = json!({"INDUSTRY": "0101", "REGION": "0101", "TIER": "01"}))]
     pub categories: BTreeMap<String, String>,
-    /// The same assignments with category names and pins, ordered by scheme.
+    /// The same assignments with their pins and times, ordered by scheme
+    /// (category names: `GET /schemes/{scheme}/categories`).
     pub assignments: Vec<Assignment>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -74,7 +73,7 @@ impl From<CustomerView> for Customer {
             assignments: view
                 .assignments
                 .into_iter()
-                .map(|a| Assignment { scheme: a.scheme, category: a.category, category_name: a.category_name, locked: a.locked, assigned_at: a.assigned_at.and_utc() })
+                .map(|a| Assignment { scheme: a.scheme, category: a.category, locked: a.locked, assigned_at: a.assigned_at.and_utc() })
                 .collect(),
             code: row.code,
             name: row.name,

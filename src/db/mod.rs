@@ -31,16 +31,25 @@ impl DbConnection {
     }
 }
 
-/// A multi-row `INSERT` run on the concrete connection: diesel's multi-backend
-/// connection does not batch inserts. Rows must give every column a value
+/// Runs `$body` with `$c` bound to the concrete connection. The multi-backend
+/// connection re-serialises a query on every execution and cannot batch inserts;
+/// hot paths and multi-row inserts go around it with the same DSL code.
+#[macro_export]
+macro_rules! native {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Mysql($c) => $body,
+            $crate::db::DbConnection::Sqlite($c) => $body,
+        }
+    };
+}
+
+/// A multi-row `INSERT`. Rows must give every column a value
 /// (`treat_none_as_default_value = false`), as SQLite takes no `DEFAULT` there.
 #[macro_export]
 macro_rules! insert_rows {
     ($conn:expr, $table:expr, $rows:expr) => {
-        match $conn {
-            $crate::db::DbConnection::Mysql(mysql) => diesel::insert_into($table).values($rows).execute(mysql),
-            $crate::db::DbConnection::Sqlite(sqlite) => diesel::insert_into($table).values($rows).execute(sqlite),
-        }
+        $crate::native!($conn, |native| diesel::insert_into($table).values($rows).execute(native))
     };
 }
 

@@ -47,6 +47,7 @@ diesel::table! {
         address -> Nullable<Text>,
         status -> Text,
         note -> Nullable<Text>,
+        classification -> Text,
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
@@ -92,9 +93,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    category_members (customer_id, scheme_id, category_code) {
+        customer_id -> BigInt,
+        scheme_id -> BigInt,
+        category_code -> Text,
+        customer_code -> Text,
+    }
+}
+
 diesel::joinable!(categories -> schemes (scheme_id));
+diesel::joinable!(category_members -> customers (customer_id));
 diesel::joinable!(customer_categories -> schemes (scheme_id));
 diesel::joinable!(customer_categories -> customers (customer_id));
 diesel::joinable!(customer_categories -> categories (category_id));
 
-diesel::allow_tables_to_appear_in_same_query!(schemes, categories, customers, customer_categories, api_keys, assignment_history);
+diesel::allow_tables_to_appear_in_same_query!(schemes, categories, customers, customer_categories, api_keys, assignment_history, category_members);

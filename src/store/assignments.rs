@@ -5,8 +5,9 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 
-use crate::db::schema::{categories, customer_categories, customers};
+use crate::db::schema::{categories, category_members, customer_categories, customers};
 use crate::db::{now, transaction, DbConnection};
+use crate::domain::category::CategoryCode;
 use crate::domain::customer::CustomerCode;
 use crate::domain::FieldError;
 use crate::error::AppError;
@@ -144,6 +145,7 @@ pub fn set(
                     customer_categories::assigned_at.eq(at),
                 ))
                 .execute(conn)?;
+            replace_memberships(conn, scheme, &[(customer.id, &customer.code)], Some(&category.code))?;
             history::record(conn, &[provenance.entry(&customer.code, &scheme.code, Some(code), Some(category.code.clone()), at)])?;
             Ok(SetOutcome { category_changed: true, lock_changed: lock != was_locked })
         }
@@ -158,6 +160,7 @@ pub fn set(
                     customer_categories::assigned_at.eq(at),
                 ))
                 .execute(conn)?;
+            replace_memberships(conn, scheme, &[(customer.id, &customer.code)], Some(&category.code))?;
             history::record(conn, &[provenance.entry(&customer.code, &scheme.code, None, Some(category.code.clone()), at)])?;
             Ok(SetOutcome { category_changed: true, lock_changed: locked.unwrap_or(false) })
         }
@@ -168,8 +171,46 @@ pub fn set(
 pub fn clear(conn: &mut DbConnection, customer: &CustomerRow, scheme: &SchemeRow, provenance: &Provenance) -> Result<bool, AppError> {
     let Some((code, _)) = current(conn, customer.id, scheme.id)? else { return Ok(false) };
     diesel::delete(customer_categories::table.find((customer.id, scheme.id))).execute(conn)?;
+    replace_memberships(conn, scheme, &[(customer.id, &customer.code)], None)?;
     history::record(conn, &[provenance.entry(&customer.code, &scheme.code, Some(code), None, now())])?;
     Ok(true)
+}
+
+/// Makes `customers` members of `category` and of each of its ancestors in `scheme`
+/// (none when `category` is `None`), replacing what they were members of there.
+pub fn replace_memberships(conn: &mut DbConnection, scheme: &SchemeRow, customers: &[(i64, &str)], category: Option<&str>) -> Result<(), AppError> {
+    let codes: Vec<String> = match category {
+        Some(code) => {
+            let code = CategoryCode::parse("category", code).map_err(|_| AppError::internal(format!("corrupt category code {code}")))?;
+            let mut codes: Vec<String> = code.ancestors(&scheme.rule()?).into_iter().map(|c| c.as_str().to_string()).collect();
+            codes.push(code.as_str().to_string());
+            codes
+        }
+        None => Vec::new(),
+    };
+    for chunk in customers.chunks(CHUNK) {
+        let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
+        diesel::delete(category_members::table.filter(category_members::scheme_id.eq(scheme.id)).filter(category_members::customer_id.eq_any(&ids)))
+            .execute(conn)?;
+        if codes.is_empty() {
+            continue;
+        }
+        let rows: Vec<_> = chunk
+            .iter()
+            .flat_map(|(id, customer_code)| {
+                codes.iter().map(move |code| {
+                    (
+                        category_members::customer_id.eq(*id),
+                        category_members::scheme_id.eq(scheme.id),
+                        category_members::category_code.eq(code.clone()),
+                        category_members::customer_code.eq(customer_code.to_string()),
+                    )
+                })
+            })
+            .collect();
+        crate::insert_rows!(conn, category_members::table, rows)?;
+    }
+    Ok(())
 }
 
 /// Locks the customer and checks the caller's `If-Match` against its version.
@@ -196,7 +237,7 @@ pub fn assign(
         let scheme = scheme_store::get(conn, scheme_code)?;
         let category = assignable_category(conn, &scheme, category_code, "category")?;
         if set(conn, &customer, &scheme, &category, locked, provenance)?.any() {
-            customer_store::touch(conn, &[customer.id])?;
+            customer_store::refresh_classification(conn, &[customer.id], true)?;
         }
         customer_store::view_by_id(conn, customer.id)
     })
@@ -214,7 +255,7 @@ pub fn unassign(conn: &mut DbConnection, customer_code: &str, scheme_code: &str,
             ));
         }
         if clear(conn, &customer, &scheme, provenance)? {
-            customer_store::touch(conn, &[customer.id])?;
+            customer_store::refresh_classification(conn, &[customer.id], true)?;
         }
         customer_store::view_by_id(conn, customer.id)
     })
@@ -288,6 +329,7 @@ pub fn assign_batch(
         let at = now();
         let mut moved = Vec::new();
         let mut added = Vec::new();
+        let mut members: Vec<(i64, &str)> = Vec::new();
         let mut relocked = Vec::new();
         let mut entries = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -304,10 +346,12 @@ pub fn assign_batch(
                 }
                 Some((from, _)) => {
                     moved.push(id);
+                    members.push((id, code.as_str()));
                     entries.push(provenance.entry(code.as_str(), &scheme.code, Some(from.clone()), Some(category.code.clone()), at));
                 }
                 None => {
                     added.push(id);
+                    members.push((id, code.as_str()));
                     entries.push(provenance.entry(code.as_str(), &scheme.code, None, Some(category.code.clone()), at));
                 }
             }
@@ -345,9 +389,10 @@ pub fn assign_batch(
                 .collect();
             crate::insert_rows!(conn, customer_categories::table, rows)?;
         }
+        replace_memberships(conn, &scheme, &members, Some(&category.code))?;
         history::record(conn, &entries)?;
         let touched: Vec<i64> = moved.iter().chain(&added).chain(&relocked).copied().collect();
-        customer_store::touch(conn, &touched)?;
+        customer_store::refresh_classification(conn, &touched, true)?;
         let changed = touched.len();
         Ok(BatchOutcome { requested: seen.len(), changed, unchanged: seen.len() - changed })
     })

@@ -2,14 +2,14 @@ use std::collections::{HashMap, HashSet};
 
 use diesel::prelude::*;
 
-use crate::db::schema::{categories, customer_categories};
+use crate::db::schema::{categories, category_members, customer_categories};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::category::{CategoryCode, CategoryName, PlacedCode};
 use crate::domain::FieldError;
 use crate::error::AppError;
 
 use super::schemes::{self as scheme_store, SchemeRow};
-use super::{check_version, lock_row, prefix_upper_bound, LockableTable};
+use super::{check_version, lock_row, LockableTable};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = categories)]
@@ -90,10 +90,9 @@ fn direct_customer_count(conn: &mut DbConnection, scheme_id: i64, code: &str) ->
 }
 
 fn subtree_customer_count(conn: &mut DbConnection, scheme_id: i64, code: &str) -> Result<i64, AppError> {
-    Ok(customer_categories::table
-        .filter(customer_categories::scheme_id.eq(scheme_id))
-        .filter(customer_categories::category_code.ge(code))
-        .filter(customer_categories::category_code.lt(prefix_upper_bound(code)))
+    Ok(category_members::table
+        .filter(category_members::scheme_id.eq(scheme_id))
+        .filter(category_members::category_code.eq(code))
         .count()
         .get_result(conn)?)
 }
@@ -112,10 +111,9 @@ pub fn get(conn: &mut DbConnection, scheme_code: &str, code: &str) -> Result<Cat
 }
 
 /// Every category of a scheme ordered by code, which is the tree's pre-order.
-/// Counts come from one grouped query over the assignments.
+/// Counts come from one grouped query over the assignments and one over the memberships.
 pub fn list(conn: &mut DbConnection, scheme_code: &str) -> Result<Vec<CategoryView>, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
-    let rule = scheme.rule()?;
     let rows: Vec<CategoryRow> = categories::table
         .filter(categories::scheme_id.eq(scheme.id))
         .order(categories::code.asc())
@@ -128,16 +126,13 @@ pub fn list(conn: &mut DbConnection, scheme_code: &str) -> Result<Vec<CategoryVi
         .load::<(String, i64)>(conn)?
         .into_iter()
         .collect();
-    let mut subtree: HashMap<&str, i64> = HashMap::new();
-    for (code, count) in &direct {
-        let code_value = CategoryCode::parse("code", code).map_err(|_| AppError::internal("corrupt category code in assignments"))?;
-        for ancestor in code_value.ancestors(&rule) {
-            if let Some(row) = rows.iter().find(|r| r.code == ancestor.as_str()) {
-                *subtree.entry(row.code.as_str()).or_default() += count;
-            }
-        }
-        *subtree.entry(code.as_str()).or_default() += count;
-    }
+    let subtree: HashMap<String, i64> = category_members::table
+        .filter(category_members::scheme_id.eq(scheme.id))
+        .group_by(category_members::category_code)
+        .select((category_members::category_code, diesel::dsl::count_star()))
+        .load::<(String, i64)>(conn)?
+        .into_iter()
+        .collect();
     let parents: HashSet<&str> = rows.iter().map(|r| r.parent_code.as_str()).filter(|p| !p.is_empty()).collect();
     let views = rows
         .iter()
@@ -145,7 +140,7 @@ pub fn list(conn: &mut DbConnection, scheme_code: &str) -> Result<Vec<CategoryVi
             scheme: scheme.code.clone(),
             is_leaf: !parents.contains(row.code.as_str()),
             customer_count: direct.get(&row.code).copied().unwrap_or(0),
-            subtree_customer_count: subtree.get(row.code.as_str()).copied().unwrap_or(0),
+            subtree_customer_count: subtree.get(&row.code).copied().unwrap_or(0),
             row: row.clone(),
         })
         .collect();

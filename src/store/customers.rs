@@ -1,10 +1,8 @@
 //! The customer archive: rows, their assignments, and the filtered, keyset-paged list.
 
-use std::collections::HashMap;
-
 use diesel::prelude::*;
 
-use crate::db::schema::{categories, customer_categories, customers, schemes};
+use crate::db::schema::{categories, category_members, customer_categories, customers, schemes};
 use crate::db::{now, transaction, DbBackend, DbConnection};
 use crate::domain::category::CategoryCode;
 use crate::domain::customer::{CustomerCode, CustomerStatus, TaxId};
@@ -30,6 +28,8 @@ pub struct CustomerRow {
     pub address: Option<String>,
     pub status: String,
     pub note: Option<String>,
+    /// The current assignments as JSON; see `refresh_classification`.
+    pub classification: String,
     pub version: i64,
     pub created_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
@@ -39,9 +39,38 @@ pub struct CustomerRow {
 pub struct AssignmentView {
     pub scheme: String,
     pub category: String,
-    pub category_name: String,
     pub locked: bool,
     pub assigned_at: chrono::NaiveDateTime,
+}
+
+/// One element of `customers.classification`, as the SQL below writes it.
+#[derive(serde::Deserialize)]
+struct SnapshotEntry {
+    scheme: String,
+    category: String,
+    /// 0/1 from both backends' JSON functions.
+    locked: serde_json::Value,
+    /// `YYYY-MM-DD HH:MM:SS[.ffffff]`, UTC.
+    assigned_at: String,
+}
+
+fn decode_classification(row: &CustomerRow) -> Result<Vec<AssignmentView>, AppError> {
+    let corrupt = || AppError::internal(format!("customer {} has a corrupt classification snapshot", row.code));
+    let entries: Vec<SnapshotEntry> = serde_json::from_str(&row.classification).map_err(|_| corrupt())?;
+    let mut assignments = entries
+        .into_iter()
+        .map(|entry| {
+            let assigned_at = chrono::NaiveDateTime::parse_from_str(&entry.assigned_at, "%Y-%m-%d %H:%M:%S%.f").map_err(|_| corrupt())?;
+            let locked = entry.locked.as_bool().unwrap_or_else(|| entry.locked.as_i64() == Some(1));
+            Ok(AssignmentView { scheme: entry.scheme, category: entry.category, locked, assigned_at })
+        })
+        .collect::<Result<Vec<_>, AppError>>()?;
+    assignments.sort_by(|a, b| a.scheme.cmp(&b.scheme));
+    Ok(assignments)
+}
+
+fn view_of(row: CustomerRow) -> Result<CustomerView, AppError> {
+    Ok(CustomerView { assignments: decode_classification(&row)?, row })
 }
 
 #[derive(Debug, Clone)]
@@ -100,50 +129,46 @@ pub fn get_row(conn: &mut DbConnection, code: &str) -> Result<CustomerRow, AppEr
     find(conn, code)?.ok_or_else(|| customer_not_found(code))
 }
 
-/// Adds the assignments of many customers with one query.
-pub fn views(conn: &mut DbConnection, rows: Vec<CustomerRow>) -> Result<Vec<CustomerView>, AppError> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let assigned: Vec<(i64, String, String, String, bool, chrono::NaiveDateTime)> = customer_categories::table
-        .inner_join(schemes::table)
-        .inner_join(categories::table)
-        .filter(customer_categories::customer_id.eq_any(&ids))
-        .order((customer_categories::customer_id, schemes::code))
-        .select((
-            customer_categories::customer_id,
-            schemes::code,
-            customer_categories::category_code,
-            categories::name,
-            customer_categories::locked,
-            customer_categories::assigned_at,
-        ))
-        .load(conn)?;
-    let mut by_customer: HashMap<i64, Vec<AssignmentView>> = HashMap::new();
-    for (customer_id, scheme, category, category_name, locked, assigned_at) in assigned {
-        by_customer.entry(customer_id).or_default().push(AssignmentView { scheme, category, category_name, locked, assigned_at });
-    }
-    Ok(rows.into_iter().map(|row| CustomerView { assignments: by_customer.remove(&row.id).unwrap_or_default(), row }).collect())
+pub fn views(rows: Vec<CustomerRow>) -> Result<Vec<CustomerView>, AppError> {
+    rows.into_iter().map(view_of).collect()
 }
 
+/// One customer with its assignments: a single-row lookup, the hot read path.
 pub fn view(conn: &mut DbConnection, code: &str) -> Result<CustomerView, AppError> {
-    let row = get_row(conn, code)?;
-    Ok(views(conn, vec![row])?.remove(0))
+    let row: Option<CustomerRow> =
+        crate::native!(conn, |native| customers::table.filter(customers::code.eq(code)).select(CustomerRow::as_select()).first(native).optional())?;
+    view_of(row.ok_or_else(|| customer_not_found(code))?)
 }
 
 pub fn view_by_id(conn: &mut DbConnection, id: i64) -> Result<CustomerView, AppError> {
-    let row = customers::table.find(id).select(CustomerRow::as_select()).first(conn)?;
-    Ok(views(conn, vec![row])?.remove(0))
+    view_of(customers::table.find(id).select(CustomerRow::as_select()).first(conn)?)
 }
 
-/// A change to a customer's representation (fields or assignments) gives it a new version.
-pub fn touch(conn: &mut DbConnection, ids: &[i64]) -> Result<(), AppError> {
-    let at = now();
+/// Rewrites `classification` of these customers from `customer_categories`, in one
+/// set-based statement per thousand customers, and with `bump_version` gives them a
+/// new version: their representation changed.
+pub fn refresh_classification(conn: &mut DbConnection, ids: &[i64], bump_version: bool) -> Result<(), AppError> {
+    let aggregate = match conn {
+        DbConnection::Mysql(_) => {
+            "COALESCE((SELECT JSON_ARRAYAGG(JSON_OBJECT('scheme', s.code, 'category', cc.category_code, 'locked', cc.locked, \
+             'assigned_at', DATE_FORMAT(cc.assigned_at, '%Y-%m-%d %H:%i:%s.%f'))) \
+             FROM customer_categories cc JOIN schemes s ON s.id = cc.scheme_id WHERE cc.customer_id = customers.id), '[]')"
+        }
+        DbConnection::Sqlite(_) => {
+            "COALESCE((SELECT json_group_array(json_object('scheme', s.code, 'category', cc.category_code, 'locked', cc.locked, \
+             'assigned_at', cc.assigned_at)) \
+             FROM customer_categories cc JOIN schemes s ON s.id = cc.scheme_id WHERE cc.customer_id = customers.id), '[]')"
+        }
+    };
+    let bump = if bump_version { ", version = version + 1, updated_at = ?" } else { "" };
     for chunk in ids.chunks(1000) {
-        diesel::update(customers::table.filter(customers::id.eq_any(chunk)))
-            .set((customers::version.eq(customers::version + 1), customers::updated_at.eq(at)))
-            .execute(conn)?;
+        let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let sql = format!("UPDATE customers SET classification = {aggregate}{bump} WHERE id IN ({list})");
+        if bump_version {
+            diesel::sql_query(sql).bind::<diesel::sql_types::Timestamp, _>(now()).execute(conn)?;
+        } else {
+            diesel::sql_query(sql).execute(conn)?;
+        }
     }
     Ok(())
 }
@@ -203,6 +228,7 @@ pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str) -> Result
                 customers::address.eq(&fields.address),
                 customers::status.eq(fields.status.as_str()),
                 customers::note.eq(&fields.note),
+                customers::classification.eq("[]"),
                 customers::version.eq(1),
                 customers::created_at.eq(at),
                 customers::updated_at.eq(at),
@@ -248,6 +274,7 @@ pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str) -> Result
         if !missing_required.is_empty() {
             return Err(AppError::validation("category_required", "every required scheme needs a category", missing_required));
         }
+        refresh_classification(conn, &[customer.id], false)?;
         view_by_id(conn, customer.id)
     })
 }
@@ -397,63 +424,126 @@ fn filter_scheme(conn: &mut DbConnection, code: &str, field: &str) -> Result<Sch
 
 type CustomerQuery<'a> = customers::BoxedQuery<'a, DbBackend>;
 
-/// One page of customers. Category filters are correlated `EXISTS` on the
-/// (scheme, category code) index, the subtree being a code range; the page is a
-/// keyset range on the sort's index, so page 10,000 costs what page 1 costs.
-pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppError> {
-    let mut sql: CustomerQuery = customers::table.into_boxed();
-    for filter in &query.categories {
-        let scheme = filter_scheme(conn, &filter.scheme, "category")?;
-        let known: i64 = categories::table
-            .filter(categories::scheme_id.eq(scheme.id))
-            .filter(categories::code.eq(filter.code.as_str()))
-            .count()
-            .get_result(conn)?;
-        if known == 0 {
-            return Err(AppError::validation(
-                "category_not_found",
-                format!("category {} does not exist in scheme {}", filter.code, filter.scheme),
-                vec![FieldError::new("category", format!("no category {} in scheme {}", filter.code, filter.scheme))],
-            ));
-        }
-        sql = sql.filter(diesel::dsl::exists(
-            customer_categories::table
-                .filter(customer_categories::customer_id.eq(customers::id))
-                .filter(customer_categories::scheme_id.eq(scheme.id))
-                .filter(customer_categories::category_code.ge(filter.code.as_str().to_string()))
-                .filter(customer_categories::category_code.lt(prefix_upper_bound(filter.code.as_str()))),
+/// A category filter resolved to its scheme.
+struct Membership {
+    scheme_id: i64,
+    code: String,
+}
+
+fn resolve(conn: &mut DbConnection, filter: &CategoryFilter) -> Result<Membership, AppError> {
+    let scheme = filter_scheme(conn, &filter.scheme, "category")?;
+    let known: i64 = categories::table
+        .filter(categories::scheme_id.eq(scheme.id))
+        .filter(categories::code.eq(filter.code.as_str()))
+        .count()
+        .get_result(conn)?;
+    if known == 0 {
+        return Err(AppError::validation(
+            "category_not_found",
+            format!("category {} does not exist in scheme {}", filter.code, filter.scheme),
+            vec![FieldError::new("category", format!("no category {} in scheme {}", filter.code, filter.scheme))],
         ));
     }
+    Ok(Membership { scheme_id: scheme.id, code: filter.code.as_str().to_string() })
+}
+
+/// Members of a category, counted up to `cap`: enough to tell which filter is narrowest.
+fn members_up_to(conn: &mut DbConnection, membership: &Membership, cap: i64) -> Result<i64, AppError> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count = diesel::sql_query("SELECT COUNT(*) AS n FROM (SELECT 1 FROM category_members WHERE scheme_id = ? AND category_code = ? LIMIT ?) capped")
+        .bind::<diesel::sql_types::BigInt, _>(membership.scheme_id)
+        .bind::<diesel::sql_types::Text, _>(&membership.code)
+        .bind::<diesel::sql_types::BigInt, _>(cap)
+        .get_result::<Count>(conn)?;
+    Ok(count.n)
+}
+
+const NARROWEST_CAP: i64 = 20_000;
+
+/// The filters every list applies to `customers`, for either query shape below.
+macro_rules! filter_customers {
+    ($sql:ident, $memberships:expr, $unclassified:expr, $query:expr) => {{
+        for membership in $memberships {
+            let upper = prefix_upper_bound(&membership.code);
+            $sql = $sql.filter(diesel::dsl::exists(
+                customer_categories::table
+                    .filter(customer_categories::customer_id.eq(customers::id))
+                    .filter(customer_categories::scheme_id.eq(membership.scheme_id))
+                    .filter(customer_categories::category_code.ge(membership.code))
+                    .filter(customer_categories::category_code.lt(upper)),
+            ));
+        }
+        for scheme_id in $unclassified {
+            $sql = $sql.filter(diesel::dsl::not(diesel::dsl::exists(
+                customer_categories::table
+                    .filter(customer_categories::customer_id.eq(customers::id))
+                    .filter(customer_categories::scheme_id.eq(scheme_id)),
+            )));
+        }
+        if let Some(text) = &$query.text {
+            let pattern = contains_pattern(text);
+            $sql = $sql.filter(
+                lower(customers::code)
+                    .like(pattern.clone())
+                    .escape('\\')
+                    .or(lower(customers::name).like(pattern.clone()).escape('\\'))
+                    .or(lower_nullable(customers::short_name).like(pattern).escape('\\').assume_not_null()),
+            );
+        }
+        if let Some(status) = $query.status {
+            $sql = $sql.filter(customers::status.eq(status.as_str()));
+        }
+    }};
+}
+
+/// One page of customers. Sorted by code, the narrowest category filter drives the
+/// page through `category_members`, where a subtree is one equality whose index is
+/// ordered by customer code; otherwise the sort's index drives. Every other filter
+/// is a primary-key probe of the customer's assignment in that scheme (the subtree
+/// being a code range). Either way a page is a keyset range, so page 10,000 costs
+/// what page 1 costs.
+pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppError> {
+    let mut memberships = query.categories.iter().map(|filter| resolve(conn, filter)).collect::<Result<Vec<_>, _>>()?;
+    let mut unclassified = Vec::new();
     for scheme_code in &query.unclassified {
-        let scheme = filter_scheme(conn, scheme_code, "unclassified")?;
-        sql = sql.filter(diesel::dsl::not(diesel::dsl::exists(
-            customer_categories::table
-                .filter(customer_categories::customer_id.eq(customers::id))
-                .filter(customer_categories::scheme_id.eq(scheme.id)),
-        )));
+        unclassified.push(filter_scheme(conn, scheme_code, "unclassified")?.id);
     }
-    if let Some(text) = &query.text {
-        let pattern = contains_pattern(text);
-        sql = sql.filter(
-            lower(customers::code)
-                .like(pattern.clone())
-                .escape('\\')
-                .or(lower(customers::name).like(pattern.clone()).escape('\\'))
-                .or(lower_nullable(customers::short_name).like(pattern).escape('\\').assume_not_null()),
-        );
-    }
-    if let Some(status) = query.status {
-        sql = sql.filter(customers::status.eq(status.as_str()));
-    }
-    sql = keyset(sql, query.sort, query.after.clone());
-    let mut rows: Vec<CustomerRow> = sql.select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?;
+    let mut rows: Vec<CustomerRow> = if query.sort.key == SortKey::Code && !memberships.is_empty() {
+        let mut sizes = Vec::with_capacity(memberships.len());
+        for membership in &memberships {
+            sizes.push(if memberships.len() > 1 { members_up_to(conn, membership, NARROWEST_CAP)? } else { 0 });
+        }
+        let narrowest = sizes.iter().enumerate().min_by_key(|(_, size)| **size).map_or(0, |(i, _)| i);
+        let driver = memberships.remove(narrowest);
+        let mut sql = category_members::table
+            .inner_join(customers::table)
+            .filter(category_members::scheme_id.eq(driver.scheme_id))
+            .filter(category_members::category_code.eq(driver.code))
+            .into_boxed();
+        filter_customers!(sql, memberships, unclassified, query);
+        let sql = match (&query.after, query.sort.descending) {
+            (Some(After::Code(last)), false) => sql.filter(category_members::customer_code.gt(last.clone())),
+            (Some(After::Code(last)), true) => sql.filter(category_members::customer_code.lt(last.clone())),
+            _ => sql,
+        };
+        let sql = if query.sort.descending { sql.order(category_members::customer_code.desc()) } else { sql.order(category_members::customer_code.asc()) };
+        sql.select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?
+    } else {
+        let mut sql: CustomerQuery = customers::table.into_boxed();
+        filter_customers!(sql, memberships, unclassified, query);
+        keyset(sql, query.sort, query.after.clone()).select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?
+    };
     let next = if rows.len() as i64 > query.limit {
         rows.truncate(query.limit as usize);
         rows.last().map(|row| After::of(row, query.sort.key))
     } else {
         None
     };
-    Ok(ListPage { items: views(conn, rows)?, next })
+    Ok(ListPage { items: views(rows)?, next })
 }
 
 fn keyset(sql: CustomerQuery<'static>, sort: Sort, after: Option<After>) -> CustomerQuery<'static> {

@@ -106,7 +106,8 @@ async fn create_assigns_named_categories_in_one_transaction(app: TestApp) {
     let body = json!({"code": "C1", "name": "一", "categories": {"REGION": "0101", "TIER": "01"}, "reason": "开户"});
     let created = ok_json(app.post("/api/v1/customers", &body).await, StatusCode::CREATED).await;
     assert_eq!(created["categories"], json!({"REGION": "0101", "TIER": "01"}));
-    assert_eq!(created["assignments"][1]["category_name"], "VIP客户");
+    assert_eq!(created["assignments"][1]["category"], "01");
+    assert_eq!(created["assignments"][1]["scheme"], "TIER");
     assert_eq!(created["assignments"][1]["locked"], false);
     let history = app.full_history("C1").await;
     assert_eq!(history.len(), 2);

@@ -283,6 +283,7 @@ pub async fn insert_customers_directly(app: &TestApp, prefix: &str, count: usize
                         customers::code.eq(code.clone()),
                         customers::name.eq(format!("客户 {code}")),
                         customers::status.eq("active"),
+                        customers::classification.eq("[]"),
                         customers::version.eq(1i64),
                         customers::created_at.eq(at),
                         customers::updated_at.eq(at),

@@ -45,6 +45,9 @@ CREATE TABLE customers (
     address VARCHAR(500) NULL,
     status VARCHAR(16) NOT NULL,
     note TEXT NULL,
+    -- The current assignments as JSON, rewritten with customer_categories in one
+    -- transaction, so that reading a customer is a single-row lookup.
+    classification TEXT NOT NULL,
     version BIGINT NOT NULL DEFAULT 1,
     created_at DATETIME(6) NOT NULL,
     updated_at DATETIME(6) NOT NULL,

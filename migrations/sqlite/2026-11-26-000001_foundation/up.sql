@@ -44,6 +44,9 @@ CREATE TABLE customers (
     address TEXT NULL,
     status TEXT NOT NULL,
     note TEXT NULL,
+    -- The current assignments as JSON, rewritten with customer_categories in one
+    -- transaction, so that reading a customer is a single-row lookup.
+    classification TEXT NOT NULL,
     version BIGINT NOT NULL DEFAULT 1,
     created_at TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL,

@@ -16,3 +16,12 @@ CREATE TABLE assignment_history (
 );
 CREATE INDEX ix_assignment_history_customer ON assignment_history (customer_code, at, id);
 CREATE INDEX ix_assignment_history_scheme_at ON assignment_history (scheme_code, at);
+
+CREATE TABLE category_members (
+    customer_id BIGINT NOT NULL REFERENCES customers (id) ON DELETE CASCADE,
+    scheme_id BIGINT NOT NULL,
+    category_code TEXT NOT NULL,
+    customer_code TEXT NOT NULL,
+    PRIMARY KEY (customer_id, scheme_id, category_code)
+);
+CREATE INDEX ix_category_members_category ON category_members (scheme_id, category_code, customer_code);

@@ -1,0 +1,307 @@
+//! Customer archive benchmark on MariaDB: load N customers (default 1,000,000) with
+//! three schemes, then measure point reads, filtered lists and deep pages with wrk
+//! at 32 connections, next to a bare actix-web + Diesel endpoint as the baseline.
+//!
+//! Run: `scripts/bench customers` (BENCH_CUSTOMERS, BENCH_SECONDS, BENCH_RELOAD=1).
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use base64::Engine;
+use custclass::db::schema::{assignment_history, categories, category_members, customer_categories, customers, schemes};
+use custclass::db::{migrate, DbConnection};
+use diesel::prelude::*;
+use support::{connect, execute, report, report_header, wrk, Service, ADMIN_KEY};
+
+const DATABASE: &str = "custclass_bench";
+const CHUNK: usize = 2000;
+
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Scheme, code rule and leaves with their weights (out of 100).
+fn schemes_spec() -> Vec<(&'static str, &'static str, Vec<(String, u64)>)> {
+    let industry: Vec<(String, u64)> = (1..=5).map(|i| (format!("01{i:02}"), 14)).chain((1..=5).map(|i| (format!("02{i:02}"), 6))).collect();
+    let region: Vec<(String, u64)> = (1..=6).flat_map(|r| (1..=5).map(move |p| (format!("{r:02}{p:02}"), 0))).collect();
+    let tier = vec![("01".to_string(), 5), ("02".to_string(), 35), ("03".to_string(), 60)];
+    vec![("INDUSTRY", "2-2", industry), ("REGION", "2-2", region), ("TIER", "2", tier)]
+}
+
+fn pick(leaves: &[(String, u64)], random: &mut Random) -> usize {
+    let total: u64 = leaves.iter().map(|(_, w)| *w).sum();
+    if total == 0 {
+        return random.below(leaves.len() as u64) as usize;
+    }
+    let mut roll = random.below(total);
+    leaves.iter().position(|(_, w)| if roll < *w { true } else { roll -= w; false }).unwrap()
+}
+
+fn existing_customers() -> Option<i64> {
+    let mut conn = connect(None);
+    let exists: i64 = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM information_schema.schemata WHERE schema_name = '{DATABASE}'"))
+        .get_result::<Count>(&mut conn)
+        .map(|c| c.n)
+        .unwrap_or(0);
+    if exists == 0 {
+        return None;
+    }
+    let mut conn = connect(Some(DATABASE));
+    diesel::sql_query("SELECT COUNT(*) AS n FROM customers").get_result::<Count>(&mut conn).ok().map(|c| c.n)
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct Code {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    code: String,
+}
+
+fn load(n: usize) {
+    let mut server = connect(None);
+    execute(&mut server, &format!("DROP DATABASE IF EXISTS {DATABASE}"));
+    execute(&mut server, &format!("CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"));
+    let mut conn = DbConnection::Mysql(connect(Some(DATABASE)));
+    migrate(&mut conn).unwrap();
+    let DbConnection::Mysql(mut conn) = conn else { unreachable!() };
+    let at = custclass::db::now();
+
+    let spec = schemes_spec();
+    let mut category_ids: Vec<(i64, Vec<(i64, String)>)> = Vec::new();
+    for (code, rule, leaves) in &spec {
+        diesel::insert_into(schemes::table)
+            .values((
+                schemes::code.eq(code),
+                schemes::name.eq(format!("{code} scheme")),
+                schemes::code_rule.eq(rule),
+                schemes::version.eq(1i64),
+                schemes::created_at.eq(at),
+                schemes::updated_at.eq(at),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+        let scheme_id: i64 = schemes::table.filter(schemes::code.eq(code)).select(schemes::id).first(&mut conn).unwrap();
+        let mut codes: Vec<String> = leaves.iter().map(|(leaf, _)| leaf.clone()).collect();
+        if *rule == "2-2" {
+            let mut parents: Vec<String> = leaves.iter().map(|(leaf, _)| leaf[..2].to_string()).collect();
+            parents.dedup();
+            codes.splice(0..0, parents);
+        }
+        for code in &codes {
+            let parent = if code.len() == 4 { code[..2].to_string() } else { String::new() };
+            diesel::insert_into(categories::table)
+                .values((
+                    categories::scheme_id.eq(scheme_id),
+                    categories::code.eq(code),
+                    categories::parent_code.eq(&parent),
+                    categories::level.eq(code.len() as i32 / 2),
+                    categories::name.eq(format!("类别 {code}")),
+                    categories::version.eq(1i64),
+                    categories::created_at.eq(at),
+                    categories::updated_at.eq(at),
+                ))
+                .execute(&mut conn)
+                .unwrap();
+        }
+        let ids: HashMap<String, i64> = categories::table
+            .filter(categories::scheme_id.eq(scheme_id))
+            .select((categories::code, categories::id))
+            .load::<(String, i64)>(&mut conn)
+            .unwrap()
+            .into_iter()
+            .collect();
+        category_ids.push((scheme_id, leaves.iter().map(|(leaf, _)| (ids[leaf], leaf.clone())).collect()));
+    }
+
+    // Bulk-load settings of this session only: the data is consistent by construction.
+    execute(&mut conn, "SET SESSION foreign_key_checks = 0");
+    execute(&mut conn, "SET SESSION unique_checks = 0");
+    let mut random = Random(0x00c0_ffee_2026);
+    let started = Instant::now();
+    let cities = ["北京", "上海", "深圳", "广州", "杭州", "南京", "天津", "成都"];
+    let words = ["华电", "星海", "联创", "恒通", "远景", "新锐", "博达", "天瑞"];
+    for first in (1..=n).step_by(CHUNK) {
+        let last = (first + CHUNK - 1).min(n);
+        let mut people = Vec::with_capacity(CHUNK);
+        let mut assigned = Vec::with_capacity(CHUNK * 3);
+        let mut history = Vec::with_capacity(CHUNK * 3);
+        let mut members = Vec::with_capacity(CHUNK * 5);
+        for id in first..=last {
+            let code = format!("C{id:07}");
+            let name = format!("{}{}科技有限公司{}", cities[random.below(8) as usize], words[random.below(8) as usize], id);
+            let created = at - chrono::Duration::seconds((n - id) as i64);
+            people.push((
+                customers::id.eq(id as i64),
+                customers::code.eq(code.clone()),
+                customers::name.eq(name),
+                customers::status.eq(if random.below(20) == 0 { "inactive" } else { "active" }),
+                customers::version.eq(1i64),
+                customers::created_at.eq(created),
+                customers::updated_at.eq(created),
+            ));
+            for ((scheme_id, leaves), (scheme_code, _, weights)) in category_ids.iter().zip(&spec) {
+                let (category_id, category_code) = &leaves[pick(weights, &mut random)];
+                assigned.push((
+                    customer_categories::customer_id.eq(id as i64),
+                    customer_categories::scheme_id.eq(*scheme_id),
+                    customer_categories::category_id.eq(*category_id),
+                    customer_categories::category_code.eq(category_code.clone()),
+                    customer_categories::locked.eq(false),
+                    customer_categories::assigned_at.eq(created),
+                ));
+                let parent = (category_code.len() == 4).then(|| category_code[..2].to_string());
+                for member_of in parent.into_iter().chain(std::iter::once(category_code.clone())) {
+                    members.push((
+                        category_members::customer_id.eq(id as i64),
+                        category_members::scheme_id.eq(*scheme_id),
+                        category_members::category_code.eq(member_of),
+                        category_members::customer_code.eq(code.clone()),
+                    ));
+                }
+                history.push((
+                    assignment_history::customer_code.eq(code.clone()),
+                    assignment_history::scheme_code.eq(*scheme_code),
+                    assignment_history::to_category.eq(category_code.clone()),
+                    assignment_history::at.eq(created),
+                    assignment_history::actor.eq("bench"),
+                    assignment_history::source.eq("import"),
+                ));
+            }
+        }
+        diesel::insert_into(customers::table).values(people).execute(&mut conn).unwrap();
+        for chunk in assigned.chunks(CHUNK) {
+            diesel::insert_into(customer_categories::table).values(chunk.to_vec()).execute(&mut conn).unwrap();
+        }
+        for chunk in members.chunks(CHUNK) {
+            diesel::insert_into(category_members::table).values(chunk.to_vec()).execute(&mut conn).unwrap();
+        }
+        for chunk in history.chunks(CHUNK) {
+            diesel::insert_into(assignment_history::table).values(chunk.to_vec()).execute(&mut conn).unwrap();
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    execute(&mut conn, "ANALYZE TABLE customers, customer_categories, category_members, categories, schemes");
+    println!(
+        "loaded {n} customers, {} assignments and {} history entries in {seconds:.1} s ({:.0} customers/s with their rows)",
+        n * 3,
+        n * 3,
+        n as f64 / seconds
+    );
+}
+
+fn cursor_after_code(code: &str) -> String {
+    let json = serde_json::json!({"sort": "code", "code": code, "name": null, "created_at": null, "id": null});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+}
+
+/// The code after which page `page` (of `limit`) of a list filtered to `prefix` of INDUSTRY starts.
+fn deep_page_cursor(page: usize, limit: usize, industry_prefix: Option<&str>) -> String {
+    let mut conn = connect(Some(DATABASE));
+    let offset = (page - 1) * limit - 1;
+    let sql = match industry_prefix {
+        None => format!("SELECT code FROM customers ORDER BY code LIMIT 1 OFFSET {offset}"),
+        Some(prefix) => format!(
+            "SELECT c.code FROM customers c JOIN customer_categories cc ON cc.customer_id = c.id \
+             JOIN schemes s ON s.id = cc.scheme_id AND s.code = 'INDUSTRY' \
+             WHERE cc.category_code >= '{prefix}' AND cc.category_code < '{prefix}{{' ORDER BY c.code LIMIT 1 OFFSET {offset}"
+        ),
+    };
+    let code = diesel::sql_query(sql).get_result::<Code>(&mut conn).expect("the list has that many pages").code;
+    cursor_after_code(&code)
+}
+
+fn lua_get(path_expression: &str) -> String {
+    format!(
+        "local N = {n}\nrequest = function()\n  return wrk.format(\"GET\", {path_expression}, {{[\"Authorization\"] = \"Bearer {ADMIN_KEY}\"}})\nend\n",
+        n = customers_wanted()
+    )
+}
+
+fn customers_wanted() -> usize {
+    std::env::var("BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+}
+
+/// The baseline: a bare actix-web endpoint reading one customer row by code through Diesel.
+fn start_baseline(port: u16) {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use diesel::r2d2::{ConnectionManager, Pool};
+
+    type MysqlPool = Pool<ConnectionManager<MysqlConnection>>;
+    async fn by_code(pool: web::Data<MysqlPool>, code: web::Path<String>) -> HttpResponse {
+        let pool = pool.get_ref().clone();
+        let row = web::block(move || {
+            let mut conn = pool.get().unwrap();
+            customers::table
+                .filter(customers::code.eq(code.into_inner()))
+                .select((customers::id, customers::code, customers::name))
+                .first::<(i64, String, String)>(&mut conn)
+                .optional()
+        })
+        .await;
+        match row {
+            Ok(Ok(Some((id, code, name)))) => HttpResponse::Ok().json(serde_json::json!({"id": id, "code": code, "name": name})),
+            _ => HttpResponse::NotFound().finish(),
+        }
+    }
+    let url = format!("{}/{DATABASE}", support::server_url());
+    std::thread::spawn(move || {
+        let pool: MysqlPool = Pool::builder().max_size(32).test_on_check_out(false).build(ConnectionManager::new(url)).unwrap();
+        actix_web::rt::System::new().block_on(async move {
+            HttpServer::new(move || App::new().app_data(web::Data::new(pool.clone())).route("/c/{code}", web::get().to(by_code)))
+                .bind(("127.0.0.1", port))
+                .unwrap()
+                .run()
+                .await
+                .unwrap()
+        })
+    });
+    support::wait_for(&format!("http://127.0.0.1:{port}/c/C0000001"));
+}
+
+fn main() {
+    let n = customers_wanted();
+    let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
+    support::size_buffer_pool(4 << 30);
+    match existing_customers() {
+        Some(count) if count == n as i64 && std::env::var("BENCH_RELOAD").is_err() => println!("reusing {DATABASE} with {n} customers"),
+        _ => load(n),
+    }
+
+    start_baseline(18191);
+    let service = Service::start(DATABASE, 18190);
+    println!("\n{n} customers, wrk -t2 -c32 -d{seconds}s on this machine ({} cores)\n", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0));
+    report_header();
+    let random_code = "string.format(\"/c/C%07d\", math.random(1, N))";
+    report("baseline: bare actix-web + Diesel, one row by code", &wrk("http://127.0.0.1:18191", 32, seconds, &lua_get(random_code)));
+    let random_customer = "string.format(\"/api/v1/customers/C%07d\", math.random(1, N))";
+    report("GET /customers/{code} (random of all)", &wrk(&service.base, 32, seconds, &lua_get(random_customer)));
+    let vip_north = "\"/api/v1/customers?category=REGION:01&category=TIER:01\"";
+    report("list: REGION:01 (subtree) AND TIER:01, first page", &wrk(&service.base, 32, seconds, &lua_get(vip_north)));
+    let electronics_beijing = "\"/api/v1/customers?category=INDUSTRY:01&category=REGION:0101\"";
+    report("list: INDUSTRY:01 (subtree) AND REGION:0101, first page", &wrk(&service.base, 32, seconds, &lua_get(electronics_beijing)));
+    report("list: all, sort=code, page 1", &wrk(&service.base, 32, seconds, &lua_get("\"/api/v1/customers?limit=50\"")));
+    let deep = format!("\"/api/v1/customers?limit=50&cursor={}\"", deep_page_cursor(10_000, 50, None));
+    report("list: all, sort=code, page 10,000", &wrk(&service.base, 32, seconds, &lua_get(&deep)));
+    report("list: INDUSTRY:01, page 1", &wrk(&service.base, 32, seconds, &lua_get("\"/api/v1/customers?limit=50&category=INDUSTRY:01\"")));
+    let deep_filtered = format!("\"/api/v1/customers?limit=50&category=INDUSTRY:01&cursor={}\"", deep_page_cursor(10_000, 50, Some("01")));
+    report("list: INDUSTRY:01, page 10,000", &wrk(&service.base, 32, seconds, &lua_get(&deep_filtered)));
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", service.pid())) {
+        if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS")) {
+            println!("\nservice memory after the runs: {}", rss.trim_start_matches("VmRSS:").trim());
+        }
+    }
+}

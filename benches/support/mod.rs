@@ -1,0 +1,138 @@
+//! What the benchmarks share: the MariaDB bench database, the service as a child
+//! process, and wrk as the load generator on the same machine.
+
+use std::io::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::{Connection, MysqlConnection, RunQueryDsl};
+
+pub const ADMIN_KEY: &str = "bench-admin-key-0123456789";
+
+pub fn server_url() -> String {
+    std::env::var("BENCH_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()).trim_end_matches('/').to_string()
+}
+
+pub fn connect(database: Option<&str>) -> MysqlConnection {
+    let url = match database {
+        Some(name) => format!("{}/{name}", server_url()),
+        None => server_url(),
+    };
+    MysqlConnection::establish(&url).unwrap_or_else(|e| panic!("MariaDB at {url}: {e} (scripts/bench starts it)"))
+}
+
+pub fn execute(conn: &mut MysqlConnection, sql: &str) {
+    diesel::sql_query(sql).execute(conn).unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// A buffer pool that holds the working set, as a production server would have.
+pub fn size_buffer_pool(bytes: u64) {
+    let mut conn = connect(None);
+    execute(&mut conn, &format!("SET GLOBAL innodb_buffer_pool_size = {bytes}"));
+}
+
+/// The service, built in release mode with the bench, serving `database`.
+pub struct Service {
+    child: Child,
+    pub base: String,
+}
+
+impl Service {
+    pub fn start(database: &str, port: u16) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_custclass"))
+            .arg("serve")
+            .env("DATABASE_URL", format!("{}/{database}", server_url()))
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("CUSTCLASS_ADMIN_KEY", ADMIN_KEY)
+            .env("DB_POOL_SIZE", std::env::var("BENCH_POOL_SIZE").unwrap_or_else(|_| "32".into()))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start custclass");
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for(&format!("{base}/readyz"));
+        Self { child, base }
+    }
+}
+
+impl Service {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_for(url: &str) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if Command::new("curl").args(["-fsS", "-o", "/dev/null", url]).status().is_ok_and(|s| s.success()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{url} did not answer within 60 s");
+}
+
+/// What wrk measured.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub requests_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
+}
+
+fn millis(text: &str) -> f64 {
+    let text = text.trim();
+    let (number, factor) = if let Some(n) = text.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (text, 1.0)
+    };
+    number.trim().parse::<f64>().unwrap_or(f64::NAN) * factor
+}
+
+/// Runs wrk with `connections` connections for `seconds`; `lua` builds each request
+/// (it may use `N`, the customer count, and `KEY`, the API key).
+pub fn wrk(base: &str, connections: u32, seconds: u32, lua: &str) -> Load {
+    let script = std::env::temp_dir().join(format!("custclass-bench-{}.lua", std::process::id()));
+    std::fs::File::create(&script).unwrap().write_all(lua.as_bytes()).unwrap();
+    let output = Command::new("wrk")
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .arg(&script)
+        .arg(base)
+        .output()
+        .expect("run wrk (scripts/bench installs it)");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    let field = |prefix: &str| text.lines().find_map(|l| l.trim().strip_prefix(prefix).map(str::to_string));
+    let errors = field("Non-2xx or 3xx responses:").and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+        + field("Socket errors:").map(|_| 1).unwrap_or(0);
+    Load {
+        requests_per_second: field("Requests/sec:").and_then(|n| n.trim().parse().ok()).unwrap_or(0.0),
+        p50_ms: field("50%").map(|v| millis(&v)).unwrap_or(f64::NAN),
+        p99_ms: field("99%").map(|v| millis(&v)).unwrap_or(f64::NAN),
+        errors,
+    }
+}
+
+pub fn report(name: &str, load: &Load) {
+    println!(
+        "| {name} | {:.0} | {:.2} | {:.2} | {} |",
+        load.requests_per_second, load.p50_ms, load.p99_ms, load.errors
+    );
+}
+
+pub fn report_header() {
+    println!("| scenario | req/s | p50 ms | p99 ms | errors |");
+    println!("|---|---|---|---|---|");
+}
