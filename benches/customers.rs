@@ -144,17 +144,25 @@ fn load(n: usize) {
             let code = format!("C{id:07}");
             let name = format!("{}{}科技有限公司{}", cities[random.below(8) as usize], words[random.below(8) as usize], id);
             let created = at - chrono::Duration::seconds((n - id) as i64);
+            let mut snapshot = Vec::with_capacity(3);
+            let mut picks = Vec::with_capacity(3);
+            for ((_, leaves), (scheme_code, _, weights)) in category_ids.iter().zip(&spec) {
+                let leaf = pick(weights, &mut random);
+                picks.push(leaf);
+                snapshot.push(serde_json::json!({"scheme": scheme_code, "category": leaves[leaf].1, "locked": 0, "assigned_at": created.format("%Y-%m-%d %H:%M:%S%.6f").to_string()}));
+            }
             people.push((
                 customers::id.eq(id as i64),
                 customers::code.eq(code.clone()),
                 customers::name.eq(name),
                 customers::status.eq(if random.below(20) == 0 { "inactive" } else { "active" }),
+                customers::classification.eq(serde_json::Value::Array(snapshot).to_string()),
                 customers::version.eq(1i64),
                 customers::created_at.eq(created),
                 customers::updated_at.eq(created),
             ));
-            for ((scheme_id, leaves), (scheme_code, _, weights)) in category_ids.iter().zip(&spec) {
-                let (category_id, category_code) = &leaves[pick(weights, &mut random)];
+            for (((scheme_id, leaves), (scheme_code, _, _)), leaf) in category_ids.iter().zip(&spec).zip(picks) {
+                let (category_id, category_code) = &leaves[leaf];
                 assigned.push((
                     customer_categories::customer_id.eq(id as i64),
                     customer_categories::scheme_id.eq(*scheme_id),

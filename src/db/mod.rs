@@ -145,11 +145,21 @@ impl Manager {
                 // Strict mode makes MariaDB refuse truncation instead of silently storing less.
                 // READ COMMITTED: a read after `lock_row` sees the latest committed data,
                 // not a snapshot taken before the lock was granted.
+                // No semi-join flattening: every EXISTS in our queries is meant as a
+                // primary-key probe of the driving index's rows (see store::customers::list).
                 for statement in [
                     "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'",
                     "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                    "SET SESSION optimizer_switch = 'semijoin=off'",
                 ] {
                     diesel::sql_query(statement).execute(&mut conn).map_err(diesel::r2d2::Error::QueryError)?;
+                }
+                // MariaDB (not MySQL) also rewrites EXISTS into IN and materialises it.
+                let mariadb = diesel::sql_query("SELECT @@optimizer_switch LIKE '%exists_to_in=%' AS flag")
+                    .get_result::<Flag>(&mut conn)
+                    .map_err(diesel::r2d2::Error::QueryError)?;
+                if mariadb.flag {
+                    diesel::sql_query("SET SESSION optimizer_switch = 'exists_to_in=off'").execute(&mut conn).map_err(diesel::r2d2::Error::QueryError)?;
                 }
                 Ok(DbConnection::Mysql(conn))
             }
@@ -167,6 +177,12 @@ impl Manager {
             }
         }
     }
+}
+
+#[derive(diesel::QueryableByName)]
+struct Flag {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    flag: bool,
 }
 
 pub type DbPool = Pool<Manager>;

@@ -431,47 +431,138 @@ struct Membership {
 }
 
 fn resolve(conn: &mut DbConnection, filter: &CategoryFilter) -> Result<Membership, AppError> {
-    let scheme = filter_scheme(conn, &filter.scheme, "category")?;
-    let known: i64 = categories::table
-        .filter(categories::scheme_id.eq(scheme.id))
+    let scheme_id: Option<i64> = categories::table
+        .inner_join(schemes::table)
+        .filter(schemes::code.eq(&filter.scheme))
         .filter(categories::code.eq(filter.code.as_str()))
-        .count()
-        .get_result(conn)?;
-    if known == 0 {
-        return Err(AppError::validation(
-            "category_not_found",
-            format!("category {} does not exist in scheme {}", filter.code, filter.scheme),
-            vec![FieldError::new("category", format!("no category {} in scheme {}", filter.code, filter.scheme))],
-        ));
+        .select(schemes::id)
+        .first(conn)
+        .optional()?;
+    match scheme_id {
+        Some(scheme_id) => Ok(Membership { scheme_id, code: filter.code.as_str().to_string() }),
+        None => {
+            filter_scheme(conn, &filter.scheme, "category")?;
+            Err(AppError::validation(
+                "category_not_found",
+                format!("category {} does not exist in scheme {}", filter.code, filter.scheme),
+                vec![FieldError::new("category", format!("no category {} in scheme {}", filter.code, filter.scheme))],
+            ))
+        }
     }
-    Ok(Membership { scheme_id: scheme.id, code: filter.code.as_str().to_string() })
 }
 
-/// Members of a category, counted up to `cap`: enough to tell which filter is narrowest.
-fn members_up_to(conn: &mut DbConnection, membership: &Membership, cap: i64) -> Result<i64, AppError> {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let count = diesel::sql_query("SELECT COUNT(*) AS n FROM (SELECT 1 FROM category_members WHERE scheme_id = ? AND category_code = ? LIMIT ?) capped")
-        .bind::<diesel::sql_types::BigInt, _>(membership.scheme_id)
-        .bind::<diesel::sql_types::Text, _>(&membership.code)
-        .bind::<diesel::sql_types::BigInt, _>(cap)
-        .get_result::<Count>(conn)?;
-    Ok(count.n)
+/// Customers of one category in code order, read a chunk at a time from the
+/// `category_members` index, which is ordered by customer code.
+struct MemberStream {
+    membership: Membership,
+    descending: bool,
+    /// Read so far and not yet consumed, in stream order.
+    buffer: std::collections::VecDeque<(String, i64)>,
+    /// The last code read from the database; the next chunk starts after it.
+    last_read: Option<String>,
+    exhausted: bool,
 }
 
-const NARROWEST_CAP: i64 = 20_000;
+const STREAM_CHUNK: i64 = 256;
+/// Above every customer code (`[A-Za-z0-9_.-]`): the start of a descending stream.
+const ABOVE_ALL_CODES: &str = "~";
 
-/// The filters every list applies to `customers`, for either query shape below.
+impl MemberStream {
+    fn new(membership: Membership, descending: bool, after: Option<String>) -> Self {
+        Self { membership, descending, buffer: Default::default(), last_read: after, exhausted: false }
+    }
+
+    /// Reads the next chunk: after `last_read`, or from `from` on (inclusive) when seeking.
+    fn fill(&mut self, conn: &mut DbConnection, from: Option<&str>) -> Result<(), AppError> {
+        let (scheme_id, code) = (self.membership.scheme_id, self.membership.code.as_str());
+        let bound = from.map(str::to_string).or_else(|| self.last_read.clone());
+        let inclusive = from.is_some();
+        let chunk: Vec<(String, i64)> = crate::native!(conn, |native| {
+            let base = category_members::table
+                .filter(category_members::scheme_id.eq(scheme_id))
+                .filter(category_members::category_code.eq(code))
+                .select((category_members::customer_code, category_members::customer_id));
+            match (self.descending, inclusive) {
+                (false, false) => base.filter(category_members::customer_code.gt(bound.unwrap_or_default())).order(category_members::customer_code.asc()).limit(STREAM_CHUNK).load(native),
+                (false, true) => base.filter(category_members::customer_code.ge(bound.unwrap_or_default())).order(category_members::customer_code.asc()).limit(STREAM_CHUNK).load(native),
+                (true, false) => base
+                    .filter(category_members::customer_code.lt(bound.unwrap_or_else(|| ABOVE_ALL_CODES.to_string())))
+                    .order(category_members::customer_code.desc())
+                    .limit(STREAM_CHUNK)
+                    .load(native),
+                (true, true) => base
+                    .filter(category_members::customer_code.le(bound.unwrap_or_else(|| ABOVE_ALL_CODES.to_string())))
+                    .order(category_members::customer_code.desc())
+                    .limit(STREAM_CHUNK)
+                    .load(native),
+            }
+        })?;
+        self.exhausted = (chunk.len() as i64) < STREAM_CHUNK;
+        if let Some((code, _)) = chunk.last() {
+            self.last_read = Some(code.clone());
+        }
+        self.buffer.extend(chunk);
+        Ok(())
+    }
+
+    fn head(&mut self, conn: &mut DbConnection) -> Result<Option<(String, i64)>, AppError> {
+        if self.buffer.is_empty() && !self.exhausted {
+            self.fill(conn, None)?;
+        }
+        Ok(self.buffer.front().cloned())
+    }
+
+    /// Skips every customer before `target` in stream order, seeking through the
+    /// index when the buffer runs dry instead of reading what lies between.
+    fn skip_to(&mut self, conn: &mut DbConnection, target: &str) -> Result<(), AppError> {
+        let before = |code: &str| if self.descending { code > target } else { code < target };
+        while self.buffer.front().is_some_and(|(code, _)| before(code)) {
+            self.buffer.pop_front();
+        }
+        if self.buffer.is_empty() && !self.exhausted {
+            self.fill(conn, Some(target))?;
+        }
+        Ok(())
+    }
+}
+
+/// The next `wanted` customers (code, id) in every category, in stream order: a
+/// leapfrog intersection of the categories' sorted member streams.
+fn intersect(conn: &mut DbConnection, streams: &mut [MemberStream], wanted: usize) -> Result<Vec<(String, i64)>, AppError> {
+    let mut found = Vec::new();
+    'outer: while found.len() < wanted {
+        let mut heads = Vec::with_capacity(streams.len());
+        for stream in streams.iter_mut() {
+            match stream.head(conn)? {
+                Some(head) => heads.push(head),
+                None => break 'outer,
+            }
+        }
+        let descending = streams[0].descending;
+        let target = heads.iter().map(|(code, _)| code).fold(&heads[0].0, |a, b| if (b > a) != descending { b } else { a }).clone();
+        if heads.iter().all(|(code, _)| *code == target) {
+            found.push(heads[0].clone());
+            for stream in streams.iter_mut() {
+                stream.buffer.pop_front();
+            }
+        } else {
+            for stream in streams.iter_mut() {
+                stream.skip_to(conn, &target)?;
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The filters every list applies, for either query shape below. `$id` is the
+/// customer id of the driving index, so that probes run before a customer row is read.
 macro_rules! filter_customers {
-    ($sql:ident, $memberships:expr, $unclassified:expr, $query:expr) => {{
+    ($sql:ident, $id:expr, $memberships:expr, $unclassified:expr, $query:expr) => {{
         for membership in $memberships {
             let upper = prefix_upper_bound(&membership.code);
             $sql = $sql.filter(diesel::dsl::exists(
                 customer_categories::table
-                    .filter(customer_categories::customer_id.eq(customers::id))
+                    .filter(customer_categories::customer_id.eq($id))
                     .filter(customer_categories::scheme_id.eq(membership.scheme_id))
                     .filter(customer_categories::category_code.ge(membership.code))
                     .filter(customer_categories::category_code.lt(upper)),
@@ -480,7 +571,7 @@ macro_rules! filter_customers {
         for scheme_id in $unclassified {
             $sql = $sql.filter(diesel::dsl::not(diesel::dsl::exists(
                 customer_categories::table
-                    .filter(customer_categories::customer_id.eq(customers::id))
+                    .filter(customer_categories::customer_id.eq($id))
                     .filter(customer_categories::scheme_id.eq(scheme_id)),
             )));
         }
@@ -512,19 +603,16 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
     for scheme_code in &query.unclassified {
         unclassified.push(filter_scheme(conn, scheme_code, "unclassified")?.id);
     }
-    let mut rows: Vec<CustomerRow> = if query.sort.key == SortKey::Code && !memberships.is_empty() {
-        let mut sizes = Vec::with_capacity(memberships.len());
-        for membership in &memberships {
-            sizes.push(if memberships.len() > 1 { members_up_to(conn, membership, NARROWEST_CAP)? } else { 0 });
-        }
-        let narrowest = sizes.iter().enumerate().min_by_key(|(_, size)| **size).map_or(0, |(i, _)| i);
-        let driver = memberships.remove(narrowest);
+    let mut rows: Vec<CustomerRow> = if query.sort.key == SortKey::Code && memberships.len() > 1 {
+        page_by_intersection(conn, query, memberships, unclassified)?
+    } else if query.sort.key == SortKey::Code && memberships.len() == 1 {
+        let driver = memberships.remove(0);
         let mut sql = category_members::table
             .inner_join(customers::table)
             .filter(category_members::scheme_id.eq(driver.scheme_id))
             .filter(category_members::category_code.eq(driver.code))
             .into_boxed();
-        filter_customers!(sql, memberships, unclassified, query);
+        filter_customers!(sql, category_members::customer_id, memberships, unclassified, query);
         let sql = match (&query.after, query.sort.descending) {
             (Some(After::Code(last)), false) => sql.filter(category_members::customer_code.gt(last.clone())),
             (Some(After::Code(last)), true) => sql.filter(category_members::customer_code.lt(last.clone())),
@@ -534,7 +622,7 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
         sql.select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?
     } else {
         let mut sql: CustomerQuery = customers::table.into_boxed();
-        filter_customers!(sql, memberships, unclassified, query);
+        filter_customers!(sql, customers::id, memberships, unclassified, query);
         keyset(sql, query.sort, query.after.clone()).select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?
     };
     let next = if rows.len() as i64 > query.limit {
@@ -544,6 +632,39 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
         None
     };
     Ok(ListPage { items: views(rows)?, next })
+}
+
+/// A code-sorted page under several category filters: candidates come from the
+/// intersection of the member streams; the other filters are then checked on the
+/// candidates' rows, a batch at a time, until the page is full.
+fn page_by_intersection(conn: &mut DbConnection, query: &ListQuery, memberships: Vec<Membership>, unclassified: Vec<i64>) -> Result<Vec<CustomerRow>, AppError> {
+    let after = match &query.after {
+        Some(After::Code(code)) => Some(code.clone()),
+        _ => None,
+    };
+    let mut streams: Vec<MemberStream> = memberships.into_iter().map(|m| MemberStream::new(m, query.sort.descending, after.clone())).collect();
+    let wanted = query.limit as usize + 1;
+    let needs_check = query.text.is_some() || query.status.is_some() || !unclassified.is_empty();
+    let mut rows = Vec::with_capacity(wanted);
+    loop {
+        let candidates = intersect(conn, &mut streams, wanted - rows.len())?;
+        if candidates.is_empty() {
+            break;
+        }
+        let ids: Vec<i64> = candidates.iter().map(|(_, id)| *id).collect();
+        let mut sql: CustomerQuery = customers::table.filter(customers::id.eq_any(ids)).into_boxed();
+        if needs_check {
+            filter_customers!(sql, customers::id, Vec::<Membership>::new(), unclassified.iter().copied(), query);
+        }
+        let mut batch: Vec<CustomerRow> = sql.select(CustomerRow::as_select()).load(conn)?;
+        batch.sort_by(|a, b| if query.sort.descending { b.code.cmp(&a.code) } else { a.code.cmp(&b.code) });
+        rows.extend(batch);
+        if rows.len() >= wanted || streams.iter().any(|s| s.exhausted && s.buffer.is_empty()) {
+            break;
+        }
+    }
+    rows.truncate(wanted);
+    Ok(rows)
 }
 
 fn keyset(sql: CustomerQuery<'static>, sort: Sort, after: Option<After>) -> CustomerQuery<'static> {

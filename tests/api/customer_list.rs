@@ -4,13 +4,14 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{ok_json, problem, TestApp};
+use crate::helpers::{insert_customers_directly, ok_json, problem, TestApp};
 
 both_backends!(
     filters_combine_across_schemes_with_subtrees,
     text_status_and_sort,
     bad_filters_and_cursors_are_refused,
     cursor_paging_visits_everyone_once_while_customers_are_added,
+    intersections_of_large_categories_page_correctly,
 );
 
 fn codes(page: &Value) -> Vec<String> {
@@ -145,4 +146,64 @@ async fn cursor_paging_visits_everyone_once_while_customers_are_added(app: TestA
         assert!(existing.is_subset(&unique), "sort={sort}: missed {:?}", existing.difference(&unique).collect::<Vec<_>>());
         existing = unique;
     }
+}
+
+/// Enough customers that every category is read in several chunks: pages of a
+/// two-category intersection, both ways and with another filter, hold exactly the
+/// customers that are in both categories.
+async fn intersections_of_large_categories_page_correctly(app: TestApp) {
+    app.create_scheme("REGION", "2-2").await;
+    for code in ["01", "0101", "0102", "02", "0201"] {
+        app.create_category("REGION", code, &format!("区域{code}")).await;
+    }
+    app.create_scheme("TIER", "2").await;
+    for code in ["01", "02", "03", "04", "05"] {
+        app.create_category("TIER", code, &format!("等级{code}")).await;
+    }
+    let customers = insert_customers_directly(&app, "M", 700).await;
+    let region = |i: usize| ["0101", "0102", "0201"][i % 3];
+    let tier = |i: usize| ["01", "02", "03", "04", "05"][(i / 2) % 5];
+    for category in ["0101", "0102", "0201"] {
+        let members: Vec<&String> = customers.iter().enumerate().filter(|(i, _)| region(*i) == category).map(|(_, c)| c).collect();
+        ok_json(app.post("/api/v1/assignments/batch", &json!({"scheme": "REGION", "category": category, "customers": members})).await, StatusCode::OK).await;
+    }
+    for category in ["01", "02", "03", "04", "05"] {
+        let members: Vec<&String> = customers.iter().enumerate().filter(|(i, _)| tier(*i) == category).map(|(_, c)| c).collect();
+        ok_json(app.post("/api/v1/assignments/batch", &json!({"scheme": "TIER", "category": category, "customers": members})).await, StatusCode::OK).await;
+    }
+    for i in (0..700).step_by(7) {
+        ok_json(app.patch(&format!("/api/v1/customers/{}", customers[i]), &json!({"status": "inactive"})).await, StatusCode::OK).await;
+    }
+
+    let walk = |query: String| {
+        let app = &app;
+        async move {
+            let mut seen = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let path = match &cursor {
+                    Some(c) => format!("/api/v1/customers?{query}&cursor={c}"),
+                    None => format!("/api/v1/customers?{query}"),
+                };
+                let page = ok_json(app.get(&path).await, StatusCode::OK).await;
+                seen.extend(codes(&page));
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_string()),
+                    None => break seen,
+                }
+            }
+        }
+    };
+    let expected: Vec<String> = customers.iter().enumerate().filter(|(i, _)| region(*i) != "0201" && tier(*i) == "02").map(|(_, c)| c.clone()).collect();
+    assert!(expected.len() > 50);
+    assert_eq!(walk("category=REGION:01&category=TIER:02&limit=9".into()).await, expected);
+    let mut descending = expected.clone();
+    descending.reverse();
+    assert_eq!(walk("category=TIER:02&category=REGION:01&limit=13&sort=-code".into()).await, descending);
+    let inactive: Vec<String> = customers.iter().enumerate().filter(|(i, _)| region(*i) != "0201" && tier(*i) == "02" && i % 7 == 0).map(|(_, c)| c.clone()).collect();
+    assert!(!inactive.is_empty());
+    assert_eq!(walk("category=REGION:01&category=TIER:02&status=inactive&limit=2".into()).await, inactive);
+    let three: Vec<String> = customers.iter().enumerate().filter(|(i, _)| region(*i) == "0102" && tier(*i) == "05").map(|(_, c)| c.clone()).collect();
+    assert_eq!(walk("category=REGION:0102&category=TIER:05&category=REGION:01&limit=1000".into()).await, three);
+    assert_eq!(walk("category=REGION:0201&category=REGION:0101".into()).await, Vec::<String>::new(), "disjoint categories");
 }
