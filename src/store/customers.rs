@@ -451,107 +451,47 @@ fn resolve(conn: &mut DbConnection, filter: &CategoryFilter) -> Result<Membershi
     }
 }
 
-/// Customers of one category in code order, read a chunk at a time from the
-/// `category_members` index, which is ordered by customer code.
-struct MemberStream {
-    membership: Membership,
-    descending: bool,
-    /// Read so far and not yet consumed, in stream order.
-    buffer: std::collections::VecDeque<(String, i64)>,
-    /// The last code read from the database; the next chunk starts after it.
-    last_read: Option<String>,
-    exhausted: bool,
-}
-
-const STREAM_CHUNK: i64 = 256;
-/// Above every customer code (`[A-Za-z0-9_.-]`): the start of a descending stream.
+/// Members sampled per category to tell which of several filters is sparsest.
+const SAMPLE: i64 = 64;
+/// Above every customer code (`[A-Za-z0-9_.-]`): where a descending page starts.
 const ABOVE_ALL_CODES: &str = "~";
 
-impl MemberStream {
-    fn new(membership: Membership, descending: bool, after: Option<String>) -> Self {
-        Self { membership, descending, buffer: Default::default(), last_read: after, exhausted: false }
-    }
-
-    /// Reads the next chunk: after `last_read`, or from `from` on (inclusive) when seeking.
-    fn fill(&mut self, conn: &mut DbConnection, from: Option<&str>) -> Result<(), AppError> {
-        let (scheme_id, code) = (self.membership.scheme_id, self.membership.code.as_str());
-        let bound = from.map(str::to_string).or_else(|| self.last_read.clone());
-        let inclusive = from.is_some();
-        let chunk: Vec<(String, i64)> = crate::native!(conn, |native| {
-            let base = category_members::table
-                .filter(category_members::scheme_id.eq(scheme_id))
-                .filter(category_members::category_code.eq(code))
-                .select((category_members::customer_code, category_members::customer_id));
-            match (self.descending, inclusive) {
-                (false, false) => base.filter(category_members::customer_code.gt(bound.unwrap_or_default())).order(category_members::customer_code.asc()).limit(STREAM_CHUNK).load(native),
-                (false, true) => base.filter(category_members::customer_code.ge(bound.unwrap_or_default())).order(category_members::customer_code.asc()).limit(STREAM_CHUNK).load(native),
-                (true, false) => base
-                    .filter(category_members::customer_code.lt(bound.unwrap_or_else(|| ABOVE_ALL_CODES.to_string())))
-                    .order(category_members::customer_code.desc())
-                    .limit(STREAM_CHUNK)
-                    .load(native),
-                (true, true) => base
-                    .filter(category_members::customer_code.le(bound.unwrap_or_else(|| ABOVE_ALL_CODES.to_string())))
-                    .order(category_members::customer_code.desc())
-                    .limit(STREAM_CHUNK)
-                    .load(native),
-            }
-        })?;
-        self.exhausted = (chunk.len() as i64) < STREAM_CHUNK;
-        if let Some((code, _)) = chunk.last() {
-            self.last_read = Some(code.clone());
+/// Where the `SAMPLE`-th member of a category lies after `after` in page order, or
+/// `None` when fewer remain: the further it lies, the sparser the category is there.
+fn sample_reach(conn: &mut DbConnection, membership: &Membership, after: &str, descending: bool) -> Result<Option<String>, AppError> {
+    let codes: Vec<String> = crate::native!(conn, |native| {
+        let base = category_members::table
+            .filter(category_members::scheme_id.eq(membership.scheme_id))
+            .filter(category_members::category_code.eq(&membership.code))
+            .select(category_members::customer_code);
+        if descending {
+            base.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc()).limit(SAMPLE).load(native)
+        } else {
+            base.filter(category_members::customer_code.gt(after)).order(category_members::customer_code.asc()).limit(SAMPLE).load(native)
         }
-        self.buffer.extend(chunk);
-        Ok(())
-    }
-
-    fn head(&mut self, conn: &mut DbConnection) -> Result<Option<(String, i64)>, AppError> {
-        if self.buffer.is_empty() && !self.exhausted {
-            self.fill(conn, None)?;
-        }
-        Ok(self.buffer.front().cloned())
-    }
-
-    /// Skips every customer before `target` in stream order, seeking through the
-    /// index when the buffer runs dry instead of reading what lies between.
-    fn skip_to(&mut self, conn: &mut DbConnection, target: &str) -> Result<(), AppError> {
-        let before = |code: &str| if self.descending { code > target } else { code < target };
-        while self.buffer.front().is_some_and(|(code, _)| before(code)) {
-            self.buffer.pop_front();
-        }
-        if self.buffer.is_empty() && !self.exhausted {
-            self.fill(conn, Some(target))?;
-        }
-        Ok(())
-    }
+    })?;
+    Ok(if (codes.len() as i64) < SAMPLE { None } else { codes.last().cloned() })
 }
 
-/// The next `wanted` customers (code, id) in every category, in stream order: a
-/// leapfrog intersection of the categories' sorted member streams.
-fn intersect(conn: &mut DbConnection, streams: &mut [MemberStream], wanted: usize) -> Result<Vec<(String, i64)>, AppError> {
-    let mut found = Vec::new();
-    'outer: while found.len() < wanted {
-        let mut heads = Vec::with_capacity(streams.len());
-        for stream in streams.iter_mut() {
-            match stream.head(conn)? {
-                Some(head) => heads.push(head),
-                None => break 'outer,
-            }
+/// The index of the sparsest filter: it drives the page, the others are probes.
+fn sparsest(conn: &mut DbConnection, memberships: &[Membership], after: &str, descending: bool) -> Result<usize, AppError> {
+    let mut best: Option<(usize, Option<String>)> = None;
+    for (index, membership) in memberships.iter().enumerate() {
+        let reach = sample_reach(conn, membership, after, descending)?;
+        let further = match (&best, &reach) {
+            (None, _) => true,
+            (Some((_, None)), _) => false,
+            (Some((_, Some(_))), None) => true,
+            (Some((_, Some(current))), Some(candidate)) => (candidate > current) != descending,
+        };
+        if further {
+            best = Some((index, reach));
         }
-        let descending = streams[0].descending;
-        let target = heads.iter().map(|(code, _)| code).fold(&heads[0].0, |a, b| if (b > a) != descending { b } else { a }).clone();
-        if heads.iter().all(|(code, _)| *code == target) {
-            found.push(heads[0].clone());
-            for stream in streams.iter_mut() {
-                stream.buffer.pop_front();
-            }
-        } else {
-            for stream in streams.iter_mut() {
-                stream.skip_to(conn, &target)?;
-            }
+        if matches!(best, Some((_, None))) {
+            break;
         }
     }
-    Ok(found)
+    Ok(best.map_or(0, |(index, _)| index))
 }
 
 /// The filters every list applies, for either query shape below. `$id` is the
@@ -591,35 +531,61 @@ macro_rules! filter_customers {
     }};
 }
 
-/// One page of customers. Sorted by code, the narrowest category filter drives the
-/// page through `category_members`, where a subtree is one equality whose index is
-/// ordered by customer code; otherwise the sort's index drives. Every other filter
-/// is a primary-key probe of the customer's assignment in that scheme (the subtree
-/// being a code range). Either way a page is a keyset range, so page 10,000 costs
-/// what page 1 costs.
+/// One page of customers. Sorted by code, the sparsest category filter (by a small
+/// sample of each) drives the page through `category_members`, where a subtree is
+/// one equality whose index is ordered by customer code; otherwise the sort's index
+/// drives. Every other filter is a primary-key probe of the customer's assignment in
+/// that scheme (the subtree being a code range). Either way a page is a keyset
+/// range, so page 10,000 costs what page 1 costs.
 pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppError> {
     let mut memberships = query.categories.iter().map(|filter| resolve(conn, filter)).collect::<Result<Vec<_>, _>>()?;
     let mut unclassified = Vec::new();
     for scheme_code in &query.unclassified {
         unclassified.push(filter_scheme(conn, scheme_code, "unclassified")?.id);
     }
-    let mut rows: Vec<CustomerRow> = if query.sort.key == SortKey::Code && memberships.len() > 1 {
-        page_by_intersection(conn, query, memberships, unclassified)?
-    } else if query.sort.key == SortKey::Code && memberships.len() == 1 {
-        let driver = memberships.remove(0);
-        let mut sql = category_members::table
-            .inner_join(customers::table)
-            .filter(category_members::scheme_id.eq(driver.scheme_id))
-            .filter(category_members::category_code.eq(driver.code))
-            .into_boxed();
-        filter_customers!(sql, category_members::customer_id, memberships, unclassified, query);
-        let sql = match (&query.after, query.sort.descending) {
-            (Some(After::Code(last)), false) => sql.filter(category_members::customer_code.gt(last.clone())),
-            (Some(After::Code(last)), true) => sql.filter(category_members::customer_code.lt(last.clone())),
-            _ => sql,
+    let only_categories = query.text.is_none() && query.status.is_none() && unclassified.is_empty();
+    let mut rows: Vec<CustomerRow> = if query.sort.key == SortKey::Code && !memberships.is_empty() {
+        let descending = query.sort.descending;
+        let after = match &query.after {
+            Some(After::Code(code)) => code.clone(),
+            _ if descending => ABOVE_ALL_CODES.to_string(),
+            _ => String::new(),
         };
-        let sql = if query.sort.descending { sql.order(category_members::customer_code.desc()) } else { sql.order(category_members::customer_code.asc()) };
-        sql.select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?
+        let driver = if memberships.len() > 1 { sparsest(conn, &memberships, &after, descending)? } else { 0 };
+        let driver = memberships.remove(driver);
+        if only_categories && memberships.len() <= 1 {
+            // The commonest shapes get a statement that stays prepared.
+            let probe = memberships.pop().unwrap_or(Membership { scheme_id: driver.scheme_id, code: driver.code.clone() });
+            page_of_two(conn, &driver, &probe, &after, descending, query.limit + 1)?
+        } else {
+            let mut sql = category_members::table
+                .inner_join(customers::table)
+                .filter(category_members::scheme_id.eq(driver.scheme_id))
+                .filter(category_members::category_code.eq(driver.code))
+                .into_boxed();
+            filter_customers!(sql, category_members::customer_id, memberships, unclassified, query);
+            let sql = if descending {
+                sql.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc())
+            } else {
+                sql.filter(category_members::customer_code.gt(after)).order(category_members::customer_code.asc())
+            };
+            sql.select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?
+        }
+    } else if query.sort.key == SortKey::Code && only_categories {
+        let descending = query.sort.descending;
+        let after = match &query.after {
+            Some(After::Code(code)) => code.clone(),
+            _ if descending => ABOVE_ALL_CODES.to_string(),
+            _ => String::new(),
+        };
+        crate::native!(conn, |native| {
+            let base = customers::table.select(CustomerRow::as_select()).limit(query.limit + 1);
+            if descending {
+                base.filter(customers::code.lt(&after)).order(customers::code.desc()).load(native)
+            } else {
+                base.filter(customers::code.gt(&after)).order(customers::code.asc()).load(native)
+            }
+        })?
     } else {
         let mut sql: CustomerQuery = customers::table.into_boxed();
         filter_customers!(sql, customers::id, memberships, unclassified, query);
@@ -634,37 +600,31 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
     Ok(ListPage { items: views(rows)?, next })
 }
 
-/// A code-sorted page under several category filters: candidates come from the
-/// intersection of the member streams; the other filters are then checked on the
-/// candidates' rows, a batch at a time, until the page is full.
-fn page_by_intersection(conn: &mut DbConnection, query: &ListQuery, memberships: Vec<Membership>, unclassified: Vec<i64>) -> Result<Vec<CustomerRow>, AppError> {
-    let after = match &query.after {
-        Some(After::Code(code)) => Some(code.clone()),
-        _ => None,
-    };
-    let mut streams: Vec<MemberStream> = memberships.into_iter().map(|m| MemberStream::new(m, query.sort.descending, after.clone())).collect();
-    let wanted = query.limit as usize + 1;
-    let needs_check = query.text.is_some() || query.status.is_some() || !unclassified.is_empty();
-    let mut rows = Vec::with_capacity(wanted);
-    loop {
-        let candidates = intersect(conn, &mut streams, wanted - rows.len())?;
-        if candidates.is_empty() {
-            break;
+/// Customers of `driver` that are also in `probe`, a page after `after`, as one
+/// unboxed statement (so it stays prepared): the driver's members index gives the
+/// order, the probe is a primary-key lookup of the assignment in its scheme.
+fn page_of_two(conn: &mut DbConnection, driver: &Membership, probe: &Membership, after: &str, descending: bool, limit: i64) -> Result<Vec<CustomerRow>, AppError> {
+    let upper = prefix_upper_bound(&probe.code);
+    Ok(crate::native!(conn, |native| {
+        let base = category_members::table
+            .inner_join(customers::table)
+            .filter(category_members::scheme_id.eq(driver.scheme_id))
+            .filter(category_members::category_code.eq(&driver.code))
+            .filter(diesel::dsl::exists(
+                customer_categories::table
+                    .filter(customer_categories::customer_id.eq(category_members::customer_id))
+                    .filter(customer_categories::scheme_id.eq(probe.scheme_id))
+                    .filter(customer_categories::category_code.ge(&probe.code))
+                    .filter(customer_categories::category_code.lt(&upper)),
+            ))
+            .select(CustomerRow::as_select())
+            .limit(limit);
+        if descending {
+            base.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc()).load(native)
+        } else {
+            base.filter(category_members::customer_code.gt(after)).order(category_members::customer_code.asc()).load(native)
         }
-        let ids: Vec<i64> = candidates.iter().map(|(_, id)| *id).collect();
-        let mut sql: CustomerQuery = customers::table.filter(customers::id.eq_any(ids)).into_boxed();
-        if needs_check {
-            filter_customers!(sql, customers::id, Vec::<Membership>::new(), unclassified.iter().copied(), query);
-        }
-        let mut batch: Vec<CustomerRow> = sql.select(CustomerRow::as_select()).load(conn)?;
-        batch.sort_by(|a, b| if query.sort.descending { b.code.cmp(&a.code) } else { a.code.cmp(&b.code) });
-        rows.extend(batch);
-        if rows.len() >= wanted || streams.iter().any(|s| s.exhausted && s.buffer.is_empty()) {
-            break;
-        }
-    }
-    rows.truncate(wanted);
-    Ok(rows)
+    })?)
 }
 
 fn keyset(sql: CustomerQuery<'static>, sort: Sort, after: Option<After>) -> CustomerQuery<'static> {
