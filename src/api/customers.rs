@@ -432,16 +432,17 @@ pub struct HistoryEntry {
 
 impl From<HistoryRow> for HistoryEntry {
     fn from(row: HistoryRow) -> Self {
+        let change = row.change;
         HistoryEntry {
-            scheme: row.scheme_code,
-            from: row.from_category,
-            to: row.to_category,
-            at: row.at.and_utc(),
-            actor: row.actor,
-            source: row.source,
-            reason: row.reason,
-            rule_id: row.rule_id,
-            run_id: row.run_id,
+            scheme: change.scheme_code,
+            from: change.from_category,
+            to: change.to_category,
+            at: change.at.and_utc(),
+            actor: change.actor,
+            source: change.source,
+            reason: change.reason,
+            rule_id: change.rule_id,
+            run_id: change.run_id,
         }
     }
 }
@@ -491,7 +492,7 @@ pub async fn history(
         .await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|last| cursor::encode(&HistoryPosition { at: last.at, id: last.id }))
+        rows.last().map(|last| cursor::encode(&HistoryPosition { at: last.change.at, id: last.id }))
     } else {
         None
     };

@@ -29,7 +29,7 @@ impl Source {
 }
 
 /// One change of a customer's category in a scheme.
-#[derive(Debug, Clone, Insertable)]
+#[derive(Debug, Clone, Insertable, Queryable, Selectable)]
 #[diesel(table_name = assignment_history, treat_none_as_default_value = false)]
 pub struct NewHistory {
     pub customer_code: String,
@@ -48,16 +48,8 @@ pub struct NewHistory {
 #[diesel(table_name = assignment_history)]
 pub struct HistoryRow {
     pub id: i64,
-    pub customer_code: String,
-    pub scheme_code: String,
-    pub from_category: Option<String>,
-    pub to_category: Option<String>,
-    pub at: chrono::NaiveDateTime,
-    pub actor: String,
-    pub source: String,
-    pub reason: Option<String>,
-    pub rule_id: Option<i64>,
-    pub run_id: Option<i64>,
+    #[diesel(embed)]
+    pub change: NewHistory,
 }
 
 /// Rows per INSERT statement; keeps statements well inside every backend's limits.
