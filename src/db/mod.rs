@@ -22,15 +22,6 @@ pub enum DbConnection {
     Sqlite(SqliteConnection),
 }
 
-impl DbConnection {
-    pub fn backend(&self) -> Backend {
-        match self {
-            DbConnection::Mysql(_) => Backend::Mysql,
-            DbConnection::Sqlite(_) => Backend::Sqlite,
-        }
-    }
-}
-
 /// Runs `$body` with `$c` bound to the concrete connection. The multi-backend
 /// connection re-serialises a query on every execution and cannot batch inserts;
 /// hot paths and multi-row inserts go around it with the same DSL code.
@@ -56,12 +47,6 @@ macro_rules! insert_rows {
 /// The SQL backend type of `DbConnection`, for boxed queries.
 pub type DbBackend = <DbConnection as Connection>::Backend;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Mysql,
-    Sqlite,
-}
-
 /// `DATABASE_URL` decides the backend: `mysql://…`, or a SQLite path / `sqlite://path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {
@@ -78,13 +63,6 @@ impl DatabaseUrl {
         } else {
             let path = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")).unwrap_or(text);
             DatabaseUrl::Sqlite(PathBuf::from(path))
-        }
-    }
-
-    pub fn backend(&self) -> Backend {
-        match self {
-            DatabaseUrl::Mysql(_) => Backend::Mysql,
-            DatabaseUrl::Sqlite(_) => Backend::Sqlite,
         }
     }
 

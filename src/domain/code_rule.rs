@@ -35,14 +35,6 @@ pub struct Placement {
 }
 
 impl CodeRule {
-    pub fn levels(&self) -> usize {
-        self.segments.len()
-    }
-
-    pub fn total_length(&self) -> usize {
-        self.segments.iter().sum()
-    }
-
     /// Code lengths that end on a segment boundary: `2-2-2` gives 2, 4, 6.
     pub fn boundaries(&self) -> Vec<usize> {
         self.segments
@@ -115,8 +107,6 @@ mod tests {
         let rule: CodeRule = "2-2-2".parse().unwrap();
         assert_eq!(rule.to_string(), "2-2-2");
         assert_eq!(rule.boundaries(), vec![2, 4, 6]);
-        assert_eq!(rule.levels(), 3);
-        assert_eq!(rule.total_length(), 6);
     }
 
     #[test]

@@ -366,14 +366,6 @@ impl After {
             SortKey::CreatedAt => After::CreatedAt(row.created_at, row.id),
         }
     }
-
-    pub fn key(&self) -> SortKey {
-        match self {
-            After::Code(_) => SortKey::Code,
-            After::Name(..) => SortKey::Name,
-            After::CreatedAt(..) => SortKey::CreatedAt,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
