@@ -82,70 +82,44 @@ fn openapi_command_prints_the_committed_document() {
     assert_eq!(String::from_utf8(output.stdout).unwrap(), include_str!("../../openapi/openapi.json"));
 }
 
+both_backends!(backend: first_start_generates_one_admin_key, configured_admin_key_is_ensured);
+
 /// With no key at all, the first start makes an admin key; later starts make none.
-mod first_start_generates_one_admin_key {
-    use super::*;
+async fn first_start_generates_one_admin_key(backend: Backend) {
+    let app = spawn_app_with(backend, Options { configured_admin_key: false, ..Options::default() }).await;
+    let keys = ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await;
+    let items = keys["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!((items[0]["name"].clone(), items[0]["scope"].clone()), (json!("initial-admin"), json!("admin")));
+    assert!(app.admin_key.starts_with(items[0]["prefix"].as_str().unwrap()));
 
-    async fn check(backend: Backend) {
-        let app = spawn_app_with(backend, Options { configured_admin_key: false, ..Options::default() }).await;
-        let keys = ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await;
-        let items = keys["items"].as_array().unwrap();
-        assert_eq!(items.len(), 1);
-        assert_eq!((items[0]["name"].clone(), items[0]["scope"].clone()), (json!("initial-admin"), json!("admin")));
-        assert!(app.admin_key.starts_with(items[0]["prefix"].as_str().unwrap()));
-
-        let url = app.database.clone();
-        let second = tokio::task::spawn_blocking(move || {
-            let pool = custclass::db::build_pool(&url, 1, std::time::Duration::from_secs(5)).unwrap();
-            custclass::startup::bootstrap_admin_key(&pool, None).unwrap()
-        })
-        .await
-        .unwrap();
-        assert_eq!(second, None, "keys exist, so no second key is made");
-        assert_eq!(ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await["items"].as_array().unwrap().len(), 1);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        check(Backend::Sqlite).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mysql() {
-        check(Backend::Mysql).await
-    }
+    let url = app.database.clone();
+    let second = tokio::task::spawn_blocking(move || {
+        let pool = custclass::db::build_pool(&url, 1, std::time::Duration::from_secs(5)).unwrap();
+        custclass::startup::bootstrap_admin_key(&pool, None).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(second, None, "keys exist, so no second key is made");
+    assert_eq!(ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await["items"].as_array().unwrap().len(), 1);
 }
 
 /// `CUSTCLASS_ADMIN_KEY` is re-enabled at start-up even after someone revoked it.
-mod configured_admin_key_is_ensured {
-    use super::*;
+async fn configured_admin_key_is_ensured(backend: Backend) {
+    let app = crate::helpers::spawn_app(backend).await;
+    let keys = ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await;
+    let id = keys["items"][0]["id"].as_i64().unwrap();
+    assert_eq!(app.delete(&format!("/api/v1/api-keys/{id}")).await.status(), StatusCode::NO_CONTENT);
+    problem(app.get("/api/v1/api-keys").await, StatusCode::UNAUTHORIZED, "unauthorized").await;
 
-    async fn check(backend: Backend) {
-        let app = crate::helpers::spawn_app(backend).await;
-        let keys = ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await;
-        let id = keys["items"][0]["id"].as_i64().unwrap();
-        assert_eq!(app.delete(&format!("/api/v1/api-keys/{id}")).await.status(), StatusCode::NO_CONTENT);
-        problem(app.get("/api/v1/api-keys").await, StatusCode::UNAUTHORIZED, "unauthorized").await;
-
-        let (url, key) = (app.database.clone(), app.admin_key.clone());
-        tokio::task::spawn_blocking(move || {
-            let pool = custclass::db::build_pool(&url, 1, std::time::Duration::from_secs(5)).unwrap();
-            custclass::startup::bootstrap_admin_key(&pool, Some(&key)).unwrap()
-        })
-        .await
-        .unwrap();
-        // This replica cached nothing for the refused key, so the re-enabled key works at once.
-        let keys = ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await;
-        assert_eq!(keys["items"][0]["revoked_at"], json!(null));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        check(Backend::Sqlite).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mysql() {
-        check(Backend::Mysql).await
-    }
+    let (url, key) = (app.database.clone(), app.admin_key.clone());
+    tokio::task::spawn_blocking(move || {
+        let pool = custclass::db::build_pool(&url, 1, std::time::Duration::from_secs(5)).unwrap();
+        custclass::startup::bootstrap_admin_key(&pool, Some(&key)).unwrap()
+    })
+    .await
+    .unwrap();
+    // This replica cached nothing for the refused key, so the re-enabled key works at once.
+    let keys = ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await;
+    assert_eq!(keys["items"][0]["revoked_at"], json!(null));
 }

@@ -20,9 +20,23 @@ pub enum Backend {
     Mysql,
 }
 
-/// Generates `name::sqlite` and `name::mysql` tests from `async fn name(app: TestApp)`.
+/// Generates `name::sqlite` and `name::mysql` tests from `async fn name(app: TestApp)`,
+/// or, after `backend:`, from `async fn name(backend: Backend)` for tests that start
+/// the application their own way.
 #[macro_export]
 macro_rules! both_backends {
+    (backend: $($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql() {
+                super::$name($crate::helpers::Backend::Mysql).await
+            }
+        }
+    )*};
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
