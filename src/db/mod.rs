@@ -250,14 +250,23 @@ where
 }
 
 /// The pool as request handlers use it: every call runs on actix's blocking pool.
+///
+/// Requests queue for a connection in arrival order on `admission`, a fair
+/// semaphore with one permit per pooled connection, before they take a blocking
+/// thread. Waiting inside r2d2 instead wakes waiters in no particular order, which
+/// under load left a few requests waiting many times longer than the rest.
 #[derive(Clone)]
 pub struct Db {
     pool: DbPool,
+    admission: std::sync::Arc<tokio::sync::Semaphore>,
+    wait_limit: Duration,
 }
 
 impl Db {
     pub fn new(pool: DbPool) -> Self {
-        Self { pool }
+        let admission = std::sync::Arc::new(tokio::sync::Semaphore::new(pool.max_size() as usize));
+        let wait_limit = pool.connection_timeout();
+        Self { pool, admission, wait_limit }
     }
 
     pub fn pool(&self) -> &DbPool {
@@ -269,8 +278,13 @@ impl Db {
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
+        let permit = tokio::time::timeout(self.wait_limit, self.admission.clone().acquire_owned())
+            .await
+            .map_err(|_| AppError::unavailable("no database connection became free in time"))?
+            .map_err(|_| AppError::internal("the database gate is closed"))?;
         let pool = self.pool.clone();
         actix_web::web::block(move || {
+            let _permit = permit;
             let mut session = pool.get()?;
             let result = work(&mut session.conn);
             if matches!(&result, Err(error) if error.kind == ErrorKind::Unavailable) {
