@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use base64::Engine;
-use custclass::db::schema::{assignment_history, categories, category_members, customer_categories, customers, schemes};
+use custclass::db::schema::{assignment_history, attribute_definitions, categories, category_members, customer_attributes, customer_categories, customers, schemes};
 use custclass::db::{migrate, DbConnection};
 use diesel::prelude::*;
 use support::{connect, execute, report, report_header, wrk, Service, ADMIN_KEY};
@@ -35,6 +35,51 @@ fn schemes_spec() -> Vec<(&'static str, &'static str, Vec<(String, u64)>)> {
     let region: Vec<(String, u64)> = (1..=6).flat_map(|r| (1..=5).map(move |p| (format!("{r:02}{p:02}"), 0))).collect();
     let tier = vec![("01".to_string(), 5), ("02".to_string(), 35), ("03".to_string(), 60)];
     vec![("INDUSTRY", "2-2", industry), ("REGION", "2-2", region), ("TIER", "2", tier)]
+}
+
+/// Every customer holds two attributes, defined on the REGION roots: `credit_limit`
+/// (integer, uniform over 0–10,000,000 in steps of 1,000) and `account_manager`
+/// (one of 50 names).
+const CREDIT_LIMIT_MAX: u64 = 10_000;
+
+fn account_manager(index: u64) -> String {
+    let surnames = ["王", "李", "张", "刘", "陈", "杨", "赵", "黄", "周", "吴"];
+    let given = ["芳", "伟", "娜", "敏", "静"];
+    format!("{}{}", surnames[(index % 10) as usize], given[(index / 10 % 5) as usize])
+}
+
+fn define_attributes(conn: &mut MysqlConnection, region_scheme: i64, at: chrono::NaiveDateTime) {
+    let roots: Vec<(i64, String)> = categories::table
+        .filter(categories::scheme_id.eq(region_scheme))
+        .filter(categories::parent_code.eq(""))
+        .select((categories::id, categories::code))
+        .load(conn)
+        .unwrap();
+    for (category_id, code) in roots {
+        for (key, label, value_type, required, default, min, max) in [
+            ("credit_limit", "信用额度", "integer", false, Some("100000"), Some("0"), Some("10000000")),
+            ("account_manager", "客户经理", "string", true, None, None, None),
+        ] {
+            diesel::insert_into(attribute_definitions::table)
+                .values((
+                    attribute_definitions::scheme_id.eq(region_scheme),
+                    attribute_definitions::category_id.eq(category_id),
+                    attribute_definitions::category_code.eq(&code),
+                    attribute_definitions::attr_key.eq(key),
+                    attribute_definitions::label.eq(label),
+                    attribute_definitions::value_type.eq(value_type),
+                    attribute_definitions::required.eq(required),
+                    attribute_definitions::default_value.eq(default),
+                    attribute_definitions::min_value.eq(min),
+                    attribute_definitions::max_value.eq(max),
+                    attribute_definitions::version.eq(1i64),
+                    attribute_definitions::created_at.eq(at),
+                    attribute_definitions::updated_at.eq(at),
+                ))
+                .execute(conn)
+                .unwrap();
+        }
+    }
 }
 
 fn pick(leaves: &[(String, u64)], random: &mut Random) -> usize {
@@ -127,6 +172,8 @@ fn load(n: usize) {
         category_ids.push((scheme_id, leaves.iter().map(|(leaf, _)| (ids[leaf], leaf.clone())).collect()));
     }
 
+    define_attributes(&mut conn, category_ids[1].0, at);
+
     // Bulk-load settings of this session only: the data is consistent by construction.
     execute(&mut conn, "SET SESSION foreign_key_checks = 0");
     execute(&mut conn, "SET SESSION unique_checks = 0");
@@ -140,6 +187,7 @@ fn load(n: usize) {
         let mut assigned = Vec::with_capacity(CHUNK * 3);
         let mut history = Vec::with_capacity(CHUNK * 3);
         let mut members = Vec::with_capacity(CHUNK * 5);
+        let mut values = Vec::with_capacity(CHUNK * 2);
         for id in first..=last {
             let code = format!("C{id:07}");
             let name = format!("{}{}科技有限公司{}", cities[random.below(8) as usize], words[random.below(8) as usize], id);
@@ -151,12 +199,30 @@ fn load(n: usize) {
                 picks.push(leaf);
                 snapshot.push(serde_json::json!({"scheme": scheme_code, "category": leaves[leaf].1, "locked": 0, "assigned_at": created.format("%Y-%m-%d %H:%M:%S%.6f").to_string()}));
             }
+            let credit_limit = random.below(CREDIT_LIMIT_MAX + 1) * 1000;
+            let manager = account_manager(random.below(50));
+            for (key, json, text, number) in [
+                ("credit_limit", credit_limit.to_string(), None, Some(credit_limit as f64)),
+                ("account_manager", serde_json::Value::String(manager.clone()).to_string(), Some(manager.clone()), None),
+            ] {
+                values.push((
+                    customer_attributes::customer_id.eq(id as i64),
+                    customer_attributes::attr_key.eq(key),
+                    customer_attributes::customer_code.eq(code.clone()),
+                    customer_attributes::value_json.eq(json),
+                    customer_attributes::value_text.eq(text),
+                    customer_attributes::value_number.eq(number),
+                    customer_attributes::from_default.eq(false),
+                ));
+            }
+            let attributes = serde_json::json!({"account_manager": [manager, false], "credit_limit": [credit_limit, false]});
             people.push((
                 customers::id.eq(id as i64),
                 customers::code.eq(code.clone()),
                 customers::name.eq(name),
                 customers::status.eq(if random.below(20) == 0 { "inactive" } else { "active" }),
                 customers::classification.eq(serde_json::Value::Array(snapshot).to_string()),
+                customers::attributes.eq(Some(attributes.to_string())),
                 customers::version.eq(1i64),
                 customers::created_at.eq(created),
                 customers::updated_at.eq(created),
@@ -200,13 +266,17 @@ fn load(n: usize) {
         for chunk in history.chunks(CHUNK) {
             diesel::insert_into(assignment_history::table).values(chunk.to_vec()).execute(&mut conn).unwrap();
         }
+        for chunk in values.chunks(CHUNK) {
+            diesel::insert_into(customer_attributes::table).values(chunk.to_vec()).execute(&mut conn).unwrap();
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
-    execute(&mut conn, "ANALYZE TABLE customers, customer_categories, category_members, categories, schemes");
+    execute(&mut conn, "ANALYZE TABLE customers, customer_categories, category_members, customer_attributes, categories, schemes");
     println!(
-        "loaded {n} customers, {} assignments and {} history entries in {seconds:.1} s ({:.0} customers/s with their rows)",
+        "loaded {n} customers, {} assignments, {} history entries and {} attribute values in {seconds:.1} s ({:.0} customers/s with their rows)",
         n * 3,
         n * 3,
+        n * 2,
         n as f64 / seconds
     );
 }
@@ -237,6 +307,10 @@ fn lua_get(path_expression: &str) -> String {
         "local N = {n}\nrequest = function()\n  return wrk.format(\"GET\", {path_expression}, {{[\"Authorization\"] = \"Bearer {ADMIN_KEY}\"}})\nend\n",
         n = customers_wanted()
     )
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 fn customers_wanted() -> usize {
@@ -293,20 +367,28 @@ fn main() {
     let service = Service::start(DATABASE, 18190);
     println!("\n{n} customers, wrk -t2 -c32 -d{seconds}s on this machine ({} cores)\n", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0));
     report_header();
-    let random_code = "string.format(\"/c/C%07d\", math.random(1, N))";
-    report("baseline: bare actix-web + Diesel, one row by code", &wrk("http://127.0.0.1:18191", 32, seconds, &lua_get(random_code)));
-    let random_customer = "string.format(\"/api/v1/customers/C%07d\", math.random(1, N))";
-    report("GET /customers/{code} (random of all)", &wrk(&service.base, 32, seconds, &lua_get(random_customer)));
-    let vip_north = "\"/api/v1/customers?category=REGION:01&category=TIER:01\"";
-    report("list: REGION:01 (subtree) AND TIER:01, first page", &wrk(&service.base, 32, seconds, &lua_get(vip_north)));
-    let electronics_beijing = "\"/api/v1/customers?category=INDUSTRY:01&category=REGION:0101\"";
-    report("list: INDUSTRY:01 (subtree) AND REGION:0101, first page", &wrk(&service.base, 32, seconds, &lua_get(electronics_beijing)));
-    report("list: all, sort=code, page 1", &wrk(&service.base, 32, seconds, &lua_get("\"/api/v1/customers?limit=50\"")));
+    // BENCH_ONLY=text runs only the scenarios whose name contains it.
+    let only = std::env::var("BENCH_ONLY").ok();
+    let scenario = |name: &str, base: &str, path: &str| {
+        if only.as_deref().is_none_or(|only| name.contains(only)) {
+            report(name, &wrk(base, 32, seconds, &lua_get(path)));
+        }
+    };
+    let service_base = service.base.as_str();
+    scenario("baseline: bare actix-web + Diesel, one row by code", "http://127.0.0.1:18191", "string.format(\"/c/C%07d\", math.random(1, N))");
+    scenario("GET /customers/{code} (random of all)", service_base, "string.format(\"/api/v1/customers/C%07d\", math.random(1, N))");
+    scenario("list: REGION:01 (subtree) AND TIER:01, first page", service_base, "\"/api/v1/customers?category=REGION:01&category=TIER:01\"");
+    scenario("list: INDUSTRY:01 (subtree) AND REGION:0101, first page", service_base, "\"/api/v1/customers?category=INDUSTRY:01&category=REGION:0101\"");
+    scenario("list: all, sort=code, page 1", service_base, "\"/api/v1/customers?limit=50\"");
     let deep = format!("\"/api/v1/customers?limit=50&cursor={}\"", deep_page_cursor(10_000, 50, None));
-    report("list: all, sort=code, page 10,000", &wrk(&service.base, 32, seconds, &lua_get(&deep)));
-    report("list: INDUSTRY:01, page 1", &wrk(&service.base, 32, seconds, &lua_get("\"/api/v1/customers?limit=50&category=INDUSTRY:01\"")));
+    scenario("list: all, sort=code, page 10,000", service_base, &deep);
+    scenario("list: INDUSTRY:01, page 1", service_base, "\"/api/v1/customers?limit=50&category=INDUSTRY:01\"");
     let deep_filtered = format!("\"/api/v1/customers?limit=50&category=INDUSTRY:01&cursor={}\"", deep_page_cursor(10_000, 50, Some("01")));
-    report("list: INDUSTRY:01, page 10,000", &wrk(&service.base, 32, seconds, &lua_get(&deep_filtered)));
+    scenario("list: INDUSTRY:01, page 10,000", service_base, &deep_filtered);
+    scenario("list: attr credit_limit >= 9,000,000 (~10 %), first page", service_base, "\"/api/v1/customers?attr=credit_limit:gte:9000000\"");
+    let manager = format!("\"/api/v1/customers?attr=account_manager:eq:{}\"", percent_encode(&account_manager(7)));
+    scenario("list: attr account_manager = one of 50 names, first page", service_base, &manager);
+    scenario("list: TIER:01 AND attr credit_limit >= 5,000,000, first page", service_base, "\"/api/v1/customers?category=TIER:01&attr=credit_limit:gte:5000000\"");
     if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", service.pid())) {
         if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS")) {
             println!("\nservice memory after the runs: {}", rss.trim_start_matches("VmRSS:").trim());

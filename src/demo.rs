@@ -109,6 +109,7 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
                 ("REGION".into(), field(CategoryCode::parse("region", region))?),
                 ("TIER".into(), field(CategoryCode::parse("tier", tier))?),
             ],
+            attributes: Default::default(),
             reason: Some("demo data".into()),
         };
         customers::create(conn, &new, ACTOR)?;

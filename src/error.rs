@@ -32,11 +32,13 @@ pub struct AppError {
     pub code: Cow<'static, str>,
     pub detail: String,
     pub errors: Vec<FieldError>,
+    /// For a refused definition change: how many customers it would leave invalid.
+    pub violations: Option<i64>,
 }
 
 impl AppError {
     pub fn new(kind: ErrorKind, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { kind, code: Cow::Borrowed(code), detail: detail.into(), errors: Vec::new() }
+        Self { kind, code: Cow::Borrowed(code), detail: detail.into(), errors: Vec::new(), violations: None }
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {

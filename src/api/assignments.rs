@@ -1,5 +1,7 @@
 //! Assignment: `PUT/DELETE /customers/{code}/categories/{scheme}` and `POST /assignments/batch`.
 
+use std::collections::BTreeMap;
+
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -27,6 +29,11 @@ pub struct AssignmentPut {
     pub reason: Option<String>,
     /// Pin the assignment so that rules leave it alone; absent keeps the current pin.
     pub locked: Option<bool>,
+    /// Values for attributes the new category defines (for example a required one
+    /// it has no default for), checked and stored with the move.
+    #[serde(default)]
+    #[schema(value_type = Object, example = json!({"account_manager": "王芳"}))]
+    pub attributes: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,7 +50,7 @@ pub struct UnassignQuery {
         (status = 200, description = "The customer with its new category and version", body = Customer, headers(("ETag" = String))),
         (status = 404, description = "`customer_not_found`, `scheme_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`category_not_found`, `category_not_leaf`, `category_inactive`, `scheme_inactive`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`category_not_found`, `category_not_leaf`, `category_inactive`, `scheme_inactive`; `attribute_required` (the new category requires values the customer lacks; send them in `attributes`), `invalid_attributes`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn assign(
     state: web::Data<AppState>,
@@ -62,7 +69,7 @@ pub async fn assign(
     let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
     let view = state
         .db
-        .run(move |conn| store::assign(conn, &customer, &scheme, category.as_str(), body.locked, &provenance, if_match.0))
+        .run(move |conn| store::assign(conn, &customer, &scheme, category.as_str(), body.locked, &body.attributes, &provenance, if_match.0))
         .await?;
     let customer = Customer::from(view);
     Ok(ok_versioned(customer.version, &customer))
@@ -124,7 +131,7 @@ pub struct BatchResult {
 #[utoipa::path(post, path = "/api/v1/assignments/batch", tag = "assignments", operation_id = "assign_batch", request_body = BatchAssign,
     responses(
         (status = 200, description = "Every customer is in the category", body = BatchResult),
-        (status = 422, description = "`customers_not_found` (lists every unknown code in `errors`; nothing changed), `scheme_not_found`, `category_not_found`, `category_not_leaf`, `category_inactive`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`customers_not_found` (lists every unknown code in `errors`; nothing changed), `scheme_not_found`, `category_not_found`, `category_not_leaf`, `category_inactive`, `validation_failed`; `attribute_required`, `invalid_attributes` (fields named `CODE.attributes.KEY`; nothing changed)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn batch(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json<BatchAssign>) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();

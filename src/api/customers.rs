@@ -11,11 +11,12 @@ use crate::api::auth::{Auth, Read, Write};
 use crate::api::cursor;
 use crate::api::error::Problem;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
+use crate::domain::attribute::{split_filter, FilterOp};
 use crate::domain::category::CategoryCode;
 use crate::domain::customer::{parse_email, parse_phone, CustomerCode, CustomerStatus, TaxId};
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::AppError;
-use crate::store::customers::{self as store, After, CategoryFilter, CustomerChanges, CustomerFields, CustomerView, ListQuery, NewCustomer, Sort, SortKey};
+use crate::store::customers::{self as store, After, AttributeFilter, CategoryFilter, CustomerChanges, CustomerFields, CustomerView, ListQuery, NewCustomer, Sort, SortKey};
 use crate::store::history::{self, HistoryCursor, HistoryRow};
 
 pub const NAME_MAX: usize = 200;
@@ -60,6 +61,13 @@ pub struct Customer {
     /// The same assignments with their pins and times, ordered by scheme
     /// (category names: `GET /schemes/{scheme}/categories`).
     pub assignments: Vec<Assignment>,
+    /// Attribute key → typed value, for the attributes the customer's categories
+    /// define; defaults fill in values not given.
+    #[schema(value_type = Object, example = json!({"discount_rate": 0.15, "account_manager": "王芳"}))]
+    pub attributes: BTreeMap<String, serde_json::Value>,
+    /// The keys of `attributes` whose value is the definition's default.
+    #[schema(example = json!(["discount_rate"]))]
+    pub attributes_from_default: Vec<String>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -69,6 +77,8 @@ impl From<CustomerView> for Customer {
     fn from(view: CustomerView) -> Self {
         let row = view.row;
         Customer {
+            attributes_from_default: view.attributes.iter().filter(|(_, a)| a.from_default).map(|(key, _)| key.clone()).collect(),
+            attributes: view.attributes.into_iter().map(|(key, a)| (key, a.value)).collect(),
             categories: view.assignments.iter().map(|a| (a.scheme.clone(), a.category.clone())).collect(),
             assignments: view
                 .assignments
@@ -120,6 +130,11 @@ pub struct CustomerCreate {
     #[serde(default)]
     #[schema(example = json!({"REGION": "0101"}))]
     pub categories: BTreeMap<String, String>,
+    /// Attribute key → value, checked against the definitions of the categories
+    /// the customer gets (named or default).
+    #[serde(default)]
+    #[schema(value_type = Object, example = json!({"account_manager": "王芳"}))]
+    pub attributes: BTreeMap<String, serde_json::Value>,
     /// Recorded in the history of the named categories.
     pub reason: Option<String>,
 }
@@ -152,6 +167,9 @@ pub struct CustomerPatch {
     #[serde(default, deserialize_with = "explicit_null")]
     #[schema(value_type = Option<String>)]
     pub note: Option<Option<String>>,
+    /// Merged into the current values; `null` removes one (its default, if any, returns).
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 fn parse_tax_id(text: Option<&str>) -> Result<Option<TaxId>, FieldError> {
@@ -198,6 +216,7 @@ impl CustomerCreate {
                 note: note.expect("checked"),
             },
             categories,
+            attributes: self.attributes,
             reason: reason.expect("checked"),
         })
     }
@@ -217,6 +236,7 @@ impl CustomerPatch {
             phone: self.phone.map(|p| errors.check(parse_phone("phone", p.as_deref())).flatten()),
             email: self.email.map(|e| errors.check(parse_email("email", e.as_deref())).flatten()),
             status: self.status,
+            attributes: self.attributes,
         };
         errors.finish()?;
         Ok(changes)
@@ -289,6 +309,7 @@ pub const MAX_LIMIT: i64 = 1000;
 fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError> {
     let mut query = ListQuery {
         categories: Vec::new(),
+        attributes: Vec::new(),
         unclassified: Vec::new(),
         text: None,
         status: None,
@@ -307,6 +328,13 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError>
                     }
                 }
                 None => errors.check::<()>(Err(FieldError::new("category", "must be SCHEME:CODE, e.g. REGION:01"))).unwrap_or(()),
+            },
+            "attr" => match split_filter(&value) {
+                Some((key, op, operand)) => match FilterOp::parse(op) {
+                    Some(op) => query.attributes.push(AttributeFilter { key: key.to_string(), op, value: operand.to_string() }),
+                    None => errors.check::<()>(Err(FieldError::new("attr", format!("unknown operator {op:?}; use eq, ne, gt, gte, lt, lte, in or like")))).unwrap_or(()),
+                },
+                None => errors.check::<()>(Err(FieldError::new("attr", "must be KEY:OP:VALUE, e.g. discount_rate:gte:0.15"))).unwrap_or(()),
             },
             "unclassified" => query.unclassified.push(value),
             "q" => query.text = Some(value).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_string()),
@@ -327,6 +355,7 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError>
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers", operation_id = "list_customers",
     params(
         ("category" = Option<Vec<String>>, Query, description = "`SCHEME:CODE`; repeat to AND several; a category includes its subtree", example = "REGION:01"),
+        ("attr" = Option<Vec<String>>, Query, description = "`KEY:OP:VALUE` with OP one of eq ne gt gte lt lte in like; repeat to AND several. Compared by the attribute's type (numbers as numbers, dates as dates); `in` takes a comma-separated list; `like` matches text with `*` as wildcard (a substring without `*`), ASCII case-insensitive; defaults count as values; `ne` matches customers that have a different value", example = "discount_rate:gte:0.15"),
         ("unclassified" = Option<Vec<String>>, Query, description = "Scheme code: customers with no category there"),
         ("q" = Option<String>, Query, description = "Substring of code, name or short name (ASCII case-insensitive)"),
         ("status" = Option<CustomerStatus>, Query, description = "active or inactive"),
@@ -337,7 +366,7 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError>
     responses(
         (status = 200, description = "One page; `next_cursor` is null on the last", body = Page<Customer>),
         (status = 400, description = "`invalid_query`, `invalid_cursor`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`scheme_not_found`, `category_not_found` in a filter", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`scheme_not_found`, `category_not_found`, `attribute_not_found`, `invalid_filter` (an operand that is not of the attribute's type, or an operator the type has no use for)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
     let query = parse_list_query(query.into_inner())?;
@@ -351,7 +380,7 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Que
     responses(
         (status = 201, description = "Created", body = Customer, headers(("Location" = String), ("ETag" = String))),
         (status = 409, description = "`duplicate_code`, `duplicate_tax_id`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`, `invalid_categories` (unknown scheme or category, not a leaf, inactive), `category_required`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, `invalid_categories` (unknown scheme or category, not a leaf, inactive), `category_required`, `invalid_attributes`, `attribute_required`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json<CustomerCreate>) -> Result<HttpResponse, AppError> {
     let new = body.into_inner().parse()?;
@@ -380,6 +409,7 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<
         (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`duplicate_tax_id`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, `invalid_attributes`, `attribute_required`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
     state: web::Data<AppState>,
@@ -391,6 +421,30 @@ pub async fn update(
     let code = path.into_inner();
     let changes = body.into_inner().parse()?;
     let customer = Customer::from(state.db.run(move |conn| store::update(conn, &code, &changes, if_match.0)).await?);
+    Ok(ok_versioned(customer.version, &customer))
+}
+
+#[utoipa::path(put, path = "/api/v1/customers/{code}/attributes", tag = "customers", operation_id = "replace_customer_attributes",
+    request_body(content = Object, description = "Attribute key → value; values not given are removed (their defaults return)",
+                 example = json!({"discount_rate": 0.2, "account_manager": "王芳"})),
+    params(("code" = String, Path, description = "Customer code"),
+           ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
+    responses(
+        (status = 200, description = "The customer with its new values", body = Customer, headers(("ETag" = String))),
+        (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_attributes` (unknown key, wrong type, out of range, not an option), `attribute_required`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn replace_attributes(
+    state: web::Data<AppState>,
+    _auth: Auth<Write>,
+    path: web::Path<String>,
+    if_match: IfMatch,
+    body: web::Json<BTreeMap<String, serde_json::Value>>,
+) -> Result<HttpResponse, AppError> {
+    let code = path.into_inner();
+    let values = body.into_inner();
+    let customer = Customer::from(state.db.run(move |conn| store::replace_attributes(conn, &code, &values, if_match.0)).await?);
     Ok(ok_versioned(customer.version, &customer))
 }
 
@@ -428,6 +482,9 @@ pub struct HistoryEntry {
     pub reason: Option<String>,
     pub rule_id: Option<i64>,
     pub run_id: Option<i64>,
+    /// Attribute values the change dropped because the new category does not define them.
+    #[schema(value_type = Option<Object>, example = json!({"discount_rate": 0.2}))]
+    pub dropped_attributes: Option<serde_json::Value>,
 }
 
 impl From<HistoryRow> for HistoryEntry {
@@ -443,6 +500,7 @@ impl From<HistoryRow> for HistoryEntry {
             reason: change.reason,
             rule_id: change.rule_id,
             run_id: change.run_id,
+            dropped_attributes: change.dropped_attributes.and_then(|text| serde_json::from_str(&text).ok()),
         }
     }
 }
@@ -507,5 +565,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::patch().to(update))
                 .route(web::delete().to(delete)),
         )
-        .service(web::resource("/customers/{code}/history").route(web::get().to(history)));
+        .service(web::resource("/customers/{code}/history").route(web::get().to(history)))
+        .service(web::resource("/customers/{code}/attributes").route(web::put().to(replace_attributes)));
 }

@@ -38,6 +38,9 @@ pub struct Problem {
     /// For validation errors: every offending field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For `attribute_violations` and `attribute_in_use`: how many customers the change concerns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub violations: Option<i64>,
 }
 
 fn status_of(kind: ErrorKind) -> StatusCode {
@@ -71,6 +74,7 @@ impl ResponseError for AppError {
             detail: self.detail.clone(),
             code: self.code.to_string(),
             errors: self.errors.clone(),
+            violations: self.violations,
         };
         let mut response = HttpResponse::build(status);
         response.content_type(PROBLEM_JSON);

@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod assignments;
+pub mod attributes;
 pub mod auth;
 pub mod categories;
 pub mod cursor;
@@ -113,6 +114,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .configure(schemes::routes)
             .configure(categories::routes)
+            .configure(attributes::routes)
             .configure(customers::routes)
             .configure(assignments::routes)
             .configure(api_keys::routes),

@@ -5,7 +5,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Respons
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
-use super::{api_keys, assignments, categories, customers, health, schemes};
+use super::{api_keys, assignments, attributes, categories, customers, health, schemes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +19,9 @@ use super::{api_keys, assignments, categories, customers, health, schemes};
     paths(
         schemes::list, schemes::create, schemes::get, schemes::update, schemes::delete,
         categories::list, categories::tree, categories::create, categories::get, categories::update, categories::delete,
+        attributes::list, attributes::create, attributes::get, attributes::update, attributes::delete,
         customers::list, customers::create, customers::get, customers::update, customers::delete, customers::history,
+        customers::replace_attributes,
         assignments::assign, assignments::unassign, assignments::batch,
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
@@ -30,6 +32,7 @@ use super::{api_keys, assignments, categories, customers, health, schemes};
     tags(
         (name = "schemes", description = "Classification schemes (分类体系); writes need scope admin"),
         (name = "categories", description = "Hierarchical categories (客户分类); writes need scope admin"),
+        (name = "attributes", description = "Attribute definitions (分类属性) on categories, inherited by their subtree; writes need scope admin"),
         (name = "customers", description = "The customer archive (客户档案); writes need scope write"),
         (name = "assignments", description = "Putting customers into categories, with history; scope write"),
         (name = "api-keys", description = "API keys; scope admin"),

@@ -48,6 +48,7 @@ diesel::table! {
         status -> Text,
         note -> Nullable<Text>,
         classification -> Text,
+        attributes -> Nullable<Text>,
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
@@ -90,6 +91,7 @@ diesel::table! {
         reason -> Nullable<Text>,
         rule_id -> Nullable<BigInt>,
         run_id -> Nullable<BigInt>,
+        dropped_attributes -> Nullable<Text>,
     }
 }
 
@@ -102,10 +104,54 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    attribute_definitions (id) {
+        id -> BigInt,
+        scheme_id -> BigInt,
+        category_id -> BigInt,
+        category_code -> Text,
+        attr_key -> Text,
+        label -> Text,
+        value_type -> Text,
+        required -> Bool,
+        default_value -> Nullable<Text>,
+        options -> Nullable<Text>,
+        min_value -> Nullable<Text>,
+        max_value -> Nullable<Text>,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    customer_attributes (customer_id, attr_key) {
+        customer_id -> BigInt,
+        attr_key -> Text,
+        customer_code -> Text,
+        value_json -> Text,
+        value_text -> Nullable<Text>,
+        value_number -> Nullable<Double>,
+        from_default -> Bool,
+    }
+}
+
+diesel::joinable!(attribute_definitions -> schemes (scheme_id));
+diesel::joinable!(customer_attributes -> customers (customer_id));
 diesel::joinable!(categories -> schemes (scheme_id));
 diesel::joinable!(category_members -> customers (customer_id));
 diesel::joinable!(customer_categories -> schemes (scheme_id));
 diesel::joinable!(customer_categories -> customers (customer_id));
 diesel::joinable!(customer_categories -> categories (category_id));
 
-diesel::allow_tables_to_appear_in_same_query!(schemes, categories, customers, customer_categories, api_keys, assignment_history, category_members);
+diesel::allow_tables_to_appear_in_same_query!(
+    schemes,
+    categories,
+    customers,
+    customer_categories,
+    api_keys,
+    assignment_history,
+    category_members,
+    attribute_definitions,
+    customer_attributes
+);

@@ -2,6 +2,7 @@
 //! Nothing here does I/O.
 
 pub mod api_key;
+pub mod attribute;
 pub mod category;
 pub mod code_rule;
 pub mod customer;

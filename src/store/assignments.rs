@@ -1,19 +1,20 @@
 //! Putting customers into categories: one at a time, in batches, and by default.
 //! Every change writes history; a customer row lock serialises changes per customer.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use diesel::prelude::*;
+use serde_json::Value as Json;
 
 use crate::db::schema::{categories, category_members, customer_categories, customers};
 use crate::db::{now, transaction, DbConnection};
-use crate::domain::category::CategoryCode;
 use crate::domain::customer::CustomerCode;
 use crate::domain::FieldError;
 use crate::error::AppError;
 
+use super::attributes::{self, EditMode};
 use super::categories::CategoryRow;
-use super::customers::{self as customer_store, CustomerRow, CustomerView};
+use super::customers::{self as customer_store, CustomerRow, CustomerView, SnapshotTarget};
 use super::history::{self, NewHistory, Source};
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{check_version, lock_row, lock_rows, LockMode, LockableTable};
@@ -33,7 +34,15 @@ impl Provenance {
         Self { actor: actor.to_string(), source, reason, rule_id: None, run_id: None }
     }
 
-    fn entry(&self, customer_code: &str, scheme_code: &str, from: Option<String>, to: Option<String>, at: chrono::NaiveDateTime) -> NewHistory {
+    fn entry(
+        &self,
+        customer_code: &str,
+        scheme_code: &str,
+        from: Option<String>,
+        to: Option<String>,
+        at: chrono::NaiveDateTime,
+        dropped: Option<BTreeMap<String, Json>>,
+    ) -> NewHistory {
         NewHistory {
             customer_code: customer_code.to_string(),
             scheme_code: scheme_code.to_string(),
@@ -45,6 +54,7 @@ impl Provenance {
             reason: self.reason.clone(),
             rule_id: self.rule_id,
             run_id: self.run_id,
+            dropped_attributes: dropped.filter(|values| !values.is_empty()).map(|values| Json::Object(values.into_iter().collect()).to_string()),
         }
     }
 }
@@ -117,6 +127,25 @@ fn current(conn: &mut DbConnection, customer_id: i64, scheme_id: i64) -> Result<
         .optional()?)
 }
 
+/// What a change of category does about the customer's attribute values.
+#[derive(Debug, Clone, Copy)]
+pub enum AttributeCheck<'a> {
+    /// The caller checks all values afterwards (a new customer).
+    Deferred,
+    /// Bring the scheme's values in line with the new category, with these values
+    /// given for it (see `attributes::reconcile_move`).
+    Reconcile(&'a BTreeMap<String, Json>),
+}
+
+impl AttributeCheck<'_> {
+    fn dropped(self, conn: &mut DbConnection, scheme: &SchemeRow, category: Option<&str>, customer: &CustomerRow) -> Result<Option<BTreeMap<String, Json>>, AppError> {
+        match self {
+            AttributeCheck::Deferred => Ok(None),
+            AttributeCheck::Reconcile(supplied) => Ok(attributes::reconcile_move(conn, scheme, category, &[(customer.id, &customer.code)], supplied)?.remove(&customer.id)),
+        }
+    }
+}
+
 /// Puts one customer (already locked) into `category`; `locked: None` keeps the pin as it is.
 pub fn set(
     conn: &mut DbConnection,
@@ -125,6 +154,7 @@ pub fn set(
     category: &CategoryRow,
     locked: Option<bool>,
     provenance: &Provenance,
+    check: AttributeCheck,
 ) -> Result<SetOutcome, AppError> {
     let at = now();
     match current(conn, customer.id, scheme.id)? {
@@ -146,7 +176,8 @@ pub fn set(
                 ))
                 .execute(conn)?;
             replace_memberships(conn, scheme, &[(customer.id, &customer.code)], Some(&category.code))?;
-            history::record(conn, &[provenance.entry(&customer.code, &scheme.code, Some(code), Some(category.code.clone()), at)])?;
+            let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
+            history::record(conn, &[provenance.entry(&customer.code, &scheme.code, Some(code), Some(category.code.clone()), at, dropped)])?;
             Ok(SetOutcome { category_changed: true, lock_changed: lock != was_locked })
         }
         None => {
@@ -161,7 +192,8 @@ pub fn set(
                 ))
                 .execute(conn)?;
             replace_memberships(conn, scheme, &[(customer.id, &customer.code)], Some(&category.code))?;
-            history::record(conn, &[provenance.entry(&customer.code, &scheme.code, None, Some(category.code.clone()), at)])?;
+            let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
+            history::record(conn, &[provenance.entry(&customer.code, &scheme.code, None, Some(category.code.clone()), at, dropped)])?;
             Ok(SetOutcome { category_changed: true, lock_changed: locked.unwrap_or(false) })
         }
     }
@@ -172,7 +204,8 @@ pub fn clear(conn: &mut DbConnection, customer: &CustomerRow, scheme: &SchemeRow
     let Some((code, _)) = current(conn, customer.id, scheme.id)? else { return Ok(false) };
     diesel::delete(customer_categories::table.find((customer.id, scheme.id))).execute(conn)?;
     replace_memberships(conn, scheme, &[(customer.id, &customer.code)], None)?;
-    history::record(conn, &[provenance.entry(&customer.code, &scheme.code, Some(code), None, now())])?;
+    let dropped = AttributeCheck::Reconcile(&BTreeMap::new()).dropped(conn, scheme, None, customer)?;
+    history::record(conn, &[provenance.entry(&customer.code, &scheme.code, Some(code), None, now(), dropped)])?;
     Ok(true)
 }
 
@@ -180,12 +213,7 @@ pub fn clear(conn: &mut DbConnection, customer: &CustomerRow, scheme: &SchemeRow
 /// (none when `category` is `None`), replacing what they were members of there.
 pub fn replace_memberships(conn: &mut DbConnection, scheme: &SchemeRow, customers: &[(i64, &str)], category: Option<&str>) -> Result<(), AppError> {
     let codes: Vec<String> = match category {
-        Some(code) => {
-            let code = CategoryCode::parse("category", code).map_err(|_| AppError::internal(format!("corrupt category code {code}")))?;
-            let mut codes: Vec<String> = code.ancestors(&scheme.rule()?).into_iter().map(|c| c.as_str().to_string()).collect();
-            codes.push(code.as_str().to_string());
-            codes
-        }
+        Some(code) => super::categories::path_codes(scheme, code)?,
         None => Vec::new(),
     };
     for chunk in customers.chunks(CHUNK) {
@@ -229,6 +257,7 @@ pub fn assign(
     scheme_code: &str,
     category_code: &str,
     locked: Option<bool>,
+    values: &BTreeMap<String, Json>,
     provenance: &Provenance,
     expected: Option<i64>,
 ) -> Result<CustomerView, AppError> {
@@ -236,8 +265,11 @@ pub fn assign(
         let customer = locked_customer(conn, customer_code, expected)?;
         let scheme = scheme_store::get(conn, scheme_code)?;
         let category = assignable_category(conn, &scheme, category_code, "category")?;
-        if set(conn, &customer, &scheme, &category, locked, provenance)?.any() {
-            customer_store::refresh_classification(conn, &[customer.id], true)?;
+        let outcome = set(conn, &customer, &scheme, &category, locked, provenance, AttributeCheck::Reconcile(values))?;
+        // Values given with a category the customer already has are an ordinary edit.
+        let edited = !outcome.category_changed && !values.is_empty() && attributes::edit_values(conn, &customer, values, EditMode::Merge)?;
+        if outcome.any() || edited {
+            customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&[customer.id]), true)?;
         }
         customer_store::view_by_id(conn, customer.id)
     })
@@ -255,7 +287,7 @@ pub fn unassign(conn: &mut DbConnection, customer_code: &str, scheme_code: &str,
             ));
         }
         if clear(conn, &customer, &scheme, provenance)? {
-            customer_store::refresh_classification(conn, &[customer.id], true)?;
+            customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&[customer.id]), true)?;
         }
         customer_store::view_by_id(conn, customer.id)
     })
@@ -331,7 +363,7 @@ pub fn assign_batch(
         let mut added = Vec::new();
         let mut members: Vec<(i64, &str)> = Vec::new();
         let mut relocked = Vec::new();
-        let mut entries = Vec::new();
+        let mut changes = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for code in codes {
             let id = ids[code.as_str()];
@@ -347,12 +379,12 @@ pub fn assign_batch(
                 Some((from, _)) => {
                     moved.push(id);
                     members.push((id, code.as_str()));
-                    entries.push(provenance.entry(code.as_str(), &scheme.code, Some(from.clone()), Some(category.code.clone()), at));
+                    changes.push((id, code.as_str(), Some(from.clone())));
                 }
                 None => {
                     added.push(id);
                     members.push((id, code.as_str()));
-                    entries.push(provenance.entry(code.as_str(), &scheme.code, None, Some(category.code.clone()), at));
+                    changes.push((id, code.as_str(), None));
                 }
             }
         }
@@ -390,9 +422,14 @@ pub fn assign_batch(
             crate::insert_rows!(conn, customer_categories::table, rows)?;
         }
         replace_memberships(conn, &scheme, &members, Some(&category.code))?;
+        let mut dropped = attributes::reconcile_move(conn, &scheme, Some(&category.code), &members, &BTreeMap::new())?;
+        let entries: Vec<NewHistory> = changes
+            .into_iter()
+            .map(|(id, code, from)| provenance.entry(code, &scheme.code, from, Some(category.code.clone()), at, dropped.remove(&id)))
+            .collect();
         history::record(conn, &entries)?;
         let touched: Vec<i64> = moved.iter().chain(&added).chain(&relocked).copied().collect();
-        customer_store::refresh_classification(conn, &touched, true)?;
+        customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&touched), true)?;
         let changed = touched.len();
         Ok(BatchOutcome { requested: seen.len(), changed, unchanged: seen.len() - changed })
     })

@@ -60,11 +60,20 @@ pub struct CategoryChanges {
     pub active: Option<bool>,
 }
 
+/// The codes from the root down to `code` itself: the categories whose members
+/// `code`'s customers are, and whose attribute definitions they inherit.
+pub fn path_codes(scheme: &SchemeRow, code: &str) -> Result<Vec<String>, AppError> {
+    let code = CategoryCode::parse("category", code).map_err(|_| AppError::internal(format!("corrupt category code {code}")))?;
+    let mut codes: Vec<String> = code.ancestors(&scheme.rule()?).into_iter().map(|c| c.as_str().to_string()).collect();
+    codes.push(code.as_str().to_string());
+    Ok(codes)
+}
+
 pub fn category_not_found(scheme: &str, code: &str) -> AppError {
     AppError::not_found("category_not_found", format!("category {code} does not exist in scheme {scheme}"))
 }
 
-fn find_row(conn: &mut DbConnection, scheme_id: i64, code: &str) -> Result<Option<CategoryRow>, AppError> {
+pub fn find_row(conn: &mut DbConnection, scheme_id: i64, code: &str) -> Result<Option<CategoryRow>, AppError> {
     Ok(categories::table
         .filter(categories::scheme_id.eq(scheme_id))
         .filter(categories::code.eq(code))

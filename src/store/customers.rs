@@ -1,15 +1,19 @@
 //! The customer archive: rows, their assignments, and the filtered, keyset-paged list.
 
+use std::collections::BTreeMap;
+
 use diesel::prelude::*;
 
-use crate::db::schema::{categories, category_members, customer_categories, customers, schemes};
+use crate::db::schema::{attribute_definitions, categories, category_members, customer_categories, customers, schemes};
 use crate::db::{now, transaction, DbBackend, DbConnection};
+use crate::domain::attribute::{parse_operand, AttributeValue, FilterOp, Operand, ValueType, LIKE_ESCAPE};
 use crate::domain::category::CategoryCode;
 use crate::domain::customer::{CustomerCode, CustomerStatus, TaxId};
 use crate::domain::FieldError;
 use crate::error::AppError;
 
-use super::assignments::{self, Provenance};
+use super::assignments::{self, AttributeCheck, Provenance};
+use super::attributes::{self, EditMode};
 use super::history::Source;
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{check_version, lock_row, prefix_upper_bound, LockableTable};
@@ -28,8 +32,10 @@ pub struct CustomerRow {
     pub address: Option<String>,
     pub status: String,
     pub note: Option<String>,
-    /// The current assignments as JSON; see `refresh_classification`.
+    /// The current assignments as JSON; see `refresh_snapshot`.
     pub classification: String,
+    /// The current attribute values as JSON; see `refresh_snapshot`.
+    pub attributes: Option<String>,
     pub version: i64,
     pub created_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
@@ -69,8 +75,28 @@ fn decode_classification(row: &CustomerRow) -> Result<Vec<AssignmentView>, AppEr
     Ok(assignments)
 }
 
+/// `{"key": [value, from_default], …}` as `refresh_snapshot` writes it.
+fn decode_attributes(row: &CustomerRow) -> Result<BTreeMap<String, AttributeView>, AppError> {
+    let Some(text) = &row.attributes else { return Ok(BTreeMap::new()) };
+    let entries: BTreeMap<String, (serde_json::Value, serde_json::Value)> =
+        serde_json::from_str(text).map_err(|_| AppError::internal(format!("customer {} has a corrupt attribute snapshot", row.code)))?;
+    Ok(entries
+        .into_iter()
+        .map(|(key, (value, from_default))| {
+            let from_default = from_default.as_bool().unwrap_or_else(|| from_default.as_i64() == Some(1));
+            (key, AttributeView { value, from_default })
+        })
+        .collect())
+}
+
 fn view_of(row: CustomerRow) -> Result<CustomerView, AppError> {
-    Ok(CustomerView { assignments: decode_classification(&row)?, row })
+    Ok(CustomerView { assignments: decode_classification(&row)?, attributes: decode_attributes(&row)?, row })
+}
+
+#[derive(Debug, Clone)]
+pub struct AttributeView {
+    pub value: serde_json::Value,
+    pub from_default: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -78,6 +104,7 @@ pub struct CustomerView {
     pub row: CustomerRow,
     /// Ordered by scheme code.
     pub assignments: Vec<AssignmentView>,
+    pub attributes: BTreeMap<String, AttributeView>,
 }
 
 /// Every field of a new customer, validated.
@@ -100,6 +127,8 @@ pub struct NewCustomer {
     pub fields: CustomerFields,
     /// Scheme code → category, assigned in the same transaction.
     pub categories: Vec<(String, CategoryCode)>,
+    /// Attribute values, checked against the categories the customer ends up in.
+    pub attributes: BTreeMap<String, serde_json::Value>,
     pub reason: Option<String>,
 }
 
@@ -115,6 +144,8 @@ pub struct CustomerChanges {
     pub address: Option<Option<String>>,
     pub status: Option<CustomerStatus>,
     pub note: Option<Option<String>>,
+    /// Merged into the current values; `null` removes one.
+    pub attributes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
 pub fn customer_not_found(code: &str) -> AppError {
@@ -144,30 +175,58 @@ pub fn view_by_id(conn: &mut DbConnection, id: i64) -> Result<CustomerView, AppE
     view_of(customers::table.find(id).select(CustomerRow::as_select()).first(conn)?)
 }
 
-/// Rewrites `classification` of these customers from `customer_categories`, in one
-/// set-based statement per thousand customers, and with `bump_version` gives them a
-/// new version: their representation changed.
-pub fn refresh_classification(conn: &mut DbConnection, ids: &[i64], bump_version: bool) -> Result<(), AppError> {
-    let aggregate = match conn {
-        DbConnection::Mysql(_) => {
+/// Whose snapshots to rewrite.
+#[derive(Debug, Clone, Copy)]
+pub enum SnapshotTarget<'a> {
+    Ids(&'a [i64]),
+    /// Every customer in the subtree of a category.
+    Members { scheme_id: i64, category: &'a str },
+}
+
+/// Rewrites `classification` and `attributes` of the target customers from
+/// `customer_categories` and `customer_attributes` in set-based statements (a
+/// thousand customers each for ids), and with `bump_version` gives them a new
+/// version: their representation changed.
+pub fn refresh_snapshot(conn: &mut DbConnection, target: SnapshotTarget, bump_version: bool) -> Result<(), AppError> {
+    let (classification, attributes) = match conn {
+        DbConnection::Mysql(_) => (
             "COALESCE((SELECT JSON_ARRAYAGG(JSON_OBJECT('scheme', s.code, 'category', cc.category_code, 'locked', cc.locked, \
              'assigned_at', DATE_FORMAT(cc.assigned_at, '%Y-%m-%d %H:%i:%s.%f'))) \
-             FROM customer_categories cc JOIN schemes s ON s.id = cc.scheme_id WHERE cc.customer_id = customers.id), '[]')"
-        }
-        DbConnection::Sqlite(_) => {
+             FROM customer_categories cc JOIN schemes s ON s.id = cc.scheme_id WHERE cc.customer_id = customers.id), '[]')",
+            "(SELECT CONCAT('{', GROUP_CONCAT(CONCAT('\"', a.attr_key, '\":[', a.value_json, ',', IF(a.from_default, 'true', 'false'), ']') \
+             ORDER BY a.attr_key SEPARATOR ','), '}') FROM customer_attributes a WHERE a.customer_id = customers.id)",
+        ),
+        DbConnection::Sqlite(_) => (
             "COALESCE((SELECT json_group_array(json_object('scheme', s.code, 'category', cc.category_code, 'locked', cc.locked, \
              'assigned_at', cc.assigned_at)) \
-             FROM customer_categories cc JOIN schemes s ON s.id = cc.scheme_id WHERE cc.customer_id = customers.id), '[]')"
-        }
+             FROM customer_categories cc JOIN schemes s ON s.id = cc.scheme_id WHERE cc.customer_id = customers.id), '[]')",
+            "(SELECT '{' || group_concat('\"' || a.attr_key || '\":[' || a.value_json || ',' || CASE WHEN a.from_default THEN 'true' ELSE 'false' END || ']', ',') || '}' \
+             FROM customer_attributes a WHERE a.customer_id = customers.id)",
+        ),
     };
     let bump = if bump_version { ", version = version + 1, updated_at = ?" } else { "" };
-    for chunk in ids.chunks(1000) {
-        let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-        let sql = format!("UPDATE customers SET classification = {aggregate}{bump} WHERE id IN ({list})");
-        if bump_version {
-            diesel::sql_query(sql).bind::<diesel::sql_types::Timestamp, _>(now()).execute(conn)?;
-        } else {
-            diesel::sql_query(sql).execute(conn)?;
+    let update = format!("UPDATE customers SET classification = {classification}, attributes = {attributes}{bump} WHERE ");
+    let run = |conn: &mut DbConnection, sql: String, members: Option<(i64, &str)>| -> Result<(), AppError> {
+        use diesel::sql_types::{BigInt, Text, Timestamp};
+        match (bump_version, members) {
+            (true, Some((scheme_id, category))) => {
+                diesel::sql_query(sql).bind::<Timestamp, _>(now()).bind::<BigInt, _>(scheme_id).bind::<Text, _>(category).execute(conn)?
+            }
+            (false, Some((scheme_id, category))) => diesel::sql_query(sql).bind::<BigInt, _>(scheme_id).bind::<Text, _>(category).execute(conn)?,
+            (true, None) => diesel::sql_query(sql).bind::<Timestamp, _>(now()).execute(conn)?,
+            (false, None) => diesel::sql_query(sql).execute(conn)?,
+        };
+        Ok(())
+    };
+    match target {
+        SnapshotTarget::Ids(ids) => {
+            for chunk in ids.chunks(1000) {
+                let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+                run(conn, format!("{update}id IN ({list})"), None)?;
+            }
+        }
+        SnapshotTarget::Members { scheme_id, category } => {
+            run(conn, format!("{update}id IN (SELECT customer_id FROM category_members WHERE scheme_id = ? AND category_code = ?)"), Some((scheme_id, category)))?;
         }
     }
     Ok(())
@@ -247,7 +306,7 @@ pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str) -> Result
             };
             match assignments::assignable_category(conn, &scheme, category.as_str(), &field) {
                 Ok(target) => {
-                    assignments::set(conn, &customer, &scheme, &target, None, &named)?;
+                    assignments::set(conn, &customer, &scheme, &target, None, &named, AttributeCheck::Deferred)?;
                 }
                 Err(error) => errors.extend(error.errors),
             }
@@ -263,7 +322,7 @@ pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str) -> Result
             match &scheme.default_category {
                 Some(default) => {
                     let target = assignments::assignable_category(conn, scheme, default, &format!("categories.{}", scheme.code))?;
-                    assignments::set(conn, &customer, scheme, &target, None, &by_default)?;
+                    assignments::set(conn, &customer, scheme, &target, None, &by_default, AttributeCheck::Deferred)?;
                 }
                 None if scheme.required => {
                     missing_required.push(FieldError::new(format!("categories.{}", scheme.code), format!("scheme {} is required and has no default category", scheme.code)));
@@ -274,7 +333,8 @@ pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str) -> Result
         if !missing_required.is_empty() {
             return Err(AppError::validation("category_required", "every required scheme needs a category", missing_required));
         }
-        refresh_classification(conn, &[customer.id], false)?;
+        attributes::edit_values(conn, &customer, &new.attributes, EditMode::Replace)?;
+        refresh_snapshot(conn, SnapshotTarget::Ids(&[customer.id]), false)?;
         view_by_id(conn, customer.id)
     })
 }
@@ -311,6 +371,25 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &CustomerChanges, ex
             .map_err(|e| unique_violation(e, code, tax_id.as_deref()))?;
         if updated == 0 {
             return Err(AppError::concurrent_update());
+        }
+        if let Some(values) = &changes.attributes {
+            if attributes::edit_values(conn, &current, values, EditMode::Merge)? {
+                refresh_snapshot(conn, SnapshotTarget::Ids(&[current.id]), false)?;
+            }
+        }
+        view_by_id(conn, current.id)
+    })
+}
+
+/// `PUT /customers/{code}/attributes`: the given values replace all explicit ones.
+pub fn replace_attributes(conn: &mut DbConnection, code: &str, values: &BTreeMap<String, serde_json::Value>, expected: Option<i64>) -> Result<CustomerView, AppError> {
+    transaction(conn, |conn| {
+        let current = get_row(conn, code)?;
+        lock_row(conn, LockableTable::Customers, current.id)?;
+        let current = get_row(conn, code)?;
+        check_version(expected, current.version)?;
+        if attributes::edit_values(conn, &current, values, EditMode::Replace)? {
+            refresh_snapshot(conn, SnapshotTarget::Ids(&[current.id]), true)?;
         }
         view_by_id(conn, current.id)
     })
@@ -374,10 +453,20 @@ pub struct CategoryFilter {
     pub code: CategoryCode,
 }
 
+/// `attr=KEY:OP:VALUE` as given; typed once the key's definition is known.
+#[derive(Debug, Clone)]
+pub struct AttributeFilter {
+    pub key: String,
+    pub op: FilterOp,
+    pub value: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct ListQuery {
     /// Every filter must hold (AND); each includes the category's subtree.
     pub categories: Vec<CategoryFilter>,
+    /// Every filter must hold (AND), compared by the attribute's type.
+    pub attributes: Vec<AttributeFilter>,
     /// Customers with no category in these schemes.
     pub unclassified: Vec<String>,
     /// Substring of code, name or short name, case-insensitive for ASCII.
@@ -443,6 +532,114 @@ fn resolve(conn: &mut DbConnection, filter: &CategoryFilter) -> Result<Membershi
     }
 }
 
+/// An attribute filter with its operand typed by the key's definition.
+#[derive(Debug)]
+struct AttributeProbe {
+    key: String,
+    op: FilterOp,
+    numeric: bool,
+    /// `LIKE` with one pattern, or a comparison with one operand, or `IN` with several.
+    pattern: bool,
+    operands: Vec<BoundValue>,
+}
+
+#[derive(Debug)]
+enum BoundValue {
+    Number(f64),
+    Text(String),
+}
+
+impl BoundValue {
+    fn of(value: &AttributeValue) -> Self {
+        match (value.number(), value.text()) {
+            (Some(number), _) => BoundValue::Number(number),
+            (None, text) => BoundValue::Text(text.unwrap_or_default()),
+        }
+    }
+}
+
+fn resolve_attribute(conn: &mut DbConnection, filter: &AttributeFilter) -> Result<AttributeProbe, AppError> {
+    let field = |message: String| vec![FieldError::new("attr", message)];
+    let value_type: Option<String> = attribute_definitions::table
+        .filter(attribute_definitions::attr_key.eq(&filter.key))
+        .select(attribute_definitions::value_type)
+        .first(conn)
+        .optional()?;
+    let value_type = value_type.and_then(|t| ValueType::parse(&t)).ok_or_else(|| {
+        AppError::validation("attribute_not_found", format!("no category defines attribute {}", filter.key), field(format!("unknown attribute {}", filter.key)))
+    })?;
+    let operand = parse_operand(value_type, filter.op, &filter.value)
+        .map_err(|message| AppError::validation("invalid_filter", format!("attr {}: {message}", filter.key), field(message)))?;
+    let (pattern, operands) = match operand {
+        Operand::Pattern(pattern) => (true, vec![BoundValue::Text(pattern)]),
+        Operand::One(value) => (false, vec![BoundValue::of(&value)]),
+        Operand::Many(values) => (false, values.iter().map(BoundValue::of).collect()),
+    };
+    Ok(AttributeProbe { key: filter.key.clone(), op: filter.op, numeric: value_type.is_numeric(), pattern, operands })
+}
+
+/// `EXISTS` a value of the customer in `id_column` that passes the probe: a
+/// primary-key lookup of that customer's value, compared in the column of the
+/// attribute's type. Only the operator comes from code; the key and every operand
+/// are bound parameters.
+#[derive(Debug, Clone)]
+struct AttributeCondition {
+    id_column: &'static str,
+    probe: std::sync::Arc<AttributeProbe>,
+}
+
+impl diesel::expression::Expression for AttributeCondition {
+    type SqlType = diesel::sql_types::Bool;
+}
+
+impl<QS> diesel::expression::AppearsOnTable<QS> for AttributeCondition {}
+
+impl<QS> diesel::expression::SelectableExpression<QS> for AttributeCondition {}
+
+impl diesel::expression::ValidGrouping<()> for AttributeCondition {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl diesel::query_builder::QueryId for AttributeCondition {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::QueryFragment<DbBackend> for AttributeCondition {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, DbBackend>) -> QueryResult<()> {
+        use diesel::sql_types::{Double, Text};
+        let probe = &*self.probe;
+        let column = if probe.numeric { "a.value_number" } else { "a.value_text" };
+        out.push_sql("EXISTS (SELECT 1 FROM customer_attributes a WHERE a.customer_id = ");
+        out.push_sql(self.id_column);
+        out.push_sql(" AND a.attr_key = ");
+        out.push_bind_param::<Text, _>(&probe.key)?;
+        if probe.pattern {
+            out.push_sql(&format!(" AND LOWER({column}) LIKE "));
+        } else if probe.op == FilterOp::In {
+            out.push_sql(&format!(" AND {column} IN "));
+        } else {
+            out.push_sql(&format!(" AND {column} {} ", probe.op.sql()));
+        }
+        out.push_sql("(");
+        for (i, operand) in probe.operands.iter().enumerate() {
+            if i > 0 {
+                out.push_sql(", ");
+            }
+            match operand {
+                BoundValue::Number(number) => out.push_bind_param::<Double, _>(number)?,
+                BoundValue::Text(text) => out.push_bind_param::<Text, _>(text)?,
+            }
+        }
+        if probe.pattern {
+            out.push_sql(&format!(") ESCAPE '{LIKE_ESCAPE}')"));
+            return Ok(());
+        }
+        out.push_sql("))");
+        Ok(())
+    }
+}
+
 /// Members sampled per category to tell which of several filters is sparsest.
 const SAMPLE: i64 = 64;
 /// Above every customer code (`[A-Za-z0-9_.-]`): where a descending page starts.
@@ -489,7 +686,10 @@ fn sparsest(conn: &mut DbConnection, memberships: &[Membership], after: &str, de
 /// The filters every list applies, for either query shape below. `$id` is the
 /// customer id of the driving index, so that probes run before a customer row is read.
 macro_rules! filter_customers {
-    ($sql:ident, $id:expr, $memberships:expr, $unclassified:expr, $query:expr) => {{
+    ($sql:ident, $id:expr, $id_sql:expr, $memberships:expr, $unclassified:expr, $attributes:expr, $query:expr) => {{
+        for probe in $attributes {
+            $sql = $sql.filter(AttributeCondition { id_column: $id_sql, probe: probe.clone() });
+        }
         for membership in $memberships {
             let upper = prefix_upper_bound(&membership.code);
             $sql = $sql.filter(diesel::dsl::exists(
@@ -535,7 +735,8 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
     for scheme_code in &query.unclassified {
         unclassified.push(filter_scheme(conn, scheme_code, "unclassified")?.id);
     }
-    let only_categories = query.text.is_none() && query.status.is_none() && unclassified.is_empty();
+    let probes = query.attributes.iter().map(|filter| resolve_attribute(conn, filter).map(std::sync::Arc::new)).collect::<Result<Vec<_>, _>>()?;
+    let only_categories = query.text.is_none() && query.status.is_none() && unclassified.is_empty() && probes.is_empty();
     let mut rows: Vec<CustomerRow> = if query.sort.key == SortKey::Code && !memberships.is_empty() {
         let descending = query.sort.descending;
         let after = match &query.after {
@@ -555,7 +756,7 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
                 .filter(category_members::scheme_id.eq(driver.scheme_id))
                 .filter(category_members::category_code.eq(driver.code))
                 .into_boxed();
-            filter_customers!(sql, category_members::customer_id, memberships, unclassified, query);
+            filter_customers!(sql, category_members::customer_id, "category_members.customer_id", memberships, unclassified, &probes, query);
             let sql = if descending {
                 sql.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc())
             } else {
@@ -580,7 +781,7 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
         })?
     } else {
         let mut sql: CustomerQuery = customers::table.into_boxed();
-        filter_customers!(sql, customers::id, memberships, unclassified, query);
+        filter_customers!(sql, customers::id, "customers.id", memberships, unclassified, &probes, query);
         keyset(sql, query.sort, query.after.clone()).select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?
     };
     let next = if rows.len() as i64 > query.limit {

@@ -42,6 +42,8 @@ pub struct NewHistory {
     pub reason: Option<String>,
     pub rule_id: Option<i64>,
     pub run_id: Option<i64>,
+    /// Values (JSON object) the change dropped because the new category does not define them.
+    pub dropped_attributes: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod assignments;
+pub mod attributes;
 pub mod categories;
 pub mod customers;
 pub mod history;

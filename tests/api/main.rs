@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod assignments;
+mod attributes;
 mod categories;
 mod cli;
 mod customer_list;
