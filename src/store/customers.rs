@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use diesel::prelude::*;
 
-use crate::db::schema::{attribute_definitions, categories, category_members, customer_categories, customers, schemes};
+use crate::db::schema::{attribute_definitions, categories, category_members, customer_attributes, customer_categories, customers, schemes};
 use crate::db::{now, transaction, DbBackend, DbConnection};
 use crate::domain::attribute::{parse_operand, AttributeValue, FilterOp, Operand, ValueType, LIKE_ESCAPE};
 use crate::domain::category::CategoryCode;
@@ -645,28 +645,60 @@ const SAMPLE: i64 = 64;
 /// Above every customer code (`[A-Za-z0-9_.-]`): where a descending page starts.
 const ABOVE_ALL_CODES: &str = "~";
 
-/// Where the `SAMPLE`-th member of a category lies after `after` in page order, or
-/// `None` when fewer remain: the further it lies, the sparser the category is there.
-fn sample_reach(conn: &mut DbConnection, membership: &Membership, after: &str, descending: bool) -> Result<Option<String>, AppError> {
-    let codes: Vec<String> = crate::native!(conn, |native| {
-        let base = category_members::table
-            .filter(category_members::scheme_id.eq(membership.scheme_id))
-            .filter(category_members::category_code.eq(&membership.code))
-            .select(category_members::customer_code);
-        if descending {
-            base.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc()).limit(SAMPLE).load(native)
-        } else {
-            base.filter(category_members::customer_code.gt(after)).order(category_members::customer_code.asc()).limit(SAMPLE).load(native)
+/// A filter whose matches an index yields in customer-code order: a category's
+/// members, or the customers holding one value of an attribute.
+enum Stream {
+    Category(Membership),
+    Attribute(std::sync::Arc<AttributeProbe>),
+}
+
+impl AttributeProbe {
+    /// Equality with one operand: `(attr_key, value, customer_code)` yields code order.
+    fn streams(&self) -> bool {
+        self.op == FilterOp::Eq && !self.pattern && self.operands.len() == 1
+    }
+}
+
+/// Where the `SAMPLE`-th match of a stream lies after `after` in page order, or
+/// `None` when fewer remain: the further it lies, the sparser the stream is there.
+fn sample_reach(conn: &mut DbConnection, stream: &Stream, after: &str, descending: bool) -> Result<Option<String>, AppError> {
+    let codes: Vec<String> = match stream {
+        Stream::Category(membership) => crate::native!(conn, |native| {
+            let base = category_members::table
+                .filter(category_members::scheme_id.eq(membership.scheme_id))
+                .filter(category_members::category_code.eq(&membership.code))
+                .select(category_members::customer_code);
+            if descending {
+                base.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc()).limit(SAMPLE).load(native)
+            } else {
+                base.filter(category_members::customer_code.gt(after)).order(category_members::customer_code.asc()).limit(SAMPLE).load(native)
+            }
+        })?,
+        Stream::Attribute(probe) => {
+            let mut sql = customer_attributes::table.filter(customer_attributes::attr_key.eq(probe.key.clone())).select(customer_attributes::customer_code).into_boxed();
+            sql = match &probe.operands[0] {
+                BoundValue::Number(number) => sql.filter(customer_attributes::value_number.eq(*number)),
+                BoundValue::Text(text) => sql.filter(customer_attributes::value_text.eq(text.clone())),
+            };
+            let sql = if descending {
+                sql.filter(customer_attributes::customer_code.lt(after.to_string())).order(customer_attributes::customer_code.desc())
+            } else {
+                sql.filter(customer_attributes::customer_code.gt(after.to_string())).order(customer_attributes::customer_code.asc())
+            };
+            sql.limit(SAMPLE).load(conn)?
         }
-    })?;
+    };
     Ok(if (codes.len() as i64) < SAMPLE { None } else { codes.last().cloned() })
 }
 
-/// The index of the sparsest filter: it drives the page, the others are probes.
-fn sparsest(conn: &mut DbConnection, memberships: &[Membership], after: &str, descending: bool) -> Result<usize, AppError> {
+/// The index of the sparsest stream: it drives the page, the other filters are probes.
+fn sparsest(conn: &mut DbConnection, streams: &[Stream], after: &str, descending: bool) -> Result<usize, AppError> {
+    if streams.len() < 2 {
+        return Ok(0);
+    }
     let mut best: Option<(usize, Option<String>)> = None;
-    for (index, membership) in memberships.iter().enumerate() {
-        let reach = sample_reach(conn, membership, after, descending)?;
+    for (index, stream) in streams.iter().enumerate() {
+        let reach = sample_reach(conn, stream, after, descending)?;
         let further = match (&best, &reach) {
             (None, _) => true,
             (Some((_, None)), _) => false,
@@ -737,32 +769,59 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
     }
     let probes = query.attributes.iter().map(|filter| resolve_attribute(conn, filter).map(std::sync::Arc::new)).collect::<Result<Vec<_>, _>>()?;
     let only_categories = query.text.is_none() && query.status.is_none() && unclassified.is_empty() && probes.is_empty();
-    let mut rows: Vec<CustomerRow> = if query.sort.key == SortKey::Code && !memberships.is_empty() {
+    let streaming = !memberships.is_empty() || probes.iter().any(|probe| probe.streams());
+    let mut rows: Vec<CustomerRow> = if query.sort.key == SortKey::Code && streaming {
         let descending = query.sort.descending;
         let after = match &query.after {
             Some(After::Code(code)) => code.clone(),
             _ if descending => ABOVE_ALL_CODES.to_string(),
             _ => String::new(),
         };
-        let driver = if memberships.len() > 1 { sparsest(conn, &memberships, &after, descending)? } else { 0 };
-        let driver = memberships.remove(driver);
-        if only_categories && memberships.len() <= 1 {
-            // The commonest shapes get a statement that stays prepared.
-            let probe = memberships.pop().unwrap_or(Membership { scheme_id: driver.scheme_id, code: driver.code.clone() });
-            page_of_two(conn, &driver, &probe, &after, descending, query.limit + 1)?
-        } else {
-            let mut sql = category_members::table
-                .inner_join(customers::table)
-                .filter(category_members::scheme_id.eq(driver.scheme_id))
-                .filter(category_members::category_code.eq(driver.code))
-                .into_boxed();
-            filter_customers!(sql, category_members::customer_id, "category_members.customer_id", memberships, unclassified, &probes, query);
-            let sql = if descending {
-                sql.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc())
-            } else {
-                sql.filter(category_members::customer_code.gt(after)).order(category_members::customer_code.asc())
-            };
-            sql.select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?
+        let mut streams: Vec<Stream> = memberships.drain(..).map(Stream::Category).collect();
+        streams.extend(probes.iter().filter(|probe| probe.streams()).cloned().map(Stream::Attribute));
+        let driver = streams.remove(sparsest(conn, &streams, &after, descending)?);
+        let mut probes = probes;
+        for stream in streams {
+            match stream {
+                Stream::Category(membership) => memberships.push(membership),
+                Stream::Attribute(_) => {}
+            }
+        }
+        match driver {
+            Stream::Category(driver) if only_categories && memberships.len() <= 1 => {
+                // The commonest shapes get a statement that stays prepared.
+                let probe = memberships.pop().unwrap_or(Membership { scheme_id: driver.scheme_id, code: driver.code.clone() });
+                page_of_two(conn, &driver, &probe, &after, descending, query.limit + 1)?
+            }
+            Stream::Category(driver) => {
+                let mut sql = category_members::table
+                    .inner_join(customers::table)
+                    .filter(category_members::scheme_id.eq(driver.scheme_id))
+                    .filter(category_members::category_code.eq(driver.code))
+                    .into_boxed();
+                filter_customers!(sql, category_members::customer_id, "category_members.customer_id", memberships, unclassified, &probes, query);
+                let sql = if descending {
+                    sql.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc())
+                } else {
+                    sql.filter(category_members::customer_code.gt(after)).order(category_members::customer_code.asc())
+                };
+                sql.select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?
+            }
+            Stream::Attribute(driver) => {
+                probes.retain(|probe| !std::sync::Arc::ptr_eq(probe, &driver));
+                let mut sql = customer_attributes::table.inner_join(customers::table).filter(customer_attributes::attr_key.eq(driver.key.clone())).into_boxed();
+                sql = match &driver.operands[0] {
+                    BoundValue::Number(number) => sql.filter(customer_attributes::value_number.eq(*number)),
+                    BoundValue::Text(text) => sql.filter(customer_attributes::value_text.eq(text.clone())),
+                };
+                filter_customers!(sql, customer_attributes::customer_id, "customer_attributes.customer_id", memberships, unclassified, &probes, query);
+                let sql = if descending {
+                    sql.filter(customer_attributes::customer_code.lt(after)).order(customer_attributes::customer_code.desc())
+                } else {
+                    sql.filter(customer_attributes::customer_code.gt(after)).order(customer_attributes::customer_code.asc())
+                };
+                sql.select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?
+            }
         }
     } else if query.sort.key == SortKey::Code && only_categories {
         let descending = query.sort.descending;
