@@ -1,10 +1,14 @@
 //! `custclass seed-demo`: the electronics maker of DESIGN.md, for walk-throughs and demos.
 
+use serde_json::json;
+
 use crate::db::DbConnection;
 use crate::domain::category::{CategoryCode, CategoryName};
 use crate::domain::customer::{CustomerCode, CustomerStatus, TaxId};
 use crate::domain::scheme::SchemeCode;
 use crate::error::AppError;
+use crate::domain::attribute::{AttributeKey, DefinitionDraft, ValueType};
+use crate::store::attributes;
 use crate::store::categories::{self, NewCategory};
 use crate::store::customers::{self, CustomerFields, NewCustomer};
 use crate::store::schemes::{self, NewScheme, SchemeChanges};
@@ -50,6 +54,26 @@ impl Sequence {
     }
 }
 
+const MANAGERS: [&str; 4] = ["王芳", "李伟", "张敏", "刘静"];
+
+/// VIP customers get a discount rate (default 0.1) and must have an account
+/// manager; the 华北 region keeps a credit limit (default 500,000).
+fn define_attributes(conn: &mut DbConnection) -> Result<(), AppError> {
+    let draft = |key: &str, label: &str, value_type: ValueType| -> Result<DefinitionDraft, AppError> {
+        Ok(DefinitionDraft { key: field(AttributeKey::parse("key", key))?, label: label.into(), value_type, required: false, default: None, options: None, min: None, max: None })
+    };
+    let definitions = [
+        ("TIER", "01", DefinitionDraft { min: Some(json!(0)), max: Some(json!(0.5)), default: Some(json!(0.1)), ..draft("discount_rate", "折扣率", ValueType::Decimal)? }),
+        ("TIER", "01", DefinitionDraft { required: true, max: Some(json!(20)), ..draft("account_manager", "客户经理", ValueType::String)? }),
+        ("REGION", "01", DefinitionDraft { min: Some(json!(0)), default: Some(json!(500000)), ..draft("credit_limit", "信用额度", ValueType::Integer)? }),
+    ];
+    for (scheme, category, draft) in definitions {
+        let definition = draft.check().map_err(|_| AppError::internal("bad demo attribute definition"))?;
+        attributes::create(conn, scheme, category, definition, false)?;
+    }
+    Ok(())
+}
+
 fn field<T>(result: Result<T, crate::domain::FieldError>) -> Result<T, AppError> {
     result.map_err(AppError::from)
 }
@@ -75,6 +99,7 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
             categories::create(conn, code, new)?;
         }
     }
+    define_attributes(conn)?;
     let default_tier = SchemeChanges { default_category: Some(Some(field(CategoryCode::parse("default_category", "03"))?)), ..Default::default() };
     schemes::update(conn, "TIER", &default_tier, None)?;
 
@@ -109,7 +134,13 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
                 ("REGION".into(), field(CategoryCode::parse("region", region))?),
                 ("TIER".into(), field(CategoryCode::parse("tier", tier))?),
             ],
-            attributes: Default::default(),
+            attributes: match tier {
+                "01" => serde_json::json!({"account_manager": MANAGERS[random.next(MANAGERS.len())]}),
+                _ => serde_json::json!({}),
+            }
+            .as_object()
+            .map(|values| values.clone().into_iter().collect())
+            .unwrap_or_default(),
             reason: Some("demo data".into()),
         };
         customers::create(conn, &new, ACTOR)?;

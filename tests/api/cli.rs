@@ -67,6 +67,9 @@ async fn seed_demo_loads_the_electronics_maker(app: TestApp) {
     let vip_north = vip_north["items"].as_array().unwrap();
     assert!(!vip_north.is_empty());
     assert!(vip_north.iter().all(|c| c["categories"]["TIER"] == "01" && c["categories"]["REGION"].as_str().unwrap().starts_with("01")));
+    assert!(vip_north.iter().all(|c| c["attributes"]["account_manager"].is_string() && c["attributes"]["discount_rate"] == 0.1 && c["attributes"]["credit_limit"] == 500000));
+    let managed = ok_json(app.get("/api/v1/customers?attr=account_manager:eq:%E7%8E%8B%E8%8A%B3&limit=1000").await, StatusCode::OK).await;
+    assert!(managed["items"].as_array().unwrap().iter().all(|c| c["categories"]["TIER"] == "01" && c["attributes"]["account_manager"] == "王芳"));
     let tier = ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await;
     assert_eq!((tier["default_category"].clone(), tier["required"].clone()), (json!("03"), json!(true)));
 
