@@ -44,7 +44,7 @@ impl Service {
             .env("DATABASE_URL", format!("{}/{database}", server_url()))
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("CUSTCLASS_ADMIN_KEY", ADMIN_KEY)
-            .env("DB_POOL_SIZE", std::env::var("BENCH_POOL_SIZE").unwrap_or_else(|_| "32".into()))
+            .env("DB_POOL_SIZE", std::env::var("BENCH_POOL_SIZE").unwrap_or_else(|_| "4".into()))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

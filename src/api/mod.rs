@@ -10,7 +10,10 @@ pub mod customers;
 pub mod error;
 pub mod health;
 pub mod openapi;
+pub mod rules;
+pub mod runs;
 pub mod schemes;
+pub mod transactions;
 
 use std::future::{ready, Ready};
 
@@ -117,6 +120,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(attributes::routes)
             .configure(customers::routes)
             .configure(assignments::routes)
+            .configure(transactions::routes)
+            .configure(rules::routes)
+            .configure(runs::routes)
             .configure(api_keys::routes),
     );
 }

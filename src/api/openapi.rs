@@ -5,7 +5,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Respons
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
-use super::{api_keys, assignments, attributes, categories, customers, health, schemes};
+use super::{api_keys, assignments, attributes, categories, customers, health, rules, runs, schemes, transactions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,9 @@ use super::{api_keys, assignments, attributes, categories, customers, health, sc
         customers::list, customers::create, customers::get, customers::update, customers::delete, customers::history,
         customers::replace_attributes,
         assignments::assign, assignments::unassign, assignments::batch,
+        transactions::post, transactions::metrics,
+        rules::list, rules::create, rules::get, rules::update, rules::delete,
+        runs::create, runs::list, runs::get, runs::changes,
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
     ),
@@ -35,6 +38,8 @@ use super::{api_keys, assignments, attributes, categories, customers, health, sc
         (name = "attributes", description = "Attribute definitions (分类属性) on categories, inherited by their subtree; writes need scope admin"),
         (name = "customers", description = "The customer archive (客户档案); writes need scope write"),
         (name = "assignments", description = "Putting customers into categories, with history; scope write"),
+        (name = "transactions", description = "Sales facts from other ERP services and the customer metrics computed from them; scope write to post"),
+        (name = "rules", description = "Automatic classification (自动分类): rules and classification runs; writes need scope admin"),
         (name = "api-keys", description = "API keys; scope admin"),
         (name = "operations", description = "Probes and metrics, without auth"),
     )

@@ -136,6 +136,67 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    transactions (id) {
+        id -> BigInt,
+        external_id -> Text,
+        customer_id -> BigInt,
+        amount_cents -> BigInt,
+        occurred_at -> Timestamp,
+        received_at -> Timestamp,
+        batch_id -> Text,
+    }
+}
+
+diesel::table! {
+    rules (id) {
+        id -> BigInt,
+        scheme_id -> BigInt,
+        name -> Text,
+        target_category -> Text,
+        priority -> Integer,
+        enabled -> Bool,
+        rule_condition -> Text,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    classification_runs (id) {
+        id -> BigInt,
+        scheme_id -> BigInt,
+        running_scheme_id -> Nullable<BigInt>,
+        status -> Text,
+        dry_run -> Bool,
+        trigger_source -> Text,
+        actor -> Text,
+        as_of -> Timestamp,
+        totals -> Text,
+        error -> Nullable<Text>,
+        started_at -> Timestamp,
+        heartbeat_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    run_changes (id) {
+        id -> BigInt,
+        run_id -> BigInt,
+        customer_code -> Text,
+        from_category -> Nullable<Text>,
+        to_category -> Text,
+        rule_id -> BigInt,
+        outcome -> Text,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(transactions -> customers (customer_id));
+diesel::joinable!(rules -> schemes (scheme_id));
+diesel::joinable!(classification_runs -> schemes (scheme_id));
 diesel::joinable!(attribute_definitions -> schemes (scheme_id));
 diesel::joinable!(customer_attributes -> customers (customer_id));
 diesel::joinable!(categories -> schemes (scheme_id));
@@ -153,5 +214,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     assignment_history,
     category_members,
     attribute_definitions,
-    customer_attributes
+    customer_attributes,
+    transactions,
+    rules,
+    classification_runs,
+    run_changes
 );

@@ -6,6 +6,8 @@ pub mod attribute;
 pub mod category;
 pub mod code_rule;
 pub mod customer;
+pub mod rule;
+pub mod sales;
 pub mod scheme;
 
 use serde::Serialize;

@@ -323,47 +323,13 @@ pub fn assign_batch(
             )
         })?;
         let category = assignable_category(conn, &scheme, category_code, "category")?;
-
-        let mut ids: HashMap<String, i64> = HashMap::with_capacity(codes.len());
-        for chunk in codes.chunks(CHUNK) {
-            let found: Vec<(i64, String)> = customers::table
-                .filter(customers::code.eq_any(chunk.iter().map(CustomerCode::as_str)))
-                .select((customers::id, customers::code))
-                .load(conn)?;
-            ids.extend(found.into_iter().map(|(id, code)| (code, id)));
-        }
-        let missing: Vec<FieldError> = codes
-            .iter()
-            .enumerate()
-            .filter(|(_, code)| !ids.contains_key(code.as_str()))
-            .map(|(i, code)| FieldError::new(format!("customers[{i}]"), format!("customer {code} does not exist")))
-            .collect();
-        if !missing.is_empty() {
-            return Err(AppError::validation(
-                "customers_not_found",
-                format!("{} of {} customers do not exist; nothing was changed", missing.len(), codes.len()),
-                missing,
-            ));
-        }
+        let ids = customer_ids(conn, codes)?;
         let customer_ids: Vec<i64> = ids.values().copied().collect();
         lock_rows(conn, LockableTable::Customers, &customer_ids, LockMode::Exclusive)?;
+        let current = current_in_scheme(conn, scheme.id, &customer_ids)?;
 
-        let mut current: HashMap<i64, (String, bool)> = HashMap::new();
-        for chunk in customer_ids.chunks(CHUNK) {
-            let rows: Vec<(i64, String, bool)> = customer_categories::table
-                .filter(customer_categories::scheme_id.eq(scheme.id))
-                .filter(customer_categories::customer_id.eq_any(chunk))
-                .select((customer_categories::customer_id, customer_categories::category_code, customer_categories::locked))
-                .load(conn)?;
-            current.extend(rows.into_iter().map(|(id, code, locked)| (id, (code, locked))));
-        }
-
-        let at = now();
-        let mut moved = Vec::new();
-        let mut added = Vec::new();
-        let mut members: Vec<(i64, &str)> = Vec::new();
+        let mut movers = Vec::new();
         let mut relocked = Vec::new();
-        let mut changes = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for code in codes {
             let id = ids[code.as_str()];
@@ -376,61 +342,114 @@ pub fn assign_batch(
                         relocked.push(id);
                     }
                 }
-                Some((from, _)) => {
-                    moved.push(id);
-                    members.push((id, code.as_str()));
-                    changes.push((id, code.as_str(), Some(from.clone())));
-                }
-                None => {
-                    added.push(id);
-                    members.push((id, code.as_str()));
-                    changes.push((id, code.as_str(), None));
-                }
+                from => movers.push(Mover { id, code: code.as_str().to_string(), from: from.map(|(code, _)| code.clone()) }),
             }
         }
-
-        for chunk in moved.chunks(CHUNK) {
+        let members: Vec<(i64, &str)> = movers.iter().map(|m| (m.id, m.code.as_str())).collect();
+        let mut dropped = attributes::plan_move(conn, &scheme, Some(&category.code), &members, &BTreeMap::new())?.apply_all(conn)?;
+        move_many(conn, &scheme, &category, &movers, locked, provenance, &mut dropped)?;
+        for chunk in relocked.chunks(CHUNK) {
             let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
-            diesel::update(target)
-                .set((
-                    customer_categories::category_id.eq(category.id),
-                    customer_categories::category_code.eq(&category.code),
-                    customer_categories::assigned_at.eq(at),
-                ))
-                .execute(conn)?;
+            diesel::update(target).set(customer_categories::locked.eq(locked.unwrap_or(false))).execute(conn)?;
         }
-        if let Some(lock) = locked {
-            for chunk in moved.chunks(CHUNK).chain(relocked.chunks(CHUNK)) {
-                let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
-                diesel::update(target).set(customer_categories::locked.eq(lock)).execute(conn)?;
-            }
-        }
-        for chunk in added.chunks(CHUNK) {
-            let rows: Vec<_> = chunk
-                .iter()
-                .map(|id| {
-                    (
-                        customer_categories::customer_id.eq(*id),
-                        customer_categories::scheme_id.eq(scheme.id),
-                        customer_categories::category_id.eq(category.id),
-                        customer_categories::category_code.eq(category.code.clone()),
-                        customer_categories::locked.eq(locked.unwrap_or(false)),
-                        customer_categories::assigned_at.eq(at),
-                    )
-                })
-                .collect();
-            crate::insert_rows!(conn, customer_categories::table, rows)?;
-        }
-        replace_memberships(conn, &scheme, &members, Some(&category.code))?;
-        let mut dropped = attributes::reconcile_move(conn, &scheme, Some(&category.code), &members, &BTreeMap::new())?;
-        let entries: Vec<NewHistory> = changes
-            .into_iter()
-            .map(|(id, code, from)| provenance.entry(code, &scheme.code, from, Some(category.code.clone()), at, dropped.remove(&id)))
-            .collect();
-        history::record(conn, &entries)?;
-        let touched: Vec<i64> = moved.iter().chain(&added).chain(&relocked).copied().collect();
+        let touched: Vec<i64> = movers.iter().map(|m| m.id).chain(relocked).collect();
         customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&touched), true)?;
         let changed = touched.len();
         Ok(BatchOutcome { requested: seen.len(), changed, unchanged: seen.len() - changed })
     })
+}
+
+/// Customer ids by code; every unknown code is listed in one 422 `customers_not_found`.
+pub fn customer_ids(conn: &mut DbConnection, codes: &[CustomerCode]) -> Result<HashMap<String, i64>, AppError> {
+    let mut ids: HashMap<String, i64> = HashMap::with_capacity(codes.len());
+    for chunk in codes.chunks(CHUNK) {
+        let found: Vec<(i64, String)> =
+            customers::table.filter(customers::code.eq_any(chunk.iter().map(CustomerCode::as_str))).select((customers::id, customers::code)).load(conn)?;
+        ids.extend(found.into_iter().map(|(id, code)| (code, id)));
+    }
+    let missing: Vec<FieldError> = codes
+        .iter()
+        .enumerate()
+        .filter(|(_, code)| !ids.contains_key(code.as_str()))
+        .map(|(i, code)| FieldError::new(format!("customers[{i}]"), format!("customer {code} does not exist")))
+        .collect();
+    if !missing.is_empty() {
+        return Err(AppError::validation(
+            "customers_not_found",
+            format!("{} of {} customers do not exist; nothing was changed", missing.len(), codes.len()),
+            missing,
+        ));
+    }
+    Ok(ids)
+}
+
+/// The current category and pin of these customers in a scheme.
+pub fn current_in_scheme(conn: &mut DbConnection, scheme_id: i64, customer_ids: &[i64]) -> Result<HashMap<i64, (String, bool)>, AppError> {
+    let mut current = HashMap::new();
+    for chunk in customer_ids.chunks(CHUNK) {
+        let rows: Vec<(i64, String, bool)> = customer_categories::table
+            .filter(customer_categories::scheme_id.eq(scheme_id))
+            .filter(customer_categories::customer_id.eq_any(chunk))
+            .select((customer_categories::customer_id, customer_categories::category_code, customer_categories::locked))
+            .load(conn)?;
+        current.extend(rows.into_iter().map(|(id, code, locked)| (id, (code, locked))));
+    }
+    Ok(current)
+}
+
+/// A customer (locked by the caller) leaving `from` for another category.
+#[derive(Debug, Clone)]
+pub struct Mover {
+    pub id: i64,
+    pub code: String,
+    pub from: Option<String>,
+}
+
+/// Moves customers into `category` set-based, a thousand per statement: their
+/// assignments, memberships and history (with the values `dropped` on the way).
+/// Their attribute values are the caller's (`attributes::plan_move`), and so are
+/// their snapshots (`customers::refresh_snapshot`).
+pub fn move_many(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    category: &CategoryRow,
+    movers: &[Mover],
+    locked: Option<bool>,
+    provenance: &Provenance,
+    dropped: &mut attributes::Dropped,
+) -> Result<(), AppError> {
+    let at = now();
+    let moved: Vec<i64> = movers.iter().filter(|m| m.from.is_some()).map(|m| m.id).collect();
+    let added: Vec<i64> = movers.iter().filter(|m| m.from.is_none()).map(|m| m.id).collect();
+    for chunk in moved.chunks(CHUNK) {
+        let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
+        diesel::update(target)
+            .set((customer_categories::category_id.eq(category.id), customer_categories::category_code.eq(&category.code), customer_categories::assigned_at.eq(at)))
+            .execute(conn)?;
+        if let Some(lock) = locked {
+            let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
+            diesel::update(target).set(customer_categories::locked.eq(lock)).execute(conn)?;
+        }
+    }
+    for chunk in added.chunks(CHUNK) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|id| {
+                (
+                    customer_categories::customer_id.eq(*id),
+                    customer_categories::scheme_id.eq(scheme.id),
+                    customer_categories::category_id.eq(category.id),
+                    customer_categories::category_code.eq(category.code.clone()),
+                    customer_categories::locked.eq(locked.unwrap_or(false)),
+                    customer_categories::assigned_at.eq(at),
+                )
+            })
+            .collect();
+        crate::insert_rows!(conn, customer_categories::table, rows)?;
+    }
+    let members: Vec<(i64, &str)> = movers.iter().map(|m| (m.id, m.code.as_str())).collect();
+    replace_memberships(conn, scheme, &members, Some(&category.code))?;
+    let entries: Vec<NewHistory> =
+        movers.iter().map(|m| provenance.entry(&m.code, &scheme.code, m.from.clone(), Some(category.code.clone()), at, dropped.remove(&m.id))).collect();
+    history::record(conn, &entries)
 }

@@ -574,18 +574,62 @@ pub fn edit_values(conn: &mut DbConnection, customer: &CustomerRow, edit: &BTree
 /// Values a move dropped, by customer id: what history keeps of them.
 pub type Dropped = HashMap<i64, BTreeMap<String, Json>>;
 
-/// After `customers` moved to `category` of `scheme` (`None`: out of the scheme),
-/// brings their values of the scheme's attributes in line with the new path:
-/// values the path does not define are dropped (and returned for history), defaults
-/// follow the new definitions, and a value the new path requires but that is
-/// neither `supplied` nor defaulted refuses the move (all customers or none).
-pub fn reconcile_move(
-    conn: &mut DbConnection,
-    scheme: &SchemeRow,
-    category: Option<&str>,
-    customers: &[(i64, &str)],
-    supplied: &BTreeMap<String, Json>,
-) -> Result<Dropped, AppError> {
+/// What moving some customers into a category does to their values of the scheme's
+/// attributes, worked out before anything is written.
+#[derive(Debug, Default)]
+pub struct MovePlan {
+    writes: Vec<(i64, String, Vec<String>, Desired)>,
+    dropped: Dropped,
+    /// Customers the move would leave with invalid or missing values.
+    pub rejected: HashMap<i64, Rejection>,
+}
+
+/// Why one customer cannot move: values that do not fit, and required ones missing.
+#[derive(Debug, Default)]
+pub struct Rejection {
+    pub invalid: Vec<FieldError>,
+    pub missing: Vec<FieldError>,
+}
+
+impl Rejection {
+    pub fn describe(&self) -> String {
+        self.invalid.iter().chain(&self.missing).map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+    }
+}
+
+impl MovePlan {
+    /// Writes the values of every customer that is not rejected; returns what each dropped.
+    pub fn apply(self, conn: &mut DbConnection) -> Result<Dropped, AppError> {
+        for (id, code, keys, desired) in self.writes.iter().filter(|(id, ..)| !self.rejected.contains_key(id)) {
+            write_values(conn, (*id, code), keys, desired)?;
+        }
+        let rejected = self.rejected;
+        Ok(self.dropped.into_iter().filter(|(id, _)| !rejected.contains_key(id)).collect())
+    }
+
+    /// The plan as one all-or-nothing answer: 422 listing every field of every customer.
+    pub fn apply_all(self, conn: &mut DbConnection) -> Result<Dropped, AppError> {
+        if self.rejected.is_empty() {
+            return self.apply(conn);
+        }
+        let (mut invalid, mut missing) = (Vec::new(), Vec::new());
+        for rejection in self.rejected.into_values() {
+            invalid.extend(rejection.invalid);
+            missing.extend(rejection.missing);
+        }
+        invalid.sort_by(|a, b| a.field.cmp(&b.field));
+        missing.sort_by(|a, b| a.field.cmp(&b.field));
+        Err(invalid_attributes(invalid, missing))
+    }
+}
+
+/// Works out how `customers`, moving to `category` of `scheme` (`None`: out of the
+/// scheme), keep their values of the scheme's attributes: values the new path does
+/// not define are dropped (kept for history), values it defines are checked against
+/// its definitions, its defaults fill in, and a value it requires that is neither
+/// kept, `supplied` nor defaulted rejects the customer. Values `supplied` for keys
+/// the new category does not define refuse the request outright.
+pub fn plan_move(conn: &mut DbConnection, scheme: &SchemeRow, category: Option<&str>, customers: &[(i64, &str)], supplied: &BTreeMap<String, Json>) -> Result<MovePlan, AppError> {
     // A definition change holds this lock exclusively while it checks the customers it governs.
     lock_rows(conn, LockableTable::Schemes, &[scheme.id], LockMode::Shared)?;
     let scheme_keys: Vec<String> = attribute_definitions::table
@@ -598,7 +642,7 @@ pub fn reconcile_move(
         errors.push(FieldError::new(format!("attributes.{key}"), format!("scheme {} defines no attribute {key}", scheme.code)));
     }
     if scheme_keys.is_empty() {
-        return if errors.is_empty() { Ok(Dropped::new()) } else { Err(invalid_attributes(errors, Vec::new())) };
+        return if errors.is_empty() { Ok(MovePlan::default()) } else { Err(invalid_attributes(errors, Vec::new())) };
     }
     let definitions = match category {
         Some(code) => by_key(along_path(conn, scheme, code)?),
@@ -627,17 +671,16 @@ pub fn reconcile_move(
     let mut stored = stored_values(conn, &ids, Some(&scheme_keys))?;
     let several = customers.len() > 1;
     let field = |code: &str, key: &str| if several { format!("{code}.attributes.{key}") } else { format!("attributes.{key}") };
-    let mut dropped = Dropped::new();
-    let mut writes = Vec::new();
-    let mut missing = Vec::new();
+    let mut plan = MovePlan::default();
     for &(id, code) in customers {
         let current = stored.remove(&id).unwrap_or_default();
         let mut desired = Desired::new();
+        let mut problems = Rejection::default();
         for (key, value) in &current {
             let Some(effective) = definitions.get(key) else {
                 if !value.from_default {
                     if let Ok(json) = serde_json::from_str(&value.json) {
-                        dropped.entry(id).or_default().insert(key.clone(), json);
+                        plan.dropped.entry(id).or_default().insert(key.clone(), json);
                     }
                 }
                 continue;
@@ -650,11 +693,11 @@ pub fn reconcile_move(
                 Ok(checked) => {
                     desired.insert(key.clone(), (checked, false));
                 }
-                Err(message) => errors.push(FieldError::new(field(code, key), format!("the value {json} does not fit category {}: {message}", effective.row.category_code))),
+                Err(message) => problems.invalid.push(FieldError::new(field(code, key), format!("the value {json} does not fit category {}: {message}", effective.row.category_code))),
             }
         }
         for (key, effective) in &definitions {
-            if desired.contains_key(key) {
+            if desired.contains_key(key) || problems.invalid.iter().any(|p| p.field == field(code, key)) {
                 continue;
             }
             match (given.get(key), &effective.definition.default) {
@@ -664,19 +707,20 @@ pub fn reconcile_move(
                 (None, Some(default)) => {
                     desired.insert(key.clone(), (default.clone(), true));
                 }
-                (None, None) if effective.definition.required => missing.push(FieldError::new(field(code, key), required_message(effective, Some(&scheme.code)))),
+                (None, None) if effective.definition.required => problems.missing.push(FieldError::new(field(code, key), required_message(effective, Some(&scheme.code)))),
                 (None, None) => {}
             }
         }
-        if !unchanged(Some(&current), &desired) {
-            writes.push((id, code, current.keys().cloned().collect::<Vec<_>>(), desired));
+        if !problems.invalid.is_empty() || !problems.missing.is_empty() {
+            plan.rejected.insert(id, problems);
+        } else if !unchanged(Some(&current), &desired) {
+            plan.writes.push((id, code.to_string(), current.keys().cloned().collect(), desired));
         }
     }
-    if !errors.is_empty() || !missing.is_empty() {
-        return Err(invalid_attributes(errors, missing));
-    }
-    for (id, code, keys, desired) in writes {
-        write_values(conn, (id, code), &keys, &desired)?;
-    }
-    Ok(dropped)
+    Ok(plan)
+}
+
+/// `plan_move` and `MovePlan::apply_all`: all customers move with their values, or none does.
+pub fn reconcile_move(conn: &mut DbConnection, scheme: &SchemeRow, category: Option<&str>, customers: &[(i64, &str)], supplied: &BTreeMap<String, Json>) -> Result<Dropped, AppError> {
+    plan_move(conn, scheme, category, customers, supplied)?.apply_all(conn)
 }

@@ -7,7 +7,10 @@ pub mod attributes;
 pub mod categories;
 pub mod customers;
 pub mod history;
+pub mod rules;
+pub mod runs;
 pub mod schemes;
+pub mod transactions;
 
 use diesel::RunQueryDsl;
 
@@ -59,6 +62,7 @@ pub(crate) enum LockableTable {
     Schemes,
     Categories,
     Customers,
+    Rules,
 }
 
 impl LockableTable {
@@ -67,6 +71,7 @@ impl LockableTable {
             LockableTable::Schemes => "schemes",
             LockableTable::Categories => "categories",
             LockableTable::Customers => "customers",
+            LockableTable::Rules => "rules",
         }
     }
 }

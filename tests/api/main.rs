@@ -12,4 +12,5 @@ mod customers;
 mod errors;
 mod openapi;
 mod operations;
+mod sales;
 mod schemes;

@@ -1,0 +1,4 @@
+DROP TABLE run_changes;
+DROP TABLE classification_runs;
+DROP TABLE rules;
+DROP TABLE transactions;

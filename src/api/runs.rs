@@ -1,0 +1,239 @@
+//! `/schemes/{scheme}/classification-runs`: evaluating a scheme's rules over its customers.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::api::auth::{Admin, Auth, Read};
+use crate::api::cursor;
+use crate::api::customers::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::api::error::Problem;
+use crate::api::{AppState, FieldErrors, Page};
+use crate::domain::customer::CustomerCode;
+use crate::domain::rule::parse_moment;
+use crate::error::AppError;
+use crate::store::assignments::{customer_ids, MAX_BATCH};
+use crate::store::runs::{self as store, ChangeRow, RunRequest, RunView, Scope, Trigger};
+
+/// One from → to count of a run (`from` null: the customer had no category).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransitionCount {
+    pub from: Option<String>,
+    pub to: String,
+    pub count: i64,
+}
+
+/// A classification run and what it found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Run {
+    pub id: i64,
+    #[schema(example = "TIER")]
+    pub scheme: String,
+    /// `running`, `completed`, `failed` or `abandoned` (its process stopped).
+    pub status: String,
+    /// Reported only: nothing was assigned.
+    pub dry_run: bool,
+    /// `request` or `ingestion` (auto-classification of new transactions).
+    pub trigger: String,
+    pub actor: String,
+    /// The moment the metrics were computed for.
+    pub as_of: DateTime<Utc>,
+    /// Active customers considered.
+    pub evaluated: i64,
+    /// Moved (or, dry, would move) by a rule.
+    pub changed: i64,
+    /// No rule matched, or the matching rule's target is where they are.
+    pub unchanged: i64,
+    /// Pinned assignments, left alone.
+    pub skipped_locked: i64,
+    /// Inactive customers, not evaluated.
+    pub skipped_inactive: i64,
+    /// A rule matched but the move would break a required attribute; listed in the changes.
+    pub rejected: i64,
+    pub transitions: Vec<TransitionCount>,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<RunView> for Run {
+    fn from(view: RunView) -> Self {
+        let (row, totals) = (view.row, view.totals);
+        Run {
+            id: row.id,
+            scheme: view.scheme,
+            status: row.status,
+            dry_run: row.dry_run,
+            trigger: row.trigger_source,
+            actor: row.actor,
+            as_of: row.as_of.and_utc(),
+            evaluated: totals.evaluated,
+            changed: totals.changed,
+            unchanged: totals.unchanged,
+            skipped_locked: totals.skipped_locked,
+            skipped_inactive: totals.skipped_inactive,
+            rejected: totals.rejected,
+            transitions: totals.transitions.into_iter().map(|t| TransitionCount { from: t.from, to: t.to, count: t.count }).collect(),
+            error: row.error,
+            started_at: row.started_at.and_utc(),
+            finished_at: row.finished_at.map(|at| at.and_utc()),
+        }
+    }
+}
+
+/// Start a run. Without `customers` every customer of the archive is evaluated.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunCreate {
+    /// Report what would change without assigning anything.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Only these customers (up to 10,000).
+    pub customers: Option<Vec<String>>,
+    /// Compute metrics as of this RFC 3339 time or date; default now.
+    pub as_of: Option<String>,
+}
+
+/// One customer a run moved (or, dry, would move), or could not move.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunChange {
+    pub customer: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub rule_id: i64,
+    /// `changed` or `rejected`.
+    pub outcome: String,
+    /// Why it was rejected.
+    pub detail: Option<String>,
+}
+
+impl From<ChangeRow> for RunChange {
+    fn from(row: ChangeRow) -> Self {
+        RunChange { customer: row.customer_code, from: row.from_category, to: row.to_category, rule_id: row.rule_id, outcome: row.outcome, detail: row.detail }
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/schemes/{scheme}/classification-runs", tag = "rules", operation_id = "start_classification_run", request_body = RunCreate,
+    params(("scheme" = String, Path, description = "Scheme code")),
+    responses(
+        (status = 201, description = "The finished run (the request waits for it)", body = Run, headers(("Location" = String))),
+        (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`run_in_progress`, `rule_invalid` (a rule refers to what no longer exists), `scheme_inactive`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`customers_not_found`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, path: web::Path<String>, body: web::Json<RunCreate>) -> Result<HttpResponse, AppError> {
+    let scheme = path.into_inner();
+    let body = body.into_inner();
+    let mut errors = FieldErrors::default();
+    let codes: Option<Vec<CustomerCode>> = body
+        .customers
+        .map(|codes| codes.iter().enumerate().filter_map(|(i, code)| errors.check(CustomerCode::parse(&format!("customers[{i}]"), code))).collect());
+    let as_of = match &body.as_of {
+        Some(text) => errors.check(parse_moment(text).ok_or_else(|| crate::domain::FieldError::new("as_of", "must be an RFC 3339 time or a date"))),
+        None => Some(crate::db::now()),
+    };
+    if codes.as_ref().is_some_and(|codes| codes.len() > MAX_BATCH) {
+        errors.check::<()>(Err(crate::domain::FieldError::new("customers", format!("at most {MAX_BATCH} customers"))));
+    }
+    errors.finish()?;
+    let (dry_run, as_of, actor) = (body.dry_run, as_of.expect("checked"), auth.caller.name);
+    let run = state
+        .db
+        .run(move |conn| {
+            let scope = match codes {
+                Some(codes) => {
+                    let mut ids: Vec<i64> = customer_ids(conn, &codes)?.into_values().collect();
+                    ids.sort_unstable();
+                    Scope::Customers(ids)
+                }
+                None => Scope::Everyone,
+            };
+            store::run(conn, &scheme, &RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor })
+        })
+        .await?;
+    let run = Run::from(run);
+    Ok(HttpResponse::Created().insert_header(("Location", format!("/api/v1/schemes/{}/classification-runs/{}", run.scheme, run.id))).json(run))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Position {
+    id: i64,
+}
+
+fn page_params(query: PageQuery) -> Result<(i64, Option<i64>), AppError> {
+    let limit = cursor::parse_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let after = query.cursor.as_deref().map(cursor::decode::<Position>).transpose()?.map(|p| p.id);
+    Ok((limit, after))
+}
+
+fn next_cursor<T>(items: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Option<String> {
+    if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|last| cursor::encode(&Position { id: id(last) }))
+    } else {
+        None
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/schemes/{scheme}/classification-runs", tag = "rules", operation_id = "list_classification_runs",
+    params(("scheme" = String, Path, description = "Scheme code"),
+           ("limit" = Option<i64>, Query, description = "1–1000, default 50"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses(
+        (status = 200, description = "Newest first", body = Page<Run>),
+        (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>, query: web::Query<PageQuery>) -> Result<HttpResponse, AppError> {
+    let scheme = path.into_inner();
+    let (limit, before) = page_params(query.into_inner())?;
+    let mut runs = state.db.run(move |conn| store::list(conn, &scheme, before, limit)).await?;
+    let next_cursor = next_cursor(&mut runs, limit, |run| run.row.id);
+    Ok(HttpResponse::Ok().json(Page { items: runs.into_iter().map(Run::from).collect::<Vec<_>>(), next_cursor }))
+}
+
+#[utoipa::path(get, path = "/api/v1/schemes/{scheme}/classification-runs/{id}", tag = "rules", operation_id = "get_classification_run",
+    params(("scheme" = String, Path, description = "Scheme code"), ("id" = i64, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run", body = Run),
+        (status = 404, description = "`scheme_not_found`, `run_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<(String, i64)>) -> Result<HttpResponse, AppError> {
+    let (scheme, id) = path.into_inner();
+    let run = state.db.run(move |conn| store::get(conn, &scheme, id)).await?;
+    Ok(HttpResponse::Ok().json(Run::from(run)))
+}
+
+#[utoipa::path(get, path = "/api/v1/schemes/{scheme}/classification-runs/{id}/changes", tag = "rules", operation_id = "list_classification_run_changes",
+    params(("scheme" = String, Path, description = "Scheme code"), ("id" = i64, Path, description = "Run id"),
+           ("limit" = Option<i64>, Query, description = "1–1000, default 50"),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    responses(
+        (status = 200, description = "The customers the run moved (or would move) and those it could not, in run order", body = Page<RunChange>),
+        (status = 404, description = "`scheme_not_found`, `run_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn changes(
+    state: web::Data<AppState>,
+    _auth: Auth<Read>,
+    path: web::Path<(String, i64)>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, AppError> {
+    let (scheme, id) = path.into_inner();
+    let (limit, after) = page_params(query.into_inner())?;
+    let mut rows = state.db.run(move |conn| store::changes(conn, &scheme, id, after, limit)).await?;
+    let next_cursor = next_cursor(&mut rows, limit, |row| row.id);
+    Ok(HttpResponse::Ok().json(Page { items: rows.into_iter().map(RunChange::from).collect::<Vec<_>>(), next_cursor }))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/schemes/{scheme}/classification-runs").route(web::get().to(list)).route(web::post().to(create)))
+        .service(web::resource("/schemes/{scheme}/classification-runs/{id}").route(web::get().to(get)))
+        .service(web::resource("/schemes/{scheme}/classification-runs/{id}/changes").route(web::get().to(changes)));
+}

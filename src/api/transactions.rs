@@ -1,0 +1,245 @@
+//! `POST /transactions` (sales facts from other ERP services) and `GET /customers/{code}/metrics`.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use crate::api::auth::{Auth, Read, Write};
+use crate::api::error::{json_error, Problem};
+use crate::api::runs::Run;
+use crate::api::AppState;
+use crate::domain::rule::parse_moment;
+use crate::domain::sales::{ExternalId, Money};
+use crate::error::AppError;
+use crate::store::runs::{self as run_store, RunRequest, Scope, Trigger};
+use crate::store::schemes::SchemeRow;
+use crate::store::transactions::{self as store, NewTransaction, Outcome, MAX_BATCH};
+
+/// Bodies of up to 10,000 transactions.
+const BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// How far ahead of the service's clock `occurred_at` may lie (clock skew, time zones).
+const FUTURE_TOLERANCE: chrono::Duration = chrono::Duration::days(1);
+
+/// One sales transaction, as a sender posts it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionIn {
+    /// The sender's id, 1–100 characters; posting it again changes nothing.
+    #[schema(example = "SO-2026-000123")]
+    pub external_id: String,
+    #[schema(example = "C0001")]
+    pub customer_code: String,
+    /// Exact decimal with at most two places, as a JSON number or string; negative for refunds.
+    #[schema(value_type = String, example = "12500.00")]
+    pub amount: Box<RawValue>,
+    /// RFC 3339.
+    #[schema(example = "2026-11-20T10:30:00+08:00")]
+    pub occurred_at: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemStatus {
+    Created,
+    Duplicate,
+    Rejected,
+}
+
+/// What happened to one posted transaction.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemResult {
+    /// Position in the posted array.
+    pub index: usize,
+    pub external_id: Option<String>,
+    pub status: ItemStatus,
+    /// Why it was rejected.
+    pub reason: Option<String>,
+}
+
+/// A scheme with `auto_classify` re-classifying the customers that just got transactions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AutoClassification {
+    pub scheme: String,
+    /// The run, when it ran.
+    pub run: Option<Run>,
+    /// Why it did not run (for example `run_in_progress`).
+    pub skipped: Option<String>,
+}
+
+/// The outcome of a posted batch: valid items landed even when others were rejected.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IngestionResult {
+    pub created: usize,
+    pub duplicate: usize,
+    pub rejected: usize,
+    pub items: Vec<ItemResult>,
+    pub classification: Vec<AutoClassification>,
+}
+
+fn parse_item(raw: &RawValue, now: chrono::NaiveDateTime) -> (Option<String>, Result<NewTransaction, String>) {
+    let item: TransactionIn = match serde_json::from_str(raw.get()) {
+        Ok(item) => item,
+        Err(error) => return (None, Err(format!("not a transaction: {error}"))),
+    };
+    let external_id = Some(item.external_id.clone());
+    let mut reasons = Vec::new();
+    let id = ExternalId::parse("external_id", &item.external_id).map_err(|e| reasons.push(format!("external_id {}", e.message))).ok();
+    let code = crate::domain::customer::CustomerCode::parse("customer_code", &item.customer_code).map_err(|e| reasons.push(format!("customer_code {}", e.message))).ok();
+    let amount = Money::from_json_text(item.amount.get()).map_err(|e| reasons.push(format!("amount: {e}"))).ok();
+    let occurred_at = match DateTime::parse_from_rfc3339(&item.occurred_at) {
+        Ok(at) if at.naive_utc() > now + FUTURE_TOLERANCE => {
+            reasons.push("occurred_at lies more than a day in the future".into());
+            None
+        }
+        Ok(at) => Some(at.naive_utc()),
+        Err(_) => {
+            reasons.push(format!("occurred_at {:?} is not an RFC 3339 time", item.occurred_at));
+            None
+        }
+    };
+    match (id, code, amount, occurred_at) {
+        (Some(external_id), Some(code), Some(amount), Some(occurred_at)) if reasons.is_empty() => {
+            (external_id.as_str().to_string().into(), Ok(NewTransaction { external_id, customer_code: code.as_str().to_string(), amount, occurred_at }))
+        }
+        _ => (external_id, Err(reasons.join("; "))),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/transactions", tag = "transactions", operation_id = "post_transactions",
+    request_body(content = Vec<TransactionIn>, description = "Up to 10,000 transactions"),
+    responses(
+        (status = 200, description = "Per-item results; valid items are stored even when others are rejected", body = IngestionResult),
+        (status = 422, description = "`too_many_items`, `invalid_body` (not an array)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn post(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json<Vec<Box<RawValue>>>) -> Result<HttpResponse, AppError> {
+    let raw = body.into_inner();
+    if raw.len() > MAX_BATCH {
+        return Err(AppError::validation("too_many_items", format!("{} transactions in one call; the most is {MAX_BATCH}", raw.len()), Vec::new()));
+    }
+    let now = crate::db::now();
+    let (external_ids, items): (Vec<Option<String>>, Vec<Result<NewTransaction, String>>) = raw.iter().map(|item| parse_item(item, now)).unzip();
+    let actor = auth.caller.name;
+    let (ingested, classification) = state
+        .db
+        .run(move |conn| {
+            let ingested = store::ingest(conn, &items)?;
+            let classification = auto_classify(conn, &ingested.customer_ids, &actor)?;
+            Ok((ingested, classification))
+        })
+        .await?;
+    let items: Vec<ItemResult> = ingested
+        .outcomes
+        .into_iter()
+        .zip(external_ids)
+        .enumerate()
+        .map(|(index, (outcome, external_id))| {
+            let (status, reason) = match outcome {
+                Outcome::Created => (ItemStatus::Created, None),
+                Outcome::Duplicate => (ItemStatus::Duplicate, None),
+                Outcome::Rejected(reason) => (ItemStatus::Rejected, Some(reason)),
+            };
+            ItemResult { index, external_id, status, reason }
+        })
+        .collect();
+    let count = |wanted: fn(&ItemStatus) -> bool| items.iter().filter(|item| wanted(&item.status)).count();
+    Ok(HttpResponse::Ok().json(IngestionResult {
+        created: count(|s| matches!(s, ItemStatus::Created)),
+        duplicate: count(|s| matches!(s, ItemStatus::Duplicate)),
+        rejected: count(|s| matches!(s, ItemStatus::Rejected)),
+        items,
+        classification,
+    }))
+}
+
+/// Re-classifies `customer_ids` in every active scheme with `auto_classify`. The
+/// transactions are stored already, so a scheme whose run cannot start is reported,
+/// not failed.
+fn auto_classify(conn: &mut crate::db::DbConnection, customer_ids: &[i64], actor: &str) -> Result<Vec<AutoClassification>, AppError> {
+    use crate::db::schema::schemes;
+    use diesel::prelude::*;
+    if customer_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let automatic: Vec<SchemeRow> = schemes::table
+        .filter(schemes::auto_classify.eq(true))
+        .filter(schemes::active.eq(true))
+        .order(schemes::code)
+        .select(SchemeRow::as_select())
+        .load(conn)?;
+    let mut results = Vec::new();
+    for scheme in automatic {
+        let request = RunRequest { dry_run: false, scope: Scope::Customers(customer_ids.to_vec()), as_of: crate::db::now(), trigger: Trigger::Ingestion, actor: actor.to_string() };
+        let result = match run_store::run(conn, &scheme.code, &request) {
+            Ok(run) => AutoClassification { scheme: scheme.code, run: Some(Run::from(run)), skipped: None },
+            Err(error) if error.kind != crate::error::ErrorKind::Unavailable && error.kind != crate::error::ErrorKind::Internal => {
+                AutoClassification { scheme: scheme.code, run: None, skipped: Some(format!("{}: {}", error.code, error.detail)) }
+            }
+            Err(error) => return Err(error),
+        };
+        results.push(result);
+    }
+    Ok(results)
+}
+
+/// A customer's metrics from its transactions. Amounts are exact decimal strings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CustomerMetrics {
+    pub customer: String,
+    pub as_of: DateTime<Utc>,
+    /// Net of refunds, in the 12 months up to `as_of` (after `as_of` − 12 months, up to and including `as_of`).
+    #[schema(value_type = String, example = "1250000.00")]
+    pub spend_12m: Money,
+    /// Transactions with a positive amount in the same window.
+    pub orders_12m: i64,
+    /// Net of refunds, up to `as_of`.
+    #[schema(value_type = String, example = "3400000.50")]
+    pub lifetime_spend: Money,
+    /// The latest transaction with a positive amount up to `as_of`; null if none.
+    pub last_order_at: Option<DateTime<Utc>>,
+    /// Calendar days (UTC) from `last_order_at` to `as_of`; null if no order.
+    pub days_since_last_order: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsQuery {
+    as_of: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/customers/{code}/metrics", tag = "transactions", operation_id = "get_customer_metrics",
+    params(("code" = String, Path, description = "Customer code"),
+           ("as_of" = Option<String>, Query, description = "RFC 3339 time or date; default now")),
+    responses(
+        (status = 200, description = "The metrics", body = CustomerMetrics),
+        (status = 400, description = "`invalid_query`: as_of is not a time", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn metrics(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>, query: web::Query<MetricsQuery>) -> Result<HttpResponse, AppError> {
+    let code = path.into_inner();
+    let as_of = match query.into_inner().as_of {
+        Some(text) => parse_moment(&text).ok_or_else(|| AppError::bad_request("invalid_query", format!("as_of {text:?} is not an RFC 3339 time or a date")))?,
+        None => crate::db::now(),
+    };
+    let metrics = state.db.run(move |conn| store::metrics(conn, &code.clone(), as_of).map(|m| (code, m))).await?;
+    let (customer, metrics) = metrics;
+    Ok(HttpResponse::Ok().json(CustomerMetrics {
+        customer,
+        as_of: metrics.as_of.and_utc(),
+        spend_12m: metrics.spend_12m,
+        orders_12m: metrics.orders_12m,
+        lifetime_spend: metrics.lifetime_spend,
+        last_order_at: metrics.last_order_at.map(|at| at.and_utc()),
+        days_since_last_order: metrics.days_since_last_order,
+    }))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/transactions")
+            .app_data(web::JsonConfig::default().limit(BODY_LIMIT).error_handler(json_error))
+            .route(web::post().to(post)),
+    )
+    .service(web::resource("/customers/{code}/metrics").route(web::get().to(metrics)));
+}

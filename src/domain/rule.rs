@@ -1,0 +1,405 @@
+//! Rule conditions (自动分类): JSON trees of `all`/`any`/`not` and leaves
+//! `{"field", "op", "value"}`, parsed into a typed tree that cannot be malformed.
+//! Every error names the bad node with a JSON pointer.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use serde_json::Value as Json;
+
+use super::attribute::{AttributeValue, ValueType};
+use super::sales::Money;
+use super::FieldError;
+
+/// The metrics of a customer, computed from its transactions as of a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    Spend12m,
+    Orders12m,
+    LifetimeSpend,
+    LastOrderAt,
+    DaysSinceLastOrder,
+}
+
+/// Customer fields a rule may test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerField {
+    Code,
+    Name,
+    ShortName,
+    Status,
+    CreatedAt,
+    TaxId,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    Metric(Metric),
+    Customer(CustomerField),
+    Attribute { key: String, value_type: ValueType },
+    /// The customer's category in a scheme.
+    Category { scheme: String },
+}
+
+/// How a field's values compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Money,
+    Integer,
+    Decimal,
+    Boolean,
+    Moment,
+    Date,
+    Text,
+    Category,
+}
+
+impl Field {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Field::Metric(Metric::Spend12m | Metric::LifetimeSpend) => Kind::Money,
+            Field::Metric(Metric::Orders12m | Metric::DaysSinceLastOrder) => Kind::Integer,
+            Field::Metric(Metric::LastOrderAt) | Field::Customer(CustomerField::CreatedAt) => Kind::Moment,
+            Field::Customer(_) => Kind::Text,
+            Field::Attribute { value_type, .. } => match value_type {
+                ValueType::Integer => Kind::Integer,
+                ValueType::Decimal => Kind::Decimal,
+                ValueType::Boolean => Kind::Boolean,
+                ValueType::Date => Kind::Date,
+                ValueType::String | ValueType::Enum => Kind::Text,
+            },
+            Field::Category { .. } => Kind::Category,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    In,
+    NotIn,
+    Between,
+    IsNull,
+    Under,
+}
+
+impl Op {
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "=" => Op::Eq,
+            "!=" => Op::Ne,
+            ">" => Op::Gt,
+            ">=" => Op::Gte,
+            "<" => Op::Lt,
+            "<=" => Op::Lte,
+            "in" => Op::In,
+            "not_in" => Op::NotIn,
+            "between" => Op::Between,
+            "is_null" => Op::IsNull,
+            "under" => Op::Under,
+            _ => return None,
+        })
+    }
+
+    /// The SQL operator of a comparison (the others are written by the compiler).
+    pub fn sql(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Ne => "<>",
+            Op::Gt => ">",
+            Op::Gte => ">=",
+            Op::Lt => "<",
+            Op::Lte => "<=",
+            Op::In => "IN",
+            Op::NotIn => "NOT IN",
+            Op::Between => "BETWEEN",
+            Op::IsNull => "IS NULL",
+            Op::Under => "under",
+        }
+    }
+
+    fn allowed_for(self, kind: Kind) -> bool {
+        match self {
+            Op::Eq | Op::Ne | Op::IsNull => true,
+            Op::In | Op::NotIn => kind != Kind::Boolean,
+            Op::Gt | Op::Gte | Op::Lt | Op::Lte | Op::Between => matches!(kind, Kind::Money | Kind::Integer | Kind::Decimal | Kind::Moment | Kind::Date),
+            Op::Under => kind == Kind::Category,
+        }
+    }
+}
+
+/// One typed operand.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Money(Money),
+    Integer(i64),
+    Decimal(f64),
+    Boolean(bool),
+    Moment(NaiveDateTime),
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    One(Scalar),
+    List(Vec<Scalar>),
+    Range(Scalar, Scalar),
+    /// `is_null`: true tests for no value, false for a value.
+    Null(bool),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    All(Vec<Condition>),
+    Any(Vec<Condition>),
+    Not(Box<Condition>),
+    Leaf { field: Field, op: Op, value: Operand },
+}
+
+/// What a condition may refer to, as known when it is saved.
+pub trait Catalog {
+    /// The type of an attribute key, if some category defines it.
+    fn attribute_type(&self, key: &str) -> Option<ValueType>;
+    /// `None` when the scheme does not exist, else whether the category does.
+    fn category_exists(&self, scheme: &str, code: &str) -> Option<bool>;
+}
+
+const MAX_DEPTH: usize = 16;
+const MAX_LIST: usize = 1000;
+
+/// Parses a condition; `pointer` is where it sits in the request (e.g. `/condition`).
+pub fn parse(json: &Json, pointer: &str, catalog: &dyn Catalog) -> Result<Condition, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let condition = parse_node(json, pointer, catalog, 0, &mut errors);
+    match condition {
+        Some(condition) if errors.is_empty() => Ok(condition),
+        _ => Err(errors),
+    }
+}
+
+fn parse_node(json: &Json, pointer: &str, catalog: &dyn Catalog, depth: usize, errors: &mut Vec<FieldError>) -> Option<Condition> {
+    let error = |errors: &mut Vec<FieldError>, at: String, message: String| {
+        errors.push(FieldError::new(at, message));
+        None
+    };
+    if depth > MAX_DEPTH {
+        return error(errors, pointer.to_string(), format!("conditions nest at most {MAX_DEPTH} deep"));
+    }
+    let Some(object) = json.as_object() else {
+        return error(errors, pointer.to_string(), "must be an object: {\"all\":[…]}, {\"any\":[…]}, {\"not\":{…}} or {\"field\",\"op\",\"value\"}".into());
+    };
+    let group = |name: &str, errors: &mut Vec<FieldError>| -> Option<Vec<Condition>> {
+        let at = format!("{pointer}/{name}");
+        let Some(items) = object[name].as_array() else {
+            errors.push(FieldError::new(at, "must be an array of conditions"));
+            return None;
+        };
+        if items.is_empty() {
+            errors.push(FieldError::new(at, "must hold at least one condition"));
+            return None;
+        }
+        let parsed: Vec<Option<Condition>> = items.iter().enumerate().map(|(i, item)| parse_node(item, &format!("{at}/{i}"), catalog, depth + 1, errors)).collect();
+        parsed.into_iter().collect()
+    };
+    if object.contains_key("all") || object.contains_key("any") || object.contains_key("not") {
+        if object.len() != 1 {
+            return error(errors, pointer.to_string(), "a group has exactly one of all, any or not, and nothing else".into());
+        }
+        if object.contains_key("all") {
+            return group("all", errors).map(Condition::All);
+        }
+        if object.contains_key("any") {
+            return group("any", errors).map(Condition::Any);
+        }
+        return parse_node(&object["not"], &format!("{pointer}/not"), catalog, depth + 1, errors).map(|c| Condition::Not(Box::new(c)));
+    }
+    if let Some(extra) = object.keys().find(|k| !matches!(k.as_str(), "field" | "op" | "value")) {
+        return error(errors, format!("{pointer}/{extra}"), "unknown member; a leaf has field, op and value".into());
+    }
+    let Some(field_name) = object.get("field").and_then(Json::as_str) else {
+        return error(errors, format!("{pointer}/field"), "must be a field name".into());
+    };
+    let field = match parse_field(field_name, catalog) {
+        Ok(field) => field,
+        Err(message) => return error(errors, format!("{pointer}/field"), message),
+    };
+    let Some(op_name) = object.get("op").and_then(Json::as_str) else {
+        return error(errors, format!("{pointer}/op"), "must be one of = != > >= < <= in not_in between is_null under".into());
+    };
+    let Some(op) = Op::parse(op_name) else {
+        return error(errors, format!("{pointer}/op"), format!("unknown op {op_name:?}; use = != > >= < <= in not_in between is_null under"));
+    };
+    let kind = field.kind();
+    if !op.allowed_for(kind) {
+        return error(errors, format!("{pointer}/op"), format!("{op_name} does not apply to {field_name}"));
+    }
+    let value_pointer = format!("{pointer}/value");
+    let Some(value) = object.get("value") else {
+        return error(errors, value_pointer, "is missing".into());
+    };
+    match parse_operand(&field, op, value, catalog) {
+        Ok(value) => Some(Condition::Leaf { field, op, value }),
+        Err((suffix, message)) => error(errors, format!("{value_pointer}{suffix}"), message),
+    }
+}
+
+fn parse_field(name: &str, catalog: &dyn Catalog) -> Result<Field, String> {
+    let field = match name {
+        "spend_12m" => Field::Metric(Metric::Spend12m),
+        "orders_12m" => Field::Metric(Metric::Orders12m),
+        "lifetime_spend" => Field::Metric(Metric::LifetimeSpend),
+        "last_order_at" => Field::Metric(Metric::LastOrderAt),
+        "days_since_last_order" => Field::Metric(Metric::DaysSinceLastOrder),
+        "code" => Field::Customer(CustomerField::Code),
+        "name" => Field::Customer(CustomerField::Name),
+        "short_name" => Field::Customer(CustomerField::ShortName),
+        "status" => Field::Customer(CustomerField::Status),
+        "created_at" => Field::Customer(CustomerField::CreatedAt),
+        "tax_id" => Field::Customer(CustomerField::TaxId),
+        _ => {
+            if let Some(key) = name.strip_prefix("attr.") {
+                let value_type = catalog.attribute_type(key).ok_or_else(|| format!("no category defines attribute {key}"))?;
+                return Ok(Field::Attribute { key: key.to_string(), value_type });
+            }
+            if let Some(scheme) = name.strip_prefix("category.") {
+                catalog.category_exists(scheme, "").ok_or_else(|| format!("no scheme {scheme}"))?;
+                return Ok(Field::Category { scheme: scheme.to_string() });
+            }
+            return Err(format!(
+                "unknown field {name:?}; use spend_12m, orders_12m, lifetime_spend, last_order_at, days_since_last_order, \
+                 code, name, short_name, status, created_at, tax_id, attr.<key> or category.<SCHEME>"
+            ));
+        }
+    };
+    Ok(field)
+}
+
+/// The operand of `op` on `field`; an error names the part of `value` it is about.
+fn parse_operand(field: &Field, op: Op, value: &Json, catalog: &dyn Catalog) -> Result<Operand, (String, String)> {
+    let whole = |message: String| (String::new(), message);
+    match op {
+        Op::IsNull => value.as_bool().map(Operand::Null).ok_or_else(|| whole("is_null takes true (no value) or false (has a value)".into())),
+        Op::In | Op::NotIn => {
+            let items = value.as_array().ok_or_else(|| whole("must be an array".into()))?;
+            if items.is_empty() || items.len() > MAX_LIST {
+                return Err(whole(format!("must hold 1 to {MAX_LIST} values")));
+            }
+            let scalars = items.iter().enumerate().map(|(i, item)| scalar(field, item, catalog).map_err(|m| (format!("/{i}"), m))).collect::<Result<Vec<_>, _>>()?;
+            Ok(Operand::List(scalars))
+        }
+        Op::Between => match value.as_array().map(Vec::as_slice) {
+            Some([low, high]) => {
+                let low = scalar(field, low, catalog).map_err(|m| ("/0".to_string(), m))?;
+                let high = scalar(field, high, catalog).map_err(|m| ("/1".to_string(), m))?;
+                Ok(Operand::Range(low, high))
+            }
+            _ => Err(whole("between takes [low, high]".into())),
+        },
+        _ => scalar(field, value, catalog).map(Operand::One).map_err(whole),
+    }
+}
+
+fn scalar(field: &Field, value: &Json, catalog: &dyn Catalog) -> Result<Scalar, String> {
+    match field.kind() {
+        Kind::Money => {
+            let text = match value {
+                Json::Number(n) => n.to_string(),
+                Json::String(s) => s.clone(),
+                _ => return Err("must be an amount (a number or a decimal string)".into()),
+            };
+            Money::parse(&text).map(Scalar::Money)
+        }
+        Kind::Integer => value.as_i64().map(Scalar::Integer).ok_or_else(|| "must be an integer".into()),
+        Kind::Decimal => value.as_f64().map(Scalar::Decimal).ok_or_else(|| "must be a number".into()),
+        Kind::Boolean => value.as_bool().map(Scalar::Boolean).ok_or_else(|| "must be true or false".into()),
+        Kind::Moment => value.as_str().and_then(parse_moment).map(Scalar::Moment).ok_or_else(|| "must be an RFC 3339 time or a date (YYYY-MM-DD)".into()),
+        Kind::Date => match value {
+            Json::String(text) => AttributeValue::from_text(ValueType::Date, text).map(|_| Scalar::Text(text.clone())),
+            _ => Err("must be a date (YYYY-MM-DD)".into()),
+        },
+        Kind::Text => match (field, value) {
+            (Field::Customer(CustomerField::Status), Json::String(s)) if s != "active" && s != "inactive" => Err("status is active or inactive".into()),
+            (Field::Attribute { value_type: ValueType::String | ValueType::Enum, .. } | Field::Customer(_), Json::String(s)) => Ok(Scalar::Text(s.clone())),
+            _ => Err("must be a string".into()),
+        },
+        Kind::Category => {
+            let Field::Category { scheme } = field else { return Err("must be a category code".into()) };
+            let code = value.as_str().ok_or_else(|| "must be a category code".to_string())?;
+            match catalog.category_exists(scheme, code) {
+                Some(true) => Ok(Scalar::Text(code.to_string())),
+                _ => Err(format!("no category {code} in scheme {scheme}")),
+            }
+        }
+    }
+}
+
+/// RFC 3339, or a date meaning its midnight (UTC).
+pub fn parse_moment(text: &str) -> Option<NaiveDateTime> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.naive_utc())
+        .ok()
+        .or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Known;
+
+    impl Catalog for Known {
+        fn attribute_type(&self, key: &str) -> Option<ValueType> {
+            (key == "discount_rate").then_some(ValueType::Decimal)
+        }
+
+        fn category_exists(&self, scheme: &str, code: &str) -> Option<bool> {
+            (scheme == "REGION").then(|| code.is_empty() || code == "01" || code == "0101")
+        }
+    }
+
+    fn errors(condition: Json) -> Vec<(String, String)> {
+        parse(&condition, "/condition", &Known).unwrap_err().into_iter().map(|e| (e.field, e.message)).collect()
+    }
+
+    #[test]
+    fn a_valid_tree_parses() {
+        let condition = json!({"all": [
+            {"field": "spend_12m", "op": ">=", "value": 1000000},
+            {"not": {"field": "category.REGION", "op": "under", "value": "01"}},
+            {"any": [{"field": "attr.discount_rate", "op": "between", "value": [0.1, 0.2]}, {"field": "last_order_at", "op": "is_null", "value": true}]}
+        ]});
+        let parsed = parse(&condition, "/condition", &Known).unwrap();
+        let Condition::All(items) = parsed else { panic!() };
+        assert_eq!(items[0], Condition::Leaf { field: Field::Metric(Metric::Spend12m), op: Op::Gte, value: Operand::One(Scalar::Money(Money::from_cents(100_000_000))) });
+    }
+
+    #[test]
+    fn every_error_points_at_its_node() {
+        assert_eq!(errors(json!({"all": [{"field": "spend_12m", "op": ">", "value": 1}, {"field": "nope", "op": "=", "value": 1}]}))[0].0, "/condition/all/1/field");
+        assert_eq!(errors(json!({"any": [{"field": "status", "op": ">", "value": "active"}]}))[0].0, "/condition/any/0/op");
+        assert_eq!(errors(json!({"not": {"field": "orders_12m", "op": "=", "value": "ten"}}))[0].0, "/condition/not/value");
+        assert_eq!(errors(json!({"field": "category.REGION", "op": "=", "value": "09"}))[0].0, "/condition/value");
+        assert_eq!(errors(json!({"field": "category.NOPE", "op": "=", "value": "01"}))[0].0, "/condition/field");
+        assert_eq!(errors(json!({"field": "attr.missing", "op": "=", "value": 1}))[0].0, "/condition/field");
+        assert_eq!(errors(json!({"field": "spend_12m", "op": "in", "value": [1, "x"]}))[0].0, "/condition/value/1");
+        assert_eq!(errors(json!({"field": "spend_12m", "op": "between", "value": [1]}))[0].0, "/condition/value");
+        assert_eq!(errors(json!({"all": []}))[0].0, "/condition/all");
+        assert_eq!(errors(json!({"field": "spend_12m", "op": "~", "value": 1}))[0].0, "/condition/op");
+        assert_eq!(errors(json!({"field": "spend_12m", "op": ">", "value": 1.234}))[0].0, "/condition/value");
+        assert_eq!(errors(json!({"field": "spend_12m", "op": ">", "value": 1, "extra": 1}))[0].0, "/condition/extra");
+        assert_eq!(errors(json!([1]))[0].0, "/condition");
+        let two = errors(json!({"all": [{"field": "x", "op": "=", "value": 1}, {"field": "status", "op": "under", "value": "a"}]}));
+        assert_eq!(two.len(), 2, "every bad node is reported");
+    }
+
+    #[test]
+    fn moments_take_rfc3339_or_dates() {
+        assert_eq!(parse_moment("2026-01-02").unwrap().to_string(), "2026-01-02 00:00:00");
+        assert_eq!(parse_moment("2026-01-02T08:00:00+08:00").unwrap().to_string(), "2026-01-02 00:00:00");
+        assert!(parse_moment("yesterday").is_none());
+    }
+}

@@ -1,0 +1,187 @@
+//! Sales transactions: idempotent ingestion and the metrics computed from them.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{Months, NaiveDateTime};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Timestamp};
+
+use crate::db::schema::{customers, transactions};
+use crate::db::{now, transaction, DbConnection};
+use crate::domain::sales::{ExternalId, Money};
+use crate::error::AppError;
+
+use super::customers::customer_not_found;
+
+/// The most transactions one call takes.
+pub const MAX_BATCH: usize = 10_000;
+const CHUNK: usize = 1000;
+
+/// A transaction that passed the checks that need no database.
+#[derive(Debug, Clone)]
+pub struct NewTransaction {
+    pub external_id: ExternalId,
+    pub customer_code: String,
+    pub amount: Money,
+    pub occurred_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    /// The external id was already taken (earlier, by a racing call, or earlier in this call).
+    Duplicate,
+    Rejected(String),
+}
+
+pub struct Ingested {
+    /// One per item, in request order.
+    pub outcomes: Vec<Outcome>,
+    /// Customers that received at least one new transaction.
+    pub customer_ids: Vec<i64>,
+}
+
+/// Stores the valid items in one transaction; items already refused (`Err`) keep
+/// their reason. A repeated external id changes nothing and reports `Duplicate`,
+/// also when two identical calls race: the unique index decides, and each call
+/// finds the rows it wrote by its own batch id.
+pub fn ingest(conn: &mut DbConnection, items: &[Result<NewTransaction, String>]) -> Result<Ingested, AppError> {
+    transaction(conn, |conn| {
+        let mut outcomes: Vec<Option<Outcome>> = items.iter().map(|item| item.as_ref().err().map(|reason| Outcome::Rejected(reason.clone()))).collect();
+        let valid: Vec<(usize, &NewTransaction)> = items.iter().enumerate().filter_map(|(i, item)| item.as_ref().ok().map(|t| (i, t))).collect();
+
+        let codes: Vec<&str> = valid.iter().map(|(_, t)| t.customer_code.as_str()).collect::<HashSet<_>>().into_iter().collect();
+        let mut ids: HashMap<String, i64> = HashMap::new();
+        for chunk in codes.chunks(CHUNK) {
+            let found: Vec<(String, i64)> = customers::table.filter(customers::code.eq_any(chunk)).select((customers::code, customers::id)).load(conn)?;
+            ids.extend(found);
+        }
+        let external_ids: Vec<&str> = valid.iter().map(|(_, t)| t.external_id.as_str()).collect();
+        let mut taken: HashSet<String> = HashSet::new();
+        for chunk in external_ids.chunks(CHUNK) {
+            let found: Vec<String> = transactions::table.filter(transactions::external_id.eq_any(chunk)).select(transactions::external_id).load(conn)?;
+            taken.extend(found);
+        }
+
+        let batch_id = uuid::Uuid::new_v4().to_string();
+        let received_at = now();
+        let mut candidates = Vec::new();
+        for (index, item) in &valid {
+            let Some(customer_id) = ids.get(&item.customer_code) else {
+                outcomes[*index] = Some(Outcome::Rejected(customer_not_found(&item.customer_code).detail));
+                continue;
+            };
+            if !taken.insert(item.external_id.as_str().to_string()) {
+                outcomes[*index] = Some(Outcome::Duplicate);
+                continue;
+            }
+            candidates.push((*index, *customer_id, *item));
+        }
+        for chunk in candidates.chunks(CHUNK) {
+            let rows: Vec<_> = chunk
+                .iter()
+                .map(|(_, customer_id, item)| {
+                    (
+                        transactions::external_id.eq(item.external_id.as_str().to_string()),
+                        transactions::customer_id.eq(*customer_id),
+                        transactions::amount_cents.eq(item.amount.cents()),
+                        transactions::occurred_at.eq(item.occurred_at),
+                        transactions::received_at.eq(received_at),
+                        transactions::batch_id.eq(batch_id.clone()),
+                    )
+                })
+                .collect();
+            crate::native!(conn, |native| diesel::insert_or_ignore_into(transactions::table).values(rows).execute(native))?;
+        }
+        let written: HashSet<String> = if candidates.is_empty() {
+            HashSet::new()
+        } else {
+            transactions::table.filter(transactions::batch_id.eq(&batch_id)).select(transactions::external_id).load::<String>(conn)?.into_iter().collect()
+        };
+        let mut customer_ids = Vec::new();
+        for (index, customer_id, item) in &candidates {
+            let created = written.contains(item.external_id.as_str());
+            outcomes[*index] = Some(if created { Outcome::Created } else { Outcome::Duplicate });
+            if created {
+                customer_ids.push(*customer_id);
+            }
+        }
+        customer_ids.sort_unstable();
+        customer_ids.dedup();
+        Ok(Ingested { outcomes: outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Duplicate)).collect(), customer_ids })
+    })
+}
+
+/// A customer's metrics as of a moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metrics {
+    pub as_of: NaiveDateTime,
+    pub spend_12m: Money,
+    pub orders_12m: i64,
+    pub lifetime_spend: Money,
+    pub last_order_at: Option<NaiveDateTime>,
+    pub days_since_last_order: Option<i64>,
+}
+
+/// The 12-month window ends at `as_of` and starts (exclusively) 12 calendar months before.
+pub fn window_start(as_of: NaiveDateTime) -> NaiveDateTime {
+    as_of.checked_sub_months(Months::new(12)).unwrap_or(NaiveDateTime::MIN)
+}
+
+/// The aggregate columns of the metrics over `transactions t`, in SQL for `conn`'s
+/// backend. Binds, in order: window start, window start. Rows must already be
+/// limited to `occurred_at <= as_of`.
+pub fn metric_columns(conn: &DbConnection) -> String {
+    let int = match conn {
+        DbConnection::Mysql(_) => "SIGNED",
+        DbConnection::Sqlite(_) => "INTEGER",
+    };
+    format!(
+        "CAST(COALESCE(SUM(CASE WHEN t.occurred_at > ? THEN t.amount_cents ELSE 0 END), 0) AS {int}) AS spend_12m, \
+         CAST(COALESCE(SUM(CASE WHEN t.occurred_at > ? AND t.amount_cents > 0 THEN 1 ELSE 0 END), 0) AS {int}) AS orders_12m, \
+         CAST(COALESCE(SUM(t.amount_cents), 0) AS {int}) AS lifetime_spend, \
+         MAX(CASE WHEN t.amount_cents > 0 THEN t.occurred_at END) AS last_order_at"
+    )
+}
+
+#[derive(QueryableByName)]
+struct MetricRow {
+    #[diesel(sql_type = BigInt)]
+    spend_12m: i64,
+    #[diesel(sql_type = BigInt)]
+    orders_12m: i64,
+    #[diesel(sql_type = BigInt)]
+    lifetime_spend: i64,
+    #[diesel(sql_type = Nullable<Timestamp>)]
+    last_order_at: Option<NaiveDateTime>,
+}
+
+/// Whole calendar days (UTC) from the last order to `as_of`.
+pub fn days_between(last: NaiveDateTime, as_of: NaiveDateTime) -> i64 {
+    (as_of.date() - last.date()).num_days()
+}
+
+pub fn metrics(conn: &mut DbConnection, code: &str, as_of: NaiveDateTime) -> Result<Metrics, AppError> {
+    let customer_id: i64 = customers::table
+        .filter(customers::code.eq(code))
+        .select(customers::id)
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| customer_not_found(code))?;
+    let start = window_start(as_of);
+    let sql = format!("SELECT {} FROM transactions t WHERE t.customer_id = ? AND t.occurred_at <= ?", metric_columns(conn));
+    let row: MetricRow = diesel::sql_query(sql)
+        .bind::<Timestamp, _>(start)
+        .bind::<Timestamp, _>(start)
+        .bind::<BigInt, _>(customer_id)
+        .bind::<Timestamp, _>(as_of)
+        .get_result(conn)?;
+    Ok(Metrics {
+        as_of,
+        spend_12m: Money::from_cents(row.spend_12m),
+        orders_12m: row.orders_12m,
+        lifetime_spend: Money::from_cents(row.lifetime_spend),
+        days_since_last_order: row.last_order_at.map(|last| days_between(last, as_of)),
+        last_order_at: row.last_order_at,
+    })
+}
