@@ -8,7 +8,10 @@ use crate::domain::customer::{CustomerCode, CustomerStatus, TaxId};
 use crate::domain::scheme::SchemeCode;
 use crate::error::AppError;
 use crate::domain::attribute::{AttributeKey, DefinitionDraft, ValueType};
+use crate::domain::sales::{ExternalId, Money};
 use crate::store::attributes;
+use crate::store::rules::{self, NewRule};
+use crate::store::transactions::{self, NewTransaction};
 use crate::store::categories::{self, NewCategory};
 use crate::store::customers::{self, CustomerFields, NewCustomer};
 use crate::store::schemes::{self, NewScheme, SchemeChanges};
@@ -104,6 +107,7 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
     schemes::update(conn, "TIER", &default_tier, None)?;
 
     let mut random = Sequence(0x5eed_c0de_2026);
+    let mut sales = Vec::new();
     for number in 1..=DEMO_CUSTOMERS {
         let (city, region, division) = CITIES[random.next(CITIES.len())];
         let brand = BRANDS[random.next(BRANDS.len())];
@@ -135,15 +139,57 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
                 ("TIER".into(), field(CategoryCode::parse("tier", tier))?),
             ],
             attributes: match tier {
-                "01" => serde_json::json!({"account_manager": MANAGERS[random.next(MANAGERS.len())]}),
-                _ => serde_json::json!({}),
-            }
-            .as_object()
-            .map(|values| values.clone().into_iter().collect())
-            .unwrap_or_default(),
+                "01" => [("account_manager".to_string(), json!(MANAGERS[random.next(MANAGERS.len())]))].into_iter().collect(),
+                _ => Default::default(),
+            },
             reason: Some("demo data".into()),
         };
         customers::create(conn, &new, ACTOR)?;
+        sales.extend(demo_sales(&code, tier, &mut random)?);
     }
+    transactions::ingest(conn, &sales)?;
+    define_rules(conn)?;
     Ok(DEMO_CUSTOMERS)
+}
+
+/// A customer's orders over the last two years: VIPs buy big, 潜在客户 rarely or long ago.
+fn demo_sales(code: &str, tier: &str, random: &mut Sequence) -> Result<Vec<Result<NewTransaction, String>>, AppError> {
+    let (orders, largest, latest_days) = match tier {
+        "01" => (8, 400_000, 30),
+        "02" => (4, 50_000, 60),
+        _ => (random.next(2), 20_000, 200),
+    };
+    let now = crate::db::now();
+    (0..orders)
+        .map(|i| {
+            let days_ago = (latest_days + random.next(700 - latest_days)) as i64;
+            let amount = Money::from_cents(100 * (1 + random.next(largest)) as i64);
+            Ok(Ok(NewTransaction {
+                external_id: field(ExternalId::parse("external_id", &format!("DEMO-{code}-{i}")))?,
+                customer_code: code.to_string(),
+                amount,
+                occurred_at: now - chrono::Duration::days(days_ago),
+            }))
+        })
+        .collect()
+}
+
+/// The example's rules: a year's spend over 1,000,000 makes a VIP, no order in 180
+/// days a 潜在客户, and any other order a 普通客户.
+fn define_rules(conn: &mut DbConnection) -> Result<(), AppError> {
+    let rules = [
+        ("年消费超过100万为VIP客户", "01", 10, json!({"field": "spend_12m", "op": ">", "value": 1000000})),
+        (
+            "180天无订单为潜在客户",
+            "03",
+            20,
+            json!({"any": [{"field": "days_since_last_order", "op": ">", "value": 180}, {"field": "last_order_at", "op": "is_null", "value": true}]}),
+        ),
+        ("有订单为普通客户", "02", 30, json!({"field": "orders_12m", "op": ">=", "value": 1})),
+    ];
+    for (name, target, priority, condition) in rules {
+        let target_category = field(CategoryCode::parse("target_category", target))?;
+        rules::create(conn, "TIER", &NewRule { name: name.into(), target_category, priority, enabled: true, condition })?;
+    }
+    Ok(())
 }

@@ -1,6 +1,11 @@
 //! What the benchmarks share: the MariaDB bench database, the service as a child
 //! process, and wrk as the load generator on the same machine.
 
+// Each benchmark uses its part of this module.
+#![allow(dead_code)]
+
+pub mod archive;
+
 use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

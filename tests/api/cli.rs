@@ -70,6 +70,14 @@ async fn seed_demo_loads_the_electronics_maker(app: TestApp) {
     assert!(vip_north.iter().all(|c| c["attributes"]["account_manager"].is_string() && c["attributes"]["discount_rate"] == 0.1 && c["attributes"]["credit_limit"] == 500000));
     let managed = ok_json(app.get("/api/v1/customers?attr=account_manager:eq:%E7%8E%8B%E8%8A%B3&limit=1000").await, StatusCode::OK).await;
     assert!(managed["items"].as_array().unwrap().iter().all(|c| c["categories"]["TIER"] == "01" && c["attributes"]["account_manager"] == "王芳"));
+    let rules = ok_json(app.get("/api/v1/schemes/TIER/rules").await, StatusCode::OK).await;
+    assert_eq!(rules["items"].as_array().unwrap().len(), 3);
+    let vip_code = vip_north[0]["code"].as_str().unwrap();
+    let metrics = ok_json(app.get(&format!("/api/v1/customers/{vip_code}/metrics")).await, StatusCode::OK).await;
+    assert!(metrics["lifetime_spend"].as_str().unwrap() != "0.00", "VIPs have orders");
+    let dry = ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED).await;
+    assert_eq!(dry["status"], "completed");
+    assert!(dry["evaluated"].as_i64().unwrap() > 250);
     let tier = ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await;
     assert_eq!((tier["default_category"].clone(), tier["required"].clone()), (json!("03"), json!(true)));
 

@@ -1,0 +1,212 @@
+//! Sales and classification benchmark on MariaDB: ten transactions per customer
+//! loaded next to the customer archive, then over HTTP: ingestion in batches of
+//! 1,000, and a full classification run of five rules (dry and applied), at
+//! 1,000,000 customers and at 100,000 to show how the cost grows.
+//!
+//! Run: `scripts/bench sales` (BENCH_CUSTOMERS for the large size, BENCH_RELOAD=1).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use custclass::db::schema::{customers, transactions};
+use diesel::prelude::*;
+use serde_json::{json, Value};
+use support::archive::{ensure_customers, Count, DATABASE};
+use support::{connect, execute, Service, ADMIN_KEY};
+
+const TRANSACTIONS_PER_CUSTOMER: u64 = 10;
+const INGEST_BATCH: usize = 1000;
+const INGEST_BATCHES: usize = 200;
+const INGEST_CLIENTS: usize = 4;
+
+struct Random(u64);
+
+impl Random {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn count(database: &str, sql: &str) -> i64 {
+    let mut conn = connect(Some(database));
+    diesel::sql_query(sql).get_result::<Count>(&mut conn).map(|c| c.n).unwrap_or(0)
+}
+
+/// Ten transactions per customer over the last two years, amounts 0.01–20,000.00,
+/// one in twenty a refund; loaded straight into the table.
+fn ensure_transactions(database: &str, n: usize) {
+    let wanted = n as i64 * TRANSACTIONS_PER_CUSTOMER as i64;
+    let loaded = count(database, "SELECT COUNT(*) AS n FROM transactions WHERE batch_id = 'bench-load'");
+    if loaded == wanted && std::env::var("BENCH_RELOAD").is_err() {
+        println!("reusing {loaded} transactions in {database}");
+        return;
+    }
+    let mut conn = connect(Some(database));
+    execute(&mut conn, "DELETE FROM transactions");
+    execute(&mut conn, "SET SESSION foreign_key_checks = 0");
+    execute(&mut conn, "SET SESSION unique_checks = 0");
+    let now = custclass::db::now();
+    let ids: Vec<i64> = customers::table.select(customers::id).order(customers::id).load(&mut conn).unwrap();
+    let mut random = Random(0x5a1e_5_2026);
+    let started = Instant::now();
+    let mut rows = Vec::with_capacity(10_000);
+    let mut serial = 0u64;
+    for id in ids {
+        for _ in 0..TRANSACTIONS_PER_CUSTOMER {
+            serial += 1;
+            let cents = 1 + random.below(2_000_000) as i64;
+            let amount = if random.below(20) == 0 { -cents / 10 } else { cents };
+            let occurred = now - chrono::Duration::seconds(random.below(730 * 86_400) as i64);
+            rows.push((
+                transactions::external_id.eq(format!("LOAD-{serial:010}")),
+                transactions::customer_id.eq(id),
+                transactions::amount_cents.eq(amount),
+                transactions::occurred_at.eq(occurred),
+                transactions::received_at.eq(now),
+                transactions::batch_id.eq("bench-load"),
+            ));
+            if rows.len() == 10_000 {
+                diesel::insert_into(transactions::table).values(std::mem::take(&mut rows)).execute(&mut conn).unwrap();
+            }
+        }
+    }
+    if !rows.is_empty() {
+        diesel::insert_into(transactions::table).values(rows).execute(&mut conn).unwrap();
+    }
+    execute(&mut conn, "ANALYZE TABLE transactions");
+    println!("loaded {serial} transactions into {database} in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}/api/v1{path}", self.base)).bearer_auth(ADMIN_KEY);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("the service answers");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+}
+
+/// The five rules of the example, replacing whatever rules TIER has.
+async fn five_rules(client: &Client) {
+    let existing = client.send(reqwest::Method::GET, "/schemes/TIER/rules", None).await;
+    for rule in existing["items"].as_array().unwrap() {
+        client.send(reqwest::Method::DELETE, &format!("/schemes/TIER/rules/{}", rule["id"]), None).await;
+    }
+    let rules = [
+        json!({"name": "华北高额度客户", "target_category": "01", "priority": 5,
+               "condition": {"all": [{"field": "category.REGION", "op": "under", "value": "01"}, {"field": "attr.credit_limit", "op": ">=", "value": 9000000}]}}),
+        json!({"name": "年消费超过10万", "target_category": "01", "priority": 10, "condition": {"field": "spend_12m", "op": ">=", "value": "100000.00"}}),
+        json!({"name": "常购客户", "target_category": "02", "priority": 20, "condition": {"field": "orders_12m", "op": ">=", "value": 6}}),
+        json!({"name": "180天无订单", "target_category": "03", "priority": 30,
+               "condition": {"any": [{"field": "days_since_last_order", "op": ">", "value": 180}, {"field": "last_order_at", "op": "is_null", "value": true}]}}),
+        json!({"name": "有消费", "target_category": "02", "priority": 40, "condition": {"field": "lifetime_spend", "op": ">", "value": 0}}),
+    ];
+    for rule in rules {
+        client.send(reqwest::Method::POST, "/schemes/TIER/rules", Some(&rule)).await;
+    }
+}
+
+async fn timed_run(client: &Client, dry_run: bool) -> (Duration, Value) {
+    let started = Instant::now();
+    let run = client.send(reqwest::Method::POST, "/schemes/TIER/classification-runs", Some(&json!({"dry_run": dry_run}))).await;
+    (started.elapsed(), run)
+}
+
+/// `INGEST_BATCHES` batches of `INGEST_BATCH` new transactions from `INGEST_CLIENTS` clients at once.
+async fn ingest(client: &Client, customers: usize) -> (usize, Duration) {
+    let tag = chrono::Utc::now().timestamp_millis();
+    let now = chrono::Utc::now().to_rfc3339();
+    let bodies: Vec<Value> = (0..INGEST_BATCHES)
+        .map(|batch| {
+            let items: Vec<Value> = (0..INGEST_BATCH)
+                .map(|i| {
+                    let serial = batch * INGEST_BATCH + i;
+                    json!({"external_id": format!("BENCH-{tag}-{serial}"), "customer_code": format!("C{:07}", 1 + (serial * 7919) % customers),
+                           "amount": format!("{}.{:02}", 1 + serial % 5000, serial % 100), "occurred_at": now})
+                })
+                .collect();
+            Value::Array(items)
+        })
+        .collect();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..INGEST_CLIENTS)
+        .map(|_| {
+            let queue = queue.clone();
+            let client = Client { http: client.http.clone(), base: client.base.clone() };
+            tokio::spawn(async move {
+                let mut created = 0;
+                loop {
+                    let Some(body) = queue.lock().unwrap().pop() else { break };
+                    let result = client.send(reqwest::Method::POST, "/transactions", Some(&body)).await;
+                    created += result["created"].as_u64().unwrap() as usize;
+                }
+                created
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for worker in workers {
+        created += worker.await.unwrap();
+    }
+    (created, started.elapsed())
+}
+
+async fn measure(n: usize, database: &str, port: u16, with_ingestion: bool) {
+    ensure_customers(database, n);
+    ensure_transactions(database, n);
+    let service = Service::start(database, port);
+    let client = Client { http: reqwest::Client::builder().timeout(Duration::from_secs(1800)).build().unwrap(), base: service.base.clone() };
+    five_rules(&client).await;
+    println!("\n{n} customers, {} transactions, five rules on TIER:", n as u64 * TRANSACTIONS_PER_CUSTOMER);
+    let (dry, report) = timed_run(&client, true).await;
+    println!(
+        "  dry run: {:.1} s (evaluated {}, would change {}, unchanged {}, skipped locked {}, inactive {})",
+        dry.as_secs_f64(),
+        report["evaluated"],
+        report["changed"],
+        report["unchanged"],
+        report["skipped_locked"],
+        report["skipped_inactive"]
+    );
+    let (applied, report) = timed_run(&client, false).await;
+    println!("  applied: {:.1} s (changed {}, rejected {}), transitions {}", applied.as_secs_f64(), report["changed"], report["rejected"], report["transitions"]);
+    let (again, report) = timed_run(&client, false).await;
+    println!("  applied again: {:.1} s (changed {})", again.as_secs_f64(), report["changed"]);
+    if with_ingestion {
+        let (created, elapsed) = ingest(&client, n).await;
+        println!(
+            "  ingestion: {created} transactions in batches of {INGEST_BATCH} from {INGEST_CLIENTS} clients in {:.1} s = {:.0} transactions/s",
+            elapsed.as_secs_f64(),
+            created as f64 / elapsed.as_secs_f64()
+        );
+    }
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", service.pid())) {
+        if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS")) {
+            println!("  service memory: {}", rss.trim_start_matches("VmRSS:").trim());
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    support::size_buffer_pool(4 << 30);
+    measure(n, DATABASE, 18192, true).await;
+    let small = n / 10;
+    measure(small, &format!("{DATABASE}_{small}"), 18193, false).await;
+}
