@@ -166,8 +166,9 @@ pub fn changes(conn: &mut DbConnection, scheme_code: &str, id: i64, after: Optio
         .load(conn)?)
 }
 
-fn run_in_progress(scheme: &str, holder: i64) -> AppError {
-    AppError::conflict("run_in_progress", format!("classification run {holder} of scheme {scheme} is in progress; wait for it to finish"))
+fn run_in_progress(scheme: &str, holder: Option<i64>) -> AppError {
+    let which = holder.map_or("another classification run".to_string(), |id| format!("classification run {id}"));
+    AppError::conflict("run_in_progress", format!("{which} of scheme {scheme} is in progress; wait for it to finish"))
 }
 
 /// Records a new run as the one running for its scheme; the unique index on
@@ -183,7 +184,7 @@ fn claim(conn: &mut DbConnection, scheme: &SchemeRow, request: &RunRequest) -> R
         let at = now();
         if let Some(holder) = holder {
             if at - holder.heartbeat_at < STALE_AFTER {
-                return Err(run_in_progress(&scheme.code, holder.id));
+                return Err(run_in_progress(&scheme.code, Some(holder.id)));
             }
             diesel::update(classification_runs::table.filter(classification_runs::id.eq(holder.id)))
                 .set((
@@ -209,7 +210,7 @@ fn claim(conn: &mut DbConnection, scheme: &SchemeRow, request: &RunRequest) -> R
             ))
             .execute(conn);
         match inserted {
-            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Err(run_in_progress(&scheme.code, 0)),
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Err(run_in_progress(&scheme.code, None)),
             other => other.map_err(AppError::from),
         }?;
         Ok(classification_runs::table
@@ -454,6 +455,8 @@ struct Compiler<'a> {
     mysql: bool,
     as_of: NaiveDateTime,
     scheme_ids: &'a HashMap<String, i64>,
+    /// Schemes whose assignment a condition reads; each is joined once as `k<id>`.
+    joined_schemes: std::collections::BTreeSet<i64>,
     sql: String,
     binds: Vec<Bind>,
 }
@@ -512,7 +515,8 @@ impl Compiler<'_> {
             }
             Field::Category { scheme } => {
                 let scheme_id = self.scheme_ids.get(scheme).copied().unwrap_or(-1);
-                self.push(&format!("(SELECT x.category_code FROM customer_categories x WHERE x.customer_id = c.id AND x.scheme_id = {scheme_id})"));
+                self.joined_schemes.insert(scheme_id);
+                self.push(&format!("k{}.category_code", scheme_id.max(0)));
             }
         }
     }
@@ -596,7 +600,7 @@ fn evaluate(conn: &mut DbConnection, scheme: &SchemeRow, rules: &[ActiveRule], a
         .into_iter()
         .collect();
     let mysql = matches!(conn, DbConnection::Mysql(_));
-    let mut compiler = Compiler { mysql, as_of, scheme_ids: &scheme_ids, sql: String::new(), binds: Vec::new() };
+    let mut compiler = Compiler { mysql, as_of, scheme_ids: &scheme_ids, joined_schemes: Default::default(), sql: String::new(), binds: Vec::new() };
     let int = if mysql { "SIGNED" } else { "INTEGER" };
     compiler.push("SELECT c.id AS id, c.code AS code, c.status AS status, cc.category_code AS current_category, cc.locked AS locked, CAST(");
     if rules.is_empty() {
@@ -611,6 +615,9 @@ fn evaluate(conn: &mut DbConnection, scheme: &SchemeRow, rules: &[ActiveRule], a
         compiler.push(" ELSE 0 END");
     }
     compiler.push(&format!(" AS {int}) AS matched FROM customers c LEFT JOIN customer_categories cc ON cc.customer_id = c.id AND cc.scheme_id = {} ", scheme.id));
+    for scheme_id in compiler.joined_schemes.clone() {
+        compiler.push(&format!("LEFT JOIN customer_categories k{0} ON k{0}.customer_id = c.id AND k{0}.scheme_id = {scheme_id} ", scheme_id.max(0)));
+    }
     let start = window_start(as_of);
     compiler.push(&format!("LEFT JOIN (SELECT t.customer_id, {} FROM transactions t WHERE {} AND t.occurred_at <= ", metric_columns(conn), selection.on("t.customer_id")));
     // The two placeholders of metric_columns: the window start.
