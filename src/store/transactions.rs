@@ -44,7 +44,7 @@ pub struct Ingested {
 /// Stores the valid items in one transaction; items already refused (`Err`) keep
 /// their reason. A repeated external id changes nothing and reports `Duplicate`,
 /// also when two identical calls race: the unique index decides, and each call
-/// finds the rows it wrote by its own batch id.
+/// tells the rows it wrote by its own batch id.
 pub fn ingest(conn: &mut DbConnection, items: &[Result<NewTransaction, String>]) -> Result<Ingested, AppError> {
     transaction(conn, |conn| {
         let mut outcomes: Vec<Option<Outcome>> = items.iter().map(|item| item.as_ref().err().map(|reason| Outcome::Rejected(reason.clone()))).collect();
@@ -93,11 +93,14 @@ pub fn ingest(conn: &mut DbConnection, items: &[Result<NewTransaction, String>])
                 .collect();
             crate::native!(conn, |native| diesel::insert_or_ignore_into(transactions::table).values(rows).execute(native))?;
         }
-        let written: HashSet<String> = if candidates.is_empty() {
-            HashSet::new()
-        } else {
-            transactions::table.filter(transactions::batch_id.eq(&batch_id)).select(transactions::external_id).load::<String>(conn)?.into_iter().collect()
-        };
+        let mut written: HashSet<String> = HashSet::new();
+        for chunk in candidates.chunks(CHUNK) {
+            let stored: Vec<(String, String)> = transactions::table
+                .filter(transactions::external_id.eq_any(chunk.iter().map(|(_, _, item)| item.external_id.as_str())))
+                .select((transactions::external_id, transactions::batch_id))
+                .load(conn)?;
+            written.extend(stored.into_iter().filter(|(_, batch)| *batch == batch_id).map(|(external_id, _)| external_id));
+        }
         let mut customer_ids = Vec::new();
         for (index, customer_id, item) in &candidates {
             let created = written.contains(item.external_id.as_str());
