@@ -351,15 +351,6 @@ fn evaluate_batch(
     totals: &mut Totals,
     transitions: &mut BTreeMap<(Option<String>, String), i64>,
 ) -> Result<(), AppError> {
-    if !request.dry_run {
-        // Applying: no one else changes these customers until the batch commits.
-        let ids: Vec<i64> = diesel::sql_query(format!("SELECT id FROM customers WHERE {}", selection.on("id")))
-            .load::<IdRow>(conn)?
-            .into_iter()
-            .map(|row| row.id)
-            .collect();
-        lock_rows(conn, LockableTable::Customers, &ids, LockMode::Exclusive)?;
-    }
     let rows = evaluate(conn, scheme, rules, request.as_of, selection)?;
     let mut groups: BTreeMap<usize, Vec<Mover>> = BTreeMap::new();
     for row in rows {
@@ -383,6 +374,25 @@ fn evaluate_batch(
         groups.entry(index).or_default().push(Mover { id: row.id, code: row.code, from: row.current_category });
     }
 
+    if !request.dry_run {
+        // Only the customers about to move are locked; one that a concurrent request
+        // moved or pinned since the evaluation is left to that request.
+        let ids: Vec<i64> = groups.values().flatten().map(|m| m.id).collect();
+        lock_rows(conn, LockableTable::Customers, &ids, LockMode::Exclusive)?;
+        let now_in = assignments::current_in_scheme(conn, scheme.id, &ids)?;
+        for movers in groups.values_mut() {
+            movers.retain(|m| {
+                let still = match now_in.get(&m.id) {
+                    Some((code, locked)) => !locked && m.from.as_deref() == Some(code.as_str()),
+                    None => m.from.is_none(),
+                };
+                if !still {
+                    totals.unchanged += 1;
+                }
+                still
+            });
+        }
+    }
     let mut records = Vec::new();
     let mut changed_ids = Vec::new();
     for (index, movers) in groups {
@@ -432,12 +442,6 @@ fn evaluate_batch(
         crate::insert_rows!(conn, run_changes::table, rows)?;
     }
     Ok(())
-}
-
-#[derive(QueryableByName)]
-struct IdRow {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
 }
 
 /// A value bound into a compiled statement.
