@@ -219,6 +219,7 @@ fn load(database: &str, n: usize) {
                 customers::created_at.eq(created),
                 customers::updated_at.eq(created),
             ));
+            let vector: String = category_ids.iter().zip(&picks).map(|((scheme_id, leaves), leaf)| format!("|{scheme_id}:{}", leaves[*leaf].1)).collect::<String>() + "|";
             for (((scheme_id, leaves), (scheme_code, _, _)), leaf) in category_ids.iter().zip(&spec).zip(picks) {
                 let (category_id, category_code) = &leaves[leaf];
                 assigned.push((
@@ -236,6 +237,7 @@ fn load(database: &str, n: usize) {
                         category_members::scheme_id.eq(*scheme_id),
                         category_members::category_code.eq(member_of),
                         category_members::customer_code.eq(code.clone()),
+                        category_members::classification_vector.eq(vector.clone()),
                     ));
                 }
                 history.push((

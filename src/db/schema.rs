@@ -101,6 +101,7 @@ diesel::table! {
         scheme_id -> BigInt,
         category_code -> Text,
         customer_code -> Text,
+        classification_vector -> Text,
     }
 }
 

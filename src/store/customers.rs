@@ -178,15 +178,18 @@ pub fn view_by_id(conn: &mut DbConnection, id: i64) -> Result<CustomerView, AppE
 /// Whose snapshots to rewrite.
 #[derive(Debug, Clone, Copy)]
 pub enum SnapshotTarget<'a> {
+    /// Customers whose assignments or values changed.
     Ids(&'a [i64]),
-    /// Every customer in the subtree of a category.
+    /// Every customer in the subtree of a category, whose values changed (their
+    /// assignments did not).
     Members { scheme_id: i64, category: &'a str },
 }
 
 /// Rewrites `classification` and `attributes` of the target customers from
-/// `customer_categories` and `customer_attributes` in set-based statements (a
-/// thousand customers each for ids), and with `bump_version` gives them a new
-/// version: their representation changed.
+/// `customer_categories` and `customer_attributes` (and, for ids, the
+/// classification vector of their memberships) in set-based statements, a thousand
+/// customers each for ids; with `bump_version` gives them a new version: their
+/// representation changed. Every change of assignments ends with this call.
 pub fn refresh_snapshot(conn: &mut DbConnection, target: SnapshotTarget, bump_version: bool) -> Result<(), AppError> {
     let (classification, attributes) = match conn {
         DbConnection::Mysql(_) => (
@@ -218,11 +221,23 @@ pub fn refresh_snapshot(conn: &mut DbConnection, target: SnapshotTarget, bump_ve
         };
         Ok(())
     };
+    let vector = match conn {
+        DbConnection::Mysql(_) => {
+            "COALESCE((SELECT CONCAT('|', GROUP_CONCAT(CONCAT(cc.scheme_id, ':', cc.category_code) ORDER BY cc.scheme_id SEPARATOR '|'), '|') \
+             FROM customer_categories cc WHERE cc.customer_id = category_members.customer_id), '')"
+        }
+        DbConnection::Sqlite(_) => {
+            "COALESCE((SELECT '|' || group_concat(cc.scheme_id || ':' || cc.category_code, '|') || '|' \
+             FROM customer_categories cc WHERE cc.customer_id = category_members.customer_id), '')"
+        }
+    };
     match target {
         SnapshotTarget::Ids(ids) => {
             for chunk in ids.chunks(1000) {
                 let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
                 run(conn, format!("{update}id IN ({list})"), None)?;
+                // The memberships carry the classification too (see `list`).
+                diesel::sql_query(format!("UPDATE category_members SET classification_vector = {vector} WHERE customer_id IN ({list})")).execute(conn)?;
             }
         }
         SnapshotTarget::Members { scheme_id, category } => {
@@ -509,6 +524,18 @@ type CustomerQuery<'a> = customers::BoxedQuery<'a, DbBackend>;
 struct Membership {
     scheme_id: i64,
     code: String,
+}
+
+impl Membership {
+    /// What `classification_vector` holds for every customer in the subtree.
+    fn needle(&self) -> String {
+        format!("|{}:{}", self.scheme_id, self.code)
+    }
+}
+
+diesel::define_sql_function! {
+    /// SQL `instr()`: the 1-based position of `needle` in `haystack`, 0 if absent.
+    fn instr(haystack: diesel::sql_types::Text, needle: diesel::sql_types::Text) -> diesel::sql_types::Integer;
 }
 
 fn resolve(conn: &mut DbConnection, filter: &CategoryFilter) -> Result<Membership, AppError> {
@@ -799,7 +826,11 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
                     .filter(category_members::scheme_id.eq(driver.scheme_id))
                     .filter(category_members::category_code.eq(driver.code))
                     .into_boxed();
-                filter_customers!(sql, category_members::customer_id, "category_members.customer_id", memberships, unclassified, &probes, query);
+                // The other categories are tested on the driver's index entries.
+                for membership in &memberships {
+                    sql = sql.filter(instr(category_members::classification_vector, membership.needle()).gt(0));
+                }
+                filter_customers!(sql, category_members::customer_id, "category_members.customer_id", Vec::<Membership>::new(), unclassified, &probes, query);
                 let sql = if descending {
                     sql.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc())
                 } else {
@@ -854,21 +885,15 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
 
 /// Customers of `driver` that are also in `probe`, a page after `after`, as one
 /// unboxed statement (so it stays prepared): the driver's members index gives the
-/// order, the probe is a primary-key lookup of the assignment in its scheme.
+/// order, and its entries carry the classification vector the probe is tested on.
 fn page_of_two(conn: &mut DbConnection, driver: &Membership, probe: &Membership, after: &str, descending: bool, limit: i64) -> Result<Vec<CustomerRow>, AppError> {
-    let upper = prefix_upper_bound(&probe.code);
+    let needle = probe.needle();
     Ok(crate::native!(conn, |native| {
         let base = category_members::table
             .inner_join(customers::table)
             .filter(category_members::scheme_id.eq(driver.scheme_id))
             .filter(category_members::category_code.eq(&driver.code))
-            .filter(diesel::dsl::exists(
-                customer_categories::table
-                    .filter(customer_categories::customer_id.eq(category_members::customer_id))
-                    .filter(customer_categories::scheme_id.eq(probe.scheme_id))
-                    .filter(customer_categories::category_code.ge(&probe.code))
-                    .filter(customer_categories::category_code.lt(&upper)),
-            ))
+            .filter(instr(category_members::classification_vector, &needle).gt(0))
             .select(CustomerRow::as_select())
             .limit(limit);
         if descending {

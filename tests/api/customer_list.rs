@@ -61,6 +61,16 @@ async fn filters_combine_across_schemes_with_subtrees(app: TestApp) {
     let page = ok_json(app.get("/api/v1/customers?category=REGION:01&category=TIER:01").await, StatusCode::OK).await;
     assert_eq!(page["next_cursor"], json!(null));
     assert_eq!(page["items"][0]["categories"], json!({"REGION": "0101", "TIER": "01"}));
+
+    // Every kind of move shows in the next two-category list.
+    ok_json(app.assign("C1", "TIER", "02").await, StatusCode::OK).await;
+    assert_eq!(list("category=REGION:01&category=TIER:01").await, ["C2"], "a re-assignment");
+    let batch = json!({"scheme": "REGION", "category": "0101", "customers": ["C4"]});
+    ok_json(app.post("/api/v1/assignments/batch", &batch).await, StatusCode::OK).await;
+    assert_eq!(list("category=REGION:01&category=TIER:01").await, ["C2", "C4"], "a batch move");
+    assert_eq!(list("category=TIER:01&category=REGION:02").await, Vec::<String>::new());
+    ok_json(app.delete("/api/v1/customers/C2/categories/REGION").await, StatusCode::OK).await;
+    assert_eq!(list("category=TIER:01&category=REGION:01").await, ["C4"], "an unassignment");
 }
 
 async fn text_status_and_sort(app: TestApp) {
