@@ -136,12 +136,13 @@ impl Manager {
                 // turns an IN list of 1,000 values into a table that, without
                 // semi-joins, is probed once per row of a full scan, and splits a
                 // grouped derived table into one lookup per outer row (the metrics
-                // of a classification batch aggregate faster in one range scan).
+                // of a classification batch aggregate faster in one range scan). Its
+                // subquery cache only costs here: every probe is for another customer.
                 let mariadb = diesel::sql_query("SELECT @@optimizer_switch LIKE '%exists_to_in=%' AS flag")
                     .get_result::<Flag>(&mut conn)
                     .map_err(diesel::r2d2::Error::QueryError)?;
                 if mariadb.flag {
-                    for statement in ["SET SESSION optimizer_switch = 'exists_to_in=off,split_materialized=off'", "SET SESSION in_predicate_conversion_threshold = 0"] {
+                    for statement in ["SET SESSION optimizer_switch = 'exists_to_in=off,split_materialized=off,subquery_cache=off'", "SET SESSION in_predicate_conversion_threshold = 0"] {
                         diesel::sql_query(statement).execute(&mut conn).map_err(diesel::r2d2::Error::QueryError)?;
                     }
                 }

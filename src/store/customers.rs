@@ -872,7 +872,10 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
     } else {
         let mut sql: CustomerQuery = customers::table.into_boxed();
         filter_customers!(sql, customers::id, "customers.id", memberships, unclassified, &probes, query);
-        keyset(sql, query.sort, query.after.clone()).select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?
+        // Ids first: the sort's index holds the id, so customers the probes turn
+        // down are never read; then only the page's rows.
+        let ids: Vec<i64> = keyset(sql, query.sort, query.after.clone()).select(customers::id).limit(query.limit + 1).load(conn)?;
+        rows_in_order(conn, &ids)?
     };
     let next = if rows.len() as i64 > query.limit {
         rows.truncate(query.limit as usize);
@@ -902,6 +905,14 @@ fn page_of_two(conn: &mut DbConnection, driver: &Membership, probe: &Membership,
             base.filter(category_members::customer_code.gt(after)).order(category_members::customer_code.asc()).load(native)
         }
     })?)
+}
+
+/// The customers with these ids, in the order of `ids`.
+fn rows_in_order(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<CustomerRow>, AppError> {
+    let mut rows: Vec<CustomerRow> = customers::table.filter(customers::id.eq_any(ids)).select(CustomerRow::as_select()).load(conn)?;
+    let position: std::collections::HashMap<i64, usize> = ids.iter().enumerate().map(|(index, id)| (*id, index)).collect();
+    rows.sort_by_key(|row| position.get(&row.id).copied().unwrap_or(usize::MAX));
+    Ok(rows)
 }
 
 fn keyset(sql: CustomerQuery<'static>, sort: Sort, after: Option<After>) -> CustomerQuery<'static> {
