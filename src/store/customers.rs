@@ -782,12 +782,14 @@ macro_rules! filter_customers {
     }};
 }
 
-/// One page of customers. Sorted by code, the sparsest category filter (by a small
-/// sample of each) drives the page through `category_members`, where a subtree is
-/// one equality whose index is ordered by customer code; otherwise the sort's index
-/// drives. Every other filter is a primary-key probe of the customer's assignment in
-/// that scheme (the subtree being a code range). Either way a page is a keyset
-/// range, so page 10,000 costs what page 1 costs.
+/// One page of customers. Sorted by code, the sparsest stream (by a small sample of
+/// each) drives the page: a category through `category_members`, where a subtree is
+/// one equality whose index is ordered by customer code and carries the customer's
+/// classification vector, on which the other categories are tested; or an attribute
+/// equality through its value index. Otherwise the sort's index drives. Remaining
+/// filters are primary-key probes (the customer's assignment in a scheme, its value
+/// of an attribute). Either way a page is a keyset range, so page 10,000 costs what
+/// page 1 costs.
 pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppError> {
     let mut memberships = query.categories.iter().map(|filter| resolve(conn, filter)).collect::<Result<Vec<_>, _>>()?;
     let mut unclassified = Vec::new();
