@@ -94,7 +94,7 @@ fn start_baseline(port: u16) {
 fn main() {
     let n = customers_wanted();
     let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
-    support::size_buffer_pool(4 << 30);
+    support::size_buffer_pool(8 << 30);
     ensure_customers(DATABASE, n);
 
     start_baseline(18191);

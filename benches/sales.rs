@@ -205,7 +205,7 @@ async fn measure(n: usize, database: &str, port: u16, with_ingestion: bool) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n: usize = std::env::var("BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    support::size_buffer_pool(4 << 30);
+    support::size_buffer_pool(8 << 30);
     measure(n, DATABASE, 18192, true).await;
     let small = n / 10;
     measure(small, &format!("{DATABASE}_{small}"), 18193, false).await;

@@ -605,13 +605,13 @@ fn resolve_attribute(conn: &mut DbConnection, filter: &AttributeFilter) -> Resul
     Ok(AttributeProbe { key: filter.key.clone(), op: filter.op, numeric: value_type.is_numeric(), pattern, operands })
 }
 
-/// `EXISTS` a value of the customer in `id_column` that passes the probe: a
-/// primary-key lookup of that customer's value, compared in the column of the
-/// attribute's type. Only the operator comes from code; the key and every operand
-/// are bound parameters.
+/// An attribute filter as SQL. With `id_column`, `EXISTS` a value of that customer
+/// that passes (a primary-key lookup); without, the test of the `customer_attributes`
+/// row a page is driven by. Values are compared in the column of the attribute's
+/// type. Only the operator comes from code; the key and every operand are bound.
 #[derive(Debug, Clone)]
 struct AttributeCondition {
-    id_column: &'static str,
+    id_column: Option<&'static str>,
     probe: std::sync::Arc<AttributeProbe>,
 }
 
@@ -636,17 +636,27 @@ impl diesel::query_builder::QueryFragment<DbBackend> for AttributeCondition {
     fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, DbBackend>) -> QueryResult<()> {
         use diesel::sql_types::{Double, Text};
         let probe = &*self.probe;
-        let column = if probe.numeric { "a.value_number" } else { "a.value_text" };
-        out.push_sql("EXISTS (SELECT 1 FROM customer_attributes a WHERE a.customer_id = ");
-        out.push_sql(self.id_column);
-        out.push_sql(" AND a.attr_key = ");
-        out.push_bind_param::<Text, _>(&probe.key)?;
+        let value = if probe.numeric { "value_number" } else { "value_text" };
+        let column = match self.id_column {
+            Some(id_column) => {
+                out.push_sql("EXISTS (SELECT 1 FROM customer_attributes a WHERE a.customer_id = ");
+                out.push_sql(id_column);
+                out.push_sql(" AND a.attr_key = ");
+                out.push_bind_param::<Text, _>(&probe.key)?;
+                out.push_sql(" AND ");
+                format!("a.{value}")
+            }
+            // Wrapped so that no index on the value is usable: the page is driven
+            // in customer-code order by `(attr_key, customer_code, …)`, the value
+            // tested on its entries.
+            None => format!("COALESCE(customer_attributes.{value}, {})", if probe.numeric { "0" } else { "''" }),
+        };
         if probe.pattern {
-            out.push_sql(&format!(" AND LOWER({column}) LIKE "));
+            out.push_sql(&format!("LOWER({column}) LIKE "));
         } else if probe.op == FilterOp::In {
-            out.push_sql(&format!(" AND {column} IN "));
+            out.push_sql(&format!("{column} IN "));
         } else {
-            out.push_sql(&format!(" AND {column} {} ", probe.op.sql()));
+            out.push_sql(&format!("{column} {} ", probe.op.sql()));
         }
         out.push_sql("(");
         for (i, operand) in probe.operands.iter().enumerate() {
@@ -658,11 +668,13 @@ impl diesel::query_builder::QueryFragment<DbBackend> for AttributeCondition {
                 BoundValue::Text(text) => out.push_bind_param::<Text, _>(text)?,
             }
         }
+        out.push_sql(")");
         if probe.pattern {
-            out.push_sql(&format!(") ESCAPE '{LIKE_ESCAPE}')"));
-            return Ok(());
+            out.push_sql(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
         }
-        out.push_sql("))");
+        if self.id_column.is_some() {
+            out.push_sql(")");
+        }
         Ok(())
     }
 }
@@ -673,17 +685,32 @@ const SAMPLE: i64 = 64;
 const ABOVE_ALL_CODES: &str = "~";
 
 /// A filter whose matches an index yields in customer-code order: a category's
-/// members, or the customers holding one value of an attribute.
+/// members, or the customers whose value of an attribute passes a test.
 enum Stream {
     Category(Membership),
     Attribute(std::sync::Arc<AttributeProbe>),
 }
 
 impl AttributeProbe {
-    /// Equality with one operand: `(attr_key, value, customer_code)` yields code order.
-    fn streams(&self) -> bool {
+    /// Equality with one operand: `(attr_key, value, customer_code)` yields its
+    /// matches in code order. Any other test streams through
+    /// `(attr_key, customer_code, value_number, value_text)`, tested on the entries.
+    fn is_equality(&self) -> bool {
         self.op == FilterOp::Eq && !self.pattern && self.operands.len() == 1
     }
+}
+
+/// The `customer_attributes` rows of an attribute filter, as a boxed query of `$table`.
+macro_rules! attribute_rows {
+    ($sql:expr, $probe:expr) => {{
+        let probe: &std::sync::Arc<AttributeProbe> = $probe;
+        let sql = $sql.filter(customer_attributes::attr_key.eq(probe.key.clone()));
+        match (probe.is_equality(), &probe.operands[0]) {
+            (true, BoundValue::Number(number)) => sql.filter(customer_attributes::value_number.eq(*number)),
+            (true, BoundValue::Text(text)) => sql.filter(customer_attributes::value_text.eq(text.clone())),
+            (false, _) => sql.filter(AttributeCondition { id_column: None, probe: probe.clone() }),
+        }
+    }};
 }
 
 /// Where the `SAMPLE`-th match of a stream lies after `after` in page order, or
@@ -702,11 +729,7 @@ fn sample_reach(conn: &mut DbConnection, stream: &Stream, after: &str, descendin
             }
         })?,
         Stream::Attribute(probe) => {
-            let mut sql = customer_attributes::table.filter(customer_attributes::attr_key.eq(probe.key.clone())).select(customer_attributes::customer_code).into_boxed();
-            sql = match &probe.operands[0] {
-                BoundValue::Number(number) => sql.filter(customer_attributes::value_number.eq(*number)),
-                BoundValue::Text(text) => sql.filter(customer_attributes::value_text.eq(text.clone())),
-            };
+            let sql = attribute_rows!(customer_attributes::table.select(customer_attributes::customer_code).into_boxed(), probe);
             let sql = if descending {
                 sql.filter(customer_attributes::customer_code.lt(after.to_string())).order(customer_attributes::customer_code.desc())
             } else {
@@ -747,7 +770,7 @@ fn sparsest(conn: &mut DbConnection, streams: &[Stream], after: &str, descending
 macro_rules! filter_customers {
     ($sql:ident, $id:expr, $id_sql:expr, $memberships:expr, $unclassified:expr, $attributes:expr, $query:expr) => {{
         for probe in $attributes {
-            $sql = $sql.filter(AttributeCondition { id_column: $id_sql, probe: probe.clone() });
+            $sql = $sql.filter(AttributeCondition { id_column: Some($id_sql), probe: probe.clone() });
         }
         for membership in $memberships {
             let upper = prefix_upper_bound(&membership.code);
@@ -798,7 +821,7 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
     }
     let probes = query.attributes.iter().map(|filter| resolve_attribute(conn, filter).map(std::sync::Arc::new)).collect::<Result<Vec<_>, _>>()?;
     let only_categories = query.text.is_none() && query.status.is_none() && unclassified.is_empty() && probes.is_empty();
-    let streaming = !memberships.is_empty() || probes.iter().any(|probe| probe.streams());
+    let streaming = !memberships.is_empty() || !probes.is_empty();
     let mut rows: Vec<CustomerRow> = if query.sort.key == SortKey::Code && streaming {
         let descending = query.sort.descending;
         let after = match &query.after {
@@ -806,8 +829,12 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
             _ if descending => ABOVE_ALL_CODES.to_string(),
             _ => String::new(),
         };
+        // Categories and attribute equalities compete to drive the page. Another
+        // attribute test drives only without a category: its stream has to test
+        // every entry it passes, where a category's members are all matches.
+        let with_categories = !memberships.is_empty();
         let mut streams: Vec<Stream> = memberships.drain(..).map(Stream::Category).collect();
-        streams.extend(probes.iter().filter(|probe| probe.streams()).cloned().map(Stream::Attribute));
+        streams.extend(probes.iter().filter(|probe| probe.is_equality() || !with_categories).cloned().map(Stream::Attribute));
         let driver = streams.remove(sparsest(conn, &streams, &after, descending)?);
         let mut probes = probes;
         for stream in streams {
@@ -842,11 +869,7 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
             }
             Stream::Attribute(driver) => {
                 probes.retain(|probe| !std::sync::Arc::ptr_eq(probe, &driver));
-                let mut sql = customer_attributes::table.inner_join(customers::table).filter(customer_attributes::attr_key.eq(driver.key.clone())).into_boxed();
-                sql = match &driver.operands[0] {
-                    BoundValue::Number(number) => sql.filter(customer_attributes::value_number.eq(*number)),
-                    BoundValue::Text(text) => sql.filter(customer_attributes::value_text.eq(text.clone())),
-                };
+                let mut sql = attribute_rows!(customer_attributes::table.inner_join(customers::table).into_boxed(), &driver);
                 filter_customers!(sql, customer_attributes::customer_id, "customer_attributes.customer_id", memberships, unclassified, &probes, query);
                 let sql = if descending {
                     sql.filter(customer_attributes::customer_code.lt(after)).order(customer_attributes::customer_code.desc())

@@ -1,0 +1,1 @@
+DROP INDEX ix_customer_attributes_code ON customer_attributes;
