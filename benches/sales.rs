@@ -12,24 +12,13 @@ use std::time::{Duration, Instant};
 use custclass::db::schema::{customers, transactions};
 use diesel::prelude::*;
 use serde_json::{json, Value};
-use support::archive::{ensure_customers, Count, DATABASE};
+use support::archive::{ensure_customers, Count, Random, DATABASE};
 use support::{connect, execute, Service, ADMIN_KEY};
 
 const TRANSACTIONS_PER_CUSTOMER: u64 = 10;
 const INGEST_BATCH: usize = 1000;
 const INGEST_BATCHES: usize = 200;
 const INGEST_CLIENTS: usize = 4;
-
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 fn count(database: &str, sql: &str) -> i64 {
     let mut conn = connect(Some(database));

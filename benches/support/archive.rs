@@ -15,10 +15,11 @@ use super::{connect, execute};
 pub const DATABASE: &str = "custclass_bench";
 const CHUNK: usize = 2000;
 
-struct Random(u64);
+/// A small deterministic generator, so that every load is the same.
+pub struct Random(pub u64);
 
 impl Random {
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
