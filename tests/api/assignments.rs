@@ -17,15 +17,9 @@ both_backends!(
     concurrent_reassignments_keep_one_category_and_an_unbroken_chain,
 );
 
-async fn tiers(app: &TestApp) {
-    app.create_scheme("TIER", "2").await;
-    app.create_category("TIER", "01", "VIP客户").await;
-    app.create_category("TIER", "02", "普通客户").await;
-    app.create_category("TIER", "03", "潜在客户").await;
-}
 
 async fn assign_reassign_unassign_write_history(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     let sales = app.key("crm-frontend", "write").await;
     app.create_customer("C1", json!({})).await;
     let put = |category: &str, reason: &str| {
@@ -88,7 +82,7 @@ async fn only_active_leaves_take_customers(app: TestApp) {
 }
 
 async fn categories_holding_customers_refuse_children_and_deletion(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     app.create_customer("C1", json!({"TIER": "01"})).await;
     problem(app.post("/api/v1/schemes/TIER/categories", &json!({"code": "011", "name": "x"})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_code_length").await;
     ok_json(app.patch("/api/v1/schemes/TIER", &json!({"code_rule": "2-2"})).await, StatusCode::OK).await;
@@ -105,7 +99,7 @@ async fn one_category_per_scheme_is_a_database_constraint(app: TestApp) {
     use custclass::db::schema::{categories, customer_categories, customers};
     use diesel::prelude::*;
 
-    tiers(&app).await;
+    app.create_tiers().await;
     app.create_customer("C1", json!({"TIER": "01"})).await;
     ok_json(app.assign("C1", "TIER", "02").await, StatusCode::OK).await;
     assert_eq!(ok_json(app.get("/api/v1/customers/C1").await, StatusCode::OK).await["assignments"].as_array().unwrap().len(), 1);
@@ -138,7 +132,7 @@ async fn one_category_per_scheme_is_a_database_constraint(app: TestApp) {
 }
 
 async fn locks_pin_assignments(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     app.create_customer("C1", json!({})).await;
     let pinned = app.admin(Method::PUT, "/api/v1/customers/C1/categories/TIER").json(&json!({"category": "01", "locked": true})).send().await.unwrap();
     assert_eq!(ok_json(pinned, StatusCode::OK).await["assignments"][0]["locked"], true);
@@ -152,7 +146,7 @@ async fn locks_pin_assignments(app: TestApp) {
 }
 
 async fn if_match_guards_assignments(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     let created = app.create_customer("C1", json!({"TIER": "03"})).await;
     assert_eq!(created["version"], 1);
     let put = |version: i64, category: &'static str| {
@@ -168,7 +162,7 @@ async fn if_match_guards_assignments(app: TestApp) {
 }
 
 async fn batch_is_all_or_nothing_and_lists_every_bad_code(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     for code in ["C1", "C2", "C3"] {
         app.create_customer(code, json!({"TIER": "03"})).await;
     }
@@ -198,7 +192,7 @@ async fn batch_is_all_or_nothing_and_lists_every_bad_code(app: TestApp) {
 }
 
 async fn batch_takes_ten_thousand_customers(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     let codes = insert_customers_directly(&app, "B", 10_000).await;
     // Half of them already have a category, so the batch both moves and adds.
     let half = json!({"scheme": "TIER", "category": "03", "customers": codes[..5000]});
@@ -216,7 +210,7 @@ async fn batch_takes_ten_thousand_customers(app: TestApp) {
 }
 
 async fn history_pages_newest_first(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     app.create_customer("C1", json!({"TIER": "01"})).await;
     let cycle = ["02", "03", "01"];
     for i in 0..20 {
@@ -239,7 +233,7 @@ async fn history_pages_newest_first(app: TestApp) {
 /// Many clients re-assign one customer at once: one category remains, and every
 /// history entry starts where the one before ended.
 async fn concurrent_reassignments_keep_one_category_and_an_unbroken_chain(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     app.create_customer("C1", json!({"TIER": "03"})).await;
     let app = std::sync::Arc::new(app);
     let mut tasks = Vec::new();

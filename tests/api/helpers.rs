@@ -194,6 +194,14 @@ impl TestApp {
         ok_json(self.post("/api/v1/schemes", &body).await, StatusCode::CREATED).await
     }
 
+    /// TIER (code rule 2): 01 VIP客户, 02 普通客户, 03 潜在客户.
+    pub async fn create_tiers(&self) {
+        self.create_scheme("TIER", "2").await;
+        for (code, name) in [("01", "VIP客户"), ("02", "普通客户"), ("03", "潜在客户")] {
+            self.create_category("TIER", code, name).await;
+        }
+    }
+
     pub async fn create_category(&self, scheme: &str, code: &str, name: &str) -> Value {
         let body = serde_json::json!({"code": code, "name": name});
         ok_json(self.post(&format!("/api/v1/schemes/{scheme}/categories"), &body).await, StatusCode::CREATED).await

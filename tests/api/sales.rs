@@ -21,12 +21,6 @@ both_backends!(
     auto_classify_on_ingestion,
 );
 
-async fn tiers(app: &TestApp) {
-    app.create_scheme("TIER", "2").await;
-    for (code, name) in [("01", "VIP客户"), ("02", "普通客户"), ("03", "潜在客户")] {
-        app.create_category("TIER", code, name).await;
-    }
-}
 
 async fn post_transactions(app: &TestApp, items: Value) -> Value {
     ok_json(app.post("/api/v1/transactions", &items).await, StatusCode::OK).await
@@ -146,7 +140,7 @@ fn pointers(problem: &Value) -> Vec<String> {
 }
 
 async fn conditions_are_validated_with_pointers(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     app.create_scheme("REGION", "2-2").await;
     app.create_category("REGION", "01", "华北").await;
     ok_json(app.post("/api/v1/schemes/TIER/categories/01/attributes", &json!({"key": "discount_rate", "type": "decimal"})).await, StatusCode::CREATED).await;
@@ -193,7 +187,7 @@ async fn rule_targets_must_be_active_leaves(app: TestApp) {
 }
 
 async fn first_matching_rule_by_priority_wins(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     for code in ["C1", "C2", "C3", "C4"] {
         app.create_customer(code, json!({})).await;
     }
@@ -227,7 +221,7 @@ async fn first_matching_rule_by_priority_wins(app: TestApp) {
 }
 
 async fn every_operator_and_field_kind(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     app.create_scheme("REGION", "2-2").await;
     for (code, name) in [("01", "华北"), ("0101", "北京"), ("0102", "天津"), ("02", "华南"), ("0201", "广州")] {
         app.create_category("REGION", code, name).await;
@@ -289,7 +283,7 @@ async fn every_operator_and_field_kind(app: TestApp) {
 }
 
 async fn locked_and_inactive_customers_are_skipped(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     for code in ["C1", "C2", "C3"] {
         app.create_customer(code, json!({"TIER": "03"})).await;
     }
@@ -311,7 +305,7 @@ async fn locked_and_inactive_customers_are_skipped(app: TestApp) {
 }
 
 async fn dry_run_writes_nothing(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     app.create_customer("C1", json!({"TIER": "03"})).await;
     rule(&app, "TIER", json!({"name": "all", "target_category": "01", "condition": {"field": "orders_12m", "op": "=", "value": 0}})).await;
     let before = ok_json(app.get("/api/v1/customers/C1").await, StatusCode::OK).await;
@@ -326,7 +320,7 @@ async fn dry_run_writes_nothing(app: TestApp) {
 }
 
 async fn applying_writes_history_with_rule_and_run(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     for i in 1..=5 {
         app.create_customer(&format!("C{i}"), json!({"TIER": "03"})).await;
     }
@@ -350,7 +344,7 @@ async fn applying_writes_history_with_rule_and_run(app: TestApp) {
 }
 
 async fn required_attributes_reject_instead_of_moving(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     ok_json(app.post("/api/v1/schemes/TIER/categories/01/attributes", &json!({"key": "account_manager", "type": "string", "required": true})).await, StatusCode::CREATED).await;
     ok_json(app.post("/api/v1/schemes/TIER/categories/02/attributes", &json!({"key": "account_manager", "type": "string"})).await, StatusCode::CREATED).await;
     app.create_customer("C1", json!({"TIER": "03"})).await;
@@ -368,7 +362,7 @@ async fn required_attributes_reject_instead_of_moving(app: TestApp) {
 }
 
 async fn a_second_run_while_one_is_in_progress_is_refused(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     rule(&app, "TIER", json!({"name": "all", "target_category": "01", "condition": {"field": "orders_12m", "op": "=", "value": 0}})).await;
     // A run of another replica, in progress: its heartbeat is fresh.
     let database = app.database.clone();
@@ -406,7 +400,7 @@ async fn a_second_run_while_one_is_in_progress_is_refused(app: TestApp) {
 }
 
 async fn auto_classify_on_ingestion(app: TestApp) {
-    tiers(&app).await;
+    app.create_tiers().await;
     ok_json(app.patch("/api/v1/schemes/TIER", &json!({"auto_classify": true})).await, StatusCode::OK).await;
     app.create_customer("C1", json!({"TIER": "03"})).await;
     app.create_customer("C2", json!({"TIER": "03"})).await;
