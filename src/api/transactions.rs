@@ -222,10 +222,10 @@ pub async fn metrics(state: web::Data<AppState>, _auth: Auth<Read>, path: web::P
         Some(text) => parse_moment(&text).ok_or_else(|| AppError::bad_request("invalid_query", format!("as_of {text:?} is not an RFC 3339 time or a date")))?,
         None => crate::db::now(),
     };
-    let metrics = state.db.run(move |conn| store::metrics(conn, &code.clone(), as_of).map(|m| (code, m))).await?;
-    let (customer, metrics) = metrics;
+    let lookup = code.clone();
+    let metrics = state.db.run(move |conn| store::metrics(conn, &lookup, as_of)).await?;
     Ok(HttpResponse::Ok().json(CustomerMetrics {
-        customer,
+        customer: code,
         as_of: metrics.as_of.and_utc(),
         spend_12m: metrics.spend_12m,
         orders_12m: metrics.orders_12m,

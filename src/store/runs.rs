@@ -272,28 +272,29 @@ fn execute(conn: &mut DbConnection, scheme: &SchemeRow, rules: &[ActiveRule], re
         .iter()
         .map(|rule| category_store::find_row(conn, scheme.id, &rule.row.target_category)?.ok_or_else(|| AppError::internal("a rule's target vanished")))
         .collect::<Result<_, _>>()?;
-    let batches: Vec<Vec<i64>> = match &request.scope {
-        Scope::Customers(ids) => ids.chunks(BATCH as usize).map(<[i64]>::to_vec).collect(),
-        Scope::Everyone => Vec::new(),
-    };
-    let ranges: Vec<(i64, i64)> = match &request.scope {
+    let selections: Vec<Selection> = match &request.scope {
+        Scope::Customers(ids) => ids.chunks(BATCH as usize).map(Selection::Ids).collect(),
         Scope::Everyone => {
             let (low, high): (Option<i64>, Option<i64>) = customers::table.select((diesel::dsl::min(customers::id), diesel::dsl::max(customers::id))).first(conn)?;
             match (low, high) {
-                (Some(low), Some(high)) => (0..).map(|i| low + i * BATCH).take_while(|start| *start <= high).map(|start| (start, start + BATCH - 1)).collect(),
+                (Some(low), Some(high)) => (0..).map(|i| low + i * BATCH).take_while(|start| *start <= high).map(|start| Selection::Range(start, start + BATCH - 1)).collect(),
                 _ => Vec::new(),
             }
         }
-        Scope::Customers(_) => Vec::new(),
     };
+    // Conditions name schemes by code; their ids are read once per run.
+    let scheme_ids: HashMap<String, i64> = crate::db::schema::schemes::table
+        .select((crate::db::schema::schemes::code, crate::db::schema::schemes::id))
+        .load::<(String, i64)>(conn)?
+        .into_iter()
+        .collect();
     let mut totals = Totals::default();
     let mut transitions: BTreeMap<(Option<String>, String), i64> = BTreeMap::new();
-    let selections = ranges.iter().map(|(low, high)| Selection::Range(*low, *high)).chain(batches.iter().map(|ids| Selection::Ids(ids)));
     for selection in selections {
         transaction(conn, |conn| {
             let mut batch_totals = Totals::default();
             let mut batch_transitions = BTreeMap::new();
-            evaluate_batch(conn, scheme, rules, &targets, request, run_id, &selection, &mut batch_totals, &mut batch_transitions)?;
+            evaluate_batch(conn, scheme, rules, &targets, &scheme_ids, request, run_id, &selection, &mut batch_totals, &mut batch_transitions)?;
             let mut merged = totals.clone();
             merged.add(&batch_totals);
             let mut merged_transitions = transitions.clone();
@@ -345,13 +346,14 @@ fn evaluate_batch(
     scheme: &SchemeRow,
     rules: &[ActiveRule],
     targets: &[CategoryRow],
+    scheme_ids: &HashMap<String, i64>,
     request: &RunRequest,
     run_id: i64,
     selection: &Selection,
     totals: &mut Totals,
     transitions: &mut BTreeMap<(Option<String>, String), i64>,
 ) -> Result<(), AppError> {
-    let rows = evaluate(conn, scheme, rules, request.as_of, selection)?;
+    let rows = evaluate(conn, scheme, rules, scheme_ids, request.as_of, selection)?;
     let mut groups: BTreeMap<usize, Vec<Mover>> = BTreeMap::new();
     for row in rows {
         if row.status != "active" {
@@ -597,14 +599,16 @@ impl Compiler<'_> {
 
 /// One statement for a batch: each customer with its assignment in the scheme, its
 /// metrics from its transactions, and the first rule whose condition holds.
-fn evaluate(conn: &mut DbConnection, scheme: &SchemeRow, rules: &[ActiveRule], as_of: NaiveDateTime, selection: &Selection) -> Result<Vec<Evaluated>, AppError> {
-    let scheme_ids: HashMap<String, i64> = crate::db::schema::schemes::table
-        .select((crate::db::schema::schemes::code, crate::db::schema::schemes::id))
-        .load::<(String, i64)>(conn)?
-        .into_iter()
-        .collect();
+fn evaluate(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    rules: &[ActiveRule],
+    scheme_ids: &HashMap<String, i64>,
+    as_of: NaiveDateTime,
+    selection: &Selection,
+) -> Result<Vec<Evaluated>, AppError> {
     let mysql = matches!(conn, DbConnection::Mysql(_));
-    let mut compiler = Compiler { mysql, as_of, scheme_ids: &scheme_ids, joined_schemes: Default::default(), sql: String::new(), binds: Vec::new() };
+    let mut compiler = Compiler { mysql, as_of, scheme_ids, joined_schemes: Default::default(), sql: String::new(), binds: Vec::new() };
     let int = if mysql { "SIGNED" } else { "INTEGER" };
     compiler.push("SELECT c.id AS id, c.code AS code, c.status AS status, cc.category_code AS current_category, cc.locked AS locked, CAST(");
     if rules.is_empty() {
