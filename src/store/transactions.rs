@@ -56,27 +56,22 @@ pub fn ingest(conn: &mut DbConnection, items: &[Result<NewTransaction, String>])
             let found: Vec<(String, i64)> = customers::table.filter(customers::code.eq_any(chunk)).select((customers::code, customers::id)).load(conn)?;
             ids.extend(found);
         }
-        let external_ids: Vec<&str> = valid.iter().map(|(_, t)| t.external_id.as_str()).collect();
-        let mut taken: HashSet<String> = HashSet::new();
-        for chunk in external_ids.chunks(CHUNK) {
-            let found: Vec<String> = transactions::table.filter(transactions::external_id.eq_any(chunk)).select(transactions::external_id).load(conn)?;
-            taken.extend(found);
-        }
-
         let batch_id = uuid::Uuid::new_v4().to_string();
         let received_at = now();
+        let mut in_this_call: HashSet<&str> = HashSet::new();
         let mut candidates = Vec::new();
         for (index, item) in &valid {
             let Some(customer_id) = ids.get(&item.customer_code) else {
                 outcomes[*index] = Some(Outcome::Rejected(customer_not_found(&item.customer_code).detail));
                 continue;
             };
-            if !taken.insert(item.external_id.as_str().to_string()) {
+            if !in_this_call.insert(item.external_id.as_str()) {
                 outcomes[*index] = Some(Outcome::Duplicate);
                 continue;
             }
             candidates.push((*index, *customer_id, *item));
         }
+        let mut all_inserted = true;
         for chunk in candidates.chunks(CHUNK) {
             let rows: Vec<_> = chunk
                 .iter()
@@ -91,19 +86,27 @@ pub fn ingest(conn: &mut DbConnection, items: &[Result<NewTransaction, String>])
                     )
                 })
                 .collect();
-            crate::native!(conn, |native| diesel::insert_or_ignore_into(transactions::table).values(rows).execute(native))?;
+            let inserted = crate::native!(conn, |native| diesel::insert_or_ignore_into(transactions::table).values(rows).execute(native))?;
+            all_inserted &= inserted == chunk.len();
         }
-        let mut written: HashSet<String> = HashSet::new();
-        for chunk in candidates.chunks(CHUNK) {
-            let stored: Vec<(String, String)> = transactions::table
-                .filter(transactions::external_id.eq_any(chunk.iter().map(|(_, _, item)| item.external_id.as_str())))
-                .select((transactions::external_id, transactions::batch_id))
-                .load(conn)?;
-            written.extend(stored.into_iter().filter(|(_, batch)| *batch == batch_id).map(|(external_id, _)| external_id));
-        }
+        // Only when the database ignored some rows (their external id was taken,
+        // earlier or by a racing call) does the call need to learn which ones.
+        let written: Option<HashSet<String>> = if all_inserted {
+            None
+        } else {
+            let mut written = HashSet::new();
+            for chunk in candidates.chunks(CHUNK) {
+                let stored: Vec<(String, String)> = transactions::table
+                    .filter(transactions::external_id.eq_any(chunk.iter().map(|(_, _, item)| item.external_id.as_str())))
+                    .select((transactions::external_id, transactions::batch_id))
+                    .load(conn)?;
+                written.extend(stored.into_iter().filter(|(_, batch)| *batch == batch_id).map(|(external_id, _)| external_id));
+            }
+            Some(written)
+        };
         let mut customer_ids = Vec::new();
         for (index, customer_id, item) in &candidates {
-            let created = written.contains(item.external_id.as_str());
+            let created = written.as_ref().is_none_or(|written| written.contains(item.external_id.as_str()));
             outcomes[*index] = Some(if created { Outcome::Created } else { Outcome::Duplicate });
             if created {
                 customer_ids.push(*customer_id);
