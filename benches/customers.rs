@@ -94,7 +94,7 @@ fn start_baseline(port: u16) {
 fn main() {
     let n = customers_wanted();
     let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
-    support::size_buffer_pool(8 << 30);
+    support::require_server_sizing();
     ensure_customers(DATABASE, n);
 
     start_baseline(18191);
@@ -123,9 +123,7 @@ fn main() {
     let manager = format!("\"/api/v1/customers?attr=account_manager:eq:{}\"", percent_encode(&account_manager(7)));
     scenario("list: attr account_manager = one of 50 names, first page", service_base, &manager);
     scenario("list: TIER:01 AND attr credit_limit >= 5,000,000, first page", service_base, "\"/api/v1/customers?category=TIER:01&attr=credit_limit:gte:5000000\"");
-    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", service.pid())) {
-        if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS")) {
-            println!("\nservice memory after the runs: {}", rss.trim_start_matches("VmRSS:").trim());
-        }
+    if let Some(rss) = service.resident_memory() {
+        println!("\nservice memory after the runs: {rss}");
     }
 }

@@ -155,14 +155,37 @@ async fn ingest(client: &Client, customers: usize) -> (usize, Duration) {
     (created, started.elapsed())
 }
 
+/// BENCH_ONLY=runs or BENCH_ONLY=ingestion measures only that part.
+fn wanted(part: &str) -> bool {
+    std::env::var("BENCH_ONLY").ok().is_none_or(|only| part.contains(&only))
+}
+
 async fn measure(n: usize, database: &str, port: u16, with_ingestion: bool) {
     ensure_customers(database, n);
     ensure_transactions(database, n);
     let service = Service::start(database, port);
     let client = Client { http: reqwest::Client::builder().timeout(Duration::from_secs(1800)).build().unwrap(), base: service.base.clone() };
-    five_rules(&client).await;
-    println!("\n{n} customers, {} transactions, five rules on TIER:", n as u64 * TRANSACTIONS_PER_CUSTOMER);
-    let (dry, report) = timed_run(&client, true).await;
+    println!("\n{n} customers, {} transactions:", n as u64 * TRANSACTIONS_PER_CUSTOMER);
+    if wanted("runs") {
+        classification_runs(&client).await;
+    }
+    if with_ingestion && wanted("ingestion") {
+        let (created, elapsed) = ingest(&client, n).await;
+        println!(
+            "  ingestion: {created} transactions in batches of {INGEST_BATCH} from {INGEST_CLIENTS} clients in {:.1} s = {:.0} transactions/s",
+            elapsed.as_secs_f64(),
+            created as f64 / elapsed.as_secs_f64()
+        );
+    }
+    if let Some(rss) = service.resident_memory() {
+        println!("  service memory: {rss}");
+    }
+}
+
+/// The five rules on TIER: a dry run, an applied run, and the same applied again.
+async fn classification_runs(client: &Client) {
+    five_rules(client).await;
+    let (dry, report) = timed_run(client, true).await;
     println!(
         "  dry run: {:.1} s (evaluated {}, would change {}, unchanged {}, skipped locked {}, inactive {})",
         dry.as_secs_f64(),
@@ -172,30 +195,19 @@ async fn measure(n: usize, database: &str, port: u16, with_ingestion: bool) {
         report["skipped_locked"],
         report["skipped_inactive"]
     );
-    let (applied, report) = timed_run(&client, false).await;
+    let (applied, report) = timed_run(client, false).await;
     println!("  applied: {:.1} s (changed {}, rejected {}), transitions {}", applied.as_secs_f64(), report["changed"], report["rejected"], report["transitions"]);
-    let (again, report) = timed_run(&client, false).await;
+    let (again, report) = timed_run(client, false).await;
     println!("  applied again: {:.1} s (changed {})", again.as_secs_f64(), report["changed"]);
-    if with_ingestion {
-        let (created, elapsed) = ingest(&client, n).await;
-        println!(
-            "  ingestion: {created} transactions in batches of {INGEST_BATCH} from {INGEST_CLIENTS} clients in {:.1} s = {:.0} transactions/s",
-            elapsed.as_secs_f64(),
-            created as f64 / elapsed.as_secs_f64()
-        );
-    }
-    if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", service.pid())) {
-        if let Some(rss) = status.lines().find(|l| l.starts_with("VmRSS")) {
-            println!("  service memory: {}", rss.trim_start_matches("VmRSS:").trim());
-        }
-    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n: usize = std::env::var("BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    support::size_buffer_pool(8 << 30);
+    support::require_server_sizing();
     measure(n, DATABASE, 18192, true).await;
-    let small = n / 10;
-    measure(small, &format!("{DATABASE}_{small}"), 18193, false).await;
+    if wanted("runs") {
+        let small = n / 10;
+        measure(small, &format!("{DATABASE}_{small}"), 18193, false).await;
+    }
 }

@@ -1,4 +1,4 @@
-# Shared by scripts/run and scripts/test: installs what building and testing need.
+# Shared by scripts/run, scripts/test and scripts/bench: installs and starts what they need.
 # Sourced, not run.
 
 say() { printf '[custclass] %s\n' "$*" >&2; }
@@ -46,5 +46,31 @@ ensure_local_mariadb() {
   say "MariaDB did not come up on 127.0.0.1:3306 within 60 s."
   say "Start it by hand (start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql)"
   say "or set TEST_MYSQL_URL to a reachable server, then run scripts/test again."
+  exit 1
+}
+
+# The benches need the local server started with a buffer pool that holds the
+# working set and a redo log that absorbs bulk writes. Both must be set at start:
+# MariaDB sizes its page hash for the pool it starts with, and a pool grown later
+# with SET GLOBAL walks hash chains dozens of pages long on every page access.
+BENCH_SERVER_OPTIONS=(--innodb-buffer-pool-size=8G --innodb-log-file-size=2G)
+ensure_bench_sizing() {
+  local sized
+  sized=$(mysql -uroot -h127.0.0.1 -N -e "SELECT COUNT(*) FROM information_schema.SYSTEM_VARIABLES
+    WHERE (VARIABLE_NAME = 'INNODB_BUFFER_POOL_SIZE' AND GLOBAL_VALUE >= 8 * 1024 * 1024 * 1024 AND GLOBAL_VALUE_ORIGIN <> 'SQL')
+       OR (VARIABLE_NAME = 'INNODB_LOG_FILE_SIZE' AND GLOBAL_VALUE >= 2 * 1024 * 1024 * 1024)")
+  if [ "$sized" = 2 ]; then return 0; fi
+  say "restarting the local MariaDB with ${BENCH_SERVER_OPTIONS[*]}"
+  mysql -uroot -h127.0.0.1 -e SHUTDOWN
+  for _ in $(seq 1 120); do
+    pgrep -x mariadbd >/dev/null || break
+    sleep 1
+  done
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql "${BENCH_SERVER_OPTIONS[@]}"
+  for _ in $(seq 1 60); do
+    mysql_answers && return 0
+    sleep 1
+  done
+  say "MariaDB did not come back on 127.0.0.1:3306; start it by hand with ${BENCH_SERVER_OPTIONS[*]}"
   exit 1
 }

@@ -30,10 +30,23 @@ pub fn execute(conn: &mut MysqlConnection, sql: &str) {
     diesel::sql_query(sql).execute(conn).unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// A buffer pool that holds the working set, as a production server would have.
-pub fn size_buffer_pool(bytes: u64) {
+#[derive(diesel::QueryableByName)]
+struct Sizing {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    sized: i64,
+}
+
+/// Stops the bench unless the server started with a buffer pool that holds the
+/// working set (8 GiB) and a 2 GiB redo log, as a production server would. A pool
+/// grown with SET GLOBAL does not count: MariaDB sizes its page hash at start, and
+/// a grown pool walks long hash chains on every page access (it halved ingestion).
+pub fn require_server_sizing() {
     let mut conn = connect(None);
-    execute(&mut conn, &format!("SET GLOBAL innodb_buffer_pool_size = {bytes}"));
+    let check = "SELECT COUNT(*) AS sized FROM information_schema.SYSTEM_VARIABLES \
+                 WHERE (VARIABLE_NAME = 'INNODB_BUFFER_POOL_SIZE' AND GLOBAL_VALUE >= 8 * 1024 * 1024 * 1024 AND GLOBAL_VALUE_ORIGIN <> 'SQL') \
+                    OR (VARIABLE_NAME = 'INNODB_LOG_FILE_SIZE' AND GLOBAL_VALUE >= 2 * 1024 * 1024 * 1024)";
+    let sized = diesel::sql_query(check).get_result::<Sizing>(&mut conn).map(|row| row.sized).unwrap_or(0);
+    assert_eq!(sized, 2, "the bench needs MariaDB started with --innodb-buffer-pool-size=8G --innodb-log-file-size=2G (scripts/bench restarts the local server so)");
 }
 
 /// The service, built in release mode with the bench, serving `database`.
@@ -58,11 +71,11 @@ impl Service {
         wait_for(&format!("{base}/readyz"));
         Self { child, base }
     }
-}
 
-impl Service {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// The service's resident memory as the kernel reports it ("105624 kB").
+    pub fn resident_memory(&self) -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status.lines().find_map(|line| line.strip_prefix("VmRSS:")).map(|rss| rss.trim().to_string())
     }
 }
 
