@@ -89,28 +89,34 @@ pub fn ingest(conn: &mut DbConnection, items: &[Result<NewTransaction, String>])
             let inserted = crate::native!(conn, |native| diesel::insert_or_ignore_into(transactions::table).values(rows).execute(native))?;
             all_inserted &= inserted == chunk.len();
         }
-        // Only when the database ignored some rows (their external id was taken,
-        // earlier or by a racing call) does the call need to learn which ones.
-        let written: Option<HashSet<String>> = if all_inserted {
+        // Only when the database ignored some rows does the call need to learn which
+        // ones: an external id taken earlier or by a racing call (stored under another
+        // batch id), or, on MySQL, a customer deleted meanwhile (not stored at all).
+        let stored_by: Option<HashMap<String, String>> = if all_inserted {
             None
         } else {
-            let mut written = HashSet::new();
+            let mut stored_by = HashMap::new();
             for chunk in candidates.chunks(CHUNK) {
                 let stored: Vec<(String, String)> = transactions::table
                     .filter(transactions::external_id.eq_any(chunk.iter().map(|(_, _, item)| item.external_id.as_str())))
                     .select((transactions::external_id, transactions::batch_id))
                     .load(conn)?;
-                written.extend(stored.into_iter().filter(|(_, batch)| *batch == batch_id).map(|(external_id, _)| external_id));
+                stored_by.extend(stored);
             }
-            Some(written)
+            Some(stored_by)
         };
         let mut customer_ids = Vec::new();
         for (index, customer_id, item) in &candidates {
-            let created = written.as_ref().is_none_or(|written| written.contains(item.external_id.as_str()));
-            outcomes[*index] = Some(if created { Outcome::Created } else { Outcome::Duplicate });
-            if created {
+            let outcome = match stored_by.as_ref().map(|stored_by| stored_by.get(item.external_id.as_str())) {
+                None => Outcome::Created,
+                Some(Some(batch)) if *batch == batch_id => Outcome::Created,
+                Some(Some(_)) => Outcome::Duplicate,
+                Some(None) => Outcome::Rejected(customer_not_found(&item.customer_code).detail),
+            };
+            if outcome == Outcome::Created {
                 customer_ids.push(*customer_id);
             }
+            outcomes[*index] = Some(outcome);
         }
         customer_ids.sort_unstable();
         customer_ids.dedup();
