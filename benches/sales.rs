@@ -17,7 +17,7 @@ use support::{connect, execute, Service, ADMIN_KEY};
 
 const TRANSACTIONS_PER_CUSTOMER: u64 = 10;
 const INGEST_BATCH: usize = 1000;
-const INGEST_BATCHES: usize = 200;
+const INGEST_BATCHES: usize = 1000;
 const INGEST_CLIENTS: usize = 4;
 
 fn count(database: &str, sql: &str) -> i64 {
