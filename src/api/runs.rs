@@ -1,6 +1,6 @@
 //! `/schemes/{scheme}/classification-runs`: evaluating a scheme's rules over its customers.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -114,15 +114,32 @@ impl From<ChangeRow> for RunChange {
     }
 }
 
+/// Whether the caller sent `Prefer: respond-async` (RFC 7240).
+fn prefers_async(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get_all("Prefer")
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|preference| preference.split(';').next().is_some_and(|token| token.trim().eq_ignore_ascii_case("respond-async")))
+}
+
+fn run_location(run: &Run) -> String {
+    format!("/api/v1/schemes/{}/classification-runs/{}", run.scheme, run.id)
+}
+
 #[utoipa::path(post, path = "/api/v1/schemes/{scheme}/classification-runs", tag = "rules", operation_id = "start_classification_run", request_body = RunCreate,
-    params(("scheme" = String, Path, description = "Scheme code")),
+    params(("scheme" = String, Path, description = "Scheme code"),
+           ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 as soon as the run has started, and let it go on in the background")),
     responses(
         (status = 201, description = "The finished run (the request waits for it)", body = Run, headers(("Location" = String))),
+        (status = 202, description = "With `Prefer: respond-async`: the run has started (`status: running`); follow `Location` until its status changes", body = Run,
+            headers(("Location" = String), ("Preference-Applied" = String, description = "`respond-async`"))),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`run_in_progress`, `rule_invalid` (a rule refers to what no longer exists), `scheme_inactive`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`customers_not_found`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, path: web::Path<String>, body: web::Json<RunCreate>) -> Result<HttpResponse, AppError> {
+pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, request: HttpRequest, path: web::Path<String>, body: web::Json<RunCreate>) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
@@ -138,22 +155,48 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, path: web::Pa
     }
     errors.finish()?;
     let (dry_run, as_of, actor) = (body.dry_run, as_of.expect("checked"), auth.caller.name);
-    let run = state
-        .db
-        .run(move |conn| {
-            let scope = match codes {
-                Some(codes) => {
-                    let mut ids: Vec<i64> = customer_ids(conn, &codes)?.into_values().collect();
-                    ids.sort_unstable();
-                    Scope::Customers(ids)
-                }
-                None => Scope::Everyone,
-            };
-            store::run(conn, &scheme, &RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor })
-        })
-        .await?;
-    let run = Run::from(run);
-    Ok(HttpResponse::Created().insert_header(("Location", format!("/api/v1/schemes/{}/classification-runs/{}", run.scheme, run.id))).json(run))
+    // The run reports through `started` once it holds the scheme's running slot;
+    // the work goes on in its own task, so a caller that leaves does not stop it.
+    let (started, has_started) = tokio::sync::oneshot::channel::<RunView>();
+    let work = actix_web::rt::spawn({
+        let state = state.clone();
+        async move {
+            state
+                .db
+                .run(move |conn| {
+                    let scope = match codes {
+                        Some(codes) => {
+                            let mut ids: Vec<i64> = customer_ids(conn, &codes)?.into_values().collect();
+                            ids.sort_unstable();
+                            Scope::Customers(ids)
+                        }
+                        None => Scope::Everyone,
+                    };
+                    let request = RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor };
+                    let claimed = store::start(conn, &scheme, &request)?;
+                    // Nobody waits for the start when the caller wants the finished run.
+                    let _ = started.send(store::current(conn, &claimed)?);
+                    store::finish(conn, &claimed, &request)
+                })
+                .await
+        }
+    });
+    let outcome = |work: Result<Result<RunView, AppError>, _>| work.unwrap_or_else(|_| Err(AppError::internal("the classification run's task stopped")));
+    if prefers_async(&request) {
+        return match has_started.await {
+            Ok(view) => {
+                let run = Run::from(view);
+                Ok(HttpResponse::Accepted().insert_header(("Location", run_location(&run))).insert_header(("Preference-Applied", "respond-async")).json(run))
+            }
+            // The run never started, and its task ended with the reason.
+            Err(_) => match outcome(work.await) {
+                Err(error) => Err(error),
+                Ok(_) => Err(AppError::internal("the classification run ended without reporting its start")),
+            },
+        };
+    }
+    let run = Run::from(outcome(work.await)?);
+    Ok(HttpResponse::Created().insert_header(("Location", run_location(&run))).json(run))
 }
 
 #[derive(Debug, Deserialize)]

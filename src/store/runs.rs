@@ -220,21 +220,48 @@ fn claim(conn: &mut DbConnection, scheme: &SchemeRow, request: &RunRequest) -> R
     })
 }
 
+/// A run recorded as the one running for its scheme, with the rules it evaluates.
+pub struct Claimed {
+    pub id: i64,
+    scheme: SchemeRow,
+    rules: Vec<ActiveRule>,
+}
+
 /// Runs the scheme's enabled rules over `request.scope` and returns the finished run.
 pub fn run(conn: &mut DbConnection, scheme_code: &str, request: &RunRequest) -> Result<RunView, AppError> {
+    let claimed = start(conn, scheme_code, request)?;
+    finish(conn, &claimed, request)
+}
+
+/// Checks the scheme and its rules and claims the scheme's running slot; every
+/// refusal (`scheme_inactive`, `rule_invalid`, `run_in_progress`) comes from here.
+pub fn start(conn: &mut DbConnection, scheme_code: &str, request: &RunRequest) -> Result<Claimed, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
     if !scheme.active {
         return Err(AppError::conflict("scheme_inactive", format!("scheme {scheme_code} is inactive and takes no new assignments")));
     }
     let rules = rule_store::enabled(conn, &scheme)?;
     let id = claim(conn, &scheme, request)?;
-    let outcome = execute(conn, &scheme, &rules, request, id);
+    Ok(Claimed { id, scheme, rules })
+}
+
+/// The run as it stands (just claimed: `running` with zero counts).
+pub fn current(conn: &mut DbConnection, claimed: &Claimed) -> Result<RunView, AppError> {
+    let row = find(conn, &claimed.scheme, claimed.id)?;
+    Ok(view(&claimed.scheme, row))
+}
+
+/// Evaluates and applies a claimed run batch by batch, then records how it ended
+/// and frees the scheme's running slot.
+pub fn finish(conn: &mut DbConnection, claimed: &Claimed, request: &RunRequest) -> Result<RunView, AppError> {
+    let Claimed { id, scheme, rules } = claimed;
+    let outcome = execute(conn, scheme, rules, request, *id);
     let (status, error) = match &outcome {
         Ok(()) => ("completed", None),
         Err(error) => ("failed", Some(error.detail.clone())),
     };
     transaction(conn, |conn| {
-        diesel::update(classification_runs::table.filter(classification_runs::id.eq(id)))
+        diesel::update(classification_runs::table.filter(classification_runs::id.eq(*id)))
             .set((
                 classification_runs::running_scheme_id.eq(None::<i64>),
                 classification_runs::status.eq(status),
@@ -245,8 +272,7 @@ pub fn run(conn: &mut DbConnection, scheme_code: &str, request: &RunRequest) -> 
         Ok(())
     })?;
     outcome?;
-    let row = find(conn, &scheme, id)?;
-    Ok(view(&scheme, row))
+    current(conn, claimed)
 }
 
 /// One customer as a batch statement evaluated it.

@@ -18,6 +18,7 @@ both_backends!(
     applying_writes_history_with_rule_and_run,
     required_attributes_reject_instead_of_moving,
     a_second_run_while_one_is_in_progress_is_refused,
+    an_asynchronous_run_answers_at_once_and_finishes_in_the_background,
     auto_classify_on_ingestion,
 );
 
@@ -397,6 +398,34 @@ async fn a_second_run_while_one_is_in_progress_is_refused(app: TestApp) {
     app.create_category("REGION", "01", "华北").await;
     let other = run(&app, "REGION", json!({})).await;
     assert_eq!(other["status"], "completed", "another scheme runs meanwhile");
+}
+
+async fn an_asynchronous_run_answers_at_once_and_finishes_in_the_background(app: TestApp) {
+    app.create_tiers().await;
+    for i in 1..=3 {
+        app.create_customer(&format!("C{i}"), json!({"TIER": "03"})).await;
+    }
+    rule(&app, "TIER", json!({"name": "vip", "target_category": "01", "condition": {"field": "code", "op": "in", "value": ["C1", "C2"]}})).await;
+    let response = app.admin(Method::POST, "/api/v1/schemes/TIER/classification-runs").header("Prefer", "wait=5, respond-async").json(&json!({})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.headers()["preference-applied"], "respond-async");
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let started: Value = response.json().await.unwrap();
+    assert_eq!((started["status"].clone(), started["changed"].clone()), (json!("running"), json!(0)), "the answer comes before the work");
+    assert_eq!(location, format!("/api/v1/schemes/TIER/classification-runs/{}", started["id"]));
+    let mut finished = Value::Null;
+    for _ in 0..200 {
+        finished = ok_json(app.get(&location).await, StatusCode::OK).await;
+        if finished["status"] != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!((finished["status"].clone(), finished["changed"].clone(), finished["unchanged"].clone()), (json!("completed"), json!(2), json!(1)));
+    assert_eq!(category_of(&app, "C1", "TIER").await, "01");
+    assert_eq!(app.full_history("C2").await.last().unwrap()["run_id"], started["id"]);
+    let refused = app.admin(Method::POST, "/api/v1/schemes/NOPE/classification-runs").header("Prefer", "respond-async").json(&json!({})).send().await.unwrap();
+    problem(refused, StatusCode::NOT_FOUND, "scheme_not_found").await;
 }
 
 async fn auto_classify_on_ingestion(app: TestApp) {
