@@ -14,11 +14,14 @@ pub struct Settings {
     pub admin_key: Option<String>,
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
+    /// Customers per statement and per transaction of a classification run.
+    pub run_batch_size: i64,
 }
 
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 pub const DEFAULT_DB_TIMEOUT_MS: u64 = 3000;
+pub const DEFAULT_RUN_BATCH_SIZE: i64 = 10_000;
 
 impl Settings {
     pub fn from_env() -> Result<Self, String> {
@@ -30,6 +33,10 @@ impl Settings {
         if pool_size == 0 || pool_size > 1000 {
             return Err("DB_POOL_SIZE must be between 1 and 1000".into());
         }
+        let run_batch_size = number("RUN_BATCH_SIZE", DEFAULT_RUN_BATCH_SIZE as u64)?;
+        if run_batch_size == 0 || run_batch_size > 100_000 {
+            return Err("RUN_BATCH_SIZE must be between 1 and 100000".into());
+        }
         Ok(Settings {
             database_url: DatabaseUrl::parse(&var("DATABASE_URL").unwrap_or_else(|| DEFAULT_SQLITE_PATH.to_string())),
             bind_addr: var("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_string()),
@@ -37,6 +44,7 @@ impl Settings {
             db_timeout: Duration::from_millis(number("DB_TIMEOUT_MS", DEFAULT_DB_TIMEOUT_MS)?),
             admin_key: var("CUSTCLASS_ADMIN_KEY"),
             workers: number("HTTP_WORKERS", 0)? as usize,
+            run_batch_size: run_batch_size as i64,
         })
     }
 }

@@ -62,12 +62,17 @@ impl Application {
         let pool = prepare_database(settings)?;
         bootstrap_admin_key(&pool, settings.admin_key.as_deref())?;
         let listener = TcpListener::bind(&settings.bind_addr).map_err(|e| format!("cannot listen on {}: {e}", settings.bind_addr))?;
-        Self::serve(pool, listener, settings.workers)
+        Self::serve(pool, listener, settings)
     }
 
-    pub fn serve(pool: DbPool, listener: TcpListener, workers: usize) -> Result<Self, String> {
+    pub fn serve(pool: DbPool, listener: TcpListener, settings: &Settings) -> Result<Self, String> {
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-        let state = web::Data::new(AppState { db: Db::new(pool), keys: KeyCache::new(KEY_CACHE_TTL), metrics: Metrics::default() });
+        let state = web::Data::new(AppState {
+            db: Db::new(pool),
+            keys: KeyCache::new(KEY_CACHE_TTL),
+            metrics: Metrics::default(),
+            run_batch_size: settings.run_batch_size,
+        });
         let openapi = ApiDoc::openapi();
         let server = HttpServer::new(move || {
             App::new()
@@ -83,7 +88,7 @@ impl Application {
                 .default_service(web::to(error::no_route))
         })
         .shutdown_timeout(30);
-        let server = if workers > 0 { server.workers(workers) } else { server };
+        let server = if settings.workers > 0 { server.workers(settings.workers) } else { server };
         let server = server.listen(listener).map_err(|e| e.to_string())?.run();
         Ok(Self { server, port })
     }

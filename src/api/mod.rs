@@ -33,6 +33,8 @@ pub struct AppState {
     pub db: Db,
     pub keys: KeyCache,
     pub metrics: Metrics,
+    /// Customers per batch of a classification run (`RUN_BATCH_SIZE`).
+    pub run_batch_size: i64,
 }
 
 /// Largest JSON body accepted by ordinary endpoints.

@@ -10,6 +10,7 @@ use crate::api::cursor;
 use crate::api::customers::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::api::error::Problem;
 use crate::api::{AppState, FieldErrors, Page};
+use crate::db::{DbConnection, Spare};
 use crate::domain::customer::CustomerCode;
 use crate::domain::rule::parse_moment;
 use crate::error::AppError;
@@ -154,16 +155,20 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, request: Http
         errors.check::<()>(Err(crate::domain::FieldError::new("customers", format!("at most {MAX_BATCH} customers"))));
     }
     errors.finish()?;
-    let (dry_run, as_of, actor) = (body.dry_run, as_of.expect("checked"), auth.caller.name);
+    let (dry_run, as_of, actor, batch_size) = (body.dry_run, as_of.expect("checked"), auth.caller.name, state.run_batch_size);
     // The run reports through `started` once it holds the scheme's running slot;
     // the work goes on in its own task, so a caller that leaves does not stop it.
     let (started, has_started) = tokio::sync::oneshot::channel::<RunView>();
     let work = actix_web::rt::spawn({
         let state = state.clone();
         async move {
+            let spares = state.clone();
             state
                 .db
                 .run(move |conn| {
+                    // A run over everyone shares its batches with a second connection
+                    // when one is free; SQLite has one writer, so a second would only wait.
+                    let mut spare = if codes.is_none() && matches!(conn, DbConnection::Mysql(_)) { spares.db.try_spare() } else { None };
                     let scope = match codes {
                         Some(codes) => {
                             let mut ids: Vec<i64> = customer_ids(conn, &codes)?.into_values().collect();
@@ -172,11 +177,11 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, request: Http
                         }
                         None => Scope::Everyone,
                     };
-                    let request = RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor };
+                    let request = RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor, batch_size };
                     let claimed = store::start(conn, &scheme, &request)?;
                     // Nobody waits for the start when the caller wants the finished run.
                     let _ = started.send(store::current(conn, &claimed)?);
-                    store::finish(conn, &claimed, &request)
+                    store::finish(conn, spare.as_mut().map(Spare::conn), &claimed, &request)
                 })
                 .await
         }

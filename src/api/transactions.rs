@@ -120,12 +120,12 @@ pub async fn post(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json
     }
     let now = crate::db::now();
     let (external_ids, items): (Vec<Option<String>>, Vec<Result<NewTransaction, String>>) = raw.iter().map(|item| parse_item(item, now)).unzip();
-    let actor = auth.caller.name;
+    let (actor, batch_size) = (auth.caller.name, state.run_batch_size);
     let (ingested, classification) = state
         .db
         .run(move |conn| {
             let ingested = store::ingest(conn, &items)?;
-            let classification = auto_classify(conn, &ingested.customer_ids, &actor)?;
+            let classification = auto_classify(conn, &ingested.customer_ids, &actor, batch_size)?;
             Ok((ingested, classification))
         })
         .await?;
@@ -156,7 +156,7 @@ pub async fn post(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json
 /// Re-classifies `customer_ids` in every active scheme with `auto_classify`. The
 /// transactions are stored already, so a scheme whose run cannot start is reported,
 /// not failed.
-fn auto_classify(conn: &mut crate::db::DbConnection, customer_ids: &[i64], actor: &str) -> Result<Vec<AutoClassification>, AppError> {
+fn auto_classify(conn: &mut crate::db::DbConnection, customer_ids: &[i64], actor: &str, batch_size: i64) -> Result<Vec<AutoClassification>, AppError> {
     use crate::db::schema::schemes;
     use diesel::prelude::*;
     if customer_ids.is_empty() {
@@ -170,7 +170,7 @@ fn auto_classify(conn: &mut crate::db::DbConnection, customer_ids: &[i64], actor
         .load(conn)?;
     let mut results = Vec::new();
     for scheme in automatic {
-        let request = RunRequest { dry_run: false, scope: Scope::Customers(customer_ids.to_vec()), as_of: crate::db::now(), trigger: Trigger::Ingestion, actor: actor.to_string() };
+        let request = RunRequest { dry_run: false, scope: Scope::Customers(customer_ids.to_vec()), as_of: crate::db::now(), trigger: Trigger::Ingestion, actor: actor.to_string(), batch_size };
         let result = match run_store::run(conn, &scheme.code, &request) {
             Ok(run) => AutoClassification { scheme: scheme.code, run: Some(Run::from(run)), skipped: None },
             Err(error) if error.kind != crate::error::ErrorKind::Unavailable && error.kind != crate::error::ErrorKind::Internal => {

@@ -280,6 +280,15 @@ impl Db {
         &self.pool
     }
 
+    /// A second connection for work that can share itself out (a full classification
+    /// run), taken only when the gate and the pool have one free at once, so that it
+    /// never makes a request wait.
+    pub fn try_spare(&self) -> Option<Spare> {
+        let permit = self.admission.clone().try_acquire_owned().ok()?;
+        let session = self.pool.try_get()?;
+        Some(Spare { session, _permit: permit })
+    }
+
     pub async fn run<T, F>(&self, work: F) -> Result<T, AppError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
@@ -301,6 +310,18 @@ impl Db {
         })
         .await
         .map_err(|_| AppError::internal("the blocking task pool is shutting down"))?
+    }
+}
+
+/// A connection held outside `Db::run`, with its place at the gate.
+pub struct Spare {
+    session: diesel::r2d2::PooledConnection<Manager>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Spare {
+    pub fn conn(&mut self) -> &mut DbConnection {
+        &mut self.session.conn
     }
 }
 

@@ -2,6 +2,8 @@
 //! customers per statement and per transaction, first matching rule by priority.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -22,8 +24,6 @@ use super::schemes::{self as scheme_store, SchemeRow};
 use super::transactions::{metric_columns, window_start};
 use super::{lock_rows, LockMode, LockableTable};
 
-/// Customers per statement and per transaction.
-pub const BATCH: i64 = 10_000;
 /// A run whose heartbeat is older than this is taken for dead (its process stopped).
 const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(10);
 
@@ -58,6 +58,8 @@ pub struct RunRequest {
     pub as_of: NaiveDateTime,
     pub trigger: Trigger,
     pub actor: String,
+    /// Customers per statement and per transaction.
+    pub batch_size: i64,
 }
 
 /// Counters of a run, and its from → to table (`null` from: had no category).
@@ -230,7 +232,7 @@ pub struct Claimed {
 /// Runs the scheme's enabled rules over `request.scope` and returns the finished run.
 pub fn run(conn: &mut DbConnection, scheme_code: &str, request: &RunRequest) -> Result<RunView, AppError> {
     let claimed = start(conn, scheme_code, request)?;
-    finish(conn, &claimed, request)
+    finish(conn, None, &claimed, request)
 }
 
 /// Checks the scheme and its rules and claims the scheme's running slot; every
@@ -251,11 +253,11 @@ pub fn current(conn: &mut DbConnection, claimed: &Claimed) -> Result<RunView, Ap
     Ok(view(&claimed.scheme, row))
 }
 
-/// Evaluates and applies a claimed run batch by batch, then records how it ended
-/// and frees the scheme's running slot.
-pub fn finish(conn: &mut DbConnection, claimed: &Claimed, request: &RunRequest) -> Result<RunView, AppError> {
+/// Evaluates and applies a claimed run batch by batch (sharing the batches with
+/// `helper`, when given), then records how it ended and frees the scheme's running slot.
+pub fn finish(conn: &mut DbConnection, helper: Option<&mut DbConnection>, claimed: &Claimed, request: &RunRequest) -> Result<RunView, AppError> {
     let Claimed { id, scheme, rules } = claimed;
-    let outcome = execute(conn, scheme, rules, request, *id);
+    let outcome = execute(conn, helper, scheme, rules, request, *id);
     let (status, error) = match &outcome {
         Ok(()) => ("completed", None),
         Err(error) => ("failed", Some(error.detail.clone())),
@@ -293,17 +295,30 @@ struct Evaluated {
     matched: i64,
 }
 
-fn execute(conn: &mut DbConnection, scheme: &SchemeRow, rules: &[ActiveRule], request: &RunRequest, run_id: i64) -> Result<(), AppError> {
+/// Evaluates and applies the run batch by batch, one transaction each; with a
+/// `helper` connection two workers share the batches (worth it where the database
+/// runs writers side by side: MySQL, not SQLite).
+fn execute(
+    conn: &mut DbConnection,
+    helper: Option<&mut DbConnection>,
+    scheme: &SchemeRow,
+    rules: &[ActiveRule],
+    request: &RunRequest,
+    run_id: i64,
+) -> Result<(), AppError> {
     let targets: Vec<CategoryRow> = rules
         .iter()
         .map(|rule| category_store::find_row(conn, scheme.id, &rule.row.target_category)?.ok_or_else(|| AppError::internal("a rule's target vanished")))
         .collect::<Result<_, _>>()?;
     let selections: Vec<Selection> = match &request.scope {
-        Scope::Customers(ids) => ids.chunks(BATCH as usize).map(Selection::Ids).collect(),
+        Scope::Customers(ids) => ids.chunks(request.batch_size as usize).map(Selection::Ids).collect(),
         Scope::Everyone => {
             let (low, high): (Option<i64>, Option<i64>) = customers::table.select((diesel::dsl::min(customers::id), diesel::dsl::max(customers::id))).first(conn)?;
             match (low, high) {
-                (Some(low), Some(high)) => (0..).map(|i| low + i * BATCH).take_while(|start| *start <= high).map(|start| Selection::Range(start, start + BATCH - 1)).collect(),
+                (Some(low), Some(high)) => {
+                    let size = request.batch_size;
+                    (0..).map(|i| low + i * size).take_while(|start| *start <= high).map(|start| Selection::Range(start, start + size - 1)).collect()
+                }
                 _ => Vec::new(),
             }
         }
@@ -314,30 +329,66 @@ fn execute(conn: &mut DbConnection, scheme: &SchemeRow, rules: &[ActiveRule], re
         .load::<(String, i64)>(conn)?
         .into_iter()
         .collect();
-    let mut totals = Totals::default();
-    let mut transitions: BTreeMap<(Option<String>, String), i64> = BTreeMap::new();
-    for selection in selections {
-        transaction(conn, |conn| {
-            let mut batch_totals = Totals::default();
-            let mut batch_transitions = BTreeMap::new();
-            evaluate_batch(conn, scheme, rules, &targets, &scheme_ids, request, run_id, &selection, &mut batch_totals, &mut batch_transitions)?;
-            let mut merged = totals.clone();
-            merged.add(&batch_totals);
-            let mut merged_transitions = transitions.clone();
-            for (key, count) in &batch_transitions {
-                *merged_transitions.entry(key.clone()).or_insert(0) += count;
+    let progress = Mutex::new(Progress::default());
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    // Each worker takes the next batch until none is left or the other one failed.
+    let work = |conn: &mut DbConnection| -> Result<(), AppError> {
+        while !stop.load(Ordering::Relaxed) {
+            let Some(selection) = selections.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+            let batch = transaction(conn, |conn| {
+                let mut batch = Progress::default();
+                evaluate_batch(conn, scheme, rules, &targets, &scheme_ids, request, run_id, selection, &mut batch.totals, &mut batch.transitions)?;
+                Ok(batch)
+            });
+            let recorded = batch.and_then(|batch| {
+                // Counted only once the batch committed, so a retried batch counts once;
+                // written under the lock, so the stored totals never go back.
+                let mut progress = progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                progress.add(&batch);
+                diesel::update(classification_runs::table.filter(classification_runs::id.eq(run_id)))
+                    .set((classification_runs::totals.eq(progress.totals_json()), classification_runs::heartbeat_at.eq(now())))
+                    .execute(conn)?;
+                Ok(())
+            });
+            if recorded.is_err() {
+                stop.store(true, Ordering::Relaxed);
+                return recorded;
             }
-            merged.transitions = merged_transitions.iter().map(|((from, to), count)| Transition { from: from.clone(), to: to.clone(), count: *count }).collect();
-            diesel::update(classification_runs::table.filter(classification_runs::id.eq(run_id)))
-                .set((classification_runs::totals.eq(serde_json::to_string(&merged).expect("totals serialise")), classification_runs::heartbeat_at.eq(now())))
-                .execute(conn)?;
-            // Kept only once the batch commits, so a retried batch counts once.
-            totals = merged;
-            transitions = merged_transitions;
-            Ok(())
-        })?;
+        }
+        Ok(())
+    };
+    match helper {
+        Some(helper) => std::thread::scope(|scope| {
+            let helping = scope.spawn(|| work(helper));
+            let own = work(conn);
+            let helped = helping.join().unwrap_or_else(|_| Err(AppError::internal("a classification run worker stopped")));
+            own.and(helped)
+        }),
+        None => work(conn),
     }
-    Ok(())
+}
+
+/// What a run's committed batches found.
+#[derive(Default)]
+struct Progress {
+    totals: Totals,
+    transitions: BTreeMap<(Option<String>, String), i64>,
+}
+
+impl Progress {
+    fn add(&mut self, batch: &Progress) {
+        self.totals.add(&batch.totals);
+        for (key, count) in &batch.transitions {
+            *self.transitions.entry(key.clone()).or_insert(0) += count;
+        }
+    }
+
+    fn totals_json(&self) -> String {
+        let mut totals = self.totals.clone();
+        totals.transitions = self.transitions.iter().map(|((from, to), count)| Transition { from: from.clone(), to: to.clone(), count: *count }).collect();
+        serde_json::to_string(&totals).expect("totals serialise")
+    }
 }
 
 impl Totals {

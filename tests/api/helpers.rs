@@ -99,11 +99,13 @@ pub struct Options {
     pub through_proxy: bool,
     /// `CUSTCLASS_ADMIN_KEY`; without one the first start generates the admin key.
     pub configured_admin_key: bool,
+    /// `RUN_BATCH_SIZE`.
+    pub run_batch_size: i64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { db_timeout: Duration::from_secs(10), through_proxy: false, configured_admin_key: true }
+        Self { db_timeout: Duration::from_secs(10), through_proxy: false, configured_admin_key: true, run_batch_size: custclass::config::DEFAULT_RUN_BATCH_SIZE }
     }
 }
 
@@ -133,6 +135,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         db_timeout: options.db_timeout,
         admin_key: configured_key.clone(),
         workers: 2,
+        run_batch_size: options.run_batch_size,
     };
     let prepared = settings.clone();
     let (pool, generated_key) = tokio::task::spawn_blocking(move || {
@@ -145,7 +148,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     .unwrap_or_else(|e| panic!("{e}"));
     let admin_key = configured_key.or(generated_key).expect("either the configured or a generated admin key");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let app = Application::serve(pool, listener, settings.workers).unwrap();
+    let app = Application::serve(pool, listener, &settings).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {

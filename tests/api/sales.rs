@@ -2,7 +2,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{ok_json, problem, TestApp};
+use crate::helpers::{ok_json, problem, spawn_app_with, Backend, Options, TestApp};
 
 both_backends!(
     reposting_a_transaction_is_a_duplicate,
@@ -21,6 +21,8 @@ both_backends!(
     an_asynchronous_run_answers_at_once_and_finishes_in_the_background,
     auto_classify_on_ingestion,
 );
+
+both_backends!(backend: a_run_in_many_batches_counts_every_customer_once);
 
 
 async fn post_transactions(app: &TestApp, items: Value) -> Value {
@@ -426,6 +428,37 @@ async fn an_asynchronous_run_answers_at_once_and_finishes_in_the_background(app:
     assert_eq!(app.full_history("C2").await.last().unwrap()["run_id"], started["id"]);
     let refused = app.admin(Method::POST, "/api/v1/schemes/NOPE/classification-runs").header("Prefer", "respond-async").json(&json!({})).send().await.unwrap();
     problem(refused, StatusCode::NOT_FOUND, "scheme_not_found").await;
+}
+
+/// Batches of two customers: on MySQL two connections share them.
+async fn a_run_in_many_batches_counts_every_customer_once(backend: Backend) {
+    let app = spawn_app_with(backend, Options { run_batch_size: 2, ..Options::default() }).await;
+    app.create_tiers().await;
+    for i in 1..=11 {
+        app.create_customer(&format!("C{i}"), json!({"TIER": "03"})).await;
+    }
+    let pin = app.admin(Method::PUT, "/api/v1/customers/C9/categories/TIER").json(&json!({"category": "03", "locked": true})).send().await.unwrap();
+    ok_json(pin, StatusCode::OK).await;
+    ok_json(app.patch("/api/v1/customers/C8", &json!({"status": "inactive"})).await, StatusCode::OK).await;
+    let vip = rule(&app, "TIER", json!({"name": "vip", "target_category": "01", "priority": 1, "condition": {"field": "code", "op": "in", "value": ["C1", "C2", "C3", "C8", "C9", "C10"]}})).await;
+    rule(&app, "TIER", json!({"name": "normal", "target_category": "02", "priority": 2, "condition": {"field": "code", "op": "in", "value": ["C4", "C5", "C10"]}})).await;
+    let result = run(&app, "TIER", json!({})).await;
+    let counts = ["evaluated", "changed", "unchanged", "skipped_locked", "skipped_inactive", "rejected"].map(|count| result[count].clone());
+    assert_eq!(counts, [json!(10), json!(6), json!(3), json!(1), json!(1), json!(0)]);
+    assert_eq!(result["transitions"], json!([{"from": "03", "to": "01", "count": 4}, {"from": "03", "to": "02", "count": 2}]));
+    let fetched = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}", result["id"])).await, StatusCode::OK).await;
+    assert_eq!((fetched["status"].clone(), fetched["transitions"].clone()), (json!("completed"), result["transitions"].clone()), "the stored totals are the whole run's");
+    let changes = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes?limit=100", result["id"])).await, StatusCode::OK).await;
+    let mut moved: Vec<String> = changes["items"].as_array().unwrap().iter().map(|c| c["customer"].as_str().unwrap().to_string()).collect();
+    moved.sort();
+    assert_eq!(moved, ["C1", "C10", "C2", "C3", "C4", "C5"]);
+    for (code, category) in [("C1", "01"), ("C10", "01"), ("C4", "02"), ("C6", "03"), ("C8", "03"), ("C9", "03")] {
+        assert_eq!(category_of(&app, code, "TIER").await, category, "{code}");
+    }
+    let last = app.full_history("C10").await.last().unwrap().clone();
+    assert_eq!((last["rule_id"].clone(), last["run_id"].clone()), (vip["id"].clone(), result["id"].clone()));
+    let again = run(&app, "TIER", json!({})).await;
+    assert_eq!((again["changed"].clone(), again["unchanged"].clone()), (json!(0), json!(9)));
 }
 
 async fn auto_classify_on_ingestion(app: TestApp) {
