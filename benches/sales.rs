@@ -3,7 +3,11 @@
 //! 1,000, and a full classification run of five rules (dry and applied), at
 //! 1,000,000 customers and at 100,000 to show how the cost grows.
 //!
-//! Run: `scripts/bench sales` (BENCH_CUSTOMERS for the large size, BENCH_RELOAD=1).
+//! Transactions posted by an earlier run of the bench are deleted first, so each run
+//! measures against the same ten per customer.
+//!
+//! Run: `scripts/bench sales` (BENCH_CUSTOMERS for the large size, BENCH_RELOAD=1,
+//! BENCH_ONLY=runs or BENCH_ONLY=ingestion).
 
 mod support;
 
@@ -68,6 +72,14 @@ fn ensure_transactions(database: &str, n: usize) {
     }
     execute(&mut conn, "ANALYZE TABLE transactions");
     println!("loaded {serial} transactions into {database} in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Deletes what earlier ingestion measurements posted, so that every bench run
+/// measures against the same ten transactions per customer.
+fn forget_ingested(database: &str) {
+    let mut conn = connect(Some(database));
+    let delete = "DELETE FROM transactions WHERE external_id >= 'BENCH-' AND external_id < 'BENCH.' LIMIT 100000";
+    while diesel::sql_query(delete).execute(&mut conn).unwrap_or_else(|e| panic!("{delete}: {e}")) > 0 {}
 }
 
 struct Client {
@@ -163,6 +175,7 @@ fn wanted(part: &str) -> bool {
 async fn measure(n: usize, database: &str, port: u16, with_ingestion: bool) {
     ensure_customers(database, n);
     ensure_transactions(database, n);
+    forget_ingested(database);
     let service = Service::start(database, port);
     let client = Client { http: reqwest::Client::builder().timeout(Duration::from_secs(1800)).build().unwrap(), base: service.base.clone() };
     println!("\n{n} customers, {} transactions:", n as u64 * TRANSACTIONS_PER_CUSTOMER);
