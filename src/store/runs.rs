@@ -1,5 +1,5 @@
-//! Classification runs: a scheme's enabled rules evaluated set-based, ten thousand
-//! customers per statement and per transaction, first matching rule by priority.
+//! Classification runs: a scheme's enabled rules evaluated set-based, a batch of
+//! customers (`RUN_BATCH_SIZE`) per statement and per transaction, first matching rule by priority.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
