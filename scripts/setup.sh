@@ -31,6 +31,16 @@ ensure_build_dependencies() {
 
 mysql_answers() { (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null; }
 
+# Starts the local mariadbd with the given server options and waits up to 60 s for it to answer.
+start_mariadb() {
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql "$@"
+  for _ in $(seq 1 60); do
+    mysql_answers && return 0
+    sleep 1
+  done
+  return 1
+}
+
 # Starts the local MariaDB when 127.0.0.1:3306 does not answer, installing it where it never was.
 ensure_local_mariadb() {
   if mysql_answers; then return 0; fi
@@ -38,11 +48,7 @@ ensure_local_mariadb() {
   as_root mkdir -p /run/mysqld
   as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
   say "starting MariaDB"
-  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql
-  for _ in $(seq 1 60); do
-    mysql_answers && return 0
-    sleep 1
-  done
+  start_mariadb && return 0
   say "MariaDB did not come up on 127.0.0.1:3306 within 60 s."
   say "Start it by hand (start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql)"
   say "or set TEST_MYSQL_URL to a reachable server, then run scripts/test again."
@@ -66,11 +72,7 @@ ensure_bench_sizing() {
     pgrep -x mariadbd >/dev/null || break
     sleep 1
   done
-  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql "${BENCH_SERVER_OPTIONS[@]}"
-  for _ in $(seq 1 60); do
-    mysql_answers && return 0
-    sleep 1
-  done
+  start_mariadb "${BENCH_SERVER_OPTIONS[@]}" && return 0
   say "MariaDB did not come back on 127.0.0.1:3306; start it by hand with ${BENCH_SERVER_OPTIONS[*]}"
   exit 1
 }

@@ -159,32 +159,29 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, request: Http
     // The run reports through `started` once it holds the scheme's running slot;
     // the work goes on in its own task, so a caller that leaves does not stop it.
     let (started, has_started) = tokio::sync::oneshot::channel::<RunView>();
-    let work = actix_web::rt::spawn({
-        let state = state.clone();
-        async move {
-            let spares = state.clone();
-            state
-                .db
-                .run(move |conn| {
-                    // A run over everyone shares its batches with a second connection
-                    // when one is free; SQLite has one writer, so a second would only wait.
-                    let mut spare = if codes.is_none() && matches!(conn, DbConnection::Mysql(_)) { spares.db.try_spare() } else { None };
-                    let scope = match codes {
-                        Some(codes) => {
-                            let mut ids: Vec<i64> = customer_ids(conn, &codes)?.into_values().collect();
-                            ids.sort_unstable();
-                            Scope::Customers(ids)
-                        }
-                        None => Scope::Everyone,
-                    };
-                    let request = RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor, batch_size };
-                    let claimed = store::start(conn, &scheme, &request)?;
-                    // Nobody waits for the start when the caller wants the finished run.
-                    let _ = started.send(store::current(conn, &claimed)?);
-                    store::finish(conn, spare.as_mut().map(Spare::conn), &claimed, &request)
-                })
-                .await
-        }
+    let spares = state.clone();
+    let work = actix_web::rt::spawn(async move {
+        state
+            .db
+            .run(move |conn| {
+                // A run over everyone shares its batches with a second connection
+                // when one is free; SQLite has one writer, so a second would only wait.
+                let mut spare = if codes.is_none() && matches!(conn, DbConnection::Mysql(_)) { spares.db.try_spare() } else { None };
+                let scope = match codes {
+                    Some(codes) => {
+                        let mut ids: Vec<i64> = customer_ids(conn, &codes)?.into_values().collect();
+                        ids.sort_unstable();
+                        Scope::Customers(ids)
+                    }
+                    None => Scope::Everyone,
+                };
+                let request = RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor, batch_size };
+                let claimed = store::start(conn, &scheme, &request)?;
+                // Nobody waits for the start when the caller wants the finished run.
+                let _ = started.send(store::current(conn, &claimed)?);
+                store::finish(conn, spare.as_mut().map(Spare::conn), &claimed, &request)
+            })
+            .await
     });
     let outcome = |work: Result<Result<RunView, AppError>, _>| work.unwrap_or_else(|_| Err(AppError::internal("the classification run's task stopped")));
     if prefers_async(&request) {
