@@ -175,7 +175,7 @@ pub fn set(
                     customer_categories::assigned_at.eq(at),
                 ))
                 .execute(conn)?;
-            replace_memberships(conn, scheme, &[(customer.id, &customer.code)], Some(&category.code))?;
+            replace_memberships(conn, scheme, &[Mover::of(customer, Some(code.clone()))], Some(&category.code))?;
             let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
             history::record(conn, &[provenance.entry(&customer.code, &scheme.code, Some(code), Some(category.code.clone()), at, dropped)])?;
             Ok(SetOutcome { category_changed: true, lock_changed: lock != was_locked })
@@ -191,7 +191,7 @@ pub fn set(
                     customer_categories::assigned_at.eq(at),
                 ))
                 .execute(conn)?;
-            replace_memberships(conn, scheme, &[(customer.id, &customer.code)], Some(&category.code))?;
+            replace_memberships(conn, scheme, &[Mover::of(customer, None)], Some(&category.code))?;
             let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
             history::record(conn, &[provenance.entry(&customer.code, &scheme.code, None, Some(category.code.clone()), at, dropped)])?;
             Ok(SetOutcome { category_changed: true, lock_changed: locked.unwrap_or(false) })
@@ -203,40 +203,79 @@ pub fn set(
 pub fn clear(conn: &mut DbConnection, customer: &CustomerRow, scheme: &SchemeRow, provenance: &Provenance) -> Result<bool, AppError> {
     let Some((code, _)) = current(conn, customer.id, scheme.id)? else { return Ok(false) };
     diesel::delete(customer_categories::table.find((customer.id, scheme.id))).execute(conn)?;
-    replace_memberships(conn, scheme, &[(customer.id, &customer.code)], None)?;
+    replace_memberships(conn, scheme, &[Mover::of(customer, Some(code.clone()))], None)?;
     let dropped = AttributeCheck::Reconcile(&BTreeMap::new()).dropped(conn, scheme, None, customer)?;
     history::record(conn, &[provenance.entry(&customer.code, &scheme.code, Some(code), None, now(), dropped)])?;
     Ok(true)
 }
 
-/// Makes `customers` members of `category` and of each of its ancestors in `scheme`
-/// (none when `category` is `None`), replacing what they were members of there.
-pub fn replace_memberships(conn: &mut DbConnection, scheme: &SchemeRow, customers: &[(i64, &str)], category: Option<&str>) -> Result<(), AppError> {
+/// The classification vector of the customer whose id is `customer_id` (an SQL
+/// expression): `|<scheme id>:<category code>|…|` in scheme order, '' for none.
+fn vector_of(conn: &DbConnection, customer_id: &str) -> String {
+    match conn {
+        DbConnection::Mysql(_) => format!(
+            "COALESCE((SELECT CONCAT('|', GROUP_CONCAT(CONCAT(cc.scheme_id, ':', cc.category_code) ORDER BY cc.scheme_id SEPARATOR '|'), '|') \
+             FROM customer_categories cc WHERE cc.customer_id = {customer_id}), '')"
+        ),
+        DbConnection::Sqlite(_) => format!(
+            "COALESCE((SELECT '|' || group_concat(cc.scheme_id || ':' || cc.category_code, '|') || '|' \
+             FROM customer_categories cc WHERE cc.customer_id = {customer_id}), '')"
+        ),
+    }
+}
+
+/// Makes `customers` (whose assignments in `scheme` are already written) members of
+/// `category` and of each of its ancestors there (none when `category` is `None`),
+/// replacing what they were members of, and brings the classification vector of all
+/// their memberships up to date.
+pub fn replace_memberships(conn: &mut DbConnection, scheme: &SchemeRow, customers: &[Mover], category: Option<&str>) -> Result<(), AppError> {
+    use diesel::sql_types::Text;
     let codes: Vec<String> = match category {
         Some(code) => super::categories::path_codes(scheme, code)?,
         None => Vec::new(),
     };
+    let entering = category.map_or_else(|| "|".to_string(), |code| format!("|{}:{code}|", scheme.id));
     for chunk in customers.chunks(CHUNK) {
-        let ids: Vec<i64> = chunk.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<i64> = chunk.iter().map(|m| m.id).collect();
         diesel::delete(category_members::table.filter(category_members::scheme_id.eq(scheme.id)).filter(category_members::customer_id.eq_any(&ids)))
             .execute(conn)?;
+        // What is left are their memberships in other schemes. Where the vector names the
+        // category they leave, swapping that entry is far cheaper than rebuilding it from
+        // the assignments; customers new to the scheme have their vectors rebuilt.
+        let mut by_origin: BTreeMap<Option<&str>, Vec<String>> = BTreeMap::new();
+        for mover in chunk {
+            by_origin.entry(mover.from.as_deref()).or_default().push(mover.id.to_string());
+        }
+        for (from, ids) in by_origin {
+            let list = ids.join(",");
+            match from {
+                Some(from) => diesel::sql_query(format!("UPDATE category_members SET classification_vector = REPLACE(classification_vector, ?, ?) WHERE customer_id IN ({list})"))
+                    .bind::<Text, _>(format!("|{}:{from}|", scheme.id))
+                    .bind::<Text, _>(&entering)
+                    .execute(conn)?,
+                None => diesel::sql_query(format!(
+                    "UPDATE category_members SET classification_vector = {} WHERE customer_id IN ({list})",
+                    vector_of(conn, "category_members.customer_id")
+                ))
+                .execute(conn)?,
+            };
+        }
         if codes.is_empty() {
             continue;
         }
-        let rows: Vec<_> = chunk
-            .iter()
-            .flat_map(|(id, customer_code)| {
-                codes.iter().map(move |code| {
-                    (
-                        category_members::customer_id.eq(*id),
-                        category_members::scheme_id.eq(scheme.id),
-                        category_members::category_code.eq(code.clone()),
-                        category_members::customer_code.eq(customer_code.to_string()),
-                    )
-                })
-            })
-            .collect();
-        crate::insert_rows!(conn, category_members::table, rows)?;
+        let path = vec!["SELECT ? AS code"; codes.len()].join(" UNION ALL ");
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let sql = format!(
+            "INSERT INTO category_members (customer_id, scheme_id, category_code, customer_code, classification_vector) \
+             SELECT c.id, {}, p.code, c.code, {} FROM customers c CROSS JOIN ({path}) p WHERE c.id IN ({list})",
+            scheme.id,
+            vector_of(conn, "c.id")
+        );
+        let mut insert = diesel::sql_query(sql).into_boxed::<crate::db::DbBackend>();
+        for code in &codes {
+            insert = insert.bind::<Text, _>(code.clone());
+        }
+        insert.execute(conn)?;
     }
     Ok(())
 }
@@ -405,6 +444,12 @@ pub struct Mover {
     pub from: Option<String>,
 }
 
+impl Mover {
+    fn of(customer: &CustomerRow, from: Option<String>) -> Self {
+        Self { id: customer.id, code: customer.code.clone(), from }
+    }
+}
+
 /// Moves customers into `category` set-based, a thousand per statement: their
 /// assignments, memberships and history (with the values `dropped` on the way).
 /// Their attribute values are the caller's (`attributes::plan_move`), and so are
@@ -447,8 +492,7 @@ pub fn move_many(
             .collect();
         crate::insert_rows!(conn, customer_categories::table, rows)?;
     }
-    let members: Vec<(i64, &str)> = movers.iter().map(|m| (m.id, m.code.as_str())).collect();
-    replace_memberships(conn, scheme, &members, Some(&category.code))?;
+    replace_memberships(conn, scheme, movers, Some(&category.code))?;
     let entries: Vec<NewHistory> =
         movers.iter().map(|m| provenance.entry(&m.code, &scheme.code, m.from.clone(), Some(category.code.clone()), at, dropped.remove(&m.id))).collect();
     history::record(conn, &entries)

@@ -221,23 +221,11 @@ pub fn refresh_snapshot(conn: &mut DbConnection, target: SnapshotTarget, bump_ve
         };
         Ok(())
     };
-    let vector = match conn {
-        DbConnection::Mysql(_) => {
-            "COALESCE((SELECT CONCAT('|', GROUP_CONCAT(CONCAT(cc.scheme_id, ':', cc.category_code) ORDER BY cc.scheme_id SEPARATOR '|'), '|') \
-             FROM customer_categories cc WHERE cc.customer_id = category_members.customer_id), '')"
-        }
-        DbConnection::Sqlite(_) => {
-            "COALESCE((SELECT '|' || group_concat(cc.scheme_id || ':' || cc.category_code, '|') || '|' \
-             FROM customer_categories cc WHERE cc.customer_id = category_members.customer_id), '')"
-        }
-    };
     match target {
         SnapshotTarget::Ids(ids) => {
             for chunk in ids.chunks(1000) {
                 let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
                 run(conn, format!("{update}id IN ({list})"), None)?;
-                // The memberships carry the classification too (see `list`).
-                diesel::sql_query(format!("UPDATE category_members SET classification_vector = {vector} WHERE customer_id IN ({list})")).execute(conn)?;
             }
         }
         SnapshotTarget::Members { scheme_id, category } => {

@@ -71,6 +71,12 @@ async fn filters_combine_across_schemes_with_subtrees(app: TestApp) {
     assert_eq!(list("category=TIER:01&category=REGION:02").await, Vec::<String>::new());
     ok_json(app.delete("/api/v1/customers/C2/categories/REGION").await, StatusCode::OK).await;
     assert_eq!(list("category=TIER:01&category=REGION:01").await, ["C4"], "an unassignment");
+    let rule = json!({"name": "C3 and C6 are VIP", "target_category": "01", "condition": {"field": "code", "op": "in", "value": ["C3", "C6"]}});
+    ok_json(app.post("/api/v1/schemes/TIER/rules", &rule).await, StatusCode::CREATED).await;
+    ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": false})).await, StatusCode::CREATED).await;
+    assert_eq!(list("category=TIER:01&category=REGION:01").await, ["C3", "C4", "C6"], "a classification run, moving C3 and giving C6 its first tier");
+    assert_eq!(list("category=REGION:0102&category=TIER:01").await, ["C6"]);
+    assert_eq!(list("category=REGION:01&category=TIER:02").await, ["C1"]);
 }
 
 async fn text_status_and_sort(app: TestApp) {
