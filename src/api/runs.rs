@@ -111,7 +111,8 @@ pub struct RunChange {
 
 impl From<ChangeRow> for RunChange {
     fn from(row: ChangeRow) -> Self {
-        RunChange { customer: row.customer_code, from: row.from_category, to: row.to_category, rule_id: row.rule_id, outcome: row.outcome, detail: row.detail }
+        let change = row.change;
+        RunChange { customer: change.customer, from: change.from, to: change.to, rule_id: change.rule_id, outcome: change.outcome, detail: change.detail }
     }
 }
 
@@ -273,7 +274,7 @@ pub async fn changes(
     let (scheme, id) = path.into_inner();
     let (limit, after) = page_params(query.into_inner())?;
     let mut rows = state.db.run(move |conn| store::changes(conn, &scheme, id, after, limit)).await?;
-    let next_cursor = next_cursor(&mut rows, limit, |row| row.id);
+    let next_cursor = next_cursor(&mut rows, limit, |row| row.position);
     Ok(HttpResponse::Ok().json(Page { items: rows.into_iter().map(RunChange::from).collect::<Vec<_>>(), next_cursor }))
 }
 

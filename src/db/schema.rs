@@ -183,15 +183,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    run_changes (id) {
+    run_change_blocks (id) {
         id -> BigInt,
         run_id -> BigInt,
-        customer_code -> Text,
-        from_category -> Nullable<Text>,
-        to_category -> Text,
-        rule_id -> BigInt,
-        outcome -> Text,
-        detail -> Nullable<Text>,
+        changes -> Text,
     }
 }
 
@@ -219,5 +214,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     transactions,
     rules,
     classification_runs,
-    run_changes
+    run_change_blocks
 );

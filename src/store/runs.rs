@@ -2,14 +2,14 @@
 //! customers (`RUN_BATCH_SIZE`) per statement and per transaction, first matching rule by priority.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text, Timestamp};
 
-use crate::db::schema::{classification_runs, customers, run_changes};
+use crate::db::schema::{classification_runs, customers, run_change_blocks};
 use crate::db::{now, transaction, DbBackend, DbConnection};
 use crate::domain::rule::{Condition, CustomerField, Field, Metric, Op, Operand, Scalar};
 use crate::error::AppError;
@@ -110,16 +110,25 @@ fn view(scheme: &SchemeRow, row: RunRow) -> RunView {
     RunView { scheme: scheme.code.clone(), row, totals }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = run_changes)]
-pub struct ChangeRow {
-    pub id: i64,
-    pub customer_code: String,
-    pub from_category: Option<String>,
-    pub to_category: String,
+/// One customer a run moved (or, dry, would move), or could not move.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    pub customer: String,
+    pub from: Option<String>,
+    pub to: String,
     pub rule_id: i64,
+    /// `changed` or `rejected`.
     pub outcome: String,
     pub detail: Option<String>,
+}
+
+/// The most changes one `run_change_blocks` row holds.
+const CHANGES_PER_BLOCK: i64 = 1000;
+
+/// A change and its place in the run: its block's id × `CHANGES_PER_BLOCK` + its index there.
+pub struct ChangeRow {
+    pub position: i64,
+    pub change: Change,
 }
 
 pub fn run_not_found(scheme: &str, id: i64) -> AppError {
@@ -155,17 +164,35 @@ pub fn list(conn: &mut DbConnection, scheme_code: &str, before: Option<i64>, lim
     Ok(rows.into_iter().map(|row| view(&scheme, row)).collect())
 }
 
-/// A run's changes in the order they were made; `limit + 1` rows.
+/// A run's changes in the order they were made, after position `after`; `limit + 1` of them.
 pub fn changes(conn: &mut DbConnection, scheme_code: &str, id: i64, after: Option<i64>, limit: i64) -> Result<Vec<ChangeRow>, AppError> {
+    const BLOCKS_PER_READ: i64 = 8;
     let scheme = scheme_store::get(conn, scheme_code)?;
     find(conn, &scheme, id)?;
-    Ok(run_changes::table
-        .filter(run_changes::run_id.eq(id))
-        .filter(run_changes::id.gt(after.unwrap_or(0)))
-        .order(run_changes::id)
-        .limit(limit + 1)
-        .select(ChangeRow::as_select())
-        .load(conn)?)
+    let mut found = Vec::new();
+    let mut from_block = after.map_or(0, |after| after / CHANGES_PER_BLOCK);
+    loop {
+        let blocks: Vec<(i64, String)> = run_change_blocks::table
+            .filter(run_change_blocks::run_id.eq(id))
+            .filter(run_change_blocks::id.ge(from_block))
+            .order(run_change_blocks::id)
+            .limit(BLOCKS_PER_READ)
+            .select((run_change_blocks::id, run_change_blocks::changes))
+            .load(conn)?;
+        for (block, text) in &blocks {
+            let changes: Vec<Change> = serde_json::from_str(text).map_err(|e| AppError::internal(format!("change block {block} of run {id} is corrupt: {e}")))?;
+            let positioned = changes.into_iter().enumerate().map(|(index, change)| ChangeRow { position: block * CHANGES_PER_BLOCK + index as i64, change });
+            found.extend(positioned.filter(|row| after.is_none_or(|after| row.position > after)));
+            if found.len() as i64 > limit {
+                found.truncate(limit as usize + 1);
+                return Ok(found);
+            }
+        }
+        match blocks.last() {
+            Some((last, _)) if blocks.len() as i64 == BLOCKS_PER_READ => from_block = last + 1,
+            _ => return Ok(found),
+        }
+    }
 }
 
 fn run_in_progress(scheme: &str, holder: Option<i64>) -> AppError {
@@ -330,12 +357,22 @@ fn execute(
         .into_iter()
         .collect();
     let progress = Mutex::new(Progress::default());
-    let next = AtomicUsize::new(0);
+    // The batches not yet taken. The worker of the helper connection takes them from the
+    // end, so that the two write to far-apart pages of every index ordered by customer.
+    let pending = Mutex::new(0..selections.len());
     let stop = AtomicBool::new(false);
-    // Each worker takes the next batch until none is left or the other one failed.
-    let work = |conn: &mut DbConnection| -> Result<(), AppError> {
+    // Each worker takes a batch until none is left or the other one failed.
+    let work = |conn: &mut DbConnection, from_the_end: bool| -> Result<(), AppError> {
         while !stop.load(Ordering::Relaxed) {
-            let Some(selection) = selections.get(next.fetch_add(1, Ordering::Relaxed)) else { break };
+            let taken = {
+                let mut pending = pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if from_the_end {
+                    pending.next_back()
+                } else {
+                    pending.next()
+                }
+            };
+            let Some(selection) = taken.and_then(|index| selections.get(index)) else { break };
             let batch = transaction(conn, |conn| {
                 let mut batch = Progress::default();
                 evaluate_batch(conn, scheme, rules, &targets, &scheme_ids, request, run_id, selection, &mut batch.totals, &mut batch.transitions)?;
@@ -360,12 +397,12 @@ fn execute(
     };
     match helper {
         Some(helper) => std::thread::scope(|scope| {
-            let helping = scope.spawn(|| work(helper));
-            let own = work(conn);
+            let helping = scope.spawn(|| work(helper, true));
+            let own = work(conn, false);
             let helped = helping.join().unwrap_or_else(|_| Err(AppError::internal("a classification run worker stopped")));
             own.and(helped)
         }),
-        None => work(conn),
+        None => work(conn, false),
     }
 }
 
@@ -483,12 +520,12 @@ fn evaluate_batch(
         for mover in &refused {
             totals.rejected += 1;
             let detail = plan.rejected.get(&mover.id).map(attributes::Rejection::describe);
-            records.push((mover.code.clone(), mover.from.clone(), rule.target_category.clone(), rule.id, "rejected", detail));
+            records.push(Change { customer: mover.code.clone(), from: mover.from.clone(), to: rule.target_category.clone(), rule_id: rule.id, outcome: "rejected".into(), detail });
         }
         for mover in &accepted {
             totals.changed += 1;
             *transitions.entry((mover.from.clone(), rule.target_category.clone())).or_insert(0) += 1;
-            records.push((mover.code.clone(), mover.from.clone(), rule.target_category.clone(), rule.id, "changed", None));
+            records.push(Change { customer: mover.code.clone(), from: mover.from.clone(), to: rule.target_category.clone(), rule_id: rule.id, outcome: "changed".into(), detail: None });
         }
         if request.dry_run || accepted.is_empty() {
             continue;
@@ -503,22 +540,12 @@ fn evaluate_batch(
         changed_ids.extend(accepted.iter().map(|m| m.id));
     }
     customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&changed_ids), true)?;
-    for chunk in records.chunks(500) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|(code, from, to, rule_id, outcome, detail)| {
-                (
-                    run_changes::run_id.eq(run_id),
-                    run_changes::customer_code.eq(code.clone()),
-                    run_changes::from_category.eq(from.clone()),
-                    run_changes::to_category.eq(to.clone()),
-                    run_changes::rule_id.eq(*rule_id),
-                    run_changes::outcome.eq(*outcome),
-                    run_changes::detail.eq(detail.clone()),
-                )
-            })
-            .collect();
-        crate::insert_rows!(conn, run_changes::table, rows)?;
+    let blocks: Vec<_> = records
+        .chunks(CHANGES_PER_BLOCK as usize)
+        .map(|block| (run_change_blocks::run_id.eq(run_id), run_change_blocks::changes.eq(serde_json::to_string(block).expect("changes serialise"))))
+        .collect();
+    if !blocks.is_empty() {
+        crate::insert_rows!(conn, run_change_blocks::table, blocks)?;
     }
     Ok(())
 }

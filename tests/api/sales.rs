@@ -449,9 +449,24 @@ async fn a_run_in_many_batches_counts_every_customer_once(backend: Backend) {
     let fetched = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}", result["id"])).await, StatusCode::OK).await;
     assert_eq!((fetched["status"].clone(), fetched["transitions"].clone()), (json!("completed"), result["transitions"].clone()), "the stored totals are the whole run's");
     let changes = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes?limit=100", result["id"])).await, StatusCode::OK).await;
-    let mut moved: Vec<String> = changes["items"].as_array().unwrap().iter().map(|c| c["customer"].as_str().unwrap().to_string()).collect();
+    let in_one_page: Vec<String> = changes["items"].as_array().unwrap().iter().map(|c| c["customer"].as_str().unwrap().to_string()).collect();
+    let mut moved = in_one_page.clone();
     moved.sort();
     assert_eq!(moved, ["C1", "C10", "C2", "C3", "C4", "C5"]);
+    // Pages of one and of four, across the changes of many batches, in the same order.
+    for limit in [1, 4] {
+        let mut paged = Vec::new();
+        let mut path = format!("/api/v1/schemes/TIER/classification-runs/{}/changes?limit={limit}", result["id"]);
+        loop {
+            let page = ok_json(app.get(&path).await, StatusCode::OK).await;
+            paged.extend(page["items"].as_array().unwrap().iter().map(|c| c["customer"].as_str().unwrap().to_string()));
+            match page["next_cursor"].as_str() {
+                Some(cursor) => path = format!("/api/v1/schemes/TIER/classification-runs/{}/changes?limit={limit}&cursor={cursor}", result["id"]),
+                None => break,
+            }
+        }
+        assert_eq!(paged, in_one_page, "pages of {limit}");
+    }
     for (code, category) in [("C1", "01"), ("C10", "01"), ("C4", "02"), ("C6", "03"), ("C8", "03"), ("C9", "03")] {
         assert_eq!(category_of(&app, code, "TIER").await, category, "{code}");
     }
