@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use custclass::db::schema::{assignment_history, attribute_definitions, categories, category_members, customer_attributes, customer_categories, customers, schemes};
 use custclass::db::{migrate, DbConnection};
+use custclass::domain::category::ClassificationVector;
 use diesel::prelude::*;
 
 use super::{connect, execute};
@@ -220,7 +221,7 @@ fn load(database: &str, n: usize) {
                 customers::created_at.eq(created),
                 customers::updated_at.eq(created),
             ));
-            let vector: String = category_ids.iter().zip(&picks).map(|((scheme_id, leaves), leaf)| format!("|{scheme_id}:{}", leaves[*leaf].1)).collect::<String>() + "|";
+            let vector = ClassificationVector::of(category_ids.iter().zip(&picks).map(|((scheme_id, leaves), leaf)| (*scheme_id, leaves[*leaf].1.as_str()))).into_inner();
             for (((scheme_id, leaves), (scheme_code, _, _)), leaf) in category_ids.iter().zip(&spec).zip(picks) {
                 let (category_id, category_code) = &leaves[leaf];
                 assigned.push((

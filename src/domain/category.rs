@@ -71,6 +71,38 @@ impl CategoryName {
     }
 }
 
+/// A customer's categories in every scheme as one string, `|<scheme id>:<code>|…|` in
+/// scheme order ('' for none). Each of the customer's memberships carries it, so that a
+/// list filtered by several categories tests the others on the index entries it scans.
+/// Codes hold neither `|` nor `:`, so an entry is found by plain substring search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassificationVector(String);
+
+impl ClassificationVector {
+    pub fn of<'a>(assignments: impl IntoIterator<Item = (i64, &'a str)>) -> Self {
+        let mut assignments: Vec<(i64, &str)> = assignments.into_iter().collect();
+        assignments.sort_unstable();
+        if assignments.is_empty() {
+            return Self(String::new());
+        }
+        Self(assignments.iter().fold("|".to_string(), |vector, (scheme_id, code)| format!("{vector}{scheme_id}:{code}|")))
+    }
+
+    /// The entry of a customer's category in a scheme, as its vectors contain it.
+    pub fn entry(scheme_id: i64, code: &str) -> String {
+        format!("|{scheme_id}:{code}|")
+    }
+
+    /// What the vector of every customer in the subtree of `code` contains.
+    pub fn subtree_needle(scheme_id: i64, code: &str) -> String {
+        format!("|{scheme_id}:{code}")
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +144,16 @@ mod tests {
         assert!(CategoryName::parse("name", &"客".repeat(100)).is_ok());
         assert!(CategoryName::parse("name", &"客".repeat(101)).is_err());
         assert!(CategoryName::parse("name", "  ").is_err());
+    }
+
+    #[test]
+    fn vectors_list_categories_in_scheme_order() {
+        assert_eq!(ClassificationVector::of([(12, "03"), (2, "0101"), (7, "A1")]).into_inner(), "|2:0101|7:A1|12:03|");
+        assert_eq!(ClassificationVector::of([]).into_inner(), "");
+        let vector = ClassificationVector::of([(2, "0101"), (12, "03")]).into_inner();
+        assert!(vector.contains(&ClassificationVector::entry(12, "03")));
+        assert!(vector.contains(&ClassificationVector::subtree_needle(2, "01")));
+        assert!(!vector.contains(&ClassificationVector::entry(2, "01")), "an ancestor is matched by its subtree needle only");
+        assert!(!vector.contains(&ClassificationVector::entry(1, "03")), "scheme 1 is not scheme 12");
     }
 }

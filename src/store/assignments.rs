@@ -7,7 +7,8 @@ use diesel::prelude::*;
 use serde_json::Value as Json;
 
 use crate::db::schema::{categories, category_members, customer_categories, customers};
-use crate::db::{now, transaction, DbConnection};
+use crate::db::{now, transaction, DbBackend, DbConnection};
+use crate::domain::category::ClassificationVector;
 use crate::domain::customer::CustomerCode;
 use crate::domain::FieldError;
 use crate::error::AppError;
@@ -15,7 +16,7 @@ use crate::error::AppError;
 use super::attributes::{self, EditMode};
 use super::categories::CategoryRow;
 use super::customers::{self as customer_store, CustomerRow, CustomerView, SnapshotTarget};
-use super::history::{self, NewHistory, Source};
+use super::history::{self, NewHistory, SharedChange, Source};
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{check_version, lock_row, lock_rows, LockMode, LockableTable};
 
@@ -32,6 +33,20 @@ pub struct Provenance {
 impl Provenance {
     pub fn new(actor: &str, source: Source, reason: Option<String>) -> Self {
         Self { actor: actor.to_string(), source, reason, rule_id: None, run_id: None }
+    }
+
+    fn shared<'a>(&'a self, scheme_code: &'a str, from: Option<&'a str>, to: Option<&'a str>, at: chrono::NaiveDateTime) -> SharedChange<'a> {
+        SharedChange {
+            scheme_code,
+            from_category: from,
+            to_category: to,
+            at,
+            actor: &self.actor,
+            source: self.source,
+            reason: self.reason.as_deref(),
+            rule_id: self.rule_id,
+            run_id: self.run_id,
+        }
     }
 
     fn entry(
@@ -209,19 +224,17 @@ pub fn clear(conn: &mut DbConnection, customer: &CustomerRow, scheme: &SchemeRow
     Ok(true)
 }
 
-/// The classification vector of the customer whose id is `customer_id` (an SQL
-/// expression): `|<scheme id>:<category code>|…|` in scheme order, '' for none.
-fn vector_of(conn: &DbConnection, customer_id: &str) -> String {
-    match conn {
-        DbConnection::Mysql(_) => format!(
-            "COALESCE((SELECT CONCAT('|', GROUP_CONCAT(CONCAT(cc.scheme_id, ':', cc.category_code) ORDER BY cc.scheme_id SEPARATOR '|'), '|') \
-             FROM customer_categories cc WHERE cc.customer_id = {customer_id}), '')"
-        ),
-        DbConnection::Sqlite(_) => format!(
-            "COALESCE((SELECT '|' || group_concat(cc.scheme_id || ':' || cc.category_code, '|') || '|' \
-             FROM customer_categories cc WHERE cc.customer_id = {customer_id}), '')"
-        ),
+/// The classification vectors of these customers, as their assignments stand.
+fn vectors_of(conn: &mut DbConnection, customer_ids: &[i64]) -> Result<HashMap<i64, ClassificationVector>, AppError> {
+    let rows: Vec<(i64, i64, String)> = customer_categories::table
+        .filter(customer_categories::customer_id.eq_any(customer_ids))
+        .select((customer_categories::customer_id, customer_categories::scheme_id, customer_categories::category_code))
+        .load(conn)?;
+    let mut assignments: HashMap<i64, Vec<(i64, &str)>> = HashMap::new();
+    for (customer_id, scheme_id, code) in &rows {
+        assignments.entry(*customer_id).or_default().push((*scheme_id, code.as_str()));
     }
+    Ok(assignments.into_iter().map(|(customer_id, assignments)| (customer_id, ClassificationVector::of(assignments))).collect())
 }
 
 /// Makes `customers` (whose assignments in `scheme` are already written) members of
@@ -234,44 +247,54 @@ pub fn replace_memberships(conn: &mut DbConnection, scheme: &SchemeRow, customer
         Some(code) => super::categories::path_codes(scheme, code)?,
         None => Vec::new(),
     };
-    let entering = category.map_or_else(|| "|".to_string(), |code| format!("|{}:{code}|", scheme.id));
+    let entering = category.map_or_else(|| "|".to_string(), |code| ClassificationVector::entry(scheme.id, code));
     for chunk in customers.chunks(CHUNK) {
         let ids: Vec<i64> = chunk.iter().map(|m| m.id).collect();
         diesel::delete(category_members::table.filter(category_members::scheme_id.eq(scheme.id)).filter(category_members::customer_id.eq_any(&ids)))
             .execute(conn)?;
-        // What is left are their memberships in other schemes. Where the vector names the
-        // category they leave, swapping that entry is far cheaper than rebuilding it from
-        // the assignments; customers new to the scheme have their vectors rebuilt.
-        let mut by_origin: BTreeMap<Option<&str>, Vec<String>> = BTreeMap::new();
+        // What is left are their memberships in other schemes. Swapping the entry of the
+        // category they leave costs far less than writing each customer's own vector,
+        // which only customers new to the scheme need.
+        let mut leaving: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        let mut arriving = Vec::new();
         for mover in chunk {
-            by_origin.entry(mover.from.as_deref()).or_default().push(mover.id.to_string());
+            match &mover.from {
+                Some(from) => leaving.entry(from.as_str()).or_default().push(mover.id.to_string()),
+                None => arriving.push(mover.id),
+            }
         }
-        for (from, ids) in by_origin {
-            let list = ids.join(",");
-            match from {
-                Some(from) => diesel::sql_query(format!("UPDATE category_members SET classification_vector = REPLACE(classification_vector, ?, ?) WHERE customer_id IN ({list})"))
-                    .bind::<Text, _>(format!("|{}:{from}|", scheme.id))
-                    .bind::<Text, _>(&entering)
-                    .execute(conn)?,
-                None => diesel::sql_query(format!(
-                    "UPDATE category_members SET classification_vector = {} WHERE customer_id IN ({list})",
-                    vector_of(conn, "category_members.customer_id")
-                ))
-                .execute(conn)?,
-            };
+        for (from, ids) in leaving {
+            diesel::sql_query(format!("UPDATE category_members SET classification_vector = REPLACE(classification_vector, ?, ?) WHERE customer_id IN ({})", ids.join(",")))
+                .bind::<Text, _>(ClassificationVector::entry(scheme.id, from))
+                .bind::<Text, _>(&entering)
+                .execute(conn)?;
+        }
+        if !arriving.is_empty() {
+            let mut vectors = vectors_of(conn, &arriving)?;
+            let cases: String = arriving.iter().map(|id| format!(" WHEN {id} THEN ?")).collect();
+            let list = arriving.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let mut update =
+                diesel::sql_query(format!("UPDATE category_members SET classification_vector = CASE customer_id{cases} END WHERE customer_id IN ({list})")).into_boxed::<DbBackend>();
+            for id in &arriving {
+                update = update.bind::<Text, _>(vectors.remove(id).map_or_else(String::new, ClassificationVector::into_inner));
+            }
+            update.execute(conn)?;
         }
         if codes.is_empty() {
             continue;
         }
+        // All memberships of a customer carry the same vector: the new ones copy it from
+        // one in another scheme, and a customer with none has only this category.
         let path = vec!["SELECT ? AS code"; codes.len()].join(" UNION ALL ");
         let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         let sql = format!(
             "INSERT INTO category_members (customer_id, scheme_id, category_code, customer_code, classification_vector) \
-             SELECT c.id, {}, p.code, c.code, {} FROM customers c CROSS JOIN ({path}) p WHERE c.id IN ({list})",
-            scheme.id,
-            vector_of(conn, "c.id")
+             SELECT c.id, {0}, p.code, c.code, \
+             COALESCE((SELECT o.classification_vector FROM category_members o WHERE o.customer_id = c.id AND o.scheme_id <> {0} LIMIT 1), ?) \
+             FROM customers c CROSS JOIN ({path}) p WHERE c.id IN ({list})",
+            scheme.id
         );
-        let mut insert = diesel::sql_query(sql).into_boxed::<crate::db::DbBackend>();
+        let mut insert = diesel::sql_query(sql).into_boxed::<DbBackend>().bind::<Text, _>(entering.clone());
         for code in &codes {
             insert = insert.bind::<Text, _>(code.clone());
         }
@@ -493,7 +516,18 @@ pub fn move_many(
         crate::insert_rows!(conn, customer_categories::table, rows)?;
     }
     replace_memberships(conn, scheme, movers, Some(&category.code))?;
-    let entries: Vec<NewHistory> =
-        movers.iter().map(|m| provenance.entry(&m.code, &scheme.code, m.from.clone(), Some(category.code.clone()), at, dropped.remove(&m.id))).collect();
+    // Customers that lost attribute values have them in their own entries; the rest
+    // share theirs, one per category they come from.
+    let mut alike: BTreeMap<Option<&str>, Vec<i64>> = BTreeMap::new();
+    let mut entries: Vec<NewHistory> = Vec::new();
+    for mover in movers {
+        match dropped.remove(&mover.id).filter(|values| !values.is_empty()) {
+            Some(values) => entries.push(provenance.entry(&mover.code, &scheme.code, mover.from.clone(), Some(category.code.clone()), at, Some(values))),
+            None => alike.entry(mover.from.as_deref()).or_default().push(mover.id),
+        }
+    }
+    for (from, ids) in alike {
+        history::record_shared(conn, &ids, &provenance.shared(&scheme.code, from, Some(&category.code), at))?;
+    }
     history::record(conn, &entries)
 }

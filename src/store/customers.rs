@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use crate::db::schema::{attribute_definitions, categories, category_members, customer_attributes, customer_categories, customers, schemes};
 use crate::db::{now, transaction, DbBackend, DbConnection};
 use crate::domain::attribute::{parse_operand, AttributeValue, FilterOp, Operand, ValueType, LIKE_ESCAPE};
-use crate::domain::category::CategoryCode;
+use crate::domain::category::{CategoryCode, ClassificationVector};
 use crate::domain::customer::{CustomerCode, CustomerStatus, TaxId};
 use crate::domain::FieldError;
 use crate::error::AppError;
@@ -517,7 +517,7 @@ struct Membership {
 impl Membership {
     /// What `classification_vector` holds for every customer in the subtree.
     fn needle(&self) -> String {
-        format!("|{}:{}", self.scheme_id, self.code)
+        ClassificationVector::subtree_needle(self.scheme_id, &self.code)
     }
 }
 

@@ -64,6 +64,44 @@ pub fn record(conn: &mut DbConnection, entries: &[NewHistory]) -> Result<(), App
     Ok(())
 }
 
+/// One change made to many customers alike: the same scheme, categories, time and
+/// provenance, and no attribute values dropped.
+pub struct SharedChange<'a> {
+    pub scheme_code: &'a str,
+    pub from_category: Option<&'a str>,
+    pub to_category: Option<&'a str>,
+    pub at: chrono::NaiveDateTime,
+    pub actor: &'a str,
+    pub source: Source,
+    pub reason: Option<&'a str>,
+    pub rule_id: Option<i64>,
+    pub run_id: Option<i64>,
+}
+
+/// Records `change` for each of these customers, taking their codes from `customers`:
+/// a statement per thousand that carries the change once instead of once per row.
+pub fn record_shared(conn: &mut DbConnection, customer_ids: &[i64], change: &SharedChange) -> Result<(), AppError> {
+    use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+    for chunk in customer_ids.chunks(1000) {
+        let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        diesel::sql_query(format!(
+            "INSERT INTO assignment_history (customer_code, scheme_code, from_category, to_category, at, actor, source, reason, rule_id, run_id) \
+             SELECT code, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM customers WHERE id IN ({list}) ORDER BY id"
+        ))
+        .bind::<Text, _>(change.scheme_code)
+        .bind::<Nullable<Text>, _>(change.from_category)
+        .bind::<Nullable<Text>, _>(change.to_category)
+        .bind::<Timestamp, _>(change.at)
+        .bind::<Text, _>(change.actor)
+        .bind::<Text, _>(change.source.as_str())
+        .bind::<Nullable<Text>, _>(change.reason)
+        .bind::<Nullable<BigInt>, _>(change.rule_id)
+        .bind::<Nullable<BigInt>, _>(change.run_id)
+        .execute(conn)?;
+    }
+    Ok(())
+}
+
 /// Where a page of history continues: after the entry at `(at, id)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryCursor {
