@@ -408,15 +408,18 @@ pub fn assign_batch(
             }
         }
         let members: Vec<(i64, &str)> = movers.iter().map(|m| (m.id, m.code.as_str())).collect();
-        let mut dropped = attributes::plan_move(conn, &scheme, Some(&category.code), &members, &BTreeMap::new())?.apply_all(conn)?;
+        let plan = attributes::plan_move(conn, &scheme, Some(&category.code), &members, &BTreeMap::new())?;
+        let rewritten = plan.rewrites();
+        let mut dropped = plan.apply_all(conn)?;
         move_many(conn, &scheme, &category, &movers, locked, provenance, &mut dropped)?;
         for chunk in relocked.chunks(CHUNK) {
             let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
             diesel::update(target).set(customer_categories::locked.eq(locked.unwrap_or(false))).execute(conn)?;
         }
-        let touched: Vec<i64> = movers.iter().map(|m| m.id).chain(relocked).collect();
-        customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&touched), true)?;
-        let changed = touched.len();
+        let (revalued, reassigned): (Vec<i64>, Vec<i64>) = movers.iter().map(|m| m.id).chain(relocked).partition(|id| rewritten.contains(id));
+        customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&revalued), true)?;
+        customer_store::refresh_snapshot(conn, SnapshotTarget::Reassigned(&reassigned), true)?;
+        let changed = revalued.len() + reassigned.len();
         Ok(BatchOutcome { requested: seen.len(), changed, unchanged: seen.len() - changed })
     })
 }

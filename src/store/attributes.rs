@@ -6,7 +6,7 @@
 //! that search in SQL sees exactly what a read shows; `customers.attributes` keeps
 //! the same values as JSON for single-row reads (see `customers::refresh_snapshot`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text};
@@ -598,6 +598,11 @@ impl Rejection {
 }
 
 impl MovePlan {
+    /// The customers whose values `apply` rewrites.
+    pub fn rewrites(&self) -> HashSet<i64> {
+        self.writes.iter().map(|(id, ..)| *id).filter(|id| !self.rejected.contains_key(id)).collect()
+    }
+
     /// Writes the values of every customer that is not rejected; returns what each dropped.
     pub fn apply(self, conn: &mut DbConnection) -> Result<Dropped, AppError> {
         for (id, code, keys, desired) in self.writes.iter().filter(|(id, ..)| !self.rejected.contains_key(id)) {

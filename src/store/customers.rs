@@ -175,21 +175,23 @@ pub fn view_by_id(conn: &mut DbConnection, id: i64) -> Result<CustomerView, AppE
     view_of(customers::table.find(id).select(CustomerRow::as_select()).first(conn)?)
 }
 
-/// Whose snapshots to rewrite.
+/// Whose snapshots to rewrite, and which of the two changed.
 #[derive(Debug, Clone, Copy)]
 pub enum SnapshotTarget<'a> {
     /// Customers whose assignments or values changed.
     Ids(&'a [i64]),
+    /// Customers whose assignments changed and whose values did not.
+    Reassigned(&'a [i64]),
     /// Every customer in the subtree of a category, whose values changed (their
     /// assignments did not).
     Members { scheme_id: i64, category: &'a str },
 }
 
-/// Rewrites `classification` and `attributes` of the target customers from
-/// `customer_categories` and `customer_attributes` (and, for ids, the
-/// classification vector of their memberships) in set-based statements, a thousand
-/// customers each for ids; with `bump_version` gives them a new version: their
-/// representation changed. Every change of assignments ends with this call.
+/// Rewrites `classification` from `customer_categories` and `attributes` from
+/// `customer_attributes` (each only where the target says it changed) in set-based
+/// statements, a thousand customers each for ids; with `bump_version` gives them a
+/// new version: their representation changed. Every change of assignments or values
+/// ends with this call.
 pub fn refresh_snapshot(conn: &mut DbConnection, target: SnapshotTarget, bump_version: bool) -> Result<(), AppError> {
     let (classification, attributes) = match conn {
         DbConnection::Mysql(_) => (
@@ -208,7 +210,12 @@ pub fn refresh_snapshot(conn: &mut DbConnection, target: SnapshotTarget, bump_ve
         ),
     };
     let bump = if bump_version { ", version = version + 1, updated_at = ?" } else { "" };
-    let update = format!("UPDATE customers SET classification = {classification}, attributes = {attributes}{bump} WHERE ");
+    let columns = match target {
+        SnapshotTarget::Ids(_) => format!("classification = {classification}, attributes = {attributes}"),
+        SnapshotTarget::Reassigned(_) => format!("classification = {classification}"),
+        SnapshotTarget::Members { .. } => format!("attributes = {attributes}"),
+    };
+    let update = format!("UPDATE customers SET {columns}{bump} WHERE ");
     let run = |conn: &mut DbConnection, sql: String, members: Option<(i64, &str)>| -> Result<(), AppError> {
         use diesel::sql_types::{BigInt, Text, Timestamp};
         match (bump_version, members) {
@@ -222,7 +229,7 @@ pub fn refresh_snapshot(conn: &mut DbConnection, target: SnapshotTarget, bump_ve
         Ok(())
     };
     match target {
-        SnapshotTarget::Ids(ids) => {
+        SnapshotTarget::Ids(ids) | SnapshotTarget::Reassigned(ids) => {
             for chunk in ids.chunks(1000) {
                 let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
                 run(conn, format!("{update}id IN ({list})"), None)?;

@@ -510,7 +510,8 @@ fn evaluate_batch(
         }
     }
     let mut records = Vec::new();
-    let mut changed_ids = Vec::new();
+    // Customers moved with their values rewritten, and moved with their values as they were.
+    let (mut revalued, mut reassigned) = (Vec::new(), Vec::new());
     for (index, movers) in groups {
         let rule = &rules[index].row;
         let target = &targets[index];
@@ -530,6 +531,7 @@ fn evaluate_batch(
         if request.dry_run || accepted.is_empty() {
             continue;
         }
+        let rewritten = plan.rewrites();
         let mut dropped = plan.apply(conn)?;
         let provenance = Provenance {
             rule_id: Some(rule.id),
@@ -537,9 +539,12 @@ fn evaluate_batch(
             ..Provenance::new(&request.actor, Source::Rule, Some(format!("rule {}: {}", rule.id, rule.name)))
         };
         assignments::move_many(conn, scheme, target, &accepted, None, &provenance, &mut dropped)?;
-        changed_ids.extend(accepted.iter().map(|m| m.id));
+        let (with_values, as_they_were): (Vec<i64>, Vec<i64>) = accepted.iter().map(|m| m.id).partition(|id| rewritten.contains(id));
+        revalued.extend(with_values);
+        reassigned.extend(as_they_were);
     }
-    customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&changed_ids), true)?;
+    customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&revalued), true)?;
+    customer_store::refresh_snapshot(conn, SnapshotTarget::Reassigned(&reassigned), true)?;
     let blocks: Vec<_> = records
         .chunks(CHANGES_PER_BLOCK as usize)
         .map(|block| (run_change_blocks::run_id.eq(run_id), run_change_blocks::changes.eq(serde_json::to_string(block).expect("changes serialise"))))

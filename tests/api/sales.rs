@@ -350,14 +350,17 @@ async fn required_attributes_reject_instead_of_moving(app: TestApp) {
     app.create_tiers().await;
     ok_json(app.post("/api/v1/schemes/TIER/categories/01/attributes", &json!({"key": "account_manager", "type": "string", "required": true})).await, StatusCode::CREATED).await;
     ok_json(app.post("/api/v1/schemes/TIER/categories/02/attributes", &json!({"key": "account_manager", "type": "string"})).await, StatusCode::CREATED).await;
+    ok_json(app.post("/api/v1/schemes/TIER/categories/02/attributes", &json!({"key": "since", "type": "date"})).await, StatusCode::CREATED).await;
     app.create_customer("C1", json!({"TIER": "03"})).await;
-    let body = json!({"code": "C2", "name": "C2", "categories": {"TIER": "02"}, "attributes": {"account_manager": "王芳"}});
+    let body = json!({"code": "C2", "name": "C2", "categories": {"TIER": "02"}, "attributes": {"account_manager": "王芳", "since": "2025-01-01"}});
     ok_json(app.post("/api/v1/customers", &body).await, StatusCode::CREATED).await;
     rule(&app, "TIER", json!({"name": "all", "target_category": "01", "condition": {"field": "orders_12m", "op": "=", "value": 0}})).await;
     let result = run(&app, "TIER", json!({})).await;
     assert_eq!((result["changed"].clone(), result["rejected"].clone()), (json!(1), json!(1)));
     assert_eq!(category_of(&app, "C1", "TIER").await, "03", "rejected: not moved");
     assert_eq!(category_of(&app, "C2", "TIER").await, "01", "C2 has the manager and moves");
+    let moved = ok_json(app.get("/api/v1/customers/C2").await, StatusCode::OK).await;
+    assert_eq!(moved["attributes"], json!({"account_manager": "王芳"}), "01 does not define since: the value is dropped");
     let changes = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes", result["id"])).await, StatusCode::OK).await;
     let rejected = changes["items"].as_array().unwrap().iter().find(|c| c["outcome"] == "rejected").unwrap();
     assert_eq!(rejected["customer"], "C1");
