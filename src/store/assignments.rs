@@ -387,8 +387,7 @@ pub fn assign_batch(
         let category = assignable_category(conn, &scheme, category_code, "category")?;
         let ids = customer_ids(conn, codes)?;
         let customer_ids: Vec<i64> = ids.values().copied().collect();
-        lock_rows(conn, LockableTable::Customers, &customer_ids, LockMode::Exclusive)?;
-        let current = current_in_scheme(conn, scheme.id, &customer_ids)?;
+        let current = lock_in_scheme(conn, scheme.id, &customer_ids)?;
 
         let mut movers = Vec::new();
         let mut relocked = Vec::new();
@@ -448,16 +447,34 @@ pub fn customer_ids(conn: &mut DbConnection, codes: &[CustomerCode]) -> Result<H
     Ok(ids)
 }
 
-/// The current category and pin of these customers in a scheme.
-pub fn current_in_scheme(conn: &mut DbConnection, scheme_id: i64, customer_ids: &[i64]) -> Result<HashMap<i64, (String, bool)>, AppError> {
+/// A customer's row as `lock_in_scheme` reads it.
+#[derive(QueryableByName)]
+struct Held {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    category_code: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bool>)]
+    locked: Option<bool>,
+}
+
+/// Locks these customers for the rest of the transaction, in id order (MySQL; SQLite
+/// has one writer), and reads their current category and pin in a scheme, in one
+/// statement per thousand.
+pub fn lock_in_scheme(conn: &mut DbConnection, scheme_id: i64, customer_ids: &[i64]) -> Result<HashMap<i64, (String, bool)>, AppError> {
+    let mut ids = customer_ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    let lock = if matches!(conn, DbConnection::Mysql(_)) { " FOR UPDATE" } else { "" };
     let mut current = HashMap::new();
-    for chunk in customer_ids.chunks(CHUNK) {
-        let rows: Vec<(i64, String, bool)> = customer_categories::table
-            .filter(customer_categories::scheme_id.eq(scheme_id))
-            .filter(customer_categories::customer_id.eq_any(chunk))
-            .select((customer_categories::customer_id, customer_categories::category_code, customer_categories::locked))
-            .load(conn)?;
-        current.extend(rows.into_iter().map(|(id, code, locked)| (id, (code, locked))));
+    for chunk in ids.chunks(CHUNK) {
+        let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let rows: Vec<Held> = diesel::sql_query(format!(
+            "SELECT c.id AS id, cc.category_code AS category_code, cc.locked AS locked FROM customers c \
+             LEFT JOIN customer_categories cc ON cc.customer_id = c.id AND cc.scheme_id = {scheme_id} WHERE c.id IN ({list}) ORDER BY c.id{lock}"
+        ))
+        .load(conn)?;
+        current.extend(rows.into_iter().filter_map(|row| Some((row.id, (row.category_code?, row.locked.unwrap_or(false))))));
     }
     Ok(current)
 }

@@ -22,7 +22,6 @@ use super::history::Source;
 use super::rules::{self as rule_store, ActiveRule};
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::transactions::{metric_columns, window_start};
-use super::{lock_rows, LockMode, LockableTable};
 
 /// A run whose heartbeat is older than this is taken for dead (its process stopped).
 const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(10);
@@ -494,8 +493,7 @@ fn evaluate_batch(
         // Only the customers about to move are locked; one that a concurrent request
         // moved or pinned since the evaluation is left to that request.
         let ids: Vec<i64> = groups.values().flatten().map(|m| m.id).collect();
-        lock_rows(conn, LockableTable::Customers, &ids, LockMode::Exclusive)?;
-        let now_in = assignments::current_in_scheme(conn, scheme.id, &ids)?;
+        let now_in = assignments::lock_in_scheme(conn, scheme.id, &ids)?;
         for movers in groups.values_mut() {
             movers.retain(|m| {
                 let still = match now_in.get(&m.id) {
