@@ -77,6 +77,20 @@ async fn filters_combine_across_schemes_with_subtrees(app: TestApp) {
     assert_eq!(list("category=TIER:01&category=REGION:01").await, ["C3", "C4", "C6"], "a classification run, moving C3 and giving C6 its first tier");
     assert_eq!(list("category=REGION:0102&category=TIER:01").await, ["C6"]);
     assert_eq!(list("category=REGION:01&category=TIER:02").await, ["C1"]);
+
+    // Moves between paths of different lengths, both ways.
+    app.create_category("REGION", "03", "西北地区客户").await;
+    ok_json(app.assign("C4", "REGION", "03").await, StatusCode::OK).await;
+    assert_eq!(list("category=REGION:03&category=TIER:01").await, ["C4"], "to a shallower category");
+    assert_eq!(list("category=TIER:01&category=REGION:01").await, ["C3", "C6"]);
+    ok_json(app.assign("C4", "REGION", "0102").await, StatusCode::OK).await;
+    assert_eq!(list("category=REGION:0102&category=TIER:01").await, ["C4", "C6"], "to a deeper one");
+    assert_eq!(list("category=TIER:01&category=REGION:01").await, ["C3", "C4", "C6"]);
+    assert_eq!(list("category=REGION:03").await, Vec::<String>::new());
+    ok_json(app.assign("C6", "REGION", "0101").await, StatusCode::OK).await;
+    assert_eq!(list("category=REGION:0101&category=TIER:01").await, ["C3", "C6"], "within the same parent");
+    assert_eq!(list("category=REGION:0102&category=TIER:01").await, ["C4"]);
+    assert_eq!(list("category=TIER:01&category=REGION:01").await, ["C3", "C4", "C6"]);
 }
 
 async fn text_status_and_sort(app: TestApp) {
