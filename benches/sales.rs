@@ -4,7 +4,8 @@
 //! 1,000,000 customers and at 100,000 to show how the cost grows.
 //!
 //! Transactions posted by an earlier run of the bench are deleted first, so each run
-//! measures against the same ten per customer.
+//! measures against the same ten per customer, and the server writes what the load left
+//! dirty before the measurements start.
 //!
 //! Run: `scripts/bench sales` (BENCH_CUSTOMERS for the large size, BENCH_RELOAD=1,
 //! BENCH_ONLY=runs or BENCH_ONLY=ingestion).
@@ -176,6 +177,7 @@ async fn measure(n: usize, database: &str, port: u16, with_ingestion: bool) {
     ensure_customers(database, n);
     ensure_transactions(database, n);
     forget_ingested(database);
+    support::settle();
     let service = Service::start(database, port);
     let client = Client { http: reqwest::Client::builder().timeout(Duration::from_secs(1800)).build().unwrap(), base: service.base.clone() };
     println!("\n{n} customers, {} transactions:", n as u64 * TRANSACTIONS_PER_CUSTOMER);

@@ -49,6 +49,33 @@ pub fn require_server_sizing() {
     assert_eq!(sized, 2, "the bench needs MariaDB started with --innodb-buffer-pool-size=8G --innodb-log-file-size=2G (scripts/bench restarts the local server so)");
 }
 
+#[derive(diesel::QueryableByName)]
+struct Dirty {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pages: i64,
+}
+
+/// Waits (at most three minutes) until the server has written the pages a load left
+/// dirty, so that a measurement does not share the machine with that flushing.
+pub fn settle() {
+    let mut conn = connect(None);
+    let dirty = |conn: &mut MysqlConnection| {
+        diesel::sql_query("SELECT CAST(VARIABLE_VALUE AS SIGNED) AS pages FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'INNODB_BUFFER_POOL_PAGES_DIRTY'")
+            .get_result::<Dirty>(conn)
+            .map(|row| row.pages)
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    let before = dirty(&mut conn);
+    execute(&mut conn, "SET @bench_dirty_pct = @@GLOBAL.innodb_max_dirty_pages_pct");
+    execute(&mut conn, "SET GLOBAL innodb_max_dirty_pages_pct = 0");
+    while dirty(&mut conn) > 1000 && started.elapsed() < Duration::from_secs(180) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    execute(&mut conn, "SET GLOBAL innodb_max_dirty_pages_pct = @bench_dirty_pct");
+    println!("settled: {before} dirty pages written down to {} in {:.0} s", dirty(&mut conn), started.elapsed().as_secs_f64());
+}
+
 /// The service, built in release mode with the bench, serving `database`.
 pub struct Service {
     child: Child,
