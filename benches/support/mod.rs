@@ -67,12 +67,12 @@ pub fn settle() {
     };
     let started = Instant::now();
     let before = dirty(&mut conn);
-    execute(&mut conn, "SET @bench_dirty_pct = @@GLOBAL.innodb_max_dirty_pages_pct");
-    execute(&mut conn, "SET GLOBAL innodb_max_dirty_pages_pct = 0");
+    execute(&mut conn, "SET @bench_dirty_pct = @@GLOBAL.innodb_max_dirty_pages_pct, @bench_io = @@GLOBAL.innodb_io_capacity, @bench_io_max = @@GLOBAL.innodb_io_capacity_max");
+    execute(&mut conn, "SET GLOBAL innodb_io_capacity_max = 100000, innodb_io_capacity = 50000, innodb_max_dirty_pages_pct = 0");
     while dirty(&mut conn) > 1000 && started.elapsed() < Duration::from_secs(180) {
         std::thread::sleep(Duration::from_millis(500));
     }
-    execute(&mut conn, "SET GLOBAL innodb_max_dirty_pages_pct = @bench_dirty_pct");
+    execute(&mut conn, "SET GLOBAL innodb_max_dirty_pages_pct = @bench_dirty_pct, innodb_io_capacity = @bench_io, innodb_io_capacity_max = @bench_io_max");
     println!("settled: {before} dirty pages written down to {} in {:.0} s", dirty(&mut conn), started.elapsed().as_secs_f64());
 }
 
