@@ -18,7 +18,7 @@ use super::categories::CategoryRow;
 use super::customers::{self as customer_store, CustomerRow, CustomerView, SnapshotTarget};
 use super::history::{self, NewHistory, SharedChange, Source};
 use super::schemes::{self as scheme_store, SchemeRow};
-use super::{check_version, lock_row, lock_rows, LockMode, LockableTable};
+use super::{check_version, id_list, lock_row, lock_rows, LockMode, LockableTable};
 
 /// Who or what makes a change, as history records it.
 #[derive(Debug, Clone)]
@@ -266,7 +266,7 @@ pub fn replace_memberships(conn: &mut DbConnection, scheme: &SchemeRow, customer
         // level by the statement that swaps the vector entry on all the customer's rows.
         let relabel: String = old_path.iter().map(|_| " WHEN ? THEN ?").collect();
         for chunk in movers.chunks(CHUNK) {
-            let list = chunk.iter().map(|m| m.id.to_string()).collect::<Vec<_>>().join(",");
+            let list = id_list(&chunk.iter().map(|m| m.id).collect::<Vec<_>>());
             let mut update = diesel::sql_query(format!(
                 "UPDATE category_members SET classification_vector = REPLACE(classification_vector, ?, ?), \
                  category_code = CASE WHEN scheme_id = {} THEN CASE category_code{relabel} ELSE category_code END ELSE category_code END \
@@ -297,16 +297,16 @@ fn replace_rows(conn: &mut DbConnection, scheme: &SchemeRow, movers: &[&Mover], 
     // What is left are their memberships in other schemes. Swapping the entry of the
     // category they leave costs far less than writing each customer's own vector,
     // which only customers new to the scheme need.
-    let mut leaving: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut leaving: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut arriving = Vec::new();
     for mover in movers {
         match &mover.from {
-            Some(from) => leaving.entry(from.as_str()).or_default().push(mover.id.to_string()),
+            Some(from) => leaving.entry(from.as_str()).or_default().push(mover.id),
             None => arriving.push(mover.id),
         }
     }
     for (from, ids) in leaving {
-        diesel::sql_query(format!("UPDATE category_members SET classification_vector = REPLACE(classification_vector, ?, ?) WHERE customer_id IN ({})", ids.join(",")))
+        diesel::sql_query(format!("UPDATE category_members SET classification_vector = REPLACE(classification_vector, ?, ?) WHERE customer_id IN ({})", id_list(&ids)))
             .bind::<Text, _>(ClassificationVector::entry(scheme.id, from))
             .bind::<Text, _>(entering)
             .execute(conn)?;
@@ -314,7 +314,7 @@ fn replace_rows(conn: &mut DbConnection, scheme: &SchemeRow, movers: &[&Mover], 
     if !arriving.is_empty() {
         let mut vectors = vectors_of(conn, &arriving)?;
         let cases: String = arriving.iter().map(|id| format!(" WHEN {id} THEN ?")).collect();
-        let list = arriving.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let list = id_list(&arriving);
         let mut update =
             diesel::sql_query(format!("UPDATE category_members SET classification_vector = CASE customer_id{cases} END WHERE customer_id IN ({list})")).into_boxed::<DbBackend>();
         for id in &arriving {
@@ -328,7 +328,7 @@ fn replace_rows(conn: &mut DbConnection, scheme: &SchemeRow, movers: &[&Mover], 
     // All memberships of a customer carry the same vector: the new ones copy it from
     // one in another scheme, and a customer with none has only this category.
     let path = vec!["SELECT ? AS code"; codes.len()].join(" UNION ALL ");
-    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let list = id_list(&ids);
     let sql = format!(
         "INSERT INTO category_members (customer_id, scheme_id, category_code, customer_code, classification_vector) \
          SELECT c.id, {0}, p.code, c.code, \
@@ -509,7 +509,7 @@ pub fn lock_in_scheme(conn: &mut DbConnection, scheme_id: i64, customer_ids: &[i
     let lock = if matches!(conn, DbConnection::Mysql(_)) { " FOR UPDATE" } else { "" };
     let mut current = HashMap::new();
     for chunk in ids.chunks(CHUNK) {
-        let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let list = id_list(chunk);
         let rows: Vec<Held> = diesel::sql_query(format!(
             "SELECT c.id AS id, cc.category_code AS category_code, cc.locked AS locked FROM customers c \
              LEFT JOIN customer_categories cc ON cc.customer_id = c.id AND cc.scheme_id = {scheme_id} WHERE c.id IN ({list}) ORDER BY c.id{lock}"

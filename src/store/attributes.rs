@@ -598,14 +598,19 @@ impl Rejection {
 }
 
 impl MovePlan {
+    /// The writes of customers that are not rejected.
+    fn accepted_writes(&self) -> impl Iterator<Item = &(i64, String, Vec<String>, Desired)> {
+        self.writes.iter().filter(|(id, ..)| !self.rejected.contains_key(id))
+    }
+
     /// The customers whose values `apply` rewrites.
     pub fn rewrites(&self) -> HashSet<i64> {
-        self.writes.iter().map(|(id, ..)| *id).filter(|id| !self.rejected.contains_key(id)).collect()
+        self.accepted_writes().map(|(id, ..)| *id).collect()
     }
 
     /// Writes the values of every customer that is not rejected; returns what each dropped.
     pub fn apply(self, conn: &mut DbConnection) -> Result<Dropped, AppError> {
-        for (id, code, keys, desired) in self.writes.iter().filter(|(id, ..)| !self.rejected.contains_key(id)) {
+        for (id, code, keys, desired) in self.accepted_writes() {
             write_values(conn, (*id, code), keys, desired)?;
         }
         let rejected = self.rejected;

@@ -231,7 +231,7 @@ pub fn refresh_snapshot(conn: &mut DbConnection, target: SnapshotTarget, bump_ve
     match target {
         SnapshotTarget::Ids(ids) | SnapshotTarget::Reassigned(ids) => {
             for chunk in ids.chunks(1000) {
-                let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+                let list = super::id_list(chunk);
                 run(conn, format!("{update}id IN ({list})"), None)?;
             }
         }

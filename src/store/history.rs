@@ -83,7 +83,7 @@ pub struct SharedChange<'a> {
 pub fn record_shared(conn: &mut DbConnection, customer_ids: &[i64], change: &SharedChange) -> Result<(), AppError> {
     use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
     for chunk in customer_ids.chunks(1000) {
-        let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let list = super::id_list(chunk);
         diesel::sql_query(format!(
             "INSERT INTO assignment_history (customer_code, scheme_code, from_category, to_category, at, actor, source, reason, rule_id, run_id) \
              SELECT code, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM customers WHERE id IN ({list}) ORDER BY id"

@@ -17,6 +17,12 @@ use diesel::RunQueryDsl;
 use crate::db::DbConnection;
 use crate::error::AppError;
 
+/// Ids as an SQL list (`1,2,3`) for `IN (…)`: they come from the database, never from
+/// a request, and a literal list lets MariaDB range-scan where 1,000 placeholders cost more.
+pub(crate) fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
 /// Compares the caller's `If-Match` version with the stored one.
 pub fn check_version(expected: Option<i64>, current: i64) -> Result<(), AppError> {
     match expected {
@@ -35,7 +41,7 @@ pub(crate) fn lock_rows(conn: &mut DbConnection, table: LockableTable, ids: &[i6
         ids.sort_unstable();
         ids.dedup();
         for chunk in ids.chunks(1000) {
-            let list = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            let list = id_list(chunk);
             let clause = match mode {
                 LockMode::Exclusive => "FOR UPDATE",
                 LockMode::Shared => "LOCK IN SHARE MODE",

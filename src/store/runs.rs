@@ -448,7 +448,7 @@ impl Selection<'_> {
     fn on(&self, column: &str) -> String {
         match self {
             Selection::Range(low, high) => format!("{column} BETWEEN {low} AND {high}"),
-            Selection::Ids(ids) => format!("{column} IN ({})", ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")),
+            Selection::Ids(ids) => format!("{column} IN ({})", super::id_list(ids)),
         }
     }
 }
