@@ -1,15 +1,18 @@
-//! `Authorization: Bearer <key>` and scopes: handlers name the scope they need
-//! in their signature (`Auth<Admin>`), so no handler can forget the check.
+//! `Authorization: Bearer <key>` and scopes: the key is settled by middleware
+//! before anything else, and handlers name the scope they need in their signature
+//! (`Auth<Admin>`), so no handler can forget the check.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{ready, Ready};
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use crate::db::Db;
 use crate::domain::api_key::{ApiKeySecret, Scope};
@@ -45,7 +48,10 @@ impl RequiredScope for Admin {
     const SCOPE: Scope = Scope::Admin;
 }
 
-/// An authenticated caller whose key has at least scope `S`.
+/// An authenticated caller whose key has at least scope `S`. The caller was
+/// settled by [`authenticate`] before any extractor ran; this only checks the scope,
+/// at once, so a handler that names `Auth` first refuses before it reads a query,
+/// an `If-Match` or a body.
 pub struct Auth<S: RequiredScope> {
     pub caller: Caller,
     required: PhantomData<S>,
@@ -53,25 +59,34 @@ pub struct Auth<S: RequiredScope> {
 
 impl<S: RequiredScope> FromRequest for Auth<S> {
     type Error = AppError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+    type Future = Ready<Result<Self, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let presented = bearer_token(req);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
-        Box::pin(async move {
-            let secret = presented?;
-            let state = state.ok_or_else(|| AppError::internal("application state missing"))?;
-            let caller = state.keys.authenticate(&state.db, secret).await?;
-            if caller.scope < S::SCOPE {
-                return Err(AppError::new(
-                    ErrorKind::Forbidden,
-                    "insufficient_scope",
-                    format!("this operation needs a key with scope {}; key {:?} has scope {}", S::SCOPE, caller.name, caller.scope),
-                ));
-            }
-            Ok(Auth { caller, required: PhantomData })
+        let caller = req.extensions().get::<Caller>().cloned();
+        ready(match caller {
+            None => Err(AppError::internal("the endpoint was reached without the authentication middleware")),
+            Some(caller) if caller.scope < S::SCOPE => Err(AppError::new(
+                ErrorKind::Forbidden,
+                "insufficient_scope",
+                format!("this operation needs a key with scope {}; key {:?} has scope {}", S::SCOPE, caller.name, caller.scope),
+            )),
+            Some(caller) => Ok(Auth { caller, required: PhantomData }),
         })
     }
+}
+
+/// Middleware of `/api/v1`: every request for an endpoint that exists has its key
+/// looked up before the handler is called, so that a request without a valid key
+/// answers 401 whatever its body, query or headers hold (and no body is read for
+/// it). A path that matches no endpoint passes through to the 404.
+pub async fn authenticate(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.resource_map().has_resource(req.path()) {
+        let state = req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| AppError::internal("application state missing"))?;
+        let secret = bearer_token(req.request())?;
+        let caller = state.keys.authenticate(&state.db, secret).await?;
+        req.extensions_mut().insert(caller);
+    }
+    next.call(req).await
 }
 
 fn unauthorized(detail: &str) -> AppError {

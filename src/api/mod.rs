@@ -117,6 +117,7 @@ where
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
+            .wrap(actix_web::middleware::from_fn(auth::authenticate))
             .configure(schemes::routes)
             .configure(categories::routes)
             .configure(attributes::routes)

@@ -9,6 +9,7 @@ both_backends!(
     scopes_are_enforced_at_every_boundary,
     api_keys_are_created_listed_and_revoked,
     api_key_input_is_validated,
+    authentication_and_scope_come_before_every_extractor,
 );
 
 async fn missing_or_bad_keys_answer_401(app: TestApp) {
@@ -105,4 +106,54 @@ async fn api_key_input_is_validated(app: TestApp) {
     problem(app.post("/api/v1/api-keys", &json!({"name": "x", "scope": "root"})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
     let blank = problem(app.post("/api/v1/api-keys", &json!({"name": "  ", "scope": "read"})).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(blank["errors"][0]["field"], "name");
+}
+
+/// Requests that would each fail a different extractor (body schema, JSON syntax,
+/// media type, size, `If-Match`, query): without a valid key they answer 401, and
+/// with a key of too small a scope 403, never what the extractor would say.
+async fn authentication_and_scope_come_before_every_extractor(app: TestApp) {
+    app.create_tiers().await;
+    app.create_customer("C1", json!({})).await;
+    let revoked = app.key("soon-revoked", "admin").await;
+    let revoked_id = ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "soon-revoked")
+        .unwrap()["id"]
+        .clone();
+    assert_eq!(app.delete(&format!("/api/v1/api-keys/{revoked_id}")).await.status(), StatusCode::NO_CONTENT);
+    let reader = app.key("reader", "read").await;
+    let unknown = format!("cck_{}", "0123456789abcdef".repeat(3));
+
+    let json_type = ("content-type", "application/json");
+    let cases: Vec<(&str, Method, &str, Vec<(&str, &str)>, String)> = vec![
+        ("schema error (422)", Method::POST, "/api/v1/schemes", vec![json_type], r#"{"code":"SECX","name":"x"}"#.into()),
+        ("malformed JSON (400)", Method::POST, "/api/v1/schemes", vec![json_type], "{".into()),
+        ("wrong media type (415)", Method::POST, "/api/v1/schemes", vec![("content-type", "text/plain")], "{}".into()),
+        ("oversized body (413)", Method::POST, "/api/v1/schemes", vec![json_type], format!(r#"{{"code":"BIG","name":"{}","code_rule":"2"}}"#, "x".repeat(5 * 1024 * 1024))),
+        ("bad If-Match (412)", Method::PATCH, "/api/v1/schemes/TIER", vec![json_type, ("if-match", "garbage")], r#"{"name":"x"}"#.into()),
+        ("bad query (400)", Method::DELETE, "/api/v1/customers/C1/categories/TIER?bogus=1", vec![], String::new()),
+        ("bad path (404)", Method::DELETE, "/api/v1/api-keys/abc", vec![], String::new()),
+    ];
+    for (what, method, path, headers, body) in &cases {
+        for (key, status, code) in [
+            (unknown.as_str(), StatusCode::UNAUTHORIZED, "unauthorized"),
+            (revoked.as_str(), StatusCode::UNAUTHORIZED, "unauthorized"),
+            (reader.as_str(), StatusCode::FORBIDDEN, "insufficient_scope"),
+        ] {
+            let mut request = app.request(method.clone(), path).bearer_auth(key).body(body.clone());
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let response = request.send().await.unwrap();
+            let answered = response.status();
+            assert_eq!(answered, status, "{what} with key {key}");
+            problem(response, status, code).await;
+        }
+    }
+    // None of it changed anything.
+    let scheme = ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await;
+    assert_eq!(scheme["name"], "TIER scheme");
+    problem(app.get("/api/v1/schemes/SECX").await, StatusCode::NOT_FOUND, "scheme_not_found").await;
 }
