@@ -34,11 +34,14 @@ pub struct AppError {
     pub errors: Vec<FieldError>,
     /// For a refused definition change: how many customers it would leave invalid.
     pub violations: Option<i64>,
+    /// What went wrong inside, for the log line of the request (with its request id);
+    /// never sent to the client.
+    pub cause: Option<String>,
 }
 
 impl AppError {
     pub fn new(kind: ErrorKind, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { kind, code: Cow::Borrowed(code), detail: detail.into(), errors: Vec::new(), violations: None }
+        Self { kind, code: Cow::Borrowed(code), detail: detail.into(), errors: Vec::new(), violations: None, cause: None }
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -85,8 +88,20 @@ impl AppError {
         Self::new(ErrorKind::Unavailable, "database_unavailable", detail)
     }
 
+    /// 503: the database took longer than a statement may.
+    pub fn database_timeout() -> Self {
+        Self::new(ErrorKind::Unavailable, "database_timeout", "the database did not answer in time; retry later")
+    }
+
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(ErrorKind::Internal, "internal_error", detail)
+    }
+
+    /// A stored row that does not hold what its type promises. Every such row is
+    /// a 500 `internal_error` (never silently replaced by a default); the cause goes
+    /// to the log with the request id, not to the client.
+    pub fn corrupt(cause: impl Into<String>) -> Self {
+        Self { cause: Some(cause.into()), ..Self::internal("stored data is inconsistent; the cause is logged under this request's X-Request-Id") }
     }
 }
 
@@ -101,6 +116,11 @@ const UNAVAILABLE_MARKERS: [&str; 7] = [
     "connection refused",
     "broken pipe",
 ];
+
+/// MariaDB's `max_statement_time` and MySQL's `max_execution_time` stopped the statement.
+fn is_statement_timeout(message: &str) -> bool {
+    message.contains("max_statement_time") || message.contains("maximum statement execution time")
+}
 
 fn is_unavailable(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
@@ -124,13 +144,11 @@ impl From<DieselError> for AppError {
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, info) => {
                 AppError::unavailable(format!("the database connection failed: {}", info.message()))
             }
+            DieselError::DatabaseError(_, info) if is_statement_timeout(info.message()) => AppError::database_timeout(),
             DieselError::DatabaseError(_, info) if is_unavailable(info.message()) => {
                 AppError::unavailable(format!("the database is unavailable: {}", info.message()))
             }
-            _ => {
-                log::error!("database error: {error}");
-                AppError::internal("an unexpected database error occurred")
-            }
+            _ => AppError { cause: Some(format!("database error: {error}")), ..AppError::internal("an unexpected database error occurred") },
         }
     }
 }

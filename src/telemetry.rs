@@ -12,6 +12,7 @@ use actix_web::middleware::Next;
 use actix_web::web;
 
 use crate::api::AppState;
+use crate::error::AppError;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -102,6 +103,13 @@ pub async fn middleware(req: ServiceRequest, next: Next<impl MessageBody>) -> Re
     if let Some(state) = state {
         state.metrics.observe(&method, &route, status, elapsed.as_secs_f64());
     }
-    log::info!(target: "custclass::request", "{method} {path} {status} {:.1}ms request_id={request_id}", elapsed.as_secs_f64() * 1000.0);
+    let millis = elapsed.as_secs_f64() * 1000.0;
+    match response.response().error().filter(|_| status >= 500) {
+        Some(error) => {
+            let cause = error.as_error::<AppError>().and_then(|e| e.cause.as_deref()).unwrap_or("");
+            log::error!(target: "custclass::request", "{method} {path} {status} {millis:.1}ms request_id={request_id} error={error} {cause}");
+        }
+        None => log::info!(target: "custclass::request", "{method} {path} {status} {millis:.1}ms request_id={request_id}"),
+    }
     Ok(response)
 }

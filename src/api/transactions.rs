@@ -14,7 +14,6 @@ use crate::domain::rule::parse_moment;
 use crate::domain::sales::{ExternalId, Money};
 use crate::error::AppError;
 use crate::store::runs::{self as run_store, RunRequest, Scope, Trigger};
-use crate::store::schemes::SchemeRow;
 use crate::store::transactions::{self as store, NewTransaction, Outcome, MAX_BATCH};
 
 /// Bodies of up to 10,000 transactions.
@@ -157,26 +156,24 @@ pub async fn post(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json
 /// transactions are stored already, so a scheme whose run cannot start is reported,
 /// not failed.
 fn auto_classify(conn: &mut crate::db::DbConnection, customer_ids: &[i64], actor: &str, batch_size: i64) -> Result<Vec<AutoClassification>, AppError> {
-    use crate::db::schema::schemes;
-    use diesel::prelude::*;
     if customer_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let automatic: Vec<SchemeRow> = schemes::table
-        .filter(schemes::auto_classify.eq(true))
-        .filter(schemes::active.eq(true))
-        .order(schemes::code)
-        .select(SchemeRow::as_select())
-        .load(conn)?;
+    let automatic = crate::store::schemes::auto_classified(conn)?;
     let mut results = Vec::new();
     for scheme in automatic {
         let request = RunRequest { dry_run: false, scope: Scope::Customers(customer_ids.to_vec()), as_of: crate::db::now(), trigger: Trigger::Ingestion, actor: actor.to_string(), batch_size };
+        // Whatever stops the run (a rule that no longer fits, a run in progress, even
+        // the database), the transactions are stored: the caller learns why the
+        // scheme was skipped and can start a run later; the request does not fail.
         let result = match run_store::run(conn, &scheme.code, &request) {
             Ok(run) => AutoClassification { scheme: scheme.code, run: Some(Run::from(run)), skipped: None },
-            Err(error) if error.kind != crate::error::ErrorKind::Unavailable && error.kind != crate::error::ErrorKind::Internal => {
+            Err(error) => {
+                if let Some(cause) = &error.cause {
+                    log::error!("automatic classification of scheme {} failed: {error} {cause}", scheme.code);
+                }
                 AutoClassification { scheme: scheme.code, run: None, skipped: Some(format!("{}: {}", error.code, error.detail)) }
             }
-            Err(error) => return Err(error),
         };
         results.push(result);
     }

@@ -167,16 +167,72 @@ pub trait Catalog {
     fn category_exists(&self, scheme: &str, code: &str) -> Option<bool>;
 }
 
-const MAX_DEPTH: usize = 16;
-const MAX_LIST: usize = 1000;
+/// Size limits of one condition. They keep every saved condition runnable on both
+/// backends: SQLite refuses expressions nested more than 1,000 deep (an `any` of n
+/// terms nests n deep) and MySQL's TEXT column holds 65,535 bytes.
+pub const MAX_DEPTH: usize = 16;
+/// Groups and leaves together.
+pub const MAX_NODES: usize = 200;
+/// Values of one `in`/`not_in` list.
+pub const MAX_LIST: usize = 1000;
+/// Operand values in the whole condition.
+pub const MAX_VALUES: usize = 1000;
+/// The condition as compact JSON.
+pub const MAX_BYTES: usize = 32 * 1024;
+/// Bound parameters of a scheme's enabled rules together: a run evaluates them in
+/// one statement, and SQLite takes at most 32,766 parameters (MySQL 65,535).
+pub const MAX_SCHEME_PARAMETERS: usize = 20_000;
 
 /// Parses a condition; `pointer` is where it sits in the request (e.g. `/condition`).
 pub fn parse(json: &Json, pointer: &str, catalog: &dyn Catalog) -> Result<Condition, Vec<FieldError>> {
+    let bytes = json.to_string().len();
+    if bytes > MAX_BYTES {
+        return Err(vec![FieldError::new(pointer, format!("the condition is {bytes} bytes as JSON; the most is {MAX_BYTES}"))]);
+    }
     let mut errors = Vec::new();
     let condition = parse_node(json, pointer, catalog, 0, &mut errors);
     match condition {
-        Some(condition) if errors.is_empty() => Ok(condition),
+        Some(condition) if errors.is_empty() => {
+            let (nodes, values) = condition.size();
+            if nodes > MAX_NODES {
+                return Err(vec![FieldError::new(pointer, format!("the condition has {nodes} groups and leaves; the most is {MAX_NODES}"))]);
+            }
+            if values > MAX_VALUES {
+                return Err(vec![FieldError::new(pointer, format!("the condition compares with {values} values; the most is {MAX_VALUES}"))]);
+            }
+            Ok(condition)
+        }
         _ => Err(errors),
+    }
+}
+
+impl Condition {
+    /// Groups and leaves, and operand values.
+    fn size(&self) -> (usize, usize) {
+        match self {
+            Condition::All(items) | Condition::Any(items) => items.iter().map(Condition::size).fold((1, 0), |(n, v), (a, b)| (n + a, v + b)),
+            Condition::Not(inner) => {
+                let (nodes, values) = inner.size();
+                (nodes + 1, values)
+            }
+            Condition::Leaf { value, .. } => (
+                1,
+                match value {
+                    Operand::One(_) => 1,
+                    Operand::List(items) => items.len(),
+                    Operand::Range(..) => 2,
+                    Operand::Null(_) => 0,
+                },
+            ),
+        }
+    }
+
+    /// An upper bound of the parameters the condition binds when compiled: its
+    /// values, and two a leaf's field may bind (an attribute key, the moment of
+    /// `days_since_last_order`, written twice by `under`).
+    pub fn parameters(&self) -> usize {
+        let (nodes, values) = self.size();
+        values + 2 * nodes
     }
 }
 
@@ -312,7 +368,7 @@ fn scalar(field: &Field, value: &Json, catalog: &dyn Catalog) -> Result<Scalar, 
             };
             Money::parse(&text).map(Scalar::Money)
         }
-        Kind::Integer => value.as_i64().map(Scalar::Integer).ok_or_else(|| "must be an integer".into()),
+        Kind::Integer => value.as_number().and_then(super::whole_number).map(Scalar::Integer).ok_or_else(|| "must be an integer".into()),
         Kind::Decimal => value.as_f64().map(Scalar::Decimal).ok_or_else(|| "must be a number".into()),
         Kind::Boolean => value.as_bool().map(Scalar::Boolean).ok_or_else(|| "must be true or false".into()),
         Kind::Moment => value.as_str().and_then(parse_moment).map(Scalar::Moment).ok_or_else(|| "must be an RFC 3339 time or a date (YYYY-MM-DD)".into()),
@@ -401,5 +457,40 @@ mod tests {
         assert_eq!(parse_moment("2026-01-02").unwrap().to_string(), "2026-01-02 00:00:00");
         assert_eq!(parse_moment("2026-01-02T08:00:00+08:00").unwrap().to_string(), "2026-01-02 00:00:00");
         assert!(parse_moment("yesterday").is_none());
+    }
+
+    fn leaf(i: usize) -> Json {
+        json!({"field": "name", "op": "=", "value": format!("n{i}")})
+    }
+
+    #[test]
+    fn oversized_conditions_are_refused_at_the_root() {
+        let wide = json!({"any": (0..MAX_NODES).map(leaf).collect::<Vec<_>>()});
+        assert_eq!(errors(wide), vec![("/condition".to_string(), format!("the condition has {} groups and leaves; the most is {MAX_NODES}", MAX_NODES + 1))]);
+        let widest_allowed = json!({"any": (0..MAX_NODES - 1).map(leaf).collect::<Vec<_>>()});
+        assert!(parse(&widest_allowed, "/condition", &Known).is_ok());
+
+        let many_values = json!({"any": [
+            {"field": "orders_12m", "op": "in", "value": (0..600).collect::<Vec<_>>()},
+            {"field": "orders_12m", "op": "not_in", "value": (0..401).collect::<Vec<_>>()}
+        ]});
+        assert_eq!(errors(many_values)[0].1, format!("the condition compares with 1001 values; the most is {MAX_VALUES}"));
+
+        let long_text = json!({"field": "name", "op": "in", "value": (0..600).map(|i| format!("{i:0>60}")).collect::<Vec<_>>()});
+        let refused = errors(long_text);
+        assert_eq!(refused[0].0, "/condition");
+        assert!(refused[0].1.contains("bytes as JSON"), "{refused:?}");
+
+        let mut deep = leaf(0);
+        for _ in 0..=MAX_DEPTH {
+            deep = json!({"not": deep});
+        }
+        assert!(errors(deep)[0].1.contains("nest at most"));
+    }
+
+    #[test]
+    fn parameters_bound_what_the_compiler_binds() {
+        let condition = parse(&json!({"all": [leaf(0), {"field": "orders_12m", "op": "in", "value": [1, 2, 3]}]}), "/condition", &Known).unwrap();
+        assert_eq!(condition.parameters(), 4 + 2 * 3);
     }
 }

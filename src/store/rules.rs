@@ -10,11 +10,12 @@ use crate::db::{now, transaction, DbConnection};
 use crate::domain::attribute::ValueType;
 use crate::domain::category::CategoryCode;
 use crate::domain::rule::{self, Catalog, Condition};
+use crate::domain::FieldError;
 use crate::error::AppError;
 
 use super::assignments::assignable_category;
 use super::schemes::{self as scheme_store, SchemeRow};
-use super::{check_version, lock_row, LockableTable};
+use super::{lock_current, lock_row, LockableTable};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = rules)]
@@ -37,9 +38,13 @@ pub struct RuleView {
     pub condition: Json,
 }
 
-fn view(scheme: &SchemeRow, row: RuleRow) -> RuleView {
-    let condition = serde_json::from_str(&row.rule_condition).unwrap_or(Json::Null);
-    RuleView { scheme: scheme.code.clone(), row, condition }
+fn view(scheme: &SchemeRow, row: RuleRow) -> Result<RuleView, AppError> {
+    let condition = serde_json::from_str(&row.rule_condition).map_err(|_| corrupt_condition(&row))?;
+    Ok(RuleView { scheme: scheme.code.clone(), row, condition })
+}
+
+fn corrupt_condition(row: &RuleRow) -> AppError {
+    AppError::corrupt(format!("rule {} has a condition that is not JSON", row.id))
 }
 
 #[derive(Debug, Clone)]
@@ -92,10 +97,42 @@ pub fn catalog(conn: &mut DbConnection) -> Result<StoredCatalog, AppError> {
 }
 
 fn check_condition(catalog: &StoredCatalog, json: &Json) -> Result<Condition, AppError> {
-    rule::parse(json, "/condition", catalog).map_err(|errors| {
-        let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        AppError::validation("invalid_condition", detail, errors)
-    })
+    rule::parse(json, "/condition", catalog).map_err(invalid_condition)
+}
+
+fn invalid_condition(errors: Vec<FieldError>) -> AppError {
+    let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+    AppError::validation("invalid_condition", detail, errors)
+}
+
+/// A run evaluates a scheme's enabled rules in one statement, so together they may
+/// bind at most `MAX_SCHEME_PARAMETERS`. The caller holds the scheme's lock, so two
+/// saves cannot both fit in what is left.
+fn check_scheme_parameters(conn: &mut DbConnection, catalog: &StoredCatalog, scheme: &SchemeRow, rule_id: Option<i64>, condition: &Condition) -> Result<(), AppError> {
+    let others: Vec<String> = rules::table
+        .filter(rules::scheme_id.eq(scheme.id))
+        .filter(rules::enabled.eq(true))
+        .filter(rules::id.ne(rule_id.unwrap_or(0)))
+        .select(rules::rule_condition)
+        .load(conn)?;
+    let taken: usize = others
+        .iter()
+        .filter_map(|text| serde_json::from_str::<Json>(text).ok())
+        .filter_map(|json| rule::parse(&json, "/condition", catalog).ok())
+        .map(|other| other.parameters())
+        .sum();
+    let needed = condition.parameters();
+    if taken + needed > rule::MAX_SCHEME_PARAMETERS {
+        return Err(invalid_condition(vec![FieldError::new(
+            "/condition",
+            format!(
+                "the enabled rules of scheme {} bind up to {taken} values and this condition {needed}; together they may bind {}: shorten it, or disable another rule",
+                scheme.code,
+                rule::MAX_SCHEME_PARAMETERS
+            ),
+        )]));
+    }
+    Ok(())
 }
 
 pub fn rule_not_found(scheme: &str, id: i64) -> AppError {
@@ -116,20 +153,25 @@ fn find(conn: &mut DbConnection, scheme: &SchemeRow, id: i64) -> Result<RuleRow,
 pub fn list(conn: &mut DbConnection, scheme_code: &str) -> Result<Vec<RuleView>, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
     let rows = rules::table.filter(rules::scheme_id.eq(scheme.id)).order((rules::priority, rules::id)).select(RuleRow::as_select()).load(conn)?;
-    Ok(rows.into_iter().map(|row| view(&scheme, row)).collect())
+    rows.into_iter().map(|row| view(&scheme, row)).collect()
 }
 
 pub fn get(conn: &mut DbConnection, scheme_code: &str, id: i64) -> Result<RuleView, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
     let row = find(conn, &scheme, id)?;
-    Ok(view(&scheme, row))
+    view(&scheme, row)
 }
 
 pub fn create(conn: &mut DbConnection, scheme_code: &str, new: &NewRule) -> Result<RuleView, AppError> {
     transaction(conn, |conn| {
         let scheme = scheme_store::get(conn, scheme_code)?;
+        lock_row(conn, LockableTable::Schemes, scheme.id)?;
         assignable_category(conn, &scheme, new.target_category.as_str(), "target_category")?;
-        check_condition(&catalog(conn)?, &new.condition)?;
+        let catalog = catalog(conn)?;
+        let condition = check_condition(&catalog, &new.condition)?;
+        if new.enabled {
+            check_scheme_parameters(conn, &catalog, &scheme, None, &condition)?;
+        }
         let at = now();
         diesel::insert_into(rules::table)
             .values((
@@ -145,28 +187,32 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: &NewRule) -> Resu
             ))
             .execute(conn)?;
         let row = rules::table.filter(rules::scheme_id.eq(scheme.id)).order(rules::id.desc()).select(RuleRow::as_select()).first(conn)?;
-        Ok(view(&scheme, row))
+        view(&scheme, row)
     })
 }
 
 pub fn update(conn: &mut DbConnection, scheme_code: &str, id: i64, changes: &RuleChanges, expected: Option<i64>) -> Result<RuleView, AppError> {
     transaction(conn, |conn| {
         let scheme = scheme_store::get(conn, scheme_code)?;
-        find(conn, &scheme, id)?;
-        lock_row(conn, LockableTable::Rules, id)?;
-        let current = find(conn, &scheme, id)?;
-        check_version(expected, current.version)?;
+        lock_row(conn, LockableTable::Schemes, scheme.id)?;
+        let current = lock_current(conn, LockableTable::Rules, expected, |conn| find(conn, &scheme, id))?;
         let target = changes.target_category.as_ref().map(|c| c.as_str().to_string()).unwrap_or(current.target_category.clone());
         if changes.target_category.is_some() {
             assignable_category(conn, &scheme, &target, "target_category")?;
         }
+        let enabling = changes.enabled == Some(true) && !current.enabled;
         let condition = match &changes.condition {
-            Some(condition) => {
-                check_condition(&catalog(conn)?, condition)?;
-                condition.to_string()
-            }
-            None => current.rule_condition.clone(),
+            Some(condition) => condition.clone(),
+            None => serde_json::from_str(&current.rule_condition).map_err(|_| corrupt_condition(&current))?,
         };
+        if changes.condition.is_some() || enabling {
+            let catalog = catalog(conn)?;
+            let parsed = check_condition(&catalog, &condition)?;
+            if changes.enabled.unwrap_or(current.enabled) {
+                check_scheme_parameters(conn, &catalog, &scheme, Some(id), &parsed)?;
+            }
+        }
+        let condition = condition.to_string();
         let updated = diesel::update(rules::table.filter(rules::id.eq(id)).filter(rules::version.eq(current.version)))
             .set((
                 rules::name.eq(changes.name.as_ref().unwrap_or(&current.name)),
@@ -182,15 +228,14 @@ pub fn update(conn: &mut DbConnection, scheme_code: &str, id: i64, changes: &Rul
             return Err(AppError::concurrent_update());
         }
         let row = find(conn, &scheme, id)?;
-        Ok(view(&scheme, row))
+        view(&scheme, row)
     })
 }
 
 pub fn delete(conn: &mut DbConnection, scheme_code: &str, id: i64, expected: Option<i64>) -> Result<(), AppError> {
     transaction(conn, |conn| {
         let scheme = scheme_store::get(conn, scheme_code)?;
-        let current = find(conn, &scheme, id)?;
-        check_version(expected, current.version)?;
+        lock_current(conn, LockableTable::Rules, expected, |conn| find(conn, &scheme, id))?;
         diesel::delete(rules::table.filter(rules::id.eq(id))).execute(conn)?;
         Ok(())
     })
@@ -212,7 +257,8 @@ pub fn enabled(conn: &mut DbConnection, scheme: &SchemeRow) -> Result<Vec<Active
         .select(RuleRow::as_select())
         .load(conn)?;
     let catalog = catalog(conn)?;
-    rows.into_iter()
+    let active: Vec<ActiveRule> = rows
+        .into_iter()
         .map(|row| {
             let stale = |why: String| AppError::conflict("rule_invalid", format!("rule {} ({}) {why}; fix or disable it", row.id, row.name));
             let json: Json = serde_json::from_str(&row.rule_condition).map_err(|_| stale("has a corrupt condition".into()))?;
@@ -223,5 +269,13 @@ pub fn enabled(conn: &mut DbConnection, scheme: &SchemeRow) -> Result<Vec<Active
             }
             Ok(ActiveRule { row, condition })
         })
-        .collect()
+        .collect::<Result<_, AppError>>()?;
+    let parameters: usize = active.iter().map(|rule| rule.condition.parameters()).sum();
+    if parameters > rule::MAX_SCHEME_PARAMETERS {
+        return Err(AppError::conflict(
+            "rule_invalid",
+            format!("the enabled rules of scheme {} bind up to {parameters} values, more than one run takes ({}); disable or shorten some", scheme.code, rule::MAX_SCHEME_PARAMETERS),
+        ));
+    }
+    Ok(active)
 }

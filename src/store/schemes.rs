@@ -7,7 +7,7 @@ use crate::domain::code_rule::CodeRule;
 use crate::domain::scheme::SchemeCode;
 use crate::error::AppError;
 
-use super::{check_version, lock_row, LockableTable};
+use super::{lock_current, LockableTable};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = schemes)]
@@ -28,7 +28,7 @@ pub struct SchemeRow {
 
 impl SchemeRow {
     pub fn rule(&self) -> Result<CodeRule, AppError> {
-        self.code_rule.parse().map_err(|_| AppError::internal(format!("scheme {} has a corrupt code rule", self.code)))
+        self.code_rule.parse().map_err(|_| AppError::corrupt(format!("scheme {} has a corrupt code rule", self.code)))
     }
 }
 
@@ -83,6 +83,11 @@ pub fn view(conn: &mut DbConnection, code: &str) -> Result<SchemeView, AppError>
     Ok(SchemeView { row, category_count })
 }
 
+/// Active schemes that re-classify customers as their transactions arrive, by code.
+pub fn auto_classified(conn: &mut DbConnection) -> Result<Vec<SchemeRow>, AppError> {
+    Ok(schemes::table.filter(schemes::auto_classify.eq(true)).filter(schemes::active.eq(true)).order(schemes::code).select(SchemeRow::as_select()).load(conn)?)
+}
+
 pub fn list(conn: &mut DbConnection) -> Result<Vec<SchemeView>, AppError> {
     let rows = schemes::table.order(schemes::code.asc()).select(SchemeRow::as_select()).load(conn)?;
     let counts: std::collections::HashMap<i64, i64> = categories::table
@@ -128,10 +133,7 @@ fn duplicate_scheme(code: &str) -> AppError {
 
 pub fn update(conn: &mut DbConnection, code: &str, changes: &SchemeChanges, expected: Option<i64>) -> Result<SchemeView, AppError> {
     transaction(conn, |conn| {
-        let current = get(conn, code)?;
-        lock_row(conn, LockableTable::Schemes, current.id)?;
-        let current = get(conn, code)?;
-        check_version(expected, current.version)?;
+        let current = lock_current(conn, LockableTable::Schemes, expected, |conn| get(conn, code))?;
         let categories_exist = category_count(conn, current.id)? > 0;
 
         if let Some(rule) = &changes.code_rule {
@@ -172,9 +174,7 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &SchemeChanges, expe
 
 pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>) -> Result<(), AppError> {
     transaction(conn, |conn| {
-        let current = get(conn, code)?;
-        lock_row(conn, LockableTable::Schemes, current.id)?;
-        check_version(expected, current.version)?;
+        let current = lock_current(conn, LockableTable::Schemes, expected, |conn| get(conn, code))?;
         let count = category_count(conn, current.id)?;
         if count > 0 {
             return Err(AppError::conflict("scheme_in_use", format!("scheme {code} still has {count} categories; delete them first")));
