@@ -19,7 +19,7 @@ pub struct ApiKeyRow {
 
 impl ApiKeyRow {
     pub fn scope(&self) -> Result<Scope, AppError> {
-        self.scope.parse().map_err(|_| AppError::internal(format!("api key {} has a corrupt scope", self.id)))
+        self.scope.parse().map_err(|_| AppError::corrupt(format!("api key {} has a corrupt scope", self.id)))
     }
 }
 

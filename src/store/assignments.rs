@@ -18,7 +18,7 @@ use super::categories::CategoryRow;
 use super::customers::{self as customer_store, CustomerRow, CustomerView, SnapshotTarget};
 use super::history::{self, NewHistory, SharedChange, Source};
 use super::schemes::{self as scheme_store, SchemeRow};
-use super::{check_version, id_list, lock_row, lock_rows, LockMode, LockableTable};
+use super::{id_list, lock_current, lock_rows, LockMode, LockableTable};
 
 /// Who or what makes a change, as history records it.
 #[derive(Debug, Clone)]
@@ -346,11 +346,7 @@ fn replace_rows(conn: &mut DbConnection, scheme: &SchemeRow, movers: &[&Mover], 
 
 /// Locks the customer and checks the caller's `If-Match` against its version.
 fn locked_customer(conn: &mut DbConnection, code: &str, expected: Option<i64>) -> Result<CustomerRow, AppError> {
-    let customer = customer_store::get_row(conn, code)?;
-    lock_row(conn, LockableTable::Customers, customer.id)?;
-    let customer = customer_store::get_row(conn, code)?;
-    check_version(expected, customer.version)?;
-    Ok(customer)
+    lock_current(conn, LockableTable::Customers, expected, |conn| customer_store::get_row(conn, code))
 }
 
 /// `PUT /customers/{code}/categories/{scheme}`: assign or re-assign.

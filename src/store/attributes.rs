@@ -64,7 +64,7 @@ impl DefinitionRow {
     }
 
     fn corrupt(&self) -> AppError {
-        AppError::internal(format!("attribute {} of category {} has a corrupt definition", self.attr_key, self.category_code))
+        AppError::corrupt(format!("attribute {} of category {} has a corrupt definition", self.attr_key, self.category_code))
     }
 }
 

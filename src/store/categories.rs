@@ -9,7 +9,7 @@ use crate::domain::FieldError;
 use crate::error::AppError;
 
 use super::schemes::{self as scheme_store, SchemeRow};
-use super::{check_version, lock_row, LockableTable};
+use super::{lock_current, lock_row, LockableTable};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = categories)]
@@ -63,7 +63,7 @@ pub struct CategoryChanges {
 /// The codes from the root down to `code` itself: the categories whose members
 /// `code`'s customers are, and whose attribute definitions they inherit.
 pub fn path_codes(scheme: &SchemeRow, code: &str) -> Result<Vec<String>, AppError> {
-    let code = CategoryCode::parse("category", code).map_err(|_| AppError::internal(format!("corrupt category code {code}")))?;
+    let code = CategoryCode::parse("category", code).map_err(|_| AppError::corrupt(format!("corrupt category code {code}")))?;
     let mut codes: Vec<String> = code.ancestors(&scheme.rule()?).into_iter().map(|c| c.as_str().to_string()).collect();
     codes.push(code.as_str().to_string());
     Ok(codes)
@@ -277,10 +277,7 @@ pub fn update(
 ) -> Result<CategoryView, AppError> {
     transaction(conn, |conn| {
         let scheme = scheme_store::get(conn, scheme_code)?;
-        let current = find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code))?;
-        lock_row(conn, LockableTable::Categories, current.id)?;
-        let current = find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code))?;
-        check_version(expected, current.version)?;
+        let current = lock_current(conn, LockableTable::Categories, expected, |conn| find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code)))?;
         let name = changes.name.clone().map(CategoryName::into_inner).unwrap_or(current.name.clone());
         if name != current.name {
             ensure_unique_sibling_name(conn, scheme.id, &current.parent_code, &name, Some(current.id))?;
@@ -312,9 +309,7 @@ pub fn update(
 pub fn delete(conn: &mut DbConnection, scheme_code: &str, code: &str, expected: Option<i64>) -> Result<(), AppError> {
     transaction(conn, |conn| {
         let scheme = scheme_store::get(conn, scheme_code)?;
-        let current = find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code))?;
-        lock_row(conn, LockableTable::Categories, current.id)?;
-        check_version(expected, current.version)?;
+        let current = lock_current(conn, LockableTable::Categories, expected, |conn| find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code)))?;
         let children = child_count(conn, scheme.id, code)?;
         if children > 0 {
             return Err(AppError::conflict("category_in_use", format!("category {code} has {children} child categories; delete them first")));

@@ -16,7 +16,7 @@ use super::assignments::{self, AttributeCheck, Provenance};
 use super::attributes::{self, EditMode};
 use super::history::Source;
 use super::schemes::{self as scheme_store, SchemeRow};
-use super::{check_version, lock_row, prefix_upper_bound, LockableTable};
+use super::{lock_current, prefix_upper_bound, LockableTable};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = customers)]
@@ -61,7 +61,7 @@ struct SnapshotEntry {
 }
 
 fn decode_classification(row: &CustomerRow) -> Result<Vec<AssignmentView>, AppError> {
-    let corrupt = || AppError::internal(format!("customer {} has a corrupt classification snapshot", row.code));
+    let corrupt = || AppError::corrupt(format!("customer {} has a corrupt classification snapshot", row.code));
     let entries: Vec<SnapshotEntry> = serde_json::from_str(&row.classification).map_err(|_| corrupt())?;
     let mut assignments = entries
         .into_iter()
@@ -79,7 +79,7 @@ fn decode_classification(row: &CustomerRow) -> Result<Vec<AssignmentView>, AppEr
 fn decode_attributes(row: &CustomerRow) -> Result<BTreeMap<String, AttributeView>, AppError> {
     let Some(text) = &row.attributes else { return Ok(BTreeMap::new()) };
     let entries: BTreeMap<String, (serde_json::Value, serde_json::Value)> =
-        serde_json::from_str(text).map_err(|_| AppError::internal(format!("customer {} has a corrupt attribute snapshot", row.code)))?;
+        serde_json::from_str(text).map_err(|_| AppError::corrupt(format!("customer {} has a corrupt attribute snapshot", row.code)))?;
     Ok(entries
         .into_iter()
         .map(|(key, (value, from_default))| {
@@ -351,10 +351,7 @@ pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str) -> Result
 
 pub fn update(conn: &mut DbConnection, code: &str, changes: &CustomerChanges, expected: Option<i64>) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
-        let current = get_row(conn, code)?;
-        lock_row(conn, LockableTable::Customers, current.id)?;
-        let current = get_row(conn, code)?;
-        check_version(expected, current.version)?;
+        let current = lock_current(conn, LockableTable::Customers, expected, |conn| get_row(conn, code))?;
         if let Some(Some(tax_id)) = &changes.tax_id {
             ensure_tax_id_free(conn, tax_id, Some(current.id))?;
         }
@@ -394,10 +391,7 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &CustomerChanges, ex
 /// `PUT /customers/{code}/attributes`: the given values replace all explicit ones.
 pub fn replace_attributes(conn: &mut DbConnection, code: &str, values: &BTreeMap<String, serde_json::Value>, expected: Option<i64>) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
-        let current = get_row(conn, code)?;
-        lock_row(conn, LockableTable::Customers, current.id)?;
-        let current = get_row(conn, code)?;
-        check_version(expected, current.version)?;
+        let current = lock_current(conn, LockableTable::Customers, expected, |conn| get_row(conn, code))?;
         if attributes::edit_values(conn, &current, values, EditMode::Replace)? {
             refresh_snapshot(conn, SnapshotTarget::Ids(&[current.id]), true)?;
         }
@@ -409,9 +403,7 @@ pub fn replace_attributes(conn: &mut DbConnection, code: &str, values: &BTreeMap
 /// which outlives the customer, shows where it stood to the last.
 pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>, actor: &str) -> Result<(), AppError> {
     transaction(conn, |conn| {
-        let current = get_row(conn, code)?;
-        lock_row(conn, LockableTable::Customers, current.id)?;
-        check_version(expected, current.version)?;
+        let current = lock_current(conn, LockableTable::Customers, expected, |conn| get_row(conn, code))?;
         let held: Vec<SchemeRow> = customer_categories::table
             .inner_join(schemes::table)
             .filter(customer_categories::customer_id.eq(current.id))

@@ -23,6 +23,32 @@ pub(crate) fn id_list(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// A row that carries an optimistic-locking version.
+pub(crate) trait Versioned {
+    fn id(&self) -> i64;
+    fn version(&self) -> i64;
+}
+
+/// The one way a write takes the row it changes: read it (to learn its id), lock
+/// it, read it again, and check the caller's `If-Match` against that second read.
+/// On MySQL (READ COMMITTED) only a read after the lock sees the latest commit; a
+/// version read before it may be stale, and a stale tag would pass. SQLite's
+/// `BEGIN IMMEDIATE` already holds the write lock, so the first read is current.
+pub(crate) fn lock_current<R: Versioned>(
+    conn: &mut DbConnection,
+    table: LockableTable,
+    expected: Option<i64>,
+    mut read: impl FnMut(&mut DbConnection) -> Result<R, AppError>,
+) -> Result<R, AppError> {
+    let mut row = read(conn)?;
+    if matches!(conn, DbConnection::Mysql(_)) {
+        lock_row(conn, table, row.id())?;
+        row = read(conn)?;
+    }
+    check_version(expected, row.version())?;
+    Ok(row)
+}
+
 /// Compares the caller's `If-Match` version with the stored one.
 pub fn check_version(expected: Option<i64>, current: i64) -> Result<(), AppError> {
     match expected {
@@ -88,3 +114,18 @@ impl LockableTable {
 pub(crate) fn prefix_upper_bound(prefix: &str) -> String {
     format!("{prefix}{{")
 }
+
+macro_rules! versioned {
+    ($($row:ty),* $(,)?) => {$(
+        impl Versioned for $row {
+            fn id(&self) -> i64 {
+                self.id
+            }
+            fn version(&self) -> i64 {
+                self.version
+            }
+        }
+    )*};
+}
+
+versioned!(schemes::SchemeRow, categories::CategoryRow, customers::CustomerRow, rules::RuleRow);

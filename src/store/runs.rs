@@ -10,11 +10,12 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Double, Nullable, Text, Timestamp};
 
 use crate::db::schema::{classification_runs, customers, run_change_blocks};
-use crate::db::{now, transaction, DbBackend, DbConnection};
+use crate::db::{now, set_statement_timeout, transaction, Db, DbBackend, DbConnection, Spare};
+use crate::domain::customer::CustomerCode;
 use crate::domain::rule::{Condition, CustomerField, Field, Metric, Op, Operand, Scalar};
 use crate::error::AppError;
 
-use super::assignments::{self, Mover, Provenance};
+use super::assignments::{self, customer_ids, Mover, Provenance};
 use super::attributes;
 use super::categories::{self as category_store, CategoryRow};
 use super::customers::{self as customer_store, SnapshotTarget};
@@ -179,7 +180,7 @@ pub fn changes(conn: &mut DbConnection, scheme_code: &str, id: i64, after: Optio
             .select((run_change_blocks::id, run_change_blocks::changes))
             .load(conn)?;
         for (block, text) in &blocks {
-            let changes: Vec<Change> = serde_json::from_str(text).map_err(|e| AppError::internal(format!("change block {block} of run {id} is corrupt: {e}")))?;
+            let changes: Vec<Change> = serde_json::from_str(text).map_err(|e| AppError::corrupt(format!("change block {block} of run {id} is corrupt: {e}")))?;
             let positioned = changes.into_iter().enumerate().map(|(index, change)| ChangeRow { position: block * CHANGES_PER_BLOCK + index as i64, change });
             found.extend(positioned.filter(|row| after.is_none_or(|after| row.position > after)));
             if found.len() as i64 > limit {
@@ -259,6 +260,41 @@ pub struct Claimed {
 pub fn run(conn: &mut DbConnection, scheme_code: &str, request: &RunRequest) -> Result<RunView, AppError> {
     let claimed = start(conn, scheme_code, request)?;
     finish(conn, None, &claimed, request)
+}
+
+/// A run asked for over HTTP: for the listed customers (`codes`) or everyone. It
+/// tells `on_start` the run once it holds the scheme's slot. A run over everyone
+/// shares its batches with a second connection when `db` has one free at once
+/// (MySQL only: SQLite has one writer, so a second would only wait); that one's
+/// statements get the same long limit as `conn`'s.
+pub fn run_requested(
+    conn: &mut DbConnection,
+    db: &Db,
+    scheme_code: &str,
+    codes: Option<Vec<CustomerCode>>,
+    request: impl FnOnce(Scope) -> RunRequest,
+    on_start: impl FnOnce(RunView),
+) -> Result<RunView, AppError> {
+    let mut spare = if codes.is_none() && matches!(conn, DbConnection::Mysql(_)) { db.try_spare() } else { None };
+    if let Some(spare) = spare.as_mut() {
+        set_statement_timeout(spare.conn(), db.timeouts().long_statement)?;
+    }
+    let scope = match codes {
+        Some(codes) => {
+            let mut ids: Vec<i64> = customer_ids(conn, &codes)?.into_values().collect();
+            ids.sort_unstable();
+            Scope::Customers(ids)
+        }
+        None => Scope::Everyone,
+    };
+    let request = request(scope);
+    let claimed = start(conn, scheme_code, &request)?;
+    on_start(current(conn, &claimed)?);
+    let finished = finish(conn, spare.as_mut().map(Spare::conn), &claimed, &request);
+    if let Some(spare) = spare.as_mut() {
+        set_statement_timeout(spare.conn(), db.timeouts().statement)?;
+    }
+    finished
 }
 
 /// Checks the scheme and its rules and claims the scheme's running slot; every

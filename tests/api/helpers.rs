@@ -101,11 +101,22 @@ pub struct Options {
     pub configured_admin_key: bool,
     /// `RUN_BATCH_SIZE`.
     pub run_batch_size: i64,
+    /// `DB_STATEMENT_TIMEOUT_MS`.
+    pub statement_timeout: Duration,
+    /// `CORS_ALLOWED_ORIGINS`.
+    pub cors: custclass::config::CorsOrigins,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { db_timeout: Duration::from_secs(10), through_proxy: false, configured_admin_key: true, run_batch_size: custclass::config::DEFAULT_RUN_BATCH_SIZE }
+        Self {
+            db_timeout: Duration::from_secs(10),
+            through_proxy: false,
+            configured_admin_key: true,
+            run_batch_size: custclass::config::DEFAULT_RUN_BATCH_SIZE,
+            statement_timeout: Duration::from_secs(30),
+            cors: custclass::config::CorsOrigins::None,
+        }
     }
 }
 
@@ -132,10 +143,11 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         database_url: app_database,
         bind_addr: "127.0.0.1:0".into(),
         pool_size: 4,
-        db_timeout: options.db_timeout,
+        timeouts: custclass::db::Timeouts { wait: options.db_timeout, statement: options.statement_timeout, long_statement: Duration::from_secs(600) },
         admin_key: configured_key.clone(),
         workers: 2,
         run_batch_size: options.run_batch_size,
+        cors: options.cors.clone(),
     };
     let prepared = settings.clone();
     let (pool, generated_key) = tokio::task::spawn_blocking(move || {
@@ -239,13 +251,15 @@ pub struct TcpProxy {
     pub address: String,
     target: String,
     tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// While set, forwarded connections stay open but carry nothing: a hung server.
+    frozen: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl TcpProxy {
     pub async fn start(target: String) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
-        let proxy = Self { address, target, tasks: Arc::new(Mutex::new(Vec::new())) };
+        let proxy = Self { address, target, tasks: Arc::new(Mutex::new(Vec::new())), frozen: Arc::default() };
         proxy.accept_on(listener);
         proxy
     }
@@ -254,18 +268,31 @@ impl TcpProxy {
         let target = self.target.clone();
         let tasks = self.tasks.clone();
         let accept_tasks = tasks.clone();
+        let frozen = self.frozen.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 let target = target.clone();
+                let frozen = frozen.clone();
                 let connection = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let (from_client, to_client) = inbound.into_split();
+                        let (from_server, to_server) = outbound.into_split();
+                        tokio::join!(forward(from_client, to_server, frozen.clone()), forward(from_server, to_client, frozen));
                     }
                 });
                 accept_tasks.lock().unwrap().push(connection);
             }
         });
         tasks.lock().unwrap().push(accept);
+    }
+
+    /// The server stops answering, as a stopped (not dead) process does.
+    pub fn freeze(&self) {
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    pub fn thaw(&self) {
+        self.frozen.store(false, Ordering::SeqCst);
     }
 
     /// Closes the listener and every forwarded connection: the database is gone.
@@ -287,6 +314,25 @@ impl TcpProxy {
     }
 }
 
+/// Copies bytes one way, holding them back while `frozen`.
+async fn forward(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, frozen: Arc<std::sync::atomic::AtomicBool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        while frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
 /// Inserts `count` bare customers (`{prefix}00001`, …) straight into the database,
 /// for tests that need more customers than is quick to create over HTTP.
 pub async fn insert_customers_directly(app: &TestApp, prefix: &str, count: usize) -> Vec<String> {
@@ -297,7 +343,7 @@ pub async fn insert_customers_directly(app: &TestApp, prefix: &str, count: usize
     let codes: Vec<String> = (1..=count).map(|i| format!("{prefix}{i:05}")).collect();
     let inserted = codes.clone();
     tokio::task::spawn_blocking(move || {
-        let pool = custclass::db::build_pool(&database, 1, Duration::from_secs(10)).unwrap();
+        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(10))).unwrap();
         let mut session = pool.get().unwrap();
         let at = custclass::db::now();
         for chunk in inserted.chunks(500) {
