@@ -2,25 +2,59 @@
 
 use std::time::Duration;
 
-use crate::db::{DatabaseUrl, DEFAULT_SQLITE_PATH};
+use crate::db::{DatabaseUrl, Timeouts, DEFAULT_SQLITE_PATH};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: DatabaseUrl,
     pub bind_addr: String,
     pub pool_size: u32,
-    /// How long a request waits for a database connection (and SQLite for a lock) before 503.
-    pub db_timeout: Duration,
+    /// How long a request waits for a database connection (and SQLite for a lock)
+    /// before 503, and how long statements may run.
+    pub timeouts: Timeouts,
     pub admin_key: Option<String>,
     /// HTTP worker threads; 0 means one per CPU core.
     pub workers: usize,
     /// Customers per statement and per transaction of a classification run.
     pub run_batch_size: i64,
+    /// Browser origins allowed to call the API (`CORS_ALLOWED_ORIGINS`).
+    pub cors: CorsOrigins,
+}
+
+/// `CORS_ALLOWED_ORIGINS`: unset means no cross-origin browser access.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    #[default]
+    None,
+    Any,
+    /// Exact origins such as `https://erp.example.com`.
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let origins: Vec<&str> = text.split([',', ' ']).map(str::trim).filter(|o| !o.is_empty()).collect();
+        if origins.is_empty() {
+            return Ok(CorsOrigins::None);
+        }
+        if origins == ["*"] {
+            return Ok(CorsOrigins::Any);
+        }
+        for origin in &origins {
+            let well_formed = (origin.starts_with("http://") || origin.starts_with("https://")) && !origin.ends_with('/') && !origin.contains('*');
+            if !well_formed {
+                return Err(format!("CORS_ALLOWED_ORIGINS: {origin:?} is not an origin like https://erp.example.com (or use * alone)"));
+            }
+        }
+        Ok(CorsOrigins::List(origins.into_iter().map(str::to_string).collect()))
+    }
 }
 
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 pub const DEFAULT_DB_TIMEOUT_MS: u64 = 3000;
+pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_LONG_STATEMENT_TIMEOUT_MS: u64 = 600_000;
 pub const DEFAULT_RUN_BATCH_SIZE: i64 = 10_000;
 
 impl Settings {
@@ -41,10 +75,33 @@ impl Settings {
             database_url: DatabaseUrl::parse(&var("DATABASE_URL").unwrap_or_else(|| DEFAULT_SQLITE_PATH.to_string())),
             bind_addr: var("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_string()),
             pool_size: pool_size as u32,
-            db_timeout: Duration::from_millis(number("DB_TIMEOUT_MS", DEFAULT_DB_TIMEOUT_MS)?),
+            timeouts: Timeouts {
+                wait: Duration::from_millis(number("DB_TIMEOUT_MS", DEFAULT_DB_TIMEOUT_MS)?),
+                statement: Duration::from_millis(number("DB_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS)?.max(1)),
+                long_statement: Duration::from_millis(number("DB_LONG_STATEMENT_TIMEOUT_MS", DEFAULT_LONG_STATEMENT_TIMEOUT_MS)?.max(1)),
+            },
             admin_key: var("CUSTCLASS_ADMIN_KEY"),
             workers: number("HTTP_WORKERS", 0)? as usize,
             run_batch_size: run_batch_size as i64,
+            cors: CorsOrigins::parse(&var("CORS_ALLOWED_ORIGINS").unwrap_or_default())?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CorsOrigins;
+
+    #[test]
+    fn cors_origins_are_none_any_or_exact() {
+        assert_eq!(CorsOrigins::parse(""), Ok(CorsOrigins::None));
+        assert_eq!(CorsOrigins::parse(" * "), Ok(CorsOrigins::Any));
+        assert_eq!(
+            CorsOrigins::parse("https://a.example.com, http://localhost:5173"),
+            Ok(CorsOrigins::List(vec!["https://a.example.com".into(), "http://localhost:5173".into()]))
+        );
+        assert!(CorsOrigins::parse("a.example.com").is_err());
+        assert!(CorsOrigins::parse("https://a.example.com/").is_err());
+        assert!(CorsOrigins::parse("*, https://a.example.com").is_err());
     }
 }

@@ -20,13 +20,19 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "ok".into() })
 }
 
+/// The longest `/readyz` takes to answer.
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(900);
+
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "The database answers", body = Health),
         (status = 503, description = "`database_unavailable`, with Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    state.db.run(|conn| conn.ping().map_err(AppError::from)).await?;
+    // A probe must answer before the orchestrator's own timeout, whatever the
+    // database does: down, hung, or every connection busy.
+    let ping = state.db.run_within(READY_WITHIN, Some(READY_WITHIN), |conn| conn.ping().map_err(AppError::from));
+    ping.await.map_err(|e| if e.kind == crate::error::ErrorKind::Unavailable { AppError::unavailable(format!("not ready: {}", e.detail)) } else { e })?;
     Ok(HttpResponse::Ok().json(Health { status: "ready".into() }))
 }
 
@@ -38,8 +44,23 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.render(state.db.pool()))
 }
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+/// The OpenAPI document, the same text `custclass openapi` prints.
+pub async fn openapi_document() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(crate::api::openapi::document_json())
 }
+
+/// `/swagger-ui` without its slash: where the UI is.
+async fn swagger_ui_slash() -> HttpResponse {
+    HttpResponse::PermanentRedirect().insert_header((actix_web::http::header::LOCATION, "/swagger-ui/")).finish()
+}
+
+/// Each path is a resource, so another method answers 405 with `Allow`, as under `/api/v1`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
+        .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)))
+        .service(web::resource(OPENAPI_PATH).route(web::get().to(openapi_document)))
+        .service(web::resource("/swagger-ui").route(web::get().to(swagger_ui_slash)));
+}
+
+pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";

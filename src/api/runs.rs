@@ -10,12 +10,11 @@ use crate::api::cursor;
 use crate::api::customers::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::api::error::Problem;
 use crate::api::{AppState, FieldErrors, Page};
-use crate::db::{DbConnection, Spare};
 use crate::domain::customer::CustomerCode;
 use crate::domain::rule::parse_moment;
 use crate::error::AppError;
-use crate::store::assignments::{customer_ids, MAX_BATCH};
-use crate::store::runs::{self as store, ChangeRow, RunRequest, RunView, Scope, Trigger};
+use crate::store::assignments::MAX_BATCH;
+use crate::store::runs::{self as store, ChangeRow, RunRequest, RunView, Trigger};
 
 /// One from → to count of a run (`from` null: the customer had no category).
 #[derive(Debug, Serialize, ToSchema)]
@@ -160,27 +159,14 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, request: Http
     // The run reports through `started` once it holds the scheme's running slot;
     // the work goes on in its own task, so a caller that leaves does not stop it.
     let (started, has_started) = tokio::sync::oneshot::channel::<RunView>();
-    let spares = state.clone();
     let work = actix_web::rt::spawn(async move {
+        let db = state.db.clone();
         state
             .db
-            .run(move |conn| {
-                // A run over everyone shares its batches with a second connection
-                // when one is free; SQLite has one writer, so a second would only wait.
-                let mut spare = if codes.is_none() && matches!(conn, DbConnection::Mysql(_)) { spares.db.try_spare() } else { None };
-                let scope = match codes {
-                    Some(codes) => {
-                        let mut ids: Vec<i64> = customer_ids(conn, &codes)?.into_values().collect();
-                        ids.sort_unstable();
-                        Scope::Customers(ids)
-                    }
-                    None => Scope::Everyone,
-                };
-                let request = RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor, batch_size };
-                let claimed = store::start(conn, &scheme, &request)?;
+            .run_long(move |conn| {
+                let request = |scope| RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor, batch_size };
                 // Nobody waits for the start when the caller wants the finished run.
-                let _ = started.send(store::current(conn, &claimed)?);
-                store::finish(conn, spare.as_mut().map(Spare::conn), &claimed, &request)
+                store::run_requested(conn, &db, &scheme, codes, request, |run| drop(started.send(run)))
             })
             .await
     });

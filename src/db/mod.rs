@@ -88,6 +88,7 @@ impl DatabaseUrl {
 pub struct Manager {
     url: DatabaseUrl,
     busy_timeout: Duration,
+    statement_timeout: Duration,
 }
 
 /// A pooled connection, and whether it failed in a way that may have broken it.
@@ -138,15 +139,15 @@ impl Manager {
                 // grouped derived table into one lookup per outer row (the metrics
                 // of a classification batch aggregate faster in one range scan). Its
                 // subquery cache only costs here: every probe is for another customer.
-                let mariadb = diesel::sql_query("SELECT @@optimizer_switch LIKE '%exists_to_in=%' AS flag")
-                    .get_result::<Flag>(&mut conn)
-                    .map_err(diesel::r2d2::Error::QueryError)?;
-                if mariadb.flag {
+                let mariadb = is_mariadb(&mut conn).map_err(diesel::r2d2::Error::QueryError)?;
+                if mariadb {
                     for statement in ["SET SESSION optimizer_switch = 'exists_to_in=off,split_materialized=off,subquery_cache=off'", "SET SESSION in_predicate_conversion_threshold = 0"] {
                         diesel::sql_query(statement).execute(&mut conn).map_err(diesel::r2d2::Error::QueryError)?;
                     }
                 }
-                Ok(DbConnection::Mysql(conn))
+                let mut conn = DbConnection::Mysql(conn);
+                set_statement_timeout(&mut conn, self.statement_timeout).map_err(|e| diesel::r2d2::Error::QueryError(diesel::result::Error::QueryBuilderError(e.detail.into())))?;
+                Ok(conn)
             }
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(&path.to_string_lossy()).map_err(diesel::r2d2::Error::ConnectionError)?;
@@ -172,13 +173,14 @@ struct Flag {
 
 pub type DbPool = Pool<Manager>;
 
-/// Builds the pool. `connect_timeout` bounds how long a request waits for a
+/// Builds the pool. `timeouts.wait` bounds how long a request waits for a
 /// connection before it answers 503; it doubles as SQLite's lock wait.
-pub fn build_pool(url: &DatabaseUrl, size: u32, connect_timeout: Duration) -> Result<DbPool, String> {
+pub fn build_pool(url: &DatabaseUrl, size: u32, timeouts: Timeouts) -> Result<DbPool, String> {
     if let DatabaseUrl::Sqlite(path) = url {
         ensure_parent_dir(path)?;
     }
-    let manager = Manager { url: url.clone(), busy_timeout: connect_timeout };
+    let connect_timeout = timeouts.wait;
+    let manager = Manager { url: url.clone(), busy_timeout: connect_timeout, statement_timeout: timeouts.statement };
     Pool::builder()
         .max_size(size)
         .min_idle(Some(size.min(2)))
@@ -256,6 +258,29 @@ where
     }
 }
 
+/// How long database work may take, end to end.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Waiting for a connection (`DB_TIMEOUT_MS`): one deadline for the queue at the
+    /// gate and the pool together.
+    pub wait: Duration,
+    /// One statement of an ordinary request (`DB_STATEMENT_TIMEOUT_MS`).
+    pub statement: Duration,
+    /// One statement of a classification run (`DB_LONG_STATEMENT_TIMEOUT_MS`).
+    pub long_statement: Duration,
+}
+
+impl Timeouts {
+    /// `wait`, with the default statement limits.
+    pub fn with_wait(wait: Duration) -> Self {
+        Self {
+            wait,
+            statement: Duration::from_millis(crate::config::DEFAULT_STATEMENT_TIMEOUT_MS),
+            long_statement: Duration::from_millis(crate::config::DEFAULT_LONG_STATEMENT_TIMEOUT_MS),
+        }
+    }
+}
+
 /// The pool as request handlers use it: every call runs on actix's blocking pool.
 ///
 /// Requests queue for a connection in arrival order on `admission`, a fair
@@ -266,18 +291,21 @@ where
 pub struct Db {
     pool: DbPool,
     admission: std::sync::Arc<tokio::sync::Semaphore>,
-    wait_limit: Duration,
+    timeouts: Timeouts,
 }
 
 impl Db {
-    pub fn new(pool: DbPool) -> Self {
+    pub fn new(pool: DbPool, timeouts: Timeouts) -> Self {
         let admission = std::sync::Arc::new(tokio::sync::Semaphore::new(pool.max_size() as usize));
-        let wait_limit = pool.connection_timeout();
-        Self { pool, admission, wait_limit }
+        Self { pool, admission, timeouts }
     }
 
     pub fn pool(&self) -> &DbPool {
         &self.pool
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        self.timeouts
     }
 
     /// A second connection for work that can share itself out (a full classification
@@ -289,28 +317,85 @@ impl Db {
         Some(Spare { session, _permit: permit })
     }
 
+    /// Ordinary request work: its statements are limited to `statement` on the server.
     pub async fn run<T, F>(&self, work: F) -> Result<T, AppError>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
-        let permit = tokio::time::timeout(self.wait_limit, self.admission.clone().acquire_owned())
+        self.run_within(self.timeouts.wait, Some(self.timeouts.wait + self.timeouts.statement), work).await
+    }
+
+    /// Work of many statements that may take minutes (a classification run): each
+    /// statement may take `long_statement`, and nothing bounds the whole.
+    pub async fn run_long<T, F>(&self, work: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let long = self.timeouts.long_statement;
+        let ordinary = self.timeouts.statement;
+        self.run_within(self.timeouts.wait, None, move |conn| {
+            set_statement_timeout(conn, long)?;
+            let result = work(conn);
+            set_statement_timeout(conn, ordinary)?;
+            result
+        })
+        .await
+    }
+
+    /// Waits at most `wait` for a connection (gate and pool together), then runs
+    /// `work`. With `deadline`, the caller is answered 503 once it has passed even if
+    /// the database does not answer at all (a hung server, which no server-side
+    /// limit stops); the blocked thread then gives its connection back whenever
+    /// the database lets go of it.
+    pub async fn run_within<T, F>(&self, wait: Duration, deadline: Option<Duration>, work: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let started = tokio::time::Instant::now();
+        let permit = tokio::time::timeout_at(started + wait, self.admission.clone().acquire_owned())
             .await
             .map_err(|_| AppError::unavailable("no database connection became free in time"))?
             .map_err(|_| AppError::internal("the database gate is closed"))?;
         let pool = self.pool.clone();
-        actix_web::web::block(move || {
+        let give_up_at = (started + wait).into_std();
+        let task = actix_web::web::block(move || {
             let _permit = permit;
-            let mut session = pool.get()?;
+            let left = give_up_at.saturating_duration_since(std::time::Instant::now()).max(Duration::from_millis(1));
+            let mut session = pool.get_timeout(left)?;
             let result = work(&mut session.conn);
             if matches!(&result, Err(error) if error.kind == ErrorKind::Unavailable) {
                 session.failed = true;
             }
             result
-        })
-        .await
-        .map_err(|_| AppError::internal("the blocking task pool is shutting down"))?
+        });
+        let joined = match deadline {
+            Some(limit) => tokio::time::timeout_at(started + limit, task).await.map_err(|_| AppError::database_timeout())?,
+            None => task.await,
+        };
+        joined.map_err(|_| AppError::internal("the blocking task pool is shutting down"))?
     }
+}
+
+/// Sets how long one statement may run on the server before it is stopped (MariaDB
+/// `max_statement_time`, every statement; MySQL `max_execution_time`, reads only).
+/// SQLite has no such limit; its lock waits are bounded by `busy_timeout`.
+pub fn set_statement_timeout(conn: &mut DbConnection, limit: Duration) -> Result<(), AppError> {
+    if let DbConnection::Mysql(mysql) = conn {
+        let statement = if is_mariadb(mysql)? {
+            format!("SET SESSION max_statement_time = {:.3}", limit.as_secs_f64())
+        } else {
+            format!("SET SESSION max_execution_time = {}", limit.as_millis())
+        };
+        diesel::sql_query(statement).execute(mysql)?;
+    }
+    Ok(())
+}
+
+fn is_mariadb(conn: &mut MysqlConnection) -> diesel::QueryResult<bool> {
+    Ok(diesel::sql_query("SELECT @@optimizer_switch LIKE '%exists_to_in=%' AS flag").get_result::<Flag>(conn)?.flag)
 }
 
 /// A connection held outside `Db::run`, with its place at the gate.

@@ -107,7 +107,7 @@ async fn one_category_per_scheme_is_a_database_constraint(app: TestApp) {
     // Writing a second row for the same customer and scheme behind the service's back fails.
     let database = app.database.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        let pool = custclass::db::build_pool(&database, 1, std::time::Duration::from_secs(5)).unwrap();
+        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(5))).unwrap();
         let conn = &mut pool.get().unwrap().conn;
         let customer: i64 = customers::table.filter(customers::code.eq("C1")).select(customers::id).first(conn).unwrap();
         let (category, scheme): (i64, i64) =

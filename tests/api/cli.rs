@@ -106,7 +106,7 @@ async fn first_start_generates_one_admin_key(backend: Backend) {
 
     let url = app.database.clone();
     let second = tokio::task::spawn_blocking(move || {
-        let pool = custclass::db::build_pool(&url, 1, std::time::Duration::from_secs(5)).unwrap();
+        let pool = custclass::db::build_pool(&url, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(5))).unwrap();
         custclass::startup::bootstrap_admin_key(&pool, None).unwrap()
     })
     .await
@@ -125,7 +125,7 @@ async fn configured_admin_key_is_ensured(backend: Backend) {
 
     let (url, key) = (app.database.clone(), app.admin_key.clone());
     tokio::task::spawn_blocking(move || {
-        let pool = custclass::db::build_pool(&url, 1, std::time::Duration::from_secs(5)).unwrap();
+        let pool = custclass::db::build_pool(&url, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(5))).unwrap();
         custclass::startup::bootstrap_admin_key(&pool, Some(&key)).unwrap()
     })
     .await

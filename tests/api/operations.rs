@@ -81,6 +81,38 @@ mod database_outage {
         assert_eq!(app.request(Method::GET, "/readyz").send().await.unwrap().status(), StatusCode::OK);
     }
 
+    /// A server that stops answering (a stopped process, a network that drops
+    /// everything) is no faster to notice than its statement limit: requests get
+    /// 503 `database_timeout` then, and `/readyz` says not ready, instead of
+    /// waiting as long as the server hangs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mysql_hung() {
+        let options = Options { db_timeout: SHORT, statement_timeout: Duration::from_millis(800), through_proxy: true, ..Options::default() };
+        let app = spawn_app_with(Backend::Mysql, options).await;
+        app.create_scheme("TIER", "2").await;
+        let proxy = app.proxy.as_ref().unwrap();
+
+        proxy.freeze();
+        let read = app.get("/api/v1/schemes/TIER").await;
+        assert_eq!(read.headers()["retry-after"], "5");
+        problem(read, StatusCode::SERVICE_UNAVAILABLE, "database_timeout").await;
+        let ready = app.request(Method::GET, "/readyz").send().await.unwrap();
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(app.request(Method::GET, "/healthz").send().await.unwrap().status(), StatusCode::OK);
+
+        proxy.thaw();
+        let mut recovered = None;
+        for _ in 0..50 {
+            let response = app.get("/api/v1/schemes/TIER").await;
+            if response.status() == StatusCode::OK {
+                recovered = Some(response);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(ok_json(recovered.expect("the service recovers once the server answers"), StatusCode::OK).await["code"], "TIER");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sqlite() {
         let app = spawn_app_with(Backend::Sqlite, Options { db_timeout: SHORT, ..Options::default() }).await;

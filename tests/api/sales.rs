@@ -375,7 +375,7 @@ async fn a_second_run_while_one_is_in_progress_is_refused(app: TestApp) {
     tokio::task::spawn_blocking(move || {
         use custclass::db::schema::{classification_runs, schemes};
         use diesel::prelude::*;
-        let pool = custclass::db::build_pool(&database, 1, std::time::Duration::from_secs(5)).unwrap();
+        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(5))).unwrap();
         let mut session = pool.get().unwrap();
         let scheme_id: i64 = schemes::table.filter(schemes::code.eq("TIER")).select(schemes::id).first(&mut session.conn).unwrap();
         let at = custclass::db::now();
