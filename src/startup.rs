@@ -4,13 +4,14 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{from_fn, ErrorHandlers};
+use actix_cors::Cors;
+use actix_web::http::header::{self, HeaderName};
+use actix_web::middleware::{from_fn, Compress, Condition, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::api::{self, error, openapi::ApiDoc, AppState, KeyCache};
-use crate::config::Settings;
+use crate::api::{self, error, AppState, KeyCache};
+use crate::config::{CorsOrigins, Settings};
 use crate::db::{self, Db, DbPool};
 use crate::domain::api_key::ApiKeySecret;
 use crate::store::api_keys::{self, Bootstrap};
@@ -26,7 +27,7 @@ pub struct Application {
 
 /// Connects and brings the schema up to date. Blocking: call before serving.
 pub fn prepare_database(settings: &Settings) -> Result<DbPool, String> {
-    let pool = db::build_pool(&settings.database_url, settings.pool_size, settings.db_timeout)?;
+    let pool = db::build_pool(&settings.database_url, settings.pool_size, settings.timeouts)?;
     let mut session = pool.get().map_err(|e| format!("cannot connect to {}: {e}", settings.database_url.redacted()))?;
     for migration in db::migrate(&mut session.conn)? {
         log::info!("applied migration {migration}");
@@ -55,6 +56,22 @@ pub fn bootstrap_admin_key(pool: &DbPool, configured: Option<&str>) -> Result<Op
     }
 }
 
+/// Browsers on the allowed origins may call every endpoint with a key, send
+/// `If-Match` and JSON, and read the headers a client needs (ETag, Location, the
+/// request id, Retry-After). No cookies are involved, so no credentials mode.
+fn cors(origins: &CorsOrigins) -> Cors {
+    let cors = Cors::default()
+        .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allowed_headers([header::AUTHORIZATION, header::IF_MATCH, header::CONTENT_TYPE, header::ACCEPT, telemetry::REQUEST_ID, HeaderName::from_static("prefer")])
+        .expose_headers([header::ETAG, header::LOCATION, telemetry::REQUEST_ID, header::RETRY_AFTER, HeaderName::from_static("preference-applied")])
+        .max_age(3600);
+    match origins {
+        CorsOrigins::Any => cors.allow_any_origin(),
+        CorsOrigins::List(list) => list.iter().fold(cors, |cors, origin| cors.allowed_origin(origin)),
+        CorsOrigins::None => cors,
+    }
+}
+
 impl Application {
     /// Prepares the database and binds the listener. Blocking: run it before the
     /// async runtime serves requests (or on a blocking thread).
@@ -68,23 +85,25 @@ impl Application {
     pub fn serve(pool: DbPool, listener: TcpListener, settings: &Settings) -> Result<Self, String> {
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let state = web::Data::new(AppState {
-            db: Db::new(pool),
+            db: Db::new(pool, settings.timeouts),
             keys: KeyCache::new(KEY_CACHE_TTL),
             metrics: Metrics::default(),
             run_batch_size: settings.run_batch_size,
         });
-        let openapi = ApiDoc::openapi();
+        let cors_origins = settings.cors.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::JsonConfig::default().limit(api::JSON_BODY_LIMIT).error_handler(error::json_error))
                 .app_data(web::PathConfig::default().error_handler(error::path_error))
                 .app_data(web::QueryConfig::default().error_handler(error::query_error))
+                .wrap(Condition::new(cors_origins != CorsOrigins::None, cors(&cors_origins)))
                 .wrap(ErrorHandlers::new().default_handler(error::ensure_problem_json))
+                .wrap(Compress::default())
                 .wrap(from_fn(telemetry::middleware))
                 .configure(api::health::routes)
                 .configure(api::configure)
-                .service(SwaggerUi::new("/swagger-ui/{_:.*}").url("/api-docs/openapi.json", openapi.clone()))
+                .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(utoipa_swagger_ui::Config::new([api::health::OPENAPI_PATH])))
                 .default_service(web::to(error::no_route))
         })
         .shutdown_timeout(30);

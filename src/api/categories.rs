@@ -101,7 +101,7 @@ pub struct CategoryCreate {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::domain::deserialize_whole")]
     pub sort_order: i32,
     #[serde(default = "yes")]
     #[schema(default = true)]
@@ -116,6 +116,7 @@ pub struct CategoryPatch {
     #[serde(default, deserialize_with = "explicit_null")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::domain::deserialize_optional_whole")]
     pub sort_order: Option<i32>,
     pub active: Option<bool>,
 }

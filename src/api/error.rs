@@ -149,8 +149,10 @@ pub fn ensure_problem_json<B: MessageBody + 'static>(response: ServiceResponse<B
     };
     let (request, original) = response.into_parts();
     let mut problem = AppError::new(kind, code, detail).error_response();
-    if let Some(allow) = original.headers().get(header::ALLOW) {
-        problem.headers_mut().insert(header::ALLOW, allow.clone());
+    for (name, value) in original.headers() {
+        if name == header::ALLOW || name == header::VARY || name.as_str().starts_with("access-control-") {
+            problem.headers_mut().append(name.clone(), value.clone());
+        }
     }
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(request, problem).map_into_right_body()))
 }

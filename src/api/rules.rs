@@ -68,6 +68,7 @@ pub struct RuleCreate {
     #[schema(example = "01")]
     pub target_category: String,
     /// Lower first; ties by id. Default 100.
+    #[serde(default, deserialize_with = "crate::domain::deserialize_optional_whole")]
     pub priority: Option<i32>,
     /// Default true.
     pub enabled: Option<bool>,
@@ -81,6 +82,7 @@ pub struct RuleCreate {
 pub struct RulePatch {
     pub name: Option<String>,
     pub target_category: Option<String>,
+    #[serde(default, deserialize_with = "crate::domain::deserialize_optional_whole")]
     pub priority: Option<i32>,
     pub enabled: Option<bool>,
     #[schema(value_type = Option<Object>)]

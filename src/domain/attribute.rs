@@ -98,7 +98,7 @@ impl AttributeValue {
     pub fn from_json(value_type: ValueType, json: &Json) -> Result<Self, String> {
         match (value_type, json) {
             (ValueType::String | ValueType::Enum, Json::String(text)) => Ok(AttributeValue::Text(text.clone())),
-            (ValueType::Integer, Json::Number(number)) => match number.as_i64() {
+            (ValueType::Integer, Json::Number(number)) => match super::whole_number(number) {
                 Some(n) if n.abs() <= MAX_SAFE_INTEGER => Ok(AttributeValue::Integer(n)),
                 Some(_) => Err(format!("must be between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}")),
                 None => Err("must be a whole number".into()),
@@ -195,8 +195,8 @@ impl Limit {
         match value_type {
             ValueType::Integer | ValueType::Decimal => json.as_f64().filter(|n| n.is_finite()).map(Limit::Number).ok_or_else(|| "must be a number".into()),
             ValueType::Date => json.as_str().ok_or_else(|| "must be a date string (YYYY-MM-DD)".to_string()).and_then(parse_date).map(Limit::Date),
-            ValueType::String => match json.as_u64() {
-                Some(n) if n as usize <= STRING_MAX => Ok(Limit::Length(n)),
+            ValueType::String => match json.as_number().and_then(super::whole_number) {
+                Some(n) if (0..=STRING_MAX as i64).contains(&n) => Ok(Limit::Length(n as u64)),
                 _ => Err(format!("must be a length from 0 to {STRING_MAX}")),
             },
             ValueType::Boolean | ValueType::Enum => Err(format!("{} attributes take no min or max", value_type.as_str())),

@@ -26,6 +26,39 @@ impl FieldError {
     }
 }
 
+/// A JSON number as a whole number: `5` and `5.0` alike, as JSON Schema counts
+/// both as integers and many clients send the second. `5.5` and numbers beyond
+/// ±2^53 (where a float no longer tells whole numbers apart) are not.
+pub fn whole_number(number: &serde_json::Number) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    number.as_i64().or_else(|| number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() <= EXACT).map(|f| f as i64))
+}
+
+/// Serde's reading of an integer field through [`whole_number`]; for
+/// `#[serde(deserialize_with = …)]` on `i32`/`i64` request fields.
+pub fn deserialize_whole<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::Deserialize;
+    whole_of::<T, D::Error>(serde_json::Number::deserialize(deserializer)?)
+}
+
+/// [`deserialize_whole`] for an optional field (`null` is `None`).
+pub fn deserialize_optional_whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::Deserialize;
+    Option::<serde_json::Number>::deserialize(deserializer)?.map(whole_of::<T, D::Error>).transpose()
+}
+
+fn whole_of<T: TryFrom<i64>, E: serde::de::Error>(number: serde_json::Number) -> Result<T, E> {
+    whole_number(&number).and_then(|n| T::try_from(n).ok()).ok_or_else(|| E::custom(format!("expected a whole number in range, found {number}")))
+}
+
 /// Trims and length-checks a free-text value counted in characters (not bytes),
 /// rejecting control characters that would corrupt CSV exports and logs.
 pub fn clean_text(field: &str, raw: &str, min: usize, max: usize) -> Result<String, FieldError> {
@@ -69,5 +102,16 @@ mod tests {
         assert_eq!(clean_optional_text("d", Some("  "), 10).unwrap(), None);
         assert_eq!(clean_optional_text("d", None, 10).unwrap(), None);
         assert_eq!(clean_optional_text("d", Some(" x "), 10).unwrap(), Some("x".into()));
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction() {
+        let number = |text: &str| serde_json::from_str::<serde_json::Number>(text).unwrap();
+        assert_eq!(whole_number(&number("5")), Some(5));
+        assert_eq!(whole_number(&number("5.0")), Some(5));
+        assert_eq!(whole_number(&number("-3.0")), Some(-3));
+        assert_eq!(whole_number(&number("1e3")), Some(1000));
+        assert_eq!(whole_number(&number("5.5")), None);
+        assert_eq!(whole_number(&number("1e300")), None);
     }
 }

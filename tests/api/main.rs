@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod assignments;
 mod attributes;
+mod browser;
 mod categories;
 mod cli;
 mod customer_list;
