@@ -12,6 +12,7 @@ both_backends!(
     create_assigns_named_categories_in_one_transaction,
     defaults_and_required_schemes_apply_to_new_customers,
     deleted_customers_keep_their_history,
+    a_stale_delete_loses_to_the_update_it_waited_for,
 );
 
 async fn create_get_patch_delete(app: TestApp) {
@@ -165,4 +166,38 @@ async fn deleted_customers_keep_their_history(app: TestApp) {
     let tier = ok_json(app.get("/api/v1/schemes/TIER/categories/01").await, StatusCode::OK).await;
     assert_eq!(tier["customer_count"], 0, "the assignment went with the customer");
     assert_eq!(app.delete("/api/v1/schemes/TIER/categories/01").await.status(), StatusCode::NO_CONTENT);
+}
+
+/// Another writer holds the customer and changes it; a delete tagged with the
+/// version before that change waits for the writer, then sees its commit and
+/// answers 412 (it used to compare a version read before it waited).
+async fn a_stale_delete_loses_to_the_update_it_waited_for(app: TestApp) {
+    use diesel::prelude::*;
+    app.create_customer("C1", json!({})).await;
+    let database = app.database.clone();
+    let (holding, held) = tokio::sync::oneshot::channel();
+    let (commit, release) = std::sync::mpsc::channel::<()>();
+    let writer = tokio::task::spawn_blocking(move || {
+        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(20))).unwrap();
+        let conn = &mut pool.get().unwrap().conn;
+        let begin = if matches!(conn, custclass::db::DbConnection::Sqlite(_)) { "BEGIN IMMEDIATE" } else { "BEGIN" };
+        diesel::sql_query(begin).execute(conn).unwrap();
+        diesel::sql_query("UPDATE customers SET name = '并发改名', version = version + 1 WHERE code = 'C1'").execute(conn).unwrap();
+        holding.send(()).unwrap();
+        release.recv().unwrap();
+        diesel::sql_query("COMMIT").execute(conn).unwrap();
+    });
+    held.await.unwrap();
+    let delete = tokio::spawn({
+        let request = app.admin(Method::DELETE, "/api/v1/customers/C1").header("If-Match", "\"1\"");
+        async move { request.send().await.unwrap() }
+    });
+    // Let the delete read version 1 and queue behind the writer's lock.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    commit.send(()).unwrap();
+    writer.await.unwrap();
+    let body = problem(delete.await.unwrap(), StatusCode::PRECONDITION_FAILED, "version_mismatch").await;
+    assert!(body["detail"].as_str().unwrap().contains('2'), "{body}");
+    let customer = ok_json(app.get("/api/v1/customers/C1").await, StatusCode::OK).await;
+    assert_eq!((customer["name"].clone(), customer["version"].clone()), (json!("并发改名"), json!(2)));
 }

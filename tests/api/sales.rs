@@ -10,6 +10,7 @@ both_backends!(
     valid_items_land_when_others_are_rejected,
     metrics_on_known_data,
     conditions_are_validated_with_pointers,
+    oversized_conditions_are_refused_and_the_largest_allowed_runs,
     rule_targets_must_be_active_leaves,
     first_matching_rule_by_priority_wins,
     every_operator_and_field_kind,
@@ -496,4 +497,51 @@ async fn auto_classify_on_ingestion(app: TestApp) {
     assert_eq!(history.last().unwrap()["source"], "rule");
     let repeat = post_transactions(&app, json!([sale("big", "C1", json!("1000000.00"), &now)])).await;
     assert_eq!(repeat["classification"], json!([]), "nothing new, nothing to classify");
+}
+
+fn name_is(i: usize) -> Value {
+    json!({"field": "name", "op": "=", "value": format!("n{i}")})
+}
+
+/// Conditions over the limits answer 422 on both backends, whatever each would
+/// store or run; the largest allowed one runs on both (SQLite's expression depth),
+/// also from ingestion with auto_classify.
+async fn oversized_conditions_are_refused_and_the_largest_allowed_runs(app: TestApp) {
+    app.create_tiers().await;
+    ok_json(app.patch("/api/v1/schemes/TIER", &json!({"auto_classify": true})).await, StatusCode::OK).await;
+    app.create_customer("C1", json!({})).await;
+    let wide = json!({"name": "宽", "target_category": "01", "condition": {"any": (0..600).map(name_is).collect::<Vec<_>>()}});
+    let refused = problem(app.post("/api/v1/schemes/TIER/rules", &wide).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_condition").await;
+    assert_eq!(refused["errors"][0]["field"], "/condition");
+
+    let mut condition: Vec<Value> = (0..198).map(name_is).collect();
+    condition.push(json!({"field": "orders_12m", "op": ">=", "value": 1}));
+    let widest = json!({"name": "最宽", "target_category": "01", "condition": {"any": condition}});
+    let rule = ok_json(app.post("/api/v1/schemes/TIER/rules", &widest).await, StatusCode::CREATED).await;
+    let patched = app.patch(&format!("/api/v1/schemes/TIER/rules/{}", rule["id"]), &json!({"condition": {"any": (0..1000).map(name_is).collect::<Vec<_>>()}})).await;
+    problem(patched, StatusCode::UNPROCESSABLE_ENTITY, "invalid_condition").await;
+
+    let ingested = post_transactions(&app, json!([sale("T1", "C1", json!("10.00"), "2026-01-05T10:00:00Z")])).await;
+    assert_eq!(ingested["classification"][0]["run"]["changed"], 1, "{ingested}");
+    let run = ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED).await;
+    assert_eq!(run["status"], "completed");
+    assert_eq!(ok_json(app.get("/api/v1/customers/C1").await, StatusCode::OK).await["categories"]["TIER"], "01");
+
+    // The enabled rules of a scheme share one run statement's parameters.
+    let big_list = |name: &str| json!({"name": name, "target_category": "02", "condition": {"field": "code", "op": "in", "value": (0..990).map(|i| format!("X{i}")).collect::<Vec<_>>()}});
+    let mut saved = 0;
+    let over = loop {
+        let response = app.post("/api/v1/schemes/TIER/rules", &big_list(&format!("名单{saved}"))).await;
+        if response.status() != StatusCode::CREATED {
+            break response;
+        }
+        saved += 1;
+        assert!(saved < 40, "the scheme's parameter budget never ran out");
+    };
+    let over = problem(over, StatusCode::UNPROCESSABLE_ENTITY, "invalid_condition").await;
+    assert!(over["detail"].as_str().unwrap().contains("enabled rules"), "{over}");
+    let disabled = json!({"name": "停用", "target_category": "02", "enabled": false, "condition": big_list("x")["condition"].clone()});
+    ok_json(app.post("/api/v1/schemes/TIER/rules", &disabled).await, StatusCode::CREATED).await;
+    let run = ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED).await;
+    assert_eq!(run["status"], "completed", "the fullest scheme still runs");
 }
