@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::api::openapi::AttributeValue;
 use crate::api::auth::{Auth, Write};
 use crate::api::customers::{parse_reason, Customer};
 use crate::api::error::{json_error, Problem};
@@ -32,7 +33,7 @@ pub struct AssignmentPut {
     /// Values for attributes the new category defines (for example a required one
     /// it has no default for), checked and stored with the move.
     #[serde(default)]
-    #[schema(value_type = Object, example = json!({"account_manager": "王芳"}))]
+    #[schema(value_type = BTreeMap<String, AttributeValue>, example = json!({"account_manager": "王芳"}))]
     pub attributes: BTreeMap<String, serde_json::Value>,
 }
 
@@ -158,7 +159,6 @@ pub async fn batch(state: web::Data<AppState>, auth: Auth<Write>, body: web::Jso
 }
 
 /// 10,000 codes of up to 40 characters fit well within this.
-const BATCH_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -168,7 +168,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/assignments/batch")
-            .app_data(web::JsonConfig::default().limit(BATCH_BODY_LIMIT).error_handler(json_error))
+            .app_data(web::JsonConfig::default().limit(super::BULK_JSON_BODY_LIMIT).error_handler(json_error))
             .route(web::post().to(batch)),
     );
 }

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read};
 use crate::api::error::Problem;
+use crate::api::openapi::AttributeValue;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::attribute::{AttributeKey, Definition, DefinitionDraft, ValueType};
 use crate::domain::{clean_text, FieldError};
@@ -28,15 +29,15 @@ pub struct AttributeDefinition {
     /// Customers of the subtree must have a value (the default counts).
     pub required: bool,
     /// Stands in for a missing value, and is what search sees for it.
-    #[schema(value_type = Option<Object>, example = json!(0.1))]
+    #[schema(value_type = Option<AttributeValue>, example = json!(0.1))]
     pub default: Option<Json>,
     /// The allowed values of an enum.
     pub options: Option<Vec<String>>,
     /// Smallest number or date, or for strings the shortest length.
-    #[schema(value_type = Option<Object>, example = json!(0))]
+    #[schema(value_type = Option<AttributeValue>, example = json!(0))]
     pub min: Option<Json>,
     /// Largest number or date, or for strings the longest length.
-    #[schema(value_type = Option<Object>, example = json!(0.5))]
+    #[schema(value_type = Option<AttributeValue>, example = json!(0.5))]
     pub max: Option<Json>,
     #[schema(example = "TIER")]
     pub scheme: String,
@@ -74,7 +75,7 @@ impl From<DefinitionView> for AttributeDefinition {
 #[serde(deny_unknown_fields)]
 pub struct AttributeCreate {
     /// `^[a-z][a-z0-9_]{0,63}$`; cannot change.
-    #[schema(example = "discount_rate")]
+    #[schema(example = "discount_rate", pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub key: String,
     /// 1–200 characters; defaults to the key.
     #[schema(example = "折扣率")]
@@ -85,15 +86,15 @@ pub struct AttributeCreate {
     #[serde(default)]
     pub required: bool,
     /// Must satisfy the definition itself.
-    #[schema(value_type = Option<Object>, example = json!(0.1))]
+    #[schema(value_type = Option<AttributeValue>, example = json!(0.1))]
     pub default: Option<Json>,
     /// Enum only: non-empty, unique, 1–100 characters each.
     pub options: Option<Vec<String>>,
     /// Numbers and dates: the smallest value; strings: the shortest length.
-    #[schema(value_type = Option<Object>, example = json!(0))]
+    #[schema(value_type = Option<AttributeValue>, example = json!(0))]
     pub min: Option<Json>,
     /// Numbers and dates: the largest value; strings: the longest length.
-    #[schema(value_type = Option<Object>, example = json!(0.5))]
+    #[schema(value_type = Option<AttributeValue>, example = json!(0.5))]
     pub max: Option<Json>,
 }
 
@@ -104,14 +105,14 @@ pub struct AttributePatch {
     pub label: Option<String>,
     pub required: Option<bool>,
     #[serde(default, deserialize_with = "explicit_null")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<AttributeValue>)]
     pub default: Option<Option<Json>>,
     pub options: Option<Vec<String>>,
     #[serde(default, deserialize_with = "explicit_null")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<AttributeValue>)]
     pub min: Option<Option<Json>>,
     #[serde(default, deserialize_with = "explicit_null")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<AttributeValue>)]
     pub max: Option<Option<Json>>,
 }
 

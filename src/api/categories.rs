@@ -94,7 +94,7 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct CategoryCreate {
     /// `[0-9A-Za-z]+`, ending on a segment boundary of the code rule.
-    #[schema(example = "0101")]
+    #[schema(example = "0101", pattern = "^[0-9A-Za-z]{1,30}$")]
     pub code: String,
     /// 1–100 characters, unique among siblings.
     #[schema(example = "华北地区客户")]

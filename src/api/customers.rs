@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use crate::api::auth::{Auth, Read, Write};
 use crate::api::cursor;
 use crate::api::error::Problem;
+use crate::api::openapi::{AttributeValue, AttributeValueOrNull};
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::attribute::{split_filter, FilterOp};
 use crate::domain::category::CategoryCode;
@@ -63,7 +64,7 @@ pub struct Customer {
     pub assignments: Vec<Assignment>,
     /// Attribute key → typed value, for the attributes the customer's categories
     /// define; defaults fill in values not given.
-    #[schema(value_type = Object, example = json!({"discount_rate": 0.15, "account_manager": "王芳"}))]
+    #[schema(value_type = BTreeMap<String, AttributeValue>, example = json!({"discount_rate": 0.15, "account_manager": "王芳"}))]
     pub attributes: BTreeMap<String, serde_json::Value>,
     /// The keys of `attributes` whose value is the definition's default.
     #[schema(example = json!(["discount_rate"]))]
@@ -111,7 +112,7 @@ fn active() -> CustomerStatus {
 #[serde(deny_unknown_fields)]
 pub struct CustomerCreate {
     /// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$`, unique, cannot change.
-    #[schema(example = "C0001")]
+    #[schema(example = "C0001", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")]
     pub code: String,
     /// 1–200 characters.
     #[schema(example = "北京华电科技有限公司")]
@@ -133,7 +134,7 @@ pub struct CustomerCreate {
     /// Attribute key → value, checked against the definitions of the categories
     /// the customer gets (named or default).
     #[serde(default)]
-    #[schema(value_type = Object, example = json!({"account_manager": "王芳"}))]
+    #[schema(value_type = BTreeMap<String, AttributeValue>, example = json!({"account_manager": "王芳"}))]
     pub attributes: BTreeMap<String, serde_json::Value>,
     /// Recorded in the history of the named categories.
     pub reason: Option<String>,
@@ -168,7 +169,7 @@ pub struct CustomerPatch {
     #[schema(value_type = Option<String>)]
     pub note: Option<Option<String>>,
     /// Merged into the current values; `null` removes one (its default, if any, returns).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<BTreeMap<String, AttributeValueOrNull>>)]
     pub attributes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
@@ -359,8 +360,8 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError>
         ("unclassified" = Option<Vec<String>>, Query, description = "Scheme code: customers with no category there"),
         ("q" = Option<String>, Query, description = "Substring of code, name or short name (ASCII case-insensitive)"),
         ("status" = Option<CustomerStatus>, Query, description = "active or inactive"),
-        ("sort" = Option<String>, Query, description = "code (default), name or created_at; prefix - for descending"),
-        ("limit" = Option<i64>, Query, description = "1–1000, default 50"),
+        ("sort" = Option<String>, Query, pattern = "^-?(code|name|created_at)$", description = "code (default), name or created_at; prefix - for descending"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 50"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses(
@@ -522,7 +523,7 @@ pub struct HistoryQuery {
 #[utoipa::path(get, path = "/api/v1/customers/{code}/history", tag = "customers", operation_id = "get_customer_history",
     params(("code" = String, Path, description = "Customer code; history stays readable after the customer is deleted"),
            ("scheme" = Option<String>, Query, description = "Only this scheme"),
-           ("limit" = Option<i64>, Query, description = "1–1000, default 50"),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 50"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses(
         (status = 200, description = "Newest first", body = Page<HistoryEntry>),

@@ -39,6 +39,10 @@ pub struct AppState {
 
 /// Largest JSON body accepted by ordinary endpoints.
 pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+/// Largest JSON body of the bulk endpoints (`POST /transactions`, `POST /assignments/batch`).
+pub const BULK_JSON_BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// The paths that take [`BULK_JSON_BODY_LIMIT`].
+pub const BULK_PATHS: [&str; 2] = ["/api/v1/transactions", "/api/v1/assignments/batch"];
 
 /// A list response. `next_cursor` is `null` on the last page.
 #[derive(Debug, Serialize, ToSchema)]

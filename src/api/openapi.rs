@@ -1,6 +1,9 @@
 //! The OpenAPI 3.1 document, generated from the handlers and types.
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use std::borrow::Cow;
+
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -29,7 +32,7 @@ use super::{api_keys, assignments, attributes, categories, customers, health, ru
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
     ),
-    components(schemas(Problem, crate::domain::FieldError)),
+    components(schemas(Problem, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition)),
     modifiers(&Security, &CommonResponses),
     security(("bearer" = [])),
     tags(
@@ -64,7 +67,7 @@ const COMMON: [(&str, &str); 8] = [
     ("400", "`malformed_json`, `malformed_body`, `invalid_query`: the request cannot be read"),
     ("401", "`unauthorized`: no key, an unknown key or a revoked key"),
     ("403", "`insufficient_scope`: the key's scope is too low"),
-    ("413", "`payload_too_large`"),
+    ("413", "`payload_too_large`: the body is over the endpoint's limit"),
     ("415", "`unsupported_media_type`: the body must be application/json"),
     ("422", "`validation_failed` (with `errors`), `invalid_body`"),
     ("500", "`internal_error`"),
@@ -85,12 +88,120 @@ impl Modify for CommonResponses {
                     if !has_body && matches!(status, "413" | "415") {
                         continue;
                     }
+                    let description = match status {
+                        "413" => {
+                            let limit = if super::BULK_PATHS.contains(&path.as_str()) { super::BULK_JSON_BODY_LIMIT } else { super::JSON_BODY_LIMIT };
+                            format!("{description}: {} MiB", limit / (1024 * 1024))
+                        }
+                        _ => description.to_string(),
+                    };
                     operation.responses.responses.entry(status.to_string()).or_insert_with(|| {
                         RefOr::T(ResponseBuilder::new().description(description).content(PROBLEM_JSON, problem.clone()).build())
                     });
                 }
             }
         }
+    }
+}
+
+/// An attribute value as JSON of its definition's type: a string (string, enum,
+/// and dates as `YYYY-MM-DD`), a number (integer, decimal) or a boolean. Used
+/// through `#[schema(value_type = AttributeValue)]`, for values, defaults and bounds.
+pub struct AttributeValue;
+
+fn attribute_value_schema(nullable: bool) -> RefOr<Schema> {
+    let kind = |t: Type, description: &str| ObjectBuilder::new().schema_type(t).description(Some(description)).build();
+    let value = OneOfBuilder::new()
+        .item(kind(Type::String, "string or enum option; a date as YYYY-MM-DD"))
+        .item(kind(Type::Number, "integer or decimal"))
+        .item(kind(Type::Boolean, "boolean"));
+    match nullable {
+        false => value.description(Some("A value of the attribute's type")).into(),
+        true => value.item(kind(Type::Null, "removes the value")).description(Some("A value of the attribute's type, or null to remove it")).into(),
+    }
+}
+
+impl utoipa::PartialSchema for AttributeValue {
+    fn schema() -> RefOr<Schema> {
+        attribute_value_schema(false)
+    }
+}
+
+impl utoipa::ToSchema for AttributeValue {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("AttributeValue")
+    }
+}
+
+/// [`AttributeValue`] or `null`, in changes where `null` removes a value.
+pub struct AttributeValueOrNull;
+
+impl utoipa::PartialSchema for AttributeValueOrNull {
+    fn schema() -> RefOr<Schema> {
+        attribute_value_schema(true)
+    }
+}
+
+impl utoipa::ToSchema for AttributeValueOrNull {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("AttributeValueOrNull")
+    }
+}
+
+/// A rule condition: a group (`all`, `any`, `not`) or a leaf comparison; see
+/// `domain::rule` for its limits, which the schema states too.
+pub struct Condition;
+
+impl utoipa::PartialSchema for Condition {
+    fn schema() -> RefOr<Schema> {
+        use crate::domain::rule::{MAX_DEPTH, MAX_LIST, MAX_NODES};
+        let itself = || Ref::from_schema_name("Condition");
+        let group = |name: &str, description: &str| {
+            ObjectBuilder::new()
+                .property(name, ArrayBuilder::new().items(itself()).min_items(Some(1)))
+                .required(name)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+                .description(Some(description))
+                .build()
+        };
+        let operators = ["=", "!=", ">", ">=", "<", "<=", "in", "not_in", "between", "is_null", "under"];
+        let leaf = ObjectBuilder::new()
+            .property(
+                "field",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^(spend_12m|orders_12m|lifetime_spend|last_order_at|days_since_last_order|code|name|short_name|status|created_at|tax_id|attr\.[a-z][a-z0-9_]{0,63}|category\.[A-Z][A-Z0-9_]{0,31})$"))
+                    .description(Some("A metric, a customer field, `attr.<key>` or `category.<SCHEME>`")),
+            )
+            .required("field")
+            .property("op", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(operators)))
+            .required("op")
+            .property(
+                "value",
+                ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some(format!(
+                    "Of the field's type: a scalar; an array of 1–{MAX_LIST} for in/not_in; [low, high] for between; true or false for is_null"
+                ))),
+            )
+            .required("value")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .description(Some("A comparison"))
+            .build();
+        let not = ObjectBuilder::new().property("not", itself()).required("not").additional_properties(Some(AdditionalProperties::FreeForm(false))).build();
+        OneOfBuilder::new()
+            .item(group("all", "Every condition holds"))
+            .item(group("any", "At least one condition holds"))
+            .item(not)
+            .item(leaf)
+            .description(Some(format!(
+                "At most {MAX_NODES} groups and leaves, nested at most {MAX_DEPTH} deep, 1,000 values and 32 KiB of JSON; a malformed or larger one is refused with 422 `invalid_condition` and a JSON pointer"
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Condition {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Condition")
     }
 }
 

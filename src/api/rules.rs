@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read};
 use crate::api::error::Problem;
+use crate::api::openapi::Condition;
 use crate::api::{created_versioned, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::category::CategoryCode;
 use crate::domain::clean_text;
@@ -29,7 +30,7 @@ pub struct Rule {
     pub target_category: String,
     pub priority: i32,
     pub enabled: bool,
-    #[schema(value_type = Object, example = json!({"field": "spend_12m", "op": ">", "value": 1000000}))]
+    #[schema(value_type = Condition, example = json!({"field": "spend_12m", "op": ">", "value": 1000000}))]
     pub condition: Json,
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -72,7 +73,7 @@ pub struct RuleCreate {
     pub priority: Option<i32>,
     /// Default true.
     pub enabled: Option<bool>,
-    #[schema(value_type = Object, example = json!({"all": [{"field": "spend_12m", "op": ">", "value": 1000000}, {"field": "status", "op": "=", "value": "active"}]}))]
+    #[schema(value_type = Condition, example = json!({"all": [{"field": "spend_12m", "op": ">", "value": 1000000}, {"field": "status", "op": "=", "value": "active"}]}))]
     pub condition: Json,
 }
 
@@ -85,7 +86,7 @@ pub struct RulePatch {
     #[serde(default, deserialize_with = "crate::domain::deserialize_optional_whole")]
     pub priority: Option<i32>,
     pub enabled: Option<bool>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Condition>)]
     pub condition: Option<Json>,
 }
 

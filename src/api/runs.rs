@@ -217,7 +217,7 @@ fn next_cursor<T>(items: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Opt
 
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/classification-runs", tag = "rules", operation_id = "list_classification_runs",
     params(("scheme" = String, Path, description = "Scheme code"),
-           ("limit" = Option<i64>, Query, description = "1–1000, default 50"),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 50"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses(
         (status = 200, description = "Newest first", body = Page<Run>),
@@ -245,7 +245,7 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<
 
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/classification-runs/{id}/changes", tag = "rules", operation_id = "list_classification_run_changes",
     params(("scheme" = String, Path, description = "Scheme code"), ("id" = i64, Path, description = "Run id"),
-           ("limit" = Option<i64>, Query, description = "1–1000, default 50"),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 50"),
            ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
     responses(
         (status = 200, description = "The customers the run moved (or would move) and those it could not, in run order", body = Page<RunChange>),

@@ -76,7 +76,7 @@ fn yes() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct SchemeCreate {
     /// `^[A-Z][A-Z0-9_]{0,31}$`; cannot change later.
-    #[schema(example = "REGION")]
+    #[schema(example = "REGION", pattern = "^[A-Z][A-Z0-9_]{0,31}$")]
     pub code: String,
     /// 1–100 characters.
     #[schema(example = "地区分类")]
@@ -84,7 +84,7 @@ pub struct SchemeCreate {
     #[serde(default)]
     pub description: Option<String>,
     /// Segment lengths joined by `-`: at most 9 levels and 30 characters in all.
-    #[schema(example = "2-2")]
+    #[schema(example = "2-2", pattern = "^[1-9][0-9]?(-[1-9][0-9]?){0,8}$")]
     pub code_rule: String,
     #[serde(default)]
     pub required: bool,

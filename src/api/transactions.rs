@@ -17,7 +17,6 @@ use crate::store::runs::{self as run_store, RunRequest, Scope, Trigger};
 use crate::store::transactions::{self as store, NewTransaction, Outcome, MAX_BATCH};
 
 /// Bodies of up to 10,000 transactions.
-const BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// How far ahead of the service's clock `occurred_at` may lie (clock skew, time zones).
 const FUTURE_TOLERANCE: chrono::Duration = chrono::Duration::days(1);
 
@@ -207,7 +206,7 @@ pub struct MetricsQuery {
 
 #[utoipa::path(get, path = "/api/v1/customers/{code}/metrics", tag = "transactions", operation_id = "get_customer_metrics",
     params(("code" = String, Path, description = "Customer code"),
-           ("as_of" = Option<String>, Query, description = "RFC 3339 time or date; default now")),
+           ("as_of" = Option<String>, Query, pattern = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}))?$", description = "RFC 3339 time or date (YYYY-MM-DD, its midnight UTC); default now")),
     responses(
         (status = 200, description = "The metrics", body = CustomerMetrics),
         (status = 400, description = "`invalid_query`: as_of is not a time", body = Problem, content_type = "application/problem+json"),
@@ -235,7 +234,7 @@ pub async fn metrics(state: web::Data<AppState>, _auth: Auth<Read>, path: web::P
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/transactions")
-            .app_data(web::JsonConfig::default().limit(BODY_LIMIT).error_handler(json_error))
+            .app_data(web::JsonConfig::default().limit(super::BULK_JSON_BODY_LIMIT).error_handler(json_error))
             .route(web::post().to(post)),
     )
     .service(web::resource("/customers/{code}/metrics").route(web::get().to(metrics)));
