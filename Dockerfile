@@ -20,8 +20,12 @@ WORKDIR /var/lib/custclass
 ENV BIND_ADDR=0.0.0.0:8080 \
     DATABASE_URL=/var/lib/custclass/data/custclass.db \
     RUST_LOG=info
+RUN mkdir -p /var/lib/custclass/data
+# The embedded SQLite database lives here; mount a volume to keep it.
+VOLUME ["/var/lib/custclass/data"]
 EXPOSE 8080
+# Follows BIND_ADDR: a container started with another port is still checked on it.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD curl -fsS http://127.0.0.1:8080/healthz || exit 1
+    CMD curl -fsS "http://127.0.0.1:${BIND_ADDR##*:}/healthz" || exit 1
 ENTRYPOINT ["custclass"]
 CMD ["serve"]
