@@ -48,6 +48,18 @@ mod database_outage {
 
     const SHORT: Duration = Duration::from_millis(700);
 
+    /// The first 200 of `path` within five seconds: the service recovers by itself.
+    async fn recovered(app: &crate::helpers::TestApp, path: &str) -> reqwest::Response {
+        for _ in 0..50 {
+            let response = app.get(path).await;
+            if response.status() == StatusCode::OK {
+                return response;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{path} did not answer 200 once the database was back");
+    }
+
     async fn assert_unavailable(response: reqwest::Response) {
         assert_eq!(response.headers()["retry-after"], "5");
         problem(response, StatusCode::SERVICE_UNAVAILABLE, "database_unavailable").await;
@@ -66,16 +78,7 @@ mod database_outage {
         assert_eq!(app.request(Method::GET, "/healthz").send().await.unwrap().status(), StatusCode::OK, "the process itself is alive");
 
         proxy.restore().await;
-        let mut recovered = None;
-        for _ in 0..50 {
-            let response = app.get("/api/v1/schemes/TIER").await;
-            if response.status() == StatusCode::OK {
-                recovered = Some(response);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let scheme = ok_json(recovered.expect("the service recovers once the database is back"), StatusCode::OK).await;
+        let scheme = ok_json(recovered(&app, "/api/v1/schemes/TIER").await, StatusCode::OK).await;
         assert_eq!(scheme["code"], "TIER");
         app.create_scheme("BACK", "2").await;
         assert_eq!(app.request(Method::GET, "/readyz").send().await.unwrap().status(), StatusCode::OK);
@@ -101,16 +104,7 @@ mod database_outage {
         assert_eq!(app.request(Method::GET, "/healthz").send().await.unwrap().status(), StatusCode::OK);
 
         proxy.thaw();
-        let mut recovered = None;
-        for _ in 0..50 {
-            let response = app.get("/api/v1/schemes/TIER").await;
-            if response.status() == StatusCode::OK {
-                recovered = Some(response);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert_eq!(ok_json(recovered.expect("the service recovers once the server answers"), StatusCode::OK).await["code"], "TIER");
+        assert_eq!(ok_json(recovered(&app, "/api/v1/schemes/TIER").await, StatusCode::OK).await["code"], "TIER");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
