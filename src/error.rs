@@ -144,6 +144,7 @@ impl From<DieselError> for AppError {
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, info) => {
                 AppError::unavailable(format!("the database connection failed: {}", info.message()))
             }
+            DieselError::DeserializationError(cause) => AppError::corrupt(format!("a stored row cannot be read: {cause}")),
             DieselError::DatabaseError(_, info) if is_statement_timeout(info.message()) => AppError::database_timeout(),
             DieselError::DatabaseError(_, info) if is_unavailable(info.message()) => {
                 AppError::unavailable(format!("the database is unavailable: {}", info.message()))
@@ -157,6 +158,13 @@ impl From<diesel::r2d2::PoolError> for AppError {
     fn from(error: diesel::r2d2::PoolError) -> Self {
         log::warn!("database pool: {error}");
         AppError::unavailable("no database connection could be obtained in time")
+    }
+}
+
+/// Lets infallible conversions stand where fallible ones are expected.
+impl From<std::convert::Infallible> for AppError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
     }
 }
 

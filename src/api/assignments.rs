@@ -16,7 +16,7 @@ use crate::domain::customer::CustomerCode;
 use crate::domain::FieldError;
 use crate::error::AppError;
 use crate::store::assignments::{self as store, BatchOutcome, Provenance, MAX_BATCH};
-use crate::store::history::Source;
+use crate::domain::history::Source;
 
 /// Assign or re-assign a customer in one scheme.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -46,7 +46,7 @@ pub struct UnassignQuery {
 #[utoipa::path(put, path = "/api/v1/customers/{code}/categories/{scheme}", tag = "assignments", operation_id = "assign_customer",
     request_body = AssignmentPut,
     params(("code" = String, Path, description = "Customer code"), ("scheme" = String, Path, description = "Scheme code"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the customer version being changed")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the customer version being changed")),
     responses(
         (status = 200, description = "The customer with its new category and version", body = Customer, headers(("ETag" = String))),
         (status = 404, description = "`customer_not_found`, `scheme_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -79,7 +79,7 @@ pub async fn assign(
 #[utoipa::path(delete, path = "/api/v1/customers/{code}/categories/{scheme}", tag = "assignments", operation_id = "unassign_customer",
     params(("code" = String, Path, description = "Customer code"), ("scheme" = String, Path, description = "Scheme code"),
            ("reason" = Option<String>, Query, description = "Why; kept in the history"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the customer version being changed")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the customer version being changed")),
     responses(
         (status = 200, description = "The customer without a category in the scheme (also when it had none)", body = Customer, headers(("ETag" = String))),
         (status = 404, description = "`customer_not_found`, `scheme_not_found`", body = Problem, content_type = "application/problem+json"),

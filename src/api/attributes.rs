@@ -235,7 +235,7 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<
     request_body = AttributePatch,
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"), ("key" = String, Path, description = "Attribute key"),
            ("force" = Option<bool>, Query, description = "Give customers whose values the change would invalidate the (new) default"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
     responses(
         (status = 200, description = "Updated; defaulted values follow a new default", body = AttributeDefinition, headers(("ETag" = String))),
         (status = 404, description = "`scheme_not_found`, `category_not_found`, `attribute_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -262,7 +262,7 @@ pub async fn update(
 #[utoipa::path(delete, path = "/api/v1/schemes/{scheme}/categories/{code}/attributes/{key}", tag = "attributes", operation_id = "delete_attribute",
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"), ("key" = String, Path, description = "Attribute key"),
            ("force" = Option<bool>, Query, description = "Also delete the values customers were given"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the version being deleted")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being deleted")),
     responses(
         (status = 204, description = "Deleted, with the customers' values of it"),
         (status = 404, description = "`scheme_not_found`, `category_not_found`, `attribute_not_found`", body = Problem, content_type = "application/problem+json"),

@@ -234,7 +234,7 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<
 
 #[utoipa::path(patch, path = "/api/v1/schemes/{scheme}/categories/{code}", operation_id = "update_category", tag = "categories", request_body = CategoryPatch,
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
     responses(
         (status = 200, description = "Updated", body = Category, headers(("ETag" = String))),
         (status = 404, description = "`scheme_not_found`, `category_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -256,7 +256,7 @@ pub async fn update(
 
 #[utoipa::path(delete, path = "/api/v1/schemes/{scheme}/categories/{code}", operation_id = "delete_category", tag = "categories",
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the version being deleted")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being deleted")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "`scheme_not_found`, `category_not_found`", body = Problem, content_type = "application/problem+json"),

@@ -8,16 +8,19 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read, Write};
-use crate::api::cursor;
+use crate::api::paging::{self, PageRequest};
 use crate::api::error::Problem;
 use crate::api::openapi::{AttributeValue, AttributeValueOrNull};
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::attribute::{split_filter, FilterOp};
 use crate::domain::category::CategoryCode;
 use crate::domain::customer::{parse_email, parse_phone, CustomerCode, CustomerStatus, TaxId};
+use crate::domain::history::Source;
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::AppError;
-use crate::store::customers::{self as store, After, AttributeFilter, CategoryFilter, CustomerChanges, CustomerFields, CustomerView, ListQuery, NewCustomer, Sort, SortKey};
+use crate::store::customer_rows::{self, CustomerView};
+use crate::store::customer_search::{self, After, AttributeFilter, CategoryFilter, ListQuery, Sort, SortKey};
+use crate::store::customers::{self as store, CustomerChanges, CustomerFields, NewCustomer};
 use crate::store::history::{self, HistoryCursor, HistoryRow};
 
 pub const NAME_MAX: usize = 200;
@@ -94,7 +97,7 @@ impl From<CustomerView> for Customer {
             phone: row.phone,
             email: row.email,
             address: row.address,
-            status: row.status.parse().unwrap_or(CustomerStatus::Inactive),
+            status: row.status,
             note: row.note,
             version: row.version,
             created_at: row.created_at.and_utc(),
@@ -288,11 +291,11 @@ fn encode_cursor(sort: Sort, after: &After) -> String {
         After::Name(name, id) => (cursor.name, cursor.id) = (Some(name.clone()), Some(*id)),
         After::CreatedAt(at, id) => (cursor.created_at, cursor.id) = (Some(*at), Some(*id)),
     }
-    cursor::encode(&cursor)
+    paging::encode(&cursor)
 }
 
 fn decode_cursor(text: &str, sort: Sort) -> Result<After, AppError> {
-    let cursor: ListCursor = cursor::decode(text)?;
+    let cursor: ListCursor = paging::decode(text)?;
     if cursor.sort != sort_name(sort) {
         return Err(AppError::bad_request("invalid_cursor", format!("the cursor was made for sort={}, not sort={}", cursor.sort, sort_name(sort))));
     }
@@ -300,12 +303,9 @@ fn decode_cursor(text: &str, sort: Sort) -> Result<After, AppError> {
         (SortKey::Code, ListCursor { code: Some(code), .. }) => Ok(After::Code(code)),
         (SortKey::Name, ListCursor { name: Some(name), id: Some(id), .. }) => Ok(After::Name(name, id)),
         (SortKey::CreatedAt, ListCursor { created_at: Some(at), id: Some(id), .. }) => Ok(After::CreatedAt(at, id)),
-        _ => Err(cursor::invalid()),
+        _ => Err(paging::invalid()),
     }
 }
-
-pub const DEFAULT_LIMIT: i64 = 50;
-pub const MAX_LIMIT: i64 = 1000;
 
 fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError> {
     let mut query = ListQuery {
@@ -316,7 +316,7 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError>
         status: None,
         sort: Sort { key: SortKey::Code, descending: false },
         after: None,
-        limit: DEFAULT_LIMIT,
+        limit: paging::DEFAULT_LIMIT,
     };
     let mut cursor_text = None;
     let mut errors = FieldErrors::default();
@@ -341,7 +341,7 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError>
             "q" => query.text = Some(value).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_string()),
             "status" => query.status = errors.check(value.parse::<CustomerStatus>()),
             "sort" => query.sort = parse_sort(&value)?,
-            "limit" => query.limit = cursor::parse_limit(Some(&value), DEFAULT_LIMIT, MAX_LIMIT)?,
+            "limit" => query.limit = paging::parse_limit(Some(&value))?,
             "cursor" => cursor_text = Some(value),
             other => return Err(AppError::bad_request("invalid_query", format!("unknown query parameter {other:?}"))),
         }
@@ -372,7 +372,7 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError>
 pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
     let query = parse_list_query(query.into_inner())?;
     let sort = query.sort;
-    let page = state.db.run(move |conn| store::list(conn, &query)).await?;
+    let page = state.db.run(move |conn| customer_search::list(conn, &query)).await?;
     let next_cursor = page.next.as_ref().map(|after| encode_cursor(sort, after));
     Ok(HttpResponse::Ok().json(Page { items: page.items.into_iter().map(Customer::from).collect::<Vec<_>>(), next_cursor }))
 }
@@ -398,13 +398,13 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Write>, body: web::Js
     ))]
 pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
-    let customer = Customer::from(state.db.run(move |conn| store::view(conn, &code)).await?);
+    let customer = Customer::from(state.db.run(move |conn| customer_rows::view(conn, &code)).await?);
     Ok(ok_versioned(customer.version, &customer))
 }
 
 #[utoipa::path(patch, path = "/api/v1/customers/{code}", tag = "customers", operation_id = "update_customer", request_body = CustomerPatch,
     params(("code" = String, Path, description = "Customer code"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
     responses(
         (status = 200, description = "Updated", body = Customer, headers(("ETag" = String))),
         (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -429,7 +429,7 @@ pub async fn update(
     request_body(content = Object, description = "Attribute key → value; values not given are removed (their defaults return)",
                  example = json!({"discount_rate": 0.2, "account_manager": "王芳"})),
     params(("code" = String, Path, description = "Customer code"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
     responses(
         (status = 200, description = "The customer with its new values", body = Customer, headers(("ETag" = String))),
         (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -451,7 +451,7 @@ pub async fn replace_attributes(
 
 #[utoipa::path(delete, path = "/api/v1/customers/{code}", tag = "customers", operation_id = "delete_customer",
     params(("code" = String, Path, description = "Customer code"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the version being deleted")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being deleted")),
     responses(
         (status = 204, description = "Deleted; its history stays readable"),
         (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -478,8 +478,7 @@ pub struct HistoryEntry {
     pub at: DateTime<Utc>,
     /// Name of the API key that made the change.
     pub actor: String,
-    /// `manual`, `rule`, `import`, `merge` or `default`.
-    pub source: String,
+    pub source: Source,
     pub reason: Option<String>,
     pub rule_id: Option<i64>,
     pub run_id: Option<i64>,
@@ -488,10 +487,13 @@ pub struct HistoryEntry {
     pub dropped_attributes: Option<serde_json::Value>,
 }
 
-impl From<HistoryRow> for HistoryEntry {
-    fn from(row: HistoryRow) -> Self {
+impl TryFrom<HistoryRow> for HistoryEntry {
+    type Error = AppError;
+
+    fn try_from(row: HistoryRow) -> Result<Self, AppError> {
+        let dropped_attributes = row.dropped_values()?;
         let change = row.change;
-        HistoryEntry {
+        Ok(HistoryEntry {
             scheme: change.scheme_code,
             from: change.from_category,
             to: change.to_category,
@@ -501,15 +503,9 @@ impl From<HistoryRow> for HistoryEntry {
             reason: change.reason,
             rule_id: change.rule_id,
             run_id: change.run_id,
-            dropped_attributes: change.dropped_attributes.and_then(|text| serde_json::from_str(&text).ok()),
-        }
+            dropped_attributes,
+        })
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct HistoryPosition {
-    at: chrono::NaiveDateTime,
-    id: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -537,25 +533,18 @@ pub async fn history(
 ) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let query = query.into_inner();
-    let limit = cursor::parse_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
-    let after = query.cursor.as_deref().map(cursor::decode::<HistoryPosition>).transpose()?.map(|p| HistoryCursor { at: p.at, id: p.id });
-    let mut rows = state
+    let PageRequest { limit, after } = PageRequest::<HistoryCursor>::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let rows = state
         .db
         .run(move |conn| {
             let rows = history::page(conn, &code, query.scheme.as_deref(), after.as_ref(), limit)?;
-            if rows.is_empty() && after.is_none() && store::find(conn, &code)?.is_none() && !history::exists_for(conn, &code)? {
-                return Err(store::customer_not_found(&code));
+            if rows.is_empty() && after.is_none() && customer_rows::find(conn, &code)?.is_none() && !history::exists_for(conn, &code)? {
+                return Err(customer_rows::customer_not_found(&code));
             }
             Ok(rows)
         })
         .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|last| cursor::encode(&HistoryPosition { at: last.change.at, id: last.id }))
-    } else {
-        None
-    };
-    Ok(HttpResponse::Ok().json(Page { items: rows.into_iter().map(HistoryEntry::from).collect::<Vec<_>>(), next_cursor }))
+    Ok(HttpResponse::Ok().json(paging::into_page::<_, HistoryEntry, _>(rows, limit, |row| HistoryCursor { at: row.change.at, id: row.id })?))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -5,7 +5,7 @@ pub mod assignments;
 pub mod attributes;
 pub mod auth;
 pub mod categories;
-pub mod cursor;
+pub mod paging;
 pub mod customers;
 pub mod error;
 pub mod health;

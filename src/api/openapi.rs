@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use std::borrow::Cow;
 
-use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -32,7 +32,7 @@ use super::{api_keys, assignments, attributes, categories, customers, health, ru
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
     ),
-    components(schemas(Problem, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition)),
+    components(schemas(Problem, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, Moment)),
     modifiers(&Security, &CommonResponses),
     security(("bearer" = [])),
     tags(
@@ -202,6 +202,34 @@ impl utoipa::PartialSchema for Condition {
 impl utoipa::ToSchema for Condition {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("Condition")
+    }
+}
+
+/// A moment as a query or body takes it: an RFC 3339 time, or a date (its midnight
+/// UTC), in the years 1971–2037 (see `domain::moment_in_range`).
+pub struct Moment;
+
+impl utoipa::PartialSchema for Moment {
+    fn schema() -> RefOr<Schema> {
+        // The pattern states the years taken (1971–2037), which a format cannot.
+        let string = |format: KnownFormat, description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+                .pattern(Some(r"^(197[1-9]|19[89][0-9]|20[0-2][0-9]|203[0-7])-"))
+                .description(Some(description))
+                .build()
+        };
+        OneOfBuilder::new()
+            .item(string(KnownFormat::DateTime, "RFC 3339 time, e.g. 2026-11-20T10:30:00+08:00"))
+            .item(string(KnownFormat::Date, "a date, e.g. 2026-11-20: its midnight UTC"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Moment {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Moment")
     }
 }
 

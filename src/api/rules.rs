@@ -156,7 +156,7 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<
 
 #[utoipa::path(patch, path = "/api/v1/schemes/{scheme}/rules/{id}", tag = "rules", operation_id = "update_rule", request_body = RulePatch,
     params(("scheme" = String, Path, description = "Scheme code"), ("id" = i64, Path, description = "Rule id"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
     responses(
         (status = 200, description = "Updated", body = Rule, headers(("ETag" = String))),
         (status = 404, description = "`scheme_not_found`, `rule_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -178,7 +178,7 @@ pub async fn update(
 
 #[utoipa::path(delete, path = "/api/v1/schemes/{scheme}/rules/{id}", tag = "rules", operation_id = "delete_rule",
     params(("scheme" = String, Path, description = "Scheme code"), ("id" = i64, Path, description = "Rule id"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the version being deleted")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being deleted")),
     responses(
         (status = 204, description = "Deleted; history entries keep its id"),
         (status = 404, description = "`scheme_not_found`, `rule_not_found`", body = Problem, content_type = "application/problem+json"),

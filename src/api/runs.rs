@@ -6,15 +6,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read};
-use crate::api::cursor;
-use crate::api::customers::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::api::paging::{self, PageRequest};
 use crate::api::error::Problem;
 use crate::api::{AppState, FieldErrors, Page};
 use crate::domain::customer::CustomerCode;
 use crate::domain::rule::parse_moment;
 use crate::error::AppError;
 use crate::store::assignments::MAX_BATCH;
-use crate::store::runs::{self as store, ChangeRow, RunRequest, RunView, Trigger};
+use crate::domain::run::{ChangeOutcome, RunStatus, Trigger};
+use crate::store::run_batches::RunRequest;
+use crate::store::runs::{self as store, ChangeRow, RunView};
 
 /// One from → to count of a run (`from` null: the customer had no category).
 #[derive(Debug, Serialize, ToSchema)]
@@ -30,12 +31,10 @@ pub struct Run {
     pub id: i64,
     #[schema(example = "TIER")]
     pub scheme: String,
-    /// `running`, `completed`, `failed` or `abandoned` (its process stopped).
-    pub status: String,
+    pub status: RunStatus,
     /// Reported only: nothing was assigned.
     pub dry_run: bool,
-    /// `request` or `ingestion` (auto-classification of new transactions).
-    pub trigger: String,
+    pub trigger: Trigger,
     pub actor: String,
     /// The moment the metrics were computed for.
     pub as_of: DateTime<Utc>,
@@ -92,6 +91,7 @@ pub struct RunCreate {
     /// Only these customers (up to 10,000).
     pub customers: Option<Vec<String>>,
     /// Compute metrics as of this RFC 3339 time or date; default now.
+    #[schema(value_type = Option<crate::api::openapi::Moment>)]
     pub as_of: Option<String>,
 }
 
@@ -102,8 +102,7 @@ pub struct RunChange {
     pub from: Option<String>,
     pub to: String,
     pub rule_id: i64,
-    /// `changed` or `rejected`.
-    pub outcome: String,
+    pub outcome: ChangeOutcome,
     /// Why it was rejected.
     pub detail: Option<String>,
 }
@@ -148,7 +147,7 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, request: Http
         .customers
         .map(|codes| codes.iter().enumerate().filter_map(|(i, code)| errors.check(CustomerCode::parse(&format!("customers[{i}]"), code))).collect());
     let as_of = match &body.as_of {
-        Some(text) => errors.check(parse_moment(text).ok_or_else(|| crate::domain::FieldError::new("as_of", "must be an RFC 3339 time or a date"))),
+        Some(text) => errors.check(parse_moment(text).ok_or_else(|| crate::domain::FieldError::new("as_of", format!("must be an RFC 3339 time or a date {}", crate::domain::MOMENT_RANGE)))),
         None => Some(crate::db::now()),
     };
     if codes.as_ref().is_some_and(|codes| codes.len() > MAX_BATCH) {
@@ -195,24 +194,14 @@ pub struct PageQuery {
     cursor: Option<String>,
 }
 
+/// Runs page by id (newest first), a run's changes by position.
 #[derive(Serialize, Deserialize)]
 struct Position {
     id: i64,
 }
 
-fn page_params(query: PageQuery) -> Result<(i64, Option<i64>), AppError> {
-    let limit = cursor::parse_limit(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
-    let after = query.cursor.as_deref().map(cursor::decode::<Position>).transpose()?.map(|p| p.id);
-    Ok((limit, after))
-}
-
-fn next_cursor<T>(items: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Option<String> {
-    if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|last| cursor::encode(&Position { id: id(last) }))
-    } else {
-        None
-    }
+fn page_request(query: PageQuery) -> Result<PageRequest<Position>, AppError> {
+    PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())
 }
 
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/classification-runs", tag = "rules", operation_id = "list_classification_runs",
@@ -225,10 +214,9 @@ fn next_cursor<T>(items: &mut Vec<T>, limit: i64, id: impl Fn(&T) -> i64) -> Opt
     ))]
 pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>, query: web::Query<PageQuery>) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
-    let (limit, before) = page_params(query.into_inner())?;
-    let mut runs = state.db.run(move |conn| store::list(conn, &scheme, before, limit)).await?;
-    let next_cursor = next_cursor(&mut runs, limit, |run| run.row.id);
-    Ok(HttpResponse::Ok().json(Page { items: runs.into_iter().map(Run::from).collect::<Vec<_>>(), next_cursor }))
+    let PageRequest { limit, after } = page_request(query.into_inner())?;
+    let runs = state.db.run(move |conn| store::list(conn, &scheme, after.map(|p| p.id), limit)).await?;
+    Ok(HttpResponse::Ok().json(paging::into_page::<_, Run, _>(runs, limit, |run| Position { id: run.row.id })?))
 }
 
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/classification-runs/{id}", tag = "rules", operation_id = "get_classification_run",
@@ -258,10 +246,9 @@ pub async fn changes(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, AppError> {
     let (scheme, id) = path.into_inner();
-    let (limit, after) = page_params(query.into_inner())?;
-    let mut rows = state.db.run(move |conn| store::changes(conn, &scheme, id, after, limit)).await?;
-    let next_cursor = next_cursor(&mut rows, limit, |row| row.position);
-    Ok(HttpResponse::Ok().json(Page { items: rows.into_iter().map(RunChange::from).collect::<Vec<_>>(), next_cursor }))
+    let PageRequest { limit, after } = page_request(query.into_inner())?;
+    let rows = state.db.run(move |conn| store::changes(conn, &scheme, id, after.map(|p| p.id), limit)).await?;
+    Ok(HttpResponse::Ok().json(paging::into_page::<_, RunChange, _>(rows, limit, |row| Position { id: row.position })?))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

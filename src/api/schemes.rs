@@ -48,13 +48,12 @@ pub struct Scheme {
 impl From<SchemeView> for Scheme {
     fn from(view: SchemeView) -> Self {
         let row = view.row;
-        let code_lengths = row.code_rule.parse::<CodeRule>().map(|rule| rule.boundaries()).unwrap_or_default();
         Scheme {
             code: row.code,
             name: row.name,
             description: row.description,
-            code_rule: row.code_rule,
-            code_lengths,
+            code_rule: row.code_rule.to_string(),
+            code_lengths: row.code_rule.boundaries(),
             required: row.required,
             default_category: row.default_category,
             auto_classify: row.auto_classify,
@@ -188,7 +187,7 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<
 
 #[utoipa::path(patch, path = "/api/v1/schemes/{scheme}", operation_id = "update_scheme", tag = "schemes", request_body = SchemePatch,
     params(("scheme" = String, Path, description = "Scheme code"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the version being changed")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
     responses(
         (status = 200, description = "Updated", body = Scheme, headers(("ETag" = String))),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
@@ -210,7 +209,7 @@ pub async fn update(
 
 #[utoipa::path(delete, path = "/api/v1/schemes/{scheme}", operation_id = "delete_scheme", tag = "schemes",
     params(("scheme" = String, Path, description = "Scheme code"),
-           ("If-Match" = Option<String>, Header, description = "ETag of the version being deleted")),
+           ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being deleted")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),

@@ -13,7 +13,9 @@ use crate::api::AppState;
 use crate::domain::rule::parse_moment;
 use crate::domain::sales::{ExternalId, Money};
 use crate::error::AppError;
-use crate::store::runs::{self as run_store, RunRequest, Scope, Trigger};
+use crate::domain::run::Trigger;
+use crate::store::run_batches::{RunRequest, Scope};
+use crate::store::runs as run_store;
 use crate::store::transactions::{self as store, NewTransaction, Outcome, MAX_BATCH};
 
 /// Bodies of up to 10,000 transactions.
@@ -89,6 +91,10 @@ fn parse_item(raw: &RawValue, now: chrono::NaiveDateTime) -> (Option<String>, Re
     let occurred_at = match DateTime::parse_from_rfc3339(&item.occurred_at) {
         Ok(at) if at.naive_utc() > now + FUTURE_TOLERANCE => {
             reasons.push("occurred_at lies more than a day in the future".into());
+            None
+        }
+        Ok(at) if !crate::domain::moment_in_range(at.naive_utc()) => {
+            reasons.push(format!("occurred_at must lie {}", crate::domain::MOMENT_RANGE));
             None
         }
         Ok(at) => Some(at.naive_utc()),
@@ -206,7 +212,7 @@ pub struct MetricsQuery {
 
 #[utoipa::path(get, path = "/api/v1/customers/{code}/metrics", tag = "transactions", operation_id = "get_customer_metrics",
     params(("code" = String, Path, description = "Customer code"),
-           ("as_of" = Option<String>, Query, pattern = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2}))?$", description = "RFC 3339 time or date (YYYY-MM-DD, its midnight UTC); default now")),
+           ("as_of" = Option<crate::api::openapi::Moment>, Query, description = "RFC 3339 time or date (YYYY-MM-DD, its midnight UTC); default now")),
     responses(
         (status = 200, description = "The metrics", body = CustomerMetrics),
         (status = 400, description = "`invalid_query`: as_of is not a time", body = Problem, content_type = "application/problem+json"),
@@ -215,7 +221,7 @@ pub struct MetricsQuery {
 pub async fn metrics(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>, query: web::Query<MetricsQuery>) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let as_of = match query.into_inner().as_of {
-        Some(text) => parse_moment(&text).ok_or_else(|| AppError::bad_request("invalid_query", format!("as_of {text:?} is not an RFC 3339 time or a date")))?,
+        Some(text) => parse_moment(&text).ok_or_else(|| AppError::bad_request("invalid_query", format!("as_of {text:?} is not an RFC 3339 time or a date {}", crate::domain::MOMENT_RANGE)))?,
         None => crate::db::now(),
     };
     let lookup = code.clone();

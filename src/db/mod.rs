@@ -3,6 +3,7 @@
 //! blocking pool) and `transaction` (one atomic write with deadlock retries).
 
 pub mod schema;
+pub mod sql;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

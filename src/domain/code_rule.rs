@@ -91,6 +91,15 @@ impl FromStr for CodeRule {
     }
 }
 
+/// Read from a stored row; the stored text was checked when it was written.
+impl TryFrom<String> for CodeRule {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse().map_err(|e| format!("code rule {text:?}: {e}"))
+    }
+}
+
 impl fmt::Display for CodeRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parts: Vec<String> = self.segments.iter().map(usize::to_string).collect();

@@ -82,19 +82,10 @@ impl TaxId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum CustomerStatus {
-    Active,
-    Inactive,
-}
-
-impl CustomerStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CustomerStatus::Active => "active",
-            CustomerStatus::Inactive => "inactive",
-        }
+labelled_enum! {
+    pub enum CustomerStatus {
+        Active = "active",
+        Inactive = "inactive",
     }
 }
 
@@ -102,11 +93,7 @@ impl FromStr for CustomerStatus {
     type Err = FieldError;
 
     fn from_str(text: &str) -> Result<Self, FieldError> {
-        match text {
-            "active" => Ok(CustomerStatus::Active),
-            "inactive" => Ok(CustomerStatus::Inactive),
-            _ => Err(FieldError::new("status", "must be active or inactive")),
-        }
+        Self::from_label(text).ok_or_else(|| FieldError::new("status", "must be active or inactive"))
     }
 }
 

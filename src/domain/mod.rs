@@ -1,12 +1,67 @@
 //! Pure domain types: parsing turns untrusted text into values that cannot be wrong.
 //! Nothing here does I/O.
 
+/// An enum written as fixed lowercase labels in JSON, in OpenAPI (as an enum) and in
+/// text columns. Rows read it with `#[diesel(deserialize_as = String)]`: a label
+/// that is not one of these makes the row unreadable (corrupt), never a default.
+macro_rules! labelled_enum {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$variant_meta:meta])* $variant:ident = $label:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        // utoipa does not see a `rename` whose value comes from a macro argument, so the
+        // labels must be the variants in snake_case (a test holds them to it).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        $vis enum $name {
+            $($(#[$variant_meta])* $variant),+
+        }
+
+        impl $name {
+            pub const LABELS: &'static [&'static str] = &[$($label),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label),+
+                }
+            }
+
+            pub fn from_label(text: &str) -> Option<Self> {
+                match text {
+                    $($label => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(text: String) -> Result<Self, String> {
+                Self::from_label(&text).ok_or_else(|| format!("{text:?} is not a {} (one of {})", stringify!($name), Self::LABELS.join(", ")))
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.as_str().to_string()
+            }
+        }
+    };
+}
+
 pub mod api_key;
 pub mod attribute;
 pub mod category;
 pub mod code_rule;
 pub mod customer;
+pub mod history;
 pub mod rule;
+pub mod run;
 pub mod sales;
 pub mod scheme;
 
@@ -25,6 +80,17 @@ impl FieldError {
         Self { field: field.into(), message: message.into() }
     }
 }
+
+/// Moments the service takes (as-of times, sales, rule values): the years 1971 to
+/// 2037. MySQL's client protocol, as Diesel binds a timestamp, carries only the
+/// TIMESTAMP range (1970 to 2038-01-19) and turns anything else into NULL; a
+/// year's margin keeps the 12-month window of an as-of time inside it too.
+pub fn moment_in_range(at: chrono::NaiveDateTime) -> bool {
+    (1971..=2037).contains(&chrono::Datelike::year(&at))
+}
+
+/// How [`moment_in_range`] is put in messages.
+pub const MOMENT_RANGE: &str = "between 1971-01-01 and 2037-12-31";
 
 /// A JSON number as a whole number: `5` and `5.0` alike, as JSON Schema counts
 /// both as integers and many clients send the second. `5.5` and numbers beyond
@@ -87,6 +153,28 @@ pub fn clean_optional_text(field: &str, raw: Option<&str>, max: usize) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn labels_are_what_serde_writes<T: serde::Serialize + for<'de> serde::Deserialize<'de> + PartialEq + std::fmt::Debug>(
+        labels: &[&str],
+        from_label: fn(&str) -> Option<T>,
+    ) {
+        for label in labels {
+            let value = from_label(label).expect("every label parses");
+            assert_eq!(serde_json::to_value(&value).unwrap(), serde_json::json!(label));
+            assert_eq!(serde_json::from_value::<T>(serde_json::json!(label)).unwrap(), value);
+        }
+        assert!(from_label("Unknown").is_none());
+    }
+
+    #[test]
+    fn labelled_enums_write_their_labels() {
+        labels_are_what_serde_writes(customer::CustomerStatus::LABELS, customer::CustomerStatus::from_label);
+        labels_are_what_serde_writes(history::Source::LABELS, history::Source::from_label);
+        labels_are_what_serde_writes(run::RunStatus::LABELS, run::RunStatus::from_label);
+        labels_are_what_serde_writes(run::Trigger::LABELS, run::Trigger::from_label);
+        labels_are_what_serde_writes(run::ChangeOutcome::LABELS, run::ChangeOutcome::from_label);
+        assert_eq!(run::RunStatus::try_from("done".to_string()).unwrap_err(), "\"done\" is not a RunStatus (one of running, completed, failed, abandoned)");
+    }
 
     #[test]
     fn clean_text_counts_characters_not_bytes() {

@@ -371,7 +371,7 @@ fn scalar(field: &Field, value: &Json, catalog: &dyn Catalog) -> Result<Scalar, 
         Kind::Integer => value.as_number().and_then(super::whole_number).map(Scalar::Integer).ok_or_else(|| "must be an integer".into()),
         Kind::Decimal => value.as_f64().map(Scalar::Decimal).ok_or_else(|| "must be a number".into()),
         Kind::Boolean => value.as_bool().map(Scalar::Boolean).ok_or_else(|| "must be true or false".into()),
-        Kind::Moment => value.as_str().and_then(parse_moment).map(Scalar::Moment).ok_or_else(|| "must be an RFC 3339 time or a date (YYYY-MM-DD)".into()),
+        Kind::Moment => value.as_str().and_then(parse_moment).map(Scalar::Moment).ok_or_else(|| format!("must be an RFC 3339 time or a date (YYYY-MM-DD), {}", crate::domain::MOMENT_RANGE)),
         Kind::Date => match value {
             Json::String(text) => AttributeValue::from_text(ValueType::Date, text).map(|_| Scalar::Text(text.clone())),
             _ => Err("must be a date (YYYY-MM-DD)".into()),
@@ -392,12 +392,13 @@ fn scalar(field: &Field, value: &Json, catalog: &dyn Catalog) -> Result<Scalar, 
     }
 }
 
-/// RFC 3339, or a date meaning its midnight (UTC).
+/// RFC 3339, or a date meaning its midnight (UTC), within [`crate::domain::moment_in_range`].
 pub fn parse_moment(text: &str) -> Option<NaiveDateTime> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.naive_utc())
         .ok()
         .or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+        .filter(|at| crate::domain::moment_in_range(*at))
 }
 
 #[cfg(test)]
@@ -457,6 +458,11 @@ mod tests {
         assert_eq!(parse_moment("2026-01-02").unwrap().to_string(), "2026-01-02 00:00:00");
         assert_eq!(parse_moment("2026-01-02T08:00:00+08:00").unwrap().to_string(), "2026-01-02 00:00:00");
         assert!(parse_moment("yesterday").is_none());
+        assert!(parse_moment("0002-12-29").is_none());
+        assert!(parse_moment("1970-12-31T23:59:59Z").is_none());
+        assert_eq!(parse_moment("1971-01-01").unwrap().to_string(), "1971-01-01 00:00:00");
+        assert!(parse_moment("2037-12-31T23:59:59Z").is_some());
+        assert!(parse_moment("2038-01-01").is_none());
     }
 
     fn leaf(i: usize) -> Json {

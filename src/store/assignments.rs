@@ -15,8 +15,9 @@ use crate::error::AppError;
 
 use super::attributes::{self, EditMode};
 use super::categories::CategoryRow;
-use super::customers::{self as customer_store, CustomerRow, CustomerView, SnapshotTarget};
-use super::history::{self, NewHistory, SharedChange, Source};
+use super::customer_rows::{self as customer_store, CustomerRow, CustomerView, SnapshotTarget};
+use super::history::{self, NewHistory, SharedChange};
+use crate::domain::history::Source;
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{id_list, lock_current, lock_rows, LockMode, LockableTable};
 
@@ -65,7 +66,7 @@ impl Provenance {
             to_category: to,
             at,
             actor: self.actor.clone(),
-            source: self.source.as_str().to_string(),
+            source: self.source,
             reason: self.reason.clone(),
             rule_id: self.rule_id,
             run_id: self.run_id,

@@ -19,7 +19,7 @@ use crate::domain::FieldError;
 use crate::error::AppError;
 
 use super::categories::{self as category_store, CategoryRow};
-use super::customers::{self as customer_store, CustomerRow, SnapshotTarget};
+use super::customer_rows::{self as customer_store, CustomerRow, SnapshotTarget};
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{check_version, lock_rows, LockMode, LockableTable};
 

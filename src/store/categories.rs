@@ -64,7 +64,7 @@ pub struct CategoryChanges {
 /// `code`'s customers are, and whose attribute definitions they inherit.
 pub fn path_codes(scheme: &SchemeRow, code: &str) -> Result<Vec<String>, AppError> {
     let code = CategoryCode::parse("category", code).map_err(|_| AppError::corrupt(format!("corrupt category code {code}")))?;
-    let mut codes: Vec<String> = code.ancestors(&scheme.rule()?).into_iter().map(|c| c.as_str().to_string()).collect();
+    let mut codes: Vec<String> = code.ancestors(&scheme.code_rule).into_iter().map(|c| c.as_str().to_string()).collect();
     codes.push(code.as_str().to_string());
     Ok(codes)
 }
@@ -161,7 +161,7 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> R
         let scheme = scheme_store::get(conn, scheme_code)?;
         lock_row(conn, LockableTable::Schemes, scheme.id)?;
         let scheme = scheme_store::get(conn, scheme_code)?;
-        let placed = PlacedCode::place(new.code.clone(), &scheme.rule()?).map_err(|off| {
+        let placed = PlacedCode::place(new.code.clone(), &scheme.code_rule).map_err(|off| {
             AppError::validation(
                 "invalid_code_length",
                 format!(

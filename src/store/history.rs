@@ -4,29 +4,8 @@ use diesel::prelude::*;
 
 use crate::db::schema::assignment_history;
 use crate::db::DbConnection;
+use crate::domain::history::Source;
 use crate::error::AppError;
-
-/// What made a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Manual,
-    Rule,
-    Import,
-    Merge,
-    Default,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Manual => "manual",
-            Source::Rule => "rule",
-            Source::Import => "import",
-            Source::Merge => "merge",
-            Source::Default => "default",
-        }
-    }
-}
 
 /// One change of a customer's category in a scheme.
 #[derive(Debug, Clone, Insertable, Queryable, Selectable)]
@@ -38,7 +17,8 @@ pub struct NewHistory {
     pub to_category: Option<String>,
     pub at: chrono::NaiveDateTime,
     pub actor: String,
-    pub source: String,
+    #[diesel(serialize_as = String, deserialize_as = String)]
+    pub source: Source,
     pub reason: Option<String>,
     pub rule_id: Option<i64>,
     pub run_id: Option<i64>,
@@ -54,12 +34,20 @@ pub struct HistoryRow {
     pub change: NewHistory,
 }
 
+impl HistoryRow {
+    pub fn dropped_values(&self) -> Result<Option<serde_json::Value>, AppError> {
+        let Some(text) = &self.change.dropped_attributes else { return Ok(None) };
+        serde_json::from_str(text).map(Some).map_err(|e| AppError::corrupt(format!("history entry {} has unreadable dropped attributes: {e}", self.id)))
+    }
+}
+
 /// Rows per INSERT statement; keeps statements well inside every backend's limits.
 const INSERT_CHUNK: usize = 500;
 
 pub fn record(conn: &mut DbConnection, entries: &[NewHistory]) -> Result<(), AppError> {
     for chunk in entries.chunks(INSERT_CHUNK) {
-        crate::insert_rows!(conn, assignment_history::table, chunk)?;
+        // Rows that serialise a field through another type insert by value only.
+        crate::insert_rows!(conn, assignment_history::table, chunk.to_vec())?;
     }
     Ok(())
 }
@@ -103,7 +91,7 @@ pub fn record_shared(conn: &mut DbConnection, customer_ids: &[i64], change: &Sha
 }
 
 /// Where a page of history continues: after the entry at `(at, id)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HistoryCursor {
     pub at: chrono::NaiveDateTime,
     pub id: i64,

@@ -5,9 +5,13 @@ pub mod api_keys;
 pub mod assignments;
 pub mod attributes;
 pub mod categories;
+pub mod customer_rows;
+pub mod customer_search;
 pub mod customers;
 pub mod history;
+pub mod rule_sql;
 pub mod rules;
+pub mod run_batches;
 pub mod runs;
 pub mod schemes;
 pub mod transactions;
@@ -128,4 +132,4 @@ macro_rules! versioned {
     )*};
 }
 
-versioned!(schemes::SchemeRow, categories::CategoryRow, customers::CustomerRow, rules::RuleRow);
+versioned!(schemes::SchemeRow, categories::CategoryRow, customer_rows::CustomerRow, rules::RuleRow);

@@ -16,7 +16,8 @@ pub struct SchemeRow {
     pub code: String,
     pub name: String,
     pub description: Option<String>,
-    pub code_rule: String,
+    #[diesel(deserialize_as = String)]
+    pub code_rule: CodeRule,
     pub required: bool,
     pub default_category: Option<String>,
     pub auto_classify: bool,
@@ -24,12 +25,6 @@ pub struct SchemeRow {
     pub version: i64,
     pub created_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
-}
-
-impl SchemeRow {
-    pub fn rule(&self) -> Result<CodeRule, AppError> {
-        self.code_rule.parse().map_err(|_| AppError::corrupt(format!("scheme {} has a corrupt code rule", self.code)))
-    }
 }
 
 /// A scheme with the number of categories it holds.
@@ -137,7 +132,7 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &SchemeChanges, expe
         let categories_exist = category_count(conn, current.id)? > 0;
 
         if let Some(rule) = &changes.code_rule {
-            let old_rule = current.rule()?;
+            let old_rule = current.code_rule.clone();
             if categories_exist && !rule.extends(&old_rule) {
                 return Err(AppError::conflict(
                     "code_rule_locked",
@@ -153,7 +148,7 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &SchemeChanges, expe
             .set((
                 schemes::name.eq(changes.name.as_ref().unwrap_or(&current.name)),
                 schemes::description.eq(changes.description.clone().unwrap_or(current.description.clone())),
-                schemes::code_rule.eq(changes.code_rule.as_ref().map(ToString::to_string).unwrap_or(current.code_rule.clone())),
+                schemes::code_rule.eq(changes.code_rule.as_ref().unwrap_or(&current.code_rule).to_string()),
                 schemes::required.eq(changes.required.unwrap_or(current.required)),
                 schemes::default_category.eq(match &changes.default_category {
                     Some(category) => category.as_ref().map(|c| c.as_str().to_string()),

@@ -11,7 +11,8 @@ use crate::db::{now, transaction, DbConnection};
 use crate::domain::sales::{ExternalId, Money};
 use crate::error::AppError;
 
-use super::customers::customer_not_found;
+use super::customer_rows::customer_not_found;
+use crate::db::sql::{Bind, Dialect, Fragment};
 
 /// The most transactions one call takes.
 pub const MAX_BATCH: usize = 10_000;
@@ -136,24 +137,26 @@ pub struct Metrics {
 }
 
 /// The 12-month window ends at `as_of` and starts (exclusively) 12 calendar months before.
-pub fn window_start(as_of: NaiveDateTime) -> NaiveDateTime {
+fn window_start(as_of: NaiveDateTime) -> NaiveDateTime {
     as_of.checked_sub_months(Months::new(12)).unwrap_or(NaiveDateTime::MIN)
 }
 
-/// The aggregate columns of the metrics over `transactions t`, in SQL for `conn`'s
-/// backend. Binds, in order: window start, window start. Rows must already be
-/// limited to `occurred_at <= as_of`.
-pub fn metric_columns(conn: &DbConnection) -> String {
-    let int = match conn {
-        DbConnection::Mysql(_) => "SIGNED",
-        DbConnection::Sqlite(_) => "INTEGER",
-    };
-    format!(
-        "CAST(COALESCE(SUM(CASE WHEN t.occurred_at > ? THEN t.amount_cents ELSE 0 END), 0) AS {int}) AS spend_12m, \
-         CAST(COALESCE(SUM(CASE WHEN t.occurred_at > ? AND t.amount_cents > 0 THEN 1 ELSE 0 END), 0) AS {int}) AS orders_12m, \
-         CAST(COALESCE(SUM(t.amount_cents), 0) AS {int}) AS lifetime_spend, \
-         MAX(CASE WHEN t.amount_cents > 0 THEN t.occurred_at END) AS last_order_at"
-    )
+/// The aggregate columns of the metrics over `transactions t` as of `as_of`, in SQL
+/// of `dialect`. Rows must already be limited to `occurred_at <= as_of`.
+pub fn metric_columns(dialect: Dialect, as_of: NaiveDateTime) -> Fragment {
+    let int = dialect.integer();
+    let start = window_start(as_of);
+    let mut columns = Fragment::new("CAST(COALESCE(SUM(CASE WHEN t.occurred_at > ");
+    columns
+        .bind(Bind::Timestamp(start))
+        .push(&format!(" THEN t.amount_cents ELSE 0 END), 0) AS {int}) AS spend_12m, CAST(COALESCE(SUM(CASE WHEN t.occurred_at > "))
+        .bind(Bind::Timestamp(start))
+        .push(&format!(
+            " AND t.amount_cents > 0 THEN 1 ELSE 0 END), 0) AS {int}) AS orders_12m, \
+             CAST(COALESCE(SUM(t.amount_cents), 0) AS {int}) AS lifetime_spend, \
+             MAX(CASE WHEN t.amount_cents > 0 THEN t.occurred_at END) AS last_order_at"
+        ));
+    columns
 }
 
 #[derive(QueryableByName)]
@@ -180,14 +183,14 @@ pub fn metrics(conn: &mut DbConnection, code: &str, as_of: NaiveDateTime) -> Res
         .first(conn)
         .optional()?
         .ok_or_else(|| customer_not_found(code))?;
-    let start = window_start(as_of);
-    let sql = format!("SELECT {} FROM transactions t WHERE t.customer_id = ? AND t.occurred_at <= ?", metric_columns(conn));
-    let row: MetricRow = diesel::sql_query(sql)
-        .bind::<Timestamp, _>(start)
-        .bind::<Timestamp, _>(start)
-        .bind::<BigInt, _>(customer_id)
-        .bind::<Timestamp, _>(as_of)
-        .get_result(conn)?;
+    let mut query = Fragment::new("SELECT ");
+    query
+        .append(metric_columns(Dialect::of(conn), as_of))
+        .push(" FROM transactions t WHERE t.customer_id = ")
+        .bind(Bind::BigInt(customer_id))
+        .push(" AND t.occurred_at <= ")
+        .bind(Bind::Timestamp(as_of));
+    let row: MetricRow = query.into_query().get_result(conn)?;
     Ok(Metrics {
         as_of,
         spend_12m: Money::from_cents(row.spend_12m),

@@ -335,6 +335,25 @@ async fn forward(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::t
 
 /// Inserts `count` bare customers (`{prefix}00001`, …) straight into the database,
 /// for tests that need more customers than is quick to create over HTTP.
+/// Runs statements straight on the app's database, behind its back (to corrupt or
+/// age rows as only another program or a bug could).
+pub async fn execute_directly(app: &TestApp, statements: &[&str]) {
+    use diesel::RunQueryDsl;
+
+    let database = app.database.clone();
+    let statements: Vec<String> = statements.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(10))).unwrap();
+        let mut session = pool.get().unwrap();
+        for statement in statements {
+            let changed = diesel::sql_query(&statement).execute(&mut session.conn).unwrap();
+            assert!(changed > 0, "{statement} changed nothing");
+        }
+    })
+    .await
+    .unwrap();
+}
+
 pub async fn insert_customers_directly(app: &TestApp, prefix: &str, count: usize) -> Vec<String> {
     use custclass::db::schema::customers;
     use diesel::prelude::*;

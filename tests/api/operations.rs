@@ -5,9 +5,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{ok_json, problem, spawn_app_with, Backend, Options, TestApp};
+use crate::helpers::{execute_directly, ok_json, problem, spawn_app_with, Backend, Options, TestApp};
 
-both_backends!(probes_answer_without_auth, request_ids_are_echoed_or_made, metrics_count_requests_and_pool);
+both_backends!(probes_answer_without_auth, request_ids_are_echoed_or_made, metrics_count_requests_and_pool, corrupt_rows_answer_internal_error);
 
 async fn probes_answer_without_auth(app: TestApp) {
     let health = ok_json(app.request(Method::GET, "/healthz").send().await.unwrap(), StatusCode::OK).await;
@@ -39,6 +39,34 @@ async fn metrics_count_requests_and_pool(app: TestApp) {
     assert!(text.contains(r#"custclass_http_request_duration_seconds_bucket{method="GET",route="/api/v1/schemes",status="200",le="+Inf"} 1"#));
     assert!(text.contains("custclass_db_pool_max_connections 4"));
     assert!(text.contains("custclass_db_pool_connections "));
+}
+
+/// A row the service cannot read answers 500 internal_error (its cause goes to the
+/// log under the request id), never a value made up in its place.
+async fn corrupt_rows_answer_internal_error(app: TestApp) {
+    app.create_tiers().await;
+    ok_json(app.post("/api/v1/customers", &json!({"code": "C1", "name": "一号", "categories": {"TIER": "02"}})).await, StatusCode::CREATED).await;
+    ok_json(app.post("/api/v1/customers", &json!({"code": "C2", "name": "二号"})).await, StatusCode::CREATED).await;
+    ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED).await;
+    execute_directly(
+        &app,
+        &[
+            "UPDATE customers SET status = 'archived' WHERE code = 'C1'",
+            "UPDATE classification_runs SET totals = '{\"evaluated\":' WHERE id = 1",
+            "UPDATE schemes SET code_rule = '2--2' WHERE code = 'TIER'",
+            "UPDATE assignment_history SET dropped_attributes = '{' WHERE customer_code = 'C1'",
+        ],
+    )
+    .await;
+    for path in ["/api/v1/customers/C1", "/api/v1/customers?limit=10", "/api/v1/schemes/TIER/classification-runs/1", "/api/v1/schemes/TIER/classification-runs", "/api/v1/schemes/TIER", "/api/v1/customers/C1/history"] {
+        let response = app.get(path).await;
+        assert!(response.headers().contains_key("x-request-id"));
+        let body = problem(response, StatusCode::INTERNAL_SERVER_ERROR, "internal_error").await;
+        assert!(body["detail"].as_str().unwrap().contains("X-Request-Id"), "{path}: {body}");
+    }
+    execute_directly(&app, &["UPDATE assignment_history SET dropped_attributes = NULL, source = 'robot' WHERE customer_code = 'C1'"]).await;
+    problem(app.get("/api/v1/customers/C1/history").await, StatusCode::INTERNAL_SERVER_ERROR, "internal_error").await;
+    ok_json(app.get("/api/v1/customers/C2").await, StatusCode::OK).await;
 }
 
 /// While the database is gone (MySQL) or locked by another process (SQLite), API
