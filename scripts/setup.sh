@@ -29,6 +29,21 @@ ensure_build_dependencies() {
   if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 }
 
+# The mariadb (or mysql) command-line client, installed when missing.
+mysql_client() {
+  command -v mariadb >/dev/null || command -v mysql >/dev/null || apt_install mariadb-client
+  command -v mariadb || command -v mysql
+}
+
+# Sets mysql_args to the client options that reach the server of a mysql://user:password@host:port URL.
+mysql_client_args() {
+  mysql_args=(-h127.0.0.1 -P3306 -uroot)
+  if [[ "$1" =~ ^mysql://([^:@/]+)(:([^@]*))?@([^:/]+)(:([0-9]+))?/?$ ]]; then
+    mysql_args=(-h"${BASH_REMATCH[4]}" -P"${BASH_REMATCH[6]:-3306}" -u"${BASH_REMATCH[1]}")
+    if [ -n "${BASH_REMATCH[3]}" ]; then mysql_args+=(-p"${BASH_REMATCH[3]}"); fi
+  fi
+}
+
 mysql_answers() { (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null; }
 
 # Starts the local mariadbd with the given server options and waits up to 60 s for it to answer.

@@ -70,6 +70,10 @@ async fn seed_demo_loads_the_electronics_maker(app: TestApp) {
     assert!(vip_north.iter().all(|c| c["attributes"]["account_manager"].is_string() && c["attributes"]["discount_rate"] == 0.1 && c["attributes"]["credit_limit"] == 500000));
     let managed = ok_json(app.get("/api/v1/customers?attr=account_manager:eq:%E7%8E%8B%E8%8A%B3&limit=1000").await, StatusCode::OK).await;
     assert!(managed["items"].as_array().unwrap().iter().all(|c| c["categories"]["TIER"] == "01" && c["attributes"]["account_manager"] == "王芳"));
+    let without_industry = ok_json(app.get("/api/v1/customers?unclassified=INDUSTRY&limit=1000").await, StatusCode::OK).await;
+    let without_industry = without_industry["items"].as_array().unwrap();
+    assert!((5..60).contains(&without_industry.len()), "some demo customers wait for an industry: {}", without_industry.len());
+    assert!(without_industry.iter().all(|c| c["categories"].get("INDUSTRY").is_none() && c["categories"]["TIER"].is_string()));
     let rules = ok_json(app.get("/api/v1/schemes/TIER/rules").await, StatusCode::OK).await;
     assert_eq!(rules["items"].as_array().unwrap().len(), 3);
     let vip_code = vip_north[0]["code"].as_str().unwrap();
