@@ -89,7 +89,7 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
         let rule = rule.parse().map_err(|_| AppError::internal("bad demo code rule"))?;
         schemes::create(
             conn,
-            NewScheme { code: field(SchemeCode::parse("code", code))?, name: name.into(), description: None, code_rule: rule, required, auto_classify: false, active: true },
+            NewScheme { code: field(SchemeCode::parse("code", code))?, name: name.into(), description: None, code_rule: rule, required, auto_classify: false, active: true, ordered: code == "TIER" },
         )?;
         for (order, (category, category_name)) in categories.iter().enumerate() {
             let new = NewCategory {
@@ -98,6 +98,8 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
                 description: None,
                 sort_order: order as i32,
                 active: true,
+                // TIER is ordered: VIP客户 (3) above 普通客户 (2) above 潜在客户 (1).
+                rank: (code == "TIER").then(|| (categories.len() - order) as i32),
             };
             categories::create(conn, code, new)?;
         }

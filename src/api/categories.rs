@@ -36,6 +36,8 @@ pub struct Category {
     pub sort_order: i32,
     /// Inactive categories take no new assignments; existing ones stay.
     pub active: bool,
+    /// In an ordered scheme, higher is better (VIP above 普通 above 潜在); `null` otherwise.
+    pub rank: Option<i32>,
     /// Customers assigned to this category itself.
     pub customer_count: i64,
     /// Customers in this category and every descendant.
@@ -59,6 +61,7 @@ impl From<CategoryView> for Category {
             is_leaf: view.is_leaf,
             sort_order: row.sort_order,
             active: row.active,
+            rank: row.rank,
             customer_count: view.customer_count,
             subtree_customer_count: view.subtree_customer_count,
             version: row.version,
@@ -106,6 +109,9 @@ pub struct CategoryCreate {
     #[serde(default = "yes")]
     #[schema(default = true)]
     pub active: bool,
+    /// Only in an ordered scheme (422 `scheme_not_ordered` otherwise); higher is better.
+    #[serde(default, deserialize_with = "crate::domain::deserialize_optional_whole")]
+    pub rank: Option<i32>,
 }
 
 /// Changes to a category; the code and so the place in the tree cannot change.
@@ -119,6 +125,15 @@ pub struct CategoryPatch {
     #[serde(default, deserialize_with = "crate::domain::deserialize_optional_whole")]
     pub sort_order: Option<i32>,
     pub active: Option<bool>,
+    /// Only in an ordered scheme; `null` removes it. Past moves keep their direction.
+    #[serde(default, deserialize_with = "explicit_null_whole")]
+    #[schema(value_type = Option<i32>)]
+    pub rank: Option<Option<i32>>,
+}
+
+/// `rank` of a patch: absent (`None`), `null` (`Some(None)`) or a whole number.
+fn explicit_null_whole<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<i32>>, D::Error> {
+    crate::domain::deserialize_optional_whole(deserializer).map(Some)
 }
 
 impl CategoryCreate {
@@ -134,6 +149,7 @@ impl CategoryCreate {
             description: description.expect("checked"),
             sort_order: self.sort_order,
             active: self.active,
+            rank: self.rank,
         })
     }
 }
@@ -146,6 +162,7 @@ impl CategoryPatch {
             description: self.description.map(|d| errors.check(clean_optional_text("description", d.as_deref(), DESCRIPTION_MAX)).flatten()),
             sort_order: self.sort_order,
             active: self.active,
+            rank: self.rank,
         };
         errors.finish()?;
         Ok(changes)
@@ -300,6 +317,7 @@ mod tests {
             is_leaf: true,
             sort_order,
             active: true,
+            rank: None,
             customer_count: 0,
             subtree_customer_count: 0,
             version: 1,

@@ -15,7 +15,7 @@ use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, Field
 use crate::domain::attribute::{split_filter, FilterOp};
 use crate::domain::category::CategoryCode;
 use crate::domain::customer::{parse_email, parse_phone, CustomerCode, CustomerStatus, TaxId};
-use crate::domain::history::Source;
+use crate::domain::history::{Direction, Source};
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::AppError;
 use crate::store::customer_rows::{self, CustomerView};
@@ -485,6 +485,9 @@ pub struct HistoryEntry {
     /// Attribute values the change dropped because the new category does not define them.
     #[schema(value_type = Option<Object>, example = json!({"discount_rate": 0.2}))]
     pub dropped_attributes: Option<serde_json::Value>,
+    /// `up`/`down` by the ranks of an ordered scheme when the change was made; `in`
+    /// from no category, `out` to none, `lateral` otherwise.
+    pub direction: Direction,
 }
 
 impl TryFrom<HistoryRow> for HistoryEntry {
@@ -504,6 +507,7 @@ impl TryFrom<HistoryRow> for HistoryEntry {
             rule_id: change.rule_id,
             run_id: change.run_id,
             dropped_attributes,
+            direction: change.direction,
         })
     }
 }

@@ -13,6 +13,7 @@ use crate::domain::customer::CustomerCode;
 use crate::domain::rule::parse_moment;
 use crate::error::AppError;
 use crate::store::assignments::MAX_BATCH;
+use crate::domain::history::Direction;
 use crate::domain::run::{ChangeOutcome, RunStatus, Trigger};
 use crate::store::run_batches::RunRequest;
 use crate::store::runs::{self as store, ChangeRow, RunView};
@@ -50,6 +51,10 @@ pub struct Run {
     pub skipped_inactive: i64,
     /// A rule matched but the move would break a required attribute; listed in the changes.
     pub rejected: i64,
+    /// Of `changed`, upgrades: moves to a higher rank in an ordered scheme.
+    pub up: i64,
+    /// Of `changed`, downgrades: moves to a lower rank.
+    pub down: i64,
     pub transitions: Vec<TransitionCount>,
     pub error: Option<String>,
     pub started_at: DateTime<Utc>,
@@ -73,6 +78,8 @@ impl From<RunView> for Run {
             skipped_locked: totals.skipped_locked,
             skipped_inactive: totals.skipped_inactive,
             rejected: totals.rejected,
+            up: totals.up,
+            down: totals.down,
             transitions: totals.transitions.into_iter().map(|t| TransitionCount { from: t.from, to: t.to, count: t.count }).collect(),
             error: row.error,
             started_at: row.started_at.and_utc(),
@@ -105,12 +112,15 @@ pub struct RunChange {
     pub outcome: ChangeOutcome,
     /// Why it was rejected.
     pub detail: Option<String>,
+    /// Which way the move goes, by the ranks when the run made it.
+    pub direction: Direction,
 }
 
 impl From<ChangeRow> for RunChange {
     fn from(row: ChangeRow) -> Self {
         let change = row.change;
-        RunChange { customer: change.customer, from: change.from, to: change.to, rule_id: change.rule_id, outcome: change.outcome, detail: change.detail }
+        let direction = change.direction();
+        RunChange { customer: change.customer, from: change.from, to: change.to, rule_id: change.rule_id, outcome: change.outcome, detail: change.detail, direction }
     }
 }
 

@@ -39,6 +39,8 @@ pub struct Scheme {
     /// Re-run the rules for customers whose transactions arrive.
     pub auto_classify: bool,
     pub active: bool,
+    /// Categories have ranks; moves go up or down.
+    pub ordered: bool,
     pub category_count: i64,
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -58,6 +60,7 @@ impl From<SchemeView> for Scheme {
             default_category: row.default_category,
             auto_classify: row.auto_classify,
             active: row.active,
+            ordered: row.ordered,
             category_count: view.category_count,
             version: row.version,
             created_at: row.created_at.and_utc(),
@@ -92,6 +95,10 @@ pub struct SchemeCreate {
     #[serde(default = "yes")]
     #[schema(default = true)]
     pub active: bool,
+    /// Its categories have ranks (higher is better), and moves between them are
+    /// upgrades or downgrades (客户升级/降级), as a tier scheme's are.
+    #[serde(default)]
+    pub ordered: bool,
 }
 
 /// Changes to a scheme; absent fields stay as they are, `null` clears a nullable one.
@@ -111,6 +118,8 @@ pub struct SchemePatch {
     pub default_category: Option<Option<String>>,
     pub auto_classify: Option<bool>,
     pub active: Option<bool>,
+    /// Turning it off keeps the ranks but makes every later move `lateral`.
+    pub ordered: Option<bool>,
 }
 
 fn parse_code_rule(text: &str) -> Result<CodeRule, FieldError> {
@@ -133,6 +142,7 @@ impl SchemeCreate {
             required: self.required,
             auto_classify: self.auto_classify,
             active: self.active,
+            ordered: self.ordered,
         })
     }
 }
@@ -148,6 +158,7 @@ impl SchemePatch {
             default_category: self.default_category.map(|c| c.and_then(|c| errors.check(CategoryCode::parse("default_category", &c)))),
             auto_classify: self.auto_classify,
             active: self.active,
+            ordered: self.ordered,
         };
         errors.finish()?;
         Ok(changes)

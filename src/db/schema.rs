@@ -12,6 +12,7 @@ diesel::table! {
         auto_classify -> Bool,
         active -> Bool,
         version -> BigInt,
+        ordered -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
     }
@@ -31,6 +32,7 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        tier_rank -> Nullable<Integer>,
     }
 }
 
@@ -92,6 +94,7 @@ diesel::table! {
         rule_id -> Nullable<BigInt>,
         run_id -> Nullable<BigInt>,
         dropped_attributes -> Nullable<Text>,
+        direction -> Text,
     }
 }
 

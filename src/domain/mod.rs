@@ -170,6 +170,7 @@ mod tests {
     fn labelled_enums_write_their_labels() {
         labels_are_what_serde_writes(customer::CustomerStatus::LABELS, customer::CustomerStatus::from_label);
         labels_are_what_serde_writes(history::Source::LABELS, history::Source::from_label);
+        labels_are_what_serde_writes(history::Direction::LABELS, history::Direction::from_label);
         labels_are_what_serde_writes(run::RunStatus::LABELS, run::RunStatus::from_label);
         labels_are_what_serde_writes(run::Trigger::LABELS, run::Trigger::from_label);
         labels_are_what_serde_writes(run::ChangeOutcome::LABELS, run::ChangeOutcome::from_label);

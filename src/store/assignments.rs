@@ -14,7 +14,7 @@ use crate::domain::FieldError;
 use crate::error::AppError;
 
 use super::attributes::{self, EditMode};
-use super::categories::CategoryRow;
+use super::categories::{self as category_store, CategoryRow, Ranks};
 use super::customer_rows::{self as customer_store, CustomerRow, CustomerView, SnapshotTarget};
 use super::history::{self, NewHistory, SharedChange};
 use crate::domain::history::Source;
@@ -36,11 +36,12 @@ impl Provenance {
         Self { actor: actor.to_string(), source, reason, rule_id: None, run_id: None }
     }
 
-    fn shared<'a>(&'a self, scheme_code: &'a str, from: Option<&'a str>, to: Option<&'a str>, at: chrono::NaiveDateTime) -> SharedChange<'a> {
+    fn shared<'a>(&'a self, ranks: &Ranks, scheme_code: &'a str, from: Option<&'a str>, to: Option<&'a str>, at: chrono::NaiveDateTime) -> SharedChange<'a> {
         SharedChange {
             scheme_code,
             from_category: from,
             to_category: to,
+            direction: ranks.direction(from, to),
             at,
             actor: &self.actor,
             source: self.source,
@@ -50,8 +51,10 @@ impl Provenance {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn entry(
         &self,
+        ranks: &Ranks,
         customer_code: &str,
         scheme_code: &str,
         from: Option<String>,
@@ -62,6 +65,7 @@ impl Provenance {
         NewHistory {
             customer_code: customer_code.to_string(),
             scheme_code: scheme_code.to_string(),
+            direction: ranks.direction(from.as_deref(), to.as_deref()),
             from_category: from,
             to_category: to,
             at,
@@ -193,7 +197,8 @@ pub fn set(
                 .execute(conn)?;
             replace_memberships(conn, scheme, &[Mover::of(customer, Some(code.clone()))], Some(&category.code))?;
             let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
-            history::record(conn, &[provenance.entry(&customer.code, &scheme.code, Some(code), Some(category.code.clone()), at, dropped)])?;
+            let ranks = category_store::ranks(conn, scheme)?;
+            history::record(conn, &[provenance.entry(&ranks, &customer.code, &scheme.code, Some(code), Some(category.code.clone()), at, dropped)])?;
             Ok(SetOutcome { category_changed: true, lock_changed: lock != was_locked })
         }
         None => {
@@ -209,7 +214,7 @@ pub fn set(
                 .execute(conn)?;
             replace_memberships(conn, scheme, &[Mover::of(customer, None)], Some(&category.code))?;
             let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
-            history::record(conn, &[provenance.entry(&customer.code, &scheme.code, None, Some(category.code.clone()), at, dropped)])?;
+            history::record(conn, &[provenance.entry(&Ranks::default(), &customer.code, &scheme.code, None, Some(category.code.clone()), at, dropped)])?;
             Ok(SetOutcome { category_changed: true, lock_changed: locked.unwrap_or(false) })
         }
     }
@@ -221,7 +226,7 @@ pub fn clear(conn: &mut DbConnection, customer: &CustomerRow, scheme: &SchemeRow
     diesel::delete(customer_categories::table.find((customer.id, scheme.id))).execute(conn)?;
     replace_memberships(conn, scheme, &[Mover::of(customer, Some(code.clone()))], None)?;
     let dropped = AttributeCheck::Reconcile(&BTreeMap::new()).dropped(conn, scheme, None, customer)?;
-    history::record(conn, &[provenance.entry(&customer.code, &scheme.code, Some(code), None, now(), dropped)])?;
+    history::record(conn, &[provenance.entry(&Ranks::default(), &customer.code, &scheme.code, Some(code), None, now(), dropped)])?;
     Ok(true)
 }
 
@@ -576,16 +581,17 @@ pub fn move_many(
     replace_memberships(conn, scheme, movers, Some(&category.code))?;
     // Customers that lost attribute values have them in their own entries; the rest
     // share theirs, one per category they come from.
+    let ranks = category_store::ranks(conn, scheme)?;
     let mut alike: BTreeMap<Option<&str>, Vec<i64>> = BTreeMap::new();
     let mut entries: Vec<NewHistory> = Vec::new();
     for mover in movers {
         match dropped.remove(&mover.id).filter(|values| !values.is_empty()) {
-            Some(values) => entries.push(provenance.entry(&mover.code, &scheme.code, mover.from.clone(), Some(category.code.clone()), at, Some(values))),
+            Some(values) => entries.push(provenance.entry(&ranks, &mover.code, &scheme.code, mover.from.clone(), Some(category.code.clone()), at, Some(values))),
             None => alike.entry(mover.from.as_deref()).or_default().push(mover.id),
         }
     }
     for (from, ids) in alike {
-        history::record_shared(conn, &ids, &provenance.shared(&scheme.code, from, Some(&category.code), at))?;
+        history::record_shared(conn, &ids, &provenance.shared(&ranks, &scheme.code, from, Some(&category.code), at))?;
     }
     history::record(conn, &entries)
 }

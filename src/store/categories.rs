@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use crate::db::schema::{categories, category_members, customer_categories};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::category::{CategoryCode, CategoryName, PlacedCode};
+use crate::domain::history::Direction;
 use crate::domain::FieldError;
 use crate::error::AppError;
 
@@ -26,6 +27,9 @@ pub struct CategoryRow {
     pub version: i64,
     pub created_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
+    /// In an ordered scheme, higher is better.
+    #[diesel(column_name = tier_rank)]
+    pub rank: Option<i32>,
 }
 
 /// A category with what is derived from the hierarchy and the assignments.
@@ -50,6 +54,7 @@ pub struct NewCategory {
     pub description: Option<String>,
     pub sort_order: i32,
     pub active: bool,
+    pub rank: Option<i32>,
 }
 
 #[derive(Default)]
@@ -58,6 +63,43 @@ pub struct CategoryChanges {
     pub description: Option<Option<String>>,
     pub sort_order: Option<i32>,
     pub active: Option<bool>,
+    pub rank: Option<Option<i32>>,
+}
+
+/// Ranks belong to ordered schemes only.
+fn ensure_rank_allowed(scheme: &SchemeRow, rank: Option<i32>) -> Result<(), AppError> {
+    match rank {
+        Some(_) if !scheme.ordered => Err(AppError::validation(
+            "scheme_not_ordered",
+            format!("scheme {} is not ordered, so its categories have no rank; PATCH it with \"ordered\": true first", scheme.code),
+            vec![FieldError::new("rank", "only categories of an ordered scheme have a rank")],
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The rank of each category of `scheme` by code, when the scheme is ordered (none otherwise).
+pub fn ranks(conn: &mut DbConnection, scheme: &SchemeRow) -> Result<Ranks, AppError> {
+    if !scheme.ordered {
+        return Ok(Ranks::default());
+    }
+    let ranks = categories::table
+        .filter(categories::scheme_id.eq(scheme.id))
+        .filter(categories::tier_rank.is_not_null())
+        .select((categories::code, categories::tier_rank))
+        .load::<(String, Option<i32>)>(conn)?;
+    Ok(Ranks(ranks.into_iter().filter_map(|(code, rank)| Some((code, rank?))).collect()))
+}
+
+/// Category ranks of one scheme, to tell the direction of a move.
+#[derive(Debug, Default)]
+pub struct Ranks(HashMap<String, i32>);
+
+impl Ranks {
+    pub fn direction(&self, from: Option<&str>, to: Option<&str>) -> Direction {
+        let rank = |code: &str| self.0.get(code).copied();
+        Direction::of(from.map(rank), to.map(rank))
+    }
 }
 
 /// The codes from the root down to `code` itself: the categories whose members
@@ -161,6 +203,7 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> R
         let scheme = scheme_store::get(conn, scheme_code)?;
         lock_row(conn, LockableTable::Schemes, scheme.id)?;
         let scheme = scheme_store::get(conn, scheme_code)?;
+        ensure_rank_allowed(&scheme, new.rank)?;
         let placed = PlacedCode::place(new.code.clone(), &scheme.code_rule).map_err(|off| {
             AppError::validation(
                 "invalid_code_length",
@@ -215,6 +258,7 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> R
                 categories::description.eq(&new.description),
                 categories::sort_order.eq(new.sort_order),
                 categories::active.eq(new.active),
+                categories::tier_rank.eq(new.rank),
                 categories::version.eq(1),
                 categories::created_at.eq(at),
                 categories::updated_at.eq(at),
@@ -278,6 +322,9 @@ pub fn update(
     transaction(conn, |conn| {
         let scheme = scheme_store::get(conn, scheme_code)?;
         let current = lock_current(conn, LockableTable::Categories, expected, |conn| find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code)))?;
+        if let Some(rank) = changes.rank {
+            ensure_rank_allowed(&scheme, rank)?;
+        }
         let name = changes.name.clone().map(CategoryName::into_inner).unwrap_or(current.name.clone());
         if name != current.name {
             ensure_unique_sibling_name(conn, scheme.id, &current.parent_code, &name, Some(current.id))?;
@@ -294,6 +341,7 @@ pub fn update(
                 categories::description.eq(changes.description.clone().unwrap_or(current.description.clone())),
                 categories::sort_order.eq(changes.sort_order.unwrap_or(current.sort_order)),
                 categories::active.eq(changes.active.unwrap_or(current.active)),
+                categories::tier_rank.eq(changes.rank.unwrap_or(current.rank)),
                 categories::version.eq(current.version + 1),
                 categories::updated_at.eq(now()),
             ))

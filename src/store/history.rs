@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use crate::db::schema::assignment_history;
 use crate::db::DbConnection;
-use crate::domain::history::Source;
+use crate::domain::history::{Direction, Source};
 use crate::error::AppError;
 
 /// One change of a customer's category in a scheme.
@@ -24,6 +24,8 @@ pub struct NewHistory {
     pub run_id: Option<i64>,
     /// Values (JSON object) the change dropped because the new category does not define them.
     pub dropped_attributes: Option<String>,
+    #[diesel(serialize_as = String, deserialize_as = String)]
+    pub direction: Direction,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -58,6 +60,7 @@ pub struct SharedChange<'a> {
     pub scheme_code: &'a str,
     pub from_category: Option<&'a str>,
     pub to_category: Option<&'a str>,
+    pub direction: Direction,
     pub at: chrono::NaiveDateTime,
     pub actor: &'a str,
     pub source: Source,
@@ -73,12 +76,13 @@ pub fn record_shared(conn: &mut DbConnection, customer_ids: &[i64], change: &Sha
     for chunk in customer_ids.chunks(1000) {
         let list = super::id_list(chunk);
         diesel::sql_query(format!(
-            "INSERT INTO assignment_history (customer_code, scheme_code, from_category, to_category, at, actor, source, reason, rule_id, run_id) \
-             SELECT code, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM customers WHERE id IN ({list}) ORDER BY id"
+            "INSERT INTO assignment_history (customer_code, scheme_code, from_category, to_category, direction, at, actor, source, reason, rule_id, run_id) \
+             SELECT code, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM customers WHERE id IN ({list}) ORDER BY id"
         ))
         .bind::<Text, _>(change.scheme_code)
         .bind::<Nullable<Text>, _>(change.from_category)
         .bind::<Nullable<Text>, _>(change.to_category)
+        .bind::<Text, _>(change.direction.as_str())
         .bind::<Timestamp, _>(change.at)
         .bind::<Text, _>(change.actor)
         .bind::<Text, _>(change.source.as_str())

@@ -12,14 +12,14 @@ use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use crate::db::schema::{classification_runs, customers, run_change_blocks, schemes};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::customer::CustomerStatus;
-use crate::domain::history::Source;
+use crate::domain::history::{Direction, Source};
 use crate::domain::rule::Condition;
 use crate::domain::run::{ChangeOutcome, Trigger};
 use crate::error::AppError;
 
 use super::assignments::{self, Mover, Provenance};
 use super::attributes;
-use super::categories::{self as category_store, CategoryRow};
+use super::categories::{self as category_store, CategoryRow, Ranks};
 use super::customer_rows::{self as customer_store, SnapshotTarget};
 use super::rule_sql::{Evaluation, Selection};
 use super::rules::ActiveRule;
@@ -53,6 +53,11 @@ pub struct Totals {
     pub skipped_locked: i64,
     pub skipped_inactive: i64,
     pub rejected: i64,
+    /// Of `changed`: moves to a higher and to a lower rank (runs before ranks existed have none).
+    #[serde(default)]
+    pub up: i64,
+    #[serde(default)]
+    pub down: i64,
     pub transitions: Vec<Transition>,
 }
 
@@ -72,6 +77,18 @@ pub struct Change {
     pub rule_id: i64,
     pub outcome: ChangeOutcome,
     pub detail: Option<String>,
+    /// Absent in runs recorded before directions existed; see [`Change::direction`].
+    #[serde(default, rename = "direction")]
+    pub recorded_direction: Option<Direction>,
+}
+
+impl Change {
+    /// Which way the move goes (or, rejected, would have gone). Runs recorded before
+    /// schemes could be ordered have none stored: theirs is `in` or `lateral`, the rule
+    /// the migration applied to history.
+    pub fn direction(&self) -> Direction {
+        self.recorded_direction.unwrap_or(if self.from.is_none() { Direction::In } else { Direction::Lateral })
+    }
 }
 
 /// The most changes one `run_change_blocks` row holds.
@@ -125,7 +142,8 @@ pub(super) fn execute(
     };
     // Conditions name schemes by code; their ids are read once per run.
     let scheme_ids: HashMap<String, i64> = schemes::table.select((schemes::code, schemes::id)).load::<(String, i64)>(conn)?.into_iter().collect();
-    let batches = Batches { scheme, rules, targets, scheme_ids, request, run_id };
+    let ranks = category_store::ranks(conn, scheme)?;
+    let batches = Batches { scheme, rules, targets, ranks, scheme_ids, request, run_id };
     let progress = Mutex::new(Progress::default());
     // The batches not yet taken. The worker of the helper connection takes them from the
     // end, so that the two write to far-apart pages of every index ordered by customer.
@@ -202,6 +220,8 @@ impl Totals {
         self.skipped_locked += other.skipped_locked;
         self.skipped_inactive += other.skipped_inactive;
         self.rejected += other.rejected;
+        self.up += other.up;
+        self.down += other.down;
     }
 }
 
@@ -211,6 +231,7 @@ struct Batches<'a> {
     rules: &'a [ActiveRule],
     /// The category of each rule's target, in the order of `rules`.
     targets: Vec<CategoryRow>,
+    ranks: Ranks,
     scheme_ids: HashMap<String, i64>,
     request: &'a RunRequest,
     run_id: i64,
@@ -219,7 +240,7 @@ struct Batches<'a> {
 /// Evaluates one batch in one statement and applies what it found (unless dry):
 /// moves, rejections, history, snapshots and the change records.
 fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selection) -> Result<Progress, AppError> {
-    let Batches { scheme, rules, targets, scheme_ids, request, run_id } = batches;
+    let Batches { scheme, rules, targets, ranks, scheme_ids, request, run_id } = batches;
     let (scheme, rules, request, run_id) = (*scheme, *rules, *request, *run_id);
     let mut progress = Progress::default();
     let Progress { totals, transitions } = &mut progress;
@@ -275,15 +296,30 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
         let members: Vec<(i64, &str)> = movers.iter().map(|m| (m.id, m.code.as_str())).collect();
         let plan = attributes::plan_move(conn, scheme, Some(&target.code), &members, &BTreeMap::new())?;
         let (accepted, refused): (Vec<Mover>, Vec<Mover>) = movers.into_iter().partition(|m| !plan.rejected.contains_key(&m.id));
+        let change = |mover: &Mover, outcome, detail| Change {
+            customer: mover.code.clone(),
+            from: mover.from.clone(),
+            to: rule.target_category.clone(),
+            rule_id: rule.id,
+            outcome,
+            detail,
+            recorded_direction: Some(ranks.direction(mover.from.as_deref(), Some(&rule.target_category))),
+        };
         for mover in &refused {
             totals.rejected += 1;
             let detail = plan.rejected.get(&mover.id).map(attributes::Rejection::describe);
-            records.push(Change { customer: mover.code.clone(), from: mover.from.clone(), to: rule.target_category.clone(), rule_id: rule.id, outcome: ChangeOutcome::Rejected, detail });
+            records.push(change(mover, ChangeOutcome::Rejected, detail));
         }
         for mover in &accepted {
             totals.changed += 1;
+            let record = change(mover, ChangeOutcome::Changed, None);
+            match record.direction() {
+                Direction::Up => totals.up += 1,
+                Direction::Down => totals.down += 1,
+                _ => {}
+            }
             *transitions.entry((mover.from.clone(), rule.target_category.clone())).or_insert(0) += 1;
-            records.push(Change { customer: mover.code.clone(), from: mover.from.clone(), to: rule.target_category.clone(), rule_id: rule.id, outcome: ChangeOutcome::Changed, detail: None });
+            records.push(record);
         }
         if request.dry_run || accepted.is_empty() {
             continue;

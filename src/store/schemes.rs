@@ -25,6 +25,8 @@ pub struct SchemeRow {
     pub version: i64,
     pub created_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
+    /// Its categories have ranks, and moves between them go up or down.
+    pub ordered: bool,
 }
 
 /// A scheme with the number of categories it holds.
@@ -42,6 +44,7 @@ pub struct NewScheme {
     pub required: bool,
     pub auto_classify: bool,
     pub active: bool,
+    pub ordered: bool,
 }
 
 /// A partial update; `None` leaves a field alone, `Some(None)` clears a nullable one.
@@ -54,6 +57,7 @@ pub struct SchemeChanges {
     pub default_category: Option<Option<CategoryCode>>,
     pub auto_classify: Option<bool>,
     pub active: Option<bool>,
+    pub ordered: Option<bool>,
 }
 
 pub fn scheme_not_found(code: &str) -> AppError {
@@ -109,6 +113,7 @@ pub fn create(conn: &mut DbConnection, new: NewScheme) -> Result<SchemeView, App
                 schemes::required.eq(new.required),
                 schemes::auto_classify.eq(new.auto_classify),
                 schemes::active.eq(new.active),
+                schemes::ordered.eq(new.ordered),
                 schemes::version.eq(1),
                 schemes::created_at.eq(at),
                 schemes::updated_at.eq(at),
@@ -156,6 +161,7 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &SchemeChanges, expe
                 }),
                 schemes::auto_classify.eq(changes.auto_classify.unwrap_or(current.auto_classify)),
                 schemes::active.eq(changes.active.unwrap_or(current.active)),
+                schemes::ordered.eq(changes.ordered.unwrap_or(current.ordered)),
                 schemes::version.eq(current.version + 1),
                 schemes::updated_at.eq(now()),
             ))

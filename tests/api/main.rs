@@ -14,4 +14,5 @@ mod errors;
 mod openapi;
 mod operations;
 mod sales;
+mod tiers;
 mod schemes;

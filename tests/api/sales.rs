@@ -334,7 +334,7 @@ async fn dry_run_writes_nothing(app: TestApp) {
     assert_eq!(after, before, "the customer, its version and its category are untouched");
     assert_eq!(app.full_history("C1").await.len(), 1, "only the creation");
     let changes = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes", dry["id"])).await, StatusCode::OK).await;
-    assert_eq!(changes["items"], json!([{"customer": "C1", "from": "03", "to": "01", "rule_id": changes["items"][0]["rule_id"], "outcome": "changed", "detail": null}]));
+    assert_eq!(changes["items"], json!([{"customer": "C1", "from": "03", "to": "01", "rule_id": changes["items"][0]["rule_id"], "outcome": "changed", "detail": null, "direction": "lateral"}]), "TIER is not ordered here");
 }
 
 async fn applying_writes_history_with_rule_and_run(app: TestApp) {
