@@ -7,7 +7,12 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::helpers::{ok_json, problem, TestApp};
 
-both_backends!(moves_in_an_ordered_scheme_go_up_or_down, ranks_belong_to_ordered_schemes, runs_count_upgrades_and_downgrades);
+both_backends!(
+    moves_in_an_ordered_scheme_go_up_or_down,
+    ranks_belong_to_ordered_schemes,
+    runs_count_upgrades_and_downgrades,
+    the_migration_gives_stored_history_a_direction
+);
 
 /// TIER, ordered: 01 VIP客户 (rank 3), 02 普通客户 (2), 03 潜在客户 (1), and 04 试用客户 without a rank.
 async fn ordered_tiers(app: &TestApp) {
@@ -113,4 +118,42 @@ async fn runs_count_upgrades_and_downgrades(app: TestApp) {
     assert_eq!(moved, [("C1".to_string(), "up".to_string()), ("C2".into(), "down".into()), ("C4".into(), "lateral".into())]);
     let latest = ok_json(app.get("/api/v1/customers/C2/history?limit=1").await, StatusCode::OK).await;
     assert_eq!((latest["items"][0]["source"].clone(), latest["items"][0]["direction"].clone()), (json!("rule"), json!("down")));
+}
+
+/// Undoes the tier-order migration behind the app's back and applies it again, as an
+/// upgrade from the version before it would: stored history gets in, out or lateral
+/// (no scheme was ordered before), whatever the ranks say.
+async fn the_migration_gives_stored_history_a_direction(app: TestApp) {
+    use custclass::db::DbConnection;
+    use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+    const MYSQL: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+    const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+    ordered_tiers(&app).await;
+    app.create_customer("C1", json!({"TIER": "03"})).await;
+    ok_json(app.assign("C1", "TIER", "01").await, StatusCode::OK).await;
+    let removed = app.admin(Method::DELETE, "/api/v1/customers/C1/categories/TIER").send().await.unwrap();
+    assert_eq!(removed.status(), StatusCode::OK);
+    assert_eq!(directions(&app.full_history("C1").await).into_iter().map(|d| d.2).collect::<Vec<_>>(), ["in", "up", "out"]);
+
+    let database = app.database.clone();
+    tokio::task::spawn_blocking(move || {
+        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(10))).unwrap();
+        let mut session = pool.get().unwrap();
+        match &mut session.conn {
+            DbConnection::Mysql(conn) => {
+                assert_eq!(conn.revert_last_migration(MYSQL).unwrap().to_string(), "20261127000008", "tier order is the newest migration");
+                conn.run_pending_migrations(MYSQL).unwrap();
+            }
+            DbConnection::Sqlite(conn) => {
+                assert_eq!(conn.revert_last_migration(SQLITE).unwrap().to_string(), "20261127000008", "tier order is the newest migration");
+                conn.run_pending_migrations(SQLITE).unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(directions(&app.full_history("C1").await).into_iter().map(|d| d.2).collect::<Vec<_>>(), ["in", "lateral", "out"]);
+    let scheme = ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await;
+    assert_eq!(scheme["ordered"], false, "schemes start unordered");
 }
