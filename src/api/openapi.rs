@@ -127,24 +127,12 @@ impl utoipa::PartialSchema for AttributeValue {
     }
 }
 
-impl utoipa::ToSchema for AttributeValue {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("AttributeValue")
-    }
-}
-
 /// [`AttributeValue`] or `null`, in changes where `null` removes a value.
 pub struct AttributeValueOrNull;
 
 impl utoipa::PartialSchema for AttributeValueOrNull {
     fn schema() -> RefOr<Schema> {
         attribute_value_schema(true)
-    }
-}
-
-impl utoipa::ToSchema for AttributeValueOrNull {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("AttributeValueOrNull")
     }
 }
 
@@ -199,12 +187,6 @@ impl utoipa::PartialSchema for Condition {
     }
 }
 
-impl utoipa::ToSchema for Condition {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("Condition")
-    }
-}
-
 /// A moment as a query or body takes it: an RFC 3339 time, or a date (its midnight
 /// UTC), in the years 1971–2037 (see `domain::moment_in_range`).
 pub struct Moment;
@@ -227,11 +209,18 @@ impl utoipa::PartialSchema for Moment {
     }
 }
 
-impl utoipa::ToSchema for Moment {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("Moment")
-    }
+/// Components whose schema is written by hand (`PartialSchema` above) are named after their type.
+macro_rules! named_after_type {
+    ($($schema:ident),+) => {$(
+        impl utoipa::ToSchema for $schema {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($schema))
+            }
+        }
+    )+};
 }
+
+named_after_type!(AttributeValue, AttributeValueOrNull, Condition, Moment);
 
 /// The document as `custclass openapi` prints it and `openapi/openapi.json` stores it.
 pub fn document_json() -> String {
