@@ -13,6 +13,7 @@ pub enum ErrorKind {
     Forbidden,
     NotFound,
     MethodNotAllowed,
+    NotAcceptable,
     Conflict,
     PreconditionFailed,
     PayloadTooLarge,

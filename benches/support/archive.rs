@@ -266,6 +266,9 @@ fn load(database: &str, n: usize) {
             diesel::insert_into(customer_attributes::table).values(chunk.to_vec()).execute(&mut conn).unwrap();
         }
     }
+    let mut counted = DbConnection::Mysql(conn);
+    custclass::store::counts::recount(&mut counted).unwrap();
+    let DbConnection::Mysql(mut conn) = counted else { unreachable!() };
     let seconds = started.elapsed().as_secs_f64();
     execute(&mut conn, "ANALYZE TABLE customers, customer_categories, category_members, customer_attributes, categories, schemes");
     println!(

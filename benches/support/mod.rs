@@ -99,6 +99,10 @@ impl Service {
         Self { child, base }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The service's resident memory as the kernel reports it ("105624 kB").
     pub fn resident_memory(&self) -> Option<String> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;

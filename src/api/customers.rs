@@ -19,7 +19,7 @@ use crate::domain::history::{Direction, Source};
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::AppError;
 use crate::store::customer_rows::{self, CustomerView};
-use crate::store::customer_search::{self, After, AttributeFilter, CategoryFilter, ListQuery, Sort, SortKey};
+use crate::store::customer_search::{self, After, AttributeFilter, CategoryFilter, Filters, ListQuery, Sort, SortKey};
 use crate::store::customers::{self as store, CustomerChanges, CustomerFields, NewCustomer};
 use crate::store::history::{self, HistoryCursor, HistoryRow};
 
@@ -307,39 +307,42 @@ fn decode_cursor(text: &str, sort: Sort) -> Result<After, AppError> {
     }
 }
 
+/// Reads one of the filters of `GET /customers` (which the reports share); false
+/// when `key` is not one of them.
+pub fn parse_filter(key: &str, value: &str, filters: &mut Filters, errors: &mut FieldErrors) -> bool {
+    match key {
+        "category" => match value.split_once(':') {
+            Some((scheme, code)) => {
+                if let Some(code) = errors.check(CategoryCode::parse("category", code)) {
+                    filters.categories.push(CategoryFilter { scheme: scheme.to_string(), code });
+                }
+            }
+            None => errors.check::<()>(Err(FieldError::new("category", "must be SCHEME:CODE, e.g. REGION:01"))).unwrap_or(()),
+        },
+        "attr" => match split_filter(value) {
+            Some((key, op, operand)) => match FilterOp::parse(op) {
+                Some(op) => filters.attributes.push(AttributeFilter { key: key.to_string(), op, value: operand.to_string() }),
+                None => errors.check::<()>(Err(FieldError::new("attr", format!("unknown operator {op:?}; use eq, ne, gt, gte, lt, lte, in or like")))).unwrap_or(()),
+            },
+            None => errors.check::<()>(Err(FieldError::new("attr", "must be KEY:OP:VALUE, e.g. discount_rate:gte:0.15"))).unwrap_or(()),
+        },
+        "unclassified" => filters.unclassified.push(value.to_string()),
+        "q" => filters.text = Some(value.trim().to_string()).filter(|v| !v.is_empty()),
+        "status" => filters.status = errors.check(value.parse::<CustomerStatus>()),
+        _ => return false,
+    }
+    true
+}
+
 fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError> {
-    let mut query = ListQuery {
-        categories: Vec::new(),
-        attributes: Vec::new(),
-        unclassified: Vec::new(),
-        text: None,
-        status: None,
-        sort: Sort { key: SortKey::Code, descending: false },
-        after: None,
-        limit: paging::DEFAULT_LIMIT,
-    };
+    let mut query = ListQuery { filters: Filters::default(), sort: Sort { key: SortKey::Code, descending: false }, after: None, limit: paging::DEFAULT_LIMIT };
     let mut cursor_text = None;
     let mut errors = FieldErrors::default();
     for (key, value) in pairs {
+        if parse_filter(&key, &value, &mut query.filters, &mut errors) {
+            continue;
+        }
         match key.as_str() {
-            "category" => match value.split_once(':') {
-                Some((scheme, code)) => {
-                    if let Some(code) = errors.check(CategoryCode::parse("category", code)) {
-                        query.categories.push(CategoryFilter { scheme: scheme.to_string(), code });
-                    }
-                }
-                None => errors.check::<()>(Err(FieldError::new("category", "must be SCHEME:CODE, e.g. REGION:01"))).unwrap_or(()),
-            },
-            "attr" => match split_filter(&value) {
-                Some((key, op, operand)) => match FilterOp::parse(op) {
-                    Some(op) => query.attributes.push(AttributeFilter { key: key.to_string(), op, value: operand.to_string() }),
-                    None => errors.check::<()>(Err(FieldError::new("attr", format!("unknown operator {op:?}; use eq, ne, gt, gte, lt, lte, in or like")))).unwrap_or(()),
-                },
-                None => errors.check::<()>(Err(FieldError::new("attr", "must be KEY:OP:VALUE, e.g. discount_rate:gte:0.15"))).unwrap_or(()),
-            },
-            "unclassified" => query.unclassified.push(value),
-            "q" => query.text = Some(value).filter(|v| !v.trim().is_empty()).map(|v| v.trim().to_string()),
-            "status" => query.status = errors.check(value.parse::<CustomerStatus>()),
             "sort" => query.sort = parse_sort(&value)?,
             "limit" => query.limit = paging::parse_limit(Some(&value))?,
             "cursor" => cursor_text = Some(value),

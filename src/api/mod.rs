@@ -10,9 +10,11 @@ pub mod customers;
 pub mod error;
 pub mod health;
 pub mod openapi;
+pub mod reports;
 pub mod rules;
 pub mod runs;
 pub mod schemes;
+pub mod spreadsheet;
 pub mod transactions;
 
 use std::future::{ready, Ready};
@@ -130,6 +132,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(transactions::routes)
             .configure(rules::routes)
             .configure(runs::routes)
+            .configure(reports::routes)
             .configure(api_keys::routes),
     );
 }

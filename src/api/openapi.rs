@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Respons
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
-use super::{api_keys, assignments, attributes, categories, customers, health, rules, runs, schemes, transactions};
+use super::{api_keys, assignments, attributes, categories, customers, health, reports, rules, runs, schemes, transactions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,10 +29,11 @@ use super::{api_keys, assignments, attributes, categories, customers, health, ru
         transactions::post, transactions::metrics,
         rules::list, rules::create, rules::get, rules::update, rules::delete,
         runs::create, runs::list, runs::get, runs::changes,
+        reports::distribution, reports::crosstab, reports::transitions, reports::transition_customers,
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
     ),
-    components(schemas(Problem, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, Moment)),
+    components(schemas(Problem, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable)),
     modifiers(&Security, &CommonResponses),
     security(("bearer" = [])),
     tags(
@@ -43,6 +44,7 @@ use super::{api_keys, assignments, attributes, categories, customers, health, ru
         (name = "assignments", description = "Putting customers into categories, with history; scope write"),
         (name = "transactions", description = "Sales facts from other ERP services and the customer metrics computed from them; scope write to post"),
         (name = "rules", description = "Automatic classification (自动分类): rules and classification runs; writes need scope admin"),
+        (name = "reports", description = "Analysis and reports (分类分析与报表): distributions, cross-tabs, upgrades and downgrades, as JSON, CSV or .xlsx; scope read"),
         (name = "api-keys", description = "API keys; scope admin"),
         (name = "operations", description = "Probes and metrics, without auth"),
     )
@@ -209,6 +211,31 @@ impl utoipa::PartialSchema for Moment {
     }
 }
 
+/// A report as an .xlsx workbook.
+pub struct Workbook;
+
+impl utoipa::PartialSchema for Workbook {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some("An .xlsx workbook: one sheet, the header row frozen, numbers as number cells"))
+            .into()
+    }
+}
+
+/// A report as CSV.
+pub struct CsvTable;
+
+impl utoipa::PartialSchema for CsvTable {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("UTF-8 with a byte-order mark, a header row of the JSON field names, RFC 4180 quoting and CRLF line ends"))
+            .into()
+    }
+}
+
 /// Components whose schema is written by hand (`PartialSchema` above) are named after their type.
 macro_rules! named_after_type {
     ($($schema:ident),+) => {$(
@@ -220,7 +247,7 @@ macro_rules! named_after_type {
     )+};
 }
 
-named_after_type!(AttributeValue, AttributeValueOrNull, Condition, Moment);
+named_after_type!(AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable);
 
 /// The document as `custclass openapi` prints it and `openapi/openapi.json` stores it.
 pub fn document_json() -> String {

@@ -193,6 +193,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    deleted_customers (id) {
+        id -> BigInt,
+        customer_code -> Text,
+        created_at -> Timestamp,
+        deleted_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(transactions -> customers (customer_id));
 diesel::joinable!(rules -> schemes (scheme_id));
 diesel::joinable!(classification_runs -> schemes (scheme_id));
@@ -217,5 +226,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     transactions,
     rules,
     classification_runs,
-    run_change_blocks
+    run_change_blocks,
+    deleted_customers
 );

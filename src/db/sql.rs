@@ -92,6 +92,45 @@ impl Fragment {
     }
 }
 
+/// A hand-built condition inside a Diesel query: `.filter(Predicate(fragment))`.
+#[derive(Debug, Clone)]
+pub struct Predicate(pub Fragment);
+
+impl diesel::expression::Expression for Predicate {
+    type SqlType = diesel::sql_types::Bool;
+}
+
+impl<QS> diesel::expression::AppearsOnTable<QS> for Predicate {}
+
+impl<QS> diesel::expression::SelectableExpression<QS> for Predicate {}
+
+impl diesel::expression::ValidGrouping<()> for Predicate {
+    type IsAggregate = diesel::expression::is_aggregate::Never;
+}
+
+impl diesel::query_builder::QueryId for Predicate {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl diesel::query_builder::QueryFragment<DbBackend> for Predicate {
+    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, DbBackend>) -> diesel::QueryResult<()> {
+        // Text from code never holds a `?` of its own, so each one is a placeholder.
+        let mut pieces = self.0.sql.split('?');
+        out.push_sql(pieces.next().unwrap_or_default());
+        for (piece, bind) in pieces.zip(&self.0.binds) {
+            match bind {
+                Bind::BigInt(value) => out.push_bind_param::<BigInt, _>(value)?,
+                Bind::Double(value) => out.push_bind_param::<Double, _>(value)?,
+                Bind::Text(value) => out.push_bind_param::<Text, _>(value)?,
+                Bind::Timestamp(value) => out.push_bind_param::<Timestamp, _>(value)?,
+            }
+            out.push_sql(piece);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,7 @@ pub mod category;
 pub mod code_rule;
 pub mod customer;
 pub mod history;
+pub mod report;
 pub mod rule;
 pub mod run;
 pub mod sales;

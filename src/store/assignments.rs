@@ -15,6 +15,7 @@ use crate::error::AppError;
 
 use super::attributes::{self, EditMode};
 use super::categories::{self as category_store, CategoryRow, Ranks};
+use super::counts::CategoryDeltas;
 use super::customer_rows::{self as customer_store, CustomerRow, CustomerView, SnapshotTarget};
 use super::history::{self, NewHistory, SharedChange};
 use crate::domain::history::Source;
@@ -196,6 +197,7 @@ pub fn set(
                 ))
                 .execute(conn)?;
             replace_memberships(conn, scheme, &[Mover::of(customer, Some(code.clone()))], Some(&category.code))?;
+            count_move(conn, scheme, customer.id, Some(&code), Some(&category.code))?;
             let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
             let ranks = category_store::ranks(conn, scheme)?;
             history::record(conn, &[provenance.entry(&ranks, &customer.code, &scheme.code, Some(code), Some(category.code.clone()), at, dropped)])?;
@@ -213,6 +215,7 @@ pub fn set(
                 ))
                 .execute(conn)?;
             replace_memberships(conn, scheme, &[Mover::of(customer, None)], Some(&category.code))?;
+            count_move(conn, scheme, customer.id, None, Some(&category.code))?;
             let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
             history::record(conn, &[provenance.entry(&Ranks::default(), &customer.code, &scheme.code, None, Some(category.code.clone()), at, dropped)])?;
             Ok(SetOutcome { category_changed: true, lock_changed: locked.unwrap_or(false) })
@@ -225,9 +228,16 @@ pub fn clear(conn: &mut DbConnection, customer: &CustomerRow, scheme: &SchemeRow
     let Some((code, _)) = current(conn, customer.id, scheme.id)? else { return Ok(false) };
     diesel::delete(customer_categories::table.find((customer.id, scheme.id))).execute(conn)?;
     replace_memberships(conn, scheme, &[Mover::of(customer, Some(code.clone()))], None)?;
+    count_move(conn, scheme, customer.id, Some(&code), None)?;
     let dropped = AttributeCheck::Reconcile(&BTreeMap::new()).dropped(conn, scheme, None, customer)?;
     history::record(conn, &[provenance.entry(&Ranks::default(), &customer.code, &scheme.code, Some(code), None, now(), dropped)])?;
     Ok(true)
+}
+
+fn count_move(conn: &mut DbConnection, scheme: &SchemeRow, customer_id: i64, from: Option<&str>, to: Option<&str>) -> Result<(), AppError> {
+    let mut deltas = CategoryDeltas::default();
+    deltas.moved(customer_id, from, to);
+    deltas.apply(conn, scheme.id)
 }
 
 /// The classification vectors of these customers, as their assignments stand.
@@ -579,6 +589,11 @@ pub fn move_many(
         crate::insert_rows!(conn, customer_categories::table, rows)?;
     }
     replace_memberships(conn, scheme, movers, Some(&category.code))?;
+    let mut deltas = CategoryDeltas::default();
+    for mover in movers {
+        deltas.moved(mover.id, mover.from.as_deref(), Some(&category.code));
+    }
+    deltas.apply(conn, scheme.id)?;
     // Customers that lost attribute values have them in their own entries; the rest
     // share theirs, one per category they come from.
     let ranks = category_store::ranks(conn, scheme)?;

@@ -1,14 +1,16 @@
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use diesel::prelude::*;
 
-use crate::db::schema::{categories, category_members, customer_categories};
+use crate::db::schema::{categories, customer_categories};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::category::{CategoryCode, CategoryName, PlacedCode};
 use crate::domain::history::Direction;
+use crate::domain::report::{tree_tallies, Tally};
 use crate::domain::FieldError;
 use crate::error::AppError;
 
+use super::counts;
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{lock_current, lock_row, LockableTable};
 
@@ -100,6 +102,10 @@ impl Ranks {
         let rank = |code: &str| self.0.get(code).copied();
         Direction::of(from.map(rank), to.map(rank))
     }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i32)> {
+        self.0.iter().map(|(code, rank)| (code.as_str(), *rank))
+    }
 }
 
 /// The codes from the root down to `code` itself: the categories whose members
@@ -140,18 +146,19 @@ fn direct_customer_count(conn: &mut DbConnection, scheme_id: i64, code: &str) ->
         .get_result(conn)?)
 }
 
-fn subtree_customer_count(conn: &mut DbConnection, scheme_id: i64, code: &str) -> Result<i64, AppError> {
-    Ok(category_members::table
-        .filter(category_members::scheme_id.eq(scheme_id))
-        .filter(category_members::category_code.eq(code))
-        .count()
-        .get_result(conn)?)
+/// A category's customers and its subtree's, from the same counters as the
+/// distribution report.
+fn counts_of(conn: &mut DbConnection, scheme: &SchemeRow, code: &str) -> Result<(i64, i64), AppError> {
+    let by_category = counts::by_category(conn, scheme.id)?;
+    let direct = by_category.get(code).copied().unwrap_or(0);
+    let upper = super::prefix_upper_bound(code);
+    let subtree = by_category.iter().filter(|(other, _)| other.as_str() >= code && other.as_str() < upper.as_str()).map(|(_, count)| count).sum();
+    Ok((direct, subtree))
 }
 
 fn view_of(conn: &mut DbConnection, scheme: &SchemeRow, row: CategoryRow) -> Result<CategoryView, AppError> {
     let is_leaf = child_count(conn, scheme.id, &row.code)? == 0;
-    let customer_count = direct_customer_count(conn, scheme.id, &row.code)?;
-    let subtree_customer_count = subtree_customer_count(conn, scheme.id, &row.code)?;
+    let (customer_count, subtree_customer_count) = counts_of(conn, scheme, &row.code)?;
     Ok(CategoryView { scheme: scheme.code.clone(), row, is_leaf, customer_count, subtree_customer_count })
 }
 
@@ -161,8 +168,8 @@ pub fn get(conn: &mut DbConnection, scheme_code: &str, code: &str) -> Result<Cat
     view_of(conn, &scheme, row)
 }
 
-/// Every category of a scheme ordered by code, which is the tree's pre-order.
-/// Counts come from one grouped query over the assignments and one over the memberships.
+/// Every category of a scheme ordered by code, which is the tree's pre-order, with
+/// counts from the counters the distribution report reads.
 pub fn list(conn: &mut DbConnection, scheme_code: &str) -> Result<Vec<CategoryView>, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
     let rows: Vec<CategoryRow> = categories::table
@@ -170,28 +177,18 @@ pub fn list(conn: &mut DbConnection, scheme_code: &str) -> Result<Vec<CategoryVi
         .order(categories::code.asc())
         .select(CategoryRow::as_select())
         .load(conn)?;
-    let direct: HashMap<String, i64> = customer_categories::table
-        .filter(customer_categories::scheme_id.eq(scheme.id))
-        .group_by(customer_categories::category_code)
-        .select((customer_categories::category_code, diesel::dsl::count_star()))
-        .load::<(String, i64)>(conn)?
-        .into_iter()
-        .collect();
-    let subtree: HashMap<String, i64> = category_members::table
-        .filter(category_members::scheme_id.eq(scheme.id))
-        .group_by(category_members::category_code)
-        .select((category_members::category_code, diesel::dsl::count_star()))
-        .load::<(String, i64)>(conn)?
-        .into_iter()
-        .collect();
+    let direct = counts::by_category(conn, scheme.id)?;
+    let codes: Vec<&str> = rows.iter().map(|row| row.code.as_str()).collect();
+    let tallies: BTreeMap<String, Tally> = direct.into_iter().map(|(code, customers)| (code, Tally { customers, sums: Vec::new() })).collect();
+    let tallies = tree_tallies(&scheme.code_rule, &codes, &tallies, 0);
     let parents: HashSet<&str> = rows.iter().map(|r| r.parent_code.as_str()).filter(|p| !p.is_empty()).collect();
     let views = rows
         .iter()
         .map(|row| CategoryView {
             scheme: scheme.code.clone(),
             is_leaf: !parents.contains(row.code.as_str()),
-            customer_count: direct.get(&row.code).copied().unwrap_or(0),
-            subtree_customer_count: subtree.get(&row.code).copied().unwrap_or(0),
+            customer_count: tallies.get(&row.code).map_or(0, |tally| tally.direct.customers),
+            subtree_customer_count: tallies.get(&row.code).map_or(0, |tally| tally.subtree.customers),
             row: row.clone(),
         })
         .collect();

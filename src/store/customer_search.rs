@@ -4,6 +4,7 @@
 use diesel::prelude::*;
 
 use crate::db::schema::{attribute_definitions, categories, category_members, customer_attributes, customer_categories, customers, schemes};
+use crate::db::sql::{Bind, Fragment, Predicate};
 use crate::db::{DbBackend, DbConnection};
 use crate::domain::attribute::{parse_operand, AttributeValue, FilterOp, Operand, ValueType, LIKE_ESCAPE};
 use crate::domain::category::{CategoryCode, ClassificationVector};
@@ -60,8 +61,9 @@ pub struct AttributeFilter {
     pub value: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct ListQuery {
+/// The filters of `GET /customers`, which the reports take too.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
     /// Every filter must hold (AND); each includes the category's subtree.
     pub categories: Vec<CategoryFilter>,
     /// Every filter must hold (AND), compared by the attribute's type.
@@ -71,6 +73,17 @@ pub struct ListQuery {
     /// Substring of code, name or short name, case-insensitive for ASCII.
     pub text: Option<String>,
     pub status: Option<CustomerStatus>,
+}
+
+impl Filters {
+    pub fn is_empty(&self) -> bool {
+        self.categories.is_empty() && self.unclassified.is_empty() && self.text.is_none() && self.status.is_none() && self.attributes.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub filters: Filters,
     pub sort: Sort,
     pub after: Option<After>,
     pub limit: i64,
@@ -91,13 +104,20 @@ diesel::define_sql_function! {
     fn lower_nullable(text: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
 }
 
-/// `LIKE` pattern for a substring, with `\` escaping the wildcards in it.
-fn contains_pattern(text: &str) -> String {
-    let escaped = text.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    format!("%{escaped}%")
+/// Lower-case `LIKE` pattern for a substring, with `escape` escaping the wildcards in it.
+pub(super) fn contains_pattern(text: &str, escape: char) -> String {
+    let mut pattern = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if c == escape || c == '%' || c == '_' {
+            pattern.push(escape);
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
-fn filter_scheme(conn: &mut DbConnection, code: &str, field: &str) -> Result<SchemeRow, AppError> {
+pub(super) fn filter_scheme(conn: &mut DbConnection, code: &str, field: &str) -> Result<SchemeRow, AppError> {
     scheme_store::find(conn, code)?
         .ok_or_else(|| AppError::validation("scheme_not_found", format!("scheme {code} does not exist"), vec![FieldError::new(field, format!("no scheme {code}"))]))
 }
@@ -105,9 +125,9 @@ fn filter_scheme(conn: &mut DbConnection, code: &str, field: &str) -> Result<Sch
 type CustomerQuery<'a> = customers::BoxedQuery<'a, DbBackend>;
 
 /// A category filter resolved to its scheme.
-struct Membership {
-    scheme_id: i64,
-    code: String,
+pub(super) struct Membership {
+    pub(super) scheme_id: i64,
+    pub(super) code: String,
 }
 
 impl Membership {
@@ -122,7 +142,7 @@ diesel::define_sql_function! {
     fn instr(haystack: diesel::sql_types::Text, needle: diesel::sql_types::Text) -> diesel::sql_types::Integer;
 }
 
-fn resolve(conn: &mut DbConnection, filter: &CategoryFilter) -> Result<Membership, AppError> {
+pub(super) fn resolve(conn: &mut DbConnection, filter: &CategoryFilter) -> Result<Membership, AppError> {
     let scheme_id: Option<i64> = categories::table
         .inner_join(schemes::table)
         .filter(schemes::code.eq(&filter.scheme))
@@ -145,7 +165,7 @@ fn resolve(conn: &mut DbConnection, filter: &CategoryFilter) -> Result<Membershi
 
 /// An attribute filter with its operand typed by the key's definition.
 #[derive(Debug)]
-struct AttributeProbe {
+pub(super) struct AttributeProbe {
     key: String,
     op: FilterOp,
     numeric: bool,
@@ -169,7 +189,7 @@ impl BoundValue {
     }
 }
 
-fn resolve_attribute(conn: &mut DbConnection, filter: &AttributeFilter) -> Result<AttributeProbe, AppError> {
+pub(super) fn resolve_attribute(conn: &mut DbConnection, filter: &AttributeFilter) -> Result<AttributeProbe, AppError> {
     let field = |message: String| vec![FieldError::new("attr", message)];
     let value_type: Option<String> = attribute_definitions::table
         .filter(attribute_definitions::attr_key.eq(&filter.key))
@@ -189,77 +209,50 @@ fn resolve_attribute(conn: &mut DbConnection, filter: &AttributeFilter) -> Resul
     Ok(AttributeProbe { key: filter.key.clone(), op: filter.op, numeric: value_type.is_numeric(), pattern, operands })
 }
 
-/// An attribute filter as SQL. With `id_column`, `EXISTS` a value of that customer
-/// that passes (a primary-key lookup); without, the test of the `customer_attributes`
-/// row a page is driven by. Values are compared in the column of the attribute's
-/// type. Only the operator comes from code; the key and every operand are bound.
-#[derive(Debug, Clone)]
-struct AttributeCondition {
-    id_column: Option<&'static str>,
-    probe: std::sync::Arc<AttributeProbe>,
-}
-
-impl diesel::expression::Expression for AttributeCondition {
-    type SqlType = diesel::sql_types::Bool;
-}
-
-impl<QS> diesel::expression::AppearsOnTable<QS> for AttributeCondition {}
-
-impl<QS> diesel::expression::SelectableExpression<QS> for AttributeCondition {}
-
-impl diesel::expression::ValidGrouping<()> for AttributeCondition {
-    type IsAggregate = diesel::expression::is_aggregate::Never;
-}
-
-impl diesel::query_builder::QueryId for AttributeCondition {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl diesel::query_builder::QueryFragment<DbBackend> for AttributeCondition {
-    fn walk_ast<'b>(&'b self, mut out: diesel::query_builder::AstPass<'_, 'b, DbBackend>) -> QueryResult<()> {
-        use diesel::sql_types::{Double, Text};
-        let probe = &*self.probe;
-        let value = if probe.numeric { "value_number" } else { "value_text" };
-        let column = match self.id_column {
+impl AttributeProbe {
+    /// The filter as SQL. With `id_column`, `EXISTS` a value of that customer that
+    /// passes (a primary-key lookup); without, the test of the `customer_attributes`
+    /// row a page is driven by. Values are compared in the column of the attribute's
+    /// type. Only the operator comes from code; the key and every operand are bound.
+    pub(super) fn condition(&self, id_column: Option<&str>) -> Fragment {
+        let value = if self.numeric { "value_number" } else { "value_text" };
+        let mut sql = Fragment::default();
+        let column = match id_column {
             Some(id_column) => {
-                out.push_sql("EXISTS (SELECT 1 FROM customer_attributes a WHERE a.customer_id = ");
-                out.push_sql(id_column);
-                out.push_sql(" AND a.attr_key = ");
-                out.push_bind_param::<Text, _>(&probe.key)?;
-                out.push_sql(" AND ");
+                sql.push(&format!("EXISTS (SELECT 1 FROM customer_attributes a WHERE a.customer_id = {id_column} AND a.attr_key = "));
+                sql.bind(Bind::Text(self.key.clone())).push(" AND ");
                 format!("a.{value}")
             }
             // Wrapped so that no index on the value is usable: the page is driven
             // in customer-code order by `(attr_key, customer_code, …)`, the value
             // tested on its entries.
-            None => format!("COALESCE(customer_attributes.{value}, {})", if probe.numeric { "0" } else { "''" }),
+            None => format!("COALESCE(customer_attributes.{value}, {})", if self.numeric { "0" } else { "''" }),
         };
-        if probe.pattern {
-            out.push_sql(&format!("LOWER({column}) LIKE "));
-        } else if probe.op == FilterOp::In {
-            out.push_sql(&format!("{column} IN "));
+        if self.pattern {
+            sql.push(&format!("LOWER({column}) LIKE "));
+        } else if self.op == FilterOp::In {
+            sql.push(&format!("{column} IN "));
         } else {
-            out.push_sql(&format!("{column} {} ", probe.op.sql()));
+            sql.push(&format!("{column} {} ", self.op.sql()));
         }
-        out.push_sql("(");
-        for (i, operand) in probe.operands.iter().enumerate() {
+        sql.push("(");
+        for (i, operand) in self.operands.iter().enumerate() {
             if i > 0 {
-                out.push_sql(", ");
+                sql.push(", ");
             }
-            match operand {
-                BoundValue::Number(number) => out.push_bind_param::<Double, _>(number)?,
-                BoundValue::Text(text) => out.push_bind_param::<Text, _>(text)?,
-            }
+            sql.bind(match operand {
+                BoundValue::Number(number) => Bind::Double(*number),
+                BoundValue::Text(text) => Bind::Text(text.clone()),
+            });
         }
-        out.push_sql(")");
-        if probe.pattern {
-            out.push_sql(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
+        sql.push(")");
+        if self.pattern {
+            sql.push(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
         }
-        if self.id_column.is_some() {
-            out.push_sql(")");
+        if id_column.is_some() {
+            sql.push(")");
         }
-        Ok(())
+        sql
     }
 }
 
@@ -292,7 +285,7 @@ macro_rules! attribute_rows {
         match (probe.is_equality(), &probe.operands[0]) {
             (true, BoundValue::Number(number)) => sql.filter(customer_attributes::value_number.eq(*number)),
             (true, BoundValue::Text(text)) => sql.filter(customer_attributes::value_text.eq(text.clone())),
-            (false, _) => sql.filter(AttributeCondition { id_column: None, probe: probe.clone() }),
+            (false, _) => sql.filter(Predicate(probe.condition(None))),
         }
     }};
 }
@@ -354,7 +347,7 @@ fn sparsest(conn: &mut DbConnection, streams: &[Stream], after: &str, descending
 macro_rules! filter_customers {
     ($sql:ident, $id:expr, $id_sql:expr, $memberships:expr, $unclassified:expr, $attributes:expr, $query:expr) => {{
         for probe in $attributes {
-            $sql = $sql.filter(AttributeCondition { id_column: Some($id_sql), probe: probe.clone() });
+            $sql = $sql.filter(Predicate(probe.condition(Some($id_sql))));
         }
         for membership in $memberships {
             let upper = prefix_upper_bound(&membership.code);
@@ -373,8 +366,8 @@ macro_rules! filter_customers {
                     .filter(customer_categories::scheme_id.eq(scheme_id)),
             )));
         }
-        if let Some(text) = &$query.text {
-            let pattern = contains_pattern(text);
+        if let Some(text) = &$query.filters.text {
+            let pattern = contains_pattern(text, '\\');
             $sql = $sql.filter(
                 lower(customers::code)
                     .like(pattern.clone())
@@ -383,7 +376,7 @@ macro_rules! filter_customers {
                     .or(lower_nullable(customers::short_name).like(pattern).escape('\\').assume_not_null()),
             );
         }
-        if let Some(status) = $query.status {
+        if let Some(status) = $query.filters.status {
             $sql = $sql.filter(customers::status.eq(status.as_str()));
         }
     }};
@@ -398,13 +391,13 @@ macro_rules! filter_customers {
 /// of an attribute). Either way a page is a keyset range, so page 10,000 costs what
 /// page 1 costs.
 pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppError> {
-    let mut memberships = query.categories.iter().map(|filter| resolve(conn, filter)).collect::<Result<Vec<_>, _>>()?;
+    let mut memberships = query.filters.categories.iter().map(|filter| resolve(conn, filter)).collect::<Result<Vec<_>, _>>()?;
     let mut unclassified = Vec::new();
-    for scheme_code in &query.unclassified {
+    for scheme_code in &query.filters.unclassified {
         unclassified.push(filter_scheme(conn, scheme_code, "unclassified")?.id);
     }
-    let probes = query.attributes.iter().map(|filter| resolve_attribute(conn, filter).map(std::sync::Arc::new)).collect::<Result<Vec<_>, _>>()?;
-    let only_categories = query.text.is_none() && query.status.is_none() && unclassified.is_empty() && probes.is_empty();
+    let probes = query.filters.attributes.iter().map(|filter| resolve_attribute(conn, filter).map(std::sync::Arc::new)).collect::<Result<Vec<_>, _>>()?;
+    let only_categories = query.filters.text.is_none() && query.filters.status.is_none() && unclassified.is_empty() && probes.is_empty();
     let streaming = !memberships.is_empty() || !probes.is_empty();
     let mut rows: Vec<CustomerRow> = if query.sort.key == SortKey::Code && streaming {
         let descending = query.sort.descending;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use diesel::prelude::*;
 
-use crate::db::schema::{customer_categories, customers, schemes};
+use crate::db::schema::{customer_categories, customers, deleted_customers, schemes};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::category::CategoryCode;
 use crate::domain::customer::{CustomerCode, CustomerStatus, TaxId};
@@ -15,6 +15,7 @@ use crate::error::AppError;
 
 use super::assignments::{self, AttributeCheck, Provenance};
 use super::attributes::{self, EditMode};
+use super::counts;
 use super::customer_rows::{find, get_row, refresh_snapshot, view_by_id, CustomerView, SnapshotTarget};
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{lock_current, LockableTable};
@@ -123,6 +124,7 @@ pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str) -> Result
             .execute(conn)
             .map_err(|e| unique_violation(e, code, fields.tax_id.as_ref().map(TaxId::as_str)))?;
         let customer = get_row(conn, code)?;
+        counts::customer_added(conn, customer.id, 1)?;
 
         let mut errors = Vec::new();
         let named = Provenance::new(actor, Source::Manual, new.reason.clone());
@@ -232,6 +234,10 @@ pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>, actor:
             assignments::clear(conn, &current, scheme, &provenance)?;
         }
         diesel::delete(customers::table.filter(customers::id.eq(current.id))).execute(conn)?;
+        counts::customer_added(conn, current.id, -1)?;
+        diesel::insert_into(deleted_customers::table)
+            .values((deleted_customers::customer_code.eq(&current.code), deleted_customers::created_at.eq(current.created_at), deleted_customers::deleted_at.eq(now())))
+            .execute(conn)?;
         Ok(())
     })
 }

@@ -382,6 +382,7 @@ pub async fn insert_customers_directly(app: &TestApp, prefix: &str, count: usize
                 .collect();
             custclass::insert_rows!(&mut session.conn, customers::table, rows).unwrap();
         }
+        custclass::store::counts::recount(&mut session.conn).unwrap();
     })
     .await
     .unwrap();

@@ -14,5 +14,6 @@ mod errors;
 mod openapi;
 mod operations;
 mod sales;
+mod reports;
 mod tiers;
 mod schemes;

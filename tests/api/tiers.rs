@@ -135,6 +135,8 @@ async fn the_migration_gives_stored_history_a_direction(app: TestApp) {
     let removed = app.admin(Method::DELETE, "/api/v1/customers/C1/categories/TIER").send().await.unwrap();
     assert_eq!(removed.status(), StatusCode::OK);
     assert_eq!(directions(&app.full_history("C1").await).into_iter().map(|d| d.2).collect::<Vec<_>>(), ["in", "up", "out"]);
+    app.create_customer("C2", json!({"TIER": "02"})).await;
+    let counted = ok_json(app.get("/api/v1/reports/distribution?scheme=TIER").await, StatusCode::OK).await;
 
     let database = app.database.clone();
     tokio::task::spawn_blocking(move || {
@@ -142,11 +144,13 @@ async fn the_migration_gives_stored_history_a_direction(app: TestApp) {
         let mut session = pool.get().unwrap();
         match &mut session.conn {
             DbConnection::Mysql(conn) => {
-                assert_eq!(conn.revert_last_migration(MYSQL).unwrap().to_string(), "20261127000008", "tier order is the newest migration");
+                assert_eq!(conn.revert_last_migration(MYSQL).unwrap().to_string(), "20261127000009", "report counts come after tier order");
+                assert_eq!(conn.revert_last_migration(MYSQL).unwrap().to_string(), "20261127000008");
                 conn.run_pending_migrations(MYSQL).unwrap();
             }
             DbConnection::Sqlite(conn) => {
-                assert_eq!(conn.revert_last_migration(SQLITE).unwrap().to_string(), "20261127000008", "tier order is the newest migration");
+                assert_eq!(conn.revert_last_migration(SQLITE).unwrap().to_string(), "20261127000009", "report counts come after tier order");
+                assert_eq!(conn.revert_last_migration(SQLITE).unwrap().to_string(), "20261127000008");
                 conn.run_pending_migrations(SQLITE).unwrap();
             }
         }
@@ -156,4 +160,8 @@ async fn the_migration_gives_stored_history_a_direction(app: TestApp) {
     assert_eq!(directions(&app.full_history("C1").await).into_iter().map(|d| d.2).collect::<Vec<_>>(), ["in", "lateral", "out"]);
     let scheme = ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await;
     assert_eq!(scheme["ordered"], false, "schemes start unordered");
+    // The report-counts migration counted what was stored.
+    let recounted = ok_json(app.get("/api/v1/reports/distribution?scheme=TIER").await, StatusCode::OK).await;
+    assert_eq!((recounted["population"].clone(), recounted["rows"][1]["customers"].clone()), (json!(2), json!(1)));
+    assert_eq!(recounted["rows"].as_array().unwrap().iter().map(|r| r["customers"].clone()).collect::<Vec<_>>(), counted["rows"].as_array().unwrap().iter().map(|r| r["customers"].clone()).collect::<Vec<_>>());
 }

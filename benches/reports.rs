@@ -1,0 +1,134 @@
+//! Reports benchmark on MariaDB: 1,000,000 customers in three schemes (the archive
+//! of `scripts/bench customers`), 10,000,000 transactions over two years and
+//! 1,000,000 moves in TIER over the last quarter; then each report with wrk at one
+//! connection (a report is one person's request), and the service's memory while
+//! it writes .xlsx workbooks.
+//!
+//! Run: `scripts/bench reports` (BENCH_CUSTOMERS, BENCH_SECONDS, BENCH_RELOAD=1).
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use diesel::prelude::*;
+use support::archive::{ensure_customers, Count, DATABASE};
+use support::{connect, execute, report, report_header, wrk, Service, ADMIN_KEY};
+
+const TRANSACTIONS: i64 = 10_000_000;
+const MOVES: i64 = 1_000_000;
+const MOVER: &str = "bench-moves";
+
+fn customers_wanted() -> usize {
+    std::env::var("BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+}
+
+fn count(conn: &mut MysqlConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql).get_result::<Count>(conn).map(|c| c.n).unwrap_or(0)
+}
+
+/// TIER ordered with ranks, 10 million sales and a quarter of moves, unless there already.
+fn ensure_sales_and_moves(n: usize) {
+    let mut conn = connect(Some(DATABASE));
+    execute(&mut conn, "UPDATE schemes SET ordered = TRUE WHERE code = 'TIER'");
+    execute(&mut conn, "UPDATE categories c JOIN schemes s ON s.id = c.scheme_id AND s.code = 'TIER' SET c.tier_rank = 4 - CAST(c.code AS SIGNED)");
+    let first_id = count(&mut conn, "SELECT CAST(MIN(id) AS SIGNED) AS n FROM customers");
+    if count(&mut conn, "SELECT COUNT(*) AS n FROM transactions") != TRANSACTIONS {
+        let started = Instant::now();
+        execute(&mut conn, "TRUNCATE TABLE transactions");
+        for block in 0..TRANSACTIONS / 1_000_000 {
+            let from = block * 1_000_000;
+            execute(
+                &mut conn,
+                &format!(
+                    "INSERT INTO transactions (external_id, customer_id, amount_cents, occurred_at, received_at, batch_id) \
+                     SELECT CONCAT('BENCH-', seq), {first_id} + (seq * 7919) % {n}, 100 + (seq * 104729) % 2000000, \
+                     UTC_TIMESTAMP() - INTERVAL (seq % 730) DAY - INTERVAL (seq % 86400) SECOND, UTC_TIMESTAMP(), 'bench' \
+                     FROM seq_{from}_to_{}",
+                    from + 999_999
+                ),
+            );
+        }
+        println!("loaded {TRANSACTIONS} transactions in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    if count(&mut conn, &format!("SELECT COUNT(*) AS n FROM assignment_history WHERE actor = '{MOVER}'")) != MOVES {
+        let started = Instant::now();
+        execute(&mut conn, &format!("DELETE FROM assignment_history WHERE actor = '{MOVER}'"));
+        for block in 0..MOVES / 100_000 {
+            let from = block * 100_000;
+            execute(
+                &mut conn,
+                &format!(
+                    "INSERT INTO assignment_history (customer_code, scheme_code, from_category, to_category, at, actor, source, direction) \
+                     SELECT c.code, 'TIER', CONCAT('0', 1 + s.seq % 3), CONCAT('0', 1 + (s.seq + 1 + s.seq DIV 3 % 2) % 3), \
+                     UTC_TIMESTAMP() - INTERVAL (s.seq % 90) DAY - INTERVAL (s.seq % 86400) SECOND, '{MOVER}', 'rule', \
+                     CASE WHEN 1 + s.seq % 3 < 1 + (s.seq + 1 + s.seq DIV 3 % 2) % 3 THEN 'down' ELSE 'up' END \
+                     FROM seq_{from}_to_{} s JOIN customers c ON c.id = {first_id} + (s.seq * 7919) % {n}",
+                    from + 99_999
+                ),
+            );
+        }
+        println!("wrote {MOVES} history entries (moves in TIER over the last 90 days) in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    execute(&mut conn, "ANALYZE TABLE transactions, assignment_history, category_counts, customer_counts");
+    support::settle();
+}
+
+fn lua_get(path: &str, accept: &str) -> String {
+    format!("request = function()\n  return wrk.format(\"GET\", \"{path}\", {{[\"Authorization\"] = \"Bearer {ADMIN_KEY}\", [\"Accept\"] = \"{accept}\"}})\nend\n")
+}
+
+fn main() {
+    support::require_server_sizing();
+    let n = customers_wanted();
+    ensure_customers(DATABASE, n);
+    ensure_sales_and_moves(n);
+    let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let service = Service::start(DATABASE, 18090);
+    let today = chrono::Utc::now().date_naive();
+    let quarter = format!("from={}&to={today}", today - chrono::Duration::days(90));
+    let as_of = today - chrono::Duration::days(60);
+    let json = "application/json";
+    let scenarios: Vec<(&str, String)> = vec![
+        ("distribution, counts (target p50 ≤ 50 ms)", "/api/v1/reports/distribution?scheme=TIER".into()),
+        ("category tree with counts (target p50 ≤ 50 ms)", "/api/v1/schemes/REGION/categories/tree".into()),
+        ("distribution, one category filter (target ≤ 500 ms)", "/api/v1/reports/distribution?scheme=TIER&category=REGION:01".into()),
+        ("cross-tab INDUSTRY × TIER (target ≤ 1 s)", "/api/v1/reports/crosstab?rows=INDUSTRY&cols=TIER".into()),
+        ("distribution with 3 measures (target ≤ 3 s)", "/api/v1/reports/distribution?scheme=TIER&measures=spend_12m,orders_12m,lifetime_spend".into()),
+        ("cross-tab with a measure, one filter (target ≤ 3 s)", "/api/v1/reports/crosstab?rows=INDUSTRY&cols=TIER&measures=spend_12m&category=REGION:01".into()),
+        ("transitions over a quarter, net (target ≤ 1 s)", format!("/api/v1/reports/transitions?scheme=TIER&{quarter}")),
+        ("transitions over a quarter, moves (target ≤ 1 s)", format!("/api/v1/reports/transitions?scheme=TIER&{quarter}&basis=moves")),
+        ("downgraded from VIP this quarter, first page", format!("/api/v1/reports/transitions/customers?scheme=TIER&{quarter}&from_category=01&direction=down")),
+        ("as_of distribution, 60 days ago (target ≤ 3 s)", format!("/api/v1/reports/distribution?scheme=TIER&as_of={as_of}")),
+        ("as_of cross-tab, 60 days ago", format!("/api/v1/reports/crosstab?rows=INDUSTRY&cols=TIER&as_of={as_of}")),
+    ];
+    println!("\n{n} customers, {TRANSACTIONS} transactions, {MOVES} moves; wrk -c1 for {seconds} s each\n");
+    report_header();
+    for (name, path) in &scenarios {
+        report(name, &wrk(&service.base, 1, seconds, &lua_get(path, json)));
+    }
+
+    // Memory while writing workbooks: the largest report (the cross-tab with every
+    // measure) as .xlsx, over and over, with the resident set sampled meanwhile.
+    let running = Arc::new(AtomicBool::new(true));
+    let peak_kb = Arc::new(AtomicU64::new(0));
+    let pid_status = format!("/proc/{}/status", service.pid());
+    let sampler = {
+        let (running, peak_kb) = (running.clone(), peak_kb.clone());
+        std::thread::spawn(move || {
+            while running.load(Ordering::Relaxed) {
+                if let Some(kb) = std::fs::read_to_string(&pid_status).ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap_or(0)))) {
+                    peak_kb.fetch_max(kb, Ordering::Relaxed);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
+    let xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+    let load = wrk(&service.base, 4, seconds, &lua_get("/api/v1/reports/crosstab?rows=REGION&cols=INDUSTRY&rows_depth=2&cols_depth=2&measures=spend_12m,orders_12m,lifetime_spend&category=REGION:01", xlsx));
+    running.store(false, Ordering::Relaxed);
+    sampler.join().unwrap();
+    report("cross-tab 30 × 10 with 3 measures as .xlsx, 4 connections", &load);
+    println!("\npeak service RSS while exporting .xlsx: {:.1} MB (target ≤ 100 MB)", peak_kb.load(Ordering::Relaxed) as f64 / 1024.0);
+}

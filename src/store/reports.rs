@@ -1,0 +1,532 @@
+//! The queries behind the analysis reports: customers tallied by their category in
+//! one or two schemes, now or as they stood at the end of a past day, and the moves
+//! of a period.
+//!
+//! Three ways to a tally, cheapest first:
+//! - the distribution of all customers now reads the sharded counters (`counts`);
+//! - the distribution of all customers as of a past day starts from those counters
+//!   and undoes every move made since: a customer's category then is the `from` of
+//!   its first move after that day, since history is an unbroken chain per customer;
+//! - anything with filters, measures or a second scheme groups the customers in one
+//!   statement, where each scheme's category is the current assignment or, as of a
+//!   day, that same first move after it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
+
+use crate::db::schema::customers;
+use crate::db::sql::{Bind, Dialect, Fragment};
+use crate::db::DbConnection;
+use crate::domain::history::{Direction, Source};
+use crate::domain::report::{Measure, Period, Tally};
+use crate::domain::FieldError;
+use crate::error::AppError;
+
+use super::categories::Ranks;
+use super::counts;
+use super::customer_search::{contains_pattern, filter_scheme, resolve, resolve_attribute, Filters};
+use super::prefix_upper_bound;
+use super::schemes::SchemeRow;
+use super::transactions::metric_columns;
+use crate::domain::attribute::LIKE_ESCAPE;
+
+/// Only categories have a history; the other fields of a customer are known as they are now.
+fn ensure_historical(filters: &Filters) -> Result<(), AppError> {
+    let now_only: Vec<&str> = [("q", filters.text.is_some()), ("status", filters.status.is_some()), ("attr", !filters.attributes.is_empty())]
+        .into_iter()
+        .filter_map(|(field, given)| given.then_some(field))
+        .collect();
+    if now_only.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::validation(
+        "filter_not_historical",
+        format!("{} cannot be combined with as_of: the archive keeps the history of categories only", now_only.join(", ")),
+        now_only.into_iter().map(|field| FieldError::new(field, "not available with as_of")).collect(),
+    ))
+}
+
+/// The categories of a customer on the report's axes (`None`: unclassified there).
+pub type CellKey = (Option<String>, Option<String>);
+
+/// Customers tallied by their categories on one or two axes. `as_of` is the first
+/// instant after the day the report describes (`None`: now). Every customer of the
+/// population lands in exactly one cell, so the cells add up to the population.
+pub fn tally(conn: &mut DbConnection, axes: &[&SchemeRow], filters: &Filters, measures: &[Measure], as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Tally>, AppError> {
+    match (axes, filters.is_empty() && measures.is_empty(), as_of) {
+        ([scheme], true, None) => counted(conn, scheme, None),
+        ([scheme], true, Some(at)) => counted(conn, scheme, Some(at)),
+        _ => grouped(conn, axes, filters, measures, as_of),
+    }
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    customers: i64,
+}
+
+#[derive(QueryableByName)]
+struct JourneyCount {
+    #[diesel(sql_type = Text)]
+    start_category: String,
+    #[diesel(sql_type = Text)]
+    end_category: String,
+    #[diesel(sql_type = BigInt)]
+    customers: i64,
+}
+
+/// `''` stands for "no category" inside journeys, where `NULL` would vanish in `MAX`.
+fn category_or_none(code: String) -> Option<String> {
+    Some(code).filter(|code| !code.is_empty())
+}
+
+/// All customers of one scheme from the counters, rewound to `as_of` when given.
+fn counted(conn: &mut DbConnection, scheme: &SchemeRow, as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Tally>, AppError> {
+    let mut by_category = counts::by_category(conn, scheme.id)?;
+    let mut population = counts::customers(conn)?;
+    if let Some(at) = as_of {
+        let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
+        query.append(journeys(&scheme.code, at, None, None)).push(") y GROUP BY start_category, end_category");
+        for moved in query.into_query().load::<JourneyCount>(conn)? {
+            if let Some(now) = category_or_none(moved.end_category) {
+                *by_category.entry(now).or_default() -= moved.customers;
+            }
+            if let Some(then) = category_or_none(moved.start_category) {
+                *by_category.entry(then).or_default() += moved.customers;
+            }
+        }
+        let mut born_since = Fragment::new("SELECT COUNT(*) AS customers FROM customers WHERE created_at >= ");
+        born_since.bind(Bind::Timestamp(at));
+        let mut gone_since = Fragment::new("SELECT COUNT(*) AS customers FROM deleted_customers WHERE created_at < ");
+        gone_since.bind(Bind::Timestamp(at)).push(" AND deleted_at >= ").bind(Bind::Timestamp(at));
+        population += gone_since.into_query().get_result::<Count>(conn)?.customers - born_since.into_query().get_result::<Count>(conn)?.customers;
+    }
+    let classified: i64 = by_category.values().sum();
+    let mut cells: HashMap<CellKey, Tally> =
+        by_category.into_iter().filter(|(_, customers)| *customers != 0).map(|(code, customers)| ((Some(code), None), Tally { customers, sums: Vec::new() })).collect();
+    cells.insert((None, None), Tally { customers: population - classified, sums: Vec::new() });
+    Ok(cells)
+}
+
+/// Per customer with moves in `scheme_code` from `start` (until `end`, if given;
+/// only customers with a move of `source`, if given): `customer_code`, the category
+/// before its first move (`start_category`) and after its last (`end_category`),
+/// `''` for none, the number of `moves` and when the last was (`last_at`).
+fn journeys(scheme_code: &str, start: NaiveDateTime, end: Option<NaiveDateTime>, source: Option<Source>) -> Fragment {
+    let mut sql = Fragment::new(
+        "SELECT customer_code, MAX(CASE WHEN first_move = 1 THEN COALESCE(from_category, '') END) AS start_category, \
+         MAX(CASE WHEN last_move = 1 THEN COALESCE(to_category, '') END) AS end_category, COUNT(*) AS moves, MAX(at) AS last_at \
+         FROM (SELECT customer_code, from_category, to_category, at, source, \
+         ROW_NUMBER() OVER (PARTITION BY customer_code ORDER BY at, id) AS first_move, \
+         ROW_NUMBER() OVER (PARTITION BY customer_code ORDER BY at DESC, id DESC) AS last_move \
+         FROM assignment_history WHERE scheme_code = ",
+    );
+    sql.bind(Bind::Text(scheme_code.to_string())).push(" AND at >= ").bind(Bind::Timestamp(start));
+    if let Some(end) = end {
+        sql.push(" AND at < ").bind(Bind::Timestamp(end));
+    }
+    sql.push(") x GROUP BY customer_code");
+    if let Some(source) = source {
+        sql.push(" HAVING SUM(CASE WHEN source = ").bind(Bind::Text(source.as_str().to_string())).push(" THEN 1 ELSE 0 END) > 0");
+    }
+    sql
+}
+
+#[derive(QueryableByName)]
+struct GroupedRow {
+    #[diesel(sql_type = Nullable<Text>)]
+    first_axis: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    second_axis: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    customers: i64,
+    #[diesel(sql_type = BigInt)]
+    spend_12m: i64,
+    #[diesel(sql_type = BigInt)]
+    orders_12m: i64,
+    #[diesel(sql_type = BigInt)]
+    lifetime_spend: i64,
+}
+
+impl GroupedRow {
+    fn sum_of(&self, measure: Measure) -> i64 {
+        match measure {
+            Measure::Spend12m => self.spend_12m,
+            Measure::Orders12m => self.orders_12m,
+            Measure::LifetimeSpend => self.lifetime_spend,
+        }
+    }
+}
+
+/// Joins that give each customer `p` its category in a scheme, now or as of a moment.
+struct Categories {
+    joins: Fragment,
+    as_of: Option<NaiveDateTime>,
+    next_alias: usize,
+}
+
+impl Categories {
+    /// Joins one scheme and returns the SQL expression of the customer's category there.
+    fn of(&mut self, scheme: &SchemeRow) -> String {
+        let alias = self.next_alias;
+        self.next_alias += 1;
+        self.joins.push(&format!(" LEFT JOIN customer_categories k{alias} ON k{alias}.customer_id = p.id AND k{alias}.scheme_id = ")).bind(Bind::BigInt(scheme.id));
+        match self.as_of {
+            None => format!("k{alias}.category_code"),
+            Some(at) => {
+                // Where the customer stood then is where its first move since started.
+                self.joins
+                    .push(&format!(
+                        " LEFT JOIN (SELECT customer_code, from_category FROM (SELECT customer_code, from_category, \
+                         ROW_NUMBER() OVER (PARTITION BY customer_code ORDER BY at, id) AS move_number \
+                         FROM assignment_history WHERE scheme_code = "
+                    ))
+                    .bind(Bind::Text(scheme.code.clone()))
+                    .push(" AND at >= ")
+                    .bind(Bind::Timestamp(at))
+                    .push(&format!(") x WHERE move_number = 1) h{alias} ON h{alias}.customer_code = p.code"));
+                format!("(CASE WHEN h{alias}.customer_code IS NULL THEN k{alias}.category_code ELSE h{alias}.from_category END)")
+            }
+        }
+    }
+}
+
+fn grouped(conn: &mut DbConnection, axes: &[&SchemeRow], filters: &Filters, measures: &[Measure], as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Tally>, AppError> {
+    let dialect = Dialect::of(conn);
+    let int = dialect.integer();
+    let mut population = Fragment::default();
+    match as_of {
+        None => population.push("customers p"),
+        Some(at) => {
+            ensure_historical(filters)?;
+            population
+                .push("(SELECT id, code FROM customers WHERE created_at < ")
+                .bind(Bind::Timestamp(at))
+                .push(" UNION ALL SELECT NULL AS id, customer_code AS code FROM deleted_customers WHERE created_at < ")
+                .bind(Bind::Timestamp(at))
+                .push(" AND deleted_at >= ")
+                .bind(Bind::Timestamp(at))
+                .push(") p")
+        }
+    };
+    let mut categories = Categories { joins: Fragment::default(), as_of, next_alias: 0 };
+    let first_axis = categories.of(axes[0]);
+    let second_axis = axes.get(1).map(|scheme| categories.of(scheme));
+
+    let mut conditions: Vec<Fragment> = Vec::new();
+    for filter in &filters.categories {
+        let membership = resolve(conn, filter)?;
+        let scheme = super::schemes::get(conn, &filter.scheme)?;
+        debug_assert_eq!(scheme.id, membership.scheme_id);
+        let category = categories.of(&scheme);
+        let mut condition = Fragment::new(&format!("{category} >= "));
+        condition.bind(Bind::Text(membership.code.clone())).push(&format!(" AND {category} < ")).bind(Bind::Text(prefix_upper_bound(&membership.code)));
+        conditions.push(condition);
+    }
+    for scheme_code in &filters.unclassified {
+        let scheme = filter_scheme(conn, scheme_code, "unclassified")?;
+        conditions.push(Fragment::new(&format!("{} IS NULL", categories.of(&scheme))));
+    }
+    if let Some(status) = filters.status {
+        let mut condition = Fragment::new("p.status = ");
+        condition.bind(Bind::Text(status.as_str().to_string()));
+        conditions.push(condition);
+    }
+    if let Some(text) = &filters.text {
+        let pattern = contains_pattern(text, LIKE_ESCAPE);
+        let mut condition = Fragment::new("(");
+        for (index, column) in ["p.code", "p.name", "COALESCE(p.short_name, '')"].into_iter().enumerate() {
+            condition.push(if index == 0 { "" } else { " OR " }).push(&format!("LOWER({column}) LIKE ")).bind(Bind::Text(pattern.clone())).push(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
+        }
+        conditions.push(condition.push(")").clone());
+    }
+    for filter in &filters.attributes {
+        conditions.push(resolve_attribute(conn, filter)?.condition(Some("p.id")));
+    }
+
+    let mut query = Fragment::new(&format!("SELECT {first_axis} AS first_axis, {} AS second_axis, COUNT(*) AS customers", second_axis.as_deref().unwrap_or("NULL")));
+    for measure in Measure::ALL {
+        let label = measure.as_str();
+        if measures.contains(&measure) {
+            query.push(&format!(", CAST(COALESCE(SUM(m.{label}), 0) AS {int}) AS {label}"));
+        } else {
+            query.push(&format!(", CAST(0 AS {int}) AS {label}"));
+        }
+    }
+    query.push(" FROM ").append(population).append(categories.joins);
+    if !measures.is_empty() {
+        // The last instant of the day described, so that its own sales count.
+        let moment = as_of.map_or_else(crate::db::now, |at| at - chrono::Duration::microseconds(1));
+        query
+            .push(" LEFT JOIN (SELECT t.customer_id, ")
+            .append(metric_columns(dialect, moment))
+            .push(" FROM transactions t WHERE t.occurred_at <= ")
+            .bind(Bind::Timestamp(moment))
+            .push(" GROUP BY t.customer_id) m ON m.customer_id = p.id");
+    }
+    for (index, condition) in conditions.into_iter().enumerate() {
+        query.push(if index == 0 { " WHERE " } else { " AND " }).append(condition);
+    }
+    query.push(" GROUP BY first_axis, second_axis");
+    let rows: Vec<GroupedRow> = query.into_query().load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let sums = measures.iter().map(|measure| row.sum_of(*measure)).collect();
+            ((row.first_axis, row.second_axis), Tally { customers: row.customers, sums })
+        })
+        .collect())
+}
+
+/// How a transitions report counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    /// Each customer once: where it stood before the period against where it stood after.
+    Net,
+    /// Every move of the period.
+    Moves,
+}
+
+/// One cell of a transitions matrix. `direction` is `None` for customers that ended
+/// where they started (net basis).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransitionCell {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub direction: Option<Direction>,
+    pub count: i64,
+}
+
+#[derive(QueryableByName)]
+struct MoveCount {
+    #[diesel(sql_type = Text)]
+    from_category: String,
+    #[diesel(sql_type = Text)]
+    to_category: String,
+    #[diesel(sql_type = Text)]
+    direction: String,
+    #[diesel(sql_type = BigInt)]
+    moves: i64,
+}
+
+/// The net direction of a customer that went from `from` to `to` over a period,
+/// by the ranks of today; none when it ended where it started.
+fn net_direction(ranks: &Ranks, from: Option<&str>, to: Option<&str>) -> Option<Direction> {
+    (from != to).then(|| ranks.direction(from, to))
+}
+
+pub fn transitions(conn: &mut DbConnection, scheme: &SchemeRow, period: Period, basis: Basis, source: Option<Source>) -> Result<Vec<TransitionCell>, AppError> {
+    match basis {
+        Basis::Net => {
+            let ranks = super::categories::ranks(conn, scheme)?;
+            let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
+            query.append(journeys(&scheme.code, period.start(), Some(period.end()), source)).push(") y GROUP BY start_category, end_category");
+            let rows: Vec<JourneyCount> = query.into_query().load(conn)?;
+            Ok(rows
+                .into_iter()
+                .map(|row| {
+                    let (from, to) = (category_or_none(row.start_category), category_or_none(row.end_category));
+                    TransitionCell { direction: net_direction(&ranks, from.as_deref(), to.as_deref()), from, to, count: row.customers }
+                })
+                .collect())
+        }
+        Basis::Moves => {
+            let mut query = Fragment::new(
+                "SELECT COALESCE(from_category, '') AS from_category, COALESCE(to_category, '') AS to_category, direction, COUNT(*) AS moves \
+                 FROM assignment_history WHERE scheme_code = ",
+            );
+            query.bind(Bind::Text(scheme.code.clone())).push(" AND at >= ").bind(Bind::Timestamp(period.start())).push(" AND at < ").bind(Bind::Timestamp(period.end()));
+            if let Some(source) = source {
+                query.push(" AND source = ").bind(Bind::Text(source.as_str().to_string()));
+            }
+            query.push(" GROUP BY COALESCE(from_category, ''), COALESCE(to_category, ''), direction");
+            let rows: Vec<MoveCount> = query.into_query().load(conn)?;
+            rows.into_iter()
+                .map(|row| {
+                    let direction = Direction::try_from(row.direction).map_err(AppError::corrupt)?;
+                    Ok(TransitionCell { from: category_or_none(row.from_category), to: category_or_none(row.to_category), direction: Some(direction), count: row.moves })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Which customers of a transitions report to list: a cell, or part of the matrix.
+#[derive(Debug, Clone)]
+pub struct CellQuery {
+    pub period: Period,
+    pub basis: Basis,
+    pub source: Option<Source>,
+    /// `Some(None)`: from no category; `None`: from anywhere.
+    pub from: Option<Option<String>>,
+    pub to: Option<Option<String>>,
+    pub direction: Option<Direction>,
+    /// The last customer code of the previous page.
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// A customer of a transitions cell: on the net basis, its whole journey through the
+/// period; on the moves basis, its last move that matches and how many matched.
+#[derive(Debug, Clone)]
+pub struct CellCustomer {
+    pub code: String,
+    /// `None` once the customer has been deleted.
+    pub name: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub direction: Option<Direction>,
+    pub moves: i64,
+    pub last_moved_at: NaiveDateTime,
+}
+
+#[derive(QueryableByName)]
+struct CellRow {
+    #[diesel(sql_type = Text)]
+    customer_code: String,
+    #[diesel(sql_type = Text)]
+    from_category: String,
+    #[diesel(sql_type = Text)]
+    to_category: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    direction: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    moves: i64,
+    #[diesel(sql_type = Timestamp)]
+    last_at: NaiveDateTime,
+}
+
+/// `column = ?`, or `column = ''` for no category (as journeys spell it).
+fn category_condition(column: &str, category: &Option<String>) -> Fragment {
+    let mut condition = Fragment::new(&format!("{column} = "));
+    condition.bind(Bind::Text(category.clone().unwrap_or_default()));
+    condition
+}
+
+/// The SQL rank of the category in `column` (journey spelling), `NULL` without one.
+fn rank_of(ranks: &Ranks, column: &str) -> Fragment {
+    let mut sql = Fragment::new(&format!("(CASE {column}"));
+    for (code, rank) in ranks.iter() {
+        sql.push(" WHEN ").bind(Bind::Text(code.to_string())).push(" THEN ").bind(Bind::BigInt(i64::from(rank)));
+    }
+    sql.push(" ELSE NULL END)");
+    sql
+}
+
+/// The journeys of `net_direction` = `direction`, as SQL on `y`.
+fn net_direction_condition(ranks: &Ranks, direction: Direction) -> Fragment {
+    let (start, end) = ("y.start_category", "y.end_category");
+    let mut sql = Fragment::new(&format!("{start} <> {end} AND "));
+    let both = format!("{start} <> '' AND {end} <> '' AND ");
+    match direction {
+        Direction::In => sql.push(&format!("{start} = ''")),
+        Direction::Out => sql.push(&format!("{start} <> '' AND {end} = ''")),
+        Direction::Up | Direction::Down => {
+            let comparison = if direction == Direction::Up { " > " } else { " < " };
+            sql.push(&both).append(rank_of(ranks, end)).push(comparison).append(rank_of(ranks, start))
+        }
+        Direction::Lateral => sql
+            .push(&both)
+            .push("(")
+            .append(rank_of(ranks, start))
+            .push(" IS NULL OR ")
+            .append(rank_of(ranks, end))
+            .push(" IS NULL OR ")
+            .append(rank_of(ranks, start))
+            .push(" = ")
+            .append(rank_of(ranks, end))
+            .push(")"),
+    };
+    sql
+}
+
+/// One page of the customers of a transitions cell, by customer code.
+pub fn cell_customers(conn: &mut DbConnection, scheme: &SchemeRow, query: &CellQuery) -> Result<Vec<CellCustomer>, AppError> {
+    let ranks = super::categories::ranks(conn, scheme)?;
+    let mut sql = Fragment::default();
+    let mut conditions: Vec<Fragment> = Vec::new();
+    match query.basis {
+        Basis::Net => {
+            sql.push("SELECT y.customer_code, y.start_category AS from_category, y.end_category AS to_category, NULL AS direction, y.moves, y.last_at FROM (")
+                .append(journeys(&scheme.code, query.period.start(), Some(query.period.end()), query.source))
+                .push(") y");
+            if let Some(from) = &query.from {
+                conditions.push(category_condition("y.start_category", from));
+            }
+            if let Some(to) = &query.to {
+                conditions.push(category_condition("y.end_category", to));
+            }
+            if let Some(direction) = query.direction {
+                conditions.push(net_direction_condition(&ranks, direction));
+            }
+            if let Some(after) = &query.after {
+                let mut condition = Fragment::new("y.customer_code > ");
+                condition.bind(Bind::Text(after.clone()));
+                conditions.push(condition);
+            }
+            for (index, condition) in conditions.into_iter().enumerate() {
+                sql.push(if index == 0 { " WHERE " } else { " AND " }).append(condition);
+            }
+            sql.push(" ORDER BY y.customer_code LIMIT ").bind(Bind::BigInt(query.limit));
+        }
+        Basis::Moves => {
+            sql.push(
+                "SELECT customer_code, from_category, to_category, direction, moves, at AS last_at FROM (SELECT customer_code, \
+                 COALESCE(from_category, '') AS from_category, COALESCE(to_category, '') AS to_category, direction, at, \
+                 ROW_NUMBER() OVER (PARTITION BY customer_code ORDER BY at DESC, id DESC) AS latest, \
+                 COUNT(*) OVER (PARTITION BY customer_code) AS moves FROM assignment_history WHERE scheme_code = ",
+            )
+            .bind(Bind::Text(scheme.code.clone()))
+            .push(" AND at >= ")
+            .bind(Bind::Timestamp(query.period.start()))
+            .push(" AND at < ")
+            .bind(Bind::Timestamp(query.period.end()));
+            if let Some(source) = query.source {
+                sql.push(" AND source = ").bind(Bind::Text(source.as_str().to_string()));
+            }
+            if let Some(from) = &query.from {
+                sql.push(" AND ").append(category_condition("COALESCE(from_category, '')", from));
+            }
+            if let Some(to) = &query.to {
+                sql.push(" AND ").append(category_condition("COALESCE(to_category, '')", to));
+            }
+            if let Some(direction) = query.direction {
+                sql.push(" AND direction = ").bind(Bind::Text(direction.as_str().to_string()));
+            }
+            if let Some(after) = &query.after {
+                sql.push(" AND customer_code > ").bind(Bind::Text(after.clone()));
+            }
+            sql.push(") x WHERE latest = 1 ORDER BY customer_code LIMIT ").bind(Bind::BigInt(query.limit));
+        }
+    }
+    let rows: Vec<CellRow> = sql.into_query().load(conn)?;
+    let codes: Vec<&str> = rows.iter().map(|row| row.customer_code.as_str()).collect();
+    let names: HashMap<String, String> = customers::table.filter(customers::code.eq_any(&codes)).select((customers::code, customers::name)).load::<(String, String)>(conn)?.into_iter().collect();
+    rows.into_iter()
+        .map(|row| {
+            let (from, to) = (category_or_none(row.from_category), category_or_none(row.to_category));
+            let direction = match row.direction {
+                Some(recorded) => Some(Direction::try_from(recorded).map_err(AppError::corrupt)?),
+                None => net_direction(&ranks, from.as_deref(), to.as_deref()),
+            };
+            Ok(CellCustomer { name: names.get(&row.customer_code).cloned(), code: row.customer_code, from, to, direction, moves: row.moves, last_moved_at: row.last_at })
+        })
+        .collect()
+}
+
+/// The tallies of the report's rows, by category code, for `tree_tallies`.
+pub fn by_first_axis(cells: &HashMap<CellKey, Tally>, measures: usize) -> (BTreeMap<String, Tally>, Tally) {
+    let mut direct: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut unclassified = Tally::new(measures);
+    for ((first, _), tally) in cells {
+        match first {
+            Some(code) => direct.entry(code.clone()).or_insert_with(|| Tally::new(measures)).add(tally),
+            None => unclassified.add(tally),
+        }
+    }
+    (direct, unclassified)
+}
