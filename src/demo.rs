@@ -153,7 +153,22 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
     }
     transactions::ingest(conn, &sales)?;
     define_rules(conn)?;
+    onboarded_a_year_ago(conn)?;
     Ok(DEMO_CUSTOMERS)
+}
+
+/// The example company took its archive into custclass a year ago: its customers and
+/// their first categories date from then, so that this quarter's reports show only
+/// what happened since (the walk-through's upgrades and the rules' downgrades).
+fn onboarded_a_year_ago(conn: &mut DbConnection) -> Result<(), AppError> {
+    use crate::db::schema::{assignment_history, customer_categories, customers as customer_table};
+    use diesel::prelude::*;
+    let then = crate::db::now() - chrono::Duration::days(365);
+    diesel::update(customer_table::table).set((customer_table::created_at.eq(then), customer_table::updated_at.eq(then))).execute(conn)?;
+    diesel::update(customer_categories::table).set(customer_categories::assigned_at.eq(then)).execute(conn)?;
+    diesel::update(assignment_history::table).set(assignment_history::at.eq(then)).execute(conn)?;
+    let ids: Vec<i64> = customer_table::table.select(customer_table::id).load(conn)?;
+    crate::store::customer_rows::refresh_snapshot(conn, crate::store::customer_rows::SnapshotTarget::Reassigned(&ids), false)
 }
 
 /// A customer's orders over the last two years: VIPs buy big, 潜在客户 rarely or long ago.

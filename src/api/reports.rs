@@ -200,17 +200,36 @@ fn measure_cells(values: &MeasureValues) -> Vec<Cell> {
     }).collect()
 }
 
+/// The parameters the distribution and the cross-tab share: what to count, as of
+/// when, and the filters of `GET /customers` (documentation only; `Params` reads them).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ReportScope {
+    /// Comma-separated: spend_12m, orders_12m, lifetime_spend.
+    #[param(example = "spend_12m,orders_12m")]
+    measures: Option<String>,
+    /// As at the end of this day (UTC), rebuilt from history; not in the future.
+    #[param(value_type = Option<String>, format = Date)]
+    as_of: Option<NaiveDate>,
+    /// `SCHEME:CODE`, repeatable: customers in that subtree (as of `as_of`).
+    #[param(example = "REGION:01")]
+    category: Option<Vec<String>>,
+    /// Scheme code, repeatable: customers without a category there (as of `as_of`).
+    unclassified: Option<Vec<String>>,
+    /// active or inactive (not with `as_of`).
+    status: Option<crate::domain::customer::CustomerStatus>,
+    /// Substring of code, name or short name (not with `as_of`).
+    q: Option<String>,
+    /// `KEY:OP:VALUE` as on `GET /customers`, repeatable (not with `as_of`).
+    attr: Option<Vec<String>>,
+}
+
 #[utoipa::path(get, path = "/api/v1/reports/distribution", tag = "reports", operation_id = "report_distribution",
     params(
         ("scheme" = String, Query, description = "Scheme code", example = "TIER"),
         ("depth" = Option<usize>, Query, minimum = 1, description = "Roll rows up to this level of the tree"),
-        ("measures" = Option<String>, Query, description = "Comma-separated: spend_12m, orders_12m, lifetime_spend", example = "spend_12m,orders_12m"),
-        ("as_of" = Option<String>, Query, format = Date, description = "The distribution at the end of this day (UTC), rebuilt from history; not in the future"),
-        ("category" = Option<Vec<String>>, Query, description = "`SCHEME:CODE`, repeatable; customers in that subtree (as of `as_of`)", example = "REGION:01"),
-        ("unclassified" = Option<Vec<String>>, Query, description = "Scheme code, repeatable: customers without a category there (as of `as_of`)"),
-        ("status" = Option<crate::domain::customer::CustomerStatus>, Query, description = "active or inactive (not with `as_of`)"),
-        ("q" = Option<String>, Query, description = "Substring of code, name or short name (not with `as_of`)"),
-        ("attr" = Option<Vec<String>>, Query, description = "`KEY:OP:VALUE` as on `GET /customers`, repeatable (not with `as_of`)"),
+        ReportScope,
     ),
     responses(
         (status = 200, description = "The distribution", content(
@@ -375,13 +394,7 @@ impl Crosstab {
         ("cols" = String, Query, description = "Scheme code of the columns; not the rows' scheme", example = "TIER"),
         ("rows_depth" = Option<usize>, Query, minimum = 1, description = "Level the rows roll up to (default 1)"),
         ("cols_depth" = Option<usize>, Query, minimum = 1, description = "Level the columns roll up to (default 1)"),
-        ("measures" = Option<String>, Query, description = "Comma-separated: spend_12m, orders_12m, lifetime_spend"),
-        ("as_of" = Option<String>, Query, format = Date, description = "As at the end of this day (UTC), rebuilt from history"),
-        ("category" = Option<Vec<String>>, Query, description = "`SCHEME:CODE`, repeatable (as of `as_of`)"),
-        ("unclassified" = Option<Vec<String>>, Query, description = "Scheme code, repeatable (as of `as_of`)"),
-        ("status" = Option<crate::domain::customer::CustomerStatus>, Query, description = "active or inactive (not with `as_of`)"),
-        ("q" = Option<String>, Query, description = "Substring of code, name or short name (not with `as_of`)"),
-        ("attr" = Option<Vec<String>>, Query, description = "`KEY:OP:VALUE`, repeatable (not with `as_of`)"),
+        ReportScope,
     ),
     responses(
         (status = 200, description = "The cross-tab", content(
