@@ -463,7 +463,8 @@ pub fn assign_batch(
         let plan = attributes::plan_move(conn, &scheme, Some(&category.code), &members, &BTreeMap::new())?;
         let rewritten = plan.rewrites();
         let mut dropped = plan.apply_all(conn)?;
-        move_many(conn, &scheme, &category, &movers, locked, provenance, &mut dropped)?;
+        let mut counted = CategoryDeltas::default();
+        move_many(conn, &scheme, &category, &movers, locked, provenance, &mut dropped, &mut counted)?;
         for chunk in relocked.chunks(CHUNK) {
             let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
             diesel::update(target).set(customer_categories::locked.eq(locked.unwrap_or(false))).execute(conn)?;
@@ -471,6 +472,7 @@ pub fn assign_batch(
         let (revalued, reassigned): (Vec<i64>, Vec<i64>) = movers.iter().map(|m| m.id).chain(relocked).partition(|id| rewritten.contains(id));
         customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&revalued), true)?;
         customer_store::refresh_snapshot(conn, SnapshotTarget::Reassigned(&reassigned), true)?;
+        counted.apply(conn, scheme.id)?;
         let changed = revalued.len() + reassigned.len();
         Ok(BatchOutcome { requested: seen.len(), changed, unchanged: seen.len() - changed })
     })
@@ -549,7 +551,9 @@ impl Mover {
 /// Moves customers into `category` set-based, a thousand per statement: their
 /// assignments, memberships and history (with the values `dropped` on the way).
 /// Their attribute values are the caller's (`attributes::plan_move`), and so are
-/// their snapshots (`customers::refresh_snapshot`).
+/// their snapshots (`customers::refresh_snapshot`) and the counts, which `counted`
+/// collects for the caller to write last: the counter rows are the ones concurrent
+/// batches share, so they are held for the shortest time.
 pub fn move_many(
     conn: &mut DbConnection,
     scheme: &SchemeRow,
@@ -558,6 +562,7 @@ pub fn move_many(
     locked: Option<bool>,
     provenance: &Provenance,
     dropped: &mut attributes::Dropped,
+    counted: &mut CategoryDeltas,
 ) -> Result<(), AppError> {
     let at = now();
     let moved: Vec<i64> = movers.iter().filter(|m| m.from.is_some()).map(|m| m.id).collect();
@@ -589,11 +594,9 @@ pub fn move_many(
         crate::insert_rows!(conn, customer_categories::table, rows)?;
     }
     replace_memberships(conn, scheme, movers, Some(&category.code))?;
-    let mut deltas = CategoryDeltas::default();
     for mover in movers {
-        deltas.moved(mover.id, mover.from.as_deref(), Some(&category.code));
+        counted.moved(mover.id, mover.from.as_deref(), Some(&category.code));
     }
-    deltas.apply(conn, scheme.id)?;
     // Customers that lost attribute values have them in their own entries; the rest
     // share theirs, one per category they come from.
     let ranks = category_store::ranks(conn, scheme)?;

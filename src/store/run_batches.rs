@@ -18,6 +18,7 @@ use crate::domain::run::{ChangeOutcome, Trigger};
 use crate::error::AppError;
 
 use super::assignments::{self, Mover, Provenance};
+use super::counts::CategoryDeltas;
 use super::attributes;
 use super::categories::{self as category_store, CategoryRow, Ranks};
 use super::customer_rows::{self as customer_store, SnapshotTarget};
@@ -290,6 +291,7 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
     let mut records = Vec::new();
     // Customers moved with their values rewritten, and moved with their values as they were.
     let (mut revalued, mut reassigned) = (Vec::new(), Vec::new());
+    let mut counted = CategoryDeltas::default();
     for (index, movers) in groups {
         let rule = &rules[index].row;
         let target = &targets[index];
@@ -331,7 +333,7 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
             run_id: Some(run_id),
             ..Provenance::new(&request.actor, Source::Rule, Some(format!("rule {}: {}", rule.id, rule.name)))
         };
-        assignments::move_many(conn, scheme, target, &accepted, None, &provenance, &mut dropped)?;
+        assignments::move_many(conn, scheme, target, &accepted, None, &provenance, &mut dropped, &mut counted)?;
         let (with_values, as_they_were): (Vec<i64>, Vec<i64>) = accepted.iter().map(|m| m.id).partition(|id| rewritten.contains(id));
         revalued.extend(with_values);
         reassigned.extend(as_they_were);
@@ -345,6 +347,7 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
     if !blocks.is_empty() {
         crate::insert_rows!(conn, run_change_blocks::table, blocks)?;
     }
+    counted.apply(conn, scheme.id)?;
     Ok(progress)
 }
 
