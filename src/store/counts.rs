@@ -76,32 +76,33 @@ pub fn customer_added(conn: &mut DbConnection, customer_id: i64, delta: i64) -> 
 
 #[derive(QueryableByName)]
 struct CodeCount {
-    #[diesel(sql_type = Text)]
-    category_code: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    category_code: Option<String>,
     #[diesel(sql_type = BigInt)]
     customers: i64,
 }
 
-#[derive(QueryableByName)]
-struct Total {
-    #[diesel(sql_type = BigInt)]
-    customers: i64,
-}
-
-/// Customers assigned to each category of a scheme (categories without any are absent).
-pub fn by_category(conn: &mut DbConnection, scheme_id: i64) -> Result<HashMap<String, i64>, AppError> {
+/// Customers assigned to each category of a scheme (categories without any are
+/// absent), and customers in the archive: one statement, so one snapshot, in which
+/// the two always agree.
+pub fn of_scheme(conn: &mut DbConnection, scheme_id: i64) -> Result<(HashMap<String, i64>, i64), AppError> {
     let int = Dialect::of(conn).integer();
     let mut query = Fragment::new(&format!("SELECT category_code, CAST(SUM(customers) AS {int}) AS customers FROM category_counts WHERE scheme_id = "));
-    query.bind(Bind::BigInt(scheme_id)).push(" GROUP BY category_code");
-    let rows: Vec<CodeCount> = query.into_query().load(conn)?;
-    Ok(rows.into_iter().filter(|row| row.customers != 0).map(|row| (row.category_code, row.customers)).collect())
-}
-
-/// Customers in the archive.
-pub fn customers(conn: &mut DbConnection) -> Result<i64, AppError> {
-    let int = Dialect::of(conn).integer();
-    let total: Total = diesel::sql_query(format!("SELECT CAST(COALESCE(SUM(customers), 0) AS {int}) AS customers FROM customer_counts")).get_result(conn)?;
-    Ok(total.customers)
+    query.bind(Bind::BigInt(scheme_id)).push(&format!(
+        " GROUP BY category_code UNION ALL SELECT NULL AS category_code, CAST(COALESCE(SUM(customers), 0) AS {int}) AS customers FROM customer_counts"
+    ));
+    let mut by_category = HashMap::new();
+    let mut population = 0;
+    for row in query.into_query().load::<CodeCount>(conn)? {
+        match row.category_code {
+            Some(code) if row.customers != 0 => {
+                by_category.insert(code, row.customers);
+            }
+            Some(_) => {}
+            None => population = row.customers,
+        }
+    }
+    Ok((by_category, population))
 }
 
 /// Counts the archive and every category again, for programs that load customers

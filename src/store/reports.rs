@@ -86,8 +86,7 @@ fn category_or_none(code: String) -> Option<String> {
 
 /// All customers of one scheme from the counters, rewound to `as_of` when given.
 fn counted(conn: &mut DbConnection, scheme: &SchemeRow, as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Tally>, AppError> {
-    let mut by_category = counts::by_category(conn, scheme.id)?;
-    let mut population = counts::customers(conn)?;
+    let (mut by_category, mut population) = counts::of_scheme(conn, scheme.id)?;
     if let Some(at) = as_of {
         let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
         query.append(journeys(&scheme.code, at, None, None)).push(") y GROUP BY start_category, end_category");
