@@ -157,7 +157,8 @@ pub fn wrk(base: &str, connections: u32, seconds: u32, lua: &str) -> Load {
     let script = std::env::temp_dir().join(format!("custclass-bench-{}.lua", std::process::id()));
     std::fs::File::create(&script).unwrap().write_all(lua.as_bytes()).unwrap();
     let output = Command::new("wrk")
-        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        // wrk needs a connection per thread; a report may take seconds, above wrk's 2 s timeout.
+        .args([&format!("-t{}", connections.min(2)), &format!("-c{connections}"), &format!("-d{seconds}s"), "--timeout", "60s", "--latency", "-s"])
         .arg(&script)
         .arg(base)
         .output()

@@ -15,7 +15,7 @@ use crate::error::AppError;
 
 use super::attributes::{self, EditMode};
 use super::categories::{self as category_store, CategoryRow, Ranks};
-use super::counts::CategoryDeltas;
+use super::counts::{self, CategoryDeltas};
 use super::customer_rows::{self as customer_store, CustomerRow, CustomerView, SnapshotTarget};
 use super::history::{self, NewHistory, SharedChange};
 use crate::domain::history::Source;
@@ -235,9 +235,10 @@ pub fn clear(conn: &mut DbConnection, customer: &CustomerRow, scheme: &SchemeRow
 }
 
 fn count_move(conn: &mut DbConnection, scheme: &SchemeRow, customer_id: i64, from: Option<&str>, to: Option<&str>) -> Result<(), AppError> {
-    let mut deltas = CategoryDeltas::default();
-    deltas.moved(customer_id, from, to);
-    deltas.apply(conn, scheme.id)
+    let others = counts::other_categories(conn, scheme.id, &[customer_id])?.remove(&customer_id).unwrap_or_default();
+    let mut deltas = CategoryDeltas::new(scheme.id);
+    deltas.moved(customer_id, from, to, &others);
+    deltas.apply(conn)
 }
 
 /// The classification vectors of these customers, as their assignments stand.
@@ -463,7 +464,7 @@ pub fn assign_batch(
         let plan = attributes::plan_move(conn, &scheme, Some(&category.code), &members, &BTreeMap::new())?;
         let rewritten = plan.rewrites();
         let mut dropped = plan.apply_all(conn)?;
-        let mut counted = CategoryDeltas::default();
+        let mut counted = CategoryDeltas::new(scheme.id);
         move_many(conn, &scheme, &category, &movers, locked, provenance, &mut dropped, &mut counted)?;
         for chunk in relocked.chunks(CHUNK) {
             let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
@@ -472,7 +473,7 @@ pub fn assign_batch(
         let (revalued, reassigned): (Vec<i64>, Vec<i64>) = movers.iter().map(|m| m.id).chain(relocked).partition(|id| rewritten.contains(id));
         customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&revalued), true)?;
         customer_store::refresh_snapshot(conn, SnapshotTarget::Reassigned(&reassigned), true)?;
-        counted.apply(conn, scheme.id)?;
+        counted.apply(conn)?;
         let changed = revalued.len() + reassigned.len();
         Ok(BatchOutcome { requested: seen.len(), changed, unchanged: seen.len() - changed })
     })
@@ -594,8 +595,10 @@ pub fn move_many(
         crate::insert_rows!(conn, customer_categories::table, rows)?;
     }
     replace_memberships(conn, scheme, movers, Some(&category.code))?;
+    let ids: Vec<i64> = movers.iter().map(|mover| mover.id).collect();
+    let others = counts::other_categories(conn, scheme.id, &ids)?;
     for mover in movers {
-        counted.moved(mover.id, mover.from.as_deref(), Some(&category.code));
+        counted.moved(mover.id, mover.from.as_deref(), Some(&category.code), others.get(&mover.id).map_or(&[][..], Vec::as_slice));
     }
     // Customers that lost attribute values have them in their own entries; the rest
     // share theirs, one per category they come from.

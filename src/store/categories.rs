@@ -149,7 +149,7 @@ fn direct_customer_count(conn: &mut DbConnection, scheme_id: i64, code: &str) ->
 /// A category's customers and its subtree's, from the same counters as the
 /// distribution report.
 fn counts_of(conn: &mut DbConnection, scheme: &SchemeRow, code: &str) -> Result<(i64, i64), AppError> {
-    let (by_category, _) = counts::of_scheme(conn, scheme.id)?;
+    let by_category = counts::of_schemes(conn, scheme.id, None)?.first;
     let direct = by_category.get(code).copied().unwrap_or(0);
     let upper = super::prefix_upper_bound(code);
     let subtree = by_category.iter().filter(|(other, _)| other.as_str() >= code && other.as_str() < upper.as_str()).map(|(_, count)| count).sum();
@@ -177,7 +177,7 @@ pub fn list(conn: &mut DbConnection, scheme_code: &str) -> Result<Vec<CategoryVi
         .order(categories::code.asc())
         .select(CategoryRow::as_select())
         .load(conn)?;
-    let (direct, _) = counts::of_scheme(conn, scheme.id)?;
+    let direct = counts::of_schemes(conn, scheme.id, None)?.first;
     let codes: Vec<&str> = rows.iter().map(|row| row.code.as_str()).collect();
     let tallies: BTreeMap<String, Tally> = direct.into_iter().map(|(code, customers)| (code, Tally { customers, sums: Vec::new() })).collect();
     let tallies = tree_tallies(&scheme.code_rule, &codes, &tallies, 0);

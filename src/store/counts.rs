@@ -22,40 +22,109 @@ fn shard_of(customer_id: i64) -> i64 {
     customer_id.rem_euclid(SHARDS)
 }
 
-/// Changes to the counts of one scheme's categories: `(category, shard) → delta`.
-#[derive(Debug, Default)]
-pub struct CategoryDeltas(BTreeMap<(String, i64), i64>);
+/// A pair count's key: `(scheme, category, other scheme, other category, shard)`,
+/// the scheme with the smaller id first.
+type PairKey = (i64, String, i64, String, i64);
+
+/// Changes to the counts of one scheme's categories, and to the counts of the pairs
+/// they form with the categories the customers hold in other schemes (what a
+/// cross-tab of two schemes reads).
+#[derive(Debug)]
+pub struct CategoryDeltas {
+    scheme_id: i64,
+    singles: BTreeMap<(String, i64), i64>,
+    pairs: BTreeMap<PairKey, i64>,
+}
 
 impl CategoryDeltas {
-    /// A customer left `from` (if any) for `to` (if any).
-    pub fn moved(&mut self, customer_id: i64, from: Option<&str>, to: Option<&str>) {
+    pub fn new(scheme_id: i64) -> Self {
+        Self { scheme_id, singles: BTreeMap::new(), pairs: BTreeMap::new() }
+    }
+
+    /// A customer holding `others` (scheme id, category) in other schemes left `from`
+    /// (if any) for `to` (if any).
+    pub fn moved(&mut self, customer_id: i64, from: Option<&str>, to: Option<&str>, others: &[(i64, String)]) {
         if from == to {
             return;
         }
         let shard = shard_of(customer_id);
-        if let Some(from) = from {
-            *self.0.entry((from.to_string(), shard)).or_default() -= 1;
-        }
-        if let Some(to) = to {
-            *self.0.entry((to.to_string(), shard)).or_default() += 1;
+        for (code, delta) in [(from, -1), (to, 1)] {
+            let Some(code) = code else { continue };
+            *self.singles.entry((code.to_string(), shard)).or_default() += delta;
+            for (other_scheme, other_code) in others {
+                let key = if self.scheme_id < *other_scheme {
+                    (self.scheme_id, code.to_string(), *other_scheme, other_code.clone(), shard)
+                } else {
+                    (*other_scheme, other_code.clone(), self.scheme_id, code.to_string(), shard)
+                };
+                *self.pairs.entry(key).or_default() += delta;
+            }
         }
     }
 
-    /// Writes the changes in one statement.
-    pub fn apply(self, conn: &mut DbConnection, scheme_id: i64) -> Result<(), AppError> {
-        let changes: Vec<((String, i64), i64)> = self.0.into_iter().filter(|(_, delta)| *delta != 0).collect();
-        if changes.is_empty() {
-            return Ok(());
+    /// Writes the changes, one statement per table, in key order.
+    pub fn apply(self, conn: &mut DbConnection) -> Result<(), AppError> {
+        let dialect = Dialect::of(conn);
+        let singles: Vec<_> = self.singles.into_iter().filter(|(_, delta)| *delta != 0).collect();
+        if !singles.is_empty() {
+            let mut statement = Fragment::new("INSERT INTO category_counts (scheme_id, category_code, shard, customers) VALUES ");
+            for (index, ((code, shard), delta)) in singles.into_iter().enumerate() {
+                statement.push(if index == 0 { "(" } else { ", (" });
+                statement.bind(Bind::BigInt(self.scheme_id)).push(", ").bind(Bind::Text(code)).push(", ").bind(Bind::BigInt(shard)).push(", ").bind(Bind::BigInt(delta)).push(")");
+            }
+            statement.push(&upsert_adding(dialect, "scheme_id, category_code, shard"));
+            statement.into_query().execute(conn)?;
         }
-        let mut statement = Fragment::new("INSERT INTO category_counts (scheme_id, category_code, shard, customers) VALUES ");
-        for (index, ((code, shard), delta)) in changes.into_iter().enumerate() {
-            statement.push(if index == 0 { "(" } else { ", (" });
-            statement.bind(Bind::BigInt(scheme_id)).push(", ").bind(Bind::Text(code)).push(", ").bind(Bind::BigInt(shard)).push(", ").bind(Bind::BigInt(delta)).push(")");
+        let pairs: Vec<_> = self.pairs.into_iter().filter(|(_, delta)| *delta != 0).collect();
+        for chunk in pairs.chunks(1000) {
+            let mut statement = Fragment::new("INSERT INTO category_pair_counts (scheme_id, category_code, other_scheme_id, other_code, shard, customers) VALUES ");
+            for (index, ((scheme, code, other_scheme, other_code, shard), delta)) in chunk.iter().enumerate() {
+                statement.push(if index == 0 { "(" } else { ", (" });
+                statement
+                    .bind(Bind::BigInt(*scheme))
+                    .push(", ")
+                    .bind(Bind::Text(code.clone()))
+                    .push(", ")
+                    .bind(Bind::BigInt(*other_scheme))
+                    .push(", ")
+                    .bind(Bind::Text(other_code.clone()))
+                    .push(", ")
+                    .bind(Bind::BigInt(*shard))
+                    .push(", ")
+                    .bind(Bind::BigInt(*delta))
+                    .push(")");
+            }
+            statement.push(&upsert_adding(dialect, "scheme_id, category_code, other_scheme_id, other_code, shard"));
+            statement.into_query().execute(conn)?;
         }
-        statement.push(&upsert_adding(Dialect::of(conn), "scheme_id, category_code, shard"));
-        statement.into_query().execute(conn)?;
         Ok(())
     }
+}
+
+#[derive(QueryableByName)]
+struct Held {
+    #[diesel(sql_type = BigInt)]
+    customer_id: i64,
+    #[diesel(sql_type = BigInt)]
+    scheme_id: i64,
+    #[diesel(sql_type = Text)]
+    category_code: String,
+}
+
+/// The categories these customers hold in schemes other than `scheme_id`.
+pub fn other_categories(conn: &mut DbConnection, scheme_id: i64, customer_ids: &[i64]) -> Result<HashMap<i64, Vec<(i64, String)>>, AppError> {
+    let mut held: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
+    for chunk in customer_ids.chunks(1000) {
+        let rows: Vec<Held> = diesel::sql_query(format!(
+            "SELECT customer_id, scheme_id, category_code FROM customer_categories WHERE customer_id IN ({}) AND scheme_id <> {scheme_id}",
+            super::id_list(chunk)
+        ))
+        .load(conn)?;
+        for row in rows {
+            held.entry(row.customer_id).or_default().push((row.scheme_id, row.category_code));
+        }
+    }
+    Ok(held)
 }
 
 /// The clause that adds a conflicting row's `customers` to the stored one.
@@ -75,34 +144,77 @@ pub fn customer_added(conn: &mut DbConnection, customer_id: i64, delta: i64) -> 
 }
 
 #[derive(QueryableByName)]
-struct CodeCount {
+struct CountRow {
+    #[diesel(sql_type = BigInt)]
+    kind: i64,
+    #[diesel(sql_type = BigInt)]
+    scheme_id: i64,
     #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
     category_code: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    other_code: Option<String>,
     #[diesel(sql_type = BigInt)]
     customers: i64,
 }
 
-/// Customers assigned to each category of a scheme (categories without any are
-/// absent), and customers in the archive: one statement, so one snapshot, in which
-/// the two always agree.
-pub fn of_scheme(conn: &mut DbConnection, scheme_id: i64) -> Result<(HashMap<String, i64>, i64), AppError> {
+/// What the counters say about one scheme, or two.
+#[derive(Debug, Default)]
+pub struct Counted {
+    /// Customers per category of the first scheme (categories without any are absent).
+    pub first: HashMap<String, i64>,
+    /// Customers per category of the second scheme.
+    pub second: HashMap<String, i64>,
+    /// Customers per (category of the first, category of the second).
+    pub pairs: HashMap<(String, String), i64>,
+    /// Customers in the archive.
+    pub population: i64,
+}
+
+/// The counts of one scheme (and, with `second`, of another and of their pairs), and
+/// the archive's size: one statement, so one snapshot, in which they all agree.
+pub fn of_schemes(conn: &mut DbConnection, first: i64, second: Option<i64>) -> Result<Counted, AppError> {
     let int = Dialect::of(conn).integer();
-    let mut query = Fragment::new(&format!("SELECT category_code, CAST(SUM(customers) AS {int}) AS customers FROM category_counts WHERE scheme_id = "));
-    query.bind(Bind::BigInt(scheme_id)).push(&format!(
-        " GROUP BY category_code UNION ALL SELECT NULL AS category_code, CAST(COALESCE(SUM(customers), 0) AS {int}) AS customers FROM customer_counts"
+    let other = second.unwrap_or(first);
+    let mut query = Fragment::new(&format!(
+        "SELECT CAST(1 AS {int}) AS kind, scheme_id, category_code, NULL AS other_code, CAST(SUM(customers) AS {int}) AS customers \
+         FROM category_counts WHERE scheme_id IN ("
     ));
-    let mut by_category = HashMap::new();
-    let mut population = 0;
-    for row in query.into_query().load::<CodeCount>(conn)? {
-        match row.category_code {
-            Some(code) if row.customers != 0 => {
-                by_category.insert(code, row.customers);
+    query.bind(Bind::BigInt(first)).push(", ").bind(Bind::BigInt(other)).push(") GROUP BY scheme_id, category_code");
+    if let Some(second) = second {
+        let (low, high) = (first.min(second), first.max(second));
+        query
+            .push(&format!(
+                " UNION ALL SELECT CAST(2 AS {int}) AS kind, scheme_id, category_code, other_code, CAST(SUM(customers) AS {int}) AS customers \
+                 FROM category_pair_counts WHERE scheme_id = "
+            ))
+            .bind(Bind::BigInt(low))
+            .push(" AND other_scheme_id = ")
+            .bind(Bind::BigInt(high))
+            .push(" GROUP BY scheme_id, category_code, other_code");
+    }
+    query.push(&format!(
+        " UNION ALL SELECT CAST(0 AS {int}) AS kind, CAST(0 AS {int}) AS scheme_id, NULL AS category_code, NULL AS other_code, \
+         CAST(COALESCE(SUM(customers), 0) AS {int}) AS customers FROM customer_counts"
+    ));
+    let mut counted = Counted::default();
+    for row in query.into_query().load::<CountRow>(conn)? {
+        match (row.kind, row.category_code, row.other_code) {
+            (0, _, _) => counted.population = row.customers,
+            (_, _, _) if row.customers == 0 => {}
+            (1, Some(code), _) if row.scheme_id == first => {
+                counted.first.insert(code, row.customers);
             }
-            Some(_) => {}
-            None => population = row.customers,
+            (1, Some(code), _) => {
+                counted.second.insert(code, row.customers);
+            }
+            (2, Some(code), Some(other_code)) => {
+                let key = if row.scheme_id == first { (code, other_code) } else { (other_code, code) };
+                counted.pairs.insert(key, row.customers);
+            }
+            _ => return Err(AppError::corrupt("a counter row without its category")),
         }
     }
-    Ok((by_category, population))
+    Ok(counted)
 }
 
 /// Counts the archive and every category again, for programs that load customers
@@ -116,6 +228,14 @@ pub fn recount(conn: &mut DbConnection) -> Result<(), AppError> {
         diesel::sql_query(format!(
             "INSERT INTO category_counts (scheme_id, category_code, shard, customers) \
              SELECT scheme_id, category_code, customer_id % {SHARDS}, COUNT(*) FROM customer_categories GROUP BY scheme_id, category_code, customer_id % {SHARDS}"
+        ))
+        .execute(conn)?;
+        diesel::sql_query("DELETE FROM category_pair_counts").execute(conn)?;
+        diesel::sql_query(format!(
+            "INSERT INTO category_pair_counts (scheme_id, category_code, other_scheme_id, other_code, shard, customers) \
+             SELECT a.scheme_id, a.category_code, b.scheme_id, b.category_code, a.customer_id % {SHARDS}, COUNT(*) FROM customer_categories a \
+             JOIN customer_categories b ON b.customer_id = a.customer_id AND b.scheme_id > a.scheme_id \
+             GROUP BY a.scheme_id, a.category_code, b.scheme_id, b.category_code, a.customer_id % {SHARDS}"
         ))
         .execute(conn)?;
         Ok(())

@@ -56,11 +56,80 @@ pub type CellKey = (Option<String>, Option<String>);
 /// instant after the day the report describes (`None`: now). Every customer of the
 /// population lands in exactly one cell, so the cells add up to the population.
 pub fn tally(conn: &mut DbConnection, axes: &[&SchemeRow], filters: &Filters, measures: &[Measure], as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Tally>, AppError> {
-    match (axes, filters.is_empty() && measures.is_empty(), as_of) {
-        ([scheme], true, None) => counted(conn, scheme, None),
-        ([scheme], true, Some(at)) => counted(conn, scheme, Some(at)),
-        _ => grouped(conn, axes, filters, measures, as_of),
+    let one_category = filters.categories.len() == 1 && Filters { categories: Vec::new(), ..filters.clone() }.is_empty();
+    let mut cells = match (axes, as_of) {
+        ([scheme], _) if filters.is_empty() => counted(conn, scheme, as_of)?,
+        ([rows, cols], None) if filters.is_empty() => paired(conn, rows, cols)?,
+        ([scheme], None) if one_category => {
+            let membership = resolve(conn, &filters.categories[0])?;
+            within(conn, scheme, membership.scheme_id, &membership.code)?
+        }
+        _ => Grouping::new(conn, axes, filters, as_of)?.counts(conn)?,
+    };
+    if !measures.is_empty() {
+        for (key, sums) in Grouping::new(conn, axes, filters, as_of)?.sums(conn, measures, as_of)? {
+            cells.entry(key).or_insert_with(|| Tally::new(0)).sums = sums;
+        }
+        for tally in cells.values_mut() {
+            tally.sums.resize(measures.len(), 0);
+        }
     }
+    Ok(cells)
+}
+
+fn cell(first: Option<String>, second: Option<String>, customers: i64) -> (CellKey, Tally) {
+    ((first, second), Tally { customers, sums: Vec::new() })
+}
+
+/// Two schemes against each other, from the pair counters: a customer without a
+/// category in one of them is what the other's count leaves over.
+fn paired(conn: &mut DbConnection, rows: &SchemeRow, cols: &SchemeRow) -> Result<HashMap<CellKey, Tally>, AppError> {
+    let counted = counts::of_schemes(conn, rows.id, Some(cols.id))?;
+    let mut row_rest = counted.first.clone();
+    let mut col_rest = counted.second.clone();
+    let mut rest = counted.population;
+    let mut cells: HashMap<CellKey, Tally> = HashMap::new();
+    for ((row, col), customers) in counted.pairs {
+        *row_rest.entry(row.clone()).or_default() -= customers;
+        *col_rest.entry(col.clone()).or_default() -= customers;
+        rest -= customers;
+        cells.extend([cell(Some(row), Some(col), customers)]);
+    }
+    for (row, customers) in row_rest.into_iter().filter(|(_, customers)| *customers != 0) {
+        rest -= customers;
+        cells.extend([cell(Some(row), None, customers)]);
+    }
+    for (col, customers) in col_rest.into_iter().filter(|(_, customers)| *customers != 0) {
+        rest -= customers;
+        cells.extend([cell(None, Some(col), customers)]);
+    }
+    cells.extend([cell(None, None, rest)]);
+    Ok(cells)
+}
+
+/// One scheme's distribution among the customers of one category's subtree (of
+/// `filter_scheme`), from the counters.
+fn within(conn: &mut DbConnection, scheme: &SchemeRow, filter_scheme: i64, code: &str) -> Result<HashMap<CellKey, Tally>, AppError> {
+    let upper = prefix_upper_bound(code);
+    let inside = |other: &str| other >= code && other < upper.as_str();
+    let mut cells: HashMap<CellKey, Tally> = HashMap::new();
+    let population: i64;
+    if filter_scheme == scheme.id {
+        let counted = counts::of_schemes(conn, scheme.id, None)?;
+        population = counted.first.iter().filter(|(other, _)| inside(other)).map(|(_, customers)| customers).sum();
+        cells.extend(counted.first.into_iter().filter(|(other, _)| inside(other)).map(|(other, customers)| cell(Some(other), None, customers)));
+    } else {
+        let counted = counts::of_schemes(conn, scheme.id, Some(filter_scheme))?;
+        population = counted.second.iter().filter(|(other, _)| inside(other)).map(|(_, customers)| customers).sum();
+        for ((category, other), customers) in counted.pairs {
+            if inside(&other) {
+                cells.entry((Some(category), None)).or_insert_with(|| Tally::new(0)).customers += customers;
+            }
+        }
+    }
+    let classified: i64 = cells.values().map(|tally| tally.customers).sum();
+    cells.extend([cell(None, None, population - classified)]);
+    Ok(cells)
 }
 
 #[derive(QueryableByName)]
@@ -86,10 +155,11 @@ fn category_or_none(code: String) -> Option<String> {
 
 /// All customers of one scheme from the counters, rewound to `as_of` when given.
 fn counted(conn: &mut DbConnection, scheme: &SchemeRow, as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Tally>, AppError> {
-    let (mut by_category, mut population) = counts::of_scheme(conn, scheme.id)?;
+    let counted = counts::of_schemes(conn, scheme.id, None)?;
+    let (mut by_category, mut population) = (counted.first, counted.population);
     if let Some(at) = as_of {
         let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
-        query.append(journeys(&scheme.code, at, None, None)).push(") y GROUP BY start_category, end_category");
+        query.append(journeys(Dialect::of(conn), &scheme.code, at, None, None)).push(") y GROUP BY start_category, end_category");
         for moved in query.into_query().load::<JourneyCount>(conn)? {
             if let Some(now) = category_or_none(moved.end_category) {
                 *by_category.entry(now).or_default() -= moved.customers;
@@ -111,24 +181,48 @@ fn counted(conn: &mut DbConnection, scheme: &SchemeRow, as_of: Option<NaiveDateT
     Ok(cells)
 }
 
+/// A sortable text of a history entry's place in time, `(at, id)`, fixed-width per
+/// backend, and its width: `MIN(CONCAT(key, x))` is then the `x` of the first entry.
+fn move_key(dialect: Dialect) -> (&'static str, usize) {
+    match dialect {
+        Dialect::Mysql => ("CONCAT(DATE_FORMAT(at, '%Y%m%d%H%i%s%f'), LPAD(id, 20, '0'))", 40),
+        // SQLite keeps times as text with 0, 3, 6 or 9 decimals: padded to 9.
+        Dialect::Sqlite => ("((CASE WHEN length(at) = 19 THEN at || '.000000000' ELSE substr(at || '000000000', 1, 29) END) || printf('%020d', id))", 49),
+    }
+}
+
+/// The index that yields each customer's moves of a scheme in order, with what the
+/// reports read of them. MariaDB would rather range-scan the period by time and sort.
+fn journeys_index(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Mysql => " FORCE INDEX (ix_assignment_history_journeys)",
+        Dialect::Sqlite => "",
+    }
+}
+
+/// SQL of the value of `column` in the first (`MIN`) or last (`MAX`) entry of a group.
+fn in_entry(dialect: Dialect, aggregate: &str, column: &str) -> String {
+    let (key, width) = move_key(dialect);
+    format!("SUBSTR({aggregate}(CONCAT({key}, {column})), {})", width + 1)
+}
+
 /// Per customer with moves in `scheme_code` from `start` (until `end`, if given;
-/// only customers with a move of `source`, if given): `customer_code`, the category
-/// before its first move (`start_category`) and after its last (`end_category`),
-/// `''` for none, the number of `moves` and when the last was (`last_at`).
-fn journeys(scheme_code: &str, start: NaiveDateTime, end: Option<NaiveDateTime>, source: Option<Source>) -> Fragment {
-    let mut sql = Fragment::new(
-        "SELECT customer_code, MAX(CASE WHEN first_move = 1 THEN COALESCE(from_category, '') END) AS start_category, \
-         MAX(CASE WHEN last_move = 1 THEN COALESCE(to_category, '') END) AS end_category, COUNT(*) AS moves, MAX(at) AS last_at \
-         FROM (SELECT customer_code, from_category, to_category, at, source, \
-         ROW_NUMBER() OVER (PARTITION BY customer_code ORDER BY at, id) AS first_move, \
-         ROW_NUMBER() OVER (PARTITION BY customer_code ORDER BY at DESC, id DESC) AS last_move \
-         FROM assignment_history WHERE scheme_code = ",
-    );
+/// only customers with a move of `source`, if given), in customer-code order:
+/// `customer_code`, the category before its first move (`start_category`) and after
+/// its last (`end_category`), `''` for none, the number of `moves` and when the last
+/// was (`last_at`). One pass over an index in customer order, without sorting.
+fn journeys(dialect: Dialect, scheme_code: &str, start: NaiveDateTime, end: Option<NaiveDateTime>, source: Option<Source>) -> Fragment {
+    let mut sql = Fragment::new(&format!(
+        "SELECT customer_code, {} AS start_category, {} AS end_category, COUNT(*) AS moves, MAX(at) AS last_at FROM assignment_history{} WHERE scheme_code = ",
+        in_entry(dialect, "MIN", "COALESCE(from_category, '')"),
+        in_entry(dialect, "MAX", "COALESCE(to_category, '')"),
+        journeys_index(dialect),
+    ));
     sql.bind(Bind::Text(scheme_code.to_string())).push(" AND at >= ").bind(Bind::Timestamp(start));
     if let Some(end) = end {
         sql.push(" AND at < ").bind(Bind::Timestamp(end));
     }
-    sql.push(") x GROUP BY customer_code");
+    sql.push(" GROUP BY customer_code");
     if let Some(source) = source {
         sql.push(" HAVING SUM(CASE WHEN source = ").bind(Bind::Text(source.as_str().to_string())).push(" THEN 1 ELSE 0 END) > 0");
     }
@@ -136,13 +230,21 @@ fn journeys(scheme_code: &str, start: NaiveDateTime, end: Option<NaiveDateTime>,
 }
 
 #[derive(QueryableByName)]
-struct GroupedRow {
+struct GroupCount {
     #[diesel(sql_type = Nullable<Text>)]
     first_axis: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
     second_axis: Option<String>,
     #[diesel(sql_type = BigInt)]
     customers: i64,
+}
+
+#[derive(QueryableByName)]
+struct GroupSums {
+    #[diesel(sql_type = Nullable<Text>)]
+    first_axis: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    second_axis: Option<String>,
     #[diesel(sql_type = BigInt)]
     spend_12m: i64,
     #[diesel(sql_type = BigInt)]
@@ -151,7 +253,7 @@ struct GroupedRow {
     lifetime_spend: i64,
 }
 
-impl GroupedRow {
+impl GroupSums {
     fn sum_of(&self, measure: Measure) -> i64 {
         match measure {
             Measure::Spend12m => self.spend_12m,
@@ -165,6 +267,7 @@ impl GroupedRow {
 struct Categories {
     joins: Fragment,
     as_of: Option<NaiveDateTime>,
+    dialect: Dialect,
     next_alias: usize,
 }
 
@@ -178,107 +281,117 @@ impl Categories {
             None => format!("k{alias}.category_code"),
             Some(at) => {
                 // Where the customer stood then is where its first move since started.
+                let dialect = self.dialect;
                 self.joins
                     .push(&format!(
-                        " LEFT JOIN (SELECT customer_code, from_category FROM (SELECT customer_code, from_category, \
-                         ROW_NUMBER() OVER (PARTITION BY customer_code ORDER BY at, id) AS move_number \
-                         FROM assignment_history WHERE scheme_code = "
+                        " LEFT JOIN (SELECT customer_code, {} AS from_category FROM assignment_history{} WHERE scheme_code = ",
+                        in_entry(dialect, "MIN", "COALESCE(from_category, '')"),
+                        journeys_index(dialect)
                     ))
                     .bind(Bind::Text(scheme.code.clone()))
                     .push(" AND at >= ")
                     .bind(Bind::Timestamp(at))
-                    .push(&format!(") x WHERE move_number = 1) h{alias} ON h{alias}.customer_code = p.code"));
-                format!("(CASE WHEN h{alias}.customer_code IS NULL THEN k{alias}.category_code ELSE h{alias}.from_category END)")
+                    .push(&format!(" GROUP BY customer_code) h{alias} ON h{alias}.customer_code = p.code"));
+                format!("(CASE WHEN h{alias}.customer_code IS NULL THEN k{alias}.category_code ELSE NULLIF(h{alias}.from_category, '') END)")
             }
         }
     }
 }
 
-fn grouped(conn: &mut DbConnection, axes: &[&SchemeRow], filters: &Filters, measures: &[Measure], as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Tally>, AppError> {
-    let dialect = Dialect::of(conn);
-    let int = dialect.integer();
-    let mut population = Fragment::default();
-    match as_of {
-        None => population.push("customers p"),
-        Some(at) => {
-            ensure_historical(filters)?;
-            population
-                .push("(SELECT id, code FROM customers WHERE created_at < ")
-                .bind(Bind::Timestamp(at))
-                .push(" UNION ALL SELECT NULL AS id, customer_code AS code FROM deleted_customers WHERE created_at < ")
-                .bind(Bind::Timestamp(at))
-                .push(" AND deleted_at >= ")
-                .bind(Bind::Timestamp(at))
-                .push(") p")
-        }
-    };
-    let mut categories = Categories { joins: Fragment::default(), as_of, next_alias: 0 };
-    let first_axis = categories.of(axes[0]);
-    let second_axis = axes.get(1).map(|scheme| categories.of(scheme));
+/// The customers of a report as SQL: who they are (`from`: the population `p` with
+/// the joins that give their categories), which of them count (`conditions`), and
+/// their category on each axis (`first_axis`, `second_axis`).
+struct Grouping {
+    from: Fragment,
+    conditions: Vec<Fragment>,
+    first_axis: String,
+    second_axis: String,
+}
 
-    let mut conditions: Vec<Fragment> = Vec::new();
-    for filter in &filters.categories {
-        let membership = resolve(conn, filter)?;
-        let scheme = super::schemes::get(conn, &filter.scheme)?;
-        debug_assert_eq!(scheme.id, membership.scheme_id);
-        let category = categories.of(&scheme);
-        let mut condition = Fragment::new(&format!("{category} >= "));
-        condition.bind(Bind::Text(membership.code.clone())).push(&format!(" AND {category} < ")).bind(Bind::Text(prefix_upper_bound(&membership.code)));
-        conditions.push(condition);
-    }
-    for scheme_code in &filters.unclassified {
-        let scheme = filter_scheme(conn, scheme_code, "unclassified")?;
-        conditions.push(Fragment::new(&format!("{} IS NULL", categories.of(&scheme))));
-    }
-    if let Some(status) = filters.status {
-        let mut condition = Fragment::new("p.status = ");
-        condition.bind(Bind::Text(status.as_str().to_string()));
-        conditions.push(condition);
-    }
-    if let Some(text) = &filters.text {
-        let pattern = contains_pattern(text, LIKE_ESCAPE);
-        let mut condition = Fragment::new("(");
-        for (index, column) in ["p.code", "p.name", "COALESCE(p.short_name, '')"].into_iter().enumerate() {
-            condition.push(if index == 0 { "" } else { " OR " }).push(&format!("LOWER({column}) LIKE ")).bind(Bind::Text(pattern.clone())).push(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
+impl Grouping {
+    fn new(conn: &mut DbConnection, axes: &[&SchemeRow], filters: &Filters, as_of: Option<NaiveDateTime>) -> Result<Self, AppError> {
+        let dialect = Dialect::of(conn);
+        let mut population = Fragment::default();
+        match as_of {
+            None => population.push("customers p"),
+            Some(at) => {
+                ensure_historical(filters)?;
+                population
+                    .push("(SELECT id, code FROM customers WHERE created_at < ")
+                    .bind(Bind::Timestamp(at))
+                    .push(" UNION ALL SELECT NULL AS id, customer_code AS code FROM deleted_customers WHERE created_at < ")
+                    .bind(Bind::Timestamp(at))
+                    .push(" AND deleted_at >= ")
+                    .bind(Bind::Timestamp(at))
+                    .push(") p")
+            }
+        };
+        let mut categories = Categories { joins: Fragment::default(), as_of, dialect, next_alias: 0 };
+        let first_axis = categories.of(axes[0]);
+        let second_axis = axes.get(1).map_or_else(|| "NULL".to_string(), |scheme| categories.of(scheme));
+
+        let mut conditions: Vec<Fragment> = Vec::new();
+        for filter in &filters.categories {
+            let membership = resolve(conn, filter)?;
+            let scheme = super::schemes::get(conn, &filter.scheme)?;
+            debug_assert_eq!(scheme.id, membership.scheme_id);
+            let category = categories.of(&scheme);
+            let mut condition = Fragment::new(&format!("{category} >= "));
+            condition.bind(Bind::Text(membership.code.clone())).push(&format!(" AND {category} < ")).bind(Bind::Text(prefix_upper_bound(&membership.code)));
+            conditions.push(condition);
         }
-        conditions.push(condition.push(")").clone());
-    }
-    for filter in &filters.attributes {
-        conditions.push(resolve_attribute(conn, filter)?.condition(Some("p.id")));
+        for scheme_code in &filters.unclassified {
+            let scheme = filter_scheme(conn, scheme_code, "unclassified")?;
+            conditions.push(Fragment::new(&format!("{} IS NULL", categories.of(&scheme))));
+        }
+        if let Some(status) = filters.status {
+            let mut condition = Fragment::new("p.status = ");
+            condition.bind(Bind::Text(status.as_str().to_string()));
+            conditions.push(condition);
+        }
+        if let Some(text) = &filters.text {
+            let pattern = contains_pattern(text, LIKE_ESCAPE);
+            let mut condition = Fragment::new("(");
+            for (index, column) in ["p.code", "p.name", "COALESCE(p.short_name, '')"].into_iter().enumerate() {
+                condition.push(if index == 0 { "" } else { " OR " }).push(&format!("LOWER({column}) LIKE ")).bind(Bind::Text(pattern.clone())).push(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
+            }
+            condition.push(")");
+            conditions.push(condition);
+        }
+        for filter in &filters.attributes {
+            conditions.push(resolve_attribute(conn, filter)?.condition(Some("p.id")));
+        }
+        let mut from = population;
+        from.append(categories.joins);
+        Ok(Self { from, conditions, first_axis, second_axis })
     }
 
-    let mut query = Fragment::new(&format!("SELECT {first_axis} AS first_axis, {} AS second_axis, COUNT(*) AS customers", second_axis.as_deref().unwrap_or("NULL")));
-    for measure in Measure::ALL {
-        let label = measure.as_str();
-        if measures.contains(&measure) {
-            query.push(&format!(", CAST(COALESCE(SUM(m.{label}), 0) AS {int}) AS {label}"));
-        } else {
-            query.push(&format!(", CAST(0 AS {int}) AS {label}"));
+    /// `SELECT <axes>, <columns> FROM … <joined> WHERE … GROUP BY <axes>`.
+    fn statement(self, columns: Fragment, joined: Fragment) -> Fragment {
+        let mut query = Fragment::new(&format!("SELECT {} AS first_axis, {} AS second_axis, ", self.first_axis, self.second_axis));
+        query.append(columns).push(" FROM ").append(self.from).append(joined);
+        for (index, condition) in self.conditions.into_iter().enumerate() {
+            query.push(if index == 0 { " WHERE " } else { " AND " }).append(condition);
         }
-    }
-    query.push(" FROM ").append(population).append(categories.joins);
-    if !measures.is_empty() {
-        // The last instant of the day described, so that its own sales count.
-        let moment = as_of.map_or_else(crate::db::now, |at| at - chrono::Duration::microseconds(1));
+        query.push(" GROUP BY first_axis, second_axis");
         query
-            .push(" LEFT JOIN (SELECT t.customer_id, ")
-            .append(metric_columns(dialect, moment))
-            .push(" FROM transactions t WHERE t.occurred_at <= ")
-            .bind(Bind::Timestamp(moment))
-            .push(" GROUP BY t.customer_id) m ON m.customer_id = p.id");
     }
-    for (index, condition) in conditions.into_iter().enumerate() {
-        query.push(if index == 0 { " WHERE " } else { " AND " }).append(condition);
+
+    fn counts(self, conn: &mut DbConnection) -> Result<HashMap<CellKey, Tally>, AppError> {
+        let rows: Vec<GroupCount> = self.statement(Fragment::new("COUNT(*) AS customers"), Fragment::default()).into_query().load(conn)?;
+        Ok(rows.into_iter().map(|row| cell(row.first_axis, row.second_axis, row.customers)).collect())
     }
-    query.push(" GROUP BY first_axis, second_axis");
-    let rows: Vec<GroupedRow> = query.into_query().load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            let sums = measures.iter().map(|measure| row.sum_of(*measure)).collect();
-            ((row.first_axis, row.second_axis), Tally { customers: row.customers, sums })
-        })
-        .collect())
+
+    /// The measures summed per cell straight over the customers' transactions (a
+    /// customer without any adds nothing), as `GET /customers/{code}/metrics` computes
+    /// them, as of the last instant of the day described (or now).
+    fn sums(self, conn: &mut DbConnection, measures: &[Measure], as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Vec<i64>>, AppError> {
+        let moment = as_of.map_or_else(crate::db::now, |at| at - chrono::Duration::microseconds(1));
+        let mut joined = Fragment::new(" JOIN transactions t ON t.customer_id = p.id AND t.occurred_at <= ");
+        joined.bind(Bind::Timestamp(moment));
+        let rows: Vec<GroupSums> = self.statement(metric_columns(Dialect::of(conn), moment), joined).into_query().load(conn)?;
+        Ok(rows.into_iter().map(|row| ((row.first_axis.clone(), row.second_axis.clone()), measures.iter().map(|measure| row.sum_of(*measure)).collect())).collect())
+    }
 }
 
 /// How a transitions report counts.
@@ -323,7 +436,7 @@ pub fn transitions(conn: &mut DbConnection, scheme: &SchemeRow, period: Period, 
         Basis::Net => {
             let ranks = super::categories::ranks(conn, scheme)?;
             let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
-            query.append(journeys(&scheme.code, period.start(), Some(period.end()), source)).push(") y GROUP BY start_category, end_category");
+            query.append(journeys(Dialect::of(conn), &scheme.code, period.start(), Some(period.end()), source)).push(") y GROUP BY start_category, end_category");
             let rows: Vec<JourneyCount> = query.into_query().load(conn)?;
             Ok(rows
                 .into_iter()
@@ -334,10 +447,12 @@ pub fn transitions(conn: &mut DbConnection, scheme: &SchemeRow, period: Period, 
                 .collect())
         }
         Basis::Moves => {
-            let mut query = Fragment::new(
+            // The period's entries are one range of an index that holds all that is counted.
+            let index = if Dialect::of(conn) == Dialect::Mysql { " FORCE INDEX (ix_assignment_history_period)" } else { "" };
+            let mut query = Fragment::new(&format!(
                 "SELECT COALESCE(from_category, '') AS from_category, COALESCE(to_category, '') AS to_category, direction, COUNT(*) AS moves \
-                 FROM assignment_history WHERE scheme_code = ",
-            );
+                 FROM assignment_history{index} WHERE scheme_code = "
+            ));
             query.bind(Bind::Text(scheme.code.clone())).push(" AND at >= ").bind(Bind::Timestamp(period.start())).push(" AND at < ").bind(Bind::Timestamp(period.end()));
             if let Some(source) = source {
                 query.push(" AND source = ").bind(Bind::Text(source.as_str().to_string()));
@@ -384,19 +499,30 @@ pub struct CellCustomer {
 }
 
 #[derive(QueryableByName)]
-struct CellRow {
+struct JourneyRow {
     #[diesel(sql_type = Text)]
     customer_code: String,
     #[diesel(sql_type = Text)]
-    from_category: String,
+    start_category: String,
     #[diesel(sql_type = Text)]
-    to_category: String,
-    #[diesel(sql_type = Nullable<Text>)]
-    direction: Option<String>,
+    end_category: String,
     #[diesel(sql_type = BigInt)]
     moves: i64,
     #[diesel(sql_type = Timestamp)]
     last_at: NaiveDateTime,
+}
+
+#[derive(QueryableByName)]
+struct MatchingMoves {
+    #[diesel(sql_type = Text)]
+    customer_code: String,
+    #[diesel(sql_type = BigInt)]
+    moves: i64,
+    #[diesel(sql_type = Timestamp)]
+    last_at: NaiveDateTime,
+    /// `direction from to` of the last matching move (`from`/`to` empty for none).
+    #[diesel(sql_type = Text)]
+    latest: String,
 }
 
 /// `column = ?`, or `column = ''` for no category (as journeys spell it).
@@ -416,9 +542,8 @@ fn rank_of(ranks: &Ranks, column: &str) -> Fragment {
     sql
 }
 
-/// The journeys of `net_direction` = `direction`, as SQL on `y`.
-fn net_direction_condition(ranks: &Ranks, direction: Direction) -> Fragment {
-    let (start, end) = ("y.start_category", "y.end_category");
+/// The journeys of `net_direction` = `direction`, as SQL on the journey's columns.
+fn net_direction_condition(ranks: &Ranks, direction: Direction, start: &str, end: &str) -> Fragment {
     let mut sql = Fragment::new(&format!("{start} <> {end} AND "));
     let both = format!("{start} <> '' AND {end} <> '' AND ");
     match direction {
@@ -443,78 +568,97 @@ fn net_direction_condition(ranks: &Ranks, direction: Direction) -> Fragment {
     sql
 }
 
-/// One page of the customers of a transitions cell, by customer code.
+/// One page of the customers of a transitions cell, by customer code. Both shapes
+/// group an index in customer order and stop at the page's end.
 pub fn cell_customers(conn: &mut DbConnection, scheme: &SchemeRow, query: &CellQuery) -> Result<Vec<CellCustomer>, AppError> {
+    let dialect = Dialect::of(conn);
     let ranks = super::categories::ranks(conn, scheme)?;
-    let mut sql = Fragment::default();
-    let mut conditions: Vec<Fragment> = Vec::new();
+    let mut sql = Fragment::new("SELECT customer_code, COUNT(*) AS moves, MAX(at) AS last_at, ");
+    let mut having: Vec<Fragment> = Vec::new();
     match query.basis {
         Basis::Net => {
-            sql.push("SELECT y.customer_code, y.start_category AS from_category, y.end_category AS to_category, NULL AS direction, y.moves, y.last_at FROM (")
-                .append(journeys(&scheme.code, query.period.start(), Some(query.period.end()), query.source))
-                .push(") y");
+            let (start, end) = (in_entry(dialect, "MIN", "COALESCE(from_category, '')"), in_entry(dialect, "MAX", "COALESCE(to_category, '')"));
+            sql.push(&format!("{start} AS start_category, {end} AS end_category"));
             if let Some(from) = &query.from {
-                conditions.push(category_condition("y.start_category", from));
+                having.push(category_condition(&start, from));
             }
             if let Some(to) = &query.to {
-                conditions.push(category_condition("y.end_category", to));
+                having.push(category_condition(&end, to));
             }
             if let Some(direction) = query.direction {
-                conditions.push(net_direction_condition(&ranks, direction));
+                having.push(net_direction_condition(&ranks, direction, &start, &end));
             }
-            if let Some(after) = &query.after {
-                let mut condition = Fragment::new("y.customer_code > ");
-                condition.bind(Bind::Text(after.clone()));
-                conditions.push(condition);
+            if let Some(source) = query.source {
+                let mut sourced = Fragment::new("SUM(CASE WHEN source = ");
+                sourced.bind(Bind::Text(source.as_str().to_string())).push(" THEN 1 ELSE 0 END) > 0");
+                having.push(sourced);
             }
-            for (index, condition) in conditions.into_iter().enumerate() {
-                sql.push(if index == 0 { " WHERE " } else { " AND " }).append(condition);
-            }
-            sql.push(" ORDER BY y.customer_code LIMIT ").bind(Bind::BigInt(query.limit));
         }
         Basis::Moves => {
-            sql.push(
-                "SELECT customer_code, from_category, to_category, direction, moves, at AS last_at FROM (SELECT customer_code, \
-                 COALESCE(from_category, '') AS from_category, COALESCE(to_category, '') AS to_category, direction, at, \
-                 ROW_NUMBER() OVER (PARTITION BY customer_code ORDER BY at DESC, id DESC) AS latest, \
-                 COUNT(*) OVER (PARTITION BY customer_code) AS moves FROM assignment_history WHERE scheme_code = ",
-            )
-            .bind(Bind::Text(scheme.code.clone()))
-            .push(" AND at >= ")
-            .bind(Bind::Timestamp(query.period.start()))
-            .push(" AND at < ")
-            .bind(Bind::Timestamp(query.period.end()));
-            if let Some(source) = query.source {
-                sql.push(" AND source = ").bind(Bind::Text(source.as_str().to_string()));
-            }
-            if let Some(from) = &query.from {
-                sql.push(" AND ").append(category_condition("COALESCE(from_category, '')", from));
-            }
-            if let Some(to) = &query.to {
-                sql.push(" AND ").append(category_condition("COALESCE(to_category, '')", to));
-            }
-            if let Some(direction) = query.direction {
-                sql.push(" AND direction = ").bind(Bind::Text(direction.as_str().to_string()));
-            }
-            if let Some(after) = &query.after {
-                sql.push(" AND customer_code > ").bind(Bind::Text(after.clone()));
-            }
-            sql.push(") x WHERE latest = 1 ORDER BY customer_code LIMIT ").bind(Bind::BigInt(query.limit));
+            sql.push(&format!("{} AS latest", in_entry(dialect, "MAX", "CONCAT(direction, ' ', COALESCE(from_category, ''), ' ', COALESCE(to_category, ''))")));
         }
     }
-    let rows: Vec<CellRow> = sql.into_query().load(conn)?;
-    let codes: Vec<&str> = rows.iter().map(|row| row.customer_code.as_str()).collect();
+    sql.push(&format!(" FROM assignment_history{} WHERE scheme_code = ", journeys_index(dialect)))
+        .bind(Bind::Text(scheme.code.clone()))
+        .push(" AND at >= ")
+        .bind(Bind::Timestamp(query.period.start()))
+        .push(" AND at < ")
+        .bind(Bind::Timestamp(query.period.end()));
+    if query.basis == Basis::Moves {
+        if let Some(source) = query.source {
+            sql.push(" AND source = ").bind(Bind::Text(source.as_str().to_string()));
+        }
+        if let Some(from) = &query.from {
+            sql.push(" AND ").append(category_condition("COALESCE(from_category, '')", from));
+        }
+        if let Some(to) = &query.to {
+            sql.push(" AND ").append(category_condition("COALESCE(to_category, '')", to));
+        }
+        if let Some(direction) = query.direction {
+            sql.push(" AND direction = ").bind(Bind::Text(direction.as_str().to_string()));
+        }
+    }
+    if let Some(after) = &query.after {
+        sql.push(" AND customer_code > ").bind(Bind::Text(after.clone()));
+    }
+    sql.push(" GROUP BY customer_code");
+    for (index, condition) in having.into_iter().enumerate() {
+        sql.push(if index == 0 { " HAVING " } else { " AND " }).append(condition);
+    }
+    sql.push(" ORDER BY customer_code LIMIT ").bind(Bind::BigInt(query.limit));
+    let found: Vec<CellCustomer> = match query.basis {
+        Basis::Net => sql
+            .into_query()
+            .load::<JourneyRow>(conn)?
+            .into_iter()
+            .map(|row| {
+                let (from, to) = (category_or_none(row.start_category), category_or_none(row.end_category));
+                CellCustomer { direction: net_direction(&ranks, from.as_deref(), to.as_deref()), name: None, code: row.customer_code, from, to, moves: row.moves, last_moved_at: row.last_at }
+            })
+            .collect(),
+        Basis::Moves => sql
+            .into_query()
+            .load::<MatchingMoves>(conn)?
+            .into_iter()
+            .map(|row| {
+                let mut parts = row.latest.split(' ');
+                let (direction, from, to) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+                let direction = Direction::try_from(direction.to_string()).map_err(AppError::corrupt)?;
+                Ok(CellCustomer {
+                    name: None,
+                    code: row.customer_code,
+                    from: category_or_none(from.to_string()),
+                    to: category_or_none(to.to_string()),
+                    direction: Some(direction),
+                    moves: row.moves,
+                    last_moved_at: row.last_at,
+                })
+            })
+            .collect::<Result<_, AppError>>()?,
+    };
+    let codes: Vec<&str> = found.iter().map(|customer| customer.code.as_str()).collect();
     let names: HashMap<String, String> = customers::table.filter(customers::code.eq_any(&codes)).select((customers::code, customers::name)).load::<(String, String)>(conn)?.into_iter().collect();
-    rows.into_iter()
-        .map(|row| {
-            let (from, to) = (category_or_none(row.from_category), category_or_none(row.to_category));
-            let direction = match row.direction {
-                Some(recorded) => Some(Direction::try_from(recorded).map_err(AppError::corrupt)?),
-                None => net_direction(&ranks, from.as_deref(), to.as_deref()),
-            };
-            Ok(CellCustomer { name: names.get(&row.customer_code).cloned(), code: row.customer_code, from, to, direction, moves: row.moves, last_moved_at: row.last_at })
-        })
-        .collect()
+    Ok(found.into_iter().map(|customer| CellCustomer { name: names.get(&customer.code).cloned(), ..customer }).collect())
 }
 
 /// The tallies of the report's rows, by category code, for `tree_tallies`.

@@ -291,7 +291,7 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
     let mut records = Vec::new();
     // Customers moved with their values rewritten, and moved with their values as they were.
     let (mut revalued, mut reassigned) = (Vec::new(), Vec::new());
-    let mut counted = CategoryDeltas::default();
+    let mut counted = CategoryDeltas::new(scheme.id);
     for (index, movers) in groups {
         let rule = &rules[index].row;
         let target = &targets[index];
@@ -347,7 +347,7 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
     if !blocks.is_empty() {
         crate::insert_rows!(conn, run_change_blocks::table, blocks)?;
     }
-    counted.apply(conn, scheme.id)?;
+    counted.apply(conn)?;
     Ok(progress)
 }
 

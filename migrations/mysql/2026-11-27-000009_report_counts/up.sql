@@ -31,6 +31,27 @@ CREATE TABLE deleted_customers (
     KEY ix_deleted_customers_deleted (deleted_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
--- The first move of each customer after a moment, per scheme: how `as_of` and the
--- transitions report find where a customer stood.
-CREATE INDEX ix_assignment_history_scheme_customer ON assignment_history (scheme_code, customer_code, at, id);
+-- Customers per pair of categories in two schemes (the smaller scheme id first):
+-- what a cross-tab of two schemes, or a distribution filtered by one category of
+-- another scheme, reads.
+CREATE TABLE category_pair_counts (
+    scheme_id BIGINT NOT NULL,
+    category_code VARCHAR(30) NOT NULL,
+    other_scheme_id BIGINT NOT NULL,
+    other_code VARCHAR(30) NOT NULL,
+    shard SMALLINT NOT NULL,
+    customers BIGINT NOT NULL,
+    PRIMARY KEY (scheme_id, category_code, other_scheme_id, other_code, shard)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+INSERT INTO category_pair_counts (scheme_id, category_code, other_scheme_id, other_code, shard, customers)
+SELECT a.scheme_id, a.category_code, b.scheme_id, b.category_code, a.customer_id % 16, COUNT(*) FROM customer_categories a
+JOIN customer_categories b ON b.customer_id = a.customer_id AND b.scheme_id > a.scheme_id
+GROUP BY a.scheme_id, a.category_code, b.scheme_id, b.category_code, a.customer_id % 16;
+
+-- History read by the reports without touching its rows: a period's moves in time
+-- order (transitions, moves basis), and each customer's moves in order (its first and
+-- last move of a period: transitions, net basis, and where it stood as of a day).
+DROP INDEX ix_assignment_history_scheme_at ON assignment_history;
+CREATE INDEX ix_assignment_history_period ON assignment_history (scheme_code, at, from_category, to_category, direction, source);
+CREATE INDEX ix_assignment_history_journeys ON assignment_history (scheme_code, customer_code, at, id, from_category, to_category, direction, source);

@@ -25,4 +25,21 @@ CREATE TABLE deleted_customers (
 );
 CREATE INDEX ix_deleted_customers_deleted ON deleted_customers (deleted_at);
 
-CREATE INDEX ix_assignment_history_scheme_customer ON assignment_history (scheme_code, customer_code, at, id);
+CREATE TABLE category_pair_counts (
+    scheme_id INTEGER NOT NULL,
+    category_code TEXT NOT NULL,
+    other_scheme_id INTEGER NOT NULL,
+    other_code TEXT NOT NULL,
+    shard INTEGER NOT NULL,
+    customers INTEGER NOT NULL,
+    PRIMARY KEY (scheme_id, category_code, other_scheme_id, other_code, shard)
+);
+
+INSERT INTO category_pair_counts (scheme_id, category_code, other_scheme_id, other_code, shard, customers)
+SELECT a.scheme_id, a.category_code, b.scheme_id, b.category_code, a.customer_id % 16, COUNT(*) FROM customer_categories a
+JOIN customer_categories b ON b.customer_id = a.customer_id AND b.scheme_id > a.scheme_id
+GROUP BY a.scheme_id, a.category_code, b.scheme_id, b.category_code, a.customer_id % 16;
+
+DROP INDEX ix_assignment_history_scheme_at;
+CREATE INDEX ix_assignment_history_period ON assignment_history (scheme_code, at, from_category, to_category, direction, source);
+CREATE INDEX ix_assignment_history_journeys ON assignment_history (scheme_code, customer_code, at, id, from_category, to_category, direction, source);
