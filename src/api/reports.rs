@@ -16,7 +16,7 @@ use crate::api::paging;
 use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
 use crate::api::openapi::{CsvTable, Workbook};
 use crate::api::{AppState, FieldErrors, Page};
-use crate::db::DbConnection;
+use crate::db::{Db, DbConnection, Spare};
 use crate::domain::history::{Direction, Source};
 use crate::domain::report::{check_depth, end_of, ensure_not_future, level_of, parse_day, rolled_up, share, tree_tallies, Measure, MeasureValues, Period, Tally};
 use crate::domain::FieldError;
@@ -99,6 +99,12 @@ impl Params {
         let text = self.get(key)?.to_string();
         self.errors.check(parse(&text).ok_or_else(|| FieldError::new(key, format!("must be one of {}", labels.join(", ")))))
     }
+}
+
+/// A second connection to sum measures with, when the pool has one free at once (on
+/// MySQL; SQLite has one writer and little to gain).
+fn measure_helper(db: &Db, conn: &DbConnection, measures: &[Measure]) -> Option<Spare> {
+    (!measures.is_empty() && matches!(conn, DbConnection::Mysql(_))).then(|| db.try_spare()).flatten()
 }
 
 /// The scheme a report is about: 404 when it does not exist.
@@ -252,13 +258,15 @@ pub async fn distribution(state: web::Data<AppState>, _auth: Auth<Read>, req: Ht
     params.errors.finish()?;
     let scheme_code = scheme_code.expect("checked");
     let filters = params.filters;
+    let db = state.db.clone();
     let report = state
         .db
         .run(move |conn| {
             let scheme = report_scheme(conn, &scheme_code)?;
             let depth = checked_depth(&scheme, "depth", depth)?;
             let categories = category_store::list(conn, &scheme.code)?;
-            let cells = store::tally(conn, &[&scheme], &filters, &measures, as_of)?;
+            let mut spare = measure_helper(&db, conn, &measures);
+            let cells = store::tally(conn, spare.as_mut().map(Spare::conn), &[&scheme], &filters, &measures, as_of)?;
             Ok(build_distribution(&scheme, &categories, &cells, depth, measures, as_of))
         })
         .await?;
@@ -422,6 +430,7 @@ pub async fn crosstab(state: web::Data<AppState>, _auth: Auth<Read>, req: HttpRe
     params.errors.finish()?;
     let (rows_code, cols_code) = (rows_code.expect("checked"), cols_code.expect("checked"));
     let filters = params.filters;
+    let db = state.db.clone();
     let report = state
         .db
         .run(move |conn| {
@@ -431,7 +440,8 @@ pub async fn crosstab(state: web::Data<AppState>, _auth: Auth<Read>, req: HttpRe
             let cols_depth = checked_depth(&cols_scheme, "cols_depth", cols_depth)?.unwrap_or(1);
             let row_categories = category_store::list(conn, &rows_scheme.code)?;
             let col_categories = category_store::list(conn, &cols_scheme.code)?;
-            let cells = store::tally(conn, &[&rows_scheme, &cols_scheme], &filters, &measures, as_of)?;
+            let mut spare = measure_helper(&db, conn, &measures);
+            let cells = store::tally(conn, spare.as_mut().map(Spare::conn), &[&rows_scheme, &cols_scheme], &filters, &measures, as_of)?;
             let rows_axis = Axis::new(&rows_scheme, &row_categories, rows_depth, cells.keys().filter_map(|(row, _)| row.as_deref()));
             let cols_axis = Axis::new(&cols_scheme, &col_categories, cols_depth, cells.keys().filter_map(|(_, col)| col.as_deref()));
             Ok(build_crosstab(&rows_axis, &cols_axis, &cells, measures, as_of))

@@ -30,7 +30,7 @@ use super::counts;
 use super::customer_search::{contains_pattern, filter_scheme, resolve, resolve_attribute, Filters};
 use super::prefix_upper_bound;
 use super::schemes::SchemeRow;
-use super::transactions::metric_columns;
+use super::transactions::metric_sum;
 use crate::domain::attribute::LIKE_ESCAPE;
 
 /// Only categories have a history; the other fields of a customer are known as they are now.
@@ -55,7 +55,17 @@ pub type CellKey = (Option<String>, Option<String>);
 /// Customers tallied by their categories on one or two axes. `as_of` is the first
 /// instant after the day the report describes (`None`: now). Every customer of the
 /// population lands in exactly one cell, so the cells add up to the population.
-pub fn tally(conn: &mut DbConnection, axes: &[&SchemeRow], filters: &Filters, measures: &[Measure], as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Tally>, AppError> {
+///
+/// Measures are summed over the customers' transactions; with a `spare` connection
+/// the two halves of the archive (by customer id) are summed at once, one on each.
+pub fn tally(
+    conn: &mut DbConnection,
+    spare: Option<&mut DbConnection>,
+    axes: &[&SchemeRow],
+    filters: &Filters,
+    measures: &[Measure],
+    as_of: Option<NaiveDateTime>,
+) -> Result<HashMap<CellKey, Tally>, AppError> {
     let one_category = filters.categories.len() == 1 && Filters { categories: Vec::new(), ..filters.clone() }.is_empty();
     let mut cells = match (axes, as_of) {
         ([scheme], _) if filters.is_empty() => counted(conn, scheme, as_of)?,
@@ -67,14 +77,115 @@ pub fn tally(conn: &mut DbConnection, axes: &[&SchemeRow], filters: &Filters, me
         _ => Grouping::new(conn, axes, filters, as_of)?.counts(conn)?,
     };
     if !measures.is_empty() {
-        for (key, sums) in Grouping::new(conn, axes, filters, as_of)?.sums(conn, measures, as_of)? {
-            cells.entry(key).or_insert_with(|| Tally::new(0)).sums = sums;
+        let dialect = Dialect::of(conn);
+        // The last instant of the day described, so that its own sales count.
+        let moment = as_of.map_or_else(crate::db::now, |at| at - chrono::Duration::microseconds(1));
+        let plans = match axes {
+            // All customers of one scheme now: its assignments drive the join in category
+            // order, so that nothing is sorted; the unclassified, if any, are read apart.
+            [scheme] if filters.is_empty() && as_of.is_none() => {
+                let mut plans = vec![Sums::classified(dialect, scheme, measures, moment)];
+                if cells.get(&(None, None)).is_some_and(|unclassified| unclassified.customers > 0) {
+                    plans.push(Grouping::new(conn, axes, filters, as_of)?.unclassified_only().into_sums(dialect, measures, moment));
+                }
+                plans
+            }
+            _ => vec![Grouping::new(conn, axes, filters, as_of)?.into_sums(dialect, measures, moment)],
+        };
+        let mut spare = spare;
+        for plan in plans {
+            for (key, sums) in plan.run_split(conn, spare.as_mut().map(|spare| &mut **spare), measures)? {
+                let tally = cells.entry(key).or_insert_with(|| Tally::new(0));
+                tally.sums.resize(measures.len(), 0);
+                for (sum, add) in tally.sums.iter_mut().zip(sums) {
+                    *sum += add;
+                }
+            }
         }
         for tally in cells.values_mut() {
             tally.sums.resize(measures.len(), 0);
         }
     }
     Ok(cells)
+}
+
+/// A statement that sums measures per cell over the customers' transactions.
+#[derive(Clone)]
+struct Sums {
+    /// `SELECT <axes>, <sums> FROM` and the tables, the transactions joined.
+    head: Fragment,
+    conditions: Vec<Fragment>,
+    /// The customer id column, to split the work by.
+    customer_id: &'static str,
+}
+
+impl Sums {
+    /// The customers assigned in `scheme`, by category.
+    fn classified(dialect: Dialect, scheme: &SchemeRow, measures: &[Measure], moment: NaiveDateTime) -> Self {
+        let mut head = Fragment::new("SELECT k.category_code AS first_axis, NULL AS second_axis, ");
+        head.append(sum_columns(dialect, measures, moment))
+            .push(" FROM customer_categories k JOIN transactions t ON t.customer_id = k.customer_id AND t.occurred_at <= ")
+            .bind(Bind::Timestamp(moment));
+        let mut condition = Fragment::new("k.scheme_id = ");
+        condition.bind(Bind::BigInt(scheme.id));
+        Self { head, conditions: vec![condition], customer_id: "k.customer_id" }
+    }
+
+    fn with_ids(mut self, from: Option<i64>, until: Option<i64>) -> Self {
+        for (bound, operator) in [(from, ">="), (until, "<")] {
+            if let Some(bound) = bound {
+                let mut condition = Fragment::new(&format!("{} {operator} ", self.customer_id));
+                condition.bind(Bind::BigInt(bound));
+                self.conditions.push(condition);
+            }
+        }
+        self
+    }
+
+    fn run(self, conn: &mut DbConnection, measures: &[Measure]) -> Result<HashMap<CellKey, Vec<i64>>, AppError> {
+        let mut query = self.head;
+        for (index, condition) in self.conditions.into_iter().enumerate() {
+            query.push(if index == 0 { " WHERE " } else { " AND " }).append(condition);
+        }
+        query.push(" GROUP BY first_axis, second_axis");
+        let rows: Vec<GroupSums> = query.into_query().load(conn)?;
+        Ok(rows.into_iter().map(|row| ((row.first_axis.clone(), row.second_axis.clone()), measures.iter().map(|measure| row.sum_of(*measure)).collect())).collect())
+    }
+
+    /// With a `spare` connection, the lower and the upper half of the customers (by id)
+    /// at once, one on each.
+    fn run_split(self, conn: &mut DbConnection, spare: Option<&mut DbConnection>, measures: &[Measure]) -> Result<HashMap<CellKey, Vec<i64>>, AppError> {
+        let Some(spare) = spare else { return self.run(conn, measures) };
+        let middle = middle_customer_id(conn)?;
+        let (lower, upper) = (self.clone().with_ids(None, Some(middle)), self.with_ids(Some(middle), None));
+        let (lower, upper) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| upper.run(spare, measures));
+            (lower.run(conn, measures), other.join())
+        });
+        let mut sums = lower?;
+        for (key, more) in upper.map_err(|_| AppError::internal("summing measures panicked"))?? {
+            let total = sums.entry(key).or_insert_with(|| vec![0; measures.len()]);
+            for (sum, add) in total.iter_mut().zip(more) {
+                *sum += add;
+            }
+        }
+        Ok(sums)
+    }
+}
+
+/// The measures asked for, each summed over `transactions t` (the others 0): each
+/// costs a comparison per transaction.
+fn sum_columns(dialect: Dialect, measures: &[Measure], moment: NaiveDateTime) -> Fragment {
+    let mut columns = Fragment::default();
+    for (index, measure) in Measure::ALL.into_iter().enumerate() {
+        columns.push(if index == 0 { "" } else { ", " });
+        if measures.contains(&measure) {
+            columns.append(metric_sum(dialect, measure, moment));
+        } else {
+            columns.push(&format!("CAST(0 AS {}) AS {}", dialect.integer(), measure.as_str()));
+        }
+    }
+    columns
 }
 
 fn cell(first: Option<String>, second: Option<String>, customers: i64) -> (CellKey, Tally) {
@@ -263,6 +374,18 @@ impl GroupSums {
     }
 }
 
+#[derive(QueryableByName)]
+struct Middle {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    id: Option<i64>,
+}
+
+/// The customer id halfway between the smallest and the largest.
+fn middle_customer_id(conn: &mut DbConnection) -> Result<i64, AppError> {
+    let middle: Middle = diesel::sql_query("SELECT (MIN(id) + MAX(id)) DIV 2 AS id FROM customers").get_result(conn)?;
+    Ok(middle.id.unwrap_or(0))
+}
+
 /// Joins that give each customer `p` its category in a scheme, now or as of a moment.
 struct Categories {
     joins: Fragment,
@@ -366,10 +489,16 @@ impl Grouping {
         Ok(Self { from, conditions, first_axis, second_axis })
     }
 
-    /// `SELECT <axes>, <columns> FROM … <joined> WHERE … GROUP BY <axes>`.
-    fn statement(self, columns: Fragment, joined: Fragment) -> Fragment {
+    /// Only the customers without a category on the first axis.
+    fn unclassified_only(mut self) -> Self {
+        self.conditions.push(Fragment::new(&format!("{} IS NULL", self.first_axis)));
+        self
+    }
+
+    /// `SELECT <axes>, <columns> FROM … WHERE … GROUP BY <axes>`.
+    fn statement(self, columns: Fragment) -> Fragment {
         let mut query = Fragment::new(&format!("SELECT {} AS first_axis, {} AS second_axis, ", self.first_axis, self.second_axis));
-        query.append(columns).push(" FROM ").append(self.from).append(joined);
+        query.append(columns).push(" FROM ").append(self.from);
         for (index, condition) in self.conditions.into_iter().enumerate() {
             query.push(if index == 0 { " WHERE " } else { " AND " }).append(condition);
         }
@@ -378,19 +507,21 @@ impl Grouping {
     }
 
     fn counts(self, conn: &mut DbConnection) -> Result<HashMap<CellKey, Tally>, AppError> {
-        let rows: Vec<GroupCount> = self.statement(Fragment::new("COUNT(*) AS customers"), Fragment::default()).into_query().load(conn)?;
+        let rows: Vec<GroupCount> = self.statement(Fragment::new("COUNT(*) AS customers")).into_query().load(conn)?;
         Ok(rows.into_iter().map(|row| cell(row.first_axis, row.second_axis, row.customers)).collect())
     }
 
     /// The measures summed per cell straight over the customers' transactions (a
     /// customer without any adds nothing), as `GET /customers/{code}/metrics` computes
-    /// them, as of the last instant of the day described (or now).
-    fn sums(self, conn: &mut DbConnection, measures: &[Measure], as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Vec<i64>>, AppError> {
-        let moment = as_of.map_or_else(crate::db::now, |at| at - chrono::Duration::microseconds(1));
-        let mut joined = Fragment::new(" JOIN transactions t ON t.customer_id = p.id AND t.occurred_at <= ");
-        joined.bind(Bind::Timestamp(moment));
-        let rows: Vec<GroupSums> = self.statement(metric_columns(Dialect::of(conn), moment), joined).into_query().load(conn)?;
-        Ok(rows.into_iter().map(|row| ((row.first_axis.clone(), row.second_axis.clone()), measures.iter().map(|measure| row.sum_of(*measure)).collect())).collect())
+    /// them, as of `moment`.
+    fn into_sums(self, dialect: Dialect, measures: &[Measure], moment: NaiveDateTime) -> Sums {
+        let mut head = Fragment::new(&format!("SELECT {} AS first_axis, {} AS second_axis, ", self.first_axis, self.second_axis));
+        head.append(sum_columns(dialect, measures, moment))
+            .push(" FROM ")
+            .append(self.from)
+            .push(" JOIN transactions t ON t.customer_id = p.id AND t.occurred_at <= ")
+            .bind(Bind::Timestamp(moment));
+        Sums { head, conditions: self.conditions, customer_id: "p.id" }
     }
 }
 

@@ -8,6 +8,7 @@ use diesel::sql_types::{BigInt, Nullable, Timestamp};
 
 use crate::db::schema::{customers, transactions};
 use crate::db::{now, transaction, DbConnection};
+use crate::domain::report::Measure;
 use crate::domain::sales::{ExternalId, Money};
 use crate::error::AppError;
 
@@ -141,21 +142,29 @@ fn window_start(as_of: NaiveDateTime) -> NaiveDateTime {
     as_of.checked_sub_months(Months::new(12)).unwrap_or(NaiveDateTime::MIN)
 }
 
+/// The aggregate of one summable metric over `transactions t` as of `as_of`, in SQL
+/// of `dialect`, named after the metric. Rows must already be limited to
+/// `occurred_at <= as_of`.
+pub fn metric_sum(dialect: Dialect, measure: Measure, as_of: NaiveDateTime) -> Fragment {
+    let int = dialect.integer();
+    let mut column = Fragment::new("CAST(COALESCE(SUM(");
+    match measure {
+        Measure::Spend12m => column.push("CASE WHEN t.occurred_at > ").bind(Bind::Timestamp(window_start(as_of))).push(" THEN t.amount_cents ELSE 0 END"),
+        Measure::Orders12m => column.push("CASE WHEN t.occurred_at > ").bind(Bind::Timestamp(window_start(as_of))).push(" AND t.amount_cents > 0 THEN 1 ELSE 0 END"),
+        Measure::LifetimeSpend => column.push("t.amount_cents"),
+    };
+    column.push(&format!("), 0) AS {int}) AS {}", measure.as_str()));
+    column
+}
+
 /// The aggregate columns of the metrics over `transactions t` as of `as_of`, in SQL
 /// of `dialect`. Rows must already be limited to `occurred_at <= as_of`.
 pub fn metric_columns(dialect: Dialect, as_of: NaiveDateTime) -> Fragment {
-    let int = dialect.integer();
-    let start = window_start(as_of);
-    let mut columns = Fragment::new("CAST(COALESCE(SUM(CASE WHEN t.occurred_at > ");
-    columns
-        .bind(Bind::Timestamp(start))
-        .push(&format!(" THEN t.amount_cents ELSE 0 END), 0) AS {int}) AS spend_12m, CAST(COALESCE(SUM(CASE WHEN t.occurred_at > "))
-        .bind(Bind::Timestamp(start))
-        .push(&format!(
-            " AND t.amount_cents > 0 THEN 1 ELSE 0 END), 0) AS {int}) AS orders_12m, \
-             CAST(COALESCE(SUM(t.amount_cents), 0) AS {int}) AS lifetime_spend, \
-             MAX(CASE WHEN t.amount_cents > 0 THEN t.occurred_at END) AS last_order_at"
-        ));
+    let mut columns = Fragment::default();
+    for measure in Measure::ALL {
+        columns.append(metric_sum(dialect, measure, as_of)).push(", ");
+    }
+    columns.push("MAX(CASE WHEN t.amount_cents > 0 THEN t.occurred_at END) AS last_order_at");
     columns
 }
 

@@ -124,6 +124,7 @@ async fn distribution_measures_are_exact_to_the_cent(app: TestApp) {
         sale("S3", "C2", "333.33", 30),
         sale("S4", "C3", "50.00", 400),
         sale("S5", "C3", "-10.00", 5),
+        sale("S6", "C6", "7.00", 3),
     ]);
     ok_json(app.post("/api/v1/transactions", &sales).await, StatusCode::OK).await;
     let tier = report(&app, "/api/v1/reports/distribution?scheme=TIER&measures=spend_12m,orders_12m,lifetime_spend").await;
@@ -139,7 +140,12 @@ async fn distribution_measures_are_exact_to_the_cent(app: TestApp) {
         (ordinary["sum_spend_12m"].clone(), ordinary["avg_spend_12m"].clone(), ordinary["sum_orders_12m"].clone(), ordinary["sum_lifetime_spend"].clone(), ordinary["avg_lifetime_spend"].clone()),
         (json!("-10.00"), json!("-5.00"), json!(0), json!("40.00"), json!("20.00"))
     );
-    assert_eq!((tier["total"]["sum_spend_12m"].clone(), tier["total"]["avg_spend_12m"].clone()), (json!("1323.34"), json!("220.56")));
+    // C6, without a tier, is the unclassified row.
+    assert_eq!((tier["rows"][3]["sum_spend_12m"].clone(), tier["rows"][3]["avg_spend_12m"].clone()), (json!("7.00"), json!("7.00")));
+    assert_eq!((tier["total"]["sum_spend_12m"].clone(), tier["total"]["avg_spend_12m"].clone()), (json!("1330.34"), json!("221.72")));
+    // The same sums through a filter (the grouping query): 华东 is C1, C2, C3 and C6.
+    let east = report(&app, "/api/v1/reports/distribution?scheme=TIER&category=REGION:01&measures=spend_12m").await;
+    assert_eq!((east["rows"][0]["sum_spend_12m"].clone(), east["rows"][1]["sum_spend_12m"].clone(), east["total"]["sum_spend_12m"].clone()), (json!("1333.34"), json!("-10.00"), json!("1330.34")));
     // Counts with measures agree with the counters.
     assert_eq!(counts(&tier), counts(&report(&app, "/api/v1/reports/distribution?scheme=TIER").await));
     let only_spend = report(&app, "/api/v1/reports/distribution?scheme=TIER&measures=spend_12m").await;
@@ -363,28 +369,43 @@ async fn reports_as_csv_and_xlsx(app: TestApp) {
 
 async fn counts_stay_exact_under_concurrent_reassignments(app: TestApp) {
     app.create_tiers().await;
+    app.create_scheme("REGION", "2").await;
+    app.create_category("REGION", "01", "华东").await;
+    app.create_category("REGION", "02", "华北").await;
     let customers: Vec<String> = (1..=10).map(|i| format!("C{i:02}")).collect();
-    for code in &customers {
-        app.create_customer(code, json!({"TIER": "03"})).await;
+    for (index, code) in customers.iter().enumerate() {
+        let region = if index % 3 == 0 { json!({"TIER": "03"}) } else { json!({"TIER": "03", "REGION": "01"}) };
+        app.create_customer(code, region).await;
     }
+    // 50 re-assignments at once, in both schemes, several of them of the same customer.
     let moves = (0..50).map(|i| {
         let customer = customers[(i * 7) % customers.len()].clone();
-        let category = ["01", "02", "03"][i % 3];
+        let (scheme, category) = if i % 5 == 4 { ("REGION", ["01", "02"][i % 2]) } else { ("TIER", ["01", "02", "03"][i % 3]) };
         let app = &app;
-        async move { app.assign(&customer, "TIER", category).await.status() }
+        async move { app.assign(&customer, scheme, category).await.status() }
     });
     let statuses = futures_util::future::join_all(moves).await;
     assert!(statuses.iter().all(|s| *s == StatusCode::OK || *s == StatusCode::CONFLICT), "{statuses:?}");
 
+    let listed = |filters: String| {
+        let app = &app;
+        async move { report(app, &format!("/api/v1/customers?{filters}&limit=1000")).await["items"].as_array().unwrap().len() as i64 }
+    };
+    let tier_filter = |code: &Value| code.as_str().map_or("unclassified=TIER".to_string(), |code| format!("category=TIER:{code}"));
+    let region_filter = |code: &Value| code.as_str().map_or("unclassified=REGION".to_string(), |code| format!("category=REGION:{code}"));
     let distribution = report(&app, "/api/v1/reports/distribution?scheme=TIER").await;
-    for row in distribution["rows"].as_array().unwrap() {
-        let listed = match row["code"].as_str() {
-            Some(code) => report(&app, &format!("/api/v1/customers?category=TIER:{code}&limit=1000")).await,
-            None => report(&app, "/api/v1/customers?unclassified=TIER&limit=1000").await,
-        };
-        assert_eq!(row["customers"].as_u64().unwrap() as usize, listed["items"].as_array().unwrap().len(), "{row}");
-    }
     assert_eq!(distribution["population"], 10);
+    for row in distribution["rows"].as_array().unwrap() {
+        assert_eq!(row["customers"].as_i64().unwrap(), listed(tier_filter(&row["code"])).await, "{row}");
+    }
+    // The cross-tab reads the pair counters, which the same transactions keep.
+    let table = report(&app, "/api/v1/reports/crosstab?rows=REGION&cols=TIER").await;
+    for row in table["rows"].as_array().unwrap() {
+        for (column, cell) in table["columns"].as_array().unwrap().iter().zip(row["cells"].as_array().unwrap()) {
+            let filters = format!("{}&{}", region_filter(&row["code"]), tier_filter(&column["code"]));
+            assert_eq!(cell["customers"].as_i64().unwrap(), listed(filters).await, "REGION {} × TIER {}", row["code"], column["code"]);
+        }
+    }
 }
 
 async fn bad_report_requests_name_the_field(app: TestApp) {
