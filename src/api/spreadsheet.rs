@@ -33,7 +33,7 @@ impl Format {
         };
         let accept = Accept::parse(req).map_err(|_| not_acceptable())?;
         let mut wanted: Vec<_> = accept.iter().filter(|item| item.quality > actix_web::http::header::Quality::ZERO).collect();
-        wanted.sort_by(|a, b| b.quality.cmp(&a.quality));
+        wanted.sort_by_key(|item| std::cmp::Reverse(item.quality));
         wanted
             .into_iter()
             .find_map(|item| match (item.item.type_().as_str(), item.item.subtype().as_str()) {

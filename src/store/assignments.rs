@@ -555,6 +555,7 @@ impl Mover {
 /// their snapshots (`customers::refresh_snapshot`) and the counts, which `counted`
 /// collects for the caller to write last: the counter rows are the ones concurrent
 /// batches share, so they are held for the shortest time.
+#[allow(clippy::too_many_arguments)]
 pub fn move_many(
     conn: &mut DbConnection,
     scheme: &SchemeRow,

@@ -94,7 +94,7 @@ pub fn tally(
         };
         let mut spare = spare;
         for plan in plans {
-            for (key, sums) in plan.run_split(conn, spare.as_mut().map(|spare| &mut **spare), measures)? {
+            for (key, sums) in plan.run_split(conn, spare.as_deref_mut(), measures)? {
                 let tally = cells.entry(key).or_insert_with(|| Tally::new(0));
                 tally.sums.resize(measures.len(), 0);
                 for (sum, add) in tally.sums.iter_mut().zip(sums) {

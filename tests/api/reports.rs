@@ -222,7 +222,7 @@ async fn a_quarter_of_moves(app: &TestApp) {
     for (code, tier) in [("C1", "03"), ("C2", "01"), ("C3", "02"), ("C6", "03")] {
         app.create_customer(code, json!({"TIER": tier})).await;
     }
-    execute_directly(&app, &["UPDATE assignment_history SET at = '2025-01-01 10:00:00'"]).await;
+    execute_directly(app, &["UPDATE assignment_history SET at = '2025-01-01 10:00:00'"]).await;
     for (customer, category) in [("C1", "01"), ("C2", "02"), ("C3", "03"), ("C3", "02")] {
         ok_json(app.assign(customer, "TIER", category).await, StatusCode::OK).await;
     }
