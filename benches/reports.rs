@@ -109,6 +109,7 @@ fn main() {
         ("transitions over a quarter, moves (target ≤ 1 s)", format!("/api/v1/reports/transitions?scheme=TIER&{quarter}&basis=moves")),
         ("downgraded from VIP this quarter, first page", format!("/api/v1/reports/transitions/customers?scheme=TIER&{quarter}&from_category=01&direction=down")),
         ("as_of distribution, 60 days ago (target ≤ 3 s)", format!("/api/v1/reports/distribution?scheme=TIER&as_of={as_of}")),
+        ("as_of distribution with 3 measures, 60 days ago (target ≤ 3 s)", format!("/api/v1/reports/distribution?scheme=TIER&as_of={as_of}&measures=spend_12m,orders_12m,lifetime_spend")),
         ("as_of cross-tab, 60 days ago", format!("/api/v1/reports/crosstab?rows=INDUSTRY&cols=TIER&as_of={as_of}")),
     ];
     println!("\n{n} customers, {TRANSACTIONS} transactions, {MOVES} moves; wrk -c1 for {seconds} s each\n");

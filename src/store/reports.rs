@@ -81,12 +81,14 @@ pub fn tally(
         // The last instant of the day described, so that its own sales count.
         let moment = as_of.map_or_else(crate::db::now, |at| at - chrono::Duration::microseconds(1));
         let plans = match axes {
-            // All customers of one scheme now: its assignments drive the join in category
+            // All customers of one scheme: its assignments drive the join in category
             // order, so that nothing is sorted; the unclassified, if any, are read apart.
-            [scheme] if filters.is_empty() && as_of.is_none() => {
+            // As of a past day, the customers who moved since are then moved back below.
+            [scheme] if filters.is_empty() => {
+                let counted_now = counts::of_schemes(conn, scheme.id, None)?;
                 let mut plans = vec![Sums::classified(dialect, scheme, measures, moment)];
-                if cells.get(&(None, None)).is_some_and(|unclassified| unclassified.customers > 0) {
-                    plans.push(Grouping::new(conn, axes, filters, as_of)?.unclassified_only().into_sums(dialect, measures, moment));
+                if counted_now.population > counted_now.first.values().sum::<i64>() {
+                    plans.push(Grouping::new(conn, axes, filters, None)?.unclassified_only().into_sums(dialect, measures, moment));
                 }
                 plans
             }
@@ -102,11 +104,50 @@ pub fn tally(
                 }
             }
         }
+        if let (Some(at), [scheme], true) = (as_of, axes, filters.is_empty()) {
+            for (from, to, sums) in moved_back(conn, scheme, measures, at, moment)? {
+                for (key, sign) in [(to, -1), (from, 1)] {
+                    let Some(key) = key else { continue };
+                    let tally = cells.entry((key, None)).or_insert_with(|| Tally::new(0));
+                    tally.sums.resize(measures.len(), 0);
+                    for (sum, add) in tally.sums.iter_mut().zip(&sums) {
+                        *sum += sign * add;
+                    }
+                }
+            }
+        }
         for tally in cells.values_mut() {
             tally.sums.resize(measures.len(), 0);
         }
     }
     Ok(cells)
+}
+
+/// The measures (as of `moment`) of the customers who moved in `scheme` since `at`,
+/// by where they stood then and where they stand now (`Some(None)`: unclassified; a
+/// customer created since stood nowhere, `None`): what an `as_of` report moves back.
+#[allow(clippy::type_complexity)]
+fn moved_back(conn: &mut DbConnection, scheme: &SchemeRow, measures: &[Measure], at: NaiveDateTime, moment: NaiveDateTime) -> Result<Vec<(Option<Option<String>>, Option<Option<String>>, Vec<i64>)>, AppError> {
+    let dialect = Dialect::of(conn);
+    // `first_axis` is NULL for customers created since.
+    let mut query = Fragment::new("SELECT CASE WHEN c.created_at >= ");
+    query
+        .bind(Bind::Timestamp(at))
+        .push(" THEN NULL ELSE y.start_category END AS first_axis, y.end_category AS second_axis, ")
+        .append(sum_columns(dialect, measures, moment))
+        .push(" FROM (")
+        .append(journeys(dialect, &scheme.code, at, None, None))
+        .push(") y JOIN customers c ON c.code = y.customer_code JOIN transactions t ON t.customer_id = c.id AND t.occurred_at <= ")
+        .bind(Bind::Timestamp(moment))
+        .push(" GROUP BY first_axis, second_axis");
+    let rows: Vec<GroupSums> = query.into_query().load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let sums = measures.iter().map(|measure| row.sum_of(*measure)).collect();
+            (row.first_axis.map(category_or_none), row.second_axis.map(category_or_none), sums)
+        })
+        .collect())
 }
 
 /// A statement that sums measures per cell over the customers' transactions.

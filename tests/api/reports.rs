@@ -173,8 +173,24 @@ async fn distribution_as_of_rebuilds_from_history(app: TestApp) {
     // The same day through the grouping query (a filter as of that day), and in a cross-tab.
     let east_then = report(&app, "/api/v1/reports/distribution?scheme=TIER&as_of=2025-06-30&category=REGION:01").await;
     assert_eq!(counts(&east_then), [row(json!("01"), 2, 2, "0.5000"), row(json!("02"), 1, 1, "0.2500"), row(json!("03"), 0, 0, "0.0000"), row(json!(null), 1, 1, "0.2500")]);
+    // Measures as of that day: C5's sale counts where C5 stood (潜在), C7's (created
+    // since, its sale backdated) nowhere, and the sale after the day not at all.
+    let at = |day: &str| format!("{day}T10:00:00Z");
+    let sales = json!([
+        {"external_id": "S1", "customer_code": "C5", "amount": "100.00", "occurred_at": at("2025-03-01")},
+        {"external_id": "S2", "customer_code": "C1", "amount": "50.00", "occurred_at": at("2025-04-01")},
+        {"external_id": "S3", "customer_code": "C7", "amount": "999.00", "occurred_at": at("2025-05-01")},
+        {"external_id": "S4", "customer_code": "C5", "amount": "1.00", "occurred_at": at("2025-08-01")},
+    ]);
+    ok_json(app.post("/api/v1/transactions", &sales).await, StatusCode::OK).await;
     let with_measures = report(&app, "/api/v1/reports/distribution?scheme=TIER&as_of=2025-06-30&measures=lifetime_spend").await;
     assert_eq!(counts(&with_measures), counts(&then));
+    let lifetime = |report: &Value| report["rows"].as_array().unwrap().iter().map(|row| row["sum_lifetime_spend"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert_eq!(lifetime(&with_measures), ["50.00", "0.00", "100.00", "0.00"]);
+    assert_eq!(with_measures["total"]["sum_lifetime_spend"], "150.00");
+    let east_measures = report(&app, "/api/v1/reports/distribution?scheme=TIER&as_of=2025-06-30&category=REGION:01&measures=lifetime_spend").await;
+    assert_eq!(lifetime(&east_measures), ["50.00", "0.00", "0.00", "0.00"]);
+    assert_eq!(lifetime(&report(&app, "/api/v1/reports/distribution?scheme=TIER&measures=lifetime_spend").await), ["1150.00", "0.00", "0.00", "0.00"]);
     let today = chrono::Utc::now().date_naive();
     assert_eq!(counts(&report(&app, &format!("/api/v1/reports/distribution?scheme=TIER&as_of={today}")).await), counts(&now));
     let before = report(&app, "/api/v1/reports/distribution?scheme=TIER&as_of=2024-12-31").await;
