@@ -41,7 +41,8 @@ fn ensure_sales_and_moves(n: usize) {
         execute(&mut conn, "UPDATE customers SET created_at = created_at - INTERVAL 1 YEAR, updated_at = updated_at - INTERVAL 1 YEAR");
         execute(&mut conn, &format!("UPDATE assignment_history SET at = at - INTERVAL 1 YEAR WHERE actor <> '{MOVER}'"));
     }
-    if count(&mut conn, "SELECT COUNT(*) AS n FROM transactions") != TRANSACTIONS {
+    let reload_sales = count(&mut conn, "SELECT COUNT(*) AS n FROM transactions") != TRANSACTIONS;
+    if reload_sales {
         let started = Instant::now();
         execute(&mut conn, "TRUNCATE TABLE transactions");
         for block in 0..TRANSACTIONS / 1_000_000 {
@@ -79,7 +80,8 @@ fn ensure_sales_and_moves(n: usize) {
         }
         println!("wrote {MOVES} history entries (moves in TIER over the last two years) in {:.1} s", started.elapsed().as_secs_f64());
     }
-    execute(&mut conn, "ANALYZE TABLE transactions, assignment_history, category_counts, customer_counts");
+    support::ensure_sales_totals(DATABASE, reload_sales);
+    execute(&mut conn, "ANALYZE TABLE transactions, assignment_history, category_counts, customer_counts, sales_totals");
     support::settle();
 }
 

@@ -31,13 +31,13 @@ fn count(database: &str, sql: &str) -> i64 {
 }
 
 /// Ten transactions per customer over the last two years, amounts 0.01–20,000.00,
-/// one in twenty a refund; loaded straight into the table.
-fn ensure_transactions(database: &str, n: usize) {
+/// one in twenty a refund; loaded straight into the table. Whether it loaded them.
+fn ensure_transactions(database: &str, n: usize) -> bool {
     let wanted = n as i64 * TRANSACTIONS_PER_CUSTOMER as i64;
     let loaded = count(database, "SELECT COUNT(*) AS n FROM transactions WHERE batch_id = 'bench-load'");
     if loaded == wanted && std::env::var("BENCH_RELOAD").is_err() {
         println!("reusing {loaded} transactions in {database}");
-        return;
+        return false;
     }
     let mut conn = connect(Some(database));
     execute(&mut conn, "DELETE FROM transactions");
@@ -73,14 +73,19 @@ fn ensure_transactions(database: &str, n: usize) {
     }
     execute(&mut conn, "ANALYZE TABLE transactions");
     println!("loaded {serial} transactions into {database} in {:.1} s", started.elapsed().as_secs_f64());
+    true
 }
 
 /// Deletes what earlier ingestion measurements posted, so that every bench run
-/// measures against the same ten transactions per customer.
-fn forget_ingested(database: &str) {
+/// measures against the same ten transactions per customer. Whether there were any.
+fn forget_ingested(database: &str) -> bool {
     let mut conn = connect(Some(database));
     let delete = "DELETE FROM transactions WHERE external_id >= 'BENCH-' AND external_id < 'BENCH.' LIMIT 100000";
-    while diesel::sql_query(delete).execute(&mut conn).unwrap_or_else(|e| panic!("{delete}: {e}")) > 0 {}
+    let mut forgot = false;
+    while diesel::sql_query(delete).execute(&mut conn).unwrap_or_else(|e| panic!("{delete}: {e}")) > 0 {
+        forgot = true;
+    }
+    forgot
 }
 
 struct Client {
@@ -175,8 +180,9 @@ fn wanted(part: &str) -> bool {
 
 async fn measure(n: usize, database: &str, port: u16, with_ingestion: bool) {
     ensure_customers(database, n);
-    ensure_transactions(database, n);
-    forget_ingested(database);
+    let loaded = ensure_transactions(database, n);
+    let forgot = forget_ingested(database);
+    support::ensure_sales_totals(database, loaded || forgot);
     support::settle();
     let service = Service::start(database, port);
     let client = Client { http: reqwest::Client::builder().timeout(Duration::from_secs(1800)).build().unwrap(), base: service.base.clone() };

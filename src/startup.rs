@@ -15,6 +15,7 @@ use crate::config::{CorsOrigins, Settings};
 use crate::db::{self, Db, DbPool};
 use crate::domain::api_key::ApiKeySecret;
 use crate::store::api_keys::{self, Bootstrap};
+use crate::store::sales_totals;
 use crate::telemetry::{self, Metrics};
 
 /// How long a looked-up API key is trusted before it is read again.
@@ -23,7 +24,11 @@ const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 pub struct Application {
     server: Server,
     port: u16,
+    db: Db,
 }
+
+/// How often a replica checks whether the sales totals' anchor is behind today.
+const SALES_TOTALS_CHECK: Duration = Duration::from_secs(3600);
 
 /// Connects and brings the schema up to date. Blocking: call before serving.
 pub fn prepare_database(settings: &Settings) -> Result<DbPool, String> {
@@ -84,8 +89,9 @@ impl Application {
 
     pub fn serve(pool: DbPool, listener: TcpListener, settings: &Settings) -> Result<Self, String> {
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let db = Db::new(pool, settings.timeouts);
         let state = web::Data::new(AppState {
-            db: Db::new(pool, settings.timeouts),
+            db: db.clone(),
             keys: KeyCache::new(KEY_CACHE_TTL),
             metrics: Metrics::default(),
             run_batch_size: settings.run_batch_size,
@@ -109,7 +115,7 @@ impl Application {
         .shutdown_timeout(30);
         let server = if settings.workers > 0 { server.workers(settings.workers) } else { server };
         let server = server.listen(listener).map_err(|e| e.to_string())?.run();
-        Ok(Self { server, port })
+        Ok(Self { server, port, db })
     }
 
     pub fn port(&self) -> u16 {
@@ -118,6 +124,24 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let maintenance = std::pin::pin!(keep_sales_totals_current(self.db));
+        match futures_util::future::select(self.server, maintenance).await {
+            futures_util::future::Either::Left((served, _)) => served,
+            futures_util::future::Either::Right(((), server)) => server.await,
+        }
+    }
+}
+
+/// Moves the sales totals' anchor to the start of the current UTC day, at start-up
+/// and then every hour, so that reports read at most a day of transactions besides
+/// the totals. Replicas race harmlessly: the anchor row's lock lets one move it.
+async fn keep_sales_totals_current(db: Db) {
+    loop {
+        match db.run_long(sales_totals::advance).await {
+            Ok(true) => log::info!("sales totals now stand at the start of today (UTC)"),
+            Ok(false) => {}
+            Err(error) => log::warn!("the sales totals could not be brought up to today: {error}"),
+        }
+        tokio::time::sleep(SALES_TOTALS_CHECK).await;
     }
 }

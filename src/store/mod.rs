@@ -13,6 +13,7 @@ pub mod history;
 pub mod reports;
 pub mod rule_sql;
 pub mod rules;
+pub mod sales_totals;
 pub mod run_batches;
 pub mod runs;
 pub mod schemes;

@@ -29,6 +29,7 @@ use super::categories::Ranks;
 use super::counts;
 use super::customer_search::{contains_pattern, filter_scheme, resolve, resolve_attribute, Filters};
 use super::prefix_upper_bound;
+use super::sales_totals;
 use super::schemes::SchemeRow;
 use super::transactions::metric_sum;
 use crate::domain::attribute::LIKE_ESCAPE;
@@ -77,31 +78,13 @@ pub fn tally(
         _ => Grouping::new(conn, axes, filters, as_of)?.counts(conn)?,
     };
     if !measures.is_empty() {
-        let dialect = Dialect::of(conn);
         // The last instant of the day described, so that its own sales count.
         let moment = as_of.map_or_else(crate::db::now, |at| at - chrono::Duration::microseconds(1));
-        let plans = match axes {
-            // All customers of one scheme: its assignments drive the join in category
-            // order, so that nothing is sorted; the unclassified, if any, are read apart.
-            // As of a past day, the customers who moved since are then moved back below.
-            [scheme] if filters.is_empty() => {
-                let counted_now = counts::of_schemes(conn, scheme.id, None)?;
-                let mut plans = vec![Sums::classified(dialect, scheme, measures, moment)];
-                if counted_now.population > counted_now.first.values().sum::<i64>() {
-                    plans.push(Grouping::new(conn, axes, filters, None)?.unclassified_only().into_sums(dialect, measures, moment));
-                }
-                plans
-            }
-            _ => vec![Grouping::new(conn, axes, filters, as_of)?.into_sums(dialect, measures, moment)],
-        };
-        let mut spare = spare;
-        for plan in plans {
-            for (key, sums) in plan.run_split(conn, spare.as_deref_mut(), measures)? {
-                let tally = cells.entry(key).or_insert_with(|| Tally::new(0));
-                tally.sums.resize(measures.len(), 0);
-                for (sum, add) in tally.sums.iter_mut().zip(sums) {
-                    *sum += add;
-                }
+        for (key, sums) in summed(conn, spare, axes, filters, measures, as_of, moment)? {
+            let tally = cells.entry(key).or_insert_with(|| Tally::new(0));
+            tally.sums.resize(measures.len(), 0);
+            for (sum, add) in tally.sums.iter_mut().zip(sums) {
+                *sum += add;
             }
         }
         if let (Some(at), [scheme], true) = (as_of, axes, filters.is_empty()) {
@@ -121,6 +104,53 @@ pub fn tally(
         }
     }
     Ok(cells)
+}
+
+/// The measures of the report's customers per cell, as of `moment`: their stored
+/// sales totals plus the transactions between the totals' anchor and `moment`. Should
+/// the anchor move while the statements run, they run again, since totals and
+/// corrections must agree on one anchor.
+fn summed(
+    conn: &mut DbConnection,
+    mut spare: Option<&mut DbConnection>,
+    axes: &[&SchemeRow],
+    filters: &Filters,
+    measures: &[Measure],
+    as_of: Option<NaiveDateTime>,
+    moment: NaiveDateTime,
+) -> Result<HashMap<CellKey, Vec<i64>>, AppError> {
+    let dialect = Dialect::of(conn);
+    let mut anchor = sales_totals::anchor(conn)?;
+    loop {
+        let plans = match axes {
+            // All customers of one scheme: its assignments drive the join in category
+            // order, so that nothing is sorted; the unclassified, if any, are read apart.
+            // As of a past day, the customers who moved since are then moved back.
+            [scheme] if filters.is_empty() => {
+                let counted_now = counts::of_schemes(conn, scheme.id, None)?;
+                let mut plans = Sums::classified(dialect, scheme, measures, anchor, moment);
+                if counted_now.population > counted_now.first.values().sum::<i64>() {
+                    plans.extend(Grouping::new(conn, axes, filters, None)?.unclassified_only().into_sums(dialect, measures, anchor, moment));
+                }
+                plans
+            }
+            _ => Grouping::new(conn, axes, filters, as_of)?.into_sums(dialect, measures, anchor, moment),
+        };
+        let mut cells: HashMap<CellKey, Vec<i64>> = HashMap::new();
+        for plan in plans {
+            for (key, sums) in plan.run_split(conn, spare.as_deref_mut(), measures)? {
+                let total = cells.entry(key).or_insert_with(|| vec![0; measures.len()]);
+                for (sum, add) in total.iter_mut().zip(sums) {
+                    *sum += add;
+                }
+            }
+        }
+        let now_at = sales_totals::anchor(conn)?;
+        if now_at == anchor {
+            return Ok(cells);
+        }
+        anchor = now_at;
+    }
 }
 
 /// The measures (as of `moment`) of the customers who moved in `scheme` since `at`,
@@ -161,15 +191,23 @@ struct Sums {
 }
 
 impl Sums {
-    /// The customers assigned in `scheme`, by category.
-    fn classified(dialect: Dialect, scheme: &SchemeRow, measures: &[Measure], moment: NaiveDateTime) -> Self {
-        let mut head = Fragment::new("SELECT k.category_code AS first_axis, NULL AS second_axis, ");
-        head.append(sum_columns(dialect, measures, moment))
-            .push(" FROM customer_categories k JOIN transactions t ON t.customer_id = k.customer_id AND t.occurred_at <= ")
-            .bind(Bind::Timestamp(moment));
-        let mut condition = Fragment::new("k.scheme_id = ");
-        condition.bind(Bind::BigInt(scheme.id));
-        Self { head, conditions: vec![condition], customer_id: "k.customer_id" }
+    /// The customers assigned in `scheme`, by category: their totals, and the
+    /// transactions that correct them.
+    fn classified(dialect: Dialect, scheme: &SchemeRow, measures: &[Measure], anchor: NaiveDateTime, moment: NaiveDateTime) -> Vec<Self> {
+        let mut totals = Fragment::new("SELECT k.category_code AS first_axis, NULL AS second_axis, ");
+        totals.append(sales_totals::totals_columns(dialect, measures)).push(" FROM customer_categories k JOIN sales_totals s ON s.customer_id = k.customer_id");
+        let mut in_scheme = Fragment::new("k.scheme_id = ");
+        in_scheme.bind(Bind::BigInt(scheme.id));
+        let (columns, range) = sales_totals::correction(dialect, measures, anchor, moment);
+        let mut corrections = Fragment::new("SELECT k.category_code AS first_axis, NULL AS second_axis, ");
+        corrections
+            .append(columns)
+            .push(" FROM transactions t JOIN customer_categories k ON k.customer_id = t.customer_id AND k.scheme_id = ")
+            .bind(Bind::BigInt(scheme.id));
+        vec![
+            Self { head: totals, conditions: vec![in_scheme], customer_id: "k.customer_id" },
+            Self { head: corrections, conditions: vec![range], customer_id: "t.customer_id" },
+        ]
     }
 
     fn with_ids(mut self, from: Option<i64>, until: Option<i64>) -> Self {
@@ -466,7 +504,9 @@ impl Categories {
 /// the joins that give their categories), which of them count (`conditions`), and
 /// their category on each axis (`first_axis`, `second_axis`).
 struct Grouping {
-    from: Fragment,
+    /// The customers `p`, and the joins that give their categories.
+    population: Fragment,
+    joins: Fragment,
     conditions: Vec<Fragment>,
     first_axis: String,
     second_axis: String,
@@ -525,9 +565,7 @@ impl Grouping {
         for filter in &filters.attributes {
             conditions.push(resolve_attribute(conn, filter)?.condition(Some("p.id")));
         }
-        let mut from = population;
-        from.append(categories.joins);
-        Ok(Self { from, conditions, first_axis, second_axis })
+        Ok(Self { population, joins: categories.joins, conditions, first_axis, second_axis })
     }
 
     /// Only the customers without a category on the first axis.
@@ -539,7 +577,7 @@ impl Grouping {
     /// `SELECT <axes>, <columns> FROM … WHERE … GROUP BY <axes>`.
     fn statement(self, columns: Fragment) -> Fragment {
         let mut query = Fragment::new(&format!("SELECT {} AS first_axis, {} AS second_axis, ", self.first_axis, self.second_axis));
-        query.append(columns).push(" FROM ").append(self.from);
+        query.append(columns).push(" FROM ").append(self.population).append(self.joins);
         for (index, condition) in self.conditions.into_iter().enumerate() {
             query.push(if index == 0 { " WHERE " } else { " AND " }).append(condition);
         }
@@ -552,17 +590,26 @@ impl Grouping {
         Ok(rows.into_iter().map(|row| cell(row.first_axis, row.second_axis, row.customers)).collect())
     }
 
-    /// The measures summed per cell straight over the customers' transactions (a
-    /// customer without any adds nothing), as `GET /customers/{code}/metrics` computes
-    /// them, as of `moment`.
-    fn into_sums(self, dialect: Dialect, measures: &[Measure], moment: NaiveDateTime) -> Sums {
-        let mut head = Fragment::new(&format!("SELECT {} AS first_axis, {} AS second_axis, ", self.first_axis, self.second_axis));
-        head.append(sum_columns(dialect, measures, moment))
+    /// The measures summed per cell: the customers' totals, and the transactions
+    /// that correct them (driven by `occurred_at`, so only those are read).
+    fn into_sums(self, dialect: Dialect, measures: &[Measure], anchor: NaiveDateTime, moment: NaiveDateTime) -> Vec<Sums> {
+        let axes = format!("SELECT {} AS first_axis, {} AS second_axis, ", self.first_axis, self.second_axis);
+        let mut totals = Fragment::new(&axes);
+        totals
+            .append(sales_totals::totals_columns(dialect, measures))
             .push(" FROM ")
-            .append(self.from)
-            .push(" JOIN transactions t ON t.customer_id = p.id AND t.occurred_at <= ")
-            .bind(Bind::Timestamp(moment));
-        Sums { head, conditions: self.conditions, customer_id: "p.id" }
+            .append(self.population.clone())
+            .append(self.joins.clone())
+            .push(" JOIN sales_totals s ON s.customer_id = p.id");
+        let (columns, range) = sales_totals::correction(dialect, measures, anchor, moment);
+        let mut corrections = Fragment::new(&axes);
+        corrections.append(columns).push(" FROM transactions t JOIN ").append(self.population).push(" ON p.id = t.customer_id").append(self.joins);
+        let mut corrected = self.conditions.clone();
+        corrected.push(range);
+        vec![
+            Sums { head: totals, conditions: self.conditions, customer_id: "p.id" },
+            Sums { head: corrections, conditions: corrected, customer_id: "t.customer_id" },
+        ]
     }
 }
 

@@ -13,6 +13,7 @@ use crate::domain::sales::{ExternalId, Money};
 use crate::error::AppError;
 
 use super::customer_rows::customer_not_found;
+use super::sales_totals;
 use crate::db::sql::{Bind, Dialect, Fragment};
 
 /// The most transactions one call takes.
@@ -49,6 +50,7 @@ pub struct Ingested {
 /// tells the rows it wrote by its own batch id.
 pub fn ingest(conn: &mut DbConnection, items: &[Result<NewTransaction, String>]) -> Result<Ingested, AppError> {
     transaction(conn, |conn| {
+        let anchor = sales_totals::hold_anchor(conn)?;
         let mut outcomes: Vec<Option<Outcome>> = items.iter().map(|item| item.as_ref().err().map(|reason| Outcome::Rejected(reason.clone()))).collect();
         let valid: Vec<(usize, &NewTransaction)> = items.iter().enumerate().filter_map(|(i, item)| item.as_ref().ok().map(|t| (i, t))).collect();
 
@@ -108,6 +110,7 @@ pub fn ingest(conn: &mut DbConnection, items: &[Result<NewTransaction, String>])
             Some(stored_by)
         };
         let mut customer_ids = Vec::new();
+        let mut stored = Vec::new();
         for (index, customer_id, item) in &candidates {
             let outcome = match stored_by.as_ref().map(|stored_by| stored_by.get(item.external_id.as_str())) {
                 None => Outcome::Created,
@@ -117,9 +120,11 @@ pub fn ingest(conn: &mut DbConnection, items: &[Result<NewTransaction, String>])
             };
             if outcome == Outcome::Created {
                 customer_ids.push(*customer_id);
+                stored.push((*customer_id, item.amount.cents(), item.occurred_at));
             }
             outcomes[*index] = Some(outcome);
         }
+        sales_totals::add_stored(conn, anchor, &stored)?;
         customer_ids.sort_unstable();
         customer_ids.dedup();
         Ok(Ingested { outcomes: outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Duplicate)).collect(), customer_ids })
@@ -138,7 +143,7 @@ pub struct Metrics {
 }
 
 /// The 12-month window ends at `as_of` and starts (exclusively) 12 calendar months before.
-fn window_start(as_of: NaiveDateTime) -> NaiveDateTime {
+pub fn window_start(as_of: NaiveDateTime) -> NaiveDateTime {
     as_of.checked_sub_months(Months::new(12)).unwrap_or(NaiveDateTime::MIN)
 }
 

@@ -333,37 +333,46 @@ async fn forward(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::t
     let _ = to.shutdown().await;
 }
 
-/// Inserts `count` bare customers (`{prefix}00001`, …) straight into the database,
-/// for tests that need more customers than is quick to create over HTTP.
+/// Runs `work` on a connection of its own to the app's database, behind the app's back.
+pub async fn with_connection<T, F>(app: &TestApp, work: F) -> T
+where
+    T: Send + 'static,
+    F: FnOnce(&mut custclass::db::DbConnection) -> T + Send + 'static,
+{
+    let database = app.database.clone();
+    tokio::task::spawn_blocking(move || {
+        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(10))).unwrap();
+        let mut session = pool.get().unwrap();
+        work(&mut session.conn)
+    })
+    .await
+    .unwrap()
+}
+
 /// Runs statements straight on the app's database, behind its back (to corrupt or
 /// age rows as only another program or a bug could).
 pub async fn execute_directly(app: &TestApp, statements: &[&str]) {
     use diesel::RunQueryDsl;
 
-    let database = app.database.clone();
     let statements: Vec<String> = statements.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(10))).unwrap();
-        let mut session = pool.get().unwrap();
+    with_connection(app, move |conn| {
         for statement in statements {
-            let changed = diesel::sql_query(&statement).execute(&mut session.conn).unwrap();
+            let changed = diesel::sql_query(&statement).execute(conn).unwrap();
             assert!(changed > 0, "{statement} changed nothing");
         }
     })
-    .await
-    .unwrap();
+    .await;
 }
 
+/// Inserts `count` bare customers (`{prefix}00001`, …) straight into the database,
+/// for tests that need more customers than is quick to create over HTTP.
 pub async fn insert_customers_directly(app: &TestApp, prefix: &str, count: usize) -> Vec<String> {
     use custclass::db::schema::customers;
     use diesel::prelude::*;
 
-    let database = app.database.clone();
     let codes: Vec<String> = (1..=count).map(|i| format!("{prefix}{i:05}")).collect();
     let inserted = codes.clone();
-    tokio::task::spawn_blocking(move || {
-        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(10))).unwrap();
-        let mut session = pool.get().unwrap();
+    with_connection(app, move |conn| {
         let at = custclass::db::now();
         for chunk in inserted.chunks(500) {
             let rows: Vec<_> = chunk
@@ -380,12 +389,11 @@ pub async fn insert_customers_directly(app: &TestApp, prefix: &str, count: usize
                     )
                 })
                 .collect();
-            custclass::insert_rows!(&mut session.conn, customers::table, rows).unwrap();
+            custclass::insert_rows!(&mut *conn, customers::table, rows).unwrap();
         }
-        custclass::store::counts::recount(&mut session.conn).unwrap();
+        custclass::store::counts::recount(conn).unwrap();
     })
-    .await
-    .unwrap();
+    .await;
     codes
 }
 

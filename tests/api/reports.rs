@@ -5,12 +5,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{execute_directly, ok_json, problem, TestApp};
+use crate::helpers::{execute_directly, ok_json, problem, with_connection, TestApp};
 
 both_backends!(
     distribution_counts_filters_and_rolls_up,
     distribution_measures_are_exact_to_the_cent,
     distribution_as_of_rebuilds_from_history,
+    measures_are_exact_wherever_the_sales_totals_stand,
     crosstab_has_totals_and_an_unclassified_row_and_column,
     transitions_count_net_and_every_move,
     transition_customers_list_one_cell_page_by_page,
@@ -150,6 +151,68 @@ async fn distribution_measures_are_exact_to_the_cent(app: TestApp) {
     assert_eq!(counts(&tier), counts(&report(&app, "/api/v1/reports/distribution?scheme=TIER").await));
     let only_spend = report(&app, "/api/v1/reports/distribution?scheme=TIER&measures=spend_12m").await;
     assert!(only_spend["rows"][0].get("sum_orders_12m").is_none());
+}
+
+/// Reports sum measures from per-customer totals up to an anchor (moved to the start
+/// of each day) plus the transactions since: the figures must not depend on where the
+/// anchor stands, also for a day before it and for sales stored after it moved.
+async fn measures_are_exact_wherever_the_sales_totals_stand(app: TestApp) {
+    known_customers(&app).await;
+    // The customers stand where they are since 2025, so that a month ago they were there.
+    execute_directly(&app, &["UPDATE customers SET created_at = '2025-01-01 09:00:00'", "UPDATE assignment_history SET at = '2025-01-01 10:00:00'"]).await;
+    let sales = json!([
+        sale("S1", "C1", "1000.00", 0),
+        sale("S2", "C1", "0.01", 2),
+        sale("S3", "C2", "333.33", 40),
+        sale("S4", "C3", "50.00", 364),
+        sale("S5", "C3", "-10.00", 367),
+        sale("S6", "C4", "7.00", 800),
+    ]);
+    ok_json(app.post("/api/v1/transactions", &sales).await, StatusCode::OK).await;
+    let month_ago = chrono::Utc::now().date_naive() - chrono::Duration::days(30);
+    let paths = [
+        "/api/v1/reports/distribution?scheme=TIER&measures=spend_12m,orders_12m,lifetime_spend".to_string(),
+        format!("/api/v1/reports/distribution?scheme=TIER&as_of={month_ago}&measures=spend_12m,orders_12m,lifetime_spend"),
+        "/api/v1/reports/crosstab?rows=REGION&cols=TIER&measures=spend_12m,orders_12m,lifetime_spend".to_string(),
+    ];
+    // A report of now says when it was made; the figures are what must agree.
+    let figures = |mut report: Value| {
+        report.as_object_mut().unwrap().remove("as_of");
+        report
+    };
+    let mut expected = Vec::new();
+    for path in &paths {
+        expected.push(figures(report(&app, path).await));
+    }
+    // Today's sale and the one two days ago are in the 12 months; a month ago, neither was made.
+    let vip = |report: &Value| (report["rows"][0]["sum_spend_12m"].clone(), report["rows"][0]["sum_orders_12m"].clone(), report["rows"][0]["sum_lifetime_spend"].clone());
+    assert_eq!(vip(&expected[0]), (json!("1333.34"), json!(3), json!("1333.34")));
+    assert_eq!(vip(&expected[1]), (json!("333.33"), json!(1), json!("333.33")));
+    assert_eq!((expected[0]["rows"][1]["sum_spend_12m"].clone(), expected[1]["rows"][1]["sum_spend_12m"].clone()), (json!("50.00"), json!("40.00")));
+
+    // Nothing summed, the anchor before any sale: every figure comes from the transactions.
+    execute_directly(&app, &["DELETE FROM sales_totals", "UPDATE sales_totals_anchor SET anchored_at = '1970-01-01 00:00:00'"]).await;
+    for (path, expected) in paths.iter().zip(&expected) {
+        assert_eq!(&figures(report(&app, path).await), expected, "{path} with the anchor before every sale");
+    }
+    // Moved to today, as the service does every day: the totals hold the past.
+    let today = chrono::Utc::now().date_naive().and_hms_opt(0, 0, 0).unwrap();
+    let anchored = with_connection(&app, |conn| {
+        assert!(custclass::store::sales_totals::advance(conn).unwrap(), "the anchor was behind today");
+        assert!(!custclass::store::sales_totals::advance(conn).unwrap(), "a second move finds it in place");
+        custclass::store::sales_totals::anchor(conn).unwrap()
+    })
+    .await;
+    assert_eq!(anchored, today);
+    for (path, expected) in paths.iter().zip(&expected) {
+        assert_eq!(&figures(report(&app, path).await), expected, "{path} with the anchor at today");
+    }
+    // Sales stored afterwards, before and after the anchor, count at once.
+    ok_json(app.post("/api/v1/transactions", &json!([sale("S7", "C2", "0.99", 0), sale("S8", "C2", "2.00", 100)])).await, StatusCode::OK).await;
+    let after = figures(report(&app, &paths[0]).await);
+    assert_eq!((after["rows"][0]["sum_spend_12m"].clone(), after["rows"][0]["sum_orders_12m"].clone()), (json!("1336.33"), json!(5)));
+    execute_directly(&app, &["DELETE FROM sales_totals", "UPDATE sales_totals_anchor SET anchored_at = '1970-01-01 00:00:00'"]).await;
+    assert_eq!(figures(report(&app, &paths[0]).await), after, "the totals kept at ingestion match the transactions");
 }
 
 async fn distribution_as_of_rebuilds_from_history(app: TestApp) {

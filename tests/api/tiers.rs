@@ -144,11 +144,13 @@ async fn the_migration_gives_stored_history_a_direction(app: TestApp) {
         let mut session = pool.get().unwrap();
         match &mut session.conn {
             DbConnection::Mysql(conn) => {
+                assert_eq!(conn.revert_last_migration(MYSQL).unwrap().to_string(), "20261127000010", "sales totals come last");
                 assert_eq!(conn.revert_last_migration(MYSQL).unwrap().to_string(), "20261127000009", "report counts come after tier order");
                 assert_eq!(conn.revert_last_migration(MYSQL).unwrap().to_string(), "20261127000008");
                 conn.run_pending_migrations(MYSQL).unwrap();
             }
             DbConnection::Sqlite(conn) => {
+                assert_eq!(conn.revert_last_migration(SQLITE).unwrap().to_string(), "20261127000010", "sales totals come last");
                 assert_eq!(conn.revert_last_migration(SQLITE).unwrap().to_string(), "20261127000009", "report counts come after tier order");
                 assert_eq!(conn.revert_last_migration(SQLITE).unwrap().to_string(), "20261127000008");
                 conn.run_pending_migrations(SQLITE).unwrap();

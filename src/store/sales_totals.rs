@@ -1,0 +1,264 @@
+//! Each customer's sales summed up to one moment, the anchor, and up to 12 calendar
+//! months before it, so that a report's measures read one row per customer instead
+//! of every transaction. Any moment's figures are those totals corrected by the
+//! transactions between the anchor and that moment (and between the two window
+//! starts), which the `occurred_at` index finds: the totals are exact whatever the
+//! anchor, and the closer it is, the fewer transactions a report reads.
+//!
+//! Ingestion adds what it stores at or before the anchor to the totals in its own
+//! transaction, holding the anchor row shared; moving the anchor holds it exclusively,
+//! so the two never interleave. The service moves the anchor to the start of the
+//! current UTC day (`advance`) at start-up and every hour.
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use diesel::prelude::*;
+use diesel::sql_types::Timestamp;
+
+use crate::db::sql::{Bind, Dialect, Fragment};
+use crate::db::{transaction, DbConnection};
+use crate::domain::report::Measure;
+use crate::error::AppError;
+
+use super::transactions::window_start;
+
+/// Where the anchor starts: before any moment the service accepts, so nothing is summed.
+fn origin() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(1970, 1, 1).and_then(|day| day.and_hms_opt(0, 0, 0)).expect("a valid date")
+}
+
+#[derive(QueryableByName)]
+struct Anchor {
+    #[diesel(sql_type = Timestamp)]
+    anchored_at: NaiveDateTime,
+}
+
+/// The anchor as last committed; with `lock`, held (shared or exclusive) until the
+/// transaction ends.
+fn read_anchor(conn: &mut DbConnection, lock: Option<&str>) -> Result<NaiveDateTime, AppError> {
+    let suffix = match (Dialect::of(conn), lock) {
+        (Dialect::Mysql, Some(lock)) => lock,
+        _ => "",
+    };
+    let anchor: Anchor = diesel::sql_query(format!("SELECT anchored_at FROM sales_totals_anchor WHERE id = 1{suffix}")).get_result(conn)?;
+    Ok(anchor.anchored_at)
+}
+
+/// The anchor the totals stand at now.
+pub fn anchor(conn: &mut DbConnection) -> Result<NaiveDateTime, AppError> {
+    read_anchor(conn, None)
+}
+
+/// One customer's sales at or before the anchor and at or before its window start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Totals {
+    spend_cents: i64,
+    orders: i64,
+    earlier_spend_cents: i64,
+    earlier_orders: i64,
+}
+
+impl Totals {
+    fn add(&mut self, amount_cents: i64, occurred_at: NaiveDateTime, anchor: NaiveDateTime) {
+        let order = i64::from(amount_cents > 0);
+        if occurred_at <= anchor {
+            self.spend_cents += amount_cents;
+            self.orders += order;
+        }
+        if occurred_at <= window_start(anchor) {
+            self.earlier_spend_cents += amount_cents;
+            self.earlier_orders += order;
+        }
+    }
+}
+
+/// The clause that adds a conflicting row's totals to the stored ones.
+fn upsert_adding(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Mysql => {
+            " ON DUPLICATE KEY UPDATE spend_cents = spend_cents + VALUES(spend_cents), orders = orders + VALUES(orders), \
+             earlier_spend_cents = earlier_spend_cents + VALUES(earlier_spend_cents), earlier_orders = earlier_orders + VALUES(earlier_orders)"
+        }
+        Dialect::Sqlite => {
+            " ON CONFLICT (customer_id) DO UPDATE SET spend_cents = spend_cents + excluded.spend_cents, orders = orders + excluded.orders, \
+             earlier_spend_cents = earlier_spend_cents + excluded.earlier_spend_cents, earlier_orders = earlier_orders + excluded.earlier_orders"
+        }
+    }
+}
+
+/// The anchor, held shared until the transaction ends: the first statement of a
+/// transaction that stores sales, so that it never waits for the anchor while holding
+/// rows that moving the anchor reads.
+pub fn hold_anchor(conn: &mut DbConnection) -> Result<NaiveDateTime, AppError> {
+    read_anchor(conn, Some(" LOCK IN SHARE MODE"))
+}
+
+/// Adds newly stored transactions `(customer id, amount in cents, occurred at)`, in
+/// the transaction that stored them, which holds `anchor` ([`hold_anchor`]).
+pub fn add_stored(conn: &mut DbConnection, anchor: NaiveDateTime, stored: &[(i64, i64, NaiveDateTime)]) -> Result<(), AppError> {
+    let mut per_customer: BTreeMap<i64, Totals> = BTreeMap::new();
+    for (customer_id, amount_cents, occurred_at) in stored {
+        per_customer.entry(*customer_id).or_default().add(*amount_cents, *occurred_at, anchor);
+    }
+    // Sales after the anchor are read from the transactions until it passes them.
+    let changed: Vec<(i64, Totals)> = per_customer.into_iter().filter(|(_, totals)| *totals != Totals::default()).collect();
+    let dialect = Dialect::of(conn);
+    for chunk in changed.chunks(1000) {
+        let mut statement = Fragment::new("INSERT INTO sales_totals (customer_id, spend_cents, orders, earlier_spend_cents, earlier_orders) VALUES ");
+        for (index, (customer_id, totals)) in chunk.iter().enumerate() {
+            statement.push(if index == 0 { "(" } else { ", (" });
+            for (position, value) in [*customer_id, totals.spend_cents, totals.orders, totals.earlier_spend_cents, totals.earlier_orders].into_iter().enumerate() {
+                statement.push(if position == 0 { "" } else { ", " }).bind(Bind::BigInt(value));
+            }
+            statement.push(")");
+        }
+        statement.push(upsert_adding(dialect));
+        statement.into_query().execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The start of the current UTC day.
+fn today() -> NaiveDateTime {
+    crate::db::now().date().and_hms_opt(0, 0, 0).expect("midnight exists")
+}
+
+/// Moves the anchor from `from` to `to`, adding each customer's sales in between.
+fn move_anchor(conn: &mut DbConnection, from: NaiveDateTime, to: NaiveDateTime) -> Result<(), AppError> {
+    let dialect = Dialect::of(conn);
+    let (earlier_from, earlier_to) = (window_start(from), window_start(to));
+    let within = |low: NaiveDateTime, high: NaiveDateTime| {
+        let mut condition = Fragment::new("occurred_at > ");
+        condition.bind(Bind::Timestamp(low)).push(" AND occurred_at <= ").bind(Bind::Timestamp(high));
+        condition
+    };
+    let sum = |condition: Fragment, value: &str| {
+        let mut column = Fragment::new("SUM(CASE WHEN ");
+        column.append(condition).push(&format!(" THEN {value} ELSE 0 END)"));
+        column
+    };
+    let mut statement = Fragment::new("INSERT INTO sales_totals (customer_id, spend_cents, orders, earlier_spend_cents, earlier_orders) SELECT customer_id, ");
+    statement
+        .append(sum(within(from, to), "amount_cents"))
+        .push(", ")
+        .append(sum(within(from, to), "CASE WHEN amount_cents > 0 THEN 1 ELSE 0 END"))
+        .push(", ")
+        .append(sum(within(earlier_from, earlier_to), "amount_cents"))
+        .push(", ")
+        .append(sum(within(earlier_from, earlier_to), "CASE WHEN amount_cents > 0 THEN 1 ELSE 0 END"))
+        .push(" FROM transactions WHERE (")
+        .append(within(from, to))
+        .push(") OR (")
+        .append(within(earlier_from, earlier_to))
+        .push(") GROUP BY customer_id")
+        .push(upsert_adding(dialect));
+    statement.into_query().execute(conn)?;
+    let mut update = Fragment::new("UPDATE sales_totals_anchor SET anchored_at = ");
+    update.bind(Bind::Timestamp(to)).push(" WHERE id = 1");
+    update.into_query().execute(conn)?;
+    Ok(())
+}
+
+/// Moves the anchor to the start of the current UTC day if it is older; `false` if
+/// it was already there (another replica may have moved it meanwhile).
+pub fn advance(conn: &mut DbConnection) -> Result<bool, AppError> {
+    transaction(conn, |conn| {
+        let (anchor, target) = (read_anchor(conn, Some(" FOR UPDATE"))?, today());
+        if anchor >= target {
+            return Ok(false);
+        }
+        move_anchor(conn, anchor, target)?;
+        Ok(true)
+    })
+}
+
+/// Sums every customer again from the transactions, for programs that load sales
+/// around the service (benchmarks, fixtures); the service keeps the totals as it goes.
+pub fn rebuild(conn: &mut DbConnection) -> Result<(), AppError> {
+    transaction(conn, |conn| {
+        read_anchor(conn, Some(" FOR UPDATE"))?;
+        diesel::sql_query("DELETE FROM sales_totals").execute(conn)?;
+        move_anchor(conn, origin(), today())
+    })
+}
+
+/// The measures of customers (`s`: their totals) as of the anchor, named as
+/// `metric_sum` names them.
+pub fn totals_columns(dialect: Dialect, measures: &[Measure]) -> Fragment {
+    let int = dialect.integer();
+    let mut columns = Fragment::default();
+    for (index, measure) in Measure::ALL.into_iter().enumerate() {
+        let value = match measure {
+            _ if !measures.contains(&measure) => "0",
+            Measure::Spend12m => "SUM(s.spend_cents - s.earlier_spend_cents)",
+            Measure::Orders12m => "SUM(s.orders - s.earlier_orders)",
+            Measure::LifetimeSpend => "SUM(s.spend_cents)",
+        };
+        columns.push(&format!("{}CAST(COALESCE({value}, 0) AS {int}) AS {}", if index == 0 { "" } else { ", " }, measure.as_str()));
+    }
+    columns
+}
+
+/// What the transactions `t` between the anchor and `moment` add to (or, before the
+/// anchor, take from) the totals: the measure columns, and the condition that finds
+/// those transactions by `occurred_at`.
+pub fn correction(dialect: Dialect, measures: &[Measure], anchor: NaiveDateTime, moment: NaiveDateTime) -> (Fragment, Fragment) {
+    // A transaction in `(low, high]` counts `sign` times.
+    let between = |from: NaiveDateTime, to: NaiveDateTime| if to >= from { (from, to, 1) } else { (to, from, -1) };
+    let up_to_moment = between(anchor, moment);
+    let up_to_window = between(window_start(anchor), window_start(moment));
+    let within = |(low, high, _): (NaiveDateTime, NaiveDateTime, i64)| {
+        let mut condition = Fragment::new("t.occurred_at > ");
+        condition.bind(Bind::Timestamp(low)).push(" AND t.occurred_at <= ").bind(Bind::Timestamp(high));
+        condition
+    };
+    let signed = |range: (NaiveDateTime, NaiveDateTime, i64), value: &str| {
+        let mut term = Fragment::new("SUM(CASE WHEN ");
+        term.append(within(range)).push(&format!(" THEN {} * ({value}) ELSE 0 END)", range.2));
+        term
+    };
+    let int = dialect.integer();
+    let order = "CASE WHEN t.amount_cents > 0 THEN 1 ELSE 0 END";
+    let mut columns = Fragment::default();
+    for (index, measure) in Measure::ALL.into_iter().enumerate() {
+        columns.push(if index == 0 { "CAST(" } else { ", CAST(" });
+        match measure {
+            _ if !measures.contains(&measure) => {
+                columns.push("0");
+            }
+            Measure::LifetimeSpend => {
+                columns.append(signed(up_to_moment, "t.amount_cents"));
+            }
+            Measure::Spend12m => {
+                columns.append(signed(up_to_moment, "t.amount_cents")).push(" - ").append(signed(up_to_window, "t.amount_cents"));
+            }
+            Measure::Orders12m => {
+                columns.append(signed(up_to_moment, order)).push(" - ").append(signed(up_to_window, order));
+            }
+        }
+        columns.push(&format!(" AS {int}) AS {}", measure.as_str()));
+    }
+    let mut condition = Fragment::new("((");
+    condition.append(within(up_to_moment)).push(") OR (").append(within(up_to_window)).push("))");
+    (columns, condition)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap()
+    }
+
+    #[test]
+    fn a_sale_counts_up_to_the_anchor_and_up_to_its_window_start() {
+        let anchor = at("2026-11-27 00:00:00");
+        let mut totals = Totals::default();
+        totals.add(500, at("2026-11-27 00:00:00"), anchor);
+        totals.add(-100, at("2025-11-27 00:00:00"), anchor);
+        totals.add(700, at("2026-11-27 00:00:01"), anchor);
+        assert_eq!(totals, Totals { spend_cents: 400, orders: 1, earlier_spend_cents: -100, earlier_orders: 0 });
+    }
+}
