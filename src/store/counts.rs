@@ -4,8 +4,9 @@
 //!
 //! Every count is spread over [`SHARDS`] rows chosen by customer id and summed when
 //! read: two assignments to the same category in parallel usually write different
-//! rows, so no single row serialises every assignment under a root. Each statement
-//! touches its rows in key order, which keeps concurrent writers from deadlocking.
+//! rows, so no single row serialises every assignment under a root (a batch writes
+//! all its changes to the shard of its first customer). Each statement touches its
+//! rows in key order, which keeps concurrent writers from deadlocking.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -22,23 +23,29 @@ fn shard_of(customer_id: i64) -> i64 {
     customer_id.rem_euclid(SHARDS)
 }
 
-/// A pair count's key: `(scheme, category, other scheme, other category, shard)`,
-/// the scheme with the smaller id first.
-type PairKey = (i64, String, i64, String, i64);
+/// A pair count's key: `(scheme, category, other scheme, other category)`, the
+/// scheme with the smaller id first.
+type PairKey = (i64, String, i64, String);
 
 /// Changes to the counts of one scheme's categories, and to the counts of the pairs
 /// they form with the categories the customers hold in other schemes (what a
 /// cross-tab of two schemes reads).
+///
+/// They are all written to one shard, that of the first customer recorded: a single
+/// assignment writes its customer's rows, so concurrent ones mostly write different
+/// rows, and a batch of thousands writes one row per key rather than sixteen. A
+/// shard's row is only a part of a sum, so it may go below zero.
 #[derive(Debug)]
 pub struct CategoryDeltas {
     scheme_id: i64,
-    singles: BTreeMap<(String, i64), i64>,
+    shard: Option<i64>,
+    singles: BTreeMap<String, i64>,
     pairs: BTreeMap<PairKey, i64>,
 }
 
 impl CategoryDeltas {
     pub fn new(scheme_id: i64) -> Self {
-        Self { scheme_id, singles: BTreeMap::new(), pairs: BTreeMap::new() }
+        Self { scheme_id, shard: None, singles: BTreeMap::new(), pairs: BTreeMap::new() }
     }
 
     /// A customer holding `others` (scheme id, category) in other schemes left `from`
@@ -47,15 +54,15 @@ impl CategoryDeltas {
         if from == to {
             return;
         }
-        let shard = shard_of(customer_id);
+        self.shard.get_or_insert(shard_of(customer_id));
         for (code, delta) in [(from, -1), (to, 1)] {
             let Some(code) = code else { continue };
-            *self.singles.entry((code.to_string(), shard)).or_default() += delta;
+            *self.singles.entry(code.to_string()).or_default() += delta;
             for (other_scheme, other_code) in others {
                 let key = if self.scheme_id < *other_scheme {
-                    (self.scheme_id, code.to_string(), *other_scheme, other_code.clone(), shard)
+                    (self.scheme_id, code.to_string(), *other_scheme, other_code.clone())
                 } else {
-                    (*other_scheme, other_code.clone(), self.scheme_id, code.to_string(), shard)
+                    (*other_scheme, other_code.clone(), self.scheme_id, code.to_string())
                 };
                 *self.pairs.entry(key).or_default() += delta;
             }
@@ -64,11 +71,12 @@ impl CategoryDeltas {
 
     /// Writes the changes, one statement per table, in key order.
     pub fn apply(self, conn: &mut DbConnection) -> Result<(), AppError> {
+        let Some(shard) = self.shard else { return Ok(()) };
         let dialect = Dialect::of(conn);
         let singles: Vec<_> = self.singles.into_iter().filter(|(_, delta)| *delta != 0).collect();
         if !singles.is_empty() {
             let mut statement = Fragment::new("INSERT INTO category_counts (scheme_id, category_code, shard, customers) VALUES ");
-            for (index, ((code, shard), delta)) in singles.into_iter().enumerate() {
+            for (index, (code, delta)) in singles.into_iter().enumerate() {
                 statement.push(if index == 0 { "(" } else { ", (" });
                 statement.bind(Bind::BigInt(self.scheme_id)).push(", ").bind(Bind::Text(code)).push(", ").bind(Bind::BigInt(shard)).push(", ").bind(Bind::BigInt(delta)).push(")");
             }
@@ -78,7 +86,7 @@ impl CategoryDeltas {
         let pairs: Vec<_> = self.pairs.into_iter().filter(|(_, delta)| *delta != 0).collect();
         for chunk in pairs.chunks(1000) {
             let mut statement = Fragment::new("INSERT INTO category_pair_counts (scheme_id, category_code, other_scheme_id, other_code, shard, customers) VALUES ");
-            for (index, ((scheme, code, other_scheme, other_code, shard), delta)) in chunk.iter().enumerate() {
+            for (index, ((scheme, code, other_scheme, other_code), delta)) in chunk.iter().enumerate() {
                 statement.push(if index == 0 { "(" } else { ", (" });
                 statement
                     .bind(Bind::BigInt(*scheme))
@@ -89,7 +97,7 @@ impl CategoryDeltas {
                     .push(", ")
                     .bind(Bind::Text(other_code.clone()))
                     .push(", ")
-                    .bind(Bind::BigInt(*shard))
+                    .bind(Bind::BigInt(shard))
                     .push(", ")
                     .bind(Bind::BigInt(*delta))
                     .push(")");
