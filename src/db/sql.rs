@@ -29,6 +29,14 @@ impl Dialect {
             Dialect::Sqlite => "INTEGER",
         }
     }
+
+    /// An inner join that reads its left table first, whatever the planner estimates.
+    pub fn left_first_join(self) -> &'static str {
+        match self {
+            Dialect::Mysql => "STRAIGHT_JOIN",
+            Dialect::Sqlite => "CROSS JOIN",
+        }
+    }
 }
 
 /// A value bound to one placeholder.

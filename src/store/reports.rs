@@ -106,9 +106,20 @@ pub fn tally(
     Ok(cells)
 }
 
-/// The measures of the report's customers per cell, as of `moment`: their stored
-/// sales totals plus the transactions between the totals' anchor and `moment`. Should
-/// the anchor move while the statements run, they run again, since totals and
+/// Where a report's measures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sales {
+    /// The customers' sales totals up to this anchor, corrected by the transactions
+    /// after it: for a moment at or after the anchor, which corrects by at most a day.
+    Totals { anchor: NaiveDateTime },
+    /// Every transaction up to the moment: for a moment before the anchor, where the
+    /// correction would be as long as the time back to it (and costs more per row
+    /// than a customer's own transactions read in order).
+    Transactions,
+}
+
+/// The measures of the report's customers per cell, as of `moment`. From the totals,
+/// should the anchor move while the statements run, they run again, since totals and
 /// corrections must agree on one anchor.
 fn summed(
     conn: &mut DbConnection,
@@ -122,19 +133,20 @@ fn summed(
     let dialect = Dialect::of(conn);
     let mut anchor = sales_totals::anchor(conn)?;
     loop {
+        let sales = if moment >= anchor { Sales::Totals { anchor } } else { Sales::Transactions };
         let plans = match axes {
             // All customers of one scheme: its assignments drive the join in category
             // order, so that nothing is sorted; the unclassified, if any, are read apart.
             // As of a past day, the customers who moved since are then moved back.
             [scheme] if filters.is_empty() => {
                 let counted_now = counts::of_schemes(conn, scheme.id, None)?;
-                let mut plans = Sums::classified(dialect, scheme, measures, anchor, moment);
+                let mut plans = Sums::classified(dialect, scheme, measures, sales, moment);
                 if counted_now.population > counted_now.first.values().sum::<i64>() {
-                    plans.extend(Grouping::new(conn, axes, filters, None)?.unclassified_only().into_sums(dialect, measures, anchor, moment));
+                    plans.extend(Grouping::new(conn, axes, filters, None)?.unclassified_only().into_sums(dialect, measures, sales, moment));
                 }
                 plans
             }
-            _ => Grouping::new(conn, axes, filters, as_of)?.into_sums(dialect, measures, anchor, moment),
+            _ => Grouping::new(conn, axes, filters, as_of)?.into_sums(dialect, measures, sales, moment),
         };
         let mut cells: HashMap<CellKey, Vec<i64>> = HashMap::new();
         for plan in plans {
@@ -146,7 +158,7 @@ fn summed(
             }
         }
         let now_at = sales_totals::anchor(conn)?;
-        if now_at == anchor {
+        if sales == Sales::Transactions || now_at == anchor {
             return Ok(cells);
         }
         anchor = now_at;
@@ -191,21 +203,26 @@ struct Sums {
 }
 
 impl Sums {
-    /// The customers assigned in `scheme`, by category: their totals, and the
-    /// transactions that correct them.
-    fn classified(dialect: Dialect, scheme: &SchemeRow, measures: &[Measure], anchor: NaiveDateTime, moment: NaiveDateTime) -> Vec<Self> {
-        let mut totals = Fragment::new("SELECT k.category_code AS first_axis, NULL AS second_axis, ");
-        totals.append(sales_totals::totals_columns(dialect, measures)).push(" FROM customer_categories k JOIN sales_totals s ON s.customer_id = k.customer_id");
+    /// The customers assigned in `scheme`, by category.
+    fn classified(dialect: Dialect, scheme: &SchemeRow, measures: &[Measure], sales: Sales, moment: NaiveDateTime) -> Vec<Self> {
         let mut in_scheme = Fragment::new("k.scheme_id = ");
         in_scheme.bind(Bind::BigInt(scheme.id));
+        let mut head = Fragment::new("SELECT k.category_code AS first_axis, NULL AS second_axis, ");
+        let Sales::Totals { anchor } = sales else {
+            head.append(sum_columns(dialect, measures, moment))
+                .push(" FROM customer_categories k JOIN transactions t ON t.customer_id = k.customer_id AND t.occurred_at <= ")
+                .bind(Bind::Timestamp(moment));
+            return vec![Self { head, conditions: vec![in_scheme], customer_id: "k.customer_id" }];
+        };
+        let mut corrections = head.clone();
+        head.append(sales_totals::totals_columns(dialect, measures)).push(" FROM customer_categories k JOIN sales_totals s ON s.customer_id = k.customer_id");
         let (columns, range) = sales_totals::correction(dialect, measures, anchor, moment);
-        let mut corrections = Fragment::new("SELECT k.category_code AS first_axis, NULL AS second_axis, ");
         corrections
             .append(columns)
-            .push(" FROM transactions t JOIN customer_categories k ON k.customer_id = t.customer_id AND k.scheme_id = ")
+            .push(&format!(" FROM transactions t {} customer_categories k ON k.customer_id = t.customer_id AND k.scheme_id = ", dialect.left_first_join()))
             .bind(Bind::BigInt(scheme.id));
         vec![
-            Self { head: totals, conditions: vec![in_scheme], customer_id: "k.customer_id" },
+            Self { head, conditions: vec![in_scheme], customer_id: "k.customer_id" },
             Self { head: corrections, conditions: vec![range], customer_id: "t.customer_id" },
         ]
     }
@@ -590,24 +607,37 @@ impl Grouping {
         Ok(rows.into_iter().map(|row| cell(row.first_axis, row.second_axis, row.customers)).collect())
     }
 
-    /// The measures summed per cell: the customers' totals, and the transactions
-    /// that correct them (driven by `occurred_at`, so only those are read).
-    fn into_sums(self, dialect: Dialect, measures: &[Measure], anchor: NaiveDateTime, moment: NaiveDateTime) -> Vec<Sums> {
-        let axes = format!("SELECT {} AS first_axis, {} AS second_axis, ", self.first_axis, self.second_axis);
-        let mut totals = Fragment::new(&axes);
-        totals
-            .append(sales_totals::totals_columns(dialect, measures))
+    /// The measures summed per cell, as of `moment`.
+    fn into_sums(self, dialect: Dialect, measures: &[Measure], sales: Sales, moment: NaiveDateTime) -> Vec<Sums> {
+        let mut head = Fragment::new(&format!("SELECT {} AS first_axis, {} AS second_axis, ", self.first_axis, self.second_axis));
+        let Sales::Totals { anchor } = sales else {
+            // A customer without transactions adds nothing.
+            head.append(sum_columns(dialect, measures, moment))
+                .push(" FROM ")
+                .append(self.population)
+                .append(self.joins)
+                .push(" JOIN transactions t ON t.customer_id = p.id AND t.occurred_at <= ")
+                .bind(Bind::Timestamp(moment));
+            return vec![Sums { head, conditions: self.conditions, customer_id: "p.id" }];
+        };
+        let mut corrections = head.clone();
+        head.append(sales_totals::totals_columns(dialect, measures))
             .push(" FROM ")
             .append(self.population.clone())
             .append(self.joins.clone())
             .push(" JOIN sales_totals s ON s.customer_id = p.id");
+        // The transactions after the anchor drive the join: they are a day's at most.
         let (columns, range) = sales_totals::correction(dialect, measures, anchor, moment);
-        let mut corrections = Fragment::new(&axes);
-        corrections.append(columns).push(" FROM transactions t JOIN ").append(self.population).push(" ON p.id = t.customer_id").append(self.joins);
+        corrections
+            .append(columns)
+            .push(&format!(" FROM transactions t {} ", dialect.left_first_join()))
+            .append(self.population)
+            .push(" ON p.id = t.customer_id")
+            .append(self.joins);
         let mut corrected = self.conditions.clone();
         corrected.push(range);
         vec![
-            Sums { head: totals, conditions: self.conditions, customer_id: "p.id" },
+            Sums { head, conditions: self.conditions, customer_id: "p.id" },
             Sums { head: corrections, conditions: corrected, customer_id: "t.customer_id" },
         ]
     }

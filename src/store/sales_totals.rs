@@ -1,9 +1,9 @@
 //! Each customer's sales summed up to one moment, the anchor, and up to 12 calendar
 //! months before it, so that a report's measures read one row per customer instead
-//! of every transaction. Any moment's figures are those totals corrected by the
+//! of every transaction. A later moment's figures are those totals corrected by the
 //! transactions between the anchor and that moment (and between the two window
-//! starts), which the `occurred_at` index finds: the totals are exact whatever the
-//! anchor, and the closer it is, the fewer transactions a report reads.
+//! starts), which the `occurred_at` index finds: the totals are exact wherever the
+//! anchor stands, and the closer it is, the fewer transactions a report reads.
 //!
 //! Ingestion adds what it stores at or before the anchor to the totals in its own
 //! transaction, holding the anchor row shared; moving the anchor holds it exclusively,
@@ -200,22 +200,21 @@ pub fn totals_columns(dialect: Dialect, measures: &[Measure]) -> Fragment {
     columns
 }
 
-/// What the transactions `t` between the anchor and `moment` add to (or, before the
-/// anchor, take from) the totals: the measure columns, and the condition that finds
-/// those transactions by `occurred_at`.
+/// What the transactions `t` after the anchor, up to `moment` (not before it), add to
+/// the totals: the measure columns, and the condition that finds those transactions
+/// by `occurred_at`.
 pub fn correction(dialect: Dialect, measures: &[Measure], anchor: NaiveDateTime, moment: NaiveDateTime) -> (Fragment, Fragment) {
-    // A transaction in `(low, high]` counts `sign` times.
-    let between = |from: NaiveDateTime, to: NaiveDateTime| if to >= from { (from, to, 1) } else { (to, from, -1) };
-    let up_to_moment = between(anchor, moment);
-    let up_to_window = between(window_start(anchor), window_start(moment));
-    let within = |(low, high, _): (NaiveDateTime, NaiveDateTime, i64)| {
+    debug_assert!(moment >= anchor, "totals are corrected forwards only");
+    let up_to_moment = (anchor, moment);
+    let up_to_window = (window_start(anchor), window_start(moment));
+    let within = |(low, high): (NaiveDateTime, NaiveDateTime)| {
         let mut condition = Fragment::new("t.occurred_at > ");
         condition.bind(Bind::Timestamp(low)).push(" AND t.occurred_at <= ").bind(Bind::Timestamp(high));
         condition
     };
-    let signed = |range: (NaiveDateTime, NaiveDateTime, i64), value: &str| {
+    let sum = |range: (NaiveDateTime, NaiveDateTime), value: &str| {
         let mut term = Fragment::new("SUM(CASE WHEN ");
-        term.append(within(range)).push(&format!(" THEN {} * ({value}) ELSE 0 END)", range.2));
+        term.append(within(range)).push(&format!(" THEN {value} ELSE 0 END)"));
         term
     };
     let int = dialect.integer();
@@ -228,13 +227,14 @@ pub fn correction(dialect: Dialect, measures: &[Measure], anchor: NaiveDateTime,
                 columns.push("0");
             }
             Measure::LifetimeSpend => {
-                columns.append(signed(up_to_moment, "t.amount_cents"));
+                columns.append(sum(up_to_moment, "t.amount_cents"));
             }
+            // What entered the window since the anchor, less what left it.
             Measure::Spend12m => {
-                columns.append(signed(up_to_moment, "t.amount_cents")).push(" - ").append(signed(up_to_window, "t.amount_cents"));
+                columns.append(sum(up_to_moment, "t.amount_cents")).push(" - ").append(sum(up_to_window, "t.amount_cents"));
             }
             Measure::Orders12m => {
-                columns.append(signed(up_to_moment, order)).push(" - ").append(signed(up_to_window, order));
+                columns.append(sum(up_to_moment, order)).push(" - ").append(sum(up_to_window, order));
             }
         }
         columns.push(&format!(" AS {int}) AS {}", measure.as_str()));
