@@ -101,10 +101,10 @@ impl Params {
     }
 }
 
-/// A second connection to sum measures with, when the pool has one free at once (on
-/// MySQL; SQLite has one writer and little to gain).
-fn measure_helper(db: &Db, conn: &DbConnection, measures: &[Measure]) -> Option<Spare> {
-    (!measures.is_empty() && matches!(conn, DbConnection::Mysql(_))).then(|| db.try_spare()).flatten()
+/// A second connection to share a report's work with (`wanted`), when the pool has
+/// one free at once (on MySQL; SQLite has one writer and little to gain).
+fn helper(db: &Db, conn: &DbConnection, wanted: bool) -> Option<Spare> {
+    (wanted && matches!(conn, DbConnection::Mysql(_))).then(|| db.try_spare()).flatten()
 }
 
 /// The scheme a report is about: 404 when it does not exist.
@@ -265,7 +265,7 @@ pub async fn distribution(state: web::Data<AppState>, _auth: Auth<Read>, req: Ht
             let scheme = report_scheme(conn, &scheme_code)?;
             let depth = checked_depth(&scheme, "depth", depth)?;
             let categories = category_store::list(conn, &scheme.code)?;
-            let mut spare = measure_helper(&db, conn, &measures);
+            let mut spare = helper(&db, conn, !measures.is_empty());
             let cells = store::tally(conn, spare.as_mut().map(Spare::conn), &[&scheme], &filters, &measures, as_of)?;
             Ok(build_distribution(&scheme, &categories, &cells, depth, measures, as_of))
         })
@@ -440,7 +440,7 @@ pub async fn crosstab(state: web::Data<AppState>, _auth: Auth<Read>, req: HttpRe
             let cols_depth = checked_depth(&cols_scheme, "cols_depth", cols_depth)?.unwrap_or(1);
             let row_categories = category_store::list(conn, &rows_scheme.code)?;
             let col_categories = category_store::list(conn, &cols_scheme.code)?;
-            let mut spare = measure_helper(&db, conn, &measures);
+            let mut spare = helper(&db, conn, !measures.is_empty());
             let cells = store::tally(conn, spare.as_mut().map(Spare::conn), &[&rows_scheme, &cols_scheme], &filters, &measures, as_of)?;
             let rows_axis = Axis::new(&rows_scheme, &row_categories, rows_depth, cells.keys().filter_map(|(row, _)| row.as_deref()));
             let cols_axis = Axis::new(&cols_scheme, &col_categories, cols_depth, cells.keys().filter_map(|(_, col)| col.as_deref()));
@@ -640,12 +640,14 @@ pub async fn transitions(state: web::Data<AppState>, _auth: Auth<Read>, req: Htt
     let (scheme_code, period, basis, source) = transition_params(&mut params);
     params.errors.finish()?;
     let (scheme_code, period) = (scheme_code.expect("checked"), period.expect("checked"));
+    let db = state.db.clone();
     let report = state
         .db
         .run(move |conn| {
             let scheme = report_scheme(conn, &scheme_code)?;
             let names = category_names(conn, &scheme)?;
-            let mut cells = store::transitions(conn, &scheme, period, basis, source)?;
+            let mut spare = helper(&db, conn, basis == Basis::Net);
+            let mut cells = store::transitions(conn, spare.as_mut().map(Spare::conn), &scheme, period, basis, source)?;
             cells.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to))));
             let mut totals = DirectionTotals::default();
             for cell in &cells {

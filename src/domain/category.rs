@@ -93,6 +93,11 @@ impl ClassificationVector {
         format!("|{scheme_id}:{code}|")
     }
 
+    /// What the vector of every customer with a category in the scheme contains.
+    pub fn scheme_needle(scheme_id: i64) -> String {
+        format!("|{scheme_id}:")
+    }
+
     /// What the vector of every customer in the subtree of `code` contains.
     pub fn subtree_needle(scheme_id: i64, code: &str) -> String {
         format!("|{scheme_id}:{code}")

@@ -30,6 +30,7 @@ use super::counts;
 use super::customer_search::{contains_pattern, filter_scheme, resolve, resolve_attribute, Filters};
 use super::prefix_upper_bound;
 use super::sales_totals;
+use crate::domain::category::ClassificationVector;
 use super::schemes::SchemeRow;
 use super::transactions::metric_sum;
 use crate::domain::attribute::LIKE_ESCAPE;
@@ -178,7 +179,7 @@ fn moved_back(conn: &mut DbConnection, scheme: &SchemeRow, measures: &[Measure],
         .push(" THEN NULL ELSE y.start_category END AS first_axis, y.end_category AS second_axis, ")
         .append(sum_columns(dialect, measures, moment))
         .push(" FROM (")
-        .append(journeys(dialect, &scheme.code, at, None, None))
+        .append(journeys(dialect, &scheme.code, at, None, None, &CodeRange::default()))
         .push(") y JOIN customers c ON c.code = y.customer_code JOIN transactions t ON t.customer_id = c.id AND t.occurred_at <= ")
         .bind(Bind::Timestamp(moment))
         .push(" GROUP BY first_axis, second_axis");
@@ -366,7 +367,7 @@ fn counted(conn: &mut DbConnection, scheme: &SchemeRow, as_of: Option<NaiveDateT
     let (mut by_category, mut population) = (counted.first, counted.population);
     if let Some(at) = as_of {
         let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
-        query.append(journeys(Dialect::of(conn), &scheme.code, at, None, None)).push(") y GROUP BY start_category, end_category");
+        query.append(journeys(Dialect::of(conn), &scheme.code, at, None, None, &CodeRange::default())).push(") y GROUP BY start_category, end_category");
         for moved in query.into_query().load::<JourneyCount>(conn)? {
             if let Some(now) = category_or_none(moved.end_category) {
                 *by_category.entry(now).or_default() -= moved.customers;
@@ -413,12 +414,33 @@ fn in_entry(dialect: Dialect, aggregate: &str, column: &str) -> String {
     format!("SUBSTR({aggregate}(CONCAT({key}, {column})), {})", width + 1)
 }
 
+/// Customers by code, `[from, until)`; an end that is `None` is open.
+#[derive(Debug, Clone, Default)]
+struct CodeRange {
+    from: Option<String>,
+    until: Option<String>,
+}
+
+impl CodeRange {
+    /// All codes in two halves split at the archive's median code, or in one range
+    /// when the archive is empty.
+    fn halves(conn: &mut DbConnection) -> Result<Vec<CodeRange>, AppError> {
+        let population = counts::population(conn)?;
+        let median: Option<String> = customers::table.select(customers::code).order(customers::code).offset(population / 2).first(conn).optional()?;
+        Ok(match median {
+            Some(code) => vec![CodeRange { from: None, until: Some(code.clone()) }, CodeRange { from: Some(code), until: None }],
+            None => vec![CodeRange::default()],
+        })
+    }
+}
+
 /// Per customer with moves in `scheme_code` from `start` (until `end`, if given;
 /// only customers with a move of `source`, if given), in customer-code order:
 /// `customer_code`, the category before its first move (`start_category`) and after
 /// its last (`end_category`), `''` for none, the number of `moves` and when the last
-/// was (`last_at`). One pass over an index in customer order, without sorting.
-fn journeys(dialect: Dialect, scheme_code: &str, start: NaiveDateTime, end: Option<NaiveDateTime>, source: Option<Source>) -> Fragment {
+/// was (`last_at`). One pass over an index in customer order, without sorting;
+/// `codes` narrows it to one range of that index.
+fn journeys(dialect: Dialect, scheme_code: &str, start: NaiveDateTime, end: Option<NaiveDateTime>, source: Option<Source>, codes: &CodeRange) -> Fragment {
     let mut sql = Fragment::new(&format!(
         "SELECT customer_code, {} AS start_category, {} AS end_category, COUNT(*) AS moves, MAX(at) AS last_at FROM assignment_history{} WHERE scheme_code = ",
         in_entry(dialect, "MIN", "COALESCE(from_category, '')"),
@@ -428,6 +450,11 @@ fn journeys(dialect: Dialect, scheme_code: &str, start: NaiveDateTime, end: Opti
     sql.bind(Bind::Text(scheme_code.to_string())).push(" AND at >= ").bind(Bind::Timestamp(start));
     if let Some(end) = end {
         sql.push(" AND at < ").bind(Bind::Timestamp(end));
+    }
+    for (bound, operator) in [(&codes.from, ">="), (&codes.until, "<")] {
+        if let Some(code) = bound {
+            sql.push(&format!(" AND customer_code {operator} ")).bind(Bind::Text(code.clone()));
+        }
     }
     sql.push(" GROUP BY customer_code");
     if let Some(source) = source {
@@ -482,6 +509,29 @@ fn middle_customer_id(conn: &mut DbConnection) -> Result<i64, AppError> {
     Ok(middle.id.unwrap_or(0))
 }
 
+/// The conditions of the filters on the customer row `p`: status, text and attributes.
+fn row_conditions(conn: &mut DbConnection, filters: &Filters) -> Result<Vec<Fragment>, AppError> {
+    let mut conditions = Vec::new();
+    if let Some(status) = filters.status {
+        let mut condition = Fragment::new("p.status = ");
+        condition.bind(Bind::Text(status.as_str().to_string()));
+        conditions.push(condition);
+    }
+    if let Some(text) = &filters.text {
+        let pattern = contains_pattern(text, LIKE_ESCAPE);
+        let mut condition = Fragment::new("(");
+        for (index, column) in ["p.code", "p.name", "COALESCE(p.short_name, '')"].into_iter().enumerate() {
+            condition.push(if index == 0 { "" } else { " OR " }).push(&format!("LOWER({column}) LIKE ")).bind(Bind::Text(pattern.clone())).push(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
+        }
+        condition.push(")");
+        conditions.push(condition);
+    }
+    for filter in &filters.attributes {
+        conditions.push(resolve_attribute(conn, filter)?.condition(Some("p.id")));
+    }
+    Ok(conditions)
+}
+
 /// Joins that give each customer `p` its category in a scheme, now or as of a moment.
 struct Categories {
     joins: Fragment,
@@ -521,9 +571,11 @@ impl Categories {
 /// the joins that give their categories), which of them count (`conditions`), and
 /// their category on each axis (`first_axis`, `second_axis`).
 struct Grouping {
-    /// The customers `p`, and the joins that give their categories.
+    /// The table or subquery that yields one row per customer, the joins that give
+    /// their categories or row, and the customer id column.
     population: Fragment,
     joins: Fragment,
+    id: &'static str,
     conditions: Vec<Fragment>,
     first_axis: String,
     second_axis: String,
@@ -531,6 +583,9 @@ struct Grouping {
 
 impl Grouping {
     fn new(conn: &mut DbConnection, axes: &[&SchemeRow], filters: &Filters, as_of: Option<NaiveDateTime>) -> Result<Self, AppError> {
+        if as_of.is_none() && !filters.categories.is_empty() {
+            return Self::of_members(conn, axes, filters);
+        }
         let dialect = Dialect::of(conn);
         let mut population = Fragment::default();
         match as_of {
@@ -565,24 +620,48 @@ impl Grouping {
             let scheme = filter_scheme(conn, scheme_code, "unclassified")?;
             conditions.push(Fragment::new(&format!("{} IS NULL", categories.of(&scheme))));
         }
-        if let Some(status) = filters.status {
-            let mut condition = Fragment::new("p.status = ");
-            condition.bind(Bind::Text(status.as_str().to_string()));
+        conditions.extend(row_conditions(conn, filters)?);
+        Ok(Self { population, joins: categories.joins, id: "p.id", conditions, first_axis, second_axis })
+    }
+
+    /// The customers in the subtree of the first category filter, read from that
+    /// category's member index: each entry carries the customer's category in every
+    /// scheme (its classification vector), so the axes and the other category filters
+    /// are read off the entry instead of looked up per customer. The customer row is
+    /// joined only for the filters on it.
+    fn of_members(conn: &mut DbConnection, axes: &[&SchemeRow], filters: &Filters) -> Result<Self, AppError> {
+        let mut conditions: Vec<Fragment> = Vec::new();
+        for (index, filter) in filters.categories.iter().enumerate() {
+            let membership = resolve(conn, filter)?;
+            let condition = if index == 0 {
+                let mut driver = Fragment::new("m.scheme_id = ");
+                driver.bind(Bind::BigInt(membership.scheme_id)).push(" AND m.category_code = ").bind(Bind::Text(membership.code));
+                driver
+            } else {
+                let mut within = Fragment::new("INSTR(m.classification_vector, ");
+                within.bind(Bind::Text(ClassificationVector::subtree_needle(membership.scheme_id, &membership.code))).push(") > 0");
+                within
+            };
             conditions.push(condition);
         }
-        if let Some(text) = &filters.text {
-            let pattern = contains_pattern(text, LIKE_ESCAPE);
-            let mut condition = Fragment::new("(");
-            for (index, column) in ["p.code", "p.name", "COALESCE(p.short_name, '')"].into_iter().enumerate() {
-                condition.push(if index == 0 { "" } else { " OR " }).push(&format!("LOWER({column}) LIKE ")).bind(Bind::Text(pattern.clone())).push(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
-            }
-            condition.push(")");
-            conditions.push(condition);
+        for scheme_code in &filters.unclassified {
+            let scheme = filter_scheme(conn, scheme_code, "unclassified")?;
+            let mut none = Fragment::new("INSTR(m.classification_vector, ");
+            none.bind(Bind::Text(ClassificationVector::scheme_needle(scheme.id))).push(") = 0");
+            conditions.push(none);
         }
-        for filter in &filters.attributes {
-            conditions.push(resolve_attribute(conn, filter)?.condition(Some("p.id")));
-        }
-        Ok(Self { population, joins: categories.joins, conditions, first_axis, second_axis })
+        let on_row = row_conditions(conn, filters)?;
+        let joins = Fragment::new(if on_row.is_empty() { "" } else { " JOIN customers p ON p.id = m.customer_id" });
+        conditions.extend(on_row);
+        let category_in = |scheme: &SchemeRow| {
+            // The code after `|<scheme id>:` up to the next `|`; NULL without one.
+            let needle = ClassificationVector::scheme_needle(scheme.id);
+            let rest = format!("SUBSTR(m.classification_vector, INSTR(m.classification_vector, '{needle}') + {})", needle.len());
+            format!("(CASE WHEN INSTR(m.classification_vector, '{needle}') > 0 THEN SUBSTR({rest}, 1, INSTR({rest}, '|') - 1) END)")
+        };
+        let first_axis = category_in(axes[0]);
+        let second_axis = axes.get(1).map_or_else(|| "NULL".to_string(), |scheme| category_in(scheme));
+        Ok(Self { population: Fragment::new("category_members m"), joins, id: "m.customer_id", conditions, first_axis, second_axis })
     }
 
     /// Only the customers without a category on the first axis.
@@ -616,28 +695,28 @@ impl Grouping {
                 .push(" FROM ")
                 .append(self.population)
                 .append(self.joins)
-                .push(" JOIN transactions t ON t.customer_id = p.id AND t.occurred_at <= ")
+                .push(&format!(" JOIN transactions t ON t.customer_id = {} AND t.occurred_at <= ", self.id))
                 .bind(Bind::Timestamp(moment));
-            return vec![Sums { head, conditions: self.conditions, customer_id: "p.id" }];
+            return vec![Sums { head, conditions: self.conditions, customer_id: self.id }];
         };
         let mut corrections = head.clone();
         head.append(sales_totals::totals_columns(dialect, measures))
             .push(" FROM ")
             .append(self.population.clone())
             .append(self.joins.clone())
-            .push(" JOIN sales_totals s ON s.customer_id = p.id");
+            .push(&format!(" JOIN sales_totals s ON s.customer_id = {}", self.id));
         // The transactions after the anchor drive the join: they are a day's at most.
         let (columns, range) = sales_totals::correction(dialect, measures, anchor, moment);
         corrections
             .append(columns)
             .push(&format!(" FROM transactions t {} ", dialect.left_first_join()))
             .append(self.population)
-            .push(" ON p.id = t.customer_id")
+            .push(&format!(" ON {} = t.customer_id", self.id))
             .append(self.joins);
         let mut corrected = self.conditions.clone();
         corrected.push(range);
         vec![
-            Sums { head, conditions: self.conditions, customer_id: "p.id" },
+            Sums { head, conditions: self.conditions, customer_id: self.id },
             Sums { head: corrections, conditions: corrected, customer_id: "t.customer_id" },
         ]
     }
@@ -680,19 +759,45 @@ fn net_direction(ranks: &Ranks, from: Option<&str>, to: Option<&str>) -> Option<
     (from != to).then(|| ranks.direction(from, to))
 }
 
-pub fn transitions(conn: &mut DbConnection, scheme: &SchemeRow, period: Period, basis: Basis, source: Option<Source>) -> Result<Vec<TransitionCell>, AppError> {
+/// The from → to cells of a period. With a `spare` connection, the net basis shares
+/// its scan between the two.
+pub fn transitions(
+    conn: &mut DbConnection,
+    spare: Option<&mut DbConnection>,
+    scheme: &SchemeRow,
+    period: Period,
+    basis: Basis,
+    source: Option<Source>,
+) -> Result<Vec<TransitionCell>, AppError> {
     match basis {
         Basis::Net => {
             let ranks = super::categories::ranks(conn, scheme)?;
-            let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
-            query.append(journeys(Dialect::of(conn), &scheme.code, period.start(), Some(period.end()), source)).push(") y GROUP BY start_category, end_category");
-            let rows: Vec<JourneyCount> = query.into_query().load(conn)?;
-            Ok(rows
+            let dialect = Dialect::of(conn);
+            let count = |conn: &mut DbConnection, codes: &CodeRange| -> Result<Vec<JourneyCount>, AppError> {
+                let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
+                query.append(journeys(dialect, &scheme.code, period.start(), Some(period.end()), source, codes)).push(") y GROUP BY start_category, end_category");
+                Ok(query.into_query().load(conn)?)
+            };
+            // With a spare connection, each scans half of the customers' journeys.
+            let rows = match (spare, CodeRange::halves(conn)?.as_slice()) {
+                (Some(spare), [lower, upper]) => {
+                    let (lower, upper) = std::thread::scope(|scope| {
+                        let other = scope.spawn(|| count(spare, upper));
+                        (count(conn, lower), other.join())
+                    });
+                    let mut rows = lower?;
+                    rows.extend(upper.map_err(|_| AppError::internal("counting transitions panicked"))??);
+                    rows
+                }
+                _ => count(conn, &CodeRange::default())?,
+            };
+            let mut cells: BTreeMap<(Option<String>, Option<String>), i64> = BTreeMap::new();
+            for row in rows {
+                *cells.entry((category_or_none(row.start_category), category_or_none(row.end_category))).or_default() += row.customers;
+            }
+            Ok(cells
                 .into_iter()
-                .map(|row| {
-                    let (from, to) = (category_or_none(row.start_category), category_or_none(row.end_category));
-                    TransitionCell { direction: net_direction(&ranks, from.as_deref(), to.as_deref()), from, to, count: row.customers }
-                })
+                .map(|((from, to), count)| TransitionCell { direction: net_direction(&ranks, from.as_deref(), to.as_deref()), from, to, count })
                 .collect())
         }
         Basis::Moves => {

@@ -284,6 +284,19 @@ async fn crosstab_has_totals_and_an_unclassified_row_and_column(app: TestApp) {
     assert_eq!(matrix(&deep["rows"][0]), [1, 1, 0, 0, 2]);
     assert_eq!(matrix(&deep["totals"]), [2, 2, 1, 0, 5]);
 
+    // Within a category (read from its members' index entries): 华东; its VIPs; its
+    // inactive customers without a tier.
+    let east = report(&app, "/api/v1/reports/crosstab?rows=REGION&cols=TIER&rows_depth=2&category=REGION:01").await;
+    assert_eq!(codes(&east["rows"]), [json!("0101"), json!("0102"), json!("0201"), json!(null)]);
+    assert_eq!(matrix(&east["rows"][0]), [1, 1, 0, 1, 3]);
+    assert_eq!(matrix(&east["rows"][1]), [1, 0, 0, 0, 1]);
+    assert_eq!(matrix(&east["rows"][2]), [0, 0, 0, 0, 0]);
+    assert_eq!(matrix(&east["totals"]), [2, 1, 0, 1, 4]);
+    let east_vip = report(&app, "/api/v1/reports/crosstab?rows=REGION&cols=TIER&rows_depth=2&category=REGION:01&category=TIER:01").await;
+    assert_eq!((matrix(&east_vip["rows"][0]), matrix(&east_vip["totals"])), (vec![1, 0, 0, 0, 1], vec![2, 0, 0, 0, 2]));
+    let untiered = report(&app, "/api/v1/reports/crosstab?rows=REGION&cols=TIER&rows_depth=2&category=REGION:01&unclassified=TIER&status=inactive").await;
+    assert_eq!((matrix(&untiered["rows"][0]), matrix(&untiered["totals"])), (vec![0, 0, 0, 1, 1], vec![0, 0, 0, 1, 1]));
+
     let same = problem(app.get("/api/v1/reports/crosstab?rows=TIER&cols=TIER").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(same["errors"][0]["field"], "cols");
     problem(app.get("/api/v1/reports/crosstab?rows=REGION&cols=NOPE").await, StatusCode::NOT_FOUND, "scheme_not_found").await;
