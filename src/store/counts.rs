@@ -225,17 +225,6 @@ pub fn of_schemes(conn: &mut DbConnection, first: i64, second: Option<i64>) -> R
     Ok(counted)
 }
 
-/// The customers in the archive.
-pub fn population(conn: &mut DbConnection) -> Result<i64, AppError> {
-    let int = Dialect::of(conn).integer();
-    let row: CountRow = diesel::sql_query(format!(
-        "SELECT CAST(0 AS {int}) AS kind, CAST(0 AS {int}) AS scheme_id, NULL AS category_code, NULL AS other_code, \
-         CAST(COALESCE(SUM(customers), 0) AS {int}) AS customers FROM customer_counts"
-    ))
-    .get_result(conn)?;
-    Ok(row.customers)
-}
-
 /// Counts the archive and every category again, for programs that load customers
 /// around the service (benchmarks, test fixtures); the service itself keeps the
 /// counts as it goes.

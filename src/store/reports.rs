@@ -180,7 +180,7 @@ fn moved_back(conn: &mut DbConnection, scheme: &SchemeRow, measures: &[Measure],
         .append(sum_columns(dialect, measures, moment))
         .push(" FROM (")
         .append(journeys(dialect, &scheme.code, at, None, None, &CodeRange::default()))
-        .push(") y JOIN customers c ON c.code = y.customer_code JOIN transactions t ON t.customer_id = c.id AND t.occurred_at <= ")
+        .push(&format!(") y {} customers c ON c.code = y.customer_code JOIN transactions t ON t.customer_id = c.id AND t.occurred_at <= ", dialect.left_first_join()))
         .bind(Bind::Timestamp(moment))
         .push(" GROUP BY first_axis, second_axis");
     let rows: Vec<GroupSums> = query.into_query().load(conn)?;
@@ -422,11 +422,13 @@ struct CodeRange {
 }
 
 impl CodeRange {
-    /// All codes in two halves split at the archive's median code, or in one range
-    /// when the archive is empty.
+    /// All codes in two halves, or in one range when the archive is empty. The split
+    /// is the code of the customer with the middle id, found by one index probe: the
+    /// median code where codes follow creation, as they usually do (finding the exact
+    /// median would cost a scan of half the codes).
     fn halves(conn: &mut DbConnection) -> Result<Vec<CodeRange>, AppError> {
-        let population = counts::population(conn)?;
-        let median: Option<String> = customers::table.select(customers::code).order(customers::code).offset(population / 2).first(conn).optional()?;
+        let middle = middle_customer_id(conn)?;
+        let median: Option<String> = customers::table.select(customers::code).filter(customers::id.ge(middle)).order(customers::id).first(conn).optional()?;
         Ok(match median {
             Some(code) => vec![CodeRange { from: None, until: Some(code.clone()) }, CodeRange { from: Some(code), until: None }],
             None => vec![CodeRange::default()],
