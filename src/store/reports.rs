@@ -781,11 +781,15 @@ pub fn transitions(
                 Ok(query.into_query().load(conn)?)
             };
             // With a spare connection, each scans half of the customers' journeys.
-            let rows = match (spare, CodeRange::halves(conn)?.as_slice()) {
-                (Some(spare), [lower, upper]) => {
+            let halves = match spare {
+                Some(spare) => Some((spare, CodeRange::halves(conn)?)),
+                None => None,
+            };
+            let rows = match halves {
+                Some((spare, halves)) if halves.len() == 2 => {
                     let (lower, upper) = std::thread::scope(|scope| {
-                        let other = scope.spawn(|| count(spare, upper));
-                        (count(conn, lower), other.join())
+                        let other = scope.spawn(|| count(spare, &halves[1]));
+                        (count(conn, &halves[0]), other.join())
                     });
                     let mut rows = lower?;
                     rows.extend(upper.map_err(|_| AppError::internal("counting transitions panicked"))??);
