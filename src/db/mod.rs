@@ -310,9 +310,13 @@ impl Db {
     }
 
     /// A second connection for work that can share itself out (a full classification
-    /// run), taken only when the gate and the pool have one free at once, so that it
-    /// never makes a request wait.
+    /// run, a report's two halves), taken only when at least half of the pool is free
+    /// at once, so that concurrent heavy requests do not take every connection and
+    /// make the next request wait.
     pub fn try_spare(&self) -> Option<Spare> {
+        if self.admission.available_permits() * 2 < self.pool.max_size() as usize {
+            return None;
+        }
         let permit = self.admission.clone().try_acquire_owned().ok()?;
         let session = self.pool.try_get()?;
         Some(Spare { session, _permit: permit })
