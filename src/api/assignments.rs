@@ -158,8 +158,6 @@ pub async fn batch(state: web::Data<AppState>, auth: Auth<Write>, body: web::Jso
     Ok(HttpResponse::Ok().json(BatchResult { scheme: body.scheme, category: category_code, requested, changed, unchanged }))
 }
 
-/// 10,000 codes of up to 40 characters fit well within this.
-
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/customers/{code}/categories/{scheme}")
@@ -168,6 +166,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/assignments/batch")
+            // 10,000 codes of up to 40 characters fit well within the bulk limit.
             .app_data(web::JsonConfig::default().limit(super::BULK_JSON_BODY_LIMIT).error_handler(json_error))
             .route(web::post().to(batch)),
     );
