@@ -894,6 +894,11 @@ fn category_condition(column: &str, category: &Option<String>) -> Fragment {
 
 /// The SQL rank of the category in `column` (journey spelling), `NULL` without one.
 fn rank_of(ranks: &Ranks, column: &str) -> Fragment {
+    // A scheme without ranks (unordered, or without categories) ranks nothing, and a
+    // CASE needs at least one WHEN.
+    if ranks.iter().next().is_none() {
+        return Fragment::new("NULL");
+    }
     let mut sql = Fragment::new(&format!("(CASE {column}"));
     for (code, rank) in ranks.iter() {
         sql.push(" WHEN ").bind(Bind::Text(code.to_string())).push(" THEN ").bind(Bind::BigInt(i64::from(rank)));

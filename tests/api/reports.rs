@@ -410,6 +410,21 @@ async fn transition_customers_list_one_cell_page_by_page(app: TestApp) {
         }
     }
     assert_eq!(seen, ["C1", "C2", "C3", "C5", "C6"]);
+
+    // In a scheme without ranks nobody goes up or down; a move between categories is lateral.
+    app.create_scheme("REGION", "2").await;
+    for code in ["01", "02"] {
+        app.create_category("REGION", code, code).await;
+    }
+    ok_json(app.assign("C1", "REGION", "01").await, StatusCode::OK).await;
+    ok_json(app.assign("C1", "REGION", "02").await, StatusCode::OK).await;
+    let region = format!("scheme=REGION&from={}&to={today}", today - chrono::Duration::days(91));
+    for direction in ["down", "up"] {
+        let none = report(&app, &format!("/api/v1/reports/transitions/customers?{region}&direction={direction}")).await;
+        assert_eq!(codes_of(&none), Vec::<String>::new(), "{direction}");
+    }
+    let lateral = report(&app, &format!("/api/v1/reports/transitions/customers?{region}&basis=moves&direction=lateral")).await;
+    assert_eq!(codes_of(&lateral), ["C1"]);
 }
 
 async fn reports_as_csv_and_xlsx(app: TestApp) {
