@@ -2,7 +2,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{insert_customers_directly, ok_json, problem, TestApp};
+use crate::helpers::{insert_customers_directly, ok_json, problem, with_connection, TestApp};
 
 both_backends!(
     assign_reassign_unassign_write_history,
@@ -105,10 +105,7 @@ async fn one_category_per_scheme_is_a_database_constraint(app: TestApp) {
     assert_eq!(ok_json(app.get("/api/v1/customers/C1").await, StatusCode::OK).await["assignments"].as_array().unwrap().len(), 1);
 
     // Writing a second row for the same customer and scheme behind the service's back fails.
-    let database = app.database.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(5))).unwrap();
-        let conn = &mut pool.get().unwrap().conn;
+    let outcome = with_connection(&app, |conn| {
         let customer: i64 = customers::table.filter(customers::code.eq("C1")).select(customers::id).first(conn).unwrap();
         let (category, scheme): (i64, i64) =
             categories::table.filter(categories::code.eq("03")).select((categories::id, categories::scheme_id)).first(conn).unwrap();
@@ -123,8 +120,7 @@ async fn one_category_per_scheme_is_a_database_constraint(app: TestApp) {
             ))
             .execute(conn)
     })
-    .await
-    .unwrap();
+    .await;
     assert!(
         matches!(outcome, Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))),
         "{outcome:?}"

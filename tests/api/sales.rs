@@ -2,7 +2,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{ok_json, problem, spawn_app_with, Backend, Options, TestApp};
+use crate::helpers::{ok_json, problem, spawn_app_with, with_connection, Backend, Options, TestApp};
 
 both_backends!(
     reposting_a_transaction_is_a_duplicate,
@@ -386,13 +386,10 @@ async fn a_second_run_while_one_is_in_progress_is_refused(app: TestApp) {
     app.create_tiers().await;
     rule(&app, "TIER", json!({"name": "all", "target_category": "01", "condition": {"field": "orders_12m", "op": "=", "value": 0}})).await;
     // A run of another replica, in progress: its heartbeat is fresh.
-    let database = app.database.clone();
-    tokio::task::spawn_blocking(move || {
+    with_connection(&app, |conn| {
         use custclass::db::schema::{classification_runs, schemes};
         use diesel::prelude::*;
-        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(5))).unwrap();
-        let mut session = pool.get().unwrap();
-        let scheme_id: i64 = schemes::table.filter(schemes::code.eq("TIER")).select(schemes::id).first(&mut session.conn).unwrap();
+        let scheme_id: i64 = schemes::table.filter(schemes::code.eq("TIER")).select(schemes::id).first(conn).unwrap();
         let at = custclass::db::now();
         diesel::insert_into(classification_runs::table)
             .values((
@@ -407,11 +404,10 @@ async fn a_second_run_while_one_is_in_progress_is_refused(app: TestApp) {
                 classification_runs::started_at.eq(at),
                 classification_runs::heartbeat_at.eq(at),
             ))
-            .execute(&mut session.conn)
+            .execute(conn)
             .unwrap();
     })
-    .await
-    .unwrap();
+    .await;
     problem(app.post("/api/v1/schemes/TIER/classification-runs", &json!({})).await, StatusCode::CONFLICT, "run_in_progress").await;
     problem(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CONFLICT, "run_in_progress").await;
     app.create_scheme("REGION", "2").await;

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{ok_json, problem, TestApp};
+use crate::helpers::{ok_json, problem, with_connection, TestApp};
 
 both_backends!(
     moves_in_an_ordered_scheme_go_up_or_down,
@@ -138,11 +138,8 @@ async fn the_migration_gives_stored_history_a_direction(app: TestApp) {
     app.create_customer("C2", json!({"TIER": "02"})).await;
     let counted = ok_json(app.get("/api/v1/reports/distribution?scheme=TIER").await, StatusCode::OK).await;
 
-    let database = app.database.clone();
-    tokio::task::spawn_blocking(move || {
-        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(10))).unwrap();
-        let mut session = pool.get().unwrap();
-        match &mut session.conn {
+    with_connection(&app, |conn| {
+        match conn {
             DbConnection::Mysql(conn) => {
                 assert_eq!(conn.revert_last_migration(MYSQL).unwrap().to_string(), "20261127000010", "sales totals come last");
                 assert_eq!(conn.revert_last_migration(MYSQL).unwrap().to_string(), "20261127000009", "report counts come after tier order");
@@ -157,8 +154,7 @@ async fn the_migration_gives_stored_history_a_direction(app: TestApp) {
             }
         }
     })
-    .await
-    .unwrap();
+    .await;
     assert_eq!(directions(&app.full_history("C1").await).into_iter().map(|d| d.2).collect::<Vec<_>>(), ["in", "lateral", "out"]);
     let scheme = ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await;
     assert_eq!(scheme["ordered"], false, "schemes start unordered");
