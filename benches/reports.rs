@@ -5,7 +5,7 @@
 //! connection (a report is one person's request), and the service's memory while
 //! it writes .xlsx workbooks.
 //!
-//! Run: `scripts/bench reports` (BENCH_CUSTOMERS, BENCH_SECONDS, BENCH_RELOAD=1).
+//! Run: `scripts/bench reports` (BENCH_CUSTOMERS, BENCH_SECONDS, BENCH_RELOAD=1, BENCH_ONLY).
 
 mod support;
 
@@ -116,8 +116,14 @@ fn main() {
     ];
     println!("\n{n} customers, {TRANSACTIONS} transactions, {MOVES} moves; wrk -c1 for {seconds} s each\n");
     report_header();
-    for (name, path) in &scenarios {
+    // BENCH_ONLY=text runs only the scenarios whose name contains it ("xlsx": the memory one).
+    let only = std::env::var("BENCH_ONLY").ok();
+    let wanted = |name: &str| only.as_deref().is_none_or(|only| name.contains(only));
+    for (name, path) in scenarios.iter().filter(|(name, _)| wanted(name)) {
         report(name, &wrk(&service.base, 1, seconds, &lua_get(path, json)));
+    }
+    if !wanted("xlsx") {
+        return;
     }
 
     // Memory while writing workbooks: the largest report (the cross-tab with every

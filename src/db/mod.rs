@@ -259,6 +259,17 @@ where
     }
 }
 
+/// Runs `work` in one read transaction that sees one snapshot of the database, for
+/// a report of several statements that must agree. Nothing is locked: on MySQL the
+/// transaction is REPEATABLE READ (the session's READ COMMITTED gives each statement
+/// its own snapshot), on SQLite a deferred one, which lets writers go on.
+pub fn snapshot<T>(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection) -> Result<T, AppError>) -> Result<T, AppError> {
+    if let DbConnection::Mysql(_) = conn {
+        diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(conn)?;
+    }
+    conn.transaction(work)
+}
+
 /// How long database work may take, end to end.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {

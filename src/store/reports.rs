@@ -10,6 +10,10 @@
 //! - anything with filters, measures or a second scheme groups the customers in one
 //!   statement, where each scheme's category is the current assignment or, as of a
 //!   day, that same first move after it.
+//!
+//! Measures come from the per-customer sales totals corrected in the database by the
+//! sales since their anchor; as of a day before the anchor, for all customers of one
+//! scheme, they are turned back in the service (`past_measures`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,6 +32,7 @@ use crate::error::AppError;
 use super::categories::Ranks;
 use super::counts;
 use super::customer_search::{contains_pattern, filter_scheme, resolve, resolve_attribute, Filters};
+use super::past_measures;
 use super::prefix_upper_bound;
 use super::sales_totals;
 use crate::domain::category::ClassificationVector;
@@ -68,6 +73,27 @@ pub fn tally(
     measures: &[Measure],
     as_of: Option<NaiveDateTime>,
 ) -> Result<HashMap<CellKey, Tally>, AppError> {
+    // The last instant of the day described, so that its own sales count.
+    let moment = as_of.map_or_else(crate::db::now, |at| at - chrono::Duration::microseconds(1));
+    // As of a past day, all customers of one scheme with measures: counted from the
+    // counters (on the spare connection, if any) while the measures are summed apart.
+    if let (Some(at), [scheme], true, false) = (as_of, axes, filters.is_empty(), measures.is_empty()) {
+        if past_measures::suits(conn, moment)? {
+            let (cells, sums) = match spare {
+                Some(spare) => std::thread::scope(|scope| {
+                    let counting = scope.spawn(|| counted(spare, scheme, as_of));
+                    let sums = past_measures::by_category(conn, scheme, measures, at, moment);
+                    (counting.join().unwrap_or_else(|_| Err(AppError::internal("counting customers panicked"))), sums)
+                }),
+                None => (counted(conn, scheme, as_of), past_measures::by_category(conn, scheme, measures, at, moment)),
+            };
+            let mut cells = cells?;
+            for (key, sums) in sums? {
+                add_sums(&mut cells, key, &sums, 1);
+            }
+            return Ok(with_every_measure(cells, measures));
+        }
+    }
     let one_category = filters.categories.len() == 1 && Filters { categories: Vec::new(), ..filters.clone() }.is_empty();
     let mut cells = match (axes, as_of) {
         ([scheme], _) if filters.is_empty() => counted(conn, scheme, as_of)?,
@@ -78,33 +104,38 @@ pub fn tally(
         }
         _ => Grouping::new(conn, axes, filters, as_of)?.counts(conn)?,
     };
-    if !measures.is_empty() {
-        // The last instant of the day described, so that its own sales count.
-        let moment = as_of.map_or_else(crate::db::now, |at| at - chrono::Duration::microseconds(1));
-        for (key, sums) in summed(conn, spare, axes, filters, measures, as_of, moment)? {
-            let tally = cells.entry(key).or_insert_with(|| Tally::new(0));
-            tally.sums.resize(measures.len(), 0);
-            for (sum, add) in tally.sums.iter_mut().zip(sums) {
-                *sum += add;
+    if measures.is_empty() {
+        return Ok(cells);
+    }
+    for (key, sums) in summed(conn, spare, axes, filters, measures, as_of, moment)? {
+        add_sums(&mut cells, key, &sums, 1);
+    }
+    if let (Some(at), [scheme], true) = (as_of, axes, filters.is_empty()) {
+        for (from, to, sums) in moved_back(conn, scheme, measures, at, moment)? {
+            for (key, sign) in [(to, -1), (from, 1)] {
+                let Some(key) = key else { continue };
+                add_sums(&mut cells, (key, None), &sums, sign);
             }
-        }
-        if let (Some(at), [scheme], true) = (as_of, axes, filters.is_empty()) {
-            for (from, to, sums) in moved_back(conn, scheme, measures, at, moment)? {
-                for (key, sign) in [(to, -1), (from, 1)] {
-                    let Some(key) = key else { continue };
-                    let tally = cells.entry((key, None)).or_insert_with(|| Tally::new(0));
-                    tally.sums.resize(measures.len(), 0);
-                    for (sum, add) in tally.sums.iter_mut().zip(&sums) {
-                        *sum += sign * add;
-                    }
-                }
-            }
-        }
-        for tally in cells.values_mut() {
-            tally.sums.resize(measures.len(), 0);
         }
     }
-    Ok(cells)
+    Ok(with_every_measure(cells, measures))
+}
+
+/// Adds `sign` × `sums` to the sums of a cell, which may have none yet.
+fn add_sums(cells: &mut HashMap<CellKey, Tally>, key: CellKey, sums: &[i64], sign: i64) {
+    let tally = cells.entry(key).or_insert_with(|| Tally::new(0));
+    tally.sums.resize(sums.len(), 0);
+    for (sum, add) in tally.sums.iter_mut().zip(sums) {
+        *sum += sign * add;
+    }
+}
+
+/// Every cell with a sum for each measure, 0 where nobody had sales.
+fn with_every_measure(mut cells: HashMap<CellKey, Tally>, measures: &[Measure]) -> HashMap<CellKey, Tally> {
+    for tally in cells.values_mut() {
+        tally.sums.resize(measures.len(), 0);
+    }
+    cells
 }
 
 /// Where a report's measures come from.
@@ -416,7 +447,7 @@ fn in_entry(dialect: Dialect, aggregate: &str, column: &str) -> String {
 
 /// Customers by code, `[from, until)`; an end that is `None` is open.
 #[derive(Debug, Clone, Default)]
-struct CodeRange {
+pub(super) struct CodeRange {
     from: Option<String>,
     until: Option<String>,
 }
@@ -442,7 +473,7 @@ impl CodeRange {
 /// its last (`end_category`), `''` for none, the number of `moves` and when the last
 /// was (`last_at`). One pass over an index in customer order, without sorting;
 /// `codes` narrows it to one range of that index.
-fn journeys(dialect: Dialect, scheme_code: &str, start: NaiveDateTime, end: Option<NaiveDateTime>, source: Option<Source>, codes: &CodeRange) -> Fragment {
+pub(super) fn journeys(dialect: Dialect, scheme_code: &str, start: NaiveDateTime, end: Option<NaiveDateTime>, source: Option<Source>, codes: &CodeRange) -> Fragment {
     let mut sql = Fragment::new(&format!(
         "SELECT customer_code, {} AS start_category, {} AS end_category, COUNT(*) AS moves, MAX(at) AS last_at FROM assignment_history{} WHERE scheme_code = ",
         in_entry(dialect, "MIN", "COALESCE(from_category, '')"),
