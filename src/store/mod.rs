@@ -10,7 +10,7 @@ pub mod customer_rows;
 pub mod customer_search;
 pub mod customers;
 pub mod history;
-pub mod past_measures;
+pub mod past_standing;
 pub mod reports;
 pub mod rule_sql;
 pub mod rules;

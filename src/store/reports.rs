@@ -13,7 +13,8 @@
 //!
 //! Measures come from the per-customer sales totals corrected in the database by the
 //! sales since their anchor; as of a day before the anchor, for all customers of one
-//! scheme, they are turned back in the service (`past_measures`).
+//! scheme, they are turned back in the service (`past_standing`), which also pairs
+//! two schemes as of a day.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -32,7 +33,7 @@ use crate::error::AppError;
 use super::categories::Ranks;
 use super::counts;
 use super::customer_search::{contains_pattern, filter_scheme, resolve, resolve_attribute, Filters};
-use super::past_measures;
+use super::past_standing;
 use super::prefix_upper_bound;
 use super::sales_totals;
 use crate::domain::category::ClassificationVector;
@@ -75,29 +76,18 @@ pub fn tally(
 ) -> Result<HashMap<CellKey, Tally>, AppError> {
     // The last instant of the day described, so that its own sales count.
     let moment = as_of.map_or_else(crate::db::now, |at| at - chrono::Duration::microseconds(1));
-    // As of a past day, all customers of one scheme with measures: counted from the
-    // counters (on the spare connection, if any) while the measures are summed apart.
+    // As of a past day, all customers of one scheme with measures: counted and summed
+    // from one read of where each customer stood.
     if let (Some(at), [scheme], true, false) = (as_of, axes, filters.is_empty(), measures.is_empty()) {
-        if past_measures::suits(conn, moment)? {
-            let (cells, sums) = match spare {
-                Some(spare) => std::thread::scope(|scope| {
-                    let counting = scope.spawn(|| counted(spare, scheme, as_of));
-                    let sums = past_measures::by_category(conn, scheme, measures, at, moment);
-                    (counting.join().unwrap_or_else(|_| Err(AppError::internal("counting customers panicked"))), sums)
-                }),
-                None => (counted(conn, scheme, as_of), past_measures::by_category(conn, scheme, measures, at, moment)),
-            };
-            let mut cells = cells?;
-            for (key, sums) in sums? {
-                add_sums(&mut cells, key, &sums, 1);
-            }
-            return Ok(with_every_measure(cells, measures));
+        if past_standing::suits_measures(conn, moment)? {
+            return Ok(with_every_measure(past_standing::by_category(conn, scheme, measures, at, moment)?, measures));
         }
     }
     let one_category = filters.categories.len() == 1 && Filters { categories: Vec::new(), ..filters.clone() }.is_empty();
     let mut cells = match (axes, as_of) {
         ([scheme], _) if filters.is_empty() => counted(conn, scheme, as_of)?,
         ([rows, cols], None) if filters.is_empty() => paired(conn, rows, cols)?,
+        ([rows, cols], Some(at)) if filters.is_empty() && past_standing::dense(conn)? => past_standing::paired(conn, rows, cols, at)?,
         ([scheme], None) if one_category => {
             let membership = resolve(conn, &filters.categories[0])?;
             within(conn, scheme, membership.scheme_id, &membership.code)?
@@ -394,17 +384,26 @@ fn category_or_none(code: String) -> Option<String> {
 
 /// All customers of one scheme from the counters, rewound to `as_of` when given.
 fn counted(conn: &mut DbConnection, scheme: &SchemeRow, as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Tally>, AppError> {
+    let Some(at) = as_of else { return rewound(conn, scheme, None, &HashMap::new()) };
+    let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
+    query.append(journeys(Dialect::of(conn), &scheme.code, at, None, None, &CodeRange::default())).push(") y GROUP BY start_category, end_category");
+    let moved = query.into_query().load::<JourneyCount>(conn)?.into_iter().map(|moved| ((moved.start_category, moved.end_category), moved.customers)).collect();
+    rewound(conn, scheme, Some(at), &moved)
+}
+
+/// The counts of a scheme from the counters and, as of `at`, rewound by the moves
+/// made since: `moved` holds how many customers went from each category before their
+/// first move since to the one after their last (`''`: none), deleted ones included.
+pub(super) fn rewound(conn: &mut DbConnection, scheme: &SchemeRow, at: Option<NaiveDateTime>, moved: &HashMap<(String, String), i64>) -> Result<HashMap<CellKey, Tally>, AppError> {
     let counted = counts::of_schemes(conn, scheme.id, None)?;
     let (mut by_category, mut population) = (counted.first, counted.population);
-    if let Some(at) = as_of {
-        let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
-        query.append(journeys(Dialect::of(conn), &scheme.code, at, None, None, &CodeRange::default())).push(") y GROUP BY start_category, end_category");
-        for moved in query.into_query().load::<JourneyCount>(conn)? {
-            if let Some(now) = category_or_none(moved.end_category) {
-                *by_category.entry(now).or_default() -= moved.customers;
+    if let Some(at) = at {
+        for ((then, now), customers) in moved {
+            if let Some(now) = category_or_none(now.clone()) {
+                *by_category.entry(now).or_default() -= customers;
             }
-            if let Some(then) = category_or_none(moved.start_category) {
-                *by_category.entry(then).or_default() += moved.customers;
+            if let Some(then) = category_or_none(then.clone()) {
+                *by_category.entry(then).or_default() += customers;
             }
         }
         let mut born_since = Fragment::new("SELECT COUNT(*) AS customers FROM customers WHERE created_at >= ");

@@ -236,6 +236,19 @@ async fn distribution_as_of_rebuilds_from_history(app: TestApp) {
     // The same day through the grouping query (a filter as of that day), and in a cross-tab.
     let east_then = report(&app, "/api/v1/reports/distribution?scheme=TIER&as_of=2025-06-30&category=REGION:01").await;
     assert_eq!(counts(&east_then), [row(json!("01"), 2, 2, "0.5000"), row(json!("02"), 1, 1, "0.2500"), row(json!("03"), 0, 0, "0.0000"), row(json!(null), 1, 1, "0.2500")]);
+    // REGION × TIER that day: 华东 held C1 and C2 (VIP), C3 (普通) and C6 (no tier);
+    // 华北 C4 (普通) and C5 (潜在). Now 华北's C5 is a VIP and C7 has joined 华东.
+    let matrix = |row: &Value| row["cells"].as_array().unwrap().iter().map(|c| c["customers"].as_i64().unwrap()).chain([row["total"]["customers"].as_i64().unwrap()]).collect::<Vec<_>>();
+    let table_then = report(&app, "/api/v1/reports/crosstab?rows=REGION&cols=TIER&as_of=2025-06-30").await;
+    assert_eq!(table_then["population"], 6);
+    let rows_then: Vec<Vec<i64>> = table_then["rows"].as_array().unwrap().iter().map(matrix).collect();
+    assert_eq!(rows_then, [vec![2, 1, 0, 1, 4], vec![0, 1, 1, 0, 2], vec![0, 0, 0, 0, 0]]);
+    assert_eq!(matrix(&table_then["totals"]), [2, 2, 1, 1, 6]);
+    let table_now = report(&app, "/api/v1/reports/crosstab?rows=REGION&cols=TIER").await;
+    assert_eq!((matrix(&table_now["rows"][1]), matrix(&table_now["totals"])), (vec![1, 1, 0, 0, 2], vec![3, 2, 0, 1, 6]));
+    // Within 华东 (the grouping query), the same row.
+    let east_table = report(&app, "/api/v1/reports/crosstab?rows=REGION&cols=TIER&as_of=2025-06-30&category=REGION:01").await;
+    assert_eq!(matrix(&east_table["rows"][0]), [2, 1, 0, 1, 4]);
     // Measures as of that day: C5's sale counts where C5 stood (潜在), C7's (created
     // since, its sale backdated) nowhere, and the sale after the day not at all.
     let at = |day: &str| format!("{day}T10:00:00Z");
