@@ -202,6 +202,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sales_totals (customer_id) {
+        customer_id -> BigInt,
+        spend_cents -> BigInt,
+        orders -> BigInt,
+        earlier_spend_cents -> BigInt,
+        earlier_orders -> BigInt,
+    }
+}
+
 diesel::joinable!(transactions -> customers (customer_id));
 diesel::joinable!(rules -> schemes (scheme_id));
 diesel::joinable!(classification_runs -> schemes (scheme_id));

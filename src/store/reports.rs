@@ -362,9 +362,9 @@ fn within(conn: &mut DbConnection, scheme: &SchemeRow, filter_scheme: i64, code:
 }
 
 #[derive(QueryableByName)]
-struct Count {
+pub(super) struct Count {
     #[diesel(sql_type = BigInt)]
-    customers: i64,
+    pub(super) customers: i64,
 }
 
 #[derive(QueryableByName)]
