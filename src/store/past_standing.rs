@@ -28,7 +28,7 @@ use super::schemes::SchemeRow;
 use super::transactions::window_start;
 
 /// Customers read per statement: each result is buffered whole by the MySQL client.
-const IDS_PER_READ: i64 = 50_000;
+const IDS_PER_READ: i64 = 10_000;
 
 /// Transactions per statement: those of one day.
 const DAYS_PER_READ: i64 = 1;

@@ -5,12 +5,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{execute_directly, ok_json, problem, with_connection, TestApp};
+use crate::helpers::{execute_directly, insert_customers_directly, ok_json, problem, with_connection, TestApp};
 
 both_backends!(
     distribution_counts_filters_and_rolls_up,
     distribution_measures_are_exact_to_the_cent,
     distribution_as_of_rebuilds_from_history,
+    as_of_reports_read_a_large_scheme_page_by_page,
     measures_are_exact_wherever_the_sales_totals_stand,
     crosstab_has_totals_and_an_unclassified_row_and_column,
     transitions_count_net_and_every_move,
@@ -283,6 +284,32 @@ async fn distribution_as_of_rebuilds_from_history(app: TestApp) {
     assert_eq!(future["errors"][0]["field"], "as_of");
     let text = problem(app.get("/api/v1/reports/distribution?scheme=TIER&as_of=2025-06-30&q=C").await, StatusCode::UNPROCESSABLE_ENTITY, "filter_not_historical").await;
     assert_eq!(text["errors"][0]["field"], "q");
+}
+
+/// As of a day, the service reads where every customer stood in pages of 10,000
+/// assignments: a scheme with more than that must come out whole.
+async fn as_of_reports_read_a_large_scheme_page_by_page(app: TestApp) {
+    known_customers(&app).await;
+    insert_customers_directly(&app, "P", 10_500).await;
+    execute_directly(
+        &app,
+        &[
+            "INSERT INTO customer_categories (customer_id, scheme_id, category_id, category_code, locked, assigned_at) \
+             SELECT c.id, k.scheme_id, k.id, k.code, FALSE, c.created_at FROM customers c \
+             JOIN categories k ON k.code = CASE WHEN c.id % 3 = 0 THEN '01' WHEN c.id % 3 = 1 THEN '02' ELSE '03' END \
+             JOIN schemes s ON s.id = k.scheme_id AND s.code = 'TIER' WHERE c.code LIKE 'P%'",
+        ],
+    )
+    .await;
+    with_connection(&app, |conn| custclass::store::counts::recount(conn).unwrap()).await;
+    let today = chrono::Utc::now().date_naive();
+    let now = report(&app, "/api/v1/reports/crosstab?rows=REGION&cols=TIER").await;
+    let then = report(&app, &format!("/api/v1/reports/crosstab?rows=REGION&cols=TIER&as_of={today}")).await;
+    assert_eq!(then["totals"], now["totals"]);
+    assert_eq!(then["rows"], now["rows"]);
+    let tiers: Vec<i64> = now["totals"]["cells"].as_array().unwrap().iter().map(|cell| cell["customers"].as_i64().unwrap()).collect();
+    assert_eq!(tiers.iter().sum::<i64>(), 10_506);
+    assert_eq!(tiers[3], 1, "only C6 has no tier");
 }
 
 async fn crosstab_has_totals_and_an_unclassified_row_and_column(app: TestApp) {
