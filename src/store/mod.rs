@@ -10,6 +10,7 @@ pub mod customer_rows;
 pub mod customer_search;
 pub mod customers;
 pub mod history;
+pub mod journeys;
 pub mod past_standing;
 pub mod reports;
 pub mod rule_sql;

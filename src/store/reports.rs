@@ -33,6 +33,7 @@ use crate::error::AppError;
 use super::categories::Ranks;
 use super::counts;
 use super::customer_search::{contains_pattern, filter_scheme, resolve, resolve_attribute, Filters};
+use super::journeys::{self, in_entry, journeys, journeys_index, CodeRange, Span};
 use super::past_standing;
 use super::prefix_upper_bound;
 use super::sales_totals;
@@ -367,16 +368,6 @@ pub(super) struct Count {
     pub(super) customers: i64,
 }
 
-#[derive(QueryableByName)]
-struct JourneyCount {
-    #[diesel(sql_type = Text)]
-    start_category: String,
-    #[diesel(sql_type = Text)]
-    end_category: String,
-    #[diesel(sql_type = BigInt)]
-    customers: i64,
-}
-
 /// `''` stands for "no category" inside journeys, where `NULL` would vanish in `MAX`.
 fn category_or_none(code: String) -> Option<String> {
     Some(code).filter(|code| !code.is_empty())
@@ -385,9 +376,7 @@ fn category_or_none(code: String) -> Option<String> {
 /// All customers of one scheme from the counters, rewound to `as_of` when given.
 fn counted(conn: &mut DbConnection, scheme: &SchemeRow, as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Tally>, AppError> {
     let Some(at) = as_of else { return rewound(conn, scheme, None, &HashMap::new()) };
-    let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
-    query.append(journeys(Dialect::of(conn), &scheme.code, at, None, None, &CodeRange::default())).push(") y GROUP BY start_category, end_category");
-    let moved = query.into_query().load::<JourneyCount>(conn)?.into_iter().map(|moved| ((moved.start_category, moved.end_category), moved.customers)).collect();
+    let moved = journeys::moved(conn, None, &Span { scheme_code: &scheme.code, start: at, end: None, source: None })?;
     rewound(conn, scheme, Some(at), &moved)
 }
 
@@ -417,82 +406,6 @@ pub(super) fn rewound(conn: &mut DbConnection, scheme: &SchemeRow, at: Option<Na
         by_category.into_iter().filter(|(_, customers)| *customers != 0).map(|(code, customers)| ((Some(code), None), Tally { customers, sums: Vec::new() })).collect();
     cells.insert((None, None), Tally { customers: population - classified, sums: Vec::new() });
     Ok(cells)
-}
-
-/// A sortable text of a history entry's place in time, `(at, id)`, fixed-width per
-/// backend, and its width: `MIN(CONCAT(key, x))` is then the `x` of the first entry.
-fn move_key(dialect: Dialect) -> (&'static str, usize) {
-    match dialect {
-        Dialect::Mysql => ("CONCAT(DATE_FORMAT(at, '%Y%m%d%H%i%s%f'), LPAD(id, 20, '0'))", 40),
-        // SQLite keeps times as text with 0, 3, 6 or 9 decimals: padded to 9.
-        Dialect::Sqlite => ("((CASE WHEN length(at) = 19 THEN at || '.000000000' ELSE substr(at || '000000000', 1, 29) END) || printf('%020d', id))", 49),
-    }
-}
-
-/// The index that yields each customer's moves of a scheme in order, with what the
-/// reports read of them. MariaDB would rather range-scan the period by time and sort.
-fn journeys_index(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Mysql => " FORCE INDEX (ix_assignment_history_journeys)",
-        Dialect::Sqlite => "",
-    }
-}
-
-/// SQL of the value of `column` in the first (`MIN`) or last (`MAX`) entry of a group.
-fn in_entry(dialect: Dialect, aggregate: &str, column: &str) -> String {
-    let (key, width) = move_key(dialect);
-    format!("SUBSTR({aggregate}(CONCAT({key}, {column})), {})", width + 1)
-}
-
-/// Customers by code, `[from, until)`; an end that is `None` is open.
-#[derive(Debug, Clone, Default)]
-pub(super) struct CodeRange {
-    from: Option<String>,
-    until: Option<String>,
-}
-
-impl CodeRange {
-    /// All codes in two halves, or in one range when the archive is empty. The split
-    /// is the code of the customer with the middle id, found by one index probe: the
-    /// median code where codes follow creation, as they usually do (finding the exact
-    /// median would cost a scan of half the codes).
-    fn halves(conn: &mut DbConnection) -> Result<Vec<CodeRange>, AppError> {
-        let middle = middle_customer_id(conn)?;
-        let median: Option<String> = customers::table.select(customers::code).filter(customers::id.ge(middle)).order(customers::id).first(conn).optional()?;
-        Ok(match median {
-            Some(code) => vec![CodeRange { from: None, until: Some(code.clone()) }, CodeRange { from: Some(code), until: None }],
-            None => vec![CodeRange::default()],
-        })
-    }
-}
-
-/// Per customer with moves in `scheme_code` from `start` (until `end`, if given;
-/// only customers with a move of `source`, if given), in customer-code order:
-/// `customer_code`, the category before its first move (`start_category`) and after
-/// its last (`end_category`), `''` for none, the number of `moves` and when the last
-/// was (`last_at`). One pass over an index in customer order, without sorting;
-/// `codes` narrows it to one range of that index.
-pub(super) fn journeys(dialect: Dialect, scheme_code: &str, start: NaiveDateTime, end: Option<NaiveDateTime>, source: Option<Source>, codes: &CodeRange) -> Fragment {
-    let mut sql = Fragment::new(&format!(
-        "SELECT customer_code, {} AS start_category, {} AS end_category, COUNT(*) AS moves, MAX(at) AS last_at FROM assignment_history{} WHERE scheme_code = ",
-        in_entry(dialect, "MIN", "COALESCE(from_category, '')"),
-        in_entry(dialect, "MAX", "COALESCE(to_category, '')"),
-        journeys_index(dialect),
-    ));
-    sql.bind(Bind::Text(scheme_code.to_string())).push(" AND at >= ").bind(Bind::Timestamp(start));
-    if let Some(end) = end {
-        sql.push(" AND at < ").bind(Bind::Timestamp(end));
-    }
-    for (bound, operator) in [(&codes.from, ">="), (&codes.until, "<")] {
-        if let Some(code) = bound {
-            sql.push(&format!(" AND customer_code {operator} ")).bind(Bind::Text(code.clone()));
-        }
-    }
-    sql.push(" GROUP BY customer_code");
-    if let Some(source) = source {
-        sql.push(" HAVING SUM(CASE WHEN source = ").bind(Bind::Text(source.as_str().to_string())).push(" THEN 1 ELSE 0 END) > 0");
-    }
-    sql
 }
 
 #[derive(QueryableByName)]
@@ -536,7 +449,7 @@ struct Middle {
 }
 
 /// The customer id halfway between the smallest and the largest.
-fn middle_customer_id(conn: &mut DbConnection) -> Result<i64, AppError> {
+pub(super) fn middle_customer_id(conn: &mut DbConnection) -> Result<i64, AppError> {
     let middle: Middle = diesel::sql_query("SELECT (MIN(id) + MAX(id)) DIV 2 AS id FROM customers").get_result(conn)?;
     Ok(middle.id.unwrap_or(0))
 }
@@ -791,8 +704,8 @@ fn net_direction(ranks: &Ranks, from: Option<&str>, to: Option<&str>) -> Option<
     (from != to).then(|| ranks.direction(from, to))
 }
 
-/// The from → to cells of a period. With a `spare` connection, the net basis shares
-/// its scan between the two.
+/// The from → to cells of a period. With a `spare` connection, the net basis of a long
+/// period shares its scan between the two.
 pub fn transitions(
     conn: &mut DbConnection,
     spare: Option<&mut DbConnection>,
@@ -804,32 +717,10 @@ pub fn transitions(
     match basis {
         Basis::Net => {
             let ranks = super::categories::ranks(conn, scheme)?;
-            let dialect = Dialect::of(conn);
-            let count = |conn: &mut DbConnection, codes: &CodeRange| -> Result<Vec<JourneyCount>, AppError> {
-                let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
-                query.append(journeys(dialect, &scheme.code, period.start(), Some(period.end()), source, codes)).push(") y GROUP BY start_category, end_category");
-                Ok(query.into_query().load(conn)?)
-            };
-            // With a spare connection, each scans half of the customers' journeys.
-            let halves = match spare {
-                Some(spare) => Some((spare, CodeRange::halves(conn)?)),
-                None => None,
-            };
-            let rows = match halves {
-                Some((spare, halves)) if halves.len() == 2 => {
-                    let (lower, upper) = std::thread::scope(|scope| {
-                        let other = scope.spawn(|| count(spare, &halves[1]));
-                        (count(conn, &halves[0]), other.join())
-                    });
-                    let mut rows = lower?;
-                    rows.extend(upper.map_err(|_| AppError::internal("counting transitions panicked"))??);
-                    rows
-                }
-                _ => count(conn, &CodeRange::default())?,
-            };
+            let moved = journeys::moved(conn, spare, &Span { scheme_code: &scheme.code, start: period.start(), end: Some(period.end()), source })?;
             let mut cells: BTreeMap<(Option<String>, Option<String>), i64> = BTreeMap::new();
-            for row in rows {
-                *cells.entry((category_or_none(row.start_category), category_or_none(row.end_category))).or_default() += row.customers;
+            for ((start, end), customers) in moved {
+                *cells.entry((category_or_none(start), category_or_none(end))).or_default() += customers;
             }
             Ok(cells
                 .into_iter()
@@ -838,7 +729,7 @@ pub fn transitions(
         }
         Basis::Moves => {
             // The period's entries are one range of an index that holds all that is counted.
-            let index = if Dialect::of(conn) == Dialect::Mysql { " FORCE INDEX (ix_assignment_history_period)" } else { "" };
+            let index = journeys::period_index(Dialect::of(conn));
             let mut query = Fragment::new(&format!(
                 "SELECT COALESCE(from_category, '') AS from_category, COALESCE(to_category, '') AS to_category, direction, COUNT(*) AS moves \
                  FROM assignment_history{index} WHERE scheme_code = "

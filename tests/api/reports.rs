@@ -15,6 +15,7 @@ both_backends!(
     measures_are_exact_wherever_the_sales_totals_stand,
     crosstab_has_totals_and_an_unclassified_row_and_column,
     transitions_count_net_and_every_move,
+    journeys_folded_in_the_service_and_grouped_in_the_database_agree,
     transition_customers_list_one_cell_page_by_page,
     reports_as_csv_and_xlsx,
     counts_stay_exact_under_concurrent_reassignments,
@@ -416,6 +417,67 @@ async fn transitions_count_net_and_every_move(app: TestApp) {
     assert_eq!(earlier["totals"]["total"], 0);
     let first_day = report(&app, "/api/v1/reports/transitions?scheme=TIER&from=2025-01-01&to=2025-01-01").await;
     assert_eq!(first_day["totals"]["in"], 4);
+}
+
+/// A period's journeys are read two ways, by how many moves it holds: folded in the
+/// service from the period's moves, or grouped in the database over the scheme's
+/// history. The reports' tests only reach the first; both must give the same.
+async fn journeys_folded_in_the_service_and_grouped_in_the_database_agree(app: TestApp) {
+    use custclass::domain::history::Source;
+    use custclass::store::journeys::{self, Journey, Span};
+
+    a_quarter_of_moves(&app).await;
+    let today = chrono::Utc::now().date_naive().and_hms_opt(0, 0, 0).unwrap();
+    let journey = |code: &str, start: &str, end: &str, id: Option<i64>| Journey {
+        customer_id: id,
+        customer_code: code.to_string(),
+        start_category: start.to_string(),
+        end_category: end.to_string(),
+    };
+    let (folded, grouped, moved, ids) = with_connection(&app, move |conn| {
+        use custclass::db::schema::customers;
+        use diesel::prelude::*;
+        let ids: Vec<(String, i64)> = customers::table.select((customers::code, customers::id)).order(customers::code).load(conn).unwrap();
+        let spans = [
+            Span { scheme_code: "TIER", start: today, end: None, source: None },
+            Span { scheme_code: "TIER", start: today - chrono::Duration::days(800), end: Some(today), source: None },
+            Span { scheme_code: "TIER", start: today - chrono::Duration::days(800), end: None, source: Some(Source::Manual) },
+            Span { scheme_code: "TIER", start: today - chrono::Duration::days(800), end: None, source: Some(Source::Rule) },
+        ];
+        let mut folded = Vec::new();
+        let mut grouped = Vec::new();
+        let mut moved = Vec::new();
+        for span in &spans {
+            let mut by_folding = journeys::folded(conn, span, true).unwrap().expect("a handful of moves is a short period");
+            by_folding.sort_by(|a, b| a.customer_code.cmp(&b.customer_code));
+            let mut by_grouping = journeys::grouped_with_ids(conn, span).unwrap();
+            by_grouping.sort_by(|a, b| a.customer_code.cmp(&b.customer_code));
+            moved.push((journeys::moved(conn, None, span).unwrap(), journeys::grouped(conn, None, span).unwrap(), journeys::tally(&by_folding)));
+            folded.push(by_folding);
+            grouped.push(by_grouping);
+        }
+        (folded, grouped, moved, ids.into_iter().collect::<std::collections::HashMap<_, _>>())
+    })
+    .await;
+    assert_eq!(folded, grouped);
+    for (counted, by_grouping, tallied) in &moved {
+        assert_eq!((counted, by_grouping), (tallied, tallied));
+    }
+    // Today: C1 03 → 01, C2 01 → 02, C3 02 → 03 → 02, C5 created in 02, C6 (deleted) 03 → none.
+    assert_eq!(
+        folded[0],
+        vec![
+            journey("C1", "03", "01", Some(ids["C1"])),
+            journey("C2", "01", "02", Some(ids["C2"])),
+            journey("C3", "02", "02", Some(ids["C3"])),
+            journey("C5", "", "02", Some(ids["C5"])),
+            journey("C6", "03", "", None),
+        ]
+    );
+    // Before today: the four created on 2025-01-01.
+    assert_eq!(folded[1].iter().map(|j| (j.customer_code.as_str(), j.start_category.as_str(), j.end_category.as_str())).collect::<Vec<_>>(), [("C1", "", "03"), ("C2", "", "01"), ("C3", "", "02"), ("C6", "", "03")]);
+    assert_eq!(folded[2].len(), 5, "every move was manual");
+    assert!(folded[3].is_empty(), "none by rules");
 }
 
 fn codes_of(page: &Value) -> Vec<String> {
