@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
+use diesel::connection::DefaultLoadingMode;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 
@@ -22,7 +23,7 @@ use crate::error::AppError;
 use super::reports::Count;
 
 /// Up to this many moves in a period are read one by one (index-only, about 1 µs
-/// each, and some 150 bytes a customer while folding); beyond, the one pass over the
+/// each, and some 100 bytes a customer while folding); beyond, the one pass over the
 /// scheme's history costs less and holds nothing.
 const SHORT_PERIOD_MOVES: i64 = 250_000;
 
@@ -97,6 +98,10 @@ struct Move {
 /// has more than `SHORT_PERIOD_MOVES`. `with_ids` also finds each customer's id (a
 /// lookup a move).
 pub fn folded(conn: &mut DbConnection, span: &Span, with_ids: bool) -> Result<Option<Vec<Journey>>, AppError> {
+    Ok(fold(conn, span, with_ids)?.map(Folding::journeys))
+}
+
+fn fold(conn: &mut DbConnection, span: &Span, with_ids: bool) -> Result<Option<Folding>, AppError> {
     let index = period_index(Dialect::of(conn));
     let mut few = Fragment::new(&format!("SELECT COUNT(*) AS customers FROM (SELECT 1 AS one FROM assignment_history h{index}"));
     few.append(span.conditions()).push(&format!(" LIMIT {}) x", SHORT_PERIOD_MOVES + 1));
@@ -108,39 +113,91 @@ pub fn folded(conn: &mut DbConnection, span: &Span, with_ids: bool) -> Result<Op
         "SELECT {id} AS customer_id, h.customer_code, h.at, h.id, h.from_category, h.to_category, h.source FROM assignment_history h{index}{join}"
     ));
     read.append(span.conditions());
-    let moves: Vec<Move> = read.into_query().load(conn)?;
-    Ok(Some(fold(moves, span.source)))
+    let mut folding = Folding::new(span.source);
+    for entry in read.into_query().load_iter::<Move, DefaultLoadingMode>(conn)? {
+        folding.add(entry?);
+    }
+    Ok(Some(folding))
 }
 
-/// Each customer's first and last move by `(at, id)`, whatever order they come in.
-fn fold(moves: Vec<Move>, source: Option<Source>) -> Vec<Journey> {
-    struct Folding {
-        journey: Journey,
-        first: (NaiveDateTime, i64),
-        last: (NaiveDateTime, i64),
-        of_source: bool,
+/// Each customer's first and last move by `(at, id)`, from its moves in any order.
+/// Held as small as a move allows (some 100 bytes a customer): the categories, a
+/// handful, once each.
+struct Folding {
+    source: Option<Source>,
+    categories: Vec<String>,
+    category_index: HashMap<String, u32>,
+    per_customer: HashMap<String, Ends>,
+}
+
+struct Ends {
+    customer_id: Option<i64>,
+    first: (NaiveDateTime, i64),
+    start: u32,
+    last: (NaiveDateTime, i64),
+    end: u32,
+    of_source: bool,
+}
+
+impl Folding {
+    fn new(source: Option<Source>) -> Self {
+        // Index 0 is no category.
+        Folding { source, categories: vec![String::new()], category_index: HashMap::new(), per_customer: HashMap::new() }
     }
-    let mut per_customer: HashMap<String, Folding> = HashMap::new();
-    for entry in moves {
+
+    fn category(&mut self, code: Option<String>) -> u32 {
+        let Some(code) = code else { return 0 };
+        if let Some(index) = self.category_index.get(&code) {
+            return *index;
+        }
+        let index = self.categories.len() as u32;
+        self.categories.push(code.clone());
+        self.category_index.insert(code, index);
+        index
+    }
+
+    fn add(&mut self, entry: Move) {
         let key = (entry.at, entry.id);
-        let of_source = source.is_none_or(|source| source.as_str() == entry.source);
-        let folding = per_customer.entry(entry.customer_code.clone()).or_insert_with(|| Folding {
-            journey: Journey { customer_id: entry.customer_id, customer_code: entry.customer_code, start_category: String::new(), end_category: String::new() },
+        let of_source = self.source.is_none_or(|source| source.as_str() == entry.source);
+        let (from, to) = (self.category(entry.from_category), self.category(entry.to_category));
+        let ends = self.per_customer.entry(entry.customer_code).or_insert(Ends {
+            customer_id: entry.customer_id,
             first: (NaiveDateTime::MAX, i64::MAX),
+            start: 0,
             last: (NaiveDateTime::MIN, i64::MIN),
+            end: 0,
             of_source: false,
         });
-        folding.of_source |= of_source;
-        if key < folding.first {
-            folding.first = key;
-            folding.journey.start_category = entry.from_category.unwrap_or_default();
+        ends.of_source |= of_source;
+        if key < ends.first {
+            (ends.first, ends.start) = (key, from);
         }
-        if key > folding.last {
-            folding.last = key;
-            folding.journey.end_category = entry.to_category.unwrap_or_default();
+        if key > ends.last {
+            (ends.last, ends.end) = (key, to);
         }
     }
-    per_customer.into_values().filter(|folding| folding.of_source).map(|folding| folding.journey).collect()
+
+    fn moved(&self) -> Moved {
+        let mut moved = Moved::new();
+        for ends in self.per_customer.values().filter(|ends| ends.of_source) {
+            *moved.entry((self.categories[ends.start as usize].clone(), self.categories[ends.end as usize].clone())).or_default() += 1;
+        }
+        moved
+    }
+
+    fn journeys(self) -> Vec<Journey> {
+        let categories = self.categories;
+        self.per_customer
+            .into_iter()
+            .filter(|(_, ends)| ends.of_source)
+            .map(|(customer_code, ends)| Journey {
+                customer_id: ends.customer_id,
+                customer_code,
+                start_category: categories[ends.start as usize].clone(),
+                end_category: categories[ends.end as usize].clone(),
+            })
+            .collect()
+    }
 }
 
 /// Every journey of the period, with each customer's id (`None`: deleted since).
@@ -161,8 +218,8 @@ pub fn grouped_with_ids(conn: &mut DbConnection, span: &Span) -> Result<Vec<Jour
 
 /// How many customers went from each category to each over the period.
 pub fn moved(conn: &mut DbConnection, spare: Option<&mut DbConnection>, span: &Span) -> Result<Moved, AppError> {
-    match folded(conn, span, false)? {
-        Some(journeys) => Ok(tally(&journeys)),
+    match fold(conn, span, false)? {
+        Some(folding) => Ok(folding.moved()),
         None => grouped(conn, spare, span),
     }
 }

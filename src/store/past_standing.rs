@@ -17,7 +17,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::db::schema::{categories, customer_categories, customers, sales_totals, transactions};
-use crate::db::{snapshot, DbBackend, DbConnection};
+use crate::db::{snapshot, DbConnection};
 use crate::domain::report::{Measure, Tally};
 use crate::error::AppError;
 
@@ -83,26 +83,27 @@ impl Standing {
         let span = usize::try_from(high - low + 1).map_err(|_| AppError::internal("customer ids out of order"))?;
         let cell_by_code = codes.iter().enumerate().map(|(index, code)| (code.clone(), index as u32 + 1)).collect();
         let mut standing = Standing { codes, cell_by_code, first_id: low, cells: vec![0; span], journeys: Vec::new() };
-        // The scheme's assignments in the order of `(scheme_id, category_code, customer_id)`,
-        // which holds them alone (the primary key interleaves every scheme's).
-        let mut after: Option<(String, i64)> = None;
-        loop {
-            let mut page = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).into_boxed::<DbBackend>();
-            if let Some((code, id)) = after.take() {
-                page = page.filter(customer_categories::category_code.gt(code.clone()).or(customer_categories::category_code.eq(code).and(customer_categories::customer_id.gt(id))));
+        // Each category's customers in the order of `(scheme_id, category_code,
+        // customer_id)`, which holds the scheme's alone (the primary key interleaves every
+        // scheme's): ids only, no text a row.
+        for cell in 1..=standing.codes.len() as u32 {
+            let code = standing.codes[cell as usize - 1].clone();
+            let mut after = i64::MIN;
+            loop {
+                let assigned: Vec<i64> = customer_categories::table
+                    .filter(customer_categories::scheme_id.eq(scheme.id).and(customer_categories::category_code.eq(&code)).and(customer_categories::customer_id.gt(after)))
+                    .order(customer_categories::customer_id)
+                    .select(customer_categories::customer_id)
+                    .limit(IDS_PER_READ)
+                    .load(conn)?;
+                for customer_id in &assigned {
+                    standing.place(*customer_id, cell);
+                }
+                match assigned.last() {
+                    Some(last) if assigned.len() == IDS_PER_READ as usize => after = *last,
+                    _ => break,
+                }
             }
-            let assigned: Vec<(String, i64)> = page
-                .order((customer_categories::category_code, customer_categories::customer_id))
-                .select((customer_categories::category_code, customer_categories::customer_id))
-                .limit(IDS_PER_READ)
-                .load(conn)?;
-            for (code, customer_id) in &assigned {
-                standing.place(*customer_id, standing.cell_of(code));
-            }
-            if assigned.len() < IDS_PER_READ as usize {
-                break;
-            }
-            after = assigned.into_iter().last();
         }
         // Where a customer stood at `at` is the `from` of its first move since.
         let journeys = journeys::with_ids(conn, &Span { scheme_code: &scheme.code, start: at, end: None, source: None })?;

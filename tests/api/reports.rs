@@ -288,7 +288,7 @@ async fn distribution_as_of_rebuilds_from_history(app: TestApp) {
 }
 
 /// As of a day, the service reads where every customer stood in pages of 10,000
-/// assignments: a scheme with more than that must come out whole.
+/// assignments of one category: a category with more than that must come out whole.
 async fn as_of_reports_read_a_large_scheme_page_by_page(app: TestApp) {
     known_customers(&app).await;
     insert_customers_directly(&app, "P", 10_500).await;
@@ -297,7 +297,7 @@ async fn as_of_reports_read_a_large_scheme_page_by_page(app: TestApp) {
         &[
             "INSERT INTO customer_categories (customer_id, scheme_id, category_id, category_code, locked, assigned_at) \
              SELECT c.id, k.scheme_id, k.id, k.code, FALSE, c.created_at FROM customers c \
-             JOIN categories k ON k.code = CASE WHEN c.id % 3 = 0 THEN '01' WHEN c.id % 3 = 1 THEN '02' ELSE '03' END \
+             JOIN categories k ON k.code = CASE WHEN c.id % 50 = 0 THEN '01' WHEN c.id % 50 = 1 THEN '03' ELSE '02' END \
              JOIN schemes s ON s.id = k.scheme_id AND s.code = 'TIER' WHERE c.code LIKE 'P%'",
         ],
     )
