@@ -8,6 +8,7 @@ pub mod categories;
 pub mod paging;
 pub mod customers;
 pub mod error;
+pub mod exports;
 pub mod health;
 pub mod openapi;
 pub mod reports;
@@ -133,6 +134,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(rules::routes)
             .configure(runs::routes)
             .configure(reports::routes)
+            .configure(exports::routes)
             .configure(api_keys::routes),
     );
 }

@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Respons
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
-use super::{api_keys, assignments, attributes, categories, customers, health, reports, rules, runs, schemes, transactions};
+use super::{api_keys, assignments, attributes, categories, customers, exports, health, reports, rules, runs, schemes, transactions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,10 +30,11 @@ use super::{api_keys, assignments, attributes, categories, customers, health, re
         rules::list, rules::create, rules::get, rules::update, rules::delete,
         runs::create, runs::list, runs::get, runs::changes,
         reports::distribution, reports::crosstab, reports::transitions, reports::transition_customers,
+        exports::export_customers,
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
     ),
-    components(schemas(Problem, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable)),
+    components(schemas(Problem, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines)),
     modifiers(&Security, &CommonResponses),
     security(("bearer" = [])),
     tags(
@@ -211,7 +212,7 @@ impl utoipa::PartialSchema for Moment {
     }
 }
 
-/// A report as an .xlsx workbook.
+/// A report or an export as an .xlsx workbook.
 pub struct Workbook;
 
 impl utoipa::PartialSchema for Workbook {
@@ -219,12 +220,12 @@ impl utoipa::PartialSchema for Workbook {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
-            .description(Some("An .xlsx workbook: one sheet, the header row frozen, numbers as number cells"))
+            .description(Some("An .xlsx workbook: the header row frozen and bold, numbers as number cells (an export of more than 1,048,575 customers goes on to further sheets)"))
             .into()
     }
 }
 
-/// A report as CSV.
+/// A report or an export as CSV.
 pub struct CsvTable;
 
 impl utoipa::PartialSchema for CsvTable {
@@ -232,6 +233,18 @@ impl utoipa::PartialSchema for CsvTable {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .description(Some("UTF-8 with a byte-order mark, a header row of the JSON field names, RFC 4180 quoting and CRLF line ends"))
+            .into()
+    }
+}
+
+/// An export as NDJSON.
+pub struct NdjsonLines;
+
+impl utoipa::PartialSchema for NdjsonLines {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some("One JSON object a line, keyed by the column names (`code`, …, `category:TIER`, `attr:credit_limit`); empty cells are left out"))
             .into()
     }
 }
@@ -247,7 +260,7 @@ macro_rules! named_after_type {
     )+};
 }
 
-named_after_type!(AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable);
+named_after_type!(AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines);
 
 /// The document as `custclass openapi` prints it and `openapi/openapi.json` stores it.
 pub fn document_json() -> String {

@@ -11,24 +11,44 @@ use crate::error::{AppError, ErrorKind};
 pub const CSV: &str = "text/csv";
 pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
-/// How a report is written.
+pub const NDJSON: &str = "application/x-ndjson";
+
+/// How a report or an export is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Json,
     Csv,
     Xlsx,
+    /// One JSON object a line.
+    Ndjson,
 }
 
 impl Format {
-    /// The most preferred of the formats `Accept` allows: JSON without the header,
-    /// for `*/*` and `application/*`; 406 when it allows none of the three.
+    fn media_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Csv => CSV,
+            Format::Xlsx => XLSX,
+            Format::Ndjson => NDJSON,
+        }
+    }
+
+    /// A report's format: JSON without `Accept`, for `*/*` and `application/*`.
     pub fn negotiate(req: &HttpRequest) -> Result<Format, AppError> {
-        let Some(value) = req.headers().get(header::ACCEPT) else { return Ok(Format::Json) };
+        Format::negotiate_among(req, &[Format::Json, Format::Csv, Format::Xlsx])
+    }
+
+    /// The most preferred of the `offered` formats that `Accept` allows: the first
+    /// offered without the header and for `*/*`, the first of its type for `text/*` or
+    /// `application/*`; 406 when it allows none of them.
+    pub fn negotiate_among(req: &HttpRequest, offered: &[Format]) -> Result<Format, AppError> {
+        let Some(value) = req.headers().get(header::ACCEPT) else { return Ok(offered[0]) };
         let not_acceptable = || {
+            let media_types: Vec<&str> = offered.iter().map(|format| format.media_type()).collect();
             AppError::new(
                 ErrorKind::NotAcceptable,
                 "not_acceptable",
-                format!("reports are written as application/json, {CSV} or {XLSX}; Accept: {} allows none of them", value.to_str().unwrap_or("(not text)")),
+                format!("this is written as {}; Accept: {} allows none of them", media_types.join(", "), value.to_str().unwrap_or("(not text)")),
             )
         };
         let accept = Accept::parse(req).map_err(|_| not_acceptable())?;
@@ -36,11 +56,13 @@ impl Format {
         wanted.sort_by_key(|item| std::cmp::Reverse(item.quality));
         wanted
             .into_iter()
-            .find_map(|item| match (item.item.type_().as_str(), item.item.subtype().as_str()) {
-                ("*", "*") | ("application", "*" | "json") => Some(Format::Json),
-                ("text", "csv" | "*") => Some(Format::Csv),
-                ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet") => Some(Format::Xlsx),
-                _ => None,
+            .find_map(|item| {
+                let (kind, subtype) = (item.item.type_().as_str(), item.item.subtype().as_str());
+                offered.iter().copied().find(|format| {
+                    let (offered_kind, offered_subtype) = format.media_type().split_once('/').expect("a media type");
+                    (kind == "*" && subtype == "*")
+                        || (kind == offered_kind && (subtype == "*" || subtype == offered_subtype || (*format == Format::Ndjson && subtype == "ndjson")))
+                })
             })
             .ok_or_else(not_acceptable)
     }
@@ -138,7 +160,8 @@ impl Sheet {
 /// The report in the negotiated format; `sheet` is built only for a spreadsheet.
 pub fn respond<T: Serialize>(format: Format, report: &T, sheet: impl FnOnce() -> Sheet) -> Result<HttpResponse, AppError> {
     let (content_type, extension, body) = match format {
-        Format::Json => return Ok(HttpResponse::Ok().json(report)),
+        // A report is one JSON document; NDJSON is offered by the exports only.
+        Format::Json | Format::Ndjson => return Ok(HttpResponse::Ok().json(report)),
         Format::Csv => ("text/csv; charset=utf-8", "csv", sheet_and(sheet, Sheet::csv)?),
         Format::Xlsx => (XLSX, "xlsx", sheet_and(sheet, Sheet::xlsx)?),
     };

@@ -55,6 +55,7 @@ macro_rules! labelled_enum {
 }
 
 pub mod api_key;
+pub mod archive;
 pub mod attribute;
 pub mod category;
 pub mod code_rule;
