@@ -14,6 +14,7 @@ use crate::domain::category::{CategoryCode, CategoryName};
 use crate::domain::clean_optional_text;
 use crate::error::AppError;
 use crate::store::categories::{self as store, CategoryChanges, CategoryView, NewCategory};
+use crate::store::reassign as reassign_store;
 
 const DESCRIPTION_MAX: usize = 2000;
 
@@ -291,6 +292,85 @@ pub async fn delete(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Move every customer of a category's subtree to another leaf (分类标准更新).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReassignRequest {
+    /// An active leaf of the same scheme.
+    #[schema(example = "0201")]
+    pub to: String,
+    /// Recorded in every history entry.
+    pub reason: Option<String>,
+    /// Move customers pinned with `locked` too; by default they stay and are counted.
+    #[serde(default)]
+    pub include_locked: bool,
+}
+
+/// A customer left where it was: its attribute values do not fit the new category.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RejectedMove {
+    #[schema(example = "C0001")]
+    pub customer: String,
+    #[schema(example = "attributes.credit_limit: required by category 0201")]
+    pub detail: String,
+}
+
+/// What re-mapping moved.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Reassignment {
+    pub scheme: String,
+    pub from: String,
+    pub to: String,
+    pub moved: i64,
+    /// Pinned customers left where they are (`include_locked: false`).
+    pub skipped_locked: i64,
+    /// Customers left where they are because the new category's attributes do not take their values.
+    pub rejected: i64,
+    /// The first 100 of them.
+    pub rejections: Vec<RejectedMove>,
+    /// Transactions it took (of `RUN_BATCH_SIZE` customers at most).
+    pub batches: i64,
+}
+
+#[utoipa::path(post, path = "/api/v1/schemes/{scheme}/categories/{code}/reassign", operation_id = "reassign_category", tag = "categories", request_body = ReassignRequest,
+    params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "The category whose subtree is emptied")),
+    responses(
+        (status = 200, description = "Every customer of the subtree (but those already in `to`) moved to `to`, in batches of `RUN_BATCH_SIZE`, each its own transaction, with history of source `remap`", body = Reassignment),
+        (status = 404, description = "`scheme_not_found`, `category_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, or `to`: `category_not_found`, `category_not_leaf`, `category_inactive`, `scheme_inactive`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reassign(state: web::Data<AppState>, auth: Auth<Admin>, path: web::Path<(String, String)>, body: web::Json<ReassignRequest>) -> Result<HttpResponse, AppError> {
+    let (scheme, from) = path.into_inner();
+    let body = body.into_inner();
+    let mut errors = FieldErrors::default();
+    let to = errors.check(CategoryCode::parse("to", &body.to));
+    let reason = errors.check(crate::api::customers::parse_reason(body.reason.as_deref()));
+    errors.finish()?;
+    let request = reassign_store::Reassignment {
+        scheme,
+        from,
+        to: to.expect("checked").as_str().to_string(),
+        include_locked: body.include_locked,
+        actor: auth.caller.name,
+        reason: reason.flatten(),
+        batch_size: state.run_batch_size,
+    };
+    let outcome = state.db.run_long({
+        let request = request.clone();
+        move |conn| reassign_store::reassign(conn, &request)
+    }).await?;
+    Ok(HttpResponse::Ok().json(Reassignment {
+        scheme: request.scheme,
+        from: request.from,
+        to: request.to,
+        moved: outcome.moved,
+        skipped_locked: outcome.skipped_locked,
+        rejected: outcome.rejected,
+        rejections: outcome.rejections.into_iter().map(|rejected| RejectedMove { customer: rejected.customer, detail: rejected.detail }).collect(),
+        batches: outcome.batches,
+    }))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/schemes/{scheme}/categories").route(web::get().to(list)).route(web::post().to(create)))
         .service(web::resource("/schemes/{scheme}/categories/tree").route(web::get().to(tree)))
@@ -299,7 +379,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(get))
                 .route(web::patch().to(update))
                 .route(web::delete().to(delete)),
-        );
+        )
+        .service(web::resource("/schemes/{scheme}/categories/{code}/reassign").route(web::post().to(reassign)));
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::{api_keys, assignments, attributes, categories, customers, exports, h
     ),
     paths(
         schemes::list, schemes::create, schemes::get, schemes::update, schemes::delete,
-        categories::list, categories::tree, categories::create, categories::get, categories::update, categories::delete,
+        categories::list, categories::tree, categories::create, categories::get, categories::update, categories::delete, categories::reassign,
         attributes::list, attributes::create, attributes::get, attributes::update, attributes::delete,
         customers::list, customers::create, customers::get, customers::update, customers::delete, customers::history,
         customers::replace_attributes,

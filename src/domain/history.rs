@@ -13,6 +13,8 @@ labelled_enum! {
         Merge = "merge",
         /// The scheme's default category, given to a new customer.
         Default = "default",
+        /// A category's customers moved to another when the standard changed (分类标准更新).
+        Remap = "remap",
     }
 }
 

@@ -13,6 +13,7 @@ pub mod exports;
 pub mod history;
 pub mod journeys;
 pub mod past_standing;
+pub mod reassign;
 pub mod reports;
 pub mod rule_sql;
 pub mod rules;

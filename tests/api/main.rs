@@ -16,5 +16,6 @@ mod openapi;
 mod operations;
 mod sales;
 mod reports;
+mod reassign;
 mod tiers;
 mod schemes;
