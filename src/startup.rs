@@ -15,7 +15,7 @@ use crate::config::{CorsOrigins, Settings};
 use crate::db::{self, Db, DbPool};
 use crate::domain::api_key::ApiKeySecret;
 use crate::store::api_keys::{self, Bootstrap};
-use crate::store::sales_totals;
+use crate::store::{duplicates, sales_totals};
 use crate::telemetry::{self, Metrics};
 
 /// How long a looked-up API key is trusted before it is read again.
@@ -124,12 +124,23 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let maintenance = std::pin::pin!(keep_sales_totals_current(self.db));
+        let maintenance = std::pin::pin!(maintain(self.db));
         match futures_util::future::select(self.server, maintenance).await {
             futures_util::future::Either::Left((served, _)) => served,
             futures_util::future::Either::Right(((), server)) => server.await,
         }
     }
+}
+
+/// What every replica keeps up in the background: the duplicate keys of customers
+/// that have none (after the migration that added them), once, then the sales totals.
+async fn maintain(db: Db) {
+    match db.run_long(duplicates::fill_missing).await {
+        Ok(0) => {}
+        Ok(keyed) => log::info!("computed the duplicate keys of {keyed} customers"),
+        Err(error) => log::warn!("the duplicate keys could not be computed (the first duplicates search will): {error}"),
+    }
+    keep_sales_totals_current(db).await
 }
 
 /// Moves the sales totals' anchor to the start of the current UTC day, at start-up

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod categories;
 pub mod paging;
 pub mod customers;
+pub mod duplicates;
 pub mod error;
 pub mod exports;
 pub mod health;
@@ -128,6 +129,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(schemes::routes)
             .configure(categories::routes)
             .configure(attributes::routes)
+            // Before `/customers/{code}`, which would take `duplicates` for a code.
+            .configure(duplicates::routes)
             .configure(customers::routes)
             .configure(assignments::routes)
             .configure(transactions::routes)

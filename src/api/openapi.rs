@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Respons
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
-use super::{api_keys, assignments, attributes, categories, customers, exports, health, reports, rules, runs, schemes, transactions};
+use super::{api_keys, assignments, attributes, categories, customers, duplicates, exports, health, reports, rules, runs, schemes, transactions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,7 +24,7 @@ use super::{api_keys, assignments, attributes, categories, customers, exports, h
         categories::list, categories::tree, categories::create, categories::get, categories::update, categories::delete, categories::reassign,
         attributes::list, attributes::create, attributes::get, attributes::update, attributes::delete,
         customers::list, customers::create, customers::get, customers::update, customers::delete, customers::history,
-        customers::replace_attributes,
+        customers::replace_attributes, duplicates::duplicates,
         assignments::assign, assignments::unassign, assignments::batch,
         transactions::post, transactions::metrics,
         rules::list, rules::create, rules::get, rules::update, rules::delete,

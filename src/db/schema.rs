@@ -212,7 +212,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    customer_match_keys (customer_id) {
+        customer_id -> BigInt,
+        name_key -> Text,
+        phone_key -> Nullable<Text>,
+        email_key -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(transactions -> customers (customer_id));
+diesel::joinable!(customer_match_keys -> customers (customer_id));
 diesel::joinable!(rules -> schemes (scheme_id));
 diesel::joinable!(classification_runs -> schemes (scheme_id));
 diesel::joinable!(attribute_definitions -> schemes (scheme_id));
@@ -237,5 +247,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     rules,
     classification_runs,
     run_change_blocks,
-    deleted_customers
+    deleted_customers,
+    customer_match_keys
 );

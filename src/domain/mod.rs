@@ -60,6 +60,7 @@ pub mod attribute;
 pub mod category;
 pub mod code_rule;
 pub mod customer;
+pub mod duplicates;
 pub mod history;
 pub mod report;
 pub mod rule;

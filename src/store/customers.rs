@@ -16,6 +16,7 @@ use crate::error::AppError;
 use super::assignments::{self, AttributeCheck, Provenance};
 use super::attributes::{self, EditMode};
 use super::counts;
+use super::duplicates;
 use super::customer_rows::{find, get_row, refresh_snapshot, view_by_id, CustomerView, SnapshotTarget};
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{lock_current, LockableTable};
@@ -125,6 +126,7 @@ pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str) -> Result
             .map_err(|e| unique_violation(e, code, fields.tax_id.as_ref().map(TaxId::as_str)))?;
         let customer = get_row(conn, code)?;
         counts::customer_added(conn, customer.id, 1)?;
+        duplicates::write_keys(conn, customer.id, &fields.name, fields.phone.as_deref(), fields.email.as_deref())?;
 
         let mut errors = Vec::new();
         let named = Provenance::new(actor, Source::Manual, new.reason.clone());
@@ -198,6 +200,10 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &CustomerChanges, ex
             .map_err(|e| unique_violation(e, code, tax_id.as_deref()))?;
         if updated == 0 {
             return Err(AppError::concurrent_update());
+        }
+        if changes.name.is_some() || changes.phone.is_some() || changes.email.is_some() {
+            let (phone, email) = (pick(&changes.phone, &current.phone), pick(&changes.email, &current.email));
+            duplicates::write_keys(conn, current.id, changes.name.as_ref().unwrap_or(&current.name), phone.as_deref(), email.as_deref())?;
         }
         if let Some(values) = &changes.attributes {
             if attributes::edit_values(conn, &current, values, EditMode::Merge)? {

@@ -9,6 +9,7 @@ pub mod counts;
 pub mod customer_rows;
 pub mod customer_search;
 pub mod customers;
+pub mod duplicates;
 pub mod exports;
 pub mod history;
 pub mod journeys;

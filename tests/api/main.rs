@@ -11,6 +11,7 @@ mod cli;
 mod customer_list;
 mod customers;
 mod errors;
+mod duplicates;
 mod exports;
 mod openapi;
 mod operations;
