@@ -19,7 +19,7 @@ use crate::domain::history::{Direction, Source};
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::AppError;
 use crate::store::customer_rows::{self, CustomerView};
-use crate::store::customer_search::{self, After, AttributeFilter, CategoryFilter, Filters, ListQuery, Sort, SortKey};
+use crate::store::customer_search::{self, After, AttributeFilter, CategoryFilter, Filters, ListQuery, Missing, Sort, SortKey};
 use crate::store::customers::{self as store, CustomerChanges, CustomerFields, NewCustomer};
 use crate::store::history::{self, HistoryCursor, HistoryRow};
 
@@ -29,6 +29,8 @@ const CONTACT_MAX: usize = 100;
 const ADDRESS_MAX: usize = 500;
 const NOTE_MAX: usize = 2000;
 pub const REASON_MAX: usize = 500;
+/// Ten years: the longest `dormant_days`.
+const MAX_DORMANT_DAYS: i64 = 3650;
 
 /// A customer's category in one scheme.
 #[derive(Debug, Serialize, ToSchema)]
@@ -329,6 +331,23 @@ pub fn parse_filter(key: &str, value: &str, filters: &mut Filters, errors: &mut 
         "unclassified" => filters.unclassified.push(value.to_string()),
         "q" => filters.text = Some(value.trim().to_string()).filter(|v| !v.is_empty()),
         "status" => filters.status = errors.check(value.parse::<CustomerStatus>()),
+        "missing" => {
+            if let Some(missing) = errors.check(Missing::parse(value)) {
+                filters.missing.push(missing);
+            }
+        }
+        "dormant_days" => {
+            let days = value.parse::<i64>().ok().filter(|days| (1..=MAX_DORMANT_DAYS).contains(days));
+            filters.dormant_days = errors.check(days.ok_or_else(|| FieldError::new("dormant_days", format!("must be a whole number of days from 1 to {MAX_DORMANT_DAYS}"))));
+        }
+        "classified" => {
+            let flag = match value {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            };
+            filters.classified = errors.check(flag.ok_or_else(|| FieldError::new("classified", "must be true or false")));
+        }
         _ => return false,
     }
     true
@@ -363,6 +382,9 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError>
         ("unclassified" = Option<Vec<String>>, Query, description = "Scheme code: customers with no category there"),
         ("q" = Option<String>, Query, description = "Substring of code, name or short name (ASCII case-insensitive)"),
         ("status" = Option<CustomerStatus>, Query, description = "active or inactive"),
+        ("missing" = Option<Vec<String>>, Query, description = "A field that must be empty (short_name, tax_id, contact_name, phone, email, address, note), or `attr:KEY`: no value of the customer's own (a default does not count); repeat to AND several", example = "tax_id"),
+        ("dormant_days" = Option<i64>, Query, minimum = 1, maximum = 3650, description = "Dormant customers: created before the last this many days and no order (a positive sale) in them"),
+        ("classified" = Option<bool>, Query, description = "true: in a category of some scheme; false: in none"),
         ("sort" = Option<String>, Query, pattern = "^-?(code|name|created_at)$", description = "code (default), name or created_at; prefix - for descending"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 50"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),

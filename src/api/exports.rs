@@ -51,6 +51,9 @@ fn parse_query(pairs: Vec<(String, String)>) -> Result<Filters, AppError> {
         ("unclassified" = Option<Vec<String>>, Query, description = "Scheme code: customers with no category there"),
         ("q" = Option<String>, Query, description = "Substring of code, name or short name"),
         ("status" = Option<crate::domain::customer::CustomerStatus>, Query, description = "active or inactive"),
+        ("missing" = Option<Vec<String>>, Query, description = "A field that must be empty, or `attr:KEY`, as on `GET /customers`"),
+        ("dormant_days" = Option<i64>, Query, minimum = 1, maximum = 3650, description = "Dormant customers, as on `GET /customers`"),
+        ("classified" = Option<bool>, Query, description = "In a category of some scheme (true) or of none (false)"),
     ),
     responses(
         (status = 200, description = "Every matching customer by code: its fields, then `category:SCHEME` for every scheme, then `attr:KEY` for every attribute (values set on the customer; a default stays empty). CSV without `Accept` or for `*/*`", content(

@@ -229,6 +229,12 @@ pub struct ReportScope {
     q: Option<String>,
     /// `KEY:OP:VALUE` as on `GET /customers`, repeatable (not with `as_of`).
     attr: Option<Vec<String>>,
+    /// A field that must be empty, or `attr:KEY`, as on `GET /customers`, repeatable (not with `as_of`).
+    missing: Option<Vec<String>>,
+    /// Dormant customers, as on `GET /customers` (not with `as_of`).
+    dormant_days: Option<i64>,
+    /// In a category of some scheme, or of none (not with `as_of`).
+    classified: Option<bool>,
 }
 
 #[utoipa::path(get, path = "/api/v1/reports/distribution", tag = "reports", operation_id = "report_distribution",

@@ -73,12 +73,90 @@ pub struct Filters {
     /// Substring of code, name or short name, case-insensitive for ASCII.
     pub text: Option<String>,
     pub status: Option<CustomerStatus>,
+    /// Every one must be missing (AND): a field, or a value of the customer's own.
+    pub missing: Vec<Missing>,
+    /// Customers created before the last this many days with no order (a positive sale) in them.
+    pub dormant_days: Option<i64>,
+    /// Customers with (true) or without (false) a category in any scheme.
+    pub classified: Option<bool>,
 }
 
 impl Filters {
     pub fn is_empty(&self) -> bool {
-        self.categories.is_empty() && self.unclassified.is_empty() && self.text.is_none() && self.status.is_none() && self.attributes.is_empty()
+        self.categories.is_empty()
+            && self.unclassified.is_empty()
+            && self.text.is_none()
+            && self.status.is_none()
+            && self.attributes.is_empty()
+            && self.missing.is_empty()
+            && self.dormant_days.is_none()
+            && self.classified.is_none()
     }
+}
+
+/// What `missing=` asks to be absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    /// An optional field of the customer, by its column.
+    Field(&'static str),
+    /// A value of this attribute set on the customer (a default does not count).
+    Attribute(String),
+}
+
+impl Missing {
+    /// The optional fields `missing=` names.
+    pub const FIELDS: [&'static str; 7] = ["short_name", "tax_id", "contact_name", "phone", "email", "address", "note"];
+
+    /// `tax_id` or `attr:KEY`.
+    pub fn parse(text: &str) -> Result<Missing, FieldError> {
+        if let Some(key) = text.strip_prefix(crate::domain::archive::ATTRIBUTE_PREFIX) {
+            return Ok(Missing::Attribute(key.to_string()));
+        }
+        Missing::FIELDS
+            .iter()
+            .find(|field| **field == text)
+            .map(|field| Missing::Field(field))
+            .ok_or_else(|| FieldError::new("missing", format!("{text:?} is not one of {} or attr:KEY", Missing::FIELDS.join(", "))))
+    }
+}
+
+/// The filters on a customer's own row and sales (`missing`, `dormant_days`,
+/// `classified`) as SQL on the customer row `row` (a table name or alias).
+pub(super) fn row_state_conditions(conn: &mut DbConnection, filters: &Filters, row: &str) -> Result<Vec<Fragment>, AppError> {
+    let mut conditions = Vec::new();
+    for missing in &filters.missing {
+        match missing {
+            Missing::Field(column) => conditions.push(Fragment::new(&format!("{row}.{column} IS NULL"))),
+            Missing::Attribute(key) => {
+                let defined: i64 = attribute_definitions::table.filter(attribute_definitions::attr_key.eq(key)).count().get_result(conn)?;
+                if defined == 0 {
+                    return Err(AppError::validation(
+                        "attribute_not_found",
+                        format!("no category defines attribute {key}"),
+                        vec![FieldError::new("missing", format!("unknown attribute {key}"))],
+                    ));
+                }
+                let mut condition = Fragment::new(&format!("NOT EXISTS (SELECT 1 FROM customer_attributes ma WHERE ma.customer_id = {row}.id AND ma.attr_key = "));
+                condition.bind(Bind::Text(key.clone())).push(")");
+                conditions.push(condition);
+            }
+        }
+    }
+    if let Some(days) = filters.dormant_days {
+        let since = crate::db::now() - chrono::Duration::days(days);
+        let mut condition = Fragment::new(&format!("{row}.created_at < "));
+        condition
+            .bind(Bind::Timestamp(since))
+            .push(&format!(" AND NOT EXISTS (SELECT 1 FROM transactions dt WHERE dt.customer_id = {row}.id AND dt.occurred_at >= "))
+            .bind(Bind::Timestamp(since))
+            .push(" AND dt.amount_cents > 0)");
+        conditions.push(condition);
+    }
+    if let Some(classified) = filters.classified {
+        let exists = format!("EXISTS (SELECT 1 FROM customer_categories cc WHERE cc.customer_id = {row}.id)");
+        conditions.push(Fragment::new(&if classified { exists } else { format!("NOT {exists}") }));
+    }
+    Ok(conditions)
 }
 
 #[derive(Debug, Clone)]
@@ -345,7 +423,10 @@ fn sparsest(conn: &mut DbConnection, streams: &[Stream], after: &str, descending
 /// The filters every list applies, for either query shape below. `$id` is the
 /// customer id of the driving index, so that probes run before a customer row is read.
 macro_rules! filter_customers {
-    ($sql:ident, $id:expr, $id_sql:expr, $memberships:expr, $unclassified:expr, $attributes:expr, $query:expr) => {{
+    ($sql:ident, $id:expr, $id_sql:expr, $memberships:expr, $unclassified:expr, $attributes:expr, $row_state:expr, $query:expr) => {{
+        for condition in $row_state {
+            $sql = $sql.filter(Predicate(condition.clone()));
+        }
         for probe in $attributes {
             $sql = $sql.filter(Predicate(probe.condition(Some($id_sql))));
         }
@@ -397,7 +478,8 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
         unclassified.push(filter_scheme(conn, scheme_code, "unclassified")?.id);
     }
     let probes = query.filters.attributes.iter().map(|filter| resolve_attribute(conn, filter).map(std::sync::Arc::new)).collect::<Result<Vec<_>, _>>()?;
-    let only_categories = query.filters.text.is_none() && query.filters.status.is_none() && unclassified.is_empty() && probes.is_empty();
+    let row_state = row_state_conditions(conn, &query.filters, "customers")?;
+    let only_categories = query.filters.text.is_none() && query.filters.status.is_none() && unclassified.is_empty() && probes.is_empty() && row_state.is_empty();
     let streaming = !memberships.is_empty() || !probes.is_empty();
     let mut rows: Vec<CustomerRow> = if query.sort.key == SortKey::Code && streaming {
         let descending = query.sort.descending;
@@ -436,7 +518,7 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
                 for membership in &memberships {
                     sql = sql.filter(instr(category_members::classification_vector, membership.needle()).gt(0));
                 }
-                filter_customers!(sql, category_members::customer_id, "category_members.customer_id", Vec::<Membership>::new(), unclassified, &probes, query);
+                filter_customers!(sql, category_members::customer_id, "category_members.customer_id", Vec::<Membership>::new(), unclassified, &probes, &row_state, query);
                 let sql = if descending {
                     sql.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc())
                 } else {
@@ -447,7 +529,7 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
             Stream::Attribute(driver) => {
                 probes.retain(|probe| !std::sync::Arc::ptr_eq(probe, &driver));
                 let mut sql = attribute_rows!(customer_attributes::table.inner_join(customers::table).into_boxed(), &driver);
-                filter_customers!(sql, customer_attributes::customer_id, "customer_attributes.customer_id", memberships, unclassified, &probes, query);
+                filter_customers!(sql, customer_attributes::customer_id, "customer_attributes.customer_id", memberships, unclassified, &probes, &row_state, query);
                 let sql = if descending {
                     sql.filter(customer_attributes::customer_code.lt(after)).order(customer_attributes::customer_code.desc())
                 } else {
@@ -473,7 +555,7 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
         })?
     } else {
         let mut sql: CustomerQuery = customers::table.into_boxed();
-        filter_customers!(sql, customers::id, "customers.id", memberships, unclassified, &probes, query);
+        filter_customers!(sql, customers::id, "customers.id", memberships, unclassified, &probes, &row_state, query);
         // Ids first: the sort's index holds the id, so customers the probes turn
         // down are never read; then only the page's rows.
         let ids: Vec<i64> = keyset(sql, query.sort, query.after.clone()).select(customers::id).limit(query.limit + 1).load(conn)?;

@@ -32,7 +32,7 @@ use crate::error::AppError;
 
 use super::categories::Ranks;
 use super::counts;
-use super::customer_search::{contains_pattern, filter_scheme, resolve, resolve_attribute, Filters};
+use super::customer_search::{contains_pattern, filter_scheme, resolve, resolve_attribute, row_state_conditions, Filters};
 use super::journeys::{self, in_entry, journeys, journeys_index, CodeRange, Span};
 use super::past_standing;
 use super::prefix_upper_bound;
@@ -44,7 +44,14 @@ use crate::domain::attribute::LIKE_ESCAPE;
 
 /// Only categories have a history; the other fields of a customer are known as they are now.
 fn ensure_historical(filters: &Filters) -> Result<(), AppError> {
-    let now_only: Vec<&str> = [("q", filters.text.is_some()), ("status", filters.status.is_some()), ("attr", !filters.attributes.is_empty())]
+    let now_only: Vec<&str> = [
+        ("q", filters.text.is_some()),
+        ("status", filters.status.is_some()),
+        ("attr", !filters.attributes.is_empty()),
+        ("missing", !filters.missing.is_empty()),
+        ("dormant_days", filters.dormant_days.is_some()),
+        ("classified", filters.classified.is_some()),
+    ]
         .into_iter()
         .filter_map(|(field, given)| given.then_some(field))
         .collect();
@@ -474,6 +481,7 @@ fn row_conditions(conn: &mut DbConnection, filters: &Filters) -> Result<Vec<Frag
     for filter in &filters.attributes {
         conditions.push(resolve_attribute(conn, filter)?.condition(Some("p.id")));
     }
+    conditions.extend(row_state_conditions(conn, filters, "p")?);
     Ok(conditions)
 }
 

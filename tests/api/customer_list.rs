@@ -4,7 +4,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{insert_customers_directly, ok_json, problem, TestApp};
+use crate::helpers::{execute_directly, insert_customers_directly, ok_json, problem, TestApp};
 
 both_backends!(
     filters_combine_across_schemes_with_subtrees,
@@ -12,6 +12,7 @@ both_backends!(
     bad_filters_and_cursors_are_refused,
     cursor_paging_visits_everyone_once_while_customers_are_added,
     intersections_of_large_categories_page_correctly,
+    missing_values_dormancy_and_classification_filter_the_list,
 );
 
 fn codes(page: &Value) -> Vec<String> {
@@ -236,4 +237,52 @@ async fn intersections_of_large_categories_page_correctly(app: TestApp) {
     let three: Vec<String> = customers.iter().enumerate().filter(|(i, _)| region(*i) == "0102" && tier(*i) == "05").map(|(_, c)| c.clone()).collect();
     assert_eq!(walk("category=REGION:0102&category=TIER:05&category=REGION:01&limit=1000".into()).await, three);
     assert_eq!(walk("category=REGION:0201&category=REGION:0101".into()).await, Vec::<String>::new(), "disjoint categories");
+}
+
+/// Data-quality filters: a field or an own attribute value missing, no order for a
+/// number of days, in a category of some scheme or of none.
+async fn missing_values_dormancy_and_classification_filter_the_list(app: TestApp) {
+    app.create_scheme("REGION", "2").await;
+    app.create_category("REGION", "01", "华北").await;
+    ok_json(app.post("/api/v1/schemes/REGION/categories/01/attributes", &json!({"key": "level", "type": "string"})).await, StatusCode::CREATED).await;
+    let customers = [
+        json!({"code": "Q1", "name": "甲", "tax_id": "91310000MA1FL8TQ36", "phone": "021-5555 0101", "categories": {"REGION": "01"}, "attributes": {"level": "金"}}),
+        json!({"code": "Q2", "name": "乙", "email": "b@example.cn", "categories": {"REGION": "01"}}),
+        json!({"code": "Q3", "name": "丙", "status": "inactive", "categories": {"REGION": "01"}}),
+        json!({"code": "Q4", "name": "丁"}),
+    ];
+    for customer in &customers {
+        ok_json(app.post("/api/v1/customers", customer).await, StatusCode::CREATED).await;
+    }
+    let listed = |query: &'static str| {
+        let app = &app;
+        async move { codes(&ok_json(app.get(&format!("/api/v1/customers?{query}")).await, StatusCode::OK).await) }
+    };
+    assert_eq!(listed("missing=tax_id").await, ["Q2", "Q3", "Q4"]);
+    assert_eq!(listed("missing=phone&missing=email").await, ["Q3", "Q4"]);
+    assert_eq!(listed("missing=attr:level&category=REGION:01").await, ["Q2", "Q3"], "with a category driving the page");
+    assert_eq!(listed("classified=true").await, ["Q1", "Q2", "Q3"]);
+    assert_eq!(listed("classified=false").await, ["Q4"]);
+    assert_eq!(listed("status=inactive&classified=true").await, ["Q3"]);
+
+    // Dormant for 30 days: created before them, and no order in them (a refund is none).
+    execute_directly(&app, &["UPDATE customers SET created_at = '2025-01-01 00:00:00' WHERE code <> 'Q4'"]).await;
+    let day = |days: i64| (chrono::Utc::now() - chrono::Duration::days(days)).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let sales = json!([
+        {"external_id": "S1", "customer_code": "Q1", "amount": "100.00", "occurred_at": day(10)},
+        {"external_id": "S2", "customer_code": "Q2", "amount": "100.00", "occurred_at": day(60)},
+        {"external_id": "S3", "customer_code": "Q3", "amount": "-20.00", "occurred_at": day(5)},
+    ]);
+    ok_json(app.post("/api/v1/transactions", &sales).await, StatusCode::OK).await;
+    assert_eq!(listed("dormant_days=30").await, ["Q2", "Q3"], "Q4 is too new to be dormant");
+    assert_eq!(listed("dormant_days=90").await, ["Q3"]);
+    let dormant = ok_json(app.get("/api/v1/reports/distribution?scheme=REGION&dormant_days=30").await, StatusCode::OK).await;
+    assert_eq!(dormant["population"], 2, "the reports take the same filters");
+
+    for (query, field) in [("missing=fax", "missing"), ("dormant_days=0", "dormant_days"), ("classified=yes", "classified")] {
+        let refused = problem(app.get(&format!("/api/v1/customers?{query}")).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(refused["errors"][0]["field"], field);
+    }
+    problem(app.get("/api/v1/customers?missing=attr:nope").await, StatusCode::UNPROCESSABLE_ENTITY, "attribute_not_found").await;
+    problem(app.get("/api/v1/reports/distribution?scheme=REGION&as_of=2026-01-01&missing=tax_id").await, StatusCode::UNPROCESSABLE_ENTITY, "filter_not_historical").await;
 }
