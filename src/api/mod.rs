@@ -7,6 +7,7 @@ pub mod auth;
 pub mod categories;
 pub mod paging;
 pub mod customers;
+pub mod data_quality;
 pub mod duplicates;
 pub mod error;
 pub mod exports;
@@ -137,6 +138,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(rules::routes)
             .configure(runs::routes)
             .configure(reports::routes)
+            .configure(data_quality::routes)
             .configure(exports::routes)
             .configure(api_keys::routes),
     );

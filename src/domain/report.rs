@@ -258,6 +258,23 @@ pub fn tree_tallies(rule: &CodeRule, codes: &[&str], direct: &BTreeMap<String, T
     tallies
 }
 
+labelled_enum! {
+    /// What a data-quality item checks.
+    pub enum QualityCheck {
+        /// Customers without a category in `scheme`.
+        Unclassified = "unclassified",
+        /// Customers of `category` without a value of `attribute`, which it requires with no default.
+        MissingAttribute = "missing_attribute",
+        MissingTaxId = "missing_tax_id",
+        /// No order (a positive sale) in `dormant_days`, and created before them.
+        Dormant = "dormant",
+        /// Inactive customers still in a category.
+        InactiveClassified = "inactive_classified",
+        /// Groups of candidate duplicates by `key` (`count` counts groups).
+        Duplicates = "duplicates",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

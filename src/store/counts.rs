@@ -178,6 +178,13 @@ pub struct Counted {
     pub population: i64,
 }
 
+/// Customers in the archive, from the counters.
+pub fn population(conn: &mut DbConnection) -> Result<i64, AppError> {
+    let int = Dialect::of(conn).integer();
+    let total: super::reports::Count = diesel::sql_query(format!("SELECT CAST(COALESCE(SUM(customers), 0) AS {int}) AS customers FROM customer_counts")).get_result(conn)?;
+    Ok(total.customers)
+}
+
 /// The counts of one scheme (and, with `second`, of another and of their pairs), and
 /// the archive's size: one statement, so one snapshot, in which they all agree.
 pub fn of_schemes(conn: &mut DbConnection, first: i64, second: Option<i64>) -> Result<Counted, AppError> {

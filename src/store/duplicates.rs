@@ -129,6 +129,16 @@ fn source(key: DuplicateKey) -> (&'static str, &'static str, &'static str) {
     }
 }
 
+/// How many groups of two or more customers share `key`.
+pub fn group_count(conn: &mut DbConnection, key: DuplicateKey) -> Result<i64, AppError> {
+    fill_missing(conn)?;
+    let (table, column, _) = source(key);
+    let sql = format!(
+        "SELECT COUNT(*) AS customers FROM (SELECT {column} FROM {table} WHERE {column} IS NOT NULL AND {column} <> '' GROUP BY {column} HAVING COUNT(*) > 1) g"
+    );
+    Ok(diesel::sql_query(sql).get_result::<super::reports::Count>(conn)?.customers)
+}
+
 /// Up to `limit` groups of two or more customers sharing one of `keys`, after `after`.
 pub fn groups(conn: &mut DbConnection, keys: &[DuplicateKey], after: Option<&GroupPosition>, limit: i64) -> Result<Vec<Group>, AppError> {
     fill_missing(conn)?;

@@ -9,6 +9,7 @@ pub mod counts;
 pub mod customer_rows;
 pub mod customer_search;
 pub mod customers;
+pub mod data_quality;
 pub mod duplicates;
 pub mod exports;
 pub mod history;

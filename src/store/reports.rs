@@ -462,7 +462,7 @@ pub(super) fn middle_customer_id(conn: &mut DbConnection) -> Result<i64, AppErro
 }
 
 /// The conditions of the filters on the customer row `p`: status, text and attributes.
-fn row_conditions(conn: &mut DbConnection, filters: &Filters) -> Result<Vec<Fragment>, AppError> {
+pub(super) fn row_conditions(conn: &mut DbConnection, filters: &Filters) -> Result<Vec<Fragment>, AppError> {
     let mut conditions = Vec::new();
     if let Some(status) = filters.status {
         let mut condition = Fragment::new("p.status = ");

@@ -10,6 +10,7 @@ mod categories;
 mod cli;
 mod customer_list;
 mod customers;
+mod data_quality;
 mod errors;
 mod duplicates;
 mod exports;
