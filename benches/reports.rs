@@ -9,8 +9,6 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use diesel::prelude::*;
@@ -128,24 +126,10 @@ fn main() {
 
     // Memory while writing workbooks: the largest report (the cross-tab with every
     // measure) as .xlsx, over and over, with the resident set sampled meanwhile.
-    let running = Arc::new(AtomicBool::new(true));
-    let peak_kb = Arc::new(AtomicU64::new(0));
-    let pid_status = format!("/proc/{}/status", service.pid());
-    let sampler = {
-        let (running, peak_kb) = (running.clone(), peak_kb.clone());
-        std::thread::spawn(move || {
-            while running.load(Ordering::Relaxed) {
-                if let Some(kb) = std::fs::read_to_string(&pid_status).ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap_or(0)))) {
-                    peak_kb.fetch_max(kb, Ordering::Relaxed);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        })
-    };
+    let memory = support::PeakMemory::sample(service.pid());
     let xlsx = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
     let load = wrk(&service.base, 4, seconds, &lua_get("/api/v1/reports/crosstab?rows=REGION&cols=INDUSTRY&rows_depth=2&cols_depth=2&measures=spend_12m,orders_12m,lifetime_spend&category=REGION:01", xlsx));
-    running.store(false, Ordering::Relaxed);
-    sampler.join().unwrap();
+    let peak = memory.stop();
     report("cross-tab 30 × 10 with 3 measures as .xlsx, 4 connections", &load);
-    println!("\npeak service RSS while exporting .xlsx: {:.1} MB (target ≤ 100 MB)", peak_kb.load(Ordering::Relaxed) as f64 / 1024.0);
+    println!("\npeak service RSS while exporting .xlsx: {peak:.1} MB (target ≤ 100 MB)");
 }

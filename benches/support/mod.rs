@@ -125,6 +125,44 @@ impl Service {
     }
 }
 
+/// The service's peak resident memory while it is sampled (every 20 ms).
+pub struct PeakMemory {
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    peak_kb: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    sampler: std::thread::JoinHandle<()>,
+}
+
+impl PeakMemory {
+    pub fn sample(pid: u32) -> Self {
+        use std::sync::atomic::Ordering;
+        let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let peak_kb = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let status = format!("/proc/{pid}/status");
+        let sampler = {
+            let (running, peak_kb) = (running.clone(), peak_kb.clone());
+            std::thread::spawn(move || {
+                while running.load(Ordering::Relaxed) {
+                    let rss = std::fs::read_to_string(&status).ok().and_then(|s| {
+                        s.lines().find_map(|line| line.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap_or(0)))
+                    });
+                    if let Some(kb) = rss {
+                        peak_kb.fetch_max(kb, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        Self { running, peak_kb, sampler }
+    }
+
+    /// Stops sampling; the peak in MB.
+    pub fn stop(self) -> f64 {
+        self.running.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.sampler.join().unwrap();
+        self.peak_kb.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
