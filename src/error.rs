@@ -35,6 +35,8 @@ pub struct AppError {
     pub errors: Vec<FieldError>,
     /// For a refused definition change: how many customers it would leave invalid.
     pub violations: Option<i64>,
+    /// For `customer_merged`: the code of the customer it was merged into.
+    pub merged_into: Option<String>,
     /// What went wrong inside, for the log line of the request (with its request id);
     /// never sent to the client.
     pub cause: Option<String>,
@@ -42,7 +44,7 @@ pub struct AppError {
 
 impl AppError {
     pub fn new(kind: ErrorKind, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { kind, code: Cow::Borrowed(code), detail: detail.into(), errors: Vec::new(), violations: None, cause: None }
+        Self { kind, code: Cow::Borrowed(code), detail: detail.into(), errors: Vec::new(), violations: None, merged_into: None, cause: None }
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {

@@ -419,11 +419,11 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Write>, body: web::Js
     params(("code" = String, Path, description = "Customer code")),
     responses(
         (status = 200, description = "The customer", body = Customer, headers(("ETag" = String))),
-        (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`customer_not_found`; `customer_merged` (with `merged_into`) for a customer merged into another", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
-    let customer = Customer::from(state.db.run(move |conn| customer_rows::view(conn, &code)).await?);
+    let customer = Customer::from(state.db.run(move |conn| crate::store::merge::view_or_merged(conn, &code)).await?);
     Ok(ok_versioned(customer.version, &customer))
 }
 

@@ -41,6 +41,9 @@ pub struct Problem {
     /// For `attribute_violations` and `attribute_in_use`: how many customers the change concerns.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub violations: Option<i64>,
+    /// For `customer_merged`: the code of the customer it was merged into.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
 }
 
 fn status_of(kind: ErrorKind) -> StatusCode {
@@ -76,6 +79,7 @@ impl ResponseError for AppError {
             code: self.code.to_string(),
             errors: self.errors.clone(),
             violations: self.violations,
+            merged_into: self.merged_into.clone(),
         };
         let mut response = HttpResponse::build(status);
         response.content_type(PROBLEM_JSON);

@@ -12,6 +12,7 @@ pub mod duplicates;
 pub mod error;
 pub mod exports;
 pub mod health;
+pub mod merge;
 pub mod openapi;
 pub mod reports;
 pub mod rules;
@@ -133,6 +134,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             // Before `/customers/{code}`, which would take `duplicates` for a code.
             .configure(duplicates::routes)
             .configure(customers::routes)
+            .configure(merge::routes)
             .configure(assignments::routes)
             .configure(transactions::routes)
             .configure(rules::routes)

@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Respons
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
-use super::{api_keys, assignments, attributes, categories, customers, data_quality, duplicates, exports, health, reports, rules, runs, schemes, transactions};
+use super::{api_keys, assignments, attributes, categories, customers, data_quality, duplicates, exports, health, merge, reports, rules, runs, schemes, transactions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,7 +24,7 @@ use super::{api_keys, assignments, attributes, categories, customers, data_quali
         categories::list, categories::tree, categories::create, categories::get, categories::update, categories::delete, categories::reassign,
         attributes::list, attributes::create, attributes::get, attributes::update, attributes::delete,
         customers::list, customers::create, customers::get, customers::update, customers::delete, customers::history,
-        customers::replace_attributes, duplicates::duplicates,
+        customers::replace_attributes, duplicates::duplicates, merge::merge,
         assignments::assign, assignments::unassign, assignments::batch,
         transactions::post, transactions::metrics,
         rules::list, rules::create, rules::get, rules::update, rules::delete,

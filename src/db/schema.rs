@@ -213,6 +213,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    merged_customers (customer_code) {
+        customer_code -> Text,
+        merged_into -> Text,
+        merged_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     customer_match_keys (customer_id) {
         customer_id -> BigInt,
         name_key -> Text,
@@ -248,5 +256,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     classification_runs,
     run_change_blocks,
     deleted_customers,
-    customer_match_keys
+    customer_match_keys,
+    merged_customers
 );

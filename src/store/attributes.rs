@@ -472,7 +472,7 @@ fn unchanged(stored: Option<&BTreeMap<String, Stored>>, desired: &Desired) -> bo
 }
 
 /// Every definition in force for a customer now, by key.
-fn effective_for(conn: &mut DbConnection, customer_id: i64) -> Result<BTreeMap<String, Effective>, AppError> {
+pub fn effective_for(conn: &mut DbConnection, customer_id: i64) -> Result<BTreeMap<String, Effective>, AppError> {
     let held: Vec<(SchemeRow, String)> = customer_categories::table
         .inner_join(schemes::table)
         .filter(customer_categories::customer_id.eq(customer_id))

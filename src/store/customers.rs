@@ -17,7 +17,7 @@ use super::assignments::{self, AttributeCheck, Provenance};
 use super::attributes::{self, EditMode};
 use super::counts;
 use super::duplicates;
-use super::customer_rows::{find, get_row, refresh_snapshot, view_by_id, CustomerView, SnapshotTarget};
+use super::customer_rows::{find, get_row, refresh_snapshot, view_by_id, CustomerRow, CustomerView, SnapshotTarget};
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{lock_current, LockableTable};
 
@@ -230,21 +230,26 @@ pub fn replace_attributes(conn: &mut DbConnection, code: &str, values: &BTreeMap
 pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>, actor: &str) -> Result<(), AppError> {
     transaction(conn, |conn| {
         let current = lock_current(conn, LockableTable::Customers, expected, |conn| get_row(conn, code))?;
-        let held: Vec<SchemeRow> = customer_categories::table
-            .inner_join(schemes::table)
-            .filter(customer_categories::customer_id.eq(current.id))
-            .select(SchemeRow::as_select())
-            .load(conn)?;
-        let provenance = Provenance::new(actor, Source::Manual, Some("customer deleted".into()));
-        for scheme in &held {
-            assignments::clear(conn, &current, scheme, &provenance)?;
-        }
-        diesel::delete(customers::table.filter(customers::id.eq(current.id))).execute(conn)?;
-        counts::customer_added(conn, current.id, -1)?;
-        diesel::insert_into(deleted_customers::table)
-            .values((deleted_customers::customer_code.eq(&current.code), deleted_customers::created_at.eq(current.created_at), deleted_customers::deleted_at.eq(now())))
-            .execute(conn)?;
-        Ok(())
+        remove(conn, &current, &Provenance::new(actor, Source::Manual, Some("customer deleted".into())))
     })
+}
+
+/// Removes a customer the caller has locked: its categories end in history entries
+/// of `provenance`, and it stays countable as of the days it existed.
+pub(super) fn remove(conn: &mut DbConnection, current: &CustomerRow, provenance: &Provenance) -> Result<(), AppError> {
+    let held: Vec<SchemeRow> = customer_categories::table
+        .inner_join(schemes::table)
+        .filter(customer_categories::customer_id.eq(current.id))
+        .select(SchemeRow::as_select())
+        .load(conn)?;
+    for scheme in &held {
+        assignments::clear(conn, current, scheme, provenance)?;
+    }
+    diesel::delete(customers::table.filter(customers::id.eq(current.id))).execute(conn)?;
+    counts::customer_added(conn, current.id, -1)?;
+    diesel::insert_into(deleted_customers::table)
+        .values((deleted_customers::customer_code.eq(&current.code), deleted_customers::created_at.eq(current.created_at), deleted_customers::deleted_at.eq(now())))
+        .execute(conn)?;
+    Ok(())
 }
 

@@ -119,6 +119,24 @@ pub fn add_stored(conn: &mut DbConnection, anchor: NaiveDateTime, stored: &[(i64
     Ok(())
 }
 
+/// Adds the totals of customers `from` to those of `to` and drops theirs, in a
+/// transaction that moved their transactions to `to` and holds the anchor
+/// ([`hold_anchor`]): merging customers.
+pub fn move_totals(conn: &mut DbConnection, from: &[i64], to: i64) -> Result<(), AppError> {
+    if from.is_empty() {
+        return Ok(());
+    }
+    let ids = super::id_list(from);
+    let mut statement = Fragment::new("INSERT INTO sales_totals (customer_id, spend_cents, orders, earlier_spend_cents, earlier_orders) SELECT ");
+    statement
+        .bind(Bind::BigInt(to))
+        .push(&format!(", SUM(spend_cents), SUM(orders), SUM(earlier_spend_cents), SUM(earlier_orders) FROM sales_totals WHERE customer_id IN ({ids}) HAVING COUNT(*) > 0"))
+        .push(upsert_adding(Dialect::of(conn)));
+    statement.into_query().execute(conn)?;
+    diesel::sql_query(format!("DELETE FROM sales_totals WHERE customer_id IN ({ids})")).execute(conn)?;
+    Ok(())
+}
+
 /// The start of the current UTC day.
 fn today() -> NaiveDateTime {
     crate::db::now().date().and_hms_opt(0, 0, 0).expect("midnight exists")
