@@ -309,6 +309,14 @@ fn decode_cursor(text: &str, sort: Sort) -> Result<After, AppError> {
     }
 }
 
+/// `dormant_days`: 1 to 3650 days without an order.
+pub fn parse_dormant_days(text: &str) -> Result<i64, FieldError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|days| (1..=MAX_DORMANT_DAYS).contains(days))
+        .ok_or_else(|| FieldError::new("dormant_days", format!("must be a whole number of days from 1 to {MAX_DORMANT_DAYS}")))
+}
+
 /// Reads one of the filters of `GET /customers` (which the reports share); false
 /// when `key` is not one of them.
 pub fn parse_filter(key: &str, value: &str, filters: &mut Filters, errors: &mut FieldErrors) -> bool {
@@ -336,10 +344,7 @@ pub fn parse_filter(key: &str, value: &str, filters: &mut Filters, errors: &mut 
                 filters.missing.push(missing);
             }
         }
-        "dormant_days" => {
-            let days = value.parse::<i64>().ok().filter(|days| (1..=MAX_DORMANT_DAYS).contains(days));
-            filters.dormant_days = errors.check(days.ok_or_else(|| FieldError::new("dormant_days", format!("must be a whole number of days from 1 to {MAX_DORMANT_DAYS}"))));
-        }
+        "dormant_days" => filters.dormant_days = errors.check(parse_dormant_days(value)),
         "classified" => {
             let flag = match value {
                 "true" => Some(true),

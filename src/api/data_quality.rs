@@ -10,16 +10,15 @@ use crate::api::auth::{Auth, Read};
 use crate::api::error::Problem;
 use crate::api::openapi::{CsvTable, Workbook};
 use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
-use crate::api::AppState;
+use crate::api::customers::parse_dormant_days;
+use crate::api::{AppState, FieldErrors};
 use crate::domain::duplicates::DuplicateKey;
 use crate::domain::report::QualityCheck;
-use crate::domain::FieldError;
 use crate::error::AppError;
 use crate::store::customer_search::{Filters, Missing};
 use crate::store::data_quality::{self as store, Check, Finding};
 
 const DEFAULT_DORMANT_DAYS: i64 = 365;
-const MAX_DORMANT_DAYS: i64 = 3650;
 
 /// One check of the report.
 #[derive(Debug, Serialize, ToSchema)]
@@ -123,13 +122,13 @@ impl From<Finding> for QualityItem {
     ))]
 pub async fn data_quality(state: web::Data<AppState>, _auth: Auth<Read>, req: HttpRequest, query: web::Query<QualityQuery>) -> Result<HttpResponse, AppError> {
     let format = Format::negotiate(&req)?;
+    let mut errors = FieldErrors::default();
     let dormant_days = match query.into_inner().dormant_days {
-        None => DEFAULT_DORMANT_DAYS,
-        Some(text) => text.parse::<i64>().ok().filter(|days| (1..=MAX_DORMANT_DAYS).contains(days)).ok_or_else(|| {
-            let message = format!("must be a whole number of days from 1 to {MAX_DORMANT_DAYS}");
-            AppError::validation("validation_failed", format!("dormant_days: {message}"), vec![FieldError::new("dormant_days", message)])
-        })?,
+        None => Some(DEFAULT_DORMANT_DAYS),
+        Some(text) => errors.check(parse_dormant_days(&text)),
     };
+    errors.finish()?;
+    let dormant_days = dormant_days.expect("checked");
     let as_of = Utc::now();
     let (population, findings) = state
         .db

@@ -78,14 +78,7 @@ pub async fn duplicates(state: web::Data<AppState>, _auth: Auth<Read>, query: we
         None => DuplicateKey::ALL.to_vec(),
         Some(text) => DuplicateKey::parse_list(text).map_err(|message| AppError::validation("validation_failed", format!("by: {message}"), vec![crate::domain::FieldError::new("by", message)]))?,
     };
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_GROUPS,
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=MAX_GROUPS).contains(limit))
-            .ok_or_else(|| AppError::bad_request("invalid_query", format!("limit must be a whole number from 1 to {MAX_GROUPS}")))?,
-    };
+    let limit = paging::parse_limit_within(query.limit.as_deref(), DEFAULT_GROUPS, MAX_GROUPS)?;
     let after: Option<GroupPosition> = query.cursor.as_deref().map(paging::decode).transpose()?;
     let groups = state.db.run_long(move |conn| store::groups(conn, &keys, after.as_ref(), limit + 1)).await?;
     let page = paging::into_page::<Group, DuplicateGroup, GroupPosition>(groups, limit, Group::position)?;

@@ -62,12 +62,17 @@ pub fn invalid() -> AppError {
 
 /// `limit` of a list: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
 pub fn parse_limit(text: Option<&str>) -> Result<i64, AppError> {
+    parse_limit_within(text, DEFAULT_LIMIT, MAX_LIMIT)
+}
+
+/// `limit` of a list whose items are larger: 1 to `max`, `default` when absent.
+pub fn parse_limit_within(text: Option<&str>, default: i64, max: i64) -> Result<i64, AppError> {
     match text {
-        None => Ok(DEFAULT_LIMIT),
+        None => Ok(default),
         Some(text) => text
             .parse::<i64>()
             .ok()
-            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-            .ok_or_else(|| AppError::bad_request("invalid_query", format!("limit must be a whole number from 1 to {MAX_LIMIT}"))),
+            .filter(|limit| (1..=max).contains(limit))
+            .ok_or_else(|| AppError::bad_request("invalid_query", format!("limit must be a whole number from 1 to {max}"))),
     }
 }
