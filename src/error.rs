@@ -37,6 +37,8 @@ pub struct AppError {
     pub violations: Option<i64>,
     /// For `customer_merged`: the code of the customer it was merged into.
     pub merged_into: Option<String>,
+    /// For an import: every error of every row.
+    pub row_errors: Vec<crate::domain::import::RowError>,
     /// What went wrong inside, for the log line of the request (with its request id);
     /// never sent to the client.
     pub cause: Option<String>,
@@ -44,7 +46,7 @@ pub struct AppError {
 
 impl AppError {
     pub fn new(kind: ErrorKind, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { kind, code: Cow::Borrowed(code), detail: detail.into(), errors: Vec::new(), violations: None, merged_into: None, cause: None }
+        Self { kind, code: Cow::Borrowed(code), detail: detail.into(), errors: Vec::new(), violations: None, merged_into: None, row_errors: Vec::new(), cause: None }
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {

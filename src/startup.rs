@@ -95,6 +95,7 @@ impl Application {
             keys: KeyCache::new(KEY_CACHE_TTL),
             metrics: Metrics::default(),
             run_batch_size: settings.run_batch_size,
+            imports: Default::default(),
         });
         let cors_origins = settings.cors.clone();
         let server = HttpServer::new(move || {

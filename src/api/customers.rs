@@ -14,7 +14,7 @@ use crate::api::openapi::{AttributeValue, AttributeValueOrNull};
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::attribute::{split_filter, FilterOp};
 use crate::domain::category::CategoryCode;
-use crate::domain::customer::{parse_email, parse_phone, CustomerCode, CustomerStatus, TaxId};
+use crate::domain::customer::{parse_email, parse_phone, CustomerCode, CustomerStatus, TaxId, ADDRESS_MAX, CONTACT_MAX, NAME_MAX, NOTE_MAX, SHORT_NAME_MAX};
 use crate::domain::history::{Direction, Source};
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::AppError;
@@ -23,11 +23,6 @@ use crate::store::customer_search::{self, After, AttributeFilter, CategoryFilter
 use crate::store::customers::{self as store, CustomerChanges, CustomerFields, NewCustomer};
 use crate::store::history::{self, HistoryCursor, HistoryRow};
 
-pub const NAME_MAX: usize = 200;
-const SHORT_NAME_MAX: usize = 100;
-const CONTACT_MAX: usize = 100;
-const ADDRESS_MAX: usize = 500;
-const NOTE_MAX: usize = 2000;
 pub const REASON_MAX: usize = 500;
 /// Ten years: the longest `dormant_days`.
 const MAX_DORMANT_DAYS: i64 = 3650;

@@ -44,6 +44,9 @@ pub struct Problem {
     /// For `customer_merged`: the code of the customer it was merged into.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged_into: Option<String>,
+    /// For `import_rejected` and `malformed_file`: every error of every row, with its column.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub row_errors: Vec<crate::domain::import::RowError>,
 }
 
 fn status_of(kind: ErrorKind) -> StatusCode {
@@ -80,6 +83,7 @@ impl ResponseError for AppError {
             errors: self.errors.clone(),
             violations: self.violations,
             merged_into: self.merged_into.clone(),
+            row_errors: self.row_errors.clone(),
         };
         let mut response = HttpResponse::build(status);
         response.content_type(PROBLEM_JSON);

@@ -12,6 +12,8 @@ pub mod duplicates;
 pub mod error;
 pub mod exports;
 pub mod health;
+pub mod import_files;
+pub mod imports;
 pub mod merge;
 pub mod openapi;
 pub mod reports;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Customers per batch of a classification run (`RUN_BATCH_SIZE`).
     pub run_batch_size: i64,
+    /// Progress of the imports this process runs.
+    pub imports: imports::RunningImports,
 }
 
 /// Largest JSON body accepted by ordinary endpoints.
@@ -142,6 +146,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(reports::routes)
             .configure(data_quality::routes)
             .configure(exports::routes)
+            .configure(imports::routes)
             .configure(api_keys::routes),
     );
 }

@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Respons
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
-use super::{api_keys, assignments, attributes, categories, customers, data_quality, duplicates, exports, health, merge, reports, rules, runs, schemes, transactions};
+use super::{api_keys, assignments, attributes, categories, customers, data_quality, duplicates, exports, health, imports, merge, reports, rules, runs, schemes, transactions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,7 +30,7 @@ use super::{api_keys, assignments, attributes, categories, customers, data_quali
         rules::list, rules::create, rules::get, rules::update, rules::delete,
         runs::create, runs::list, runs::get, runs::changes,
         reports::distribution, reports::crosstab, reports::transitions, reports::transition_customers,
-        exports::export_customers, data_quality::data_quality,
+        exports::export_customers, imports::import_customers, imports::get, data_quality::data_quality,
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
     ),

@@ -125,7 +125,7 @@ impl From<ChangeRow> for RunChange {
 }
 
 /// Whether the caller sent `Prefer: respond-async` (RFC 7240).
-fn prefers_async(request: &HttpRequest) -> bool {
+pub fn prefers_async(request: &HttpRequest) -> bool {
     request
         .headers()
         .get_all("Prefer")

@@ -230,31 +230,54 @@ const TRANSACTION_ATTEMPTS: usize = 4;
 /// Runs `work` in one transaction and retries it on deadlocks. On SQLite the
 /// transaction starts with `BEGIN IMMEDIATE`, taking the write lock up front so
 /// that two writers queue on `busy_timeout` instead of failing on lock upgrade.
+/// Inside a transaction, `work` runs once in a savepoint: an error undoes its writes
+/// only, and the outer transaction's retry covers a deadlock.
 pub fn transaction<T, F>(conn: &mut DbConnection, mut work: F) -> Result<T, AppError>
 where
     F: FnMut(&mut DbConnection) -> Result<T, AppError>,
 {
+    if in_transaction(conn)? {
+        return conn.transaction(|conn| work(conn));
+    }
     let mut attempt = 1;
     loop {
-        let result = match conn {
-            DbConnection::Mysql(_) => conn.transaction(|conn| work(conn)),
-            DbConnection::Sqlite(sqlite) => {
-                AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
-                match work(conn) {
-                    Ok(value) => <DbConnection as Connection>::TransactionManager::commit_transaction(conn).map(|()| value).map_err(AppError::from),
-                    Err(error) => {
-                        <DbConnection as Connection>::TransactionManager::rollback_transaction(conn)?;
-                        Err(error)
-                    }
-                }
-            }
-        };
-        match result {
+        match run_once(conn, &mut work, |_| true) {
             Err(error) if error.is_concurrent_update() && attempt < TRANSACTION_ATTEMPTS => {
                 std::thread::sleep(Duration::from_millis(5 << attempt));
                 attempt += 1;
             }
             other => return other,
+        }
+    }
+}
+
+/// Runs `work` once in one transaction, for work that cannot be repeated (it consumes
+/// a stream), and commits only if `keep` says so of its outcome; else rolls back and
+/// still returns the outcome (a dry run, or a refusal that reports what it found).
+pub fn transaction_once<T>(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection) -> Result<T, AppError>, keep: impl FnOnce(&T) -> bool) -> Result<T, AppError> {
+    let mut work = Some(work);
+    run_once(conn, |conn| work.take().expect("run once")(conn), keep)
+}
+
+fn in_transaction(conn: &mut DbConnection) -> Result<bool, AppError> {
+    let status = <DbConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn);
+    Ok(status.transaction_depth()?.is_some())
+}
+
+fn run_once<T>(conn: &mut DbConnection, mut work: impl FnMut(&mut DbConnection) -> Result<T, AppError>, keep: impl FnOnce(&T) -> bool) -> Result<T, AppError> {
+    match conn {
+        DbConnection::Mysql(_) => <DbConnection as Connection>::TransactionManager::begin_transaction(conn)?,
+        DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?,
+    }
+    match work(conn) {
+        Ok(value) if keep(&value) => <DbConnection as Connection>::TransactionManager::commit_transaction(conn).map(|()| value).map_err(AppError::from),
+        Ok(value) => {
+            <DbConnection as Connection>::TransactionManager::rollback_transaction(conn)?;
+            Ok(value)
+        }
+        Err(error) => {
+            <DbConnection as Connection>::TransactionManager::rollback_transaction(conn)?;
+            Err(error)
         }
     }
 }

@@ -259,3 +259,21 @@ diesel::allow_tables_to_appear_in_same_query!(
     customer_match_keys,
     merged_customers
 );
+
+diesel::table! {
+    imports (id) {
+        id -> Text,
+        status -> Text,
+        format -> Text,
+        mode -> Text,
+        atomic -> Bool,
+        dry_run -> Bool,
+        actor -> Text,
+        rows_total -> Nullable<BigInt>,
+        rows_done -> BigInt,
+        report -> Nullable<Text>,
+        started_at -> Timestamp,
+        heartbeat_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}

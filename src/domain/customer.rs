@@ -5,6 +5,13 @@ use std::str::FromStr;
 
 use super::{clean_optional_text, FieldError};
 
+/// The longest text of each free-text field, in characters.
+pub const NAME_MAX: usize = 200;
+pub const SHORT_NAME_MAX: usize = 100;
+pub const CONTACT_MAX: usize = 100;
+pub const ADDRESS_MAX: usize = 500;
+pub const NOTE_MAX: usize = 2000;
+
 /// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$`, unique, compared exactly.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CustomerCode(String);

@@ -436,7 +436,7 @@ fn stored_values(conn: &mut DbConnection, customer_ids: &[i64], keys: Option<&[S
 }
 
 /// What a customer's values should be: the key's value and whether it is the default.
-type Desired = BTreeMap<String, (AttributeValue, bool)>;
+pub type Desired = BTreeMap<String, (AttributeValue, bool)>;
 
 /// Rewrites the rows of `keys` for one customer so that they are `desired`.
 fn write_values(conn: &mut DbConnection, customer: (i64, &str), keys: &[String], desired: &Desired) -> Result<(), AppError> {
@@ -444,22 +444,30 @@ fn write_values(conn: &mut DbConnection, customer: (i64, &str), keys: &[String],
         diesel::delete(customer_attributes::table.filter(customer_attributes::customer_id.eq(customer.0)).filter(customer_attributes::attr_key.eq_any(chunk)))
             .execute(conn)?;
     }
-    let rows: Vec<_> = desired
+    insert_values(conn, &[(customer.0, customer.1, desired)])
+}
+
+/// Writes the values of customers that hold none of these keys yet, a thousand rows
+/// per statement.
+pub fn insert_values(conn: &mut DbConnection, customers: &[(i64, &str, &Desired)]) -> Result<(), AppError> {
+    let rows: Vec<_> = customers
         .iter()
-        .map(|(key, (value, from_default))| {
-            (
-                customer_attributes::customer_id.eq(customer.0),
-                customer_attributes::attr_key.eq(key.clone()),
-                customer_attributes::customer_code.eq(customer.1.to_string()),
-                customer_attributes::value_json.eq(value.to_json().to_string()),
-                customer_attributes::value_text.eq(value.text()),
-                customer_attributes::value_number.eq(value.number()),
-                customer_attributes::from_default.eq(*from_default),
-            )
+        .flat_map(|&(id, code, desired)| {
+            desired.iter().map(move |(key, (value, from_default))| {
+                (
+                    customer_attributes::customer_id.eq(id),
+                    customer_attributes::attr_key.eq(key.clone()),
+                    customer_attributes::customer_code.eq(code.to_string()),
+                    customer_attributes::value_json.eq(value.to_json().to_string()),
+                    customer_attributes::value_text.eq(value.text()),
+                    customer_attributes::value_number.eq(value.number()),
+                    customer_attributes::from_default.eq(*from_default),
+                )
+            })
         })
         .collect();
-    if !rows.is_empty() {
-        crate::insert_rows!(conn, customer_attributes::table, rows)?;
+    for chunk in rows.chunks(1000) {
+        crate::insert_rows!(conn, customer_attributes::table, chunk.to_vec())?;
     }
     Ok(())
 }

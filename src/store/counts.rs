@@ -145,8 +145,23 @@ fn upsert_adding(dialect: Dialect, key: &str) -> String {
 
 /// A customer was created (`+1`) or deleted (`-1`).
 pub fn customer_added(conn: &mut DbConnection, customer_id: i64, delta: i64) -> Result<(), AppError> {
-    let mut statement = Fragment::new("INSERT INTO customer_counts (shard, customers) VALUES (");
-    statement.bind(Bind::BigInt(shard_of(customer_id))).push(", ").bind(Bind::BigInt(delta)).push(")").push(&upsert_adding(Dialect::of(conn), "shard"));
+    customers_added(conn, &[customer_id], delta)
+}
+
+/// Customers were created (`+1` each) or deleted (`-1`): one statement, a row per shard.
+pub fn customers_added(conn: &mut DbConnection, customer_ids: &[i64], delta: i64) -> Result<(), AppError> {
+    let mut shards: BTreeMap<i64, i64> = BTreeMap::new();
+    for id in customer_ids {
+        *shards.entry(shard_of(*id)).or_default() += delta;
+    }
+    if shards.is_empty() {
+        return Ok(());
+    }
+    let mut statement = Fragment::new("INSERT INTO customer_counts (shard, customers) VALUES ");
+    for (index, (shard, delta)) in shards.into_iter().enumerate() {
+        statement.push(if index == 0 { "(" } else { ", (" }).bind(Bind::BigInt(shard)).push(", ").bind(Bind::BigInt(delta)).push(")");
+    }
+    statement.push(&upsert_adding(Dialect::of(conn), "shard"));
     statement.into_query().execute(conn)?;
     Ok(())
 }

@@ -62,6 +62,22 @@ pub struct CustomerChanges {
     pub attributes: Option<BTreeMap<String, serde_json::Value>>,
 }
 
+impl CustomerChanges {
+    /// Whether it changes anything.
+    pub fn any(&self) -> bool {
+        self.name.is_some()
+            || self.short_name.is_some()
+            || self.tax_id.is_some()
+            || self.contact_name.is_some()
+            || self.phone.is_some()
+            || self.email.is_some()
+            || self.address.is_some()
+            || self.status.is_some()
+            || self.note.is_some()
+            || self.attributes.is_some()
+    }
+}
+
 fn duplicate_code(code: &str) -> AppError {
     AppError::conflict("duplicate_code", format!("customer {code} already exists"))
 }

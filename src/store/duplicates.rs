@@ -22,13 +22,25 @@ pub const MEMBERS_SHOWN: i64 = 100;
 /// Writes (or rewrites) a customer's keys, in the caller's transaction.
 pub fn write_keys(conn: &mut DbConnection, customer_id: i64, name: &str, phone: Option<&str>, email: Option<&str>) -> Result<(), AppError> {
     diesel::delete(customer_match_keys::table.find(customer_id)).execute(conn)?;
-    let row = (
-        customer_match_keys::customer_id.eq(customer_id),
-        customer_match_keys::name_key.eq(name_key(name)),
-        customer_match_keys::phone_key.eq(phone.map(phone_key)),
-        customer_match_keys::email_key.eq(email.map(email_key)),
-    );
-    crate::insert_rows!(conn, customer_match_keys::table, row)?;
+    insert_keys(conn, &[(customer_id, name, phone, email)])
+}
+
+/// Writes the keys of customers that have none yet: `(id, name, phone, email)`.
+pub fn insert_keys(conn: &mut DbConnection, customers: &[(i64, &str, Option<&str>, Option<&str>)]) -> Result<(), AppError> {
+    let rows: Vec<_> = customers
+        .iter()
+        .map(|&(id, name, phone, email)| {
+            (
+                customer_match_keys::customer_id.eq(id),
+                customer_match_keys::name_key.eq(name_key(name)),
+                customer_match_keys::phone_key.eq(phone.map(phone_key)),
+                customer_match_keys::email_key.eq(email.map(email_key)),
+            )
+        })
+        .collect();
+    for chunk in rows.chunks(1000) {
+        crate::insert_rows!(conn, customer_match_keys::table, chunk.to_vec())?;
+    }
     Ok(())
 }
 

@@ -13,6 +13,7 @@ pub mod data_quality;
 pub mod duplicates;
 pub mod exports;
 pub mod history;
+pub mod imports;
 pub mod merge;
 pub mod journeys;
 pub mod past_standing;

@@ -1,0 +1,267 @@
+//! `POST /imports/customers`: the customer archive from a file (CSV in UTF-8 or
+//! GB18030, NDJSON, .xlsx), and `GET /imports/{id}`: an import's progress and report.
+//! The body is spooled and checked whole before any row is written; the rows are then
+//! written on the blocking pool, a thousand at a time. With `Prefer: respond-async`
+//! the answer is 202 once the file is checked, and the import goes on by itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::api::auth::{Auth, Read, Write};
+use crate::api::error::Problem;
+use crate::api::import_files::{self, Event, TextEncoding, Upload};
+use crate::api::runs::prefers_async;
+use crate::api::spreadsheet::{CSV, NDJSON, XLSX};
+use crate::api::AppState;
+use crate::db::DbConnection;
+use crate::domain::history::Source;
+use crate::domain::import::{ImportFormat, ImportMode, ImportStatus, RowError};
+use crate::error::{AppError, ErrorKind};
+use crate::store::assignments::Provenance;
+use crate::store::imports::{self as store, ImportOptions, ImportRow, Report, Tally};
+
+/// Rows done of the imports this process is running, fresher than their stored rows
+/// while an atomic import's transaction keeps its progress from being written (SQLite).
+#[derive(Clone, Default)]
+pub struct RunningImports(Arc<Mutex<HashMap<String, u64>>>);
+
+impl RunningImports {
+    fn set(&self, id: &str, rows_done: u64) {
+        self.0.lock().expect("not poisoned").insert(id.to_string(), rows_done);
+    }
+
+    fn end(&self, id: &str) {
+        self.0.lock().expect("not poisoned").remove(id);
+    }
+
+    fn rows_done(&self, id: &str) -> Option<u64> {
+        self.0.lock().expect("not poisoned").get(id).copied()
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// `upsert` (default): existing codes are updated; `create`: they are refused.
+    mode: Option<ImportMode>,
+    /// true (default): every row lands or none does (422 lists every error); false: good rows land, bad ones are listed.
+    atomic: Option<bool>,
+    /// Check everything and write nothing.
+    dry_run: Option<bool>,
+    /// Leave out columns that are not customer fields, `category:SCHEME` or `attr:KEY` (default: refuse them).
+    ignore_unknown_columns: Option<bool>,
+}
+
+/// An import: its options, progress, and once done its report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Import {
+    #[schema(example = "6f1c0f9e-3b1e-4c55-9a43-0d8b7f2b1c11")]
+    pub id: String,
+    pub status: ImportStatus,
+    pub format: ImportFormat,
+    pub mode: ImportMode,
+    pub atomic: bool,
+    pub dry_run: bool,
+    /// The API key's name that sent it.
+    pub actor: String,
+    /// Data rows in the file, when known before reading them.
+    pub rows_total: Option<i64>,
+    pub rows_done: i64,
+    pub created: Option<u64>,
+    pub updated: Option<u64>,
+    pub unchanged: Option<u64>,
+    pub failed: Option<u64>,
+    /// Every error of every row (the first 10,000; `error_count` counts all).
+    pub errors: Vec<RowError>,
+    pub error_count: Option<u64>,
+    /// Columns left out with `ignore_unknown_columns=true`.
+    pub ignored_columns: Vec<String>,
+    /// Why a failed import stopped.
+    pub failure: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Import {
+    fn of(row: ImportRow, running: &RunningImports) -> Result<Self, AppError> {
+        let report = row.report()?;
+        let live = running.rows_done(&row.id).map_or(row.rows_done, |done| (done as i64).max(row.rows_done));
+        let tally = report.as_ref().map(|r| &r.tally);
+        Ok(Import {
+            status: row.status,
+            format: row.format,
+            mode: row.mode,
+            atomic: row.atomic,
+            dry_run: row.dry_run,
+            actor: row.actor,
+            rows_total: row.rows_total,
+            rows_done: live,
+            created: tally.map(|t| t.created),
+            updated: tally.map(|t| t.updated),
+            unchanged: tally.map(|t| t.unchanged),
+            failed: tally.map(|t| t.failed),
+            errors: tally.map(|t| t.errors.clone()).unwrap_or_default(),
+            error_count: tally.map(|t| t.error_count),
+            ignored_columns: tally.map(|t| t.ignored_columns.clone()).unwrap_or_default(),
+            failure: report.and_then(|r| r.failure),
+            started_at: row.started_at.and_utc(),
+            finished_at: row.finished_at.map(|at| at.and_utc()),
+            id: row.id,
+        })
+    }
+}
+
+fn unsupported(detail: String) -> AppError {
+    AppError::new(ErrorKind::UnsupportedMediaType, "unsupported_media_type", detail)
+}
+
+/// The format by `Content-Type`, and for CSV the charset it names.
+fn format_of(request: &HttpRequest) -> Result<(ImportFormat, Option<TextEncoding>), AppError> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let mut parts = content_type.split(';').map(str::trim);
+    let media_type = parts.next().unwrap_or("").to_ascii_lowercase();
+    let charset = parts.filter_map(|part| part.split_once('=')).find(|(name, _)| name.trim().eq_ignore_ascii_case("charset")).map(|(_, value)| value.trim().trim_matches('"').to_ascii_lowercase());
+    let format = match media_type.as_str() {
+        CSV => ImportFormat::Csv,
+        NDJSON | "application/ndjson" | "application/jsonl" => ImportFormat::Ndjson,
+        XLSX => ImportFormat::Xlsx,
+        _ => return Err(unsupported(format!("send the file as {CSV} (UTF-8 or charset=gb18030), {NDJSON} or {XLSX}; got {content_type:?}"))),
+    };
+    let declared = match charset.as_deref() {
+        None | Some("utf-8" | "utf8") => None,
+        Some("gb18030" | "gbk" | "gb2312") => Some(TextEncoding::Gb18030),
+        Some(other) => return Err(unsupported(format!("charset {other} is not read; send UTF-8 or GB18030"))),
+    };
+    Ok((format, declared.filter(|_| format == ImportFormat::Csv)))
+}
+
+fn blocking_failed(error: actix_web::error::BlockingError) -> AppError {
+    AppError::internal(format!("reading the upload: {error}"))
+}
+
+fn location(id: &str) -> String {
+    format!("/api/v1/imports/{id}")
+}
+
+/// Runs a checked import to its end and records how it ended.
+fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOptions, actor: &str, mut upload: Upload, checked: import_files::Checked) -> Result<ImportRow, AppError> {
+    let provenance = Provenance::new(actor, Source::Import, Some(format!("import {id}")));
+    let progress_pool = matches!(conn, DbConnection::Mysql(_)).then(|| state.db.pool().clone());
+    let running = state.imports.clone();
+    let progress = |tally: &Tally| {
+        running.set(id, tally.rows_done);
+        // MySQL takes the progress on another connection while the import's own
+        // transaction is open; SQLite has one writer, so it stays in memory there.
+        if let Some(pool) = &progress_pool {
+            if let Ok(mut other) = pool.get_timeout(std::time::Duration::from_millis(200)) {
+                let _ = store::progress(&mut other.conn, id, tally.rows_done);
+            }
+        }
+    };
+    let outcome = store::import(conn, options, provenance, progress, |importer| {
+        import_files::read_rows(&mut upload, &checked, |event| match event {
+            Event::Header { columns, unknown } => importer.header(columns, unknown),
+            Event::Row { row, cells } => importer.row(row, cells),
+        })
+    });
+    state.imports.end(id);
+    let (status, report) = match &outcome {
+        Ok(tally) if options.atomic && !options.dry_run && tally.error_count > 0 => (ImportStatus::Rejected, Report { tally: tally.clone(), failure: None }),
+        Ok(tally) => (ImportStatus::Succeeded, Report { tally: tally.clone(), failure: None }),
+        Err(error) => (ImportStatus::Failed, Report { tally: Tally { errors: error.row_errors.clone(), ..Tally::default() }, failure: Some(format!("{}: {}", error.code, error.detail)) }),
+    };
+    let row = store::finish(conn, id, status, &report)?;
+    outcome.map(|_| row)
+}
+
+#[utoipa::path(post, path = "/api/v1/imports/customers", tag = "customers", operation_id = "import_customers",
+    params(ImportQuery, ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 once the file is checked, and go on in the background")),
+    request_body(description = "The archive: a header row of customer fields, `category:SCHEME` and `attr:KEY` (as the export writes), then a customer a row. An empty cell leaves a value as it is; `NULL` clears it. At most 1,000,000 rows and 200 MB", content(
+        (String = "text/csv"),
+        (String = "application/x-ndjson"),
+        (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    )),
+    responses(
+        (status = 200, description = "The import's report (also with a dry run, and with `atomic=false` when rows failed)", body = Import, headers(("Location" = String))),
+        (status = 202, description = "With `Prefer: respond-async`: the file is checked and the import runs; follow `Location`", body = Import,
+            headers(("Location" = String), ("Preference-Applied" = String, description = "`respond-async`"))),
+        (status = 400, description = "`malformed_file` (with the row and byte where it broke), `invalid_query`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`concurrent_update`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`import_too_large`: more than 200 MB or 1,000,000 rows", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`import_rejected` (atomic, with bad rows: nothing was written; `row_errors` lists every error), `unknown_columns`, `repeated_columns`, `code_column_missing`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write>, request: HttpRequest, query: web::Query<ImportQuery>, mut body: web::Payload) -> Result<HttpResponse, AppError> {
+    let (format, declared) = format_of(&request)?;
+    let query = query.into_inner();
+    let options = ImportOptions {
+        mode: query.mode.unwrap_or(ImportMode::Upsert),
+        atomic: query.atomic.unwrap_or(true),
+        dry_run: query.dry_run.unwrap_or(false),
+        ignore_unknown_columns: query.ignore_unknown_columns.unwrap_or(false),
+    };
+    let mut upload = web::block(move || Upload::new(format, declared)).await.map_err(blocking_failed)??;
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| AppError::bad_request("body_unreadable", format!("the upload broke off: {e}")))?;
+        upload.append(&piece)?;
+    }
+    let (upload, checked) = web::block(move || import_files::check(&mut upload).map(|checked| (upload, checked))).await.map_err(blocking_failed)??;
+    let id = uuid::Uuid::new_v4().to_string();
+    let actor = auth.caller.name;
+    let started = state
+        .db
+        .run({
+            let (id, options, actor, rows_total) = (id.clone(), options.clone(), actor.clone(), checked.rows_total);
+            move |conn| store::start(conn, &id, format, &options, &actor, rows_total)
+        })
+        .await?;
+    let work = actix_web::rt::spawn({
+        let (state, id, options) = (state.clone(), id.clone(), options.clone());
+        async move {
+            let db = state.db.clone();
+            db.run_long(move |conn| run(conn, &state, &id, &options, &actor, upload, checked)).await
+        }
+    });
+    if prefers_async(&request) {
+        let import = Import::of(started, &state.imports)?;
+        return Ok(HttpResponse::Accepted().insert_header(("Location", location(&id))).insert_header(("Preference-Applied", "respond-async")).json(import));
+    }
+    let finished = work.await.unwrap_or_else(|_| Err(AppError::internal("the import's task stopped")))?;
+    let import = Import::of(finished, &state.imports)?;
+    if import.status == ImportStatus::Rejected {
+        return Err(AppError {
+            row_errors: import.errors,
+            ..AppError::validation(
+                "import_rejected",
+                format!("{} of {} rows have errors ({} in all); nothing was written", import.failed.unwrap_or_default(), import.rows_done, import.error_count.unwrap_or_default()),
+                Vec::new(),
+            )
+        });
+    }
+    Ok(HttpResponse::Ok().insert_header(("Location", location(&id))).json(import))
+}
+
+#[utoipa::path(get, path = "/api/v1/imports/{id}", tag = "customers", operation_id = "get_import",
+    params(("id" = String, Path, description = "The import's id, from `Location`")),
+    responses(
+        (status = 200, description = "The import: `running` with `rows_done` (and `rows_total`), then its report", body = Import),
+        (status = 404, description = "`import_not_found`", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let row = state.db.run(move |conn| store::get(conn, &id)).await?;
+    Ok(HttpResponse::Ok().json(Import::of(row, &state.imports)?))
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/imports/customers").route(web::post().to(import_customers)));
+    cfg.service(web::resource("/imports/{id}").route(web::get().to(get)));
+}

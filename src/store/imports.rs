@@ -1,0 +1,859 @@
+//! Importing the customer archive (客户档案导入): rows checked as the single-customer
+//! API checks them and written a thousand at a time. New customers are written
+//! set-based (one insert of customers, one of values, one of keys, their categories
+//! through `assignments::move_many` with history of source `import`, and the
+//! counters); customers that exist and change go through the single-customer writes,
+//! each in a savepoint, so that a row that fails there undoes only itself. The import's
+//! own row in `imports` holds its progress and its report for `GET /imports/{id}`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use utoipa::ToSchema;
+
+use crate::db::schema::{attribute_definitions, categories, customer_attributes, customer_categories, customers, imports};
+use crate::db::{now, transaction, transaction_once, DbConnection};
+use crate::domain::archive::Value;
+use crate::domain::attribute::{AttributeValue, ValueType};
+use crate::domain::customer::{CustomerStatus, TaxId};
+use crate::domain::history::Source;
+use crate::domain::import::{read_row, Cell, Column, Edit, ImportFormat, ImportMode, ImportStatus, RowEdit, RowError, ERRORS_LISTED};
+use crate::domain::archive::Field;
+use crate::error::{AppError, ErrorKind};
+
+use super::assignments::{self, Mover, Provenance};
+use super::attributes::{self, Desired, Effective};
+use super::categories::{self as category_store, CategoryRow};
+use super::counts::{self, CategoryDeltas};
+use super::customer_rows::{refresh_snapshot, CustomerRow, SnapshotTarget};
+use super::customers::{self as customer_store, CustomerChanges};
+use super::duplicates;
+use super::schemes::SchemeRow;
+
+/// Rows checked and written together.
+const CHUNK: usize = 1_000;
+
+/// How an import runs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImportOptions {
+    pub mode: ImportMode,
+    pub atomic: bool,
+    pub dry_run: bool,
+    pub ignore_unknown_columns: bool,
+}
+
+/// What an import did, or (dry run, or refused) would have done.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct Tally {
+    /// Data rows read (blank rows are skipped).
+    pub rows_done: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Rows with at least one error.
+    pub failed: u64,
+    /// Every error, up to 10,000; `error_count` counts them all.
+    pub errors: Vec<RowError>,
+    pub error_count: u64,
+    /// Columns left out with `ignore_unknown_columns=true`.
+    pub ignored_columns: Vec<String>,
+}
+
+impl Tally {
+    fn fail_row(&mut self, errors: Vec<RowError>) {
+        self.failed += 1;
+        self.error_count += errors.len() as u64;
+        let room = ERRORS_LISTED.saturating_sub(self.errors.len());
+        self.errors.extend(errors.into_iter().take(room));
+    }
+}
+
+fn column(field: Field) -> Column {
+    Column::Field(field)
+}
+
+fn row_error(row: u64, column: Option<&Column>, code: &str, message: impl Into<String>) -> RowError {
+    RowError::new(row, column, code, message)
+}
+
+/// An error of the single-customer API as errors of the row: each field becomes its column.
+fn errors_of(row: u64, error: &AppError) -> Vec<RowError> {
+    if error.errors.is_empty() {
+        return vec![RowError { row, column: None, code: error.code.to_string(), message: error.detail.clone(), byte: None }];
+    }
+    error
+        .errors
+        .iter()
+        .map(|field| {
+            let column = if let Some(key) = field.field.strip_prefix("attributes.") {
+                Column::Attribute(key.to_string()).header()
+            } else if let Some(scheme) = field.field.strip_prefix("categories.") {
+                Column::Category(scheme.to_string()).header()
+            } else {
+                field.field.clone()
+            };
+            RowError { row, column: Some(column), code: error.code.to_string(), message: field.message.clone(), byte: None }
+        })
+        .collect()
+}
+
+/// An error that belongs to one row (its data), not to the import: a concurrent
+/// update or a database failure stops the import instead.
+fn is_row_error(error: &AppError) -> bool {
+    matches!(error.kind, ErrorKind::Unprocessable | ErrorKind::Conflict | ErrorKind::NotFound) && !error.is_concurrent_update()
+}
+
+/// The errors of a write of one scheme's category, in that scheme's column.
+fn in_field(mut error: AppError, field: &str) -> AppError {
+    for found in &mut error.errors {
+        found.field = field.to_string();
+    }
+    error
+}
+
+/// Schemes, categories and attribute definitions, read once when the header is.
+struct Catalogue {
+    schemes: BTreeMap<String, SchemeRow>,
+    /// By scheme id and code, with whether the category has children.
+    categories: HashMap<(i64, String), (CategoryRow, bool)>,
+    /// Every definition, by scheme id.
+    definitions: HashMap<i64, Vec<Effective>>,
+    /// Each key's scheme and type (a key belongs to one scheme, with one type).
+    keys: HashMap<String, (i64, ValueType)>,
+    /// The definitions in force in a leaf, by scheme id and leaf code.
+    in_force: HashMap<(i64, String), Vec<Effective>>,
+}
+
+impl Catalogue {
+    fn load(conn: &mut DbConnection) -> Result<Self, AppError> {
+        let schemes: Vec<SchemeRow> = crate::db::schema::schemes::table.select(SchemeRow::as_select()).load(conn)?;
+        let rows: Vec<CategoryRow> = categories::table.select(CategoryRow::as_select()).load(conn)?;
+        let parents: HashSet<(i64, String)> = rows.iter().map(|row| (row.scheme_id, row.parent_code.clone())).collect();
+        let categories = rows.into_iter().map(|row| ((row.scheme_id, row.code.clone()), (parents.contains(&(row.scheme_id, row.code.clone())), row))).map(|(key, (parent, row))| (key, (row, parent))).collect();
+        let mut definitions: HashMap<i64, Vec<Effective>> = HashMap::new();
+        let mut keys = HashMap::new();
+        for row in attribute_definitions::table.select(attributes::DefinitionRow::as_select()).load::<attributes::DefinitionRow>(conn)? {
+            let definition = row.definition()?;
+            keys.insert(row.attr_key.clone(), (row.scheme_id, definition.value_type));
+            definitions.entry(row.scheme_id).or_default().push(Effective { row, definition });
+        }
+        Ok(Catalogue { schemes: schemes.into_iter().map(|s| (s.code.clone(), s)).collect(), categories, definitions, keys, in_force: HashMap::new() })
+    }
+
+    fn scheme_by_id(&self, id: i64) -> Option<&SchemeRow> {
+        self.schemes.values().find(|scheme| scheme.id == id)
+    }
+
+    /// The definitions along the path to `leaf`.
+    fn in_force(&mut self, scheme: &SchemeRow, leaf: &str) -> Result<&[Effective], AppError> {
+        let key = (scheme.id, leaf.to_string());
+        if !self.in_force.contains_key(&key) {
+            let path = category_store::path_codes(scheme, leaf)?;
+            let found = self.definitions.get(&scheme.id).map_or_else(Vec::new, |all| all.iter().filter(|e| path.contains(&e.row.category_code)).cloned().collect());
+            self.in_force.insert(key.clone(), found);
+        }
+        Ok(&self.in_force[&key])
+    }
+
+    /// Why `code` of `scheme` cannot take a customer now, if it cannot.
+    fn refuse_category(&self, scheme: &SchemeRow, code: &str) -> Option<(&'static str, String)> {
+        if !scheme.active {
+            return Some(("scheme_inactive", format!("scheme {} is inactive and takes no new assignments", scheme.code)));
+        }
+        match self.categories.get(&(scheme.id, code.to_string())) {
+            None => Some(("category_not_found", format!("no category {code} in scheme {}", scheme.code))),
+            Some((_, true)) => Some(("category_not_leaf", format!("{code} is not a leaf category; customers are assigned to leaf categories only"))),
+            Some((row, false)) if !row.active => Some(("category_inactive", format!("{code} is inactive"))),
+            Some(_) => None,
+        }
+    }
+}
+
+/// An attribute cell as the JSON value of the key's type.
+fn attribute_json(value_type: ValueType, value: &Value) -> Result<Json, String> {
+    AttributeValue::from_text(value_type, value.text().trim()).map(|value| value.to_json())
+}
+
+/// A new customer, checked: its fields, where it goes, its values.
+struct NewCustomer {
+    code: String,
+    name: String,
+    short_name: Option<String>,
+    tax_id: Option<String>,
+    contact_name: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+    address: Option<String>,
+    status: CustomerStatus,
+    note: Option<String>,
+    /// Scheme id, category code, and whether the row named it (else the default).
+    placements: Vec<(i64, String, bool)>,
+    values: Desired,
+}
+
+/// A change of an existing customer, worked out against what it holds.
+struct Change {
+    row: u64,
+    code: String,
+    fields: CustomerChanges,
+    /// Scheme code → new category (or out of the scheme), where it differs.
+    moves: Vec<(String, Option<String>)>,
+    /// Values that differ from the explicit ones it holds (`null` removes one).
+    values: BTreeMap<String, Json>,
+}
+
+/// What a chunk did.
+#[derive(Default)]
+struct ChunkOutcome {
+    created: u64,
+    updated: u64,
+    unchanged: u64,
+    failed: Vec<Vec<RowError>>,
+}
+
+/// Reads the rows a file yields and writes them a chunk at a time.
+pub struct Importer<'c> {
+    conn: &'c mut DbConnection,
+    work: Work<'c>,
+}
+
+/// The importer's state, apart from its connection, so that a transaction can lend the
+/// connection while the state is in use.
+struct Work<'c> {
+    options: ImportOptions,
+    provenance: Provenance,
+    columns: Vec<Option<Column>>,
+    catalogue: Option<Catalogue>,
+    pending: Vec<RowEdit>,
+    /// Hashes of codes and tax ids seen, with the row that had each first.
+    seen_codes: HashMap<u64, u64>,
+    seen_tax_ids: HashMap<u64, u64>,
+    tally: Tally,
+    progress: &'c mut dyn FnMut(&Tally),
+}
+
+fn hash_of(text: &str) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn header_refused(code: &'static str, detail: String, columns: &[String]) -> AppError {
+    AppError {
+        row_errors: columns.iter().map(|header| RowError { row: 1, column: Some(header.clone()), code: code.to_string(), message: detail.clone(), byte: None }).collect(),
+        ..AppError::validation(code, detail, Vec::new())
+    }
+}
+
+impl<'c> Importer<'c> {
+    /// The header: unknown columns refuse the import unless ignored; a `category:` of no
+    /// scheme and an `attr:` of no attribute are unknown too.
+    pub fn header(&mut self, columns: &[Option<Column>], unknown: &[String]) -> Result<(), AppError> {
+        let catalogue = Catalogue::load(self.conn)?;
+        let mut columns = columns.to_vec();
+        let mut unknown = unknown.to_vec();
+        for column in columns.iter_mut() {
+            let known = match column {
+                Some(Column::Category(scheme)) => catalogue.schemes.contains_key(scheme),
+                Some(Column::Attribute(key)) => catalogue.keys.contains_key(key),
+                _ => true,
+            };
+            if !known {
+                unknown.push(column.take().expect("checked").header());
+            }
+        }
+        if !unknown.is_empty() && !self.work.options.ignore_unknown_columns {
+            let detail = format!(
+                "unknown columns: {}; columns are the customer fields, category:SCHEME for an existing scheme and attr:KEY for a defined attribute (or send ignore_unknown_columns=true)",
+                unknown.join(", ")
+            );
+            return Err(header_refused("unknown_columns", detail, &unknown));
+        }
+        let repeated = crate::domain::import::repeated_columns(&columns);
+        if !repeated.is_empty() {
+            return Err(header_refused("repeated_columns", format!("columns named twice: {}", repeated.join(", ")), &repeated));
+        }
+        if !columns.contains(&Some(column(Field::Code))) {
+            return Err(header_refused("code_column_missing", "the file needs a code column (row 1 holds the column names)".into(), &["code".to_string()]));
+        }
+        self.work.tally.ignored_columns = unknown;
+        self.work.columns = columns;
+        self.work.catalogue = Some(catalogue);
+        Ok(())
+    }
+
+    /// One data row; writes a chunk when one is full.
+    pub fn row(&mut self, row: u64, cells: Vec<(usize, Cell)>) -> Result<(), AppError> {
+        if cells.iter().all(|(_, cell)| *cell == Cell::Blank) {
+            return Ok(());
+        }
+        self.work.tally.rows_done += 1;
+        let mut extra = Vec::new();
+        let mut known = Vec::new();
+        for (index, cell) in cells {
+            match self.work.columns.get(index) {
+                Some(Some(column)) => known.push((column, cell)),
+                Some(None) => {}
+                None if cell != Cell::Blank => extra.push(row_error(row, None, crate::domain::import::codes::EXTRA_CELLS, format!("cell {} is right of the last column", index + 1))),
+                None => {}
+            }
+        }
+        let edit = match read_row(row, known) {
+            Ok(edit) if extra.is_empty() => edit,
+            Ok(_) => return self.fail(extra),
+            Err(mut errors) => {
+                errors.extend(extra);
+                return self.fail(errors);
+            }
+        };
+        let mut errors = Vec::new();
+        let code = edit.code.as_ref().expect("read_row requires a code").as_str();
+        if let Some(first) = self.work.seen_codes.insert(hash_of(code), row) {
+            self.work.seen_codes.insert(hash_of(code), first);
+            errors.push(row_error(row, Some(&column(Field::Code)), "duplicate_in_file", format!("code {code} is also on row {first}")));
+        }
+        if let Edit::Set(tax_id) = &edit.tax_id {
+            if let Some(first) = self.work.seen_tax_ids.insert(hash_of(tax_id.as_str()), row) {
+                self.work.seen_tax_ids.insert(hash_of(tax_id.as_str()), first);
+                errors.push(row_error(row, Some(&column(Field::TaxId)), "duplicate_in_file", format!("tax id {} is also on row {first}", tax_id.as_str())));
+            }
+        }
+        if !errors.is_empty() {
+            return self.fail(errors);
+        }
+        self.work.pending.push(edit);
+        if self.work.pending.len() >= CHUNK {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, errors: Vec<RowError>) -> Result<(), AppError> {
+        self.work.tally.fail_row(errors);
+        Ok(())
+    }
+
+    /// Writes the pending rows: in the import's transaction when atomic, else in their own.
+    fn flush(&mut self) -> Result<(), AppError> {
+        let rows = std::mem::take(&mut self.work.pending);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let outcome = if self.work.options.atomic || self.work.options.dry_run {
+            self.work.write_chunk(self.conn, &rows)?
+        } else {
+            self.work.write_alone(self.conn, &rows)?
+        };
+        self.work.tally.created += outcome.created;
+        self.work.tally.updated += outcome.updated;
+        self.work.tally.unchanged += outcome.unchanged;
+        for errors in outcome.failed {
+            self.work.tally.fail_row(errors);
+        }
+        (self.work.progress)(&self.work.tally);
+        Ok(())
+    }
+
+    /// The last rows, once the file is read.
+    fn finish(mut self) -> Result<Tally, AppError> {
+        self.flush()?;
+        Ok(self.work.tally)
+    }
+}
+
+impl Work<'_> {
+    /// A chunk in its own transaction; when a write fails there (a race with another
+    /// writer), each of its rows in its own, so that only the rows that fail are lost.
+    fn write_alone(&mut self, conn: &mut DbConnection, rows: &[RowEdit]) -> Result<ChunkOutcome, AppError> {
+        match transaction(conn, |conn| self.write_chunk(conn, rows)) {
+            Ok(outcome) => Ok(outcome),
+            Err(error) if rows.len() == 1 && is_row_error(&error) => Ok(ChunkOutcome { failed: vec![errors_of(rows[0].row, &error)], ..ChunkOutcome::default() }),
+            Err(error) if !is_row_error(&error) && !error.is_concurrent_update() => Err(error),
+            Err(_) => {
+                let mut all = ChunkOutcome::default();
+                for row in rows {
+                    let outcome = self.write_alone(conn, std::slice::from_ref(row))?;
+                    all.created += outcome.created;
+                    all.updated += outcome.updated;
+                    all.unchanged += outcome.unchanged;
+                    all.failed.extend(outcome.failed);
+                }
+                Ok(all)
+            }
+        }
+    }
+
+    fn write_chunk(&mut self, conn: &mut DbConnection, rows: &[RowEdit]) -> Result<ChunkOutcome, AppError> {
+        let codes: Vec<&str> = rows.iter().map(|row| row.code.as_ref().expect("checked").as_str()).collect();
+        let existing: HashMap<String, CustomerRow> = customers::table
+            .filter(customers::code.eq_any(&codes))
+            .select(CustomerRow::as_select())
+            .load::<CustomerRow>(conn)?
+            .into_iter()
+            .map(|row| (row.code.clone(), row))
+            .collect();
+        let tax_ids: Vec<&str> = rows.iter().filter_map(|row| if let Edit::Set(t) = &row.tax_id { Some(t.as_str()) } else { None }).collect();
+        let holders: HashMap<String, String> = if tax_ids.is_empty() {
+            HashMap::new()
+        } else {
+            customers::table
+                .filter(customers::tax_id.eq_any(&tax_ids))
+                .select((customers::tax_id.assume_not_null(), customers::code))
+                .load::<(String, String)>(conn)?
+                .into_iter()
+                .collect()
+        };
+        let ids: Vec<i64> = existing.values().map(|row| row.id).collect();
+        let mut held: HashMap<i64, HashMap<i64, String>> = HashMap::new();
+        let mut explicit: HashMap<i64, HashMap<String, String>> = HashMap::new();
+        if !ids.is_empty() {
+            for (customer, scheme, code) in customer_categories::table
+                .filter(customer_categories::customer_id.eq_any(&ids))
+                .select((customer_categories::customer_id, customer_categories::scheme_id, customer_categories::category_code))
+                .load::<(i64, i64, String)>(conn)?
+            {
+                held.entry(customer).or_default().insert(scheme, code);
+            }
+            for (customer, key, json) in customer_attributes::table
+                .filter(customer_attributes::customer_id.eq_any(&ids))
+                .filter(customer_attributes::from_default.eq(false))
+                .select((customer_attributes::customer_id, customer_attributes::attr_key, customer_attributes::value_json))
+                .load::<(i64, String, String)>(conn)?
+            {
+                explicit.entry(customer).or_default().insert(key, json);
+            }
+        }
+
+        let mut outcome = ChunkOutcome::default();
+        let mut creating = Vec::new();
+        let mut changing = Vec::new();
+        let (no_categories, no_values) = (HashMap::new(), HashMap::new());
+        for row in rows {
+            let code = row.code.as_ref().expect("checked").as_str();
+            let current = existing.get(code);
+            let mut errors = Vec::new();
+            if let Edit::Set(tax_id) = &row.tax_id {
+                if holders.get(tax_id.as_str()).is_some_and(|holder| holder != code) {
+                    errors.push(row_error(row.row, Some(&column(Field::TaxId)), "duplicate_tax_id", format!("another customer already has tax id {}", tax_id.as_str())));
+                }
+            }
+            let checked = match current {
+                Some(_) if self.options.mode == ImportMode::Create => Err(vec![row_error(row.row, Some(&column(Field::Code)), "duplicate_code", format!("customer {code} already exists (mode=create)"))]),
+                Some(current) => self
+                    .change(row, current, held.get(&current.id).unwrap_or(&no_categories), explicit.get(&current.id).unwrap_or(&no_values))
+                    .map(|change| change.map(|c| changing.push(c))),
+                None => self.new_customer(row).map(|new| Some(creating.push(new))),
+            };
+            match checked {
+                Err(mut found) => {
+                    errors.append(&mut found);
+                    outcome.failed.push(errors);
+                }
+                Ok(_) if !errors.is_empty() => outcome.failed.push(errors),
+                Ok(Some(())) => {}
+                Ok(None) => outcome.unchanged += 1,
+            }
+        }
+        self.create(conn, &creating)?;
+        outcome.created += creating.len() as u64;
+        for change in changing {
+            let row = change.row;
+            match self.apply(conn, &change) {
+                Ok(()) => outcome.updated += 1,
+                Err(error) if is_row_error(&error) => outcome.failed.push(errors_of(row, &error)),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn catalogue(&mut self) -> &mut Catalogue {
+        self.catalogue.as_mut().expect("the header comes first")
+    }
+
+    /// A new customer: a name, categories that take customers (named, or each active
+    /// scheme's default), required schemes filled, and values that fit the definitions
+    /// of where it goes.
+    fn new_customer(&mut self, row: &RowEdit) -> Result<NewCustomer, Vec<RowError>> {
+        let at = row.row;
+        let mut errors = Vec::new();
+        if row.name.is_none() {
+            errors.push(row_error(at, Some(&column(Field::Name)), crate::domain::import::codes::REQUIRED, "a new customer needs a name"));
+        }
+        let catalogue = self.catalogue.as_ref().expect("the header comes first");
+        let mut placements = Vec::new();
+        for scheme in catalogue.schemes.values() {
+            let named = row.categories.iter().find(|(code, _)| *code == scheme.code).map(|(_, edit)| edit);
+            let category_column = Column::Category(scheme.code.clone());
+            match named {
+                Some(Edit::Set(code)) => match catalogue.refuse_category(scheme, code.as_str()) {
+                    Some((problem, message)) => errors.push(row_error(at, Some(&category_column), problem, message)),
+                    None => placements.push((scheme.id, code.as_str().to_string(), true)),
+                },
+                Some(Edit::Clear) | None if !scheme.active => {}
+                Some(Edit::Keep) | None if scheme.default_category.is_some() => {
+                    let default = scheme.default_category.clone().expect("checked");
+                    match catalogue.refuse_category(scheme, &default) {
+                        Some((problem, message)) => errors.push(row_error(at, Some(&category_column), problem, format!("the scheme's default category: {message}"))),
+                        None => placements.push((scheme.id, default, false)),
+                    }
+                }
+                _ if scheme.required => errors.push(row_error(at, Some(&category_column), "category_required", format!("scheme {} is required and has no default category", scheme.code))),
+                _ => {}
+            }
+        }
+        let values = match self.values_of_new(row, &placements) {
+            Ok(values) => values,
+            Err(mut found) => {
+                errors.append(&mut found);
+                Desired::new()
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let text = |edit: &Edit<String>| edit.applied_to(None);
+        Ok(NewCustomer {
+            code: row.code.as_ref().expect("checked").as_str().to_string(),
+            name: row.name.clone().expect("checked"),
+            short_name: text(&row.short_name),
+            tax_id: row.tax_id.applied_to(None).map(|t: TaxId| t.as_str().to_string()),
+            contact_name: text(&row.contact_name),
+            phone: text(&row.phone),
+            email: text(&row.email),
+            address: text(&row.address),
+            status: row.status.unwrap_or(CustomerStatus::Active),
+            note: text(&row.note),
+            placements,
+            values,
+        })
+    }
+
+    fn values_of_new(&mut self, row: &RowEdit, placements: &[(i64, String, bool)]) -> Result<Desired, Vec<RowError>> {
+        let at = row.row;
+        let fail = |e: AppError| vec![RowError { row: at, column: None, code: e.code.to_string(), message: e.detail, byte: None }];
+        let mut in_force: BTreeMap<String, Effective> = BTreeMap::new();
+        for (scheme_id, code, _) in placements {
+            let scheme = self.catalogue().scheme_by_id(*scheme_id).cloned().expect("placed in a known scheme");
+            for effective in self.catalogue().in_force(&scheme, code).map_err(fail)? {
+                in_force.insert(effective.row.attr_key.clone(), effective.clone());
+            }
+        }
+        let mut errors = Vec::new();
+        let mut desired = Desired::new();
+        for (key, cell) in &row.attributes {
+            let attribute_column = Column::Attribute(key.clone());
+            let Some(effective) = in_force.get(key) else {
+                errors.push(row_error(at, Some(&attribute_column), "attribute_not_defined", format!("no category of the customer defines attribute {key}")));
+                continue;
+            };
+            let Cell::Given(value) = cell else { continue };
+            match attribute_json(effective.definition.value_type, value).and_then(|json| effective.definition.check(&json)) {
+                Ok(value) => {
+                    desired.insert(key.clone(), (value, false));
+                }
+                Err(message) => errors.push(row_error(at, Some(&attribute_column), crate::domain::import::codes::INVALID_VALUE, message)),
+            }
+        }
+        for (key, effective) in &in_force {
+            if desired.contains_key(key) || errors.iter().any(|e| e.column.as_deref() == Some(&Column::Attribute(key.clone()).header())) {
+                continue;
+            }
+            match &effective.definition.default {
+                Some(default) => {
+                    desired.insert(key.clone(), (default.clone(), true));
+                }
+                None if effective.definition.required => errors.push(row_error(
+                    at,
+                    Some(&Column::Attribute(key.clone())),
+                    "attribute_required",
+                    format!("required by category {}, and it has no default", effective.row.category_code),
+                )),
+                None => {}
+            }
+        }
+        if errors.is_empty() {
+            Ok(desired)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// What a row changes of an existing customer; `None` when nothing.
+    fn change(&mut self, row: &RowEdit, current: &CustomerRow, held: &HashMap<i64, String>, explicit: &HashMap<String, String>) -> Result<Option<Change>, Vec<RowError>> {
+        fn differs<T: Clone + PartialEq>(edit: &Edit<T>, current: Option<T>) -> Option<Option<T>> {
+            let after = edit.applied_to(current.clone());
+            (after != current).then_some(after)
+        }
+        let text = |edit: &Edit<String>, current: &Option<String>| differs(edit, current.clone());
+        let fields = CustomerChanges {
+            name: row.name.clone().filter(|name| *name != current.name),
+            short_name: text(&row.short_name, &current.short_name),
+            tax_id: differs(&row.tax_id.clone(), current.tax_id.as_deref().map(|t| TaxId::parse("tax_id", t)).and_then(Result::ok)),
+            contact_name: text(&row.contact_name, &current.contact_name),
+            phone: text(&row.phone, &current.phone),
+            email: text(&row.email, &current.email),
+            address: text(&row.address, &current.address),
+            status: row.status.filter(|status| *status != current.status),
+            note: text(&row.note, &current.note),
+            attributes: None,
+        };
+        let catalogue = self.catalogue.as_ref().expect("the header comes first");
+        let mut moves = Vec::new();
+        for (scheme_code, edit) in &row.categories {
+            let Some(scheme) = catalogue.schemes.get(scheme_code) else { continue };
+            let now_in = held.get(&scheme.id);
+            match edit {
+                Edit::Set(code) if now_in.map(String::as_str) != Some(code.as_str()) => moves.push((scheme_code.clone(), Some(code.as_str().to_string()))),
+                Edit::Clear if now_in.is_some() => moves.push((scheme_code.clone(), None)),
+                _ => {}
+            }
+        }
+        let mut errors = Vec::new();
+        let mut values = BTreeMap::new();
+        for (key, cell) in &row.attributes {
+            let Some((_, value_type)) = catalogue.keys.get(key) else { continue };
+            let stored = explicit.get(key).and_then(|json| serde_json::from_str::<Json>(json).ok());
+            match cell {
+                Cell::Null if stored.is_some() => {
+                    values.insert(key.clone(), Json::Null);
+                }
+                Cell::Given(value) => match attribute_json(*value_type, value) {
+                    Ok(json) if Some(&json) != stored.as_ref() => {
+                        values.insert(key.clone(), json);
+                    }
+                    Ok(_) => {}
+                    Err(message) => errors.push(row_error(row.row, Some(&Column::Attribute(key.clone())), crate::domain::import::codes::INVALID_VALUE, message)),
+                },
+                _ => {}
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let unchanged = !fields.any() && moves.is_empty() && values.is_empty();
+        Ok((!unchanged).then(|| Change { row: row.row, code: current.code.clone(), fields, moves, values }))
+    }
+
+    /// Changes one customer through the single-customer writes, in a savepoint: its
+    /// moves (with the values of the scheme each move is in), then its fields and the
+    /// rest of its values.
+    fn apply(&mut self, conn: &mut DbConnection, change: &Change) -> Result<(), AppError> {
+        let keys = self.catalogue().keys.clone();
+        let schemes = self.catalogue().schemes.clone();
+        let provenance = self.provenance.clone();
+        transaction(conn, |conn| {
+            let mut rest = change.values.clone();
+            for (scheme_code, target) in &change.moves {
+                let scheme_id = schemes.get(scheme_code).map(|s| s.id);
+                match target {
+                    Some(category) => {
+                        let of_scheme: BTreeMap<String, Json> =
+                            change.values.iter().filter(|(key, _)| keys.get(*key).map(|(id, _)| Some(*id)) == Some(scheme_id)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                        rest.retain(|key, _| !of_scheme.contains_key(key));
+                        let field = format!("categories.{scheme_code}");
+                        assignments::assign(conn, &change.code, scheme_code, category, None, &of_scheme, &provenance, None).map_err(|e| in_field(e, &field))?;
+                    }
+                    None => {
+                        assignments::unassign(conn, &change.code, scheme_code, &provenance, None)?;
+                    }
+                }
+            }
+            let mut fields = change.fields.clone();
+            if !rest.is_empty() {
+                fields.attributes = Some(rest);
+            }
+            if fields.any() {
+                customer_store::update(conn, &change.code, &fields, None)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// New customers, set-based.
+    fn create(&mut self, conn: &mut DbConnection, new: &[NewCustomer]) -> Result<(), AppError> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let at = now();
+        let rows: Vec<_> = new
+            .iter()
+            .map(|c| {
+                (
+                    customers::code.eq(c.code.clone()),
+                    customers::name.eq(c.name.clone()),
+                    customers::short_name.eq(c.short_name.clone()),
+                    customers::tax_id.eq(c.tax_id.clone()),
+                    customers::contact_name.eq(c.contact_name.clone()),
+                    customers::phone.eq(c.phone.clone()),
+                    customers::email.eq(c.email.clone()),
+                    customers::address.eq(c.address.clone()),
+                    customers::status.eq(c.status.as_str()),
+                    customers::note.eq(c.note.clone()),
+                    customers::classification.eq("[]"),
+                    customers::version.eq(1i64),
+                    customers::created_at.eq(at),
+                    customers::updated_at.eq(at),
+                )
+            })
+            .collect();
+        crate::insert_rows!(conn, customers::table, rows)?;
+        let codes: Vec<&str> = new.iter().map(|c| c.code.as_str()).collect();
+        let ids: HashMap<String, i64> = customers::table.filter(customers::code.eq_any(&codes)).select((customers::code, customers::id)).load::<(String, i64)>(conn)?.into_iter().collect();
+        let id_of = |code: &str| ids.get(code).copied().ok_or_else(|| AppError::internal(format!("customer {code} was inserted and is not there")));
+        let all_ids: Vec<i64> = new.iter().map(|c| id_of(&c.code)).collect::<Result<_, _>>()?;
+        counts::customers_added(conn, &all_ids, 1)?;
+        let keys: Vec<(i64, &str, Option<&str>, Option<&str>)> =
+            new.iter().zip(&all_ids).map(|(c, id)| (*id, c.name.as_str(), c.phone.as_deref(), c.email.as_deref())).collect();
+        duplicates::insert_keys(conn, &keys)?;
+
+        let mut groups: BTreeMap<(i64, String, bool), Vec<Mover>> = BTreeMap::new();
+        for (customer, id) in new.iter().zip(&all_ids) {
+            for (scheme_id, category, named) in &customer.placements {
+                groups.entry((*scheme_id, category.clone(), *named)).or_default().push(Mover { id: *id, code: customer.code.clone(), from: None });
+            }
+        }
+        let by_default = Provenance::new(&self.provenance.actor, Source::Default, Some("default category of the scheme".into()));
+        let mut deltas: BTreeMap<i64, CategoryDeltas> = BTreeMap::new();
+        for ((scheme_id, code, named), movers) in groups {
+            let catalogue = self.catalogue.as_ref().expect("the header comes first");
+            let scheme = catalogue.scheme_by_id(scheme_id).cloned().expect("placed in a known scheme");
+            let category = catalogue.categories.get(&(scheme_id, code.clone())).map(|(row, _)| row.clone()).ok_or_else(|| AppError::internal(format!("category {code} went missing")))?;
+            let provenance = if named { self.provenance.clone() } else { by_default.clone() };
+            let counted = deltas.entry(scheme_id).or_insert_with(|| CategoryDeltas::new(scheme_id));
+            assignments::move_many(conn, &scheme, &category, &movers, None, &provenance, &mut attributes::Dropped::new(), counted)?;
+        }
+        let values: Vec<(i64, &str, &Desired)> = new.iter().zip(&all_ids).filter(|(c, _)| !c.values.is_empty()).map(|(c, id)| (*id, c.code.as_str(), &c.values)).collect();
+        attributes::insert_values(conn, &values)?;
+        refresh_snapshot(conn, SnapshotTarget::Ids(&all_ids), false)?;
+        for counted in deltas.into_values() {
+            counted.apply(conn)?;
+        }
+        Ok(())
+    }
+
+}
+
+/// Runs an import: `feed` gives the importer the header and the rows. Atomic (or a dry
+/// run): one transaction, committed only when every row is good and it is no dry run.
+/// Otherwise each chunk commits on its own.
+pub fn import(
+    conn: &mut DbConnection,
+    options: &ImportOptions,
+    provenance: Provenance,
+    mut progress: impl FnMut(&Tally),
+    feed: impl FnOnce(&mut Importer) -> Result<(), AppError>,
+) -> Result<Tally, AppError> {
+    let whole = options.atomic || options.dry_run;
+    let dry_run = options.dry_run;
+    let run = |conn: &mut DbConnection, progress: &mut dyn FnMut(&Tally)| {
+        let mut importer = Importer {
+            conn,
+            work: Work {
+                options: options.clone(),
+                provenance,
+                columns: Vec::new(),
+                catalogue: None,
+                pending: Vec::new(),
+                seen_codes: HashMap::new(),
+                seen_tax_ids: HashMap::new(),
+                tally: Tally::default(),
+                progress,
+            },
+        };
+        feed(&mut importer)?;
+        importer.finish()
+    };
+    if whole {
+        transaction_once(conn, |conn| run(conn, &mut progress), |tally| !dry_run && tally.error_count == 0)
+    } else {
+        run(conn, &mut progress)
+    }
+}
+
+/// An import as `GET /imports/{id}` shows it.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = imports)]
+pub struct ImportRow {
+    pub id: String,
+    #[diesel(deserialize_as = String)]
+    pub status: ImportStatus,
+    #[diesel(deserialize_as = String)]
+    pub format: ImportFormat,
+    #[diesel(deserialize_as = String)]
+    pub mode: ImportMode,
+    pub atomic: bool,
+    pub dry_run: bool,
+    pub actor: String,
+    pub rows_total: Option<i64>,
+    pub rows_done: i64,
+    pub report: Option<String>,
+    pub started_at: chrono::NaiveDateTime,
+    pub heartbeat_at: chrono::NaiveDateTime,
+    pub finished_at: Option<chrono::NaiveDateTime>,
+}
+
+/// The report of a finished import, as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub tally: Tally,
+    /// Why a failed import stopped.
+    pub failure: Option<String>,
+}
+
+impl ImportRow {
+    pub fn report(&self) -> Result<Option<Report>, AppError> {
+        self.report.as_deref().map(serde_json::from_str).transpose().map_err(|_| AppError::corrupt(format!("import {} has a corrupt report", self.id)))
+    }
+}
+
+pub fn import_not_found(id: &str) -> AppError {
+    AppError::not_found("import_not_found", format!("no import {id}"))
+}
+
+pub fn start(conn: &mut DbConnection, id: &str, format: ImportFormat, options: &ImportOptions, actor: &str, rows_total: Option<u64>) -> Result<ImportRow, AppError> {
+    let at = now();
+    diesel::insert_into(imports::table)
+        .values((
+            imports::id.eq(id),
+            imports::status.eq(ImportStatus::Running.as_str()),
+            imports::format.eq(format.as_str()),
+            imports::mode.eq(options.mode.as_str()),
+            imports::atomic.eq(options.atomic),
+            imports::dry_run.eq(options.dry_run),
+            imports::actor.eq(actor),
+            imports::rows_total.eq(rows_total.map(|n| n as i64)),
+            imports::rows_done.eq(0i64),
+            imports::started_at.eq(at),
+            imports::heartbeat_at.eq(at),
+        ))
+        .execute(conn)?;
+    get(conn, id)
+}
+
+pub fn progress(conn: &mut DbConnection, id: &str, rows_done: u64) -> Result<(), AppError> {
+    diesel::update(imports::table.find(id)).set((imports::rows_done.eq(rows_done as i64), imports::heartbeat_at.eq(now()))).execute(conn)?;
+    Ok(())
+}
+
+pub fn finish(conn: &mut DbConnection, id: &str, status: ImportStatus, report: &Report) -> Result<ImportRow, AppError> {
+    let text = serde_json::to_string(report).map_err(|e| AppError::internal(format!("writing the import report: {e}")))?;
+    let at = now();
+    diesel::update(imports::table.find(id))
+        .set((
+            imports::status.eq(status.as_str()),
+            imports::rows_done.eq(report.tally.rows_done as i64),
+            imports::report.eq(text),
+            imports::heartbeat_at.eq(at),
+            imports::finished_at.eq(at),
+        ))
+        .execute(conn)?;
+    get(conn, id)
+}
+
+pub fn get(conn: &mut DbConnection, id: &str) -> Result<ImportRow, AppError> {
+    imports::table.find(id).select(ImportRow::as_select()).first(conn).optional()?.ok_or_else(|| import_not_found(id))
+}
