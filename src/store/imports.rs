@@ -205,6 +205,13 @@ struct Change {
     values: BTreeMap<String, Json>,
 }
 
+/// What a row that passed its checks asks for.
+enum Planned {
+    New(NewCustomer),
+    Change(Change),
+    Nothing,
+}
+
 /// What a chunk did.
 #[derive(Default)]
 struct ChunkOutcome {
@@ -444,8 +451,8 @@ impl Work<'_> {
                 Some(_) if self.options.mode == ImportMode::Create => Err(vec![row_error(row.row, Some(&column(Field::Code)), "duplicate_code", format!("customer {code} already exists (mode=create)"))]),
                 Some(current) => self
                     .change(row, current, held.get(&current.id).unwrap_or(&no_categories), explicit.get(&current.id).unwrap_or(&no_values))
-                    .map(|change| change.map(|c| changing.push(c))),
-                None => self.new_customer(row).map(|new| Some(creating.push(new))),
+                    .map(|change| change.map(Planned::Change).unwrap_or(Planned::Nothing)),
+                None => self.new_customer(row).map(Planned::New),
             };
             match checked {
                 Err(mut found) => {
@@ -453,8 +460,9 @@ impl Work<'_> {
                     outcome.failed.push(errors);
                 }
                 Ok(_) if !errors.is_empty() => outcome.failed.push(errors),
-                Ok(Some(())) => {}
-                Ok(None) => outcome.unchanged += 1,
+                Ok(Planned::New(new)) => creating.push(new),
+                Ok(Planned::Change(change)) => changing.push(change),
+                Ok(Planned::Nothing) => outcome.unchanged += 1,
             }
         }
         self.create(conn, &creating)?;

@@ -23,7 +23,7 @@ const HEADER: [&str; 14] =
 /// A1 (VIP in 上海, rate 0.25, since 2024-03-01, every field), A2 (VIP in 华北, rate from
 /// the default) and A3 (no tier, inactive, a name to quote).
 /// Returns a key of the `read` scope, which exports need.
-async fn archive(app: &TestApp) -> String {
+pub(crate) async fn archive(app: &TestApp) -> String {
     app.create_scheme("REGION", "2-2").await;
     for (code, name) in [("01", "华东"), ("0101", "上海"), ("02", "华北")] {
         app.create_category("REGION", code, name).await;

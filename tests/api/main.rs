@@ -14,6 +14,7 @@ mod data_quality;
 mod errors;
 mod duplicates;
 mod exports;
+mod imports;
 mod merge;
 mod openapi;
 mod operations;
