@@ -617,3 +617,80 @@ pub fn move_many(
     }
     history::record(conn, &entries)
 }
+
+/// A new customer's category in one scheme, and who or what put it there.
+pub struct Placement<'a> {
+    pub customer_id: i64,
+    pub customer_code: &'a str,
+    pub scheme: &'a SchemeRow,
+    pub category: &'a CategoryRow,
+    pub provenance: &'a Provenance,
+}
+
+/// Puts customers created in this transaction, which hold no category anywhere yet,
+/// into their categories in every scheme at once: assignments, memberships (each
+/// carrying the customer's whole classification vector, known here) and history, a
+/// statement per table and thousand rows, where `move_many` takes one category at a
+/// time. The counts go to `counted`, by scheme id, for the caller to write last.
+pub fn place_new(conn: &mut DbConnection, placements: &[Placement], counted: &mut BTreeMap<i64, CategoryDeltas>) -> Result<(), AppError> {
+    let at = now();
+    let mut by_customer: BTreeMap<i64, Vec<&Placement>> = BTreeMap::new();
+    for placement in placements {
+        by_customer.entry(placement.customer_id).or_default().push(placement);
+    }
+    let assignments: Vec<_> = placements
+        .iter()
+        .map(|p| {
+            (
+                customer_categories::customer_id.eq(p.customer_id),
+                customer_categories::scheme_id.eq(p.scheme.id),
+                customer_categories::category_id.eq(p.category.id),
+                customer_categories::category_code.eq(p.category.code.clone()),
+                customer_categories::locked.eq(false),
+                customer_categories::assigned_at.eq(at),
+            )
+        })
+        .collect();
+    for chunk in assignments.chunks(CHUNK) {
+        crate::insert_rows!(conn, customer_categories::table, chunk.to_vec())?;
+    }
+    let mut memberships = Vec::new();
+    let mut entries = Vec::new();
+    for (customer_id, mut held) in by_customer {
+        held.sort_by_key(|p| p.scheme.id);
+        let vector = ClassificationVector::of(held.iter().map(|p| (p.scheme.id, p.category.code.as_str()))).into_inner();
+        let mut earlier: Vec<(i64, String)> = Vec::new();
+        for p in held {
+            for code in super::categories::path_codes(p.scheme, &p.category.code)? {
+                memberships.push((
+                    category_members::customer_id.eq(customer_id),
+                    category_members::scheme_id.eq(p.scheme.id),
+                    category_members::category_code.eq(code),
+                    category_members::customer_code.eq(p.customer_code.to_string()),
+                    category_members::classification_vector.eq(vector.clone()),
+                ));
+            }
+            // Each pair of schemes is counted once: by the later scheme, with the earlier as other.
+            counted.entry(p.scheme.id).or_insert_with(|| CategoryDeltas::new(p.scheme.id)).moved(customer_id, None, Some(&p.category.code), &earlier);
+            earlier.push((p.scheme.id, p.category.code.clone()));
+            entries.push(NewHistory {
+                customer_code: p.customer_code.to_string(),
+                scheme_code: p.scheme.code.clone(),
+                from_category: None,
+                to_category: Some(p.category.code.clone()),
+                at,
+                actor: p.provenance.actor.clone(),
+                source: p.provenance.source,
+                reason: p.provenance.reason.clone(),
+                rule_id: p.provenance.rule_id,
+                run_id: p.provenance.run_id,
+                dropped_attributes: None,
+                direction: crate::domain::history::Direction::In,
+            });
+        }
+    }
+    for chunk in memberships.chunks(CHUNK) {
+        crate::insert_rows!(conn, category_members::table, chunk.to_vec())?;
+    }
+    history::record(conn, &entries)
+}

@@ -6,7 +6,7 @@
 //! each in a savepoint, so that a row that fails there undoes only itself. The import's
 //! own row in `imports` holds its progress and its report for `GET /imports/{id}`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use diesel::prelude::*;
@@ -24,7 +24,7 @@ use crate::domain::import::{read_row, Cell, Column, Edit, ImportFormat, ImportMo
 use crate::domain::archive::Field;
 use crate::error::{AppError, ErrorKind};
 
-use super::assignments::{self, Mover, Provenance};
+use super::assignments::{self, Placement, Provenance};
 use super::attributes::{self, Desired, Effective};
 use super::categories::{self as category_store, CategoryRow};
 use super::counts::{self, CategoryDeltas};
@@ -32,6 +32,7 @@ use super::customer_rows::{refresh_snapshot, CustomerRow, SnapshotTarget};
 use super::customers::{self as customer_store, CustomerChanges};
 use super::duplicates;
 use super::schemes::SchemeRow;
+use super::{lock_rows, LockMode, LockableTable};
 
 /// Rows checked and written together.
 const CHUNK: usize = 1_000;
@@ -718,22 +719,25 @@ impl Work<'_> {
             new.iter().zip(&all_ids).map(|(c, id)| (*id, c.name.as_str(), c.phone.as_deref(), c.email.as_deref())).collect();
         duplicates::insert_keys(conn, &keys)?;
 
-        let mut groups: BTreeMap<(i64, String, bool), Vec<Mover>> = BTreeMap::new();
+        let by_default = Provenance::new(&self.provenance.actor, Source::Default, Some("default category of the scheme".into()));
+        let catalogue = self.catalogue.as_ref().expect("the header comes first");
+        let mut placements = Vec::new();
         for (customer, id) in new.iter().zip(&all_ids) {
-            for (scheme_id, category, named) in &customer.placements {
-                groups.entry((*scheme_id, category.clone(), *named)).or_default().push(Mover { id: *id, code: customer.code.clone(), from: None });
+            for (scheme_id, code, named) in &customer.placements {
+                let scheme = catalogue.scheme_by_id(*scheme_id).ok_or_else(|| AppError::internal(format!("scheme {scheme_id} went missing")))?;
+                let (category, _) = catalogue.categories.get(&(*scheme_id, code.clone())).ok_or_else(|| AppError::internal(format!("category {code} went missing")))?;
+                let provenance = if *named { &self.provenance } else { &by_default };
+                placements.push(Placement { customer_id: *id, customer_code: &customer.code, scheme, category, provenance });
             }
         }
-        let by_default = Provenance::new(&self.provenance.actor, Source::Default, Some("default category of the scheme".into()));
+        // As `assignments::assignable_category` and `attributes::plan_move` do: no category
+        // gains children, and no definition changes, until this transaction ends.
+        let category_ids: BTreeSet<i64> = placements.iter().map(|p| p.category.id).collect();
+        let scheme_ids: BTreeSet<i64> = placements.iter().map(|p| p.scheme.id).collect();
+        lock_rows(conn, LockableTable::Categories, &category_ids.into_iter().collect::<Vec<_>>(), LockMode::Shared)?;
+        lock_rows(conn, LockableTable::Schemes, &scheme_ids.into_iter().collect::<Vec<_>>(), LockMode::Shared)?;
         let mut deltas: BTreeMap<i64, CategoryDeltas> = BTreeMap::new();
-        for ((scheme_id, code, named), movers) in groups {
-            let catalogue = self.catalogue.as_ref().expect("the header comes first");
-            let scheme = catalogue.scheme_by_id(scheme_id).cloned().expect("placed in a known scheme");
-            let category = catalogue.categories.get(&(scheme_id, code.clone())).map(|(row, _)| row.clone()).ok_or_else(|| AppError::internal(format!("category {code} went missing")))?;
-            let provenance = if named { self.provenance.clone() } else { by_default.clone() };
-            let counted = deltas.entry(scheme_id).or_insert_with(|| CategoryDeltas::new(scheme_id));
-            assignments::move_many(conn, &scheme, &category, &movers, None, &provenance, &mut attributes::Dropped::new(), counted)?;
-        }
+        assignments::place_new(conn, &placements, &mut deltas)?;
         let values: Vec<(i64, &str, &Desired)> = new.iter().zip(&all_ids).filter(|(c, _)| !c.values.is_empty()).map(|(c, id)| (*id, c.code.as_str(), &c.values)).collect();
         attributes::insert_values(conn, &values)?;
         refresh_snapshot(conn, SnapshotTarget::Ids(&all_ids), false)?;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::exports::archive;
-use crate::helpers::{ok_json, problem, TestApp};
+use crate::helpers::{ok_json, problem, with_connection, TestApp};
 
 both_backends!(
     an_import_reads_each_format_and_both_encodings,
@@ -113,6 +113,15 @@ async fn an_import_reads_each_format_and_both_encodings(app: TestApp) {
     let counts = ok_json(app.get("/api/v1/reports/distribution?scheme=TIER").await, StatusCode::OK).await;
     let vip = counts["rows"].as_array().unwrap().iter().find(|row| row["code"] == "01").unwrap()["customers"].clone();
     assert_eq!(vip, json!(5), "A1, A2, B1, B4 and B6 are counted in VIP: {counts:#}");
+    let reports = ["/api/v1/reports/distribution?scheme=REGION", "/api/v1/reports/crosstab?rows=REGION&cols=TIER"];
+    let mut counted = Vec::new();
+    for path in reports {
+        counted.push(ok_json(app.get(path).await, StatusCode::OK).await["rows"].clone());
+    }
+    with_connection(&app, |conn| custclass::store::counts::recount(conn).unwrap()).await;
+    for (path, before) in reports.iter().zip(counted) {
+        assert_eq!(ok_json(app.get(path).await, StatusCode::OK).await["rows"], before, "the counters the import wrote equal a recount: {path}");
+    }
 }
 
 async fn an_atomic_import_with_bad_rows_writes_nothing_and_lists_every_error(app: TestApp) {
