@@ -156,6 +156,11 @@ impl PeakMemory {
     }
 
     /// Stops sampling; the peak in MB.
+    /// The peak so far, in MB.
+    pub fn peak(&self) -> f64 {
+        self.peak_kb.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0
+    }
+
     pub fn stop(self) -> f64 {
         self.running.store(false, std::sync::atomic::Ordering::Relaxed);
         self.sampler.join().unwrap();

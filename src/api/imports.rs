@@ -16,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::auth::{Auth, Read, Write};
 use crate::api::error::Problem;
+use crate::api::openapi::UploadedFile;
 use crate::api::import_files::{self, Event, TextEncoding, Upload};
 use crate::api::runs::prefers_async;
 use crate::api::spreadsheet::{CSV, NDJSON, XLSX};
@@ -185,9 +186,9 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
 #[utoipa::path(post, path = "/api/v1/imports/customers", tag = "customers", operation_id = "import_customers",
     params(ImportQuery, ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 once the file is checked, and go on in the background")),
     request_body(description = "The archive: a header row of customer fields, `category:SCHEME` and `attr:KEY` (as the export writes), then a customer a row. An empty cell leaves a value as it is; `NULL` clears it. At most 1,000,000 rows and 200 MB", content(
-        (String = "text/csv"),
-        (String = "application/x-ndjson"),
-        (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        (UploadedFile = "text/csv"),
+        (UploadedFile = "application/x-ndjson"),
+        (UploadedFile = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
     )),
     responses(
         (status = 200, description = "The import's report (also with a dry run, and with `atomic=false` when rows failed)", body = Import, headers(("Location" = String))),

@@ -34,7 +34,7 @@ use super::{api_keys, assignments, attributes, categories, customers, data_quali
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
     ),
-    components(schemas(Problem, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines)),
+    components(schemas(Problem, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines, UploadedFile)),
     modifiers(&Security, &CommonResponses),
     security(("bearer" = [])),
     tags(
@@ -249,6 +249,22 @@ impl utoipa::PartialSchema for NdjsonLines {
     }
 }
 
+/// A file sent to an import.
+pub struct UploadedFile;
+
+impl utoipa::PartialSchema for UploadedFile {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .description(Some(
+                "The file as it is: CSV in UTF-8 (with or without a byte-order mark) or GB18030 (`charset=gb18030`, or found when the bytes are not UTF-8), \
+                 NDJSON (one object a line, keyed by column), or an .xlsx workbook (its first sheet)",
+            ))
+            .into()
+    }
+}
+
 /// Components whose schema is written by hand (`PartialSchema` above) are named after their type.
 macro_rules! named_after_type {
     ($($schema:ident),+) => {$(
@@ -260,7 +276,7 @@ macro_rules! named_after_type {
     )+};
 }
 
-named_after_type!(AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines);
+named_after_type!(AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines, UploadedFile);
 
 /// The document as `custclass openapi` prints it and `openapi/openapi.json` stores it.
 pub fn document_json() -> String {
