@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::mysql::MysqlConnection;
+use diesel::result::DatabaseErrorKind;
 use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
@@ -203,19 +204,64 @@ fn ensure_parent_dir(path: &Path) -> Result<(), String> {
 const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
-/// Applies pending migrations. On MySQL a named lock keeps replicas that start
-/// together from migrating at the same time.
+/// Applies pending migrations; on MySQL under the migration lease, so that replicas
+/// that start together migrate once.
 pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, String> {
     let applied = match conn {
         DbConnection::Mysql(mysql) => {
-            diesel::sql_query("SELECT GET_LOCK('custclass_migrations', 120)").execute(mysql).map_err(|e| e.to_string())?;
+            let holder = uuid::Uuid::new_v4().to_string();
+            take_migration_lease(mysql, &holder)?;
             let result = mysql.run_pending_migrations(MYSQL_MIGRATIONS).map(|v| v.iter().map(ToString::to_string).collect());
-            diesel::sql_query("SELECT RELEASE_LOCK('custclass_migrations')").execute(mysql).map_err(|e| e.to_string())?;
+            diesel::sql_query("UPDATE custclass_migration_lock SET holder = NULL, taken_at = NULL WHERE id = 1 AND holder = ?")
+                .bind::<diesel::sql_types::Text, _>(&holder)
+                .execute(mysql)
+                .map_err(|e| format!("releasing the migration lease: {e}"))?;
             result
         }
         DbConnection::Sqlite(sqlite) => sqlite.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.iter().map(ToString::to_string).collect()),
     };
     applied.map_err(|e| format!("migration failed: {e}"))
+}
+
+/// How long a migration lease lasts: a replica that died holding it is taken over after this.
+const MIGRATION_LEASE_SECONDS: u32 = 600;
+
+/// Takes the migration lease: the one row of `custclass_migration_lock`, written with
+/// this replica's id. A lock row, not `GET_LOCK`, which is local to one server and not
+/// replicated by a multi-primary cluster (Galera): the lease is taken by an `UPDATE`,
+/// a write, so two nodes taking it at once conflict when their transactions are
+/// certified and one of them fails and tries again. Waits while another replica holds
+/// it, as long as the lease lasts.
+fn take_migration_lease(mysql: &mut MysqlConnection, holder: &str) -> Result<(), String> {
+    use diesel::sql_types::Text;
+    let failed = |what: &str, e: diesel::result::Error| format!("{what} the migration lease: {e}");
+    diesel::sql_query(
+        "CREATE TABLE IF NOT EXISTS custclass_migration_lock (id INT NOT NULL PRIMARY KEY, holder VARCHAR(36) NULL, taken_at DATETIME(6) NULL) ENGINE = InnoDB",
+    )
+    .execute(mysql)
+    .map_err(|e| failed("creating", e))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(u64::from(MIGRATION_LEASE_SECONDS) + 60);
+    loop {
+        // A concurrent insert of the row on another node fails certification; the row is there then.
+        let _ = diesel::sql_query("INSERT IGNORE INTO custclass_migration_lock (id) VALUES (1)").execute(mysql);
+        let taken = diesel::sql_query(format!(
+            "UPDATE custclass_migration_lock SET holder = ?, taken_at = NOW(6) \
+             WHERE id = 1 AND (holder IS NULL OR holder = ? OR taken_at < NOW(6) - INTERVAL {MIGRATION_LEASE_SECONDS} SECOND)"
+        ))
+        .bind::<Text, _>(holder)
+        .bind::<Text, _>(holder)
+        .execute(mysql);
+        match taken {
+            Ok(1) => return Ok(()),
+            Ok(_) => {}
+            Err(diesel::result::Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => {}
+            Err(e) => return Err(failed("taking", e)),
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("another replica has held the migration lease for over {MIGRATION_LEASE_SECONDS} s"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 impl DbConnection {
