@@ -157,17 +157,20 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
     let provenance = Provenance::new(actor, Source::Import, Some(format!("import {id}")));
     let progress_pool = matches!(conn, DbConnection::Mysql(_)).then(|| state.db.pool().clone());
     let running = state.imports.clone();
-    let progress = |tally: &Tally| {
+    let mut written_at = std::time::Instant::now();
+    let progress = move |tally: &Tally| {
         running.set(id, tally.rows_done);
         // MySQL takes the progress on another connection while the import's own
-        // transaction is open; SQLite has one writer, so it stays in memory there.
-        if let Some(pool) = &progress_pool {
+        // transaction is open, once a second; SQLite has one writer, so it stays in
+        // memory there.
+        if let Some(pool) = progress_pool.as_ref().filter(|_| written_at.elapsed() >= std::time::Duration::from_secs(1)) {
             if let Ok(mut other) = pool.get_timeout(std::time::Duration::from_millis(200)) {
                 let _ = store::progress(&mut other.conn, id, tally.rows_done);
+                written_at = std::time::Instant::now();
             }
         }
     };
-    let outcome = store::import(conn, options, provenance, progress, |importer| {
+    let outcome = store::import(conn, options, provenance, progress, |importer: &mut store::Importer| {
         import_files::read_rows(&mut upload, &checked, |event| match event {
             Event::Header { columns, unknown } => importer.header(columns, unknown),
             Event::Row { row, cells } => importer.row(row, cells),

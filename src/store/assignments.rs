@@ -631,9 +631,9 @@ pub struct Placement<'a> {
 /// into their categories in every scheme at once: assignments, memberships (each
 /// carrying the customer's whole classification vector, known here) and history, a
 /// statement per table and thousand rows, where `move_many` takes one category at a
-/// time. The counts go to `counted`, by scheme id, for the caller to write last.
-pub fn place_new(conn: &mut DbConnection, placements: &[Placement], counted: &mut BTreeMap<i64, CategoryDeltas>) -> Result<(), AppError> {
-    let at = now();
+/// time. All are assigned `at` (the time of their snapshots). The counts go to
+/// `counted`, by scheme id, for the caller to write last.
+pub fn place_new(conn: &mut DbConnection, placements: &[Placement], at: chrono::NaiveDateTime, counted: &mut BTreeMap<i64, CategoryDeltas>) -> Result<(), AppError> {
     let mut by_customer: BTreeMap<i64, Vec<&Placement>> = BTreeMap::new();
     for placement in placements {
         by_customer.entry(placement.customer_id).or_default().push(placement);

@@ -86,6 +86,24 @@ fn decode_attributes(row: &CustomerRow) -> Result<BTreeMap<String, AttributeView
         .collect())
 }
 
+/// The snapshots of a customer created with these categories, `(scheme, category)`, none
+/// pinned, all assigned `at`, and these values, `(key, value, from default)`: what
+/// `refresh_snapshot` would write, for a writer that inserts customers whole.
+pub fn new_snapshots<'a>(
+    categories: impl IntoIterator<Item = (&'a str, &'a str)>,
+    at: chrono::NaiveDateTime,
+    values: impl IntoIterator<Item = (&'a str, serde_json::Value, bool)>,
+) -> (String, Option<String>) {
+    let assigned_at = at.format("%Y-%m-%d %H:%M:%S%.6f").to_string();
+    let classification: Vec<serde_json::Value> = categories
+        .into_iter()
+        .map(|(scheme, category)| serde_json::json!({"scheme": scheme, "category": category, "locked": 0, "assigned_at": assigned_at}))
+        .collect();
+    let values: serde_json::Map<String, serde_json::Value> =
+        values.into_iter().map(|(key, value, from_default)| (key.to_string(), serde_json::json!([value, from_default]))).collect();
+    (serde_json::Value::Array(classification).to_string(), (!values.is_empty()).then(|| serde_json::Value::Object(values).to_string()))
+}
+
 fn view_of(row: CustomerRow) -> Result<CustomerView, AppError> {
     Ok(CustomerView { assignments: decode_classification(&row)?, attributes: decode_attributes(&row)?, row })
 }

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,7 @@ use super::assignments::{self, Placement, Provenance};
 use super::attributes::{self, Desired, Effective};
 use super::categories::{self as category_store, CategoryRow};
 use super::counts::{self, CategoryDeltas};
-use super::customer_rows::{refresh_snapshot, CustomerRow, SnapshotTarget};
+use super::customer_rows::{new_snapshots, CustomerRow};
 use super::customers::{self as customer_store, CustomerChanges};
 use super::duplicates;
 use super::schemes::SchemeRow;
@@ -222,25 +223,43 @@ struct ChunkOutcome {
     failed: Vec<Vec<RowError>>,
 }
 
-/// Reads the rows a file yields and writes them a chunk at a time.
-pub struct Importer<'c> {
-    conn: &'c mut DbConnection,
-    work: Work<'c>,
-}
-
-/// The importer's state, apart from its connection, so that a transaction can lend the
-/// connection while the state is in use.
-struct Work<'c> {
-    options: ImportOptions,
-    provenance: Provenance,
+/// The reading side of an import: checks the header against the catalogue and each row
+/// on its own, and hands full chunks to the writer, which writes them on a thread of its
+/// own with the import's connection, so that reading the next rows overlaps writing.
+pub struct Importer<'a> {
+    options: &'a ImportOptions,
+    schemes: HashSet<String>,
+    keys: HashSet<String>,
     columns: Vec<Option<Column>>,
-    catalogue: Option<Catalogue>,
-    pending: Vec<RowEdit>,
+    pending: Chunk,
     /// Hashes of codes and tax ids seen, with the row that had each first.
     seen_codes: HashMap<u64, u64>,
     seen_tax_ids: HashMap<u64, u64>,
+    ignored_columns: Vec<String>,
+    rows_done: u64,
+    chunks: SyncSender<Chunk>,
+}
+
+/// Rows read and checked on their own, for the writer; with the rows that failed
+/// already, so that the writer's tally keeps them in file order.
+#[derive(Default)]
+struct Chunk {
+    rows: Vec<RowEdit>,
+    failures: Vec<Vec<RowError>>,
+    /// Rows read up to the end of this chunk.
+    rows_done: u64,
+}
+
+/// The writer stopped (its error is the import's); the reader stops too.
+const WRITER_STOPPED: &str = "import_writer_stopped";
+
+/// The writing side: the catalogue, and what the chunks written so far did.
+struct Writer<'p> {
+    options: ImportOptions,
+    provenance: Provenance,
+    catalogue: Catalogue,
     tally: Tally,
-    progress: &'c mut dyn FnMut(&Tally),
+    progress: &'p mut (dyn FnMut(&Tally) + Send),
 }
 
 fn hash_of(text: &str) -> u64 {
@@ -256,24 +275,23 @@ fn header_refused(code: &'static str, detail: String, columns: &[String]) -> App
     }
 }
 
-impl<'c> Importer<'c> {
+impl Importer<'_> {
     /// The header: unknown columns refuse the import unless ignored; a `category:` of no
     /// scheme and an `attr:` of no attribute are unknown too.
     pub fn header(&mut self, columns: &[Option<Column>], unknown: &[String]) -> Result<(), AppError> {
-        let catalogue = Catalogue::load(self.conn)?;
         let mut columns = columns.to_vec();
         let mut unknown = unknown.to_vec();
         for column in columns.iter_mut() {
             let known = match column {
-                Some(Column::Category(scheme)) => catalogue.schemes.contains_key(scheme),
-                Some(Column::Attribute(key)) => catalogue.keys.contains_key(key),
+                Some(Column::Category(scheme)) => self.schemes.contains(scheme),
+                Some(Column::Attribute(key)) => self.keys.contains(key),
                 _ => true,
             };
             if !known {
                 unknown.push(column.take().expect("checked").header());
             }
         }
-        if !unknown.is_empty() && !self.work.options.ignore_unknown_columns {
+        if !unknown.is_empty() && !self.options.ignore_unknown_columns {
             let detail = format!(
                 "unknown columns: {}; columns are the customer fields, category:SCHEME for an existing scheme and attr:KEY for a defined attribute (or send ignore_unknown_columns=true)",
                 unknown.join(", ")
@@ -287,22 +305,21 @@ impl<'c> Importer<'c> {
         if !columns.contains(&Some(column(Field::Code))) {
             return Err(header_refused("code_column_missing", "the file needs a code column (row 1 holds the column names)".into(), &["code".to_string()]));
         }
-        self.work.tally.ignored_columns = unknown;
-        self.work.columns = columns;
-        self.work.catalogue = Some(catalogue);
+        self.ignored_columns = unknown;
+        self.columns = columns;
         Ok(())
     }
 
-    /// One data row; writes a chunk when one is full.
+    /// One data row; hands a chunk to the writer when one is full.
     pub fn row(&mut self, row: u64, cells: Vec<(usize, Cell)>) -> Result<(), AppError> {
         if cells.iter().all(|(_, cell)| *cell == Cell::Blank) {
             return Ok(());
         }
-        self.work.tally.rows_done += 1;
+        self.rows_done += 1;
         let mut extra = Vec::new();
         let mut known = Vec::new();
         for (index, cell) in cells {
-            match self.work.columns.get(index) {
+            match self.columns.get(index) {
                 Some(Some(column)) => known.push((column, cell)),
                 Some(None) => {}
                 None if cell != Cell::Blank => extra.push(row_error(row, None, crate::domain::import::codes::EXTRA_CELLS, format!("cell {} is right of the last column", index + 1))),
@@ -319,60 +336,60 @@ impl<'c> Importer<'c> {
         };
         let mut errors = Vec::new();
         let code = edit.code.as_ref().expect("read_row requires a code").as_str();
-        if let Some(first) = self.work.seen_codes.insert(hash_of(code), row) {
-            self.work.seen_codes.insert(hash_of(code), first);
+        if let Some(first) = self.seen_codes.insert(hash_of(code), row) {
+            self.seen_codes.insert(hash_of(code), first);
             errors.push(row_error(row, Some(&column(Field::Code)), "duplicate_in_file", format!("code {code} is also on row {first}")));
         }
         if let Edit::Set(tax_id) = &edit.tax_id {
-            if let Some(first) = self.work.seen_tax_ids.insert(hash_of(tax_id.as_str()), row) {
-                self.work.seen_tax_ids.insert(hash_of(tax_id.as_str()), first);
+            if let Some(first) = self.seen_tax_ids.insert(hash_of(tax_id.as_str()), row) {
+                self.seen_tax_ids.insert(hash_of(tax_id.as_str()), first);
                 errors.push(row_error(row, Some(&column(Field::TaxId)), "duplicate_in_file", format!("tax id {} is also on row {first}", tax_id.as_str())));
             }
         }
         if !errors.is_empty() {
             return self.fail(errors);
         }
-        self.work.pending.push(edit);
-        if self.work.pending.len() >= CHUNK {
-            self.flush()?;
+        self.pending.rows.push(edit);
+        if self.pending.rows.len() >= CHUNK {
+            self.hand_over()?;
         }
         Ok(())
     }
 
     fn fail(&mut self, errors: Vec<RowError>) -> Result<(), AppError> {
-        self.work.tally.fail_row(errors);
+        self.pending.failures.push(errors);
         Ok(())
     }
 
-    /// Writes the pending rows: in the import's transaction when atomic, else in their own.
-    fn flush(&mut self) -> Result<(), AppError> {
-        let rows = std::mem::take(&mut self.work.pending);
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let outcome = if self.work.options.atomic || self.work.options.dry_run {
-            self.work.write_chunk(self.conn, &rows)?
-        } else {
-            self.work.write_alone(self.conn, &rows)?
-        };
-        self.work.tally.created += outcome.created;
-        self.work.tally.updated += outcome.updated;
-        self.work.tally.unchanged += outcome.unchanged;
-        for errors in outcome.failed {
-            self.work.tally.fail_row(errors);
-        }
-        (self.work.progress)(&self.work.tally);
-        Ok(())
-    }
-
-    /// The last rows, once the file is read.
-    fn finish(mut self) -> Result<Tally, AppError> {
-        self.flush()?;
-        Ok(self.work.tally)
+    fn hand_over(&mut self) -> Result<(), AppError> {
+        let chunk = Chunk { rows_done: self.rows_done, ..std::mem::take(&mut self.pending) };
+        self.chunks.send(chunk).map_err(|_| AppError::internal(WRITER_STOPPED))
     }
 }
 
-impl Work<'_> {
+impl Writer<'_> {
+    /// Writes each chunk as it comes: in the import's transaction when atomic, else in its own.
+    fn run(mut self, conn: &mut DbConnection, chunks: Receiver<Chunk>) -> Result<Tally, AppError> {
+        for chunk in chunks {
+            self.tally.rows_done = chunk.rows_done;
+            for errors in chunk.failures {
+                self.tally.fail_row(errors);
+            }
+            if chunk.rows.is_empty() {
+                continue;
+            }
+            let outcome = if self.options.atomic || self.options.dry_run { self.write_chunk(conn, &chunk.rows)? } else { self.write_alone(conn, &chunk.rows)? };
+            self.tally.created += outcome.created;
+            self.tally.updated += outcome.updated;
+            self.tally.unchanged += outcome.unchanged;
+            for errors in outcome.failed {
+                self.tally.fail_row(errors);
+            }
+            (self.progress)(&self.tally);
+        }
+        Ok(self.tally)
+    }
+
     /// A chunk in its own transaction; when a write fails there (a race with another
     /// writer), each of its rows in its own, so that only the rows that fail are lost.
     fn write_alone(&mut self, conn: &mut DbConnection, rows: &[RowEdit]) -> Result<ChunkOutcome, AppError> {
@@ -480,7 +497,7 @@ impl Work<'_> {
     }
 
     fn catalogue(&mut self) -> &mut Catalogue {
-        self.catalogue.as_mut().expect("the header comes first")
+        &mut self.catalogue
     }
 
     /// A new customer: a name, categories that take customers (named, or each active
@@ -492,7 +509,7 @@ impl Work<'_> {
         if row.name.is_none() {
             errors.push(row_error(at, Some(&column(Field::Name)), crate::domain::import::codes::REQUIRED, "a new customer needs a name"));
         }
-        let catalogue = self.catalogue.as_ref().expect("the header comes first");
+        let catalogue = &self.catalogue;
         let mut placements = Vec::new();
         for scheme in catalogue.schemes.values() {
             let named = row.categories.iter().find(|(code, _)| *code == scheme.code).map(|(_, edit)| edit);
@@ -610,7 +627,7 @@ impl Work<'_> {
             note: text(&row.note, &current.note),
             attributes: None,
         };
-        let catalogue = self.catalogue.as_ref().expect("the header comes first");
+        let catalogue = &self.catalogue;
         let mut moves = Vec::new();
         for (scheme_code, edit) in &row.categories {
             let Some(scheme) = catalogue.schemes.get(scheme_code) else { continue };
@@ -688,9 +705,13 @@ impl Work<'_> {
             return Ok(());
         }
         let at = now();
+        let catalogue = &self.catalogue;
         let rows: Vec<_> = new
             .iter()
             .map(|c| {
+                let categories = c.placements.iter().filter_map(|(scheme_id, code, _)| Some((catalogue.scheme_by_id(*scheme_id)?.code.as_str(), code.as_str())));
+                let values = c.values.iter().map(|(key, (value, from_default))| (key.as_str(), value.to_json(), *from_default));
+                let (classification, attributes) = new_snapshots(categories, at, values);
                 (
                     customers::code.eq(c.code.clone()),
                     customers::name.eq(c.name.clone()),
@@ -702,7 +723,8 @@ impl Work<'_> {
                     customers::address.eq(c.address.clone()),
                     customers::status.eq(c.status.as_str()),
                     customers::note.eq(c.note.clone()),
-                    customers::classification.eq("[]"),
+                    customers::classification.eq(classification),
+                    customers::attributes.eq(attributes),
                     customers::version.eq(1i64),
                     customers::created_at.eq(at),
                     customers::updated_at.eq(at),
@@ -720,7 +742,7 @@ impl Work<'_> {
         duplicates::insert_keys(conn, &keys)?;
 
         let by_default = Provenance::new(&self.provenance.actor, Source::Default, Some("default category of the scheme".into()));
-        let catalogue = self.catalogue.as_ref().expect("the header comes first");
+        let catalogue = &self.catalogue;
         let mut placements = Vec::new();
         for (customer, id) in new.iter().zip(&all_ids) {
             for (scheme_id, code, named) in &customer.placements {
@@ -737,10 +759,9 @@ impl Work<'_> {
         lock_rows(conn, LockableTable::Categories, &category_ids.into_iter().collect::<Vec<_>>(), LockMode::Shared)?;
         lock_rows(conn, LockableTable::Schemes, &scheme_ids.into_iter().collect::<Vec<_>>(), LockMode::Shared)?;
         let mut deltas: BTreeMap<i64, CategoryDeltas> = BTreeMap::new();
-        assignments::place_new(conn, &placements, &mut deltas)?;
+        assignments::place_new(conn, &placements, at, &mut deltas)?;
         let values: Vec<(i64, &str, &Desired)> = new.iter().zip(&all_ids).filter(|(c, _)| !c.values.is_empty()).map(|(c, id)| (*id, c.code.as_str(), &c.values)).collect();
         attributes::insert_values(conn, &values)?;
-        refresh_snapshot(conn, SnapshotTarget::Ids(&all_ids), false)?;
         for counted in deltas.into_values() {
             counted.apply(conn)?;
         }
@@ -749,40 +770,53 @@ impl Work<'_> {
 
 }
 
-/// Runs an import: `feed` gives the importer the header and the rows. Atomic (or a dry
-/// run): one transaction, committed only when every row is good and it is no dry run.
-/// Otherwise each chunk commits on its own.
+/// Runs an import: `feed` gives the importer the header and the rows, which a writer
+/// thread writes a chunk at a time. Atomic (or a dry run): one transaction, committed
+/// only when every row is good and it is no dry run. Otherwise each chunk commits on
+/// its own.
 pub fn import(
     conn: &mut DbConnection,
     options: &ImportOptions,
     provenance: Provenance,
-    mut progress: impl FnMut(&Tally),
+    mut progress: impl FnMut(&Tally) + Send,
     feed: impl FnOnce(&mut Importer) -> Result<(), AppError>,
 ) -> Result<Tally, AppError> {
-    let whole = options.atomic || options.dry_run;
     let dry_run = options.dry_run;
-    let run = |conn: &mut DbConnection, progress: &mut dyn FnMut(&Tally)| {
+    let run = |conn: &mut DbConnection| {
+        let catalogue = Catalogue::load(conn)?;
+        let (sender, receiver) = sync_channel::<Chunk>(2);
         let mut importer = Importer {
-            conn,
-            work: Work {
-                options: options.clone(),
-                provenance,
-                columns: Vec::new(),
-                catalogue: None,
-                pending: Vec::new(),
-                seen_codes: HashMap::new(),
-                seen_tax_ids: HashMap::new(),
-                tally: Tally::default(),
-                progress,
-            },
+            options,
+            schemes: catalogue.schemes.keys().cloned().collect(),
+            keys: catalogue.keys.keys().cloned().collect(),
+            columns: Vec::new(),
+            pending: Chunk::default(),
+            seen_codes: HashMap::new(),
+            seen_tax_ids: HashMap::new(),
+            ignored_columns: Vec::new(),
+            rows_done: 0,
+            chunks: sender,
         };
-        feed(&mut importer)?;
-        importer.finish()
+        let writer = Writer { options: options.clone(), provenance, catalogue, tally: Tally::default(), progress: &mut progress };
+        std::thread::scope(|scope| {
+            let written = scope.spawn(|| writer.run(conn, receiver));
+            let read = feed(&mut importer).and_then(|()| importer.hand_over());
+            let ignored_columns = std::mem::take(&mut importer.ignored_columns);
+            // The writer ends once the last chunk is handed over and the channel closes.
+            drop(importer);
+            let written = written.join().unwrap_or_else(|_| Err(AppError::internal("the import's writer stopped")));
+            match (read, written) {
+                (Err(error), _) if error.detail != WRITER_STOPPED => Err(error),
+                (_, Err(error)) => Err(error),
+                (Err(error), Ok(_)) => Err(error),
+                (Ok(()), Ok(tally)) => Ok(Tally { ignored_columns, ..tally }),
+            }
+        })
     };
-    if whole {
-        transaction_once(conn, |conn| run(conn, &mut progress), |tally| !dry_run && tally.error_count == 0)
+    if options.atomic || dry_run {
+        transaction_once(conn, run, |tally| !dry_run && tally.error_count == 0)
     } else {
-        run(conn, &mut progress)
+        run(conn)
     }
 }
 
