@@ -46,6 +46,32 @@ macro_rules! insert_rows {
     };
 }
 
+/// Rows a statement of `insert_many!` takes.
+pub const INSERT_BATCH: usize = 500;
+
+/// Inserts a `Vec` of rows (as `insert_rows!` does) `INSERT_BATCH` per statement and
+/// the rest in one more. A batch goes as an array of that size, whose statement diesel
+/// knows from its type and so prepares once per connection and reuses: a statement of
+/// thousands of parameters is otherwise parsed and prepared anew every time, which on
+/// MariaDB costs as much as inserting its rows.
+#[macro_export]
+macro_rules! insert_many {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        let mut rows = $rows;
+        let mut inserted: diesel::QueryResult<usize> = Ok(0);
+        while inserted.is_ok() && rows.len() >= $crate::db::INSERT_BATCH {
+            let rest = rows.split_off($crate::db::INSERT_BATCH);
+            let batch: Box<[_; $crate::db::INSERT_BATCH]> = rows.into_boxed_slice().try_into().unwrap_or_else(|_| unreachable!("split at INSERT_BATCH"));
+            inserted = $crate::insert_rows!($conn, $table, batch).map(|n| n + inserted.unwrap_or(0));
+            rows = rest;
+        }
+        match inserted {
+            Ok(before) if !rows.is_empty() => $crate::insert_rows!($conn, $table, rows).map(|n| n + before),
+            other => other,
+        }
+    }};
+}
+
 /// The SQL backend type of `DbConnection`, for boxed queries.
 pub type DbBackend = <DbConnection as Connection>::Backend;
 

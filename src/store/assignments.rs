@@ -651,9 +651,7 @@ pub fn place_new(conn: &mut DbConnection, placements: &[Placement], at: chrono::
             )
         })
         .collect();
-    for chunk in assignments.chunks(CHUNK) {
-        crate::insert_rows!(conn, customer_categories::table, chunk.to_vec())?;
-    }
+    crate::insert_many!(conn, customer_categories::table, assignments)?;
     let mut memberships = Vec::new();
     let mut entries = Vec::new();
     for (customer_id, mut held) in by_customer {
@@ -689,8 +687,6 @@ pub fn place_new(conn: &mut DbConnection, placements: &[Placement], at: chrono::
             });
         }
     }
-    for chunk in memberships.chunks(CHUNK) {
-        crate::insert_rows!(conn, category_members::table, chunk.to_vec())?;
-    }
+    crate::insert_many!(conn, category_members::table, memberships)?;
     history::record(conn, &entries)
 }

@@ -466,9 +466,7 @@ pub fn insert_values(conn: &mut DbConnection, customers: &[(i64, &str, &Desired)
             })
         })
         .collect();
-    for chunk in rows.chunks(1000) {
-        crate::insert_rows!(conn, customer_attributes::table, chunk.to_vec())?;
-    }
+    crate::insert_many!(conn, customer_attributes::table, rows)?;
     Ok(())
 }
 

@@ -38,9 +38,7 @@ pub fn insert_keys(conn: &mut DbConnection, customers: &[(i64, &str, Option<&str
             )
         })
         .collect();
-    for chunk in rows.chunks(1000) {
-        crate::insert_rows!(conn, customer_match_keys::table, chunk.to_vec())?;
-    }
+    crate::insert_many!(conn, customer_match_keys::table, rows)?;
     Ok(())
 }
 

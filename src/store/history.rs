@@ -43,14 +43,9 @@ impl HistoryRow {
     }
 }
 
-/// Rows per INSERT statement; keeps statements well inside every backend's limits.
-const INSERT_CHUNK: usize = 500;
-
 pub fn record(conn: &mut DbConnection, entries: &[NewHistory]) -> Result<(), AppError> {
-    for chunk in entries.chunks(INSERT_CHUNK) {
-        // Rows that serialise a field through another type insert by value only.
-        crate::insert_rows!(conn, assignment_history::table, chunk.to_vec())?;
-    }
+    // Rows that serialise a field through another type insert by value only.
+    crate::insert_many!(conn, assignment_history::table, entries.to_vec())?;
     Ok(())
 }
 

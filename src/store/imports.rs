@@ -731,7 +731,7 @@ impl Writer<'_> {
                 )
             })
             .collect();
-        crate::insert_rows!(conn, customers::table, rows)?;
+        crate::insert_many!(conn, customers::table, rows)?;
         let codes: Vec<&str> = new.iter().map(|c| c.code.as_str()).collect();
         let ids: HashMap<String, i64> = customers::table.filter(customers::code.eq_any(&codes)).select((customers::code, customers::id)).load::<(String, i64)>(conn)?.into_iter().collect();
         let id_of = |code: &str| ids.get(code).copied().ok_or_else(|| AppError::internal(format!("customer {code} was inserted and is not there")));
