@@ -47,7 +47,7 @@ macro_rules! insert_rows {
 }
 
 /// Rows a statement of `insert_many!` takes.
-pub const INSERT_BATCH: usize = 500;
+pub const INSERT_BATCH: usize = 1000;
 
 /// Inserts a `Vec` of rows (as `insert_rows!` does) `INSERT_BATCH` per statement and
 /// the rest in one more. A batch goes as an array of that size, whose statement diesel
