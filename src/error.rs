@@ -143,7 +143,10 @@ impl From<DieselError> for AppError {
                 AppError::conflict("referenced", format!("the record is referenced by or refers to another record ({})", info.message()))
             }
             DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => AppError::concurrent_update(),
-            DieselError::DatabaseError(_, info) if info.message().to_ascii_lowercase().contains("lock wait timeout") => {
+            // A deadlock, also one a multi-primary cluster (Galera) reports when another
+            // node's commit won certification, which arrives at COMMIT, where diesel does
+            // not classify it.
+            DieselError::DatabaseError(_, info) if ["lock wait timeout", "deadlock"].iter().any(|m| info.message().to_ascii_lowercase().contains(m)) => {
                 AppError::concurrent_update()
             }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, info) => {

@@ -217,7 +217,8 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
     let reassignments = (0..90).map(|i| {
         let replica = &replicas[i % 3];
         let path = format!("/api/v1/customers/K{:03}/categories/TIER", i % 5);
-        let body = json!({"category": ["01", "02", "03"][(i / 3) % 3], "reason": format!("storm {i}")});
+        let category = ["01", "02", "03"][(i / 3) % 3];
+        let body = json!({"category": category, "reason": format!("storm {i}")});
         let client = &client;
         async move { (replica, "re-assignment", client.send(replica, Method::PUT, &path, Some(body), false).await) }
     });

@@ -290,6 +290,22 @@ fn take_migration_lease(mysql: &mut MysqlConnection, holder: &str) -> Result<(),
     }
 }
 
+#[derive(diesel::QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+}
+
+/// The id the connection's last insert generated: its own, whatever other connections
+/// (or, in a cluster, other nodes, whose ids interleave) inserted meanwhile.
+pub fn last_insert_id(conn: &mut DbConnection) -> Result<i64, AppError> {
+    let sql = match conn {
+        DbConnection::Mysql(_) => "SELECT LAST_INSERT_ID() AS id",
+        DbConnection::Sqlite(_) => "SELECT last_insert_rowid() AS id",
+    };
+    Ok(diesel::sql_query(sql).get_result::<Inserted>(conn)?.id)
+}
+
 impl DbConnection {
     pub fn ping(&mut self) -> diesel::QueryResult<()> {
         diesel::sql_query("SELECT 1").execute(self).map(drop)

@@ -129,7 +129,7 @@ fn run_in_progress(scheme: &str, holder: Option<i64>) -> AppError {
 /// `running_scheme_id` refuses a second one. A holder without a heartbeat for
 /// `STALE_AFTER` died with its process and is marked abandoned.
 fn claim(conn: &mut DbConnection, scheme: &SchemeRow, request: &RunRequest) -> Result<i64, AppError> {
-    transaction(conn, |conn| {
+    let id = transaction(conn, |conn| {
         let holder: Option<RunRow> = classification_runs::table
             .filter(classification_runs::running_scheme_id.eq(scheme.id))
             .select(RunRow::as_select())
@@ -167,11 +167,20 @@ fn claim(conn: &mut DbConnection, scheme: &SchemeRow, request: &RunRequest) -> R
             Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Err(run_in_progress(&scheme.code, None)),
             other => other.map_err(AppError::from),
         }?;
-        Ok(classification_runs::table
-            .filter(classification_runs::running_scheme_id.eq(scheme.id))
-            .select(classification_runs::id)
-            .first(conn)?)
-    })
+        crate::db::last_insert_id(conn)
+    })?;
+    // On a multi-primary cluster (Galera) another node's claim can win after this one
+    // committed locally: the slot is this run's only if it holds it now.
+    let holder: Option<i64> = classification_runs::table
+        .filter(classification_runs::running_scheme_id.eq(scheme.id))
+        .select(classification_runs::id)
+        .first(conn)
+        .optional()?;
+    if holder == Some(id) {
+        Ok(id)
+    } else {
+        Err(run_in_progress(&scheme.code, holder))
+    }
 }
 
 /// A run recorded as the one running for its scheme, with the rules it evaluates.
