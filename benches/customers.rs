@@ -3,6 +3,11 @@
 //! at 32 connections, next to a bare actix-web + Diesel endpoint as the baseline.
 //!
 //! Run: `scripts/bench customers` (BENCH_CUSTOMERS, BENCH_SECONDS, BENCH_RELOAD=1).
+//!
+//! With BENCH_CLUSTER=1, on the three-node Galera cluster of `scripts/cluster` instead
+//! (100,000 customers unless BENCH_CUSTOMERS says otherwise, loaded through node 1):
+//! point reads through one replica on one node, next to three replicas, each on its
+//! own node, sharing the same 32 connections. All of it shares this one machine.
 
 mod support;
 
@@ -10,7 +15,7 @@ use base64::Engine;
 use custclass::db::schema::customers;
 use diesel::prelude::*;
 use support::archive::{account_manager, ensure_customers, DATABASE};
-use support::{connect, report, report_header, wrk, Service, ADMIN_KEY};
+use support::{connect, report, report_header, wrk, wrk_spread, Service, ADMIN_KEY};
 
 #[derive(QueryableByName)]
 struct Code {
@@ -40,10 +45,11 @@ fn deep_page_cursor(page: usize, limit: usize, industry_prefix: Option<&str>) ->
 }
 
 fn lua_get(path_expression: &str) -> String {
-    format!(
-        "local N = {n}\nrequest = function()\n  return wrk.format(\"GET\", {path_expression}, {{[\"Authorization\"] = \"Bearer {ADMIN_KEY}\"}})\nend\n",
-        n = customers_wanted()
-    )
+    lua_get_of(customers_wanted(), path_expression)
+}
+
+fn lua_get_of(n: usize, path_expression: &str) -> String {
+    format!("local N = {n}\nrequest = function()\n  return wrk.format(\"GET\", {path_expression}, {{[\"Authorization\"] = \"Bearer {ADMIN_KEY}\"}})\nend\n")
 }
 
 fn percent_encode(text: &str) -> String {
@@ -91,9 +97,31 @@ fn start_baseline(port: u16) {
     support::wait_for(&format!("http://127.0.0.1:{port}/c/C0000001"));
 }
 
+/// The cluster nodes `scripts/cluster` starts.
+const CLUSTER_NODES: [&str; 3] = ["mysql://root@127.0.0.1:13306", "mysql://root@127.0.0.1:13307", "mysql://root@127.0.0.1:13308"];
+
+fn cluster_main(seconds: u32) {
+    let n = std::env::var("BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
+    ensure_customers(DATABASE, n);
+    support::settle();
+    let replicas: Vec<Service> = CLUSTER_NODES.iter().enumerate().map(|(i, node)| Service::start_on(node, DATABASE, 18195 + i as u16)).collect();
+    println!("\n{n} customers on a three-node Galera cluster, wrk with 32 connections in all, on this machine ({} cores)\n", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0));
+    report_header();
+    let lua = lua_get_of(n, "string.format(\"/api/v1/customers/C%07d\", math.random(1, N))");
+    report("GET /customers/{code}: one replica on node 1", &wrk(&replicas[0].base, 32, seconds, &lua));
+    let bases: Vec<&str> = replicas.iter().map(|r| r.base.as_str()).collect();
+    report("GET /customers/{code}: three replicas on three nodes", &wrk_spread(&bases, 32, seconds, &lua));
+    let lists = lua_get_of(n, "\"/api/v1/customers?category=REGION:01&category=TIER:01\"");
+    report("list REGION:01 AND TIER:01: one replica on node 1", &wrk(&replicas[0].base, 32, seconds, &lists));
+    report("list REGION:01 AND TIER:01: three replicas on three nodes", &wrk_spread(&bases, 32, seconds, &lists));
+}
+
 fn main() {
-    let n = customers_wanted();
     let seconds: u32 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
+    if std::env::var("BENCH_CLUSTER").is_ok() {
+        return cluster_main(seconds);
+    }
+    let n = customers_wanted();
     support::require_server_sizing();
     ensure_customers(DATABASE, n);
 

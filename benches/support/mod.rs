@@ -99,9 +99,14 @@ pub struct Service {
 
 impl Service {
     pub fn start(database: &str, port: u16) -> Self {
+        Self::start_on(&server_url(), database, port)
+    }
+
+    /// A service on the server at `server` (`mysql://user@host:port`).
+    pub fn start_on(server: &str, database: &str, port: u16) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_custclass"))
             .arg("serve")
-            .env("DATABASE_URL", format!("{}/{database}", server_url()))
+            .env("DATABASE_URL", format!("{server}/{database}"))
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
             .env("CUSTCLASS_ADMIN_KEY", ADMIN_KEY)
             .env("DB_POOL_SIZE", std::env::var("BENCH_POOL_SIZE").unwrap_or_else(|_| "4".into()))
@@ -230,6 +235,22 @@ pub fn wrk(base: &str, connections: u32, seconds: u32, lua: &str) -> Load {
         p50_ms: field("50%").map(|v| millis(&v)).unwrap_or(f64::NAN),
         p99_ms: field("99%").map(|v| millis(&v)).unwrap_or(f64::NAN),
         errors,
+    }
+}
+
+/// wrk on each of `bases` at once, `connections` split between them: the requests per
+/// second summed, the slowest p50 and p99, the errors summed.
+pub fn wrk_spread(bases: &[&str], connections: u32, seconds: u32, lua: &str) -> Load {
+    let each = (connections / bases.len() as u32).max(1);
+    let loads: Vec<Load> = std::thread::scope(|scope| {
+        let runs: Vec<_> = bases.iter().map(|base| scope.spawn(move || wrk(base, each, seconds, lua))).collect();
+        runs.into_iter().map(|run| run.join().expect("wrk ran")).collect()
+    });
+    Load {
+        requests_per_second: loads.iter().map(|l| l.requests_per_second).sum(),
+        p50_ms: loads.iter().map(|l| l.p50_ms).fold(0.0, f64::max),
+        p99_ms: loads.iter().map(|l| l.p99_ms).fold(0.0, f64::max),
+        errors: loads.iter().map(|l| l.errors).sum(),
     }
 }
 
