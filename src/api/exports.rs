@@ -16,7 +16,7 @@ use crate::api::customers::parse_filter;
 use crate::api::error::Problem;
 use crate::api::openapi::{CsvTable, NdjsonLines, Workbook};
 use crate::api::spreadsheet::{Format, NDJSON, XLSX};
-use crate::api::{AppState, FieldErrors};
+use crate::api::{blocking_failed, AppState, FieldErrors};
 use crate::domain::archive::{Layout, Value};
 use crate::error::AppError;
 use crate::store::customer_search::Filters;
@@ -171,11 +171,11 @@ fn workbook(pages: Pages, first: ExportPage) -> impl Stream<Item = Result<Bytes,
 
 async fn write_workbook(pages: Pages, first: ExportPage, sender: tokio::sync::mpsc::Sender<Result<Bytes, AppError>>) -> Result<(), AppError> {
     let header = pages.layout.header();
-    let mut sheets = web::block(move || Sheets::new(header)).await.map_err(blocking_failed)??;
+    let mut sheets = web::block(move || Sheets::new(header)).await.map_err(blocking_failed("writing the workbook"))??;
     let mut page = first;
     loop {
         let after = page.after.take();
-        sheets = web::block(move || sheets.write(&page.records).map(|()| sheets)).await.map_err(blocking_failed)??;
+        sheets = web::block(move || sheets.write(&page.records).map(|()| sheets)).await.map_err(blocking_failed("writing the workbook"))??;
         match after {
             Some(code) => page = pages.after(code).await?,
             None => break,
@@ -187,11 +187,7 @@ async fn write_workbook(pages: Pages, first: ExportPage, sender: tokio::sync::mp
         body.flush().map_err(|e| AppError::internal(format!("sending the workbook: {e}")))
     })
     .await
-    .map_err(blocking_failed)?
-}
-
-fn blocking_failed(error: actix_web::error::BlockingError) -> AppError {
-    AppError::internal(format!("writing the workbook: {error}"))
+    .map_err(blocking_failed("writing the workbook"))?
 }
 
 fn xlsx_failed(error: rust_xlsxwriter::XlsxError) -> AppError {

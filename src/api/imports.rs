@@ -20,7 +20,7 @@ use crate::api::openapi::UploadedFile;
 use crate::api::import_files::{self, Event, TextEncoding, Upload};
 use crate::api::runs::prefers_async;
 use crate::api::spreadsheet::{CSV, NDJSON, XLSX};
-use crate::api::AppState;
+use crate::api::{blocking_failed, AppState};
 use crate::db::DbConnection;
 use crate::domain::history::Source;
 use crate::domain::import::{ImportFormat, ImportMode, ImportStatus, RowError};
@@ -144,10 +144,6 @@ fn format_of(request: &HttpRequest) -> Result<(ImportFormat, Option<TextEncoding
     Ok((format, declared.filter(|_| format == ImportFormat::Csv)))
 }
 
-fn blocking_failed(error: actix_web::error::BlockingError) -> AppError {
-    AppError::internal(format!("reading the upload: {error}"))
-}
-
 fn location(id: &str) -> String {
     format!("/api/v1/imports/{id}")
 }
@@ -212,12 +208,12 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write>, req
         dry_run: query.dry_run.unwrap_or(false),
         ignore_unknown_columns: query.ignore_unknown_columns.unwrap_or(false),
     };
-    let mut upload = web::block(move || Upload::new(format, declared)).await.map_err(blocking_failed)??;
+    let mut upload = web::block(move || Upload::new(format, declared)).await.map_err(blocking_failed("reading the upload"))??;
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(|e| AppError::bad_request("body_unreadable", format!("the upload broke off: {e}")))?;
         upload.append(&piece)?;
     }
-    let (upload, checked) = web::block(move || import_files::check(&mut upload).map(|checked| (upload, checked))).await.map_err(blocking_failed)??;
+    let (upload, checked) = web::block(move || import_files::check(&mut upload).map(|checked| (upload, checked))).await.map_err(blocking_failed("reading the upload"))??;
     let id = uuid::Uuid::new_v4().to_string();
     let actor = auth.caller.name;
     let started = state

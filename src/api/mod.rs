@@ -151,6 +151,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The blocking pool could not run `what` (it shut down, or the work panicked).
+pub fn blocking_failed(what: &'static str) -> impl Fn(actix_web::error::BlockingError) -> AppError {
+    move |error| AppError::internal(format!("{what}: {error}"))
+}
+
 /// Collects every field error of a request before answering, so that a client
 /// learns all that is wrong at once.
 #[derive(Default)]
