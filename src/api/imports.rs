@@ -172,13 +172,15 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
             Event::Row { row, cells } => importer.row(row, cells),
         })
     });
-    state.imports.end(id);
     let (status, report) = match &outcome {
         Ok(tally) if options.atomic && !options.dry_run && tally.error_count > 0 => (ImportStatus::Rejected, Report { tally: tally.clone(), failure: None }),
         Ok(tally) => (ImportStatus::Succeeded, Report { tally: tally.clone(), failure: None }),
         Err(error) => (ImportStatus::Failed, Report { tally: Tally { errors: error.row_errors.clone(), ..Tally::default() }, failure: Some(format!("{}: {}", error.code, error.detail)) }),
     };
-    let row = store::finish(conn, id, status, &report)?;
+    // The stored row takes over from the progress in memory only once it holds the end.
+    let row = store::finish(conn, id, status, &report);
+    state.imports.end(id);
+    let row = row?;
     outcome.map(|_| row)
 }
 
