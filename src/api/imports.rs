@@ -144,6 +144,20 @@ fn format_of(request: &HttpRequest) -> Result<(ImportFormat, Option<TextEncoding
     Ok((format, declared.filter(|_| format == ImportFormat::Csv)))
 }
 
+/// Bytes of the body gathered before they are written to the spooled file.
+const SPOOL_CHUNK: usize = 1024 * 1024;
+
+/// Appends `gathered` to the upload on the blocking pool; returns both, the buffer empty.
+async fn spool(mut upload: Upload, mut gathered: Vec<u8>) -> Result<(Upload, Vec<u8>), AppError> {
+    web::block(move || {
+        upload.append(&gathered)?;
+        gathered.clear();
+        Ok((upload, gathered))
+    })
+    .await
+    .map_err(blocking_failed("reading the upload"))?
+}
+
 fn location(id: &str) -> String {
     format!("/api/v1/imports/{id}")
 }
@@ -211,10 +225,17 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write>, req
         ignore_unknown_columns: query.ignore_unknown_columns.unwrap_or(false),
     };
     let mut upload = web::block(move || Upload::new(format, declared)).await.map_err(blocking_failed("reading the upload"))??;
+    // The body is gathered a megabyte at a time and written to the file on the blocking
+    // pool, so that no file write runs on an async worker.
+    let mut gathered = Vec::with_capacity(SPOOL_CHUNK);
     while let Some(piece) = body.next().await {
         let piece = piece.map_err(|e| AppError::bad_request("body_unreadable", format!("the upload broke off: {e}")))?;
-        upload.append(&piece)?;
+        gathered.extend_from_slice(&piece);
+        if gathered.len() >= SPOOL_CHUNK {
+            (upload, gathered) = spool(upload, gathered).await?;
+        }
     }
+    let (mut upload, _) = spool(upload, gathered).await?;
     let (upload, checked) = web::block(move || import_files::check(&mut upload).map(|checked| (upload, checked))).await.map_err(blocking_failed("reading the upload"))??;
     let id = uuid::Uuid::new_v4().to_string();
     let actor = auth.caller.name;
