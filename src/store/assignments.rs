@@ -148,6 +148,39 @@ fn current(conn: &mut DbConnection, customer_id: i64, scheme_id: i64) -> Result<
         .optional()?)
 }
 
+/// The customer's assignment in a scheme, provided it still holds the category read.
+///
+/// Every change of an assignment names the category it read in its `WHERE`, and
+/// `still_as_read` checks that it found the row. On one server the customer's row
+/// lock already keeps the read true; on a multi-primary cluster (Galera) a commit
+/// from another node can land between the read and the write without meeting that
+/// lock, and certification does not refuse the write ("first committer wins" is not
+/// enforced), so only the write's own condition sees it.
+fn as_read(customer_id: i64, scheme_id: i64, category_code: &str) -> AsRead<'_> {
+    customer_categories::table.find((customer_id, scheme_id)).filter(customer_categories::category_code.eq(category_code))
+}
+
+type AsRead<'a> = diesel::dsl::Filter<diesel::dsl::Find<customer_categories::table, (i64, i64)>, diesel::dsl::Eq<customer_categories::category_code, &'a str>>;
+
+/// 409 `concurrent_update` (which the transaction retries) when a write guarded by
+/// what was read (`as_read`) found fewer rows than it expected.
+fn still_as_read(found: usize, expected: usize) -> Result<(), AppError> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(AppError::concurrent_update())
+    }
+}
+
+/// An assignment inserted for a customer that held none when read: a duplicate key
+/// means another transaction assigned it meanwhile, which a retry sees.
+fn assigned_meanwhile(error: diesel::result::Error) -> AppError {
+    match error {
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => AppError::concurrent_update(),
+        other => other.into(),
+    }
+}
+
 /// What a change of category does about the customer's attribute values.
 #[derive(Debug, Clone, Copy)]
 pub enum AttributeCheck<'a> {
@@ -182,13 +215,14 @@ pub fn set(
         Some((code, was_locked)) if code == category.code => {
             let lock = locked.unwrap_or(was_locked);
             if lock != was_locked {
-                diesel::update(customer_categories::table.find((customer.id, scheme.id))).set(customer_categories::locked.eq(lock)).execute(conn)?;
+                let updated = diesel::update(as_read(customer.id, scheme.id, &code)).set(customer_categories::locked.eq(lock)).execute(conn)?;
+                still_as_read(updated, 1)?;
             }
             Ok(SetOutcome { category_changed: false, lock_changed: lock != was_locked })
         }
         Some((code, was_locked)) => {
             let lock = locked.unwrap_or(was_locked);
-            diesel::update(customer_categories::table.find((customer.id, scheme.id)))
+            let updated = diesel::update(as_read(customer.id, scheme.id, &code))
                 .set((
                     customer_categories::category_id.eq(category.id),
                     customer_categories::category_code.eq(&category.code),
@@ -196,6 +230,7 @@ pub fn set(
                     customer_categories::assigned_at.eq(at),
                 ))
                 .execute(conn)?;
+            still_as_read(updated, 1)?;
             replace_memberships(conn, scheme, &[Mover::of(customer, Some(code.clone()))], Some(&category.code))?;
             count_move(conn, scheme, customer.id, Some(&code), Some(&category.code))?;
             let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
@@ -213,7 +248,8 @@ pub fn set(
                     customer_categories::locked.eq(locked.unwrap_or(false)),
                     customer_categories::assigned_at.eq(at),
                 ))
-                .execute(conn)?;
+                .execute(conn)
+                .map_err(assigned_meanwhile)?;
             replace_memberships(conn, scheme, &[Mover::of(customer, None)], Some(&category.code))?;
             count_move(conn, scheme, customer.id, None, Some(&category.code))?;
             let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
@@ -226,7 +262,7 @@ pub fn set(
 /// Takes one customer (already locked) out of `scheme`; false when it was in none.
 pub fn clear(conn: &mut DbConnection, customer: &CustomerRow, scheme: &SchemeRow, provenance: &Provenance) -> Result<bool, AppError> {
     let Some((code, _)) = current(conn, customer.id, scheme.id)? else { return Ok(false) };
-    diesel::delete(customer_categories::table.find((customer.id, scheme.id))).execute(conn)?;
+    still_as_read(diesel::delete(as_read(customer.id, scheme.id, &code)).execute(conn)?, 1)?;
     replace_memberships(conn, scheme, &[Mover::of(customer, Some(code.clone()))], None)?;
     count_move(conn, scheme, customer.id, Some(&code), None)?;
     let dropped = AttributeCheck::Reconcile(&BTreeMap::new()).dropped(conn, scheme, None, customer)?;
@@ -569,11 +605,26 @@ pub fn move_many(
     let at = now();
     let moved: Vec<i64> = movers.iter().filter(|m| m.from.is_some()).map(|m| m.id).collect();
     let added: Vec<i64> = movers.iter().filter(|m| m.from.is_none()).map(|m| m.id).collect();
+    let mut leaving: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for mover in movers {
+        if let Some(from) = &mover.from {
+            leaving.entry(from.as_str()).or_default().push(mover.id);
+        }
+    }
+    for (from, ids) in &leaving {
+        for chunk in ids.chunks(CHUNK) {
+            // Guarded by the category the caller read, as `as_read` explains.
+            let target = customer_categories::table
+                .filter(customer_categories::scheme_id.eq(scheme.id))
+                .filter(customer_categories::customer_id.eq_any(chunk))
+                .filter(customer_categories::category_code.eq(*from));
+            let updated = diesel::update(target)
+                .set((customer_categories::category_id.eq(category.id), customer_categories::category_code.eq(&category.code), customer_categories::assigned_at.eq(at)))
+                .execute(conn)?;
+            still_as_read(updated, chunk.len())?;
+        }
+    }
     for chunk in moved.chunks(CHUNK) {
-        let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
-        diesel::update(target)
-            .set((customer_categories::category_id.eq(category.id), customer_categories::category_code.eq(&category.code), customer_categories::assigned_at.eq(at)))
-            .execute(conn)?;
         if let Some(lock) = locked {
             let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
             diesel::update(target).set(customer_categories::locked.eq(lock)).execute(conn)?;
@@ -593,7 +644,7 @@ pub fn move_many(
                 )
             })
             .collect();
-        crate::insert_rows!(conn, customer_categories::table, rows)?;
+        crate::insert_rows!(conn, customer_categories::table, rows).map_err(assigned_meanwhile)?;
     }
     replace_memberships(conn, scheme, movers, Some(&category.code))?;
     let ids: Vec<i64> = movers.iter().map(|mover| mover.id).collect();
