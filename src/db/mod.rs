@@ -172,6 +172,12 @@ impl Manager {
                     for statement in ["SET SESSION optimizer_switch = 'exists_to_in=off,split_materialized=off,subquery_cache=off'", "SET SESSION in_predicate_conversion_threshold = 0"] {
                         diesel::sql_query(statement).execute(&mut conn).map_err(diesel::r2d2::Error::QueryError)?;
                     }
+                    if is_galera(&mut conn).map_err(diesel::r2d2::Error::QueryError)? {
+                        diesel::sql_query(format!("CREATE TEMPORARY TABLE IF NOT EXISTS {ABORT_MARKER} (id TINYINT PRIMARY KEY) ENGINE = InnoDB"))
+                            .execute(&mut conn)
+                            .map_err(diesel::r2d2::Error::QueryError)?;
+                        GALERA.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 let mut conn = DbConnection::Mysql(conn);
                 set_statement_timeout(&mut conn, self.statement_timeout).map_err(|e| diesel::r2d2::Error::QueryError(diesel::result::Error::QueryBuilderError(e.detail.into())))?;
@@ -352,11 +358,65 @@ fn in_transaction(conn: &mut DbConnection) -> Result<bool, AppError> {
     Ok(status.transaction_depth()?.is_some())
 }
 
-fn run_once<T>(conn: &mut DbConnection, mut work: impl FnMut(&mut DbConnection) -> Result<T, AppError>, keep: impl FnOnce(&T) -> bool) -> Result<T, AppError> {
-    match conn {
-        DbConnection::Mysql(_) => <DbConnection as Connection>::TransactionManager::begin_transaction(conn)?,
-        DbConnection::Sqlite(sqlite) => AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?,
+fn run_once<T>(conn: &mut DbConnection, work: impl FnMut(&mut DbConnection) -> Result<T, AppError>, keep: impl FnOnce(&T) -> bool) -> Result<T, AppError> {
+    if let DbConnection::Sqlite(sqlite) = conn {
+        AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+        return finish(conn, work, keep);
     }
+    <DbConnection as Connection>::TransactionManager::begin_transaction(conn)?;
+    if !GALERA.load(std::sync::atomic::Ordering::Relaxed) {
+        return finish(conn, work, keep);
+    }
+    // On Galera, a transaction that an applied write-set aborts (a "brute-force
+    // abort") while it is between statements, or in a read, is rolled back on the
+    // server, yet the statement may still answer success; what follows would then
+    // commit statement by statement, half a change. So the transaction runs with
+    // autocommit off, which keeps anything after such an abort in a new transaction,
+    // and marks itself in a temporary (transactional, unreplicated) table: a marker
+    // gone at the end means the transaction was aborted under it, and what followed
+    // is rolled back and retried as a deadlock is.
+    // Such an abort now and then also leaves the server waiting for the client's next
+    // command while the client waits for the answer to its last one (MDEV-20172 come
+    // back); within the transaction the client never idles for long, so a short
+    // `wait_timeout` has the server close that connection instead of both waiting
+    // for hours, and the request answers 503 `database_unavailable`.
+    let mut aborted = false;
+    let mut work = work;
+    let outcome = finish(
+        conn,
+        |conn| {
+            diesel::sql_query(format!("SET autocommit = 0, wait_timeout = {}", GALERA_IDLE_LIMIT.as_secs())).execute(conn)?;
+            diesel::sql_query(format!("INSERT INTO {ABORT_MARKER} (id) VALUES (1)")).execute(conn)?;
+            let outcome = work(conn);
+            match diesel::sql_query(format!("DELETE FROM {ABORT_MARKER}")).execute(conn) {
+                Ok(1) => outcome,
+                Ok(_) => {
+                    aborted = true;
+                    Err(AppError::concurrent_update())
+                }
+                Err(error) => outcome.and(Err(error.into())),
+            }
+        },
+        keep,
+    );
+    if outcome.is_err() {
+        // Turning autocommit back on commits whatever is open, and a failed rollback
+        // (diesel's bookkeeping breaks when a savepoint vanished with the aborted
+        // transaction) may have left something open; after this rollback the
+        // server's state is known, and diesel's is reset to match.
+        diesel::sql_query("ROLLBACK").execute(conn)?;
+        *<DbConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn) = Default::default();
+    }
+    let outcome = if aborted { Err(AppError::concurrent_update()) } else { outcome };
+    diesel::sql_query("SET autocommit = 1, wait_timeout = DEFAULT").execute(conn)?;
+    outcome
+}
+
+/// How long a Galera node waits for the next statement of a transaction; see `run_once`.
+const GALERA_IDLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `work` in the transaction just begun and commits or rolls back.
+fn finish<T>(conn: &mut DbConnection, mut work: impl FnMut(&mut DbConnection) -> Result<T, AppError>, keep: impl FnOnce(&T) -> bool) -> Result<T, AppError> {
     match work(conn) {
         Ok(value) if keep(&value) => <DbConnection as Connection>::TransactionManager::commit_transaction(conn).map(|()| value).map_err(AppError::from),
         Ok(value) => {
@@ -368,6 +428,17 @@ fn run_once<T>(conn: &mut DbConnection, mut work: impl FnMut(&mut DbConnection) 
             Err(error)
         }
     }
+}
+
+/// Whether the server is a node of a Galera cluster; see `run_once`.
+static GALERA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The temporary table in which a transaction on Galera marks itself (`run_once`).
+const ABORT_MARKER: &str = "custclass_transaction_alive";
+
+fn is_galera(conn: &mut MysqlConnection) -> diesel::QueryResult<bool> {
+    let sql = "SELECT COALESCE((SELECT VARIABLE_VALUE = 'ON' FROM information_schema.GLOBAL_VARIABLES WHERE VARIABLE_NAME = 'WSREP_ON'), FALSE) AS flag";
+    Ok(diesel::sql_query(sql).get_result::<Flag>(conn)?.flag)
 }
 
 /// Runs `work` in one read transaction that sees one snapshot of the database, for
