@@ -127,6 +127,13 @@ fn is_statement_timeout(message: &str) -> bool {
     message.contains("max_statement_time") || message.contains("maximum statement execution time")
 }
 
+/// A Galera cluster refused a transaction above its write-set limits
+/// (`wsrep_max_ws_rows`, `wsrep_max_ws_size`); nothing of it is written.
+fn is_beyond_write_set_limit(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("wsrep_max_ws_rows exceeded") || message.contains("maximum writeset size exceeded")
+}
+
 fn is_unavailable(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     UNAVAILABLE_MARKERS.iter().any(|marker| message.contains(marker))
@@ -154,6 +161,15 @@ impl From<DieselError> for AppError {
             }
             DieselError::DeserializationError(cause) => AppError::corrupt(format!("a stored row cannot be read: {cause}")),
             DieselError::DatabaseError(_, info) if is_statement_timeout(info.message()) => AppError::database_timeout(),
+            DieselError::DatabaseError(_, info) if is_beyond_write_set_limit(info.message()) => AppError::new(
+                ErrorKind::Unprocessable,
+                "transaction_too_large",
+                format!(
+                    "the database cluster refused the change as larger than it takes in one transaction ({}); nothing was written. \
+                     Import large files with atomic=false, or have the operator raise wsrep_max_ws_rows / wsrep_max_ws_size",
+                    info.message()
+                ),
+            ),
             DieselError::DatabaseError(_, info) if is_unavailable(info.message()) => {
                 AppError::unavailable(format!("the database is unavailable: {}", info.message()))
             }

@@ -202,7 +202,7 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path
         (status = 201, description = "Created; customers of the subtree get the default", body = AttributeDefinition, headers(("Location" = String), ("ETag" = String))),
         (status = 404, description = "`scheme_not_found`, `category_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`duplicate_attribute` (the key is on the same path or in another scheme), `attribute_type_conflict`, `attribute_violations` (with `violations`: customers that would lack a required value)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_attribute_definition`, `force_needs_default`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_attribute_definition`, `force_needs_default`, `validation_failed`, `transaction_too_large` (`force=true` over more customers than a Galera cluster takes in one transaction)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
     state: web::Data<AppState>,
@@ -241,7 +241,7 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<
         (status = 404, description = "`scheme_not_found`, `category_not_found`, `attribute_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`attribute_violations`: `violations` customers would break the changed definition", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid_attribute_definition`, `force_needs_default`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_attribute_definition`, `force_needs_default`, `transaction_too_large` (`force=true` over more customers than a Galera cluster takes in one transaction)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn update(
     state: web::Data<AppState>,

@@ -213,7 +213,7 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
         (status = 409, description = "`concurrent_update`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`import_too_large`: more than 200 MB or 1,000,000 rows", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`import_rejected` (atomic, with bad rows: nothing was written; `row_errors` lists every error), `unknown_columns`, `repeated_columns`, `code_column_missing`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`import_rejected` (atomic, with bad rows: nothing was written; `row_errors` lists every error), `unknown_columns`, `repeated_columns`, `code_column_missing`, `transaction_too_large` (an atomic import above a Galera cluster's write-set limits; nothing was written)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write>, request: HttpRequest, query: web::Query<ImportQuery>, mut body: web::Payload) -> Result<HttpResponse, AppError> {
     let (format, declared) = format_of(&request)?;

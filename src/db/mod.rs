@@ -388,13 +388,17 @@ fn run_once<T>(conn: &mut DbConnection, work: impl FnMut(&mut DbConnection) -> R
             diesel::sql_query(format!("SET autocommit = 0, wait_timeout = {}", GALERA_IDLE_LIMIT.as_secs())).execute(conn)?;
             diesel::sql_query(format!("INSERT INTO {ABORT_MARKER} (id) VALUES (1)")).execute(conn)?;
             let outcome = work(conn);
-            match diesel::sql_query(format!("DELETE FROM {ABORT_MARKER}")).execute(conn) {
-                Ok(1) => outcome,
-                Ok(_) => {
+            match (diesel::sql_query(format!("DELETE FROM {ABORT_MARKER}")).execute(conn), outcome) {
+                (Ok(1), outcome) => outcome,
+                // Gone without a word, or with an error that the abort itself caused (a
+                // savepoint that vanished with the transaction); a classified error,
+                // such as a write-set limit, is the answer itself.
+                (Ok(_), outcome) if outcome.as_ref().err().is_none_or(|error| error.kind == ErrorKind::Internal) => {
                     aborted = true;
                     Err(AppError::concurrent_update())
                 }
-                Err(error) => outcome.and(Err(error.into())),
+                (Ok(_), outcome) => outcome,
+                (Err(error), outcome) => outcome.and(Err(error.into())),
             }
         },
         keep,
