@@ -19,6 +19,8 @@ pub struct Settings {
     pub run_batch_size: i64,
     /// Browser origins allowed to call the API (`CORS_ALLOWED_ORIGINS`).
     pub cors: CorsOrigins,
+    /// How long the change feed keeps events (`EVENT_RETENTION_DAYS`).
+    pub event_retention: Duration,
 }
 
 /// `CORS_ALLOWED_ORIGINS`: unset means no cross-origin browser access.
@@ -56,6 +58,7 @@ pub const DEFAULT_DB_TIMEOUT_MS: u64 = 3000;
 pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_LONG_STATEMENT_TIMEOUT_MS: u64 = 600_000;
 pub const DEFAULT_RUN_BATCH_SIZE: i64 = 10_000;
+pub const DEFAULT_EVENT_RETENTION_DAYS: u64 = 30;
 
 impl Settings {
     pub fn from_env() -> Result<Self, String> {
@@ -71,6 +74,10 @@ impl Settings {
         if run_batch_size == 0 || run_batch_size > 100_000 {
             return Err("RUN_BATCH_SIZE must be between 1 and 100000".into());
         }
+        let retention_days = number("EVENT_RETENTION_DAYS", DEFAULT_EVENT_RETENTION_DAYS)?;
+        if retention_days == 0 || retention_days > 3650 {
+            return Err("EVENT_RETENTION_DAYS must be between 1 and 3650".into());
+        }
         Ok(Settings {
             database_url: DatabaseUrl::parse(&var("DATABASE_URL").unwrap_or_else(|| DEFAULT_SQLITE_PATH.to_string())),
             bind_addr: var("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_string()),
@@ -84,6 +91,7 @@ impl Settings {
             workers: number("HTTP_WORKERS", 0)? as usize,
             run_batch_size: run_batch_size as i64,
             cors: CorsOrigins::parse(&var("CORS_ALLOWED_ORIGINS").unwrap_or_default())?,
+            event_retention: Duration::from_secs(retention_days * 86_400),
         })
     }
 }

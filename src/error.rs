@@ -15,6 +15,7 @@ pub enum ErrorKind {
     MethodNotAllowed,
     NotAcceptable,
     Conflict,
+    Gone,
     PreconditionFailed,
     PayloadTooLarge,
     UnsupportedMediaType,

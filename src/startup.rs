@@ -10,12 +10,13 @@ use actix_web::middleware::{from_fn, Compress, Condition, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::api::events::FeedSignal;
 use crate::api::{self, error, AppState, KeyCache};
 use crate::config::{CorsOrigins, Settings};
 use crate::db::{self, Db, DbPool};
 use crate::domain::api_key::ApiKeySecret;
 use crate::store::api_keys::{self, Bootstrap};
-use crate::store::{duplicates, sales_totals};
+use crate::store::{duplicates, events, sales_totals};
 use crate::telemetry::{self, Metrics};
 
 /// How long a looked-up API key is trusted before it is read again.
@@ -25,10 +26,16 @@ pub struct Application {
     server: Server,
     port: u16,
     db: Db,
+    feed: FeedSignal,
+    event_retention: Duration,
 }
 
 /// How often a replica checks whether the sales totals' anchor is behind today.
 const SALES_TOTALS_CHECK: Duration = Duration::from_secs(3600);
+/// How long the sequencer rests when it found no event to number.
+const SEQUENCER_REST: Duration = Duration::from_millis(100);
+/// How often a replica deletes the events past their retention.
+const EVENT_PRUNING: Duration = Duration::from_secs(3600);
 
 /// Connects and brings the schema up to date. Blocking: call before serving.
 pub fn prepare_database(settings: &Settings) -> Result<DbPool, String> {
@@ -90,12 +97,14 @@ impl Application {
     pub fn serve(pool: DbPool, listener: TcpListener, settings: &Settings) -> Result<Self, String> {
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let db = Db::new(pool, settings.timeouts);
+        let feed = FeedSignal::default();
         let state = web::Data::new(AppState {
             db: db.clone(),
             keys: KeyCache::new(KEY_CACHE_TTL),
             metrics: Metrics::default(),
             run_batch_size: settings.run_batch_size,
             imports: Default::default(),
+            feed: feed.clone(),
         });
         let cors_origins = settings.cors.clone();
         let server = HttpServer::new(move || {
@@ -116,7 +125,7 @@ impl Application {
         .shutdown_timeout(30);
         let server = if settings.workers > 0 { server.workers(settings.workers) } else { server };
         let server = server.listen(listener).map_err(|e| e.to_string())?.run();
-        Ok(Self { server, port, db })
+        Ok(Self { server, port, db, feed, event_retention: settings.event_retention })
     }
 
     pub fn port(&self) -> u16 {
@@ -125,7 +134,7 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let maintenance = std::pin::pin!(maintain(self.db));
+        let maintenance = std::pin::pin!(maintain(self.db, self.feed, self.event_retention));
         match futures_util::future::select(self.server, maintenance).await {
             futures_util::future::Either::Left((served, _)) => served,
             futures_util::future::Either::Right(((), server)) => server.await,
@@ -134,14 +143,45 @@ impl Application {
 }
 
 /// What every replica keeps up in the background: the duplicate keys of customers
-/// that have none (after the migration that added them), once, then the sales totals.
-async fn maintain(db: Db) {
+/// that have none (after the migration that added them), once; then the sales totals,
+/// the numbering of the feed's events and their retention.
+async fn maintain(db: Db, feed: FeedSignal, event_retention: Duration) {
     match db.run_long(duplicates::fill_missing).await {
         Ok(0) => {}
         Ok(keyed) => log::info!("computed the duplicate keys of {keyed} customers"),
         Err(error) => log::warn!("the duplicate keys could not be computed (the first duplicates search will): {error}"),
     }
-    keep_sales_totals_current(db).await
+    futures_util::future::join3(keep_sales_totals_current(db.clone()), number_events(db.clone(), feed), prune_events(db, event_retention)).await;
+}
+
+/// Numbers committed events as they come (`store::events::sequence`), and wakes the
+/// feed's long polls. Replicas race harmlessly: the sequence row's lock lets one at a
+/// time number.
+async fn number_events(db: Db, feed: FeedSignal) {
+    loop {
+        match db.run(events::sequence).await {
+            Ok(0) => tokio::time::sleep(SEQUENCER_REST).await,
+            Ok(_) => feed.numbered(),
+            Err(error) if error.is_concurrent_update() => tokio::time::sleep(SEQUENCER_REST).await,
+            Err(error) => {
+                log::warn!("the feed's events could not be numbered: {error}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Deletes the events past their retention, at start-up and then every hour.
+async fn prune_events(db: Db, retention: Duration) {
+    loop {
+        let cutoff = db::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        match db.run_long(move |conn| events::prune(conn, cutoff)).await {
+            Ok(0) => {}
+            Ok(pruned) => log::info!("deleted {pruned} events past their retention"),
+            Err(error) => log::warn!("the events past their retention could not be deleted: {error}"),
+        }
+        tokio::time::sleep(EVENT_PRUNING).await;
+    }
 }
 
 /// Moves the sales totals' anchor to the start of the current UTC day, at start-up

@@ -10,6 +10,7 @@ pub mod customers;
 pub mod data_quality;
 pub mod duplicates;
 pub mod error;
+pub mod events;
 pub mod exports;
 pub mod health;
 pub mod import_files;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub run_batch_size: i64,
     /// Progress of the imports this process runs.
     pub imports: imports::RunningImports,
+    /// Wakes the feed's long polls when this replica numbers events.
+    pub feed: events::FeedSignal,
 }
 
 /// Largest JSON body accepted by ordinary endpoints.
@@ -147,6 +150,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(data_quality::routes)
             .configure(exports::routes)
             .configure(imports::routes)
+            .configure(events::routes)
             .configure(api_keys::routes),
     );
 }

@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Respons
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
-use super::{api_keys, assignments, attributes, categories, customers, data_quality, duplicates, exports, health, imports, merge, reports, rules, runs, schemes, transactions};
+use super::{api_keys, assignments, attributes, categories, customers, data_quality, duplicates, events, exports, health, imports, merge, reports, rules, runs, schemes, transactions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,7 @@ use super::{api_keys, assignments, attributes, categories, customers, data_quali
         runs::create, runs::list, runs::get, runs::changes,
         reports::distribution, reports::crosstab, reports::transitions, reports::transition_customers,
         exports::export_customers, imports::import_customers, imports::get, data_quality::data_quality,
+        events::list,
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
     ),
@@ -46,6 +47,7 @@ use super::{api_keys, assignments, attributes, categories, customers, data_quali
         (name = "transactions", description = "Sales facts from other ERP services and the customer metrics computed from them; scope write to post"),
         (name = "rules", description = "Automatic classification (自动分类): rules and classification runs; writes need scope admin"),
         (name = "reports", description = "Analysis and reports (分类分析与报表): distributions, cross-tabs, upgrades and downgrades, as JSON, CSV or .xlsx; scope read"),
+        (name = "events", description = "The change feed: every change as an event, in commit order, with long polling; scope read"),
         (name = "api-keys", description = "API keys; scope admin"),
         (name = "operations", description = "Probes and metrics, without auth"),
     )

@@ -277,3 +277,21 @@ diesel::table! {
         finished_at -> Nullable<Timestamp>,
     }
 }
+
+diesel::table! {
+    events (id) {
+        id -> BigInt,
+        position -> Nullable<BigInt>,
+        event_type -> Text,
+        occurred_at -> Timestamp,
+        data -> Text,
+    }
+}
+
+diesel::table! {
+    event_sequence (id) {
+        id -> BigInt,
+        last_position -> BigInt,
+        pruned_through -> BigInt,
+    }
+}

@@ -61,6 +61,7 @@ pub mod category;
 pub mod code_rule;
 pub mod customer;
 pub mod duplicates;
+pub mod event;
 pub mod history;
 pub mod import;
 pub mod report;

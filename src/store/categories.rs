@@ -1,16 +1,19 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use diesel::prelude::*;
+use serde_json::json;
 
 use crate::db::schema::{categories, customer_categories};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::category::{CategoryCode, CategoryName, PlacedCode};
+use crate::domain::event::EventType;
 use crate::domain::history::Direction;
 use crate::domain::report::{tree_tallies, Tally};
 use crate::domain::FieldError;
 use crate::error::AppError;
 
 use super::counts;
+use super::events;
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{lock_current, lock_row, LockableTable};
 
@@ -262,6 +265,7 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> R
             ))
             .execute(conn)
             .map_err(|e| unique_violation_to_conflict(e, scheme_code, new.code.as_str(), &name))?;
+        events::record_one(conn, EventType::CategoryCreated, json!({"scheme": scheme_code, "category": new.code.as_str()}))?;
         get(conn, scheme_code, new.code.as_str())
     })
 }
@@ -347,6 +351,7 @@ pub fn update(
         if updated == 0 {
             return Err(AppError::concurrent_update());
         }
+        events::record_one(conn, EventType::CategoryUpdated, json!({"scheme": scheme_code, "category": code, "version": current.version + 1}))?;
         get(conn, scheme_code, code)
     })
 }
@@ -370,7 +375,7 @@ pub fn delete(conn: &mut DbConnection, scheme_code: &str, code: &str, expected: 
             ));
         }
         diesel::delete(categories::table.filter(categories::id.eq(current.id))).execute(conn)?;
-        Ok(())
+        events::record_one(conn, EventType::CategoryDeleted, json!({"scheme": scheme_code, "category": code}))
     })
 }
 

@@ -43,10 +43,11 @@ impl HistoryRow {
     }
 }
 
+/// Records the entries, and a `classification.changed` event for each in the feed.
 pub fn record(conn: &mut DbConnection, entries: &[NewHistory]) -> Result<(), AppError> {
     // Rows that serialise a field through another type insert by value only.
     crate::insert_many!(conn, assignment_history::table, entries.to_vec())?;
-    Ok(())
+    super::events::record_classification_changes(conn, entries)
 }
 
 /// One change made to many customers alike: the same scheme, categories, time and
@@ -65,7 +66,8 @@ pub struct SharedChange<'a> {
 }
 
 /// Records `change` for each of these customers, taking their codes from `customers`:
-/// a statement per thousand that carries the change once instead of once per row.
+/// a statement per thousand that carries the change once instead of once per row; and
+/// their `classification.changed` events likewise.
 pub fn record_shared(conn: &mut DbConnection, customer_ids: &[i64], change: &SharedChange) -> Result<(), AppError> {
     use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
     for chunk in customer_ids.chunks(1000) {
@@ -86,7 +88,7 @@ pub fn record_shared(conn: &mut DbConnection, customer_ids: &[i64], change: &Sha
         .bind::<Nullable<BigInt>, _>(change.run_id)
         .execute(conn)?;
     }
-    Ok(())
+    super::events::record_shared_classification_change(conn, customer_ids, change)
 }
 
 /// Where a page of history continues: after the entry at `(at, id)`.

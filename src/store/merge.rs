@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use diesel::prelude::*;
+use serde_json::json;
 use serde_json::Value as Json;
 
 use crate::db::schema::{customers, merged_customers, transactions};
@@ -234,7 +235,10 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
     }
     attributes::edit_values(conn, &survivor_row, &values, EditMode::Merge)?;
     refresh_snapshot(conn, SnapshotTarget::Ids(&[survivor.id]), true)?;
-    Ok(MergeOutcome { survivor: view_by_id(conn, survivor.id)?, merged, taken, conflicts, transactions_moved })
+    let survivor = view_by_id(conn, survivor.id)?;
+    let event = json!({"customer": survivor.row.code, "merged": merged, "version": survivor.row.version, "reason": request.reason});
+    super::events::record(conn, vec![super::events::NewEvent::now(crate::domain::event::EventType::CustomerMerged, event)])?;
+    Ok(MergeOutcome { survivor, merged, taken, conflicts, transactions_moved })
 }
 
 fn merge_reason(survivor: &str, reason: Option<&str>) -> String {

@@ -11,6 +11,7 @@ pub mod customer_search;
 pub mod customers;
 pub mod data_quality;
 pub mod duplicates;
+pub mod events;
 pub mod exports;
 pub mod history;
 pub mod imports;

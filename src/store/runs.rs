@@ -267,7 +267,13 @@ pub fn finish(conn: &mut DbConnection, helper: Option<&mut DbConnection>, claime
                 classification_runs::finished_at.eq(Some(now())),
             ))
             .execute(conn)?;
-        Ok(())
+        let totals: String = classification_runs::table.find(*id).select(classification_runs::totals).first(conn)?;
+        let totals: serde_json::Value = serde_json::from_str(&totals).map_err(|e| AppError::corrupt(format!("run {id} holds unreadable totals: {e}")))?;
+        let finished = serde_json::json!({
+            "scheme": scheme.code, "run_id": id, "status": status.as_str(), "dry_run": request.dry_run,
+            "trigger": request.trigger.as_str(), "totals": totals, "error": error,
+        });
+        super::events::record_one(conn, crate::domain::event::EventType::ClassificationRunFinished, finished)
     })?;
     outcome?;
     current(conn, claimed)

@@ -1,12 +1,15 @@
 use diesel::prelude::*;
+use serde_json::json;
 
 use crate::db::schema::{categories, schemes};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::category::CategoryCode;
 use crate::domain::code_rule::CodeRule;
+use crate::domain::event::EventType;
 use crate::domain::scheme::SchemeCode;
 use crate::error::AppError;
 
+use super::events;
 use super::{lock_current, LockableTable};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -123,6 +126,7 @@ pub fn create(conn: &mut DbConnection, new: NewScheme) -> Result<SchemeView, App
                 error if error.code == "duplicate" => duplicate_scheme(new.code.as_str()),
                 error => error,
             })?;
+        events::record_one(conn, EventType::SchemeCreated, json!({"scheme": new.code.as_str()}))?;
         view(conn, new.code.as_str())
     })
 }
@@ -169,6 +173,7 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &SchemeChanges, expe
         if updated == 0 {
             return Err(AppError::concurrent_update());
         }
+        events::record_one(conn, EventType::SchemeUpdated, json!({"scheme": code, "version": current.version + 1}))?;
         view(conn, code)
     })
 }
@@ -181,6 +186,6 @@ pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>) -> Res
             return Err(AppError::conflict("scheme_in_use", format!("scheme {code} still has {count} categories; delete them first")));
         }
         diesel::delete(schemes::table.filter(schemes::id.eq(current.id))).execute(conn)?;
-        Ok(())
+        events::record_one(conn, EventType::SchemeDeleted, json!({"scheme": code}))
     })
 }

@@ -148,6 +148,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         workers: 2,
         run_batch_size: options.run_batch_size,
         cors: options.cors.clone(),
+        event_retention: Duration::from_secs(custclass::config::DEFAULT_EVENT_RETENTION_DAYS * 86_400),
     };
     let prepared = settings.clone();
     let (pool, generated_key) = tokio::task::spawn_blocking(move || {

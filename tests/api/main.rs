@@ -12,6 +12,7 @@ mod customer_list;
 mod customers;
 mod data_quality;
 mod errors;
+mod events;
 mod duplicates;
 mod exports;
 mod imports;

@@ -1,0 +1,125 @@
+//! `GET /events`: the change feed, in the order the events were numbered after their
+//! changes committed (see `store::events`), with long polling.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use tokio::sync::Notify;
+use utoipa::ToSchema;
+
+use crate::api::auth::{Auth, Read};
+use crate::api::error::Problem;
+use crate::api::paging::parse_limit_within;
+use crate::api::AppState;
+use crate::domain::event::{Cursor, TypeFilter};
+use crate::error::AppError;
+use crate::store::events::{self as store, EventRow};
+
+/// Wakes the readers waiting on this replica once its sequencer has numbered events.
+#[derive(Clone, Default)]
+pub struct FeedSignal(Arc<Notify>);
+
+impl FeedSignal {
+    pub fn numbered(&self) {
+        self.0.notify_waiters();
+    }
+}
+
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 1000;
+const MAX_WAIT_SECONDS: u64 = 60;
+/// How often a waiting reader looks again, for events another replica numbered.
+const RECHECK: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    after: Option<String>,
+    types: Option<String>,
+    limit: Option<String>,
+    wait: Option<String>,
+}
+
+/// One change, as the feed reports it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Event {
+    /// The event's place in the feed: increasing, never reused; also its idempotency key.
+    #[schema(example = "1042")]
+    pub id: String,
+    #[serde(rename = "type")]
+    #[schema(example = "classification.changed")]
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    /// What happened; its fields depend on the type (README, "Change feed").
+    #[schema(value_type = Object)]
+    pub data: Json,
+}
+
+impl TryFrom<EventRow> for Event {
+    type Error = AppError;
+
+    fn try_from(row: EventRow) -> Result<Self, AppError> {
+        let data = row.data()?;
+        let position = row.position.ok_or_else(|| AppError::corrupt("the feed read an event without a position"))?;
+        Ok(Event { id: position.to_string(), event_type: row.event_type, occurred_at: DateTime::from_naive_utc_and_offset(row.occurred_at, Utc), data })
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    /// Oldest first.
+    pub events: Vec<Event>,
+    /// Ask with `after=` this next (also when `events` is empty): it moves past the
+    /// events that `types` left out.
+    pub next_cursor: String,
+}
+
+fn invalid_query(detail: String) -> AppError {
+    AppError::bad_request("invalid_query", detail)
+}
+
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", operation_id = "list_events",
+    params(
+        ("after" = Option<String>, Query, description = "The `next_cursor` of the page before; `latest`: after the newest event; none: from the oldest event kept"),
+        ("types" = Option<String>, Query, description = "Types and families, comma-separated (`classification.changed,customer.*`); none: every type"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 100"),
+        ("wait" = Option<i64>, Query, minimum = 0, maximum = 60, description = "Seconds to wait for an event when there is none yet (long poll), 0–60, default 0"),
+    ),
+    responses(
+        (status = 200, description = "The events after the cursor (none when the wait ran out)", body = EventPage),
+        (status = 400, description = "`invalid_cursor`, `invalid_query` (an unknown type, `limit` or `wait` out of range)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`cursor_expired`: the events after the cursor are past their retention", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Query<EventQuery>) -> Result<HttpResponse, AppError> {
+    let query = query.into_inner();
+    let mut cursor = Cursor::parse("after", query.after.as_deref())
+        .map_err(|_| AppError::bad_request("invalid_cursor", "`after` is a next_cursor this feed gave, or `latest`; start again without it"))?;
+    let types = TypeFilter::parse("types", query.types.as_deref().unwrap_or_default()).map_err(|error| invalid_query(error.message))?;
+    let limit = parse_limit_within(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let wait = match query.wait.as_deref() {
+        None => 0,
+        Some(text) => text.parse::<u64>().ok().filter(|seconds| *seconds <= MAX_WAIT_SECONDS).ok_or_else(|| invalid_query(format!("wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}")))?,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        // Taken before reading, so that a numbering between the read and the wait still wakes it.
+        let numbered = state.feed.0.notified();
+        let filter = types.clone();
+        let page = state.db.run(move |conn| store::page(conn, cursor, &filter, limit)).await?;
+        let now = tokio::time::Instant::now();
+        if !page.events.is_empty() || now >= deadline {
+            let events = page.events.into_iter().map(Event::try_from).collect::<Result<Vec<_>, _>>()?;
+            return Ok(HttpResponse::Ok().json(EventPage { events, next_cursor: page.next_cursor.to_string() }));
+        }
+        cursor = Cursor::After(page.next_cursor);
+        let _ = tokio::time::timeout((deadline - now).min(RECHECK), numbered).await;
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/events").route(web::get().to(list)));
+}

@@ -1,0 +1,197 @@
+//! The change feed: `GET /events`.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::{ok_json, problem, spawn_app_with, with_connection, Backend, Options, TestApp};
+
+both_backends!(
+    every_change_is_an_event_in_order_and_a_saved_cursor_misses_nothing,
+    types_narrow_the_feed_and_a_long_poll_wakes_on_a_change,
+    a_cursor_past_the_retention_is_gone,
+    bad_feed_queries_are_refused
+);
+both_backends!(backend: a_run_reports_each_move_and_its_end);
+
+/// Every event after `after` (none: from the start), `limit` a page, following
+/// `next_cursor` until a page comes back empty; and the last cursor.
+async fn read_feed(app: &TestApp, after: Option<&str>, query: &str, limit: usize) -> (Vec<Value>, String) {
+    let mut events = Vec::new();
+    let mut cursor = after.map(str::to_string);
+    loop {
+        let after = cursor.as_ref().map(|c| format!("&after={c}")).unwrap_or_default();
+        let page = ok_json(app.get(&format!("/api/v1/events?limit={limit}{after}{query}")).await, StatusCode::OK).await;
+        let next = page["next_cursor"].as_str().expect("next_cursor").to_string();
+        let items = page["events"].as_array().unwrap().clone();
+        if items.is_empty() {
+            return (events, next);
+        }
+        events.extend(items);
+        cursor = Some(next);
+    }
+}
+
+/// Waits (long-polling) until the feed holds `count` events of `query`, and returns them all.
+async fn feed_of(app: &TestApp, query: &str, count: usize) -> Vec<Value> {
+    for _ in 0..40 {
+        let (events, last) = read_feed(app, None, query, 1000).await;
+        if events.len() >= count {
+            return events;
+        }
+        // Whatever arrives next wakes this; the sequencer numbers within a fraction of a second.
+        ok_json(app.get(&format!("/api/v1/events?after={last}&wait=1{query}")).await, StatusCode::OK).await;
+    }
+    panic!("the feed did not reach {count} events of {query:?}");
+}
+
+fn types_of(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|event| event["type"].as_str().unwrap()).collect()
+}
+
+fn ids_of(events: &[Value]) -> Vec<i64> {
+    events.iter().map(|event| event["id"].as_str().unwrap().parse().unwrap()).collect()
+}
+
+async fn every_change_is_an_event_in_order_and_a_saved_cursor_misses_nothing(app: TestApp) {
+    app.create_scheme("TIER", "2").await;
+    app.create_category("TIER", "01", "VIP客户").await;
+    app.create_category("TIER", "02", "普通客户").await;
+    app.create_customer("C1", json!({"TIER": "01"})).await;
+    ok_json(app.assign("C1", "TIER", "02").await, StatusCode::OK).await;
+    ok_json(app.patch("/api/v1/customers/C1", &json!({"name": "C1 股份有限公司"})).await, StatusCode::OK).await;
+    assert_eq!(app.delete("/api/v1/customers/C1").await.status(), StatusCode::NO_CONTENT);
+
+    let events = feed_of(&app, "", 9).await;
+    assert_eq!(
+        types_of(&events),
+        [
+            "scheme.created",
+            "category.created",
+            "category.created",
+            "customer.created",
+            "classification.changed",
+            "classification.changed",
+            "customer.updated",
+            "classification.changed",
+            "customer.deleted"
+        ]
+    );
+    let moves: Vec<(Value, Value, Value)> =
+        events.iter().filter(|e| e["type"] == "classification.changed").map(|e| (e["data"]["from"].clone(), e["data"]["to"].clone(), e["data"]["source"].clone())).collect();
+    assert_eq!(moves, [(Value::Null, json!("01"), json!("manual")), (json!("01"), json!("02"), json!("manual")), (json!("02"), Value::Null, json!("manual"))]);
+    let upgrade = &events[5]["data"];
+    assert_eq!((&upgrade["customer"], &upgrade["scheme"], &upgrade["direction"]), (&json!("C1"), &json!("TIER"), &json!("lateral")));
+    assert_eq!(events[6]["data"], json!({"customer": "C1", "version": 3}), "the update reports the version it made");
+    assert_eq!(events[1]["data"], json!({"scheme": "TIER", "category": "01"}));
+
+    let ids = ids_of(&events);
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
+    // A consumer reading two at a time, saving the cursor between pages, sees the same.
+    let (paged, last) = read_feed(&app, None, "", 2).await;
+    assert_eq!(ids_of(&paged), ids);
+    assert_eq!(last, ids.last().unwrap().to_string());
+    // Asking again with the saved cursor gives nothing twice, until something happens.
+    let again = ok_json(app.get(&format!("/api/v1/events?after={last}")).await, StatusCode::OK).await;
+    assert_eq!((again["events"].as_array().unwrap().len(), again["next_cursor"].as_str()), (0, Some(last.as_str())));
+    app.create_customer("C2", json!({})).await;
+    let (after_saved, _) = read_feed(&app, Some(&last), "&wait=5", 100).await;
+    assert_eq!(types_of(&after_saved), ["customer.created"]);
+}
+
+async fn types_narrow_the_feed_and_a_long_poll_wakes_on_a_change(app: TestApp) {
+    app.create_scheme("TIER", "2").await;
+    app.create_category("TIER", "01", "VIP客户").await;
+    app.create_customer("C1", json!({"TIER": "01"})).await;
+    feed_of(&app, "", 4).await;
+
+    let customers = feed_of(&app, "&types=customer.*", 1).await;
+    assert_eq!(types_of(&customers), ["customer.created"]);
+    let (both, last) = read_feed(&app, None, "&types=classification.changed,scheme.*", 100).await;
+    assert_eq!(types_of(&both), ["scheme.created", "classification.changed"]);
+    // The cursor of a filtered read moves past what the filter left out.
+    let (rest, _) = read_feed(&app, Some(&last), "", 100).await;
+    assert!(rest.is_empty(), "{rest:?}");
+
+    // A long poll from the newest event returns the next change when it happens.
+    let waiting = {
+        let request = app.admin(Method::GET, "/api/v1/events?after=latest&wait=30&types=classification.changed");
+        tokio::spawn(async move { request.send().await.unwrap() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.create_category("TIER", "02", "普通客户").await;
+    ok_json(app.assign("C1", "TIER", "02").await, StatusCode::OK).await;
+    let woken = ok_json(waiting.await.unwrap(), StatusCode::OK).await;
+    assert_eq!(types_of(woken["events"].as_array().unwrap()), ["classification.changed"], "{woken}");
+    assert_eq!(woken["events"][0]["data"]["to"], "02");
+}
+
+async fn a_run_reports_each_move_and_its_end(backend: Backend) {
+    let app = spawn_app_with(backend, Options { run_batch_size: 2, ..Options::default() }).await;
+    app.create_scheme("TIER", "2").await;
+    app.create_category("TIER", "01", "VIP客户").await;
+    app.create_category("TIER", "02", "普通客户").await;
+    for code in ["A", "B", "C", "D", "E"] {
+        app.create_customer(code, json!({"TIER": "02"})).await;
+    }
+    let rule = json!({"name": "everyone is VIP", "target_category": "01", "condition": {"field": "status", "op": "=", "value": "active"}});
+    let rule = ok_json(app.post("/api/v1/schemes/TIER/rules", &rule).await, StatusCode::CREATED).await;
+    let run = ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({})).await, StatusCode::CREATED).await;
+
+    let events = feed_of(&app, "&types=classification.changed,classification_run.*", 11).await;
+    let by_run: Vec<&Value> = events.iter().filter(|e| e["data"]["run_id"] == run["id"]).collect();
+    let mut moved: Vec<&str> = by_run.iter().filter(|e| e["type"] == "classification.changed").map(|e| e["data"]["customer"].as_str().unwrap()).collect();
+    // Batches commit in their own order (a run shares them between two connections on MySQL).
+    moved.sort_unstable();
+    assert_eq!(moved, ["A", "B", "C", "D", "E"], "one event per customer moved");
+    for change in by_run.iter().filter(|e| e["type"] == "classification.changed") {
+        let data = &change["data"];
+        assert_eq!((&data["from"], &data["to"], &data["source"], &data["rule_id"]), (&json!("02"), &json!("01"), &json!("rule"), &rule["id"]), "{data}");
+    }
+    let finished = by_run.last().expect("the run's events");
+    assert_eq!(finished["type"], "classification_run.finished", "the end comes after every move");
+    assert_eq!((&finished["data"]["status"], &finished["data"]["scheme"], &finished["data"]["totals"]["changed"]), (&json!("completed"), &json!("TIER"), &json!(5)));
+}
+
+async fn a_cursor_past_the_retention_is_gone(app: TestApp) {
+    app.create_scheme("TIER", "2").await;
+    app.create_scheme("REGION", "2").await;
+    let events = feed_of(&app, "", 2).await;
+    let first = events[0]["id"].as_str().unwrap().to_string();
+
+    // The first event ages past a 30-day retention; the hourly pruning deletes it.
+    let pruned = with_connection(&app, move |conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query(format!("UPDATE events SET occurred_at = '2020-01-01 00:00:00' WHERE position = {first}")).execute(conn).unwrap();
+        custclass::store::events::prune(conn, custclass::db::now() - chrono::Duration::days(30)).unwrap()
+    })
+    .await;
+    assert_eq!(pruned, 1);
+    let expired = problem(app.get("/api/v1/events?after=0").await, StatusCode::GONE, "cursor_expired").await;
+    assert!(expired["detail"].as_str().unwrap().contains("retention"), "{expired}");
+    // From the start means from the oldest event kept.
+    let (kept, _) = read_feed(&app, None, "", 100).await;
+    assert_eq!(types_of(&kept), ["scheme.created"]);
+    assert_eq!(kept[0]["data"]["scheme"], "REGION");
+    let cursor = events[0]["id"].as_str().unwrap();
+    ok_json(app.get(&format!("/api/v1/events?after={cursor}")).await, StatusCode::OK).await;
+}
+
+async fn bad_feed_queries_are_refused(app: TestApp) {
+    for (query, code) in [
+        ("types=customer.renamed", "invalid_query"),
+        ("types=nothing.*", "invalid_query"),
+        ("after=abc", "invalid_cursor"),
+        ("after=-1", "invalid_cursor"),
+        ("wait=61", "invalid_query"),
+        ("limit=0", "invalid_query"),
+        ("limit=1001", "invalid_query"),
+    ] {
+        problem(app.get(&format!("/api/v1/events?{query}")).await, StatusCode::BAD_REQUEST, code).await;
+    }
+    let reader = app.key("reader", "read").await;
+    let page = app.request(Method::GET, "/api/v1/events").bearer_auth(reader).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "the feed needs scope read only");
+    let anonymous = reqwest::Client::new().get(format!("{}/api/v1/events", app.address)).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
