@@ -47,8 +47,10 @@ mysql_client_args() {
 mysql_answers() { (exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null; }
 
 # Starts the local mariadbd with the given server options and waits up to 60 s for it to answer.
+# The pid file makes start-stop-daemon look for this server only: the nodes of
+# scripts/cluster run the same executable.
 start_mariadb() {
-  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql "$@"
+  as_root start-stop-daemon --start --oknodo --background --pidfile /run/mysqld/mysqld.pid --exec /usr/sbin/mariadbd -- --user=mysql "$@"
   for _ in $(seq 1 60); do
     mysql_answers && return 0
     sleep 1
