@@ -19,7 +19,7 @@ use super::assignments::{self, AttributeCheck, Provenance};
 use super::attributes::{self, EditMode};
 use super::counts;
 use super::duplicates;
-use super::events::{self, NewEvent};
+use super::events;
 use super::customer_rows::{find, get_row, refresh_snapshot, view_by_id, CustomerRow, CustomerView, SnapshotTarget};
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{lock_current, LockableTable};
@@ -144,7 +144,7 @@ pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str) -> Result
             .execute(conn)
             .map_err(|e| unique_violation(e, code, fields.tax_id.as_ref().map(TaxId::as_str)))?;
         let customer = get_row(conn, code)?;
-        events::record(conn, vec![NewEvent::now(EventType::CustomerCreated, json!({"customer": code}))])?;
+        events::record_one(conn, EventType::CustomerCreated, json!({"customer": code}))?;
         counts::customer_added(conn, customer.id, 1)?;
         duplicates::write_keys(conn, customer.id, &fields.name, fields.phone.as_deref(), fields.email.as_deref())?;
 
@@ -231,7 +231,7 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &CustomerChanges, ex
             }
         }
         let view = view_by_id(conn, current.id)?;
-        events::record(conn, vec![updated_event(code, view.row.version)])?;
+        record_updated(conn, code, view.row.version)?;
         Ok(view)
     })
 }
@@ -242,7 +242,7 @@ pub fn replace_attributes(conn: &mut DbConnection, code: &str, values: &BTreeMap
         let current = lock_current(conn, LockableTable::Customers, expected, |conn| get_row(conn, code))?;
         if attributes::edit_values(conn, &current, values, EditMode::Replace)? {
             refresh_snapshot(conn, SnapshotTarget::Ids(&[current.id]), true)?;
-            events::record(conn, vec![updated_event(code, current.version + 1)])?;
+            record_updated(conn, code, current.version + 1)?;
         }
         view_by_id(conn, current.id)
     })
@@ -254,13 +254,13 @@ pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>, actor:
     transaction(conn, |conn| {
         let current = lock_current(conn, LockableTable::Customers, expected, |conn| get_row(conn, code))?;
         remove(conn, &current, &Provenance::new(actor, Source::Manual, Some("customer deleted".into())))?;
-        events::record(conn, vec![NewEvent::now(EventType::CustomerDeleted, json!({"customer": code}))])
+        events::record_one(conn, EventType::CustomerDeleted, json!({"customer": code}))
     })
 }
 
 /// `customer.updated`: the customer's code and its version after the change.
-fn updated_event(code: &str, version: i64) -> NewEvent {
-    NewEvent::now(EventType::CustomerUpdated, json!({"customer": code, "version": version}))
+fn record_updated(conn: &mut DbConnection, code: &str, version: i64) -> Result<(), AppError> {
+    events::record_one(conn, EventType::CustomerUpdated, json!({"customer": code, "version": version}))
 }
 
 /// Removes a customer the caller has locked: its categories end in history entries

@@ -119,15 +119,11 @@ struct Sequence {
     pruned_through: i64,
 }
 
-/// The sequence row, locked for the rest of the transaction (MySQL; SQLite's writer
-/// lock already serialises).
-fn locked_sequence(conn: &mut DbConnection) -> Result<Sequence, AppError> {
-    let lock = if matches!(conn, DbConnection::Mysql(_)) { " FOR UPDATE" } else { "" };
+/// The sequence row; `locked`: for the rest of the transaction (on MySQL; SQLite's
+/// writer lock already serialises).
+fn sequence_row(conn: &mut DbConnection, locked: bool) -> Result<Sequence, AppError> {
+    let lock = if locked && matches!(conn, DbConnection::Mysql(_)) { " FOR UPDATE" } else { "" };
     Ok(diesel::sql_query(format!("SELECT last_position, pruned_through FROM event_sequence WHERE id = 1{lock}")).get_result(conn)?)
-}
-
-fn sequence_row(conn: &mut DbConnection) -> Result<Sequence, AppError> {
-    Ok(diesel::sql_query("SELECT last_position, pruned_through FROM event_sequence WHERE id = 1").get_result(conn)?)
 }
 
 /// Numbers committed events that have no position yet; how many it numbered.
@@ -138,7 +134,7 @@ pub fn sequence(conn: &mut DbConnection) -> Result<usize, AppError> {
         return Ok(0);
     }
     transaction(conn, |conn| {
-        let last = locked_sequence(conn)?.last_position;
+        let last = sequence_row(conn, true)?.last_position;
         let ids: Vec<i64> = events::table.filter(events::position.is_null()).order(events::id).select(events::id).limit(SEQUENCE_BATCH).load(conn)?;
         for (offset, chunk) in (0..).step_by(1000).zip(ids.chunks(1000)) {
             let cases: String = chunk.iter().enumerate().map(|(i, id)| format!(" WHEN {id} THEN {}", last + offset + i as i64 + 1)).collect();
@@ -171,7 +167,7 @@ pub struct Page {
     pub next_cursor: i64,
 }
 
-pub fn cursor_expired(after: i64, pruned_through: i64) -> AppError {
+fn cursor_expired(after: i64, pruned_through: i64) -> AppError {
     AppError::new(
         ErrorKind::Gone,
         "cursor_expired",
@@ -181,7 +177,7 @@ pub fn cursor_expired(after: i64, pruned_through: i64) -> AppError {
 
 /// Up to `limit` events of `types` after `cursor`, oldest first.
 pub fn page(conn: &mut DbConnection, cursor: Cursor, types: &TypeFilter, limit: i64) -> Result<Page, AppError> {
-    let sequence = sequence_row(conn)?;
+    let sequence = sequence_row(conn, false)?;
     let after = match cursor {
         Cursor::Start => sequence.pruned_through,
         Cursor::Latest => sequence.last_position,
@@ -217,7 +213,7 @@ pub fn prune(conn: &mut DbConnection, cutoff: NaiveDateTime) -> Result<usize, Ap
     let mut deleted = 0;
     loop {
         let removed = transaction(conn, |conn| {
-            let sequence = locked_sequence(conn)?;
+            let sequence = sequence_row(conn, true)?;
             // The oldest numbered events; those before the cutoff go.
             let oldest: Vec<(Option<i64>, NaiveDateTime)> = events::table
                 .filter(events::position.gt(sequence.pruned_through))

@@ -237,7 +237,7 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
     refresh_snapshot(conn, SnapshotTarget::Ids(&[survivor.id]), true)?;
     let survivor = view_by_id(conn, survivor.id)?;
     let event = json!({"customer": survivor.row.code, "merged": merged, "version": survivor.row.version, "reason": request.reason});
-    super::events::record(conn, vec![super::events::NewEvent::now(crate::domain::event::EventType::CustomerMerged, event)])?;
+    super::events::record_one(conn, crate::domain::event::EventType::CustomerMerged, event)?;
     Ok(MergeOutcome { survivor, merged, taken, conflicts, transactions_moved })
 }
 
