@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::db::{DatabaseUrl, Timeouts, DEFAULT_SQLITE_PATH};
+use crate::domain::webhook::RetrySchedule;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -21,6 +22,29 @@ pub struct Settings {
     pub cors: CorsOrigins,
     /// How long the change feed keeps events (`EVENT_RETENTION_DAYS`).
     pub event_retention: Duration,
+    pub webhooks: WebhookSettings,
+}
+
+/// How webhooks are sent.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookSettings {
+    /// Whether endpoints may be on loopback and private networks
+    /// (`WEBHOOK_ALLOW_PRIVATE`); off, that is refused (SSRF).
+    pub allow_private: bool,
+    /// How long one delivery may take, connecting included (`WEBHOOK_TIMEOUT_SECONDS`).
+    pub timeout: Duration,
+    /// When failed deliveries are tried again (`WEBHOOK_FIRST_RETRY_MS` sets the first wait).
+    pub retry: RetrySchedule,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            timeout: Duration::from_secs(DEFAULT_WEBHOOK_TIMEOUT_SECONDS),
+            retry: RetrySchedule { first: Duration::from_millis(DEFAULT_WEBHOOK_FIRST_RETRY_MS), give_up_after: RetrySchedule::GIVE_UP_AFTER },
+        }
+    }
 }
 
 /// `CORS_ALLOWED_ORIGINS`: unset means no cross-origin browser access.
@@ -59,6 +83,8 @@ pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_LONG_STATEMENT_TIMEOUT_MS: u64 = 600_000;
 pub const DEFAULT_RUN_BATCH_SIZE: i64 = 10_000;
 pub const DEFAULT_EVENT_RETENTION_DAYS: u64 = 30;
+pub const DEFAULT_WEBHOOK_TIMEOUT_SECONDS: u64 = 10;
+pub const DEFAULT_WEBHOOK_FIRST_RETRY_MS: u64 = 5000;
 
 impl Settings {
     pub fn from_env() -> Result<Self, String> {
@@ -78,6 +104,19 @@ impl Settings {
         if retention_days == 0 || retention_days > 3650 {
             return Err("EVENT_RETENTION_DAYS must be between 1 and 3650".into());
         }
+        let webhook_timeout = number("WEBHOOK_TIMEOUT_SECONDS", DEFAULT_WEBHOOK_TIMEOUT_SECONDS)?;
+        if webhook_timeout == 0 || webhook_timeout > 60 {
+            return Err("WEBHOOK_TIMEOUT_SECONDS must be between 1 and 60".into());
+        }
+        let first_retry = number("WEBHOOK_FIRST_RETRY_MS", DEFAULT_WEBHOOK_FIRST_RETRY_MS)?;
+        if !(10..=3_600_000).contains(&first_retry) {
+            return Err("WEBHOOK_FIRST_RETRY_MS must be between 10 and 3600000".into());
+        }
+        let allow_private = match var("WEBHOOK_ALLOW_PRIVATE").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(format!("WEBHOOK_ALLOW_PRIVATE must be true or false, not {other:?}")),
+        };
         Ok(Settings {
             database_url: DatabaseUrl::parse(&var("DATABASE_URL").unwrap_or_else(|| DEFAULT_SQLITE_PATH.to_string())),
             bind_addr: var("BIND_ADDR").unwrap_or_else(|| DEFAULT_BIND_ADDR.to_string()),
@@ -92,6 +131,11 @@ impl Settings {
             run_batch_size: run_batch_size as i64,
             cors: CorsOrigins::parse(&var("CORS_ALLOWED_ORIGINS").unwrap_or_default())?,
             event_retention: Duration::from_secs(retention_days * 86_400),
+            webhooks: WebhookSettings {
+                allow_private,
+                timeout: Duration::from_secs(webhook_timeout),
+                retry: RetrySchedule { first: Duration::from_millis(first_retry), give_up_after: RetrySchedule::GIVE_UP_AFTER },
+            },
         })
     }
 }

@@ -10,3 +10,4 @@ pub mod error;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod webhook_sender;

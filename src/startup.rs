@@ -12,11 +12,12 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::events::FeedSignal;
 use crate::api::{self, error, AppState, KeyCache};
-use crate::config::{CorsOrigins, Settings};
+use crate::config::{CorsOrigins, Settings, WebhookSettings};
 use crate::db::{self, Db, DbPool};
 use crate::domain::api_key::ApiKeySecret;
 use crate::store::api_keys::{self, Bootstrap};
-use crate::store::{duplicates, events, sales_totals};
+use crate::store::{duplicates, events, sales_totals, webhooks};
+use crate::webhook_sender::deliver_webhooks;
 use crate::telemetry::{self, Metrics};
 
 /// How long a looked-up API key is trusted before it is read again.
@@ -28,6 +29,7 @@ pub struct Application {
     db: Db,
     feed: FeedSignal,
     event_retention: Duration,
+    webhooks: WebhookSettings,
 }
 
 /// How often a replica checks whether the sales totals' anchor is behind today.
@@ -105,6 +107,7 @@ impl Application {
             run_batch_size: settings.run_batch_size,
             imports: Default::default(),
             feed: feed.clone(),
+            webhook_allow_private: settings.webhooks.allow_private,
         });
         let cors_origins = settings.cors.clone();
         let server = HttpServer::new(move || {
@@ -125,7 +128,7 @@ impl Application {
         .shutdown_timeout(30);
         let server = if settings.workers > 0 { server.workers(settings.workers) } else { server };
         let server = server.listen(listener).map_err(|e| e.to_string())?.run();
-        Ok(Self { server, port, db, feed, event_retention: settings.event_retention })
+        Ok(Self { server, port, db, feed, event_retention: settings.event_retention, webhooks: settings.webhooks })
     }
 
     pub fn port(&self) -> u16 {
@@ -134,7 +137,7 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let maintenance = std::pin::pin!(maintain(self.db, self.feed, self.event_retention));
+        let maintenance = std::pin::pin!(maintain(self.db, self.feed, self.event_retention, self.webhooks));
         match futures_util::future::select(self.server, maintenance).await {
             futures_util::future::Either::Left((served, _)) => served,
             futures_util::future::Either::Right(((), server)) => server.await,
@@ -144,14 +147,20 @@ impl Application {
 
 /// What every replica keeps up in the background: the duplicate keys of customers
 /// that have none (after the migration that added them), once; then the sales totals,
-/// the numbering of the feed's events and their retention.
-async fn maintain(db: Db, feed: FeedSignal, event_retention: Duration) {
+/// the numbering of the feed's events, their delivery to webhooks, and their retention.
+async fn maintain(db: Db, feed: FeedSignal, event_retention: Duration, webhook_settings: WebhookSettings) {
     match db.run_long(duplicates::fill_missing).await {
         Ok(0) => {}
         Ok(keyed) => log::info!("computed the duplicate keys of {keyed} customers"),
         Err(error) => log::warn!("the duplicate keys could not be computed (the first duplicates search will): {error}"),
     }
-    futures_util::future::join3(keep_sales_totals_current(db.clone()), number_events(db.clone(), feed), prune_events(db, event_retention)).await;
+    futures_util::future::join4(
+        keep_sales_totals_current(db.clone()),
+        number_events(db.clone(), feed.clone()),
+        deliver_webhooks(db.clone(), feed, webhook_settings),
+        prune_events(db, event_retention),
+    )
+    .await;
 }
 
 /// Numbers committed events as they come (`store::events::sequence`), and wakes the
@@ -171,7 +180,8 @@ async fn number_events(db: Db, feed: FeedSignal) {
     }
 }
 
-/// Deletes the events past their retention, at start-up and then every hour.
+/// Deletes the events and the webhook deliveries logged past their retention, at
+/// start-up and then every hour.
 async fn prune_events(db: Db, retention: Duration) {
     loop {
         let cutoff = db::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
@@ -179,6 +189,11 @@ async fn prune_events(db: Db, retention: Duration) {
             Ok(0) => {}
             Ok(pruned) => log::info!("deleted {pruned} events past their retention"),
             Err(error) => log::warn!("the events past their retention could not be deleted: {error}"),
+        }
+        match db.run_long(move |conn| webhooks::prune_deliveries(conn, cutoff)).await {
+            Ok(0) => {}
+            Ok(pruned) => log::info!("deleted {pruned} webhook deliveries past their retention"),
+            Err(error) => log::warn!("the webhook deliveries past their retention could not be deleted: {error}"),
         }
         tokio::time::sleep(EVENT_PRUNING).await;
     }

@@ -16,6 +16,7 @@ use crate::api::error::Problem;
 use crate::api::paging::parse_limit_within;
 use crate::api::AppState;
 use crate::domain::event::{Cursor, TypeFilter};
+use crate::domain::FieldError;
 use crate::error::AppError;
 use crate::store::events::{self as store, EventRow};
 
@@ -26,6 +27,11 @@ pub struct FeedSignal(Arc<Notify>);
 impl FeedSignal {
     pub fn numbered(&self) {
         self.0.notify_waiters();
+    }
+
+    /// Returns once this replica numbers events, or after `at_most`.
+    pub async fn wait_for_numbering(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, self.0.notified()).await;
     }
 }
 
@@ -78,6 +84,11 @@ pub struct EventPage {
     pub next_cursor: String,
 }
 
+/// 422 `unknown_event_type`, naming the known ones.
+pub fn unknown_event_type(error: FieldError) -> AppError {
+    AppError::validation("unknown_event_type", error.message.clone(), vec![error])
+}
+
 fn invalid_query(detail: String) -> AppError {
     AppError::bad_request("invalid_query", detail)
 }
@@ -91,14 +102,15 @@ fn invalid_query(detail: String) -> AppError {
     ),
     responses(
         (status = 200, description = "The events after the cursor (none when the wait ran out)", body = EventPage),
-        (status = 400, description = "`invalid_cursor`, `invalid_query` (an unknown type, `limit` or `wait` out of range)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_cursor`, `invalid_query` (`limit` or `wait` out of range)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`unknown_event_type`: `types` names a type or family that does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`cursor_expired`: the events after the cursor are past their retention", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Query<EventQuery>) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();
     let mut cursor = Cursor::parse("after", query.after.as_deref())
         .map_err(|_| AppError::bad_request("invalid_cursor", "`after` is a next_cursor this feed gave, or `latest`; start again without it"))?;
-    let types = TypeFilter::parse("types", query.types.as_deref().unwrap_or_default()).map_err(|error| invalid_query(error.message))?;
+    let types = TypeFilter::parse("types", query.types.as_deref().unwrap_or_default()).map_err(unknown_event_type)?;
     let limit = parse_limit_within(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let wait = match query.wait.as_deref() {
         None => 0,

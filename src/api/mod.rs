@@ -23,6 +23,7 @@ pub mod runs;
 pub mod schemes;
 pub mod spreadsheet;
 pub mod transactions;
+pub mod webhooks;
 
 use std::future::{ready, Ready};
 
@@ -48,6 +49,8 @@ pub struct AppState {
     pub imports: imports::RunningImports,
     /// Wakes the feed's long polls when this replica numbers events.
     pub feed: events::FeedSignal,
+    /// Whether webhook endpoints may be on internal networks (`WEBHOOK_ALLOW_PRIVATE`).
+    pub webhook_allow_private: bool,
 }
 
 /// Largest JSON body accepted by ordinary endpoints.
@@ -151,6 +154,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(exports::routes)
             .configure(imports::routes)
             .configure(events::routes)
+            .configure(webhooks::routes)
             .configure(api_keys::routes),
     );
 }

@@ -8,7 +8,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, Respons
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
-use super::{api_keys, assignments, attributes, categories, customers, data_quality, duplicates, events, exports, health, imports, merge, reports, rules, runs, schemes, transactions};
+use super::{api_keys, assignments, attributes, categories, customers, data_quality, duplicates, events, exports, health, imports, merge, reports, rules, runs, schemes, transactions, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,6 +32,7 @@ use super::{api_keys, assignments, attributes, categories, customers, data_quali
         reports::distribution, reports::crosstab, reports::transitions, reports::transition_customers,
         exports::export_customers, imports::import_customers, imports::get, data_quality::data_quality,
         events::list,
+        webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate_secret, webhooks::replay, webhooks::deliveries,
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
     ),
@@ -48,6 +49,7 @@ use super::{api_keys, assignments, attributes, categories, customers, data_quali
         (name = "rules", description = "Automatic classification (自动分类): rules and classification runs; writes need scope admin"),
         (name = "reports", description = "Analysis and reports (分类分析与报表): distributions, cross-tabs, upgrades and downgrades, as JSON, CSV or .xlsx; scope read"),
         (name = "events", description = "The change feed: every change as an event, in commit order, with long polling; scope read"),
+        (name = "webhooks", description = "The change feed pushed to receivers, signed as Standard Webhooks has it, at least once and in order per endpoint; scope write"),
         (name = "api-keys", description = "API keys; scope admin"),
         (name = "operations", description = "Probes and metrics, without auth"),
     )

@@ -18,10 +18,11 @@ pub enum EventType {
     CategoryUpdated,
     CategoryDeleted,
     ClassificationRunFinished,
+    WebhookDisabled,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 13] = [
         EventType::CustomerCreated,
         EventType::CustomerUpdated,
         EventType::CustomerDeleted,
@@ -34,6 +35,7 @@ impl EventType {
         EventType::CategoryUpdated,
         EventType::CategoryDeleted,
         EventType::ClassificationRunFinished,
+        EventType::WebhookDisabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +52,7 @@ impl EventType {
             EventType::CategoryUpdated => "category.updated",
             EventType::CategoryDeleted => "category.deleted",
             EventType::ClassificationRunFinished => "classification_run.finished",
+            EventType::WebhookDisabled => "webhook.disabled",
         }
     }
 

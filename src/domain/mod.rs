@@ -69,6 +69,7 @@ pub mod rule;
 pub mod run;
 pub mod sales;
 pub mod scheme;
+pub mod webhook;
 
 use serde::Serialize;
 
@@ -179,6 +180,7 @@ mod tests {
         labels_are_what_serde_writes(run::RunStatus::LABELS, run::RunStatus::from_label);
         labels_are_what_serde_writes(run::Trigger::LABELS, run::Trigger::from_label);
         labels_are_what_serde_writes(run::ChangeOutcome::LABELS, run::ChangeOutcome::from_label);
+        labels_are_what_serde_writes(webhook::DeliveryOutcome::LABELS, webhook::DeliveryOutcome::from_label);
         assert_eq!(run::RunStatus::try_from("done".to_string()).unwrap_err(), "\"done\" is not a RunStatus (one of running, completed, failed, abandoned)");
     }
 

@@ -57,7 +57,7 @@ pub fn record_one(conn: &mut DbConnection, kind: EventType, data: Json) -> Resul
 }
 
 /// A moment as events show it: RFC 3339 in UTC, to the microsecond.
-fn rfc3339(at: NaiveDateTime) -> String {
+pub(crate) fn rfc3339(at: NaiveDateTime) -> String {
     DateTime::<Utc>::from_naive_utc_and_offset(at, Utc).to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
@@ -175,17 +175,28 @@ fn cursor_expired(after: i64, pruned_through: i64) -> AppError {
     )
 }
 
+/// The position a cursor stands after; 410 `cursor_expired` when retention deleted
+/// events after it.
+fn resolve(sequence: &Sequence, cursor: Cursor) -> Result<i64, AppError> {
+    match cursor {
+        Cursor::Start => Ok(sequence.pruned_through),
+        Cursor::Latest => Ok(sequence.last_position),
+        Cursor::After(after) if after < sequence.pruned_through => Err(cursor_expired(after, sequence.pruned_through)),
+        // A cursor beyond what this node has numbered (given by a node further along)
+        // reads nothing until this one catches up.
+        Cursor::After(after) => Ok(after),
+    }
+}
+
+/// [`resolve`] against the feed as it stands.
+pub fn position_of(conn: &mut DbConnection, cursor: Cursor) -> Result<i64, AppError> {
+    resolve(&sequence_row(conn, false)?, cursor)
+}
+
 /// Up to `limit` events of `types` after `cursor`, oldest first.
 pub fn page(conn: &mut DbConnection, cursor: Cursor, types: &TypeFilter, limit: i64) -> Result<Page, AppError> {
     let sequence = sequence_row(conn, false)?;
-    let after = match cursor {
-        Cursor::Start => sequence.pruned_through,
-        Cursor::Latest => sequence.last_position,
-        Cursor::After(after) if after < sequence.pruned_through => return Err(cursor_expired(after, sequence.pruned_through)),
-        // A cursor beyond what this node has numbered (given by a node further along)
-        // reads nothing until this one catches up.
-        Cursor::After(after) => after,
-    };
+    let after = resolve(&sequence, cursor)?;
     // Everything numbered up to `last_position` was committed when it was read, so
     // a page that ends short of `limit` has seen all of it.
     let mut query = events::table

@@ -105,6 +105,9 @@ pub struct Options {
     pub statement_timeout: Duration,
     /// `CORS_ALLOWED_ORIGINS`.
     pub cors: custclass::config::CorsOrigins,
+    /// `WEBHOOK_*`: by default receivers on 127.0.0.1 are allowed, time out after 2 s
+    /// and are retried after 50 ms at first.
+    pub webhooks: custclass::config::WebhookSettings,
 }
 
 impl Default for Options {
@@ -116,6 +119,11 @@ impl Default for Options {
             run_batch_size: custclass::config::DEFAULT_RUN_BATCH_SIZE,
             statement_timeout: Duration::from_secs(30),
             cors: custclass::config::CorsOrigins::None,
+            webhooks: custclass::config::WebhookSettings {
+                allow_private: true,
+                timeout: Duration::from_secs(2),
+                retry: custclass::domain::webhook::RetrySchedule { first: Duration::from_millis(50), give_up_after: custclass::domain::webhook::RetrySchedule::GIVE_UP_AFTER },
+            },
         }
     }
 }
@@ -149,6 +157,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         run_batch_size: options.run_batch_size,
         cors: options.cors.clone(),
         event_retention: Duration::from_secs(custclass::config::DEFAULT_EVENT_RETENTION_DAYS * 86_400),
+        webhooks: options.webhooks,
     };
     let prepared = settings.clone();
     let (pool, generated_key) = tokio::task::spawn_blocking(move || {
@@ -348,6 +357,36 @@ where
     })
     .await
     .unwrap()
+}
+
+/// Another process holding SQLite's write lock (`BEGIN EXCLUSIVE`) until released:
+/// to the app, the database is unavailable for writes.
+pub struct SqliteWriteLock {
+    release: std::sync::mpsc::Sender<()>,
+    holder: std::thread::JoinHandle<()>,
+}
+
+pub fn hold_sqlite_write_lock(path: PathBuf) -> SqliteWriteLock {
+    use diesel::RunQueryDsl;
+
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut other = diesel::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+        diesel::sql_query("BEGIN EXCLUSIVE").execute(&mut other).unwrap();
+        locked_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        diesel::sql_query("COMMIT").execute(&mut other).unwrap();
+    });
+    locked_rx.recv().unwrap();
+    SqliteWriteLock { release, holder }
+}
+
+impl SqliteWriteLock {
+    pub fn release(self) {
+        self.release.send(()).unwrap();
+        self.holder.join().unwrap();
+    }
 }
 
 /// Runs statements straight on the app's database, behind its back (to corrupt or

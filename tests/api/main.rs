@@ -13,6 +13,8 @@ mod customers;
 mod data_quality;
 mod errors;
 mod events;
+mod receiver;
+mod webhooks;
 mod duplicates;
 mod exports;
 mod imports;

@@ -1,6 +1,5 @@
 use std::time::Duration;
 
-use diesel::{Connection, RunQueryDsl};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -140,22 +139,12 @@ mod database_outage {
         let app = spawn_app_with(Backend::Sqlite, Options { db_timeout: SHORT, ..Options::default() }).await;
         app.create_scheme("TIER", "2").await;
         let custclass::db::DatabaseUrl::Sqlite(path) = app.database.clone() else { unreachable!() };
-        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let holder = std::thread::spawn(move || {
-            let mut other = diesel::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
-            diesel::sql_query("BEGIN EXCLUSIVE").execute(&mut other).unwrap();
-            locked_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-            diesel::sql_query("COMMIT").execute(&mut other).unwrap();
-        });
-        locked_rx.recv().unwrap();
+        let holder = crate::helpers::hold_sqlite_write_lock(path);
 
         assert_unavailable(app.post("/api/v1/schemes", &json!({"code": "DOWN", "name": "x", "code_rule": "2"})).await).await;
         assert_unavailable(app.patch("/api/v1/schemes/TIER", &json!({"name": "x"})).await).await;
 
-        release_tx.send(()).unwrap();
-        holder.join().unwrap();
+        holder.release();
         app.create_scheme("BACK", "2").await;
         let scheme = ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await;
         assert_eq!(scheme["name"], "TIER scheme", "the refused write changed nothing");
