@@ -56,16 +56,20 @@ impl Resolve for PublicAddressesOnly {
     }
 }
 
+/// How long registering an endpoint waits for its name to resolve.
+const REGISTRATION_LOOKUP: Duration = Duration::from_secs(2);
+
 /// Whether `host` resolves only to addresses that are not public; a name that does
-/// not resolve (yet) passes, its deliveries fail and are retried.
+/// not resolve (yet, or within [`REGISTRATION_LOOKUP`]) passes: its deliveries fail
+/// and are retried, and each delivery resolves it again through the same guard.
 pub async fn resolves_only_privately(url: &WebhookUrl) -> bool {
     let Some(host) = url.host_name() else { return false };
-    match tokio::net::lookup_host((host, url.port())).await {
-        Ok(found) => {
+    match tokio::time::timeout(REGISTRATION_LOOKUP, tokio::net::lookup_host((host, url.port()))).await {
+        Ok(Ok(found)) => {
             let found: Vec<_> = found.collect();
             !found.is_empty() && found.iter().all(|address| !is_public(address.ip()))
         }
-        Err(_) => false,
+        Ok(Err(_)) | Err(_) => false,
     }
 }
 

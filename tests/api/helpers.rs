@@ -92,6 +92,7 @@ pub struct TestApp {
     pub database: DatabaseUrl,
     /// For outage tests on MySQL: the proxy between the app and the server.
     pub proxy: Option<TcpProxy>,
+    settings: Settings,
 }
 
 pub struct Options {
@@ -169,20 +170,32 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     .unwrap()
     .unwrap_or_else(|e| panic!("{e}"));
     let admin_key = configured_key.or(generated_key).expect("either the configured or a generated admin key");
+    TestApp { address: serve(pool, &settings), admin_key, client: test_client(), database, proxy, settings }
+}
+
+/// Serves the app in the background; its address.
+fn serve(pool: custclass::db::DbPool, settings: &Settings) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let app = Application::serve(pool, listener, &settings).unwrap();
+    let app = Application::serve(pool, listener, settings).unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address,
-        admin_key,
-        client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
-        database,
-        proxy,
-    }
+    address
+}
+
+fn test_client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
 }
 
 impl TestApp {
+    /// Another replica of the service: the same database and settings, its own
+    /// process state (pool, sequencer, webhook sender).
+    pub async fn replica(&self) -> TestApp {
+        let prepared = self.settings.clone();
+        let pool = tokio::task::spawn_blocking(move || prepare_database(&prepared)).await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+        let address = serve(pool, &self.settings);
+        TestApp { address, admin_key: self.admin_key.clone(), client: test_client(), database: self.database.clone(), proxy: None, settings: self.settings.clone() }
+    }
+
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, format!("{}{}", self.address, path))
     }

@@ -18,6 +18,7 @@ both_backends!(
     a_replay_sends_the_events_after_a_cursor_again,
     a_receiver_that_hangs_or_redirects_never_delays_a_request,
     an_endpoint_whose_replica_died_is_taken_over_when_its_lease_lapses,
+    two_replicas_deliver_each_event_once,
     bad_webhook_requests_are_refused
 );
 both_backends!(backend: internal_addresses_are_refused_without_webhook_allow_private, a_database_outage_during_delivery_loses_no_event);
@@ -287,6 +288,31 @@ async fn an_endpoint_whose_replica_died_is_taken_over_when_its_lease_lapses(app:
     assert!(receiver.received().is_empty(), "nothing is sent while the lease holds");
     until("the event is delivered once the lease lapsed", &receiver, |r| r.accepted().len() == 1).await;
     assert_eq!(receiver.accepted()[0]["data"]["customer"], "C1");
+}
+
+/// Both replicas run a sender; the lease lets one at a time deliver to an endpoint,
+/// so the receiver gets each event once, in order, whichever replica the changes and
+/// the endpoints were made on.
+async fn two_replicas_deliver_each_event_once(app: TestApp) {
+    let other = app.replica().await;
+    let receivers = [Receiver::start().await, Receiver::start().await, Receiver::start().await];
+    register(&app, &receivers[0], json!(["customer.created"])).await;
+    register(&other, &receivers[1], json!(["customer.created"])).await;
+    register(&app, &receivers[2], json!(["customer.created"])).await;
+    let codes: Vec<String> = (1..=40).map(|i| format!("C{i:02}")).collect();
+    for (i, code) in codes.iter().enumerate() {
+        let replica = if i % 2 == 0 { &app } else { &other };
+        replica.create_customer(code, json!({})).await;
+    }
+    for receiver in &receivers {
+        until("every customer reaches every endpoint", receiver, |r| r.accepted().len() >= codes.len()).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let feed: Vec<Value> = feed_of(&app, "&types=customer.created", codes.len()).await;
+    for receiver in &receivers {
+        assert_eq!(receiver.received().len(), codes.len(), "no event sent twice");
+        assert_eq!(receiver.accepted(), feed, "in feed order");
+    }
 }
 
 /// The database goes away while a delivery is in flight: on MySQL the connection
