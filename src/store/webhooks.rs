@@ -317,6 +317,10 @@ pub enum BatchEnd {
 /// records `webhook.disabled`.
 pub fn settle(conn: &mut DbConnection, id: i64, owner: &str, attempts: &[Attempt], end: BatchEnd, schedule: RetrySchedule, lease: Duration, spread: f64) -> Result<bool, AppError> {
     transaction(conn, |conn| {
+        // Deleted meanwhile: nothing to log against.
+        let Some(current) = webhooks::table.find(id).select(WebhookRow::as_select()).first(conn).optional()? else {
+            return Ok(false);
+        };
         let rows: Vec<_> = attempts
             .iter()
             .map(|attempt| {
@@ -333,20 +337,23 @@ pub fn settle(conn: &mut DbConnection, id: i64, owner: &str, attempts: &[Attempt
                 )
             })
             .collect();
+        // The attempts were made, so they are logged even when the lease was lost.
         if !rows.is_empty() {
             crate::insert_many!(conn, webhook_deliveries::table, rows)?;
         }
-        let Some(current) = webhooks::table.find(id).filter(webhooks::lease_owner.eq(owner)).select(WebhookRow::as_select()).first(conn).optional()? else {
+        if current.lease_owner.as_deref() != Some(owner) {
             return Ok(false);
-        };
+        }
         let at = now();
+        // Only while the lease is still ours: a change made meanwhile freed it.
         let mine = webhooks::table.find(id).filter(webhooks::lease_owner.eq(owner));
         match &end {
             &BatchEnd::Delivered { through, more } => {
                 let lease_until = more.then(|| at + chrono::Duration::from_std(lease).expect("a short lease"));
-                diesel::update(mine)
+                let moved = diesel::update(mine)
                     .set((webhooks::delivered_through.eq(through), clear_failures(), webhooks::lease_owner.eq(lease_until.map(|_| owner)), webhooks::lease_until.eq(lease_until)))
                     .execute(conn)?;
+                Ok(moved == 1)
             }
             BatchEnd::Failed { through, error } => {
                 let through = *through;
@@ -357,19 +364,24 @@ pub fn settle(conn: &mut DbConnection, id: i64, owner: &str, attempts: &[Attempt
                 let progress = (webhooks::delivered_through.eq(through), webhooks::failures.eq(failures), webhooks::failing_since.eq(failing_since));
                 if schedule.gives_up(failing_for) {
                     let reason = format!("failing since {failing_since} UTC ({failures} attempts); last error: {error}");
-                    diesel::update(mine).set((progress, freed, webhooks::enabled.eq(false), webhooks::next_attempt_at.eq(None::<NaiveDateTime>), webhooks::disabled_reason.eq(&reason))).execute(conn)?;
+                    let disabled = diesel::update(mine)
+                        .set((progress, freed, webhooks::enabled.eq(false), webhooks::next_attempt_at.eq(None::<NaiveDateTime>), webhooks::disabled_reason.eq(&reason)))
+                        .execute(conn)?;
+                    if disabled == 0 {
+                        return Ok(false);
+                    }
                     events::record_one(
                         conn,
                         EventType::WebhookDisabled,
                         json!({"webhook_id": id, "url": current.url, "failing_since": events::rfc3339(failing_since), "failures": failures, "reason": reason}),
                     )?;
+                    Ok(true)
                 } else {
                     let retry_at = at + chrono::Duration::from_std(schedule.wait_after(failures as u32, spread)).unwrap_or(chrono::Duration::MAX);
-                    diesel::update(mine).set((progress, freed, webhooks::next_attempt_at.eq(retry_at))).execute(conn)?;
+                    Ok(diesel::update(mine).set((progress, freed, webhooks::next_attempt_at.eq(retry_at))).execute(conn)? == 1)
                 }
             }
         }
-        Ok(true)
     })
 }
 
