@@ -148,7 +148,7 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
             },
             reason: Some("demo data".into()),
         };
-        customers::create(conn, &new, ACTOR)?;
+        customers::create(conn, &new, ACTOR, None)?;
         sales.extend(demo_sales(&code, tier, &mut random)?);
     }
     transactions::ingest(conn, &sales)?;

@@ -147,11 +147,12 @@ impl WebhookSender {
         let url = endpoint.url()?;
         let types = endpoint.type_filter()?;
         let secrets = endpoint.secrets_at(now())?;
+        let restriction = endpoint.restriction()?.map(Arc::new);
         let mut through = endpoint.delivered_through;
         let mut failures = endpoint.failures;
         loop {
-            let filter = types.clone();
-            let (attempts, end) = match db.run(move |conn| events::page(conn, Cursor::After(through), &filter, BATCH)).await {
+            let (filter, restriction) = (types.clone(), restriction.clone());
+            let (attempts, end) = match db.run(move |conn| events::page(conn, Cursor::After(through), &filter, BATCH, restriction.as_deref())).await {
                 Err(error) if error.code == "cursor_expired" => self.skip_expired(db, through).await?,
                 page => {
                     let page = page?;

@@ -9,6 +9,8 @@ use crate::api::auth::{Admin, Auth};
 use crate::api::error::Problem;
 use crate::api::{AppState, FieldErrors, Page};
 use crate::domain::api_key::{ApiKeySecret, KeyName, Scope};
+use crate::domain::restriction::Restriction;
+use crate::domain::FieldError;
 use crate::error::AppError;
 use crate::store::api_keys::{self as store, ApiKeyRow};
 
@@ -25,6 +27,9 @@ pub struct ApiKey {
     pub created_at: DateTime<Utc>,
     /// Set once the key is revoked; revoked keys answer 401.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The customers the key may see and change: per scheme, category subtrees.
+    #[schema(value_type = Option<Object>, example = json!({"REGION": ["01", "0203"]}))]
+    pub restrict: Option<serde_json::Value>,
 }
 
 impl TryFrom<ApiKeyRow> for ApiKey {
@@ -32,6 +37,7 @@ impl TryFrom<ApiKeyRow> for ApiKey {
 
     fn try_from(row: ApiKeyRow) -> Result<Self, AppError> {
         Ok(ApiKey {
+            restrict: row.restriction()?.map(|restriction| restriction.to_json()),
             id: row.id,
             scope: row.scope()?,
             name: row.name,
@@ -58,6 +64,11 @@ pub struct ApiKeyCreate {
     #[schema(example = "erp-sales")]
     pub name: String,
     pub scope: Scope,
+    /// Record-level permission (记录级数据权限): the key sees and changes only customers
+    /// whose category in each scheme named lies in one of the subtrees listed. Not with
+    /// scope `admin`.
+    #[schema(value_type = Option<Object>, example = json!({"REGION": ["01", "0203"]}))]
+    pub restrict: Option<serde_json::Value>,
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys", operation_id = "list_api_keys", tag = "api-keys",
@@ -72,6 +83,7 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Admin>) -> Result<Http
     responses(
         (status = 201, description = "Created; the secret is in this response only", body = ApiKeyCreated, headers(("Location" = String))),
         (status = 409, description = "`duplicate_name`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, `invalid_restriction` (a scheme or category that does not exist), `restricted_admin`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::Json<ApiKeyCreate>) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
@@ -79,9 +91,17 @@ pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::J
     let name = errors.check(KeyName::parse(&body.name));
     errors.finish()?;
     let name = name.expect("checked");
+    let restriction = body.restrict.as_ref().map(|value| Restriction::parse("restrict", value)).transpose().map_err(AppError::invalid_fields)?;
+    if restriction.is_some() && body.scope == Scope::Admin {
+        return Err(AppError::validation(
+            "restricted_admin",
+            "a key restricted to some categories' customers cannot have scope admin, which changes the whole archive",
+            vec![FieldError::new("scope", "must be read or write with restrict")],
+        ));
+    }
     let secret = ApiKeySecret::generate();
     let exposed = secret.expose().to_string();
-    let row = state.db.run(move |conn| store::create(conn, &name, body.scope, &secret)).await?;
+    let row = state.db.run(move |conn| store::create(conn, &name, body.scope, &secret, restriction.as_ref())).await?;
     let key = ApiKey::try_from(row)?;
     Ok(HttpResponse::Created()
         .insert_header((actix_web::http::header::LOCATION, format!("/api/v1/api-keys/{}", key.id)))

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::openapi::AttributeValue;
-use crate::api::auth::{Auth, Write};
+use crate::api::auth::{Auth, Write, Restrictable};
 use crate::api::customers::{parse_reason, Customer};
 use crate::api::error::{json_error, Problem};
 use crate::api::{ok_versioned, AppState, FieldErrors, IfMatch};
@@ -49,13 +49,14 @@ pub struct UnassignQuery {
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the customer version being changed")),
     responses(
         (status = 200, description = "The customer with its new category and version", body = Customer, headers(("ETag" = String))),
-        (status = 404, description = "`customer_not_found`, `scheme_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`outside_restriction`: the key is restricted, and the category is outside its subtrees", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`customer_not_found` (also for a customer outside the key's restriction), `scheme_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`category_not_found`, `category_not_leaf`, `category_inactive`, `scheme_inactive`; `attribute_required` (the new category requires values the customer lacks; send them in `attributes`), `invalid_attributes`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn assign(
     state: web::Data<AppState>,
-    auth: Auth<Write>,
+    auth: Auth<Write, Restrictable>,
     path: web::Path<(String, String)>,
     if_match: IfMatch,
     body: web::Json<AssignmentPut>,
@@ -68,9 +69,10 @@ pub async fn assign(
     errors.finish()?;
     let (category, reason) = (category.expect("checked"), reason.expect("checked"));
     let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
+    let restriction = auth.caller.restriction;
     let view = state
         .db
-        .run(move |conn| store::assign(conn, &customer, &scheme, category.as_str(), body.locked, &body.attributes, &provenance, if_match.0))
+        .run(move |conn| store::assign(conn, &customer, &scheme, category.as_str(), body.locked, &body.attributes, &provenance, if_match.0, restriction.as_deref()))
         .await?;
     let customer = Customer::from(view);
     Ok(ok_versioned(customer.version, &customer))
@@ -82,13 +84,14 @@ pub async fn assign(
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the customer version being changed")),
     responses(
         (status = 200, description = "The customer without a category in the scheme (also when it had none)", body = Customer, headers(("ETag" = String))),
-        (status = 404, description = "`customer_not_found`, `scheme_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`outside_restriction`: the key is restricted in this scheme, so the customer must keep a category in it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`customer_not_found` (also for a customer outside the key's restriction), `scheme_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`category_required`: the scheme is required", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn unassign(
     state: web::Data<AppState>,
-    auth: Auth<Write>,
+    auth: Auth<Write, Restrictable>,
     path: web::Path<(String, String)>,
     query: web::Query<UnassignQuery>,
     if_match: IfMatch,
@@ -96,7 +99,8 @@ pub async fn unassign(
     let (customer, scheme) = path.into_inner();
     let reason = parse_reason(query.reason.as_deref())?;
     let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
-    let view = state.db.run(move |conn| store::unassign(conn, &customer, &scheme, &provenance, if_match.0)).await?;
+    let restriction = auth.caller.restriction;
+    let view = state.db.run(move |conn| store::unassign(conn, &customer, &scheme, &provenance, if_match.0, restriction.as_deref())).await?;
     let customer = Customer::from(view);
     Ok(ok_versioned(customer.version, &customer))
 }
@@ -132,9 +136,10 @@ pub struct BatchResult {
 #[utoipa::path(post, path = "/api/v1/assignments/batch", tag = "assignments", operation_id = "assign_batch", request_body = BatchAssign,
     responses(
         (status = 200, description = "Every customer is in the category", body = BatchResult),
-        (status = 422, description = "`customers_not_found` (lists every unknown code in `errors`; nothing changed), `scheme_not_found`, `category_not_found`, `category_not_leaf`, `category_inactive`, `validation_failed`; `attribute_required`, `invalid_attributes` (fields named `CODE.attributes.KEY`; nothing changed)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`outside_restriction`: the key is restricted, and the category is outside its subtrees", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`customers_not_found` (lists every unknown code, and every customer outside the key's restriction, in `errors`; nothing changed), `scheme_not_found`, `category_not_found`, `category_not_leaf`, `category_inactive`, `validation_failed`; `attribute_required`, `invalid_attributes` (fields named `CODE.attributes.KEY`; nothing changed)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn batch(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json<BatchAssign>) -> Result<HttpResponse, AppError> {
+pub async fn batch(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, body: web::Json<BatchAssign>) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
     let category = errors.check(CategoryCode::parse("category", &body.category));
@@ -153,8 +158,9 @@ pub async fn batch(state: web::Data<AppState>, auth: Auth<Write>, body: web::Jso
     let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
     let scheme = body.scheme.clone();
     let category_code = category.as_str().to_string();
+    let restriction = auth.caller.restriction;
     let BatchOutcome { requested, changed, unchanged } =
-        state.db.run(move |conn| store::assign_batch(conn, &scheme, category.as_str(), &codes, body.locked, &provenance)).await?;
+        state.db.run(move |conn| store::assign_batch(conn, &scheme, category.as_str(), &codes, body.locked, &provenance, restriction.as_deref())).await?;
     Ok(HttpResponse::Ok().json(BatchResult { scheme: body.scheme, category: category_code, requested, changed, unchanged }))
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use utoipa::ToSchema;
 
-use crate::api::auth::{Admin, Auth, Read};
+use crate::api::auth::{Admin, Auth, Read, Restrictable};
 use crate::api::error::Problem;
 use crate::api::openapi::AttributeValue;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
@@ -187,7 +187,7 @@ pub struct ForceQuery {
         (status = 200, description = "The definitions", body = Page<AttributeDefinition>),
         (status = 404, description = "`scheme_not_found`, `category_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<(String, String)>, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, path: web::Path<(String, String)>, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
     let (scheme, code) = path.into_inner();
     let effective = query.effective;
     let views = state.db.run(move |conn| store::list(conn, &scheme, &code, effective)).await?;
@@ -225,7 +225,7 @@ pub async fn create(
         (status = 200, description = "The definition on this category", body = AttributeDefinition, headers(("ETag" = String))),
         (status = 404, description = "`scheme_not_found`, `category_not_found`, `attribute_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<(String, String, String)>) -> Result<HttpResponse, AppError> {
+pub async fn get(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, path: web::Path<(String, String, String)>) -> Result<HttpResponse, AppError> {
     let (scheme, code, key) = path.into_inner();
     let definition = AttributeDefinition::from(state.db.run(move |conn| store::get(conn, &scheme, &code, &key)).await?);
     Ok(ok_versioned(definition.version, &definition))

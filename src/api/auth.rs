@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::{ready, Ready};
 use std::marker::PhantomData;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
@@ -16,6 +16,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
 use crate::db::Db;
 use crate::domain::api_key::{ApiKeySecret, Scope};
+use crate::domain::restriction::Restriction;
 use crate::error::{AppError, ErrorKind};
 use crate::store;
 
@@ -28,6 +29,14 @@ pub struct Caller {
     /// Recorded as the actor of changes.
     pub name: String,
     pub scope: Scope,
+    /// The customers the key may see and change (记录级数据权限); `None`: all.
+    pub restriction: Option<Arc<Restriction>>,
+}
+
+impl Caller {
+    pub fn restriction(&self) -> Option<&Restriction> {
+        self.restriction.as_deref()
+    }
 }
 
 pub trait RequiredScope {
@@ -48,16 +57,36 @@ impl RequiredScope for Admin {
     const SCOPE: Scope = Scope::Admin;
 }
 
-/// An authenticated caller whose key has at least scope `S`. The caller was
-/// settled by [`authenticate`] before any extractor ran; this only checks the scope,
-/// at once, so a handler that names `Auth` first refuses before it reads a query,
-/// an `If-Match` or a body.
-pub struct Auth<S: RequiredScope> {
-    pub caller: Caller,
-    required: PhantomData<S>,
+/// Whether an endpoint serves keys restricted to some categories' customers.
+pub trait RestrictionPolicy {
+    const HONOURS_RESTRICTION: bool;
 }
 
-impl<S: RequiredScope> FromRequest for Auth<S> {
+/// The endpoint reads or changes the archive as a whole (runs, duplicates, data
+/// quality, …): a restricted key is refused, 403 `restricted_key`. The default, so
+/// that no endpoint serves a restricted key without limiting what it shows.
+pub struct WholeArchive;
+/// The endpoint limits every read and write to the customers the caller's
+/// restriction admits (`Caller::restriction`), in its queries.
+pub struct Restrictable;
+
+impl RestrictionPolicy for WholeArchive {
+    const HONOURS_RESTRICTION: bool = false;
+}
+impl RestrictionPolicy for Restrictable {
+    const HONOURS_RESTRICTION: bool = true;
+}
+
+/// An authenticated caller whose key has at least scope `S`, and, unless the endpoint
+/// is [`Restrictable`], no restriction. The caller was settled by [`authenticate`]
+/// before any extractor ran; this only checks, at once, so a handler that names
+/// `Auth` first refuses before it reads a query, an `If-Match` or a body.
+pub struct Auth<S: RequiredScope, P: RestrictionPolicy = WholeArchive> {
+    pub caller: Caller,
+    required: PhantomData<(S, P)>,
+}
+
+impl<S: RequiredScope, P: RestrictionPolicy> FromRequest for Auth<S, P> {
     type Error = AppError;
     type Future = Ready<Result<Self, AppError>>;
 
@@ -69,6 +98,11 @@ impl<S: RequiredScope> FromRequest for Auth<S> {
                 ErrorKind::Forbidden,
                 "insufficient_scope",
                 format!("this operation needs a key with scope {}; key {:?} has scope {}", S::SCOPE, caller.name, caller.scope),
+            )),
+            Some(caller) if caller.restriction.is_some() && !P::HONOURS_RESTRICTION => Err(AppError::new(
+                ErrorKind::Forbidden,
+                "restricted_key",
+                format!("key {:?} is restricted to some categories' customers; this operation works on the whole archive and needs an unrestricted key", caller.name),
             )),
             Some(caller) => Ok(Auth { caller, required: PhantomData }),
         })
@@ -134,7 +168,7 @@ impl KeyCache {
             .run(move |conn| store::api_keys::find_active(conn, &lookup))
             .await?
             .ok_or_else(|| unauthorized("the API key is unknown or revoked"))?;
-        let caller = Caller { key_id: row.id, scope: row.scope()?, name: row.name };
+        let caller = Caller { key_id: row.id, scope: row.scope()?, restriction: row.restriction()?.map(Arc::new), name: row.name };
         let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
         entries.insert(digest, (caller.clone(), Instant::now()));

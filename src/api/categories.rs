@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::auth::{Admin, Auth, Read};
+use crate::api::auth::{Admin, Auth, Read, Restrictable};
 use crate::api::error::Problem;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::category::{CategoryCode, CategoryName};
@@ -197,9 +197,10 @@ fn build_tree(categories: Vec<Category>) -> Vec<CategoryNode> {
         (status = 200, description = "Every category of the scheme ordered by code (the tree in pre-order), with counts", body = Page<Category>),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn list(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
-    let views = state.db.run(move |conn| store::list(conn, &scheme)).await?;
+    let restriction = auth.caller.restriction;
+    let views = state.db.run(move |conn| store::list(conn, &scheme, restriction.as_ref())).await?;
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Category::from).collect())))
 }
 
@@ -209,10 +210,11 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path
         (status = 200, description = "The nested hierarchy with counts", body = CategoryTree),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn tree(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn tree(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
     let lookup = scheme.clone();
-    let views = state.db.run(move |conn| store::list(conn, &lookup)).await?;
+    let restriction = auth.caller.restriction;
+    let views = state.db.run(move |conn| store::list(conn, &lookup, restriction.as_ref())).await?;
     let items = build_tree(views.into_iter().map(Category::from).collect());
     Ok(HttpResponse::Ok().json(CategoryTree { scheme, items }))
 }
@@ -244,9 +246,10 @@ pub async fn create(
         (status = 200, description = "The category", body = Category, headers(("ETag" = String))),
         (status = 404, description = "`scheme_not_found`, `category_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+pub async fn get(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
     let (scheme, code) = path.into_inner();
-    let category = Category::from(state.db.run(move |conn| store::get(conn, &scheme, &code)).await?);
+    let restriction = auth.caller.restriction;
+    let category = Category::from(state.db.run(move |conn| store::get(conn, &scheme, &code, restriction.as_ref())).await?);
     Ok(ok_versioned(category.version, &category))
 }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::auth::{Auth, Read, Write};
+use crate::api::auth::{Auth, Read, Write, Caller, Restrictable};
 use crate::api::paging::{self, PageRequest};
 use crate::api::error::Problem;
 use crate::api::openapi::{AttributeValue, AttributeValueOrNull};
@@ -19,6 +19,7 @@ use crate::domain::history::{Direction, Source};
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::AppError;
 use crate::store::customer_rows::{self, CustomerView};
+use crate::store::visibility;
 use crate::store::customer_search::{self, After, AttributeFilter, CategoryFilter, Filters, ListQuery, Missing, Sort, SortKey};
 use crate::store::customers::{self as store, CustomerChanges, CustomerFields, NewCustomer};
 use crate::store::history::{self, HistoryCursor, HistoryRow};
@@ -394,8 +395,9 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError>
         (status = 400, description = "`invalid_query`, `invalid_cursor`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`scheme_not_found`, `category_not_found`, `attribute_not_found`, `invalid_filter` (an operand that is not of the attribute's type, or an operator the type has no use for)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
-    let query = parse_list_query(query.into_inner())?;
+pub async fn list(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
+    let mut query = parse_list_query(query.into_inner())?;
+    query.filters.restrict_to(auth.caller.restriction);
     let sort = query.sort;
     let page = state.db.run(move |conn| customer_search::list(conn, &query)).await?;
     let next_cursor = page.next.as_ref().map(|after| encode_cursor(sort, after));
@@ -408,10 +410,10 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Que
         (status = 409, description = "`duplicate_code`, `duplicate_tax_id`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, `invalid_categories` (unknown scheme or category, not a leaf, inactive), `category_required`, `invalid_attributes`, `attribute_required`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json<CustomerCreate>) -> Result<HttpResponse, AppError> {
+pub async fn create(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, body: web::Json<CustomerCreate>) -> Result<HttpResponse, AppError> {
     let new = body.into_inner().parse()?;
-    let actor = auth.caller.name;
-    let customer = Customer::from(state.db.run(move |conn| store::create(conn, &new, &actor)).await?);
+    let Caller { name: actor, restriction, .. } = auth.caller;
+    let customer = Customer::from(state.db.run(move |conn| store::create(conn, &new, &actor, restriction.as_deref())).await?);
     Ok(created_versioned(format!("/api/v1/customers/{}", customer.code), customer.version, &customer))
 }
 
@@ -421,9 +423,10 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Write>, body: web::Js
         (status = 200, description = "The customer", body = Customer, headers(("ETag" = String))),
         (status = 404, description = "`customer_not_found`; `customer_merged` (with `merged_into`) for a customer merged into another", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn get(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
-    let customer = Customer::from(state.db.run(move |conn| crate::store::merge::view_or_merged(conn, &code)).await?);
+    let restriction = auth.caller.restriction;
+    let customer = Customer::from(state.db.run(move |conn| crate::store::merge::view_or_merged(conn, &code, restriction.as_deref())).await?);
     Ok(ok_versioned(customer.version, &customer))
 }
 
@@ -439,14 +442,15 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<
     ))]
 pub async fn update(
     state: web::Data<AppState>,
-    _auth: Auth<Write>,
+    auth: Auth<Write, Restrictable>,
     path: web::Path<String>,
     if_match: IfMatch,
     body: web::Json<CustomerPatch>,
 ) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let changes = body.into_inner().parse()?;
-    let customer = Customer::from(state.db.run(move |conn| store::update(conn, &code, &changes, if_match.0)).await?);
+    let restriction = auth.caller.restriction;
+    let customer = Customer::from(state.db.run(move |conn| store::update(conn, &code, &changes, if_match.0, restriction.as_deref())).await?);
     Ok(ok_versioned(customer.version, &customer))
 }
 
@@ -463,14 +467,15 @@ pub async fn update(
     ))]
 pub async fn replace_attributes(
     state: web::Data<AppState>,
-    _auth: Auth<Write>,
+    auth: Auth<Write, Restrictable>,
     path: web::Path<String>,
     if_match: IfMatch,
     body: web::Json<BTreeMap<String, serde_json::Value>>,
 ) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let values = body.into_inner();
-    let customer = Customer::from(state.db.run(move |conn| store::replace_attributes(conn, &code, &values, if_match.0)).await?);
+    let restriction = auth.caller.restriction;
+    let customer = Customer::from(state.db.run(move |conn| store::replace_attributes(conn, &code, &values, if_match.0, restriction.as_deref())).await?);
     Ok(ok_versioned(customer.version, &customer))
 }
 
@@ -482,10 +487,10 @@ pub async fn replace_attributes(
         (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete(state: web::Data<AppState>, auth: Auth<Write>, path: web::Path<String>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
+pub async fn delete(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<String>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
-    let actor = auth.caller.name;
-    state.db.run(move |conn| store::delete(conn, &code, if_match.0, &actor)).await?;
+    let Caller { name: actor, restriction, .. } = auth.caller;
+    state.db.run(move |conn| store::delete(conn, &code, if_match.0, &actor, restriction.as_deref())).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -556,16 +561,20 @@ pub struct HistoryQuery {
     ))]
 pub async fn history(
     state: web::Data<AppState>,
-    _auth: Auth<Read>,
+    auth: Auth<Read, Restrictable>,
     path: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let query = query.into_inner();
     let PageRequest { limit, after } = PageRequest::<HistoryCursor>::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let restriction = auth.caller.restriction;
     let rows = state
         .db
         .run(move |conn| {
+            // A restricted key reads the history of customers it can see now only
+            // (so not of deleted ones).
+            visibility::ensure_visible(conn, restriction.as_deref(), &code)?;
             let rows = history::page(conn, &code, query.scheme.as_deref(), after.as_ref(), limit)?;
             if rows.is_empty() && after.is_none() && customer_rows::find(conn, &code)?.is_none() && !history::exists_for(conn, &code)? {
                 return Err(customer_rows::customer_not_found(&code));

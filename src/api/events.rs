@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use tokio::sync::Notify;
 use utoipa::ToSchema;
 
-use crate::api::auth::{Auth, Read};
+use crate::api::auth::{Auth, Read, Restrictable};
 use crate::api::error::Problem;
 use crate::api::paging::parse_limit_within;
 use crate::api::AppState;
@@ -106,7 +106,7 @@ fn invalid_query(detail: String) -> AppError {
         (status = 422, description = "`unknown_event_type`: `types` names a type or family that does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`cursor_expired`: the events after the cursor are past their retention", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Query<EventQuery>) -> Result<HttpResponse, AppError> {
+pub async fn list(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, query: web::Query<EventQuery>) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();
     let mut cursor = Cursor::parse("after", query.after.as_deref())
         .map_err(|_| AppError::bad_request("invalid_cursor", "`after` is a next_cursor this feed gave, or `latest`; start again without it"))?;
@@ -120,8 +120,8 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Que
     loop {
         // Taken before reading, so that a numbering between the read and the wait still wakes it.
         let numbered = state.feed.0.notified();
-        let filter = types.clone();
-        let page = state.db.run(move |conn| store::page(conn, cursor, &filter, limit)).await?;
+        let (filter, restriction) = (types.clone(), auth.caller.restriction.clone());
+        let page = state.db.run(move |conn| store::page(conn, cursor, &filter, limit, restriction.as_deref())).await?;
         let now = tokio::time::Instant::now();
         if !page.events.is_empty() || now >= deadline {
             let events = page.events.into_iter().map(Event::try_from).collect::<Result<Vec<_>, _>>()?;

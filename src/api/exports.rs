@@ -11,7 +11,7 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream::{self, Stream, StreamExt};
 
-use crate::api::auth::{Auth, Read};
+use crate::api::auth::{Auth, Read, Restrictable};
 use crate::api::customers::parse_filter;
 use crate::api::error::Problem;
 use crate::api::openapi::{CsvTable, NdjsonLines, Workbook};
@@ -65,9 +65,10 @@ fn parse_query(pairs: Vec<(String, String)>) -> Result<Filters, AppError> {
         (status = 406, description = "`not_acceptable`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`scheme_not_found`, `category_not_found`, `attribute_not_found`, `invalid_filter`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn export_customers(state: web::Data<AppState>, _auth: Auth<Read>, req: HttpRequest, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
+pub async fn export_customers(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, req: HttpRequest, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
     let format = Format::negotiate_among(&req, &[Format::Csv, Format::Ndjson, Format::Xlsx])?;
-    let filters = parse_query(query.into_inner())?;
+    let mut filters = parse_query(query.into_inner())?;
+    filters.restrict_to(auth.caller.restriction);
     // The first page is read before answering, so that a bad filter is a problem, not a broken body.
     let (layout, first) = state
         .db

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::auth::{Auth, Read, Write};
+use crate::api::auth::{Auth, Read, Write, Caller, Restrictable};
 use crate::api::error::Problem;
 use crate::api::openapi::UploadedFile;
 use crate::api::import_files::{self, Event, TextEncoding, Upload};
@@ -163,7 +163,8 @@ fn location(id: &str) -> String {
 }
 
 /// Runs a checked import to its end and records how it ended.
-fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOptions, actor: &str, mut upload: Upload, checked: import_files::Checked) -> Result<ImportRow, AppError> {
+fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOptions, caller: &Caller, mut upload: Upload, checked: import_files::Checked) -> Result<ImportRow, AppError> {
+    let actor = caller.name.as_str();
     let provenance = Provenance::new(actor, Source::Import, Some(format!("import {id}")));
     let progress_pool = matches!(conn, DbConnection::Mysql(_)).then(|| state.db.pool().clone());
     let running = state.imports.clone();
@@ -180,7 +181,7 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
             }
         }
     };
-    let outcome = store::import(conn, options, provenance, progress, |importer: &mut store::Importer| {
+    let outcome = store::import(conn, options, provenance, caller.restriction(), progress, |importer: &mut store::Importer| {
         import_files::read_rows(&mut upload, &checked, |event| match event {
             Event::Header { columns, unknown } => importer.header(columns, unknown),
             Event::Row { row, cells } => importer.row(row, cells),
@@ -215,7 +216,7 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`import_rejected` (atomic, with bad rows: nothing was written; `row_errors` lists every error), `unknown_columns`, `repeated_columns`, `code_column_missing`, `transaction_too_large` (an atomic import above a Galera cluster's write-set limits; nothing was written)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write>, request: HttpRequest, query: web::Query<ImportQuery>, mut body: web::Payload) -> Result<HttpResponse, AppError> {
+pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, request: HttpRequest, query: web::Query<ImportQuery>, mut body: web::Payload) -> Result<HttpResponse, AppError> {
     let (format, declared) = format_of(&request)?;
     let query = query.into_inner();
     let options = ImportOptions {
@@ -238,11 +239,11 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write>, req
     let (mut upload, _) = spool(upload, gathered).await?;
     let (upload, checked) = web::block(move || import_files::check(&mut upload).map(|checked| (upload, checked))).await.map_err(blocking_failed("reading the upload"))??;
     let id = uuid::Uuid::new_v4().to_string();
-    let actor = auth.caller.name;
+    let caller = auth.caller;
     let started = state
         .db
         .run({
-            let (id, options, actor, rows_total) = (id.clone(), options.clone(), actor.clone(), checked.rows_total);
+            let (id, options, actor, rows_total) = (id.clone(), options.clone(), caller.name.clone(), checked.rows_total);
             move |conn| store::start(conn, &id, format, &options, &actor, rows_total)
         })
         .await?;
@@ -250,7 +251,7 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write>, req
         let (state, id, options) = (state.clone(), id.clone(), options.clone());
         async move {
             let db = state.db.clone();
-            db.run_long(move |conn| run(conn, &state, &id, &options, &actor, upload, checked)).await
+            db.run_long(move |conn| run(conn, &state, &id, &options, &caller, upload, checked)).await
         }
     });
     if prefers_async(&request) {
@@ -278,9 +279,13 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write>, req
         (status = 200, description = "The import: `running` with `rows_done` (and `rows_total`), then its report", body = Import),
         (status = 404, description = "`import_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn get(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let row = state.db.run(move |conn| store::get(conn, &id)).await?;
+    // A restricted key sees the imports it made only.
+    if auth.caller.restriction.is_some() && row.actor != auth.caller.name {
+        return Err(store::import_not_found(&row.id));
+    }
     Ok(HttpResponse::Ok().json(Import::of(row, &state.imports)?))
 }
 

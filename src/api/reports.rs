@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::auth::{Auth, Read};
+use crate::api::auth::{Auth, Read, Restrictable};
 use crate::api::customers::parse_filter;
 use crate::api::error::Problem;
 use crate::api::paging;
@@ -254,7 +254,7 @@ pub struct ReportScope {
         (status = 406, description = "`not_acceptable`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (depth, measures, as_of), `filter_not_historical`, `scheme_not_found` or `category_not_found` in a filter", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn distribution(state: web::Data<AppState>, _auth: Auth<Read>, req: HttpRequest, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
+pub async fn distribution(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, req: HttpRequest, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
     let format = Format::negotiate(&req)?;
     let mut params = Params::read(query.into_inner(), &["scheme", "depth", "measures", "as_of", "filters"])?;
     let scheme_code = params.required("scheme");
@@ -263,14 +263,15 @@ pub async fn distribution(state: web::Data<AppState>, _auth: Auth<Read>, req: Ht
     let as_of = params.as_of();
     params.errors.finish()?;
     let scheme_code = scheme_code.expect("checked");
-    let filters = params.filters;
+    // Counted over the customers the key may see.
+    let filters = Filters { restriction: auth.caller.restriction, ..params.filters };
     let db = state.db.clone();
     let report = state
         .db
         .run(move |conn| {
             let scheme = report_scheme(conn, &scheme_code)?;
             let depth = checked_depth(&scheme, "depth", depth)?;
-            let categories = category_store::list(conn, &scheme.code)?;
+            let categories = category_store::list(conn, &scheme.code, None)?;
             let mut spare = helper(&db, conn, !measures.is_empty());
             let cells = store::tally(conn, spare.as_mut().map(Spare::conn), &[&scheme], &filters, &measures, as_of)?;
             Ok(build_distribution(&scheme, &categories, &cells, depth, measures, as_of))
@@ -421,7 +422,7 @@ impl Crosstab {
         (status = 406, description = "`not_acceptable`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (rows equal to cols, depths, measures, as_of), `filter_not_historical`, unknown filter scheme or category", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn crosstab(state: web::Data<AppState>, _auth: Auth<Read>, req: HttpRequest, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
+pub async fn crosstab(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, req: HttpRequest, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
     let format = Format::negotiate(&req)?;
     let mut params = Params::read(query.into_inner(), &["rows", "cols", "rows_depth", "cols_depth", "measures", "as_of", "filters"])?;
     let rows_code = params.required("rows");
@@ -435,7 +436,8 @@ pub async fn crosstab(state: web::Data<AppState>, _auth: Auth<Read>, req: HttpRe
     let as_of = params.as_of();
     params.errors.finish()?;
     let (rows_code, cols_code) = (rows_code.expect("checked"), cols_code.expect("checked"));
-    let filters = params.filters;
+    // Counted over the customers the key may see.
+    let filters = Filters { restriction: auth.caller.restriction, ..params.filters };
     let db = state.db.clone();
     let report = state
         .db
@@ -444,8 +446,8 @@ pub async fn crosstab(state: web::Data<AppState>, _auth: Auth<Read>, req: HttpRe
             let cols_scheme = report_scheme(conn, &cols_code)?;
             let rows_depth = checked_depth(&rows_scheme, "rows_depth", rows_depth)?.unwrap_or(1);
             let cols_depth = checked_depth(&cols_scheme, "cols_depth", cols_depth)?.unwrap_or(1);
-            let row_categories = category_store::list(conn, &rows_scheme.code)?;
-            let col_categories = category_store::list(conn, &cols_scheme.code)?;
+            let row_categories = category_store::list(conn, &rows_scheme.code, None)?;
+            let col_categories = category_store::list(conn, &cols_scheme.code, None)?;
             let mut spare = helper(&db, conn, !measures.is_empty());
             let cells = store::tally(conn, spare.as_mut().map(Spare::conn), &[&rows_scheme, &cols_scheme], &filters, &measures, as_of)?;
             let rows_axis = Axis::new(&rows_scheme, &row_categories, rows_depth, cells.keys().filter_map(|(row, _)| row.as_deref()));
@@ -683,7 +685,7 @@ pub async fn transitions(state: web::Data<AppState>, _auth: Auth<Read>, req: Htt
 }
 
 fn category_names(conn: &mut DbConnection, scheme: &SchemeRow) -> Result<HashMap<String, String>, AppError> {
-    Ok(category_store::list(conn, &scheme.code)?.into_iter().map(|view| (view.row.code, view.row.name)).collect())
+    Ok(category_store::list(conn, &scheme.code, None)?.into_iter().map(|view| (view.row.code, view.row.name)).collect())
 }
 
 /// A customer of a transitions cell.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use utoipa::ToSchema;
 
-use crate::api::auth::{Admin, Auth, Read};
+use crate::api::auth::{Admin, Auth, Read, Restrictable};
 use crate::api::error::Problem;
 use crate::api::openapi::Condition;
 use crate::api::{created_versioned, ok_versioned, AppState, FieldErrors, IfMatch, Page};
@@ -122,7 +122,7 @@ impl RulePatch {
         (status = 200, description = "The scheme's rules in the order runs try them", body = Page<Rule>),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
     let rules = state.db.run(move |conn| store::list(conn, &scheme)).await?;
     Ok(HttpResponse::Ok().json(Page::complete(rules.into_iter().map(Rule::from).collect())))
@@ -148,7 +148,7 @@ pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, path: web::P
         (status = 200, description = "The rule", body = Rule, headers(("ETag" = String))),
         (status = 404, description = "`scheme_not_found`, `rule_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<(String, i64)>) -> Result<HttpResponse, AppError> {
+pub async fn get(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, path: web::Path<(String, i64)>) -> Result<HttpResponse, AppError> {
     let (scheme, id) = path.into_inner();
     let rule = Rule::from(state.db.run(move |conn| store::get(conn, &scheme, id)).await?);
     Ok(ok_versioned(rule.version, &rule))

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::auth::{Admin, Auth, Read};
+use crate::api::auth::{Admin, Auth, Read, Restrictable};
 use crate::api::error::Problem;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::category::CategoryCode;
@@ -167,7 +167,7 @@ impl SchemePatch {
 
 #[utoipa::path(get, path = "/api/v1/schemes", operation_id = "list_schemes", tag = "schemes",
     responses((status = 200, description = "All schemes, ordered by code", body = Page<Scheme>)))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>) -> Result<HttpResponse, AppError> {
+pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>) -> Result<HttpResponse, AppError> {
     let views = state.db.run(store::list).await?;
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Scheme::from).collect())))
 }
@@ -190,7 +190,7 @@ pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::J
         (status = 200, description = "The scheme", body = Scheme, headers(("ETag" = String))),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn get(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let scheme = Scheme::from(state.db.run(move |conn| store::view(conn, &code)).await?);
     Ok(ok_versioned(scheme.version, &scheme))

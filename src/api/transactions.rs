@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::api::auth::{Auth, Read, Write};
+use crate::api::auth::{Auth, Read, Write, Restrictable};
 use crate::api::error::{json_error, Problem};
 use crate::api::runs::Run;
 use crate::api::AppState;
@@ -16,6 +16,7 @@ use crate::error::AppError;
 use crate::domain::run::Trigger;
 use crate::store::run_batches::{RunRequest, Scope};
 use crate::store::runs as run_store;
+use crate::store::visibility;
 use crate::store::transactions::{self as store, NewTransaction, Outcome, MAX_BATCH};
 
 /// Bodies of up to 10,000 transactions.
@@ -218,14 +219,21 @@ pub struct MetricsQuery {
         (status = 400, description = "`invalid_query`: as_of is not a time", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn metrics(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>, query: web::Query<MetricsQuery>) -> Result<HttpResponse, AppError> {
+pub async fn metrics(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>, query: web::Query<MetricsQuery>) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let as_of = match query.into_inner().as_of {
         Some(text) => parse_moment(&text).ok_or_else(|| AppError::bad_request("invalid_query", format!("as_of {text:?} is not an RFC 3339 time or a date {}", crate::domain::MOMENT_RANGE)))?,
         None => crate::db::now(),
     };
     let lookup = code.clone();
-    let metrics = state.db.run(move |conn| store::metrics(conn, &lookup, as_of)).await?;
+    let restriction = auth.caller.restriction;
+    let metrics = state
+        .db
+        .run(move |conn| {
+            visibility::ensure_visible(conn, restriction.as_deref(), &lookup)?;
+            store::metrics(conn, &lookup, as_of)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(CustomerMetrics {
         customer: code,
         as_of: metrics.as_of.and_utc(),

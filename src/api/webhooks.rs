@@ -7,12 +7,12 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::auth::{Auth, Write};
+use crate::api::auth::{Auth, Caller, Restrictable, Write};
 use crate::api::error::Problem;
 use crate::api::events::unknown_event_type;
 use crate::api::paging::parse_limit_within;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
-use crate::db::now;
+use crate::db::{now, DbConnection};
 use crate::domain::event::{Cursor, TypeFilter};
 use crate::domain::webhook::{private_refusal, DeliveryOutcome, WebhookSecret, WebhookUrl};
 use crate::domain::{clean_optional_text, FieldError};
@@ -142,6 +142,21 @@ async fn parse_url(state: &AppState, text: &str, errors: &mut FieldErrors) -> Op
     Some(url)
 }
 
+/// A restricted key manages the endpoints it created only; others see every one.
+fn may_manage(caller: &Caller, row: &WebhookRow) -> bool {
+    caller.restriction.is_none() || row.created_by == caller.name
+}
+
+/// The endpoint `id`, if the caller may manage it (else 404, as if it did not exist).
+fn managed(conn: &mut DbConnection, caller: &Caller, id: i64) -> Result<WebhookRow, AppError> {
+    let row = store::get(conn, id)?;
+    if may_manage(caller, &row) {
+        Ok(row)
+    } else {
+        Err(store::webhook_not_found(id))
+    }
+}
+
 fn location(id: i64) -> String {
     format!("/api/v1/webhooks/{id}")
 }
@@ -152,7 +167,7 @@ fn location(id: i64) -> String {
         (status = 201, description = "Created; sent the events numbered from now on. The secret is in this response only", body = WebhookWithSecret, headers(("Location" = String), ("ETag" = String))),
         (status = 422, description = "`validation_failed` (a URL that is not http(s), carries credentials, or points at an internal address), `unknown_event_type`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json<WebhookCreate>) -> Result<HttpResponse, AppError> {
+pub async fn create(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, body: web::Json<WebhookCreate>) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
     let url = parse_url(&state, &body.url, &mut errors).await;
@@ -162,10 +177,13 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Write>, body: web::Js
     let (url, description) = (url.expect("checked"), description.expect("checked"));
     let secret = WebhookSecret::generate();
     let exposed = secret.expose().to_string();
-    let actor = auth.caller.name;
+    let Caller { name: actor, restriction, .. } = auth.caller;
     let row = state
         .db
-        .run(move |conn| store::create(conn, NewWebhook { url: &url, description: description.as_deref(), types: types.as_deref(), secret: &secret, created_by: &actor }))
+        .run(move |conn| {
+            let new = NewWebhook { url: &url, description: description.as_deref(), types: types.as_deref(), secret: &secret, created_by: &actor, restriction: restriction.as_deref() };
+            store::create(conn, new)
+        })
         .await?;
     let webhook = Webhook::from(row);
     Ok(created_versioned(location(webhook.id), webhook.version, &WebhookWithSecret { webhook, secret: exposed }))
@@ -173,9 +191,10 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Write>, body: web::Js
 
 #[utoipa::path(get, path = "/api/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
     responses((status = 200, description = "Every endpoint, without secrets", body = Page<Webhook>)))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Write>) -> Result<HttpResponse, AppError> {
+pub async fn list(state: web::Data<AppState>, auth: Auth<Write, Restrictable>) -> Result<HttpResponse, AppError> {
     let rows = state.db.run(store::list).await?;
-    Ok(HttpResponse::Ok().json(Page::complete(rows.into_iter().map(Webhook::from).collect())))
+    let caller = auth.caller;
+    Ok(HttpResponse::Ok().json(Page::complete(rows.into_iter().filter(|row| may_manage(&caller, row)).map(Webhook::from).collect())))
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks",
@@ -184,9 +203,10 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Write>) -> Result<Http
         (status = 200, description = "The endpoint and its delivery state", body = Webhook, headers(("ETag" = String))),
         (status = 404, description = "`webhook_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, _auth: Auth<Write>, path: web::Path<i64>) -> Result<HttpResponse, AppError> {
+pub async fn get(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
-    let webhook = Webhook::from(state.db.run(move |conn| store::get(conn, id)).await?);
+    let caller = auth.caller;
+    let webhook = Webhook::from(state.db.run(move |conn| managed(conn, &caller, id)).await?);
     Ok(ok_versioned(webhook.version, &webhook))
 }
 
@@ -199,7 +219,7 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Write>, path: web::Path
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, `unknown_event_type`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn update(state: web::Data<AppState>, auth: Auth<Write>, path: web::Path<i64>, if_match: IfMatch, body: web::Json<WebhookPatch>) -> Result<HttpResponse, AppError> {
+pub async fn update(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>, if_match: IfMatch, body: web::Json<WebhookPatch>) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
@@ -214,8 +234,16 @@ pub async fn update(state: web::Data<AppState>, auth: Auth<Write>, path: web::Pa
     errors.finish()?;
     let types = body.types.as_deref().map(parse_types).transpose()?;
     let change = WebhookChange { url, description, types, enabled: body.enabled };
-    let actor = auth.caller.name;
-    let webhook = Webhook::from(state.db.run(move |conn| store::update(conn, id, if_match.0, change, &actor)).await?);
+    let caller = auth.caller;
+    let webhook = Webhook::from(
+        state
+            .db
+            .run(move |conn| {
+                managed(conn, &caller, id)?;
+                store::update(conn, id, if_match.0, change, &caller.name)
+            })
+            .await?,
+    );
     Ok(ok_versioned(webhook.version, &webhook))
 }
 
@@ -227,9 +255,16 @@ pub async fn update(state: web::Data<AppState>, auth: Auth<Write>, path: web::Pa
         (status = 404, description = "`webhook_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete(state: web::Data<AppState>, _auth: Auth<Write>, path: web::Path<i64>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
+pub async fn delete(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
-    state.db.run(move |conn| store::delete(conn, id, if_match.0)).await?;
+    let caller = auth.caller;
+    state
+        .db
+        .run(move |conn| {
+            managed(conn, &caller, id)?;
+            store::delete(conn, id, if_match.0)
+        })
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -241,11 +276,20 @@ pub async fn delete(state: web::Data<AppState>, _auth: Auth<Write>, path: web::P
         (status = 404, description = "`webhook_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn rotate_secret(state: web::Data<AppState>, _auth: Auth<Write>, path: web::Path<i64>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
+pub async fn rotate_secret(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let secret = WebhookSecret::generate();
     let exposed = secret.expose().to_string();
-    let webhook = Webhook::from(state.db.run(move |conn| store::rotate_secret(conn, id, if_match.0, &secret)).await?);
+    let caller = auth.caller;
+    let webhook = Webhook::from(
+        state
+            .db
+            .run(move |conn| {
+                managed(conn, &caller, id)?;
+                store::rotate_secret(conn, id, if_match.0, &secret)
+            })
+            .await?,
+    );
     Ok(ok_versioned(webhook.version, &WebhookWithSecret { webhook, secret: exposed }))
 }
 
@@ -266,13 +310,22 @@ pub struct ReplayQuery {
         (status = 410, description = "`cursor_expired`: retention deleted events after the cursor", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn replay(state: web::Data<AppState>, _auth: Auth<Write>, path: web::Path<i64>, query: web::Query<ReplayQuery>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
+pub async fn replay(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>, query: web::Query<ReplayQuery>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let cursor = match Cursor::parse("after", query.into_inner().after.as_deref()) {
         Ok(Cursor::After(position)) => Cursor::After(position),
         _ => return Err(AppError::bad_request("invalid_cursor", "`after` is an event id (a cursor of the feed) to replay after")),
     };
-    let webhook = Webhook::from(state.db.run(move |conn| store::replay(conn, id, if_match.0, cursor)).await?);
+    let caller = auth.caller;
+    let webhook = Webhook::from(
+        state
+            .db
+            .run(move |conn| {
+                managed(conn, &caller, id)?;
+                store::replay(conn, id, if_match.0, cursor)
+            })
+            .await?,
+    );
     Ok(ok_versioned(webhook.version, &webhook))
 }
 
@@ -328,7 +381,7 @@ pub struct DeliveriesQuery {
         (status = 400, description = "`invalid_cursor`, `invalid_query`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`webhook_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn deliveries(state: web::Data<AppState>, _auth: Auth<Write>, path: web::Path<i64>, query: web::Query<DeliveriesQuery>) -> Result<HttpResponse, AppError> {
+pub async fn deliveries(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>, query: web::Query<DeliveriesQuery>) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let query = query.into_inner();
     let limit = parse_limit_within(query.limit.as_deref(), 100, 500)?;
@@ -336,7 +389,14 @@ pub async fn deliveries(state: web::Data<AppState>, _auth: Auth<Write>, path: we
         None => None,
         Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| AppError::bad_request("invalid_cursor", "cursor is the next_cursor of an earlier page"))?),
     };
-    let rows = state.db.run(move |conn| store::deliveries(conn, id, before, limit)).await?;
+    let caller = auth.caller;
+    let rows = state
+        .db
+        .run(move |conn| {
+            managed(conn, &caller, id)?;
+            store::deliveries(conn, id, before, limit)
+        })
+        .await?;
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|row| row.id.to_string())).flatten();
     let items = rows.into_iter().map(Delivery::try_from).collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(Page { items, next_cursor }))

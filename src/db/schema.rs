@@ -77,6 +77,7 @@ diesel::table! {
         prefix -> Text,
         created_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
+        restriction -> Nullable<Text>,
     }
 }
 
@@ -317,6 +318,7 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        restriction -> Nullable<Text>,
     }
 }
 

@@ -56,6 +56,22 @@ impl EventType {
         }
     }
 
+    /// Whether its data names a customer (`customer`).
+    pub fn names_customer(self) -> bool {
+        matches!(
+            self,
+            EventType::CustomerCreated | EventType::CustomerUpdated | EventType::CustomerDeleted | EventType::CustomerMerged | EventType::ClassificationChanged
+        )
+    }
+
+    /// Whether it reports a change of the classification's structure (schemes, categories).
+    pub fn is_structure(self) -> bool {
+        matches!(
+            self,
+            EventType::SchemeCreated | EventType::SchemeUpdated | EventType::SchemeDeleted | EventType::CategoryCreated | EventType::CategoryUpdated | EventType::CategoryDeleted
+        )
+    }
+
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|kind| kind.as_str() == name)
     }

@@ -65,6 +65,7 @@ pub mod event;
 pub mod history;
 pub mod import;
 pub mod report;
+pub mod restriction;
 pub mod rule;
 pub mod run;
 pub mod sales;

@@ -1,8 +1,10 @@
 use diesel::prelude::*;
 
-use crate::db::schema::api_keys;
+use crate::db::schema::{api_keys, categories, schemes};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::api_key::{ApiKeySecret, KeyName, Scope};
+use crate::domain::restriction::Restriction;
+use crate::domain::FieldError;
 use crate::error::AppError;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -15,21 +17,53 @@ pub struct ApiKeyRow {
     pub prefix: String,
     pub created_at: chrono::NaiveDateTime,
     pub revoked_at: Option<chrono::NaiveDateTime>,
+    pub restriction: Option<String>,
 }
 
 impl ApiKeyRow {
     pub fn scope(&self) -> Result<Scope, AppError> {
         self.scope.parse().map_err(|_| AppError::corrupt(format!("api key {} has a corrupt scope", self.id)))
     }
+
+    pub fn restriction(&self) -> Result<Option<Restriction>, AppError> {
+        self.restriction
+            .as_deref()
+            .map(|text| Restriction::stored(text).ok_or_else(|| AppError::corrupt(format!("api key {} has a corrupt restriction", self.id))))
+            .transpose()
+    }
 }
 
-pub fn create(conn: &mut DbConnection, name: &KeyName, scope: Scope, secret: &ApiKeySecret) -> Result<ApiKeyRow, AppError> {
+/// Every scheme and category a restriction names must exist.
+fn check_restriction(conn: &mut DbConnection, restriction: &Restriction) -> Result<(), AppError> {
+    let mut errors = Vec::new();
+    for (scheme_code, roots) in restriction.schemes() {
+        let Some(scheme_id) = schemes::table.filter(schemes::code.eq(scheme_code)).select(schemes::id).first::<i64>(conn).optional()? else {
+            errors.push(FieldError::new(format!("restrict/{scheme_code}"), format!("no scheme {scheme_code}")));
+            continue;
+        };
+        let codes: Vec<&str> = roots.iter().map(|code| code.as_str()).collect();
+        let found: Vec<String> = categories::table.filter(categories::scheme_id.eq(scheme_id)).filter(categories::code.eq_any(&codes)).select(categories::code).load(conn)?;
+        for code in codes.iter().filter(|code| !found.iter().any(|found| found == *code)) {
+            errors.push(FieldError::new(format!("restrict/{scheme_code}"), format!("no category {code} in scheme {scheme_code}")));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(AppError::validation("invalid_restriction", "the restriction names schemes or categories that do not exist", errors))
+    }
+}
+
+pub fn create(conn: &mut DbConnection, name: &KeyName, scope: Scope, secret: &ApiKeySecret, restriction: Option<&Restriction>) -> Result<ApiKeyRow, AppError> {
     transaction(conn, |conn| {
         let taken: i64 = api_keys::table.filter(api_keys::name.eq(name.as_str())).count().get_result(conn)?;
         if taken > 0 {
             return Err(AppError::conflict("duplicate_name", format!("an API key named {:?} already exists", name.as_str())));
         }
-        insert(conn, name, scope, secret)?;
+        if let Some(restriction) = restriction {
+            check_restriction(conn, restriction)?;
+        }
+        insert(conn, name, scope, secret, restriction)?;
         Ok(api_keys::table.filter(api_keys::name.eq(name.as_str())).select(ApiKeyRow::as_select()).first(conn)?)
     })
 }
@@ -82,13 +116,13 @@ pub fn bootstrap(conn: &mut DbConnection, configured: Option<&ApiKeySecret>) -> 
                 Some(row) if row.revoked_at.is_none() && row.scope == Scope::Admin.as_str() => Ok(Bootstrap::Unchanged),
                 Some(row) => {
                     diesel::update(api_keys::table.filter(api_keys::id.eq(row.id)))
-                        .set((api_keys::revoked_at.eq(None::<chrono::NaiveDateTime>), api_keys::scope.eq(Scope::Admin.as_str())))
+                        .set((api_keys::revoked_at.eq(None::<chrono::NaiveDateTime>), api_keys::scope.eq(Scope::Admin.as_str()), api_keys::restriction.eq(None::<String>)))
                         .execute(conn)?;
                     Ok(Bootstrap::Ensured)
                 }
                 None => {
                     let name = KeyName::parse(&format!("admin-from-env-{}", &digest[..8]))?;
-                    insert(conn, &name, Scope::Admin, secret)?;
+                    insert(conn, &name, Scope::Admin, secret, None)?;
                     Ok(Bootstrap::Ensured)
                 }
             }
@@ -99,13 +133,13 @@ pub fn bootstrap(conn: &mut DbConnection, configured: Option<&ApiKeySecret>) -> 
                 return Ok(Bootstrap::Unchanged);
             }
             let secret = ApiKeySecret::generate();
-            insert(conn, &KeyName::parse("initial-admin")?, Scope::Admin, &secret)?;
+            insert(conn, &KeyName::parse("initial-admin")?, Scope::Admin, &secret, None)?;
             Ok(Bootstrap::Generated(secret.expose().to_string()))
         }
     })
 }
 
-fn insert(conn: &mut DbConnection, name: &KeyName, scope: Scope, secret: &ApiKeySecret) -> Result<(), AppError> {
+fn insert(conn: &mut DbConnection, name: &KeyName, scope: Scope, secret: &ApiKeySecret, restriction: Option<&Restriction>) -> Result<(), AppError> {
     diesel::insert_into(api_keys::table)
         .values((
             api_keys::name.eq(name.as_str()),
@@ -113,6 +147,7 @@ fn insert(conn: &mut DbConnection, name: &KeyName, scope: Scope, secret: &ApiKey
             api_keys::secret_hash.eq(secret.digest()),
             api_keys::prefix.eq(secret.display_prefix()),
             api_keys::created_at.eq(now()),
+            api_keys::restriction.eq(restriction.map(|restriction| restriction.to_json().to_string())),
         ))
         .execute(conn)?;
     Ok(())

@@ -10,6 +10,7 @@ use crate::db::schema::{categories, category_members, customer_categories, custo
 use crate::db::{now, transaction, DbBackend, DbConnection};
 use crate::domain::category::ClassificationVector;
 use crate::domain::customer::CustomerCode;
+use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
 use crate::error::AppError;
 
@@ -20,7 +21,7 @@ use super::customer_rows::{self as customer_store, CustomerRow, CustomerView, Sn
 use super::history::{self, NewHistory, SharedChange};
 use crate::domain::history::Source;
 use super::schemes::{self as scheme_store, SchemeRow};
-use super::{id_list, lock_current, lock_rows, LockMode, LockableTable};
+use super::{id_list, lock_rows, visibility, LockMode, LockableTable};
 
 /// Who or what makes a change, as history records it.
 #[derive(Debug, Clone)]
@@ -397,12 +398,9 @@ fn replace_rows(conn: &mut DbConnection, scheme: &SchemeRow, movers: &[&Mover], 
     Ok(())
 }
 
-/// Locks the customer and checks the caller's `If-Match` against its version.
-fn locked_customer(conn: &mut DbConnection, code: &str, expected: Option<i64>) -> Result<CustomerRow, AppError> {
-    lock_current(conn, LockableTable::Customers, expected, |conn| customer_store::get_row(conn, code))
-}
-
-/// `PUT /customers/{code}/categories/{scheme}`: assign or re-assign.
+/// `PUT /customers/{code}/categories/{scheme}`: assign or re-assign. With a
+/// `restriction`, the category must be one it allows (403 `outside_restriction`).
+#[allow(clippy::too_many_arguments)]
 pub fn assign(
     conn: &mut DbConnection,
     customer_code: &str,
@@ -412,9 +410,11 @@ pub fn assign(
     values: &BTreeMap<String, Json>,
     provenance: &Provenance,
     expected: Option<i64>,
+    restriction: Option<&Restriction>,
 ) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
-        let customer = locked_customer(conn, customer_code, expected)?;
+        let customer = super::customers::locked_customer(conn, customer_code, expected, restriction)?;
+        visibility::ensure_allowed(restriction, scheme_code, Some(category_code))?;
         let scheme = scheme_store::get(conn, scheme_code)?;
         let category = assignable_category(conn, &scheme, category_code, "category")?;
         let outcome = set(conn, &customer, &scheme, &category, locked, provenance, AttributeCheck::Reconcile(values))?;
@@ -428,9 +428,17 @@ pub fn assign(
 }
 
 /// `DELETE /customers/{code}/categories/{scheme}`: unassign. A required scheme keeps its category.
-pub fn unassign(conn: &mut DbConnection, customer_code: &str, scheme_code: &str, provenance: &Provenance, expected: Option<i64>) -> Result<CustomerView, AppError> {
+pub fn unassign(
+    conn: &mut DbConnection,
+    customer_code: &str,
+    scheme_code: &str,
+    provenance: &Provenance,
+    expected: Option<i64>,
+    restriction: Option<&Restriction>,
+) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
-        let customer = locked_customer(conn, customer_code, expected)?;
+        let customer = super::customers::locked_customer(conn, customer_code, expected, restriction)?;
+        visibility::ensure_allowed(restriction, scheme_code, None)?;
         let scheme = scheme_store::get(conn, scheme_code)?;
         if scheme.required && current(conn, customer.id, scheme.id)?.is_some() {
             return Err(AppError::conflict(
@@ -457,7 +465,9 @@ pub struct BatchOutcome {
     pub unchanged: usize,
 }
 
-/// `POST /assignments/batch`: all customers move, or none does.
+/// `POST /assignments/batch`: all customers move, or none does. With a
+/// `restriction`, customers outside it count as unknown, and the category must be
+/// one it allows.
 pub fn assign_batch(
     conn: &mut DbConnection,
     scheme_code: &str,
@@ -465,8 +475,10 @@ pub fn assign_batch(
     codes: &[CustomerCode],
     locked: Option<bool>,
     provenance: &Provenance,
+    restriction: Option<&Restriction>,
 ) -> Result<BatchOutcome, AppError> {
     transaction(conn, |conn| {
+        visibility::ensure_allowed(restriction, scheme_code, Some(category_code))?;
         let scheme = scheme_store::find(conn, scheme_code)?.ok_or_else(|| {
             AppError::validation(
                 "scheme_not_found",
@@ -475,7 +487,7 @@ pub fn assign_batch(
             )
         })?;
         let category = assignable_category(conn, &scheme, category_code, "category")?;
-        let ids = customer_ids(conn, codes)?;
+        let ids = customer_ids(conn, codes, restriction)?;
         let customer_ids: Vec<i64> = ids.values().copied().collect();
         let current = lock_in_scheme(conn, scheme.id, &customer_ids)?;
 
@@ -515,13 +527,22 @@ pub fn assign_batch(
     })
 }
 
-/// Customer ids by code; every unknown code is listed in one 422 `customers_not_found`.
-pub fn customer_ids(conn: &mut DbConnection, codes: &[CustomerCode]) -> Result<HashMap<String, i64>, AppError> {
+/// Customer ids by code; every unknown code, and with a `restriction` every customer
+/// outside it, is listed in one 422 `customers_not_found`.
+pub fn customer_ids(conn: &mut DbConnection, codes: &[CustomerCode], restriction: Option<&Restriction>) -> Result<HashMap<String, i64>, AppError> {
     let mut ids: HashMap<String, i64> = HashMap::with_capacity(codes.len());
     for chunk in codes.chunks(CHUNK) {
-        let found: Vec<(i64, String)> =
-            customers::table.filter(customers::code.eq_any(chunk.iter().map(CustomerCode::as_str))).select((customers::id, customers::code)).load(conn)?;
-        ids.extend(found.into_iter().map(|(id, code)| (code, id)));
+        let wanted = customers::table.filter(customers::code.eq_any(chunk.iter().map(CustomerCode::as_str)));
+        if restriction.is_some() {
+            for row in wanted.select(CustomerRow::as_select()).load::<CustomerRow>(conn)? {
+                if visibility::admits_row(restriction, &row)? {
+                    ids.insert(row.code, row.id);
+                }
+            }
+        } else {
+            let found: Vec<(i64, String)> = wanted.select((customers::id, customers::code)).load(conn)?;
+            ids.extend(found.into_iter().map(|(id, code)| (code, id)));
+        }
     }
     let missing: Vec<FieldError> = codes
         .iter()

@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use diesel::prelude::*;
 use serde_json::json;
@@ -9,10 +10,12 @@ use crate::domain::category::{CategoryCode, CategoryName, PlacedCode};
 use crate::domain::event::EventType;
 use crate::domain::history::Direction;
 use crate::domain::report::{tree_tallies, Tally};
+use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
 use crate::error::AppError;
 
 use super::counts;
+use super::customer_search::Filters;
 use super::events;
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{lock_current, lock_row, LockableTable};
@@ -151,36 +154,52 @@ fn direct_customer_count(conn: &mut DbConnection, scheme_id: i64, code: &str) ->
 
 /// A category's customers and its subtree's, from the same counters as the
 /// distribution report.
-fn counts_of(conn: &mut DbConnection, scheme: &SchemeRow, code: &str) -> Result<(i64, i64), AppError> {
-    let by_category = counts::of_schemes(conn, scheme.id, None)?.first;
+/// Customers per category of the scheme (its own members): all of them from the
+/// counters, or, for a restricted key, those it may see, counted as the distribution
+/// report counts them.
+fn direct_counts(conn: &mut DbConnection, scheme: &SchemeRow, restriction: Option<&Arc<Restriction>>) -> Result<HashMap<String, i64>, AppError> {
+    match restriction {
+        None => Ok(counts::of_schemes(conn, scheme.id, None)?.first),
+        Some(restriction) => {
+            let visible = Filters { restriction: Some(restriction.clone()), ..Filters::default() };
+            let cells = super::reports::tally(conn, None, &[scheme], &visible, &[], None)?;
+            Ok(cells.into_iter().filter_map(|((code, _), tally)| Some((code?, tally.customers))).collect())
+        }
+    }
+}
+
+fn counts_of(conn: &mut DbConnection, scheme: &SchemeRow, code: &str, restriction: Option<&Arc<Restriction>>) -> Result<(i64, i64), AppError> {
+    let by_category = direct_counts(conn, scheme, restriction)?;
     let direct = by_category.get(code).copied().unwrap_or(0);
     let upper = super::prefix_upper_bound(code);
     let subtree = by_category.iter().filter(|(other, _)| other.as_str() >= code && other.as_str() < upper.as_str()).map(|(_, count)| count).sum();
     Ok((direct, subtree))
 }
 
-fn view_of(conn: &mut DbConnection, scheme: &SchemeRow, row: CategoryRow) -> Result<CategoryView, AppError> {
+fn view_of(conn: &mut DbConnection, scheme: &SchemeRow, row: CategoryRow, restriction: Option<&Arc<Restriction>>) -> Result<CategoryView, AppError> {
     let is_leaf = child_count(conn, scheme.id, &row.code)? == 0;
-    let (customer_count, subtree_customer_count) = counts_of(conn, scheme, &row.code)?;
+    let (customer_count, subtree_customer_count) = counts_of(conn, scheme, &row.code, restriction)?;
     Ok(CategoryView { scheme: scheme.code.clone(), row, is_leaf, customer_count, subtree_customer_count })
 }
 
-pub fn get(conn: &mut DbConnection, scheme_code: &str, code: &str) -> Result<CategoryView, AppError> {
+/// With a `restriction`, the counts are of the customers it admits.
+pub fn get(conn: &mut DbConnection, scheme_code: &str, code: &str, restriction: Option<&Arc<Restriction>>) -> Result<CategoryView, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
     let row = find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code))?;
-    view_of(conn, &scheme, row)
+    view_of(conn, &scheme, row, restriction)
 }
 
 /// Every category of a scheme ordered by code, which is the tree's pre-order, with
-/// counts from the counters the distribution report reads.
-pub fn list(conn: &mut DbConnection, scheme_code: &str) -> Result<Vec<CategoryView>, AppError> {
+/// counts from the counters the distribution report reads (with a `restriction`, of
+/// the customers it admits).
+pub fn list(conn: &mut DbConnection, scheme_code: &str, restriction: Option<&Arc<Restriction>>) -> Result<Vec<CategoryView>, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
     let rows: Vec<CategoryRow> = categories::table
         .filter(categories::scheme_id.eq(scheme.id))
         .order(categories::code.asc())
         .select(CategoryRow::as_select())
         .load(conn)?;
-    let direct = counts::of_schemes(conn, scheme.id, None)?.first;
+    let direct = direct_counts(conn, &scheme, restriction)?;
     let codes: Vec<&str> = rows.iter().map(|row| row.code.as_str()).collect();
     let tallies: BTreeMap<String, Tally> = direct.into_iter().map(|(code, customers)| (code, Tally { customers, sums: Vec::new() })).collect();
     let tallies = tree_tallies(&scheme.code_rule, &codes, &tallies, 0);
@@ -266,7 +285,7 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> R
             .execute(conn)
             .map_err(|e| unique_violation_to_conflict(e, scheme_code, new.code.as_str(), &name))?;
         events::record_one(conn, EventType::CategoryCreated, json!({"scheme": scheme_code, "category": new.code.as_str()}))?;
-        get(conn, scheme_code, new.code.as_str())
+        get(conn, scheme_code, new.code.as_str(), None)
     })
 }
 
@@ -352,7 +371,7 @@ pub fn update(
             return Err(AppError::concurrent_update());
         }
         events::record_one(conn, EventType::CategoryUpdated, json!({"scheme": scheme_code, "category": code, "version": current.version + 1}))?;
-        get(conn, scheme_code, code)
+        get(conn, scheme_code, code, None)
     })
 }
 

@@ -57,7 +57,8 @@ struct SnapshotEntry {
     assigned_at: String,
 }
 
-fn decode_classification(row: &CustomerRow) -> Result<Vec<AssignmentView>, AppError> {
+/// A customer's current assignments, from its snapshot.
+pub fn assignments_of(row: &CustomerRow) -> Result<Vec<AssignmentView>, AppError> {
     let corrupt = || AppError::corrupt(format!("customer {} has a corrupt classification snapshot", row.code));
     let entries: Vec<SnapshotEntry> = serde_json::from_str(&row.classification).map_err(|_| corrupt())?;
     let mut assignments = entries
@@ -105,7 +106,7 @@ pub fn new_snapshots<'a>(
 }
 
 fn view_of(row: CustomerRow) -> Result<CustomerView, AppError> {
-    Ok(CustomerView { assignments: decode_classification(&row)?, attributes: decode_attributes(&row)?, row })
+    Ok(CustomerView { assignments: assignments_of(&row)?, attributes: decode_attributes(&row)?, row })
 }
 
 #[derive(Debug, Clone)]

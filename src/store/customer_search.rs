@@ -79,9 +79,26 @@ pub struct Filters {
     pub dormant_days: Option<i64>,
     /// Customers with (true) or without (false) a category in any scheme.
     pub classified: Option<bool>,
+    /// Only the customers a restricted key may see (set from the caller, never from a query).
+    pub restriction: Option<std::sync::Arc<crate::domain::restriction::Restriction>>,
 }
 
 impl Filters {
+    /// Limits the customers to those a restricted key may see. A scheme restricted to
+    /// one subtree also becomes a category filter, so that its members drive a list
+    /// page as `category=` would.
+    pub fn restrict_to(&mut self, restriction: Option<std::sync::Arc<crate::domain::restriction::Restriction>>) {
+        let Some(restriction) = restriction else { return };
+        for (scheme, roots) in restriction.schemes() {
+            if let [root] = roots {
+                if !self.categories.iter().any(|filter| filter.scheme == scheme && filter.code == *root) {
+                    self.categories.push(CategoryFilter { scheme: scheme.to_string(), code: root.clone() });
+                }
+            }
+        }
+        self.restriction = Some(restriction);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.categories.is_empty()
             && self.unclassified.is_empty()
@@ -91,6 +108,7 @@ impl Filters {
             && self.missing.is_empty()
             && self.dormant_days.is_none()
             && self.classified.is_none()
+            && self.restriction.is_none()
     }
 }
 
@@ -121,7 +139,8 @@ impl Missing {
 }
 
 /// The filters on a customer's own row and sales (`missing`, `dormant_days`,
-/// `classified`) as SQL on the customer row `row` (a table name or alias).
+/// `classified`) and the caller's restriction, as SQL on the customer row `row` (a
+/// table name or alias).
 pub(super) fn row_state_conditions(conn: &mut DbConnection, filters: &Filters, row: &str) -> Result<Vec<Fragment>, AppError> {
     let mut conditions = Vec::new();
     for missing in &filters.missing {
@@ -155,6 +174,9 @@ pub(super) fn row_state_conditions(conn: &mut DbConnection, filters: &Filters, r
     if let Some(classified) = filters.classified {
         let exists = format!("EXISTS (SELECT 1 FROM customer_categories cc WHERE cc.customer_id = {row}.id)");
         conditions.push(Fragment::new(&if classified { exists } else { format!("NOT {exists}") }));
+    }
+    if let Some(restriction) = &filters.restriction {
+        conditions.push(super::visibility::condition(restriction, &format!("{row}.id")));
     }
     Ok(conditions)
 }

@@ -12,6 +12,7 @@ use crate::domain::category::CategoryCode;
 use crate::domain::customer::{CustomerCode, CustomerStatus, TaxId};
 use crate::domain::event::EventType;
 use crate::domain::history::Source;
+use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
 use crate::error::AppError;
 
@@ -20,9 +21,9 @@ use super::attributes::{self, EditMode};
 use super::counts;
 use super::duplicates;
 use super::events;
-use super::customer_rows::{find, get_row, refresh_snapshot, view_by_id, CustomerRow, CustomerView, SnapshotTarget};
+use super::customer_rows::{customer_not_found, find, get_row, refresh_snapshot, view_by_id, CustomerRow, CustomerView, SnapshotTarget};
 use super::schemes::{self as scheme_store, SchemeRow};
-use super::{lock_current, LockableTable};
+use super::{check_version, lock_current, visibility, LockableTable};
 
 /// Every field of a new customer, validated.
 #[derive(Debug, Clone)]
@@ -113,7 +114,8 @@ fn unique_violation(error: diesel::result::Error, code: &str, tax_id: Option<&st
 /// Creates a customer with the categories it names, then gives every active scheme's
 /// default to schemes it does not name. A required scheme left without a category
 /// refuses the whole create.
-pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str) -> Result<CustomerView, AppError> {
+/// With a `restriction`, the customer must end up inside it (403 `outside_restriction`).
+pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str, restriction: Option<&Restriction>) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
         let code = new.code.as_str();
         if find(conn, code)?.is_some() {
@@ -187,13 +189,26 @@ pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str) -> Result
         }
         attributes::edit_values(conn, &customer, &new.attributes, EditMode::Replace)?;
         refresh_snapshot(conn, SnapshotTarget::Ids(&[customer.id]), false)?;
-        view_by_id(conn, customer.id)
+        let view = view_by_id(conn, customer.id)?;
+        visibility::ensure_still_inside(restriction, &view)?;
+        Ok(view)
     })
 }
 
-pub fn update(conn: &mut DbConnection, code: &str, changes: &CustomerChanges, expected: Option<i64>) -> Result<CustomerView, AppError> {
+/// Locks the customer `code` for a change by a caller with `restriction` (one it may
+/// not see answers 404, as if it did not exist), then checks the caller's `If-Match`.
+pub(crate) fn locked_customer(conn: &mut DbConnection, code: &str, expected: Option<i64>, restriction: Option<&Restriction>) -> Result<CustomerRow, AppError> {
+    let current = lock_current(conn, LockableTable::Customers, None, |conn| get_row(conn, code))?;
+    if !visibility::admits_row(restriction, &current)? {
+        return Err(customer_not_found(code));
+    }
+    check_version(expected, current.version)?;
+    Ok(current)
+}
+
+pub fn update(conn: &mut DbConnection, code: &str, changes: &CustomerChanges, expected: Option<i64>, restriction: Option<&Restriction>) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
-        let current = lock_current(conn, LockableTable::Customers, expected, |conn| get_row(conn, code))?;
+        let current = locked_customer(conn, code, expected, restriction)?;
         if let Some(Some(tax_id)) = &changes.tax_id {
             ensure_tax_id_free(conn, tax_id, Some(current.id))?;
         }
@@ -237,9 +252,15 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &CustomerChanges, ex
 }
 
 /// `PUT /customers/{code}/attributes`: the given values replace all explicit ones.
-pub fn replace_attributes(conn: &mut DbConnection, code: &str, values: &BTreeMap<String, serde_json::Value>, expected: Option<i64>) -> Result<CustomerView, AppError> {
+pub fn replace_attributes(
+    conn: &mut DbConnection,
+    code: &str,
+    values: &BTreeMap<String, serde_json::Value>,
+    expected: Option<i64>,
+    restriction: Option<&Restriction>,
+) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
-        let current = lock_current(conn, LockableTable::Customers, expected, |conn| get_row(conn, code))?;
+        let current = locked_customer(conn, code, expected, restriction)?;
         if attributes::edit_values(conn, &current, values, EditMode::Replace)? {
             refresh_snapshot(conn, SnapshotTarget::Ids(&[current.id]), true)?;
             record_updated(conn, code, current.version + 1)?;
@@ -250,9 +271,9 @@ pub fn replace_attributes(conn: &mut DbConnection, code: &str, values: &BTreeMap
 
 /// Deletes a customer. Its assignments end with a history entry each, so the history,
 /// which outlives the customer, shows where it stood to the last.
-pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>, actor: &str) -> Result<(), AppError> {
+pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>, actor: &str, restriction: Option<&Restriction>) -> Result<(), AppError> {
     transaction(conn, |conn| {
-        let current = lock_current(conn, LockableTable::Customers, expected, |conn| get_row(conn, code))?;
+        let current = locked_customer(conn, code, expected, restriction)?;
         remove(conn, &current, &Provenance::new(actor, Source::Manual, Some("customer deleted".into())))?;
         events::record_one(conn, EventType::CustomerDeleted, json!({"customer": code}))
     })

@@ -16,10 +16,12 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use serde_json::{json, Value as Json};
 
 use super::history::{NewHistory, SharedChange};
-use super::id_list;
+use super::{id_list, visibility};
 use crate::db::schema::{event_sequence, events};
+use crate::db::sql::{Dialect, Fragment, Predicate};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::event::{Cursor, EventType, TypeFilter};
+use crate::domain::restriction::Restriction;
 use crate::error::{AppError, ErrorKind};
 
 /// Events the sequencer numbers in one transaction.
@@ -193,8 +195,29 @@ pub fn position_of(conn: &mut DbConnection, cursor: Cursor) -> Result<i64, AppEr
     resolve(&sequence_row(conn, false)?, cursor)
 }
 
-/// Up to `limit` events of `types` after `cursor`, oldest first.
-pub fn page(conn: &mut DbConnection, cursor: Cursor, types: &TypeFilter, limit: i64) -> Result<Page, AppError> {
+/// What a key restricted by category reads of the feed: the events of the customers
+/// it may see now (so none of deleted ones), and the changes of schemes and categories;
+/// not the runs' and webhooks' events, which speak of the whole archive.
+fn visible_to(conn: &DbConnection, restriction: &Restriction) -> Predicate {
+    let customer_types: Vec<&str> = EventType::ALL.into_iter().filter(|kind| kind.names_customer()).map(EventType::as_str).collect();
+    let structure_types: Vec<&str> = EventType::ALL.into_iter().filter(|kind| kind.is_structure()).map(EventType::as_str).collect();
+    let customer = match Dialect::of(conn) {
+        Dialect::Mysql => "JSON_UNQUOTE(JSON_EXTRACT(events.data, '$.customer'))",
+        Dialect::Sqlite => "json_extract(events.data, '$.customer')",
+    };
+    let quoted = |names: &[&str]| names.iter().map(|name| format!("'{name}'")).collect::<Vec<_>>().join(", ");
+    let mut sql = Fragment::new(&format!(
+        "(events.event_type IN ({}) OR (events.event_type IN ({}) AND EXISTS (SELECT 1 FROM customers vc WHERE vc.code = {customer} AND ",
+        quoted(&structure_types),
+        quoted(&customer_types)
+    ));
+    sql.append(visibility::condition(restriction, "vc.id")).push(")))");
+    Predicate(sql)
+}
+
+/// Up to `limit` events of `types` after `cursor`, oldest first; with a
+/// `restriction`, only those it may see.
+pub fn page(conn: &mut DbConnection, cursor: Cursor, types: &TypeFilter, limit: i64, restriction: Option<&Restriction>) -> Result<Page, AppError> {
     let sequence = sequence_row(conn, false)?;
     let after = resolve(&sequence, cursor)?;
     // Everything numbered up to `last_position` was committed when it was read, so
@@ -208,6 +231,9 @@ pub fn page(conn: &mut DbConnection, cursor: Cursor, types: &TypeFilter, limit: 
         .into_boxed();
     if let Some(names) = types.names() {
         query = query.filter(events::event_type.eq_any(names));
+    }
+    if let Some(restriction) = restriction {
+        query = query.filter(visible_to(conn, restriction));
     }
     let rows: Vec<EventRow> = query.load(conn)?;
     let next_cursor = match rows.last() {

@@ -22,6 +22,7 @@ use crate::domain::attribute::{AttributeValue, ValueType};
 use crate::domain::customer::{CustomerStatus, TaxId};
 use crate::domain::event::EventType;
 use crate::domain::history::Source;
+use crate::domain::restriction::Restriction;
 use crate::domain::import::{read_row, Cell, Column, Edit, ImportFormat, ImportMode, ImportStatus, RowEdit, RowError, ERRORS_LISTED};
 use crate::domain::archive::Field;
 use crate::error::{AppError, ErrorKind};
@@ -35,7 +36,7 @@ use super::events::{self, NewEvent};
 use super::customers::{self as customer_store, CustomerChanges};
 use super::duplicates;
 use super::schemes::SchemeRow;
-use super::{lock_rows, LockMode, LockableTable};
+use super::{lock_rows, visibility, LockMode, LockableTable};
 
 /// Rows checked and written together.
 const CHUNK: usize = 1_000;
@@ -107,7 +108,7 @@ fn errors_of(row: u64, error: &AppError) -> Vec<RowError> {
 /// An error that belongs to one row (its data), not to the import: a concurrent
 /// update or a database failure stops the import instead.
 fn is_row_error(error: &AppError) -> bool {
-    matches!(error.kind, ErrorKind::Unprocessable | ErrorKind::Conflict | ErrorKind::NotFound) && !error.is_concurrent_update()
+    (matches!(error.kind, ErrorKind::Unprocessable | ErrorKind::Conflict | ErrorKind::NotFound) && !error.is_concurrent_update()) || error.code == "outside_restriction"
 }
 
 /// The errors of a write of one scheme's category, in that scheme's column.
@@ -274,6 +275,8 @@ const WRITER_STOPPED: &str = "import_writer_stopped";
 struct Writer<'p> {
     options: ImportOptions,
     provenance: Provenance,
+    /// The importing key's restriction: it changes and creates customers inside only.
+    restriction: Option<&'p Restriction>,
     catalogue: Catalogue,
     tally: Tally,
     progress: &'p mut (dyn FnMut(&Tally) + Send),
@@ -483,12 +486,19 @@ impl Writer<'_> {
                 }
             }
             let checked = match current {
+                Some(current) if !visibility::admits_row(self.restriction, current)? => {
+                    Err(vec![row_error(row.row, Some(&column(Field::Code)), "outside_restriction", format!("customer {code} is outside the categories this key may use"))])
+                }
                 Some(_) if self.options.mode == ImportMode::Create => Err(vec![row_error(row.row, Some(&column(Field::Code)), "duplicate_code", format!("customer {code} already exists (mode=create)"))]),
                 Some(current) => self
                     .change(row, current, held.get(&current.id).unwrap_or(&no_categories), explicit.get(&current.id).unwrap_or(&no_values))
                     .map(|change| change.map(Planned::Change).unwrap_or(Planned::Nothing)),
                 None => self.new_customer(row).map(Planned::New),
             };
+            let checked = checked.and_then(|planned| match self.outside_restriction(row.row, &planned) {
+                refused if refused.is_empty() => Ok(planned),
+                refused => Err(refused),
+            });
             match checked {
                 Err(mut found) => {
                     errors.append(&mut found);
@@ -511,6 +521,33 @@ impl Writer<'_> {
             }
         }
         Ok(outcome)
+    }
+
+    /// Where a row would put a customer outside the importing key's restriction: a new
+    /// one without a category inside in a restricted scheme, a move out of the subtrees.
+    fn outside_restriction(&self, row: u64, planned: &Planned) -> Vec<RowError> {
+        let Some(restriction) = self.restriction else { return Vec::new() };
+        let refused = |scheme: &str| {
+            row_error(row, Some(&Column::Category(scheme.to_string())), "outside_restriction", format!("this key may only put customers in its subtrees of scheme {scheme}"))
+        };
+        match planned {
+            Planned::New(new) => {
+                let held: Vec<(&str, &str)> =
+                    new.placements.iter().filter_map(|(id, code, _)| Some((self.catalogue.scheme_by_id(*id)?.code.as_str(), code.as_str()))).collect();
+                restriction
+                    .schemes()
+                    .filter(|(scheme, _)| !held.iter().any(|(held_scheme, code)| held_scheme == scheme && restriction.allows(scheme, code)))
+                    .map(|(scheme, _)| refused(scheme))
+                    .collect()
+            }
+            Planned::Change(change) => change
+                .moves
+                .iter()
+                .filter(|(scheme, target)| visibility::ensure_allowed(Some(restriction), scheme, target.as_deref()).is_err())
+                .map(|(scheme, _)| refused(scheme))
+                .collect(),
+            Planned::Nothing => Vec::new(),
+        }
     }
 
     fn catalogue(&mut self) -> &mut Catalogue {
@@ -688,6 +725,7 @@ impl Writer<'_> {
         let keys = self.catalogue().keys.clone();
         let schemes = self.catalogue().schemes.clone();
         let provenance = self.provenance.clone();
+        let restriction = self.restriction;
         transaction(conn, |conn| {
             let mut rest = change.values.clone();
             for (scheme_code, target) in &change.moves {
@@ -698,10 +736,10 @@ impl Writer<'_> {
                             change.values.iter().filter(|(key, _)| keys.get(*key).map(|(id, _)| Some(*id)) == Some(scheme_id)).map(|(k, v)| (k.clone(), v.clone())).collect();
                         rest.retain(|key, _| !of_scheme.contains_key(key));
                         let field = format!("categories.{scheme_code}");
-                        assignments::assign(conn, &change.code, scheme_code, category, None, &of_scheme, &provenance, None).map_err(|e| in_field(e, &field))?;
+                        assignments::assign(conn, &change.code, scheme_code, category, None, &of_scheme, &provenance, None, restriction).map_err(|e| in_field(e, &field))?;
                     }
                     None => {
-                        assignments::unassign(conn, &change.code, scheme_code, &provenance, None)?;
+                        assignments::unassign(conn, &change.code, scheme_code, &provenance, None, restriction)?;
                     }
                 }
             }
@@ -710,7 +748,7 @@ impl Writer<'_> {
                 fields.attributes = Some(rest);
             }
             if fields.any() {
-                customer_store::update(conn, &change.code, &fields, None)?;
+                customer_store::update(conn, &change.code, &fields, None, restriction)?;
             }
             Ok(())
         })
@@ -799,6 +837,7 @@ pub fn import(
     conn: &mut DbConnection,
     options: &ImportOptions,
     provenance: Provenance,
+    restriction: Option<&Restriction>,
     mut progress: impl FnMut(&Tally) + Send,
     feed: impl FnOnce(&mut Importer) -> Result<(), AppError>,
 ) -> Result<Tally, AppError> {
@@ -818,7 +857,7 @@ pub fn import(
             rows_done: 0,
             chunks: sender,
         };
-        let writer = Writer { options: options.clone(), provenance, catalogue, tally: Tally::default(), progress: &mut progress };
+        let writer = Writer { options: options.clone(), provenance, restriction, catalogue, tally: Tally::default(), progress: &mut progress };
         std::thread::scope(|scope| {
             let written = scope.spawn(|| writer.run(conn, receiver));
             let read = feed(&mut importer).and_then(|()| importer.hand_over());

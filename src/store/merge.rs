@@ -13,9 +13,11 @@ use crate::db::schema::{customers, merged_customers, transactions};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::customer::CustomerCode;
 use crate::domain::history::Source;
+use crate::domain::restriction::Restriction;
 use crate::error::{AppError, ErrorKind};
 
 use super::assignments::{self, AttributeCheck, Provenance};
+use super::visibility;
 use super::attributes::{self, EditMode};
 use super::customer_rows::{get_row, refresh_snapshot, view, view_by_id, CustomerRow, CustomerView, SnapshotTarget};
 use super::{duplicates, lock_current, lock_rows, sales_totals, schemes as scheme_store, LockMode, LockableTable};
@@ -69,9 +71,11 @@ pub fn merged_into(conn: &mut DbConnection, code: &str) -> Result<Option<String>
 }
 
 /// `GET /customers/{code}` of a merged code: 404 `customer_merged` naming the survivor.
-pub fn view_or_merged(conn: &mut DbConnection, code: &str) -> Result<CustomerView, AppError> {
+/// A restricted key learns nothing of customers outside it, merged ones included.
+pub fn view_or_merged(conn: &mut DbConnection, code: &str, restriction: Option<&Restriction>) -> Result<CustomerView, AppError> {
     match view(conn, code) {
-        Err(error) if error.code == "customer_not_found" => match merged_into(conn, code)? {
+        Ok(found) => visibility::visible(restriction, found),
+        Err(error) if error.code == "customer_not_found" && restriction.is_none() => match merged_into(conn, code)? {
             Some(survivor) => Err(AppError {
                 merged_into: Some(survivor.clone()),
                 ..AppError::not_found("customer_merged", format!("customer {code} was merged into {survivor}"))
@@ -118,7 +122,7 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
     // Sales move: the anchor is held first, as every transaction that stores sales does.
     sales_totals::hold_anchor(conn)?;
     let survivor = lock_current(conn, LockableTable::Customers, request.expected, |conn| get_row(conn, &request.survivor))?;
-    let ids = assignments::customer_ids(conn, &request.duplicates)?;
+    let ids = assignments::customer_ids(conn, &request.duplicates, None)?;
     let mut duplicate_ids: Vec<i64> = Vec::new();
     for code in &request.duplicates {
         let id = ids[code.as_str()];

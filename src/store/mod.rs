@@ -27,6 +27,7 @@ pub mod run_batches;
 pub mod runs;
 pub mod schemes;
 pub mod transactions;
+pub mod visibility;
 pub mod webhooks;
 
 use diesel::RunQueryDsl;

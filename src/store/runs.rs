@@ -215,7 +215,7 @@ pub fn run_requested(
     }
     let scope = match codes {
         Some(codes) => {
-            let mut ids: Vec<i64> = customer_ids(conn, &codes)?.into_values().collect();
+            let mut ids: Vec<i64> = customer_ids(conn, &codes, None)?.into_values().collect();
             ids.sort_unstable();
             Scope::Customers(ids)
         }

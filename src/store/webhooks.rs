@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::db::schema::{event_sequence, webhook_deliveries, webhooks};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::event::{Cursor, EventType, TypeFilter};
+use crate::domain::restriction::Restriction;
 use crate::domain::webhook::{DeliveryOutcome, RetrySchedule, WebhookSecret, WebhookUrl};
 use crate::error::AppError;
 use crate::store::{check_version, events};
@@ -45,9 +46,18 @@ pub struct WebhookRow {
     pub version: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    /// The restriction of the key that created it, which limits what it is sent.
+    pub restriction: Option<String>,
 }
 
 impl WebhookRow {
+    pub fn restriction(&self) -> Result<Option<Restriction>, AppError> {
+        self.restriction
+            .as_deref()
+            .map(|text| Restriction::stored(text).ok_or_else(|| AppError::corrupt(format!("webhook {} holds a corrupt restriction", self.id))))
+            .transpose()
+    }
+
     pub fn url(&self) -> Result<WebhookUrl, AppError> {
         WebhookUrl::stored(&self.url).ok_or_else(|| AppError::corrupt(format!("webhook {} holds an unreadable URL", self.id)))
     }
@@ -82,14 +92,15 @@ pub struct NewWebhook<'a> {
     pub types: Option<&'a str>,
     pub secret: &'a WebhookSecret,
     pub created_by: &'a str,
+    pub restriction: Option<&'a Restriction>,
 }
 
-fn not_found(id: i64) -> AppError {
+pub fn webhook_not_found(id: i64) -> AppError {
     AppError::not_found("webhook_not_found", format!("webhook {id} does not exist"))
 }
 
 pub fn get(conn: &mut DbConnection, id: i64) -> Result<WebhookRow, AppError> {
-    webhooks::table.find(id).select(WebhookRow::as_select()).first(conn).optional()?.ok_or_else(|| not_found(id))
+    webhooks::table.find(id).select(WebhookRow::as_select()).first(conn).optional()?.ok_or_else(|| webhook_not_found(id))
 }
 
 pub fn list(conn: &mut DbConnection) -> Result<Vec<WebhookRow>, AppError> {
@@ -121,6 +132,7 @@ pub fn create(conn: &mut DbConnection, new: NewWebhook) -> Result<WebhookRow, Ap
                 webhooks::version.eq(1_i64),
                 webhooks::created_at.eq(at),
                 webhooks::updated_at.eq(at),
+                webhooks::restriction.eq(new.restriction.map(|restriction| restriction.to_json().to_string())),
             ))
             .execute(conn)?;
         let id = crate::db::last_insert_id(conn)?;

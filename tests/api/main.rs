@@ -24,5 +24,6 @@ mod operations;
 mod sales;
 mod reports;
 mod reassign;
+mod restriction;
 mod tiers;
 mod schemes;

@@ -1,0 +1,2 @@
+ALTER TABLE webhooks DROP COLUMN restriction;
+ALTER TABLE api_keys DROP COLUMN restriction;
