@@ -49,7 +49,23 @@ fn lua_get(path_expression: &str) -> String {
 }
 
 fn lua_get_of(n: usize, path_expression: &str) -> String {
-    format!("local N = {n}\nrequest = function()\n  return wrk.format(\"GET\", {path_expression}, {{[\"Authorization\"] = \"Bearer {ADMIN_KEY}\"}})\nend\n")
+    lua_get_with(n, ADMIN_KEY, path_expression)
+}
+
+fn lua_get_with(n: usize, key: &str, path_expression: &str) -> String {
+    format!("local N = {n}\nrequest = function()\n  return wrk.format(\"GET\", {path_expression}, {{[\"Authorization\"] = \"Bearer {key}\"}})\nend\n")
+}
+
+/// A read key restricted to `restrict` (record-level permission), made through the API.
+fn restricted_key(base: &str, restrict: serde_json::Value) -> String {
+    let body = serde_json::json!({"name": format!("bench-restricted-{}", uuid::Uuid::new_v4().simple()), "scope": "read", "restrict": restrict});
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "-X", "POST", "-H", &format!("Authorization: Bearer {ADMIN_KEY}"), "-H", "Content-Type: application/json", "-d", &body.to_string()])
+        .arg(format!("{base}/api/v1/api-keys"))
+        .output()
+        .expect("run curl");
+    let created: serde_json::Value = serde_json::from_slice(&output.stdout).expect("the key is created");
+    created["secret"].as_str().unwrap_or_else(|| panic!("no key: {created}")).to_string()
 }
 
 fn percent_encode(text: &str) -> String {
@@ -151,6 +167,16 @@ fn main() {
     let manager = format!("\"/api/v1/customers?attr=account_manager:eq:{}\"", percent_encode(&account_manager(7)));
     scenario("list: attr account_manager = one of 50 names, first page", service_base, &manager);
     scenario("list: TIER:01 AND attr credit_limit >= 5,000,000, first page", service_base, "\"/api/v1/customers?category=TIER:01&attr=credit_limit:gte:5000000\"");
+    // Record-level permission: a key restricted to every REGION root sees every customer
+    // (so the same answers as above, with the check made); one restricted to REGION 01
+    // lists what `category=REGION:01` lists.
+    if only.as_deref().is_none_or(|only| "restricted key".contains(only)) {
+        let everywhere = restricted_key(service_base, serde_json::json!({"REGION": ["01", "02", "03", "04", "05", "06"]}));
+        let path = "string.format(\"/api/v1/customers/C%07d\", math.random(1, N))";
+        report("restricted key (every REGION root): GET /customers/{code}", &wrk(service_base, 32, seconds, &lua_get_with(n, &everywhere, path)));
+        let north = restricted_key(service_base, serde_json::json!({"REGION": ["01"]}));
+        report("restricted key (REGION 01): list TIER:01, first page", &wrk(service_base, 32, seconds, &lua_get_with(n, &north, "\"/api/v1/customers?category=TIER:01\"")));
+    }
     if let Some(rss) = service.resident_memory() {
         println!("\nservice memory after the runs: {rss}");
     }

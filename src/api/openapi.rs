@@ -50,7 +50,7 @@ use super::{api_keys, assignments, attributes, categories, customers, data_quali
         (name = "reports", description = "Analysis and reports (分类分析与报表): distributions, cross-tabs, upgrades and downgrades, as JSON, CSV or .xlsx; scope read"),
         (name = "events", description = "The change feed: every change as an event, in commit order, with long polling; scope read"),
         (name = "webhooks", description = "The change feed pushed to receivers, signed as Standard Webhooks has it, at least once and in order per endpoint; scope write"),
-        (name = "api-keys", description = "API keys; scope admin"),
+        (name = "api-keys", description = "API keys, optionally restricted to the customers of some category subtrees (记录级数据权限); scope admin"),
         (name = "operations", description = "Probes and metrics, without auth"),
     )
 )]
@@ -73,7 +73,7 @@ struct CommonResponses;
 const COMMON: [(&str, &str); 8] = [
     ("400", "`malformed_json`, `malformed_body`, `invalid_query`: the request cannot be read"),
     ("401", "`unauthorized`: no key, an unknown key or a revoked key"),
-    ("403", "`insufficient_scope`: the key's scope is too low"),
+    ("403", "`insufficient_scope`: the key's scope is too low; `restricted_key`: the key is restricted to some categories' customers and the operation works on the whole archive; `outside_restriction`: the change would put a customer outside the key's restriction"),
     ("413", "`payload_too_large`: the body is over the endpoint's limit"),
     ("415", "`unsupported_media_type`: the body must be application/json"),
     ("422", "`validation_failed` (with `errors`), `invalid_body`"),
