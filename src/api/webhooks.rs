@@ -157,6 +157,22 @@ fn managed(conn: &mut DbConnection, caller: &Caller, id: i64) -> Result<WebhookR
     }
 }
 
+/// Runs `work` if the caller may manage endpoint `id` (else 404 `webhook_not_found`).
+async fn on_managed<T: Send + 'static>(
+    state: &AppState,
+    caller: Caller,
+    id: i64,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    state
+        .db
+        .run(move |conn| {
+            managed(conn, &caller, id)?;
+            work(conn)
+        })
+        .await
+}
+
 fn location(id: i64) -> String {
     format!("/api/v1/webhooks/{id}")
 }
@@ -234,16 +250,8 @@ pub async fn update(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
     errors.finish()?;
     let types = body.types.as_deref().map(parse_types).transpose()?;
     let change = WebhookChange { url, description, types, enabled: body.enabled };
-    let caller = auth.caller;
-    let webhook = Webhook::from(
-        state
-            .db
-            .run(move |conn| {
-                managed(conn, &caller, id)?;
-                store::update(conn, id, if_match.0, change, &caller.name)
-            })
-            .await?,
-    );
+    let actor = auth.caller.name.clone();
+    let webhook = Webhook::from(on_managed(&state, auth.caller, id, move |conn| store::update(conn, id, if_match.0, change, &actor)).await?);
     Ok(ok_versioned(webhook.version, &webhook))
 }
 
@@ -257,14 +265,7 @@ pub async fn update(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
     ))]
 pub async fn delete(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
-    let caller = auth.caller;
-    state
-        .db
-        .run(move |conn| {
-            managed(conn, &caller, id)?;
-            store::delete(conn, id, if_match.0)
-        })
-        .await?;
+    on_managed(&state, auth.caller, id, move |conn| store::delete(conn, id, if_match.0)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -280,16 +281,7 @@ pub async fn rotate_secret(state: web::Data<AppState>, auth: Auth<Write, Restric
     let id = path.into_inner();
     let secret = WebhookSecret::generate();
     let exposed = secret.expose().to_string();
-    let caller = auth.caller;
-    let webhook = Webhook::from(
-        state
-            .db
-            .run(move |conn| {
-                managed(conn, &caller, id)?;
-                store::rotate_secret(conn, id, if_match.0, &secret)
-            })
-            .await?,
-    );
+    let webhook = Webhook::from(on_managed(&state, auth.caller, id, move |conn| store::rotate_secret(conn, id, if_match.0, &secret)).await?);
     Ok(ok_versioned(webhook.version, &WebhookWithSecret { webhook, secret: exposed }))
 }
 
@@ -316,16 +308,7 @@ pub async fn replay(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
         Ok(Cursor::After(position)) => Cursor::After(position),
         _ => return Err(AppError::bad_request("invalid_cursor", "`after` is an event id (a cursor of the feed) to replay after")),
     };
-    let caller = auth.caller;
-    let webhook = Webhook::from(
-        state
-            .db
-            .run(move |conn| {
-                managed(conn, &caller, id)?;
-                store::replay(conn, id, if_match.0, cursor)
-            })
-            .await?,
-    );
+    let webhook = Webhook::from(on_managed(&state, auth.caller, id, move |conn| store::replay(conn, id, if_match.0, cursor)).await?);
     Ok(ok_versioned(webhook.version, &webhook))
 }
 
@@ -389,14 +372,7 @@ pub async fn deliveries(state: web::Data<AppState>, auth: Auth<Write, Restrictab
         None => None,
         Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| AppError::bad_request("invalid_cursor", "cursor is the next_cursor of an earlier page"))?),
     };
-    let caller = auth.caller;
-    let rows = state
-        .db
-        .run(move |conn| {
-            managed(conn, &caller, id)?;
-            store::deliveries(conn, id, before, limit)
-        })
-        .await?;
+    let rows = on_managed(&state, auth.caller, id, move |conn| store::deliveries(conn, id, before, limit)).await?;
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|row| row.id.to_string())).flatten();
     let items = rows.into_iter().map(Delivery::try_from).collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
