@@ -386,6 +386,8 @@ pub fn hold_sqlite_write_lock(path: PathBuf) -> SqliteWriteLock {
     let (release, release_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
         let mut other = diesel::SqliteConnection::establish(&path.to_string_lossy()).unwrap();
+        // The app's own background writers (the feed's sequencer) may hold the lock a moment.
+        diesel::sql_query("PRAGMA busy_timeout = 10000").execute(&mut other).unwrap();
         diesel::sql_query("BEGIN EXCLUSIVE").execute(&mut other).unwrap();
         locked_tx.send(()).unwrap();
         release_rx.recv().unwrap();
