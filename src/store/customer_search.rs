@@ -85,18 +85,24 @@ pub struct Filters {
 
 impl Filters {
     /// Limits the customers to those a restricted key may see. A scheme restricted to
-    /// one subtree also becomes a category filter, so that its members drive a list
-    /// page as `category=` would.
+    /// one subtree becomes a category filter, which says the same and lets its members
+    /// drive a list page as `category=` would; the restriction's own condition is
+    /// needed only where a scheme has several subtrees.
     pub fn restrict_to(&mut self, restriction: Option<std::sync::Arc<crate::domain::restriction::Restriction>>) {
         let Some(restriction) = restriction else { return };
+        let mut said_by_categories = true;
         for (scheme, roots) in restriction.schemes() {
-            if let [root] = roots {
-                if !self.categories.iter().any(|filter| filter.scheme == scheme && filter.code == *root) {
+            match roots {
+                [root] if !self.categories.iter().any(|filter| filter.scheme == scheme && filter.code == *root) => {
                     self.categories.push(CategoryFilter { scheme: scheme.to_string(), code: root.clone() });
                 }
+                [_] => {}
+                _ => said_by_categories = false,
             }
         }
-        self.restriction = Some(restriction);
+        if !said_by_categories {
+            self.restriction = Some(restriction);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
