@@ -10,7 +10,8 @@ both_backends!(
     every_change_is_an_event_in_order_and_a_saved_cursor_misses_nothing,
     types_narrow_the_feed_and_a_long_poll_wakes_on_a_change,
     a_cursor_past_the_retention_is_gone,
-    bad_feed_queries_are_refused
+    bad_feed_queries_are_refused,
+    a_cursor_read_between_two_writers_commits_skips_nothing
 );
 both_backends!(backend: a_run_reports_each_move_and_its_end);
 
@@ -197,4 +198,84 @@ async fn bad_feed_queries_are_refused(app: TestApp) {
     assert_eq!(page.status(), StatusCode::OK, "the feed needs scope read only");
     let anonymous = reqwest::Client::new().get(format!("{}/api/v1/events", app.address)).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A writer whose transaction holds an event uncommitted, straight on the database:
+/// it begins, inserts, tells `inserted`, and commits once told on `release`.
+fn hold_uncommitted_event(database: custclass::db::DatabaseUrl) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    use diesel::RunQueryDsl;
+
+    let (inserted_tx, inserted) = std::sync::mpsc::channel();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(10))).unwrap();
+        let mut session = pool.get().unwrap();
+        let begin = match &session.conn {
+            custclass::db::DbConnection::Mysql(_) => "BEGIN",
+            custclass::db::DbConnection::Sqlite(_) => "BEGIN IMMEDIATE",
+        };
+        diesel::sql_query(begin).execute(&mut session.conn).unwrap();
+        diesel::sql_query("INSERT INTO events (position, event_type, occurred_at, data) VALUES (NULL, 'customer.updated', '2026-01-01 00:00:00', '{\"customer\":\"HELD\",\"version\":2}')")
+            .execute(&mut session.conn)
+            .unwrap();
+        inserted_tx.send(()).unwrap();
+        release_rx.recv().unwrap();
+        diesel::sql_query("COMMIT").execute(&mut session.conn).unwrap();
+    });
+    (inserted, release, holder)
+}
+
+/// Writer A inserts its event first but commits last; writer B commits in between
+/// (on SQLite, B waits for A's lock instead). A reader that saved its cursor after
+/// B's event still gets A's: a cursor never passes an uncommitted event.
+async fn a_cursor_read_between_two_writers_commits_skips_nothing(app: TestApp) {
+    let (_, start) = read_feed(&app, None, "", 100).await;
+    let (inserted, release, holder) = hold_uncommitted_event(app.database.clone());
+    tokio::task::spawn_blocking(move || inserted.recv().unwrap()).await.unwrap();
+    let writer_b = {
+        let (address, key) = (app.address.clone(), app.admin_key.clone());
+        tokio::spawn(async move {
+            let body = json!({"code": "B1", "name": "乙"});
+            reqwest::Client::new().post(format!("{address}/api/v1/customers")).bearer_auth(key).json(&body).send().await.unwrap().status()
+        })
+    };
+    let mysql = matches!(app.database, custclass::db::DatabaseUrl::Mysql(_));
+    let mut seen = Vec::new();
+    let mut cursor = start.clone();
+    if mysql {
+        // B commits while A still holds its event; the reader saves its cursor after B's.
+        let (between, next) = {
+            let mut waited = 0;
+            loop {
+                let (events, next) = read_feed(&app, Some(&cursor), "&wait=1", 100).await;
+                if !events.is_empty() || waited > 20 {
+                    break (events, next);
+                }
+                waited += 1;
+            }
+        };
+        assert_eq!(between.iter().map(|e| e["data"]["customer"].as_str().unwrap()).collect::<Vec<_>>(), ["B1"], "only the committed writer's event");
+        seen.extend(between);
+        cursor = next;
+    } else {
+        let (between, next) = read_feed(&app, Some(&cursor), "", 100).await;
+        assert!(between.is_empty(), "nothing is committed yet: {between:?}");
+        cursor = next;
+    }
+    release.send(()).unwrap();
+    tokio::task::spawn_blocking(move || holder.join().unwrap()).await.unwrap();
+    assert_eq!(writer_b.await.unwrap(), StatusCode::CREATED);
+    for _ in 0..40 {
+        let (events, next) = read_feed(&app, Some(&cursor), "&wait=1", 100).await;
+        seen.extend(events);
+        cursor = next;
+        if seen.len() >= 2 {
+            break;
+        }
+    }
+    let mut customers: Vec<&str> = seen.iter().map(|e| e["data"]["customer"].as_str().unwrap()).collect();
+    customers.sort_unstable();
+    assert_eq!(customers, ["B1", "HELD"], "each writer's event once, none skipped");
+    let ids = ids_of(&seen);
+    assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
 }
