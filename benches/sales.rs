@@ -8,7 +8,8 @@
 //! dirty before the measurements start.
 //!
 //! Run: `scripts/bench sales` (BENCH_CUSTOMERS for the large size, BENCH_RELOAD=1,
-//! BENCH_ONLY=runs or BENCH_ONLY=ingestion).
+//! BENCH_ONLY=runs or BENCH_ONLY=ingestion; BENCH_SERVICE_BINARY to measure another
+//! build, such as an earlier commit's, on the same data).
 
 mod support;
 

@@ -104,7 +104,9 @@ impl Service {
 
     /// A service on the server at `server` (`mysql://user@host:port`).
     pub fn start_on(server: &str, database: &str, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_custclass"))
+        // BENCH_SERVICE_BINARY runs another build (an earlier commit's) against the same data.
+        let binary = std::env::var("BENCH_SERVICE_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_custclass").to_string());
+        let child = Command::new(binary)
             .arg("serve")
             .env("DATABASE_URL", format!("{server}/{database}"))
             .env("BIND_ADDR", format!("127.0.0.1:{port}"))
