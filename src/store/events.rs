@@ -137,14 +137,22 @@ pub fn sequence(conn: &mut DbConnection) -> Result<usize, AppError> {
     }
     transaction(conn, |conn| {
         let last = sequence_row(conn, true)?.last_position;
+        // Found by a plain read, which sees committed events only; the UPDATE's own
+        // reads would lock, and so wait for a transaction still holding an event.
         let ids: Vec<i64> = events::table.filter(events::position.is_null()).order(events::id).select(events::id).limit(SEQUENCE_BATCH).load(conn)?;
-        for (offset, chunk) in (0..).step_by(1000).zip(ids.chunks(1000)) {
-            let cases: String = chunk.iter().enumerate().map(|(i, id)| format!(" WHEN {id} THEN {}", last + offset + i as i64 + 1)).collect();
-            diesel::sql_query(format!("UPDATE events SET position = CASE id{cases} END WHERE id IN ({})", id_list(chunk))).execute(conn)?;
+        if ids.is_empty() {
+            return Ok(0);
         }
-        let numbered = ids.len() as i64;
-        diesel::update(event_sequence::table.find(1_i64)).set(event_sequence::last_position.eq(last + numbered)).execute(conn)?;
-        Ok(ids.len())
+        // One statement numbers them in id order; a CASE per id cost a comparison per
+        // id for every row.
+        let oldest = format!("SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM events WHERE id IN ({})", id_list(&ids));
+        let statement = match Dialect::of(conn) {
+            Dialect::Mysql => format!("UPDATE events JOIN ({oldest}) AS numbered ON events.id = numbered.id SET events.position = ? + numbered.n"),
+            Dialect::Sqlite => format!("UPDATE events SET position = ? + numbered.n FROM ({oldest}) AS numbered WHERE events.id = numbered.id"),
+        };
+        let numbered = diesel::sql_query(statement).bind::<BigInt, _>(last).execute(conn)?;
+        diesel::update(event_sequence::table.find(1_i64)).set(event_sequence::last_position.eq(last + numbered as i64)).execute(conn)?;
+        Ok(numbered)
     })
 }
 
