@@ -26,10 +26,7 @@ impl ApiKeyRow {
     }
 
     pub fn restriction(&self) -> Result<Option<Restriction>, AppError> {
-        self.restriction
-            .as_deref()
-            .map(|text| Restriction::stored(text).ok_or_else(|| AppError::corrupt(format!("api key {} has a corrupt restriction", self.id))))
-            .transpose()
+        super::visibility::stored(self.restriction.as_deref(), format_args!("api key {}", self.id))
     }
 }
 
@@ -147,7 +144,7 @@ fn insert(conn: &mut DbConnection, name: &KeyName, scope: Scope, secret: &ApiKey
             api_keys::secret_hash.eq(secret.digest()),
             api_keys::prefix.eq(secret.display_prefix()),
             api_keys::created_at.eq(now()),
-            api_keys::restriction.eq(restriction.map(|restriction| restriction.to_json().to_string())),
+            api_keys::restriction.eq(super::visibility::column(restriction)),
         ))
         .execute(conn)?;
     Ok(())

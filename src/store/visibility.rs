@@ -9,6 +9,16 @@ use crate::error::{AppError, ErrorKind};
 
 use super::customer_rows::{self, AssignmentView, CustomerRow, CustomerView};
 
+/// A restriction as its holder's column stores it (JSON, or NULL for none).
+pub fn stored(column: Option<&str>, holder: impl std::fmt::Display) -> Result<Option<Restriction>, AppError> {
+    column.map(|text| Restriction::stored(text).ok_or_else(|| AppError::corrupt(format!("{holder} holds a corrupt restriction")))).transpose()
+}
+
+/// A restriction as a holder's column stores it.
+pub fn column(restriction: Option<&Restriction>) -> Option<String> {
+    restriction.map(|restriction| restriction.to_json().to_string())
+}
+
 /// The customer whose id is `id_column` is inside: in every restricted scheme it is a
 /// member (`category_members`, which lists each ancestor too) of a subtree's root.
 /// A primary-key probe per scheme.

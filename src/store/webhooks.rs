@@ -52,10 +52,7 @@ pub struct WebhookRow {
 
 impl WebhookRow {
     pub fn restriction(&self) -> Result<Option<Restriction>, AppError> {
-        self.restriction
-            .as_deref()
-            .map(|text| Restriction::stored(text).ok_or_else(|| AppError::corrupt(format!("webhook {} holds a corrupt restriction", self.id))))
-            .transpose()
+        super::visibility::stored(self.restriction.as_deref(), format_args!("webhook {}", self.id))
     }
 
     pub fn url(&self) -> Result<WebhookUrl, AppError> {
@@ -132,7 +129,7 @@ pub fn create(conn: &mut DbConnection, new: NewWebhook) -> Result<WebhookRow, Ap
                 webhooks::version.eq(1_i64),
                 webhooks::created_at.eq(at),
                 webhooks::updated_at.eq(at),
-                webhooks::restriction.eq(new.restriction.map(|restriction| restriction.to_json().to_string())),
+                webhooks::restriction.eq(super::visibility::column(new.restriction)),
             ))
             .execute(conn)?;
         let id = crate::db::last_insert_id(conn)?;
