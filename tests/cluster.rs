@@ -337,12 +337,15 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     settle(&nodes).await;
-    let feeds: Vec<Vec<Vec<String>>> = nodes.iter().map(|(_, port)| query(*port, &database, "SELECT position, event_type, data FROM events ORDER BY position")).collect();
+    let feeds: Vec<Vec<Vec<String>>> =
+        nodes.iter().map(|(_, port)| query(*port, &database, "SELECT position, event_count, event_type, data FROM events ORDER BY position")).collect();
     assert!(feeds.windows(2).all(|pair| pair[0] == pair[1]), "every node holds the same feed");
-    let positions: Vec<i64> = feeds[0].iter().map(|row| row[0].parse().unwrap()).collect();
-    assert_eq!(positions, (1..=positions.len() as i64).collect::<Vec<_>>(), "positions run from 1 without a gap");
+    // A group row holds event_count events at consecutive positions from its own.
+    let rows: Vec<(i64, i64)> = feeds[0].iter().map(|row| (row[0].parse().unwrap(), row[1].parse().unwrap())).collect();
+    let starts: Vec<i64> = rows.iter().scan(1, |next, (_, count)| Some(std::mem::replace(next, *next + count))).collect();
+    assert_eq!(rows.iter().map(|(position, _)| *position).collect::<Vec<_>>(), starts, "positions run from 1 without a gap");
     assert_eq!(
-        feeds[0].iter().filter(|row| row[1] == "classification.changed").count().to_string(),
+        feeds[0].iter().filter(|row| row[2] == "classification.changed").map(|row| row[1].parse::<i64>().unwrap()).sum::<i64>().to_string(),
         single(first, &database, "SELECT COUNT(*) FROM assignment_history"),
         "one classification.changed per history entry"
     );

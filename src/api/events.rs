@@ -18,7 +18,7 @@ use crate::api::AppState;
 use crate::domain::event::{Cursor, TypeFilter};
 use crate::domain::FieldError;
 use crate::error::AppError;
-use crate::store::events::{self as store, EventRow};
+use crate::store::events::{self as store, FeedEvent};
 
 /// Wakes the readers waiting on this replica once its sequencer has numbered events.
 #[derive(Clone, Default)]
@@ -65,13 +65,9 @@ pub struct Event {
     pub data: Json,
 }
 
-impl TryFrom<EventRow> for Event {
-    type Error = AppError;
-
-    fn try_from(row: EventRow) -> Result<Self, AppError> {
-        let data = row.data()?;
-        let position = row.position.ok_or_else(|| AppError::corrupt("the feed read an event without a position"))?;
-        Ok(Event { id: position.to_string(), event_type: row.event_type, occurred_at: DateTime::from_naive_utc_and_offset(row.occurred_at, Utc), data })
+impl From<FeedEvent> for Event {
+    fn from(event: FeedEvent) -> Self {
+        Event { id: event.position.to_string(), event_type: event.event_type, occurred_at: DateTime::from_naive_utc_and_offset(event.occurred_at, Utc), data: event.data }
     }
 }
 
@@ -124,7 +120,7 @@ pub async fn list(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, qu
         let page = state.db.run(move |conn| store::page(conn, cursor, &filter, limit, restriction.as_deref())).await?;
         let now = tokio::time::Instant::now();
         if !page.events.is_empty() || now >= deadline {
-            let events = page.events.into_iter().map(Event::try_from).collect::<Result<Vec<_>, _>>()?;
+            let events = page.events.into_iter().map(Event::from).collect();
             return Ok(HttpResponse::Ok().json(EventPage { events, next_cursor: page.next_cursor.to_string() }));
         }
         cursor = Cursor::After(page.next_cursor);

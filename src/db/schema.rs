@@ -286,6 +286,7 @@ diesel::table! {
         event_type -> Text,
         occurred_at -> Timestamp,
         data -> Text,
+        event_count -> Integer,
     }
 }
 

@@ -10,15 +10,17 @@
 //! number of writers and replicas, and without relying on AUTO_INCREMENT (whose values
 //! interleave on a cluster and are taken in insert order, not commit order).
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text};
-use serde_json::{json, Value as Json};
+use diesel::sql_types::{BigInt, Text};
+use serde_json::{json, Map, Value as Json};
 
 use super::history::{NewHistory, SharedChange};
 use super::{id_list, visibility};
-use crate::db::schema::{event_sequence, events};
-use crate::db::sql::{Dialect, Fragment, Predicate};
+use crate::db::schema::{customers, event_sequence, events};
+use crate::db::sql::{Bind, Dialect, Fragment, Predicate};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::event::{Cursor, EventType, TypeFilter};
 use crate::domain::restriction::Restriction;
@@ -28,6 +30,12 @@ use crate::error::{AppError, ErrorKind};
 const SEQUENCE_BATCH: i64 = 5_000;
 /// Events retention deletes in one transaction.
 const PRUNE_BATCH: i64 = 10_000;
+/// Most events a group row holds.
+const GROUP_LIMIT: usize = 1000;
+/// The field naming an event's customer.
+const SINGLE_CUSTOMER: &str = "customer";
+/// The field of a group row listing its events' customers, in their order.
+const GROUP_CUSTOMERS: &str = "customers";
 
 /// An event, written with the change it reports.
 pub struct NewEvent {
@@ -63,52 +71,59 @@ pub(crate) fn rfc3339(at: NaiveDateTime) -> String {
     DateTime::<Utc>::from_naive_utc_and_offset(at, Utc).to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// What `classification.changed` says of a change, but for the customer.
+fn classification_change(change: &SharedChange) -> Map<String, Json> {
+    let Json::Object(data) = json!({
+        "scheme": change.scheme_code,
+        "from": change.from_category,
+        "to": change.to_category,
+        "direction": change.direction.as_str(),
+        "source": change.source.as_str(),
+        "rule_id": change.rule_id,
+        "run_id": change.run_id,
+        "reason": change.reason,
+        "at": rfc3339(change.at),
+    }) else {
+        unreachable!("json! of an object literal is an object")
+    };
+    data
+}
+
 /// `classification.changed` for each history entry.
 pub fn record_classification_changes(conn: &mut DbConnection, entries: &[NewHistory]) -> Result<(), AppError> {
     let new = entries
         .iter()
-        .map(|entry| NewEvent {
-            kind: EventType::ClassificationChanged,
-            at: entry.at,
-            data: json!({
-                "customer": entry.customer_code,
-                "scheme": entry.scheme_code,
-                "from": entry.from_category,
-                "to": entry.to_category,
-                "direction": entry.direction.as_str(),
-                "source": entry.source.as_str(),
-                "rule_id": entry.rule_id,
-                "run_id": entry.run_id,
-                "reason": entry.reason,
-                "at": rfc3339(entry.at),
-            }),
+        .map(|entry| {
+            let mut data = classification_change(&entry.shared());
+            data.insert(SINGLE_CUSTOMER.into(), json!(entry.customer_code));
+            NewEvent { kind: EventType::ClassificationChanged, at: entry.at, data: Json::Object(data) }
         })
         .collect();
     record(conn, new)
 }
 
-/// `classification.changed` for each of these customers making the same change: a
-/// statement per thousand, as the history entries are written (`history::record_shared`).
+/// `classification.changed` for each of these customers making the same change, as a
+/// group row per thousand (the chunks of `history::record_shared`): the change once and
+/// the customers' codes, numbered as consecutive events and read back one by one.
 pub fn record_shared_classification_change(conn: &mut DbConnection, customer_ids: &[i64], change: &SharedChange) -> Result<(), AppError> {
-    for chunk in customer_ids.chunks(1000) {
-        diesel::sql_query(format!(
-            "INSERT INTO events (position, event_type, occurred_at, data) \
-             SELECT NULL, ?, ?, json_object('customer', code, 'scheme', ?, 'from', ?, 'to', ?, 'direction', ?, 'source', ?, \
-             'rule_id', ?, 'run_id', ?, 'reason', ?, 'at', ?) FROM customers WHERE id IN ({}) ORDER BY id",
-            id_list(chunk)
-        ))
-        .bind::<Text, _>(EventType::ClassificationChanged.as_str())
-        .bind::<diesel::sql_types::Timestamp, _>(change.at)
-        .bind::<Text, _>(change.scheme_code)
-        .bind::<Nullable<Text>, _>(change.from_category)
-        .bind::<Nullable<Text>, _>(change.to_category)
-        .bind::<Text, _>(change.direction.as_str())
-        .bind::<Text, _>(change.source.as_str())
-        .bind::<Nullable<BigInt>, _>(change.rule_id)
-        .bind::<Nullable<BigInt>, _>(change.run_id)
-        .bind::<Nullable<Text>, _>(change.reason)
-        .bind::<Text, _>(rfc3339(change.at))
-        .execute(conn)?;
+    for chunk in customer_ids.chunks(GROUP_LIMIT) {
+        let codes: Vec<String> = customers::table.filter(customers::id.eq_any(chunk)).order(customers::id).select(customers::code).load(conn)?;
+        let mut data = classification_change(change);
+        let count = codes.len();
+        match count {
+            0 => continue,
+            1 => data.insert(SINGLE_CUSTOMER.into(), json!(codes[0])),
+            _ => data.insert(GROUP_CUSTOMERS.into(), json!(codes)),
+        };
+        diesel::insert_into(events::table)
+            .values((
+                events::position.eq(None::<i64>),
+                events::event_type.eq(EventType::ClassificationChanged.as_str()),
+                events::occurred_at.eq(change.at),
+                events::data.eq(Json::Object(data).to_string()),
+                events::event_count.eq(count as i32),
+            ))
+            .execute(conn)?;
     }
     Ok(())
 }
@@ -128,7 +143,8 @@ fn sequence_row(conn: &mut DbConnection, locked: bool) -> Result<Sequence, AppEr
     Ok(diesel::sql_query(format!("SELECT last_position, pruned_through FROM event_sequence WHERE id = 1{lock}")).get_result(conn)?)
 }
 
-/// Numbers committed events that have no position yet; how many it numbered.
+/// Numbers committed events that have no position yet; how many it numbered. A group
+/// row takes as many consecutive positions as it holds events, from its `position`.
 pub fn sequence(conn: &mut DbConnection) -> Result<usize, AppError> {
     // Looked for first without a transaction, so that an idle feed takes no lock.
     let waiting: Option<i64> = events::table.filter(events::position.is_null()).select(events::id).first(conn).optional()?;
@@ -139,41 +155,81 @@ pub fn sequence(conn: &mut DbConnection) -> Result<usize, AppError> {
         let last = sequence_row(conn, true)?.last_position;
         // Found by a plain read, which sees committed events only; the UPDATE's own
         // reads would lock, and so wait for a transaction still holding an event.
-        let ids: Vec<i64> = events::table.filter(events::position.is_null()).order(events::id).select(events::id).limit(SEQUENCE_BATCH).load(conn)?;
-        if ids.is_empty() {
+        let rows: Vec<(i64, i32)> =
+            events::table.filter(events::position.is_null()).order(events::id).select((events::id, events::event_count)).limit(SEQUENCE_BATCH).load(conn)?;
+        if rows.is_empty() {
             return Ok(0);
         }
-        // One statement numbers them in id order; a CASE per id cost a comparison per
-        // id for every row.
-        let oldest = format!("SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM events WHERE id IN ({})", id_list(&ids));
+        let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+        let numbered: i64 = rows.iter().map(|(_, count)| i64::from(*count)).sum();
+        // One statement numbers them in id order, each after the events of the rows
+        // before it; a CASE per id cost a comparison per id for every row.
+        let oldest = format!("SELECT id, SUM(event_count) OVER (ORDER BY id) - event_count AS before_it FROM events WHERE id IN ({})", id_list(&ids));
         let statement = match Dialect::of(conn) {
-            Dialect::Mysql => format!("UPDATE events JOIN ({oldest}) AS numbered ON events.id = numbered.id SET events.position = ? + numbered.n"),
-            Dialect::Sqlite => format!("UPDATE events SET position = ? + numbered.n FROM ({oldest}) AS numbered WHERE events.id = numbered.id"),
+            Dialect::Mysql => format!("UPDATE events JOIN ({oldest}) AS numbered ON events.id = numbered.id SET events.position = ? + numbered.before_it + 1"),
+            Dialect::Sqlite => format!("UPDATE events SET position = ? + numbered.before_it + 1 FROM ({oldest}) AS numbered WHERE events.id = numbered.id"),
         };
-        let numbered = diesel::sql_query(statement).bind::<BigInt, _>(last).execute(conn)?;
-        diesel::update(event_sequence::table.find(1_i64)).set(event_sequence::last_position.eq(last + numbered as i64)).execute(conn)?;
-        Ok(numbered)
+        diesel::sql_query(statement).bind::<BigInt, _>(last).execute(conn)?;
+        diesel::update(event_sequence::table.find(1_i64)).set(event_sequence::last_position.eq(last + numbered)).execute(conn)?;
+        Ok(numbered as usize)
     })
 }
 
-/// One stored event, numbered.
-#[derive(Debug, Queryable)]
-pub struct EventRow {
-    pub position: Option<i64>,
-    pub event_type: String,
-    pub occurred_at: NaiveDateTime,
-    pub data: String,
+/// A row of the feed as stored: one event, or a group of `event_count` (see the
+/// migration `event_groups`).
+#[derive(Queryable)]
+struct StoredEvents {
+    position: Option<i64>,
+    event_count: i32,
+    event_type: String,
+    occurred_at: NaiveDateTime,
+    data: String,
 }
 
-impl EventRow {
-    pub fn data(&self) -> Result<Json, AppError> {
-        serde_json::from_str(&self.data).map_err(|e| AppError::corrupt(format!("event {:?} holds unreadable data: {e}", self.position)))
+impl StoredEvents {
+    fn first(&self) -> Result<i64, AppError> {
+        self.position.ok_or_else(|| AppError::corrupt("the feed read an event without a position"))
     }
+
+    fn last(&self) -> Result<i64, AppError> {
+        Ok(self.first()? + i64::from(self.event_count) - 1)
+    }
+
+    /// Its events after position `after`, in order.
+    fn events_after(self, after: i64) -> Result<Vec<FeedEvent>, AppError> {
+        let first = self.first()?;
+        let data: Json = serde_json::from_str(&self.data).map_err(|e| AppError::corrupt(format!("event {first} holds unreadable data: {e}")))?;
+        let Json::Object(mut shared) = data else { return Err(AppError::corrupt(format!("event {first} holds no JSON object"))) };
+        let Some(customers) = shared.remove(GROUP_CUSTOMERS) else {
+            let event = FeedEvent { position: first, event_type: self.event_type, occurred_at: self.occurred_at, data: Json::Object(shared) };
+            return Ok(if first > after { vec![event] } else { Vec::new() });
+        };
+        let Json::Array(customers) = customers else { return Err(AppError::corrupt(format!("event group {first} lists its customers in no array"))) };
+        Ok(customers
+            .into_iter()
+            .zip(first..)
+            .filter(|(_, position)| *position > after)
+            .map(|(customer, position)| {
+                let mut data = shared.clone();
+                data.insert(SINGLE_CUSTOMER.into(), customer);
+                FeedEvent { position, event_type: self.event_type.clone(), occurred_at: self.occurred_at, data: Json::Object(data) }
+            })
+            .collect())
+    }
+}
+
+/// One event of the feed.
+#[derive(Debug)]
+pub struct FeedEvent {
+    pub position: i64,
+    pub event_type: String,
+    pub occurred_at: NaiveDateTime,
+    pub data: Json,
 }
 
 /// Events after a cursor, and the cursor to ask with next.
 pub struct Page {
-    pub events: Vec<EventRow>,
+    pub events: Vec<FeedEvent>,
     pub next_cursor: i64,
 }
 
@@ -205,7 +261,8 @@ pub fn position_of(conn: &mut DbConnection, cursor: Cursor) -> Result<i64, AppEr
 
 /// What a key restricted by category reads of the feed: the events of the customers
 /// it may see now (so none of deleted ones), and the changes of schemes and categories;
-/// not the runs' and webhooks' events, which speak of the whole archive.
+/// not the runs' and webhooks' events, which speak of the whole archive. A group row is
+/// let through, and its customers are checked once it is read (`visible_codes`).
 fn visible_to(conn: &DbConnection, restriction: &Restriction) -> Predicate {
     let customer_types: Vec<&str> = EventType::ALL.into_iter().filter(|kind| kind.names_customer()).map(EventType::as_str).collect();
     let structure_types: Vec<&str> = EventType::ALL.into_iter().filter(|kind| kind.is_structure()).map(EventType::as_str).collect();
@@ -215,12 +272,36 @@ fn visible_to(conn: &DbConnection, restriction: &Restriction) -> Predicate {
     };
     let quoted = |names: &[&str]| names.iter().map(|name| format!("'{name}'")).collect::<Vec<_>>().join(", ");
     let mut sql = Fragment::new(&format!(
-        "(events.event_type IN ({}) OR (events.event_type IN ({}) AND EXISTS (SELECT 1 FROM customers vc WHERE vc.code = {customer} AND ",
+        "(events.event_type IN ({}) OR (events.event_type IN ({}) AND (events.event_count > 1 OR EXISTS (SELECT 1 FROM customers vc WHERE vc.code = {customer} AND ",
         quoted(&structure_types),
         quoted(&customer_types)
     ));
-    sql.append(visibility::condition(restriction, "vc.id")).push(")))");
+    sql.append(visibility::condition(restriction, "vc.id")).push("))))");
     Predicate(sql)
+}
+
+#[derive(QueryableByName)]
+struct Code {
+    #[diesel(sql_type = Text)]
+    code: String,
+}
+
+/// Which of the customers of these events a restricted key may see.
+fn visible_codes(conn: &mut DbConnection, restriction: &Restriction, events: &[FeedEvent]) -> Result<HashSet<String>, AppError> {
+    let codes: Vec<&str> = events.iter().filter_map(|event| event.data.get(SINGLE_CUSTOMER).and_then(Json::as_str)).collect();
+    let mut visible = HashSet::new();
+    for chunk in codes.chunks(GROUP_LIMIT) {
+        let mut sql = Fragment::new("SELECT vc.code FROM customers vc WHERE vc.code IN (");
+        for (index, code) in chunk.iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.bind(Bind::Text(code.to_string()));
+        }
+        sql.push(") AND ").append(visibility::condition(restriction, "vc.id"));
+        visible.extend(sql.into_query().load::<Code>(conn)?.into_iter().map(|row| row.code));
+    }
+    Ok(visible)
 }
 
 /// Up to `limit` events of `types` after `cursor`, oldest first; with a
@@ -228,27 +309,57 @@ fn visible_to(conn: &DbConnection, restriction: &Restriction) -> Predicate {
 pub fn page(conn: &mut DbConnection, cursor: Cursor, types: &TypeFilter, limit: i64, restriction: Option<&Restriction>) -> Result<Page, AppError> {
     let sequence = sequence_row(conn, false)?;
     let after = resolve(&sequence, cursor)?;
-    // Everything numbered up to `last_position` was committed when it was read, so
-    // a page that ends short of `limit` has seen all of it.
-    let mut query = events::table
-        .filter(events::position.gt(after))
-        .filter(events::position.le(sequence.last_position))
-        .order(events::position)
-        .select((events::position, events::event_type, events::occurred_at, events::data))
-        .limit(limit)
-        .into_boxed();
-    if let Some(names) = types.names() {
-        query = query.filter(events::event_type.eq_any(names));
+    // The row holding the event after the cursor may begin before it (a group).
+    let mut from: i64 = events::table
+        .filter(events::position.le(after + 1))
+        .order(events::position.desc())
+        .select(events::position.assume_not_null())
+        .first(conn)
+        .optional()?
+        .unwrap_or(after + 1);
+    let mut found = Vec::new();
+    loop {
+        // Everything numbered up to `last_position` was committed when it was read, so
+        // rows that end short of `limit` have shown all of it.
+        let mut query = events::table
+            .filter(events::position.ge(from))
+            .filter(events::position.le(sequence.last_position))
+            .order(events::position)
+            .select((events::position, events::event_count, events::event_type, events::occurred_at, events::data))
+            .limit(limit)
+            .into_boxed();
+        if let Some(names) = types.names() {
+            query = query.filter(events::event_type.eq_any(names));
+        }
+        if let Some(restriction) = restriction {
+            query = query.filter(visible_to(conn, restriction));
+        }
+        let rows: Vec<StoredEvents> = query.load(conn)?;
+        let read_all = (rows.len() as i64) < limit;
+        let mut read = Vec::new();
+        for row in rows {
+            from = row.last()? + 1;
+            let grouped = row.event_count > 1;
+            let events = row.events_after(after)?;
+            match restriction {
+                Some(restriction) if grouped => {
+                    let visible = visible_codes(conn, restriction, &events)?;
+                    read.extend(events.into_iter().filter(|event| event.data.get(SINGLE_CUSTOMER).and_then(Json::as_str).is_some_and(|code| visible.contains(code))));
+                }
+                _ => read.extend(events),
+            }
+        }
+        for event in read {
+            found.push(event);
+            if found.len() as i64 == limit {
+                let next_cursor = found.last().map_or(after, |event| event.position);
+                return Ok(Page { events: found, next_cursor });
+            }
+        }
+        if read_all {
+            return Ok(Page { events: found, next_cursor: after.max(sequence.last_position) });
+        }
     }
-    if let Some(restriction) = restriction {
-        query = query.filter(visible_to(conn, restriction));
-    }
-    let rows: Vec<EventRow> = query.load(conn)?;
-    let next_cursor = match rows.last() {
-        Some(last) if rows.len() as i64 == limit => last.position.unwrap_or(after),
-        _ => after.max(sequence.last_position),
-    };
-    Ok(Page { events: rows, next_cursor })
 }
 
 /// Deletes numbered events that occurred before `cutoff`, oldest first, in bounded
@@ -259,17 +370,18 @@ pub fn prune(conn: &mut DbConnection, cutoff: NaiveDateTime) -> Result<usize, Ap
     loop {
         let removed = transaction(conn, |conn| {
             let sequence = sequence_row(conn, true)?;
-            // The oldest numbered events; those before the cutoff go.
-            let oldest: Vec<(Option<i64>, NaiveDateTime)> = events::table
+            // The oldest numbered rows; those before the cutoff go.
+            let oldest: Vec<(Option<i64>, i32, NaiveDateTime)> = events::table
                 .filter(events::position.gt(sequence.pruned_through))
                 .order(events::position)
-                .select((events::position, events::occurred_at))
+                .select((events::position, events::event_count, events::occurred_at))
                 .limit(PRUNE_BATCH)
                 .load(conn)?;
-            let Some(through) = oldest.iter().take_while(|(_, at)| *at < cutoff).filter_map(|(position, _)| *position).last() else { return Ok(0) };
-            let removed = diesel::delete(events::table.filter(events::position.le(through))).execute(conn)?;
-            diesel::update(event_sequence::table.find(1_i64)).set(event_sequence::pruned_through.eq(through)).execute(conn)?;
-            Ok(removed)
+            let Some((Some(through), count, _)) = oldest.iter().take_while(|(_, _, at)| *at < cutoff).last().copied() else { return Ok(0) };
+            let pruned_through = through + i64::from(count) - 1;
+            diesel::delete(events::table.filter(events::position.le(through))).execute(conn)?;
+            diesel::update(event_sequence::table.find(1_i64)).set(event_sequence::pruned_through.eq(pruned_through)).execute(conn)?;
+            Ok((pruned_through - sequence.pruned_through) as usize)
         })?;
         if removed == 0 {
             return Ok(deleted);

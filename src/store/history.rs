@@ -65,6 +65,24 @@ pub struct SharedChange<'a> {
     pub run_id: Option<i64>,
 }
 
+impl NewHistory {
+    /// The change this entry records, as entries of many customers share it.
+    pub fn shared(&self) -> SharedChange<'_> {
+        SharedChange {
+            scheme_code: &self.scheme_code,
+            from_category: self.from_category.as_deref(),
+            to_category: self.to_category.as_deref(),
+            direction: self.direction,
+            at: self.at,
+            actor: &self.actor,
+            source: self.source,
+            reason: self.reason.as_deref(),
+            rule_id: self.rule_id,
+            run_id: self.run_id,
+        }
+    }
+}
+
 /// Records `change` for each of these customers, taking their codes from `customers`:
 /// a statement per thousand that carries the change once instead of once per row; and
 /// their `classification.changed` events likewise.

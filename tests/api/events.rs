@@ -4,14 +4,15 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{ok_json, problem, spawn_app_with, with_connection, Backend, Options, TestApp};
+use crate::helpers::{insert_customers_directly, ok_json, problem, spawn_app_with, with_connection, Backend, Options, TestApp};
 
 both_backends!(
     every_change_is_an_event_in_order_and_a_saved_cursor_misses_nothing,
     types_narrow_the_feed_and_a_long_poll_wakes_on_a_change,
     a_cursor_past_the_retention_is_gone,
     bad_feed_queries_are_refused,
-    a_cursor_read_between_two_writers_commits_skips_nothing
+    a_cursor_read_between_two_writers_commits_skips_nothing,
+    moves_stored_together_read_as_one_event_each
 );
 both_backends!(backend: a_run_reports_each_move_and_its_end);
 
@@ -176,6 +177,53 @@ async fn a_cursor_past_the_retention_is_gone(app: TestApp) {
     assert_eq!(kept[0]["data"]["scheme"], "REGION");
     let cursor = events[0]["id"].as_str().unwrap();
     ok_json(app.get(&format!("/api/v1/events?after={cursor}")).await, StatusCode::OK).await;
+}
+
+/// A batch's moves are stored a thousand to a row and numbered as consecutive events:
+/// on pages that cut through those rows, each move is one event, in order, once; a
+/// cursor may stand inside a row; retention deletes such a row whole.
+async fn moves_stored_together_read_as_one_event_each(app: TestApp) {
+    app.create_tiers().await;
+    let codes = insert_customers_directly(&app, "G", 2500).await;
+    let structure = feed_of(&app, "", 4).await;
+    let before: i64 = structure[3]["id"].as_str().unwrap().parse().unwrap();
+    let batch = json!({"scheme": "TIER", "category": "02", "customers": codes, "reason": "批量调整"});
+    assert_eq!(ok_json(app.post("/api/v1/assignments/batch", &batch).await, StatusCode::OK).await["changed"], 2500);
+    feed_of(&app, "&types=classification.changed", 2500).await;
+
+    let (moves, _) = read_feed(&app, Some(&before.to_string()), "", 7).await;
+    assert_eq!(ids_of(&moves), (before + 1..=before + 2500).collect::<Vec<_>>(), "one event a move, numbered without a gap");
+    let customers: Vec<&str> = moves.iter().map(|event| event["data"]["customer"].as_str().unwrap()).collect();
+    assert_eq!(customers, codes);
+    for event in &moves {
+        assert_eq!(event["type"], "classification.changed");
+        let data = &event["data"];
+        assert_eq!((&data["scheme"], &data["from"], &data["to"], &data["source"], &data["reason"]), (&json!("TIER"), &Value::Null, &json!("02"), &json!("manual"), &json!("批量调整")), "{event}");
+        assert!(data.get("customers").is_none(), "{event}");
+    }
+    let stored = with_connection(&app, |conn| {
+        use diesel::prelude::*;
+        use custclass::db::schema::events;
+        events::table.filter(events::event_type.eq("classification.changed")).count().get_result::<i64>(conn).unwrap()
+    })
+    .await;
+    assert_eq!(stored, 3, "2,500 moves take three rows");
+
+    let inside = before + 1234;
+    let (rest, _) = read_feed(&app, Some(&inside.to_string()), "&types=classification.changed", 1000).await;
+    assert_eq!(rest.iter().map(|event| event["data"]["customer"].as_str().unwrap()).collect::<Vec<_>>(), codes[1234..]);
+
+    let pruned = with_connection(&app, |conn| {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("UPDATE events SET occurred_at = '2020-01-01 00:00:00'").execute(conn).unwrap();
+        custclass::store::events::prune(conn, custclass::db::now() - chrono::Duration::days(30)).unwrap()
+    })
+    .await;
+    assert_eq!(pruned, 2504, "the structure's four events and the 2,500 moves");
+    problem(app.get(&format!("/api/v1/events?after={inside}")).await, StatusCode::GONE, "cursor_expired").await;
+    let latest = before + 2500;
+    let after_all = ok_json(app.get(&format!("/api/v1/events?after={latest}")).await, StatusCode::OK).await;
+    assert_eq!(after_all["events"], json!([]));
 }
 
 async fn bad_feed_queries_are_refused(app: TestApp) {

@@ -274,9 +274,12 @@ async fn the_feed_and_webhooks_of_a_restricted_key_show_customers_inside_only(ap
     ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED).await;
     ok_json(app.assign("S1", "TIER", "01").await, StatusCode::OK).await;
     ok_json(app.assign("N1", "TIER", "01").await, StatusCode::OK).await;
+    // A batch's moves are stored as one row; the key sees those of its customers.
+    let batch = json!({"scheme": "TIER", "category": "01", "customers": ["N2", "S3", "U"]});
+    ok_json(app.post("/api/v1/assignments/batch", &batch).await, StatusCode::OK).await;
     feed_of(&app, "&types=classification_run.finished", 1).await;
-    let everything = feed_of(&app, "&types=classification.changed", 11).await;
-    assert_eq!(everything.len(), 11);
+    let everything = feed_of(&app, "&types=classification.changed", 14).await;
+    assert_eq!(everything.len(), 14);
 
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -293,6 +296,8 @@ async fn the_feed_and_webhooks_of_a_restricted_key_show_customers_inside_only(ap
     let customers: Vec<&str> = seen.iter().filter_map(|e| e["data"]["customer"].as_str()).collect();
     assert!(customers.iter().all(|c| INSIDE.contains(c)), "{customers:?}");
     assert!(customers.contains(&"N1") && customers.contains(&"S3"));
+    let promoted: Vec<&str> = seen.iter().filter(|e| e["type"] == "classification.changed" && e["data"]["to"] == "01").map(|e| e["data"]["customer"].as_str().unwrap()).collect();
+    assert_eq!(promoted, ["N1", "N2", "S3"]);
     assert!(seen.iter().any(|e| e["type"] == "category.created"), "the structure's events are everyone's");
     assert!(seen.iter().all(|e| e["type"] != "classification_run.finished"));
     let (unrestricted, _) = read_feed(&app, None, "", 1000).await;
