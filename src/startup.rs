@@ -15,6 +15,7 @@ use crate::api::{self, error, AppState, KeyCache};
 use crate::config::{CorsOrigins, Settings, WebhookSettings};
 use crate::db::{self, Db, DbPool};
 use crate::domain::api_key::ApiKeySecret;
+use crate::shutdown::Shutdown;
 use crate::store::api_keys::{self, Bootstrap};
 use crate::store::{duplicates, events, sales_totals, webhooks};
 use crate::webhook_sender::deliver_webhooks;
@@ -28,6 +29,7 @@ pub struct Application {
     port: u16,
     db: Db,
     feed: FeedSignal,
+    shutdown: Shutdown,
     event_retention: Duration,
     webhooks: WebhookSettings,
 }
@@ -100,6 +102,7 @@ impl Application {
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let db = Db::new(pool, settings.timeouts);
         let feed = FeedSignal::default();
+        let shutdown = Shutdown::default();
         let state = web::Data::new(AppState {
             db: db.clone(),
             keys: KeyCache::new(KEY_CACHE_TTL),
@@ -108,6 +111,7 @@ impl Application {
             imports: Default::default(),
             feed: feed.clone(),
             webhook_allow_private: settings.webhooks.allow_private,
+            shutdown: shutdown.clone(),
         });
         let cors_origins = settings.cors.clone();
         let server = HttpServer::new(move || {
@@ -128,21 +132,40 @@ impl Application {
         .shutdown_timeout(30);
         let server = if settings.workers > 0 { server.workers(settings.workers) } else { server };
         let server = server.listen(listener).map_err(|e| e.to_string())?.run();
-        Ok(Self { server, port, db, feed, event_retention: settings.event_retention, webhooks: settings.webhooks })
+        Ok(Self { server, port, db, feed, shutdown, event_retention: settings.event_retention, webhooks: settings.webhooks })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s).
+    /// Serves until SIGINT/SIGTERM, then finishes in-flight requests (up to 30 s) and
+    /// waits for classification runs to stop at a batch boundary and record
+    /// `interrupted` (up to 60 s).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let maintenance = std::pin::pin!(maintain(self.db, self.feed, self.event_retention, self.webhooks));
-        match futures_util::future::select(self.server, maintenance).await {
+        let background = futures_util::future::join(maintain(self.db, self.feed, self.event_retention, self.webhooks), begin_shutdown_on_signal(self.shutdown.clone()));
+        let served = match futures_util::future::select(self.server, std::pin::pin!(background)).await {
             futures_util::future::Either::Left((served, _)) => served,
-            futures_util::future::Either::Right(((), server)) => server.await,
+            futures_util::future::Either::Right((_, server)) => server.await,
+        };
+        self.shutdown.begin();
+        if !self.shutdown.runs_ended().await {
+            log::warn!("a classification run did not reach a batch boundary in time; it is taken for abandoned once its heartbeat is 10 minutes old");
         }
+        served
     }
+}
+
+/// The server stops on these signals itself; the runs learn of them here, at once,
+/// rather than after the in-flight requests (one may be waiting for its run).
+async fn begin_shutdown_on_signal(shutdown: Shutdown) {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(error) => return log::warn!("cannot listen for SIGTERM: {error}"),
+    };
+    futures_util::future::select(std::pin::pin!(terminate.recv()), std::pin::pin!(tokio::signal::ctrl_c())).await;
+    log::info!("stopping: classification runs stop at their next batch boundary");
+    shutdown.begin();
 }
 
 /// What every replica keeps up in the background: the duplicate keys of customers

@@ -51,6 +51,8 @@ pub struct AppState {
     pub feed: events::FeedSignal,
     /// Whether webhook endpoints may be on internal networks (`WEBHOOK_ALLOW_PRIVATE`).
     pub webhook_allow_private: bool,
+    /// Tells classification runs that the service is stopping.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 /// Largest JSON body accepted by ordinary endpoints.

@@ -28,7 +28,7 @@ use super::{api_keys, assignments, attributes, categories, customers, data_quali
         assignments::assign, assignments::unassign, assignments::batch,
         transactions::post, transactions::metrics,
         rules::list, rules::create, rules::get, rules::update, rules::delete,
-        runs::create, runs::list, runs::get, runs::changes,
+        runs::create, runs::list, runs::get, runs::changes, runs::cancel,
         reports::distribution, reports::crosstab, reports::transitions, reports::transition_customers,
         exports::export_customers, imports::import_customers, imports::get, data_quality::data_quality,
         events::list,

@@ -1,5 +1,7 @@
 //! `/schemes/{scheme}/classification-runs`: evaluating a scheme's rules over its customers.
 
+use std::time::Duration;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -59,6 +61,8 @@ pub struct Run {
     pub error: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// When `POST …/cancel` asked the run to stop; it stops before its next batch.
+    pub stop_requested_at: Option<DateTime<Utc>>,
 }
 
 impl From<RunView> for Run {
@@ -84,6 +88,7 @@ impl From<RunView> for Run {
             error: row.error,
             started_at: row.started_at.and_utc(),
             finished_at: row.finished_at.map(|at| at.and_utc()),
+            stop_requested_at: row.stop_requested_at.map(|at| at.and_utc()),
         }
     }
 }
@@ -164,7 +169,7 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, request: Http
         errors.check::<()>(Err(crate::domain::FieldError::new("customers", format!("at most {MAX_BATCH} customers"))));
     }
     errors.finish()?;
-    let (dry_run, as_of, actor, batch_size) = (body.dry_run, as_of.expect("checked"), auth.caller.name, state.run_batch_size);
+    let (dry_run, as_of, actor, batch_size, shutdown) = (body.dry_run, as_of.expect("checked"), auth.caller.name, state.run_batch_size, state.shutdown.clone());
     // The run reports through `started` once it holds the scheme's running slot;
     // the work goes on in its own task, so a caller that leaves does not stop it.
     let (started, has_started) = tokio::sync::oneshot::channel::<RunView>();
@@ -173,7 +178,7 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, request: Http
         state
             .db
             .run_long(move |conn| {
-                let request = |scope| RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor, batch_size };
+                let request = |scope| RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor, batch_size, shutdown };
                 // Nobody waits for the start when the caller wants the finished run.
                 store::run_requested(conn, &db, &scheme, codes, request, |run| drop(started.send(run)))
             })
@@ -261,8 +266,39 @@ pub async fn changes(
     Ok(HttpResponse::Ok().json(paging::into_page::<_, RunChange, _>(rows, limit, |row| Position { id: row.position })?))
 }
 
+/// How long a cancel request waits for the run to reach a batch boundary before it
+/// answers 202.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+const CANCEL_CHECK: Duration = Duration::from_millis(100);
+
+#[utoipa::path(post, path = "/api/v1/schemes/{scheme}/classification-runs/{id}/cancel", tag = "rules", operation_id = "cancel_classification_run",
+    params(("scheme" = String, Path, description = "Scheme code"), ("id" = i64, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run stopped before its next batch: `status: cancelled`, with the counts of the batches it committed", body = Run),
+        (status = 202, description = "Asked to stop (`stop_requested_at`) but still in a batch after 10 s; follow `Location`", body = Run, headers(("Location" = String))),
+        (status = 404, description = "`scheme_not_found`, `run_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`run_not_running`: the run has already ended", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn cancel(state: web::Data<AppState>, _auth: Auth<Admin>, path: web::Path<(String, i64)>) -> Result<HttpResponse, AppError> {
+    let (scheme, id) = path.into_inner();
+    let asked = scheme.clone();
+    let mut run = state.db.run(move |conn| store::request_stop(conn, &asked, id)).await?;
+    let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+    while run.row.status == RunStatus::Running && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(CANCEL_CHECK).await;
+        let scheme = scheme.clone();
+        run = state.db.run(move |conn| store::get(conn, &scheme, id)).await?;
+    }
+    let run = Run::from(run);
+    if run.status == RunStatus::Running {
+        return Ok(HttpResponse::Accepted().insert_header(("Location", run_location(&run))).json(run));
+    }
+    Ok(HttpResponse::Ok().json(run))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/schemes/{scheme}/classification-runs").route(web::get().to(list)).route(web::post().to(create)))
         .service(web::resource("/schemes/{scheme}/classification-runs/{id}").route(web::get().to(get)))
-        .service(web::resource("/schemes/{scheme}/classification-runs/{id}/changes").route(web::get().to(changes)));
+        .service(web::resource("/schemes/{scheme}/classification-runs/{id}/changes").route(web::get().to(changes)))
+        .service(web::resource("/schemes/{scheme}/classification-runs/{id}/cancel").route(web::post().to(cancel)));
 }

@@ -11,6 +11,7 @@ use crate::api::error::{json_error, Problem};
 use crate::api::runs::Run;
 use crate::api::AppState;
 use crate::domain::rule::parse_moment;
+use crate::shutdown::Shutdown;
 use crate::domain::sales::{ExternalId, Money};
 use crate::error::AppError;
 use crate::domain::run::Trigger;
@@ -125,12 +126,12 @@ pub async fn post(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json
     }
     let now = crate::db::now();
     let (external_ids, items): (Vec<Option<String>>, Vec<Result<NewTransaction, String>>) = raw.iter().map(|item| parse_item(item, now)).unzip();
-    let (actor, batch_size) = (auth.caller.name, state.run_batch_size);
+    let (actor, batch_size, shutdown) = (auth.caller.name, state.run_batch_size, state.shutdown.clone());
     let (ingested, classification) = state
         .db
         .run(move |conn| {
             let ingested = store::ingest(conn, &items)?;
-            let classification = auto_classify(conn, &ingested.customer_ids, &actor, batch_size)?;
+            let classification = auto_classify(conn, &ingested.customer_ids, &actor, batch_size, &shutdown)?;
             Ok((ingested, classification))
         })
         .await?;
@@ -161,14 +162,14 @@ pub async fn post(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json
 /// Re-classifies `customer_ids` in every active scheme with `auto_classify`. The
 /// transactions are stored already, so a scheme whose run cannot start is reported,
 /// not failed.
-fn auto_classify(conn: &mut crate::db::DbConnection, customer_ids: &[i64], actor: &str, batch_size: i64) -> Result<Vec<AutoClassification>, AppError> {
+fn auto_classify(conn: &mut crate::db::DbConnection, customer_ids: &[i64], actor: &str, batch_size: i64, shutdown: &Shutdown) -> Result<Vec<AutoClassification>, AppError> {
     if customer_ids.is_empty() {
         return Ok(Vec::new());
     }
     let automatic = crate::store::schemes::auto_classified(conn)?;
     let mut results = Vec::new();
     for scheme in automatic {
-        let request = RunRequest { dry_run: false, scope: Scope::Customers(customer_ids.to_vec()), as_of: crate::db::now(), trigger: Trigger::Ingestion, actor: actor.to_string(), batch_size };
+        let request = RunRequest { dry_run: false, scope: Scope::Customers(customer_ids.to_vec()), as_of: crate::db::now(), trigger: Trigger::Ingestion, actor: actor.to_string(), batch_size, shutdown: shutdown.clone() };
         // Whatever stops the run (a rule that no longer fits, a run in progress, even
         // the database), the transactions are stored: the caller learns why the
         // scheme was skipped and can start a run later; the request does not fail.

@@ -183,6 +183,7 @@ diesel::table! {
         started_at -> Timestamp,
         heartbeat_at -> Timestamp,
         finished_at -> Nullable<Timestamp>,
+        stop_requested_at -> Nullable<Timestamp>,
     }
 }
 

@@ -182,7 +182,7 @@ mod tests {
         labels_are_what_serde_writes(run::Trigger::LABELS, run::Trigger::from_label);
         labels_are_what_serde_writes(run::ChangeOutcome::LABELS, run::ChangeOutcome::from_label);
         labels_are_what_serde_writes(webhook::DeliveryOutcome::LABELS, webhook::DeliveryOutcome::from_label);
-        assert_eq!(run::RunStatus::try_from("done".to_string()).unwrap_err(), "\"done\" is not a RunStatus (one of running, completed, failed, abandoned)");
+        assert_eq!(run::RunStatus::try_from("done".to_string()).unwrap_err(), "\"done\" is not a RunStatus (one of running, completed, failed, abandoned, cancelled, interrupted)");
     }
 
     #[test]

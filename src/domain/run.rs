@@ -9,6 +9,10 @@ labelled_enum! {
         Failed = "failed",
         /// Its process stopped without finishing (no heartbeat for 10 minutes).
         Abandoned = "abandoned",
+        /// Stopped on request (`POST …/cancel`) after the batches it had committed.
+        Cancelled = "cancelled",
+        /// Stopped by the service shutting down, after the batches it had committed.
+        Interrupted = "interrupted",
     }
 }
 

@@ -14,8 +14,9 @@ use crate::db::{now, transaction, DbConnection};
 use crate::domain::customer::CustomerStatus;
 use crate::domain::history::{Direction, Source};
 use crate::domain::rule::Condition;
-use crate::domain::run::{ChangeOutcome, Trigger};
+use crate::domain::run::{ChangeOutcome, RunStatus, Trigger};
 use crate::error::AppError;
+use crate::shutdown::Shutdown;
 
 use super::assignments::{self, Mover, Provenance};
 use super::counts::CategoryDeltas;
@@ -43,6 +44,8 @@ pub struct RunRequest {
     pub actor: String,
     /// Customers per statement and per transaction.
     pub batch_size: i64,
+    /// Stops the run at a batch boundary once begun.
+    pub shutdown: Shutdown,
 }
 
 /// Counters of a run, and its from → to table (`null` from: had no category).
@@ -113,9 +116,21 @@ struct Evaluated {
     matched: i64,
 }
 
+/// Whether the run is to stop before its next batch, and with what status: the service
+/// is shutting down (`interrupted`), or someone asked it to (`cancelled`, on whichever
+/// replica the request came to).
+fn stop_before_batch(conn: &mut DbConnection, request: &RunRequest, run_id: i64) -> Result<Option<RunStatus>, AppError> {
+    if request.shutdown.has_begun() {
+        return Ok(Some(RunStatus::Interrupted));
+    }
+    let requested: Option<NaiveDateTime> = classification_runs::table.find(run_id).select(classification_runs::stop_requested_at).first(conn)?;
+    Ok(requested.map(|_| RunStatus::Cancelled))
+}
+
 /// Evaluates and applies the run batch by batch, one transaction each; with a
 /// `helper` connection two workers share the batches (worth it where the database
-/// runs writers side by side: MySQL, not SQLite).
+/// runs writers side by side: MySQL, not SQLite). How it ended: `completed`, or
+/// stopped between batches (`cancelled`, `interrupted`).
 pub(super) fn execute(
     conn: &mut DbConnection,
     helper: Option<&mut DbConnection>,
@@ -123,7 +138,7 @@ pub(super) fn execute(
     rules: &[ActiveRule],
     request: &RunRequest,
     run_id: i64,
-) -> Result<(), AppError> {
+) -> Result<RunStatus, AppError> {
     let targets: Vec<CategoryRow> = rules
         .iter()
         .map(|rule| category_store::find_row(conn, scheme.id, &rule.row.target_category)?.ok_or_else(|| AppError::internal("a rule's target vanished")))
@@ -150,9 +165,23 @@ pub(super) fn execute(
     // end, so that the two write to far-apart pages of every index ordered by customer.
     let pending = Mutex::new(0..selections.len());
     let stop = AtomicBool::new(false);
-    // Each worker takes a batch until none is left or the other one failed.
+    let stopped_as = Mutex::new(None);
+    // Each worker takes a batch until none is left, the other one failed, or the run
+    // is to stop.
     let work = |conn: &mut DbConnection, from_the_end: bool| -> Result<(), AppError> {
         while !stop.load(Ordering::Relaxed) {
+            match stop_before_batch(conn, request, run_id) {
+                Ok(None) => {}
+                Ok(Some(status)) => {
+                    *stopped_as.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(status);
+                    stop.store(true, Ordering::Relaxed);
+                    break;
+                }
+                Err(error) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(error);
+                }
+            }
             let taken = {
                 let mut pending = pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 if from_the_end {
@@ -188,7 +217,8 @@ pub(super) fn execute(
             own.and(helped)
         }),
         None => work(conn, false),
-    }
+    }?;
+    Ok(stopped_as.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()).unwrap_or(RunStatus::Completed))
 }
 
 /// What a run's committed batches found.

@@ -37,6 +37,7 @@ pub struct RunRow {
     pub started_at: NaiveDateTime,
     pub heartbeat_at: NaiveDateTime,
     pub finished_at: Option<NaiveDateTime>,
+    pub stop_requested_at: Option<NaiveDateTime>,
 }
 
 pub struct RunView {
@@ -253,29 +254,56 @@ pub fn current(conn: &mut DbConnection, claimed: &Claimed) -> Result<RunView, Ap
 /// `helper`, when given), then records how it ended and frees the scheme's running slot.
 pub fn finish(conn: &mut DbConnection, helper: Option<&mut DbConnection>, claimed: &Claimed, request: &RunRequest) -> Result<RunView, AppError> {
     let Claimed { id, scheme, rules } = claimed;
+    let _going = request.shutdown.track_run();
     let outcome = run_batches::execute(conn, helper, scheme, rules, request, *id);
     let (status, error) = match &outcome {
-        Ok(()) => (RunStatus::Completed, None),
+        Ok(status) => (*status, None),
         Err(error) => (RunStatus::Failed, Some(error.detail.clone())),
     };
-    transaction(conn, |conn| {
-        diesel::update(classification_runs::table.filter(classification_runs::id.eq(*id)))
-            .set((
-                classification_runs::running_scheme_id.eq(None::<i64>),
-                classification_runs::status.eq(status.as_str()),
-                classification_runs::error.eq(&error),
-                classification_runs::finished_at.eq(Some(now())),
-            ))
-            .execute(conn)?;
-        let totals: String = classification_runs::table.find(*id).select(classification_runs::totals).first(conn)?;
-        let totals: serde_json::Value = serde_json::from_str(&totals).map_err(|e| AppError::corrupt(format!("run {id} holds unreadable totals: {e}")))?;
-        let finished = serde_json::json!({
-            "scheme": scheme.code, "run_id": id, "status": status.as_str(), "dry_run": request.dry_run,
-            "trigger": request.trigger.as_str(), "totals": totals, "error": error,
-        });
-        super::events::record_one(conn, crate::domain::event::EventType::ClassificationRunFinished, finished)
-    })?;
+    transaction(conn, |conn| record_ending(conn, scheme, *id, status, error.as_deref()))?;
     outcome?;
     current(conn, claimed)
 }
 
+/// Records how a run ended, frees its scheme's running slot, and tells the feed.
+fn record_ending(conn: &mut DbConnection, scheme: &SchemeRow, id: i64, status: RunStatus, error: Option<&str>) -> Result<(), AppError> {
+    diesel::update(classification_runs::table.filter(classification_runs::id.eq(id)))
+        .set((
+            classification_runs::running_scheme_id.eq(None::<i64>),
+            classification_runs::status.eq(status.as_str()),
+            classification_runs::error.eq(error),
+            classification_runs::finished_at.eq(Some(now())),
+        ))
+        .execute(conn)?;
+    let run = find(conn, scheme, id)?;
+    let totals: serde_json::Value = serde_json::from_str(&run.totals).map_err(|e| AppError::corrupt(format!("run {id} holds unreadable totals: {e}")))?;
+    let finished = serde_json::json!({
+        "scheme": scheme.code, "run_id": id, "status": status.as_str(), "dry_run": run.dry_run,
+        "trigger": run.trigger_source.as_str(), "totals": totals, "error": error,
+    });
+    super::events::record_one(conn, crate::domain::event::EventType::ClassificationRunFinished, finished)
+}
+
+fn run_not_running(scheme: &str, run: &RunRow) -> AppError {
+    AppError::conflict("run_not_running", format!("classification run {} of scheme {scheme} has already ended ({})", run.id, run.status.as_str()))
+}
+
+/// Asks a running run to stop before its next batch, on whichever replica runs it; it
+/// then records `cancelled` with the counts of the batches it committed. A run whose
+/// process died (no heartbeat for `STALE_AFTER`) is recorded `cancelled` at once.
+pub fn request_stop(conn: &mut DbConnection, scheme_code: &str, id: i64) -> Result<RunView, AppError> {
+    transaction(conn, |conn| {
+        let scheme = scheme_store::get(conn, scheme_code)?;
+        let run = find(conn, &scheme, id)?;
+        if run.status != RunStatus::Running {
+            return Err(run_not_running(&scheme.code, &run));
+        }
+        let at = now();
+        if at - run.heartbeat_at >= STALE_AFTER {
+            record_ending(conn, &scheme, id, RunStatus::Cancelled, Some("the run had stopped without finishing (no heartbeat for 10 minutes)"))?;
+        } else if run.stop_requested_at.is_none() {
+            diesel::update(classification_runs::table.find(id)).set(classification_runs::stop_requested_at.eq(Some(at))).execute(conn)?;
+        }
+        view(&scheme, find(conn, &scheme, id)?)
+    })
+}

@@ -196,6 +196,11 @@ impl TestApp {
         TestApp { address, admin_key: self.admin_key.clone(), client: test_client(), database: self.database.clone(), proxy: None, settings: self.settings.clone() }
     }
 
+    /// Calls, with this app's keys, to another process serving the same database.
+    pub fn at(&self, address: String) -> TestApp {
+        TestApp { address, admin_key: self.admin_key.clone(), client: test_client(), database: self.database.clone(), proxy: None, settings: self.settings.clone() }
+    }
+
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, format!("{}{}", self.address, path))
     }

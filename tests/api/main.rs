@@ -27,3 +27,4 @@ mod reassign;
 mod restriction;
 mod tiers;
 mod schemes;
+mod stopping;

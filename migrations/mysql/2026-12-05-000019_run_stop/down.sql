@@ -1,0 +1,1 @@
+ALTER TABLE classification_runs DROP COLUMN stop_requested_at;
