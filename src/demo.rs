@@ -89,7 +89,7 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
         let rule = rule.parse().map_err(|_| AppError::internal("bad demo code rule"))?;
         schemes::create(
             conn,
-            NewScheme { code: field(SchemeCode::parse("code", code))?, name: name.into(), description: None, code_rule: rule, required, auto_classify: false, active: true, ordered: code == "TIER" },
+            NewScheme { code: field(SchemeCode::parse("code", code))?, name: name.into(), description: None, code_rule: rule, required, auto_classify: false, active: true, ordered: code == "TIER", schedule: None },
         )?;
         for (order, (category, category_name)) in categories.iter().enumerate() {
             let new = NewCategory {

@@ -17,7 +17,10 @@ use crate::db::{self, Db, DbPool};
 use crate::domain::api_key::ApiKeySecret;
 use crate::shutdown::Shutdown;
 use crate::store::api_keys::{self, Bootstrap};
-use crate::store::{duplicates, events, sales_totals, webhooks};
+use crate::domain::run::Trigger;
+use crate::store::run_batches::RunRequest;
+use crate::store::schemes::{self, Firing};
+use crate::store::{duplicates, events, runs, sales_totals, webhooks};
 use crate::webhook_sender::deliver_webhooks;
 use crate::telemetry::{self, Metrics};
 
@@ -30,6 +33,7 @@ pub struct Application {
     db: Db,
     feed: FeedSignal,
     shutdown: Shutdown,
+    run_batch_size: i64,
     event_retention: Duration,
     webhooks: WebhookSettings,
 }
@@ -38,6 +42,10 @@ pub struct Application {
 const SALES_TOTALS_CHECK: Duration = Duration::from_secs(3600);
 /// How long the sequencer rests when it found no event to number.
 const SEQUENCER_REST: Duration = Duration::from_millis(100);
+/// How often a replica looks for schedules that are due.
+const SCHEDULE_CHECK: Duration = Duration::from_secs(1);
+/// Who the runs that schedules start are recorded as started by.
+const SCHEDULE_ACTOR: &str = "schedule";
 /// How often a replica deletes the events past their retention.
 const EVENT_PRUNING: Duration = Duration::from_secs(3600);
 
@@ -132,7 +140,7 @@ impl Application {
         .shutdown_timeout(30);
         let server = if settings.workers > 0 { server.workers(settings.workers) } else { server };
         let server = server.listen(listener).map_err(|e| e.to_string())?.run();
-        Ok(Self { server, port, db, feed, shutdown, event_retention: settings.event_retention, webhooks: settings.webhooks })
+        Ok(Self { server, port, db, feed, shutdown, run_batch_size: settings.run_batch_size, event_retention: settings.event_retention, webhooks: settings.webhooks })
     }
 
     pub fn port(&self) -> u16 {
@@ -143,7 +151,8 @@ impl Application {
     /// waits for classification runs to stop at a batch boundary and record
     /// `interrupted` (up to 60 s).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let background = futures_util::future::join(maintain(self.db, self.feed, self.event_retention, self.webhooks), begin_shutdown_on_signal(self.shutdown.clone()));
+        let schedules = fire_schedules(self.db.clone(), self.run_batch_size, self.shutdown.clone());
+        let background = futures_util::future::join3(maintain(self.db, self.feed, self.event_retention, self.webhooks), schedules, begin_shutdown_on_signal(self.shutdown.clone()));
         let served = match futures_util::future::select(self.server, std::pin::pin!(background)).await {
             futures_util::future::Either::Left((served, _)) => served,
             futures_util::future::Either::Right((_, server)) => server.await,
@@ -184,6 +193,37 @@ async fn maintain(db: Db, feed: FeedSignal, event_retention: Duration, webhook_s
         prune_events(db, event_retention),
     )
     .await;
+}
+
+/// Starts the classification runs whose schedules are due, one after another; at
+/// start-up, once for firings missed while no replica ran. Replicas race harmlessly:
+/// each firing is taken by one (`schemes::take_due_firings`), and its run takes the
+/// scheme's slot like any run (a firing that finds a run in progress is skipped).
+async fn fire_schedules(db: Db, batch_size: i64, shutdown: Shutdown) {
+    while !shutdown.has_begun() {
+        let firings = match db.run(|conn| schemes::take_due_firings(conn, db::now())).await {
+            Ok(firings) => firings,
+            Err(error) => {
+                log::warn!("the due schedules could not be read: {error}");
+                Vec::new()
+            }
+        };
+        for Firing { scheme, dry_run } in firings {
+            let (pool, shutdown) = (db.clone(), shutdown.clone());
+            let started = scheme.clone();
+            let outcome = db
+                .run_long(move |conn| {
+                    let request = |scope| RunRequest { dry_run, scope, as_of: db::now(), trigger: Trigger::Schedule, actor: SCHEDULE_ACTOR.to_string(), batch_size, shutdown };
+                    runs::run_requested(conn, &pool, &started, None, request, |_| {})
+                })
+                .await;
+            match outcome {
+                Ok(run) => log::info!("scheduled run {} of scheme {scheme} ended {}", run.row.id, run.row.status.as_str()),
+                Err(error) => log::warn!("the scheduled run of scheme {scheme} did not run: {error}"),
+            }
+        }
+        tokio::time::sleep(SCHEDULE_CHECK).await;
+    }
 }
 
 /// Numbers committed events as they come (`store::events::sequence`), and wakes the

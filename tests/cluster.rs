@@ -373,6 +373,25 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
     assert_eq!((status, refused["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("transaction_too_large")), "{refused}");
     assert_eq!(customers_after_refusal, "200", "nothing of the refused import was written");
     assert_eq!((status_in_chunks, imported["created"].as_u64()), (StatusCode::OK, Some(2500)), "{imported}");
+
+    // A due schedule fires once for the three replicas: each moves the firing on by
+    // compare-and-set, one wins (the others lose certification or find it moved), and
+    // only the winner starts a run.
+    let schedule = json!({"schedule": {"cron": "0 2 * * *", "timezone": "Asia/Shanghai", "dry_run": true}});
+    let (status, body) = client.send(a, Method::PATCH, "/api/v1/schemes/TIER", Some(schedule), false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    query(first, &database, "UPDATE schemes SET schedule_next_at = '2020-01-01 00:00:00' WHERE code = 'TIER'");
+    let scheduled = "SELECT COUNT(*) FROM classification_runs WHERE trigger_source = 'schedule'";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while single(first, &database, &format!("{scheduled} AND status <> 'running'")) == "0" {
+        assert!(Instant::now() < deadline, "the schedule did not fire");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    settle(&nodes).await;
+    for (_, port) in &nodes {
+        assert_eq!(single(*port, &database, scheduled), "1", "one run for the firing, on :{port}");
+    }
     drop(replicas);
     query(first, "information_schema", &format!("DROP DATABASE {database}"));
 }

@@ -176,6 +176,10 @@ impl FieldErrors {
         result.map_err(|e| self.0.push(e)).ok()
     }
 
+    pub fn check_all<T>(&mut self, result: Result<T, Vec<crate::domain::FieldError>>) -> Option<T> {
+        result.map_err(|errors| self.0.extend(errors)).ok()
+    }
+
     pub fn finish(self) -> Result<(), AppError> {
         if self.0.is_empty() {
             Ok(())

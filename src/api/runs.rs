@@ -209,6 +209,14 @@ pub struct PageQuery {
     cursor: Option<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+    trigger: Option<String>,
+}
+
 /// Runs page by id (newest first), a run's changes by position.
 #[derive(Serialize, Deserialize)]
 struct Position {
@@ -222,15 +230,21 @@ fn page_request(query: PageQuery) -> Result<PageRequest<Position>, AppError> {
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/classification-runs", tag = "rules", operation_id = "list_classification_runs",
     params(("scheme" = String, Path, description = "Scheme code"),
            ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 50"),
-           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+           ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+           ("trigger" = Option<Trigger>, Query, description = "Only runs started so (`request`, `ingestion`, `schedule`)")),
     responses(
         (status = 200, description = "Newest first", body = Page<Run>),
+        (status = 400, description = "`invalid_query`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>, query: web::Query<PageQuery>) -> Result<HttpResponse, AppError> {
+pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>, query: web::Query<RunListQuery>) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
-    let PageRequest { limit, after } = page_request(query.into_inner())?;
-    let runs = state.db.run(move |conn| store::list(conn, &scheme, after.map(|p| p.id), limit)).await?;
+    let RunListQuery { limit, cursor, trigger } = query.into_inner();
+    let trigger = trigger
+        .map(|text| Trigger::try_from(text).map_err(|message| AppError::bad_request("invalid_query", format!("trigger: {message}"))))
+        .transpose()?;
+    let PageRequest { limit, after } = page_request(PageQuery { limit, cursor })?;
+    let runs = state.db.run(move |conn| store::list(conn, &scheme, trigger, after.map(|p| p.id), limit)).await?;
     Ok(HttpResponse::Ok().json(paging::into_page::<_, Run, _>(runs, limit, |run| Position { id: run.row.id })?))
 }
 

@@ -10,6 +10,7 @@ use crate::api::error::Problem;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::category::CategoryCode;
 use crate::domain::code_rule::CodeRule;
+use crate::domain::schedule::{Schedule, ScheduleSpec};
 use crate::domain::scheme::SchemeCode;
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::AppError;
@@ -42,15 +43,22 @@ pub struct Scheme {
     /// Categories have ranks; moves go up or down.
     pub ordered: bool,
     pub category_count: i64,
+    /// When the service starts a classification run of this scheme by itself (trigger `schedule`).
+    pub schedule: Option<ScheduleSpec>,
+    /// The schedule's next firing.
+    pub next_run_at: Option<DateTime<Utc>>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<SchemeView> for Scheme {
-    fn from(view: SchemeView) -> Self {
+impl TryFrom<SchemeView> for Scheme {
+    type Error = AppError;
+
+    fn try_from(view: SchemeView) -> Result<Self, AppError> {
+        let schedule = view.row.schedule()?.map(|schedule| schedule.spec().clone());
         let row = view.row;
-        Scheme {
+        Ok(Scheme {
             code: row.code,
             name: row.name,
             description: row.description,
@@ -62,10 +70,12 @@ impl From<SchemeView> for Scheme {
             active: row.active,
             ordered: row.ordered,
             category_count: view.category_count,
+            schedule,
+            next_run_at: row.schedule_next_at.map(|at| at.and_utc()),
             version: row.version,
             created_at: row.created_at.and_utc(),
             updated_at: row.updated_at.and_utc(),
-        }
+        })
     }
 }
 
@@ -99,6 +109,9 @@ pub struct SchemeCreate {
     /// upgrades or downgrades (客户升级/降级), as a tier scheme's are.
     #[serde(default)]
     pub ordered: bool,
+    /// Start classification runs by this schedule (at most every 5 minutes).
+    #[serde(default)]
+    pub schedule: Option<ScheduleSpec>,
 }
 
 /// Changes to a scheme; absent fields stay as they are, `null` clears a nullable one.
@@ -120,6 +133,10 @@ pub struct SchemePatch {
     pub active: Option<bool>,
     /// Turning it off keeps the ranks but makes every later move `lateral`.
     pub ordered: Option<bool>,
+    /// A new schedule (its next firing counted from now), or `null` for none.
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<ScheduleSpec>)]
+    pub schedule: Option<Option<ScheduleSpec>>,
 }
 
 fn parse_code_rule(text: &str) -> Result<CodeRule, FieldError> {
@@ -133,6 +150,7 @@ impl SchemeCreate {
         let name = errors.check(clean_text("name", &self.name, 1, NAME_MAX));
         let description = errors.check(clean_optional_text("description", self.description.as_deref(), DESCRIPTION_MAX));
         let code_rule = errors.check(parse_code_rule(&self.code_rule));
+        let schedule = self.schedule.and_then(|spec| errors.check_all(Schedule::parse("/schedule", spec)));
         errors.finish()?;
         Ok(NewScheme {
             code: code.expect("checked"),
@@ -143,6 +161,7 @@ impl SchemeCreate {
             auto_classify: self.auto_classify,
             active: self.active,
             ordered: self.ordered,
+            schedule,
         })
     }
 }
@@ -159,6 +178,7 @@ impl SchemePatch {
             auto_classify: self.auto_classify,
             active: self.active,
             ordered: self.ordered,
+            schedule: self.schedule.map(|spec| spec.and_then(|spec| errors.check_all(Schedule::parse("/schedule", spec)))),
         };
         errors.finish()?;
         Ok(changes)
@@ -169,7 +189,7 @@ impl SchemePatch {
     responses((status = 200, description = "All schemes, ordered by code", body = Page<Scheme>)))]
 pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>) -> Result<HttpResponse, AppError> {
     let views = state.db.run(store::list).await?;
-    Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Scheme::from).collect())))
+    Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Scheme::try_from).collect::<Result<_, _>>()?)))
 }
 
 #[utoipa::path(post, path = "/api/v1/schemes", operation_id = "create_scheme", tag = "schemes", request_body = SchemeCreate,
@@ -180,7 +200,7 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>) -
 pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::Json<SchemeCreate>) -> Result<HttpResponse, AppError> {
     let new = body.into_inner().parse()?;
     let view = state.db.run(move |conn| store::create(conn, new)).await?;
-    let scheme = Scheme::from(view);
+    let scheme = Scheme::try_from(view)?;
     Ok(created_versioned(format!("/api/v1/schemes/{}", scheme.code), scheme.version, &scheme))
 }
 
@@ -192,7 +212,7 @@ pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::J
     ))]
 pub async fn get(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
-    let scheme = Scheme::from(state.db.run(move |conn| store::view(conn, &code)).await?);
+    let scheme = Scheme::try_from(state.db.run(move |conn| store::view(conn, &code)).await?)?;
     Ok(ok_versioned(scheme.version, &scheme))
 }
 
@@ -214,7 +234,7 @@ pub async fn update(
 ) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let changes = body.into_inner().parse()?;
-    let scheme = Scheme::from(state.db.run(move |conn| store::update(conn, &code, &changes, if_match.0)).await?);
+    let scheme = Scheme::try_from(state.db.run(move |conn| store::update(conn, &code, &changes, if_match.0)).await?)?;
     Ok(ok_versioned(scheme.version, &scheme))
 }
 

@@ -15,6 +15,8 @@ diesel::table! {
         ordered -> Bool,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        schedule -> Nullable<Text>,
+        schedule_next_at -> Nullable<Timestamp>,
     }
 }
 

@@ -69,6 +69,7 @@ pub mod restriction;
 pub mod rule;
 pub mod run;
 pub mod sales;
+pub mod schedule;
 pub mod scheme;
 pub mod webhook;
 

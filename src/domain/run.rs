@@ -23,6 +23,8 @@ labelled_enum! {
         Request = "request",
         /// New transactions for a scheme with `auto_classify`.
         Ingestion = "ingestion",
+        /// The scheme's `schedule`.
+        Schedule = "schedule",
     }
 }
 

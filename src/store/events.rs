@@ -102,29 +102,43 @@ pub fn record_classification_changes(conn: &mut DbConnection, entries: &[NewHist
     record(conn, new)
 }
 
-/// `classification.changed` for each of these customers making the same change, as a
-/// group row per thousand (the chunks of `history::record_shared`): the change once and
-/// the customers' codes, numbered as consecutive events and read back one by one.
+/// `classification.changed` for each of these customers making the same change (the
+/// chunks of `history::record_shared`), as group rows.
 pub fn record_shared_classification_change(conn: &mut DbConnection, customer_ids: &[i64], change: &SharedChange) -> Result<(), AppError> {
     for chunk in customer_ids.chunks(GROUP_LIMIT) {
         let codes: Vec<String> = customers::table.filter(customers::id.eq_any(chunk)).order(customers::id).select(customers::code).load(conn)?;
-        let mut data = classification_change(change);
-        let count = codes.len();
-        match count {
-            0 => continue,
-            1 => data.insert(SINGLE_CUSTOMER.into(), json!(codes[0])),
-            _ => data.insert(GROUP_CUSTOMERS.into(), json!(codes)),
-        };
-        diesel::insert_into(events::table)
-            .values((
-                events::position.eq(None::<i64>),
-                events::event_type.eq(EventType::ClassificationChanged.as_str()),
-                events::occurred_at.eq(change.at),
-                events::data.eq(Json::Object(data).to_string()),
-                events::event_count.eq(count as i32),
-            ))
-            .execute(conn)?;
+        record_for_customers(conn, EventType::ClassificationChanged, change.at, classification_change(change), codes)?;
     }
+    Ok(())
+}
+
+/// `customer.created` for each of these new customers, as group rows.
+pub fn record_customers_created(conn: &mut DbConnection, at: NaiveDateTime, codes: &[&str]) -> Result<(), AppError> {
+    for chunk in codes.chunks(GROUP_LIMIT) {
+        record_for_customers(conn, EventType::CustomerCreated, at, Map::new(), chunk.iter().map(|code| code.to_string()).collect())?;
+    }
+    Ok(())
+}
+
+/// Events of `kind` that say the same (`shared`) of each of these customers (at most
+/// `GROUP_LIMIT`): one group row holding `shared` once and the customers' codes,
+/// numbered as that many consecutive events and read back one by one.
+fn record_for_customers(conn: &mut DbConnection, kind: EventType, at: NaiveDateTime, mut shared: Map<String, Json>, codes: Vec<String>) -> Result<(), AppError> {
+    let count = codes.len();
+    match count {
+        0 => return Ok(()),
+        1 => shared.insert(SINGLE_CUSTOMER.into(), json!(codes[0])),
+        _ => shared.insert(GROUP_CUSTOMERS.into(), json!(codes)),
+    };
+    diesel::insert_into(events::table)
+        .values((
+            events::position.eq(None::<i64>),
+            events::event_type.eq(kind.as_str()),
+            events::occurred_at.eq(at),
+            events::data.eq(Json::Object(shared).to_string()),
+            events::event_count.eq(count as i32),
+        ))
+        .execute(conn)?;
     Ok(())
 }
 

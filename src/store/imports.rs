@@ -20,7 +20,6 @@ use crate::db::{now, transaction, transaction_once, DbConnection};
 use crate::domain::archive::Value;
 use crate::domain::attribute::{AttributeValue, ValueType};
 use crate::domain::customer::{CustomerStatus, TaxId};
-use crate::domain::event::EventType;
 use crate::domain::history::Source;
 use crate::domain::restriction::Restriction;
 use crate::domain::import::{read_row, Cell, Column, Edit, ImportFormat, ImportMode, ImportStatus, RowEdit, RowError, ERRORS_LISTED};
@@ -32,7 +31,7 @@ use super::attributes::{self, Desired, Effective};
 use super::categories::{self as category_store, CategoryRow};
 use super::counts::{self, CategoryDeltas};
 use super::customer_rows::{new_snapshots, CustomerRow};
-use super::events::{self, NewEvent};
+use super::events;
 use super::customers::{self as customer_store, CustomerChanges};
 use super::duplicates;
 use super::schemes::SchemeRow;
@@ -788,9 +787,8 @@ impl Writer<'_> {
             .collect();
         without_foreign_key_checks(conn, |conn| {
             crate::insert_many!(conn, customers::table, rows)?;
-            let created = new.iter().map(|c| NewEvent { kind: EventType::CustomerCreated, at, data: serde_json::json!({"customer": c.code}) }).collect();
-            events::record(conn, created)?;
             let codes: Vec<&str> = new.iter().map(|c| c.code.as_str()).collect();
+            events::record_customers_created(conn, at, &codes)?;
             let ids: HashMap<String, i64> = customers::table.filter(customers::code.eq_any(&codes)).select((customers::code, customers::id)).load::<(String, i64)>(conn)?.into_iter().collect();
             let id_of = |code: &str| ids.get(code).copied().ok_or_else(|| AppError::internal(format!("customer {code} was inserted and is not there")));
             let all_ids: Vec<i64> = new.iter().map(|c| id_of(&c.code)).collect::<Result<_, _>>()?;

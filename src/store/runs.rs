@@ -77,16 +77,21 @@ pub fn get(conn: &mut DbConnection, scheme_code: &str, id: i64) -> Result<RunVie
     view(&scheme, row)
 }
 
-/// Newest first; `limit + 1` rows so the caller knows whether more follow.
-pub fn list(conn: &mut DbConnection, scheme_code: &str, before: Option<i64>, limit: i64) -> Result<Vec<RunView>, AppError> {
+/// Newest first, of one `trigger` if given; `limit + 1` rows so the caller knows
+/// whether more follow.
+pub fn list(conn: &mut DbConnection, scheme_code: &str, trigger: Option<Trigger>, before: Option<i64>, limit: i64) -> Result<Vec<RunView>, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
-    let rows: Vec<RunRow> = classification_runs::table
+    let mut query = classification_runs::table
         .filter(classification_runs::scheme_id.eq(scheme.id))
         .filter(classification_runs::id.lt(before.unwrap_or(i64::MAX)))
         .order(classification_runs::id.desc())
         .limit(limit + 1)
         .select(RunRow::as_select())
-        .load(conn)?;
+        .into_boxed();
+    if let Some(trigger) = trigger {
+        query = query.filter(classification_runs::trigger_source.eq(trigger.as_str()));
+    }
+    let rows: Vec<RunRow> = query.load(conn)?;
     rows.into_iter().map(|row| view(&scheme, row)).collect()
 }
 

@@ -6,6 +6,7 @@ use crate::db::{now, transaction, DbConnection};
 use crate::domain::category::CategoryCode;
 use crate::domain::code_rule::CodeRule;
 use crate::domain::event::EventType;
+use crate::domain::schedule::Schedule;
 use crate::domain::scheme::SchemeCode;
 use crate::error::AppError;
 
@@ -30,6 +31,19 @@ pub struct SchemeRow {
     pub updated_at: chrono::NaiveDateTime,
     /// Its categories have ranks, and moves between them go up or down.
     pub ordered: bool,
+    /// When it starts runs by itself (JSON of a `ScheduleSpec`).
+    pub schedule: Option<String>,
+    /// Its schedule's next firing (UTC).
+    pub schedule_next_at: Option<chrono::NaiveDateTime>,
+}
+
+impl SchemeRow {
+    pub fn schedule(&self) -> Result<Option<Schedule>, AppError> {
+        self.schedule
+            .as_deref()
+            .map(|text| Schedule::stored(text).ok_or_else(|| AppError::corrupt(format!("scheme {} holds an unreadable schedule", self.code))))
+            .transpose()
+    }
 }
 
 /// A scheme with the number of categories it holds.
@@ -48,6 +62,7 @@ pub struct NewScheme {
     pub auto_classify: bool,
     pub active: bool,
     pub ordered: bool,
+    pub schedule: Option<Schedule>,
 }
 
 /// A partial update; `None` leaves a field alone, `Some(None)` clears a nullable one.
@@ -61,6 +76,15 @@ pub struct SchemeChanges {
     pub auto_classify: Option<bool>,
     pub active: Option<bool>,
     pub ordered: Option<bool>,
+    pub schedule: Option<Option<Schedule>>,
+}
+
+/// A schedule's stored form and its next firing after `at`.
+fn schedule_columns(schedule: Option<&Schedule>, at: chrono::NaiveDateTime) -> (Option<String>, Option<chrono::NaiveDateTime>) {
+    match schedule {
+        Some(schedule) => (Some(serde_json::to_string(schedule.spec()).expect("a schedule serialises")), schedule.next_after(at)),
+        None => (None, None),
+    }
 }
 
 pub fn scheme_not_found(code: &str) -> AppError {
@@ -107,6 +131,7 @@ pub fn create(conn: &mut DbConnection, new: NewScheme) -> Result<SchemeView, App
             return Err(duplicate_scheme(new.code.as_str()));
         }
         let at = now();
+        let (schedule, schedule_next_at) = schedule_columns(new.schedule.as_ref(), at);
         diesel::insert_into(schemes::table)
             .values((
                 schemes::code.eq(new.code.as_str()),
@@ -117,6 +142,8 @@ pub fn create(conn: &mut DbConnection, new: NewScheme) -> Result<SchemeView, App
                 schemes::auto_classify.eq(new.auto_classify),
                 schemes::active.eq(new.active),
                 schemes::ordered.eq(new.ordered),
+                schemes::schedule.eq(schedule),
+                schemes::schedule_next_at.eq(schedule_next_at),
                 schemes::version.eq(1),
                 schemes::created_at.eq(at),
                 schemes::updated_at.eq(at),
@@ -153,6 +180,11 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &SchemeChanges, expe
             super::categories::ensure_assignable_default(conn, current.id, category)?;
         }
 
+        let at = now();
+        let (schedule, schedule_next_at) = match &changes.schedule {
+            Some(schedule) => schedule_columns(schedule.as_ref(), at),
+            None => (current.schedule.clone(), current.schedule_next_at),
+        };
         let updated = diesel::update(schemes::table.filter(schemes::id.eq(current.id)).filter(schemes::version.eq(current.version)))
             .set((
                 schemes::name.eq(changes.name.as_ref().unwrap_or(&current.name)),
@@ -166,8 +198,10 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &SchemeChanges, expe
                 schemes::auto_classify.eq(changes.auto_classify.unwrap_or(current.auto_classify)),
                 schemes::active.eq(changes.active.unwrap_or(current.active)),
                 schemes::ordered.eq(changes.ordered.unwrap_or(current.ordered)),
+                schemes::schedule.eq(schedule),
+                schemes::schedule_next_at.eq(schedule_next_at),
                 schemes::version.eq(current.version + 1),
-                schemes::updated_at.eq(now()),
+                schemes::updated_at.eq(at),
             ))
             .execute(conn)?;
         if updated == 0 {
@@ -188,4 +222,32 @@ pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>) -> Res
         diesel::delete(schemes::table.filter(schemes::id.eq(current.id))).execute(conn)?;
         events::record_one(conn, EventType::SchemeDeleted, json!({"scheme": code}))
     })
+}
+
+/// A schedule's firing this replica won: start the run.
+pub struct Firing {
+    pub scheme: String,
+    pub dry_run: bool,
+}
+
+/// The firings due at `at` that this replica takes. A due firing is taken by moving
+/// the scheme's next firing on from the value read (compare-and-set): whichever
+/// replicas race, one takes it. Firings missed while no replica ran are taken once,
+/// and the next is the first after `at`.
+pub fn take_due_firings(conn: &mut DbConnection, at: chrono::NaiveDateTime) -> Result<Vec<Firing>, AppError> {
+    let due: Vec<SchemeRow> = schemes::table.filter(schemes::schedule_next_at.le(at)).select(SchemeRow::as_select()).load(conn)?;
+    let mut taken = Vec::new();
+    for scheme in due {
+        let Some(schedule) = scheme.schedule()? else { continue };
+        let next = schedule.next_after(at);
+        let moved = transaction(conn, |conn| {
+            Ok(diesel::update(schemes::table.filter(schemes::id.eq(scheme.id)).filter(schemes::schedule_next_at.eq(scheme.schedule_next_at)))
+                .set(schemes::schedule_next_at.eq(next))
+                .execute(conn)?)
+        })?;
+        if moved == 1 {
+            taken.push(Firing { scheme: scheme.code, dry_run: schedule.dry_run() });
+        }
+    }
+    Ok(taken)
 }

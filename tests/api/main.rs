@@ -26,5 +26,6 @@ mod reports;
 mod reassign;
 mod restriction;
 mod tiers;
+mod schedules;
 mod schemes;
 mod stopping;
