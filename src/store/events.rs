@@ -10,7 +10,7 @@
 //! number of writers and replicas, and without relying on AUTO_INCREMENT (whose values
 //! interleave on a cluster and are taken in insert order, not commit order).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
@@ -89,17 +89,38 @@ fn classification_change(change: &SharedChange) -> Map<String, Json> {
     data
 }
 
-/// `classification.changed` for each history entry.
+/// `classification.changed` for each history entry. Entries that differ only in their
+/// customer (new customers placed by an import, a scheme at a time) share group rows.
+/// Grouping puts the changes in the order of their first entry, so it is done only
+/// when no customer changes twice in one scheme among the entries; otherwise every
+/// entry is an event of its own, in order.
 pub fn record_classification_changes(conn: &mut DbConnection, entries: &[NewHistory]) -> Result<(), AppError> {
-    let new = entries
-        .iter()
-        .map(|entry| {
+    let mut seen = HashSet::new();
+    if !entries.iter().all(|entry| seen.insert((entry.customer_code.as_str(), entry.scheme_code.as_str()))) {
+        let single = |entry: &NewHistory| {
             let mut data = classification_change(&entry.shared());
             data.insert(SINGLE_CUSTOMER.into(), json!(entry.customer_code));
             NewEvent { kind: EventType::ClassificationChanged, at: entry.at, data: Json::Object(data) }
-        })
-        .collect();
-    record(conn, new)
+        };
+        return record(conn, entries.iter().map(single).collect());
+    }
+    let mut groups: Vec<(Map<String, Json>, NaiveDateTime, Vec<String>)> = Vec::new();
+    let mut open: HashMap<String, usize> = HashMap::new();
+    for entry in entries {
+        let shared = classification_change(&entry.shared());
+        let key = Json::Object(shared.clone()).to_string();
+        match open.get(&key) {
+            Some(&group) if groups[group].2.len() < GROUP_LIMIT => groups[group].2.push(entry.customer_code.clone()),
+            _ => {
+                open.insert(key, groups.len());
+                groups.push((shared, entry.at, vec![entry.customer_code.clone()]));
+            }
+        }
+    }
+    for (shared, at, codes) in groups {
+        record_for_customers(conn, EventType::ClassificationChanged, at, shared, codes)?;
+    }
+    Ok(())
 }
 
 /// `classification.changed` for each of these customers making the same change (the

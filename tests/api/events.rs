@@ -12,7 +12,8 @@ both_backends!(
     a_cursor_past_the_retention_is_gone,
     bad_feed_queries_are_refused,
     a_cursor_read_between_two_writers_commits_skips_nothing,
-    moves_stored_together_read_as_one_event_each
+    moves_stored_together_read_as_one_event_each,
+    an_import_stores_its_events_together_and_reads_them_one_by_one
 );
 both_backends!(backend: a_run_reports_each_move_and_its_end);
 
@@ -224,6 +225,58 @@ async fn moves_stored_together_read_as_one_event_each(app: TestApp) {
     let latest = before + 2500;
     let after_all = ok_json(app.get(&format!("/api/v1/events?after={latest}")).await, StatusCode::OK).await;
     assert_eq!(after_all["events"], json!([]));
+}
+
+/// An import's new customers: their `customer.created` events share a row, and so do
+/// their placements in each scheme; read, each is an event of its own.
+async fn an_import_stores_its_events_together_and_reads_them_one_by_one(app: TestApp) {
+    app.create_tiers().await;
+    app.create_scheme("REGION", "2").await;
+    app.create_category("REGION", "01", "华北").await;
+    let before = feed_of(&app, "", 5).await;
+    let cursor = before.last().unwrap()["id"].as_str().unwrap().to_string();
+    let file = "code,name,category:TIER,category:REGION\nI1,一,01,01\nI2,二,01,01\nI3,三,02,01\n";
+    let imported = app.request(Method::POST, "/api/v1/imports/customers").bearer_auth(&app.admin_key).header("Content-Type", "text/csv").body(file).send().await.unwrap();
+    assert_eq!(ok_json(imported, StatusCode::OK).await["created"], 3);
+
+    feed_of(&app, "", 5 + 9).await;
+    let (events, _) = read_feed(&app, Some(&cursor), "", 2).await;
+    let seen: Vec<(String, String, String)> = events
+        .iter()
+        .map(|event| {
+            let data = &event["data"];
+            let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+            (text(&event["type"]), text(&data["customer"]), format!("{}{}", text(&data["scheme"]), text(&data["to"])))
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = [
+        ("customer.created", "I1", ""),
+        ("customer.created", "I2", ""),
+        ("customer.created", "I3", ""),
+        ("classification.changed", "I1", "TIER01"),
+        ("classification.changed", "I2", "TIER01"),
+        ("classification.changed", "I1", "REGION01"),
+        ("classification.changed", "I2", "REGION01"),
+        ("classification.changed", "I3", "REGION01"),
+        ("classification.changed", "I3", "TIER02"),
+    ]
+    .iter()
+    .map(|(kind, customer, change)| (kind.to_string(), customer.to_string(), change.to_string()))
+    .collect();
+    let mut sorted = seen.clone();
+    sorted[3..].sort_by(|a, b| (&a.2, &a.1).cmp(&(&b.2, &b.1)));
+    let mut wanted = expected.clone();
+    wanted[3..].sort_by(|a, b| (&a.2, &a.1).cmp(&(&b.2, &b.1)));
+    assert_eq!(sorted, wanted, "{seen:?}");
+    let first: i64 = cursor.parse().unwrap();
+    assert_eq!(ids_of(&events), (first + 1..=first + 9).collect::<Vec<_>>());
+    let rows = with_connection(&app, move |conn| {
+        use custclass::db::schema::events;
+        use diesel::prelude::*;
+        events::table.filter(events::position.gt(first)).count().get_result::<i64>(conn).unwrap()
+    })
+    .await;
+    assert_eq!(rows, 4, "created, and one row per change shared: TIER 01, TIER 02, REGION 01");
 }
 
 async fn bad_feed_queries_are_refused(app: TestApp) {
