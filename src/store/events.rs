@@ -346,12 +346,12 @@ pub fn page(conn: &mut DbConnection, cursor: Cursor, types: &TypeFilter, limit: 
     let after = resolve(&sequence, cursor)?;
     // The row holding the event after the cursor may begin before it (a group).
     let mut from: i64 = events::table
-        .filter(events::position.le(after + 1))
+        .filter(events::position.le(after.saturating_add(1)))
         .order(events::position.desc())
         .select(events::position.assume_not_null())
         .first(conn)
         .optional()?
-        .unwrap_or(after + 1);
+        .unwrap_or(after.saturating_add(1));
     let mut found = Vec::new();
     loop {
         // Everything numbered up to `last_position` was committed when it was read, so

@@ -294,6 +294,8 @@ async fn bad_feed_queries_are_refused(app: TestApp) {
         assert_eq!(refused["errors"][0]["field"], "types", "{refused}");
         assert!(refused["errors"][0]["message"].as_str().unwrap().contains("classification.changed"), "{refused}");
     }
+    let far = ok_json(app.get(&format!("/api/v1/events?after={}", i64::MAX)).await, StatusCode::OK).await;
+    assert_eq!(far["events"], json!([]), "a cursor past everything reads nothing");
     let reader = app.key("reader", "read").await;
     let page = app.request(Method::GET, "/api/v1/events").bearer_auth(reader).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK, "the feed needs scope read only");
