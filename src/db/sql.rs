@@ -72,6 +72,17 @@ impl Fragment {
         self
     }
 
+    /// Binds each text, separated by commas (the inside of an `IN (…)`).
+    pub fn bind_texts<'a>(&mut self, texts: impl IntoIterator<Item = &'a str>) -> &mut Self {
+        for (index, text) in texts.into_iter().enumerate() {
+            if index > 0 {
+                self.push(", ");
+            }
+            self.bind(Bind::Text(text.to_string()));
+        }
+        self
+    }
+
     pub fn append(&mut self, other: Fragment) -> &mut Self {
         self.sql.push_str(&other.sql);
         self.binds.extend(other.binds);

@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value as Json};
 use super::history::{NewHistory, SharedChange};
 use super::{id_list, visibility};
 use crate::db::schema::{customers, event_sequence, events};
-use crate::db::sql::{Bind, Dialect, Fragment, Predicate};
+use crate::db::sql::{Dialect, Fragment, Predicate};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::event::{Cursor, EventType, TypeFilter};
 use crate::domain::restriction::Restriction;
@@ -327,13 +327,7 @@ fn visible_codes(conn: &mut DbConnection, restriction: &Restriction, events: &[F
     let mut visible = HashSet::new();
     for chunk in codes.chunks(GROUP_LIMIT) {
         let mut sql = Fragment::new("SELECT vc.code FROM customers vc WHERE vc.code IN (");
-        for (index, code) in chunk.iter().enumerate() {
-            if index > 0 {
-                sql.push(", ");
-            }
-            sql.bind(Bind::Text(code.to_string()));
-        }
-        sql.push(") AND ").append(visibility::condition(restriction, "vc.id"));
+        sql.bind_texts(chunk.iter().copied()).push(") AND ").append(visibility::condition(restriction, "vc.id"));
         visible.extend(sql.into_query().load::<Code>(conn)?.into_iter().map(|row| row.code));
     }
     Ok(visible)

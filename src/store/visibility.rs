@@ -32,13 +32,7 @@ pub fn condition(restriction: &Restriction, id_column: &str) -> Fragment {
             "EXISTS (SELECT 1 FROM category_members rm JOIN schemes rs ON rs.id = rm.scheme_id WHERE rm.customer_id = {id_column} AND rs.code = "
         ));
         sql.bind(Bind::Text(scheme.to_string())).push(" AND rm.category_code IN (");
-        for (position, root) in roots.iter().enumerate() {
-            if position > 0 {
-                sql.push(", ");
-            }
-            sql.bind(Bind::Text(root.as_str().to_string()));
-        }
-        sql.push("))");
+        sql.bind_texts(roots.iter().map(|root| root.as_str())).push("))");
     }
     sql.push(")");
     sql
