@@ -43,30 +43,32 @@ pub struct Schedule {
 impl Schedule {
     /// Checks a schedule; errors point below `pointer` (`/schedule/cron`, `/schedule/timezone`).
     pub fn parse(pointer: &str, spec: ScheduleSpec) -> Result<Self, Vec<FieldError>> {
-        let mut errors = Vec::new();
+        let schedule = Self::read(pointer, spec)?;
+        match schedule.too_frequent() {
+            None => Ok(schedule),
+            Some(message) => Err(vec![FieldError::new(format!("{pointer}/cron"), message)]),
+        }
+    }
+
+    /// A schedule as stored: its frequency was checked when it was, so it is not
+    /// walked through its next firings again on every read.
+    pub fn stored(text: &str) -> Option<Self> {
+        let spec: ScheduleSpec = serde_json::from_str(text).ok()?;
+        Self::read("/schedule", spec).ok()
+    }
+
+    /// The expression and the zone, read.
+    fn read(pointer: &str, spec: ScheduleSpec) -> Result<Self, Vec<FieldError>> {
         let cron_field = format!("{pointer}/cron");
         let cron = match spec.cron.split_whitespace().count() {
             5 => CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build().parse(spec.cron.trim()).map_err(|e| FieldError::new(&cron_field, format!("is not a cron expression: {e}"))),
             fields => Err(FieldError::new(&cron_field, format!("must have five fields (minute hour day-of-month month day-of-week), not {fields}"))),
         };
-        let zone = Tz::from_str(spec.timezone.trim()).map_err(|_| FieldError::new(&format!("{pointer}/timezone"), format!("{:?} is not an IANA time zone such as Asia/Shanghai", spec.timezone)));
+        let zone = Tz::from_str(spec.timezone.trim()).map_err(|_| FieldError::new(format!("{pointer}/timezone"), format!("{:?} is not an IANA time zone such as Asia/Shanghai", spec.timezone)));
         match (cron, zone) {
-            (Ok(cron), Ok(zone)) => {
-                let schedule = Schedule { spec: ScheduleSpec { cron: spec.cron.trim().to_string(), timezone: zone.name().to_string(), dry_run: spec.dry_run }, cron, zone };
-                match schedule.too_frequent() {
-                    None => return Ok(schedule),
-                    Some(message) => errors.push(FieldError::new(&cron_field, message)),
-                }
-            }
-            (cron, zone) => errors.extend(cron.err().into_iter().chain(zone.err())),
+            (Ok(cron), Ok(zone)) => Ok(Schedule { spec: ScheduleSpec { cron: spec.cron.trim().to_string(), timezone: zone.name().to_string(), dry_run: spec.dry_run }, cron, zone }),
+            (cron, zone) => Err(cron.err().into_iter().chain(zone.err()).collect()),
         }
-        Err(errors)
-    }
-
-    /// A schedule as stored, checked when it was.
-    pub fn stored(text: &str) -> Option<Self> {
-        let spec: ScheduleSpec = serde_json::from_str(text).ok()?;
-        Self::parse("/schedule", spec).ok()
     }
 
     pub fn spec(&self) -> &ScheduleSpec {
