@@ -1,6 +1,7 @@
 //! Sales and classification benchmark on MariaDB: ten transactions per customer
 //! loaded next to the customer archive, then over HTTP: ingestion in batches of
-//! 1,000, and a full classification run of five rules (dry and applied), at
+//! 1,000, and a full classification run of five rules (dry and applied), and beside it
+//! a dry run of five relative rules (ABC by cumulative share, RFM scores), at
 //! 1,000,000 customers and at 100,000 to show how the cost grows.
 //!
 //! Transactions posted by an earlier run of the bench are deleted first, so each run
@@ -108,13 +109,32 @@ impl Client {
     }
 }
 
-/// The five rules of the example, replacing whatever rules TIER has.
-async fn five_rules(client: &Client) {
+/// Replaces whatever rules TIER has.
+async fn replace_rules(client: &Client, rules: Vec<Value>) {
     let existing = client.send(reqwest::Method::GET, "/schemes/TIER/rules", None).await;
     for rule in existing["items"].as_array().unwrap() {
         client.send(reqwest::Method::DELETE, &format!("/schemes/TIER/rules/{}", rule["id"]), None).await;
     }
-    let rules = [
+    for rule in rules {
+        client.send(reqwest::Method::POST, "/schemes/TIER/rules", Some(&rule)).await;
+    }
+}
+
+/// Five rules ranking customers against everyone: RFM champions, ABC by cumulative
+/// share of spend, RFM at-risk, and the rest.
+fn relative_rules() -> Vec<Value> {
+    vec![
+        json!({"name": "重要价值客户", "target_category": "01", "priority": 5, "condition": {"field": "rfm", "op": "in", "value": ["555", "554", "545", "544", "455", "454"]}}),
+        json!({"name": "A类客户", "target_category": "01", "priority": 10, "condition": {"field": "cumulative_share(spend_12m)", "op": "<=", "value": 80}}),
+        json!({"name": "B类客户", "target_category": "02", "priority": 20, "condition": {"field": "cumulative_share(spend_12m)", "op": "<=", "value": 95}}),
+        json!({"name": "流失风险", "target_category": "03", "priority": 30, "condition": {"all": [{"field": "rfm_r", "op": "<=", "value": 2}, {"field": "rfm_f", "op": "<=", "value": 2}]}}),
+        json!({"name": "C类客户", "target_category": "03", "priority": 40, "condition": {"field": "percentile(spend_12m)", "op": ">=", "value": 0}}),
+    ]
+}
+
+/// The five rules of the example, replacing whatever rules TIER has.
+async fn five_rules(client: &Client) {
+    let rules = vec![
         json!({"name": "华北高额度客户", "target_category": "01", "priority": 5,
                "condition": {"all": [{"field": "category.REGION", "op": "under", "value": "01"}, {"field": "attr.credit_limit", "op": ">=", "value": 9000000}]}}),
         json!({"name": "年消费超过10万", "target_category": "01", "priority": 10, "condition": {"field": "spend_12m", "op": ">=", "value": "100000.00"}}),
@@ -123,9 +143,7 @@ async fn five_rules(client: &Client) {
                "condition": {"any": [{"field": "days_since_last_order", "op": ">", "value": 180}, {"field": "last_order_at", "op": "is_null", "value": true}]}}),
         json!({"name": "有消费", "target_category": "02", "priority": 40, "condition": {"field": "lifetime_spend", "op": ">", "value": 0}}),
     ];
-    for rule in rules {
-        client.send(reqwest::Method::POST, "/schemes/TIER/rules", Some(&rule)).await;
-    }
+    replace_rules(client, rules).await;
 }
 
 async fn timed_run(client: &Client, dry_run: bool) -> (Duration, Value) {
@@ -214,7 +232,8 @@ async fn measure(n: usize, database: &str, port: u16, with_ingestion: bool) {
     }
 }
 
-/// The five rules on TIER: a dry run, an applied run, and the same applied again.
+/// The five rules on TIER: a dry run, then the five relative rules (ABC + RFM) dry
+/// beside it, then the five rules applied, and the same applied again.
 async fn classification_runs(client: &Client) {
     five_rules(client).await;
     let (dry, report) = timed_run(client, true).await;
@@ -227,6 +246,16 @@ async fn classification_runs(client: &Client) {
         report["skipped_locked"],
         report["skipped_inactive"]
     );
+    replace_rules(client, relative_rules()).await;
+    let (relative, report) = timed_run(client, true).await;
+    println!(
+        "  dry run of ABC + RFM rules: {:.1} s = {:.2}× the five-rule dry run (would change {}), transitions {}",
+        relative.as_secs_f64(),
+        relative.as_secs_f64() / dry.as_secs_f64(),
+        report["changed"],
+        report["transitions"]
+    );
+    five_rules(client).await;
     let (applied, report) = timed_run(client, false).await;
     println!("  applied: {:.1} s (changed {}, rejected {}), transitions {}", applied.as_secs_f64(), report["changed"], report["rejected"], report["transitions"]);
     let (again, report) = timed_run(client, false).await;

@@ -208,7 +208,7 @@ fn define_rules(conn: &mut DbConnection) -> Result<(), AppError> {
     ];
     for (name, target, priority, condition) in rules {
         let target_category = field(CategoryCode::parse("target_category", target))?;
-        rules::create(conn, "TIER", &NewRule { name: name.into(), target_category, priority, enabled: true, condition })?;
+        rules::create(conn, "TIER", &NewRule { name: name.into(), target_category, priority, enabled: true, condition, population: None })?;
     }
     Ok(())
 }

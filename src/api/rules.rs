@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use crate::api::auth::{Admin, Auth, Read, Restrictable};
 use crate::api::error::Problem;
 use crate::api::openapi::Condition;
-use crate::api::{created_versioned, ok_versioned, AppState, FieldErrors, IfMatch, Page};
+use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::category::CategoryCode;
 use crate::domain::clean_text;
 use crate::error::AppError;
@@ -32,6 +32,9 @@ pub struct Rule {
     pub enabled: bool,
     #[schema(value_type = Condition, example = json!({"field": "spend_12m", "op": ">", "value": 1000000}))]
     pub condition: Json,
+    /// Whom the condition's relative fields rank against: absent (`null`), every
+    /// active customer; else the active customers of a category's subtree.
+    pub population: Option<RulePopulation>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -48,6 +51,7 @@ impl From<RuleView> for Rule {
             priority: row.priority,
             enabled: row.enabled,
             condition: view.condition,
+            population: row.population.map(|category| RulePopulation { category }),
             version: row.version,
             created_at: row.created_at.and_utc(),
             updated_at: row.updated_at.and_utc(),
@@ -55,10 +59,23 @@ impl From<RuleView> for Rule {
     }
 }
 
+/// The population a rule's relative fields (`percentile(…)`, `cumulative_share(…)`,
+/// `rfm_r`, `rfm_f`, `rfm_m`, `rfm`) rank within.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RulePopulation {
+    /// `SCHEME:CODE`: the active customers of this category's subtree.
+    #[schema(example = "REGION:01")]
+    pub category: String,
+}
+
 /// A new rule. The condition language: `{"all":[…]}`, `{"any":[…]}`, `{"not":{…}}`,
 /// or a leaf `{"field","op","value"}`. Fields: `spend_12m`, `orders_12m`,
 /// `lifetime_spend`, `last_order_at`, `days_since_last_order`, `code`, `name`,
-/// `short_name`, `status`, `created_at`, `tax_id`, `attr.<key>`, `category.<SCHEME>`.
+/// `short_name`, `status`, `created_at`, `tax_id`, `attr.<key>`, `category.<SCHEME>`,
+/// and relative fields ranking the customer among the rule's population:
+/// `percentile(<numeric field>)` and `cumulative_share(<numeric field>)` (0–100),
+/// `rfm_r`, `rfm_f`, `rfm_m` (quintile scores 1–5) and `rfm` (`"545"`).
 /// Ops: `= != > >= < <= in not_in between is_null under`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +92,8 @@ pub struct RuleCreate {
     pub enabled: Option<bool>,
     #[schema(value_type = Condition, example = json!({"all": [{"field": "spend_12m", "op": ">", "value": 1000000}, {"field": "status", "op": "=", "value": "active"}]}))]
     pub condition: Json,
+    /// Ranks relative fields within a subtree; absent: among every active customer.
+    pub population: Option<RulePopulation>,
 }
 
 /// Changes to a rule; absent fields stay.
@@ -88,6 +107,10 @@ pub struct RulePatch {
     pub enabled: Option<bool>,
     #[schema(value_type = Option<Condition>)]
     pub condition: Option<Json>,
+    /// A new population, or `null` for every active customer.
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<RulePopulation>)]
+    pub population: Option<Option<RulePopulation>>,
 }
 
 impl RuleCreate {
@@ -102,6 +125,7 @@ impl RuleCreate {
             priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
             enabled: self.enabled.unwrap_or(true),
             condition: self.condition,
+            population: self.population.map(|p| p.category),
         })
     }
 }
@@ -112,7 +136,14 @@ impl RulePatch {
         let name = self.name.and_then(|n| errors.check(clean_text("name", &n, 1, NAME_MAX)));
         let target_category = self.target_category.and_then(|c| errors.check(CategoryCode::parse("target_category", &c)));
         errors.finish()?;
-        Ok(RuleChanges { name, target_category, priority: self.priority, enabled: self.enabled, condition: self.condition })
+        Ok(RuleChanges {
+            name,
+            target_category,
+            priority: self.priority,
+            enabled: self.enabled,
+            condition: self.condition,
+            population: self.population.map(|p| p.map(|p| p.category)),
+        })
     }
 }
 

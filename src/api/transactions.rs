@@ -10,13 +10,14 @@ use crate::api::auth::{Auth, Read, Write, Restrictable};
 use crate::api::error::{json_error, Problem};
 use crate::api::runs::Run;
 use crate::api::AppState;
-use crate::domain::rule::parse_moment;
+use crate::domain::rule::{parse_moment, Population};
 use crate::shutdown::Shutdown;
 use crate::domain::sales::{ExternalId, Money};
 use crate::error::AppError;
 use crate::domain::run::Trigger;
 use crate::store::run_batches::{RunRequest, Scope};
 use crate::store::runs as run_store;
+use crate::store::rankings;
 use crate::store::visibility;
 use crate::store::transactions::{self as store, NewTransaction, Outcome, MAX_BATCH};
 
@@ -204,37 +205,112 @@ pub struct CustomerMetrics {
     pub last_order_at: Option<DateTime<Utc>>,
     /// Calendar days (UTC) from `last_order_at` to `as_of`; null if no order.
     pub days_since_last_order: Option<i64>,
+    /// RFM scores among the active customers (of `population`, when given); null for a
+    /// customer outside them, such as an inactive one.
+    pub rfm: Option<RfmScores>,
+    /// Percentiles and cumulative shares among `population`: only when it is asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standing: Option<MetricStanding>,
+}
+
+/// Recency (fewer days since the last order score higher), frequency (`orders_12m`)
+/// and monetary value (`spend_12m`), each a quintile 1–5 by rank among the customers
+/// with orders, equal values scoring equal; a customer without orders scores 1 on each.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RfmScores {
+    pub r: i64,
+    pub f: i64,
+    pub m: i64,
+    /// The three as one string, as rules compare `rfm`.
+    #[schema(example = "545")]
+    pub rfm: String,
+}
+
+/// Where the customer's metrics stand among a population, as rules rank them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricStanding {
+    /// `all` (every active customer) or `SCHEME:CODE` (those of a subtree).
+    #[schema(example = "REGION:01")]
+    pub population: String,
+    /// Whether the customer belongs to it; outside it, every value is null.
+    pub member: bool,
+    /// 0–100: the share of the rest of the population with a smaller value.
+    pub percentile: RankedMetrics,
+    /// 0–100: the share of the population's positive total held by customers with this value or more.
+    pub cumulative_share: RankedMetrics,
+}
+
+/// One number per ranked metric; null where the customer has no value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RankedMetrics {
+    pub spend_12m: Option<f64>,
+    pub orders_12m: Option<f64>,
+    pub lifetime_spend: Option<f64>,
+    pub days_since_last_order: Option<f64>,
+}
+
+impl From<[Option<f64>; 4]> for RankedMetrics {
+    fn from([spend_12m, orders_12m, lifetime_spend, days_since_last_order]: [Option<f64>; 4]) -> Self {
+        RankedMetrics { spend_12m, orders_12m, lifetime_spend, days_since_last_order }
+    }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsQuery {
     as_of: Option<String>,
+    population: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/customers/{code}/metrics", tag = "transactions", operation_id = "get_customer_metrics",
     params(("code" = String, Path, description = "Customer code"),
-           ("as_of" = Option<crate::api::openapi::Moment>, Query, description = "RFC 3339 time or date (YYYY-MM-DD, its midnight UTC); default now")),
+           ("as_of" = Option<crate::api::openapi::Moment>, Query, description = "RFC 3339 time or date (YYYY-MM-DD, its midnight UTC); default now"),
+           ("population" = Option<String>, Query, description = "`all` or `SCHEME:CODE`: adds `standing`, the percentiles and cumulative shares among the active customers (of that subtree), and ranks `rfm` among them")),
     responses(
         (status = 200, description = "The metrics", body = CustomerMetrics),
-        (status = 400, description = "`invalid_query`: as_of is not a time", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_query`: as_of is not a time, or population names no category", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn metrics(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>, query: web::Query<MetricsQuery>) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
-    let as_of = match query.into_inner().as_of {
+    let MetricsQuery { as_of, population } = query.into_inner();
+    let as_of = match as_of {
         Some(text) => parse_moment(&text).ok_or_else(|| AppError::bad_request("invalid_query", format!("as_of {text:?} is not an RFC 3339 time or a date {}", crate::domain::MOMENT_RANGE)))?,
         None => crate::db::now(),
     };
     let lookup = code.clone();
     let restriction = auth.caller.restriction;
-    let metrics = state
+    let asked = population.clone();
+    let (metrics, standings) = state
         .db
         .run(move |conn| {
             visibility::ensure_visible(conn, restriction.as_deref(), &lookup)?;
-            store::metrics(conn, &lookup, as_of)
+            let metrics = store::metrics(conn, &lookup, as_of)?;
+            let population = match asked.as_deref() {
+                None | Some("all") => None,
+                Some(text) => Some(
+                    Population::parse(text, &crate::store::rules::catalog(conn)?)
+                        .map_err(|why| AppError::bad_request("invalid_query", format!("population {text:?}: {why}; use all or SCHEME:CODE")))?,
+                ),
+            };
+            let values = rankings::Values {
+                spend_12m: metrics.spend_12m.cents(),
+                orders_12m: metrics.orders_12m,
+                lifetime_spend: metrics.lifetime_spend.cents(),
+                days_since_last_order: metrics.days_since_last_order,
+            };
+            let standings = rankings::standings(conn, &lookup, &values, as_of, population.as_ref())?;
+            Ok((metrics, standings))
         })
         .await?;
+    let [r, f, m] = standings.rfm;
+    let rfm = standings.member.then(|| RfmScores { r, f, m, rfm: format!("{r}{f}{m}") });
+    let standing = population.map(|population| MetricStanding {
+        population,
+        member: standings.member,
+        percentile: standings.percentiles.into(),
+        cumulative_share: standings.cumulative_shares.into(),
+    });
     Ok(HttpResponse::Ok().json(CustomerMetrics {
         customer: code,
         as_of: metrics.as_of.and_utc(),
@@ -243,6 +319,8 @@ pub async fn metrics(state: web::Data<AppState>, auth: Auth<Read, Restrictable>,
         lifetime_spend: metrics.lifetime_spend,
         last_order_at: metrics.last_order_at.map(|at| at.and_utc()),
         days_since_last_order: metrics.days_since_last_order,
+        rfm,
+        standing,
     }))
 }
 

@@ -167,6 +167,7 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        population -> Nullable<Text>,
     }
 }
 
@@ -213,6 +214,7 @@ diesel::table! {
         orders -> BigInt,
         earlier_spend_cents -> BigInt,
         earlier_orders -> BigInt,
+        last_order_at -> Nullable<Timestamp>,
     }
 }
 

@@ -67,6 +67,7 @@ pub mod import;
 pub mod report;
 pub mod restriction;
 pub mod rule;
+pub mod ranking;
 pub mod run;
 pub mod sales;
 pub mod schedule;

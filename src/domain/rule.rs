@@ -37,6 +37,100 @@ pub enum Field {
     Attribute { key: String, value_type: ValueType },
     /// The customer's category in a scheme.
     Category { scheme: String },
+    /// Where the customer's value of a numeric field stands among the rule's
+    /// population: `percentile(spend_12m)`, `cumulative_share(spend_12m)`.
+    Ranked { ranking: Ranking, of: Box<Field> },
+    /// An RFM quintile score, 1–5: `rfm_r`, `rfm_f`, `rfm_m`.
+    RfmScore(RfmPart),
+    /// The three scores as one string, `"545"`.
+    Rfm,
+}
+
+/// How a value stands among the population's values of the same field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    /// 0–100: the share of the rest of the population with a smaller value
+    /// (`PERCENT_RANK`); equal values stand equal.
+    Percentile,
+    /// 0–100: the share of the population's total held by customers with this value
+    /// or more (ABC analysis); a negative value (net refunds) holds nothing.
+    CumulativeShare,
+}
+
+impl Ranking {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ranking::Percentile => "percentile",
+            Ranking::CumulativeShare => "cumulative_share",
+        }
+    }
+}
+
+/// The three parts of an RFM score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RfmPart {
+    Recency,
+    Frequency,
+    Monetary,
+}
+
+impl RfmPart {
+    /// In the order of the `rfm` string.
+    pub const ALL: [RfmPart; 3] = [RfmPart::Recency, RfmPart::Frequency, RfmPart::Monetary];
+
+    /// The metric the part scores.
+    pub fn metric(self) -> Metric {
+        match self {
+            RfmPart::Recency => Metric::DaysSinceLastOrder,
+            RfmPart::Frequency => Metric::Orders12m,
+            RfmPart::Monetary => Metric::Spend12m,
+        }
+    }
+
+    /// Recency scores fewer days since the last order higher.
+    pub fn fewer_is_better(self) -> bool {
+        self == RfmPart::Recency
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RfmPart::Recency => "rfm_r",
+            RfmPart::Frequency => "rfm_f",
+            RfmPart::Monetary => "rfm_m",
+        }
+    }
+}
+
+/// The score of each RFM part: its quintile by rank among the population's customers
+/// with orders, `1 + ⌊5 × customers ranked below / customers⌋`, so that equal values
+/// score equal; customers without orders score 1.
+pub const RFM_SCORES: i64 = 5;
+
+/// Whom a rule's relative fields rank against: every active customer, or the active
+/// customers of a category's subtree (`REGION:01`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Population {
+    pub scheme: String,
+    pub category: String,
+}
+
+impl Population {
+    /// `SCHEME:CODE`, naming an existing category.
+    pub fn parse(text: &str, catalog: &dyn Catalog) -> Result<Self, String> {
+        let Some((scheme, category)) = text.split_once(':') else {
+            return Err(format!("{text:?} is not SCHEME:CATEGORY, such as REGION:01"));
+        };
+        match catalog.category_exists(scheme, category) {
+            None => Err(format!("no scheme {scheme}")),
+            Some(false) => Err(format!("no category {category} in scheme {scheme}")),
+            Some(true) if category.is_empty() => Err(format!("{text:?} names no category")),
+            Some(true) => Ok(Population { scheme: scheme.to_string(), category: category.to_string() }),
+        }
+    }
+
+    pub fn text(&self) -> String {
+        format!("{}:{}", self.scheme, self.category)
+    }
 }
 
 /// How a field's values compare.
@@ -67,7 +161,15 @@ impl Field {
                 ValueType::String | ValueType::Enum => Kind::Text,
             },
             Field::Category { .. } => Kind::Category,
+            Field::Ranked { .. } => Kind::Decimal,
+            Field::RfmScore(_) => Kind::Integer,
+            Field::Rfm => Kind::Text,
         }
+    }
+
+    /// Whether the field's value depends on the rest of the population.
+    pub fn is_relative(&self) -> bool {
+        matches!(self, Field::Ranked { .. } | Field::RfmScore(_) | Field::Rfm)
     }
 }
 
@@ -229,10 +331,28 @@ impl Condition {
 
     /// An upper bound of the parameters the condition binds when compiled: its
     /// values, and two a leaf's field may bind (an attribute key, the moment of
-    /// `days_since_last_order`, written twice by `under`).
+    /// `days_since_last_order`, written twice by `under`). A relative leaf is compiled
+    /// resolved (see [`super::ranking`]): each of its values becomes a range on the
+    /// field it ranks (two bounds and the field's own), an `rfm` value three of them,
+    /// and the population's subtree adds two.
     pub fn parameters(&self) -> usize {
-        let (nodes, values) = self.size();
-        values + 2 * nodes
+        match self {
+            Condition::All(items) | Condition::Any(items) => items.iter().map(Condition::parameters).sum(),
+            Condition::Not(inner) => inner.parameters(),
+            Condition::Leaf { field, value, .. } => {
+                let values = match value {
+                    Operand::One(_) => 1,
+                    Operand::List(items) => items.len(),
+                    Operand::Range(..) => 2,
+                    Operand::Null(_) => 0,
+                };
+                match field {
+                    Field::Ranked { .. } | Field::RfmScore(_) => 4 * values.max(1) + 4,
+                    Field::Rfm => 12 * values.max(1) + 4,
+                    _ => values + 2,
+                }
+            }
+        }
     }
 }
 
@@ -315,7 +435,28 @@ fn parse_field(name: &str, catalog: &dyn Catalog) -> Result<Field, String> {
         "status" => Field::Customer(CustomerField::Status),
         "created_at" => Field::Customer(CustomerField::CreatedAt),
         "tax_id" => Field::Customer(CustomerField::TaxId),
+        "rfm_r" => Field::RfmScore(RfmPart::Recency),
+        "rfm_f" => Field::RfmScore(RfmPart::Frequency),
+        "rfm_m" => Field::RfmScore(RfmPart::Monetary),
+        "rfm" => Field::Rfm,
         _ => {
+            for ranking in [Ranking::Percentile, Ranking::CumulativeShare] {
+                if let Some(inner) = name.strip_prefix(ranking.name()).and_then(|rest| rest.strip_prefix('(')).and_then(|rest| rest.strip_suffix(')')) {
+                    let of = parse_field(inner.trim(), catalog)?;
+                    let numeric = match &of {
+                        Field::Metric(metric) => *metric != Metric::LastOrderAt,
+                        Field::Attribute { value_type, .. } => value_type.is_numeric(),
+                        _ => false,
+                    };
+                    if !numeric {
+                        return Err(format!(
+                            "{} ranks a numeric field: spend_12m, orders_12m, lifetime_spend, days_since_last_order or a numeric attr.<key>; {inner} is not one",
+                            ranking.name()
+                        ));
+                    }
+                    return Ok(Field::Ranked { ranking, of: Box::new(of) });
+                }
+            }
             if let Some(key) = name.strip_prefix("attr.") {
                 let value_type = catalog.attribute_type(key).ok_or_else(|| format!("no category defines attribute {key}"))?;
                 return Ok(Field::Attribute { key: key.to_string(), value_type });
@@ -326,7 +467,8 @@ fn parse_field(name: &str, catalog: &dyn Catalog) -> Result<Field, String> {
             }
             return Err(format!(
                 "unknown field {name:?}; use spend_12m, orders_12m, lifetime_spend, last_order_at, days_since_last_order, \
-                 code, name, short_name, status, created_at, tax_id, attr.<key> or category.<SCHEME>"
+                 code, name, short_name, status, created_at, tax_id, attr.<key>, category.<SCHEME>, percentile(<field>), \
+                 cumulative_share(<field>), rfm_r, rfm_f, rfm_m or rfm"
             ));
         }
     };
@@ -378,6 +520,8 @@ fn scalar(field: &Field, value: &Json, catalog: &dyn Catalog) -> Result<Scalar, 
         },
         Kind::Text => match (field, value) {
             (Field::Customer(CustomerField::Status), Json::String(s)) if s != "active" && s != "inactive" => Err("status is active or inactive".into()),
+            (Field::Rfm, Json::String(s)) if s.len() == 3 && s.bytes().all(|b| (b'1'..=b'5').contains(&b)) => Ok(Scalar::Text(s.clone())),
+            (Field::Rfm, _) => Err("must be three scores 1–5 in the order R, F, M, such as \"545\"".into()),
             (Field::Attribute { value_type: ValueType::String | ValueType::Enum, .. } | Field::Customer(_), Json::String(s)) => Ok(Scalar::Text(s.clone())),
             _ => Err("must be a string".into()),
         },
@@ -497,6 +641,6 @@ mod tests {
     #[test]
     fn parameters_bound_what_the_compiler_binds() {
         let condition = parse(&json!({"all": [leaf(0), {"field": "orders_12m", "op": "in", "value": [1, 2, 3]}]}), "/condition", &Known).unwrap();
-        assert_eq!(condition.parameters(), 4 + 2 * 3);
+        assert_eq!(condition.parameters(), (1 + 2) + (3 + 2));
     }
 }

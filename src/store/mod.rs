@@ -20,6 +20,7 @@ pub mod journeys;
 pub mod past_standing;
 pub mod reassign;
 pub mod reports;
+pub mod rankings;
 pub mod rule_sql;
 pub mod rules;
 pub mod sales_totals;

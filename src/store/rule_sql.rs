@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::NaiveDateTime;
 
+use crate::domain::attribute::ValueType;
 use crate::domain::rule::{Condition, CustomerField, Field, Metric, Op, Operand, Scalar};
 
 use crate::db::sql::{Bind, Dialect, Fragment};
@@ -70,13 +71,38 @@ impl Evaluation<'_> {
     }
 }
 
+/// Whole calendar days from `last_order` (a moment column) to `as_of`.
+pub fn days_since(dialect: Dialect, as_of: NaiveDateTime, last_order: Fragment) -> Fragment {
+    let mut days = Fragment::new(match dialect {
+        Dialect::Mysql => "DATEDIFF(",
+        Dialect::Sqlite => "CAST(julianday(date(",
+    });
+    days.bind(Bind::Timestamp(as_of)).push(match dialect {
+        Dialect::Mysql => ", ",
+        Dialect::Sqlite => ")) - julianday(date(",
+    });
+    days.append(last_order).push(match dialect {
+        Dialect::Mysql => ")",
+        Dialect::Sqlite => ")) AS INTEGER)",
+    });
+    days
+}
+
+/// The value of customer `c`'s attribute `key`, in the column of its type.
+pub fn attribute_value(key: &str, value_type: ValueType) -> Fragment {
+    let column = if value_type.is_numeric() { "value_number" } else { "value_text" };
+    let mut value = Fragment::new(&format!("(SELECT a.{column} FROM customer_attributes a WHERE a.customer_id = c.id AND a.attr_key = "));
+    value.bind(Bind::Text(key.to_string())).push(")");
+    value
+}
+
 struct Compiler<'a> {
     evaluation: &'a Evaluation<'a>,
     /// Schemes whose assignment a condition reads; each is joined once as `k<id>`.
     joined_schemes: BTreeSet<i64>,
 }
 
-fn scalar(scalar: &Scalar) -> Bind {
+pub(super) fn scalar(scalar: &Scalar) -> Bind {
     match scalar {
         Scalar::Money(money) => Bind::BigInt(money.cents()),
         Scalar::Integer(n) => Bind::BigInt(*n),
@@ -94,21 +120,7 @@ impl Compiler<'_> {
             Field::Metric(Metric::Orders12m) => Fragment::new("COALESCE(m.orders_12m, 0)"),
             Field::Metric(Metric::LifetimeSpend) => Fragment::new("COALESCE(m.lifetime_spend, 0)"),
             Field::Metric(Metric::LastOrderAt) => Fragment::new("m.last_order_at"),
-            Field::Metric(Metric::DaysSinceLastOrder) => {
-                let as_of = Bind::Timestamp(self.evaluation.as_of);
-                match self.evaluation.dialect {
-                    Dialect::Mysql => {
-                        let mut days = Fragment::new("DATEDIFF(");
-                        days.bind(as_of).push(", m.last_order_at)");
-                        days
-                    }
-                    Dialect::Sqlite => {
-                        let mut days = Fragment::new("CAST(julianday(date(");
-                        days.bind(as_of).push(")) - julianday(date(m.last_order_at)) AS INTEGER)");
-                        days
-                    }
-                }
-            }
+            Field::Metric(Metric::DaysSinceLastOrder) => days_since(self.evaluation.dialect, self.evaluation.as_of, Fragment::new("m.last_order_at")),
             Field::Customer(field) => Fragment::new(match field {
                 CustomerField::Code => "c.code",
                 CustomerField::Name => "c.name",
@@ -117,12 +129,7 @@ impl Compiler<'_> {
                 CustomerField::CreatedAt => "c.created_at",
                 CustomerField::TaxId => "c.tax_id",
             }),
-            Field::Attribute { key, value_type } => {
-                let column = if value_type.is_numeric() { "value_number" } else { "value_text" };
-                let mut value = Fragment::new(&format!("(SELECT a.{column} FROM customer_attributes a WHERE a.customer_id = c.id AND a.attr_key = "));
-                value.bind(Bind::Text(key.clone())).push(")");
-                value
-            }
+            Field::Attribute { key, value_type } => attribute_value(key, *value_type),
             Field::Category { scheme } => {
                 // Saved rules name existing schemes (checked when a run starts); -1
                 // joins nothing, so a vanished scheme reads as no category.
@@ -130,6 +137,9 @@ impl Compiler<'_> {
                 self.joined_schemes.insert(scheme_id);
                 Fragment::new(&format!("k{}.category_code", scheme_id.max(0)))
             }
+            // Relative fields are resolved into plain ones before a run compiles its
+            // rules (`rankings::resolve`); left unresolved, they have no value.
+            Field::Ranked { .. } | Field::RfmScore(_) | Field::Rfm => Fragment::new("NULL"),
         }
     }
 
@@ -137,6 +147,9 @@ impl Compiler<'_> {
     /// so `not` means what it says.
     fn condition(&mut self, condition: &Condition) -> Fragment {
         match condition {
+            // Resolving relative fields leaves empty groups: all of nothing holds, any of nothing does not.
+            Condition::All(items) if items.is_empty() => Fragment::new("1"),
+            Condition::Any(items) if items.is_empty() => Fragment::new("0"),
             Condition::All(items) | Condition::Any(items) => {
                 let joiner = if matches!(condition, Condition::All(_)) { " AND " } else { " OR " };
                 let mut all = Fragment::new("(");
@@ -195,7 +208,6 @@ impl Compiler<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::attribute::ValueType;
     use crate::domain::sales::Money;
 
     fn at(text: &str) -> NaiveDateTime {

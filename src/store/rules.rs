@@ -9,7 +9,7 @@ use crate::db::schema::{attribute_definitions, categories, rules, schemes};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::attribute::ValueType;
 use crate::domain::category::CategoryCode;
-use crate::domain::rule::{self, Catalog, Condition};
+use crate::domain::rule::{self, Catalog, Condition, Population};
 use crate::domain::FieldError;
 use crate::error::AppError;
 
@@ -30,6 +30,8 @@ pub struct RuleRow {
     pub version: i64,
     pub created_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
+    /// `SCHEME:CODE`: the subtree the rule's relative fields rank within.
+    pub population: Option<String>,
 }
 
 pub struct RuleView {
@@ -54,6 +56,8 @@ pub struct NewRule {
     pub priority: i32,
     pub enabled: bool,
     pub condition: Json,
+    /// `SCHEME:CODE`, checked against the categories when saved.
+    pub population: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -63,6 +67,8 @@ pub struct RuleChanges {
     pub priority: Option<i32>,
     pub enabled: Option<bool>,
     pub condition: Option<Json>,
+    /// `Some(None)` ranks among every active customer again.
+    pub population: Option<Option<String>>,
 }
 
 /// The attribute types and category codes conditions may name, read once.
@@ -98,6 +104,13 @@ pub fn catalog(conn: &mut DbConnection) -> Result<StoredCatalog, AppError> {
 
 fn check_condition(catalog: &StoredCatalog, json: &Json) -> Result<Condition, AppError> {
     rule::parse(json, "/condition", catalog).map_err(invalid_condition)
+}
+
+/// A population must name an existing category: `SCHEME:CODE`.
+fn check_population(catalog: &StoredCatalog, text: &str) -> Result<(), AppError> {
+    Population::parse(text, catalog).map(|_| ()).map_err(|why| {
+        AppError::validation("invalid_population", format!("/population/category: {why}"), vec![FieldError::new("/population/category", why)])
+    })
 }
 
 fn invalid_condition(errors: Vec<FieldError>) -> AppError {
@@ -169,6 +182,9 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: &NewRule) -> Resu
         assignable_category(conn, &scheme, new.target_category.as_str(), "target_category")?;
         let catalog = catalog(conn)?;
         let condition = check_condition(&catalog, &new.condition)?;
+        if let Some(population) = &new.population {
+            check_population(&catalog, population)?;
+        }
         if new.enabled {
             check_scheme_parameters(conn, &catalog, &scheme, None, &condition)?;
         }
@@ -181,6 +197,7 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: &NewRule) -> Resu
                 rules::priority.eq(new.priority),
                 rules::enabled.eq(new.enabled),
                 rules::rule_condition.eq(new.condition.to_string()),
+                rules::population.eq(&new.population),
                 rules::version.eq(1i64),
                 rules::created_at.eq(at),
                 rules::updated_at.eq(at),
@@ -212,6 +229,10 @@ pub fn update(conn: &mut DbConnection, scheme_code: &str, id: i64, changes: &Rul
                 check_scheme_parameters(conn, &catalog, &scheme, Some(id), &parsed)?;
             }
         }
+        let population = changes.population.clone().unwrap_or(current.population.clone());
+        if let Some(Some(text)) = &changes.population {
+            check_population(&catalog(conn)?, text)?;
+        }
         let condition = condition.to_string();
         let updated = diesel::update(rules::table.filter(rules::id.eq(id)).filter(rules::version.eq(current.version)))
             .set((
@@ -220,6 +241,7 @@ pub fn update(conn: &mut DbConnection, scheme_code: &str, id: i64, changes: &Rul
                 rules::priority.eq(changes.priority.unwrap_or(current.priority)),
                 rules::enabled.eq(changes.enabled.unwrap_or(current.enabled)),
                 rules::rule_condition.eq(condition),
+                rules::population.eq(population),
                 rules::version.eq(current.version + 1),
                 rules::updated_at.eq(now()),
             ))
@@ -241,10 +263,11 @@ pub fn delete(conn: &mut DbConnection, scheme_code: &str, id: i64, expected: Opt
     })
 }
 
-/// An enabled rule with its condition, checked again against what exists now.
+/// An enabled rule with its condition and population, checked again against what exists now.
 pub struct ActiveRule {
     pub row: RuleRow,
     pub condition: Condition,
+    pub population: Option<Population>,
 }
 
 /// The scheme's enabled rules by priority. A rule whose condition or target no
@@ -267,7 +290,11 @@ pub fn enabled(conn: &mut DbConnection, scheme: &SchemeRow) -> Result<Vec<Active
             if assignable_category(conn, scheme, &row.target_category, "target_category").is_err() {
                 return Err(stale(format!("targets {}, which is no longer an active leaf", row.target_category)));
             }
-            Ok(ActiveRule { row, condition })
+            let population = match &row.population {
+                Some(text) => Some(Population::parse(text, &catalog).map_err(|why| stale(format!("ranks among population {text}: {why}")))?),
+                None => None,
+            };
+            Ok(ActiveRule { row, condition, population })
         })
         .collect::<Result<_, AppError>>()?;
     let parameters: usize = active.iter().map(|rule| rule.condition.parameters()).sum();

@@ -23,6 +23,7 @@ use super::counts::CategoryDeltas;
 use super::attributes;
 use super::categories::{self as category_store, CategoryRow, Ranks};
 use super::customer_rows::{self as customer_store, SnapshotTarget};
+use super::rankings;
 use super::rule_sql::{Evaluation, Selection};
 use super::rules::ActiveRule;
 use super::schemes::SchemeRow;
@@ -159,7 +160,9 @@ pub(super) fn execute(
     // Conditions name schemes by code; their ids are read once per run.
     let scheme_ids: HashMap<String, i64> = schemes::table.select((schemes::code, schemes::id)).load::<(String, i64)>(conn)?.into_iter().collect();
     let ranks = category_store::ranks(conn, scheme)?;
-    let batches = Batches { scheme, rules, targets, ranks, scheme_ids, request, run_id };
+    // Relative fields rank each customer against the whole population, once per run.
+    let conditions = rankings::resolve(conn, rules, &scheme_ids, request.as_of)?;
+    let batches = Batches { scheme, rules, conditions, targets, ranks, scheme_ids, request, run_id };
     let progress = Mutex::new(Progress::default());
     // The batches not yet taken. The worker of the helper connection takes them from the
     // end, so that the two write to far-apart pages of every index ordered by customer.
@@ -260,6 +263,8 @@ impl Totals {
 struct Batches<'a> {
     scheme: &'a SchemeRow,
     rules: &'a [ActiveRule],
+    /// The rules' conditions, relative fields resolved, in the order of `rules`.
+    conditions: Vec<Condition>,
     /// The category of each rule's target, in the order of `rules`.
     targets: Vec<CategoryRow>,
     ranks: Ranks,
@@ -271,11 +276,11 @@ struct Batches<'a> {
 /// Evaluates one batch in one statement and applies what it found (unless dry):
 /// moves, rejections, history, snapshots and the change records.
 fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selection) -> Result<Progress, AppError> {
-    let Batches { scheme, rules, targets, ranks, scheme_ids, request, run_id } = batches;
+    let Batches { scheme, rules, conditions, targets, ranks, scheme_ids, request, run_id } = batches;
     let (scheme, rules, request, run_id) = (*scheme, *rules, *request, *run_id);
     let mut progress = Progress::default();
     let Progress { totals, transitions } = &mut progress;
-    let conditions: Vec<&Condition> = rules.iter().map(|rule| &rule.condition).collect();
+    let conditions: Vec<&Condition> = conditions.iter().collect();
     let evaluation = Evaluation { dialect: Dialect::of(conn), as_of: request.as_of, scheme_ids };
     let rows: Vec<Evaluated> = evaluation.statement(scheme.id, &conditions, selection).into_query().load(conn)?;
     let mut groups: BTreeMap<usize, Vec<Mover>> = BTreeMap::new();

@@ -50,13 +50,15 @@ pub fn anchor(conn: &mut DbConnection) -> Result<NaiveDateTime, AppError> {
     read_anchor(conn, None)
 }
 
-/// One customer's sales at or before the anchor and at or before its window start.
+/// One customer's sales at or before the anchor and at or before its window start,
+/// and its last order at or before the anchor.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Totals {
     spend_cents: i64,
     orders: i64,
     earlier_spend_cents: i64,
     earlier_orders: i64,
+    last_order_at: Option<NaiveDateTime>,
 }
 
 impl Totals {
@@ -65,6 +67,9 @@ impl Totals {
         if occurred_at <= anchor {
             self.spend_cents += amount_cents;
             self.orders += order;
+            if order == 1 {
+                self.last_order_at = self.last_order_at.max(Some(occurred_at));
+            }
         }
         if occurred_at <= window_start(anchor) {
             self.earlier_spend_cents += amount_cents;
@@ -73,16 +78,22 @@ impl Totals {
     }
 }
 
-/// The clause that adds a conflicting row's totals to the stored ones.
+/// The columns a totals row is written with, in order.
+const TOTALS_COLUMNS: &str = "customer_id, spend_cents, orders, earlier_spend_cents, earlier_orders, last_order_at";
+
+/// The clause that adds a conflicting row's totals to the stored ones, keeping the
+/// later last order.
 fn upsert_adding(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Mysql => {
             " ON DUPLICATE KEY UPDATE spend_cents = spend_cents + VALUES(spend_cents), orders = orders + VALUES(orders), \
-             earlier_spend_cents = earlier_spend_cents + VALUES(earlier_spend_cents), earlier_orders = earlier_orders + VALUES(earlier_orders)"
+             earlier_spend_cents = earlier_spend_cents + VALUES(earlier_spend_cents), earlier_orders = earlier_orders + VALUES(earlier_orders), \
+             last_order_at = CASE WHEN last_order_at IS NULL OR VALUES(last_order_at) > last_order_at THEN VALUES(last_order_at) ELSE last_order_at END"
         }
         Dialect::Sqlite => {
             " ON CONFLICT (customer_id) DO UPDATE SET spend_cents = spend_cents + excluded.spend_cents, orders = orders + excluded.orders, \
-             earlier_spend_cents = earlier_spend_cents + excluded.earlier_spend_cents, earlier_orders = earlier_orders + excluded.earlier_orders"
+             earlier_spend_cents = earlier_spend_cents + excluded.earlier_spend_cents, earlier_orders = earlier_orders + excluded.earlier_orders, \
+             last_order_at = CASE WHEN last_order_at IS NULL OR excluded.last_order_at > last_order_at THEN excluded.last_order_at ELSE last_order_at END"
         }
     }
 }
@@ -105,12 +116,16 @@ pub fn add_stored(conn: &mut DbConnection, anchor: NaiveDateTime, stored: &[(i64
     let changed: Vec<(i64, Totals)> = per_customer.into_iter().filter(|(_, totals)| *totals != Totals::default()).collect();
     let dialect = Dialect::of(conn);
     for chunk in changed.chunks(1000) {
-        let mut statement = Fragment::new("INSERT INTO sales_totals (customer_id, spend_cents, orders, earlier_spend_cents, earlier_orders) VALUES ");
+        let mut statement = Fragment::new(&format!("INSERT INTO sales_totals ({TOTALS_COLUMNS}) VALUES "));
         for (index, (customer_id, totals)) in chunk.iter().enumerate() {
             statement.push(if index == 0 { "(" } else { ", (" });
-            for (position, value) in [*customer_id, totals.spend_cents, totals.orders, totals.earlier_spend_cents, totals.earlier_orders].into_iter().enumerate() {
-                statement.push(if position == 0 { "" } else { ", " }).bind(Bind::BigInt(value));
+            for value in [*customer_id, totals.spend_cents, totals.orders, totals.earlier_spend_cents, totals.earlier_orders] {
+                statement.bind(Bind::BigInt(value)).push(", ");
             }
+            match totals.last_order_at {
+                Some(at) => statement.bind(Bind::Timestamp(at)),
+                None => statement.push("NULL"),
+            };
             statement.push(")");
         }
         statement.push(upsert_adding(dialect));
@@ -127,10 +142,12 @@ pub fn move_totals(conn: &mut DbConnection, from: &[i64], to: i64) -> Result<(),
         return Ok(());
     }
     let ids = super::id_list(from);
-    let mut statement = Fragment::new("INSERT INTO sales_totals (customer_id, spend_cents, orders, earlier_spend_cents, earlier_orders) SELECT ");
+    let mut statement = Fragment::new(&format!("INSERT INTO sales_totals ({TOTALS_COLUMNS}) SELECT "));
     statement
         .bind(Bind::BigInt(to))
-        .push(&format!(", SUM(spend_cents), SUM(orders), SUM(earlier_spend_cents), SUM(earlier_orders) FROM sales_totals WHERE customer_id IN ({ids}) HAVING COUNT(*) > 0"))
+        .push(&format!(
+            ", SUM(spend_cents), SUM(orders), SUM(earlier_spend_cents), SUM(earlier_orders), MAX(last_order_at) FROM sales_totals WHERE customer_id IN ({ids}) HAVING COUNT(*) > 0"
+        ))
         .push(upsert_adding(Dialect::of(conn)));
     statement.into_query().execute(conn)?;
     diesel::sql_query(format!("DELETE FROM sales_totals WHERE customer_id IN ({ids})")).execute(conn)?;
@@ -156,7 +173,7 @@ fn move_anchor(conn: &mut DbConnection, from: NaiveDateTime, to: NaiveDateTime) 
         column.append(condition).push(&format!(" THEN {value} ELSE 0 END)"));
         column
     };
-    let mut statement = Fragment::new("INSERT INTO sales_totals (customer_id, spend_cents, orders, earlier_spend_cents, earlier_orders) SELECT customer_id, ");
+    let mut statement = Fragment::new(&format!("INSERT INTO sales_totals ({TOTALS_COLUMNS}) SELECT customer_id, "));
     statement
         .append(sum(within(from, to), "amount_cents"))
         .push(", ")
@@ -165,7 +182,9 @@ fn move_anchor(conn: &mut DbConnection, from: NaiveDateTime, to: NaiveDateTime) 
         .append(sum(within(earlier_from, earlier_to), "amount_cents"))
         .push(", ")
         .append(sum(within(earlier_from, earlier_to), "CASE WHEN amount_cents > 0 THEN 1 ELSE 0 END"))
-        .push(" FROM transactions WHERE (")
+        .push(", MAX(CASE WHEN amount_cents > 0 AND ")
+        .append(within(from, to))
+        .push(" THEN occurred_at END) FROM transactions WHERE (")
         .append(within(from, to))
         .push(") OR (")
         .append(within(earlier_from, earlier_to))
@@ -277,6 +296,6 @@ mod tests {
         totals.add(500, at("2026-11-27 00:00:00"), anchor);
         totals.add(-100, at("2025-11-27 00:00:00"), anchor);
         totals.add(700, at("2026-11-27 00:00:01"), anchor);
-        assert_eq!(totals, Totals { spend_cents: 400, orders: 1, earlier_spend_cents: -100, earlier_orders: 0 });
+        assert_eq!(totals, Totals { spend_cents: 400, orders: 1, earlier_spend_cents: -100, earlier_orders: 0, last_order_at: Some(anchor) });
     }
 }

@@ -27,5 +27,6 @@ mod reassign;
 mod restriction;
 mod tiers;
 mod schedules;
+mod segmentation;
 mod schemes;
 mod stopping;

@@ -1,0 +1,2 @@
+ALTER TABLE sales_totals DROP COLUMN last_order_at;
+ALTER TABLE rules DROP COLUMN population;
