@@ -13,6 +13,7 @@ use crate::api::AppState;
 use crate::domain::rule::{parse_moment, Population};
 use crate::shutdown::Shutdown;
 use crate::domain::sales::{ExternalId, Money};
+use crate::domain::FieldError;
 use crate::error::AppError;
 use crate::domain::run::Trigger;
 use crate::store::run_batches::{RunRequest, Scope};
@@ -268,7 +269,8 @@ pub struct MetricsQuery {
            ("population" = Option<String>, Query, description = "`all` or `SCHEME:CODE`: adds `standing`, the percentiles and cumulative shares among the active customers (of that subtree), and ranks `rfm` among them")),
     responses(
         (status = 200, description = "The metrics", body = CustomerMetrics),
-        (status = 400, description = "`invalid_query`: as_of is not a time, or population names no category", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid_query`: as_of is not a time", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid_population`: population is neither `all` nor `SCHEME:CODE` of an existing category", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn metrics(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>, query: web::Query<MetricsQuery>) -> Result<HttpResponse, AppError> {
@@ -290,7 +292,7 @@ pub async fn metrics(state: web::Data<AppState>, auth: Auth<Read, Restrictable>,
                 None | Some("all") => None,
                 Some(text) => Some(
                     Population::parse(text, &crate::store::rules::catalog(conn)?)
-                        .map_err(|why| AppError::bad_request("invalid_query", format!("population {text:?}: {why}; use all or SCHEME:CODE")))?,
+                        .map_err(|why| AppError::validation("invalid_population", format!("population {text:?}: {why}; use all or SCHEME:CODE"), vec![FieldError::new("population", why)]))?,
                 ),
             };
             let values = rankings::Values {

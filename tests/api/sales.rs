@@ -153,7 +153,7 @@ async fn metrics_on_known_data(app: TestApp) {
     assert_eq!(late["errors"][0]["message"], "must be an RFC 3339 time or a date between 1971-01-01 and 2037-12-31");
 }
 
-fn pointers(problem: &Value) -> Vec<String> {
+pub fn pointers(problem: &Value) -> Vec<String> {
     problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap().to_string()).collect()
 }
 

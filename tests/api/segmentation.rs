@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::helpers::{ok_json, problem, spawn_app_with, Backend, Options, TestApp};
+use crate::sales::pointers;
 
 both_backends!(
     abc_by_cumulative_share_with_ties,
@@ -171,7 +172,10 @@ async fn a_population_narrowed_to_a_subtree(app: TestApp) {
     assert_eq!(c03["rfm"]["rfm"], "211", "ranked among 华北's four: only C01 ordered longer ago; no fewer orders; no less spend");
     let outside = metrics(&app, "C05", "?population=REGION:01").await;
     assert_eq!((outside["standing"]["member"].clone(), outside["rfm"].clone()), (json!(false), json!(null)));
-    problem(app.get("/api/v1/customers/C05/metrics?population=REGION:09").await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    for unknown in ["REGION:09", "", "REGION"] {
+        let refused = problem(app.get(&format!("/api/v1/customers/C05/metrics?population={unknown}")).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_population").await;
+        assert_eq!(pointers(&refused), ["population"]);
+    }
 
     // Without a population the rule ranks among everyone again.
     let patched = ok_json(app.patch(&format!("/api/v1/schemes/TIER/rules/{}", north["id"]), &json!({"population": null})).await, StatusCode::OK).await;
@@ -186,10 +190,6 @@ async fn a_population_narrowed_to_a_subtree(app: TestApp) {
     }
     assert_eq!(app.delete("/api/v1/schemes/REGION/categories/0102").await.status(), StatusCode::NO_CONTENT);
     problem(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CONFLICT, "rule_invalid").await;
-}
-
-fn pointers(problem: &Value) -> Vec<String> {
-    problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap().to_string()).collect()
 }
 
 async fn relative_fields_are_validated_with_pointers(app: TestApp) {
