@@ -38,14 +38,6 @@ impl Dialect {
         }
     }
 
-    /// Integer division, rounding down (on non-negative operands).
-    pub fn integer_division(self) -> &'static str {
-        match self {
-            Dialect::Mysql => "DIV",
-            Dialect::Sqlite => "/",
-        }
-    }
-
     /// An inner join that reads its left table first, whatever the planner estimates.
     pub fn left_first_join(self) -> &'static str {
         match self {

@@ -6,7 +6,7 @@
 //! population once per run, and the leaf becomes a plain range on the field itself.
 //! Every batch then ranks its customers against the whole population, not its own.
 
-use super::rule::{Condition, Field, Metric, Op, Operand, Population, RfmPart, Ranking, Scalar, RFM_SCORES};
+use super::rule::{Condition, Field, Metric, Op, Operand, Population, Ranking, RfmPart, Scalar, RFM_SCORES};
 
 /// The values a standing is taken among: a numeric field over a population (every
 /// active customer, or a subtree's); for RFM scores only the customers with orders.
@@ -155,33 +155,84 @@ fn standing(field: &Field, op: Op, value: &Operand, population: Option<&Populati
     }
 }
 
-/// Whether a score compares with the operand as asked.
-pub fn score_compares(score: i64, op: Op, operand: &Operand) -> bool {
-    let value = |scalar: &Scalar| match scalar {
-        Scalar::Integer(n) => Some(*n),
+/// Whether a standing compares with the operand as asked (`=`, `>`, `>=`, `<`, `<=`,
+/// `between`); a score's operands are integers, a ranking's numbers.
+pub fn compares(standing: f64, op: Op, operand: &Operand) -> bool {
+    let number = |scalar: &Scalar| match scalar {
+        Scalar::Integer(n) => Some(*n as f64),
+        Scalar::Decimal(n) => Some(*n),
         _ => None,
     };
     match (op, operand) {
-        (Op::Between, Operand::Range(low, high)) => value(low).zip(value(high)).is_some_and(|(low, high)| low <= score && score <= high),
-        (op, Operand::One(scalar)) => value(scalar).is_some_and(|n| match op {
-            Op::Eq => score == n,
-            Op::Gt => score > n,
-            Op::Gte => score >= n,
-            Op::Lt => score < n,
-            Op::Lte => score <= n,
+        (Op::Between, Operand::Range(low, high)) => number(low).zip(number(high)).is_some_and(|(low, high)| low <= standing && standing <= high),
+        (op, Operand::One(scalar)) => number(scalar).is_some_and(|n| match op {
+            Op::Eq => standing == n,
+            Op::Gt => standing > n,
+            Op::Gte => standing >= n,
+            Op::Lt => standing < n,
+            Op::Lte => standing <= n,
             _ => false,
         }),
         _ => false,
     }
 }
 
+fn score_compares(score: i64, op: Op, operand: &Operand) -> bool {
+    compares(score as f64, op, operand)
+}
+
+/// The percentile of a value with `below` of the `ranked` values under it:
+/// `PERCENT_RANK` × 100, 0 for a population of one.
+pub fn percentile(below: usize, ranked: usize) -> f64 {
+    if ranked > 1 {
+        100.0 * below as f64 / (ranked - 1) as f64
+    } else {
+        0.0
+    }
+}
+
+/// The cumulative share of a value whose holders and those above hold `held` of the
+/// positive `total`; none without a positive total.
+pub fn cumulative_share(held: f64, total: f64) -> Option<f64> {
+    (total > 0.0).then(|| 100.0 * held / total)
+}
+
 /// The score of a customer with `ranked_below` customers ranked below it among
 /// `ranked` (both among the customers with orders).
-pub fn score(ranked_below: i64, ranked: i64) -> i64 {
-    if ranked <= 0 {
+pub fn score(ranked_below: usize, ranked: usize) -> i64 {
+    if ranked == 0 {
         return 1;
     }
-    1 + (RFM_SCORES * ranked_below / ranked).min(RFM_SCORES - 1)
+    1 + (RFM_SCORES as usize * ranked_below / ranked).min(RFM_SCORES as usize - 1) as i64
+}
+
+/// The answers to `questions` over a spread's values, ascending: for each, the lowest
+/// and highest value whose standing compares as asked, or `None`. One pass over the
+/// values, a group of equal values at a time, so that equal values stand equal.
+pub fn answer<T: Copy + PartialOrd>(ascending: &[T], positive: impl Fn(T) -> f64, questions: &[&Question]) -> Vec<Option<(T, T)>> {
+    let ranked = ascending.len();
+    let total: f64 = ascending.iter().map(|v| positive(*v)).sum();
+    let mut answers: Vec<Option<(T, T)>> = vec![None; questions.len()];
+    let (mut below, mut held_below) = (0, 0.0);
+    while below < ranked {
+        let value = ascending[below];
+        let equal = ascending[below..].iter().take_while(|v| **v == value).count();
+        let above = ranked - below - equal;
+        for (question, found) in questions.iter().zip(answers.iter_mut()) {
+            let standing = match question.standing {
+                Standing::Ranked(Ranking::Percentile) => Some(percentile(below, ranked)),
+                Standing::Ranked(Ranking::CumulativeShare) => cumulative_share(total - held_below, total),
+                Standing::Score { fewer_is_better: false } => Some(score(below, ranked) as f64),
+                Standing::Score { fewer_is_better: true } => Some(score(above, ranked) as f64),
+            };
+            if standing.is_some_and(|standing| compares(standing, question.op, &question.operand)) {
+                *found = Some(found.map_or((value, value), |(low, _)| (low, value)));
+            }
+        }
+        held_below += ascending[below..below + equal].iter().map(|v| positive(*v)).sum::<f64>();
+        below += equal;
+    }
+    answers
 }
 
 #[cfg(test)]
@@ -278,5 +329,35 @@ mod tests {
         assert_eq!(score(2, 3), 4);
         assert!(score_compares(1, Op::Lte, &Operand::One(Scalar::Integer(2))));
         assert!(!score_compares(1, Op::Between, &Operand::Range(Scalar::Integer(2), Scalar::Integer(5))));
+    }
+
+    fn asked(standing: Standing, op: Op, operand: Operand) -> Question {
+        Question { standing, op, operand }
+    }
+
+    #[test]
+    fn answers_are_ranges_of_values_with_ties_together() {
+        // Positive total 100: 50 holds 50 %, the two 20s 90 %, 10 100 %, and the
+        // refund -5 nothing more.
+        let values = [-5, 10, 20, 20, 50];
+        let positive = |v: i64| v.max(0) as f64;
+        let share = asked(Standing::Ranked(Ranking::CumulativeShare), Op::Lte, Operand::One(Scalar::Decimal(90.0)));
+        let top = asked(Standing::Ranked(Ranking::Percentile), Op::Gte, Operand::One(Scalar::Decimal(50.0)));
+        let exactly = asked(Standing::Ranked(Ranking::Percentile), Op::Eq, Operand::One(Scalar::Decimal(60.0)));
+        let best = asked(Standing::Score { fewer_is_better: false }, Op::Eq, Operand::One(Scalar::Integer(5)));
+        let fewest = asked(Standing::Score { fewer_is_better: true }, Op::Between, Operand::Range(Scalar::Integer(4), Scalar::Integer(5)));
+        assert_eq!(
+            answer(&values, positive, &[&share, &top, &exactly, &best, &fewest]),
+            vec![Some((20, 50)), Some((20, 50)), None, Some((50, 50)), Some((-5, 10))]
+        );
+        assert_eq!(answer::<i64>(&[], positive, &[&share]), vec![None]);
+        let nothing_positive = answer(&[-3, 0], positive, &[&asked(Standing::Ranked(Ranking::CumulativeShare), Op::Gte, Operand::One(Scalar::Decimal(0.0)))]);
+        assert_eq!(nothing_positive, vec![None], "no share of no total");
+    }
+
+    #[test]
+    fn percentiles_and_shares_follow_their_definitions() {
+        assert_eq!((percentile(0, 1), percentile(0, 5), percentile(4, 5), percentile(2, 5)), (0.0, 0.0, 100.0, 50.0));
+        assert_eq!((cumulative_share(50.0, 200.0), cumulative_share(1.0, 0.0)), (Some(25.0), None));
     }
 }

@@ -1,26 +1,28 @@
-//! Relative fields, set-based. A field's values over a population are grouped by
-//! value and ranked with window functions (`SUM() OVER`), which answers every
-//! question a run's rules ask of that spread in one statement (see
-//! `domain::ranking`), and a customer's standing among the population in one more.
-//! Metrics come from the sales totals where the moment is at or after their anchor,
-//! so a ranking reads one row per customer, not every transaction.
+//! Relative fields, set-based. A run reads each population's values once, in a few
+//! statements of 100,000 customers (every metric a spread of it needs in one column
+//! each), and answers every question its rules ask of a spread in one pass over the
+//! sorted values (`domain::ranking::answer`); a customer's standing among a population
+//! is one statement of counts. Metrics come from the sales totals where the moment is
+//! at or after their anchor, so a ranking reads one row per customer, not every
+//! transaction.
 
 use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Double};
+use diesel::sql_types::{BigInt, Double, Nullable};
 
 use crate::db::schema::{customers, schemes};
 use crate::db::sql::{Bind, Dialect, Fragment};
 use crate::db::{transaction, DbConnection};
-use crate::domain::ranking::{self, Answer, Question, Spread, Standing};
+use crate::domain::ranking::{self, Answer, Question, Spread};
 use crate::domain::report::Measure;
-use crate::domain::rule::{Condition, Field, Kind, Metric, Operand, Population, Ranking, Scalar, RFM_SCORES};
+use crate::domain::attribute::ValueType;
+use crate::domain::rule::{Condition, Field, Kind, Metric, Population, Scalar};
 use crate::domain::sales::Money;
 use crate::error::AppError;
 
-use super::rule_sql::{attribute_value, days_since, scalar};
+use super::rule_sql::{attribute_value, days_since};
 use super::rules::ActiveRule;
 use super::sales_totals;
 use super::transactions::metric_columns;
@@ -62,18 +64,10 @@ impl Populace<'_> {
         }
     }
 
-    /// A numeric field's value (a metric or an attribute) of customer `c`.
-    fn value(&self, field: &Field) -> Fragment {
-        match field {
-            Field::Metric(metric) => self.metric(*metric),
-            Field::Attribute { key, value_type } => attribute_value(key, *value_type),
-            _ => Fragment::new("NULL"),
-        }
-    }
-
-    /// `FROM` the population's customers `c`, with their sales when `with_sales`, to
-    /// the `WHERE` that keeps the active ones.
-    fn rows(&self, with_sales: bool) -> Fragment {
+    /// `FROM` the population's customers `c` (those with ids in `ids`, when given),
+    /// with their sales when `with_sales`, to the `WHERE` that keeps the active ones.
+    fn rows(&self, with_sales: bool, ids: Option<(i64, i64)>) -> Fragment {
+        let within = |column: &str| ids.map(|(low, high)| format!(" AND {column} BETWEEN {low} AND {high}")).unwrap_or_default();
         let mut rows = Fragment::new(" FROM customers c");
         if let Some((scheme_id, category)) = self.subtree {
             rows.push(&format!(" JOIN customer_categories p ON p.customer_id = c.id AND p.scheme_id = {scheme_id} AND p.category_code >= "))
@@ -93,6 +87,7 @@ impl Populace<'_> {
                         .bind(Bind::Timestamp(self.as_of))
                         .push(" THEN t.occurred_at END) AS last_order_at FROM transactions t WHERE ")
                         .append(range)
+                        .push(&within("t.customer_id"))
                         .push(" GROUP BY t.customer_id) x ON x.customer_id = c.id");
                 }
                 Sales::Transactions => {
@@ -100,121 +95,122 @@ impl Populace<'_> {
                         .append(metric_columns(self.dialect, self.as_of))
                         .push(" FROM transactions t WHERE t.occurred_at <= ")
                         .bind(Bind::Timestamp(self.as_of))
+                        .push(&within("t.customer_id"))
                         .push(" GROUP BY t.customer_id) m ON m.customer_id = c.id");
                 }
             }
         }
-        rows.push(" WHERE c.status = 'active'");
+        rows.push(" WHERE c.status = 'active'").push(&within("c.id"));
         rows
     }
 
-    /// One row per value of the spread's field: the value `v`, how many customers of
-    /// the population hold less (`below`) and more (`above`), the positive values from
-    /// it upwards (`held`), and the customers ranked and their positive total.
-    fn spread(&self, spread: &Spread) -> Fragment {
-        let with_sales = spread.with_orders_only || matches!(spread.field, Field::Metric(_));
-        let mut values = Fragment::new("SELECT ");
-        values.append(self.value(&spread.field)).push(" AS v").append(self.rows(with_sales));
-        if spread.with_orders_only {
-            values.push(" AND ").append(self.metric(Metric::LastOrderAt)).push(" IS NOT NULL");
-        }
-        let mut ranked = Fragment::new(
-            "SELECT v, SUM(n) OVER (ORDER BY v ROWS UNBOUNDED PRECEDING) - n AS below, \
-             SUM(n) OVER (ORDER BY v DESC ROWS UNBOUNDED PRECEDING) - n AS above, \
-             SUM(positive) OVER (ORDER BY v DESC ROWS UNBOUNDED PRECEDING) AS held, \
-             SUM(n) OVER () AS ranked, SUM(positive) OVER () AS total \
-             FROM (SELECT v, COUNT(*) AS n, SUM(CASE WHEN v > 0 THEN v ELSE 0 END) AS positive FROM (",
-        );
-        ranked.append(values).push(") r WHERE v IS NOT NULL GROUP BY v) g");
-        ranked
-    }
 }
 
-/// A standing as SQL over a ranked spread's row `d`; the metrics endpoint computes the
-/// same in [`Standings`].
-fn standing(dialect: Dialect, standing: Standing) -> String {
-    match standing {
-        Standing::Ranked(Ranking::Percentile) => "(CASE WHEN d.ranked > 1 THEN 100e0 * d.below / (d.ranked - 1) ELSE 0e0 END)".into(),
-        Standing::Ranked(Ranking::CumulativeShare) => "(CASE WHEN d.total > 0 THEN 100e0 * d.held / d.total END)".into(),
-        Standing::Score { fewer_is_better } => {
-            let below = if fewer_is_better { "d.above" } else { "d.below" };
-            format!("(1 + ({} * {below}) {} d.ranked)", RFM_SCORES, dialect.integer_division())
-        }
-    }
-}
+/// Customers per statement that reads a population's values: bounds what the database
+/// client buffers.
+const IDS_PER_READ: i64 = 100_000;
 
-/// Which of the spread's values answer a question, as a condition on its row `d`.
-fn answers(dialect: Dialect, question: &Question) -> Fragment {
-    let mut condition = Fragment::new(&standing(dialect, question.standing));
-    match &question.operand {
-        Operand::Range(low, high) => {
-            condition.push(" BETWEEN ").bind(scalar(low)).push(" AND ").bind(scalar(high));
-        }
-        Operand::One(value) => {
-            condition.push(&format!(" {} ", question.op.sql())).bind(scalar(value));
-        }
-        Operand::List(_) | Operand::Null(_) => {
-            condition = Fragment::new("0 = 1");
-        }
-    }
-    condition
+/// One customer's metrics, as a population read gives them.
+#[derive(QueryableByName)]
+struct MetricValues {
+    #[diesel(sql_type = BigInt)]
+    spend_12m: i64,
+    #[diesel(sql_type = BigInt)]
+    orders_12m: i64,
+    #[diesel(sql_type = BigInt)]
+    lifetime_spend: i64,
+    /// `None` for a customer without orders.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    days_since_last_order: Option<i64>,
 }
 
 #[derive(QueryableByName)]
-struct WholeRange {
-    #[diesel(sql_type = BigInt)]
-    question: i64,
-    #[diesel(sql_type = BigInt)]
-    low: i64,
-    #[diesel(sql_type = BigInt)]
-    high: i64,
+struct AttributeValue {
+    #[diesel(sql_type = Nullable<Double>)]
+    v: Option<f64>,
 }
 
 #[derive(QueryableByName)]
-struct DecimalRange {
-    #[diesel(sql_type = BigInt)]
-    question: i64,
-    #[diesel(sql_type = Double)]
-    low: f64,
-    #[diesel(sql_type = Double)]
-    high: f64,
+struct IdRange {
+    #[diesel(sql_type = Nullable<BigInt>)]
+    low: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    high: Option<i64>,
 }
 
-/// The answers to questions asked of one spread, in their order, in one statement.
-fn answer(conn: &mut DbConnection, population: &Populace, spread: &Spread, questions: &[&Question]) -> Result<Vec<Answer>, AppError> {
-    let dialect = population.dialect;
-    let kind = spread.field.kind();
-    let cast = if kind == Kind::Decimal { dialect.double() } else { dialect.integer() };
-    let mut statement = Fragment::new(&format!(
-        "SELECT CAST(q.k AS {int}) AS question, CAST(MIN(d.v) AS {cast}) AS low, CAST(MAX(d.v) AS {cast}) AS high FROM (",
-        int = dialect.integer()
-    ));
-    statement.append(population.spread(spread)).push(") d JOIN (");
-    for index in 0..questions.len() {
-        statement.push(&format!("{}SELECT {index} AS k", if index == 0 { "" } else { " UNION ALL " }));
-    }
-    statement.push(") q ON ");
-    for (index, question) in questions.iter().enumerate() {
-        statement.push(&format!("{}(q.k = {index} AND ", if index == 0 { "" } else { " OR " })).append(answers(dialect, question)).push(")");
-    }
-    statement.push(" GROUP BY q.k");
-    let ranges: Vec<(i64, Scalar, Scalar)> = match kind {
-        Kind::Decimal => statement.into_query().load::<DecimalRange>(conn)?.into_iter().map(|r| (r.question, Scalar::Decimal(r.low), Scalar::Decimal(r.high))).collect(),
-        Kind::Money => statement
-            .into_query()
-            .load::<WholeRange>(conn)?
-            .into_iter()
-            .map(|r| (r.question, Scalar::Money(Money::from_cents(r.low)), Scalar::Money(Money::from_cents(r.high))))
-            .collect(),
-        _ => statement.into_query().load::<WholeRange>(conn)?.into_iter().map(|r| (r.question, Scalar::Integer(r.low), Scalar::Integer(r.high))).collect(),
-    };
-    let mut answered: Vec<Answer> = vec![None; questions.len()];
-    for (index, low, high) in ranges {
-        if let Some(slot) = usize::try_from(index).ok().and_then(|i| answered.get_mut(i)) {
-            *slot = Some((low, high));
+/// The population's customer ids in ranges of [`IDS_PER_READ`].
+fn id_ranges(conn: &mut DbConnection) -> Result<Vec<(i64, i64)>, AppError> {
+    let range: IdRange = diesel::sql_query("SELECT MIN(id) AS low, MAX(id) AS high FROM customers").get_result(conn)?;
+    let (Some(low), Some(high)) = (range.low, range.high) else { return Ok(Vec::new()) };
+    Ok((0..).map(|i| low + i * IDS_PER_READ).take_while(|start| *start <= high).map(|start| (start, start + IDS_PER_READ - 1)).collect())
+}
+
+/// The answers over a spread of whole values (cents, counts, days), in the field's type.
+fn answer_whole(ascending: &[i64], kind: Kind, questions: &[&Question]) -> Vec<Answer> {
+    let typed = |value: i64| if kind == Kind::Money { Scalar::Money(Money::from_cents(value)) } else { Scalar::Integer(value) };
+    ranking::answer(ascending, |v| v.max(0) as f64, questions).into_iter().map(|found| found.map(|(low, high)| (typed(low), typed(high)))).collect()
+}
+
+fn answer_decimal(ascending: &[f64], questions: &[&Question]) -> Vec<Answer> {
+    ranking::answer(ascending, |v| v.max(0.0), questions).into_iter().map(|found| found.map(|(low, high)| (Scalar::Decimal(low), Scalar::Decimal(high)))).collect()
+}
+
+impl Populace<'_> {
+    /// The metrics of the population's customers: `(all, with orders only)` for each
+    /// ranked metric, in the order of [`RANKED_METRICS`], sorted; only those `wanted`
+    /// by some spread are kept, 8 bytes a customer each.
+    fn metric_values(&self, conn: &mut DbConnection, wanted: &[(Metric, bool)]) -> Result<[(Vec<i64>, Vec<i64>); 4], AppError> {
+        let keep: Vec<(bool, bool)> = RANKED_METRICS.iter().map(|metric| (wanted.contains(&(*metric, false)), wanted.contains(&(*metric, true)))).collect();
+        let mut values: [(Vec<i64>, Vec<i64>); 4] = Default::default();
+        for (low, high) in id_ranges(conn)? {
+            let mut statement = Fragment::new("SELECT ");
+            for (index, metric) in RANKED_METRICS.into_iter().enumerate() {
+                statement.push(&format!("{}CAST(", if index == 0 { "" } else { ", " })).append(self.metric(metric)).push(&format!(" AS {}) AS {}", self.dialect.integer(), metric_name(metric)));
+            }
+            statement.append(self.rows(true, Some((low, high))));
+            for row in statement.into_query().load::<MetricValues>(conn)? {
+                let ordered = row.days_since_last_order.is_some();
+                let row_values = [Some(row.spend_12m), Some(row.orders_12m), Some(row.lifetime_spend), row.days_since_last_order];
+                for (((all, with_orders), value), (keep_all, keep_ordered)) in values.iter_mut().zip(row_values).zip(&keep) {
+                    if let Some(value) = value {
+                        if *keep_all {
+                            all.push(value);
+                        }
+                        if *keep_ordered && ordered {
+                            with_orders.push(value);
+                        }
+                    }
+                }
+            }
         }
+        for (all, with_orders) in &mut values {
+            all.sort_unstable();
+            with_orders.sort_unstable();
+        }
+        Ok(values)
     }
-    Ok(answered)
+
+    /// The values of a numeric attribute over the population, sorted.
+    fn attribute_values(&self, conn: &mut DbConnection, key: &str, value_type: ValueType) -> Result<Vec<f64>, AppError> {
+        let mut values = Vec::new();
+        for (low, high) in id_ranges(conn)? {
+            let mut statement = Fragment::new("SELECT CAST(");
+            statement.append(attribute_value(key, value_type)).push(&format!(" AS {}) AS v", self.dialect.double())).append(self.rows(false, Some((low, high))));
+            values.extend(statement.into_query().load::<AttributeValue>(conn)?.into_iter().filter_map(|row| row.v));
+        }
+        values.sort_unstable_by(f64::total_cmp);
+        Ok(values)
+    }
+}
+
+fn metric_name(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Spend12m => "spend_12m",
+        Metric::Orders12m => "orders_12m",
+        Metric::LifetimeSpend => "lifetime_spend",
+        Metric::DaysSinceLastOrder => "days_since_last_order",
+        Metric::LastOrderAt => "last_order_at",
+    }
 }
 
 /// Where a moment's metrics come from, and the anchor they were read at.
@@ -240,14 +236,40 @@ pub fn resolve(conn: &mut DbConnection, rules: &[ActiveRule], scheme_ids: &HashM
     }
     let mut answers_by_spread: Vec<std::vec::IntoIter<Answer>> = transaction(conn, |conn| {
         let (dialect, sales) = (Dialect::of(conn), sales_as_of(conn, as_of)?);
-        spreads
-            .iter()
-            .map(|(spread, questions)| {
-                let subtree = spread.population.as_ref().map(|p| (scheme_ids.get(&p.scheme).copied().unwrap_or(-1), p.category.as_str()));
-                let population = Populace { dialect, as_of, sales, subtree };
-                answer(conn, &population, spread, questions).map(Vec::into_iter)
-            })
-            .collect::<Result<_, AppError>>()
+        // The metrics of each population are read once, for all its spreads.
+        let mut metrics_of: Vec<(Option<&Population>, [(Vec<i64>, Vec<i64>); 4])> = Vec::new();
+        let mut answered = Vec::new();
+        for (spread, questions) in &spreads {
+            let subtree = spread.population.as_ref().map(|p| (scheme_ids.get(&p.scheme).copied().unwrap_or(-1), p.category.as_str()));
+            let populace = Populace { dialect, as_of, sales, subtree };
+            let kind = spread.field.kind();
+            let answers = match &spread.field {
+                Field::Metric(metric) => {
+                    let index = RANKED_METRICS.iter().position(|ranked| ranked == metric).ok_or_else(|| AppError::internal("a relative field ranks a metric that has no order"))?;
+                    let known = match metrics_of.iter().position(|(population, _)| *population == spread.population.as_ref()) {
+                        Some(known) => known,
+                        None => {
+                            let wanted: Vec<(Metric, bool)> = spreads
+                                .iter()
+                                .filter(|(other, _)| other.population == spread.population)
+                                .filter_map(|(other, _)| match other.field {
+                                    Field::Metric(metric) => Some((metric, other.with_orders_only)),
+                                    _ => None,
+                                })
+                                .collect();
+                            metrics_of.push((spread.population.as_ref(), populace.metric_values(conn, &wanted)?));
+                            metrics_of.len() - 1
+                        }
+                    };
+                    let (all, with_orders) = &metrics_of[known].1[index];
+                    answer_whole(if spread.with_orders_only { with_orders } else { all }, kind, questions)
+                }
+                Field::Attribute { key, value_type } => answer_decimal(&populace.attribute_values(conn, key, *value_type)?, questions),
+                _ => vec![None; questions.len()],
+            };
+            answered.push(answers.into_iter());
+        }
+        Ok(answered)
     })?;
     Ok(rules
         .iter()
@@ -336,21 +358,6 @@ struct Counts {
     total_3: i64,
 }
 
-/// The percentile of a value with `below` of `ranked` values under it, as
-/// [`standing`] computes it in SQL.
-fn percentile(below: i64, ranked: i64) -> f64 {
-    if ranked > 1 {
-        100.0 * below as f64 / (ranked - 1) as f64
-    } else {
-        0.0
-    }
-}
-
-/// The cumulative share of a value whose and the higher values hold `held` of `total`.
-fn cumulative_share(held: i64, total: i64) -> Option<f64> {
-    (total > 0).then(|| 100.0 * held as f64 / total as f64)
-}
-
 /// Where customer `code`, with `values` as of `as_of`, stands among the active
 /// customers (of `population`'s subtree), by the formulas a run ranks with, in one
 /// statement over the population.
@@ -407,14 +414,15 @@ pub fn standings(conn: &mut DbConnection, code: &str, values: &Values, as_of: Na
             column(held, populace.metric(metric), &format!("held_{index}"));
             column(compare(metric, ">", 0), populace.metric(metric), &format!("total_{index}"));
         }
-        statement.append(populace.rows(true));
+        statement.append(populace.rows(true, None));
         let counts: Counts = statement.into_query().get_result(conn)?;
+        let count = |n: i64| usize::try_from(n).unwrap_or(0);
         let member = counts.member > 0;
         let rfm = match values.days_since_last_order {
             Some(_) => [
-                ranking::score(counts.recency_above, counts.ordered),
-                ranking::score(counts.frequency_below, counts.ordered),
-                ranking::score(counts.monetary_below, counts.ordered),
+                ranking::score(count(counts.recency_above), count(counts.ordered)),
+                ranking::score(count(counts.frequency_below), count(counts.ordered)),
+                ranking::score(count(counts.monetary_below), count(counts.ordered)),
             ],
             None => [1, 1, 1],
         };
@@ -428,8 +436,8 @@ pub fn standings(conn: &mut DbConnection, code: &str, values: &Values, as_of: Na
         let mut cumulative_shares = [None; 4];
         for (index, (ranked, below, held, total)) in per_metric.into_iter().enumerate() {
             if member && mine[index].is_some() {
-                percentiles[index] = Some(percentile(below, ranked));
-                cumulative_shares[index] = cumulative_share(held, total);
+                percentiles[index] = Some(ranking::percentile(count(below), count(ranked)));
+                cumulative_shares[index] = ranking::cumulative_share(held as f64, total as f64);
             }
         }
         Ok(Standings { member, rfm, percentiles, cumulative_shares })

@@ -102,7 +102,7 @@ struct Compiler<'a> {
     joined_schemes: BTreeSet<i64>,
 }
 
-pub(super) fn scalar(scalar: &Scalar) -> Bind {
+fn scalar(scalar: &Scalar) -> Bind {
     match scalar {
         Scalar::Money(money) => Bind::BigInt(money.cents()),
         Scalar::Integer(n) => Bind::BigInt(*n),
