@@ -19,6 +19,19 @@ pub enum Metric {
     DaysSinceLastOrder,
 }
 
+impl Metric {
+    /// The metric's name in conditions and responses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Spend12m => "spend_12m",
+            Metric::Orders12m => "orders_12m",
+            Metric::LifetimeSpend => "lifetime_spend",
+            Metric::LastOrderAt => "last_order_at",
+            Metric::DaysSinceLastOrder => "days_since_last_order",
+        }
+    }
+}
+
 /// Customer fields a rule may test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CustomerField {

@@ -165,7 +165,7 @@ impl Populace<'_> {
         for (low, high) in id_ranges(conn)? {
             let mut statement = Fragment::new("SELECT ");
             for (index, metric) in RANKED_METRICS.into_iter().enumerate() {
-                statement.push(&format!("{}CAST(", if index == 0 { "" } else { ", " })).append(self.metric(metric)).push(&format!(" AS {}) AS {}", self.dialect.integer(), metric_name(metric)));
+                statement.push(&format!("{}CAST(", if index == 0 { "" } else { ", " })).append(self.metric(metric)).push(&format!(" AS {}) AS {}", self.dialect.integer(), metric.name()));
             }
             statement.append(self.rows(true, Some((low, high))));
             for row in statement.into_query().load::<MetricValues>(conn)? {
@@ -203,16 +203,6 @@ impl Populace<'_> {
     }
 }
 
-fn metric_name(metric: Metric) -> &'static str {
-    match metric {
-        Metric::Spend12m => "spend_12m",
-        Metric::Orders12m => "orders_12m",
-        Metric::LifetimeSpend => "lifetime_spend",
-        Metric::DaysSinceLastOrder => "days_since_last_order",
-        Metric::LastOrderAt => "last_order_at",
-    }
-}
-
 /// Where a moment's metrics come from, and the anchor they were read at.
 fn sales_as_of(conn: &mut DbConnection, as_of: NaiveDateTime) -> Result<Sales, AppError> {
     let anchor = sales_totals::anchor(conn)?;
@@ -220,8 +210,8 @@ fn sales_as_of(conn: &mut DbConnection, as_of: NaiveDateTime) -> Result<Sales, A
 }
 
 /// The rules' conditions with their relative fields resolved against the whole
-/// population as of `as_of`: one statement per spread, in one transaction, so that
-/// every answer sees the same sales and the same anchor.
+/// population as of `as_of`: each population's values read once, all in one
+/// transaction, so that every answer sees the same sales and the same anchor.
 pub fn resolve(conn: &mut DbConnection, rules: &[ActiveRule], scheme_ids: &HashMap<String, i64>, as_of: NaiveDateTime) -> Result<Vec<Condition>, AppError> {
     if !rules.iter().any(|rule| ranking::is_relative(&rule.condition)) {
         return Ok(rules.iter().map(|rule| rule.condition.clone()).collect());
@@ -276,8 +266,8 @@ pub fn resolve(conn: &mut DbConnection, rules: &[ActiveRule], scheme_ids: &HashM
         .zip(&asked)
         .map(|(rule, asked)| {
             let mut answers = asked.iter().map(|(spread, _)| {
-                let index = spreads.iter().position(|(known, _)| *known == spread).expect("every spread was asked");
-                answers_by_spread[index].next().flatten()
+                let index = spreads.iter().position(|(known, _)| *known == spread);
+                index.and_then(|index| answers_by_spread.get_mut(index)).and_then(Iterator::next).flatten()
             });
             ranking::resolve(&rule.condition, rule.population.as_ref(), &mut answers)
         })
