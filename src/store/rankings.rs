@@ -220,11 +220,13 @@ pub fn resolve(conn: &mut DbConnection, rules: &[ActiveRule], scheme_ids: &HashM
     let mut spreads: Vec<(&Spread, Vec<&Question>)> = Vec::new();
     for (spread, question) in asked.iter().flatten() {
         match spreads.iter_mut().find(|(known, _)| *known == spread) {
+            Some((_, questions)) if questions.contains(&question) => {}
             Some((_, questions)) => questions.push(question),
             None => spreads.push((spread, vec![question])),
         }
     }
-    let mut answers_by_spread: Vec<std::vec::IntoIter<Answer>> = transaction(conn, |conn| {
+    let started = std::time::Instant::now();
+    let answers_by_spread: Vec<Vec<Answer>> = transaction(conn, |conn| {
         let (dialect, sales) = (Dialect::of(conn), sales_as_of(conn, as_of)?);
         // The metrics of each population are read once, for all its spreads.
         let mut metrics_of: Vec<(Option<&Population>, [(Vec<i64>, Vec<i64>); 4])> = Vec::new();
@@ -257,17 +259,19 @@ pub fn resolve(conn: &mut DbConnection, rules: &[ActiveRule], scheme_ids: &HashM
                 Field::Attribute { key, value_type } => answer_decimal(&populace.attribute_values(conn, key, *value_type)?, questions),
                 _ => vec![None; questions.len()],
             };
-            answered.push(answers.into_iter());
+            answered.push(answers);
         }
         Ok(answered)
     })?;
+    log::info!("ranked {} spreads for {} questions in {:.1} s", spreads.len(), spreads.iter().map(|(_, questions)| questions.len()).sum::<usize>(), started.elapsed().as_secs_f64());
     Ok(rules
         .iter()
         .zip(&asked)
         .map(|(rule, asked)| {
-            let mut answers = asked.iter().map(|(spread, _)| {
-                let index = spreads.iter().position(|(known, _)| *known == spread);
-                index.and_then(|index| answers_by_spread.get_mut(index)).and_then(Iterator::next).flatten()
+            let mut answers = asked.iter().map(|(spread, question)| {
+                let index = spreads.iter().position(|(known, _)| *known == spread)?;
+                let asked_as = spreads[index].1.iter().position(|known| *known == question)?;
+                answers_by_spread.get(index)?.get(asked_as)?.clone()
             });
             ranking::resolve(&rule.condition, rule.population.as_ref(), &mut answers)
         })
@@ -374,37 +378,42 @@ pub fn standings(conn: &mut DbConnection, code: &str, values: &Values, as_of: Na
                 .append(value)
                 .push(&format!(" ELSE 0 END), 0) AS {int}) AS {alias}"));
         };
+        // The metrics are computed once per customer in `v`, and compared from there.
+        let column_of = |metric: Metric| Fragment::new(&format!("v.{}", metric.name()));
         let compare = |metric: Metric, op: &str, value: i64| {
-            let mut condition = populace.metric(metric);
+            let mut condition = column_of(metric);
             condition.push(&format!(" {op} ")).bind(Bind::BigInt(value));
             condition
         };
+        let ordered = || Fragment::new("v.days_since_last_order IS NOT NULL");
         let ordered_and = |condition: Fragment| {
-            let mut both = populace.metric(Metric::LastOrderAt);
-            both.push(" IS NOT NULL AND ").append(condition);
+            let mut both = ordered();
+            both.push(" AND ").append(condition);
             both
         };
         let one = || Fragment::new("1");
-        column(Fragment::new(&format!("c.id = {customer_id}")), one(), "member");
-        let mut ordered = populace.metric(Metric::LastOrderAt);
-        ordered.push(" IS NOT NULL");
-        column(ordered, one(), "ordered");
+        column(Fragment::new(&format!("v.id = {customer_id}")), one(), "member");
+        column(ordered(), one(), "ordered");
         column(ordered_and(compare(Metric::DaysSinceLastOrder, ">", values.days_since_last_order.unwrap_or(0))), one(), "recency_above");
         column(ordered_and(compare(Metric::Orders12m, "<", values.orders_12m)), one(), "frequency_below");
         column(ordered_and(compare(Metric::Spend12m, "<", values.spend_12m)), one(), "monetary_below");
         let mine = [Some(values.spend_12m), Some(values.orders_12m), Some(values.lifetime_spend), values.days_since_last_order];
         for (index, (metric, value)) in RANKED_METRICS.into_iter().zip(mine).enumerate() {
             let value = value.unwrap_or(0);
-            let mut has_value = populace.metric(metric);
+            let mut has_value = column_of(metric);
             has_value.push(" IS NOT NULL");
             let mut held = compare(metric, ">=", value);
             held.push(" AND ").append(compare(metric, ">", 0));
             column(has_value, one(), &format!("ranked_{index}"));
             column(compare(metric, "<", value), one(), &format!("below_{index}"));
-            column(held, populace.metric(metric), &format!("held_{index}"));
-            column(compare(metric, ">", 0), populace.metric(metric), &format!("total_{index}"));
+            column(held, column_of(metric), &format!("held_{index}"));
+            column(compare(metric, ">", 0), column_of(metric), &format!("total_{index}"));
         }
-        statement.append(populace.rows(true, None));
+        statement.push(" FROM (SELECT c.id AS id");
+        for metric in RANKED_METRICS {
+            statement.push(", ").append(populace.metric(metric)).push(&format!(" AS {}", metric.name()));
+        }
+        statement.append(populace.rows(true, None)).push(") v");
         let counts: Counts = statement.into_query().get_result(conn)?;
         let count = |n: i64| usize::try_from(n).unwrap_or(0);
         let member = counts.member > 0;
