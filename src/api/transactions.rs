@@ -206,9 +206,11 @@ pub struct CustomerMetrics {
     pub last_order_at: Option<DateTime<Utc>>,
     /// Calendar days (UTC) from `last_order_at` to `as_of`; null if no order.
     pub days_since_last_order: Option<i64>,
-    /// RFM scores among the active customers (of `population`, when given); null for a
-    /// customer outside them, such as an inactive one.
-    pub rfm: Option<RfmScores>,
+    /// RFM scores among `population`: only when it is asked for; null for a customer
+    /// outside it, such as an inactive one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<RfmScores>)]
+    pub rfm: Option<Option<RfmScores>>,
     /// Percentiles and cumulative shares among `population`: only when it is asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub standing: Option<MetricStanding>,
@@ -266,7 +268,7 @@ pub struct MetricsQuery {
 #[utoipa::path(get, path = "/api/v1/customers/{code}/metrics", tag = "transactions", operation_id = "get_customer_metrics",
     params(("code" = String, Path, description = "Customer code"),
            ("as_of" = Option<crate::api::openapi::Moment>, Query, description = "RFC 3339 time or date (YYYY-MM-DD, its midnight UTC); default now"),
-           ("population" = Option<String>, Query, description = "`all` or `SCHEME:CODE`: adds `standing`, the percentiles and cumulative shares among the active customers (of that subtree), and ranks `rfm` among them")),
+           ("population" = Option<String>, Query, description = "`all` or `SCHEME:CODE`: adds `rfm` and `standing` (percentiles and cumulative shares) among the active customers (of that subtree); this reads the whole population")),
     responses(
         (status = 200, description = "The metrics", body = CustomerMetrics),
         (status = 400, description = "`invalid_query`: as_of is not a time", body = Problem, content_type = "application/problem+json"),
@@ -288,9 +290,11 @@ pub async fn metrics(state: web::Data<AppState>, auth: Auth<Read, Restrictable>,
         .run(move |conn| {
             visibility::ensure_visible(conn, restriction.as_deref(), &lookup)?;
             let metrics = store::metrics(conn, &lookup, as_of)?;
-            let population = match asked.as_deref() {
-                None | Some("all") => None,
-                Some(text) => Some(
+            // Ranking reads the whole population, so it is done only when asked for.
+            let Some(asked) = asked else { return Ok((metrics, None)) };
+            let population = match asked.as_str() {
+                "all" => None,
+                text => Some(
                     Population::parse(text, &crate::store::rules::catalog(conn)?)
                         .map_err(|why| AppError::validation("invalid_population", format!("population {text:?}: {why}; use all or SCHEME:CODE"), vec![FieldError::new("population", why)]))?,
                 ),
@@ -302,17 +306,18 @@ pub async fn metrics(state: web::Data<AppState>, auth: Auth<Read, Restrictable>,
                 days_since_last_order: metrics.days_since_last_order,
             };
             let standings = rankings::standings(conn, &lookup, &values, as_of, population.as_ref())?;
-            Ok((metrics, standings))
+            Ok((metrics, Some(standings)))
         })
         .await?;
-    let [r, f, m] = standings.rfm;
-    let rfm = standings.member.then(|| RfmScores { r, f, m, rfm: format!("{r}{f}{m}") });
-    let standing = population.map(|population| MetricStanding {
-        population,
-        member: standings.member,
-        percentile: standings.percentiles.into(),
-        cumulative_share: standings.cumulative_shares.into(),
-    });
+    let (rfm, standing) = match (population, standings) {
+        (Some(population), Some(standings)) => {
+            let [r, f, m] = standings.rfm;
+            let rfm = standings.member.then(|| RfmScores { r, f, m, rfm: format!("{r}{f}{m}") });
+            let standing = MetricStanding { population, member: standings.member, percentile: standings.percentiles.into(), cumulative_share: standings.cumulative_shares.into() };
+            (Some(rfm), Some(standing))
+        }
+        _ => (None, None),
+    };
     Ok(HttpResponse::Ok().json(CustomerMetrics {
         customer: code,
         as_of: metrics.as_of.and_utc(),
