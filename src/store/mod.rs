@@ -36,6 +36,16 @@ use diesel::RunQueryDsl;
 use crate::db::DbConnection;
 use crate::error::AppError;
 
+/// Every customer id from the lowest to the highest in ranges of `size` (both ends
+/// included): the batches of a run, the reads of a ranking.
+pub(crate) fn customer_id_ranges(conn: &mut DbConnection, size: i64) -> Result<Vec<(i64, i64)>, AppError> {
+    use crate::db::schema::customers;
+    use diesel::QueryDsl;
+    let (low, high): (Option<i64>, Option<i64>) = customers::table.select((diesel::dsl::min(customers::id), diesel::dsl::max(customers::id))).first(conn)?;
+    let (Some(low), Some(high)) = (low, high) else { return Ok(Vec::new()) };
+    Ok((0..).map(|i| low + i * size).take_while(|start| *start <= high).map(|start| (start, start + size - 1)).collect())
+}
+
 /// Ids as an SQL list (`1,2,3`) for `IN (…)`: they come from the database, never from
 /// a request, and a literal list lets MariaDB range-scan where 1,000 placeholders cost more.
 pub(crate) fn id_list(ids: &[i64]) -> String {

@@ -103,7 +103,6 @@ impl Populace<'_> {
         rows.push(" WHERE c.status = 'active'").push(&within("c.id"));
         rows
     }
-
 }
 
 /// Customers per statement that reads a population's values: bounds what the database
@@ -130,21 +129,6 @@ struct AttributeValue {
     v: Option<f64>,
 }
 
-#[derive(QueryableByName)]
-struct IdRange {
-    #[diesel(sql_type = Nullable<BigInt>)]
-    low: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    high: Option<i64>,
-}
-
-/// The population's customer ids in ranges of [`IDS_PER_READ`].
-fn id_ranges(conn: &mut DbConnection) -> Result<Vec<(i64, i64)>, AppError> {
-    let range: IdRange = diesel::sql_query("SELECT MIN(id) AS low, MAX(id) AS high FROM customers").get_result(conn)?;
-    let (Some(low), Some(high)) = (range.low, range.high) else { return Ok(Vec::new()) };
-    Ok((0..).map(|i| low + i * IDS_PER_READ).take_while(|start| *start <= high).map(|start| (start, start + IDS_PER_READ - 1)).collect())
-}
-
 /// The answers over a spread of whole values (cents, counts, days), in the field's type.
 fn answer_whole(ascending: &[i64], kind: Kind, questions: &[&Question]) -> Vec<Answer> {
     let typed = |value: i64| if kind == Kind::Money { Scalar::Money(Money::from_cents(value)) } else { Scalar::Integer(value) };
@@ -162,7 +146,7 @@ impl Populace<'_> {
     fn metric_values(&self, conn: &mut DbConnection, wanted: &[(Metric, bool)]) -> Result<[(Vec<i64>, Vec<i64>); 4], AppError> {
         let keep: Vec<(bool, bool)> = RANKED_METRICS.iter().map(|metric| (wanted.contains(&(*metric, false)), wanted.contains(&(*metric, true)))).collect();
         let mut values: [(Vec<i64>, Vec<i64>); 4] = Default::default();
-        for (low, high) in id_ranges(conn)? {
+        for (low, high) in super::customer_id_ranges(conn, IDS_PER_READ)? {
             let mut statement = Fragment::new("SELECT ");
             for (index, metric) in RANKED_METRICS.into_iter().enumerate() {
                 statement.push(&format!("{}CAST(", if index == 0 { "" } else { ", " })).append(self.metric(metric)).push(&format!(" AS {}) AS {}", self.dialect.integer(), metric.name()));
@@ -193,7 +177,7 @@ impl Populace<'_> {
     /// The values of a numeric attribute over the population, sorted.
     fn attribute_values(&self, conn: &mut DbConnection, key: &str, value_type: ValueType) -> Result<Vec<f64>, AppError> {
         let mut values = Vec::new();
-        for (low, high) in id_ranges(conn)? {
+        for (low, high) in super::customer_id_ranges(conn, IDS_PER_READ)? {
             let mut statement = Fragment::new("SELECT CAST(");
             statement.append(attribute_value(key, value_type)).push(&format!(" AS {}) AS v", self.dialect.double())).append(self.rows(false, Some((low, high))));
             values.extend(statement.into_query().load::<AttributeValue>(conn)?.into_iter().filter_map(|row| row.v));

@@ -9,7 +9,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 
-use crate::db::schema::{classification_runs, customers, run_change_blocks, schemes};
+use crate::db::schema::{classification_runs, run_change_blocks, schemes};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::customer::CustomerStatus;
 use crate::domain::history::{Direction, Source};
@@ -146,16 +146,7 @@ pub(super) fn execute(
         .collect::<Result<_, _>>()?;
     let selections: Vec<Selection> = match &request.scope {
         Scope::Customers(ids) => ids.chunks(request.batch_size as usize).map(Selection::Ids).collect(),
-        Scope::Everyone => {
-            let (low, high): (Option<i64>, Option<i64>) = customers::table.select((diesel::dsl::min(customers::id), diesel::dsl::max(customers::id))).first(conn)?;
-            match (low, high) {
-                (Some(low), Some(high)) => {
-                    let size = request.batch_size;
-                    (0..).map(|i| low + i * size).take_while(|start| *start <= high).map(|start| Selection::Range(start, start + size - 1)).collect()
-                }
-                _ => Vec::new(),
-            }
-        }
+        Scope::Everyone => super::customer_id_ranges(conn, request.batch_size)?.into_iter().map(|(low, high)| Selection::Range(low, high)).collect(),
     };
     // Conditions name schemes by code; their ids are read once per run.
     let scheme_ids: HashMap<String, i64> = schemes::table.select((schemes::code, schemes::id)).load::<(String, i64)>(conn)?.into_iter().collect();
