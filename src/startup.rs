@@ -177,15 +177,23 @@ async fn begin_shutdown_on_signal(shutdown: Shutdown) {
     shutdown.begin();
 }
 
-/// What every replica keeps up in the background: the duplicate keys of customers
-/// that have none (after the migration that added them), once; then the sales totals,
-/// the numbering of the feed's events, their delivery to webhooks, and their retention.
-async fn maintain(db: Db, feed: FeedSignal, event_retention: Duration, webhook_settings: WebhookSettings) {
+/// Computes the duplicate keys of customers that have none: at start-up (customers
+/// written before the keys existed) and after an import, which leaves its new
+/// customers' keys to this so that its one transaction holds fewer rows. A search
+/// that comes first keys them itself.
+pub async fn key_unkeyed_customers(db: &Db) {
     match db.run_long(duplicates::fill_missing).await {
         Ok(0) => {}
         Ok(keyed) => log::info!("computed the duplicate keys of {keyed} customers"),
         Err(error) => log::warn!("the duplicate keys could not be computed (the first duplicates search will): {error}"),
     }
+}
+
+/// What every replica keeps up in the background: the duplicate keys of customers
+/// that have none (after the migration that added them), once; then the sales totals,
+/// the numbering of the feed's events, their delivery to webhooks, and their retention.
+async fn maintain(db: Db, feed: FeedSignal, event_retention: Duration, webhook_settings: WebhookSettings) {
+    key_unkeyed_customers(&db).await;
     futures_util::future::join4(
         keep_sales_totals_current(db.clone()),
         number_events(db.clone(), feed.clone()),

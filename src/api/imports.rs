@@ -167,6 +167,7 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
     let actor = caller.name.as_str();
     let provenance = Provenance::new(actor, Source::Import, Some(format!("import {id}")));
     let progress_pool = matches!(conn, DbConnection::Mysql(_)).then(|| state.db.pool().clone());
+    let planning_pool = progress_pool.clone();
     let running = state.imports.clone();
     let mut written_at = std::time::Instant::now();
     let progress = move |tally: &Tally| {
@@ -181,7 +182,10 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
             }
         }
     };
-    let outcome = store::import(conn, options, provenance, caller.restriction(), progress, |importer: &mut store::Importer| {
+    // MySQL plans the next chunk on a second connection while the import's writes the
+    // one before (SQLite has one connection to give, and plans on it between writes).
+    let mut planning = planning_pool.as_ref().and_then(|pool| pool.get_timeout(std::time::Duration::from_millis(200)).ok());
+    let outcome = store::import(conn, planning.as_mut().map(|other| &mut other.conn), options, provenance, caller.restriction(), progress, |importer: &mut store::Importer| {
         import_files::read_rows(&mut upload, &checked, |event| match event {
             Event::Header { columns, unknown } => importer.header(columns, unknown),
             Event::Row { row, cells } => importer.row(row, cells),
@@ -251,7 +255,12 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
         let (state, id, options) = (state.clone(), id.clone(), options.clone());
         async move {
             let db = state.db.clone();
-            db.run_long(move |conn| run(conn, &state, &id, &options, &caller, upload, checked)).await
+            let finished = db.run_long(move |conn| run(conn, &state, &id, &options, &caller, upload, checked)).await;
+            if finished.as_ref().is_ok_and(|row| row.status == ImportStatus::Succeeded && !row.dry_run) {
+                let db = db.clone();
+                actix_web::rt::spawn(async move { crate::startup::key_unkeyed_customers(&db).await });
+            }
+            finished
         }
     });
     if prefers_async(&request) {

@@ -1,7 +1,8 @@
 //! Candidate duplicates (清理重复数据): customers that share a tax id, or a name, phone
 //! or email once normalised (`domain::duplicates`). The normalised forms live in
 //! `customer_match_keys`, written with the customer, so that each key is grouped by an
-//! index; customers written behind the service's back get theirs before a search.
+//! index; customers written behind the service's back, and an import's new customers
+//! (keyed once the import commits), get theirs before a search.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};

@@ -1,6 +1,6 @@
 //! Importing the customer archive (客户档案导入): rows checked as the single-customer
 //! API checks them and written a thousand at a time. New customers are written
-//! set-based (one insert of customers, one of values, one of keys, their categories
+//! set-based (one insert of customers, one of values, their categories
 //! through `assignments::move_many` with history of source `import`, and the
 //! counters); customers that exist and change go through the single-customer writes,
 //! each in a savepoint, so that a row that fails there undoes only itself. The import's
@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
 
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -33,7 +34,6 @@ use super::counts::{self, CategoryDeltas};
 use super::customer_rows::{new_snapshots, CustomerRow};
 use super::events;
 use super::customers::{self as customer_store, CustomerChanges};
-use super::duplicates;
 use super::schemes::SchemeRow;
 use super::{lock_rows, visibility, LockMode, LockableTable};
 
@@ -119,6 +119,7 @@ fn in_field(mut error: AppError, field: &str) -> AppError {
 }
 
 /// Schemes, categories and attribute definitions, read once when the header is.
+#[derive(Clone)]
 struct Catalogue {
     schemes: BTreeMap<String, SchemeRow>,
     /// By scheme id and code, with whether the category has children.
@@ -211,6 +212,8 @@ struct NewCustomer {
     /// Scheme id, category code, and whether the row named it (else the default).
     placements: Vec<(i64, String, bool)>,
     values: Desired,
+    /// Its classification and attribute snapshots, as of the plan's moment.
+    snapshots: (String, Option<String>),
 }
 
 /// A change of an existing customer, worked out against what it holds.
@@ -240,9 +243,37 @@ struct ChunkOutcome {
     failed: Vec<Vec<RowError>>,
 }
 
+impl ChunkOutcome {
+    fn add(&mut self, other: ChunkOutcome) {
+        self.created += other.created;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.failed.extend(other.failed);
+    }
+}
+
+/// What a chunk asks for, worked out against what the archive holds: the customers to
+/// create and to change, and the rows that change nothing or fail.
+#[derive(Default)]
+struct Plan {
+    /// When the chunk's customers are created and placed.
+    at: chrono::NaiveDateTime,
+    creating: Vec<NewCustomer>,
+    changing: Vec<Change>,
+    /// The rows left unchanged and the rows that failed.
+    settled: ChunkOutcome,
+}
+
+/// A chunk with its plan, for the writer.
+struct PlannedChunk {
+    chunk: Chunk,
+    plan: Plan,
+}
+
 /// The reading side of an import: checks the header against the catalogue and each row
-/// on its own, and hands full chunks to the writer, which writes them on a thread of its
-/// own with the import's connection, so that reading the next rows overlaps writing.
+/// on its own, and hands full chunks to the planner, which works out what each asks for
+/// and hands it to the writer. Each of the three has a thread of its own, so that
+/// reading and planning the next rows overlap writing.
 pub struct Importer<'a> {
     options: &'a ImportOptions,
     schemes: HashSet<String>,
@@ -270,15 +301,35 @@ struct Chunk {
 /// The writer stopped (its error is the import's); the reader stops too.
 const WRITER_STOPPED: &str = "import_writer_stopped";
 
-/// The writing side: the catalogue, and what the chunks written so far did.
-struct Writer<'p> {
+/// The planning side: looks up what the archive holds of a chunk's customers and works
+/// out what each row asks for. On MySQL it has a connection of its own, whose reads see
+/// what is committed (as the import's own reads see what was committed when its
+/// transaction began), so that planning a chunk overlaps writing the one before; on
+/// SQLite it takes turns with the writer on the import's connection.
+#[derive(Clone)]
+struct Planner<'p> {
     options: ImportOptions,
-    provenance: Provenance,
     /// The importing key's restriction: it changes and creates customers inside only.
     restriction: Option<&'p Restriction>,
     catalogue: Catalogue,
+}
+
+/// The writing side: what the chunks written so far did; a planner of its own to plan
+/// again, row by row, a chunk whose write failed (`atomic=false`).
+struct Writer<'p> {
+    options: ImportOptions,
+    provenance: Provenance,
+    planner: Planner<'p>,
     tally: Tally,
     progress: &'p mut (dyn FnMut(&Tally) + Send),
+}
+
+/// The connection a stage uses, taken for each chunk: the planner and the writer share
+/// the import's on SQLite.
+type Shared<'c> = Mutex<&'c mut DbConnection>;
+
+fn lock<'a, 'c>(shared: &'a Shared<'c>) -> Result<std::sync::MutexGuard<'a, &'c mut DbConnection>, AppError> {
+    shared.lock().map_err(|_| AppError::internal("the import's connection was poisoned"))
 }
 
 fn hash_of(text: &str) -> u64 {
@@ -386,51 +437,18 @@ impl Importer<'_> {
     }
 }
 
-impl Writer<'_> {
-    /// Writes each chunk as it comes: in the import's transaction when atomic, else in its own.
-    fn run(mut self, conn: &mut DbConnection, chunks: Receiver<Chunk>) -> Result<Tally, AppError> {
+impl Planner<'_> {
+    /// Plans each chunk as it comes and hands it to the writer.
+    fn run(mut self, conn: &Shared, chunks: Receiver<Chunk>, planned: SyncSender<PlannedChunk>) -> Result<(), AppError> {
         for chunk in chunks {
-            self.tally.rows_done = chunk.rows_done;
-            for errors in chunk.failures {
-                self.tally.fail_row(errors);
-            }
-            if chunk.rows.is_empty() {
-                continue;
-            }
-            let outcome = if self.options.atomic || self.options.dry_run { self.write_chunk(conn, &chunk.rows)? } else { self.write_alone(conn, &chunk.rows)? };
-            self.tally.created += outcome.created;
-            self.tally.updated += outcome.updated;
-            self.tally.unchanged += outcome.unchanged;
-            for errors in outcome.failed {
-                self.tally.fail_row(errors);
-            }
-            (self.progress)(&self.tally);
+            let plan = if chunk.rows.is_empty() { Plan::default() } else { self.plan(&mut **lock(conn)?, &chunk.rows)? };
+            planned.send(PlannedChunk { chunk, plan }).map_err(|_| AppError::internal(WRITER_STOPPED))?;
         }
-        Ok(self.tally)
+        Ok(())
     }
 
-    /// A chunk in its own transaction; when a write fails there (a race with another
-    /// writer), each of its rows in its own, so that only the rows that fail are lost.
-    fn write_alone(&mut self, conn: &mut DbConnection, rows: &[RowEdit]) -> Result<ChunkOutcome, AppError> {
-        match transaction(conn, |conn| self.write_chunk(conn, rows)) {
-            Ok(outcome) => Ok(outcome),
-            Err(error) if rows.len() == 1 && is_row_error(&error) => Ok(ChunkOutcome { failed: vec![errors_of(rows[0].row, &error)], ..ChunkOutcome::default() }),
-            Err(error) if !is_row_error(&error) && !error.is_concurrent_update() => Err(error),
-            Err(_) => {
-                let mut all = ChunkOutcome::default();
-                for row in rows {
-                    let outcome = self.write_alone(conn, std::slice::from_ref(row))?;
-                    all.created += outcome.created;
-                    all.updated += outcome.updated;
-                    all.unchanged += outcome.unchanged;
-                    all.failed.extend(outcome.failed);
-                }
-                Ok(all)
-            }
-        }
-    }
-
-    fn write_chunk(&mut self, conn: &mut DbConnection, rows: &[RowEdit]) -> Result<ChunkOutcome, AppError> {
+    /// Looks up what the archive holds of the chunk's customers and works out what each row asks for.
+    fn plan(&mut self, conn: &mut DbConnection, rows: &[RowEdit]) -> Result<Plan, AppError> {
         let codes: Vec<&str> = rows.iter().map(|row| row.code.as_ref().expect("checked").as_str()).collect();
         let existing: HashMap<String, CustomerRow> = customers::table
             .filter(customers::code.eq_any(&codes))
@@ -509,17 +527,13 @@ impl Writer<'_> {
                 Ok(Planned::Nothing) => outcome.unchanged += 1,
             }
         }
-        self.create(conn, &creating)?;
-        outcome.created += creating.len() as u64;
-        for change in changing {
-            let row = change.row;
-            match self.apply(conn, &change) {
-                Ok(()) => outcome.updated += 1,
-                Err(error) if is_row_error(&error) => outcome.failed.push(errors_of(row, &error)),
-                Err(error) => return Err(error),
-            }
+        let at = now();
+        for new in &mut creating {
+            let categories = new.placements.iter().filter_map(|(scheme_id, code, _)| Some((self.catalogue.scheme_by_id(*scheme_id)?.code.as_str(), code.as_str())));
+            let values = new.values.iter().map(|(key, (value, from_default))| (key.as_str(), value.to_json(), *from_default));
+            new.snapshots = new_snapshots(categories, at, values);
         }
-        Ok(outcome)
+        Ok(Plan { at, creating, changing, settled: outcome })
     }
 
     /// Where a row would put a customer outside the importing key's restriction: a new
@@ -608,6 +622,7 @@ impl Writer<'_> {
             note: text(&row.note),
             placements,
             values,
+            snapshots: Default::default(),
         })
     }
 
@@ -717,14 +732,96 @@ impl Writer<'_> {
         Ok((!unchanged).then(|| Change { row: row.row, code: current.code.clone(), fields, moves, values }))
     }
 
+}
+
+impl Writer<'_> {
+    /// Writes each chunk as it comes: in the import's transaction when atomic, else in its own.
+    fn run(mut self, conn: &Shared, chunks: Receiver<PlannedChunk>) -> Result<Tally, AppError> {
+        for PlannedChunk { chunk, plan } in chunks {
+            self.tally.rows_done = chunk.rows_done;
+            for errors in chunk.failures {
+                self.tally.fail_row(errors);
+            }
+            if chunk.rows.is_empty() {
+                continue;
+            }
+            let conn = &mut **lock(conn)?;
+            let outcome = if self.options.atomic || self.options.dry_run { self.write_planned(conn, plan)? } else { self.write_alone(conn, plan, &chunk.rows)? };
+            self.tally.created += outcome.created;
+            self.tally.updated += outcome.updated;
+            self.tally.unchanged += outcome.unchanged;
+            for errors in outcome.failed {
+                self.tally.fail_row(errors);
+            }
+            (self.progress)(&self.tally);
+        }
+        Ok(self.tally)
+    }
+
+    /// A chunk in its own transaction; when a write fails there (a race with another
+    /// writer), each of its rows in its own, planned again, so that only the rows that
+    /// fail are lost.
+    fn write_alone(&mut self, conn: &mut DbConnection, plan: Plan, rows: &[RowEdit]) -> Result<ChunkOutcome, AppError> {
+        match transaction(conn, |conn| self.write(conn, &plan)) {
+            Ok(mut outcome) => {
+                outcome.add(plan.settled);
+                Ok(outcome)
+            }
+            Err(error) if !is_row_error(&error) && !error.is_concurrent_update() => Err(error),
+            Err(_) => {
+                let mut all = ChunkOutcome::default();
+                for row in rows {
+                    all.add(self.write_row_alone(conn, row)?);
+                }
+                Ok(all)
+            }
+        }
+    }
+
+    /// One row, planned and written in its own transaction; tried again after a race.
+    fn write_row_alone(&mut self, conn: &mut DbConnection, row: &RowEdit) -> Result<ChunkOutcome, AppError> {
+        let written = transaction(conn, |conn| {
+            let plan = self.planner.plan(conn, std::slice::from_ref(row))?;
+            self.write_planned(conn, plan)
+        });
+        match written {
+            Ok(outcome) => Ok(outcome),
+            Err(error) if is_row_error(&error) => Ok(ChunkOutcome { failed: vec![errors_of(row.row, &error)], ..ChunkOutcome::default() }),
+            Err(error) if error.is_concurrent_update() => self.write_row_alone(conn, row),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A plan written, with the rows it settled.
+    fn write_planned(&mut self, conn: &mut DbConnection, plan: Plan) -> Result<ChunkOutcome, AppError> {
+        let mut outcome = self.write(conn, &plan)?;
+        outcome.add(plan.settled);
+        Ok(outcome)
+    }
+
+    /// Creates the plan's new customers and changes the others.
+    fn write(&mut self, conn: &mut DbConnection, plan: &Plan) -> Result<ChunkOutcome, AppError> {
+        let mut outcome = ChunkOutcome::default();
+        self.create(conn, &plan.creating, plan.at)?;
+        outcome.created += plan.creating.len() as u64;
+        for change in &plan.changing {
+            match self.apply(conn, change) {
+                Ok(()) => outcome.updated += 1,
+                Err(error) if is_row_error(&error) => outcome.failed.push(errors_of(change.row, &error)),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(outcome)
+    }
+
     /// Changes one customer through the single-customer writes, in a savepoint: its
     /// moves (with the values of the scheme each move is in), then its fields and the
     /// rest of its values.
     fn apply(&mut self, conn: &mut DbConnection, change: &Change) -> Result<(), AppError> {
-        let keys = self.catalogue().keys.clone();
-        let schemes = self.catalogue().schemes.clone();
+        let keys = self.planner.catalogue.keys.clone();
+        let schemes = self.planner.catalogue.schemes.clone();
         let provenance = self.provenance.clone();
-        let restriction = self.restriction;
+        let restriction = self.planner.restriction;
         transaction(conn, |conn| {
             let mut rest = change.values.clone();
             for (scheme_code, target) in &change.moves {
@@ -754,18 +851,14 @@ impl Writer<'_> {
     }
 
     /// New customers, set-based.
-    fn create(&mut self, conn: &mut DbConnection, new: &[NewCustomer]) -> Result<(), AppError> {
+    fn create(&mut self, conn: &mut DbConnection, new: &[NewCustomer], at: chrono::NaiveDateTime) -> Result<(), AppError> {
         if new.is_empty() {
             return Ok(());
         }
-        let at = now();
-        let catalogue = &self.catalogue;
         let rows: Vec<_> = new
             .iter()
             .map(|c| {
-                let categories = c.placements.iter().filter_map(|(scheme_id, code, _)| Some((catalogue.scheme_by_id(*scheme_id)?.code.as_str(), code.as_str())));
-                let values = c.values.iter().map(|(key, (value, from_default))| (key.as_str(), value.to_json(), *from_default));
-                let (classification, attributes) = new_snapshots(categories, at, values);
+                let (classification, attributes) = c.snapshots.clone();
                 (
                     customers::code.eq(c.code.clone()),
                     customers::name.eq(c.name.clone()),
@@ -793,12 +886,9 @@ impl Writer<'_> {
             let id_of = |code: &str| ids.get(code).copied().ok_or_else(|| AppError::internal(format!("customer {code} was inserted and is not there")));
             let all_ids: Vec<i64> = new.iter().map(|c| id_of(&c.code)).collect::<Result<_, _>>()?;
             counts::customers_added(conn, &all_ids, 1)?;
-            let keys: Vec<(i64, &str, Option<&str>, Option<&str>)> =
-                new.iter().zip(&all_ids).map(|(c, id)| (*id, c.name.as_str(), c.phone.as_deref(), c.email.as_deref())).collect();
-            duplicates::insert_keys(conn, &keys)?;
 
             let by_default = Provenance::new(&self.provenance.actor, Source::Default, Some("default category of the scheme".into()));
-            let catalogue = &self.catalogue;
+            let catalogue = &self.planner.catalogue;
             let mut placements = Vec::new();
             for (customer, id) in new.iter().zip(&all_ids) {
                 for (scheme_id, code, named) in &customer.placements {
@@ -827,12 +917,15 @@ impl Writer<'_> {
 
 }
 
-/// Runs an import: `feed` gives the importer the header and the rows, which a writer
-/// thread writes a chunk at a time. Atomic (or a dry run): one transaction, committed
-/// only when every row is good and it is no dry run. Otherwise each chunk commits on
-/// its own.
+/// Runs an import: `feed` gives the importer the header and the rows, which a planner
+/// thread plans and a writer thread writes, a chunk at a time; the planner reads on
+/// `planning` where there is such a connection, else on the import's. Atomic (or a dry
+/// run): one transaction, committed only when every row is good and it is no dry run.
+/// Otherwise each chunk commits on its own.
+#[allow(clippy::too_many_arguments)]
 pub fn import(
     conn: &mut DbConnection,
+    planning: Option<&mut DbConnection>,
     options: &ImportOptions,
     provenance: Provenance,
     restriction: Option<&Restriction>,
@@ -840,9 +933,10 @@ pub fn import(
     feed: impl FnOnce(&mut Importer) -> Result<(), AppError>,
 ) -> Result<Tally, AppError> {
     let dry_run = options.dry_run;
-    let run = |conn: &mut DbConnection| {
+    let run = move |conn: &mut DbConnection| {
         let catalogue = Catalogue::load(conn)?;
-        let (sender, receiver) = sync_channel::<Chunk>(2);
+        let (sender, read_chunks) = sync_channel::<Chunk>(2);
+        let (planned_sender, planned_chunks) = sync_channel::<PlannedChunk>(2);
         let mut importer = Importer {
             options,
             schemes: catalogue.schemes.keys().cloned().collect(),
@@ -855,19 +949,30 @@ pub fn import(
             rows_done: 0,
             chunks: sender,
         };
-        let writer = Writer { options: options.clone(), provenance, restriction, catalogue, tally: Tally::default(), progress: &mut progress };
+        let planner = Planner { options: options.clone(), restriction, catalogue };
+        let writer = Writer { options: options.clone(), provenance, planner: planner.clone(), tally: Tally::default(), progress: &mut progress };
+        let own = Mutex::new(conn);
+        let other = planning.map(Mutex::new);
+        let planning = other.as_ref().unwrap_or(&own);
         std::thread::scope(|scope| {
-            let written = scope.spawn(|| writer.run(conn, receiver));
+            let planned = scope.spawn(|| planner.run(planning, read_chunks, planned_sender));
+            let written = scope.spawn(|| writer.run(&own, planned_chunks));
             let read = feed(&mut importer).and_then(|()| importer.hand_over());
             let ignored_columns = std::mem::take(&mut importer.ignored_columns);
-            // The writer ends once the last chunk is handed over and the channel closes.
+            // The planner ends once the last chunk is handed over and the channel closes,
+            // and the writer once the planner has ended.
             drop(importer);
+            let planned = planned.join().unwrap_or_else(|_| Err(AppError::internal("the import's planner stopped")));
             let written = written.join().unwrap_or_else(|_| Err(AppError::internal("the import's writer stopped")));
-            match (read, written) {
-                (Err(error), _) if error.detail != WRITER_STOPPED => Err(error),
-                (_, Err(error)) => Err(error),
-                (Err(error), Ok(_)) => Err(error),
-                (Ok(()), Ok(tally)) => Ok(Tally { ignored_columns, ..tally }),
+            // A stage stopped by a later one's failure answers WRITER_STOPPED; the
+            // failure itself is the import's.
+            let stopped = |result: &Result<(), AppError>| matches!(result, Err(error) if error.detail == WRITER_STOPPED);
+            match (read, planned, written) {
+                (Err(error), _, _) if error.detail != WRITER_STOPPED => Err(error),
+                (_, _, Err(error)) => Err(error),
+                (_, Err(error), _) if error.detail != WRITER_STOPPED => Err(error),
+                (read, planned, Ok(_)) if stopped(&read) || stopped(&planned) => Err(AppError::internal("the import's writer stopped early")),
+                (_, _, Ok(tally)) => Ok(Tally { ignored_columns, ..tally }),
             }
         })
     };

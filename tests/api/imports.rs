@@ -19,6 +19,7 @@ both_backends!(
     an_export_imported_again_changes_nothing,
     malformed_files_answer_400_with_row_and_byte,
     bad_imports_are_problems,
+    an_import_keys_its_new_customers_for_duplicates_once_it_commits,
 );
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
@@ -310,4 +311,34 @@ async fn bad_imports_are_problems(app: TestApp) {
     }
     let body = problem(csv(&app, "", &many).await, StatusCode::PAYLOAD_TOO_LARGE, "import_too_large").await;
     assert!(body["detail"].as_str().unwrap().contains("1000001 data rows"), "{body:#}");
+}
+
+/// The duplicate keys of an import's new customers are written once it commits, outside
+/// its transaction, without waiting for a search to compute them.
+async fn an_import_keys_its_new_customers_for_duplicates_once_it_commits(app: TestApp) {
+    archive(&app).await;
+    let text = format!("{HEADER}\nK1,北京电子有限公司,,010-6552 9988,0101,01,,\nK2,（北京）电子有限公司,,(010) 65529988,0101,01,,\nK3,上海贸易,,,0101,01,,\n");
+    assert_counts(&ok_json(csv(&app, "", &text).await, StatusCode::OK).await, 3, 0, 0, 0);
+    let keyed = || {
+        with_connection(&app, |conn| {
+            use custclass::db::schema::{customer_match_keys, customers};
+            use diesel::prelude::*;
+            customer_match_keys::table.inner_join(customers::table).filter(customers::code.eq_any(["K1", "K2", "K3"])).count().get_result::<i64>(conn).unwrap()
+        })
+    };
+    let mut waited = Duration::ZERO;
+    while keyed().await < 3 {
+        assert!(waited < Duration::from_secs(10), "the import's customers were not keyed within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    let by_phone = ok_json(app.get("/api/v1/customers/duplicates?by=name,phone").await, StatusCode::OK).await;
+    let found: Vec<(&str, Vec<&str>)> = by_phone["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|group| (group["key"].as_str().unwrap(), group["customers"].as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap()).collect()))
+        .filter(|(_, codes): &(&str, Vec<&str>)| codes.iter().any(|code| code.starts_with('K')))
+        .collect();
+    assert_eq!(found, [("name", vec!["K1", "K2"]), ("phone", vec!["K1", "K2"])], "{by_phone:#}");
 }
