@@ -167,7 +167,6 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
     let actor = caller.name.as_str();
     let provenance = Provenance::new(actor, Source::Import, Some(format!("import {id}")));
     let progress_pool = matches!(conn, DbConnection::Mysql(_)).then(|| state.db.pool().clone());
-    let planning_pool = progress_pool.clone();
     let running = state.imports.clone();
     let mut written_at = std::time::Instant::now();
     let progress = move |tally: &Tally| {
@@ -182,10 +181,11 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
             }
         }
     };
-    // MySQL plans the next chunk on a second connection while the import's writes the
-    // one before (SQLite has one connection to give, and plans on it between writes).
-    let mut planning = planning_pool.as_ref().and_then(|pool| pool.get_timeout(std::time::Duration::from_millis(200)).ok());
-    let outcome = store::import(conn, planning.as_mut().map(|other| &mut other.conn), options, provenance, caller.restriction(), progress, |importer: &mut store::Importer| {
+    // MySQL plans the next chunk on a spare connection, when half of the pool is free,
+    // while the import's writes the one before (SQLite has one writer, and plans on
+    // the import's connection between writes).
+    let mut planning = if matches!(conn, DbConnection::Mysql(_)) { state.db.try_spare() } else { None };
+    let outcome = store::import(conn, planning.as_mut().map(|spare| spare.conn()), options, provenance, caller.restriction(), progress, |importer: &mut store::Importer| {
         import_files::read_rows(&mut upload, &checked, |event| match event {
             Event::Header { columns, unknown } => importer.header(columns, unknown),
             Event::Row { row, cells } => importer.row(row, cells),

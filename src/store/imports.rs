@@ -254,7 +254,6 @@ impl ChunkOutcome {
 
 /// What a chunk asks for, worked out against what the archive holds: the customers to
 /// create and to change, and the rows that change nothing or fail.
-#[derive(Default)]
 struct Plan {
     /// When the chunk's customers are created and placed.
     at: chrono::NaiveDateTime,
@@ -264,10 +263,11 @@ struct Plan {
     settled: ChunkOutcome,
 }
 
-/// A chunk with its plan, for the writer.
+/// A chunk with its plan (none when every row failed its own checks), for the writer;
+/// its rows only where it commits on its own.
 struct PlannedChunk {
     chunk: Chunk,
-    plan: Plan,
+    plan: Option<Plan>,
 }
 
 /// The reading side of an import: checks the header against the catalogue and each row
@@ -440,8 +440,12 @@ impl Importer<'_> {
 impl Planner<'_> {
     /// Plans each chunk as it comes and hands it to the writer.
     fn run(mut self, conn: &Shared, chunks: Receiver<Chunk>, planned: SyncSender<PlannedChunk>) -> Result<(), AppError> {
-        for chunk in chunks {
-            let plan = if chunk.rows.is_empty() { Plan::default() } else { self.plan(&mut **lock(conn)?, &chunk.rows)? };
+        for mut chunk in chunks {
+            let plan = if chunk.rows.is_empty() { None } else { Some(self.plan(&mut **lock(conn)?, &chunk.rows)?) };
+            // The rows are planned again only where a chunk commits on its own.
+            if self.options.atomic || self.options.dry_run {
+                chunk.rows = Vec::new();
+            }
             planned.send(PlannedChunk { chunk, plan }).map_err(|_| AppError::internal(WRITER_STOPPED))?;
         }
         Ok(())
@@ -742,9 +746,7 @@ impl Writer<'_> {
             for errors in chunk.failures {
                 self.tally.fail_row(errors);
             }
-            if chunk.rows.is_empty() {
-                continue;
-            }
+            let Some(plan) = plan else { continue };
             let conn = &mut **lock(conn)?;
             let outcome = if self.options.atomic || self.options.dry_run { self.write_planned(conn, plan)? } else { self.write_alone(conn, plan, &chunk.rows)? };
             self.tally.created += outcome.created;
@@ -935,8 +937,10 @@ pub fn import(
     let dry_run = options.dry_run;
     let run = move |conn: &mut DbConnection| {
         let catalogue = Catalogue::load(conn)?;
-        let (sender, read_chunks) = sync_channel::<Chunk>(2);
-        let (planned_sender, planned_chunks) = sync_channel::<PlannedChunk>(2);
+        // One chunk waits between each two stages: enough to keep the writer busy,
+        // and memory to a few chunks.
+        let (sender, read_chunks) = sync_channel::<Chunk>(1);
+        let (planned_sender, planned_chunks) = sync_channel::<PlannedChunk>(1);
         let mut importer = Importer {
             options,
             schemes: catalogue.schemes.keys().cloned().collect(),
