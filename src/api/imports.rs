@@ -186,6 +186,7 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
     // the import's connection between writes).
     let mut planning = if matches!(conn, DbConnection::Mysql(_)) { state.db.try_spare() } else { None };
     let outcome = store::import(conn, planning.as_mut().map(|spare| spare.conn()), options, provenance, caller.restriction(), progress, |importer: &mut store::Importer| {
+        importer.expect_rows(checked.rows_total);
         import_files::read_rows(&mut upload, &checked, |event| match event {
             Event::Header { columns, unknown } => importer.header(columns, unknown),
             Event::Row { row, cells } => importer.row(row, cells),

@@ -280,9 +280,8 @@ pub struct Importer<'a> {
     keys: HashSet<String>,
     columns: Vec<Option<Column>>,
     pending: Chunk,
-    /// Hashes of codes and tax ids seen, with the row that had each first.
-    seen_codes: HashMap<u64, u64>,
-    seen_tax_ids: HashMap<u64, u64>,
+    seen_codes: FirstRows,
+    seen_tax_ids: FirstRows,
     ignored_columns: Vec<String>,
     rows_done: u64,
     chunks: SyncSender<Chunk>,
@@ -332,10 +331,30 @@ fn lock<'a, 'c>(shared: &'a Shared<'c>) -> Result<std::sync::MutexGuard<'a, &'c 
     shared.lock().map_err(|_| AppError::internal("the import's connection was poisoned"))
 }
 
-fn hash_of(text: &str) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut hasher);
-    hasher.finish()
+/// Values seen in the file (codes, or tax ids), each with the row that had it first, by
+/// a 64-bit hash of the value. The hash is kept as two halves and the row as 32 bits, so
+/// that an entry takes 12 bytes instead of 16: a million rows fill two of these.
+#[derive(Default)]
+struct FirstRows(HashMap<[u32; 2], u32>);
+
+impl FirstRows {
+    fn reserve(&mut self, rows: usize) {
+        self.0.reserve(rows);
+    }
+
+    /// The row that had `value` first, or none when `row` is the first.
+    fn seen(&mut self, value: &str, row: u64) -> Option<u64> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        value.hash(&mut hasher);
+        let hash = hasher.finish();
+        match self.0.entry([(hash >> 32) as u32, hash as u32]) {
+            std::collections::hash_map::Entry::Occupied(first) => Some(u64::from(*first.get())),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(u32::try_from(row).unwrap_or(u32::MAX));
+                None
+            }
+        }
+    }
 }
 
 fn header_refused(code: &'static str, detail: String, columns: &[String]) -> AppError {
@@ -346,6 +365,14 @@ fn header_refused(code: &'static str, detail: String, columns: &[String]) -> App
 }
 
 impl Importer<'_> {
+    /// Makes room for the rows the file holds, when its check counted them, so that the
+    /// tables of codes and tax ids seen are not copied while they grow.
+    pub fn expect_rows(&mut self, rows: Option<u64>) {
+        let rows = rows.map_or(0, |rows| rows.min(crate::domain::import::MAX_ROWS) as usize);
+        self.seen_codes.reserve(rows);
+        self.seen_tax_ids.reserve(rows);
+    }
+
     /// The header: unknown columns refuse the import unless ignored; a `category:` of no
     /// scheme and an `attr:` of no attribute are unknown too.
     pub fn header(&mut self, columns: &[Option<Column>], unknown: &[String]) -> Result<(), AppError> {
@@ -406,13 +433,11 @@ impl Importer<'_> {
         };
         let mut errors = Vec::new();
         let code = edit.code.as_ref().expect("read_row requires a code").as_str();
-        if let Some(first) = self.seen_codes.insert(hash_of(code), row) {
-            self.seen_codes.insert(hash_of(code), first);
+        if let Some(first) = self.seen_codes.seen(code, row) {
             errors.push(row_error(row, Some(&column(Field::Code)), "duplicate_in_file", format!("code {code} is also on row {first}")));
         }
         if let Edit::Set(tax_id) = &edit.tax_id {
-            if let Some(first) = self.seen_tax_ids.insert(hash_of(tax_id.as_str()), row) {
-                self.seen_tax_ids.insert(hash_of(tax_id.as_str()), first);
+            if let Some(first) = self.seen_tax_ids.seen(tax_id.as_str(), row) {
                 errors.push(row_error(row, Some(&column(Field::TaxId)), "duplicate_in_file", format!("tax id {} is also on row {first}", tax_id.as_str())));
             }
         }
@@ -947,8 +972,8 @@ pub fn import(
             keys: catalogue.keys.keys().cloned().collect(),
             columns: Vec::new(),
             pending: Chunk::default(),
-            seen_codes: HashMap::new(),
-            seen_tax_ids: HashMap::new(),
+            seen_codes: FirstRows::default(),
+            seen_tax_ids: FirstRows::default(),
             ignored_columns: Vec::new(),
             rows_done: 0,
             chunks: sender,
