@@ -301,10 +301,12 @@ struct Chunk {
 const WRITER_STOPPED: &str = "import_writer_stopped";
 
 /// The planning side: looks up what the archive holds of a chunk's customers and works
-/// out what each row asks for. On MySQL it has a connection of its own, whose reads see
-/// what is committed (as the import's own reads see what was committed when its
-/// transaction began), so that planning a chunk overlaps writing the one before; on
-/// SQLite it takes turns with the writer on the import's connection.
+/// out what each row asks for. On MySQL it has a connection of its own, so that
+/// planning a chunk overlaps writing the one before; its reads see what others
+/// committed, not the import's own earlier chunks. Codes are unique in a file, so that
+/// matters only for a tax id one row gives up and a later row takes: the later row is
+/// refused, as it is when both are in one chunk. On SQLite the planner takes turns with
+/// the writer on the import's connection.
 #[derive(Clone)]
 struct Planner<'p> {
     options: ImportOptions,
@@ -760,7 +762,6 @@ impl Planner<'_> {
         let unchanged = !fields.any() && moves.is_empty() && values.is_empty();
         Ok((!unchanged).then(|| Change { row: row.row, code: current.code.clone(), fields, moves, values }))
     }
-
 }
 
 impl Writer<'_> {
