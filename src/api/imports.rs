@@ -258,7 +258,6 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
             let db = state.db.clone();
             let finished = db.run_long(move |conn| run(conn, &state, &id, &options, &caller, upload, checked)).await;
             if finished.as_ref().is_ok_and(|row| row.status == ImportStatus::Succeeded && !row.dry_run) {
-                let db = db.clone();
                 actix_web::rt::spawn(async move { crate::startup::key_unkeyed_customers(&db).await });
             }
             finished

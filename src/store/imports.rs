@@ -845,10 +845,9 @@ impl Writer<'_> {
     /// Changes one customer through the single-customer writes, in a savepoint: its
     /// moves (with the values of the scheme each move is in), then its fields and the
     /// rest of its values.
-    fn apply(&mut self, conn: &mut DbConnection, change: &Change) -> Result<(), AppError> {
-        let keys = self.planner.catalogue.keys.clone();
-        let schemes = self.planner.catalogue.schemes.clone();
-        let provenance = self.provenance.clone();
+    fn apply(&self, conn: &mut DbConnection, change: &Change) -> Result<(), AppError> {
+        let Catalogue { keys, schemes, .. } = &self.planner.catalogue;
+        let provenance = &self.provenance;
         let restriction = self.planner.restriction;
         transaction(conn, |conn| {
             let mut rest = change.values.clone();
@@ -860,10 +859,10 @@ impl Writer<'_> {
                             change.values.iter().filter(|(key, _)| keys.get(*key).map(|(id, _)| Some(*id)) == Some(scheme_id)).map(|(k, v)| (k.clone(), v.clone())).collect();
                         rest.retain(|key, _| !of_scheme.contains_key(key));
                         let field = format!("categories.{scheme_code}");
-                        assignments::assign(conn, &change.code, scheme_code, category, None, &of_scheme, &provenance, None, restriction).map_err(|e| in_field(e, &field))?;
+                        assignments::assign(conn, &change.code, scheme_code, category, None, &of_scheme, provenance, None, restriction).map_err(|e| in_field(e, &field))?;
                     }
                     None => {
-                        assignments::unassign(conn, &change.code, scheme_code, &provenance, None, restriction)?;
+                        assignments::unassign(conn, &change.code, scheme_code, provenance, None, restriction)?;
                     }
                 }
             }
