@@ -185,7 +185,10 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
     // while the import's writes the one before (SQLite has one writer, and plans on
     // the import's connection between writes).
     let mut planning = if matches!(conn, DbConnection::Mysql(_)) { state.db.try_spare() } else { None };
-    let outcome = store::import(conn, planning.as_mut().map(|spare| spare.conn()), options, provenance, caller.restriction(), progress, |importer: &mut store::Importer| {
+    // An atomic import writes new customers on a second spare too, in an XA branch that
+    // commits with it (MySQL outside Galera; `store::import_branches`).
+    let mut second = if planning.is_some() && (options.atomic || options.dry_run) && crate::db::supports_xa(conn) { state.db.try_spare() } else { None };
+    let outcome = store::import(conn, planning.as_mut().map(|spare| spare.conn()), second.as_mut().map(|spare| spare.conn()), options, provenance, caller.restriction(), progress, |importer: &mut store::Importer| {
         importer.expect_rows(checked.rows_total);
         import_files::read_rows(&mut upload, &checked, |event| match event {
             Event::Header { columns, unknown } => importer.header(columns, unknown),

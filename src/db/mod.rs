@@ -434,6 +434,12 @@ fn finish<T>(conn: &mut DbConnection, mut work: impl FnMut(&mut DbConnection) ->
     }
 }
 
+/// Whether `conn` can take part in a two-phase commit (XA): MySQL, but not a node of a
+/// Galera cluster, which replicates no XA transactions.
+pub fn supports_xa(conn: &DbConnection) -> bool {
+    matches!(conn, DbConnection::Mysql(_)) && !GALERA.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether the server is a node of a Galera cluster; see `run_once`.
 static GALERA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

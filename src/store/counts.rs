@@ -69,6 +69,19 @@ impl CategoryDeltas {
         }
     }
 
+    /// Takes in the changes `other` (of the same scheme) gathered elsewhere.
+    pub fn absorb(&mut self, other: CategoryDeltas) {
+        if let Some(shard) = other.shard {
+            self.shard.get_or_insert(shard);
+        }
+        for (code, delta) in other.singles {
+            *self.singles.entry(code).or_default() += delta;
+        }
+        for (key, delta) in other.pairs {
+            *self.pairs.entry(key).or_default() += delta;
+        }
+    }
+
     /// Writes the changes, one statement per table, in key order.
     pub fn apply(self, conn: &mut DbConnection) -> Result<(), AppError> {
         let Some(shard) = self.shard else { return Ok(()) };
@@ -150,20 +163,41 @@ pub fn customer_added(conn: &mut DbConnection, customer_id: i64, delta: i64) -> 
 
 /// Customers were created (`+1` each) or deleted (`-1`): one statement, a row per shard.
 pub fn customers_added(conn: &mut DbConnection, customer_ids: &[i64], delta: i64) -> Result<(), AppError> {
-    let mut shards: BTreeMap<i64, i64> = BTreeMap::new();
-    for id in customer_ids {
-        *shards.entry(shard_of(*id)).or_default() += delta;
+    let mut deltas = CustomerDeltas::default();
+    deltas.add(customer_ids, delta);
+    deltas.apply(conn)
+}
+
+/// Customers added (or removed) by shard, gathered over many writes (an import's
+/// chunks) and written in one statement.
+#[derive(Debug, Default)]
+pub struct CustomerDeltas(BTreeMap<i64, i64>);
+
+impl CustomerDeltas {
+    pub fn add(&mut self, customer_ids: &[i64], delta: i64) {
+        for id in customer_ids {
+            *self.0.entry(shard_of(*id)).or_default() += delta;
+        }
     }
-    if shards.is_empty() {
-        return Ok(());
+
+    pub fn absorb(&mut self, other: CustomerDeltas) {
+        for (shard, delta) in other.0 {
+            *self.0.entry(shard).or_default() += delta;
+        }
     }
-    let mut statement = Fragment::new("INSERT INTO customer_counts (shard, customers) VALUES ");
-    for (index, (shard, delta)) in shards.into_iter().enumerate() {
-        statement.push(if index == 0 { "(" } else { ", (" }).bind(Bind::BigInt(shard)).push(", ").bind(Bind::BigInt(delta)).push(")");
+
+    pub fn apply(self, conn: &mut DbConnection) -> Result<(), AppError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut statement = Fragment::new("INSERT INTO customer_counts (shard, customers) VALUES ");
+        for (index, (shard, delta)) in self.0.into_iter().enumerate() {
+            statement.push(if index == 0 { "(" } else { ", (" }).bind(Bind::BigInt(shard)).push(", ").bind(Bind::BigInt(delta)).push(")");
+        }
+        statement.push(&upsert_adding(Dialect::of(conn), "shard"));
+        statement.into_query().execute(conn)?;
+        Ok(())
     }
-    statement.push(&upsert_adding(Dialect::of(conn), "shard"));
-    statement.into_query().execute(conn)?;
-    Ok(())
 }
 
 #[derive(QueryableByName)]

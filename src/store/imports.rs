@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Mutex;
 
 use diesel::prelude::*;
@@ -17,7 +17,7 @@ use serde_json::Value as Json;
 use utoipa::ToSchema;
 
 use crate::db::schema::{attribute_definitions, categories, customer_attributes, customer_categories, customers, imports};
-use crate::db::{now, transaction, transaction_once, DbConnection};
+use crate::db::{now, supports_xa, transaction, transaction_once, DbConnection};
 use crate::domain::archive::Value;
 use crate::domain::attribute::{AttributeValue, ValueType};
 use crate::domain::customer::{CustomerStatus, TaxId};
@@ -33,6 +33,7 @@ use super::categories::{self as category_store, CategoryRow};
 use super::counts::{self, CategoryDeltas};
 use super::customer_rows::{new_snapshots, CustomerRow};
 use super::events;
+use super::import_branches::{self, Branch};
 use super::customers::{self as customer_store, CustomerChanges};
 use super::schemes::SchemeRow;
 use super::{lock_rows, visibility, LockMode, LockableTable};
@@ -323,6 +324,8 @@ struct Writer<'p> {
     planner: Planner<'p>,
     tally: Tally,
     progress: &'p mut (dyn FnMut(&Tally) + Send),
+    /// The second writer of an atomic import, while it has one.
+    companion: Option<Companion>,
 }
 
 /// The connection a stage uses, taken for each chunk: the planner and the writer share
@@ -765,8 +768,11 @@ impl Planner<'_> {
 }
 
 impl Writer<'_> {
-    /// Writes each chunk as it comes: in the import's transaction when atomic, else in its own.
+    /// Writes each chunk as it comes: in the import's transaction when atomic (and then
+    /// the counts once, at the end), else in its own.
     fn run(mut self, conn: &Shared, chunks: Receiver<PlannedChunk>) -> Result<Tally, AppError> {
+        let in_one = self.options.atomic || self.options.dry_run;
+        let mut counted = Counted::default();
         for PlannedChunk { chunk, plan } in chunks {
             self.tally.rows_done = chunk.rows_done;
             for errors in chunk.failures {
@@ -774,7 +780,7 @@ impl Writer<'_> {
             }
             let Some(plan) = plan else { continue };
             let conn = &mut **lock(conn)?;
-            let outcome = if self.options.atomic || self.options.dry_run { self.write_planned(conn, plan)? } else { self.write_alone(conn, plan, &chunk.rows)? };
+            let outcome = if in_one { self.write_in_one(conn, plan, &mut counted)? } else { self.write_alone(conn, plan, &chunk.rows)? };
             self.tally.created += outcome.created;
             self.tally.updated += outcome.updated;
             self.tally.unchanged += outcome.unchanged;
@@ -783,14 +789,49 @@ impl Writer<'_> {
             }
             (self.progress)(&self.tally);
         }
+        if in_one {
+            if let Some(companion) = self.companion.take() {
+                counted.absorb(companion.finish()?);
+            }
+            counted.apply(&mut **lock(conn)?)?;
+        }
         Ok(self.tally)
+    }
+
+    /// A chunk of the import's one transaction: its new customers on the companion when
+    /// it is free, else on `conn`.
+    fn write_in_one(&mut self, conn: &mut DbConnection, plan: Plan, counted: &mut Counted) -> Result<ChunkOutcome, AppError> {
+        if !plan.changing.is_empty() {
+            // A change locks rows of existing customers and the gaps beside them, where
+            // the companion's inserts could then wait for this transaction while it
+            // waits for the companion: from here on, this connection writes alone.
+            if let Some(companion) = self.companion.take() {
+                counted.absorb(companion.finish()?);
+            }
+        }
+        let Some(companion) = &self.companion else { return self.write_planned(conn, plan, counted) };
+        let Plan { at, creating, changing, settled } = plan;
+        lock_placements(conn, &self.planner.catalogue, &creating)?;
+        let created = creating.len() as u64;
+        match companion.chunks.try_send((creating, at)) {
+            Ok(()) => {
+                let mut outcome = ChunkOutcome { created, ..ChunkOutcome::default() };
+                outcome.add(settled);
+                Ok(outcome)
+            }
+            Err(TrySendError::Full((creating, at))) => self.write_planned(conn, Plan { at, creating, changing, settled }, counted),
+            Err(TrySendError::Disconnected(_)) => match self.companion.take().map(Companion::finish) {
+                Some(Err(error)) => Err(error),
+                _ => Err(AppError::internal("the import's second writer stopped")),
+            },
+        }
     }
 
     /// A chunk in its own transaction; when a write fails there (a race with another
     /// writer), each of its rows in its own, planned again, so that only the rows that
     /// fail are lost.
     fn write_alone(&mut self, conn: &mut DbConnection, plan: Plan, rows: &[RowEdit]) -> Result<ChunkOutcome, AppError> {
-        match transaction(conn, |conn| self.write(conn, &plan)) {
+        match transaction(conn, |conn| self.write_counted(conn, &plan)) {
             Ok(mut outcome) => {
                 outcome.add(plan.settled);
                 Ok(outcome)
@@ -810,7 +851,9 @@ impl Writer<'_> {
     fn write_row_alone(&mut self, conn: &mut DbConnection, row: &RowEdit) -> Result<ChunkOutcome, AppError> {
         let written = transaction(conn, |conn| {
             let plan = self.planner.plan(conn, std::slice::from_ref(row))?;
-            self.write_planned(conn, plan)
+            let mut outcome = self.write_counted(conn, &plan)?;
+            outcome.add(plan.settled);
+            Ok(outcome)
         });
         match written {
             Ok(outcome) => Ok(outcome),
@@ -820,17 +863,26 @@ impl Writer<'_> {
         }
     }
 
+    /// A plan written with its counts, in a transaction of its own.
+    fn write_counted(&mut self, conn: &mut DbConnection, plan: &Plan) -> Result<ChunkOutcome, AppError> {
+        let mut counted = Counted::default();
+        let outcome = self.write(conn, plan, &mut counted)?;
+        counted.apply(conn)?;
+        Ok(outcome)
+    }
+
     /// A plan written, with the rows it settled.
-    fn write_planned(&mut self, conn: &mut DbConnection, plan: Plan) -> Result<ChunkOutcome, AppError> {
-        let mut outcome = self.write(conn, &plan)?;
+    fn write_planned(&mut self, conn: &mut DbConnection, plan: Plan, counted: &mut Counted) -> Result<ChunkOutcome, AppError> {
+        let mut outcome = self.write(conn, &plan, counted)?;
         outcome.add(plan.settled);
         Ok(outcome)
     }
 
     /// Creates the plan's new customers and changes the others.
-    fn write(&mut self, conn: &mut DbConnection, plan: &Plan) -> Result<ChunkOutcome, AppError> {
+    fn write(&mut self, conn: &mut DbConnection, plan: &Plan, counted: &mut Counted) -> Result<ChunkOutcome, AppError> {
         let mut outcome = ChunkOutcome::default();
-        self.create(conn, &plan.creating, plan.at)?;
+        lock_placements(conn, &self.planner.catalogue, &plan.creating)?;
+        create(conn, &self.planner.catalogue, &self.provenance, &plan.creating, plan.at, counted)?;
         outcome.created += plan.creating.len() as u64;
         for change in &plan.changing {
             match self.apply(conn, change) {
@@ -876,72 +928,136 @@ impl Writer<'_> {
             Ok(())
         })
     }
+}
 
-    /// New customers, set-based.
-    fn create(&mut self, conn: &mut DbConnection, new: &[NewCustomer], at: chrono::NaiveDateTime) -> Result<(), AppError> {
-        if new.is_empty() {
-            return Ok(());
-        }
-        let rows: Vec<_> = new
-            .iter()
-            .map(|c| {
-                let (classification, attributes) = c.snapshots.clone();
-                (
-                    customers::code.eq(c.code.clone()),
-                    customers::name.eq(c.name.clone()),
-                    customers::short_name.eq(c.short_name.clone()),
-                    customers::tax_id.eq(c.tax_id.clone()),
-                    customers::contact_name.eq(c.contact_name.clone()),
-                    customers::phone.eq(c.phone.clone()),
-                    customers::email.eq(c.email.clone()),
-                    customers::address.eq(c.address.clone()),
-                    customers::status.eq(c.status.as_str()),
-                    customers::note.eq(c.note.clone()),
-                    customers::classification.eq(classification),
-                    customers::attributes.eq(attributes),
-                    customers::version.eq(1i64),
-                    customers::created_at.eq(at),
-                    customers::updated_at.eq(at),
-                )
-            })
-            .collect();
-        without_foreign_key_checks(conn, |conn| {
-            crate::insert_many!(conn, customers::table, rows)?;
-            let codes: Vec<&str> = new.iter().map(|c| c.code.as_str()).collect();
-            events::record_customers_created(conn, at, &codes)?;
-            let ids: HashMap<String, i64> = customers::table.filter(customers::code.eq_any(&codes)).select((customers::code, customers::id)).load::<(String, i64)>(conn)?.into_iter().collect();
-            let id_of = |code: &str| ids.get(code).copied().ok_or_else(|| AppError::internal(format!("customer {code} was inserted and is not there")));
-            let all_ids: Vec<i64> = new.iter().map(|c| id_of(&c.code)).collect::<Result<_, _>>()?;
-            counts::customers_added(conn, &all_ids, 1)?;
+/// The counts that an import's new customers add, gathered over chunks: an atomic
+/// import writes them once, at its end (its chunks may be written on two connections,
+/// and every chunk adds to the same few rows); a chunk that commits on its own, with
+/// itself.
+#[derive(Default)]
+struct Counted {
+    customers: counts::CustomerDeltas,
+    categories: BTreeMap<i64, CategoryDeltas>,
+}
 
-            let by_default = Provenance::new(&self.provenance.actor, Source::Default, Some("default category of the scheme".into()));
-            let catalogue = &self.planner.catalogue;
-            let mut placements = Vec::new();
-            for (customer, id) in new.iter().zip(&all_ids) {
-                for (scheme_id, code, named) in &customer.placements {
-                    let scheme = catalogue.scheme_by_id(*scheme_id).ok_or_else(|| AppError::internal(format!("scheme {scheme_id} went missing")))?;
-                    let (category, _) = catalogue.categories.get(&(*scheme_id, code.clone())).ok_or_else(|| AppError::internal(format!("category {code} went missing")))?;
-                    let provenance = if *named { &self.provenance } else { &by_default };
-                    placements.push(Placement { customer_id: *id, customer_code: &customer.code, scheme, category, provenance });
+impl Counted {
+    fn absorb(&mut self, other: Counted) {
+        self.customers.absorb(other.customers);
+        for (scheme_id, deltas) in other.categories {
+            match self.categories.entry(scheme_id) {
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(deltas);
                 }
+                std::collections::btree_map::Entry::Occupied(mut entry) => entry.get_mut().absorb(deltas),
             }
-            // As `assignments::assignable_category` and `attributes::plan_move` do: no category
-            // gains children, and no definition changes, until this transaction ends.
-            let category_ids: BTreeSet<i64> = placements.iter().map(|p| p.category.id).collect();
-            let scheme_ids: BTreeSet<i64> = placements.iter().map(|p| p.scheme.id).collect();
-            lock_rows(conn, LockableTable::Categories, &category_ids.into_iter().collect::<Vec<_>>(), LockMode::Shared)?;
-            lock_rows(conn, LockableTable::Schemes, &scheme_ids.into_iter().collect::<Vec<_>>(), LockMode::Shared)?;
-            let mut deltas: BTreeMap<i64, CategoryDeltas> = BTreeMap::new();
-            assignments::place_new(conn, &placements, at, &mut deltas)?;
-            let values: Vec<(i64, &str, &Desired)> = new.iter().zip(&all_ids).filter(|(c, _)| !c.values.is_empty()).map(|(c, id)| (*id, c.code.as_str(), &c.values)).collect();
-            attributes::insert_values(conn, &values)?;
-            for counted in deltas.into_values() {
-                counted.apply(conn)?;
-            }
-            Ok(())
-        })
+        }
     }
 
+    fn apply(self, conn: &mut DbConnection) -> Result<(), AppError> {
+        self.customers.apply(conn)?;
+        for deltas in self.categories.into_values() {
+            deltas.apply(conn)?;
+        }
+        Ok(())
+    }
+}
+
+/// Locks, for the rest of the transaction on `conn`, the categories and schemes that
+/// these new customers are placed in, as `assignments::assignable_category` and
+/// `attributes::plan_move` do: no category gains children, and no definition changes,
+/// until the import ends. The import's own connection takes them for the chunks its
+/// branch writes too, so that the branch never waits for a lock.
+fn lock_placements(conn: &mut DbConnection, catalogue: &Catalogue, new: &[NewCustomer]) -> Result<(), AppError> {
+    let mut category_ids = BTreeSet::new();
+    let mut scheme_ids = BTreeSet::new();
+    for (scheme_id, code, _) in new.iter().flat_map(|customer| &customer.placements) {
+        let (category, _) = catalogue.categories.get(&(*scheme_id, code.clone())).ok_or_else(|| AppError::internal(format!("category {code} went missing")))?;
+        category_ids.insert(category.id);
+        scheme_ids.insert(*scheme_id);
+    }
+    lock_rows(conn, LockableTable::Categories, &category_ids.into_iter().collect::<Vec<_>>(), LockMode::Shared)?;
+    lock_rows(conn, LockableTable::Schemes, &scheme_ids.into_iter().collect::<Vec<_>>(), LockMode::Shared)
+}
+
+/// New customers, set-based, in categories locked already (`lock_placements`); what
+/// they add to the counts goes to `counted`.
+fn create(conn: &mut DbConnection, catalogue: &Catalogue, provenance: &Provenance, new: &[NewCustomer], at: chrono::NaiveDateTime, counted: &mut Counted) -> Result<(), AppError> {
+    if new.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = new
+        .iter()
+        .map(|c| {
+            let (classification, attributes) = c.snapshots.clone();
+            (
+                customers::code.eq(c.code.clone()),
+                customers::name.eq(c.name.clone()),
+                customers::short_name.eq(c.short_name.clone()),
+                customers::tax_id.eq(c.tax_id.clone()),
+                customers::contact_name.eq(c.contact_name.clone()),
+                customers::phone.eq(c.phone.clone()),
+                customers::email.eq(c.email.clone()),
+                customers::address.eq(c.address.clone()),
+                customers::status.eq(c.status.as_str()),
+                customers::note.eq(c.note.clone()),
+                customers::classification.eq(classification),
+                customers::attributes.eq(attributes),
+                customers::version.eq(1i64),
+                customers::created_at.eq(at),
+                customers::updated_at.eq(at),
+            )
+        })
+        .collect();
+    without_foreign_key_checks(conn, |conn| {
+        crate::insert_many!(conn, customers::table, rows)?;
+        let codes: Vec<&str> = new.iter().map(|c| c.code.as_str()).collect();
+        events::record_customers_created(conn, at, &codes)?;
+        let ids: HashMap<String, i64> = customers::table.filter(customers::code.eq_any(&codes)).select((customers::code, customers::id)).load::<(String, i64)>(conn)?.into_iter().collect();
+        let id_of = |code: &str| ids.get(code).copied().ok_or_else(|| AppError::internal(format!("customer {code} was inserted and is not there")));
+        let all_ids: Vec<i64> = new.iter().map(|c| id_of(&c.code)).collect::<Result<_, _>>()?;
+        counted.customers.add(&all_ids, 1);
+
+        let by_default = Provenance::new(&provenance.actor, Source::Default, Some("default category of the scheme".into()));
+        let mut placements = Vec::new();
+        for (customer, id) in new.iter().zip(&all_ids) {
+            for (scheme_id, code, named) in &customer.placements {
+                let scheme = catalogue.scheme_by_id(*scheme_id).ok_or_else(|| AppError::internal(format!("scheme {scheme_id} went missing")))?;
+                let (category, _) = catalogue.categories.get(&(*scheme_id, code.clone())).ok_or_else(|| AppError::internal(format!("category {code} went missing")))?;
+                let provenance = if *named { provenance } else { &by_default };
+                placements.push(Placement { customer_id: *id, customer_code: &customer.code, scheme, category, provenance });
+            }
+        }
+        assignments::place_new(conn, &placements, at, &mut counted.categories)?;
+        let values: Vec<(i64, &str, &Desired)> = new.iter().zip(&all_ids).filter(|(c, _)| !c.values.is_empty()).map(|(c, id)| (*id, c.code.as_str(), &c.values)).collect();
+        attributes::insert_values(conn, &values)
+    })
+}
+
+/// The second writer of an atomic import on MySQL, on a connection of its own in the
+/// import's XA branch (`import_branches`): it writes the new customers of the chunks
+/// handed to it while the import's connection writes others.
+struct Companion {
+    /// Handed over only when the companion waits for one (a rendezvous), so that
+    /// whichever writer is free takes the next chunk.
+    chunks: SyncSender<(Vec<NewCustomer>, chrono::NaiveDateTime)>,
+    finished: Receiver<Result<Counted, AppError>>,
+}
+
+impl Companion {
+    /// Writes the chunks it is handed until the channel closes; what they counted.
+    fn run(conn: &mut DbConnection, catalogue: &Catalogue, provenance: &Provenance, chunks: Receiver<(Vec<NewCustomer>, chrono::NaiveDateTime)>) -> Result<Counted, AppError> {
+        let mut counted = Counted::default();
+        for (new, at) in chunks {
+            create(conn, catalogue, provenance, &new, at, &mut counted)?;
+        }
+        Ok(counted)
+    }
+
+    /// Waits for the companion's last chunk: what its chunks counted, or its failure.
+    fn finish(self) -> Result<Counted, AppError> {
+        drop(self.chunks);
+        self.finished.recv().unwrap_or_else(|_| Err(AppError::internal("the import's second writer stopped")))
+    }
 }
 
 /// Runs an import: `feed` gives the importer the header and the rows, which a planner
@@ -953,6 +1069,7 @@ impl Writer<'_> {
 pub fn import(
     conn: &mut DbConnection,
     planning: Option<&mut DbConnection>,
+    second: Option<&mut DbConnection>,
     options: &ImportOptions,
     provenance: Provenance,
     restriction: Option<&Restriction>,
@@ -960,8 +1077,17 @@ pub fn import(
     feed: impl FnOnce(&mut Importer) -> Result<(), AppError>,
 ) -> Result<Tally, AppError> {
     let dry_run = options.dry_run;
+    let in_one = options.atomic || dry_run;
+    let keep = move |tally: &Tally| !dry_run && tally.error_count == 0;
+    let mut second = second.filter(|second| in_one && supports_xa(second));
+    let mut prepared: Option<Branch> = None;
+    let (second_slot, prepared_slot) = (&mut second, &mut prepared);
     let run = move |conn: &mut DbConnection| {
         let catalogue = Catalogue::load(conn)?;
+        let branch = match second_slot.as_deref_mut() {
+            Some(second) => Some(import_branches::begin(conn, second)?),
+            None => None,
+        };
         // One chunk waits between each two stages: enough to keep the writer busy,
         // and memory to a few chunks.
         let (sender, read_chunks) = sync_channel::<Chunk>(1);
@@ -979,11 +1105,20 @@ pub fn import(
             chunks: sender,
         };
         let planner = Planner { options: options.clone(), restriction, catalogue };
-        let writer = Writer { options: options.clone(), provenance, planner: planner.clone(), tally: Tally::default(), progress: &mut progress };
+        let companion_catalogue = branch.as_ref().map(|_| (planner.catalogue.clone(), provenance.clone()));
+        let mut writer = Writer { options: options.clone(), provenance, planner: planner.clone(), tally: Tally::default(), progress: &mut progress, companion: None };
         let own = Mutex::new(conn);
         let other = planning.map(Mutex::new);
         let planning = other.as_ref().unwrap_or(&own);
-        std::thread::scope(|scope| {
+        let result = std::thread::scope(|scope| {
+            if let (Some((catalogue, provenance)), Some(second)) = (companion_catalogue, second_slot.as_deref_mut().filter(|_| branch.is_some())) {
+                let (chunks, handed) = sync_channel(0);
+                let (finished_sender, finished) = sync_channel(1);
+                scope.spawn(move || {
+                    let _ = finished_sender.send(Companion::run(second, &catalogue, &provenance, handed));
+                });
+                writer.companion = Some(Companion { chunks, finished });
+            }
             let planned = scope.spawn(|| planner.run(planning, read_chunks, planned_sender));
             let written = scope.spawn(|| writer.run(&own, planned_chunks));
             let read = feed(&mut importer).and_then(|()| importer.hand_over());
@@ -1003,13 +1138,43 @@ pub fn import(
                 (read, planned, Ok(_)) if stopped(&read) || stopped(&planned) => Err(AppError::internal("the import's writer stopped early")),
                 (_, _, Ok(tally)) => Ok(Tally { ignored_columns, ..tally }),
             }
-        })
+        });
+        // The branch is prepared before the import's transaction commits, and rolled
+        // back with it otherwise.
+        if let (Some(branch), Some(second)) = (branch, second_slot.as_deref_mut()) {
+            match &result {
+                Ok(tally) if keep(tally) => match branch.prepare(second) {
+                    Ok(()) => *prepared_slot = Some(branch),
+                    Err(error) => {
+                        branch.roll_back(second);
+                        return Err(error);
+                    }
+                },
+                _ => branch.roll_back(second),
+            }
+        }
+        result
     };
-    if options.atomic || dry_run {
-        transaction_once(conn, run, |tally| !dry_run && tally.error_count == 0)
-    } else {
-        run(conn)
+    if !in_one {
+        return run(conn);
     }
+    let outcome = transaction_once(conn, run, keep);
+    if let (Some(branch), Some(second)) = (prepared, second.as_deref_mut()) {
+        match &outcome {
+            Ok(_) => {
+                if let Err(error) = branch.commit(second, conn) {
+                    log::error!("{}", error.detail);
+                    // A branch whose connection broke is no longer held by it and can
+                    // be committed from this one now.
+                    if let Err(error) = import_branches::resolve_left_behind(conn) {
+                        log::error!("import branches left prepared were not resolved: {}", error.detail);
+                    }
+                }
+            }
+            Err(_) => branch.roll_back(second),
+        }
+    }
+    outcome
 }
 
 /// An import as `GET /imports/{id}` shows it.

@@ -14,6 +14,7 @@ pub mod duplicates;
 pub mod events;
 pub mod exports;
 pub mod history;
+pub mod import_branches;
 pub mod imports;
 pub mod merge;
 pub mod journeys;

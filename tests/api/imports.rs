@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::exports::archive;
-use crate::helpers::{ok_json, problem, with_connection, TestApp};
+use crate::helpers::{ok_json, problem, spawn_app, with_connection, Backend, TestApp};
 
 both_backends!(
     an_import_reads_each_format_and_both_encodings,
@@ -20,6 +20,8 @@ both_backends!(
     malformed_files_answer_400_with_row_and_byte,
     bad_imports_are_problems,
     an_import_keys_its_new_customers_for_duplicates_once_it_commits,
+    an_import_of_many_chunks_lands_whole_with_its_counts_members_and_history,
+    an_import_refused_in_its_last_chunk_leaves_nothing_of_the_earlier_ones,
 );
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
@@ -341,4 +343,156 @@ async fn an_import_keys_its_new_customers_for_duplicates_once_it_commits(app: Te
         .filter(|(_, codes): &(&str, Vec<&str>)| codes.iter().any(|code| code.starts_with('K')))
         .collect();
     assert_eq!(found, [("name", vec!["K1", "K2"]), ("phone", vec!["K1", "K2"])], "{by_phone:#}");
+}
+
+/// 3,500 new customers: four chunks, which on MySQL the import's own connection and its
+/// second writer (an XA branch) share, committed together.
+fn many_chunks() -> String {
+    let mut text = format!("{HEADER}\n");
+    for n in 1..=3500 {
+        let (region, tier, rate) = match n % 3 {
+            0 => ("0101", "01", "0.2"),
+            1 => ("02", "02", ""),
+            _ => ("02", "01", ""),
+        };
+        text.push_str(&format!("M{n:05},客户{n},,,{region},{tier},{rate},\n"));
+    }
+    text
+}
+
+/// The codes an export with `query` lists (`GET /customers` filters, every page).
+async fn exported_codes(app: &TestApp, query: &str) -> Vec<String> {
+    let response = app.admin(Method::GET, &format!("/api/v1/exports/customers{query}")).header("Accept", "application/x-ndjson").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.unwrap().lines().map(|line| serde_json::from_str::<Value>(line).unwrap()["code"].as_str().unwrap().to_string()).collect()
+}
+
+async fn an_import_of_many_chunks_lands_whole_with_its_counts_members_and_history(app: TestApp) {
+    archive(&app).await;
+    assert_counts(&ok_json(csv(&app, "", &many_chunks()).await, StatusCode::OK).await, 3500, 0, 0, 0);
+
+    // A customer of the first chunk and of the last, and of each category pair.
+    for (code, region, tier, rate) in [("M00001", "02", "02", None), ("M01000", "02", "02", None), ("M03500", "02", "01", Some(0.1)), ("M03498", "0101", "01", Some(0.2))] {
+        let found = customer(&app, code).await;
+        assert_eq!((category_of(&found, "REGION").as_deref(), category_of(&found, "TIER").as_deref()), (Some(region), Some(tier)), "{found:#}");
+        assert_eq!(found["attributes"]["discount_rate"].as_f64(), rate, "{code}: the file's rate, or VIP's default");
+        let history: Vec<(Value, Value, Value)> = app.full_history(code).await.iter().map(|e| (e["scheme"].clone(), e["to"].clone(), e["source"].clone())).collect();
+        assert_eq!(history.len(), 2, "{code}: {history:?}");
+        assert!(history.contains(&(json!("REGION"), json!(region), json!("import"))) && history.contains(&(json!("TIER"), json!(tier), json!("import"))), "{code}: {history:?}");
+    }
+
+    // Subtree filters read the memberships: 1,166 imported in 上海 (and A1), under 华东 too.
+    let shanghai: Vec<String> = (1..=3500).filter(|n| n % 3 == 0).map(|n| format!("M{n:05}")).chain(["A1".to_string()]).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    assert_eq!(exported_codes(&app, "?category=REGION:0101").await, shanghai);
+    assert_eq!(exported_codes(&app, "?category=REGION:01").await, shanghai, "the parent's members");
+    assert_eq!(exported_codes(&app, "?category=TIER:02").await.len(), 1167);
+
+    let counts = ok_json(app.get("/api/v1/reports/distribution?scheme=TIER").await, StatusCode::OK).await;
+    let of = |code: &str| counts["rows"].as_array().unwrap().iter().find(|row| row["code"] == code).unwrap()["customers"].clone();
+    assert_eq!((of("01"), of("02")), (json!(2333 + 2), json!(1167)), "{counts:#}");
+    let reports = ["/api/v1/reports/distribution?scheme=REGION", "/api/v1/reports/crosstab?rows=REGION&cols=TIER"];
+    let mut counted = Vec::new();
+    for path in reports {
+        counted.push(ok_json(app.get(path).await, StatusCode::OK).await["rows"].clone());
+    }
+    with_connection(&app, |conn| custclass::store::counts::recount(conn).unwrap()).await;
+    for (path, before) in reports.iter().zip(counted) {
+        assert_eq!(ok_json(app.get(path).await, StatusCode::OK).await["rows"], before, "the counters the import wrote once, at its end, equal a recount: {path}");
+    }
+}
+
+async fn an_import_refused_in_its_last_chunk_leaves_nothing_of_the_earlier_ones(app: TestApp) {
+    archive(&app).await;
+    let reports = ["/api/v1/reports/distribution?scheme=REGION", "/api/v1/reports/crosstab?rows=REGION&cols=TIER"];
+    let mut before = Vec::new();
+    for path in reports {
+        before.push(ok_json(app.get(path).await, StatusCode::OK).await["rows"].clone());
+    }
+    let text = many_chunks().replace("M03400,客户3400,,,02,02,", "M03400,客户3400,,,09,02,");
+    let body = problem(csv(&app, "", &text).await, StatusCode::UNPROCESSABLE_ENTITY, "import_rejected").await;
+    assert_eq!(body["row_errors"], json!([{"row": 3401, "column": "category:REGION", "code": "category_not_found", "message": "no category 09 in scheme REGION"}]));
+    problem(app.get("/api/v1/customers/M00001").await, StatusCode::NOT_FOUND, "customer_not_found").await;
+    assert_eq!(exported_codes(&app, "").await, ["A1", "A2", "A3"]);
+    assert!(app.full_history("A1").await.iter().all(|entry| entry["source"] != "import"));
+    for (path, before) in reports.iter().zip(before) {
+        assert_eq!(ok_json(app.get(path).await, StatusCode::OK).await["rows"], before, "{path}");
+    }
+    // Nothing is left prepared for a later start to decide.
+    let branches = with_connection(&app, |conn| {
+        use custclass::db::schema::import_branches;
+        use diesel::prelude::*;
+        import_branches::table.count().get_result::<i64>(conn).unwrap()
+    })
+    .await;
+    assert_eq!(branches, 0);
+
+    // The same file, corrected, lands.
+    assert_counts(&ok_json(csv(&app, "", &many_chunks()).await, StatusCode::OK).await, 3500, 0, 0, 0);
+}
+
+/// A service that stops between an import's two commits leaves the import's XA branch
+/// prepared; the next start commits it if the import committed and rolls it back if
+/// not. XA is MySQL's: SQLite has one writer and no second connection to commit, so
+/// this test has no SQLite twin.
+mod an_import_branch_left_prepared_is_decided_at_the_next_start {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mysql() {
+        super::branches_left_prepared(super::spawn_app(super::Backend::Mysql).await).await
+    }
+}
+
+/// Begins a branch on a connection of its own that inserts customer `code`, prepares it
+/// and disconnects, as a stopped service would; with the import's row when `committed`.
+async fn leave_branch_prepared(app: &TestApp, id: &'static str, code: &'static str, committed: bool) {
+    with_connection(app, move |conn| {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            name: String,
+        }
+        let database = diesel::sql_query("SELECT DATABASE() AS name").get_result::<Name>(conn).unwrap().name;
+        let xid = format!("X'{}', X'{}'", hex::encode(id), hex::encode(database));
+        if committed {
+            diesel::sql_query(format!("INSERT INTO import_branches (xid, started_at) VALUES ('{id}', NOW(6))")).execute(conn).unwrap();
+        }
+        for statement in [
+            format!("XA START {xid}"),
+            format!("INSERT INTO customers (code, name, status, classification, version, created_at, updated_at) VALUES ('{code}', '{code}', 'active', '[]', 1, NOW(6), NOW(6))"),
+            format!("XA END {xid}"),
+            format!("XA PREPARE {xid}"),
+        ] {
+            diesel::sql_query(statement).execute(conn).unwrap();
+        }
+    })
+    .await
+}
+
+async fn branches_left_prepared(app: TestApp) {
+    archive(&app).await;
+    leave_branch_prepared(&app, "custclass-import-committed", "P1", true).await;
+    leave_branch_prepared(&app, "custclass-import-rolled-back", "Q1", false).await;
+    problem(app.get("/api/v1/customers/P1").await, StatusCode::NOT_FOUND, "customer_not_found").await;
+
+    let restarted = app.replica().await;
+    let mut waited = Duration::ZERO;
+    while restarted.get("/api/v1/customers/P1").await.status() != StatusCode::OK {
+        assert!(waited < Duration::from_secs(10), "the committed import's branch was not committed within 10 s of the start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    }
+    problem(restarted.get("/api/v1/customers/Q1").await, StatusCode::NOT_FOUND, "customer_not_found").await;
+    assert_eq!(exported_codes(&restarted, "").await, ["A1", "A2", "A3", "P1"]);
+    let (prepared, recorded) = with_connection(&app, |conn| {
+        use diesel::prelude::*;
+        #[derive(QueryableByName)]
+        struct Prepared {
+            #[diesel(sql_type = diesel::sql_types::Binary)]
+            data: Vec<u8>,
+        }
+        let prepared = diesel::sql_query("XA RECOVER").load::<Prepared>(conn).unwrap().into_iter().filter(|row| row.data.starts_with(b"custclass-import-committed") || row.data.starts_with(b"custclass-import-rolled-back")).count();
+        (prepared, custclass::db::schema::import_branches::table.count().get_result::<i64>(conn).unwrap())
+    })
+    .await;
+    assert_eq!((prepared, recorded), (0, 0), "both branches decided, and the committed import's row forgotten");
 }
