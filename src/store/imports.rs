@@ -1,10 +1,12 @@
 //! Importing the customer archive (客户档案导入): rows checked as the single-customer
 //! API checks them and written a thousand at a time. New customers are written
-//! set-based (one insert of customers, one of values, their categories
-//! through `assignments::move_many` with history of source `import`, and the
-//! counters); customers that exist and change go through the single-customer writes,
-//! each in a savepoint, so that a row that fails there undoes only itself. The import's
-//! own row in `imports` holds its progress and its report for `GET /imports/{id}`.
+//! set-based (one insert of customers, one of values, their categories through
+//! `assignments::place_new` with history of source `import`, and the counters);
+//! customers that exist and change go through the single-customer writes, each in a
+//! savepoint, so that a row that fails there undoes only itself. An atomic import on
+//! MySQL shares its new customers' chunks with a second writer in an XA branch
+//! (`import_branches`). The import's own row in `imports` holds its progress and its
+//! report for `GET /imports/{id}`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -26,6 +28,7 @@ use crate::domain::restriction::Restriction;
 use crate::domain::import::{read_row, Cell, Column, Edit, ImportFormat, ImportMode, ImportStatus, RowEdit, RowError, ERRORS_LISTED};
 use crate::domain::archive::Field;
 use crate::error::{AppError, ErrorKind};
+use crate::memory::give_back_freed;
 
 use super::assignments::{self, Placement, Provenance};
 use super::attributes::{self, Desired, Effective};
@@ -477,6 +480,7 @@ impl Planner<'_> {
                 chunk.rows = Vec::new();
             }
             planned.send(PlannedChunk { chunk, plan }).map_err(|_| AppError::internal(WRITER_STOPPED))?;
+            give_back_freed();
         }
         Ok(())
     }
@@ -788,6 +792,7 @@ impl Writer<'_> {
                 self.tally.fail_row(errors);
             }
             (self.progress)(&self.tally);
+            give_back_freed();
         }
         if in_one {
             if let Some(companion) = self.companion.take() {
@@ -802,14 +807,15 @@ impl Writer<'_> {
     /// it is free, else on `conn`.
     fn write_in_one(&mut self, conn: &mut DbConnection, plan: Plan, counted: &mut Counted) -> Result<ChunkOutcome, AppError> {
         if !plan.changing.is_empty() {
-            // A change locks rows of existing customers and the gaps beside them, where
-            // the companion's inserts could then wait for this transaction while it
-            // waits for the companion: from here on, this connection writes alone.
+            // A change locks rows of existing customers and, where it checks a unique
+            // key, gaps beside them, where the companion's inserts could then wait for
+            // this transaction while it waits for the companion: from here on, this
+            // connection writes alone.
             if let Some(companion) = self.companion.take() {
                 counted.absorb(companion.finish()?);
             }
         }
-        let Some(companion) = &self.companion else { return self.write_planned(conn, plan, counted) };
+        let Some(companion) = self.companion.as_ref().filter(|_| !plan.creating.is_empty()) else { return self.write_planned(conn, plan, counted) };
         let Plan { at, creating, changing, settled } = plan;
         lock_placements(conn, &self.planner.catalogue, &creating)?;
         let created = creating.len() as u64;
@@ -1049,6 +1055,8 @@ impl Companion {
         let mut counted = Counted::default();
         for (new, at) in chunks {
             create(conn, catalogue, provenance, &new, at, &mut counted)?;
+            drop(new);
+            give_back_freed();
         }
         Ok(counted)
     }
