@@ -7,7 +7,6 @@ pub mod db;
 pub mod demo;
 pub mod domain;
 pub mod error;
-pub mod memory;
 pub mod shutdown;
 pub mod startup;
 pub mod store;

@@ -28,7 +28,6 @@ use crate::domain::restriction::Restriction;
 use crate::domain::import::{read_row, Cell, Column, Edit, ImportFormat, ImportMode, ImportStatus, RowEdit, RowError, ERRORS_LISTED};
 use crate::domain::archive::Field;
 use crate::error::{AppError, ErrorKind};
-use crate::memory::give_back_freed;
 
 use super::assignments::{self, Placement, Provenance};
 use super::attributes::{self, Desired, Effective};
@@ -480,7 +479,6 @@ impl Planner<'_> {
                 chunk.rows = Vec::new();
             }
             planned.send(PlannedChunk { chunk, plan }).map_err(|_| AppError::internal(WRITER_STOPPED))?;
-            give_back_freed();
         }
         Ok(())
     }
@@ -792,7 +790,6 @@ impl Writer<'_> {
                 self.tally.fail_row(errors);
             }
             (self.progress)(&self.tally);
-            give_back_freed();
         }
         if in_one {
             if let Some(companion) = self.companion.take() {
@@ -1055,8 +1052,6 @@ impl Companion {
         let mut counted = Counted::default();
         for (new, at) in chunks {
             create(conn, catalogue, provenance, &new, at, &mut counted)?;
-            drop(new);
-            give_back_freed();
         }
         Ok(counted)
     }
