@@ -128,8 +128,8 @@ async fn the_migration_gives_stored_history_a_direction(app: TestApp) {
     use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
     const MYSQL: EmbeddedMigrations = embed_migrations!("migrations/mysql");
     const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-    // Events, imports, merged customers, duplicate keys, the period index with customer codes, sales totals, report counts, tier order.
-    const REVERTED: [&str; 14] = ["20261205000021", "20261205000020", "20261205000019", "20261205000018", "20261205000017", "20261205000016", "20261205000015", "20261205000014", "20261205000013", "20261205000012", "20261205000011", "20261127000010", "20261127000009", "20261127000008"];
+    // Import branches, relative segmentation, run stops, scheme schedules, event groups, key restrictions, webhooks, events, imports, merged customers, duplicate keys, the period index with customer codes, sales totals, report counts, tier order.
+    const REVERTED: [&str; 15] = ["20261206000022", "20261205000021", "20261205000020", "20261205000019", "20261205000018", "20261205000017", "20261205000016", "20261205000015", "20261205000014", "20261205000013", "20261205000012", "20261205000011", "20261127000010", "20261127000009", "20261127000008"];
 
     ordered_tiers(&app).await;
     app.create_customer("C1", json!({"TIER": "03"})).await;
