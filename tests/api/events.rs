@@ -318,7 +318,10 @@ fn hold_uncommitted_event(database: custclass::db::DatabaseUrl) -> (std::sync::m
             custclass::db::DbConnection::Sqlite(_) => "BEGIN IMMEDIATE",
         };
         diesel::sql_query(begin).execute(&mut session.conn).unwrap();
-        diesel::sql_query("INSERT INTO events (position, event_type, occurred_at, data) VALUES (NULL, 'customer.updated', '2026-01-01 00:00:00', '{\"customer\":\"HELD\",\"version\":2}')")
+        // Stamped now: an older event could be pruned by the replica's retention pass as
+        // soon as it is committed, and the reader's cursor would then have expired.
+        let now = chrono::Utc::now().naive_utc().format("%Y-%m-%d %H:%M:%S");
+        diesel::sql_query(format!("INSERT INTO events (position, event_type, occurred_at, data) VALUES (NULL, 'customer.updated', '{now}', '{{\"customer\":\"HELD\",\"version\":2}}')"))
             .execute(&mut session.conn)
             .unwrap();
         inserted_tx.send(()).unwrap();
