@@ -35,6 +35,23 @@ async fn csv(app: &TestApp, query: &str, text: &str) -> reqwest::Response {
     send(app, query, "text/csv", text.as_bytes().to_vec()).await
 }
 
+/// The rows of the reports that the counters give: the REGION distribution and the
+/// REGION × TIER cross-tab.
+async fn counted_reports(app: &TestApp) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for path in ["/api/v1/reports/distribution?scheme=REGION", "/api/v1/reports/crosstab?rows=REGION&cols=TIER"] {
+        rows.push(ok_json(app.get(path).await, StatusCode::OK).await["rows"].clone());
+    }
+    rows
+}
+
+/// Asserts that the counters an import wrote equal a recount from the assignments.
+async fn assert_counters_equal_a_recount(app: &TestApp) {
+    let counted = counted_reports(app).await;
+    with_connection(app, |conn| custclass::store::counts::recount(conn).unwrap()).await;
+    assert_eq!(counted_reports(app).await, counted, "the counters the import wrote equal a recount");
+}
+
 /// Asserts the counts of a report.
 fn assert_counts(report: &Value, created: u64, updated: u64, unchanged: u64, failed: u64) {
     let counts = [&report["created"], &report["updated"], &report["unchanged"], &report["failed"]];
@@ -116,15 +133,7 @@ async fn an_import_reads_each_format_and_both_encodings(app: TestApp) {
     let counts = ok_json(app.get("/api/v1/reports/distribution?scheme=TIER").await, StatusCode::OK).await;
     let vip = counts["rows"].as_array().unwrap().iter().find(|row| row["code"] == "01").unwrap()["customers"].clone();
     assert_eq!(vip, json!(5), "A1, A2, B1, B4 and B6 are counted in VIP: {counts:#}");
-    let reports = ["/api/v1/reports/distribution?scheme=REGION", "/api/v1/reports/crosstab?rows=REGION&cols=TIER"];
-    let mut counted = Vec::new();
-    for path in reports {
-        counted.push(ok_json(app.get(path).await, StatusCode::OK).await["rows"].clone());
-    }
-    with_connection(&app, |conn| custclass::store::counts::recount(conn).unwrap()).await;
-    for (path, before) in reports.iter().zip(counted) {
-        assert_eq!(ok_json(app.get(path).await, StatusCode::OK).await["rows"], before, "the counters the import wrote equal a recount: {path}");
-    }
+    assert_counters_equal_a_recount(&app).await;
 }
 
 async fn an_atomic_import_with_bad_rows_writes_nothing_and_lists_every_error(app: TestApp) {
@@ -390,33 +399,19 @@ async fn an_import_of_many_chunks_lands_whole_with_its_counts_members_and_histor
     let counts = ok_json(app.get("/api/v1/reports/distribution?scheme=TIER").await, StatusCode::OK).await;
     let of = |code: &str| counts["rows"].as_array().unwrap().iter().find(|row| row["code"] == code).unwrap()["customers"].clone();
     assert_eq!((of("01"), of("02")), (json!(2333 + 2), json!(1167)), "{counts:#}");
-    let reports = ["/api/v1/reports/distribution?scheme=REGION", "/api/v1/reports/crosstab?rows=REGION&cols=TIER"];
-    let mut counted = Vec::new();
-    for path in reports {
-        counted.push(ok_json(app.get(path).await, StatusCode::OK).await["rows"].clone());
-    }
-    with_connection(&app, |conn| custclass::store::counts::recount(conn).unwrap()).await;
-    for (path, before) in reports.iter().zip(counted) {
-        assert_eq!(ok_json(app.get(path).await, StatusCode::OK).await["rows"], before, "the counters the import wrote once, at its end, equal a recount: {path}");
-    }
+    assert_counters_equal_a_recount(&app).await;
 }
 
 async fn an_import_refused_in_its_last_chunk_leaves_nothing_of_the_earlier_ones(app: TestApp) {
     archive(&app).await;
-    let reports = ["/api/v1/reports/distribution?scheme=REGION", "/api/v1/reports/crosstab?rows=REGION&cols=TIER"];
-    let mut before = Vec::new();
-    for path in reports {
-        before.push(ok_json(app.get(path).await, StatusCode::OK).await["rows"].clone());
-    }
+    let before = counted_reports(&app).await;
     let text = many_chunks().replace("M03400,客户3400,,,02,02,", "M03400,客户3400,,,09,02,");
     let body = problem(csv(&app, "", &text).await, StatusCode::UNPROCESSABLE_ENTITY, "import_rejected").await;
     assert_eq!(body["row_errors"], json!([{"row": 3401, "column": "category:REGION", "code": "category_not_found", "message": "no category 09 in scheme REGION"}]));
     problem(app.get("/api/v1/customers/M00001").await, StatusCode::NOT_FOUND, "customer_not_found").await;
     assert_eq!(exported_codes(&app, "").await, ["A1", "A2", "A3"]);
     assert!(app.full_history("A1").await.iter().all(|entry| entry["source"] != "import"));
-    for (path, before) in reports.iter().zip(before) {
-        assert_eq!(ok_json(app.get(path).await, StatusCode::OK).await["rows"], before, "{path}");
-    }
+    assert_eq!(counted_reports(&app).await, before, "the counters are as they were");
     // Nothing is left prepared for a later start to decide.
     let branches = with_connection(&app, |conn| {
         use custclass::db::schema::import_branches;
