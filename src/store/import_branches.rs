@@ -96,10 +96,9 @@ struct Count {
     n: i64,
 }
 
-/// The ids of this database's import branches that are prepared and not yet
+/// The ids of the import branches of `database` that are prepared and not yet
 /// committed or rolled back.
-fn prepared_branches(conn: &mut DbConnection) -> Result<Vec<String>, AppError> {
-    let database = database_name(conn)?;
+fn prepared_branches(conn: &mut DbConnection, database: &str) -> Result<Vec<String>, AppError> {
     let rows = diesel::sql_query("XA RECOVER").load::<Prepared>(conn)?;
     Ok(rows
         .into_iter()
@@ -121,7 +120,7 @@ pub fn resolve_left_behind(conn: &mut DbConnection) -> Result<usize, AppError> {
     }
     let database = database_name(conn)?;
     let mut resolved = 0;
-    for id in &prepared_branches(conn)? {
+    for id in &prepared_branches(conn, &database)? {
         // A running import holds its row until it commits or rolls back; this read
         // waits for that, and sees the row only if the import committed.
         let committed = transaction(conn, |conn| {
@@ -139,7 +138,7 @@ pub fn resolve_left_behind(conn: &mut DbConnection) -> Result<usize, AppError> {
     }
     // A committed import's row whose branch is no longer prepared has done its work.
     // Read without locking, so that only committed rows are seen and removed.
-    let held = prepared_branches(conn)?;
+    let held = prepared_branches(conn, &database)?;
     let recorded: Vec<String> = import_branches::table.select(import_branches::xid).load(conn)?;
     let done: Vec<&String> = recorded.iter().filter(|id| !held.contains(id)).collect();
     if !done.is_empty() {
