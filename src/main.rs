@@ -20,8 +20,8 @@ fn give_back_freed_memory_sooner() {
 
 /// mimalloc asks for transparent huge pages on its arena (`MADV_HUGEPAGE`), so that
 /// every 2 MiB a thread touches becomes resident whole: measured on MariaDB, 43 MB
-/// idle instead of 24, a 100,000-row import's peak 121 MB instead of 72 and a
-/// million's 161 instead of 87, with the same time, and point reads and list pages
+/// idle instead of 31, a 100,000-row import's peak 121 MB instead of 77 and a
+/// million's 161 instead of 93, with the same time, and point reads and list pages
 /// as fast. mimalloc's own switch (`MIMALLOC_ALLOW_THP=0`) is read before `main`, so
 /// the service makes the call it would make, unless that variable is set.
 #[cfg(target_os = "linux")]
