@@ -92,9 +92,13 @@ pub struct Import {
 }
 
 impl Import {
-    fn of(row: ImportRow, running: &RunningImports) -> Result<Self, AppError> {
+    /// `in_memory` is the import's progress in this process (`RunningImports`), read
+    /// before the row: that progress is dropped only once the row holds the end, so
+    /// that, read in this order, a missing one means the row is the latest word. Read
+    /// after the row, a running row could meet progress dropped meanwhile, and show 0.
+    fn of(row: ImportRow, in_memory: Option<u64>) -> Result<Self, AppError> {
         let report = row.report()?;
-        let live = running.rows_done(&row.id).map_or(row.rows_done, |done| (done as i64).max(row.rows_done));
+        let live = in_memory.map_or(row.rows_done, |done| (done as i64).max(row.rows_done));
         let tally = report.as_ref().map(|r| &r.tally);
         Ok(Import {
             status: row.status,
@@ -267,11 +271,11 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
         }
     });
     if prefers_async(&request) {
-        let import = Import::of(started, &state.imports)?;
+        let import = Import::of(started, None)?;
         return Ok(HttpResponse::Accepted().insert_header(("Location", location(&id))).insert_header(("Preference-Applied", "respond-async")).json(import));
     }
     let finished = work.await.unwrap_or_else(|_| Err(AppError::internal("the import's task stopped")))?;
-    let import = Import::of(finished, &state.imports)?;
+    let import = Import::of(finished, None)?;
     if import.status == ImportStatus::Rejected {
         return Err(AppError {
             row_errors: import.errors,
@@ -293,12 +297,13 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
     ))]
 pub async fn get(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
+    let in_memory = state.imports.rows_done(&id);
     let row = state.db.run(move |conn| store::get(conn, &id)).await?;
     // A restricted key sees the imports it made only.
     if auth.caller.restriction.is_some() && row.actor != auth.caller.name {
         return Err(store::import_not_found(&row.id));
     }
-    Ok(HttpResponse::Ok().json(Import::of(row, &state.imports)?))
+    Ok(HttpResponse::Ok().json(Import::of(row, in_memory)?))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
