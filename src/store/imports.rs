@@ -344,8 +344,14 @@ fn lock<'a, 'c>(shared: &'a Shared<'c>) -> Result<std::sync::MutexGuard<'a, &'c 
 /// `SHARD_BUCKETS` buckets, as many as the file's row count needs: one table would
 /// round its buckets up to a power of two, 2,097,152 for a million rows (27 MB) where
 /// eighteen tables have 1,179,648 (15 MB).
-#[derive(Default)]
 struct FirstRows(Vec<HashMap<[u32; 2], u32>>);
+
+/// One table that grows, for a file whose row count is not known.
+impl Default for FirstRows {
+    fn default() -> Self {
+        FirstRows(vec![HashMap::new()])
+    }
+}
 
 /// Buckets of one table of `FirstRows`; it holds seven eighths as many values.
 const SHARD_BUCKETS: usize = 65_536;
@@ -361,9 +367,6 @@ impl FirstRows {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         value.hash(&mut hasher);
         let hash = hasher.finish();
-        if self.0.is_empty() {
-            self.0.push(HashMap::new());
-        }
         let table = (hash % self.0.len() as u64) as usize;
         match self.0[table].entry([(hash >> 32) as u32, hash as u32]) {
             std::collections::hash_map::Entry::Occupied(first) => Some(u64::from(*first.get())),
