@@ -233,13 +233,14 @@ async fn an_import_stores_its_events_together_and_reads_them_one_by_one(app: Tes
     app.create_tiers().await;
     app.create_scheme("REGION", "2").await;
     app.create_category("REGION", "01", "华北").await;
-    let before = feed_of(&app, "", 5).await;
+    // Two schemes and four categories: the cursor goes after all six.
+    let before = feed_of(&app, "", 6).await;
     let cursor = before.last().unwrap()["id"].as_str().unwrap().to_string();
     let file = "code,name,category:TIER,category:REGION\nI1,一,01,01\nI2,二,01,01\nI3,三,02,01\n";
     let imported = app.request(Method::POST, "/api/v1/imports/customers").bearer_auth(&app.admin_key).header("Content-Type", "text/csv").body(file).send().await.unwrap();
     assert_eq!(ok_json(imported, StatusCode::OK).await["created"], 3);
 
-    feed_of(&app, "", 5 + 9).await;
+    feed_of(&app, "", 6 + 9).await;
     let (events, _) = read_feed(&app, Some(&cursor), "", 2).await;
     let seen: Vec<(String, String, String)> = events
         .iter()
