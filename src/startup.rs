@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::dev::Server;
 use actix_cors::Cors;
 use actix_web::http::header::{self, HeaderName};
-use actix_web::middleware::{from_fn, Compress, Condition, ErrorHandlers};
+use actix_web::middleware::{from_fn, Compress, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -82,7 +82,10 @@ pub fn bootstrap_admin_key(pool: &DbPool, configured: Option<&str>) -> Result<Op
 
 /// Browsers on the allowed origins may call every endpoint with a key, send
 /// `If-Match` and JSON, and read the headers a client needs (ETag, Location, the
-/// request id, Retry-After). No cookies are involved, so no credentials mode.
+/// request id, Retry-After). No cookies are involved, so no credentials mode. With no
+/// origin configured the middleware still answers preflights, refusing each one with
+/// 403 `origin_not_allowed` that names the setting; requests without a preflight pass
+/// as they are (a browser then keeps the answer from the page).
 fn cors(origins: &CorsOrigins) -> Cors {
     let cors = Cors::default()
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
@@ -128,10 +131,11 @@ impl Application {
                 .app_data(web::JsonConfig::default().limit(api::JSON_BODY_LIMIT).error_handler(error::json_error))
                 .app_data(web::PathConfig::default().error_handler(error::path_error))
                 .app_data(web::QueryConfig::default().error_handler(error::query_error))
-                .wrap(Condition::new(cors_origins != CorsOrigins::None, cors(&cors_origins)))
+                .wrap(cors(&cors_origins))
                 .wrap(ErrorHandlers::new().default_handler(error::ensure_problem_json))
                 .wrap(Compress::default())
                 .wrap(from_fn(telemetry::middleware))
+                .wrap(from_fn(api::paths::normalize))
                 .configure(api::health::routes)
                 .configure(api::configure)
                 .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(utoipa_swagger_ui::Config::new([api::health::OPENAPI_PATH])))

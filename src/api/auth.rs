@@ -114,7 +114,9 @@ impl<S: RequiredScope, P: RestrictionPolicy> FromRequest for Auth<S, P> {
 /// answers 401 whatever its body, query or headers hold (and no body is read for
 /// it). A path that matches no endpoint passes through to the 404.
 pub async fn authenticate(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if req.resource_map().has_resource(req.path()) {
+    // The router's reading of the path (escapes decoded), so that no spelling of an
+    // endpoint's path reaches it without a key.
+    if req.resource_map().has_resource(req.match_info().get_ref().path()) {
         let state = req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| AppError::internal("application state missing"))?;
         let secret = bearer_token(req.request())?;
         let caller = state.keys.authenticate(&state.db, secret).await?;

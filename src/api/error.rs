@@ -144,7 +144,26 @@ pub fn ensure_problem_json<B: MessageBody + 'static>(response: ServiceResponse<B
         return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
     }
     let request = response.request();
-    let (kind, code, detail) = match response.status() {
+    let cors = response.response().error().and_then(|error| error.as_error::<actix_cors::CorsError>());
+    let (kind, code, detail) = match (cors, response.status()) {
+        (Some(actix_cors::CorsError::OriginNotAllowed), _) => {
+            let origin = request.headers().get(header::ORIGIN).and_then(|value| value.to_str().ok()).unwrap_or("(none)");
+            log::warn!("refused a cross-origin request from origin {origin}: it is not in CORS_ALLOWED_ORIGINS");
+            (
+                ErrorKind::Forbidden,
+                "origin_not_allowed",
+                format!("browsers on origin {origin} may not call this service; the operator allows origins with the setting CORS_ALLOWED_ORIGINS"),
+            )
+        }
+        (Some(refused), _) => {
+            log::warn!("refused a cross-origin preflight: {refused}");
+            (
+                ErrorKind::BadRequest,
+                "cors_preflight_invalid",
+                format!("{refused}; allowed are the methods GET, POST, PUT, PATCH, DELETE and the headers Authorization, If-Match, Content-Type, Accept, X-Request-Id, Prefer"),
+            )
+        }
+        (None, status) => match status {
         StatusCode::NOT_FOUND => (ErrorKind::NotFound, "route_not_found", format!("no endpoint at {}", request.path())),
         StatusCode::METHOD_NOT_ALLOWED => {
             (ErrorKind::MethodNotAllowed, "method_not_allowed", format!("{} is not allowed on {}", request.method(), request.path()))
@@ -156,6 +175,7 @@ pub fn ensure_problem_json<B: MessageBody + 'static>(response: ServiceResponse<B
         StatusCode::SERVICE_UNAVAILABLE => (ErrorKind::Unavailable, "service_unavailable", "the service is unavailable".to_string()),
         status if status.is_server_error() => (ErrorKind::Internal, "internal_error", "an unexpected error occurred".to_string()),
         _ => (ErrorKind::BadRequest, "bad_request", "the request could not be processed".to_string()),
+        },
     };
     let (request, original) = response.into_parts();
     let mut problem = AppError::new(kind, code, detail).error_response();

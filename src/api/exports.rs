@@ -18,6 +18,7 @@ use crate::api::openapi::{CsvTable, NdjsonLines, Workbook};
 use crate::api::spreadsheet::{Format, NDJSON, XLSX};
 use crate::api::{blocking_failed, AppState, FieldErrors};
 use crate::domain::archive::{Layout, Value};
+use crate::domain::formula;
 use crate::error::AppError;
 use crate::store::customer_search::Filters;
 use crate::store::exports::{self as store, ExportPage, Record};
@@ -131,6 +132,7 @@ impl Pages {
 }
 
 /// Records as CSV lines; with `header`, the byte-order mark and the header row first.
+/// Texts that a spreadsheet would run as formulas are written guarded (`domain::formula`).
 fn csv_bytes(header: bool, columns: &[String], records: &[Record]) -> Result<Bytes, AppError> {
     let start = if header { b"\xEF\xBB\xBF".to_vec() } else { Vec::new() };
     let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(start);
@@ -139,7 +141,13 @@ fn csv_bytes(header: bool, columns: &[String], records: &[Record]) -> Result<Byt
         writer.write_record(columns).map_err(fail)?;
     }
     for record in records {
-        writer.write_record(record.iter().map(|cell| cell.as_ref().map(Value::text).unwrap_or_default())).map_err(fail)?;
+        writer
+            .write_record(record.iter().map(|cell| match cell {
+                Some(Value::Text(text)) => formula::guard(text).into_owned(),
+                Some(value) => value.text(),
+                None => String::new(),
+            }))
+            .map_err(fail)?;
     }
     writer.into_inner().map(Bytes::from).map_err(|e| AppError::internal(format!("writing CSV: {e}")))
 }

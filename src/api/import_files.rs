@@ -13,7 +13,11 @@ use encoding_rs::GB18030;
 use encoding_rs_io::DecodeReaderBytesBuilder;
 
 use crate::domain::archive::Value;
-use crate::domain::import::{read_header, Cell, Column, ImportFormat, Malformed, QuotingCheck, MAX_BYTES, MAX_ROWS};
+use crate::domain::formula;
+use crate::domain::import::{
+    read_header, Cell, Column, ImportFormat, Limit, Malformed, QuotingCheck, MAX_BYTES, MAX_CELL_BYTES, MAX_COLUMNS, MAX_ROWS, MAX_ROW_BYTES, MAX_SHARED_STRINGS,
+    MAX_WORKBOOK_PART, MAX_WORKBOOK_UNPACKED,
+};
 use crate::error::{AppError, ErrorKind};
 
 /// Bytes read from the spooled file at a time.
@@ -66,8 +70,7 @@ impl Upload {
 /// What the check of a whole file found.
 #[derive(Debug, Clone)]
 pub struct Checked {
-    /// Data rows, when the format tells them before reading (CSV and NDJSON always,
-    /// a workbook by its dimensions).
+    /// Data rows, counted by the check (blank rows included).
     pub rows_total: Option<u64>,
     pub encoding: TextEncoding,
     /// NDJSON: every key, in order of first appearance (its "header").
@@ -80,6 +83,14 @@ fn malformed(format: ImportFormat, broken: Malformed) -> AppError {
         ImportFormat::Ndjson => "NDJSON",
         ImportFormat::Xlsx => ".xlsx",
     };
+    if let Some(limit) = broken.limit {
+        let code = match limit {
+            Limit::Columns => "too_many_columns",
+            Limit::CellBytes => "cell_too_large",
+            Limit::RowBytes => "row_too_large",
+        };
+        return AppError::new(ErrorKind::PayloadTooLarge, code, format!("the {what} file is refused at row {}, byte {}: {}", broken.row, broken.byte, broken.message));
+    }
     AppError {
         row_errors: vec![crate::domain::import::RowError { row: broken.row, column: None, code: "malformed_file".into(), message: broken.message.clone(), byte: Some(broken.byte) }],
         ..AppError::bad_request("malformed_file", format!("the {what} file breaks at row {}, byte {}: {}", broken.row, broken.byte, broken.message))
@@ -154,7 +165,7 @@ fn check_csv(file: &mut File, declared: Option<TextEncoding>) -> Result<Checked,
         (None, Some((row, byte))) => {
             file.seek(SeekFrom::Start(0)).map_err(spool_failed)?;
             check_gb18030(file).map_err(|_| {
-                malformed(ImportFormat::Csv, Malformed { row, byte, message: "the bytes are neither UTF-8 nor GB18030; save the file as CSV UTF-8 or CSV (GB18030)".into() })
+                malformed(ImportFormat::Csv, Malformed::at(row, byte, "the bytes are neither UTF-8 nor GB18030; save the file as CSV UTF-8 or CSV (GB18030)"))
             })?;
             TextEncoding::Gb18030
         }
@@ -181,17 +192,27 @@ fn check_gb18030(file: &mut File) -> Result<(), ()> {
 }
 
 fn ndjson_error(row: u64, byte: u64, error: &serde_json::Error) -> AppError {
-    malformed(ImportFormat::Ndjson, Malformed { row, byte: byte + error.column().saturating_sub(1) as u64, message: format!("each line must be one JSON object: {error}") })
+    malformed(ImportFormat::Ndjson, Malformed::at(row, byte + error.column().saturating_sub(1) as u64, format!("each line must be one JSON object: {error}")))
 }
 
-/// Each line one JSON object; the keys, in order, stand for the header.
+/// Reads one line of at most `MAX_ROW_BYTES` into `line`; 413 for a longer one.
+fn read_line(reader: &mut BufReader<&mut File>, line: &mut Vec<u8>, row: u64, byte: u64) -> Result<usize, AppError> {
+    line.clear();
+    let read = reader.by_ref().take(MAX_ROW_BYTES + 1).read_until(b'\n', line).map_err(spool_failed)?;
+    if read as u64 > MAX_ROW_BYTES {
+        return Err(malformed(ImportFormat::Ndjson, Malformed::beyond(Limit::RowBytes, row, byte)));
+    }
+    Ok(read)
+}
+
+/// Each line one JSON object; the keys, in order, stand for the header: at most
+/// `MAX_COLUMNS` of them, each value at most `MAX_CELL_BYTES` as text.
 fn check_ndjson(file: &mut File) -> Result<Checked, AppError> {
     let mut reader = BufReader::with_capacity(BLOCK, file);
     let (mut keys, mut known): (Vec<String>, std::collections::HashSet<String>) = Default::default();
     let (mut line, mut row, mut byte, mut rows) = (Vec::new(), 0u64, 0u64, 0u64);
     loop {
-        line.clear();
-        let read = reader.read_until(b'\n', &mut line).map_err(spool_failed)?;
+        let read = read_line(&mut reader, &mut line, row + 1, byte)?;
         if read == 0 {
             break;
         }
@@ -199,8 +220,19 @@ fn check_ndjson(file: &mut File) -> Result<Checked, AppError> {
         if !line.iter().all(u8::is_ascii_whitespace) {
             let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&line).map_err(|e| ndjson_error(row, byte, &e))?;
             rows += 1;
-            for key in object.keys() {
-                if known.insert(key.clone()) {
+            for (key, value) in &object {
+                let text_bytes = match value {
+                    serde_json::Value::String(text) => text.len(),
+                    other => other.to_string().len(),
+                };
+                if text_bytes as u64 > MAX_CELL_BYTES {
+                    return Err(malformed(ImportFormat::Ndjson, Malformed::beyond(Limit::CellBytes, row, byte)));
+                }
+                if !known.contains(key) {
+                    if keys.len() == MAX_COLUMNS {
+                        return Err(malformed(ImportFormat::Ndjson, Malformed::beyond(Limit::Columns, row, byte)));
+                    }
+                    known.insert(key.clone());
                     keys.push(key.clone());
                 }
             }
@@ -211,7 +243,7 @@ fn check_ndjson(file: &mut File) -> Result<Checked, AppError> {
 }
 
 fn not_a_workbook(error: impl std::fmt::Display) -> AppError {
-    malformed(ImportFormat::Xlsx, Malformed { row: 0, byte: 0, message: format!("not a readable .xlsx workbook: {error}") })
+    malformed(ImportFormat::Xlsx, Malformed::at(0, 0, format!("not a readable .xlsx workbook: {error}")))
 }
 
 fn open_workbook(file: &mut File) -> Result<(Xlsx<BufReader<&mut File>>, String), AppError> {
@@ -220,12 +252,191 @@ fn open_workbook(file: &mut File) -> Result<(Xlsx<BufReader<&mut File>>, String)
     Ok((workbook, sheet))
 }
 
-/// Data rows of the first sheet by its dimensions.
+fn workbook_too_large(detail: String) -> AppError {
+    AppError::new(ErrorKind::PayloadTooLarge, "workbook_too_large", detail)
+}
+
+/// The most parts a workbook may have (one with a sheet has a dozen or so).
+const MAX_WORKBOOK_PARTS: u64 = 1_000;
+/// The largest central directory (the list of parts) a workbook may have.
+const MAX_CENTRAL_DIRECTORY: u64 = 1024 * 1024;
+/// How far from the end of a zip file its end record may be (22 bytes and a comment).
+const END_RECORD_REACH: u64 = 22 + 65_535;
+
+fn le_u16(bytes: &[u8], at: usize) -> u64 {
+    u64::from(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> u64 {
+    u64::from(u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes")))
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes"))
+}
+
+/// The number of parts and the size of the central directory that a zip file's end
+/// record (and its zip64 record, when there is one) announces. The zip reader loads
+/// the whole central directory into memory before anything can be asked of it, so
+/// this is read first; a file without an end record is left to the zip reader to
+/// refuse.
+fn central_directory(file: &mut File) -> Result<Option<(u64, u64)>, AppError> {
+    let length = file.seek(SeekFrom::End(0)).map_err(spool_failed)?;
+    let start = length.saturating_sub(END_RECORD_REACH);
+    file.seek(SeekFrom::Start(start)).map_err(spool_failed)?;
+    let mut tail = Vec::with_capacity((length - start) as usize);
+    file.read_to_end(&mut tail).map_err(spool_failed)?;
+    let Some(end) = (0..tail.len().saturating_sub(21)).rev().find(|&at| tail[at..at + 4] == [0x50, 0x4b, 0x05, 0x06]) else { return Ok(None) };
+    let (mut parts, mut size) = (le_u16(&tail, end + 10), le_u32(&tail, end + 12));
+    // A zip64 locator, 20 bytes before the end record, points at the zip64 record.
+    let locator = end.checked_sub(20).filter(|&at| tail[at..at + 4] == [0x50, 0x4b, 0x06, 0x07]);
+    if let Some(locator) = locator {
+        let record_at = le_u64(&tail, locator + 8);
+        let mut record = [0u8; 56];
+        file.seek(SeekFrom::Start(record_at)).map_err(spool_failed)?;
+        file.read_exact(&mut record).map_err(|_| not_a_workbook("its zip64 end record is cut off"))?;
+        if record[..4] != [0x50, 0x4b, 0x06, 0x06] {
+            return Err(not_a_workbook("its zip64 end record is not where its locator says"));
+        }
+        (parts, size) = (parts.max(le_u64(&record, 32)), size.max(le_u64(&record, 40)));
+    }
+    Ok(Some((parts, size)))
+}
+
+/// What a scan of one XML part of a workbook found.
+#[derive(Default)]
+struct PartScan {
+    bytes: u64,
+    /// Bytes since the last `<` or `>`: the text of a cell, or one tag.
+    run: u64,
+    longest_run: u64,
+    /// The element name being read after a `<`, while it is short.
+    name: Vec<u8>,
+    in_name: bool,
+    /// Elements named `si` (a shared string), with any namespace prefix.
+    shared_strings: u64,
+}
+
+impl PartScan {
+    fn feed(&mut self, block: &[u8]) {
+        self.bytes += block.len() as u64;
+        for &byte in block {
+            if byte == b'<' || byte == b'>' {
+                self.longest_run = self.longest_run.max(self.run);
+                self.run = 0;
+            } else {
+                self.run += 1;
+            }
+            if self.in_name {
+                if byte.is_ascii_whitespace() || byte == b'>' || byte == b'/' {
+                    self.in_name = false;
+                    if self.name == b"si" || self.name.ends_with(b":si") {
+                        self.shared_strings += 1;
+                    }
+                } else if self.name.len() < 16 {
+                    self.name.push(byte);
+                } else {
+                    self.in_name = false;
+                }
+            }
+            if byte == b'<' {
+                self.in_name = true;
+                self.name.clear();
+            }
+        }
+    }
+}
+
+/// Unpacks every part of the workbook once, as a stream, before the reader holds any
+/// of them: the parts together unpack to at most `MAX_WORKBOOK_UNPACKED`; a part the
+/// reader holds in memory (all but the sheets) to `MAX_WORKBOOK_PART`, with at most
+/// `MAX_SHARED_STRINGS` shared strings; and no cell or tag of an XML part is longer
+/// than a cell may be, once its characters are escaped.
+fn check_workbook_parts(file: &mut File) -> Result<(), AppError> {
+    if let Some((parts, size)) = central_directory(file)? {
+        if parts > MAX_WORKBOOK_PARTS || size > MAX_CENTRAL_DIRECTORY {
+            return Err(workbook_too_large(format!("the workbook lists {parts} parts in {size} bytes; a workbook takes at most {MAX_WORKBOOK_PARTS} parts")));
+        }
+    }
+    file.seek(SeekFrom::Start(0)).map_err(spool_failed)?;
+    let mut archive = zip::ZipArchive::new(BufReader::with_capacity(BLOCK, &mut *file)).map_err(not_a_workbook)?;
+    let mut buffer = vec![0u8; BLOCK];
+    let mut unpacked = 0u64;
+    for index in 0..archive.len() {
+        let mut part = archive.by_index(index).map_err(not_a_workbook)?;
+        let name = part.name().map_err(not_a_workbook)?.into_owned();
+        let limit = if name.starts_with("xl/worksheets/") { MAX_WORKBOOK_UNPACKED } else { MAX_WORKBOOK_PART };
+        let is_xml = name.ends_with(".xml") || name.ends_with(".rels");
+        let mut scan = PartScan::default();
+        loop {
+            let read = part.read(&mut buffer).map_err(not_a_workbook)?;
+            if read == 0 {
+                break;
+            }
+            unpacked += read as u64;
+            if is_xml {
+                scan.feed(&buffer[..read]);
+            } else {
+                scan.bytes += read as u64;
+            }
+            if scan.bytes > limit || unpacked > MAX_WORKBOOK_UNPACKED {
+                let mb = |bytes: u64| bytes / (1024 * 1024);
+                return Err(workbook_too_large(format!(
+                    "the workbook unpacks to more than it may: part {} to over {} MB (a sheet may take {} MB, every other part {} MB, all together {} MB); save it as CSV",
+                    crate::domain::import::shortened(name),
+                    mb(scan.bytes),
+                    mb(MAX_WORKBOOK_UNPACKED),
+                    mb(MAX_WORKBOOK_PART),
+                    mb(MAX_WORKBOOK_UNPACKED)
+                )));
+            }
+        }
+        // A character escaped as `&#x10FFFF;` takes ten bytes; a cell of the most
+        // characters, all escaped, is still shorter than this.
+        if scan.longest_run.max(scan.run) > MAX_CELL_BYTES * 10 {
+            return Err(AppError::new(ErrorKind::PayloadTooLarge, "cell_too_large", format!("part {} of the workbook holds a cell longer than {} KB; no field takes that much", crate::domain::import::shortened(name), MAX_CELL_BYTES / 1024)));
+        }
+        if scan.shared_strings > MAX_SHARED_STRINGS {
+            return Err(workbook_too_large(format!("the workbook has over {MAX_SHARED_STRINGS} shared strings; save it as CSV, which has no such limit")));
+        }
+    }
+    Ok(())
+}
+
+/// Data rows of the first sheet, counted cell by cell (its `dimension` may say
+/// anything): at most `MAX_ROWS`, each at most `MAX_COLUMNS` wide, no text cell over
+/// `MAX_CELL_BYTES`.
 fn workbook_rows(file: &mut File) -> Result<Option<u64>, AppError> {
+    check_workbook_parts(file)?;
+    file.seek(SeekFrom::Start(0)).map_err(spool_failed)?;
     let (mut workbook, sheet) = open_workbook(file)?;
-    let cells = workbook.worksheet_cells_reader(&sheet).map_err(not_a_workbook)?;
-    let dimensions = cells.dimensions();
-    Ok(Some(if dimensions.len() == 0 { 0 } else { u64::from(dimensions.end.0) }))
+    let mut cells = workbook.worksheet_cells_reader(&sheet).map_err(not_a_workbook)?;
+    let (mut rows, mut last_row, mut cells_in_row) = (0u64, None, 0usize);
+    loop {
+        let next = cells.next_cell().map_err(|error| malformed(ImportFormat::Xlsx, Malformed::at(rows + 1, 0, format!("the sheet cannot be read: {error}"))))?;
+        let Some(cell) = next else { break };
+        let (row, column) = cell.get_position();
+        if last_row != Some(row) {
+            last_row = Some(row);
+            cells_in_row = 0;
+            rows += 1;
+            // The header is row 1; `rows` counts it until the end.
+            if rows > MAX_ROWS + 1 {
+                return Err(too_many_rows(rows - 1));
+            }
+        }
+        cells_in_row += 1;
+        // A cell may name a column twice; the count bounds what the reader gathers.
+        if column as usize >= MAX_COLUMNS || cells_in_row > MAX_COLUMNS {
+            return Err(malformed(ImportFormat::Xlsx, Malformed::beyond(Limit::Columns, u64::from(row) + 1, 0)));
+        }
+        if let DataRef::String(text) = cell.get_value() {
+            if text.len() as u64 > MAX_CELL_BYTES {
+                return Err(malformed(ImportFormat::Xlsx, Malformed::beyond(Limit::CellBytes, u64::from(row) + 1, 0)));
+            }
+        }
+    }
+    Ok(Some(rows.saturating_sub(1)))
 }
 
 /// What reading a file yields: first the header, then each row's cells by column index.
@@ -263,7 +474,7 @@ fn read_csv(file: &mut File, encoding: TextEncoding, visit: &mut impl FnMut(Even
     let mut row = 0u64;
     let broken = |row: u64, error: csv::Error| {
         let byte = error.position().map_or(0, |position| position.byte());
-        malformed(ImportFormat::Csv, Malformed { row, byte, message: error.to_string() })
+        malformed(ImportFormat::Csv, Malformed::at(row, byte, error.to_string()))
     };
     while reader.read_record(&mut record).map_err(|e| broken(row + 1, e))? {
         row += 1;
@@ -272,7 +483,8 @@ fn read_csv(file: &mut File, encoding: TextEncoding, visit: &mut impl FnMut(Even
             header_event(&headers, visit)?;
             continue;
         }
-        visit(Event::Row { row, cells: record.iter().map(Cell::of_text).enumerate().collect() })?;
+        // An export guards formula-like texts with a leading `'` (`domain::formula`).
+        visit(Event::Row { row, cells: record.iter().map(|field| Cell::of_text(formula::unguard(field))).enumerate().collect() })?;
     }
     if row == 0 {
         header_event(&[], visit)?;
@@ -296,8 +508,7 @@ fn read_ndjson(file: &mut File, keys: &[String], visit: &mut impl FnMut(Event) -
     let mut reader = BufReader::with_capacity(BLOCK, file);
     let (mut line, mut row, mut byte) = (Vec::new(), 1u64, 0u64);
     loop {
-        line.clear();
-        let read = reader.read_until(b'\n', &mut line).map_err(spool_failed)?;
+        let read = read_line(&mut reader, &mut line, row, byte)?;
         if read == 0 {
             return Ok(());
         }
@@ -365,7 +576,7 @@ fn read_workbook(file: &mut File, visit: &mut impl FnMut(Event) -> Result<(), Ap
     loop {
         let next = cells.next_cell().map_err(|error| {
             let row = current.as_ref().map_or(0, |(row, _)| u64::from(*row) + 1);
-            malformed(ImportFormat::Xlsx, Malformed { row, byte: 0, message: format!("the sheet cannot be read: {error}") })
+            malformed(ImportFormat::Xlsx, Malformed::at(row, 0, format!("the sheet cannot be read: {error}")))
         })?;
         let Some(cell) = next else { break };
         let (row, column) = cell.get_position();

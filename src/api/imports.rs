@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::auth::{Auth, Read, Write, Caller, Restrictable};
 use crate::api::error::Problem;
-use crate::api::openapi::UploadedFile;
+use crate::api::openapi::{MultipartUpload, UploadedFile};
 use crate::api::import_files::{self, Event, TextEncoding, Upload};
 use crate::api::runs::prefers_async;
 use crate::api::spreadsheet::{CSV, NDJSON, XLSX};
@@ -128,9 +128,39 @@ fn unsupported(detail: String) -> AppError {
     AppError::new(ErrorKind::UnsupportedMediaType, "unsupported_media_type", detail)
 }
 
+const MULTIPART: &str = "multipart/form-data";
+
+/// The content type of the request, as text.
+fn content_type_of(request: &HttpRequest) -> &str {
+    request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("")
+}
+
+fn is_multipart(content_type: &str) -> bool {
+    content_type.split(';').next().is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case(MULTIPART))
+}
+
+/// The format of a browser's `file` part: by the file name's extension, since browsers
+/// name spreadsheets and CSV files with varying types (`application/vnd.ms-excel` for a
+/// .csv on Windows, or none), else by the part's own content type.
+fn format_of_part(file_name: Option<&str>, content_type: &str) -> Result<(ImportFormat, Option<TextEncoding>), AppError> {
+    let extension = file_name.and_then(|name| name.rsplit_once('.')).map(|(_, extension)| extension.to_ascii_lowercase());
+    let by_name = match extension.as_deref() {
+        Some("csv" | "txt") => Some(ImportFormat::Csv),
+        Some("xlsx") => Some(ImportFormat::Xlsx),
+        Some("ndjson" | "jsonl") => Some(ImportFormat::Ndjson),
+        _ => None,
+    };
+    match by_name {
+        Some(format) => {
+            let declared = format_of(content_type).ok().and_then(|(_, declared)| declared);
+            Ok((format, declared.filter(|_| format == ImportFormat::Csv)))
+        }
+        None => format_of(content_type),
+    }
+}
+
 /// The format by `Content-Type`, and for CSV the charset it names.
-fn format_of(request: &HttpRequest) -> Result<(ImportFormat, Option<TextEncoding>), AppError> {
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+fn format_of(content_type: &str) -> Result<(ImportFormat, Option<TextEncoding>), AppError> {
     let mut parts = content_type.split(';').map(str::trim);
     let media_type = parts.next().unwrap_or("").to_ascii_lowercase();
     let charset = parts.filter_map(|part| part.split_once('=')).find(|(name, _)| name.trim().eq_ignore_ascii_case("charset")).map(|(_, value)| value.trim().trim_matches('"').to_ascii_lowercase());
@@ -138,7 +168,7 @@ fn format_of(request: &HttpRequest) -> Result<(ImportFormat, Option<TextEncoding
         CSV => ImportFormat::Csv,
         NDJSON | "application/ndjson" | "application/jsonl" => ImportFormat::Ndjson,
         XLSX => ImportFormat::Xlsx,
-        _ => return Err(unsupported(format!("send the file as {CSV} (UTF-8 or charset=gb18030), {NDJSON} or {XLSX}; got {content_type:?}"))),
+        _ => return Err(unsupported(format!("send the file as {CSV} (UTF-8 or charset=gb18030), {NDJSON} or {XLSX}, or as the part `file` of {MULTIPART}; got {content_type:?}"))),
     };
     let declared = match charset.as_deref() {
         None | Some("utf-8" | "utf8") => None,
@@ -160,6 +190,47 @@ async fn spool(mut upload: Upload, mut gathered: Vec<u8>) -> Result<(Upload, Vec
     })
     .await
     .map_err(blocking_failed("reading the upload"))?
+}
+
+/// Writes a body (or a part of one) to a spooled file of `format`. The body is gathered
+/// a megabyte at a time and written to the file on the blocking pool, so that no file
+/// write runs on an async worker.
+async fn spool_body<E: std::fmt::Display>(format: ImportFormat, declared: Option<TextEncoding>, body: impl futures_util::Stream<Item = Result<web::Bytes, E>>) -> Result<Upload, AppError> {
+    let mut upload = web::block(move || Upload::new(format, declared)).await.map_err(blocking_failed("reading the upload"))??;
+    let mut body = std::pin::pin!(body);
+    let mut gathered = Vec::with_capacity(SPOOL_CHUNK);
+    while let Some(piece) = body.next().await {
+        let piece = piece.map_err(|e| AppError::bad_request("body_unreadable", format!("the upload broke off: {e}")))?;
+        gathered.extend_from_slice(&piece);
+        if gathered.len() >= SPOOL_CHUNK {
+            (upload, gathered) = spool(upload, gathered).await?;
+        }
+    }
+    Ok(spool(upload, gathered).await?.0)
+}
+
+fn invalid_multipart(detail: impl Into<String>) -> AppError {
+    AppError::bad_request("invalid_multipart", detail)
+}
+
+/// The one part named `file` of a `multipart/form-data` body, as a browser's form or
+/// `FormData` sends a file input; any other part is refused, so nothing unread is lost.
+async fn spool_multipart(request: &HttpRequest, body: web::Payload) -> Result<Upload, AppError> {
+    let mut parts = actix_multipart::Multipart::new(request.headers(), body);
+    let mut upload = None;
+    while let Some(part) = parts.next().await {
+        let part = part.map_err(|e| invalid_multipart(format!("the multipart body cannot be read: {e}")))?;
+        match (part.name(), &upload) {
+            (Some("file"), None) => {}
+            (Some("file"), Some(_)) => return Err(invalid_multipart("send one part named file; this body has two")),
+            (name, _) => return Err(invalid_multipart(format!("send the file as the one part named file; this body has a part named {:?}", name.unwrap_or("")))),
+        }
+        let file_name = part.content_disposition().and_then(|disposition| disposition.get_filename()).map(str::to_string);
+        let content_type = part.content_type().map(|mime| mime.to_string()).unwrap_or_default();
+        let (format, declared) = format_of_part(file_name.as_deref(), &content_type)?;
+        upload = Some(spool_body(format, declared, part).await?);
+    }
+    upload.ok_or_else(|| invalid_multipart("the multipart body has no part named file"))
 }
 
 fn location(id: &str) -> String {
@@ -217,19 +288,27 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
         (UploadedFile = "text/csv"),
         (UploadedFile = "application/x-ndjson"),
         (UploadedFile = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        (MultipartUpload = "multipart/form-data"),
     )),
     responses(
         (status = 200, description = "The import's report (also with a dry run, and with `atomic=false` when rows failed)", body = Import, headers(("Location" = String))),
         (status = 202, description = "With `Prefer: respond-async`: the file is checked and the import runs; follow `Location`", body = Import,
             headers(("Location" = String), ("Preference-Applied" = String, description = "`respond-async`"))),
-        (status = 400, description = "`malformed_file` (with the row and byte where it broke), `invalid_query`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`malformed_file` (with the row and byte where it broke), `invalid_multipart`, `invalid_query`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`concurrent_update`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`import_too_large`: more than 200 MB or 1,000,000 rows", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`import_too_large`: more than 200 MB or 1,000,000 rows; `too_many_columns`: more than 200 columns; `cell_too_large`: a cell over 32 KB; `row_too_large`: an NDJSON line over 6.25 MB; `workbook_too_large`: a workbook that unpacks to more than 1 GB, a part other than a sheet to more than 32 MB, or over 1,000,000 shared strings", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`import_rejected` (atomic, with bad rows: nothing was written; `row_errors` lists every error), `unknown_columns`, `repeated_columns`, `code_column_missing`, `transaction_too_large` (an atomic import above a Galera cluster's write-set limits; nothing was written)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, request: HttpRequest, query: web::Query<ImportQuery>, mut body: web::Payload) -> Result<HttpResponse, AppError> {
-    let (format, declared) = format_of(&request)?;
+pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, request: HttpRequest, query: web::Query<ImportQuery>, body: web::Payload) -> Result<HttpResponse, AppError> {
+    let content_type = content_type_of(&request);
+    let upload = if is_multipart(content_type) {
+        spool_multipart(&request, body).await?
+    } else {
+        let (format, declared) = format_of(content_type)?;
+        spool_body(format, declared, body).await?
+    };
+    let format = upload.format;
     let query = query.into_inner();
     let options = ImportOptions {
         mode: query.mode.unwrap_or(ImportMode::Upsert),
@@ -237,18 +316,7 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
         dry_run: query.dry_run.unwrap_or(false),
         ignore_unknown_columns: query.ignore_unknown_columns.unwrap_or(false),
     };
-    let mut upload = web::block(move || Upload::new(format, declared)).await.map_err(blocking_failed("reading the upload"))??;
-    // The body is gathered a megabyte at a time and written to the file on the blocking
-    // pool, so that no file write runs on an async worker.
-    let mut gathered = Vec::with_capacity(SPOOL_CHUNK);
-    while let Some(piece) = body.next().await {
-        let piece = piece.map_err(|e| AppError::bad_request("body_unreadable", format!("the upload broke off: {e}")))?;
-        gathered.extend_from_slice(&piece);
-        if gathered.len() >= SPOOL_CHUNK {
-            (upload, gathered) = spool(upload, gathered).await?;
-        }
-    }
-    let (mut upload, _) = spool(upload, gathered).await?;
+    let mut upload = upload;
     let (upload, checked) = web::block(move || import_files::check(&mut upload).map(|checked| (upload, checked))).await.map_err(blocking_failed("reading the upload"))??;
     let id = uuid::Uuid::new_v4().to_string();
     let caller = auth.caller;

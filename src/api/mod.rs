@@ -6,6 +6,7 @@ pub mod attributes;
 pub mod auth;
 pub mod categories;
 pub mod paging;
+pub mod paths;
 pub mod customers;
 pub mod data_quality;
 pub mod duplicates;

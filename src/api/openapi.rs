@@ -36,7 +36,7 @@ use super::{api_keys, assignments, attributes, categories, customers, data_quali
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
     ),
-    components(schemas(Problem, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines, UploadedFile)),
+    components(schemas(Problem, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines, UploadedFile, MultipartUpload)),
     modifiers(&Security, &CommonResponses),
     security(("bearer" = [])),
     tags(
@@ -269,6 +269,26 @@ impl utoipa::PartialSchema for UploadedFile {
     }
 }
 
+/// A file sent from a browser's form: `multipart/form-data` with one part, `file`.
+pub struct MultipartUpload;
+
+impl utoipa::PartialSchema for MultipartUpload {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "file",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+                    .description(Some("The file, read as its name's extension says (.csv, .xlsx, .ndjson or .jsonl), else as the part's content type says")),
+            )
+            .required("file")
+            .description(Some("A browser's file input (`FormData` with one field, `file`); any other part is refused with `invalid_multipart`"))
+            .into()
+    }
+}
+
 /// Components whose schema is written by hand (`PartialSchema` above) are named after their type.
 macro_rules! named_after_type {
     ($($schema:ident),+) => {$(
@@ -280,7 +300,7 @@ macro_rules! named_after_type {
     )+};
 }
 
-named_after_type!(AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines, UploadedFile);
+named_after_type!(AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines, UploadedFile, MultipartUpload);
 
 /// The document as `custclass openapi` prints it and `openapi/openapi.json` stores it.
 pub fn document_json() -> String {

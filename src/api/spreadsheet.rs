@@ -117,7 +117,8 @@ impl Sheet {
         for row in &self.rows {
             writer
                 .write_record(row.iter().map(|cell| match cell {
-                    Cell::Text(text) | Cell::Decimal(text) => text.clone(),
+                    Cell::Text(text) => crate::domain::formula::guard(text).into_owned(),
+                    Cell::Decimal(text) => text.clone(),
                     Cell::Integer(number) => number.to_string(),
                     Cell::Empty => String::new(),
                 }))

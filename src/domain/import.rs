@@ -18,6 +18,25 @@ pub const MAX_ROWS: u64 = 1_000_000;
 pub const MAX_BYTES: u64 = 200 * 1024 * 1024;
 /// Errors a report lists; `error_count` counts every one.
 pub const ERRORS_LISTED: usize = 10_000;
+/// The most columns a file may have: the customer fields, a category column per
+/// scheme and the attributes leave room to spare.
+pub const MAX_COLUMNS: usize = 200;
+/// The largest cell, in bytes of the file: no field or attribute takes more than a
+/// few thousand characters.
+pub const MAX_CELL_BYTES: u64 = 32 * 1024;
+/// The longest NDJSON line (one row).
+pub const MAX_ROW_BYTES: u64 = MAX_COLUMNS as u64 * MAX_CELL_BYTES;
+/// The most a workbook's parts may unpack to, together.
+pub const MAX_WORKBOOK_UNPACKED: u64 = 1024 * 1024 * 1024;
+/// The most a workbook part other than a sheet may unpack to: the reader holds the
+/// shared strings, styles and the like in memory, where a sheet is read as a stream.
+pub const MAX_WORKBOOK_PART: u64 = 32 * 1024 * 1024;
+/// The most shared strings a workbook may have (each one is held in memory).
+pub const MAX_SHARED_STRINGS: u64 = 1_000_000;
+/// The longest message of a row error, in characters; longer ones end in `…`.
+pub const MESSAGE_MAX_CHARS: usize = 300;
+/// Columns that a refused header lists by name; the detail counts the rest.
+pub const COLUMNS_LISTED: usize = 20;
 /// The cell that clears a value (an empty cell leaves it as it is).
 pub const NULL_CELL: &str = "NULL";
 
@@ -162,6 +181,28 @@ impl RowError {
     pub fn new(row: u64, column: Option<&Column>, code: &str, message: impl Into<String>) -> Self {
         Self { row, column: column.map(Column::header), code: code.to_string(), message: message.into(), byte: None }
     }
+
+    /// The error with its message and column cut to `MESSAGE_MAX_CHARS`, so that a
+    /// report of many errors stays small whatever the file held.
+    pub fn bounded(mut self) -> Self {
+        self.message = shortened(self.message);
+        self.column = self.column.map(shortened);
+        self
+    }
+}
+
+/// `text` cut to `MESSAGE_MAX_CHARS` characters, ending in `…` when it was longer.
+pub fn shortened(text: String) -> String {
+    match text.char_indices().nth(MESSAGE_MAX_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text,
+    }
+}
+
+/// At most `COLUMNS_LISTED` column names, each shortened, and how many were left out.
+pub fn listed_columns(columns: &[String]) -> (Vec<String>, usize) {
+    let listed = columns.iter().take(COLUMNS_LISTED).map(|column| shortened(column.clone())).collect();
+    (listed, columns.len().saturating_sub(COLUMNS_LISTED))
 }
 
 /// A row read and checked on its own: what it asks of one customer.
@@ -286,8 +327,9 @@ pub fn repeated_columns(columns: &[Option<Column>]) -> Vec<String> {
     repeated
 }
 
-/// Where a CSV file breaks the quoting of RFC 4180: a quoted field with text after
-/// its closing quote, or a quote never closed. Fed the file in pieces; bare quotes
+/// Where a CSV file breaks the quoting of RFC 4180 (a quoted field with text after
+/// its closing quote, or a quote never closed) or a limit (more than `MAX_COLUMNS`
+/// fields in a row, a field over `MAX_CELL_BYTES`). Fed the file in pieces; bare quotes
 /// inside an unquoted field are taken literally, as Excel and the `csv` crate do.
 #[derive(Debug, Default)]
 pub struct QuotingCheck {
@@ -299,6 +341,21 @@ pub struct QuotingCheck {
     opened_at: (u64, u64),
     /// Whether the current row has any byte (an empty last line is no row).
     row_has_bytes: bool,
+    /// Fields of the current row before the current one.
+    fields_before: usize,
+    /// Bytes of the current field so far.
+    field_bytes: u64,
+}
+
+/// A limit of `domain::import` that a file goes past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// More than `MAX_COLUMNS` columns.
+    Columns,
+    /// A cell over `MAX_CELL_BYTES`.
+    CellBytes,
+    /// An NDJSON line over `MAX_ROW_BYTES`.
+    RowBytes,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -310,12 +367,28 @@ enum QuoteState {
     QuoteInQuoted,
 }
 
-/// A break in a file, and where.
+/// A break in a file, and where; `limit` when the file is well formed but too large.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed {
     pub row: u64,
     pub byte: u64,
     pub message: String,
+    pub limit: Option<Limit>,
+}
+
+impl Malformed {
+    pub fn at(row: u64, byte: u64, message: impl Into<String>) -> Self {
+        Malformed { row, byte, message: message.into(), limit: None }
+    }
+
+    pub fn beyond(limit: Limit, row: u64, byte: u64) -> Self {
+        let message = match limit {
+            Limit::Columns => format!("the row has more than {MAX_COLUMNS} columns; an import takes at most {MAX_COLUMNS}"),
+            Limit::CellBytes => format!("a cell is longer than {} KB; no field takes that much", MAX_CELL_BYTES / 1024),
+            Limit::RowBytes => format!("the line is longer than {} MB", MAX_ROW_BYTES / (1024 * 1024)),
+        };
+        Malformed { row, byte, message, limit: Some(limit) }
+    }
 }
 
 impl QuotingCheck {
@@ -324,6 +397,22 @@ impl QuotingCheck {
             if !self.row_has_bytes {
                 self.row_has_bytes = true;
                 self.row += 1;
+                self.fields_before = 0;
+            }
+            let in_field = !matches!((self.state, b), (QuoteState::FieldStart | QuoteState::Unquoted | QuoteState::QuoteInQuoted, b',' | b'\r' | b'\n'));
+            if in_field {
+                self.field_bytes += 1;
+                if self.field_bytes > MAX_CELL_BYTES {
+                    return Err(Malformed::beyond(Limit::CellBytes, self.row, self.byte));
+                }
+            } else {
+                if b == b',' {
+                    self.fields_before += 1;
+                    if self.fields_before >= MAX_COLUMNS {
+                        return Err(Malformed::beyond(Limit::Columns, self.row, self.byte));
+                    }
+                }
+                self.field_bytes = 0;
             }
             self.state = match (self.state, b) {
                 (QuoteState::FieldStart, b'"') => {
@@ -340,7 +429,7 @@ impl QuotingCheck {
                     QuoteState::FieldStart
                 }
                 (QuoteState::QuoteInQuoted, _) => {
-                    return Err(Malformed { row: self.row, byte: self.byte, message: "text after the closing quote of a field; a quote inside a quoted field is written twice (\"\")".into() })
+                    return Err(Malformed::at(self.row, self.byte, "text after the closing quote of a field; a quote inside a quoted field is written twice (\"\")"))
                 }
                 (QuoteState::FieldStart | QuoteState::Unquoted, _) => QuoteState::Unquoted,
             };
@@ -358,7 +447,7 @@ impl QuotingCheck {
     pub fn finish(self) -> Result<u64, Malformed> {
         if self.state == QuoteState::Quoted {
             let (row, byte) = self.opened_at;
-            return Err(Malformed { row, byte, message: "a quoted field is never closed".into() });
+            return Err(Malformed::at(row, byte, "a quoted field is never closed"));
         }
         Ok(self.row)
     }
@@ -433,5 +522,31 @@ mod tests {
         let unclosed = check("code,name\nC1,ok\nC2,\"never\n").unwrap_err();
         assert_eq!((unclosed.row, unclosed.byte), (3, 19));
         assert!(unclosed.message.contains("never closed"));
+    }
+
+    #[test]
+    fn rows_and_cells_are_bounded_before_they_are_read() {
+        let widest = format!("{}\n", vec!["c"; MAX_COLUMNS].join(","));
+        assert_eq!(check(&widest), Ok(1));
+        let wider = format!("code\nC1\n{}\n", vec!["c"; MAX_COLUMNS + 1].join(","));
+        let refused = check(&wider).unwrap_err();
+        assert_eq!((refused.limit, refused.row), (Some(Limit::Columns), 3));
+        let quoted_commas = format!("code,note\nC1,\"{}\"\n", ",".repeat(MAX_COLUMNS * 2));
+        assert_eq!(check(&quoted_commas), Ok(2), "commas inside quotes are text");
+        let largest = format!("code,note\nC1,{}\n", "x".repeat(MAX_CELL_BYTES as usize));
+        assert_eq!(check(&largest), Ok(2));
+        let larger = format!("code,note\nC1,\"{}\"\n", "x".repeat(MAX_CELL_BYTES as usize));
+        let refused = check(&larger).unwrap_err();
+        assert_eq!((refused.limit, refused.row), (Some(Limit::CellBytes), 2));
+    }
+
+    #[test]
+    fn long_messages_and_headers_are_cut() {
+        let error = RowError::new(2, None, codes::INVALID_VALUE, "长".repeat(MESSAGE_MAX_CHARS + 5)).bounded();
+        assert_eq!(error.message.chars().count(), MESSAGE_MAX_CHARS + 1);
+        assert!(error.message.ends_with('…'));
+        let columns: Vec<String> = (0..25).map(|n| format!("x{n}")).collect();
+        let (listed, more) = listed_columns(&columns);
+        assert_eq!((listed.len(), more), (COLUMNS_LISTED, 5));
     }
 }

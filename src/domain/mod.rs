@@ -62,6 +62,7 @@ pub mod code_rule;
 pub mod customer;
 pub mod duplicates;
 pub mod event;
+pub mod formula;
 pub mod history;
 pub mod import;
 pub mod report;

@@ -25,7 +25,7 @@ use crate::domain::attribute::{AttributeValue, ValueType};
 use crate::domain::customer::{CustomerStatus, TaxId};
 use crate::domain::history::Source;
 use crate::domain::restriction::Restriction;
-use crate::domain::import::{read_row, Cell, Column, Edit, ImportFormat, ImportMode, ImportStatus, RowEdit, RowError, ERRORS_LISTED};
+use crate::domain::import::{listed_columns, read_row, shortened, Cell, Column, Edit, ImportFormat, ImportMode, ImportStatus, RowEdit, RowError, ERRORS_LISTED};
 use crate::domain::archive::Field;
 use crate::error::{AppError, ErrorKind};
 
@@ -74,7 +74,7 @@ impl Tally {
         self.failed += 1;
         self.error_count += errors.len() as u64;
         let room = ERRORS_LISTED.saturating_sub(self.errors.len());
-        self.errors.extend(errors.into_iter().take(room));
+        self.errors.extend(errors.into_iter().take(room).map(RowError::bounded));
     }
 }
 
@@ -378,9 +378,15 @@ impl FirstRows {
     }
 }
 
-fn header_refused(code: &'static str, detail: String, columns: &[String]) -> AppError {
+/// A refused header: the detail and the row errors name the first `COLUMNS_LISTED`
+/// columns and count the rest, so that the answer stays small however wide the file.
+fn header_refused(code: &'static str, what: &str, hint: &str, columns: &[String]) -> AppError {
+    let (listed, more) = listed_columns(columns);
+    let more_text = if more > 0 { format!(" and {more} more") } else { String::new() };
+    let detail = format!("{what}: {}{more_text}{hint}", listed.join(", "));
+    let message = shortened(detail.clone());
     AppError {
-        row_errors: columns.iter().map(|header| RowError { row: 1, column: Some(header.clone()), code: code.to_string(), message: detail.clone(), byte: None }).collect(),
+        row_errors: listed.into_iter().map(|header| RowError { row: 1, column: Some(header), code: code.to_string(), message: message.clone(), byte: None }).collect(),
         ..AppError::validation(code, detail, Vec::new())
     }
 }
@@ -410,20 +416,17 @@ impl Importer<'_> {
             }
         }
         if !unknown.is_empty() && !self.options.ignore_unknown_columns {
-            let detail = format!(
-                "unknown columns: {}; columns are the customer fields, category:SCHEME for an existing scheme and attr:KEY for a defined attribute (or send ignore_unknown_columns=true)",
-                unknown.join(", ")
-            );
-            return Err(header_refused("unknown_columns", detail, &unknown));
+            let hint = "; columns are the customer fields, category:SCHEME for an existing scheme and attr:KEY for a defined attribute (or send ignore_unknown_columns=true)";
+            return Err(header_refused("unknown_columns", "unknown columns", hint, &unknown));
         }
         let repeated = crate::domain::import::repeated_columns(&columns);
         if !repeated.is_empty() {
-            return Err(header_refused("repeated_columns", format!("columns named twice: {}", repeated.join(", ")), &repeated));
+            return Err(header_refused("repeated_columns", "columns named twice", "", &repeated));
         }
         if !columns.contains(&Some(column(Field::Code))) {
-            return Err(header_refused("code_column_missing", "the file needs a code column (row 1 holds the column names)".into(), &["code".to_string()]));
+            return Err(header_refused("code_column_missing", "the file needs a code column (row 1 holds the column names); missing", "", &["code".to_string()]));
         }
-        self.ignored_columns = unknown;
+        self.ignored_columns = unknown.into_iter().map(shortened).collect();
         self.columns = columns;
         Ok(())
     }
@@ -1153,7 +1156,12 @@ pub fn import(
                 (_, _, Err(error)) => Err(error),
                 (_, Err(error), _) if error.detail != WRITER_STOPPED => Err(error),
                 (read, planned, Ok(_)) if stopped(&read) || stopped(&planned) => Err(AppError::internal("the import's writer stopped early")),
-                (_, _, Ok(tally)) => Ok(Tally { ignored_columns, ..tally }),
+                (_, _, Ok(mut tally)) => {
+                    // A row's own errors are found as it is read, those against the
+                    // archive as its chunk is written: sorted, the report reads in file order.
+                    tally.errors.sort_by_key(|error| error.row);
+                    Ok(Tally { ignored_columns, ..tally })
+                }
             }
         });
         // The branch is prepared before the import's transaction commits, and rolled

@@ -2,7 +2,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{ok_json, problem, TestApp};
+use crate::helpers::{ok_json, problem, raw_get, TestApp};
 
 both_backends!(
     missing_or_bad_keys_answer_401,
@@ -10,6 +10,7 @@ both_backends!(
     api_keys_are_created_listed_and_revoked,
     api_key_input_is_validated,
     authentication_and_scope_come_before_every_extractor,
+    every_spelling_of_a_path_needs_the_same_key,
 );
 
 async fn missing_or_bad_keys_answer_401(app: TestApp) {
@@ -156,4 +157,24 @@ async fn authentication_and_scope_come_before_every_extractor(app: TestApp) {
     let scheme = ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await;
     assert_eq!(scheme["name"], "TIER scheme");
     problem(app.get("/api/v1/schemes/SECX").await, StatusCode::NOT_FOUND, "scheme_not_found").await;
+}
+
+/// Escaped letters, doubled slashes and dot segments name the same endpoint, so they
+/// answer 401 without a key (never a 500 or a way past the key check) and, with one,
+/// what the plain path answers.
+async fn every_spelling_of_a_path_needs_the_same_key(app: TestApp) {
+    app.create_scheme("REGION", "2-2").await;
+    let (status, plain) = raw_get(&app, "/api/v1/schemes", Some(&app.admin_key)).await;
+    assert_eq!(status, 200, "{plain}");
+    let plain: serde_json::Value = serde_json::from_str(&plain).unwrap();
+    for spelling in ["/api/v1/%73chemes", "/api/v1/%73%63%68%65%6D%65%73", "/%61pi/v1/schemes", "//api/v1//schemes", "/api/v1/./schemes", "/api/v1/customers/../schemes", "/api/x/%2E%2E/v1/schemes"] {
+        let (status, body) = raw_get(&app, spelling, None).await;
+        assert_eq!(status, 401, "{spelling} without a key: {body}");
+        assert!(body.contains("\"code\":\"unauthorized\""), "{spelling}: {body}");
+        let (status, body) = raw_get(&app, spelling, Some(&app.admin_key)).await;
+        assert_eq!(status, 200, "{spelling} with a key: {body}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap(), plain, "{spelling}");
+    }
+    let (status, body) = raw_get(&app, "/api/v1/%63ustomers/NOPE", None).await;
+    assert_eq!(status, 401, "{body}");
 }

@@ -55,8 +55,19 @@ async fn cors_preflights_and_headers(backend: Backend) {
         .await
         .unwrap();
     assert!(stranger.headers().get("access-control-allow-origin").is_none());
-    assert_eq!(stranger.headers()["content-type"], "application/problem+json");
-    assert!(stranger.status().is_client_error());
+    let refused = problem(stranger, StatusCode::FORBIDDEN, "origin_not_allowed").await;
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(detail.contains("https://evil.example.net") && detail.contains("CORS_ALLOWED_ORIGINS"), "{detail}");
+
+    let odd_header = app
+        .request(Method::OPTIONS, "/api/v1/schemes/TIER")
+        .header("Origin", FRONTEND)
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "x-not-allowed")
+        .send()
+        .await
+        .unwrap();
+    problem(odd_header, StatusCode::BAD_REQUEST, "cors_preflight_invalid").await;
 }
 
 async fn cors_is_off_unless_configured(backend: Backend) {
@@ -69,6 +80,8 @@ async fn cors_is_off_unless_configured(backend: Backend) {
         .await
         .unwrap();
     assert!(preflight.headers().get("access-control-allow-origin").is_none());
+    let refused = problem(preflight, StatusCode::FORBIDDEN, "origin_not_allowed").await;
+    assert!(refused["detail"].as_str().unwrap().contains("CORS_ALLOWED_ORIGINS"), "{refused}");
     let read = app.admin(Method::GET, "/api/v1/schemes").header("Origin", FRONTEND).send().await.unwrap();
     assert_eq!(read.status(), StatusCode::OK);
     assert!(read.headers().get("access-control-allow-origin").is_none());

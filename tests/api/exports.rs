@@ -11,6 +11,7 @@ both_backends!(
     an_export_takes_the_customer_list_filters,
     an_export_streams_every_page_once_in_code_order,
     bad_export_requests_are_problems,
+    formula_like_texts_are_guarded_in_csv_and_import_back_unchanged,
 );
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
@@ -147,4 +148,45 @@ async fn bad_export_requests_are_problems(app: TestApp) {
     problem(export(&app, &key, "?attr=nope:eq:1", None).await, StatusCode::UNPROCESSABLE_ENTITY, "attribute_not_found").await;
     let anonymous = app.request(Method::GET, "/api/v1/exports/customers").send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// CSV injection (OWASP): a text a spreadsheet would run as a formula is written with a
+/// leading `'`; the import takes it off again, so the file imports back unchanged. The
+/// workbook holds such texts as text cells, as they are.
+async fn formula_like_texts_are_guarded_in_csv_and_import_back_unchanged(app: TestApp) {
+    let names = ["=HYPERLINK(\"http://evil.example/\",\"click\")", "+86 138 0000 0000", "-1+2", "@SUM(A1:A9)", "'=quoted already", "plain 名称"];
+    for (index, name) in names.iter().enumerate() {
+        ok_json(app.post("/api/v1/customers", &json!({"code": format!("F{index}"), "name": name, "note": "=1+1"})).await, StatusCode::CREATED).await;
+    }
+    let csv = export(&app, &app.admin_key, "", None).await;
+    assert_eq!(csv.status(), StatusCode::OK);
+    let bytes = csv.bytes().await.unwrap();
+    let mut reader = csv::Reader::from_reader(&bytes[3..]);
+    let rows: Vec<Vec<String>> = reader.records().map(|record| record.unwrap().iter().map(str::to_string).collect()).collect();
+    let written: Vec<(&str, &str)> = rows.iter().map(|row| (row[1].as_str(), row[9].as_str())).collect();
+    assert_eq!(
+        written,
+        [
+            ("'=HYPERLINK(\"http://evil.example/\",\"click\")", "'=1+1"),
+            ("'+86 138 0000 0000", "'=1+1"),
+            ("'-1+2", "'=1+1"),
+            ("'@SUM(A1:A9)", "'=1+1"),
+            ("''=quoted already", "'=1+1"),
+            ("plain 名称", "'=1+1"),
+        ]
+    );
+
+    let imported = app.admin(Method::POST, "/api/v1/imports/customers").header("Content-Type", "text/csv").body(bytes.to_vec()).send().await.unwrap();
+    let report = ok_json(imported, StatusCode::OK).await;
+    assert_eq!((&report["unchanged"], &report["updated"], &report["failed"]), (&json!(names.len()), &json!(0), &json!(0)), "{report:#}");
+    for (index, name) in names.iter().enumerate() {
+        let customer = ok_json(app.get(&format!("/api/v1/customers/F{index}")).await, StatusCode::OK).await;
+        assert_eq!((&customer["name"], &customer["note"]), (&json!(name), &json!("=1+1")));
+    }
+
+    let xlsx = export(&app, &app.admin_key, "", Some(XLSX)).await;
+    use calamine::{Data, Reader};
+    let mut workbook = calamine::Xlsx::new(std::io::Cursor::new(xlsx.bytes().await.unwrap().to_vec())).unwrap();
+    let sheet = workbook.worksheet_range_at(0).unwrap().unwrap();
+    assert_eq!(sheet.get_value((1, 1)), Some(&Data::String(names[0].into())), "a text cell, not a formula");
 }

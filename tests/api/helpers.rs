@@ -491,3 +491,80 @@ impl TestApp {
         entries
     }
 }
+
+/// A GET sent as written, byte for byte: HTTP clients tidy a path (dot segments,
+/// escapes) before sending it, and the service must see the untidy ones too.
+/// Returns the status and the body.
+pub async fn raw_get(app: &TestApp, path: &str, key: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app.address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect to the service");
+    let authorization = key.map(|key| format!("Authorization: Bearer {key}\r\n")).unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{authorization}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    let status = answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status line: {answer}"));
+    let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The service as an operator runs it: the `custclass` binary in its own process, on
+/// the test's database, with `env` on top of the usual settings.
+pub struct ServiceProcess {
+    pub child: std::process::Child,
+    /// This test's keys, calling the process.
+    pub app: TestApp,
+}
+
+impl TestApp {
+    /// Starts the binary on this app's database and waits until it answers.
+    pub async fn serve_binary(&self, env: &[(&str, &str)]) -> ServiceProcess {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let database = match &self.database {
+            DatabaseUrl::Mysql(url) => url.clone(),
+            DatabaseUrl::Sqlite(path) => path.display().to_string(),
+        };
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_custclass"));
+        command
+            .env("DATABASE_URL", database)
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("CUSTCLASS_ADMIN_KEY", &self.admin_key)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("start the custclass binary");
+        let app = self.at(format!("http://127.0.0.1:{port}"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while app.client.get(format!("{}/healthz", app.address)).send().await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "the service did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ServiceProcess { child, app }
+    }
+}
+
+impl ServiceProcess {
+    /// The most memory the process has held resident (`VmHWM`), in bytes.
+    pub fn peak_resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("the service's /proc status");
+        let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("a VmHWM line");
+        line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).expect("VmHWM in kB") * 1024
+    }
+
+    /// Stops the process at once, as a crash or `kill -9` would.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill the service");
+        self.child.wait().expect("reap the service");
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -22,6 +22,8 @@ both_backends!(
     an_import_keys_its_new_customers_for_duplicates_once_it_commits,
     an_import_of_many_chunks_lands_whole_with_its_counts_members_and_history,
     an_import_refused_in_its_last_chunk_leaves_nothing_of_the_earlier_ones,
+    a_browser_form_uploads_the_file_as_multipart,
+    row_errors_come_in_row_order,
 );
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
@@ -490,4 +492,68 @@ async fn branches_left_prepared(app: TestApp) {
     })
     .await;
     assert_eq!((prepared, recorded), (0, 0), "both branches decided, and the committed import's row forgotten");
+}
+
+/// A body as Chrome sends a form with one file input: `multipart/form-data` with a
+/// WebKit boundary, the part named `file` with its file name and type.
+fn form_with_file(file_name: &str, content_type: &str, content: &[u8], other_part: Option<&str>) -> (String, Vec<u8>) {
+    let boundary = "----WebKitFormBoundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    if let Some(name) = other_part {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\nx\r\n").as_bytes());
+    }
+    body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
+    body.extend_from_slice(content);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn a_browser_form_uploads_the_file_as_multipart(app: TestApp) {
+    archive(&app).await;
+    let text = format!("\u{FEFF}{HEADER}\r\nM1,苏州精工,,,0101,01,,\r\n");
+    let (content_type, body) = form_with_file("客户.csv", "text/csv", text.as_bytes(), None);
+    let report = ok_json(send(&app, "", &content_type, body).await, StatusCode::OK).await;
+    assert_counts(&report, 1, 0, 0, 0);
+    assert_eq!(report["format"], "csv");
+    assert_eq!(customer(&app, "M1").await["name"], "苏州精工");
+
+    // Windows names a .csv file application/vnd.ms-excel; the extension decides, and a
+    // GB18030 file is found as such.
+    let chinese = format!("{HEADER}\nM2,无锡纺织,,,02,,,\n");
+    let (gb, _, _) = encoding_rs::GB18030.encode(&chinese);
+    let (content_type, body) = form_with_file("客户.csv", "application/vnd.ms-excel", &gb, None);
+    assert_counts(&ok_json(send(&app, "", &content_type, body).await, StatusCode::OK).await, 1, 0, 0, 0);
+    assert_eq!(customer(&app, "M2").await["name"], "无锡纺织");
+
+    let rows = vec![HEADER.split(',').map(|h| json!(h)).collect::<Vec<_>>(), vec![json!("M3"), json!("常州电机"), json!(""), json!(""), json!("02"), json!(""), json!(""), json!("")]];
+    let (content_type, body) = form_with_file("archive.xlsx", "application/octet-stream", &workbook(&rows), None);
+    let report = ok_json(send(&app, "?atomic=false", &content_type, body).await, StatusCode::OK).await;
+    assert_eq!(report["format"], "xlsx");
+    assert_eq!(customer(&app, "M3").await["name"], "常州电机");
+
+    let (content_type, body) = form_with_file("客户.csv", "text/csv", text.as_bytes(), Some("note"));
+    problem(send(&app, "", &content_type, body).await, StatusCode::BAD_REQUEST, "invalid_multipart").await;
+    let (content_type, body) = form_with_file("notes.pdf", "application/pdf", b"%PDF", None);
+    problem(send(&app, "", &content_type, body).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    problem(send(&app, "", "multipart/form-data; boundary=x", b"--x--\r\n".to_vec()).await, StatusCode::BAD_REQUEST, "invalid_multipart").await;
+}
+
+/// Errors found as rows are read and those found against the archive as their chunk is
+/// written come out in file order.
+async fn row_errors_come_in_row_order(app: TestApp) {
+    archive(&app).await;
+    let mut text = format!("{HEADER}\n");
+    for row in 0..2_500 {
+        // Every row fails: odd rows on reading (a bad phone), even rows against the
+        // archive (no category 09).
+        if row % 2 == 0 {
+            text.push_str(&format!("E{row},名{row},,,09,,,\n"));
+        } else {
+            text.push_str(&format!("E{row},名{row},,12,,,,\n"));
+        }
+    }
+    let report = ok_json(csv(&app, "?atomic=false", &text).await, StatusCode::OK).await;
+    let rows: Vec<u64> = report["errors"].as_array().unwrap().iter().map(|error| error["row"].as_u64().unwrap()).collect();
+    assert_eq!(rows.len(), 2_500, "{}", report["error_count"]);
+    assert!(rows.windows(2).all(|pair| pair[0] <= pair[1]), "row errors in row order");
 }

@@ -30,3 +30,4 @@ mod schedules;
 mod segmentation;
 mod schemes;
 mod stopping;
+mod upload_limits;

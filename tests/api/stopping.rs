@@ -2,7 +2,7 @@
 //! service shutting down; either way at a batch boundary, with true counts and the
 //! scheme's run slot free at once.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -94,40 +94,15 @@ async fn a_cancelled_run_stops_between_batches_with_true_counts(backend: Backend
     assert_slot_free(&app, &cancelled).await;
 }
 
-/// The service as an operator runs it, on the test's database.
-fn serve(app: &TestApp) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let database = match &app.database {
-        custclass::db::DatabaseUrl::Mysql(url) => url.clone(),
-        custclass::db::DatabaseUrl::Sqlite(path) => path.display().to_string(),
-    };
-    let child = Command::new(env!("CARGO_BIN_EXE_custclass"))
-        .env("DATABASE_URL", database)
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("CUSTCLASS_ADMIN_KEY", &app.admin_key)
-        .env("RUN_BATCH_SIZE", BATCH.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the custclass binary");
-    (child, format!("http://127.0.0.1:{port}"))
-}
-
 async fn a_run_stops_when_its_service_is_told_to_and_frees_the_slot(backend: Backend) {
     let app = spawn_app_with(backend, Options { run_batch_size: BATCH, ..Options::default() }).await;
     everyone_to_vip(&app).await;
-    let (mut service, address) = serve(&app);
-    let other = app.at(address);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while other.client.get(format!("{}/healthz", other.address)).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the service did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let started = start_in_background(&other, &app).await;
+    let mut service = app.serve_binary(&[("RUN_BATCH_SIZE", &BATCH.to_string())]).await;
+    let started = start_in_background(&service.app, &app).await;
 
-    let terminated = Command::new("kill").args(["-TERM", &service.id().to_string()]).status().unwrap();
+    let terminated = Command::new("kill").args(["-TERM", &service.child.id().to_string()]).status().unwrap();
     assert!(terminated.success());
-    let exited = tokio::task::spawn_blocking(move || service.wait().unwrap()).await.unwrap();
+    let exited = tokio::task::spawn_blocking(move || service.child.wait().unwrap()).await.unwrap();
     assert!(exited.success(), "the service exits cleanly on SIGTERM: {exited}");
 
     let interrupted = run_of(&app, &started["id"]).await;
