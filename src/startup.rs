@@ -11,6 +11,7 @@ use actix_web::{web, App, HttpServer};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::api::events::FeedSignal;
+use crate::api::imports::RunningImports;
 use crate::api::{self, error, AppState, KeyCache};
 use crate::config::{CorsOrigins, Settings, WebhookSettings};
 use crate::db::{self, Db, DbPool};
@@ -20,7 +21,7 @@ use crate::store::api_keys::{self, Bootstrap};
 use crate::domain::run::Trigger;
 use crate::store::run_batches::RunRequest;
 use crate::store::schemes::{self, Firing};
-use crate::store::{duplicates, events, import_branches, runs, sales_totals, webhooks};
+use crate::store::{duplicates, events, import_branches, imports, runs, sales_totals, webhooks};
 use crate::webhook_sender::deliver_webhooks;
 use crate::telemetry::{self, Metrics};
 
@@ -36,6 +37,7 @@ pub struct Application {
     run_batch_size: i64,
     event_retention: Duration,
     webhooks: WebhookSettings,
+    imports: RunningImports,
 }
 
 /// How often a replica checks whether the sales totals' anchor is behind today.
@@ -114,12 +116,13 @@ impl Application {
         let db = Db::new(pool, settings.timeouts);
         let feed = FeedSignal::default();
         let shutdown = Shutdown::default();
+        let running_imports = RunningImports::default();
         let state = web::Data::new(AppState {
             db: db.clone(),
             keys: KeyCache::new(KEY_CACHE_TTL),
             metrics: Metrics::default(),
             run_batch_size: settings.run_batch_size,
-            imports: Default::default(),
+            imports: running_imports.clone(),
             feed: feed.clone(),
             webhook_allow_private: settings.webhooks.allow_private,
             shutdown: shutdown.clone(),
@@ -144,7 +147,17 @@ impl Application {
         .shutdown_timeout(30);
         let server = if settings.workers > 0 { server.workers(settings.workers) } else { server };
         let server = server.listen(listener).map_err(|e| e.to_string())?.run();
-        Ok(Self { server, port, db, feed, shutdown, run_batch_size: settings.run_batch_size, event_retention: settings.event_retention, webhooks: settings.webhooks })
+        Ok(Self {
+            server,
+            port,
+            db,
+            feed,
+            shutdown,
+            run_batch_size: settings.run_batch_size,
+            event_retention: settings.event_retention,
+            webhooks: settings.webhooks,
+            imports: running_imports,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -156,7 +169,8 @@ impl Application {
     /// `interrupted` (up to 60 s).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let schedules = fire_schedules(self.db.clone(), self.run_batch_size, self.shutdown.clone());
-        let background = futures_util::future::join3(maintain(self.db, self.feed, self.event_retention, self.webhooks), schedules, begin_shutdown_on_signal(self.shutdown.clone()));
+        let imports = watch_imports(self.db.clone(), self.imports);
+        let background = futures_util::future::join4(maintain(self.db, self.feed, self.event_retention, self.webhooks), schedules, imports, begin_shutdown_on_signal(self.shutdown.clone()));
         let served = match futures_util::future::select(self.server, std::pin::pin!(background)).await {
             futures_util::future::Either::Left((served, _)) => served,
             futures_util::future::Either::Right((_, server)) => server.await,
@@ -219,6 +233,31 @@ async fn maintain(db: Db, feed: FeedSignal, event_retention: Duration, webhook_s
         prune_events(db, event_retention),
     )
     .await;
+}
+
+/// Keeps the imports' rows true to who runs them: refreshes the heartbeat of the
+/// imports this process runs (MySQL; SQLite's one writer is busy with them, and one
+/// process serves its file), and records `failed` (interrupted) for those no process
+/// runs: at start-up, so that imports of a process that died are settled by the next
+/// replica to start, and every `imports::HEARTBEAT` after.
+async fn watch_imports(db: Db, running: RunningImports) {
+    loop {
+        let here = running.clone();
+        let outcome = db
+            .run(move |conn| {
+                if matches!(conn, db::DbConnection::Mysql(_)) {
+                    imports::beat(conn, &here.ids())?;
+                }
+                imports::settle_interrupted(conn, || here.ids())
+            })
+            .await;
+        match outcome {
+            Ok(settled) if settled.is_empty() => {}
+            Ok(settled) => log::warn!("recorded {} imports as interrupted (their service stopped before they finished): {}", settled.len(), settled.join(", ")),
+            Err(error) => log::warn!("the running imports could not be checked now: {error}"),
+        }
+        tokio::time::sleep(imports::HEARTBEAT).await;
+    }
 }
 
 /// Starts the classification runs whose schedules are due, one after another; at

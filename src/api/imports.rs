@@ -45,6 +45,11 @@ impl RunningImports {
     fn rows_done(&self, id: &str) -> Option<u64> {
         self.0.lock().expect("not poisoned").get(id).copied()
     }
+
+    /// The imports this process runs now.
+    pub fn ids(&self) -> Vec<String> {
+        self.0.lock().expect("not poisoned").keys().cloned().collect()
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -320,18 +325,26 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
     let (upload, checked) = web::block(move || import_files::check(&mut upload).map(|checked| (upload, checked))).await.map_err(blocking_failed("reading the upload"))??;
     let id = uuid::Uuid::new_v4().to_string();
     let caller = auth.caller;
+    // Known to run here before its row exists, so that no sweep takes it for abandoned.
+    state.imports.set(&id, 0);
     let started = state
         .db
         .run({
             let (id, options, actor, rows_total) = (id.clone(), options.clone(), caller.name.clone(), checked.rows_total);
             move |conn| store::start(conn, &id, format, &options, &actor, rows_total)
         })
-        .await?;
+        .await
+        .inspect_err(|_| state.imports.end(&id))?;
     let work = actix_web::rt::spawn({
         let (state, id, options) = (state.clone(), id.clone(), options.clone());
         async move {
             let db = state.db.clone();
+            let running = state.imports.clone();
+            let ran = id.clone();
             let finished = db.run_long(move |conn| run(conn, &state, &id, &options, &caller, upload, checked)).await;
+            // `run` ends it itself; this covers an import that never got a connection,
+            // which the next sweep then records as interrupted.
+            running.end(&ran);
             if finished.as_ref().is_ok_and(|row| row.status == ImportStatus::Succeeded && !row.dry_run) {
                 actix_web::rt::spawn(async move { crate::startup::key_unkeyed_customers(&db).await });
             }
@@ -366,7 +379,19 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
 pub async fn get(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let in_memory = state.imports.rows_done(&id);
-    let row = state.db.run(move |conn| store::get(conn, &id)).await?;
+    let running = state.imports.clone();
+    let row = state
+        .db
+        .run(move |conn| {
+            let row = store::get(conn, &id)?;
+            // A running import that no process runs is recorded as interrupted before
+            // it is shown, so that it never shows `running` for nobody.
+            if row.status == ImportStatus::Running && in_memory.is_none() && !store::settle_interrupted(conn, || running.ids())?.is_empty() {
+                return store::get(conn, &id);
+            }
+            Ok(row)
+        })
+        .await?;
     // A restricted key sees the imports it made only.
     if auth.caller.restriction.is_some() && row.actor != auth.caller.name {
         return Err(store::import_not_found(&row.id));

@@ -1262,6 +1262,59 @@ pub fn start(conn: &mut DbConnection, id: &str, format: ImportFormat, options: &
     get(conn, id)
 }
 
+/// How often a process refreshes the heartbeat of the imports it runs (MySQL).
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(3);
+/// An import whose heartbeat is this old is taken for one whose process stopped.
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+/// The failure of an import whose process stopped before it finished.
+pub const INTERRUPTED: &str = "interrupted: the service running the import stopped before it finished; an atomic import wrote nothing, \
+    a partial one kept the chunks it had committed (send the file again)";
+
+/// Refreshes the heartbeat of the imports this process runs.
+pub fn beat(conn: &mut DbConnection, running_here: &[String]) -> Result<(), AppError> {
+    if !running_here.is_empty() {
+        diesel::update(imports::table.filter(imports::id.eq_any(running_here)).filter(imports::status.eq(ImportStatus::Running.as_str())))
+            .set(imports::heartbeat_at.eq(now()))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Records `failed` (interrupted) for every running import that no process runs, and
+/// returns their ids: on SQLite, whose file one process serves, every import that
+/// process does not run (`running_here`, asked after the read); on MySQL, where replicas share the database,
+/// those whose heartbeat is older than `STALE_AFTER` as well. Called at start-up, every
+/// `HEARTBEAT`, and by `GET /imports/{id}` for a running import not run here.
+pub fn settle_interrupted(conn: &mut DbConnection, running_here: impl Fn() -> Vec<String>) -> Result<Vec<String>, AppError> {
+    let stale_before = match conn {
+        DbConnection::Mysql(_) => Some(now() - chrono::Duration::from_std(STALE_AFTER).expect("a short duration")),
+        DbConnection::Sqlite(_) => None,
+    };
+    fail_interrupted(conn, running_here, stale_before)
+}
+
+/// Reads first, so that it writes (and on SQLite waits for the write lock) only when
+/// there is such an import.
+fn fail_interrupted(conn: &mut DbConnection, running_here: impl Fn() -> Vec<String>, stale_before: Option<chrono::NaiveDateTime>) -> Result<Vec<String>, AppError> {
+    // Without a bound every heartbeat counts as stale.
+    let cutoff = stale_before.unwrap_or_else(|| now() + chrono::Duration::days(1));
+    let running = || imports::table.filter(imports::status.eq(ImportStatus::Running.as_str())).filter(imports::heartbeat_at.lt(cutoff));
+    let candidates = running().select(imports::id).load::<String>(conn)?;
+    // Asked after the read: a process notes an import as its own before it inserts its
+    // row, so every import read here that runs is in the answer.
+    let running_here = running_here();
+    let abandoned: Vec<String> = candidates.into_iter().filter(|id| !running_here.contains(id)).collect();
+    if abandoned.is_empty() {
+        return Ok(abandoned);
+    }
+    let report = serde_json::to_string(&Report { tally: Tally::default(), failure: Some(INTERRUPTED.to_string()) }).map_err(|e| AppError::internal(format!("writing the import report: {e}")))?;
+    // A heartbeat written since the read means its process lives after all.
+    diesel::update(running().filter(imports::id.eq_any(&abandoned)))
+        .set((imports::status.eq(ImportStatus::Failed.as_str()), imports::report.eq(report), imports::finished_at.eq(now())))
+        .execute(conn)?;
+    Ok(abandoned)
+}
+
 pub fn progress(conn: &mut DbConnection, id: &str, rows_done: u64) -> Result<(), AppError> {
     diesel::update(imports::table.find(id)).set((imports::rows_done.eq(rows_done as i64), imports::heartbeat_at.eq(now()))).execute(conn)?;
     Ok(())

@@ -25,6 +25,7 @@ both_backends!(
     a_browser_form_uploads_the_file_as_multipart,
     row_errors_come_in_row_order,
 );
+both_backends!(backend: an_import_whose_service_is_killed_is_recorded_interrupted_and_the_file_imports_again);
 
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 const HEADER: &str = "code,name,tax_id,phone,category:REGION,category:TIER,attr:discount_rate,attr:vip_since";
@@ -556,4 +557,54 @@ async fn row_errors_come_in_row_order(app: TestApp) {
     let rows: Vec<u64> = report["errors"].as_array().unwrap().iter().map(|error| error["row"].as_u64().unwrap()).collect();
     assert_eq!(rows.len(), 2_500, "{}", report["error_count"]);
     assert!(rows.windows(2).all(|pair| pair[0] <= pair[1]), "row errors in row order");
+}
+
+/// `kill -9` of the service in the middle of an atomic import: another replica (here the
+/// test's own process) records it `failed` with the reason `interrupted` (SQLite at once,
+/// its file served by one process; MySQL once the heartbeat is 15 s old), nothing of it
+/// is in the archive, and the same file sent again imports whole.
+async fn an_import_whose_service_is_killed_is_recorded_interrupted_and_the_file_imports_again(backend: Backend) {
+    let app = spawn_app(backend).await;
+    archive(&app).await;
+    const ROWS: usize = 60_000;
+    let mut text = format!("{HEADER}\n");
+    for row in 0..ROWS {
+        text.push_str(&format!("K{row:06},客户{row},,,0101,01,,\n"));
+    }
+    let service = app.serve_binary(&[]).await;
+    let started = service.app.admin(Method::POST, "/api/v1/imports/customers").header("Content-Type", "text/csv").header("Prefer", "respond-async").body(text.clone()).send().await.unwrap();
+    let started = ok_json(started, StatusCode::ACCEPTED).await;
+    let location = format!("/api/v1/imports/{}", started["id"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let progress = ok_json(service.app.get(&location).await, StatusCode::OK).await;
+        assert_eq!(progress["status"], "running", "killed before it ends: {progress}");
+        if progress["rows_done"].as_u64().unwrap() >= 2_000 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the import did not get going");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    service.kill();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let interrupted = loop {
+        let import = ok_json(app.get(&location).await, StatusCode::OK).await;
+        if import["status"] != "running" {
+            break import;
+        }
+        assert_eq!(backend, Backend::Mysql, "on SQLite a running import no process runs is never shown running: {import}");
+        assert!(std::time::Instant::now() < deadline, "still running 40 s after its service was killed: {import}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(interrupted["status"], "failed", "{interrupted}");
+    assert!(interrupted["failure"].as_str().unwrap().starts_with("interrupted:"), "{interrupted}");
+    assert!(interrupted["finished_at"].is_string(), "{interrupted}");
+    let listed = ok_json(app.get("/api/v1/customers?q=K0").await, StatusCode::OK).await;
+    assert_eq!(listed["items"], json!([]), "an atomic import that was killed wrote nothing");
+
+    let again = app.admin(Method::POST, "/api/v1/imports/customers").header("Content-Type", "text/csv").body(text).send().await.unwrap();
+    let report = ok_json(again, StatusCode::OK).await;
+    assert_counts(&report, ROWS as u64, 0, 0, 0);
+    assert_eq!(customer(&app, "K059999").await["name"], "客户59999");
 }
