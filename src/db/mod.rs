@@ -440,6 +440,11 @@ pub fn supports_xa(conn: &DbConnection) -> bool {
     matches!(conn, DbConnection::Mysql(_)) && !GALERA.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Whether `conn` is to a node of a Galera cluster.
+pub fn is_galera_node(conn: &DbConnection) -> bool {
+    matches!(conn, DbConnection::Mysql(_)) && GALERA.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether the server is a node of a Galera cluster; see `run_once`.
 static GALERA: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

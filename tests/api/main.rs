@@ -7,6 +7,7 @@ mod assignments;
 mod attributes;
 mod browser;
 mod categories;
+mod category_races;
 mod cli;
 mod customer_list;
 mod customers;
