@@ -161,10 +161,27 @@ pub fn private_refusal(what: &str) -> String {
 pub fn is_public(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => is_public_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match embedded_ipv4(v6) {
+            Some(v4) => is_public_v4(v4) && is_public_v6(v6),
             None => is_public_v6(v6),
         },
+    }
+}
+
+/// The IPv4 address an IPv6 one carries, where it is written to reach it: mapped
+/// (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`, deprecated but still routed by some
+/// stacks), translated (`::ffff:0:a.b.c.d`, RFC 2765) and 6to4 (`2002:AABB:CCDD::`).
+/// Each is judged as its IPv4 address is.
+fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |high: u16, low: u16| Ipv4Addr::new((high >> 8) as u8, high as u8, (low >> 8) as u8, low as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, high, low] => Some(v4(high, low)),
+        [0, 0, 0, 0, 0xffff, 0, high, low] => Some(v4(high, low)),
+        // `::` and `::1` are IPv6's own unspecified and loopback addresses.
+        [0, 0, 0, 0, 0, 0, high, low] if (high, low) != (0, 0) && (high, low) != (0, 1) => Some(v4(high, low)),
+        [0x2002, high, low, ..] => Some(v4(high, low)),
+        _ => None,
     }
 }
 
@@ -273,6 +290,12 @@ mod tests {
             "http://[fd00::1]/",
             "http://[fe80::1]/",
             "http://[::ffff:127.0.0.1]/",
+            "http://[::127.0.0.1]/",
+            "http://[::ffff:0:7f00:1]/",
+            "http://[::ffff:0:10.0.0.1]/",
+            "http://[::169.254.169.254]/",
+            "http://[2002:7f00:1::]/",
+            "http://[2002:c0a8:101::1]/",
             "http://localhost:8080/",
             "http://api.localhost/",
             "http://2130706433/",
@@ -283,6 +306,8 @@ mod tests {
         }
         assert!(is_public("8.8.8.8".parse().unwrap()));
         assert!(is_public("2606:4700::1111".parse().unwrap()));
+        assert!(is_public("::ffff:8.8.8.8".parse().unwrap()), "a public IPv4 address in IPv6 form stays public");
+        assert!(is_public("2002:808:808::1".parse().unwrap()));
     }
 
     #[test]
