@@ -268,7 +268,7 @@ pub struct MetricsQuery {
 #[utoipa::path(get, path = "/api/v1/customers/{code}/metrics", tag = "transactions", operation_id = "get_customer_metrics",
     params(("code" = String, Path, description = "Customer code"),
            ("as_of" = Option<crate::api::openapi::Moment>, Query, description = "RFC 3339 time or date (YYYY-MM-DD, its midnight UTC); default now"),
-           ("population" = Option<String>, Query, description = "`all` or `SCHEME:CODE`: adds `rfm` and `standing` (percentiles and cumulative shares) among the active customers (of that subtree); this reads the whole population")),
+           ("population" = Option<String>, Query, description = "`all` or `SCHEME:CODE`: adds `rfm` and `standing` (percentiles and cumulative shares) among the active customers (of that subtree) that the key may see; this reads the whole population")),
     responses(
         (status = 200, description = "The metrics", body = CustomerMetrics),
         (status = 400, description = "`invalid_query`: as_of is not a time", body = Problem, content_type = "application/problem+json"),
@@ -305,7 +305,7 @@ pub async fn metrics(state: web::Data<AppState>, auth: Auth<Read, Restrictable>,
                 lifetime_spend: metrics.lifetime_spend.cents(),
                 days_since_last_order: metrics.days_since_last_order,
             };
-            let standings = rankings::standings(conn, &lookup, &values, as_of, population.as_ref())?;
+            let standings = rankings::standings(conn, &lookup, &values, as_of, population.as_ref(), restriction.as_deref())?;
             Ok((metrics, Some(standings)))
         })
         .await?;

@@ -333,8 +333,21 @@ fn visible_codes(conn: &mut DbConnection, restriction: &Restriction, events: &[F
     Ok(visible)
 }
 
+/// What a restricted key may not read of an event it may see: the codes of the
+/// customers merged into one inside its subtree. Merged customers exist no more, and a
+/// restricted key sees no customer that does not exist (as it reads no
+/// `customer.deleted`), so none of their codes is left; the event still says its
+/// customer absorbed others.
+fn redact_for_restricted(event: &mut FeedEvent) {
+    if event.event_type == EventType::CustomerMerged.as_str() {
+        if let Some(merged) = event.data.get_mut("merged") {
+            *merged = Json::Array(Vec::new());
+        }
+    }
+}
+
 /// Up to `limit` events of `types` after `cursor`, oldest first; with a
-/// `restriction`, only those it may see.
+/// `restriction`, only those it may see, redacted (`redact_for_restricted`).
 pub fn page(conn: &mut DbConnection, cursor: Cursor, types: &TypeFilter, limit: i64, restriction: Option<&Restriction>) -> Result<Page, AppError> {
     let sequence = sequence_row(conn, false)?;
     let after = resolve(&sequence, cursor)?;
@@ -378,7 +391,10 @@ pub fn page(conn: &mut DbConnection, cursor: Cursor, types: &TypeFilter, limit: 
                 _ => read.extend(events),
             }
         }
-        for event in read {
+        for mut event in read {
+            if restriction.is_some() {
+                redact_for_restricted(&mut event);
+            }
             found.push(event);
             if found.len() as i64 == limit {
                 let next_cursor = found.last().map_or(after, |event| event.position);

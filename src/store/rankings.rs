@@ -17,6 +17,7 @@ use crate::db::sql::{Bind, Dialect, Fragment};
 use crate::db::{transaction, DbConnection};
 use crate::domain::ranking::{self, Answer, Question, Spread};
 use crate::domain::report::Measure;
+use crate::domain::restriction::Restriction;
 use crate::domain::attribute::ValueType;
 use crate::domain::rule::{Condition, Field, Kind, Metric, Population, Scalar};
 use crate::domain::sales::Money;
@@ -43,6 +44,8 @@ struct Populace<'a> {
     sales: Sales,
     /// The subtree the population is narrowed to, with its scheme's id.
     subtree: Option<(i64, &'a str)>,
+    /// A restricted key's population is the customers it may see.
+    restriction: Option<&'a Restriction>,
 }
 
 impl Populace<'_> {
@@ -101,6 +104,9 @@ impl Populace<'_> {
             }
         }
         rows.push(" WHERE c.status = 'active'").push(&within("c.id"));
+        if let Some(restriction) = self.restriction {
+            rows.push(" AND ").append(super::visibility::condition(restriction, "c.id"));
+        }
         rows
     }
 }
@@ -217,7 +223,7 @@ pub fn resolve(conn: &mut DbConnection, rules: &[ActiveRule], scheme_ids: &HashM
         let mut answered = Vec::new();
         for (spread, questions) in &spreads {
             let subtree = spread.population.as_ref().map(|p| (scheme_ids.get(&p.scheme).copied().unwrap_or(-1), p.category.as_str()));
-            let populace = Populace { dialect, as_of, sales, subtree };
+            let populace = Populace { dialect, as_of, sales, subtree, restriction: None };
             let kind = spread.field.kind();
             let answers = match &spread.field {
                 Field::Metric(metric) => {
@@ -338,8 +344,9 @@ struct Counts {
 
 /// Where customer `code`, with `values` as of `as_of`, stands among the active
 /// customers (of `population`'s subtree), by the formulas a run ranks with, in one
-/// statement over the population.
-pub fn standings(conn: &mut DbConnection, code: &str, values: &Values, as_of: NaiveDateTime, population: Option<&Population>) -> Result<Standings, AppError> {
+/// statement over the population, narrowed to the customers `restriction` admits: a
+/// restricted key learns nothing of customers it may not see, not even how many.
+pub fn standings(conn: &mut DbConnection, code: &str, values: &Values, as_of: NaiveDateTime, population: Option<&Population>, restriction: Option<&Restriction>) -> Result<Standings, AppError> {
     transaction(conn, |conn| {
         let dialect = Dialect::of(conn);
         let customer_id: i64 = customers::table.filter(customers::code.eq(code)).select(customers::id).first(conn)?;
@@ -350,7 +357,7 @@ pub fn standings(conn: &mut DbConnection, code: &str, values: &Values, as_of: Na
             }
             None => None,
         };
-        let populace = Populace { dialect, as_of, sales: sales_as_of(conn, as_of)?, subtree };
+        let populace = Populace { dialect, as_of, sales: sales_as_of(conn, as_of)?, subtree, restriction };
         let int = dialect.integer();
         let mut statement = Fragment::new("SELECT ");
         let mut column = |condition: Fragment, value: Fragment, alias: &str| {

@@ -16,7 +16,9 @@ both_backends!(
     a_restricted_key_changes_only_customers_inside_and_keeps_them_there,
     an_import_with_a_restricted_key_writes_inside_only,
     whole_archive_endpoints_refuse_a_restricted_key,
-    the_feed_and_webhooks_of_a_restricted_key_show_customers_inside_only
+    the_feed_and_webhooks_of_a_restricted_key_show_customers_inside_only,
+    every_event_a_restricted_key_reads_names_no_customer_outside,
+    a_restricted_key_ranks_among_the_customers_it_may_see,
 );
 
 /// REGION 01 (华北: 0101, 0102) and 02 (华南: 0201, 0203); TIER 01, 02. N1 and N2 in
@@ -330,4 +332,115 @@ async fn key_with_webhook(app: &TestApp, receiver: &Receiver) -> String {
     assert_eq!(everyone["items"].as_array().unwrap().len(), 2);
     assert_eq!(app.delete(&format!("/api/v1/webhooks/{}", admins["id"])).await.status(), StatusCode::NO_CONTENT);
     key
+}
+
+/// Every kind of event a restricted key reads (customers created, changed, moved and
+/// merged; schemes and categories created, changed and deleted), in the feed
+/// and in its webhook, names no customer outside its subtree: a customer merged into
+/// one inside is left out of `merged`.
+async fn every_event_a_restricted_key_reads_names_no_customer_outside(app: TestApp) {
+    let receiver = Receiver::start().await;
+    structure(&app).await;
+    let key = regional_key(&app, "write").await;
+    let hook = call(&app, &key, Method::POST, "/api/v1/webhooks").json(&json!({"url": receiver.url})).send().await.unwrap();
+    ok_json(hook, StatusCode::CREATED).await;
+    customers(&app).await;
+    app.create_customer("OUTSIDER9", json!({"REGION": "0201"})).await;
+    app.create_customer("GONE7", json!({"REGION": "0102"})).await;
+
+    ok_json(app.patch("/api/v1/customers/N1", &json!({"name": "北京新名"})).await, StatusCode::OK).await;
+    ok_json(app.patch("/api/v1/customers/S1", &json!({"name": "广州新名"})).await, StatusCode::OK).await;
+    ok_json(app.assign("N2", "TIER", "01").await, StatusCode::OK).await;
+    ok_json(app.assign("S1", "TIER", "01").await, StatusCode::OK).await;
+    ok_json(app.assign("S3", "REGION", "0201").await, StatusCode::OK).await;
+    assert_eq!(app.delete("/api/v1/customers/GONE7").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.delete("/api/v1/customers/U").await.status(), StatusCode::NO_CONTENT);
+    ok_json(app.post("/api/v1/customers/N1/merge", &json!({"duplicates": ["OUTSIDER9"]})).await, StatusCode::OK).await;
+    ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED).await;
+    app.create_scheme("GRADE", "1").await;
+    ok_json(app.patch("/api/v1/schemes/GRADE", &json!({"name": "等级"})).await, StatusCode::OK).await;
+    app.create_category("GRADE", "1", "一级").await;
+    ok_json(app.patch("/api/v1/schemes/GRADE/categories/1", &json!({"name": "甲级"})).await, StatusCode::OK).await;
+    assert_eq!(app.delete("/api/v1/schemes/GRADE/categories/1").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.delete("/api/v1/schemes/GRADE").await.status(), StatusCode::NO_CONTENT);
+    // Numbered in the order they committed: once the last is in the feed, all are.
+    feed_of(&app, "&types=scheme.deleted", 1).await;
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let after = cursor.as_ref().map(|c| format!("&after={c}")).unwrap_or_default();
+        let page = ok_json(get(&app, &key, &format!("/api/v1/events?limit=1000{after}")).await, StatusCode::OK).await;
+        let events = page["events"].as_array().unwrap().clone();
+        if events.is_empty() {
+            break;
+        }
+        seen.extend(events);
+        cursor = page["next_cursor"].as_str().map(str::to_string);
+    }
+    let types: std::collections::BTreeSet<&str> = seen.iter().map(|event| event["type"].as_str().unwrap()).collect();
+    for expected in ["customer.created", "customer.updated", "customer.merged", "classification.changed", "scheme.created", "scheme.updated", "scheme.deleted", "category.created", "category.updated", "category.deleted"] {
+        assert!(types.contains(expected), "{expected} in {types:?}");
+    }
+    // A restricted key reads the events of the customers it may see now: a deleted one
+    // (GONE7 was inside) is no longer one of them, nor are the runs' events.
+    for absent in ["customer.deleted", "classification_run.finished"] {
+        assert!(!types.contains(absent), "{absent} in {types:?}");
+    }
+    for event in &seen {
+        let text = event.to_string();
+        for outside in ["S1", "OUTSIDER9", "\"U\""] {
+            assert!(!text.contains(outside), "{outside} in {text}");
+        }
+    }
+    let merged = seen.iter().find(|event| event["type"] == "customer.merged").unwrap();
+    assert_eq!((&merged["data"]["customer"], &merged["data"]["merged"]), (&json!("N1"), &json!([])), "{merged}");
+    let (unrestricted, _) = read_feed(&app, None, "&types=customer.merged", 10).await;
+    assert_eq!(unrestricted[0]["data"]["merged"], json!(["OUTSIDER9"]), "an unrestricted key reads the whole event");
+
+    // The webhook is sent each event as the key could see it when it was sent (S3 was
+    // still inside then): the same filter and redaction, never a customer outside.
+    for _ in 0..200 {
+        if receiver.accepted().iter().any(|event| event["type"] == "scheme.deleted") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let sent = receiver.accepted();
+    let merged = sent.iter().find(|event| event["type"] == "customer.merged").expect("the merge was sent");
+    assert_eq!(merged["data"]["merged"], json!([]), "{merged}");
+    for event in &sent {
+        let text = event.to_string();
+        for outside in ["S1", "OUTSIDER9", "\"U\""] {
+            assert!(!text.contains(outside), "{outside} sent in {text}");
+        }
+    }
+}
+
+/// `population=all` means all that the key may see: a sale of a customer outside moves
+/// nothing of an inside customer's standing for a restricted key, where it does for
+/// an unrestricted one.
+async fn a_restricted_key_ranks_among_the_customers_it_may_see(app: TestApp) {
+    archive(&app).await;
+    let key = regional_key(&app, "read").await;
+    let sale = |id: &str, customer: &str, amount: &str| json!({"external_id": id, "customer_code": customer, "amount": amount, "occurred_at": "2026-11-01T00:00:00Z"});
+    let sales = json!([sale("T1", "N1", "100.00"), sale("T2", "N2", "50.00"), sale("T3", "S3", "300.00"), sale("T4", "S1", "10.00")]);
+    ok_json(app.post("/api/v1/transactions", &sales).await, StatusCode::OK).await;
+    let standing = |key: Option<String>| {
+        let app = &app;
+        async move {
+            let path = "/api/v1/customers/N1/metrics?population=all";
+            let response = match key {
+                Some(key) => get(app, &key, path).await,
+                None => app.get(path).await,
+            };
+            ok_json(response, StatusCode::OK).await["standing"].clone()
+        }
+    };
+    let before = standing(Some(key.clone())).await;
+    let admin_before = standing(None).await;
+    assert_ne!(before, admin_before, "the key ranks among 3 customers, the admin among 5: {before} {admin_before}");
+    ok_json(app.post("/api/v1/transactions", &json!([sale("T5", "S1", "90.00")])).await, StatusCode::OK).await;
+    assert_eq!(standing(Some(key.clone())).await, before, "a sale outside moves nothing the key may see");
+    assert_ne!(standing(None).await, admin_before, "the same sale moves the unrestricted standing");
 }
