@@ -28,7 +28,7 @@ pub struct ApiKey {
     /// Set once the key is revoked; revoked keys answer 401.
     pub revoked_at: Option<DateTime<Utc>>,
     /// The customers the key may see and change: per scheme, category subtrees.
-    #[schema(value_type = Option<Object>, example = json!({"REGION": ["01", "0203"]}))]
+    #[schema(value_type = Option<HashMap<String, Vec<String>>>, example = json!({"REGION": ["01", "0203"]}))]
     pub restrict: Option<serde_json::Value>,
 }
 
@@ -59,6 +59,7 @@ pub struct ApiKeyCreated {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "erp-sales-north", "scope": "write", "restrict": {"REGION": ["01", "0203"]}}))]
 pub struct ApiKeyCreate {
     /// Unique, 1–100 characters, e.g. the calling service's name.
     #[schema(example = "erp-sales")]
@@ -67,10 +68,14 @@ pub struct ApiKeyCreate {
     /// Record-level permission (记录级数据权限): the key sees and changes only customers
     /// whose category in each scheme named lies in one of the subtrees listed. Not with
     /// scope `admin`.
-    #[schema(value_type = Option<Object>, example = json!({"REGION": ["01", "0203"]}))]
+    #[schema(value_type = Option<HashMap<String, Vec<String>>>, example = json!({"REGION": ["01", "0203"]}))]
     pub restrict: Option<serde_json::Value>,
 }
 
+/// List API keys
+///
+/// Every key, revoked ones included, with its name, scope, restriction and when it was last used;
+/// secrets are never shown again after creation. Scope `admin`.
 #[utoipa::path(get, path = "/api/v1/api-keys", operation_id = "list_api_keys", tag = "api-keys",
     responses((status = 200, description = "Every key, revoked ones included, without secrets", body = Page<ApiKey>)))]
 pub async fn list(state: web::Data<AppState>, _auth: Auth<Admin>) -> Result<HttpResponse, AppError> {
@@ -79,6 +84,11 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Admin>) -> Result<Http
     Ok(HttpResponse::Ok().json(Page::complete(keys)))
 }
 
+/// Create an API key
+///
+/// Makes a key of scope `read`, `write` or `admin`, optionally restricted to the customers of some
+/// categories' subtrees (`restrict`, 记录级数据权限; not for `admin`). The secret is in this answer only:
+/// store it.
 #[utoipa::path(post, path = "/api/v1/api-keys", operation_id = "create_api_key", tag = "api-keys", request_body = ApiKeyCreate,
     responses(
         (status = 201, description = "Created; the secret is in this response only", body = ApiKeyCreated, headers(("Location" = String))),
@@ -108,6 +118,10 @@ pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::J
         .json(ApiKeyCreated { key, secret: exposed }))
 }
 
+/// Revoke an API key
+///
+/// The key stops working at once on this replica and within seconds on the others (the key cache);
+/// it stays listed as revoked.
 #[utoipa::path(delete, path = "/api/v1/api-keys/{id}", operation_id = "revoke_api_key", tag = "api-keys",
     params(("id" = i64, Path, description = "Key id")),
     responses(

@@ -21,6 +21,7 @@ use crate::domain::history::Source;
 /// Assign or re-assign a customer in one scheme.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"category": "01", "reason": "年度销售额超过100万", "locked": false, "attributes": {"account_manager": "王芳"}}))]
 pub struct AssignmentPut {
     /// An active leaf category of the scheme.
     #[schema(example = "01")]
@@ -43,6 +44,11 @@ pub struct UnassignQuery {
     reason: Option<String>,
 }
 
+/// Assign a customer to a category
+///
+/// Puts the customer in a leaf category of the scheme, or moves it there, with `reason` recorded in
+/// its history and a `classification.changed` event. `locked: true` pins it against classification
+/// runs. `If-Match` with the customer's version guards against lost updates.
 #[utoipa::path(put, path = "/api/v1/customers/{code}/categories/{scheme}", tag = "assignments", operation_id = "assign_customer",
     request_body = AssignmentPut,
     params(("code" = String, Path, description = "Customer code"), ("scheme" = String, Path, description = "Scheme code"),
@@ -78,6 +84,11 @@ pub async fn assign(
     Ok(ok_versioned(customer.version, &customer))
 }
 
+/// Take a customer out of a scheme
+///
+/// Removes the customer's category in the scheme (`?reason=` for its history); refused with
+/// `category_required` for a required scheme. A customer without a category there answers 200
+/// unchanged.
 #[utoipa::path(delete, path = "/api/v1/customers/{code}/categories/{scheme}", tag = "assignments", operation_id = "unassign_customer",
     params(("code" = String, Path, description = "Customer code"), ("scheme" = String, Path, description = "Scheme code"),
            ("reason" = Option<String>, Query, description = "Why; kept in the history"),
@@ -108,6 +119,7 @@ pub async fn unassign(
 /// Put many customers into one category, all or nothing.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"scheme": "TIER", "category": "01", "customers": ["C0001", "C0002"], "reason": "季度调整", "locked": false}))]
 pub struct BatchAssign {
     #[schema(example = "TIER")]
     pub scheme: String,
@@ -133,6 +145,10 @@ pub struct BatchResult {
     pub unchanged: usize,
 }
 
+/// Assign many customers at once
+///
+/// Moves up to 10,000 customers into one leaf category, all or nothing (`customers_not_found` lists
+/// unknown codes); each move gets its history entry and event, as a single assignment would.
 #[utoipa::path(post, path = "/api/v1/assignments/batch", tag = "assignments", operation_id = "assign_batch", request_body = BatchAssign,
     responses(
         (status = 200, description = "Every customer is in the category", body = BatchResult),

@@ -73,6 +73,7 @@ impl From<DefinitionView> for AttributeDefinition {
 /// A new definition. The key must not appear on an ancestor or descendant, nor in another scheme.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"key": "discount_rate", "label": "折扣率", "type": "decimal", "min": 0, "max": 0.5, "default": 0.1, "required": false}))]
 pub struct AttributeCreate {
     /// `^[a-z][a-z0-9_]{0,63}$`; cannot change.
     #[schema(example = "discount_rate", pattern = "^[a-z][a-z0-9_]{0,63}$")]
@@ -101,6 +102,7 @@ pub struct AttributeCreate {
 /// Changes to a definition; absent fields stay, `null` clears `default`, `min` or `max`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"max": 0.4, "label": "最高折扣率"}))]
 pub struct AttributePatch {
     pub label: Option<String>,
     pub required: Option<bool>,
@@ -180,6 +182,10 @@ pub struct ForceQuery {
     force: bool,
 }
 
+/// List a category's attribute definitions
+///
+/// The typed attributes (text, integer, decimal, date, boolean, enum) defined on the category, and
+/// those it inherits from its ancestors.
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories/{code}/attributes", tag = "attributes", operation_id = "list_attributes",
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"),
            ("effective" = Option<bool>, Query, description = "Also the definitions inherited from ancestors, root first; `defined_on` says where each comes from")),
@@ -194,6 +200,12 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, p
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(AttributeDefinition::from).collect())))
 }
 
+/// Define an attribute on a category
+///
+/// 分类属性: adds a typed attribute (with bounds, options, a default and whether it is required) that
+/// the customers of the category and its subtree carry. A required one on a category that holds
+/// customers answers 409 `attribute_violations` unless `?force=true` with a default gives it to
+/// them.
 #[utoipa::path(post, path = "/api/v1/schemes/{scheme}/categories/{code}/attributes", tag = "attributes", operation_id = "create_attribute",
     request_body = AttributeCreate,
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"),
@@ -219,6 +231,9 @@ pub async fn create(
     Ok(created_versioned(location, created.version, &created))
 }
 
+/// Get an attribute definition
+///
+/// One attribute definition of the category, with its version for `If-Match`.
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories/{code}/attributes/{key}", tag = "attributes", operation_id = "get_attribute",
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"), ("key" = String, Path, description = "Attribute key")),
     responses(
@@ -231,6 +246,11 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, pa
     Ok(ok_versioned(definition.version, &definition))
 }
 
+/// Change an attribute definition
+///
+/// Every value the definition governs is checked again: a change that would leave customers invalid
+/// answers 409 `attribute_violations` with how many, and changes nothing; with `?force=true` and a
+/// default, those customers get the default. A changed default moves every defaulted value with it.
 #[utoipa::path(patch, path = "/api/v1/schemes/{scheme}/categories/{code}/attributes/{key}", tag = "attributes", operation_id = "update_attribute",
     request_body = AttributePatch,
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"), ("key" = String, Path, description = "Attribute key"),
@@ -259,6 +279,10 @@ pub async fn update(
     Ok(ok_versioned(definition.version, &definition))
 }
 
+/// Delete an attribute definition
+///
+/// Deletes the definition; one whose values were entered (not defaulted) needs `?force=true` (409
+/// `attribute_in_use` otherwise), which deletes those values.
 #[utoipa::path(delete, path = "/api/v1/schemes/{scheme}/categories/{code}/attributes/{key}", tag = "attributes", operation_id = "delete_attribute",
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"), ("key" = String, Path, description = "Attribute key"),
            ("force" = Option<bool>, Query, description = "Also delete the values customers were given"),

@@ -96,6 +96,7 @@ fn yes() -> bool {
 /// A new category. Its parent is the code's prefix by the scheme's code rule and must exist.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"code": "0101", "name": "华北地区客户", "sort_order": 1}))]
 pub struct CategoryCreate {
     /// `[0-9A-Za-z]+`, ending on a segment boundary of the code rule.
     #[schema(example = "0101", pattern = "^[0-9A-Za-z]{1,30}$")]
@@ -118,6 +119,7 @@ pub struct CategoryCreate {
 /// Changes to a category; the code and so the place in the tree cannot change.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "华北客户", "active": false}))]
 pub struct CategoryPatch {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "explicit_null")]
@@ -191,6 +193,11 @@ fn build_tree(categories: Vec<Category>) -> Vec<CategoryNode> {
 }
 
 
+/// List a scheme's categories
+///
+/// The categories of the scheme in code order, each with its parent (derived from the code rule),
+/// level, whether it is a leaf and active, and how many customers it and its subtree hold (for a
+/// restricted key, those it may see).
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories", operation_id = "list_categories", tag = "categories",
     params(("scheme" = String, Path, description = "Scheme code")),
     responses(
@@ -204,6 +211,10 @@ pub async fn list(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, pa
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Category::from).collect())))
 }
 
+/// Get a scheme's category tree
+///
+/// The categories nested under their parents, each with its own and its subtree's customer counts:
+/// what a tree control in a client shows.
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories/tree", operation_id = "get_category_tree", tag = "categories",
     params(("scheme" = String, Path, description = "Scheme code")),
     responses(
@@ -219,6 +230,10 @@ pub async fn tree(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, pa
     Ok(HttpResponse::Ok().json(CategoryTree { scheme, items }))
 }
 
+/// Create a category
+///
+/// Adds a category whose code follows the scheme's code rule (e.g. `2-2-2`): its parent is the
+/// code's prefix, which must exist. Emits `category.created`.
 #[utoipa::path(post, path = "/api/v1/schemes/{scheme}/categories", operation_id = "create_category", tag = "categories", request_body = CategoryCreate,
     params(("scheme" = String, Path, description = "Scheme code")),
     responses(
@@ -240,6 +255,9 @@ pub async fn create(
     Ok(created_versioned(location, category.version, &category))
 }
 
+/// Get a category
+///
+/// One category with its customer counts and its version for `If-Match`.
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/categories/{code}", operation_id = "get_category", tag = "categories",
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code")),
     responses(
@@ -253,6 +271,10 @@ pub async fn get(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, pat
     Ok(ok_versioned(category.version, &category))
 }
 
+/// Change a category
+///
+/// Renames, re-orders, describes or deactivates a category; an inactive category takes no new
+/// customers but keeps those it has.
 #[utoipa::path(patch, path = "/api/v1/schemes/{scheme}/categories/{code}", operation_id = "update_category", tag = "categories", request_body = CategoryPatch,
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
@@ -275,6 +297,12 @@ pub async fn update(
     Ok(ok_versioned(category.version, &category))
 }
 
+/// Delete a category
+///
+/// Deletes an empty leaf category: one with children or customers answers 409 `category_in_use`,
+/// the scheme's default `category_is_default`. A delete waits for a write that is placing customers
+/// in the category, or that write finds it gone: no customer is left pointing at a deleted
+/// category.
 #[utoipa::path(delete, path = "/api/v1/schemes/{scheme}/categories/{code}", operation_id = "delete_category", tag = "categories",
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "Category code"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being deleted")),
@@ -298,6 +326,7 @@ pub async fn delete(
 /// Move every customer of a category's subtree to another leaf (分类标准更新).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"to": "0201", "reason": "分类标准更新: 华北并入华东", "include_locked": false}))]
 pub struct ReassignRequest {
     /// An active leaf of the same scheme.
     #[schema(example = "0201")]
@@ -335,6 +364,11 @@ pub struct Reassignment {
     pub batches: i64,
 }
 
+/// Move every customer of a category
+///
+/// 分类标准更新: moves the customers of the category's subtree to the leaf `to` in batches (pinned ones
+/// with `include_locked`), each move with its history entry and event; for re-mapping a
+/// classification standard.
 #[utoipa::path(post, path = "/api/v1/schemes/{scheme}/categories/{code}/reassign", operation_id = "reassign_category", tag = "categories", request_body = ReassignRequest,
     params(("scheme" = String, Path, description = "Scheme code"), ("code" = String, Path, description = "The category whose subtree is emptied")),
     responses(

@@ -111,6 +111,7 @@ fn active() -> CustomerStatus {
 /// A new customer. Schemes it names no category for get their default category, if any.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"code": "C0001", "name": "北京华电科技有限公司", "short_name": "华电科技", "tax_id": "91110108MA01C2XQ5K", "phone": "010-6260 1234", "categories": {"REGION": "0101", "TIER": "02"}, "attributes": {"account_manager": "王芳"}}))]
 pub struct CustomerCreate {
     /// `^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$`, unique, cannot change.
     #[schema(example = "C0001", pattern = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")]
@@ -145,6 +146,7 @@ pub struct CustomerCreate {
 /// Categories change through `PUT /customers/{code}/categories/{scheme}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "北京华电科技股份有限公司", "phone": "010-6260 5678", "note": null}))]
 pub struct CustomerPatch {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "explicit_null")]
@@ -376,6 +378,11 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError>
     Ok(query)
 }
 
+/// List customers
+///
+/// The customer archive, keyset-paged by code (`next_cursor`), filtered by category (with its
+/// subtree), unclassified scheme, status, a text search (`q`) over code, name, short name and tax
+/// id, and attribute comparisons (`attr`). A restricted key lists the customers it may see only.
 #[utoipa::path(get, path = "/api/v1/customers", tag = "customers", operation_id = "list_customers",
     params(
         ("category" = Option<Vec<String>>, Query, description = "`SCHEME:CODE`; repeat to AND several; a category includes its subtree", example = "REGION:01"),
@@ -404,6 +411,11 @@ pub async fn list(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, qu
     Ok(HttpResponse::Ok().json(Page { items: page.items.into_iter().map(Customer::from).collect::<Vec<_>>(), next_cursor }))
 }
 
+/// Create a customer
+///
+/// Adds a customer to the archive with its categories (every required scheme needs one, or its
+/// default is used) and attribute values, checked against the categories' definitions. Codes and
+/// tax ids are unique.
 #[utoipa::path(post, path = "/api/v1/customers", tag = "customers", operation_id = "create_customer", request_body = CustomerCreate,
     responses(
         (status = 201, description = "Created", body = Customer, headers(("Location" = String), ("ETag" = String))),
@@ -417,6 +429,11 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
     Ok(created_versioned(format!("/api/v1/customers/{}", customer.code), customer.version, &customer))
 }
 
+/// Get a customer
+///
+/// One customer with its categories in every scheme, its attribute values (with where each comes
+/// from) and its version for `If-Match`. A merged code answers 404 `customer_merged` naming the
+/// customer it went into.
 #[utoipa::path(get, path = "/api/v1/customers/{code}", tag = "customers", operation_id = "get_customer",
     params(("code" = String, Path, description = "Customer code")),
     responses(
@@ -430,6 +447,10 @@ pub async fn get(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, pat
     Ok(ok_versioned(customer.version, &customer))
 }
 
+/// Change a customer's fields
+///
+/// Changes the customer's name, contact data, status or note; `null` clears an optional field.
+/// Categories and attributes have their own operations.
 #[utoipa::path(patch, path = "/api/v1/customers/{code}", tag = "customers", operation_id = "update_customer", request_body = CustomerPatch,
     params(("code" = String, Path, description = "Customer code"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
@@ -454,8 +475,12 @@ pub async fn update(
     Ok(ok_versioned(customer.version, &customer))
 }
 
+/// Replace a customer's attribute values
+///
+/// Sets every attribute value of the customer at once, checked against the definitions in force in
+/// its categories; values left out are cleared unless a default applies.
 #[utoipa::path(put, path = "/api/v1/customers/{code}/attributes", tag = "customers", operation_id = "replace_customer_attributes",
-    request_body(content = Object, description = "Attribute key → value; values not given are removed (their defaults return)",
+    request_body(content = HashMap<String, crate::api::openapi::AttributeValue>, description = "Attribute key → value; values not given are removed (their defaults return)",
                  example = json!({"discount_rate": 0.2, "account_manager": "王芳"})),
     params(("code" = String, Path, description = "Customer code"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
@@ -479,6 +504,10 @@ pub async fn replace_attributes(
     Ok(ok_versioned(customer.version, &customer))
 }
 
+/// Delete a customer
+///
+/// Removes the customer with its assignments and values; its history stays readable. Emits
+/// `customer.deleted`.
 #[utoipa::path(delete, path = "/api/v1/customers/{code}", tag = "customers", operation_id = "delete_customer",
     params(("code" = String, Path, description = "Customer code"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being deleted")),
@@ -513,7 +542,7 @@ pub struct HistoryEntry {
     pub rule_id: Option<i64>,
     pub run_id: Option<i64>,
     /// Attribute values the change dropped because the new category does not define them.
-    #[schema(value_type = Option<Object>, example = json!({"discount_rate": 0.2}))]
+    #[schema(value_type = Option<HashMap<String, crate::api::openapi::AttributeValue>>, example = json!({"discount_rate": 0.2}))]
     pub dropped_attributes: Option<serde_json::Value>,
     /// `up`/`down` by the ranks of an ordered scheme when the change was made; `in`
     /// from no category, `out` to none, `lateral` otherwise.
@@ -550,6 +579,10 @@ pub struct HistoryQuery {
     cursor: Option<String>,
 }
 
+/// Get a customer's classification history
+///
+/// Every category change of the customer, newest first and paged, with its direction (`up`, `down`,
+/// `lateral`, `in`, `out`), source, actor and reason; readable after the customer is deleted.
 #[utoipa::path(get, path = "/api/v1/customers/{code}/history", tag = "customers", operation_id = "get_customer_history",
     params(("code" = String, Path, description = "Customer code; history stays readable after the customer is deleted"),
            ("scheme" = Option<String>, Query, description = "Only this scheme"),

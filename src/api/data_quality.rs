@@ -108,6 +108,11 @@ impl From<Finding> for QualityItem {
     }
 }
 
+/// Report data-quality findings
+///
+/// 数据清理: unclassified customers, missing required values and tax ids, dormant ones, inactive but
+/// classified ones and duplicate groups, each counted with its first 20 customers and the query
+/// that lists them all.
 #[utoipa::path(get, path = "/api/v1/reports/data-quality", tag = "reports", operation_id = "report_data_quality",
     params(("dormant_days" = Option<i64>, Query, minimum = 1, maximum = 3650, description = "Days without an order that make a customer dormant; default 365")),
     responses(

@@ -61,6 +61,10 @@ pub struct DuplicatesQuery {
     cursor: Option<String>,
 }
 
+/// Find probable duplicate customers
+///
+/// 清理重复数据: groups of customers sharing a tax id, or a name, phone or email once normalised (`by=`),
+/// largest first and paged, narrowed by the customer-list filters.
 #[utoipa::path(get, path = "/api/v1/customers/duplicates", tag = "customers", operation_id = "find_duplicates",
     params(
         ("by" = Option<String>, Query, description = "Comma-separated keys: tax_id, name, phone, email (default all). Names compare with full-width folded to half-width, spaces and punctuation dropped (（） like ()), ASCII case-folded and a legal-form suffix (股份有限公司, 有限责任公司, 有限公司, 公司) folded; phones by their digits (a +86 before a mobile number dropped); emails case-folded", example = "name,phone"),

@@ -60,8 +60,8 @@ pub struct Event {
     #[schema(example = "classification.changed")]
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
-    /// What happened; its fields depend on the type (README, "Change feed").
-    #[schema(value_type = Object)]
+    /// What happened; its fields depend on the type.
+    #[schema(value_type = crate::api::openapi::EventData)]
     pub data: Json,
 }
 
@@ -73,9 +73,9 @@ impl From<FeedEvent> for Event {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventPage {
-    /// Oldest first.
-    pub events: Vec<Event>,
-    /// Ask with `after=` this next (also when `events` is empty): it moves past the
+    /// The events, oldest first (`items`, as every list of the API names them).
+    pub items: Vec<Event>,
+    /// Ask with `after=` this next (also when `items` is empty): it moves past the
     /// events that `types` left out.
     pub next_cursor: String,
 }
@@ -89,6 +89,11 @@ fn invalid_query(detail: String) -> AppError {
     AppError::bad_request("invalid_query", detail)
 }
 
+/// Read the change feed
+///
+/// Every change to customers, their classification and the classification structure, in commit
+/// order, after a cursor (`after`), with optional long polling (`wait`); the cursor is stable
+/// across replicas. A restricted key reads the events of customers it may see.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events", operation_id = "list_events",
     params(
         ("after" = Option<String>, Query, description = "The `next_cursor` of the page before; `latest`: after the newest event; none: from the oldest event kept"),
@@ -120,8 +125,8 @@ pub async fn list(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, qu
         let page = state.db.run(move |conn| store::page(conn, cursor, &filter, limit, restriction.as_deref())).await?;
         let now = tokio::time::Instant::now();
         if !page.events.is_empty() || now >= deadline {
-            let events = page.events.into_iter().map(Event::from).collect();
-            return Ok(HttpResponse::Ok().json(EventPage { events, next_cursor: page.next_cursor.to_string() }));
+            let items = page.events.into_iter().map(Event::from).collect();
+            return Ok(HttpResponse::Ok().json(EventPage { items, next_cursor: page.next_cursor.to_string() }));
         }
         cursor = Cursor::After(page.next_cursor);
         let _ = tokio::time::timeout((deadline - now).min(RECHECK), numbered).await;

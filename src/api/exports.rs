@@ -45,6 +45,10 @@ fn parse_query(pairs: Vec<(String, String)>) -> Result<Filters, AppError> {
     Ok(filters)
 }
 
+/// Export the customer archive
+///
+/// The archive (or what the list filters select) as CSV (UTF-8 with a BOM, formula-like texts
+/// guarded), NDJSON or an .xlsx workbook, streamed page by page: the columns an import reads back.
 #[utoipa::path(get, path = "/api/v1/exports/customers", tag = "customers", operation_id = "export_customers",
     params(
         ("category" = Option<Vec<String>>, Query, description = "`SCHEME:CODE`, repeatable, as on `GET /customers`", example = "REGION:01"),

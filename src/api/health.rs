@@ -14,6 +14,9 @@ pub struct Health {
     pub status: String,
 }
 
+/// Liveness probe
+///
+/// Answers 200 while the process serves requests; it does not touch the database.
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations", security(()),
     responses((status = 200, description = "The process is up", body = Health)))]
 pub async fn healthz() -> HttpResponse {
@@ -23,6 +26,10 @@ pub async fn healthz() -> HttpResponse {
 /// The longest `/readyz` takes to answer.
 const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(900);
 
+/// Readiness probe
+///
+/// Answers within a second: 200 when the database answers, 503 when it does not; what a load
+/// balancer should route by.
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "The database answers", body = Health),
@@ -36,6 +43,10 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError
     Ok(HttpResponse::Ok().json(Health { status: "ready".into() }))
 }
 
+/// Prometheus metrics
+///
+/// Request counts and latencies by route and status, and the service's gauges, in the Prometheus
+/// text format; no key needed.
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {

@@ -287,6 +287,12 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
     outcome.map(|_| row)
 }
 
+/// Import customers from a file
+///
+/// 客户档案导入: CSV (UTF-8 or GB18030), NDJSON or .xlsx, as the request body or as the part `file` of a
+/// browser form. Checked whole before anything is written, within limits on size, rows, columns and
+/// cells; atomic by default (every row or none), with a report listing each bad row's errors by row
+/// and column.
 #[utoipa::path(post, path = "/api/v1/imports/customers", tag = "customers", operation_id = "import_customers",
     params(ImportQuery, ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 once the file is checked, and go on in the background")),
     request_body(description = "The archive: a header row of customer fields, `category:SCHEME` and `attr:KEY` (as the export writes), then a customer a row. An empty cell leaves a value as it is; `NULL` clears it. At most 1,000,000 rows and 200 MB", content(
@@ -370,6 +376,10 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
     Ok(HttpResponse::Ok().insert_header(("Location", location(&id))).json(import))
 }
 
+/// Get an import's progress or report
+///
+/// A running import's rows done of its total, then its report; an import whose service stopped
+/// before it finished shows `failed` with the reason `interrupted`.
 #[utoipa::path(get, path = "/api/v1/imports/{id}", tag = "customers", operation_id = "get_import",
     params(("id" = String, Path, description = "The import's id, from `Location`")),
     responses(

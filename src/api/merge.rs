@@ -15,6 +15,7 @@ use crate::store::merge::{self as store, Conflict, MergeRequest, Taken, MAX_DUPL
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"duplicates": ["C0002", "C0003"], "reason": "同一税号的重复档案", "dry_run": true}))]
 pub struct MergeBody {
     /// The customers to merge into this one (1–100), in the order their values are taken.
     #[schema(example = json!(["C0002", "C0003"]))]
@@ -72,6 +73,11 @@ impl From<Taken> for MergeTaken {
     }
 }
 
+/// Merge duplicate customers into one
+///
+/// 合并重复客户: moves the duplicates' sales, fills the survivor's empty fields and attributes from them
+/// (conflicts listed, the survivor's kept), deletes the duplicates and keeps their codes answering
+/// `customer_merged`.
 #[utoipa::path(post, path = "/api/v1/customers/{code}/merge", tag = "customers", operation_id = "merge_customers", request_body = MergeBody,
     params(("code" = String, Path, description = "The survivor"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the survivor's version")),

@@ -237,6 +237,11 @@ pub struct ReportScope {
     classified: Option<bool>,
 }
 
+/// Report customers per category
+///
+/// 分类报表: customers (and optionally sales measures) per category of a scheme, rolled up to a depth,
+/// with shares of the population and the unclassified; as of a past moment if asked; JSON, CSV or
+/// .xlsx by `Accept`.
 #[utoipa::path(get, path = "/api/v1/reports/distribution", tag = "reports", operation_id = "report_distribution",
     params(
         ("scheme" = String, Query, description = "Scheme code", example = "TIER"),
@@ -403,6 +408,10 @@ impl Crosstab {
     }
 }
 
+/// Report customers across two schemes
+///
+/// A cross-tab of two schemes' categories (e.g. region × tier) with row and column totals, filtered
+/// like the customer list; JSON, CSV or .xlsx.
 #[utoipa::path(get, path = "/api/v1/reports/crosstab", tag = "reports", operation_id = "report_crosstab",
     params(
         ("rows" = String, Query, description = "Scheme code of the rows", example = "INDUSTRY"),
@@ -623,6 +632,10 @@ fn transition_params(params: &mut Params) -> (Option<String>, Option<Period>, Ba
     (scheme, period, basis, source)
 }
 
+/// Report upgrades and downgrades
+///
+/// 升级/降级: how many customers moved between the categories of a scheme in a period, by from-to pair
+/// and direction (up, down, lateral, in, out).
 #[utoipa::path(get, path = "/api/v1/reports/transitions", tag = "reports", operation_id = "report_transitions",
     params(
         ("scheme" = String, Query, description = "Scheme code", example = "TIER"),
@@ -731,6 +744,9 @@ struct CellCursor {
     code: String,
 }
 
+/// List the customers of one transition
+///
+/// The customers behind one from-to pair of the transitions report, keyset-paged.
 #[utoipa::path(get, path = "/api/v1/reports/transitions/customers", tag = "reports", operation_id = "report_transition_customers",
     params(
         ("scheme" = String, Query, description = "Scheme code", example = "TIER"),

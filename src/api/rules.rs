@@ -79,6 +79,7 @@ pub struct RulePopulation {
 /// Ops: `= != > >= < <= in not_in between is_null under`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "年消费超过100万为VIP", "target_category": "01", "priority": 10, "condition": {"all": [{"field": "spend_12m", "op": ">=", "value": 1000000}, {"field": "status", "op": "=", "value": "active"}]}}))]
 pub struct RuleCreate {
     #[schema(example = "年消费超过100万为VIP")]
     pub name: String,
@@ -99,6 +100,7 @@ pub struct RuleCreate {
 /// Changes to a rule; absent fields stay.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"priority": 20, "enabled": false}))]
 pub struct RulePatch {
     pub name: Option<String>,
     pub target_category: Option<String>,
@@ -147,6 +149,10 @@ impl RulePatch {
     }
 }
 
+/// List a scheme's rules
+///
+/// The automatic classification rules of the scheme in priority order: each a condition over
+/// customer fields, attributes and sales metrics, and the category it assigns.
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/rules", tag = "rules", operation_id = "list_rules",
     params(("scheme" = String, Path, description = "Scheme code")),
     responses(
@@ -159,6 +165,11 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, p
     Ok(HttpResponse::Ok().json(Page::complete(rules.into_iter().map(Rule::from).collect())))
 }
 
+/// Create a classification rule
+///
+/// Adds a rule: a condition tree (`all`, `any`, `not`, comparisons of fields, attributes, sales
+/// metrics and relative ranks such as `percentile(spend_12m)`) and the leaf category a match is
+/// assigned to, at a priority.
 #[utoipa::path(post, path = "/api/v1/schemes/{scheme}/rules", tag = "rules", operation_id = "create_rule", request_body = RuleCreate,
     params(("scheme" = String, Path, description = "Scheme code")),
     responses(
@@ -173,6 +184,9 @@ pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, path: web::P
     Ok(created_versioned(format!("/api/v1/schemes/{}/rules/{}", rule.scheme, rule.id), rule.version, &rule))
 }
 
+/// Get a rule
+///
+/// One rule with its condition, target, priority and version for `If-Match`.
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/rules/{id}", tag = "rules", operation_id = "get_rule",
     params(("scheme" = String, Path, description = "Scheme code"), ("id" = i64, Path, description = "Rule id")),
     responses(
@@ -185,6 +199,10 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, pa
     Ok(ok_versioned(rule.version, &rule))
 }
 
+/// Change a rule
+///
+/// Changes a rule's condition, target, priority, population or whether it is enabled; the next run
+/// applies it.
 #[utoipa::path(patch, path = "/api/v1/schemes/{scheme}/rules/{id}", tag = "rules", operation_id = "update_rule", request_body = RulePatch,
     params(("scheme" = String, Path, description = "Scheme code"), ("id" = i64, Path, description = "Rule id"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
@@ -207,6 +225,9 @@ pub async fn update(
     Ok(ok_versioned(rule.version, &rule))
 }
 
+/// Delete a rule
+///
+/// Removes the rule; runs already recorded keep its id in their changes.
 #[utoipa::path(delete, path = "/api/v1/schemes/{scheme}/rules/{id}", tag = "rules", operation_id = "delete_rule",
     params(("scheme" = String, Path, description = "Scheme code"), ("id" = i64, Path, description = "Rule id"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being deleted")),

@@ -96,6 +96,7 @@ impl From<RunView> for Run {
 /// Start a run. Without `customers` every customer of the archive is evaluated.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"dry_run": true, "customers": ["C0001", "C0002"]}))]
 pub struct RunCreate {
     /// Report what would change without assigning anything.
     #[serde(default)]
@@ -143,6 +144,11 @@ fn run_location(run: &Run) -> String {
     format!("/api/v1/schemes/{}/classification-runs/{}", run.scheme, run.id)
 }
 
+/// Run the scheme's rules
+///
+/// Evaluates the enabled rules for every customer (or those listed) and moves the ones whose
+/// category changes, in committed batches, pinned customers excepted; `dry_run` reports what would
+/// change. `Prefer: respond-async` answers 202 and runs in the background.
 #[utoipa::path(post, path = "/api/v1/schemes/{scheme}/classification-runs", tag = "rules", operation_id = "start_classification_run", request_body = RunCreate,
     params(("scheme" = String, Path, description = "Scheme code"),
            ("Prefer" = Option<String>, Header, description = "`respond-async`: answer 202 as soon as the run has started, and let it go on in the background")),
@@ -227,6 +233,9 @@ fn page_request(query: PageQuery) -> Result<PageRequest<Position>, AppError> {
     PageRequest::parse(query.limit.as_deref(), query.cursor.as_deref())
 }
 
+/// List a scheme's classification runs
+///
+/// The scheme's runs, newest first, with their status, how they were started and their counts.
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/classification-runs", tag = "rules", operation_id = "list_classification_runs",
     params(("scheme" = String, Path, description = "Scheme code"),
            ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 50"),
@@ -248,6 +257,9 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path
     Ok(HttpResponse::Ok().json(paging::into_page::<_, Run, _>(runs, limit, |run| Position { id: run.row.id })?))
 }
 
+/// Get a classification run
+///
+/// One run's status and counts; poll it for a run started with `Prefer: respond-async`.
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/classification-runs/{id}", tag = "rules", operation_id = "get_classification_run",
     params(("scheme" = String, Path, description = "Scheme code"), ("id" = i64, Path, description = "Run id")),
     responses(
@@ -260,6 +272,10 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<
     Ok(HttpResponse::Ok().json(Run::from(run)))
 }
 
+/// List the changes of a run
+///
+/// Each customer a run moved (or, dry, would move): from and to category and the rule that decided,
+/// keyset-paged.
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}/classification-runs/{id}/changes", tag = "rules", operation_id = "list_classification_run_changes",
     params(("scheme" = String, Path, description = "Scheme code"), ("id" = i64, Path, description = "Run id"),
            ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "1–1000, default 50"),
@@ -285,6 +301,10 @@ pub async fn changes(
 const CANCEL_WAIT: Duration = Duration::from_secs(10);
 const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
+/// Cancel a running classification run
+///
+/// Asks the run to stop at its next batch boundary; what it committed stays, and its counts say how
+/// far it got.
 #[utoipa::path(post, path = "/api/v1/schemes/{scheme}/classification-runs/{id}/cancel", tag = "rules", operation_id = "cancel_classification_run",
     params(("scheme" = String, Path, description = "Scheme code"), ("id" = i64, Path, description = "Run id")),
     responses(

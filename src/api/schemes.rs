@@ -86,6 +86,7 @@ fn yes() -> bool {
 /// A new scheme. Its `default_category` is set with PATCH once the category exists.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"code": "REGION", "name": "地区分类", "code_rule": "2-2", "required": false, "ordered": false}))]
 pub struct SchemeCreate {
     /// `^[A-Z][A-Z0-9_]{0,31}$`; cannot change later.
     #[schema(example = "REGION", pattern = "^[A-Z][A-Z0-9_]{0,31}$")]
@@ -117,6 +118,7 @@ pub struct SchemeCreate {
 /// Changes to a scheme; absent fields stay as they are, `null` clears a nullable one.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "销售地区", "default_category": "0101", "schedule": {"cron": "0 2 * * *", "timezone": "Asia/Shanghai"}}))]
 pub struct SchemePatch {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "explicit_null")]
@@ -185,6 +187,10 @@ impl SchemePatch {
     }
 }
 
+/// List classification schemes
+///
+/// Every scheme with its code rule, whether it is required, its default category, whether its
+/// categories are ordered tiers, and its version.
 #[utoipa::path(get, path = "/api/v1/schemes", operation_id = "list_schemes", tag = "schemes",
     responses((status = 200, description = "All schemes, ordered by code", body = Page<Scheme>)))]
 pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>) -> Result<HttpResponse, AppError> {
@@ -192,6 +198,11 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>) -
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Scheme::try_from).collect::<Result<_, _>>()?)))
 }
 
+/// Create a classification scheme
+///
+/// Adds a scheme (e.g. region, industry, tier) with its code rule (`2-2-2`: the digits of each
+/// level), whether each customer must have a category in it, and whether its categories are ordered
+/// tiers.
 #[utoipa::path(post, path = "/api/v1/schemes", operation_id = "create_scheme", tag = "schemes", request_body = SchemeCreate,
     responses(
         (status = 201, description = "Created", body = Scheme, headers(("Location" = String), ("ETag" = String))),
@@ -204,6 +215,9 @@ pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::J
     Ok(created_versioned(format!("/api/v1/schemes/{}", scheme.code), scheme.version, &scheme))
 }
 
+/// Get a scheme
+///
+/// One scheme with its version for `If-Match`.
 #[utoipa::path(get, path = "/api/v1/schemes/{scheme}", operation_id = "get_scheme", tag = "schemes",
     params(("scheme" = String, Path, description = "Scheme code")),
     responses(
@@ -216,6 +230,10 @@ pub async fn get(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, pa
     Ok(ok_versioned(scheme.version, &scheme))
 }
 
+/// Change a scheme
+///
+/// Renames a scheme, changes its default category, whether it is required or active, the order of
+/// its tiers or its schedule, with `If-Match` on its version.
 #[utoipa::path(patch, path = "/api/v1/schemes/{scheme}", operation_id = "update_scheme", tag = "schemes", request_body = SchemePatch,
     params(("scheme" = String, Path, description = "Scheme code"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
@@ -238,6 +256,9 @@ pub async fn update(
     Ok(ok_versioned(scheme.version, &scheme))
 }
 
+/// Delete a scheme
+///
+/// Deletes a scheme without categories; one with categories answers 409 `scheme_in_use`.
 #[utoipa::path(delete, path = "/api/v1/schemes/{scheme}", operation_id = "delete_scheme", tag = "schemes",
     params(("scheme" = String, Path, description = "Scheme code"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being deleted")),

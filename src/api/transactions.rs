@@ -115,8 +115,13 @@ fn parse_item(raw: &RawValue, now: chrono::NaiveDateTime) -> (Option<String>, Re
     }
 }
 
+/// Record sales facts
+///
+/// Up to 10,000 sales or returns from an ERP service, each with an external id that makes
+/// re-sending idempotent; they feed the sales metrics that rules and reports use.
 #[utoipa::path(post, path = "/api/v1/transactions", tag = "transactions", operation_id = "post_transactions",
-    request_body(content = Vec<TransactionIn>, description = "Up to 10,000 transactions"),
+    request_body(content = Vec<TransactionIn>, description = "Up to 10,000 transactions",
+        example = json!([{"external_id": "SO-2026-000123", "customer_code": "C0001", "amount": "12500.00", "occurred_at": "2026-11-20T10:30:00+08:00"}, {"external_id": "RT-2026-000007", "customer_code": "C0001", "amount": "-800.00", "occurred_at": "2026-11-25T09:00:00+08:00"}])),
     responses(
         (status = 200, description = "Per-item results; valid items are stored even when others are rejected", body = IngestionResult),
         (status = 422, description = "`too_many_items`, `invalid_body` (not an array)", body = Problem, content_type = "application/problem+json"),
@@ -265,6 +270,11 @@ pub struct MetricsQuery {
     population: Option<String>,
 }
 
+/// Get a customer's sales metrics
+///
+/// Spend and orders over 12 months, lifetime spend, days since the last order, as of a moment; with
+/// `population`, where the customer ranks (percentiles, cumulative shares, RFM scores) among the
+/// active customers the key may see.
 #[utoipa::path(get, path = "/api/v1/customers/{code}/metrics", tag = "transactions", operation_id = "get_customer_metrics",
     params(("code" = String, Path, description = "Customer code"),
            ("as_of" = Option<crate::api::openapi::Moment>, Query, description = "RFC 3339 time or date (YYYY-MM-DD, its midnight UTC); default now"),

@@ -90,6 +90,7 @@ pub struct WebhookWithSecret {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"url": "https://erp.example.com/hooks/custclass", "types": ["classification.changed", "customer.*"], "description": "ERP 客户同步"}))]
 pub struct WebhookCreate {
     /// `http(s)`; not on loopback or private networks unless `WEBHOOK_ALLOW_PRIVATE=true`.
     pub url: String,
@@ -103,6 +104,7 @@ pub struct WebhookCreate {
 /// from the next batch of deliveries.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"enabled": true, "types": ["classification.changed"]}))]
 pub struct WebhookPatch {
     pub url: Option<String>,
     /// Empty: every type.
@@ -178,6 +180,11 @@ fn location(id: i64) -> String {
 }
 
 
+/// Subscribe a webhook
+///
+/// Sends the feed's events (optionally of some types) to an endpoint on a public address, signed as
+/// Standard Webhooks sign and retried with back-off; the `whsec_` secret is in this answer only. A
+/// restricted key's webhook is sent what the key may see.
 #[utoipa::path(post, path = "/api/v1/webhooks", operation_id = "create_webhook", tag = "webhooks", request_body = WebhookCreate,
     responses(
         (status = 201, description = "Created; sent the events numbered from now on. The secret is in this response only", body = WebhookWithSecret, headers(("Location" = String), ("ETag" = String))),
@@ -205,6 +212,10 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
     Ok(created_versioned(location(webhook.id), webhook.version, &WebhookWithSecret { webhook, secret: exposed }))
 }
 
+/// List webhooks
+///
+/// The webhooks the key may manage (a restricted key: the ones it created), with their delivery
+/// state.
 #[utoipa::path(get, path = "/api/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
     responses((status = 200, description = "Every endpoint, without secrets", body = Page<Webhook>)))]
 pub async fn list(state: web::Data<AppState>, auth: Auth<Write, Restrictable>) -> Result<HttpResponse, AppError> {
@@ -213,6 +224,9 @@ pub async fn list(state: web::Data<AppState>, auth: Auth<Write, Restrictable>) -
     Ok(HttpResponse::Ok().json(Page::complete(rows.into_iter().filter(|row| may_manage(&caller, row)).map(Webhook::from).collect())))
 }
 
+/// Get a webhook
+///
+/// One webhook: its URL, event types, whether it is enabled and how its deliveries stand.
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks",
     params(("id" = i64, Path, description = "Webhook id")),
     responses(
@@ -226,6 +240,10 @@ pub async fn get(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, pa
     Ok(ok_versioned(webhook.version, &webhook))
 }
 
+/// Change a webhook
+///
+/// Changes its URL, event types or whether it is enabled; re-enabling one disabled after failures
+/// resumes from where it stopped.
 #[utoipa::path(patch, path = "/api/v1/webhooks/{id}", operation_id = "update_webhook", tag = "webhooks", request_body = WebhookPatch,
     params(("id" = i64, Path, description = "Webhook id"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
@@ -255,6 +273,9 @@ pub async fn update(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
     Ok(ok_versioned(webhook.version, &webhook))
 }
 
+/// Delete a webhook
+///
+/// Stops and removes the subscription.
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks",
     params(("id" = i64, Path, description = "Webhook id"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being deleted")),
@@ -269,6 +290,10 @@ pub async fn delete(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Rotate a webhook's signing secret
+///
+/// Makes a new secret, shown once; for 24 hours requests carry two signatures, by the new secret
+/// and the old one, so that a receiver can switch without losing a delivery.
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/rotate-secret", operation_id = "rotate_webhook_secret", tag = "webhooks",
     params(("id" = i64, Path, description = "Webhook id"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
@@ -291,6 +316,9 @@ pub struct ReplayQuery {
     after: Option<String>,
 }
 
+/// Deliver a webhook's events again
+///
+/// Sends again the events after a cursor (`after`, an event id), for a receiver that lost some.
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/replay", operation_id = "replay_webhook", tag = "webhooks",
     params(("id" = i64, Path, description = "Webhook id"),
            ("after" = String, Query, description = "A feed cursor (an event id, or `0` for the oldest kept): every event of its types after it is sent again, in order"),
@@ -355,6 +383,10 @@ pub struct DeliveriesQuery {
     limit: Option<String>,
 }
 
+/// List a webhook's deliveries
+///
+/// The log of delivery attempts, newest first: when, the status code or error, and how long each
+/// took.
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", operation_id = "list_webhook_deliveries", tag = "webhooks",
     params(("id" = i64, Path, description = "Webhook id"),
            ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before"),

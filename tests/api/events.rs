@@ -26,7 +26,7 @@ pub(crate) async fn read_feed(app: &TestApp, after: Option<&str>, query: &str, l
         let after = cursor.as_ref().map(|c| format!("&after={c}")).unwrap_or_default();
         let page = ok_json(app.get(&format!("/api/v1/events?limit={limit}{after}{query}")).await, StatusCode::OK).await;
         let next = page["next_cursor"].as_str().expect("next_cursor").to_string();
-        let items = page["events"].as_array().unwrap().clone();
+        let items = page["items"].as_array().unwrap().clone();
         if items.is_empty() {
             return (events, next);
         }
@@ -96,7 +96,7 @@ async fn every_change_is_an_event_in_order_and_a_saved_cursor_misses_nothing(app
     assert_eq!(last, ids.last().unwrap().to_string());
     // Asking again with the saved cursor gives nothing twice, until something happens.
     let again = ok_json(app.get(&format!("/api/v1/events?after={last}")).await, StatusCode::OK).await;
-    assert_eq!((again["events"].as_array().unwrap().len(), again["next_cursor"].as_str()), (0, Some(last.as_str())));
+    assert_eq!((again["items"].as_array().unwrap().len(), again["next_cursor"].as_str()), (0, Some(last.as_str())));
     app.create_customer("C2", json!({})).await;
     let (after_saved, _) = read_feed(&app, Some(&last), "&wait=5", 100).await;
     assert_eq!(types_of(&after_saved), ["customer.created"]);
@@ -125,8 +125,8 @@ async fn types_narrow_the_feed_and_a_long_poll_wakes_on_a_change(app: TestApp) {
     app.create_category("TIER", "02", "普通客户").await;
     ok_json(app.assign("C1", "TIER", "02").await, StatusCode::OK).await;
     let woken = ok_json(waiting.await.unwrap(), StatusCode::OK).await;
-    assert_eq!(types_of(woken["events"].as_array().unwrap()), ["classification.changed"], "{woken}");
-    assert_eq!(woken["events"][0]["data"]["to"], "02");
+    assert_eq!(types_of(woken["items"].as_array().unwrap()), ["classification.changed"], "{woken}");
+    assert_eq!(woken["items"][0]["data"]["to"], "02");
 }
 
 async fn a_run_reports_each_move_and_its_end(backend: Backend) {
@@ -224,7 +224,7 @@ async fn moves_stored_together_read_as_one_event_each(app: TestApp) {
     problem(app.get(&format!("/api/v1/events?after={inside}")).await, StatusCode::GONE, "cursor_expired").await;
     let latest = before + 2500;
     let after_all = ok_json(app.get(&format!("/api/v1/events?after={latest}")).await, StatusCode::OK).await;
-    assert_eq!(after_all["events"], json!([]));
+    assert_eq!(after_all["items"], json!([]));
 }
 
 /// An import's new customers: their `customer.created` events share a row, and so do
@@ -296,7 +296,7 @@ async fn bad_feed_queries_are_refused(app: TestApp) {
         assert!(refused["errors"][0]["message"].as_str().unwrap().contains("classification.changed"), "{refused}");
     }
     let far = ok_json(app.get(&format!("/api/v1/events?after={}", i64::MAX)).await, StatusCode::OK).await;
-    assert_eq!(far["events"], json!([]), "a cursor past everything reads nothing");
+    assert_eq!(far["items"], json!([]), "a cursor past everything reads nothing");
     let reader = app.key("reader", "read").await;
     let page = app.request(Method::GET, "/api/v1/events").bearer_auth(reader).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK, "the feed needs scope read only");

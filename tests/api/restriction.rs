@@ -288,7 +288,7 @@ async fn the_feed_and_webhooks_of_a_restricted_key_show_customers_inside_only(ap
     loop {
         let after = cursor.as_ref().map(|c| format!("&after={c}")).unwrap_or_default();
         let page = ok_json(get(&app, &key, &format!("/api/v1/events?limit=3{after}")).await, StatusCode::OK).await;
-        let events = page["events"].as_array().unwrap().clone();
+        let events = page["items"].as_array().unwrap().clone();
         if events.is_empty() {
             break;
         }
@@ -371,7 +371,7 @@ async fn every_event_a_restricted_key_reads_names_no_customer_outside(app: TestA
     loop {
         let after = cursor.as_ref().map(|c| format!("&after={c}")).unwrap_or_default();
         let page = ok_json(get(&app, &key, &format!("/api/v1/events?limit=1000{after}")).await, StatusCode::OK).await;
-        let events = page["events"].as_array().unwrap().clone();
+        let events = page["items"].as_array().unwrap().clone();
         if events.is_empty() {
             break;
         }
