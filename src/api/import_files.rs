@@ -67,6 +67,24 @@ impl Upload {
     }
 }
 
+/// The format of an upload that neither its name nor its type told, by its first
+/// bytes: a zip (`PK\x03\x04`) is a workbook, a file whose first non-blank byte is `{`
+/// NDJSON, anything else CSV, whose check then says whether it is one.
+pub fn sniff_format(mut upload: Upload) -> Result<Upload, AppError> {
+    let mut start = [0u8; 512];
+    let file = upload.rewound()?;
+    let read = file.read(&mut start).map_err(spool_failed)?;
+    let start = &start[..read];
+    upload.format = if start.starts_with(b"PK\x03\x04") {
+        ImportFormat::Xlsx
+    } else if start.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'{') {
+        ImportFormat::Ndjson
+    } else {
+        ImportFormat::Csv
+    };
+    Ok(upload)
+}
+
 /// What the check of a whole file found.
 #[derive(Debug, Clone)]
 pub struct Checked {

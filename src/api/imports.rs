@@ -146,8 +146,10 @@ fn is_multipart(content_type: &str) -> bool {
 
 /// The format of a browser's `file` part: by the file name's extension, since browsers
 /// name spreadsheets and CSV files with varying types (`application/vnd.ms-excel` for a
-/// .csv on Windows, or none), else by the part's own content type.
-fn format_of_part(file_name: Option<&str>, content_type: &str) -> Result<(ImportFormat, Option<TextEncoding>), AppError> {
+/// .csv on Windows, or none), else by the part's own content type; `None` when neither
+/// tells (no extension we know, and no type or `application/octet-stream`): then the
+/// content does (`import_files::sniff_format`).
+fn format_of_part(file_name: Option<&str>, content_type: &str) -> Result<Option<(ImportFormat, Option<TextEncoding>)>, AppError> {
     let extension = file_name.and_then(|name| name.rsplit_once('.')).map(|(_, extension)| extension.to_ascii_lowercase());
     let by_name = match extension.as_deref() {
         Some("csv" | "txt") => Some(ImportFormat::Csv),
@@ -155,12 +157,14 @@ fn format_of_part(file_name: Option<&str>, content_type: &str) -> Result<(Import
         Some("ndjson" | "jsonl") => Some(ImportFormat::Ndjson),
         _ => None,
     };
+    let untyped = matches!(content_type.split(';').next().map(str::trim), None | Some("" | "application/octet-stream"));
     match by_name {
         Some(format) => {
             let declared = format_of(content_type).ok().and_then(|(_, declared)| declared);
-            Ok((format, declared.filter(|_| format == ImportFormat::Csv)))
+            Ok(Some((format, declared.filter(|_| format == ImportFormat::Csv))))
         }
-        None => format_of(content_type),
+        None if untyped => Ok(None),
+        None => format_of(content_type).map(Some),
     }
 }
 
@@ -232,8 +236,13 @@ async fn spool_multipart(request: &HttpRequest, body: web::Payload) -> Result<Up
         }
         let file_name = part.content_disposition().and_then(|disposition| disposition.get_filename()).map(str::to_string);
         let content_type = part.content_type().map(|mime| mime.to_string()).unwrap_or_default();
-        let (format, declared) = format_of_part(file_name.as_deref(), &content_type)?;
-        upload = Some(spool_body(format, declared, part).await?);
+        let told = format_of_part(file_name.as_deref(), &content_type)?;
+        let (format, declared) = told.unwrap_or((ImportFormat::Csv, None));
+        let mut spooled = spool_body(format, declared, part).await?;
+        if told.is_none() {
+            spooled = web::block(move || import_files::sniff_format(spooled)).await.map_err(blocking_failed("reading the upload"))??;
+        }
+        upload = Some(spooled);
     }
     upload.ok_or_else(|| invalid_multipart("the multipart body has no part named file"))
 }

@@ -327,9 +327,10 @@ impl utoipa::PartialSchema for MultipartUpload {
                 ObjectBuilder::new()
                     .schema_type(Type::String)
                     .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
-                    .description(Some("The file, read as its name's extension says (.csv, .xlsx, .ndjson or .jsonl), else as the part's content type says")),
+                    .description(Some("The file, read as its name's extension says (.csv, .xlsx, .ndjson or .jsonl), else as the part's content type says, else by its first bytes (a zip is a workbook, `{` starts NDJSON, anything else is CSV)")),
             )
             .required("file")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
             .description(Some("A browser's file input (`FormData` with one field, `file`); any other part is refused with `invalid_multipart`"))
             .into()
     }

@@ -532,6 +532,13 @@ async fn a_browser_form_uploads_the_file_as_multipart(app: TestApp) {
     assert_eq!(report["format"], "xlsx");
     assert_eq!(customer(&app, "M3").await["name"], "常州电机");
 
+    // Neither a known extension nor a type: the first bytes tell a workbook from text.
+    let (content_type, body) = form_with_file("upload", "application/octet-stream", &workbook(&rows), None);
+    assert_eq!(ok_json(send(&app, "?atomic=false&dry_run=true", &content_type, body).await, StatusCode::OK).await["format"], "xlsx");
+    let (content_type, body) = form_with_file("upload", "application/octet-stream", text.as_bytes(), None);
+    let report = ok_json(send(&app, "", &content_type, body).await, StatusCode::OK).await;
+    assert_eq!((&report["format"], &report["unchanged"]), (&json!("csv"), &json!(1)), "{report}");
+
     let (content_type, body) = form_with_file("客户.csv", "text/csv", text.as_bytes(), Some("note"));
     problem(send(&app, "", &content_type, body).await, StatusCode::BAD_REQUEST, "invalid_multipart").await;
     let (content_type, body) = form_with_file("notes.pdf", "application/pdf", b"%PDF", None);
