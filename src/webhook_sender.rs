@@ -29,8 +29,12 @@ use crate::store::webhooks::{self as store, Attempt, BatchEnd, WebhookRow};
 const LEASE: Duration = Duration::from_secs(30);
 /// Events read and settled together.
 const BATCH: i64 = 100;
-/// Endpoints a replica delivers to at once.
-const MAX_CONCURRENT_ENDPOINTS: usize = 16;
+/// Endpoints a replica delivers to at once whose last delivery went through. A lane of
+/// their own, so that endpoints that fail or hang (each taking up to the time-out)
+/// never hold back a healthy one by more than that one's own first failing attempt.
+const HEALTHY_LANE: usize = 64;
+/// Endpoints a replica retries at once.
+const RETRY_LANE: usize = 16;
 /// How often idle replicas look for endpoints due (sooner when events are numbered).
 const POLL: Duration = Duration::from_millis(500);
 /// Of a receiver's answer, only the status matters; this much of its body is read
@@ -245,15 +249,19 @@ pub async fn deliver_webhooks(db: Db, feed: FeedSignal, settings: WebhookSetting
         }
     };
     let mut running = FuturesUnordered::new();
-    let mut in_flight: Vec<i64> = Vec::new();
+    // The endpoints being delivered to, each with its lane (`true`: retrying).
+    let mut in_flight: Vec<(i64, bool)> = Vec::new();
     loop {
-        let room = MAX_CONCURRENT_ENDPOINTS - in_flight.len();
-        if room > 0 {
-            let (owner, skip) = (sender.owner.clone(), in_flight.clone());
-            match db.run(move |conn| store::claim_due(conn, &owner, LEASE, room as i64, &skip)).await {
+        for (failing, lane) in [(false, HEALTHY_LANE), (true, RETRY_LANE)] {
+            let room = lane - in_flight.iter().filter(|(_, retrying)| *retrying == failing).count();
+            if room == 0 {
+                continue;
+            }
+            let (owner, skip) = (sender.owner.clone(), in_flight.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+            match db.run(move |conn| store::claim_due(conn, &owner, LEASE, room as i64, &skip, failing)).await {
                 Ok(claimed) => {
                     for endpoint in claimed {
-                        in_flight.push(endpoint.id);
+                        in_flight.push((endpoint.id, failing));
                         let (db, sender) = (db.clone(), sender.clone());
                         running.push(async move {
                             let id = endpoint.id;
@@ -271,7 +279,7 @@ pub async fn deliver_webhooks(db: Db, feed: FeedSignal, settings: WebhookSetting
         if running.is_empty() {
             rest.await;
         } else if let futures_util::future::Either::Left((Some(done), _)) = futures_util::future::select(running.next(), rest).await {
-            in_flight.retain(|id| *id != done);
+            in_flight.retain(|(id, _)| *id != done);
         }
     }
 }

@@ -284,11 +284,13 @@ fn lapsed_or_mine(owner: &str, at: NaiveDateTime) -> Box<dyn BoxableExpression<w
 
 /// Takes the lease of up to `limit` enabled endpoints that have events to be sent
 /// and are not waiting for a retry, and whose lease is free or lapsed (or already
-/// `owner`'s); returns them.
-pub fn claim_due(conn: &mut DbConnection, owner: &str, lease: Duration, limit: i64, skip: &[i64]) -> Result<Vec<WebhookRow>, AppError> {
+/// `owner`'s); of those whose last delivery failed when `failing`, else of the others;
+/// returns them.
+pub fn claim_due(conn: &mut DbConnection, owner: &str, lease: Duration, limit: i64, skip: &[i64], failing: bool) -> Result<Vec<WebhookRow>, AppError> {
     let at = now();
     let last: i64 = event_sequence::table.find(1_i64).select(event_sequence::last_position).first(conn)?;
     let due: Vec<i64> = webhooks::table
+        .filter(webhooks::failures.gt(0).eq(failing))
         .filter(webhooks::enabled.eq(true))
         .filter(webhooks::delivered_through.lt(last))
         .filter(webhooks::next_attempt_at.is_null().or(webhooks::next_attempt_at.le(at)))

@@ -19,7 +19,8 @@ both_backends!(
     a_receiver_that_hangs_or_redirects_never_delays_a_request,
     an_endpoint_whose_replica_died_is_taken_over_when_its_lease_lapses,
     two_replicas_deliver_each_event_once,
-    bad_webhook_requests_are_refused
+    bad_webhook_requests_are_refused,
+    forty_hanging_endpoints_do_not_hold_back_a_healthy_one,
 );
 both_backends!(backend: internal_addresses_are_refused_without_webhook_allow_private, a_database_outage_during_delivery_loses_no_event);
 
@@ -393,4 +394,29 @@ async fn internal_addresses_are_refused_without_webhook_allow_private(backend: B
     assert_eq!(webhook(&app, &public["id"]).await["url"], "https://8.8.8.8/hooks", "the refused change changed nothing");
     let (events, _) = read_feed(&app, None, "", 100).await;
     assert!(events.is_empty());
+}
+
+/// Forty endpoints that take a delivery and never answer, and one that answers: the
+/// healthy one is sent the event in the first wave, before any hanging delivery has
+/// timed out, so it waits for none of them.
+async fn forty_hanging_endpoints_do_not_hold_back_a_healthy_one(app: TestApp) {
+    let hanging = Receiver::start().await;
+    hanging.hang(true);
+    let mut stuck = Vec::new();
+    for n in 0..40 {
+        let created = app.post("/api/v1/webhooks", &json!({"url": format!("{}/{n}", hanging.url), "types": ["customer.created"]})).await;
+        stuck.push(ok_json(created, StatusCode::CREATED).await["id"].clone());
+    }
+    let healthy = Receiver::start().await;
+    register(&app, &healthy, json!(["customer.created"])).await;
+    app.create_customer("C1", json!({})).await;
+    until("the healthy endpoint gets the event", &healthy, |r| !r.received().is_empty()).await;
+    let mut timed_out = Vec::new();
+    for id in &stuck {
+        if webhook(&app, id).await["failures"].as_i64().unwrap() > 0 {
+            timed_out.push(id.clone());
+        }
+    }
+    assert_eq!(timed_out, Vec::<Value>::new(), "the healthy endpoint was sent its event before any hanging delivery timed out");
+    until("the hanging endpoints hold their deliveries", &hanging, |r| r.received().len() >= 40).await;
 }
