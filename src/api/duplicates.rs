@@ -2,16 +2,18 @@
 //! share a tax id, or a name, phone or email once normalised.
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
 use crate::api::error::Problem;
 use crate::api::paging;
-use crate::api::{AppState, Page};
+use crate::api::customers::parse_filter;
+use crate::api::{AppState, FieldErrors, Page};
 use crate::domain::customer::CustomerStatus;
 use crate::domain::duplicates::DuplicateKey;
 use crate::error::AppError;
+use crate::store::customer_search::Filters;
 use crate::store::duplicates::{self as store, Group, GroupPosition, Member};
 
 const DEFAULT_GROUPS: i64 = 20;
@@ -53,12 +55,37 @@ impl From<Group> for DuplicateGroup {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DuplicatesQuery {
-    by: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
+/// `by`, `limit`, `cursor` and the customer-list filters of a duplicates search.
+struct DuplicatesQuery {
+    keys: Vec<DuplicateKey>,
+    filters: Filters,
+    limit: i64,
+    after: Option<GroupPosition>,
+}
+
+fn parse_query(pairs: Vec<(String, String)>) -> Result<DuplicatesQuery, AppError> {
+    let (mut by, mut limit, mut cursor) = (None, None, None);
+    let mut filters = Filters::default();
+    let mut errors = FieldErrors::default();
+    for (key, value) in pairs {
+        if parse_filter(&key, &value, &mut filters, &mut errors) {
+            continue;
+        }
+        match key.as_str() {
+            "by" => by = Some(value),
+            "limit" => limit = Some(value),
+            "cursor" => cursor = Some(value),
+            other => return Err(AppError::bad_request("invalid_query", format!("unknown query parameter {other:?}"))),
+        }
+    }
+    errors.finish()?;
+    let keys = match by.as_deref() {
+        None => DuplicateKey::ALL.to_vec(),
+        Some(text) => DuplicateKey::parse_list(text).map_err(|message| AppError::validation("validation_failed", format!("by: {message}"), vec![crate::domain::FieldError::new("by", message)]))?,
+    };
+    let limit = paging::parse_limit_within(limit.as_deref(), DEFAULT_GROUPS, MAX_GROUPS)?;
+    let after = cursor.as_deref().map(paging::decode).transpose()?;
+    Ok(DuplicatesQuery { keys, filters, limit, after })
 }
 
 /// Find probable duplicate customers
@@ -70,21 +97,23 @@ pub struct DuplicatesQuery {
         ("by" = Option<String>, Query, description = "Comma-separated keys: tax_id, name, phone, email (default all). Names compare with full-width folded to half-width, spaces and punctuation dropped (（） like ()), ASCII case-folded and a legal-form suffix (股份有限公司, 有限责任公司, 有限公司, 公司) folded; phones by their digits (a +86 before a mobile number dropped); emails case-folded", example = "name,phone"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Groups per page, 1–100, default 20"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("category" = Option<Vec<String>>, Query, description = "`SCHEME:CODE`, repeatable, as on `GET /customers`: groups among the customers of that subtree", example = "REGION:01"),
+        ("attr" = Option<Vec<String>>, Query, description = "`KEY:OP:VALUE`, repeatable, as on `GET /customers`"),
+        ("unclassified" = Option<Vec<String>>, Query, description = "Scheme code: customers with no category there"),
+        ("q" = Option<String>, Query, description = "Substring of code, name or short name"),
+        ("status" = Option<crate::domain::customer::CustomerStatus>, Query, description = "active or inactive"),
+        ("missing" = Option<Vec<String>>, Query, description = "A field that must be empty, or `attr:KEY`, as on `GET /customers`"),
+        ("dormant_days" = Option<i64>, Query, minimum = 1, maximum = 3650, description = "Dormant customers, as on `GET /customers`"),
+        ("classified" = Option<bool>, Query, description = "In a category of some scheme (true) or of none (false)"),
     ),
     responses(
         (status = 200, description = "Groups of two or more customers, largest first (then by key in the order tax_id, name, phone, email, then by value)", body = Page<DuplicateGroup>),
         (status = 400, description = "`invalid_query`, `invalid_cursor`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed` (an unknown key in `by`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (an unknown key in `by`, a malformed filter), `category_not_found`, `scheme_not_found`, `attribute_not_found`, `invalid_filter`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn duplicates(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Query<DuplicatesQuery>) -> Result<HttpResponse, AppError> {
-    let query = query.into_inner();
-    let keys = match query.by.as_deref() {
-        None => DuplicateKey::ALL.to_vec(),
-        Some(text) => DuplicateKey::parse_list(text).map_err(|message| AppError::validation("validation_failed", format!("by: {message}"), vec![crate::domain::FieldError::new("by", message)]))?,
-    };
-    let limit = paging::parse_limit_within(query.limit.as_deref(), DEFAULT_GROUPS, MAX_GROUPS)?;
-    let after: Option<GroupPosition> = query.cursor.as_deref().map(paging::decode).transpose()?;
-    let groups = state.db.run_long(move |conn| store::groups(conn, &keys, after.as_ref(), limit + 1)).await?;
+pub async fn duplicates(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
+    let DuplicatesQuery { keys, filters, limit, after } = parse_query(query.into_inner())?;
+    let groups = state.db.run_long(move |conn| store::groups(conn, &keys, &filters, after.as_ref(), limit + 1)).await?;
     let page = paging::into_page::<Group, DuplicateGroup, GroupPosition>(groups, limit, Group::position)?;
     Ok(HttpResponse::Ok().json(page))
 }

@@ -299,13 +299,14 @@ impl utoipa::PartialSchema for EventData {
             .property("status", text("`classification_run.finished`: how the run ended"))
             .property("dry_run", ObjectBuilder::new().schema_type(Type::Boolean).description(Some("`classification_run.finished`: whether it only reported")))
             .property("trigger", text("`classification_run.finished`: `manual` or `schedule`"))
-            .property(
-                "totals",
-                ObjectBuilder::new()
-                    .schema_type(Type::Object)
-                    .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::Object(ObjectBuilder::new().schema_type(Type::Integer).build())))))
-                    .description(Some("`classification_run.finished`: the run's counts by name (`evaluated`, `changed`, …)")),
-            )
+            .property("totals", {
+                let counts = ["evaluated", "changed", "unchanged", "skipped_locked", "skipped_inactive", "rejected", "up", "down"]
+                    .into_iter()
+                    .fold(ObjectBuilder::new().schema_type(Type::Object), |totals, name| totals.property(name, ObjectBuilder::new().schema_type(Type::Integer)));
+                counts
+                    .property("transitions", ArrayBuilder::new().items(Ref::from_schema_name("TransitionCount")))
+                    .description(Some("`classification_run.finished`: the run's counts, as `GET …/classification-runs/{id}` shows them"))
+            })
             .property("error", nullable_text("`classification_run.finished`: why it failed"))
             .property("webhook_id", integer("`webhook.disabled`: the webhook"))
             .property("url", text("`webhook.disabled`: its URL"))

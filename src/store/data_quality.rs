@@ -91,7 +91,7 @@ fn find(conn: &mut DbConnection, check: Check) -> Result<Finding, AppError> {
     if let Check::Duplicates { key } = check {
         let count = duplicates::group_count(conn, key)?;
         let mut codes: Vec<String> = Vec::new();
-        let groups = if count == 0 { Vec::new() } else { duplicates::groups(conn, &[key], None, FIRST_CODES as i64)? };
+        let groups = if count == 0 { Vec::new() } else { duplicates::groups(conn, &[key], &Filters::default(), None, FIRST_CODES as i64)? };
         for group in groups {
             codes.extend(group.members.into_iter().map(|member| member.code));
             if codes.len() >= FIRST_CODES {

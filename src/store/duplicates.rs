@@ -14,6 +14,8 @@ use crate::domain::customer::CustomerStatus;
 use crate::domain::duplicates::{email_key, name_key, phone_key, DuplicateKey};
 use crate::error::AppError;
 
+use super::customer_search::Filters;
+
 /// Customers keyed per statement when filling in.
 const FILL_BATCH: i64 = 1_000;
 
@@ -151,12 +153,46 @@ pub fn group_count(conn: &mut DbConnection, key: DuplicateKey) -> Result<i64, Ap
 }
 
 /// Up to `limit` groups of two or more customers sharing one of `keys`, after `after`.
-pub fn groups(conn: &mut DbConnection, keys: &[DuplicateKey], after: Option<&GroupPosition>, limit: i64) -> Result<Vec<Group>, AppError> {
+/// The customers `filters` select, as a condition on the customer id `id`: `None`
+/// without filters. Category filters take the subtree (the member index lists each
+/// ancestor), `unclassified` customers without a category in the scheme, and the
+/// filters on the row (`q`, `status`, `attr`, …) as the reports read them.
+fn selected(conn: &mut DbConnection, filters: &Filters, id: &str) -> Result<Option<Fragment>, AppError> {
+    if filters.is_empty() {
+        return Ok(None);
+    }
+    let mut conditions = Vec::new();
+    for filter in &filters.categories {
+        let membership = super::customer_search::resolve(conn, filter)?;
+        let mut within = Fragment::new("EXISTS (SELECT 1 FROM category_members fm WHERE fm.customer_id = p.id AND fm.scheme_id = ");
+        within.bind(Bind::BigInt(membership.scheme_id)).push(" AND fm.category_code = ").bind(Bind::Text(membership.code)).push(")");
+        conditions.push(within);
+    }
+    for scheme_code in &filters.unclassified {
+        let scheme = super::customer_search::filter_scheme(conn, scheme_code, "unclassified")?;
+        conditions.push(Fragment::new(&format!("NOT EXISTS (SELECT 1 FROM customer_categories fu WHERE fu.customer_id = p.id AND fu.scheme_id = {})", scheme.id)));
+    }
+    conditions.extend(super::reports::row_conditions(conn, filters)?);
+    let mut sql = Fragment::new(&format!(" AND {id} IN (SELECT p.id FROM customers p WHERE "));
+    for (index, condition) in conditions.into_iter().enumerate() {
+        sql.push(if index == 0 { "" } else { " AND " }).append(condition);
+    }
+    sql.push(")");
+    Ok(Some(sql))
+}
+
+/// Groups of two or more of the customers `filters` select that share a key, largest
+/// first, after `after`.
+pub fn groups(conn: &mut DbConnection, keys: &[DuplicateKey], filters: &Filters, after: Option<&GroupPosition>, limit: i64) -> Result<Vec<Group>, AppError> {
     fill_missing(conn)?;
     let mut found: Vec<(DuplicateKey, Shared)> = Vec::new();
     for key in keys {
-        let (table, column, _) = source(*key);
-        let mut sql = Fragment::new(&format!("SELECT {column} AS value, COUNT(*) AS size FROM {table} WHERE {column} IS NOT NULL AND {column} <> '' GROUP BY {column} HAVING COUNT(*) > 1"));
+        let (table, column, id) = source(*key);
+        let mut sql = Fragment::new(&format!("SELECT {column} AS value, COUNT(*) AS size FROM {table} WHERE {column} IS NOT NULL AND {column} <> ''"));
+        if let Some(selected) = selected(conn, filters, &format!("{table}.{id}"))? {
+            sql.append(selected);
+        }
+        sql.push(&format!(" GROUP BY {column} HAVING COUNT(*) > 1"));
         if let Some(after) = after {
             sql.push(" AND (COUNT(*) < ").bind(Bind::BigInt(after.size));
             if key.order() > after.key.order() {
@@ -171,15 +207,19 @@ pub fn groups(conn: &mut DbConnection, keys: &[DuplicateKey], after: Option<&Gro
     }
     found.sort_by(|(a_key, a), (b_key, b)| b.size.cmp(&a.size).then(a_key.order().cmp(&b_key.order())).then_with(|| a.value.cmp(&b.value)));
     found.truncate(limit as usize);
-    found.into_iter().map(|(key, shared)| Ok(Group { members: members(conn, key, &shared.value)?, key, value: shared.value, size: shared.size })).collect()
+    found.into_iter().map(|(key, shared)| Ok(Group { members: members(conn, key, filters, &shared.value)?, key, value: shared.value, size: shared.size })).collect()
 }
 
-fn members(conn: &mut DbConnection, key: DuplicateKey, value: &str) -> Result<Vec<Member>, AppError> {
+fn members(conn: &mut DbConnection, key: DuplicateKey, filters: &Filters, value: &str) -> Result<Vec<Member>, AppError> {
     let (table, column, id) = source(key);
     let mut sql = Fragment::new(&format!(
         "SELECT c.code, c.name, c.tax_id, c.phone, c.email, c.status FROM {table} k JOIN customers c ON c.id = k.{id} WHERE k.{column} = "
     ));
-    sql.bind(Bind::Text(value.to_string())).push(&format!(" ORDER BY c.code LIMIT {MEMBERS_SHOWN}"));
+    sql.bind(Bind::Text(value.to_string()));
+    if let Some(selected) = selected(conn, filters, &format!("k.{id}"))? {
+        sql.append(selected);
+    }
+    sql.push(&format!(" ORDER BY c.code LIMIT {MEMBERS_SHOWN}"));
     let rows: Vec<MemberRow> = sql.into_query().load(conn)?;
     rows.into_iter()
         .map(|row| {

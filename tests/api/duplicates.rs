@@ -11,6 +11,7 @@ both_backends!(
     groups_come_largest_first_page_by_page,
     customers_written_behind_the_service_are_found_too,
     bad_duplicate_searches_are_problems,
+    a_search_is_narrowed_by_the_customer_list_filters,
 );
 
 async fn customer(app: &TestApp, code: &str, name: &str, phone: Option<&str>, email: Option<&str>) {
@@ -101,4 +102,42 @@ async fn bad_duplicate_searches_are_problems(app: TestApp) {
     problem(app.get("/api/v1/customers/duplicates?limit=101").await, StatusCode::BAD_REQUEST, "invalid_query").await;
     problem(app.get("/api/v1/customers/duplicates?cursor=nonsense").await, StatusCode::BAD_REQUEST, "invalid_cursor").await;
     problem(app.get("/api/v1/customers/duplicates?sort=size").await, StatusCode::BAD_REQUEST, "invalid_query").await;
+}
+
+/// A cleansing job per region: `category`, `status`, `q` and `attr` narrow the search
+/// to the customers they select, and groups are formed among those alone.
+async fn a_search_is_narrowed_by_the_customer_list_filters(app: TestApp) {
+    app.create_scheme("REGION", "2").await;
+    app.create_category("REGION", "01", "华北").await;
+    app.create_category("REGION", "02", "华东").await;
+    let rate = json!({"key": "grade", "type": "integer", "min": 1, "max": 9});
+    ok_json(app.post("/api/v1/schemes/REGION/categories/01/attributes", &rate).await, StatusCode::CREATED).await;
+    let add = |code: &'static str, name: &'static str, region: &'static str, extra: Value| {
+        let app = &app;
+        async move {
+            let mut body = json!({"code": code, "name": name, "categories": {"REGION": region}});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            ok_json(app.post("/api/v1/customers", &body).await, StatusCode::CREATED).await;
+        }
+    };
+    add("N1", "北京电子有限公司", "01", json!({"attributes": {"grade": 5}})).await;
+    add("N2", "北京电子有限责任公司", "01", json!({"attributes": {"grade": 7}})).await;
+    add("N3", "北京电子公司", "01", json!({"status": "inactive"})).await;
+    add("E1", "上海贸易有限公司", "02", json!({})).await;
+    add("E2", "上海贸易公司", "02", json!({})).await;
+    add("X1", "北京电子", "02", json!({})).await;
+
+    let search = |query: &'static str| {
+        let app = &app;
+        async move { groups(&ok_json(app.get(&format!("/api/v1/customers/duplicates?by=name{query}")).await, StatusCode::OK).await) }
+    };
+    assert_eq!(search("").await, [group("name", "北京电子", &["N1", "N2", "N3", "X1"]), group("name", "上海贸易", &["E1", "E2"])]);
+    assert_eq!(search("&category=REGION:01").await, [group("name", "北京电子", &["N1", "N2", "N3"])], "the region's customers alone");
+    assert_eq!(search("&category=REGION:02").await, [group("name", "上海贸易", &["E1", "E2"])], "X1 has no duplicate inside 华东");
+    assert_eq!(search("&category=REGION:01&status=active").await, [group("name", "北京电子", &["N1", "N2"])]);
+    assert_eq!(search("&q=%E4%B8%8A%E6%B5%B7").await, [group("name", "上海贸易", &["E1", "E2"])], "q=上海");
+    assert_eq!(search("&attr=grade:gte:6").await, Vec::<(String, String, i64, Vec<String>)>::new(), "one customer is no group");
+    assert_eq!(search("&attr=grade:gte:5").await, [group("name", "北京电子", &["N1", "N2"])]);
+    problem(app.get("/api/v1/customers/duplicates?category=REGION:09").await, StatusCode::UNPROCESSABLE_ENTITY, "category_not_found").await;
+    problem(app.get("/api/v1/customers/duplicates?sort=name").await, StatusCode::BAD_REQUEST, "invalid_query").await;
 }
