@@ -142,7 +142,11 @@ pub(super) fn execute(
 ) -> Result<RunStatus, AppError> {
     let targets: Vec<CategoryRow> = rules
         .iter()
-        .map(|rule| category_store::find_row(conn, scheme.id, &rule.row.target_category)?.ok_or_else(|| AppError::internal("a rule's target vanished")))
+        .map(|rule| {
+            // Deleted since `rules::enabled` checked it, as the run began.
+            let deleted = || AppError::conflict("rule_invalid", format!("rule {} ({}) targets {}, which was just deleted; fix or disable it", rule.row.id, rule.row.name, rule.row.target_category));
+            category_store::find_row(conn, scheme.id, &rule.row.target_category)?.ok_or_else(deleted)
+        })
         .collect::<Result<_, _>>()?;
     let selections: Vec<Selection> = match &request.scope {
         Scope::Customers(ids) => ids.chunks(request.batch_size as usize).map(Selection::Ids).collect(),

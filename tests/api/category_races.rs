@@ -1,7 +1,8 @@
 //! A category is never deleted under a write that places customers in it: the delete
 //! waits for the write or is refused, or the write finds the category gone and places
-//! no one there. Raced 20 rounds each against imports (atomic and not) and batch
-//! assignments, then every assignment and membership is checked against the categories.
+//! no one there. Raced 20 rounds each against imports (atomic and not), batch
+//! assignments and classification runs, then every assignment and membership is
+//! checked against the categories.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -9,7 +10,7 @@ use serde_json::{json, Value};
 use crate::both_backends;
 use crate::helpers::{insert_customers_directly, ok_json, with_connection, TestApp};
 
-both_backends!(deletes_race_imports_and_batch_assignments_and_orphan_no_one);
+both_backends!(deletes_race_imports_batch_assignments_and_runs_and_orphan_no_one);
 
 const ROUNDS: usize = 20;
 const CUSTOMERS: usize = 300;
@@ -55,7 +56,7 @@ async fn holders(app: &TestApp, code: &str) -> Option<i64> {
     ok_json(response, StatusCode::OK).await["customer_count"].as_i64()
 }
 
-async fn deletes_race_imports_and_batch_assignments_and_orphan_no_one(app: TestApp) {
+async fn deletes_race_imports_batch_assignments_and_runs_and_orphan_no_one(app: TestApp) {
     app.create_scheme("ZONE", "2").await;
 
     for round in 0..ROUNDS {
@@ -93,6 +94,24 @@ async fn deletes_race_imports_and_batch_assignments_and_orphan_no_one(app: TestA
         if deleted == StatusCode::NO_CONTENT {
             assert_eq!(holders(&app, &code).await, None, "round {round}: deleted");
         }
+    }
+
+    for round in 0..ROUNDS {
+        let code = format!("{:02}", 80 + round);
+        app.create_category("ZONE", &code, &format!("规则区{round}")).await;
+        let rule = json!({"name": format!("everyone to {code}"), "target_category": code, "condition": {"field": "code", "op": "!=", "value": "NONE"}});
+        let rule = ok_json(app.post("/api/v1/schemes/ZONE/rules", &rule).await, StatusCode::CREATED).await;
+        let run = async {
+            let ran = app.post("/api/v1/schemes/ZONE/classification-runs", &json!({})).await;
+            let status = ran.status();
+            let body: Value = ran.json().await.unwrap();
+            assert!(status.is_success() || [StatusCode::UNPROCESSABLE_ENTITY, StatusCode::CONFLICT].contains(&status), "{status} {body}");
+        };
+        let deleted = delete_during(&app, &code, run).await;
+        if deleted == StatusCode::NO_CONTENT {
+            assert_eq!(holders(&app, &code).await, None, "round {round}: deleted");
+        }
+        assert_eq!(app.delete(&format!("/api/v1/schemes/ZONE/rules/{}", rule["id"])).await.status(), StatusCode::NO_CONTENT);
     }
 
     assert_eq!(orphans(&app).await, (0, 0), "no assignment or membership points at a deleted category");
