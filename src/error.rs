@@ -25,6 +25,7 @@ pub enum ErrorKind {
 }
 
 const CONCURRENT_UPDATE: &str = "concurrent_update";
+const DATABASE_UNAVAILABLE: &str = "database_unavailable";
 
 /// An error with a stable machine `code` that clients may branch on.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -91,7 +92,13 @@ impl AppError {
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Unavailable, "database_unavailable", detail)
+        Self::new(ErrorKind::Unavailable, DATABASE_UNAVAILABLE, detail)
+    }
+
+    /// The database could not be reached, or its connection broke (not a statement
+    /// that took too long).
+    pub fn is_database_unavailable(&self) -> bool {
+        self.code == DATABASE_UNAVAILABLE
     }
 
     /// 503: the database took longer than a statement may.

@@ -292,18 +292,15 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
         }
     }
 
-    let failures: Vec<_> = answers.0.iter().filter(|(_, status, _)| status.is_server_error() && *status != StatusCode::SERVICE_UNAVAILABLE).collect();
-    assert!(failures.is_empty(), "answers of 5xx: {failures:#?}");
     // After aborting a transaction for a replicated commit, a node now and then stops
     // answering its connection (MariaDB 10.11, Galera 4); the node closes it after the
-    // service's in-transaction `wait_timeout` and the request answers 503
-    // `database_unavailable` (or `database_timeout` at its deadline, as for any server
-    // that stops answering). Counted here, not hidden: see the README's Galera section.
-    let stalled: Vec<_> = answers.0.iter().filter(|(_, status, _)| *status == StatusCode::SERVICE_UNAVAILABLE).collect();
-    assert!(stalled.iter().all(|(_, _, body)| body.contains("database_timeout") || body.contains("database_unavailable")), "{stalled:#?}");
-    if !stalled.is_empty() {
-        eprintln!("{} requests met a stalled node and answered 503 (database_timeout or database_unavailable)", stalled.len());
-    }
+    // service's 2-second in-transaction `wait_timeout`, and the service runs the
+    // transaction again on a new connection, as after a deadlock: no request answers
+    // 5xx for it. How often it happened is in the replicas' logs, and said here.
+    let failures: Vec<_> = answers.0.iter().filter(|(_, status, _)| status.is_server_error()).collect();
+    assert!(failures.is_empty(), "answers of 5xx: {failures:#?}");
+    let stalls: usize = replicas.iter().map(|replica| replica.log().matches("stopped answering a transaction").count()).sum();
+    eprintln!("{stalls} transactions met a node that stopped answering and ran again on a new connection");
     let refusals: Vec<_> = answers.0.iter().filter(|(_, status, _)| status.is_client_error()).collect();
     assert!(refusals.iter().all(|(_, status, body)| *status == StatusCode::CONFLICT && (body.contains("concurrent_update") || body.contains("run_in_progress"))), "{refusals:#?}");
 

@@ -112,7 +112,7 @@ impl DatabaseUrl {
 
 /// Opens connections of the configured backend and prepares each session.
 /// (diesel's generic manager would try every backend in turn, and SQLite accepts any text as a path.)
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Manager {
     url: DatabaseUrl,
     busy_timeout: Duration,
@@ -177,6 +177,7 @@ impl Manager {
                             .execute(&mut conn)
                             .map_err(diesel::r2d2::Error::QueryError)?;
                         GALERA.store(true, std::sync::atomic::Ordering::Relaxed);
+                        let _ = GALERA_RECONNECT.set(self.clone());
                     }
                 }
                 let mut conn = DbConnection::Mysql(conn);
@@ -335,22 +336,36 @@ where
     }
     let mut attempt = 1;
     loop {
-        match run_once(conn, &mut work, |_| true) {
+        match run_once(conn, &mut work, |_| true, GALERA_IDLE_LIMIT) {
             Err(error) if error.is_concurrent_update() && attempt < TRANSACTION_ATTEMPTS => {
                 std::thread::sleep(Duration::from_millis(5 << attempt));
                 attempt += 1;
             }
+            // The node closed a connection it had stopped answering (see `run_once`):
+            // the transaction was rolled back with it, so it runs again on a new one.
+            Err(error) if error.is_database_unavailable() && attempt < TRANSACTION_ATTEMPTS => match GALERA_RECONNECT.get() {
+                Some(manager) if is_galera_node(conn) => {
+                    log::warn!("a Galera node stopped answering a transaction and closed its connection after {} s; running it again on a new connection", GALERA_IDLE_LIMIT.as_secs());
+                    *conn = manager.open().map_err(|error| AppError::unavailable(format!("the database connection could not be opened again: {error}")))?;
+                    attempt += 1;
+                }
+                _ => return Err(error),
+            },
             other => return other,
         }
     }
 }
+
+/// How a Galera node's connections are opened again after a node stopped answering
+/// one (`transaction`); set when the first connection finds a Galera node.
+static GALERA_RECONNECT: std::sync::OnceLock<Manager> = std::sync::OnceLock::new();
 
 /// Runs `work` once in one transaction, for work that cannot be repeated (it consumes
 /// a stream), and commits only if `keep` says so of its outcome; else rolls back and
 /// still returns the outcome (a dry run, or a refusal that reports what it found).
 pub fn transaction_once<T>(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection) -> Result<T, AppError>, keep: impl FnOnce(&T) -> bool) -> Result<T, AppError> {
     let mut work = Some(work);
-    run_once(conn, |conn| work.take().expect("run once")(conn), keep)
+    run_once(conn, |conn| work.take().expect("run once")(conn), keep, GALERA_LONG_IDLE_LIMIT)
 }
 
 fn in_transaction(conn: &mut DbConnection) -> Result<bool, AppError> {
@@ -358,7 +373,7 @@ fn in_transaction(conn: &mut DbConnection) -> Result<bool, AppError> {
     Ok(status.transaction_depth()?.is_some())
 }
 
-fn run_once<T>(conn: &mut DbConnection, work: impl FnMut(&mut DbConnection) -> Result<T, AppError>, keep: impl FnOnce(&T) -> bool) -> Result<T, AppError> {
+fn run_once<T>(conn: &mut DbConnection, work: impl FnMut(&mut DbConnection) -> Result<T, AppError>, keep: impl FnOnce(&T) -> bool, idle_limit: Duration) -> Result<T, AppError> {
     if let DbConnection::Sqlite(sqlite) = conn {
         AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
         return finish(conn, work, keep);
@@ -378,14 +393,17 @@ fn run_once<T>(conn: &mut DbConnection, work: impl FnMut(&mut DbConnection) -> R
     // Such an abort now and then also leaves the server waiting for the client's next
     // command while the client waits for the answer to its last one (MDEV-20172 come
     // back); within the transaction the client never idles for long, so a short
-    // `wait_timeout` has the server close that connection instead of both waiting
-    // for hours, and the request answers 503 `database_unavailable`.
+    // `wait_timeout` (`idle_limit`) has the server close that connection instead of
+    // both waiting for hours, and `transaction` runs the work again on a new
+    // connection, as it does after a deadlock. Work that cannot run twice (an import,
+    // `transaction_once`) waits longer, as its client may think between statements,
+    // and answers 503 `database_unavailable` instead.
     let mut aborted = false;
     let mut work = work;
     let outcome = finish(
         conn,
         |conn| {
-            diesel::sql_query(format!("SET autocommit = 0, wait_timeout = {}", GALERA_IDLE_LIMIT.as_secs())).execute(conn)?;
+            diesel::sql_query(format!("SET autocommit = 0, wait_timeout = {}", idle_limit.as_secs())).execute(conn)?;
             diesel::sql_query(format!("INSERT INTO {ABORT_MARKER} (id) VALUES (1)")).execute(conn)?;
             let outcome = work(conn);
             match (diesel::sql_query(format!("DELETE FROM {ABORT_MARKER}")).execute(conn), outcome) {
@@ -416,8 +434,11 @@ fn run_once<T>(conn: &mut DbConnection, work: impl FnMut(&mut DbConnection) -> R
     outcome
 }
 
-/// How long a Galera node waits for the next statement of a transaction; see `run_once`.
-const GALERA_IDLE_LIMIT: Duration = Duration::from_secs(10);
+/// How long a Galera node waits for the next statement of a transaction that can run
+/// again; see `run_once`.
+const GALERA_IDLE_LIMIT: Duration = Duration::from_secs(2);
+/// The same, for a transaction that runs once (an import).
+const GALERA_LONG_IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Runs `work` in the transaction just begun and commits or rolls back.
 fn finish<T>(conn: &mut DbConnection, mut work: impl FnMut(&mut DbConnection) -> Result<T, AppError>, keep: impl FnOnce(&T) -> bool) -> Result<T, AppError> {
