@@ -283,18 +283,7 @@ async fn the_feed_and_webhooks_of_a_restricted_key_show_customers_inside_only(ap
     let everything = feed_of(&app, "&types=classification.changed", 14).await;
     assert_eq!(everything.len(), 14);
 
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let after = cursor.as_ref().map(|c| format!("&after={c}")).unwrap_or_default();
-        let page = ok_json(get(&app, &key, &format!("/api/v1/events?limit=3{after}")).await, StatusCode::OK).await;
-        let events = page["items"].as_array().unwrap().clone();
-        if events.is_empty() {
-            break;
-        }
-        seen.extend(events);
-        cursor = page["next_cursor"].as_str().map(str::to_string);
-    }
+    let seen = feed_as(&app, &key, 3).await;
     let customers: Vec<&str> = seen.iter().filter_map(|e| e["data"]["customer"].as_str()).collect();
     assert!(customers.iter().all(|c| INSIDE.contains(c)), "{customers:?}");
     assert!(customers.contains(&"N1") && customers.contains(&"S3"));
@@ -315,6 +304,22 @@ async fn the_feed_and_webhooks_of_a_restricted_key_show_customers_inside_only(ap
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(receiver.accepted(), expected, "the key's webhook is sent what the key may see");
+}
+
+/// The whole feed as `key` reads it, `limit` events a page.
+async fn feed_as(app: &TestApp, key: &str, limit: usize) -> Vec<Value> {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let after = cursor.as_ref().map(|c| format!("&after={c}")).unwrap_or_default();
+        let page = ok_json(get(app, key, &format!("/api/v1/events?limit={limit}{after}")).await, StatusCode::OK).await;
+        let events = page["items"].as_array().unwrap().clone();
+        if events.is_empty() {
+            return seen;
+        }
+        seen.extend(events);
+        cursor = page["next_cursor"].as_str().map(str::to_string);
+    }
 }
 
 /// A write key restricted as [`regional_key`] with a webhook for `customer.created`;
@@ -366,18 +371,7 @@ async fn every_event_a_restricted_key_reads_names_no_customer_outside(app: TestA
     // Numbered in the order they committed: once the last is in the feed, all are.
     feed_of(&app, "&types=scheme.deleted", 1).await;
 
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let after = cursor.as_ref().map(|c| format!("&after={c}")).unwrap_or_default();
-        let page = ok_json(get(&app, &key, &format!("/api/v1/events?limit=1000{after}")).await, StatusCode::OK).await;
-        let events = page["items"].as_array().unwrap().clone();
-        if events.is_empty() {
-            break;
-        }
-        seen.extend(events);
-        cursor = page["next_cursor"].as_str().map(str::to_string);
-    }
+    let seen = feed_as(&app, &key, 1000).await;
     let types: std::collections::BTreeSet<&str> = seen.iter().map(|event| event["type"].as_str().unwrap()).collect();
     for expected in ["customer.created", "customer.updated", "customer.merged", "classification.changed", "scheme.created", "scheme.updated", "scheme.deleted", "category.created", "category.updated", "category.deleted"] {
         assert!(types.contains(expected), "{expected} in {types:?}");
