@@ -77,11 +77,18 @@ pub async fn resolves_only_privately(url: &WebhookUrl) -> bool {
     }
 }
 
+/// Database calls the deliveries make at once: however many endpoints are being sent
+/// to, their reads and settlements queue here, not for the pool's connections, which
+/// the requests need (on SQLite, a settlement also waits for the one write lock while
+/// it holds its connection).
+const DATABASE_SLOTS: usize = 2;
+
 struct WebhookSender {
     client: reqwest::Client,
     settings: WebhookSettings,
     /// This replica, as lease holder.
     owner: String,
+    database: tokio::sync::Semaphore,
 }
 
 impl WebhookSender {
@@ -92,7 +99,7 @@ impl WebhookSender {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("custclass-webhooks/", env!("CARGO_PKG_VERSION")));
         let builder = if settings.allow_private { builder } else { builder.dns_resolver(Arc::new(PublicAddressesOnly)) };
-        Ok(Self { client: builder.build()?, settings, owner: format!("replica-{}", uuid::Uuid::new_v4().simple()) })
+        Ok(Self { client: builder.build()?, settings, owner: format!("replica-{}", uuid::Uuid::new_v4().simple()), database: tokio::sync::Semaphore::new(DATABASE_SLOTS) })
     }
 
     /// Sends one event once.
@@ -144,6 +151,16 @@ impl WebhookSender {
         }
     }
 
+    /// Runs `work` on the database within the deliveries' share of it.
+    async fn with_database<T, F>(&self, db: &Db, work: F) -> Result<T, AppError>
+    where
+        F: FnOnce(&mut crate::db::DbConnection) -> Result<T, AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let _slot = self.database.acquire().await.map_err(|_| AppError::internal("the webhook sender's database slots are closed"))?;
+        db.run(work).await
+    }
+
     /// Delivers a claimed endpoint's events in batches until none is left, one fails,
     /// or the lease is lost.
     async fn deliver(&self, db: &Db, endpoint: WebhookRow) -> Result<(), AppError> {
@@ -156,7 +173,7 @@ impl WebhookSender {
         let mut failures = endpoint.failures;
         loop {
             let (filter, restriction) = (types.clone(), restriction.clone());
-            let (attempts, end) = match db.run(move |conn| events::page(conn, Cursor::After(through), &filter, BATCH, restriction.as_deref())).await {
+            let (attempts, end) = match self.with_database(db, move |conn| events::page(conn, Cursor::After(through), &filter, BATCH, restriction.as_deref())).await {
                 Err(error) if error.code == "cursor_expired" => self.skip_expired(db, through).await?,
                 page => {
                     let page = page?;
@@ -191,7 +208,7 @@ impl WebhookSender {
             let (BatchEnd::Delivered { through: settled, .. } | BatchEnd::Failed { through: settled, .. }) = &end;
             through = *settled;
             let (owner, retry, spread) = (self.owner.clone(), self.settings.retry, rand::random::<f64>());
-            let still_ours = db.run(move |conn| store::settle(conn, id, &owner, &attempts, end, retry, LEASE, spread)).await?;
+            let still_ours = self.with_database(db, move |conn| store::settle(conn, id, &owner, &attempts, end, retry, LEASE, spread)).await?;
             if !go_on || !still_ours {
                 return Ok(());
             }
@@ -201,7 +218,7 @@ impl WebhookSender {
     /// Retention deleted events this endpoint had yet to be sent: it goes on from
     /// the oldest kept, and its log says what it missed.
     async fn skip_expired(&self, db: &Db, through: i64) -> Result<(Vec<Attempt>, BatchEnd), AppError> {
-        let kept_from = db.run(|conn| events::position_of(conn, Cursor::Start)).await?;
+        let kept_from = self.with_database(db, |conn| events::position_of(conn, Cursor::Start)).await?;
         let skipped = Attempt {
             event_position: kept_from,
             event_type: String::new(),
