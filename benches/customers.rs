@@ -60,7 +60,17 @@ fn lua_get_with(n: usize, key: &str, path_expression: &str) -> String {
 fn restricted_key(base: &str, restrict: serde_json::Value) -> String {
     let body = serde_json::json!({"name": format!("bench-restricted-{}", uuid::Uuid::new_v4().simple()), "scope": "read", "restrict": restrict});
     let output = std::process::Command::new("curl")
-        .args(["-sS", "-X", "POST", "-H", &format!("Authorization: Bearer {ADMIN_KEY}"), "-H", "Content-Type: application/json", "-d", &body.to_string()])
+        .args([
+            "-sS",
+            "-X",
+            "POST",
+            "-H",
+            &format!("Authorization: Bearer {ADMIN_KEY}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
         .arg(format!("{base}/api/v1/api-keys"))
         .output()
         .expect("run curl");
@@ -69,7 +79,9 @@ fn restricted_key(base: &str, restrict: serde_json::Value) -> String {
 }
 
 fn percent_encode(text: &str) -> String {
-    text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 fn customers_wanted() -> usize {
@@ -94,34 +106,44 @@ fn start_baseline(port: u16) {
         })
         .await;
         match row {
-            Ok(Ok(Some((id, code, name)))) => HttpResponse::Ok().json(serde_json::json!({"id": id, "code": code, "name": name})),
+            Ok(Ok(Some((id, code, name)))) => {
+                HttpResponse::Ok().json(serde_json::json!({"id": id, "code": code, "name": name}))
+            }
             _ => HttpResponse::NotFound().finish(),
         }
     }
     let url = format!("{}/{DATABASE}", support::server_url());
     std::thread::spawn(move || {
-        let pool: MysqlPool = Pool::builder().max_size(32).test_on_check_out(false).build(ConnectionManager::new(url)).unwrap();
+        let pool: MysqlPool =
+            Pool::builder().max_size(32).test_on_check_out(false).build(ConnectionManager::new(url)).unwrap();
         actix_web::rt::System::new().block_on(async move {
-            HttpServer::new(move || App::new().app_data(web::Data::new(pool.clone())).route("/c/{code}", web::get().to(by_code)))
-                .bind(("127.0.0.1", port))
-                .unwrap()
-                .run()
-                .await
-                .unwrap()
+            HttpServer::new(move || {
+                App::new().app_data(web::Data::new(pool.clone())).route("/c/{code}", web::get().to(by_code))
+            })
+            .bind(("127.0.0.1", port))
+            .unwrap()
+            .run()
+            .await
+            .unwrap()
         })
     });
     support::wait_for(&format!("http://127.0.0.1:{port}/c/C0000001"));
 }
 
 /// The cluster nodes `scripts/cluster` starts.
-const CLUSTER_NODES: [&str; 3] = ["mysql://root@127.0.0.1:13306", "mysql://root@127.0.0.1:13307", "mysql://root@127.0.0.1:13308"];
+const CLUSTER_NODES: [&str; 3] =
+    ["mysql://root@127.0.0.1:13306", "mysql://root@127.0.0.1:13307", "mysql://root@127.0.0.1:13308"];
 
 fn cluster_main(seconds: u32) {
     let n = std::env::var("BENCH_CUSTOMERS").ok().and_then(|v| v.parse().ok()).unwrap_or(100_000);
     ensure_customers(DATABASE, n);
     support::settle();
-    let replicas: Vec<Service> = CLUSTER_NODES.iter().enumerate().map(|(i, node)| Service::start_on(node, DATABASE, 18195 + i as u16)).collect();
-    println!("\n{n} customers on a three-node Galera cluster, wrk with 32 connections in all, on this machine ({} cores)\n", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0));
+    let replicas: Vec<Service> =
+        CLUSTER_NODES.iter().enumerate().map(|(i, node)| Service::start_on(node, DATABASE, 18195 + i as u16)).collect();
+    println!(
+        "\n{n} customers on a three-node Galera cluster, wrk with 32 connections in all, on this machine ({} cores)\n",
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0)
+    );
     report_header();
     let lua = lua_get_of(n, "string.format(\"/api/v1/customers/C%07d\", math.random(1, N))");
     report("GET /customers/{code}: one replica on node 1", &wrk(&replicas[0].base, 32, seconds, &lua));
@@ -143,7 +165,10 @@ fn main() {
 
     start_baseline(18191);
     let service = Service::start(DATABASE, 18190);
-    println!("\n{n} customers, wrk -t2 -c32 -d{seconds}s on this machine ({} cores)\n", std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0));
+    println!(
+        "\n{n} customers, wrk -t2 -c32 -d{seconds}s on this machine ({} cores)\n",
+        std::thread::available_parallelism().map(|p| p.get()).unwrap_or(0)
+    );
     report_header();
     // BENCH_ONLY=text runs only the scenarios whose name contains it.
     let only = std::env::var("BENCH_ONLY").ok();
@@ -153,31 +178,65 @@ fn main() {
         }
     };
     let service_base = service.base.as_str();
-    scenario("baseline: bare actix-web + Diesel, one row by code", "http://127.0.0.1:18191", "string.format(\"/c/C%07d\", math.random(1, N))");
-    scenario("GET /customers/{code} (random of all)", service_base, "string.format(\"/api/v1/customers/C%07d\", math.random(1, N))");
-    scenario("list: REGION:01 (subtree) AND TIER:01, first page", service_base, "\"/api/v1/customers?category=REGION:01&category=TIER:01\"");
-    scenario("list: INDUSTRY:01 (subtree) AND REGION:0101, first page", service_base, "\"/api/v1/customers?category=INDUSTRY:01&category=REGION:0101\"");
+    scenario(
+        "baseline: bare actix-web + Diesel, one row by code",
+        "http://127.0.0.1:18191",
+        "string.format(\"/c/C%07d\", math.random(1, N))",
+    );
+    scenario(
+        "GET /customers/{code} (random of all)",
+        service_base,
+        "string.format(\"/api/v1/customers/C%07d\", math.random(1, N))",
+    );
+    scenario(
+        "list: REGION:01 (subtree) AND TIER:01, first page",
+        service_base,
+        "\"/api/v1/customers?category=REGION:01&category=TIER:01\"",
+    );
+    scenario(
+        "list: INDUSTRY:01 (subtree) AND REGION:0101, first page",
+        service_base,
+        "\"/api/v1/customers?category=INDUSTRY:01&category=REGION:0101\"",
+    );
     scenario("list: all, sort=code, page 1", service_base, "\"/api/v1/customers?limit=50\"");
     // Page 10,000 at a million customers; halfway through a smaller archive.
     let deep_page = (n / 100).clamp(2, 10_000);
     let deep = format!("\"/api/v1/customers?limit=50&cursor={}\"", deep_page_cursor(deep_page, 50, None));
     scenario(&format!("list: all, sort=code, page {deep_page}"), service_base, &deep);
     scenario("list: INDUSTRY:01, page 1", service_base, "\"/api/v1/customers?limit=50&category=INDUSTRY:01\"");
-    let deep_filtered = format!("\"/api/v1/customers?limit=50&category=INDUSTRY:01&cursor={}\"", deep_page_cursor(deep_page, 50, Some("01")));
+    let deep_filtered = format!(
+        "\"/api/v1/customers?limit=50&category=INDUSTRY:01&cursor={}\"",
+        deep_page_cursor(deep_page, 50, Some("01"))
+    );
     scenario(&format!("list: INDUSTRY:01, page {deep_page}"), service_base, &deep_filtered);
-    scenario("list: attr credit_limit >= 9,000,000 (~10 %), first page", service_base, "\"/api/v1/customers?attr=credit_limit:gte:9000000\"");
+    scenario(
+        "list: attr credit_limit >= 9,000,000 (~10 %), first page",
+        service_base,
+        "\"/api/v1/customers?attr=credit_limit:gte:9000000\"",
+    );
     let manager = format!("\"/api/v1/customers?attr=account_manager:eq:{}\"", percent_encode(&account_manager(7)));
     scenario("list: attr account_manager = one of 50 names, first page", service_base, &manager);
-    scenario("list: TIER:01 AND attr credit_limit >= 5,000,000, first page", service_base, "\"/api/v1/customers?category=TIER:01&attr=credit_limit:gte:5000000\"");
+    scenario(
+        "list: TIER:01 AND attr credit_limit >= 5,000,000, first page",
+        service_base,
+        "\"/api/v1/customers?category=TIER:01&attr=credit_limit:gte:5000000\"",
+    );
     // Record-level permission: a key restricted to every REGION root sees every customer
     // (so the same answers as above, with the check made); one restricted to REGION 01
     // lists what `category=REGION:01` lists.
     if only.as_deref().is_none_or(|only| "restricted key".contains(only)) {
-        let everywhere = restricted_key(service_base, serde_json::json!({"REGION": ["01", "02", "03", "04", "05", "06"]}));
+        let everywhere =
+            restricted_key(service_base, serde_json::json!({"REGION": ["01", "02", "03", "04", "05", "06"]}));
         let path = "string.format(\"/api/v1/customers/C%07d\", math.random(1, N))";
-        report("restricted key (every REGION root): GET /customers/{code}", &wrk(service_base, 32, seconds, &lua_get_with(n, &everywhere, path)));
+        report(
+            "restricted key (every REGION root): GET /customers/{code}",
+            &wrk(service_base, 32, seconds, &lua_get_with(n, &everywhere, path)),
+        );
         let north = restricted_key(service_base, serde_json::json!({"REGION": ["01"]}));
-        report("restricted key (REGION 01): list TIER:01, first page", &wrk(service_base, 32, seconds, &lua_get_with(n, &north, "\"/api/v1/customers?category=TIER:01\"")));
+        report(
+            "restricted key (REGION 01): list TIER:01, first page",
+            &wrk(service_base, 32, seconds, &lua_get_with(n, &north, "\"/api/v1/customers?category=TIER:01\"")),
+        );
     }
     if let Some(rss) = service.resident_memory() {
         println!("\nservice memory after the runs: {rss}");

@@ -37,13 +37,26 @@ fn download(url: &str, accept: &str) -> Download {
     let text = String::from_utf8_lossy(&output.stdout).to_string();
     let fields: Vec<&str> = text.split_whitespace().collect();
     let number = |index: usize| fields.get(index).and_then(|field| field.parse::<f64>().ok()).unwrap_or(f64::NAN);
-    Download { status: fields.first().unwrap_or(&"?").to_string(), first_byte: number(1), total: number(2), bytes: number(3) }
+    Download {
+        status: fields.first().unwrap_or(&"?").to_string(),
+        first_byte: number(1),
+        total: number(2),
+        bytes: number(3),
+    }
 }
 
 /// The CSV export of the whole archive, to a file.
 fn export_csv(service: &Service, path: &Path) {
     let status = Command::new("curl")
-        .args(["-sS", "-o", path.to_str().unwrap(), "-w", "%{http_code}", "-H", &format!("Authorization: Bearer {ADMIN_KEY}")])
+        .args([
+            "-sS",
+            "-o",
+            path.to_str().unwrap(),
+            "-w",
+            "%{http_code}",
+            "-H",
+            &format!("Authorization: Bearer {ADMIN_KEY}"),
+        ])
         .arg(format!("{}/api/v1/exports/customers", service.base))
         .output()
         .expect("run curl");
@@ -54,7 +67,12 @@ fn export_csv(service: &Service, path: &Path) {
 fn cut(source: &Path, target: &Path, rows: usize, dropped: &str) {
     let mut reader = csv::Reader::from_path(source).unwrap();
     let header = reader.headers().unwrap().clone();
-    let kept: Vec<usize> = header.iter().enumerate().filter(|(_, name)| !name.trim_start_matches('\u{FEFF}').eq(dropped)).map(|(i, _)| i).collect();
+    let kept: Vec<usize> = header
+        .iter()
+        .enumerate()
+        .filter(|(_, name)| !name.trim_start_matches('\u{FEFF}').eq(dropped))
+        .map(|(i, _)| i)
+        .collect();
     let mut writer = csv::Writer::from_path(target).unwrap();
     writer.write_record(kept.iter().map(|&i| &header[i])).unwrap();
     for record in reader.records().take(rows) {
@@ -88,7 +106,8 @@ fn import(service: &Service, file: &Path) -> (String, f64, serde_json::Value) {
         .expect("run curl");
     let text = String::from_utf8_lossy(&output.stdout).to_string();
     let (status, seconds) = text.split_once(' ').unwrap_or(("?", "NaN"));
-    let body = std::fs::read_to_string(&report).ok().and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default();
+    let body =
+        std::fs::read_to_string(&report).ok().and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default();
     (status.to_string(), seconds.parse().unwrap_or(f64::NAN), body)
 }
 
@@ -153,14 +172,25 @@ fn main() {
     let cases = [
         ("export as CSV", "/api/v1/exports/customers", "text/csv", "≤ 30 s"),
         ("export as NDJSON", "/api/v1/exports/customers", "application/x-ndjson", ""),
-        ("export as .xlsx", "/api/v1/exports/customers", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "≤ 90 s"),
+        (
+            "export as .xlsx",
+            "/api/v1/exports/customers",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "≤ 90 s",
+        ),
         ("duplicate detection, all four keys", "/api/v1/customers/duplicates", "application/json", "≤ 10 s"),
         ("duplicate detection, names", "/api/v1/customers/duplicates?by=name", "application/json", ""),
         ("data-quality report", "/api/v1/reports/data-quality", "application/json", ""),
     ];
     for (name, path, accept, target) in cases {
         let seen = download(&format!("{}{path}", service.base), accept);
-        println!("| {name} | {} | {:.3} | {:.2} | {:.1} | {target} |", seen.status, seen.first_byte, seen.total, seen.bytes / 1_000_000.0);
+        println!(
+            "| {name} | {} | {:.3} | {:.2} | {:.1} | {target} |",
+            seen.status,
+            seen.first_byte,
+            seen.total,
+            seen.bytes / 1_000_000.0
+        );
     }
     println!("\npeak service RSS throughout: {:.1} MB (target ≤ 150 MB)", memory.stop());
     import_cases(&service, n);

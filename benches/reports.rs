@@ -35,9 +35,16 @@ fn ensure_sales_and_moves(n: usize) {
     let first_id = count(&mut conn, "SELECT CAST(MIN(id) AS SIGNED) AS n FROM customers");
     // The archive was taken in a year before the quarter the moves fill, as a real one
     // would have been: its customers and their first categories date from then.
-    if count(&mut conn, "SELECT COUNT(*) AS n FROM customers WHERE created_at > UTC_TIMESTAMP() - INTERVAL 180 DAY") > 0 {
-        execute(&mut conn, "UPDATE customers SET created_at = created_at - INTERVAL 1 YEAR, updated_at = updated_at - INTERVAL 1 YEAR");
-        execute(&mut conn, &format!("UPDATE assignment_history SET at = at - INTERVAL 1 YEAR WHERE actor <> '{MOVER}'"));
+    if count(&mut conn, "SELECT COUNT(*) AS n FROM customers WHERE created_at > UTC_TIMESTAMP() - INTERVAL 180 DAY") > 0
+    {
+        execute(
+            &mut conn,
+            "UPDATE customers SET created_at = created_at - INTERVAL 1 YEAR, updated_at = updated_at - INTERVAL 1 YEAR",
+        );
+        execute(
+            &mut conn,
+            &format!("UPDATE assignment_history SET at = at - INTERVAL 1 YEAR WHERE actor <> '{MOVER}'"),
+        );
     }
     let reload_sales = count(&mut conn, "SELECT COUNT(*) AS n FROM transactions") != TRANSACTIONS;
     if reload_sales {
@@ -59,7 +66,9 @@ fn ensure_sales_and_moves(n: usize) {
         println!("loaded {TRANSACTIONS} transactions in {:.1} s", started.elapsed().as_secs_f64());
     }
     let spread = count(&mut conn, &format!("SELECT COUNT(*) AS n FROM assignment_history WHERE actor = '{MOVER}' AND at < UTC_TIMESTAMP() - INTERVAL 300 DAY"));
-    if count(&mut conn, &format!("SELECT COUNT(*) AS n FROM assignment_history WHERE actor = '{MOVER}'")) != MOVES || spread == 0 {
+    if count(&mut conn, &format!("SELECT COUNT(*) AS n FROM assignment_history WHERE actor = '{MOVER}'")) != MOVES
+        || spread == 0
+    {
         let started = Instant::now();
         execute(&mut conn, &format!("DELETE FROM assignment_history WHERE actor = '{MOVER}'"));
         for block in 0..MOVES / 100_000 {
@@ -76,10 +85,16 @@ fn ensure_sales_and_moves(n: usize) {
                 ),
             );
         }
-        println!("wrote {MOVES} history entries (moves in TIER over the last two years) in {:.1} s", started.elapsed().as_secs_f64());
+        println!(
+            "wrote {MOVES} history entries (moves in TIER over the last two years) in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
     support::ensure_sales_totals(DATABASE, reload_sales);
-    execute(&mut conn, "ANALYZE TABLE transactions, assignment_history, category_counts, customer_counts, sales_totals");
+    execute(
+        &mut conn,
+        "ANALYZE TABLE transactions, assignment_history, category_counts, customer_counts, sales_totals",
+    );
     support::settle();
 }
 
@@ -101,15 +116,41 @@ fn main() {
     let scenarios: Vec<(&str, String)> = vec![
         ("distribution, counts (target p50 ≤ 50 ms)", "/api/v1/reports/distribution?scheme=TIER".into()),
         ("category tree with counts (target p50 ≤ 50 ms)", "/api/v1/schemes/REGION/categories/tree".into()),
-        ("distribution, one category filter (target ≤ 500 ms)", "/api/v1/reports/distribution?scheme=TIER&category=REGION:01".into()),
+        (
+            "distribution, one category filter (target ≤ 500 ms)",
+            "/api/v1/reports/distribution?scheme=TIER&category=REGION:01".into(),
+        ),
         ("cross-tab INDUSTRY × TIER (target ≤ 1 s)", "/api/v1/reports/crosstab?rows=INDUSTRY&cols=TIER".into()),
-        ("distribution with 3 measures (target ≤ 3 s)", "/api/v1/reports/distribution?scheme=TIER&measures=spend_12m,orders_12m,lifetime_spend".into()),
-        ("cross-tab with a measure, one filter (target ≤ 3 s)", "/api/v1/reports/crosstab?rows=INDUSTRY&cols=TIER&measures=spend_12m&category=REGION:01".into()),
-        ("transitions over a quarter, net (target ≤ 1 s)", format!("/api/v1/reports/transitions?scheme=TIER&{quarter}")),
-        ("transitions over a quarter, moves (target ≤ 1 s)", format!("/api/v1/reports/transitions?scheme=TIER&{quarter}&basis=moves")),
-        ("downgraded from VIP this quarter, first page", format!("/api/v1/reports/transitions/customers?scheme=TIER&{quarter}&from_category=01&direction=down")),
-        ("as_of distribution, 60 days ago (target ≤ 3 s)", format!("/api/v1/reports/distribution?scheme=TIER&as_of={as_of}")),
-        ("as_of distribution with 3 measures, 60 days ago (target ≤ 3 s)", format!("/api/v1/reports/distribution?scheme=TIER&as_of={as_of}&measures=spend_12m,orders_12m,lifetime_spend")),
+        (
+            "distribution with 3 measures (target ≤ 3 s)",
+            "/api/v1/reports/distribution?scheme=TIER&measures=spend_12m,orders_12m,lifetime_spend".into(),
+        ),
+        (
+            "cross-tab with a measure, one filter (target ≤ 3 s)",
+            "/api/v1/reports/crosstab?rows=INDUSTRY&cols=TIER&measures=spend_12m&category=REGION:01".into(),
+        ),
+        (
+            "transitions over a quarter, net (target ≤ 1 s)",
+            format!("/api/v1/reports/transitions?scheme=TIER&{quarter}"),
+        ),
+        (
+            "transitions over a quarter, moves (target ≤ 1 s)",
+            format!("/api/v1/reports/transitions?scheme=TIER&{quarter}&basis=moves"),
+        ),
+        (
+            "downgraded from VIP this quarter, first page",
+            format!("/api/v1/reports/transitions/customers?scheme=TIER&{quarter}&from_category=01&direction=down"),
+        ),
+        (
+            "as_of distribution, 60 days ago (target ≤ 3 s)",
+            format!("/api/v1/reports/distribution?scheme=TIER&as_of={as_of}"),
+        ),
+        (
+            "as_of distribution with 3 measures, 60 days ago (target ≤ 3 s)",
+            format!(
+                "/api/v1/reports/distribution?scheme=TIER&as_of={as_of}&measures=spend_12m,orders_12m,lifetime_spend"
+            ),
+        ),
         ("as_of cross-tab, 60 days ago", format!("/api/v1/reports/crosstab?rows=INDUSTRY&cols=TIER&as_of={as_of}")),
     ];
     println!("\n{n} customers, {TRANSACTIONS} transactions, {MOVES} moves; wrk -c1 for {seconds} s each\n");

@@ -148,7 +148,9 @@ async fn five_rules(client: &Client) {
 
 async fn timed_run(client: &Client, dry_run: bool) -> (Duration, Value) {
     let started = Instant::now();
-    let run = client.send(reqwest::Method::POST, "/schemes/TIER/classification-runs", Some(&json!({"dry_run": dry_run}))).await;
+    let run = client
+        .send(reqwest::Method::POST, "/schemes/TIER/classification-runs", Some(&json!({"dry_run": dry_run})))
+        .await;
     (started.elapsed(), run)
 }
 
@@ -214,7 +216,10 @@ async fn measure(n: usize, database: &str, port: u16, with_ingestion: bool) {
     support::ensure_sales_totals(database, loaded || forgot);
     support::settle();
     let service = Service::start(database, port);
-    let client = Client { http: reqwest::Client::builder().timeout(Duration::from_secs(1800)).build().unwrap(), base: service.base.clone() };
+    let client = Client {
+        http: reqwest::Client::builder().timeout(Duration::from_secs(1800)).build().unwrap(),
+        base: service.base.clone(),
+    };
     println!("\n{n} customers, {} transactions:", n as u64 * TRANSACTIONS_PER_CUSTOMER);
     if wanted("runs") {
         classification_runs(&client).await;
@@ -257,7 +262,13 @@ async fn classification_runs(client: &Client) {
     );
     five_rules(client).await;
     let (applied, report) = timed_run(client, false).await;
-    println!("  applied: {:.1} s (changed {}, rejected {}), transitions {}", applied.as_secs_f64(), report["changed"], report["rejected"], report["transitions"]);
+    println!(
+        "  applied: {:.1} s (changed {}, rejected {}), transitions {}",
+        applied.as_secs_f64(),
+        report["changed"],
+        report["rejected"],
+        report["transitions"]
+    );
     let (again, report) = timed_run(client, false).await;
     println!("  applied again: {:.1} s (changed {})", again.as_secs_f64(), report["changed"]);
 }

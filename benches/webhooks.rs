@@ -60,7 +60,11 @@ async fn main() {
         if first.is_none() && !receiver.received().is_empty() {
             first = Some(Instant::now());
         }
-        assert!(committed.elapsed() < Duration::from_secs(600), "only {} of {events} events arrived in 10 minutes", receiver.accepted().len());
+        assert!(
+            committed.elapsed() < Duration::from_secs(600),
+            "only {} of {events} events arrived in 10 minutes",
+            receiver.accepted().len()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let last = Instant::now();
@@ -69,7 +73,16 @@ async fn main() {
     assert!(received.iter().all(|request| verify(&secret, request)), "every signature checks");
     let end_to_end = last.duration_since(committed).as_secs_f64();
     let delivering = last.duration_since(first.unwrap_or(committed)).as_secs_f64();
-    println!("webhook delivery of {events} events to one local endpoint (MariaDB, {} cores)", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
-    println!("  from the import's commit to the last event: {end_to_end:.2} s = {:.0} events/s", events as f64 / end_to_end);
-    println!("  from the first event to the last:           {delivering:.2} s = {:.0} events/s", (events - 1) as f64 / delivering);
+    println!(
+        "webhook delivery of {events} events to one local endpoint (MariaDB, {} cores)",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    println!(
+        "  from the import's commit to the last event: {end_to_end:.2} s = {:.0} events/s",
+        events as f64 / end_to_end
+    );
+    println!(
+        "  from the first event to the last:           {delivering:.2} s = {:.0} events/s",
+        (events - 1) as f64 / delivering
+    );
 }

@@ -76,7 +76,12 @@ pub fn main() -> Result<(), String> {
         }
         Command::Serve => {
             let settings = Settings::from_env()?;
-            log::info!("custclass {} starting on {} with {}", env!("CARGO_PKG_VERSION"), settings.bind_addr, settings.database_url.redacted());
+            log::info!(
+                "custclass {} starting on {} with {}",
+                env!("CARGO_PKG_VERSION"),
+                settings.bind_addr,
+                settings.database_url.redacted()
+            );
             let app = Application::build(&settings)?;
             actix_web::rt::System::new().block_on(app.run_until_stopped()).map_err(|e| e.to_string())
         }

@@ -42,7 +42,10 @@ impl Default for WebhookSettings {
         Self {
             allow_private: false,
             timeout: Duration::from_secs(DEFAULT_WEBHOOK_TIMEOUT_SECONDS),
-            retry: RetrySchedule { first: Duration::from_millis(DEFAULT_WEBHOOK_FIRST_RETRY_MS), give_up_after: RetrySchedule::GIVE_UP_AFTER },
+            retry: RetrySchedule {
+                first: Duration::from_millis(DEFAULT_WEBHOOK_FIRST_RETRY_MS),
+                give_up_after: RetrySchedule::GIVE_UP_AFTER,
+            },
         }
     }
 }
@@ -67,9 +70,13 @@ impl CorsOrigins {
             return Ok(CorsOrigins::Any);
         }
         for origin in &origins {
-            let well_formed = (origin.starts_with("http://") || origin.starts_with("https://")) && !origin.ends_with('/') && !origin.contains('*');
+            let well_formed = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && !origin.contains('*');
             if !well_formed {
-                return Err(format!("CORS_ALLOWED_ORIGINS: {origin:?} is not an origin like https://erp.example.com (or use * alone)"));
+                return Err(format!(
+                    "CORS_ALLOWED_ORIGINS: {origin:?} is not an origin like https://erp.example.com (or use * alone)"
+                ));
             }
         }
         Ok(CorsOrigins::List(origins.into_iter().map(str::to_string).collect()))
@@ -90,7 +97,8 @@ impl Settings {
     pub fn from_env() -> Result<Self, String> {
         let var = |name: &str| std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let number = |name: &str, default: u64| -> Result<u64, String> {
-            var(name).map_or(Ok(default), |v| v.parse().map_err(|_| format!("{name} must be a whole number, not {v:?}")))
+            var(name)
+                .map_or(Ok(default), |v| v.parse().map_err(|_| format!("{name} must be a whole number, not {v:?}")))
         };
         let pool_size = number("DB_POOL_SIZE", DEFAULT_POOL_SIZE.into())?;
         if pool_size == 0 || pool_size > 1000 {
@@ -123,8 +131,12 @@ impl Settings {
             pool_size: pool_size as u32,
             timeouts: Timeouts {
                 wait: Duration::from_millis(number("DB_TIMEOUT_MS", DEFAULT_DB_TIMEOUT_MS)?),
-                statement: Duration::from_millis(number("DB_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS)?.max(1)),
-                long_statement: Duration::from_millis(number("DB_LONG_STATEMENT_TIMEOUT_MS", DEFAULT_LONG_STATEMENT_TIMEOUT_MS)?.max(1)),
+                statement: Duration::from_millis(
+                    number("DB_STATEMENT_TIMEOUT_MS", DEFAULT_STATEMENT_TIMEOUT_MS)?.max(1),
+                ),
+                long_statement: Duration::from_millis(
+                    number("DB_LONG_STATEMENT_TIMEOUT_MS", DEFAULT_LONG_STATEMENT_TIMEOUT_MS)?.max(1),
+                ),
             },
             admin_key: var("CUSTCLASS_ADMIN_KEY"),
             workers: number("HTTP_WORKERS", 0)? as usize,
@@ -134,7 +146,10 @@ impl Settings {
             webhooks: WebhookSettings {
                 allow_private,
                 timeout: Duration::from_secs(webhook_timeout),
-                retry: RetrySchedule { first: Duration::from_millis(first_retry), give_up_after: RetrySchedule::GIVE_UP_AFTER },
+                retry: RetrySchedule {
+                    first: Duration::from_millis(first_retry),
+                    give_up_after: RetrySchedule::GIVE_UP_AFTER,
+                },
             },
         })
     }

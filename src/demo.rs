@@ -3,18 +3,18 @@
 use serde_json::json;
 
 use crate::db::DbConnection;
+use crate::domain::attribute::{AttributeKey, DefinitionDraft, ValueType};
 use crate::domain::category::{CategoryCode, CategoryName};
 use crate::domain::customer::{CustomerCode, CustomerStatus, TaxId};
+use crate::domain::sales::{ExternalId, Money};
 use crate::domain::scheme::SchemeCode;
 use crate::error::AppError;
-use crate::domain::attribute::{AttributeKey, DefinitionDraft, ValueType};
-use crate::domain::sales::{ExternalId, Money};
 use crate::store::attributes;
-use crate::store::rules::{self, NewRule};
-use crate::store::transactions::{self, NewTransaction};
 use crate::store::categories::{self, NewCategory};
 use crate::store::customers::{self, CustomerFields, NewCustomer};
+use crate::store::rules::{self, NewRule};
 use crate::store::schemes::{self, NewScheme, SchemeChanges};
+use crate::store::transactions::{self, NewTransaction};
 
 pub const DEMO_CUSTOMERS: usize = 300;
 const ACTOR: &str = "seed-demo";
@@ -23,26 +23,68 @@ const ACTOR: &str = "seed-demo";
 type SchemeSpec = (&'static str, &'static str, &'static str, bool, &'static [(&'static str, &'static str)]);
 
 const SCHEMES: [SchemeSpec; 3] = [
-    ("INDUSTRY", "行业分类", "2-2", false, &[
-        ("01", "电子行业客户"), ("0101", "消费电子"), ("0102", "半导体"), ("0103", "通信设备"),
-        ("02", "制造行业客户"), ("0201", "汽车零部件"), ("0202", "机械设备"), ("0203", "精密制造"),
-    ]),
-    ("REGION", "地区分类", "2-2", false, &[
-        ("01", "华北地区客户"), ("0101", "北京"), ("0102", "天津"), ("0103", "河北"),
-        ("02", "华南地区客户"), ("0201", "广东"), ("0202", "广西"), ("0203", "海南"),
-        ("03", "华东地区客户"), ("0301", "上海"), ("0302", "浙江"), ("0303", "江苏"),
-    ]),
+    (
+        "INDUSTRY",
+        "行业分类",
+        "2-2",
+        false,
+        &[
+            ("01", "电子行业客户"),
+            ("0101", "消费电子"),
+            ("0102", "半导体"),
+            ("0103", "通信设备"),
+            ("02", "制造行业客户"),
+            ("0201", "汽车零部件"),
+            ("0202", "机械设备"),
+            ("0203", "精密制造"),
+        ],
+    ),
+    (
+        "REGION",
+        "地区分类",
+        "2-2",
+        false,
+        &[
+            ("01", "华北地区客户"),
+            ("0101", "北京"),
+            ("0102", "天津"),
+            ("0103", "河北"),
+            ("02", "华南地区客户"),
+            ("0201", "广东"),
+            ("0202", "广西"),
+            ("0203", "海南"),
+            ("03", "华东地区客户"),
+            ("0301", "上海"),
+            ("0302", "浙江"),
+            ("0303", "江苏"),
+        ],
+    ),
     ("TIER", "客户等级", "2", true, &[("01", "VIP客户"), ("02", "普通客户"), ("03", "潜在客户")]),
 ];
 
 /// City, region leaf, administrative division code (for the tax id).
 const CITIES: [(&str, &str, &str); 10] = [
-    ("北京", "0101", "110108"), ("天津", "0102", "120116"), ("石家庄", "0103", "130100"),
-    ("深圳", "0201", "440300"), ("广州", "0201", "440100"), ("南宁", "0202", "450100"), ("海口", "0203", "460100"),
-    ("上海", "0301", "310115"), ("杭州", "0302", "330100"), ("南京", "0303", "320100"),
+    ("北京", "0101", "110108"),
+    ("天津", "0102", "120116"),
+    ("石家庄", "0103", "130100"),
+    ("深圳", "0201", "440300"),
+    ("广州", "0201", "440100"),
+    ("南宁", "0202", "450100"),
+    ("海口", "0203", "460100"),
+    ("上海", "0301", "310115"),
+    ("杭州", "0302", "330100"),
+    ("南京", "0303", "320100"),
 ];
-const BRANDS: [&str; 12] = ["华电", "星海", "联创", "恒通", "远景", "新锐", "博达", "天瑞", "金桥", "鼎盛", "中科", "瑞芯"];
-const TRADES: [(&str, &str); 6] = [("电子", "0101"), ("半导体", "0102"), ("通信", "0103"), ("汽车零部件", "0201"), ("机械", "0202"), ("精密制造", "0203")];
+const BRANDS: [&str; 12] =
+    ["华电", "星海", "联创", "恒通", "远景", "新锐", "博达", "天瑞", "金桥", "鼎盛", "中科", "瑞芯"];
+const TRADES: [(&str, &str); 6] = [
+    ("电子", "0101"),
+    ("半导体", "0102"),
+    ("通信", "0103"),
+    ("汽车零部件", "0201"),
+    ("机械", "0202"),
+    ("精密制造", "0203"),
+];
 const ORG_CHARS: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 
 /// A small deterministic generator, so every demo database is the same.
@@ -63,12 +105,46 @@ const MANAGERS: [&str; 4] = ["王芳", "李伟", "张敏", "刘静"];
 /// manager; the 华北 region keeps a credit limit (default 500,000).
 fn define_attributes(conn: &mut DbConnection) -> Result<(), AppError> {
     let draft = |key: &str, label: &str, value_type: ValueType| -> Result<DefinitionDraft, AppError> {
-        Ok(DefinitionDraft { key: field(AttributeKey::parse("key", key))?, label: label.into(), value_type, required: false, default: None, options: None, min: None, max: None })
+        Ok(DefinitionDraft {
+            key: field(AttributeKey::parse("key", key))?,
+            label: label.into(),
+            value_type,
+            required: false,
+            default: None,
+            options: None,
+            min: None,
+            max: None,
+        })
     };
     let definitions = [
-        ("TIER", "01", DefinitionDraft { min: Some(json!(0)), max: Some(json!(0.5)), default: Some(json!(0.1)), ..draft("discount_rate", "折扣率", ValueType::Decimal)? }),
-        ("TIER", "01", DefinitionDraft { required: true, max: Some(json!(20)), ..draft("account_manager", "客户经理", ValueType::String)? }),
-        ("REGION", "01", DefinitionDraft { min: Some(json!(0)), default: Some(json!(500000)), ..draft("credit_limit", "信用额度", ValueType::Integer)? }),
+        (
+            "TIER",
+            "01",
+            DefinitionDraft {
+                min: Some(json!(0)),
+                max: Some(json!(0.5)),
+                default: Some(json!(0.1)),
+                ..draft("discount_rate", "折扣率", ValueType::Decimal)?
+            },
+        ),
+        (
+            "TIER",
+            "01",
+            DefinitionDraft {
+                required: true,
+                max: Some(json!(20)),
+                ..draft("account_manager", "客户经理", ValueType::String)?
+            },
+        ),
+        (
+            "REGION",
+            "01",
+            DefinitionDraft {
+                min: Some(json!(0)),
+                default: Some(json!(500000)),
+                ..draft("credit_limit", "信用额度", ValueType::Integer)?
+            },
+        ),
     ];
     for (scheme, category, draft) in definitions {
         let definition = draft.check().map_err(|_| AppError::internal("bad demo attribute definition"))?;
@@ -89,7 +165,17 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
         let rule = rule.parse().map_err(|_| AppError::internal("bad demo code rule"))?;
         schemes::create(
             conn,
-            NewScheme { code: field(SchemeCode::parse("code", code))?, name: name.into(), description: None, code_rule: rule, required, auto_classify: false, active: true, ordered: code == "TIER", schedule: None },
+            NewScheme {
+                code: field(SchemeCode::parse("code", code))?,
+                name: name.into(),
+                description: None,
+                code_rule: rule,
+                required,
+                auto_classify: false,
+                active: true,
+                ordered: code == "TIER",
+                schedule: None,
+            },
         )?;
         for (order, (category, category_name)) in categories.iter().enumerate() {
             let new = NewCategory {
@@ -105,7 +191,10 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
         }
     }
     define_attributes(conn)?;
-    let default_tier = SchemeChanges { default_category: Some(Some(field(CategoryCode::parse("default_category", "03"))?)), ..Default::default() };
+    let default_tier = SchemeChanges {
+        default_category: Some(Some(field(CategoryCode::parse("default_category", "03"))?)),
+        ..Default::default()
+    };
     schemes::update(conn, "TIER", &default_tier, None)?;
 
     let mut random = Sequence(0x5eed_c0de_2026);
@@ -122,7 +211,8 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
         // About one in twelve was entered without an industry: the unclassified customers that 数据清理 finds.
         let industry_known = random.next(12) != 0;
         let org: String = (0..9).map(|_| ORG_CHARS[random.next(ORG_CHARS.len())] as char).collect();
-        let tax_id = TaxId::with_check_character(&format!("91{division}{org}")).ok_or_else(|| AppError::internal("bad demo tax id"))?;
+        let tax_id = TaxId::with_check_character(&format!("91{division}{org}"))
+            .ok_or_else(|| AppError::internal("bad demo tax id"))?;
         let code = format!("C{number:04}");
         let new = NewCustomer {
             code: field(CustomerCode::parse("code", &code))?,
@@ -143,7 +233,9 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
                 .map(|(scheme, category)| Ok((scheme.to_string(), field(CategoryCode::parse(scheme, category))?)))
                 .collect::<Result<_, AppError>>()?,
             attributes: match tier {
-                "01" => [("account_manager".to_string(), json!(MANAGERS[random.next(MANAGERS.len())]))].into_iter().collect(),
+                "01" => [("account_manager".to_string(), json!(MANAGERS[random.next(MANAGERS.len())]))]
+                    .into_iter()
+                    .collect(),
                 _ => Default::default(),
             },
             reason: Some("demo data".into()),
@@ -164,11 +256,17 @@ fn onboarded_a_year_ago(conn: &mut DbConnection) -> Result<(), AppError> {
     use crate::db::schema::{assignment_history, customer_categories, customers as customer_table};
     use diesel::prelude::*;
     let then = crate::db::now() - chrono::Duration::days(365);
-    diesel::update(customer_table::table).set((customer_table::created_at.eq(then), customer_table::updated_at.eq(then))).execute(conn)?;
+    diesel::update(customer_table::table)
+        .set((customer_table::created_at.eq(then), customer_table::updated_at.eq(then)))
+        .execute(conn)?;
     diesel::update(customer_categories::table).set(customer_categories::assigned_at.eq(then)).execute(conn)?;
     diesel::update(assignment_history::table).set(assignment_history::at.eq(then)).execute(conn)?;
     let ids: Vec<i64> = customer_table::table.select(customer_table::id).load(conn)?;
-    crate::store::customer_rows::refresh_snapshot(conn, crate::store::customer_rows::SnapshotTarget::Reassigned(&ids), false)
+    crate::store::customer_rows::refresh_snapshot(
+        conn,
+        crate::store::customer_rows::SnapshotTarget::Reassigned(&ids),
+        false,
+    )
 }
 
 /// A customer's orders over the last two years: VIPs buy big, 潜在客户 rarely or long ago.
@@ -208,7 +306,11 @@ fn define_rules(conn: &mut DbConnection) -> Result<(), AppError> {
     ];
     for (name, target, priority, condition) in rules {
         let target_category = field(CategoryCode::parse("target_category", target))?;
-        rules::create(conn, "TIER", &NewRule { name: name.into(), target_category, priority, enabled: true, condition, population: None })?;
+        rules::create(
+            conn,
+            "TIER",
+            &NewRule { name: name.into(), target_category, priority, enabled: true, condition, population: None },
+        )?;
     }
     Ok(())
 }

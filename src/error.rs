@@ -48,7 +48,16 @@ pub struct AppError {
 
 impl AppError {
     pub fn new(kind: ErrorKind, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { kind, code: Cow::Borrowed(code), detail: detail.into(), errors: Vec::new(), violations: None, merged_into: None, row_errors: Vec::new(), cause: None }
+        Self {
+            kind,
+            code: Cow::Borrowed(code),
+            detail: detail.into(),
+            errors: Vec::new(),
+            violations: None,
+            merged_into: None,
+            row_errors: Vec::new(),
+            cause: None,
+        }
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -114,7 +123,10 @@ impl AppError {
     /// a 500 `internal_error` (never silently replaced by a default); the cause goes
     /// to the log with the request id, not to the client.
     pub fn corrupt(cause: impl Into<String>) -> Self {
-        Self { cause: Some(cause.into()), ..Self::internal("stored data is inconsistent; the cause is logged under this request's X-Request-Id") }
+        Self {
+            cause: Some(cause.into()),
+            ..Self::internal("stored data is inconsistent; the cause is logged under this request's X-Request-Id")
+        }
     }
 }
 
@@ -205,4 +217,3 @@ impl From<FieldError> for AppError {
         AppError::invalid_fields(vec![error])
     }
 }
-

@@ -52,7 +52,11 @@ mod tests {
     fn the_option_set_is_mimallocs_purge_delay() {
         // SAFETY: reads and sets options; no other test of the binary touches them.
         unsafe {
-            assert_eq!(libmimalloc_sys::mi_option_get(super::PURGE_DELAY), 1000, "mimalloc 3's purge delay, unset, is a second");
+            assert_eq!(
+                libmimalloc_sys::mi_option_get(super::PURGE_DELAY),
+                1000,
+                "mimalloc 3's purge delay, unset, is a second"
+            );
             super::give_back_freed_memory_sooner();
             assert_eq!(libmimalloc_sys::mi_option_get(super::PURGE_DELAY), 10);
         }

@@ -3,8 +3,8 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use actix_web::dev::Server;
 use actix_cors::Cors;
+use actix_web::dev::Server;
 use actix_web::http::header::{self, HeaderName};
 use actix_web::middleware::{from_fn, Compress, ErrorHandlers};
 use actix_web::{web, App, HttpServer};
@@ -16,14 +16,14 @@ use crate::api::{self, error, AppState, KeyCache};
 use crate::config::{CorsOrigins, Settings, WebhookSettings};
 use crate::db::{self, Db, DbPool};
 use crate::domain::api_key::ApiKeySecret;
+use crate::domain::run::Trigger;
 use crate::shutdown::Shutdown;
 use crate::store::api_keys::{self, Bootstrap};
-use crate::domain::run::Trigger;
 use crate::store::run_batches::RunRequest;
 use crate::store::schemes::{self, Firing};
 use crate::store::{duplicates, events, import_branches, imports, runs, sales_totals, webhooks};
-use crate::webhook_sender::deliver_webhooks;
 use crate::telemetry::{self, Metrics};
+use crate::webhook_sender::deliver_webhooks;
 
 /// How long a looked-up API key is trusted before it is read again.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -64,7 +64,10 @@ pub fn prepare_database(settings: &Settings) -> Result<DbPool, String> {
 /// Makes sure an admin key can be used: the configured one, or a generated first
 /// one, which is logged once and returned.
 pub fn bootstrap_admin_key(pool: &DbPool, configured: Option<&str>) -> Result<Option<String>, String> {
-    let configured = configured.map(ApiKeySecret::from_operator).transpose().map_err(|e| format!("CUSTCLASS_ADMIN_KEY {}", e.message))?;
+    let configured = configured
+        .map(ApiKeySecret::from_operator)
+        .transpose()
+        .map_err(|e| format!("CUSTCLASS_ADMIN_KEY {}", e.message))?;
     let mut session = pool.get().map_err(|e| e.to_string())?;
     match api_keys::bootstrap(&mut session.conn, configured.as_ref()) {
         Ok(Bootstrap::Generated(secret)) => {
@@ -91,8 +94,21 @@ pub fn bootstrap_admin_key(pool: &DbPool, configured: Option<&str>) -> Result<Op
 fn cors(origins: &CorsOrigins) -> Cors {
     let cors = Cors::default()
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
-        .allowed_headers([header::AUTHORIZATION, header::IF_MATCH, header::CONTENT_TYPE, header::ACCEPT, telemetry::REQUEST_ID, HeaderName::from_static("prefer")])
-        .expose_headers([header::ETAG, header::LOCATION, telemetry::REQUEST_ID, header::RETRY_AFTER, HeaderName::from_static("preference-applied")])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::IF_MATCH,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            telemetry::REQUEST_ID,
+            HeaderName::from_static("prefer"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::LOCATION,
+            telemetry::REQUEST_ID,
+            header::RETRY_AFTER,
+            HeaderName::from_static("preference-applied"),
+        ])
         .max_age(3600);
     match origins {
         CorsOrigins::Any => cors.allow_any_origin(),
@@ -107,7 +123,8 @@ impl Application {
     pub fn build(settings: &Settings) -> Result<Self, String> {
         let pool = prepare_database(settings)?;
         bootstrap_admin_key(&pool, settings.admin_key.as_deref())?;
-        let listener = TcpListener::bind(&settings.bind_addr).map_err(|e| format!("cannot listen on {}: {e}", settings.bind_addr))?;
+        let listener = TcpListener::bind(&settings.bind_addr)
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.bind_addr))?;
         Self::serve(pool, listener, settings)
     }
 
@@ -141,7 +158,10 @@ impl Application {
                 .wrap(from_fn(api::paths::normalize))
                 .configure(api::health::routes)
                 .configure(api::configure)
-                .service(SwaggerUi::new("/swagger-ui/{_:.*}").config(utoipa_swagger_ui::Config::new([api::health::OPENAPI_PATH])))
+                .service(
+                    SwaggerUi::new("/swagger-ui/{_:.*}")
+                        .config(utoipa_swagger_ui::Config::new([api::health::OPENAPI_PATH])),
+                )
                 .default_service(web::to(error::no_route))
         })
         .shutdown_timeout(30);
@@ -170,7 +190,12 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let schedules = fire_schedules(self.db.clone(), self.run_batch_size, self.shutdown.clone());
         let imports = watch_imports(self.db.clone(), self.imports);
-        let background = futures_util::future::join4(maintain(self.db, self.feed, self.event_retention, self.webhooks), schedules, imports, begin_shutdown_on_signal(self.shutdown.clone()));
+        let background = futures_util::future::join4(
+            maintain(self.db, self.feed, self.event_retention, self.webhooks),
+            schedules,
+            imports,
+            begin_shutdown_on_signal(self.shutdown.clone()),
+        );
         let served = match futures_util::future::select(self.server, std::pin::pin!(background)).await {
             futures_util::future::Either::Left((served, _)) => served,
             futures_util::future::Either::Right((_, server)) => server.await,
@@ -203,7 +228,9 @@ pub async fn key_unkeyed_customers(db: &Db) {
     match db.run_long(duplicates::fill_missing).await {
         Ok(0) => {}
         Ok(keyed) => log::info!("computed the duplicate keys of {keyed} customers"),
-        Err(error) => log::warn!("the duplicate keys could not be computed (the first duplicates search will): {error}"),
+        Err(error) => {
+            log::warn!("the duplicate keys could not be computed (the first duplicates search will): {error}")
+        }
     }
 }
 
@@ -215,7 +242,9 @@ pub async fn resolve_import_branches(db: &Db) {
     match db.run_long(import_branches::resolve_left_behind).await {
         Ok(0) => {}
         Ok(resolved) => log::warn!("resolved {resolved} import branches left prepared"),
-        Err(error) => log::warn!("import branches left prepared could not be resolved now (at the next start they are): {error}"),
+        Err(error) => {
+            log::warn!("import branches left prepared could not be resolved now (at the next start they are): {error}")
+        }
     }
 }
 
@@ -253,7 +282,11 @@ async fn watch_imports(db: Db, running: RunningImports) {
             .await;
         match outcome {
             Ok(settled) if settled.is_empty() => {}
-            Ok(settled) => log::warn!("recorded {} imports as interrupted (their service stopped before they finished): {}", settled.len(), settled.join(", ")),
+            Ok(settled) => log::warn!(
+                "recorded {} imports as interrupted (their service stopped before they finished): {}",
+                settled.len(),
+                settled.join(", ")
+            ),
             Err(error) => log::warn!("the running imports could not be checked now: {error}"),
         }
         tokio::time::sleep(imports::HEARTBEAT).await;
@@ -278,12 +311,22 @@ async fn fire_schedules(db: Db, batch_size: i64, shutdown: Shutdown) {
             let started = scheme.clone();
             let outcome = db
                 .run_long(move |conn| {
-                    let request = |scope| RunRequest { dry_run, scope, as_of: db::now(), trigger: Trigger::Schedule, actor: SCHEDULE_ACTOR.to_string(), batch_size, shutdown };
+                    let request = |scope| RunRequest {
+                        dry_run,
+                        scope,
+                        as_of: db::now(),
+                        trigger: Trigger::Schedule,
+                        actor: SCHEDULE_ACTOR.to_string(),
+                        batch_size,
+                        shutdown,
+                    };
                     runs::run_requested(conn, &pool, &started, None, request, |_| {})
                 })
                 .await;
             match outcome {
-                Ok(run) => log::info!("scheduled run {} of scheme {scheme} ended {}", run.row.id, run.row.status.as_str()),
+                Ok(run) => {
+                    log::info!("scheduled run {} of scheme {scheme} ended {}", run.row.id, run.row.status.as_str())
+                }
                 Err(error) => log::warn!("the scheduled run of scheme {scheme} did not run: {error}"),
             }
         }

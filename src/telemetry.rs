@@ -52,14 +52,21 @@ impl Metrics {
         out.push_str("# TYPE custclass_http_requests_total counter\n");
         let series = self.series.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for ((method, route, status), s) in series.iter() {
-            let _ = writeln!(out, "custclass_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "custclass_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {}",
+                s.count
+            );
         }
-        out.push_str("# HELP custclass_http_request_duration_seconds HTTP request latency by method, route and status.\n");
+        out.push_str(
+            "# HELP custclass_http_request_duration_seconds HTTP request latency by method, route and status.\n",
+        );
         out.push_str("# TYPE custclass_http_request_duration_seconds histogram\n");
         for ((method, route, status), s) in series.iter() {
             let labels = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
             for (bound, count) in BUCKETS.iter().zip(s.buckets) {
-                let _ = writeln!(out, "custclass_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}");
+                let _ =
+                    writeln!(out, "custclass_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {count}");
             }
             let _ = writeln!(out, "custclass_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
             let _ = writeln!(out, "custclass_http_request_duration_seconds_sum{{{labels}}} {}", s.sum);
@@ -87,7 +94,10 @@ fn request_id_of(req: &ServiceRequest) -> String {
 }
 
 /// One log line per request, the `X-Request-Id` echoed, and the metrics updated.
-pub async fn middleware(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = request_id_of(&req);
     let method = req.method().to_string();
@@ -109,7 +119,9 @@ pub async fn middleware(req: ServiceRequest, next: Next<impl MessageBody>) -> Re
             let cause = error.as_error::<AppError>().and_then(|e| e.cause.as_deref()).unwrap_or("");
             log::error!(target: "custclass::request", "{method} {path} {status} {millis:.1}ms request_id={request_id} error={error} {cause}");
         }
-        None => log::info!(target: "custclass::request", "{method} {path} {status} {millis:.1}ms request_id={request_id}"),
+        None => {
+            log::info!(target: "custclass::request", "{method} {path} {status} {millis:.1}ms request_id={request_id}")
+        }
     }
     Ok(response)
 }

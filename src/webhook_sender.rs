@@ -19,7 +19,9 @@ use crate::api::events::{Event, FeedSignal};
 use crate::config::WebhookSettings;
 use crate::db::{now, Db};
 use crate::domain::event::Cursor;
-use crate::domain::webhook::{is_public, private_refusal, signature_header, DeliveryOutcome, WebhookSecret, WebhookUrl};
+use crate::domain::webhook::{
+    is_public, private_refusal, signature_header, DeliveryOutcome, WebhookSecret, WebhookUrl,
+};
 use crate::error::AppError;
 use crate::store::events;
 use crate::store::webhooks::{self as store, Attempt, BatchEnd, WebhookRow};
@@ -98,8 +100,14 @@ impl WebhookSender {
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("custclass-webhooks/", env!("CARGO_PKG_VERSION")));
-        let builder = if settings.allow_private { builder } else { builder.dns_resolver(Arc::new(PublicAddressesOnly)) };
-        Ok(Self { client: builder.build()?, settings, owner: format!("replica-{}", uuid::Uuid::new_v4().simple()), database: tokio::sync::Semaphore::new(DATABASE_SLOTS) })
+        let builder =
+            if settings.allow_private { builder } else { builder.dns_resolver(Arc::new(PublicAddressesOnly)) };
+        Ok(Self {
+            client: builder.build()?,
+            settings,
+            owner: format!("replica-{}", uuid::Uuid::new_v4().simple()),
+            database: tokio::sync::Semaphore::new(DATABASE_SLOTS),
+        })
     }
 
     /// Sends one event once.
@@ -110,7 +118,9 @@ impl WebhookSender {
         let timestamp = chrono::Utc::now().timestamp();
         let signature = signature_header(&secrets.iter().collect::<Vec<_>>(), &event.id, timestamp, &body);
         let (outcome, response_status, error) = match url.literal_address() {
-            Some(address) if !self.settings.allow_private && !is_public(address) => (DeliveryOutcome::Failed, None, Some(private_refusal(&address.to_string()))),
+            Some(address) if !self.settings.allow_private && !is_public(address) => {
+                (DeliveryOutcome::Failed, None, Some(private_refusal(&address.to_string())))
+            }
             _ => {
                 let request = self
                     .client
@@ -123,18 +133,33 @@ impl WebhookSender {
                 match request.send().await {
                     Ok(response) => {
                         let status = response.status();
-                        let location = response.headers().get(reqwest::header::LOCATION).and_then(|value| value.to_str().ok()).map(str::to_string);
+                        let location = response
+                            .headers()
+                            .get(reqwest::header::LOCATION)
+                            .and_then(|value| value.to_str().ok())
+                            .map(str::to_string);
                         let _ = read_some(response).await;
                         let code = Some(i32::from(status.as_u16()));
                         if status.is_success() {
                             (DeliveryOutcome::Delivered, code, None)
                         } else if status.is_redirection() {
-                            (DeliveryOutcome::Failed, code, Some(format!("answered {status} to {}: redirects are not followed", location.unwrap_or_default())))
+                            (
+                                DeliveryOutcome::Failed,
+                                code,
+                                Some(format!(
+                                    "answered {status} to {}: redirects are not followed",
+                                    location.unwrap_or_default()
+                                )),
+                            )
                         } else {
                             (DeliveryOutcome::Failed, code, Some(format!("answered {status}")))
                         }
                     }
-                    Err(error) if error.is_timeout() => (DeliveryOutcome::Failed, None, Some(format!("no answer within {} s", self.settings.timeout.as_secs()))),
+                    Err(error) if error.is_timeout() => (
+                        DeliveryOutcome::Failed,
+                        None,
+                        Some(format!("no answer within {} s", self.settings.timeout.as_secs())),
+                    ),
                     Err(error) => (DeliveryOutcome::Failed, None, Some(with_causes(&error))),
                 }
             }
@@ -157,7 +182,11 @@ impl WebhookSender {
         F: FnOnce(&mut crate::db::DbConnection) -> Result<T, AppError> + Send + 'static,
         T: Send + 'static,
     {
-        let _slot = self.database.acquire().await.map_err(|_| AppError::internal("the webhook sender's database slots are closed"))?;
+        let _slot = self
+            .database
+            .acquire()
+            .await
+            .map_err(|_| AppError::internal("the webhook sender's database slots are closed"))?;
         db.run(work).await
     }
 
@@ -173,7 +202,12 @@ impl WebhookSender {
         let mut failures = endpoint.failures;
         loop {
             let (filter, restriction) = (types.clone(), restriction.clone());
-            let (attempts, end) = match self.with_database(db, move |conn| events::page(conn, Cursor::After(through), &filter, BATCH, restriction.as_deref())).await {
+            let (attempts, end) = match self
+                .with_database(db, move |conn| {
+                    events::page(conn, Cursor::After(through), &filter, BATCH, restriction.as_deref())
+                })
+                .await
+            {
                 Err(error) if error.code == "cursor_expired" => self.skip_expired(db, through).await?,
                 page => {
                     let page = page?;
@@ -198,7 +232,9 @@ impl WebhookSender {
                     }
                     let end = match failed {
                         Some(error) => BatchEnd::Failed { through, error },
-                        None if attempts.len() as i64 == read => BatchEnd::Delivered { through: page.next_cursor.max(through), more: read == BATCH },
+                        None if attempts.len() as i64 == read => {
+                            BatchEnd::Delivered { through: page.next_cursor.max(through), more: read == BATCH }
+                        }
                         None => BatchEnd::Delivered { through, more: true },
                     };
                     (attempts, end)
@@ -208,7 +244,9 @@ impl WebhookSender {
             let (BatchEnd::Delivered { through: settled, .. } | BatchEnd::Failed { through: settled, .. }) = &end;
             through = *settled;
             let (owner, retry, spread) = (self.owner.clone(), self.settings.retry, rand::random::<f64>());
-            let still_ours = self.with_database(db, move |conn| store::settle(conn, id, &owner, &attempts, end, retry, LEASE, spread)).await?;
+            let still_ours = self
+                .with_database(db, move |conn| store::settle(conn, id, &owner, &attempts, end, retry, LEASE, spread))
+                .await?;
             if !go_on || !still_ours {
                 return Ok(());
             }
@@ -226,7 +264,9 @@ impl WebhookSender {
             outcome: DeliveryOutcome::Expired,
             response_status: None,
             duration_ms: 0,
-            error: Some(format!("the events after {through} up to {kept_from} passed their retention before they could be delivered")),
+            error: Some(format!(
+                "the events after {through} up to {kept_from} passed their retention before they could be delivered"
+            )),
             at: now(),
         };
         Ok((vec![skipped], BatchEnd::Delivered { through: kept_from, more: true }))
@@ -295,7 +335,9 @@ pub async fn deliver_webhooks(db: Db, feed: FeedSignal, settings: WebhookSetting
         let rest = pin!(feed.wait_for_numbering(POLL));
         if running.is_empty() {
             rest.await;
-        } else if let futures_util::future::Either::Left((Some(done), _)) = futures_util::future::select(running.next(), rest).await {
+        } else if let futures_util::future::Either::Left((Some(done), _)) =
+            futures_util::future::select(running.next(), rest).await
+        {
             in_flight.retain(|(id, _)| *id != done);
         }
     }

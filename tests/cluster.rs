@@ -17,10 +17,16 @@ use serde_json::{json, Value};
 const ADMIN_KEY: &str = "cluster-admin-key-0123456789";
 
 fn nodes() -> Vec<(String, u16)> {
-    let list = std::env::var("CLUSTER_NODES").unwrap_or_else(|_| "mysql://root@127.0.0.1:13306,mysql://root@127.0.0.1:13307,mysql://root@127.0.0.1:13308".into());
+    let list = std::env::var("CLUSTER_NODES").unwrap_or_else(|_| {
+        "mysql://root@127.0.0.1:13306,mysql://root@127.0.0.1:13307,mysql://root@127.0.0.1:13308".into()
+    });
     list.split(',')
         .map(|url| {
-            let port = url.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).expect("CLUSTER_NODES: mysql://user@host:port");
+            let port = url
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.trim_end_matches('/').parse().ok())
+                .expect("CLUSTER_NODES: mysql://user@host:port");
             (url.trim_end_matches('/').to_string(), port)
         })
         .collect()
@@ -33,7 +39,11 @@ fn query(port: u16, database: &str, sql: &str) -> Vec<Vec<String>> {
         .output()
         .expect("run the mysql client");
     assert!(output.status.success(), "{sql} on :{port}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().lines().map(|line| line.split('\t').map(str::to_string).collect()).collect()
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| line.split('\t').map(str::to_string).collect())
+        .collect()
 }
 
 fn single(port: u16, database: &str, sql: &str) -> String {
@@ -47,12 +57,21 @@ async fn settle(nodes: &[(String, u16)]) {
     loop {
         let committed: Vec<String> = nodes
             .iter()
-            .map(|(_, port)| single(*port, "information_schema", "SELECT VARIABLE_VALUE FROM GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LAST_COMMITTED'"))
+            .map(|(_, port)| {
+                single(
+                    *port,
+                    "information_schema",
+                    "SELECT VARIABLE_VALUE FROM GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LAST_COMMITTED'",
+                )
+            })
             .collect();
         if committed.windows(2).all(|pair| pair[0] == pair[1]) {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "the nodes did not catch up with each other: last committed {committed:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the nodes did not catch up with each other: last committed {committed:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -104,7 +123,14 @@ struct Client {
 }
 
 impl Client {
-    async fn send(&self, replica: &Replica, method: Method, path: &str, body: Option<Value>, prefer_async: bool) -> (StatusCode, Value) {
+    async fn send(
+        &self,
+        replica: &Replica,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        prefer_async: bool,
+    ) -> (StatusCode, Value) {
         let mut request = self.http.request(method, format!("{}{path}", replica.base)).bearer_auth(ADMIN_KEY);
         if let Some(body) = body {
             request = request.json(&body);
@@ -129,7 +155,11 @@ async fn wait_ready(replicas: &[Replica]) {
                     break;
                 }
             }
-            assert!(started.elapsed() < Duration::from_secs(90), "a replica did not become ready; its log:\n{}", replica.log());
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "a replica did not become ready; its log:\n{}",
+                replica.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -155,17 +185,29 @@ fn check_history_chains(port: u16, database: &str) {
     for row in entries {
         let key = (row[0].clone(), row[1].clone());
         let before = last.get(&key).cloned().unwrap_or_else(|| "-".into());
-        assert_eq!(row[2], before, "on :{port}, the history of {key:?} is broken: an entry from {} follows one that ended in {before}", row[2]);
+        assert_eq!(
+            row[2], before,
+            "on :{port}, the history of {key:?} is broken: an entry from {} follows one that ended in {before}",
+            row[2]
+        );
         last.insert(key, row[3].clone());
     }
     for (key, category) in &current {
-        assert_eq!(last.get(key), Some(category), "on :{port}, the history of {key:?} does not end where the customer stands");
+        assert_eq!(
+            last.get(key),
+            Some(category),
+            "on :{port}, the history of {key:?} does not end where the customer stands"
+        );
     }
 }
 
 /// What every node must agree on, read from one node.
 fn fingerprint(port: u16, database: &str) -> Vec<Vec<String>> {
-    let mut rows = query(port, database, "SELECT customer_id, scheme_id, category_code FROM customer_categories ORDER BY customer_id, scheme_id");
+    let mut rows = query(
+        port,
+        database,
+        "SELECT customer_id, scheme_id, category_code FROM customer_categories ORDER BY customer_id, scheme_id",
+    );
     rows.extend(query(port, database, "SELECT COUNT(*), COALESCE(SUM(amount_cents), 0) FROM transactions"));
     rows.extend(query(port, database, "SELECT COUNT(*) FROM assignment_history"));
     rows
@@ -175,10 +217,26 @@ fn fingerprint(port: u16, database: &str) -> Vec<Vec<String>> {
 async fn replicas_on_a_galera_cluster_keep_every_invariant() {
     let nodes = nodes();
     for (url, port) in &nodes {
-        let ready = Command::new("mysql").args(["-h127.0.0.1", &format!("-P{port}"), "-uroot", "-N", "-e", "SELECT 1"]).output().map(|o| o.status.success()).unwrap_or(false);
-        assert!(ready, "the Galera node {url} does not answer: start the cluster with scripts/cluster start (scripts/test does)");
-        let size = single(*port, "information_schema", "SELECT VARIABLE_VALUE FROM GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE'");
-        assert_eq!(size, nodes.len().to_string(), "{url} is not in a {}-node cluster (scripts/cluster status)", nodes.len());
+        let ready = Command::new("mysql")
+            .args(["-h127.0.0.1", &format!("-P{port}"), "-uroot", "-N", "-e", "SELECT 1"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        assert!(
+            ready,
+            "the Galera node {url} does not answer: start the cluster with scripts/cluster start (scripts/test does)"
+        );
+        let size = single(
+            *port,
+            "information_schema",
+            "SELECT VARIABLE_VALUE FROM GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE'",
+        );
+        assert_eq!(
+            size,
+            nodes.len().to_string(),
+            "{url} is not in a {}-node cluster (scripts/cluster status)",
+            nodes.len()
+        );
     }
     for (_, port) in &nodes {
         // A limit an earlier run of this test may have left behind.
@@ -186,15 +244,30 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
     }
     let database = format!("custclass_cluster_{}", std::process::id());
     let first = nodes[0].1;
-    query(first, "information_schema", &format!("DROP DATABASE IF EXISTS {database}; CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"));
+    query(
+        first,
+        "information_schema",
+        &format!(
+            "DROP DATABASE IF EXISTS {database}; CREATE DATABASE {database} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        ),
+    );
 
     // Three replicas started at once: each runs the migrations on its own node.
-    let replicas: Vec<Replica> = nodes.iter().enumerate().map(|(index, (url, _))| Replica::start(url, &database, index)).collect();
+    let replicas: Vec<Replica> =
+        nodes.iter().enumerate().map(|(index, (url, _))| Replica::start(url, &database, index)).collect();
     wait_ready(&replicas).await;
     let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/mysql")).unwrap().count();
     for (_, port) in &nodes {
-        assert_eq!(single(*port, &database, "SELECT COUNT(*) FROM __diesel_schema_migrations"), migrations.to_string(), "every migration ran once");
-        assert_eq!(single(*port, &database, "SELECT COUNT(*) FROM custclass_migration_lock WHERE holder IS NULL"), "1", "the migration lease is free again");
+        assert_eq!(
+            single(*port, &database, "SELECT COUNT(*) FROM __diesel_schema_migrations"),
+            migrations.to_string(),
+            "every migration ran once"
+        );
+        assert_eq!(
+            single(*port, &database, "SELECT COUNT(*) FROM custclass_migration_lock WHERE holder IS NULL"),
+            "1",
+            "the migration lease is free again"
+        );
     }
     let applied: usize = replicas.iter().map(|replica| replica.log().matches("applied migration").count()).sum();
     assert_eq!(applied, migrations, "the three replicas applied each migration once between them");
@@ -208,11 +281,35 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
     };
     // The catalogue through one replica, the archive through another.
     for (scheme, rule) in [("TIER", "2"), ("REGION", "2")] {
-        let created = keep(a, "scheme", client.send(a, Method::POST, "/api/v1/schemes", Some(json!({"code": scheme, "name": scheme, "code_rule": rule})), false).await);
+        let created = keep(
+            a,
+            "scheme",
+            client
+                .send(
+                    a,
+                    Method::POST,
+                    "/api/v1/schemes",
+                    Some(json!({"code": scheme, "name": scheme, "code_rule": rule})),
+                    false,
+                )
+                .await,
+        );
         assert_eq!(created.0, StatusCode::CREATED, "{}", created.1);
         for code in ["01", "02", "03"] {
             let path = format!("/api/v1/schemes/{scheme}/categories");
-            let created = keep(a, "category", client.send(a, Method::POST, &path, Some(json!({"code": code, "name": format!("{scheme} {code}")})), false).await);
+            let created = keep(
+                a,
+                "category",
+                client
+                    .send(
+                        a,
+                        Method::POST,
+                        &path,
+                        Some(json!({"code": code, "name": format!("{scheme} {code}")})),
+                        false,
+                    )
+                    .await,
+            );
             assert_eq!(created.0, StatusCode::CREATED, "{}", created.1);
         }
     }
@@ -220,7 +317,15 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
     for n in 0..200 {
         archive.push_str(&format!("K{n:03},客户{n},03,01\n"));
     }
-    let imported = client.http.post(format!("{}/api/v1/imports/customers", b.base)).bearer_auth(ADMIN_KEY).header("Content-Type", "text/csv").body(archive).send().await.unwrap();
+    let imported = client
+        .http
+        .post(format!("{}/api/v1/imports/customers", b.base))
+        .bearer_auth(ADMIN_KEY)
+        .header("Content-Type", "text/csv")
+        .body(archive)
+        .send()
+        .await
+        .unwrap();
     let status = imported.status();
     let report: Value = imported.json().await.unwrap();
     assert_eq!((status, report["created"].as_u64()), (StatusCode::OK, Some(200)), "{report}");
@@ -228,7 +333,8 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
     let created = keep(c, "rule", client.send(c, Method::POST, "/api/v1/schemes/TIER/rules", Some(rule), false).await);
     assert_eq!(created.0, StatusCode::CREATED, "{}", created.1);
     let rule = json!({"name": "everyone to 03", "target_category": "03", "condition": {"field": "status", "op": "=", "value": "active"}});
-    let created = keep(c, "rule", client.send(c, Method::POST, "/api/v1/schemes/REGION/rules", Some(rule), false).await);
+    let created =
+        keep(c, "rule", client.send(c, Method::POST, "/api/v1/schemes/REGION/rules", Some(rule), false).await);
     assert_eq!(created.0, StatusCode::CREATED, "{}", created.1);
 
     // Every replica reads what the setup wrote through the others.
@@ -247,7 +353,9 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
     });
     let duplicates = replicas.iter().map(|replica| {
         let (client, sales) = (&client, Value::Array(sales.clone()));
-        async move { (replica, "sales", client.send(replica, Method::POST, "/api/v1/transactions", Some(sales), false).await) }
+        async move {
+            (replica, "sales", client.send(replica, Method::POST, "/api/v1/transactions", Some(sales), false).await)
+        }
     });
     let batch_body = json!({"scheme": "REGION", "category": "02", "customers": (50..150).map(|n| format!("K{n:03}")).collect::<Vec<_>>(), "reason": "batch"});
     let (storm, sold, batch, run) = tokio::join!(
@@ -277,7 +385,9 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
     let refused = if first_run.0 == StatusCode::CONFLICT { &first_run.1 } else { &second_run.1 };
     assert_eq!(refused["code"], "run_in_progress");
 
-    for (scheme, started) in [("TIER", &run.1), ("REGION", if first_run.0 == StatusCode::ACCEPTED { &first_run.1 } else { &second_run.1 })] {
+    for (scheme, started) in
+        [("TIER", &run.1), ("REGION", if first_run.0 == StatusCode::ACCEPTED { &first_run.1 } else { &second_run.1 })]
+    {
         let path = format!("/api/v1/schemes/{scheme}/classification-runs/{}", started["id"]);
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -299,10 +409,15 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
     // 5xx for it. How often it happened is in the replicas' logs, and said here.
     let failures: Vec<_> = answers.0.iter().filter(|(_, status, _)| status.is_server_error()).collect();
     assert!(failures.is_empty(), "answers of 5xx: {failures:#?}");
-    let stalls: usize = replicas.iter().map(|replica| replica.log().matches("stopped answering a transaction").count()).sum();
+    let stalls: usize =
+        replicas.iter().map(|replica| replica.log().matches("stopped answering a transaction").count()).sum();
     eprintln!("{stalls} transactions met a node that stopped answering and ran again on a new connection");
     let refusals: Vec<_> = answers.0.iter().filter(|(_, status, _)| status.is_client_error()).collect();
-    assert!(refusals.iter().all(|(_, status, body)| *status == StatusCode::CONFLICT && (body.contains("concurrent_update") || body.contains("run_in_progress"))), "{refusals:#?}");
+    assert!(
+        refusals.iter().all(|(_, status, body)| *status == StatusCode::CONFLICT
+            && (body.contains("concurrent_update") || body.contains("run_in_progress"))),
+        "{refusals:#?}"
+    );
 
     // The invariants, on every node.
     settle(&nodes).await;
@@ -313,7 +428,11 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
         let unlisted = "SELECT COUNT(*) FROM customer_categories cc LEFT JOIN category_members m \
                         ON m.customer_id = cc.customer_id AND m.scheme_id = cc.scheme_id AND m.category_code = cc.category_code WHERE m.customer_id IS NULL";
         assert_eq!(single(*port, &database, unlisted), "0", "every assignment is a membership");
-        assert_eq!(query(*port, &database, "SELECT COUNT(*), COUNT(DISTINCT external_id) FROM transactions"), [vec!["30".to_string(), "30".to_string()]], "each external id once");
+        assert_eq!(
+            query(*port, &database, "SELECT COUNT(*), COUNT(DISTINCT external_id) FROM transactions"),
+            [vec!["30".to_string(), "30".to_string()]],
+            "each external id once"
+        );
         let counted = query(
             *port,
             &database,
@@ -334,15 +453,29 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     settle(&nodes).await;
-    let feeds: Vec<Vec<Vec<String>>> =
-        nodes.iter().map(|(_, port)| query(*port, &database, "SELECT position, event_count, event_type, data FROM events ORDER BY position")).collect();
+    let feeds: Vec<Vec<Vec<String>>> = nodes
+        .iter()
+        .map(|(_, port)| {
+            query(*port, &database, "SELECT position, event_count, event_type, data FROM events ORDER BY position")
+        })
+        .collect();
     assert!(feeds.windows(2).all(|pair| pair[0] == pair[1]), "every node holds the same feed");
     // A group row holds event_count events at consecutive positions from its own.
     let rows: Vec<(i64, i64)> = feeds[0].iter().map(|row| (row[0].parse().unwrap(), row[1].parse().unwrap())).collect();
-    let starts: Vec<i64> = rows.iter().scan(1, |next, (_, count)| Some(std::mem::replace(next, *next + count))).collect();
-    assert_eq!(rows.iter().map(|(position, _)| *position).collect::<Vec<_>>(), starts, "positions run from 1 without a gap");
+    let starts: Vec<i64> =
+        rows.iter().scan(1, |next, (_, count)| Some(std::mem::replace(next, *next + count))).collect();
     assert_eq!(
-        feeds[0].iter().filter(|row| row[2] == "classification.changed").map(|row| row[1].parse::<i64>().unwrap()).sum::<i64>().to_string(),
+        rows.iter().map(|(position, _)| *position).collect::<Vec<_>>(),
+        starts,
+        "positions run from 1 without a gap"
+    );
+    assert_eq!(
+        feeds[0]
+            .iter()
+            .filter(|row| row[2] == "classification.changed")
+            .map(|row| row[1].parse::<i64>().unwrap())
+            .sum::<i64>()
+            .to_string(),
         single(first, &database, "SELECT COUNT(*) FROM assignment_history"),
         "one classification.changed per history entry"
     );
@@ -356,7 +489,11 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
         large.push_str(&format!("L{n:04},大客户{n},03,01\n"));
     }
     let import = |atomic: bool| {
-        let request = client.http.post(format!("{}/api/v1/imports/customers?atomic={atomic}", a.base)).bearer_auth(ADMIN_KEY).header("Content-Type", "text/csv");
+        let request = client
+            .http
+            .post(format!("{}/api/v1/imports/customers?atomic={atomic}", a.base))
+            .bearer_auth(ADMIN_KEY)
+            .header("Content-Type", "text/csv");
         let body = large.clone();
         async move {
             let response = request.body(body).send().await.unwrap();
@@ -367,7 +504,11 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
     let customers_after_refusal = single(first, &database, "SELECT COUNT(*) FROM customers");
     let (status_in_chunks, imported) = import(false).await;
     query(first, "information_schema", "SET GLOBAL wsrep_max_ws_rows = 0");
-    assert_eq!((status, refused["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("transaction_too_large")), "{refused}");
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("transaction_too_large")),
+        "{refused}"
+    );
     assert_eq!(customers_after_refusal, "200", "nothing of the refused import was written");
     assert_eq!((status_in_chunks, imported["created"].as_u64()), (StatusCode::OK, Some(2500)), "{imported}");
 
@@ -376,14 +517,27 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
     // with a customer in a category that does not exist.
     for round in 0..20 {
         let code = format!("{}", 10 + round);
-        let created = client.send(a, Method::POST, "/api/v1/schemes/REGION/categories", Some(json!({"code": code, "name": format!("竞争区{round}")})), false).await;
+        let created = client
+            .send(
+                a,
+                Method::POST,
+                "/api/v1/schemes/REGION/categories",
+                Some(json!({"code": code, "name": format!("竞争区{round}")})),
+                false,
+            )
+            .await;
         assert_eq!(created.0, StatusCode::CREATED, "{}", created.1);
         settle(&nodes).await;
         let mut file = String::from("code,name,category:REGION\n");
         for n in 0..100 {
             file.push_str(&format!("R{round:02}{n:03},竞争客户{n},{code}\n"));
         }
-        let importing = client.http.post(format!("{}/api/v1/imports/customers?atomic={}", b.base, round % 2 == 0)).bearer_auth(ADMIN_KEY).header("Content-Type", "text/csv").body(file);
+        let importing = client
+            .http
+            .post(format!("{}/api/v1/imports/customers?atomic={}", b.base, round % 2 == 0))
+            .bearer_auth(ADMIN_KEY)
+            .header("Content-Type", "text/csv")
+            .body(file);
         let category = format!("/api/v1/schemes/REGION/categories/{code}");
         let (imported, deleted) = tokio::join!(
             async move {
@@ -392,7 +546,10 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
             },
             client.send(c, Method::DELETE, &category, None, false),
         );
-        assert!(imported.0.is_success() || [StatusCode::CONFLICT, StatusCode::UNPROCESSABLE_ENTITY].contains(&imported.0), "round {round}: {imported:?}");
+        assert!(
+            imported.0.is_success() || [StatusCode::CONFLICT, StatusCode::UNPROCESSABLE_ENTITY].contains(&imported.0),
+            "round {round}: {imported:?}"
+        );
         assert!(deleted.0 == StatusCode::NO_CONTENT || deleted.0 == StatusCode::CONFLICT, "round {round}: {deleted:?}");
     }
     settle(&nodes).await;

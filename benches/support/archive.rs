@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use custclass::db::schema::{assignment_history, attribute_definitions, categories, category_members, customer_attributes, customer_categories, customers, schemes};
+use custclass::db::schema::{
+    assignment_history, attribute_definitions, categories, category_members, customer_attributes, customer_categories,
+    customers, schemes,
+};
 use custclass::db::{migrate, DbConnection};
 use custclass::domain::category::ClassificationVector;
 use diesel::prelude::*;
@@ -30,7 +33,8 @@ impl Random {
 
 /// Scheme, code rule and leaves with their weights (out of 100).
 fn schemes_spec() -> Vec<(&'static str, &'static str, Vec<(String, u64)>)> {
-    let industry: Vec<(String, u64)> = (1..=5).map(|i| (format!("01{i:02}"), 14)).chain((1..=5).map(|i| (format!("02{i:02}"), 6))).collect();
+    let industry: Vec<(String, u64)> =
+        (1..=5).map(|i| (format!("01{i:02}"), 14)).chain((1..=5).map(|i| (format!("02{i:02}"), 6))).collect();
     let region: Vec<(String, u64)> = (1..=6).flat_map(|r| (1..=5).map(move |p| (format!("{r:02}{p:02}"), 0))).collect();
     let tier = vec![("01".to_string(), 5), ("02".to_string(), 35), ("03".to_string(), 60)];
     vec![("INDUSTRY", "2-2", industry), ("REGION", "2-2", region), ("TIER", "2", tier)]
@@ -87,15 +91,27 @@ fn pick(leaves: &[(String, u64)], random: &mut Random) -> usize {
         return random.below(leaves.len() as u64) as usize;
     }
     let mut roll = random.below(total);
-    leaves.iter().position(|(_, w)| if roll < *w { true } else { roll -= w; false }).unwrap()
+    leaves
+        .iter()
+        .position(|(_, w)| {
+            if roll < *w {
+                true
+            } else {
+                roll -= w;
+                false
+            }
+        })
+        .unwrap()
 }
 
 fn existing_customers(database: &str) -> Option<i64> {
     let mut conn = connect(None);
-    let exists: i64 = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM information_schema.schemata WHERE schema_name = '{database}'"))
-        .get_result::<Count>(&mut conn)
-        .map(|c| c.n)
-        .unwrap_or(0);
+    let exists: i64 = diesel::sql_query(format!(
+        "SELECT COUNT(*) AS n FROM information_schema.schemata WHERE schema_name = '{database}'"
+    ))
+    .get_result::<Count>(&mut conn)
+    .map(|c| c.n)
+    .unwrap_or(0);
     if exists == 0 {
         return None;
     }
@@ -108,7 +124,6 @@ pub struct Count {
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub n: i64,
 }
-
 
 fn load(database: &str, n: usize) {
     let mut server = connect(None);
@@ -133,7 +148,8 @@ fn load(database: &str, n: usize) {
             ))
             .execute(&mut conn)
             .unwrap();
-        let scheme_id: i64 = schemes::table.filter(schemes::code.eq(code)).select(schemes::id).first(&mut conn).unwrap();
+        let scheme_id: i64 =
+            schemes::table.filter(schemes::code.eq(code)).select(schemes::id).first(&mut conn).unwrap();
         let mut codes: Vec<String> = leaves.iter().map(|(leaf, _)| leaf.clone()).collect();
         if *rule == "2-2" {
             let mut parents: Vec<String> = leaves.iter().map(|(leaf, _)| leaf[..2].to_string()).collect();
@@ -184,7 +200,8 @@ fn load(database: &str, n: usize) {
         let mut values = Vec::with_capacity(CHUNK * 2);
         for id in first..=last {
             let code = format!("C{id:07}");
-            let name = format!("{}{}科技有限公司{}", cities[random.below(8) as usize], words[random.below(8) as usize], id);
+            let name =
+                format!("{}{}科技有限公司{}", cities[random.below(8) as usize], words[random.below(8) as usize], id);
             let created = at - chrono::Duration::seconds((n - id) as i64);
             let mut snapshot = Vec::with_capacity(3);
             let mut picks = Vec::with_capacity(3);
@@ -197,7 +214,12 @@ fn load(database: &str, n: usize) {
             let manager = account_manager(random.below(50));
             for (key, json, text, number) in [
                 ("credit_limit", credit_limit.to_string(), None, Some(credit_limit as f64)),
-                ("account_manager", serde_json::Value::String(manager.clone()).to_string(), Some(manager.clone()), None),
+                (
+                    "account_manager",
+                    serde_json::Value::String(manager.clone()).to_string(),
+                    Some(manager.clone()),
+                    None,
+                ),
             ] {
                 values.push((
                     customer_attributes::customer_id.eq(id as i64),
@@ -209,7 +231,8 @@ fn load(database: &str, n: usize) {
                     customer_attributes::from_default.eq(false),
                 ));
             }
-            let attributes = serde_json::json!({"account_manager": [manager, false], "credit_limit": [credit_limit, false]});
+            let attributes =
+                serde_json::json!({"account_manager": [manager, false], "credit_limit": [credit_limit, false]});
             people.push((
                 customers::id.eq(id as i64),
                 customers::code.eq(code.clone()),
@@ -221,7 +244,13 @@ fn load(database: &str, n: usize) {
                 customers::created_at.eq(created),
                 customers::updated_at.eq(created),
             ));
-            let vector = ClassificationVector::of(category_ids.iter().zip(&picks).map(|((scheme_id, leaves), leaf)| (*scheme_id, leaves[*leaf].1.as_str()))).into_inner();
+            let vector = ClassificationVector::of(
+                category_ids
+                    .iter()
+                    .zip(&picks)
+                    .map(|((scheme_id, leaves), leaf)| (*scheme_id, leaves[*leaf].1.as_str())),
+            )
+            .into_inner();
             for (((scheme_id, leaves), (scheme_code, _, _)), leaf) in category_ids.iter().zip(&spec).zip(picks) {
                 let (category_id, category_code) = &leaves[leaf];
                 assigned.push((
@@ -270,7 +299,10 @@ fn load(database: &str, n: usize) {
     custclass::store::counts::recount(&mut counted).unwrap();
     let DbConnection::Mysql(mut conn) = counted else { unreachable!() };
     let seconds = started.elapsed().as_secs_f64();
-    execute(&mut conn, "ANALYZE TABLE customers, customer_categories, category_members, customer_attributes, categories, schemes");
+    execute(
+        &mut conn,
+        "ANALYZE TABLE customers, customer_categories, category_members, customer_attributes, categories, schemes",
+    );
     println!(
         "loaded {n} customers, {} assignments, {} history entries and {} attribute values in {seconds:.1} s ({:.0} customers/s with their rows)",
         n * 3,
@@ -280,12 +312,13 @@ fn load(database: &str, n: usize) {
     );
 }
 
-
 /// Loads `n` customers into `database` unless it holds exactly that many already
 /// (`BENCH_RELOAD=1` reloads anyway).
 pub fn ensure_customers(database: &str, n: usize) {
     match existing_customers(database) {
-        Some(count) if count == n as i64 && std::env::var("BENCH_RELOAD").is_err() => println!("reusing {database} with {n} customers"),
+        Some(count) if count == n as i64 && std::env::var("BENCH_RELOAD").is_err() => {
+            println!("reusing {database} with {n} customers")
+        }
         _ => load(database, n),
     }
 }

@@ -15,7 +15,10 @@ use diesel::{Connection, MysqlConnection, RunQueryDsl};
 pub const ADMIN_KEY: &str = "bench-admin-key-0123456789";
 
 pub fn server_url() -> String {
-    std::env::var("BENCH_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()).trim_end_matches('/').to_string()
+    std::env::var("BENCH_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+        .trim_end_matches('/')
+        .to_string()
 }
 
 pub fn connect(database: Option<&str>) -> MysqlConnection {
@@ -83,12 +86,19 @@ pub fn settle() {
     let started = Instant::now();
     let before = dirty(&mut conn);
     execute(&mut conn, "SET @bench_dirty_pct = @@GLOBAL.innodb_max_dirty_pages_pct, @bench_io = @@GLOBAL.innodb_io_capacity, @bench_io_max = @@GLOBAL.innodb_io_capacity_max");
-    execute(&mut conn, "SET GLOBAL innodb_io_capacity_max = 100000, innodb_io_capacity = 50000, innodb_max_dirty_pages_pct = 0");
+    execute(
+        &mut conn,
+        "SET GLOBAL innodb_io_capacity_max = 100000, innodb_io_capacity = 50000, innodb_max_dirty_pages_pct = 0",
+    );
     while dirty(&mut conn) > 1000 && started.elapsed() < Duration::from_secs(180) {
         std::thread::sleep(Duration::from_millis(500));
     }
     execute(&mut conn, "SET GLOBAL innodb_max_dirty_pages_pct = @bench_dirty_pct, innodb_io_capacity = @bench_io, innodb_io_capacity_max = @bench_io_max");
-    println!("settled: {before} dirty pages written down to {} in {:.0} s", dirty(&mut conn), started.elapsed().as_secs_f64());
+    println!(
+        "settled: {before} dirty pages written down to {} in {:.0} s",
+        dirty(&mut conn),
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// The service, built in release mode with the bench, serving `database`.
@@ -105,7 +115,8 @@ impl Service {
     /// A service on the server at `server` (`mysql://user@host:port`).
     pub fn start_on(server: &str, database: &str, port: u16) -> Self {
         // BENCH_SERVICE_BINARY runs another build (an earlier commit's) against the same data.
-        let binary = std::env::var("BENCH_SERVICE_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_custclass").to_string());
+        let binary =
+            std::env::var("BENCH_SERVICE_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_custclass").to_string());
         let child = Command::new(binary)
             .arg("serve")
             .env("DATABASE_URL", format!("{server}/{database}"))
@@ -152,7 +163,10 @@ impl PeakMemory {
             std::thread::spawn(move || {
                 while running.load(Ordering::Relaxed) {
                     let rss = std::fs::read_to_string(&status).ok().and_then(|s| {
-                        s.lines().find_map(|line| line.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap_or(0)))
+                        s.lines().find_map(|line| {
+                            line.strip_prefix("VmRSS:")
+                                .map(|v| v.trim().trim_end_matches(" kB").parse::<u64>().unwrap_or(0))
+                        })
                     });
                     if let Some(kb) = rss {
                         peak_kb.fetch_max(kb, Ordering::Relaxed);
@@ -225,7 +239,15 @@ pub fn wrk(base: &str, connections: u32, seconds: u32, lua: &str) -> Load {
     std::fs::File::create(&script).unwrap().write_all(lua.as_bytes()).unwrap();
     let output = Command::new("wrk")
         // wrk needs a connection per thread; a report may take seconds, above wrk's 2 s timeout.
-        .args([&format!("-t{}", connections.min(2)), &format!("-c{connections}"), &format!("-d{seconds}s"), "--timeout", "60s", "--latency", "-s"])
+        .args([
+            &format!("-t{}", connections.min(2)),
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--timeout",
+            "60s",
+            "--latency",
+            "-s",
+        ])
         .arg(&script)
         .arg(base)
         .output()

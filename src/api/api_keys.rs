@@ -95,13 +95,22 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Admin>) -> Result<Http
         (status = 409, description = "`duplicate_name`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, `invalid_restriction` (a scheme or category that does not exist), `restricted_admin`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::Json<ApiKeyCreate>) -> Result<HttpResponse, AppError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    _auth: Auth<Admin>,
+    body: web::Json<ApiKeyCreate>,
+) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
     let name = errors.check(KeyName::parse(&body.name));
     errors.finish()?;
     let name = name.expect("checked");
-    let restriction = body.restrict.as_ref().map(|value| Restriction::parse("restrict", value)).transpose().map_err(AppError::invalid_fields)?;
+    let restriction = body
+        .restrict
+        .as_ref()
+        .map(|value| Restriction::parse("restrict", value))
+        .transpose()
+        .map_err(AppError::invalid_fields)?;
     if restriction.is_some() && body.scope == Scope::Admin {
         return Err(AppError::validation(
             "restricted_admin",
@@ -128,7 +137,11 @@ pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::J
         (status = 204, description = "Revoked (revoking a revoked key changes nothing)"),
         (status = 404, description = "`api_key_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn revoke(state: web::Data<AppState>, _auth: Auth<Admin>, path: web::Path<i64>) -> Result<HttpResponse, AppError> {
+pub async fn revoke(
+    state: web::Data<AppState>,
+    _auth: Auth<Admin>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     state.db.run(move |conn| store::revoke(conn, id)).await?;
     state.keys.forget_all();

@@ -6,17 +6,17 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::openapi::AttributeValue;
-use crate::api::auth::{Auth, Write, Restrictable};
+use crate::api::auth::{Auth, Restrictable, Write};
 use crate::api::customers::{parse_reason, Customer};
 use crate::api::error::{json_error, Problem};
+use crate::api::openapi::AttributeValue;
 use crate::api::{ok_versioned, AppState, FieldErrors, IfMatch};
 use crate::domain::category::CategoryCode;
 use crate::domain::customer::CustomerCode;
+use crate::domain::history::Source;
 use crate::domain::FieldError;
 use crate::error::AppError;
 use crate::store::assignments::{self as store, BatchOutcome, Provenance, MAX_BATCH};
-use crate::domain::history::Source;
 
 /// Assign or re-assign a customer in one scheme.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -78,7 +78,19 @@ pub async fn assign(
     let restriction = auth.caller.restriction;
     let view = state
         .db
-        .run(move |conn| store::assign(conn, &customer, &scheme, category.as_str(), body.locked, &body.attributes, &provenance, if_match.0, restriction.as_deref()))
+        .run(move |conn| {
+            store::assign(
+                conn,
+                &customer,
+                &scheme,
+                category.as_str(),
+                body.locked,
+                &body.attributes,
+                &provenance,
+                if_match.0,
+                restriction.as_deref(),
+            )
+        })
         .await?;
     let customer = Customer::from(view);
     Ok(ok_versioned(customer.version, &customer))
@@ -111,7 +123,10 @@ pub async fn unassign(
     let reason = parse_reason(query.reason.as_deref())?;
     let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
     let restriction = auth.caller.restriction;
-    let view = state.db.run(move |conn| store::unassign(conn, &customer, &scheme, &provenance, if_match.0, restriction.as_deref())).await?;
+    let view = state
+        .db
+        .run(move |conn| store::unassign(conn, &customer, &scheme, &provenance, if_match.0, restriction.as_deref()))
+        .await?;
     let customer = Customer::from(view);
     Ok(ok_versioned(customer.version, &customer))
 }
@@ -155,7 +170,11 @@ pub struct BatchResult {
         (status = 403, description = "`outside_restriction`: the key is restricted, and the category is outside its subtrees", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`customers_not_found` (lists every unknown code, and every customer outside the key's restriction, in `errors`; nothing changed), `scheme_not_found`, `category_not_found`, `category_not_leaf`, `category_inactive`, `validation_failed`; `attribute_required`, `invalid_attributes` (fields named `CODE.attributes.KEY`; nothing changed)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn batch(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, body: web::Json<BatchAssign>) -> Result<HttpResponse, AppError> {
+pub async fn batch(
+    state: web::Data<AppState>,
+    auth: Auth<Write, Restrictable>,
+    body: web::Json<BatchAssign>,
+) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
     let category = errors.check(CategoryCode::parse("category", &body.category));
@@ -175,9 +194,27 @@ pub async fn batch(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, 
     let scheme = body.scheme.clone();
     let category_code = category.as_str().to_string();
     let restriction = auth.caller.restriction;
-    let BatchOutcome { requested, changed, unchanged } =
-        state.db.run(move |conn| store::assign_batch(conn, &scheme, category.as_str(), &codes, body.locked, &provenance, restriction.as_deref())).await?;
-    Ok(HttpResponse::Ok().json(BatchResult { scheme: body.scheme, category: category_code, requested, changed, unchanged }))
+    let BatchOutcome { requested, changed, unchanged } = state
+        .db
+        .run(move |conn| {
+            store::assign_batch(
+                conn,
+                &scheme,
+                category.as_str(),
+                &codes,
+                body.locked,
+                &provenance,
+                restriction.as_deref(),
+            )
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(BatchResult {
+        scheme: body.scheme,
+        category: category_code,
+        requested,
+        changed,
+        unchanged,
+    }))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -193,7 +193,12 @@ pub struct ForceQuery {
         (status = 200, description = "The definitions", body = Page<AttributeDefinition>),
         (status = 404, description = "`scheme_not_found`, `category_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, path: web::Path<(String, String)>, query: web::Query<ListQuery>) -> Result<HttpResponse, AppError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    _auth: Auth<Read, Restrictable>,
+    path: web::Path<(String, String)>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
     let (scheme, code) = path.into_inner();
     let effective = query.effective;
     let views = state.db.run(move |conn| store::list(conn, &scheme, &code, effective)).await?;
@@ -226,8 +231,11 @@ pub async fn create(
     let (scheme, code) = path.into_inner();
     let definition = body.into_inner().parse()?;
     let force = query.force;
-    let created = AttributeDefinition::from(state.db.run(move |conn| store::create(conn, &scheme, &code, definition, force)).await?);
-    let location = format!("/api/v1/schemes/{}/categories/{}/attributes/{}", created.scheme, created.defined_on, created.key);
+    let created = AttributeDefinition::from(
+        state.db.run(move |conn| store::create(conn, &scheme, &code, definition, force)).await?,
+    );
+    let location =
+        format!("/api/v1/schemes/{}/categories/{}/attributes/{}", created.scheme, created.defined_on, created.key);
     Ok(created_versioned(location, created.version, &created))
 }
 
@@ -240,7 +248,11 @@ pub async fn create(
         (status = 200, description = "The definition on this category", body = AttributeDefinition, headers(("ETag" = String))),
         (status = 404, description = "`scheme_not_found`, `category_not_found`, `attribute_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, path: web::Path<(String, String, String)>) -> Result<HttpResponse, AppError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    _auth: Auth<Read, Restrictable>,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, AppError> {
     let (scheme, code, key) = path.into_inner();
     let definition = AttributeDefinition::from(state.db.run(move |conn| store::get(conn, &scheme, &code, &key)).await?);
     Ok(ok_versioned(definition.version, &definition))
@@ -274,7 +286,10 @@ pub async fn update(
     let (scheme, code, key) = path.into_inner();
     let patch = body.into_inner();
     let force = query.force;
-    let view = state.db.run(move |conn| store::update(conn, &scheme, &code, &key, |draft| patch.apply(draft), if_match.0, force)).await?;
+    let view = state
+        .db
+        .run(move |conn| store::update(conn, &scheme, &code, &key, |draft| patch.apply(draft), if_match.0, force))
+        .await?;
     let definition = AttributeDefinition::from(view);
     Ok(ok_versioned(definition.version, &definition))
 }
@@ -307,11 +322,15 @@ pub async fn delete(
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/schemes/{scheme}/categories/{code}/attributes").route(web::get().to(list)).route(web::post().to(create)))
-        .service(
-            web::resource("/schemes/{scheme}/categories/{code}/attributes/{key}")
-                .route(web::get().to(get))
-                .route(web::patch().to(update))
-                .route(web::delete().to(delete)),
-        );
+    cfg.service(
+        web::resource("/schemes/{scheme}/categories/{code}/attributes")
+            .route(web::get().to(list))
+            .route(web::post().to(create)),
+    )
+    .service(
+        web::resource("/schemes/{scheme}/categories/{code}/attributes/{key}")
+            .route(web::get().to(get))
+            .route(web::patch().to(update))
+            .route(web::delete().to(delete)),
+    );
 }

@@ -113,11 +113,17 @@ impl<S: RequiredScope, P: RestrictionPolicy> FromRequest for Auth<S, P> {
 /// looked up before the handler is called, so that a request without a valid key
 /// answers 401 whatever its body, query or headers hold (and no body is read for
 /// it). A path that matches no endpoint passes through to the 404.
-pub async fn authenticate(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     // The router's reading of the path (escapes decoded), so that no spelling of an
     // endpoint's path reaches it without a key.
     if req.resource_map().has_resource(req.match_info().get_ref().path()) {
-        let state = req.app_data::<web::Data<AppState>>().cloned().ok_or_else(|| AppError::internal("application state missing"))?;
+        let state = req
+            .app_data::<web::Data<AppState>>()
+            .cloned()
+            .ok_or_else(|| AppError::internal("application state missing"))?;
         let secret = bearer_token(req.request())?;
         let caller = state.keys.authenticate(&state.db, secret).await?;
         req.extensions_mut().insert(caller);
@@ -136,7 +142,8 @@ fn bearer_token(req: &HttpRequest) -> Result<ApiKeySecret, AppError> {
         .ok_or_else(|| unauthorized("send an API key as Authorization: Bearer <key>"))?
         .to_str()
         .map_err(|_| unauthorized("the Authorization header is not valid text"))?;
-    let (kind, token) = value.split_once(' ').ok_or_else(|| unauthorized("the Authorization header must be Bearer <key>"))?;
+    let (kind, token) =
+        value.split_once(' ').ok_or_else(|| unauthorized("the Authorization header must be Bearer <key>"))?;
     if !kind.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
         return Err(unauthorized("the Authorization header must be Bearer <key>"));
     }
@@ -170,7 +177,12 @@ impl KeyCache {
             .run(move |conn| store::api_keys::find_active(conn, &lookup))
             .await?
             .ok_or_else(|| unauthorized("the API key is unknown or revoked"))?;
-        let caller = Caller { key_id: row.id, scope: row.scope()?, restriction: row.restriction()?.map(Arc::new), name: row.name };
+        let caller = Caller {
+            key_id: row.id,
+            scope: row.scope()?,
+            restriction: row.restriction()?.map(Arc::new),
+            name: row.name,
+        };
         let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
         entries.insert(digest, (caller.clone(), Instant::now()));

@@ -144,7 +144,8 @@ impl CategoryCreate {
         let mut errors = FieldErrors::default();
         let code = errors.check(CategoryCode::parse("code", &self.code));
         let name = errors.check(CategoryName::parse("name", &self.name));
-        let description = errors.check(clean_optional_text("description", self.description.as_deref(), DESCRIPTION_MAX));
+        let description =
+            errors.check(clean_optional_text("description", self.description.as_deref(), DESCRIPTION_MAX));
         errors.finish()?;
         Ok(NewCategory {
             code: code.expect("checked"),
@@ -162,7 +163,9 @@ impl CategoryPatch {
         let mut errors = FieldErrors::default();
         let changes = CategoryChanges {
             name: self.name.and_then(|n| errors.check(CategoryName::parse("name", &n))),
-            description: self.description.map(|d| errors.check(clean_optional_text("description", d.as_deref(), DESCRIPTION_MAX)).flatten()),
+            description: self
+                .description
+                .map(|d| errors.check(clean_optional_text("description", d.as_deref(), DESCRIPTION_MAX)).flatten()),
             sort_order: self.sort_order,
             active: self.active,
             rank: self.rank,
@@ -192,7 +195,6 @@ fn build_tree(categories: Vec<Category>) -> Vec<CategoryNode> {
     nest(None, &mut children)
 }
 
-
 /// List a scheme's categories
 ///
 /// The categories of the scheme in code order, each with its parent (derived from the code rule),
@@ -204,7 +206,11 @@ fn build_tree(categories: Vec<Category>) -> Vec<CategoryNode> {
         (status = 200, description = "Every category of the scheme ordered by code (the tree in pre-order), with counts", body = Page<Category>),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    auth: Auth<Read, Restrictable>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
     let restriction = auth.caller.restriction;
     let views = state.db.run(move |conn| store::list(conn, &scheme, restriction.as_ref())).await?;
@@ -221,7 +227,11 @@ pub async fn list(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, pa
         (status = 200, description = "The nested hierarchy with counts", body = CategoryTree),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn tree(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn tree(
+    state: web::Data<AppState>,
+    auth: Auth<Read, Restrictable>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
     let lookup = scheme.clone();
     let restriction = auth.caller.restriction;
@@ -264,10 +274,15 @@ pub async fn create(
         (status = 200, description = "The category", body = Category, headers(("ETag" = String))),
         (status = 404, description = "`scheme_not_found`, `category_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<(String, String)>) -> Result<HttpResponse, AppError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    auth: Auth<Read, Restrictable>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
     let (scheme, code) = path.into_inner();
     let restriction = auth.caller.restriction;
-    let category = Category::from(state.db.run(move |conn| store::get(conn, &scheme, &code, restriction.as_ref())).await?);
+    let category =
+        Category::from(state.db.run(move |conn| store::get(conn, &scheme, &code, restriction.as_ref())).await?);
     Ok(ok_versioned(category.version, &category))
 }
 
@@ -293,7 +308,8 @@ pub async fn update(
 ) -> Result<HttpResponse, AppError> {
     let (scheme, code) = path.into_inner();
     let changes = body.into_inner().parse()?;
-    let category = Category::from(state.db.run(move |conn| store::update(conn, &scheme, &code, &changes, if_match.0)).await?);
+    let category =
+        Category::from(state.db.run(move |conn| store::update(conn, &scheme, &code, &changes, if_match.0)).await?);
     Ok(ok_versioned(category.version, &category))
 }
 
@@ -376,7 +392,12 @@ pub struct Reassignment {
         (status = 404, description = "`scheme_not_found`, `category_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, or `to`: `category_not_found`, `category_not_leaf`, `category_inactive`, `scheme_inactive`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn reassign(state: web::Data<AppState>, auth: Auth<Admin>, path: web::Path<(String, String)>, body: web::Json<ReassignRequest>) -> Result<HttpResponse, AppError> {
+pub async fn reassign(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    path: web::Path<(String, String)>,
+    body: web::Json<ReassignRequest>,
+) -> Result<HttpResponse, AppError> {
     let (scheme, from) = path.into_inner();
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
@@ -392,10 +413,13 @@ pub async fn reassign(state: web::Data<AppState>, auth: Auth<Admin>, path: web::
         reason: reason.flatten(),
         batch_size: state.run_batch_size,
     };
-    let outcome = state.db.run_long({
-        let request = request.clone();
-        move |conn| reassign_store::reassign(conn, &request)
-    }).await?;
+    let outcome = state
+        .db
+        .run_long({
+            let request = request.clone();
+            move |conn| reassign_store::reassign(conn, &request)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(Reassignment {
         scheme: request.scheme,
         from: request.from,
@@ -403,7 +427,11 @@ pub async fn reassign(state: web::Data<AppState>, auth: Auth<Admin>, path: web::
         moved: outcome.moved,
         skipped_locked: outcome.skipped_locked,
         rejected: outcome.rejected,
-        rejections: outcome.rejections.into_iter().map(|rejected| RejectedMove { customer: rejected.customer, detail: rejected.detail }).collect(),
+        rejections: outcome
+            .rejections
+            .into_iter()
+            .map(|rejected| RejectedMove { customer: rejected.customer, detail: rejected.detail })
+            .collect(),
         batches: outcome.batches,
     }))
 }

@@ -7,22 +7,27 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::auth::{Auth, Read, Write, Caller, Restrictable};
-use crate::api::paging::{self, PageRequest};
+use crate::api::auth::{Auth, Caller, Read, Restrictable, Write};
 use crate::api::error::Problem;
 use crate::api::openapi::{AttributeValue, AttributeValueOrNull};
+use crate::api::paging::{self, PageRequest};
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::attribute::{split_filter, FilterOp};
 use crate::domain::category::CategoryCode;
-use crate::domain::customer::{parse_email, parse_phone, CustomerCode, CustomerStatus, TaxId, ADDRESS_MAX, CONTACT_MAX, NAME_MAX, NOTE_MAX, SHORT_NAME_MAX};
+use crate::domain::customer::{
+    parse_email, parse_phone, CustomerCode, CustomerStatus, TaxId, ADDRESS_MAX, CONTACT_MAX, NAME_MAX, NOTE_MAX,
+    SHORT_NAME_MAX,
+};
 use crate::domain::history::{Direction, Source};
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::AppError;
 use crate::store::customer_rows::{self, CustomerView};
-use crate::store::visibility;
-use crate::store::customer_search::{self, After, AttributeFilter, CategoryFilter, Filters, ListQuery, Missing, Sort, SortKey};
+use crate::store::customer_search::{
+    self, After, AttributeFilter, CategoryFilter, Filters, ListQuery, Missing, Sort, SortKey,
+};
 use crate::store::customers::{self as store, CustomerChanges, CustomerFields, NewCustomer};
 use crate::store::history::{self, HistoryCursor, HistoryRow};
+use crate::store::visibility;
 
 pub const REASON_MAX: usize = 500;
 /// Ten years: the longest `dormant_days`.
@@ -79,13 +84,23 @@ impl From<CustomerView> for Customer {
     fn from(view: CustomerView) -> Self {
         let row = view.row;
         Customer {
-            attributes_from_default: view.attributes.iter().filter(|(_, a)| a.from_default).map(|(key, _)| key.clone()).collect(),
+            attributes_from_default: view
+                .attributes
+                .iter()
+                .filter(|(_, a)| a.from_default)
+                .map(|(key, _)| key.clone())
+                .collect(),
             attributes: view.attributes.into_iter().map(|(key, a)| (key, a.value)).collect(),
             categories: view.assignments.iter().map(|a| (a.scheme.clone(), a.category.clone())).collect(),
             assignments: view
                 .assignments
                 .into_iter()
-                .map(|a| Assignment { scheme: a.scheme, category: a.category, locked: a.locked, assigned_at: a.assigned_at.and_utc() })
+                .map(|a| Assignment {
+                    scheme: a.scheme,
+                    category: a.category,
+                    locked: a.locked,
+                    assigned_at: a.assigned_at.and_utc(),
+                })
                 .collect(),
             code: row.code,
             name: row.name,
@@ -203,7 +218,11 @@ impl CustomerCreate {
         let categories: Vec<(String, CategoryCode)> = self
             .categories
             .iter()
-            .filter_map(|(scheme, category)| errors.check(CategoryCode::parse(&format!("categories.{scheme}"), category)).map(|c| (scheme.clone(), c)))
+            .filter_map(|(scheme, category)| {
+                errors
+                    .check(CategoryCode::parse(&format!("categories.{scheme}"), category))
+                    .map(|c| (scheme.clone(), c))
+            })
             .collect();
         errors.finish()?;
         Ok(NewCustomer {
@@ -229,7 +248,9 @@ impl CustomerCreate {
 impl CustomerPatch {
     fn parse(self) -> Result<CustomerChanges, AppError> {
         let mut errors = FieldErrors::default();
-        let mut text = |field: &str, value: Option<Option<String>>, max: usize| value.map(|v| errors.check(clean_optional_text(field, v.as_deref(), max)).flatten());
+        let mut text = |field: &str, value: Option<Option<String>>, max: usize| {
+            value.map(|v| errors.check(clean_optional_text(field, v.as_deref(), max)).flatten())
+        };
         let changes = CustomerChanges {
             short_name: text("short_name", self.short_name, SHORT_NAME_MAX),
             contact_name: text("contact_name", self.contact_name, CONTACT_MAX),
@@ -279,7 +300,12 @@ fn parse_sort(text: &str) -> Result<Sort, AppError> {
         "code" => SortKey::Code,
         "name" => SortKey::Name,
         "created_at" => SortKey::CreatedAt,
-        _ => return Err(AppError::bad_request("invalid_query", "sort must be code, name or created_at, with a leading - for descending order")),
+        _ => {
+            return Err(AppError::bad_request(
+                "invalid_query",
+                "sort must be code, name or created_at, with a leading - for descending order",
+            ))
+        }
     };
     Ok(Sort { key, descending })
 }
@@ -297,7 +323,10 @@ fn encode_cursor(sort: Sort, after: &After) -> String {
 fn decode_cursor(text: &str, sort: Sort) -> Result<After, AppError> {
     let cursor: ListCursor = paging::decode(text)?;
     if cursor.sort != sort_name(sort) {
-        return Err(AppError::bad_request("invalid_cursor", format!("the cursor was made for sort={}, not sort={}", cursor.sort, sort_name(sort))));
+        return Err(AppError::bad_request(
+            "invalid_cursor",
+            format!("the cursor was made for sort={}, not sort={}", cursor.sort, sort_name(sort)),
+        ));
     }
     match (sort.key, cursor) {
         (SortKey::Code, ListCursor { code: Some(code), .. }) => Ok(After::Code(code)),
@@ -309,10 +338,9 @@ fn decode_cursor(text: &str, sort: Sort) -> Result<After, AppError> {
 
 /// `dormant_days`: 1 to 3650 days without an order.
 pub fn parse_dormant_days(text: &str) -> Result<i64, FieldError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|days| (1..=MAX_DORMANT_DAYS).contains(days))
-        .ok_or_else(|| FieldError::new("dormant_days", format!("must be a whole number of days from 1 to {MAX_DORMANT_DAYS}")))
+    text.parse::<i64>().ok().filter(|days| (1..=MAX_DORMANT_DAYS).contains(days)).ok_or_else(|| {
+        FieldError::new("dormant_days", format!("must be a whole number of days from 1 to {MAX_DORMANT_DAYS}"))
+    })
 }
 
 /// Reads one of the filters of `GET /customers` (which the reports share); false
@@ -325,14 +353,25 @@ pub fn parse_filter(key: &str, value: &str, filters: &mut Filters, errors: &mut 
                     filters.categories.push(CategoryFilter { scheme: scheme.to_string(), code });
                 }
             }
-            None => errors.check::<()>(Err(FieldError::new("category", "must be SCHEME:CODE, e.g. REGION:01"))).unwrap_or(()),
+            None => errors
+                .check::<()>(Err(FieldError::new("category", "must be SCHEME:CODE, e.g. REGION:01")))
+                .unwrap_or(()),
         },
         "attr" => match split_filter(value) {
             Some((key, op, operand)) => match FilterOp::parse(op) {
-                Some(op) => filters.attributes.push(AttributeFilter { key: key.to_string(), op, value: operand.to_string() }),
-                None => errors.check::<()>(Err(FieldError::new("attr", format!("unknown operator {op:?}; use eq, ne, gt, gte, lt, lte, in or like")))).unwrap_or(()),
+                Some(op) => {
+                    filters.attributes.push(AttributeFilter { key: key.to_string(), op, value: operand.to_string() })
+                }
+                None => errors
+                    .check::<()>(Err(FieldError::new(
+                        "attr",
+                        format!("unknown operator {op:?}; use eq, ne, gt, gte, lt, lte, in or like"),
+                    )))
+                    .unwrap_or(()),
             },
-            None => errors.check::<()>(Err(FieldError::new("attr", "must be KEY:OP:VALUE, e.g. discount_rate:gte:0.15"))).unwrap_or(()),
+            None => errors
+                .check::<()>(Err(FieldError::new("attr", "must be KEY:OP:VALUE, e.g. discount_rate:gte:0.15")))
+                .unwrap_or(()),
         },
         "unclassified" => filters.unclassified.push(value.to_string()),
         "q" => filters.text = Some(value.trim().to_string()).filter(|v| !v.is_empty()),
@@ -349,7 +388,8 @@ pub fn parse_filter(key: &str, value: &str, filters: &mut Filters, errors: &mut 
                 "false" => Some(false),
                 _ => None,
             };
-            filters.classified = errors.check(flag.ok_or_else(|| FieldError::new("classified", "must be true or false")));
+            filters.classified =
+                errors.check(flag.ok_or_else(|| FieldError::new("classified", "must be true or false")));
         }
         _ => return false,
     }
@@ -357,7 +397,12 @@ pub fn parse_filter(key: &str, value: &str, filters: &mut Filters, errors: &mut 
 }
 
 fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError> {
-    let mut query = ListQuery { filters: Filters::default(), sort: Sort { key: SortKey::Code, descending: false }, after: None, limit: paging::DEFAULT_LIMIT };
+    let mut query = ListQuery {
+        filters: Filters::default(),
+        sort: Sort { key: SortKey::Code, descending: false },
+        after: None,
+        limit: paging::DEFAULT_LIMIT,
+    };
     let mut cursor_text = None;
     let mut errors = FieldErrors::default();
     for (key, value) in pairs {
@@ -402,13 +447,18 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError>
         (status = 400, description = "`invalid_query`, `invalid_cursor`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`scheme_not_found`, `category_not_found`, `attribute_not_found`, `invalid_filter` (an operand that is not of the attribute's type, or an operator the type has no use for)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    auth: Auth<Read, Restrictable>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
     let mut query = parse_list_query(query.into_inner())?;
     query.filters.restrict_to(auth.caller.restriction);
     let sort = query.sort;
     let page = state.db.run(move |conn| customer_search::list(conn, &query)).await?;
     let next_cursor = page.next.as_ref().map(|after| encode_cursor(sort, after));
-    Ok(HttpResponse::Ok().json(Page { items: page.items.into_iter().map(Customer::from).collect::<Vec<_>>(), next_cursor }))
+    Ok(HttpResponse::Ok()
+        .json(Page { items: page.items.into_iter().map(Customer::from).collect::<Vec<_>>(), next_cursor }))
 }
 
 /// Create a customer
@@ -422,10 +472,15 @@ pub async fn list(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, qu
         (status = 409, description = "`duplicate_code`, `duplicate_tax_id`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, `invalid_categories` (unknown scheme or category, not a leaf, inactive), `category_required`, `invalid_attributes`, `attribute_required`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, body: web::Json<CustomerCreate>) -> Result<HttpResponse, AppError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    auth: Auth<Write, Restrictable>,
+    body: web::Json<CustomerCreate>,
+) -> Result<HttpResponse, AppError> {
     let new = body.into_inner().parse()?;
     let Caller { name: actor, restriction, .. } = auth.caller;
-    let customer = Customer::from(state.db.run(move |conn| store::create(conn, &new, &actor, restriction.as_deref())).await?);
+    let customer =
+        Customer::from(state.db.run(move |conn| store::create(conn, &new, &actor, restriction.as_deref())).await?);
     Ok(created_versioned(format!("/api/v1/customers/{}", customer.code), customer.version, &customer))
 }
 
@@ -440,10 +495,16 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
         (status = 200, description = "The customer", body = Customer, headers(("ETag" = String))),
         (status = 404, description = "`customer_not_found`; `customer_merged` (with `merged_into`) for a customer merged into another", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    auth: Auth<Read, Restrictable>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let restriction = auth.caller.restriction;
-    let customer = Customer::from(state.db.run(move |conn| crate::store::merge::view_or_merged(conn, &code, restriction.as_deref())).await?);
+    let customer = Customer::from(
+        state.db.run(move |conn| crate::store::merge::view_or_merged(conn, &code, restriction.as_deref())).await?,
+    );
     Ok(ok_versioned(customer.version, &customer))
 }
 
@@ -471,7 +532,9 @@ pub async fn update(
     let code = path.into_inner();
     let changes = body.into_inner().parse()?;
     let restriction = auth.caller.restriction;
-    let customer = Customer::from(state.db.run(move |conn| store::update(conn, &code, &changes, if_match.0, restriction.as_deref())).await?);
+    let customer = Customer::from(
+        state.db.run(move |conn| store::update(conn, &code, &changes, if_match.0, restriction.as_deref())).await?,
+    );
     Ok(ok_versioned(customer.version, &customer))
 }
 
@@ -500,7 +563,12 @@ pub async fn replace_attributes(
     let code = path.into_inner();
     let values = body.into_inner();
     let restriction = auth.caller.restriction;
-    let customer = Customer::from(state.db.run(move |conn| store::replace_attributes(conn, &code, &values, if_match.0, restriction.as_deref())).await?);
+    let customer = Customer::from(
+        state
+            .db
+            .run(move |conn| store::replace_attributes(conn, &code, &values, if_match.0, restriction.as_deref()))
+            .await?,
+    );
     Ok(ok_versioned(customer.version, &customer))
 }
 
@@ -516,7 +584,12 @@ pub async fn replace_attributes(
         (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<String>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
+pub async fn delete(
+    state: web::Data<AppState>,
+    auth: Auth<Write, Restrictable>,
+    path: web::Path<String>,
+    if_match: IfMatch,
+) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let Caller { name: actor, restriction, .. } = auth.caller;
     state.db.run(move |conn| store::delete(conn, &code, if_match.0, &actor, restriction.as_deref())).await?;
@@ -600,7 +673,8 @@ pub async fn history(
 ) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let query = query.into_inner();
-    let PageRequest { limit, after } = PageRequest::<HistoryCursor>::parse(query.limit.as_deref(), query.cursor.as_deref())?;
+    let PageRequest { limit, after } =
+        PageRequest::<HistoryCursor>::parse(query.limit.as_deref(), query.cursor.as_deref())?;
     let restriction = auth.caller.restriction;
     let rows = state
         .db
@@ -609,13 +683,20 @@ pub async fn history(
             // (so not of deleted ones).
             visibility::ensure_visible(conn, restriction.as_deref(), &code)?;
             let rows = history::page(conn, &code, query.scheme.as_deref(), after.as_ref(), limit)?;
-            if rows.is_empty() && after.is_none() && customer_rows::find(conn, &code)?.is_none() && !history::exists_for(conn, &code)? {
+            if rows.is_empty()
+                && after.is_none()
+                && customer_rows::find(conn, &code)?.is_none()
+                && !history::exists_for(conn, &code)?
+            {
                 return Err(customer_rows::customer_not_found(&code));
             }
             Ok(rows)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(paging::into_page::<_, HistoryEntry, _>(rows, limit, |row| HistoryCursor { at: row.change.at, id: row.id })?))
+    Ok(HttpResponse::Ok().json(paging::into_page::<_, HistoryEntry, _>(rows, limit, |row| HistoryCursor {
+        at: row.change.at,
+        id: row.id,
+    })?))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

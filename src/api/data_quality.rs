@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
+use crate::api::customers::parse_dormant_days;
 use crate::api::error::Problem;
 use crate::api::openapi::{CsvTable, Workbook};
 use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
-use crate::api::customers::parse_dormant_days;
 use crate::api::{AppState, FieldErrors};
 use crate::domain::duplicates::DuplicateKey;
 use crate::domain::report::QualityCheck;
@@ -95,9 +95,12 @@ impl From<Finding> for QualityItem {
             query,
         };
         match finding.check {
-            Check::Unclassified { scheme, required } => (item.check, item.scheme, item.required) = (QualityCheck::Unclassified, Some(scheme), Some(required)),
+            Check::Unclassified { scheme, required } => {
+                (item.check, item.scheme, item.required) = (QualityCheck::Unclassified, Some(scheme), Some(required))
+            }
             Check::MissingAttribute { scheme, category, attribute } => {
-                (item.check, item.scheme, item.category, item.attribute) = (QualityCheck::MissingAttribute, Some(scheme), Some(category), Some(attribute))
+                (item.check, item.scheme, item.category, item.attribute) =
+                    (QualityCheck::MissingAttribute, Some(scheme), Some(category), Some(attribute))
             }
             Check::MissingTaxId => item.check = QualityCheck::MissingTaxId,
             Check::Dormant { .. } => item.check = QualityCheck::Dormant,
@@ -125,7 +128,12 @@ impl From<Finding> for QualityItem {
         (status = 406, description = "`not_acceptable`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (dormant_days)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn data_quality(state: web::Data<AppState>, _auth: Auth<Read>, req: HttpRequest, query: web::Query<QualityQuery>) -> Result<HttpResponse, AppError> {
+pub async fn data_quality(
+    state: web::Data<AppState>,
+    _auth: Auth<Read>,
+    req: HttpRequest,
+    query: web::Query<QualityQuery>,
+) -> Result<HttpResponse, AppError> {
     let format = Format::negotiate(&req)?;
     let mut errors = FieldErrors::default();
     let dormant_days = match query.into_inner().dormant_days {
@@ -139,13 +147,15 @@ pub async fn data_quality(state: web::Data<AppState>, _auth: Auth<Read>, req: Ht
         .db
         .run_long(move |conn| Ok((crate::store::counts::population(conn)?, store::report(conn, dormant_days)?)))
         .await?;
-    let report = DataQuality { as_of, population, dormant_days, items: findings.into_iter().map(QualityItem::from).collect() };
+    let report =
+        DataQuality { as_of, population, dormant_days, items: findings.into_iter().map(QualityItem::from).collect() };
     respond(format, &report, || sheet(&report))
 }
 
 fn sheet(report: &DataQuality) -> Sheet {
     let header = ["check", "scheme", "required", "category", "attribute", "key", "count", "customers", "query"];
-    let mut sheet = Sheet::new(format!("data-quality-{}", report.as_of.date_naive()), header.map(String::from).to_vec());
+    let mut sheet =
+        Sheet::new(format!("data-quality-{}", report.as_of.date_naive()), header.map(String::from).to_vec());
     for item in &report.items {
         sheet.rows.push(vec![
             Cell::from(item.check.as_str()),

@@ -6,9 +6,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
+use crate::api::customers::parse_filter;
 use crate::api::error::Problem;
 use crate::api::paging;
-use crate::api::customers::parse_filter;
 use crate::api::{AppState, FieldErrors, Page};
 use crate::domain::customer::CustomerStatus;
 use crate::domain::duplicates::DuplicateKey;
@@ -45,13 +45,25 @@ pub struct DuplicateMember {
 
 impl From<Member> for DuplicateMember {
     fn from(member: Member) -> Self {
-        Self { code: member.code, name: member.name, tax_id: member.tax_id, phone: member.phone, email: member.email, status: member.status }
+        Self {
+            code: member.code,
+            name: member.name,
+            tax_id: member.tax_id,
+            phone: member.phone,
+            email: member.email,
+            status: member.status,
+        }
     }
 }
 
 impl From<Group> for DuplicateGroup {
     fn from(group: Group) -> Self {
-        Self { key: group.key, value: group.value, size: group.size, customers: group.members.into_iter().map(DuplicateMember::from).collect() }
+        Self {
+            key: group.key,
+            value: group.value,
+            size: group.size,
+            customers: group.members.into_iter().map(DuplicateMember::from).collect(),
+        }
     }
 }
 
@@ -81,7 +93,13 @@ fn parse_query(pairs: Vec<(String, String)>) -> Result<DuplicatesQuery, AppError
     errors.finish()?;
     let keys = match by.as_deref() {
         None => DuplicateKey::ALL.to_vec(),
-        Some(text) => DuplicateKey::parse_list(text).map_err(|message| AppError::validation("validation_failed", format!("by: {message}"), vec![crate::domain::FieldError::new("by", message)]))?,
+        Some(text) => DuplicateKey::parse_list(text).map_err(|message| {
+            AppError::validation(
+                "validation_failed",
+                format!("by: {message}"),
+                vec![crate::domain::FieldError::new("by", message)],
+            )
+        })?,
     };
     let limit = paging::parse_limit_within(limit.as_deref(), DEFAULT_GROUPS, MAX_GROUPS)?;
     let after = cursor.as_deref().map(paging::decode).transpose()?;
@@ -111,7 +129,11 @@ fn parse_query(pairs: Vec<(String, String)>) -> Result<DuplicatesQuery, AppError
         (status = 400, description = "`invalid_query`, `invalid_cursor`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (an unknown key in `by`, a malformed filter), `category_not_found`, `scheme_not_found`, `attribute_not_found`, `invalid_filter`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn duplicates(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
+pub async fn duplicates(
+    state: web::Data<AppState>,
+    _auth: Auth<Read>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
     let DuplicatesQuery { keys, filters, limit, after } = parse_query(query.into_inner())?;
     let groups = state.db.run_long(move |conn| store::groups(conn, &keys, &filters, after.as_ref(), limit + 1)).await?;
     let page = paging::into_page::<Group, DuplicateGroup, GroupPosition>(groups, limit, Group::position)?;

@@ -108,13 +108,19 @@ pub fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Err
             "unsupported_media_type",
             "the request body must be JSON, sent with Content-Type: application/json",
         ),
-        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
-            AppError::new(ErrorKind::PayloadTooLarge, "payload_too_large", format!("the request body is larger than the limit of {limit} bytes"))
+        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => AppError::new(
+            ErrorKind::PayloadTooLarge,
+            "payload_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        ),
+        JsonPayloadError::Deserialize(inner) if inner.is_data() => AppError::validation(
+            "invalid_body",
+            format!("the request body does not have the expected fields: {inner}"),
+            vec![FieldError::new("body", inner.to_string())],
+        ),
+        JsonPayloadError::Deserialize(inner) => {
+            AppError::bad_request("malformed_json", format!("the request body is not valid JSON: {inner}"))
         }
-        JsonPayloadError::Deserialize(inner) if inner.is_data() => {
-            AppError::validation("invalid_body", format!("the request body does not have the expected fields: {inner}"), vec![FieldError::new("body", inner.to_string())])
-        }
-        JsonPayloadError::Deserialize(inner) => AppError::bad_request("malformed_json", format!("the request body is not valid JSON: {inner}")),
         other => AppError::bad_request("malformed_body", format!("the request body could not be read: {other}")),
     };
     app_error.into()
@@ -135,7 +141,9 @@ pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, AppError> {
 
 /// Safety net: any error response that is not problem+json yet (actix's own 405,
 /// 404 and payload errors) is rewritten into one, so no client sees an HTML or empty error.
-pub fn ensure_problem_json<B: MessageBody + 'static>(response: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+pub fn ensure_problem_json<B: MessageBody + 'static>(
+    response: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -147,7 +155,8 @@ pub fn ensure_problem_json<B: MessageBody + 'static>(response: ServiceResponse<B
     let cors = response.response().error().and_then(|error| error.as_error::<actix_cors::CorsError>());
     let (kind, code, detail) = match (cors, response.status()) {
         (Some(actix_cors::CorsError::OriginNotAllowed), _) => {
-            let origin = request.headers().get(header::ORIGIN).and_then(|value| value.to_str().ok()).unwrap_or("(none)");
+            let origin =
+                request.headers().get(header::ORIGIN).and_then(|value| value.to_str().ok()).unwrap_or("(none)");
             log::warn!("refused a cross-origin request from origin {origin}: it is not in CORS_ALLOWED_ORIGINS");
             (
                 ErrorKind::Forbidden,
@@ -164,17 +173,29 @@ pub fn ensure_problem_json<B: MessageBody + 'static>(response: ServiceResponse<B
             )
         }
         (None, status) => match status {
-        StatusCode::NOT_FOUND => (ErrorKind::NotFound, "route_not_found", format!("no endpoint at {}", request.path())),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            (ErrorKind::MethodNotAllowed, "method_not_allowed", format!("{} is not allowed on {}", request.method(), request.path()))
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => (ErrorKind::PayloadTooLarge, "payload_too_large", "the request body is too large".to_string()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            (ErrorKind::UnsupportedMediaType, "unsupported_media_type", "the request's media type is not supported".to_string())
-        }
-        StatusCode::SERVICE_UNAVAILABLE => (ErrorKind::Unavailable, "service_unavailable", "the service is unavailable".to_string()),
-        status if status.is_server_error() => (ErrorKind::Internal, "internal_error", "an unexpected error occurred".to_string()),
-        _ => (ErrorKind::BadRequest, "bad_request", "the request could not be processed".to_string()),
+            StatusCode::NOT_FOUND => {
+                (ErrorKind::NotFound, "route_not_found", format!("no endpoint at {}", request.path()))
+            }
+            StatusCode::METHOD_NOT_ALLOWED => (
+                ErrorKind::MethodNotAllowed,
+                "method_not_allowed",
+                format!("{} is not allowed on {}", request.method(), request.path()),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                (ErrorKind::PayloadTooLarge, "payload_too_large", "the request body is too large".to_string())
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                ErrorKind::UnsupportedMediaType,
+                "unsupported_media_type",
+                "the request's media type is not supported".to_string(),
+            ),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                (ErrorKind::Unavailable, "service_unavailable", "the service is unavailable".to_string())
+            }
+            status if status.is_server_error() => {
+                (ErrorKind::Internal, "internal_error", "an unexpected error occurred".to_string())
+            }
+            _ => (ErrorKind::BadRequest, "bad_request", "the request could not be processed".to_string()),
         },
     };
     let (request, original) = response.into_parts();

@@ -67,7 +67,12 @@ pub struct Event {
 
 impl From<FeedEvent> for Event {
     fn from(event: FeedEvent) -> Self {
-        Event { id: event.position.to_string(), event_type: event.event_type, occurred_at: DateTime::from_naive_utc_and_offset(event.occurred_at, Utc), data: event.data }
+        Event {
+            id: event.position.to_string(),
+            event_type: event.event_type,
+            occurred_at: DateTime::from_naive_utc_and_offset(event.occurred_at, Utc),
+            data: event.data,
+        }
     }
 }
 
@@ -107,15 +112,25 @@ fn invalid_query(detail: String) -> AppError {
         (status = 422, description = "`unknown_event_type`: `types` names a type or family that does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`cursor_expired`: the events after the cursor are past their retention", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, query: web::Query<EventQuery>) -> Result<HttpResponse, AppError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    auth: Auth<Read, Restrictable>,
+    query: web::Query<EventQuery>,
+) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();
-    let mut cursor = Cursor::parse("after", query.after.as_deref())
-        .map_err(|_| AppError::bad_request("invalid_cursor", "`after` is a next_cursor this feed gave, or `latest`; start again without it"))?;
+    let mut cursor = Cursor::parse("after", query.after.as_deref()).map_err(|_| {
+        AppError::bad_request(
+            "invalid_cursor",
+            "`after` is a next_cursor this feed gave, or `latest`; start again without it",
+        )
+    })?;
     let types = TypeFilter::parse("types", query.types.as_deref().unwrap_or_default()).map_err(unknown_event_type)?;
     let limit = parse_limit_within(query.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     let wait = match query.wait.as_deref() {
         None => 0,
-        Some(text) => text.parse::<u64>().ok().filter(|seconds| *seconds <= MAX_WAIT_SECONDS).ok_or_else(|| invalid_query(format!("wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}")))?,
+        Some(text) => text.parse::<u64>().ok().filter(|seconds| *seconds <= MAX_WAIT_SECONDS).ok_or_else(|| {
+            invalid_query(format!("wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}"))
+        })?,
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {

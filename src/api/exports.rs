@@ -70,7 +70,12 @@ fn parse_query(pairs: Vec<(String, String)>) -> Result<Filters, AppError> {
         (status = 406, description = "`not_acceptable`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`scheme_not_found`, `category_not_found`, `attribute_not_found`, `invalid_filter`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn export_customers(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, req: HttpRequest, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
+pub async fn export_customers(
+    state: web::Data<AppState>,
+    auth: Auth<Read, Restrictable>,
+    req: HttpRequest,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
     let format = Format::negotiate_among(&req, &[Format::Csv, Format::Ndjson, Format::Xlsx])?;
     let mut filters = parse_query(query.into_inner())?;
     filters.restrict_to(auth.caller.restriction);
@@ -94,13 +99,20 @@ pub async fn export_customers(state: web::Data<AppState>, auth: Auth<Read, Restr
         Format::Csv | Format::Json => ("text/csv; charset=utf-8", "csv"),
     };
     let mut response = HttpResponse::Ok();
-    response.content_type(content_type).insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{stem}.{extension}\"")));
+    response
+        .content_type(content_type)
+        .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{stem}.{extension}\"")));
     Ok(match format {
-        Format::Ndjson => response.streaming(pages.stream(first).map(move |page| page.and_then(|page| ndjson(&layout, &page)))),
+        Format::Ndjson => {
+            response.streaming(pages.stream(first).map(move |page| page.and_then(|page| ndjson(&layout, &page))))
+        }
         Format::Xlsx => response.streaming(workbook(pages, first)),
         Format::Csv | Format::Json => {
             let header = csv_bytes(true, &layout.header(), &[]);
-            response.streaming(stream::once(async move { header }).chain(pages.stream(first).map(|page| page.and_then(|page| csv_bytes(false, &[], &page.records)))))
+            response.streaming(
+                stream::once(async move { header })
+                    .chain(pages.stream(first).map(|page| page.and_then(|page| csv_bytes(false, &[], &page.records)))),
+            )
         }
     })
 }
@@ -161,8 +173,11 @@ fn ndjson(layout: &Layout, page: &ExportPage) -> Result<Bytes, AppError> {
     let columns = layout.header();
     let mut lines = Vec::new();
     for record in &page.records {
-        let object: serde_json::Map<String, serde_json::Value> =
-            columns.iter().zip(record).filter_map(|(column, cell)| cell.as_ref().map(|value| (column.clone(), value.json()))).collect();
+        let object: serde_json::Map<String, serde_json::Value> = columns
+            .iter()
+            .zip(record)
+            .filter_map(|(column, cell)| cell.as_ref().map(|value| (column.clone(), value.json())))
+            .collect();
         serde_json::to_writer(&mut lines, &object).map_err(|e| AppError::internal(format!("writing NDJSON: {e}")))?;
         lines.push(b'\n');
     }
@@ -182,13 +197,20 @@ fn workbook(pages: Pages, first: ExportPage) -> impl Stream<Item = Result<Bytes,
     stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|chunk| (chunk, receiver)) })
 }
 
-async fn write_workbook(pages: Pages, first: ExportPage, sender: tokio::sync::mpsc::Sender<Result<Bytes, AppError>>) -> Result<(), AppError> {
+async fn write_workbook(
+    pages: Pages,
+    first: ExportPage,
+    sender: tokio::sync::mpsc::Sender<Result<Bytes, AppError>>,
+) -> Result<(), AppError> {
     let header = pages.layout.header();
-    let mut sheets = web::block(move || Sheets::new(header)).await.map_err(blocking_failed("writing the workbook"))??;
+    let mut sheets =
+        web::block(move || Sheets::new(header)).await.map_err(blocking_failed("writing the workbook"))??;
     let mut page = first;
     loop {
         let after = page.after.take();
-        sheets = web::block(move || sheets.write(&page.records).map(|()| sheets)).await.map_err(blocking_failed("writing the workbook"))??;
+        sheets = web::block(move || sheets.write(&page.records).map(|()| sheets))
+            .await
+            .map_err(blocking_failed("writing the workbook"))??;
         match after {
             Some(code) => page = pages.after(code).await?,
             None => break,
@@ -217,7 +239,12 @@ struct Sheets {
 
 impl Sheets {
     fn new(header: Vec<String>) -> Result<Self, AppError> {
-        let mut sheets = Sheets { workbook: rust_xlsxwriter::Workbook::new(), header, bold: rust_xlsxwriter::Format::new().set_bold(), row: 0 };
+        let mut sheets = Sheets {
+            workbook: rust_xlsxwriter::Workbook::new(),
+            header,
+            bold: rust_xlsxwriter::Format::new().set_bold(),
+            row: 0,
+        };
         sheets.add_sheet()?;
         Ok(sheets)
     }
@@ -225,7 +252,9 @@ impl Sheets {
     fn add_sheet(&mut self) -> Result<(), AppError> {
         let number = self.workbook.worksheets().len() + 1;
         let sheet = self.workbook.add_worksheet_with_constant_memory().map_err(xlsx_failed)?;
-        sheet.set_name(if number == 1 { "customers".to_string() } else { format!("customers {number}") }).map_err(xlsx_failed)?;
+        sheet
+            .set_name(if number == 1 { "customers".to_string() } else { format!("customers {number}") })
+            .map_err(xlsx_failed)?;
         for (column, name) in self.header.iter().enumerate() {
             sheet.write_string_with_format(0, column as u16, name, &self.bold).map_err(xlsx_failed)?;
         }
@@ -245,7 +274,9 @@ impl Sheets {
                 let column = column as u16;
                 match cell {
                     Some(Value::Text(text)) => sheet.write_string(row, column, text).map(drop),
-                    Some(Value::Number(number)) => sheet.write_number(row, column, number.as_f64().unwrap_or_default()).map(drop),
+                    Some(Value::Number(number)) => {
+                        sheet.write_number(row, column, number.as_f64().unwrap_or_default()).map(drop)
+                    }
                     Some(Value::Boolean(flag)) => sheet.write_boolean(row, column, *flag).map(drop),
                     None => Ok(()),
                 }
@@ -278,7 +309,9 @@ impl Write for ChunkSender {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK)));
-        self.sender.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+        self.sender
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
     }
 }
 

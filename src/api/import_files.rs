@@ -15,8 +15,8 @@ use encoding_rs_io::DecodeReaderBytesBuilder;
 use crate::domain::archive::Value;
 use crate::domain::formula;
 use crate::domain::import::{
-    read_header, Cell, Column, ImportFormat, Limit, Malformed, QuotingCheck, MAX_BYTES, MAX_CELL_BYTES, MAX_COLUMNS, MAX_ROWS, MAX_ROW_BYTES, MAX_SHARED_STRINGS,
-    MAX_WORKBOOK_PART, MAX_WORKBOOK_UNPACKED,
+    read_header, Cell, Column, ImportFormat, Limit, Malformed, QuotingCheck, MAX_BYTES, MAX_CELL_BYTES, MAX_COLUMNS,
+    MAX_ROWS, MAX_ROW_BYTES, MAX_SHARED_STRINGS, MAX_WORKBOOK_PART, MAX_WORKBOOK_UNPACKED,
 };
 use crate::error::{AppError, ErrorKind};
 
@@ -107,11 +107,24 @@ fn malformed(format: ImportFormat, broken: Malformed) -> AppError {
             Limit::CellBytes => "cell_too_large",
             Limit::RowBytes => "row_too_large",
         };
-        return AppError::new(ErrorKind::PayloadTooLarge, code, format!("the {what} file is refused at row {}, byte {}: {}", broken.row, broken.byte, broken.message));
+        return AppError::new(
+            ErrorKind::PayloadTooLarge,
+            code,
+            format!("the {what} file is refused at row {}, byte {}: {}", broken.row, broken.byte, broken.message),
+        );
     }
     AppError {
-        row_errors: vec![crate::domain::import::RowError { row: broken.row, column: None, code: "malformed_file".into(), message: broken.message.clone(), byte: Some(broken.byte) }],
-        ..AppError::bad_request("malformed_file", format!("the {what} file breaks at row {}, byte {}: {}", broken.row, broken.byte, broken.message))
+        row_errors: vec![crate::domain::import::RowError {
+            row: broken.row,
+            column: None,
+            code: "malformed_file".into(),
+            message: broken.message.clone(),
+            byte: Some(broken.byte),
+        }],
+        ..AppError::bad_request(
+            "malformed_file",
+            format!("the {what} file breaks at row {}, byte {}: {}", broken.row, broken.byte, broken.message),
+        )
     }
 }
 
@@ -128,7 +141,9 @@ pub fn check(upload: &mut Upload) -> Result<Checked, AppError> {
     let checked = match format {
         ImportFormat::Csv => check_csv(file, declared)?,
         ImportFormat::Ndjson => check_ndjson(file)?,
-        ImportFormat::Xlsx => Checked { rows_total: workbook_rows(file)?, encoding: TextEncoding::Utf8, keys: Vec::new() },
+        ImportFormat::Xlsx => {
+            Checked { rows_total: workbook_rows(file)?, encoding: TextEncoding::Utf8, keys: Vec::new() }
+        }
     };
     match checked.rows_total {
         Some(rows) if rows > MAX_ROWS => Err(too_many_rows(rows)),
@@ -183,7 +198,14 @@ fn check_csv(file: &mut File, declared: Option<TextEncoding>) -> Result<Checked,
         (None, Some((row, byte))) => {
             file.seek(SeekFrom::Start(0)).map_err(spool_failed)?;
             check_gb18030(file).map_err(|_| {
-                malformed(ImportFormat::Csv, Malformed::at(row, byte, "the bytes are neither UTF-8 nor GB18030; save the file as CSV UTF-8 or CSV (GB18030)"))
+                malformed(
+                    ImportFormat::Csv,
+                    Malformed::at(
+                        row,
+                        byte,
+                        "the bytes are neither UTF-8 nor GB18030; save the file as CSV UTF-8 or CSV (GB18030)",
+                    ),
+                )
             })?;
             TextEncoding::Gb18030
         }
@@ -210,7 +232,14 @@ fn check_gb18030(file: &mut File) -> Result<(), ()> {
 }
 
 fn ndjson_error(row: u64, byte: u64, error: &serde_json::Error) -> AppError {
-    malformed(ImportFormat::Ndjson, Malformed::at(row, byte + error.column().saturating_sub(1) as u64, format!("each line must be one JSON object: {error}")))
+    malformed(
+        ImportFormat::Ndjson,
+        Malformed::at(
+            row,
+            byte + error.column().saturating_sub(1) as u64,
+            format!("each line must be one JSON object: {error}"),
+        ),
+    )
 }
 
 /// Reads one line of at most `MAX_ROW_BYTES` into `line`; 413 for a longer one.
@@ -236,7 +265,8 @@ fn check_ndjson(file: &mut File) -> Result<Checked, AppError> {
         }
         row += 1;
         if !line.iter().all(u8::is_ascii_whitespace) {
-            let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&line).map_err(|e| ndjson_error(row, byte, &e))?;
+            let object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&line).map_err(|e| ndjson_error(row, byte, &e))?;
             rows += 1;
             for (key, value) in &object {
                 let text_bytes = match value {
@@ -304,7 +334,10 @@ fn central_directory(file: &mut File) -> Result<Option<(u64, u64)>, AppError> {
     file.seek(SeekFrom::Start(start)).map_err(spool_failed)?;
     let mut tail = Vec::with_capacity((length - start) as usize);
     file.read_to_end(&mut tail).map_err(spool_failed)?;
-    let Some(end) = (0..tail.len().saturating_sub(21)).rev().find(|&at| tail[at..at + 4] == [0x50, 0x4b, 0x05, 0x06]) else { return Ok(None) };
+    let Some(end) = (0..tail.len().saturating_sub(21)).rev().find(|&at| tail[at..at + 4] == [0x50, 0x4b, 0x05, 0x06])
+    else {
+        return Ok(None);
+    };
     let (mut parts, mut size) = (le_u16(&tail, end + 10), le_u32(&tail, end + 12));
     // A zip64 locator, 20 bytes before the end record, points at the zip64 record.
     let locator = end.checked_sub(20).filter(|&at| tail[at..at + 4] == [0x50, 0x4b, 0x06, 0x07]);
@@ -373,7 +406,9 @@ impl PartScan {
 fn check_workbook_parts(file: &mut File) -> Result<(), AppError> {
     if let Some((parts, size)) = central_directory(file)? {
         if parts > MAX_WORKBOOK_PARTS || size > MAX_CENTRAL_DIRECTORY {
-            return Err(workbook_too_large(format!("the workbook lists {parts} parts in {size} bytes; a workbook takes at most {MAX_WORKBOOK_PARTS} parts")));
+            return Err(workbook_too_large(format!(
+                "the workbook lists {parts} parts in {size} bytes; a workbook takes at most {MAX_WORKBOOK_PARTS} parts"
+            )));
         }
     }
     file.seek(SeekFrom::Start(0)).map_err(spool_failed)?;
@@ -412,10 +447,20 @@ fn check_workbook_parts(file: &mut File) -> Result<(), AppError> {
         // A character escaped as `&#x10FFFF;` takes ten bytes; a cell of the most
         // characters, all escaped, is still shorter than this.
         if scan.longest_run.max(scan.run) > MAX_CELL_BYTES * 10 {
-            return Err(AppError::new(ErrorKind::PayloadTooLarge, "cell_too_large", format!("part {} of the workbook holds a cell longer than {} KB; no field takes that much", crate::domain::import::shortened(name), MAX_CELL_BYTES / 1024)));
+            return Err(AppError::new(
+                ErrorKind::PayloadTooLarge,
+                "cell_too_large",
+                format!(
+                    "part {} of the workbook holds a cell longer than {} KB; no field takes that much",
+                    crate::domain::import::shortened(name),
+                    MAX_CELL_BYTES / 1024
+                ),
+            ));
         }
         if scan.shared_strings > MAX_SHARED_STRINGS {
-            return Err(workbook_too_large(format!("the workbook has over {MAX_SHARED_STRINGS} shared strings; save it as CSV, which has no such limit")));
+            return Err(workbook_too_large(format!(
+                "the workbook has over {MAX_SHARED_STRINGS} shared strings; save it as CSV, which has no such limit"
+            )));
         }
     }
     Ok(())
@@ -431,7 +476,9 @@ fn workbook_rows(file: &mut File) -> Result<Option<u64>, AppError> {
     let mut cells = workbook.worksheet_cells_reader(&sheet).map_err(not_a_workbook)?;
     let (mut rows, mut last_row, mut cells_in_row) = (0u64, None, 0usize);
     loop {
-        let next = cells.next_cell().map_err(|error| malformed(ImportFormat::Xlsx, Malformed::at(rows + 1, 0, format!("the sheet cannot be read: {error}"))))?;
+        let next = cells.next_cell().map_err(|error| {
+            malformed(ImportFormat::Xlsx, Malformed::at(rows + 1, 0, format!("the sheet cannot be read: {error}")))
+        })?;
         let Some(cell) = next else { break };
         let (row, column) = cell.get_position();
         if last_row != Some(row) {
@@ -464,7 +511,11 @@ pub enum Event<'a> {
 }
 
 /// Reads every row of a checked file into `visit`, which may stop it with an error.
-pub fn read_rows(upload: &mut Upload, checked: &Checked, mut visit: impl FnMut(Event) -> Result<(), AppError>) -> Result<(), AppError> {
+pub fn read_rows(
+    upload: &mut Upload,
+    checked: &Checked,
+    mut visit: impl FnMut(Event) -> Result<(), AppError>,
+) -> Result<(), AppError> {
     let format = upload.format;
     let file = upload.rewound()?;
     match format {
@@ -479,7 +530,11 @@ fn header_event(headers: &[String], visit: &mut impl FnMut(Event) -> Result<(), 
     visit(Event::Header { columns: &columns, unknown: &unknown })
 }
 
-fn read_csv(file: &mut File, encoding: TextEncoding, visit: &mut impl FnMut(Event) -> Result<(), AppError>) -> Result<(), AppError> {
+fn read_csv(
+    file: &mut File,
+    encoding: TextEncoding,
+    visit: &mut impl FnMut(Event) -> Result<(), AppError>,
+) -> Result<(), AppError> {
     let mut decoding = DecodeReaderBytesBuilder::new();
     decoding.strip_bom(true).bom_override(true);
     match encoding {
@@ -502,7 +557,10 @@ fn read_csv(file: &mut File, encoding: TextEncoding, visit: &mut impl FnMut(Even
             continue;
         }
         // An export guards formula-like texts with a leading `'` (`domain::formula`).
-        visit(Event::Row { row, cells: record.iter().map(|field| Cell::of_text(formula::unguard(field))).enumerate().collect() })?;
+        visit(Event::Row {
+            row,
+            cells: record.iter().map(|field| Cell::of_text(formula::unguard(field))).enumerate().collect(),
+        })?;
     }
     if row == 0 {
         header_event(&[], visit)?;
@@ -520,7 +578,11 @@ fn json_cell(value: serde_json::Value) -> Cell {
     }
 }
 
-fn read_ndjson(file: &mut File, keys: &[String], visit: &mut impl FnMut(Event) -> Result<(), AppError>) -> Result<(), AppError> {
+fn read_ndjson(
+    file: &mut File,
+    keys: &[String],
+    visit: &mut impl FnMut(Event) -> Result<(), AppError>,
+) -> Result<(), AppError> {
     header_event(keys, visit)?;
     let index: HashMap<&str, usize> = keys.iter().enumerate().map(|(i, key)| (key.as_str(), i)).collect();
     let mut reader = BufReader::with_capacity(BLOCK, file);
@@ -533,8 +595,12 @@ fn read_ndjson(file: &mut File, keys: &[String], visit: &mut impl FnMut(Event) -
         // Row 1 is the header a spreadsheet would have, so line n is row n + 1.
         row += 1;
         if !line.iter().all(u8::is_ascii_whitespace) {
-            let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&line).map_err(|e| ndjson_error(row - 1, byte, &e))?;
-            let cells = object.into_iter().filter_map(|(key, value)| Some((*index.get(key.as_str())?, json_cell(value)))).collect();
+            let object: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_slice(&line).map_err(|e| ndjson_error(row - 1, byte, &e))?;
+            let cells = object
+                .into_iter()
+                .filter_map(|(key, value)| Some((*index.get(key.as_str())?, json_cell(value))))
+                .collect();
             visit(Event::Row { row, cells })?;
         }
         byte += read as u64;
@@ -560,7 +626,9 @@ fn workbook_cell(data: DataRef) -> Cell {
         DataRef::Float(number) => number_cell(number),
         DataRef::Bool(flag) => Cell::Given(Value::Boolean(flag)),
         DataRef::DateTime(moment) => match moment.as_datetime() {
-            Some(at) if at.time() == chrono::NaiveTime::MIN => Cell::Given(Value::Text(at.format("%Y-%m-%d").to_string())),
+            Some(at) if at.time() == chrono::NaiveTime::MIN => {
+                Cell::Given(Value::Text(at.format("%Y-%m-%d").to_string()))
+            }
             Some(at) => Cell::Given(Value::Text(at.format("%Y-%m-%d %H:%M:%S").to_string())),
             None => number_cell(moment.as_f64()),
         },

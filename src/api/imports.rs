@@ -14,10 +14,10 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::auth::{Auth, Read, Write, Caller, Restrictable};
+use crate::api::auth::{Auth, Caller, Read, Restrictable, Write};
 use crate::api::error::Problem;
-use crate::api::openapi::{MultipartUpload, UploadedFile};
 use crate::api::import_files::{self, Event, TextEncoding, Upload};
+use crate::api::openapi::{MultipartUpload, UploadedFile};
 use crate::api::runs::prefers_async;
 use crate::api::spreadsheet::{CSV, NDJSON, XLSX};
 use crate::api::{blocking_failed, AppState};
@@ -149,8 +149,12 @@ fn is_multipart(content_type: &str) -> bool {
 /// .csv on Windows, or none), else by the part's own content type; `None` when neither
 /// tells (no extension we know, and no type or `application/octet-stream`): then the
 /// content does (`import_files::sniff_format`).
-fn format_of_part(file_name: Option<&str>, content_type: &str) -> Result<Option<(ImportFormat, Option<TextEncoding>)>, AppError> {
-    let extension = file_name.and_then(|name| name.rsplit_once('.')).map(|(_, extension)| extension.to_ascii_lowercase());
+fn format_of_part(
+    file_name: Option<&str>,
+    content_type: &str,
+) -> Result<Option<(ImportFormat, Option<TextEncoding>)>, AppError> {
+    let extension =
+        file_name.and_then(|name| name.rsplit_once('.')).map(|(_, extension)| extension.to_ascii_lowercase());
     let by_name = match extension.as_deref() {
         Some("csv" | "txt") => Some(ImportFormat::Csv),
         Some("xlsx") => Some(ImportFormat::Xlsx),
@@ -172,7 +176,10 @@ fn format_of_part(file_name: Option<&str>, content_type: &str) -> Result<Option<
 fn format_of(content_type: &str) -> Result<(ImportFormat, Option<TextEncoding>), AppError> {
     let mut parts = content_type.split(';').map(str::trim);
     let media_type = parts.next().unwrap_or("").to_ascii_lowercase();
-    let charset = parts.filter_map(|part| part.split_once('=')).find(|(name, _)| name.trim().eq_ignore_ascii_case("charset")).map(|(_, value)| value.trim().trim_matches('"').to_ascii_lowercase());
+    let charset = parts
+        .filter_map(|part| part.split_once('='))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, value)| value.trim().trim_matches('"').to_ascii_lowercase());
     let format = match media_type.as_str() {
         CSV => ImportFormat::Csv,
         NDJSON | "application/ndjson" | "application/jsonl" => ImportFormat::Ndjson,
@@ -204,12 +211,18 @@ async fn spool(mut upload: Upload, mut gathered: Vec<u8>) -> Result<(Upload, Vec
 /// Writes a body (or a part of one) to a spooled file of `format`. The body is gathered
 /// a megabyte at a time and written to the file on the blocking pool, so that no file
 /// write runs on an async worker.
-async fn spool_body<E: std::fmt::Display>(format: ImportFormat, declared: Option<TextEncoding>, body: impl futures_util::Stream<Item = Result<web::Bytes, E>>) -> Result<Upload, AppError> {
-    let mut upload = web::block(move || Upload::new(format, declared)).await.map_err(blocking_failed("reading the upload"))??;
+async fn spool_body<E: std::fmt::Display>(
+    format: ImportFormat,
+    declared: Option<TextEncoding>,
+    body: impl futures_util::Stream<Item = Result<web::Bytes, E>>,
+) -> Result<Upload, AppError> {
+    let mut upload =
+        web::block(move || Upload::new(format, declared)).await.map_err(blocking_failed("reading the upload"))??;
     let mut body = std::pin::pin!(body);
     let mut gathered = Vec::with_capacity(SPOOL_CHUNK);
     while let Some(piece) = body.next().await {
-        let piece = piece.map_err(|e| AppError::bad_request("body_unreadable", format!("the upload broke off: {e}")))?;
+        let piece =
+            piece.map_err(|e| AppError::bad_request("body_unreadable", format!("the upload broke off: {e}")))?;
         gathered.extend_from_slice(&piece);
         if gathered.len() >= SPOOL_CHUNK {
             (upload, gathered) = spool(upload, gathered).await?;
@@ -232,15 +245,23 @@ async fn spool_multipart(request: &HttpRequest, body: web::Payload) -> Result<Up
         match (part.name(), &upload) {
             (Some("file"), None) => {}
             (Some("file"), Some(_)) => return Err(invalid_multipart("send one part named file; this body has two")),
-            (name, _) => return Err(invalid_multipart(format!("send the file as the one part named file; this body has a part named {:?}", name.unwrap_or("")))),
+            (name, _) => {
+                return Err(invalid_multipart(format!(
+                    "send the file as the one part named file; this body has a part named {:?}",
+                    name.unwrap_or("")
+                )))
+            }
         }
-        let file_name = part.content_disposition().and_then(|disposition| disposition.get_filename()).map(str::to_string);
+        let file_name =
+            part.content_disposition().and_then(|disposition| disposition.get_filename()).map(str::to_string);
         let content_type = part.content_type().map(|mime| mime.to_string()).unwrap_or_default();
         let told = format_of_part(file_name.as_deref(), &content_type)?;
         let (format, declared) = told.unwrap_or((ImportFormat::Csv, None));
         let mut spooled = spool_body(format, declared, part).await?;
         if told.is_none() {
-            spooled = web::block(move || import_files::sniff_format(spooled)).await.map_err(blocking_failed("reading the upload"))??;
+            spooled = web::block(move || import_files::sniff_format(spooled))
+                .await
+                .map_err(blocking_failed("reading the upload"))??;
         }
         upload = Some(spooled);
     }
@@ -252,7 +273,15 @@ fn location(id: &str) -> String {
 }
 
 /// Runs a checked import to its end and records how it ended.
-fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOptions, caller: &Caller, mut upload: Upload, checked: import_files::Checked) -> Result<ImportRow, AppError> {
+fn run(
+    conn: &mut DbConnection,
+    state: &AppState,
+    id: &str,
+    options: &ImportOptions,
+    caller: &Caller,
+    mut upload: Upload,
+    checked: import_files::Checked,
+) -> Result<ImportRow, AppError> {
     let actor = caller.name.as_str();
     let provenance = Provenance::new(actor, Source::Import, Some(format!("import {id}")));
     let progress_pool = matches!(conn, DbConnection::Mysql(_)).then(|| state.db.pool().clone());
@@ -263,7 +292,8 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
         // MySQL takes the progress on another connection while the import's own
         // transaction is open, once a second; SQLite has one writer, so it stays in
         // memory there.
-        if let Some(pool) = progress_pool.as_ref().filter(|_| written_at.elapsed() >= std::time::Duration::from_secs(1)) {
+        if let Some(pool) = progress_pool.as_ref().filter(|_| written_at.elapsed() >= std::time::Duration::from_secs(1))
+        {
             if let Ok(mut other) = pool.get_timeout(std::time::Duration::from_millis(200)) {
                 let _ = store::progress(&mut other.conn, id, tally.rows_done);
                 written_at = std::time::Instant::now();
@@ -276,18 +306,39 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
     let mut planning = if matches!(conn, DbConnection::Mysql(_)) { state.db.try_spare() } else { None };
     // An atomic import writes new customers on a second spare too, in an XA branch that
     // commits with it (MySQL outside Galera; `store::import_branches`).
-    let mut second = if planning.is_some() && (options.atomic || options.dry_run) && crate::db::supports_xa(conn) { state.db.try_spare() } else { None };
-    let outcome = store::import(conn, planning.as_mut().map(|spare| spare.conn()), second.as_mut().map(|spare| spare.conn()), options, provenance, caller.restriction(), progress, |importer: &mut store::Importer| {
-        importer.expect_rows(checked.rows_total);
-        import_files::read_rows(&mut upload, &checked, |event| match event {
-            Event::Header { columns, unknown } => importer.header(columns, unknown),
-            Event::Row { row, cells } => importer.row(row, cells),
-        })
-    });
+    let mut second = if planning.is_some() && (options.atomic || options.dry_run) && crate::db::supports_xa(conn) {
+        state.db.try_spare()
+    } else {
+        None
+    };
+    let outcome = store::import(
+        conn,
+        planning.as_mut().map(|spare| spare.conn()),
+        second.as_mut().map(|spare| spare.conn()),
+        options,
+        provenance,
+        caller.restriction(),
+        progress,
+        |importer: &mut store::Importer| {
+            importer.expect_rows(checked.rows_total);
+            import_files::read_rows(&mut upload, &checked, |event| match event {
+                Event::Header { columns, unknown } => importer.header(columns, unknown),
+                Event::Row { row, cells } => importer.row(row, cells),
+            })
+        },
+    );
     let (status, report) = match &outcome {
-        Ok(tally) if options.atomic && !options.dry_run && tally.error_count > 0 => (ImportStatus::Rejected, Report { tally: tally.clone(), failure: None }),
+        Ok(tally) if options.atomic && !options.dry_run && tally.error_count > 0 => {
+            (ImportStatus::Rejected, Report { tally: tally.clone(), failure: None })
+        }
         Ok(tally) => (ImportStatus::Succeeded, Report { tally: tally.clone(), failure: None }),
-        Err(error) => (ImportStatus::Failed, Report { tally: Tally { errors: error.row_errors.clone(), ..Tally::default() }, failure: Some(format!("{}: {}", error.code, error.detail)) }),
+        Err(error) => (
+            ImportStatus::Failed,
+            Report {
+                tally: Tally { errors: error.row_errors.clone(), ..Tally::default() },
+                failure: Some(format!("{}: {}", error.code, error.detail)),
+            },
+        ),
     };
     // The stored row takes over from the progress in memory only once it holds the end.
     let row = store::finish(conn, id, status, &report);
@@ -320,7 +371,13 @@ fn run(conn: &mut DbConnection, state: &AppState, id: &str, options: &ImportOpti
         (status = 415, description = "`unsupported_media_type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`import_rejected` (atomic, with bad rows: nothing was written; `row_errors` lists every error), `unknown_columns`, `repeated_columns`, `code_column_missing`, `transaction_too_large` (an atomic import above a Galera cluster's write-set limits; nothing was written)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, request: HttpRequest, query: web::Query<ImportQuery>, body: web::Payload) -> Result<HttpResponse, AppError> {
+pub async fn import_customers(
+    state: web::Data<AppState>,
+    auth: Auth<Write, Restrictable>,
+    request: HttpRequest,
+    query: web::Query<ImportQuery>,
+    body: web::Payload,
+) -> Result<HttpResponse, AppError> {
     let content_type = content_type_of(&request);
     let upload = if is_multipart(content_type) {
         spool_multipart(&request, body).await?
@@ -337,7 +394,9 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
         ignore_unknown_columns: query.ignore_unknown_columns.unwrap_or(false),
     };
     let mut upload = upload;
-    let (upload, checked) = web::block(move || import_files::check(&mut upload).map(|checked| (upload, checked))).await.map_err(blocking_failed("reading the upload"))??;
+    let (upload, checked) = web::block(move || import_files::check(&mut upload).map(|checked| (upload, checked)))
+        .await
+        .map_err(blocking_failed("reading the upload"))??;
     let id = uuid::Uuid::new_v4().to_string();
     let caller = auth.caller;
     // Known to run here before its row exists, so that no sweep takes it for abandoned.
@@ -345,7 +404,8 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
     let started = state
         .db
         .run({
-            let (id, options, actor, rows_total) = (id.clone(), options.clone(), caller.name.clone(), checked.rows_total);
+            let (id, options, actor, rows_total) =
+                (id.clone(), options.clone(), caller.name.clone(), checked.rows_total);
             move |conn| store::start(conn, &id, format, &options, &actor, rows_total)
         })
         .await
@@ -368,7 +428,10 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
     });
     if prefers_async(&request) {
         let import = Import::of(started, None)?;
-        return Ok(HttpResponse::Accepted().insert_header(("Location", location(&id))).insert_header(("Preference-Applied", "respond-async")).json(import));
+        return Ok(HttpResponse::Accepted()
+            .insert_header(("Location", location(&id)))
+            .insert_header(("Preference-Applied", "respond-async"))
+            .json(import));
     }
     let finished = work.await.unwrap_or_else(|_| Err(AppError::internal("the import's task stopped")))?;
     let import = Import::of(finished, None)?;
@@ -377,7 +440,12 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
             row_errors: import.errors,
             ..AppError::validation(
                 "import_rejected",
-                format!("{} of {} rows have errors ({} in all); nothing was written", import.failed.unwrap_or_default(), import.rows_done, import.error_count.unwrap_or_default()),
+                format!(
+                    "{} of {} rows have errors ({} in all); nothing was written",
+                    import.failed.unwrap_or_default(),
+                    import.rows_done,
+                    import.error_count.unwrap_or_default()
+                ),
                 Vec::new(),
             )
         });
@@ -395,7 +463,11 @@ pub async fn import_customers(state: web::Data<AppState>, auth: Auth<Write, Rest
         (status = 200, description = "The import: `running` with `rows_done` (and `rows_total`), then its report", body = Import),
         (status = 404, description = "`import_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    auth: Auth<Read, Restrictable>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let in_memory = state.imports.rows_done(&id);
     let running = state.imports.clone();
@@ -405,7 +477,10 @@ pub async fn get(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, pat
             let row = store::get(conn, &id)?;
             // A running import that no process runs is recorded as interrupted before
             // it is shown, so that it never shows `running` for nobody.
-            if row.status == ImportStatus::Running && in_memory.is_none() && !store::settle_interrupted(conn, || running.ids())?.is_empty() {
+            if row.status == ImportStatus::Running
+                && in_memory.is_none()
+                && !store::settle_interrupted(conn, || running.ids())?.is_empty()
+            {
                 return store::get(conn, &id);
             }
             Ok(row)

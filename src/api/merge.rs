@@ -87,7 +87,13 @@ impl From<Taken> for MergeTaken {
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (no duplicates, more than 100, the survivor among them), `customers_not_found`, `invalid_attributes`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn merge(state: web::Data<AppState>, auth: Auth<Admin>, path: web::Path<String>, if_match: IfMatch, body: web::Json<MergeBody>) -> Result<HttpResponse, AppError> {
+pub async fn merge(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    path: web::Path<String>,
+    if_match: IfMatch,
+    body: web::Json<MergeBody>,
+) -> Result<HttpResponse, AppError> {
     let survivor = path.into_inner();
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
@@ -105,7 +111,14 @@ pub async fn merge(state: web::Data<AppState>, auth: Auth<Admin>, path: web::Pat
     }
     let reason = errors.check(parse_reason(body.reason.as_deref()));
     errors.finish()?;
-    let request = MergeRequest { survivor, duplicates, reason: reason.flatten(), dry_run: body.dry_run, actor: auth.caller.name, expected: if_match.0 };
+    let request = MergeRequest {
+        survivor,
+        duplicates,
+        reason: reason.flatten(),
+        dry_run: body.dry_run,
+        actor: auth.caller.name,
+        expected: if_match.0,
+    };
     let outcome = state.db.run(move |conn| store::merge(conn, &request)).await?;
     let survivor = Customer::from(outcome.survivor);
     let version = survivor.version;

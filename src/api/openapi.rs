@@ -1,14 +1,20 @@
 //! The OpenAPI 3.1 document, generated from the handlers and types.
 
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use std::borrow::Cow;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
-use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType,
+    Type,
+};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
-use super::{api_keys, assignments, attributes, categories, customers, data_quality, duplicates, events, exports, health, imports, merge, reports, rules, runs, schemes, transactions, webhooks};
+use super::{
+    api_keys, assignments, attributes, categories, customers, data_quality, duplicates, events, exports, health,
+    imports, merge, reports, rules, runs, schemes, transactions, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -97,13 +103,22 @@ impl Modify for CommonResponses {
                     }
                     let description = match status {
                         "413" => {
-                            let limit = if super::BULK_PATHS.contains(&path.as_str()) { super::BULK_JSON_BODY_LIMIT } else { super::JSON_BODY_LIMIT };
+                            let limit = if super::BULK_PATHS.contains(&path.as_str()) {
+                                super::BULK_JSON_BODY_LIMIT
+                            } else {
+                                super::JSON_BODY_LIMIT
+                            };
                             format!("{description}: {} MiB", limit / (1024 * 1024))
                         }
                         _ => description.to_string(),
                     };
                     operation.responses.responses.entry(status.to_string()).or_insert_with(|| {
-                        RefOr::T(ResponseBuilder::new().description(description).content(PROBLEM_JSON, problem.clone()).build())
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(PROBLEM_JSON, problem.clone())
+                                .build(),
+                        )
                     });
                 }
             }
@@ -124,7 +139,10 @@ fn attribute_value_schema(nullable: bool) -> RefOr<Schema> {
         .item(kind(Type::Boolean, "boolean"));
     match nullable {
         false => value.description(Some("A value of the attribute's type")).into(),
-        true => value.item(kind(Type::Null, "removes the value")).description(Some("A value of the attribute's type, or null to remove it")).into(),
+        true => value
+            .item(kind(Type::Null, "removes the value"))
+            .description(Some("A value of the attribute's type, or null to remove it"))
+            .into(),
     }
 }
 
@@ -181,7 +199,11 @@ impl utoipa::PartialSchema for Condition {
             .additional_properties(Some(AdditionalProperties::FreeForm(false)))
             .description(Some("A comparison"))
             .build();
-        let not = ObjectBuilder::new().property("not", itself()).required("not").additional_properties(Some(AdditionalProperties::FreeForm(false))).build();
+        let not = ObjectBuilder::new()
+            .property("not", itself())
+            .required("not")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .build();
         OneOfBuilder::new()
             .item(group("all", "Every condition holds"))
             .item(group("any", "At least one condition holds"))
@@ -275,12 +297,35 @@ pub struct EventData;
 
 impl utoipa::PartialSchema for EventData {
     fn schema() -> RefOr<Schema> {
-        let text = |description: &str| ObjectBuilder::new().schema_type(Type::String).description(Some(description)).build();
-        let nullable_text = |description: &str| ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Null])).description(Some(description)).build();
-        let integer = |description: &str| ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))).description(Some(description)).build();
-        let nullable_integer =
-            |description: &str| ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::Integer, Type::Null])).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))).description(Some(description)).build();
-        let moment = |description: &str| ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))).description(Some(description)).build();
+        let text =
+            |description: &str| ObjectBuilder::new().schema_type(Type::String).description(Some(description)).build();
+        let nullable_text = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .description(Some(description))
+                .build()
+        };
+        let integer = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .description(Some(description))
+                .build()
+        };
+        let nullable_integer = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .description(Some(description))
+                .build()
+        };
+        let moment = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                .description(Some(description))
+                .build()
+        };
         ObjectBuilder::new()
             .description(Some("The event's details; which fields an event has depends on its `type`"))
             .property("customer", text("`customer.*`, `classification.changed`: the customer's code (for `customer.merged`, the survivor)"))
@@ -348,7 +393,18 @@ macro_rules! named_after_type {
     )+};
 }
 
-named_after_type!(AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines, UploadedFile, MultipartUpload, EventData);
+named_after_type!(
+    AttributeValue,
+    AttributeValueOrNull,
+    Condition,
+    Moment,
+    Workbook,
+    CsvTable,
+    NdjsonLines,
+    UploadedFile,
+    MultipartUpload,
+    EventData
+);
 
 /// The document as `custclass openapi` prints it and `openapi/openapi.json` stores it.
 pub fn document_json() -> String {

@@ -49,15 +49,14 @@ pub fn encode<T: Serialize>(value: &T) -> String {
 }
 
 pub fn decode<T: DeserializeOwned>(text: &str) -> Result<T, AppError> {
-    URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .ok_or_else(invalid)
+    URL_SAFE_NO_PAD.decode(text).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok()).ok_or_else(invalid)
 }
 
 pub fn invalid() -> AppError {
-    AppError::bad_request("invalid_cursor", "the cursor is not one this service issued for this list; start again without it")
+    AppError::bad_request(
+        "invalid_cursor",
+        "the cursor is not one this service issued for this list; start again without it",
+    )
 }
 
 /// `limit` of a list: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
@@ -69,10 +68,8 @@ pub fn parse_limit(text: Option<&str>) -> Result<i64, AppError> {
 pub fn parse_limit_within(text: Option<&str>, default: i64, max: i64) -> Result<i64, AppError> {
     match text {
         None => Ok(default),
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|limit| (1..=max).contains(limit))
-            .ok_or_else(|| AppError::bad_request("invalid_query", format!("limit must be a whole number from 1 to {max}"))),
+        Some(text) => text.parse::<i64>().ok().filter(|limit| (1..=max).contains(limit)).ok_or_else(|| {
+            AppError::bad_request("invalid_query", format!("limit must be a whole number from 1 to {max}"))
+        }),
     }
 }

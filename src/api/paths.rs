@@ -60,7 +60,10 @@ fn decode_unreserved(path: &str) -> String {
 }
 
 /// Middleware, outermost: rewrites the request's path to its normal spelling.
-pub async fn normalize(mut req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+pub async fn normalize(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     if let Some(path) = normalized(req.path()) {
         let mut parts = req.uri().clone().into_parts();
         let path_and_query = match parts.path_and_query.as_ref().and_then(PathAndQuery::query) {

@@ -12,13 +12,16 @@ use utoipa::ToSchema;
 use crate::api::auth::{Auth, Read, Restrictable};
 use crate::api::customers::parse_filter;
 use crate::api::error::Problem;
+use crate::api::openapi::{CsvTable, Workbook};
 use crate::api::paging;
 use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
-use crate::api::openapi::{CsvTable, Workbook};
 use crate::api::{AppState, FieldErrors, Page};
 use crate::db::{Db, DbConnection, Spare};
 use crate::domain::history::{Direction, Source};
-use crate::domain::report::{check_depth, end_of, ensure_not_future, level_of, parse_day, rolled_up, share, tree_tallies, Measure, MeasureValues, Period, Tally};
+use crate::domain::report::{
+    check_depth, end_of, ensure_not_future, level_of, parse_day, rolled_up, share, tree_tallies, Measure,
+    MeasureValues, Period, Tally,
+};
 use crate::domain::FieldError;
 use crate::error::AppError;
 use crate::store::categories::{self as category_store, CategoryView};
@@ -48,7 +51,10 @@ impl Params {
                 return Err(AppError::bad_request("invalid_query", format!("unknown query parameter {key:?}")));
             }
             if params.pairs.insert(key.clone(), value).is_some() {
-                return Err(AppError::bad_request("invalid_query", format!("query parameter {key:?} is given more than once")));
+                return Err(AppError::bad_request(
+                    "invalid_query",
+                    format!("query parameter {key:?} is given more than once"),
+                ));
             }
         }
         Ok(params)
@@ -97,7 +103,8 @@ impl Params {
 
     fn labelled<T>(&mut self, key: &str, parse: fn(&str) -> Option<T>, labels: &[&str]) -> Option<T> {
         let text = self.get(key)?.to_string();
-        self.errors.check(parse(&text).ok_or_else(|| FieldError::new(key, format!("must be one of {}", labels.join(", ")))))
+        self.errors
+            .check(parse(&text).ok_or_else(|| FieldError::new(key, format!("must be one of {}", labels.join(", ")))))
     }
 }
 
@@ -114,7 +121,10 @@ fn report_scheme(conn: &mut DbConnection, code: &str) -> Result<SchemeRow, AppEr
 
 /// `depth` checked against the scheme's code rule, with the field named.
 fn checked_depth(scheme: &SchemeRow, field: &str, depth: Option<usize>) -> Result<Option<usize>, AppError> {
-    depth.map(|depth| check_depth(field, &scheme.code_rule, depth)).transpose().map_err(|error| AppError::invalid_fields(vec![error]))
+    depth
+        .map(|depth| check_depth(field, &scheme.code_rule, depth))
+        .transpose()
+        .map_err(|error| AppError::invalid_fields(vec![error]))
 }
 
 fn moment(as_of: Option<NaiveDateTime>) -> DateTime<Utc> {
@@ -175,9 +185,17 @@ pub struct Distribution {
 
 impl Distribution {
     fn sheet(&self) -> Sheet {
-        let mut header: Vec<String> = ["code", "name", "depth", "rank", "customers", "subtree_customers", "share"].map(String::from).to_vec();
+        let mut header: Vec<String> =
+            ["code", "name", "depth", "rank", "customers", "subtree_customers", "share"].map(String::from).to_vec();
         header.extend(self.total.measures.columns().into_iter().map(|(name, _)| name.to_string()));
-        let mut sheet = Sheet::new(format!("distribution-{}-{}", self.scheme, file_day(Some(self.as_of.naive_utc() + chrono::Duration::microseconds(1)))), header);
+        let mut sheet = Sheet::new(
+            format!(
+                "distribution-{}-{}",
+                self.scheme,
+                file_day(Some(self.as_of.naive_utc() + chrono::Duration::microseconds(1)))
+            ),
+            header,
+        );
         for row in &self.rows {
             let mut cells = vec![
                 Cell::from(row.code.clone()),
@@ -191,7 +209,15 @@ impl Distribution {
             cells.extend(measure_cells(&row.measures));
             sheet.rows.push(cells);
         }
-        let mut total = vec![Cell::Empty, Cell::from("total"), Cell::Empty, Cell::Empty, Cell::Integer(self.total.customers), Cell::Integer(self.total.customers), Cell::Decimal(share(self.total.customers, self.population))];
+        let mut total = vec![
+            Cell::Empty,
+            Cell::from("total"),
+            Cell::Empty,
+            Cell::Empty,
+            Cell::Integer(self.total.customers),
+            Cell::Integer(self.total.customers),
+            Cell::Decimal(share(self.total.customers, self.population)),
+        ];
         total.extend(measure_cells(&self.total.measures));
         sheet.rows.push(total);
         sheet
@@ -199,11 +225,15 @@ impl Distribution {
 }
 
 fn measure_cells(values: &MeasureValues) -> Vec<Cell> {
-    values.columns().into_iter().map(|(name, value)| match value {
-        None => Cell::Empty,
-        Some(text) if name == "sum_orders_12m" => text.parse().map_or(Cell::Text(text), Cell::Integer),
-        Some(text) => Cell::Decimal(text),
-    }).collect()
+    values
+        .columns()
+        .into_iter()
+        .map(|(name, value)| match value {
+            None => Cell::Empty,
+            Some(text) if name == "sum_orders_12m" => text.parse().map_or(Cell::Text(text), Cell::Integer),
+            Some(text) => Cell::Decimal(text),
+        })
+        .collect()
 }
 
 /// The parameters the distribution and the cross-tab share: what to count, as of
@@ -259,7 +289,12 @@ pub struct ReportScope {
         (status = 406, description = "`not_acceptable`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (depth, measures, as_of), `filter_not_historical`, `scheme_not_found` or `category_not_found` in a filter", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn distribution(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, req: HttpRequest, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
+pub async fn distribution(
+    state: web::Data<AppState>,
+    auth: Auth<Read, Restrictable>,
+    req: HttpRequest,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
     let format = Format::negotiate(&req)?;
     let mut params = Params::read(query.into_inner(), &["scheme", "depth", "measures", "as_of", "filters"])?;
     let scheme_code = params.required("scheme");
@@ -285,14 +320,24 @@ pub async fn distribution(state: web::Data<AppState>, auth: Auth<Read, Restricta
     respond(format, &report, || report.sheet())
 }
 
-fn build_distribution(scheme: &SchemeRow, categories: &[CategoryView], cells: &HashMap<store::CellKey, Tally>, depth: Option<usize>, measures: Vec<Measure>, as_of: Option<NaiveDateTime>) -> Distribution {
+fn build_distribution(
+    scheme: &SchemeRow,
+    categories: &[CategoryView],
+    cells: &HashMap<store::CellKey, Tally>,
+    depth: Option<usize>,
+    measures: Vec<Measure>,
+    as_of: Option<NaiveDateTime>,
+) -> Distribution {
     let width = measures.len();
     let (direct, unclassified) = store::by_first_axis(cells, width);
     let known: HashMap<&str, &CategoryView> = categories.iter().map(|view| (view.row.code.as_str(), view)).collect();
     // Codes seen in history whose category is gone still get a row, under their own code.
     let mut codes: BTreeSet<&str> = known.keys().copied().collect();
     codes.extend(direct.keys().map(String::as_str));
-    let codes: Vec<&str> = codes.into_iter().filter(|code| depth.is_none_or(|depth| level_of(&scheme.code_rule, code).is_none_or(|level| level <= depth))).collect();
+    let codes: Vec<&str> = codes
+        .into_iter()
+        .filter(|code| depth.is_none_or(|depth| level_of(&scheme.code_rule, code).is_none_or(|level| level <= depth)))
+        .collect();
     let tallies = tree_tallies(&scheme.code_rule, &codes, &direct, width);
     let mut population = unclassified.clone();
     for tally in direct.values() {
@@ -387,7 +432,13 @@ impl Crosstab {
     fn sheet(&self) -> Sheet {
         let values = |cell: &CrosstabCell| -> Vec<(String, Cell)> {
             let mut values = vec![("customers".to_string(), Cell::Integer(cell.customers))];
-            values.extend(cell.measures.columns().into_iter().map(|(name, _)| name.to_string()).zip(measure_cells(&cell.measures)));
+            values.extend(
+                cell.measures
+                    .columns()
+                    .into_iter()
+                    .map(|(name, _)| name.to_string())
+                    .zip(measure_cells(&cell.measures)),
+            );
             values
         };
         let column_name = |entry: &AxisEntry| entry.code.clone().unwrap_or_else(|| "unclassified".to_string());
@@ -396,7 +447,15 @@ impl Crosstab {
             header.extend(values(cell).into_iter().map(|(name, _)| format!("{}.{name}", column_name(entry))));
         }
         header.extend(values(&self.totals.total).into_iter().map(|(name, _)| format!("total.{name}")));
-        let mut sheet = Sheet::new(format!("crosstab-{}-{}-{}", self.rows_scheme, self.cols_scheme, file_day(Some(self.as_of.naive_utc() + chrono::Duration::microseconds(1)))), header);
+        let mut sheet = Sheet::new(
+            format!(
+                "crosstab-{}-{}-{}",
+                self.rows_scheme,
+                self.cols_scheme,
+                file_day(Some(self.as_of.naive_utc() + chrono::Duration::microseconds(1)))
+            ),
+            header,
+        );
         for row in self.rows.iter().chain(std::iter::once(&self.totals)) {
             let mut cells = vec![Cell::from(row.code.clone()), Cell::from(row.name.clone())];
             for cell in row.cells.iter().chain(std::iter::once(&row.total)) {
@@ -431,9 +490,17 @@ impl Crosstab {
         (status = 406, description = "`not_acceptable`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (rows equal to cols, depths, measures, as_of), `filter_not_historical`, unknown filter scheme or category", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn crosstab(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, req: HttpRequest, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
+pub async fn crosstab(
+    state: web::Data<AppState>,
+    auth: Auth<Read, Restrictable>,
+    req: HttpRequest,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
     let format = Format::negotiate(&req)?;
-    let mut params = Params::read(query.into_inner(), &["rows", "cols", "rows_depth", "cols_depth", "measures", "as_of", "filters"])?;
+    let mut params = Params::read(
+        query.into_inner(),
+        &["rows", "cols", "rows_depth", "cols_depth", "measures", "as_of", "filters"],
+    )?;
     let rows_code = params.required("rows");
     let cols_code = params.required("cols");
     if rows_code.is_some() && rows_code == cols_code {
@@ -458,9 +525,26 @@ pub async fn crosstab(state: web::Data<AppState>, auth: Auth<Read, Restrictable>
             let row_categories = category_store::list(conn, &rows_scheme.code, None)?;
             let col_categories = category_store::list(conn, &cols_scheme.code, None)?;
             let mut spare = helper(&db, conn, !measures.is_empty());
-            let cells = store::tally(conn, spare.as_mut().map(Spare::conn), &[&rows_scheme, &cols_scheme], &filters, &measures, as_of)?;
-            let rows_axis = Axis::new(&rows_scheme, &row_categories, rows_depth, cells.keys().filter_map(|(row, _)| row.as_deref()));
-            let cols_axis = Axis::new(&cols_scheme, &col_categories, cols_depth, cells.keys().filter_map(|(_, col)| col.as_deref()));
+            let cells = store::tally(
+                conn,
+                spare.as_mut().map(Spare::conn),
+                &[&rows_scheme, &cols_scheme],
+                &filters,
+                &measures,
+                as_of,
+            )?;
+            let rows_axis = Axis::new(
+                &rows_scheme,
+                &row_categories,
+                rows_depth,
+                cells.keys().filter_map(|(row, _)| row.as_deref()),
+            );
+            let cols_axis = Axis::new(
+                &cols_scheme,
+                &col_categories,
+                cols_depth,
+                cells.keys().filter_map(|(_, col)| col.as_deref()),
+            );
             Ok(build_crosstab(&rows_axis, &cols_axis, &cells, measures, as_of))
         })
         .await?;
@@ -478,17 +562,27 @@ struct Axis<'a> {
 impl<'a> Axis<'a> {
     /// The categories on level `depth` and the leaves above it, plus the codes seen in
     /// the tally that no longer exist, then unclassified.
-    fn new(scheme: &'a SchemeRow, categories: &[CategoryView], depth: usize, seen: impl Iterator<Item = &'a str>) -> Self {
-        let names: HashMap<&str, &str> = categories.iter().map(|view| (view.row.code.as_str(), view.row.name.as_str())).collect();
+    fn new(
+        scheme: &'a SchemeRow,
+        categories: &[CategoryView],
+        depth: usize,
+        seen: impl Iterator<Item = &'a str>,
+    ) -> Self {
+        let names: HashMap<&str, &str> =
+            categories.iter().map(|view| (view.row.code.as_str(), view.row.name.as_str())).collect();
         let mut codes: BTreeSet<String> = categories
             .iter()
             .filter(|view| view.row.level as usize == depth || (view.is_leaf && (view.row.level as usize) < depth))
             .map(|view| view.row.code.clone())
             .collect();
         codes.extend(seen.map(|code| rolled_up(&scheme.code_rule, code, depth).to_string()));
-        let mut entries: Vec<AxisEntry> = codes.into_iter().map(|code| AxisEntry { name: names.get(code.as_str()).map(|name| name.to_string()), code: Some(code) }).collect();
+        let mut entries: Vec<AxisEntry> = codes
+            .into_iter()
+            .map(|code| AxisEntry { name: names.get(code.as_str()).map(|name| name.to_string()), code: Some(code) })
+            .collect();
         entries.push(AxisEntry { code: None, name: Some(UNCLASSIFIED.to_string()) });
-        let position = entries.iter().enumerate().filter_map(|(index, entry)| Some((entry.code.clone()?, index))).collect();
+        let position =
+            entries.iter().enumerate().filter_map(|(index, entry)| Some((entry.code.clone()?, index))).collect();
         Self { scheme, depth, entries, position }
     }
 
@@ -500,7 +594,13 @@ impl<'a> Axis<'a> {
     }
 }
 
-fn build_crosstab(rows: &Axis, cols: &Axis, cells: &HashMap<store::CellKey, Tally>, measures: Vec<Measure>, as_of: Option<NaiveDateTime>) -> Crosstab {
+fn build_crosstab(
+    rows: &Axis,
+    cols: &Axis,
+    cells: &HashMap<store::CellKey, Tally>,
+    measures: Vec<Measure>,
+    as_of: Option<NaiveDateTime>,
+) -> Crosstab {
     let width = measures.len();
     let mut matrix = vec![vec![Tally::new(width); cols.entries.len()]; rows.entries.len()];
     for ((row, col), tally) in cells {
@@ -520,7 +620,12 @@ fn build_crosstab(rows: &Axis, cols: &Axis, cells: &HashMap<store::CellKey, Tall
                 column_totals[column].add(tally);
             }
             grand_total.add(&row_total);
-            CrosstabRow { code: entry.code.clone(), name: entry.name.clone(), cells: line.iter().map(cell).collect(), total: cell(&row_total) }
+            CrosstabRow {
+                code: entry.code.clone(),
+                name: entry.name.clone(),
+                cells: line.iter().map(cell).collect(),
+                total: cell(&row_total),
+            }
         })
         .collect();
     Crosstab {
@@ -532,7 +637,12 @@ fn build_crosstab(rows: &Axis, cols: &Axis, cells: &HashMap<store::CellKey, Tall
         population: grand_total.customers,
         columns: cols.entries.clone(),
         rows: body,
-        totals: CrosstabRow { code: None, name: Some("total".to_string()), cells: column_totals.iter().map(cell).collect(), total: cell(&grand_total) },
+        totals: CrosstabRow {
+            code: None,
+            name: Some("total".to_string()),
+            cells: column_totals.iter().map(cell).collect(),
+            total: cell(&grand_total),
+        },
         measures,
     }
 }
@@ -607,7 +717,8 @@ pub struct Transitions {
 
 impl Transitions {
     fn sheet(&self) -> Sheet {
-        let header = ["from_category", "from_name", "to_category", "to_name", "direction", "count"].map(String::from).to_vec();
+        let header =
+            ["from_category", "from_name", "to_category", "to_name", "direction", "count"].map(String::from).to_vec();
         let mut sheet = Sheet::new(format!("transitions-{}-{}-{}", self.scheme, self.from, self.to), header);
         for entry in &self.cells {
             sheet.rows.push(vec![
@@ -655,7 +766,12 @@ fn transition_params(params: &mut Params) -> (Option<String>, Option<Period>, Ba
         (status = 406, description = "`not_acceptable`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: from after to, a period over 10 years, a bad date, basis or source", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn transitions(state: web::Data<AppState>, _auth: Auth<Read>, req: HttpRequest, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
+pub async fn transitions(
+    state: web::Data<AppState>,
+    _auth: Auth<Read>,
+    req: HttpRequest,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
     let format = Format::negotiate(&req)?;
     let mut params = Params::read(query.into_inner(), &["scheme", "from", "to", "basis", "source"])?;
     let (scheme_code, period, basis, source) = transition_params(&mut params);
@@ -691,7 +807,15 @@ pub async fn transitions(state: web::Data<AppState>, _auth: Auth<Read>, req: Htt
                 direction: cell.direction,
                 count: cell.count,
             };
-            Ok(Transitions { scheme: scheme.code.clone(), from: period.from, to: period.to, basis: basis.into(), source, cells: cells.into_iter().map(entry).collect(), totals })
+            Ok(Transitions {
+                scheme: scheme.code.clone(),
+                from: period.from,
+                to: period.to,
+                basis: basis.into(),
+                source,
+                cells: cells.into_iter().map(entry).collect(),
+                totals,
+            })
         })
         .await?;
     respond(format, &report, || report.sheet())
@@ -736,7 +860,10 @@ fn cell_category(params: &mut Params, key: &str) -> Option<Option<String>> {
     if text.is_empty() {
         return Some(None);
     }
-    params.errors.check(crate::domain::category::CategoryCode::parse(key, &text)).map(|code| Some(code.as_str().to_string()))
+    params
+        .errors
+        .check(crate::domain::category::CategoryCode::parse(key, &text))
+        .map(|code| Some(code.as_str().to_string()))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -766,8 +893,15 @@ struct CellCursor {
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn transition_customers(state: web::Data<AppState>, _auth: Auth<Read>, query: web::Query<Vec<(String, String)>>) -> Result<HttpResponse, AppError> {
-    let mut params = Params::read(query.into_inner(), &["scheme", "from", "to", "basis", "source", "from_category", "to_category", "direction", "limit", "cursor"])?;
+pub async fn transition_customers(
+    state: web::Data<AppState>,
+    _auth: Auth<Read>,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, AppError> {
+    let mut params = Params::read(
+        query.into_inner(),
+        &["scheme", "from", "to", "basis", "source", "from_category", "to_category", "direction", "limit", "cursor"],
+    )?;
     let (scheme_code, period, basis, source) = transition_params(&mut params);
     let from = cell_category(&mut params, "from_category");
     let to = cell_category(&mut params, "to_category");
@@ -776,7 +910,16 @@ pub async fn transition_customers(state: web::Data<AppState>, _auth: Auth<Read>,
     params.errors.finish()?;
     let (scheme_code, period) = (scheme_code.expect("checked"), period.expect("checked"));
     let limit = page.limit;
-    let query = CellQuery { period, basis, source, from, to, direction, after: page.after.map(|cursor| cursor.code), limit: limit + 1 };
+    let query = CellQuery {
+        period,
+        basis,
+        source,
+        from,
+        to,
+        direction,
+        after: page.after.map(|cursor| cursor.code),
+        limit: limit + 1,
+    };
     let rows = state
         .db
         .run(move |conn| {
@@ -784,7 +927,8 @@ pub async fn transition_customers(state: web::Data<AppState>, _auth: Auth<Read>,
             store::cell_customers(conn, &scheme, &query)
         })
         .await?;
-    let page: Page<TransitionCustomer> = paging::into_page(rows, limit, |last: &CellCustomer| CellCursor { code: last.code.clone() })?;
+    let page: Page<TransitionCustomer> =
+        paging::into_page(rows, limit, |last: &CellCustomer| CellCursor { code: last.code.clone() })?;
     Ok(HttpResponse::Ok().json(page))
 }
 

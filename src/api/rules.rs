@@ -136,7 +136,8 @@ impl RulePatch {
     fn parse(self) -> Result<RuleChanges, AppError> {
         let mut errors = FieldErrors::default();
         let name = self.name.and_then(|n| errors.check(clean_text("name", &n, 1, NAME_MAX)));
-        let target_category = self.target_category.and_then(|c| errors.check(CategoryCode::parse("target_category", &c)));
+        let target_category =
+            self.target_category.and_then(|c| errors.check(CategoryCode::parse("target_category", &c)));
         errors.finish()?;
         Ok(RuleChanges {
             name,
@@ -159,7 +160,11 @@ impl RulePatch {
         (status = 200, description = "The scheme's rules in the order runs try them", body = Page<Rule>),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    _auth: Auth<Read, Restrictable>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
     let rules = state.db.run(move |conn| store::list(conn, &scheme)).await?;
     Ok(HttpResponse::Ok().json(Page::complete(rules.into_iter().map(Rule::from).collect())))
@@ -177,7 +182,12 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, p
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid_condition` (every bad node in `errors`, `field` being its JSON pointer), `category_not_found`, `category_not_leaf`, `category_inactive`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, path: web::Path<String>, body: web::Json<RuleCreate>) -> Result<HttpResponse, AppError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    _auth: Auth<Admin>,
+    path: web::Path<String>,
+    body: web::Json<RuleCreate>,
+) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
     let new = body.into_inner().parse()?;
     let rule = Rule::from(state.db.run(move |conn| store::create(conn, &scheme, &new)).await?);
@@ -193,7 +203,11 @@ pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, path: web::P
         (status = 200, description = "The rule", body = Rule, headers(("ETag" = String))),
         (status = 404, description = "`scheme_not_found`, `rule_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, path: web::Path<(String, i64)>) -> Result<HttpResponse, AppError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    _auth: Auth<Read, Restrictable>,
+    path: web::Path<(String, i64)>,
+) -> Result<HttpResponse, AppError> {
     let (scheme, id) = path.into_inner();
     let rule = Rule::from(state.db.run(move |conn| store::get(conn, &scheme, id)).await?);
     Ok(ok_versioned(rule.version, &rule))
@@ -236,17 +250,23 @@ pub async fn update(
         (status = 404, description = "`scheme_not_found`, `rule_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete(state: web::Data<AppState>, _auth: Auth<Admin>, path: web::Path<(String, i64)>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
+pub async fn delete(
+    state: web::Data<AppState>,
+    _auth: Auth<Admin>,
+    path: web::Path<(String, i64)>,
+    if_match: IfMatch,
+) -> Result<HttpResponse, AppError> {
     let (scheme, id) = path.into_inner();
     state.db.run(move |conn| store::delete(conn, &scheme, id, if_match.0)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/schemes/{scheme}/rules").route(web::get().to(list)).route(web::post().to(create))).service(
-        web::resource("/schemes/{scheme}/rules/{id}")
-            .route(web::get().to(get))
-            .route(web::patch().to(update))
-            .route(web::delete().to(delete)),
-    );
+    cfg.service(web::resource("/schemes/{scheme}/rules").route(web::get().to(list)).route(web::post().to(create)))
+        .service(
+            web::resource("/schemes/{scheme}/rules/{id}")
+                .route(web::get().to(get))
+                .route(web::patch().to(update))
+                .route(web::delete().to(delete)),
+        );
 }

@@ -8,15 +8,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read};
-use crate::api::paging::{self, PageRequest};
 use crate::api::error::Problem;
+use crate::api::paging::{self, PageRequest};
 use crate::api::{AppState, FieldErrors, Page};
 use crate::domain::customer::CustomerCode;
+use crate::domain::history::Direction;
 use crate::domain::rule::parse_moment;
+use crate::domain::run::{ChangeOutcome, RunStatus, Trigger};
 use crate::error::AppError;
 use crate::store::assignments::MAX_BATCH;
-use crate::domain::history::Direction;
-use crate::domain::run::{ChangeOutcome, RunStatus, Trigger};
 use crate::store::run_batches::RunRequest;
 use crate::store::runs::{self as store, ChangeRow, RunView};
 
@@ -84,7 +84,11 @@ impl From<RunView> for Run {
             rejected: totals.rejected,
             up: totals.up,
             down: totals.down,
-            transitions: totals.transitions.into_iter().map(|t| TransitionCount { from: t.from, to: t.to, count: t.count }).collect(),
+            transitions: totals
+                .transitions
+                .into_iter()
+                .map(|t| TransitionCount { from: t.from, to: t.to, count: t.count })
+                .collect(),
             error: row.error,
             started_at: row.started_at.and_utc(),
             finished_at: row.finished_at.map(|at| at.and_utc()),
@@ -126,18 +130,25 @@ impl From<ChangeRow> for RunChange {
     fn from(row: ChangeRow) -> Self {
         let change = row.change;
         let direction = change.direction();
-        RunChange { customer: change.customer, from: change.from, to: change.to, rule_id: change.rule_id, outcome: change.outcome, detail: change.detail, direction }
+        RunChange {
+            customer: change.customer,
+            from: change.from,
+            to: change.to,
+            rule_id: change.rule_id,
+            outcome: change.outcome,
+            detail: change.detail,
+            direction,
+        }
     }
 }
 
 /// Whether the caller sent `Prefer: respond-async` (RFC 7240).
 pub fn prefers_async(request: &HttpRequest) -> bool {
-    request
-        .headers()
-        .get_all("Prefer")
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|preference| preference.split(';').next().is_some_and(|token| token.trim().eq_ignore_ascii_case("respond-async")))
+    request.headers().get_all("Prefer").filter_map(|value| value.to_str().ok()).flat_map(|value| value.split(',')).any(
+        |preference| {
+            preference.split(';').next().is_some_and(|token| token.trim().eq_ignore_ascii_case("respond-async"))
+        },
+    )
 }
 
 fn run_location(run: &Run) -> String {
@@ -160,22 +171,38 @@ fn run_location(run: &Run) -> String {
         (status = 409, description = "`run_in_progress`, `rule_invalid` (a rule refers to what no longer exists), `scheme_inactive`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`customers_not_found`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, request: HttpRequest, path: web::Path<String>, body: web::Json<RunCreate>) -> Result<HttpResponse, AppError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    auth: Auth<Admin>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<RunCreate>,
+) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
-    let codes: Option<Vec<CustomerCode>> = body
-        .customers
-        .map(|codes| codes.iter().enumerate().filter_map(|(i, code)| errors.check(CustomerCode::parse(&format!("customers[{i}]"), code))).collect());
+    let codes: Option<Vec<CustomerCode>> = body.customers.map(|codes| {
+        codes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, code)| errors.check(CustomerCode::parse(&format!("customers[{i}]"), code)))
+            .collect()
+    });
     let as_of = match &body.as_of {
-        Some(text) => errors.check(parse_moment(text).ok_or_else(|| crate::domain::FieldError::new("as_of", format!("must be an RFC 3339 time or a date {}", crate::domain::MOMENT_RANGE)))),
+        Some(text) => errors.check(parse_moment(text).ok_or_else(|| {
+            crate::domain::FieldError::new(
+                "as_of",
+                format!("must be an RFC 3339 time or a date {}", crate::domain::MOMENT_RANGE),
+            )
+        })),
         None => Some(crate::db::now()),
     };
     if codes.as_ref().is_some_and(|codes| codes.len() > MAX_BATCH) {
         errors.check::<()>(Err(crate::domain::FieldError::new("customers", format!("at most {MAX_BATCH} customers"))));
     }
     errors.finish()?;
-    let (dry_run, as_of, actor, batch_size, shutdown) = (body.dry_run, as_of.expect("checked"), auth.caller.name, state.run_batch_size, state.shutdown.clone());
+    let (dry_run, as_of, actor, batch_size, shutdown) =
+        (body.dry_run, as_of.expect("checked"), auth.caller.name, state.run_batch_size, state.shutdown.clone());
     // The run reports through `started` once it holds the scheme's running slot;
     // the work goes on in its own task, so a caller that leaves does not stop it.
     let (started, has_started) = tokio::sync::oneshot::channel::<RunView>();
@@ -184,18 +211,31 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Admin>, request: Http
         state
             .db
             .run_long(move |conn| {
-                let request = |scope| RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor, batch_size, shutdown };
+                let request = |scope| RunRequest {
+                    dry_run,
+                    scope,
+                    as_of,
+                    trigger: Trigger::Request,
+                    actor,
+                    batch_size,
+                    shutdown,
+                };
                 // Nobody waits for the start when the caller wants the finished run.
                 store::run_requested(conn, &db, &scheme, codes, request, |run| drop(started.send(run)))
             })
             .await
     });
-    let outcome = |work: Result<Result<RunView, AppError>, _>| work.unwrap_or_else(|_| Err(AppError::internal("the classification run's task stopped")));
+    let outcome = |work: Result<Result<RunView, AppError>, _>| {
+        work.unwrap_or_else(|_| Err(AppError::internal("the classification run's task stopped")))
+    };
     if prefers_async(&request) {
         return match has_started.await {
             Ok(view) => {
                 let run = Run::from(view);
-                Ok(HttpResponse::Accepted().insert_header(("Location", run_location(&run))).insert_header(("Preference-Applied", "respond-async")).json(run))
+                Ok(HttpResponse::Accepted()
+                    .insert_header(("Location", run_location(&run)))
+                    .insert_header(("Preference-Applied", "respond-async"))
+                    .json(run))
             }
             // The run never started, and its task ended with the reason.
             Err(_) => match outcome(work.await) {
@@ -246,11 +286,19 @@ fn page_request(query: PageQuery) -> Result<PageRequest<Position>, AppError> {
         (status = 400, description = "`invalid_query`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<String>, query: web::Query<RunListQuery>) -> Result<HttpResponse, AppError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    _auth: Auth<Read>,
+    path: web::Path<String>,
+    query: web::Query<RunListQuery>,
+) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
     let RunListQuery { limit, cursor, trigger } = query.into_inner();
     let trigger = trigger
-        .map(|text| Trigger::try_from(text).map_err(|message| AppError::bad_request("invalid_query", format!("trigger: {message}"))))
+        .map(|text| {
+            Trigger::try_from(text)
+                .map_err(|message| AppError::bad_request("invalid_query", format!("trigger: {message}")))
+        })
         .transpose()?;
     let PageRequest { limit, after } = page_request(PageQuery { limit, cursor })?;
     let runs = state.db.run(move |conn| store::list(conn, &scheme, trigger, after.map(|p| p.id), limit)).await?;
@@ -266,7 +314,11 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path
         (status = 200, description = "The run", body = Run),
         (status = 404, description = "`scheme_not_found`, `run_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, _auth: Auth<Read>, path: web::Path<(String, i64)>) -> Result<HttpResponse, AppError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    _auth: Auth<Read>,
+    path: web::Path<(String, i64)>,
+) -> Result<HttpResponse, AppError> {
     let (scheme, id) = path.into_inner();
     let run = state.db.run(move |conn| store::get(conn, &scheme, id)).await?;
     Ok(HttpResponse::Ok().json(Run::from(run)))
@@ -313,7 +365,11 @@ const CANCEL_CHECK: Duration = Duration::from_millis(100);
         (status = 404, description = "`scheme_not_found`, `run_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`run_not_running`: the run has already ended", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn cancel(state: web::Data<AppState>, _auth: Auth<Admin>, path: web::Path<(String, i64)>) -> Result<HttpResponse, AppError> {
+pub async fn cancel(
+    state: web::Data<AppState>,
+    _auth: Auth<Admin>,
+    path: web::Path<(String, i64)>,
+) -> Result<HttpResponse, AppError> {
     let (scheme, id) = path.into_inner();
     let asked = scheme.clone();
     let mut run = state.db.run(move |conn| store::request_stop(conn, &asked, id)).await?;
@@ -331,8 +387,10 @@ pub async fn cancel(state: web::Data<AppState>, _auth: Auth<Admin>, path: web::P
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/schemes/{scheme}/classification-runs").route(web::get().to(list)).route(web::post().to(create)))
-        .service(web::resource("/schemes/{scheme}/classification-runs/{id}").route(web::get().to(get)))
-        .service(web::resource("/schemes/{scheme}/classification-runs/{id}/changes").route(web::get().to(changes)))
-        .service(web::resource("/schemes/{scheme}/classification-runs/{id}/cancel").route(web::post().to(cancel)));
+    cfg.service(
+        web::resource("/schemes/{scheme}/classification-runs").route(web::get().to(list)).route(web::post().to(create)),
+    )
+    .service(web::resource("/schemes/{scheme}/classification-runs/{id}").route(web::get().to(get)))
+    .service(web::resource("/schemes/{scheme}/classification-runs/{id}/changes").route(web::get().to(changes)))
+    .service(web::resource("/schemes/{scheme}/classification-runs/{id}/cancel").route(web::post().to(cancel)));
 }

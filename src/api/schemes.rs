@@ -150,7 +150,8 @@ impl SchemeCreate {
         let mut errors = FieldErrors::default();
         let code = errors.check(SchemeCode::parse("code", &self.code));
         let name = errors.check(clean_text("name", &self.name, 1, NAME_MAX));
-        let description = errors.check(clean_optional_text("description", self.description.as_deref(), DESCRIPTION_MAX));
+        let description =
+            errors.check(clean_optional_text("description", self.description.as_deref(), DESCRIPTION_MAX));
         let code_rule = errors.check(parse_code_rule(&self.code_rule));
         let schedule = self.schedule.and_then(|spec| errors.check_all(Schedule::parse("/schedule", spec)));
         errors.finish()?;
@@ -173,14 +174,20 @@ impl SchemePatch {
         let mut errors = FieldErrors::default();
         let changes = SchemeChanges {
             name: self.name.and_then(|n| errors.check(clean_text("name", &n, 1, NAME_MAX))),
-            description: self.description.map(|d| errors.check(clean_optional_text("description", d.as_deref(), DESCRIPTION_MAX)).flatten()),
+            description: self
+                .description
+                .map(|d| errors.check(clean_optional_text("description", d.as_deref(), DESCRIPTION_MAX)).flatten()),
             code_rule: self.code_rule.and_then(|r| errors.check(parse_code_rule(&r))),
             required: self.required,
-            default_category: self.default_category.map(|c| c.and_then(|c| errors.check(CategoryCode::parse("default_category", &c)))),
+            default_category: self
+                .default_category
+                .map(|c| c.and_then(|c| errors.check(CategoryCode::parse("default_category", &c)))),
             auto_classify: self.auto_classify,
             active: self.active,
             ordered: self.ordered,
-            schedule: self.schedule.map(|spec| spec.and_then(|spec| errors.check_all(Schedule::parse("/schedule", spec)))),
+            schedule: self
+                .schedule
+                .map(|spec| spec.and_then(|spec| errors.check_all(Schedule::parse("/schedule", spec)))),
         };
         errors.finish()?;
         Ok(changes)
@@ -208,7 +215,11 @@ pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>) -
         (status = 201, description = "Created", body = Scheme, headers(("Location" = String), ("ETag" = String))),
         (status = 409, description = "`duplicate_code`: the scheme exists", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::Json<SchemeCreate>) -> Result<HttpResponse, AppError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    _auth: Auth<Admin>,
+    body: web::Json<SchemeCreate>,
+) -> Result<HttpResponse, AppError> {
     let new = body.into_inner().parse()?;
     let view = state.db.run(move |conn| store::create(conn, new)).await?;
     let scheme = Scheme::try_from(view)?;
@@ -224,7 +235,11 @@ pub async fn create(state: web::Data<AppState>, _auth: Auth<Admin>, body: web::J
         (status = 200, description = "The scheme", body = Scheme, headers(("ETag" = String))),
         (status = 404, description = "`scheme_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    _auth: Auth<Read, Restrictable>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let scheme = Scheme::try_from(state.db.run(move |conn| store::view(conn, &code)).await?)?;
     Ok(ok_versioned(scheme.version, &scheme))
@@ -268,7 +283,12 @@ pub async fn update(
         (status = 409, description = "`scheme_in_use`: the scheme still has categories", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete(state: web::Data<AppState>, _auth: Auth<Admin>, path: web::Path<String>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
+pub async fn delete(
+    state: web::Data<AppState>,
+    _auth: Auth<Admin>,
+    path: web::Path<String>,
+    if_match: IfMatch,
+) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     state.db.run(move |conn| store::delete(conn, &code, if_match.0)).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -48,11 +48,16 @@ impl Format {
             AppError::new(
                 ErrorKind::NotAcceptable,
                 "not_acceptable",
-                format!("this is written as {}; Accept: {} allows none of them", media_types.join(", "), value.to_str().unwrap_or("(not text)")),
+                format!(
+                    "this is written as {}; Accept: {} allows none of them",
+                    media_types.join(", "),
+                    value.to_str().unwrap_or("(not text)")
+                ),
             )
         };
         let accept = Accept::parse(req).map_err(|_| not_acceptable())?;
-        let mut wanted: Vec<_> = accept.iter().filter(|item| item.quality > actix_web::http::header::Quality::ZERO).collect();
+        let mut wanted: Vec<_> =
+            accept.iter().filter(|item| item.quality > actix_web::http::header::Quality::ZERO).collect();
         wanted.sort_by_key(|item| std::cmp::Reverse(item.quality));
         wanted
             .into_iter()
@@ -61,7 +66,10 @@ impl Format {
                 offered.iter().copied().find(|format| {
                     let (offered_kind, offered_subtype) = format.media_type().split_once('/').expect("a media type");
                     (kind == "*" && subtype == "*")
-                        || (kind == offered_kind && (subtype == "*" || subtype == offered_subtype || (*format == Format::Ndjson && subtype == "ndjson")))
+                        || (kind == offered_kind
+                            && (subtype == "*"
+                                || subtype == offered_subtype
+                                || (*format == Format::Ndjson && subtype == "ndjson")))
                 })
             })
             .ok_or_else(not_acceptable)
@@ -111,7 +119,8 @@ impl Sheet {
     }
 
     fn csv(&self) -> Result<Vec<u8>, AppError> {
-        let mut writer = csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::from(*b"\xEF\xBB\xBF"));
+        let mut writer =
+            csv::WriterBuilder::new().terminator(csv::Terminator::CRLF).from_writer(Vec::from(*b"\xEF\xBB\xBF"));
         let fail = |e: csv::Error| AppError::internal(format!("writing CSV: {e}"));
         writer.write_record(&self.header).map_err(fail)?;
         for row in &self.rows {
@@ -159,7 +168,11 @@ impl Sheet {
 }
 
 /// The report in the negotiated format; `sheet` is built only for a spreadsheet.
-pub fn respond<T: Serialize>(format: Format, report: &T, sheet: impl FnOnce() -> Sheet) -> Result<HttpResponse, AppError> {
+pub fn respond<T: Serialize>(
+    format: Format,
+    report: &T,
+    sheet: impl FnOnce() -> Sheet,
+) -> Result<HttpResponse, AppError> {
     let (content_type, extension, body) = match format {
         // A report is one JSON document; NDJSON is offered by the exports only.
         Format::Json | Format::Ndjson => return Ok(HttpResponse::Ok().json(report)),
@@ -172,7 +185,10 @@ pub fn respond<T: Serialize>(format: Format, report: &T, sheet: impl FnOnce() ->
         .body(body.1))
 }
 
-fn sheet_and(sheet: impl FnOnce() -> Sheet, write: fn(&Sheet) -> Result<Vec<u8>, AppError>) -> Result<(String, Vec<u8>), AppError> {
+fn sheet_and(
+    sheet: impl FnOnce() -> Sheet,
+    write: fn(&Sheet) -> Result<Vec<u8>, AppError>,
+) -> Result<(String, Vec<u8>), AppError> {
     let sheet = sheet();
     let bytes = write(&sheet)?;
     Ok((sheet.file_stem, bytes))
@@ -188,6 +204,9 @@ mod tests {
         sheet.rows.push(vec![Cell::Text("01".into()), Cell::Text("华东, \"重点\"".into()), Cell::Integer(3)]);
         let bytes = sheet.csv().unwrap();
         assert!(bytes.starts_with(b"\xEF\xBB\xBF"));
-        assert_eq!(String::from_utf8(bytes[3..].to_vec()).unwrap(), "code,name,customers\r\n01,\"华东, \"\"重点\"\"\",3\r\n");
+        assert_eq!(
+            String::from_utf8(bytes[3..].to_vec()).unwrap(),
+            "code,name,customers\r\n01,\"华东, \"\"重点\"\"\",3\r\n"
+        );
     }
 }

@@ -6,21 +6,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use crate::api::auth::{Auth, Read, Write, Restrictable};
+use crate::api::auth::{Auth, Read, Restrictable, Write};
 use crate::api::error::{json_error, Problem};
 use crate::api::runs::Run;
 use crate::api::AppState;
 use crate::domain::rule::{parse_moment, Population};
-use crate::shutdown::Shutdown;
+use crate::domain::run::Trigger;
 use crate::domain::sales::{ExternalId, Money};
 use crate::domain::FieldError;
 use crate::error::AppError;
-use crate::domain::run::Trigger;
+use crate::shutdown::Shutdown;
+use crate::store::rankings;
 use crate::store::run_batches::{RunRequest, Scope};
 use crate::store::runs as run_store;
-use crate::store::rankings;
-use crate::store::visibility;
 use crate::store::transactions::{self as store, NewTransaction, Outcome, MAX_BATCH};
+use crate::store::visibility;
 
 /// Bodies of up to 10,000 transactions.
 /// How far ahead of the service's clock `occurred_at` may lie (clock skew, time zones).
@@ -89,8 +89,12 @@ fn parse_item(raw: &RawValue, now: chrono::NaiveDateTime) -> (Option<String>, Re
     };
     let external_id = Some(item.external_id.clone());
     let mut reasons = Vec::new();
-    let id = ExternalId::parse("external_id", &item.external_id).map_err(|e| reasons.push(format!("external_id {}", e.message))).ok();
-    let code = crate::domain::customer::CustomerCode::parse("customer_code", &item.customer_code).map_err(|e| reasons.push(format!("customer_code {}", e.message))).ok();
+    let id = ExternalId::parse("external_id", &item.external_id)
+        .map_err(|e| reasons.push(format!("external_id {}", e.message)))
+        .ok();
+    let code = crate::domain::customer::CustomerCode::parse("customer_code", &item.customer_code)
+        .map_err(|e| reasons.push(format!("customer_code {}", e.message)))
+        .ok();
     let amount = Money::from_json_text(item.amount.get()).map_err(|e| reasons.push(format!("amount: {e}"))).ok();
     let occurred_at = match DateTime::parse_from_rfc3339(&item.occurred_at) {
         Ok(at) if at.naive_utc() > now + FUTURE_TOLERANCE => {
@@ -108,9 +112,10 @@ fn parse_item(raw: &RawValue, now: chrono::NaiveDateTime) -> (Option<String>, Re
         }
     };
     match (id, code, amount, occurred_at) {
-        (Some(external_id), Some(code), Some(amount), Some(occurred_at)) if reasons.is_empty() => {
-            (external_id.as_str().to_string().into(), Ok(NewTransaction { external_id, customer_code: code.as_str().to_string(), amount, occurred_at }))
-        }
+        (Some(external_id), Some(code), Some(amount), Some(occurred_at)) if reasons.is_empty() => (
+            external_id.as_str().to_string().into(),
+            Ok(NewTransaction { external_id, customer_code: code.as_str().to_string(), amount, occurred_at }),
+        ),
         _ => (external_id, Err(reasons.join("; "))),
     }
 }
@@ -126,13 +131,22 @@ fn parse_item(raw: &RawValue, now: chrono::NaiveDateTime) -> (Option<String>, Re
         (status = 200, description = "Per-item results; valid items are stored even when others are rejected", body = IngestionResult),
         (status = 422, description = "`too_many_items`, `invalid_body` (not an array)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn post(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json<Vec<Box<RawValue>>>) -> Result<HttpResponse, AppError> {
+pub async fn post(
+    state: web::Data<AppState>,
+    auth: Auth<Write>,
+    body: web::Json<Vec<Box<RawValue>>>,
+) -> Result<HttpResponse, AppError> {
     let raw = body.into_inner();
     if raw.len() > MAX_BATCH {
-        return Err(AppError::validation("too_many_items", format!("{} transactions in one call; the most is {MAX_BATCH}", raw.len()), Vec::new()));
+        return Err(AppError::validation(
+            "too_many_items",
+            format!("{} transactions in one call; the most is {MAX_BATCH}", raw.len()),
+            Vec::new(),
+        ));
     }
     let now = crate::db::now();
-    let (external_ids, items): (Vec<Option<String>>, Vec<Result<NewTransaction, String>>) = raw.iter().map(|item| parse_item(item, now)).unzip();
+    let (external_ids, items): (Vec<Option<String>>, Vec<Result<NewTransaction, String>>) =
+        raw.iter().map(|item| parse_item(item, now)).unzip();
     let (actor, batch_size, shutdown) = (auth.caller.name, state.run_batch_size, state.shutdown.clone());
     let (ingested, classification) = state
         .db
@@ -169,14 +183,28 @@ pub async fn post(state: web::Data<AppState>, auth: Auth<Write>, body: web::Json
 /// Re-classifies `customer_ids` in every active scheme with `auto_classify`. The
 /// transactions are stored already, so a scheme whose run cannot start is reported,
 /// not failed.
-fn auto_classify(conn: &mut crate::db::DbConnection, customer_ids: &[i64], actor: &str, batch_size: i64, shutdown: &Shutdown) -> Result<Vec<AutoClassification>, AppError> {
+fn auto_classify(
+    conn: &mut crate::db::DbConnection,
+    customer_ids: &[i64],
+    actor: &str,
+    batch_size: i64,
+    shutdown: &Shutdown,
+) -> Result<Vec<AutoClassification>, AppError> {
     if customer_ids.is_empty() {
         return Ok(Vec::new());
     }
     let automatic = crate::store::schemes::auto_classified(conn)?;
     let mut results = Vec::new();
     for scheme in automatic {
-        let request = RunRequest { dry_run: false, scope: Scope::Customers(customer_ids.to_vec()), as_of: crate::db::now(), trigger: Trigger::Ingestion, actor: actor.to_string(), batch_size, shutdown: shutdown.clone() };
+        let request = RunRequest {
+            dry_run: false,
+            scope: Scope::Customers(customer_ids.to_vec()),
+            as_of: crate::db::now(),
+            trigger: Trigger::Ingestion,
+            actor: actor.to_string(),
+            batch_size,
+            shutdown: shutdown.clone(),
+        };
         // Whatever stops the run (a rule that no longer fits, a run in progress, even
         // the database), the transactions are stored: the caller learns why the
         // scheme was skipped and can start a run later; the request does not fail.
@@ -186,7 +214,11 @@ fn auto_classify(conn: &mut crate::db::DbConnection, customer_ids: &[i64], actor
                 if let Some(cause) = &error.cause {
                     log::error!("automatic classification of scheme {} failed: {error} {cause}", scheme.code);
                 }
-                AutoClassification { scheme: scheme.code, run: None, skipped: Some(format!("{}: {}", error.code, error.detail)) }
+                AutoClassification {
+                    scheme: scheme.code,
+                    run: None,
+                    skipped: Some(format!("{}: {}", error.code, error.detail)),
+                }
             }
         };
         results.push(result);
@@ -285,11 +317,21 @@ pub struct MetricsQuery {
         (status = 422, description = "`invalid_population`: population is neither `all` nor `SCHEME:CODE` of an existing category", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`customer_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn metrics(state: web::Data<AppState>, auth: Auth<Read, Restrictable>, path: web::Path<String>, query: web::Query<MetricsQuery>) -> Result<HttpResponse, AppError> {
+pub async fn metrics(
+    state: web::Data<AppState>,
+    auth: Auth<Read, Restrictable>,
+    path: web::Path<String>,
+    query: web::Query<MetricsQuery>,
+) -> Result<HttpResponse, AppError> {
     let code = path.into_inner();
     let MetricsQuery { as_of, population } = query.into_inner();
     let as_of = match as_of {
-        Some(text) => parse_moment(&text).ok_or_else(|| AppError::bad_request("invalid_query", format!("as_of {text:?} is not an RFC 3339 time or a date {}", crate::domain::MOMENT_RANGE)))?,
+        Some(text) => parse_moment(&text).ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_query",
+                format!("as_of {text:?} is not an RFC 3339 time or a date {}", crate::domain::MOMENT_RANGE),
+            )
+        })?,
         None => crate::db::now(),
     };
     let lookup = code.clone();
@@ -304,10 +346,13 @@ pub async fn metrics(state: web::Data<AppState>, auth: Auth<Read, Restrictable>,
             let Some(asked) = asked else { return Ok((metrics, None)) };
             let population = match asked.as_str() {
                 "all" => None,
-                text => Some(
-                    Population::parse(text, &crate::store::rules::catalog(conn)?)
-                        .map_err(|why| AppError::validation("invalid_population", format!("population {text:?}: {why}; use all or SCHEME:CODE"), vec![FieldError::new("population", why)]))?,
-                ),
+                text => Some(Population::parse(text, &crate::store::rules::catalog(conn)?).map_err(|why| {
+                    AppError::validation(
+                        "invalid_population",
+                        format!("population {text:?}: {why}; use all or SCHEME:CODE"),
+                        vec![FieldError::new("population", why)],
+                    )
+                })?),
             };
             let values = rankings::Values {
                 spend_12m: metrics.spend_12m.cents(),
@@ -315,7 +360,8 @@ pub async fn metrics(state: web::Data<AppState>, auth: Auth<Read, Restrictable>,
                 lifetime_spend: metrics.lifetime_spend.cents(),
                 days_since_last_order: metrics.days_since_last_order,
             };
-            let standings = rankings::standings(conn, &lookup, &values, as_of, population.as_ref(), restriction.as_deref())?;
+            let standings =
+                rankings::standings(conn, &lookup, &values, as_of, population.as_ref(), restriction.as_deref())?;
             Ok((metrics, Some(standings)))
         })
         .await?;
@@ -323,7 +369,12 @@ pub async fn metrics(state: web::Data<AppState>, auth: Auth<Read, Restrictable>,
         (Some(population), Some(standings)) => {
             let [r, f, m] = standings.rfm;
             let rfm = standings.member.then(|| RfmScores { r, f, m, rfm: format!("{r}{f}{m}") });
-            let standing = MetricStanding { population, member: standings.member, percentile: standings.percentiles.into(), cumulative_share: standings.cumulative_shares.into() };
+            let standing = MetricStanding {
+                population,
+                member: standings.member,
+                percentile: standings.percentiles.into(),
+                cumulative_share: standings.cumulative_shares.into(),
+            };
             (Some(rfm), Some(standing))
         }
         _ => (None, None),

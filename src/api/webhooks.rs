@@ -121,7 +121,10 @@ fn parse_types(types: &[String]) -> Result<Option<String>, AppError> {
     let mut given: Vec<&str> = Vec::new();
     for name in types.iter().map(|name| name.trim()) {
         if name.contains(',') || name.is_empty() {
-            return Err(unknown_event_type(FieldError::new("types", format!("{name:?} is not an event type or family; give one per item"))));
+            return Err(unknown_event_type(FieldError::new(
+                "types",
+                format!("{name:?} is not an event type or family; give one per item"),
+            )));
         }
         if !given.contains(&name) {
             given.push(name);
@@ -138,7 +141,10 @@ async fn parse_url(state: &AppState, text: &str, errors: &mut FieldErrors) -> Op
     let url = errors.check(WebhookUrl::parse("url", text, state.webhook_allow_private))?;
     if !state.webhook_allow_private && url.literal_address().is_none() && resolves_only_privately(&url).await {
         let host = url.host_name().unwrap_or_default().to_string();
-        errors.check::<()>(Err(FieldError::new("url", private_refusal(&format!("{host} resolves only to an address that")))));
+        errors.check::<()>(Err(FieldError::new(
+            "url",
+            private_refusal(&format!("{host} resolves only to an address that")),
+        )));
         return None;
     }
     Some(url)
@@ -179,7 +185,6 @@ fn location(id: i64) -> String {
     format!("/api/v1/webhooks/{id}")
 }
 
-
 /// Subscribe a webhook
 ///
 /// Sends the feed's events (optionally of some types) to an endpoint on a public address, signed as
@@ -190,7 +195,11 @@ fn location(id: i64) -> String {
         (status = 201, description = "Created; sent the events numbered from now on. The secret is in this response only", body = WebhookWithSecret, headers(("Location" = String), ("ETag" = String))),
         (status = 422, description = "`validation_failed` (a URL that is not http(s), carries credentials, or points at an internal address), `unknown_event_type`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn create(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, body: web::Json<WebhookCreate>) -> Result<HttpResponse, AppError> {
+pub async fn create(
+    state: web::Data<AppState>,
+    auth: Auth<Write, Restrictable>,
+    body: web::Json<WebhookCreate>,
+) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
     let url = parse_url(&state, &body.url, &mut errors).await;
@@ -204,7 +213,14 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
     let row = state
         .db
         .run(move |conn| {
-            let new = NewWebhook { url: &url, description: description.as_deref(), types: types.as_deref(), secret: &secret, created_by: &actor, restriction: restriction.as_deref() };
+            let new = NewWebhook {
+                url: &url,
+                description: description.as_deref(),
+                types: types.as_deref(),
+                secret: &secret,
+                created_by: &actor,
+                restriction: restriction.as_deref(),
+            };
             store::create(conn, new)
         })
         .await?;
@@ -221,7 +237,8 @@ pub async fn create(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
 pub async fn list(state: web::Data<AppState>, auth: Auth<Write, Restrictable>) -> Result<HttpResponse, AppError> {
     let rows = state.db.run(store::list).await?;
     let caller = auth.caller;
-    Ok(HttpResponse::Ok().json(Page::complete(rows.into_iter().filter(|row| may_manage(&caller, row)).map(Webhook::from).collect())))
+    Ok(HttpResponse::Ok()
+        .json(Page::complete(rows.into_iter().filter(|row| may_manage(&caller, row)).map(Webhook::from).collect())))
 }
 
 /// Get a webhook
@@ -233,7 +250,11 @@ pub async fn list(state: web::Data<AppState>, auth: Auth<Write, Restrictable>) -
         (status = 200, description = "The endpoint and its delivery state", body = Webhook, headers(("ETag" = String))),
         (status = 404, description = "`webhook_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>) -> Result<HttpResponse, AppError> {
+pub async fn get(
+    state: web::Data<AppState>,
+    auth: Auth<Write, Restrictable>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let caller = auth.caller;
     let webhook = Webhook::from(state.db.run(move |conn| managed(conn, &caller, id)).await?);
@@ -253,7 +274,13 @@ pub async fn get(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, pa
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, `unknown_event_type`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn update(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>, if_match: IfMatch, body: web::Json<WebhookPatch>) -> Result<HttpResponse, AppError> {
+pub async fn update(
+    state: web::Data<AppState>,
+    auth: Auth<Write, Restrictable>,
+    path: web::Path<i64>,
+    if_match: IfMatch,
+    body: web::Json<WebhookPatch>,
+) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
@@ -269,7 +296,9 @@ pub async fn update(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
     let types = body.types.as_deref().map(parse_types).transpose()?;
     let change = WebhookChange { url, description, types, enabled: body.enabled };
     let actor = auth.caller.name.clone();
-    let webhook = Webhook::from(on_managed(&state, auth.caller, id, move |conn| store::update(conn, id, if_match.0, change, &actor)).await?);
+    let webhook = Webhook::from(
+        on_managed(&state, auth.caller, id, move |conn| store::update(conn, id, if_match.0, change, &actor)).await?,
+    );
     Ok(ok_versioned(webhook.version, &webhook))
 }
 
@@ -284,7 +313,12 @@ pub async fn update(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
         (status = 404, description = "`webhook_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn delete(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
+pub async fn delete(
+    state: web::Data<AppState>,
+    auth: Auth<Write, Restrictable>,
+    path: web::Path<i64>,
+    if_match: IfMatch,
+) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     on_managed(&state, auth.caller, id, move |conn| store::delete(conn, id, if_match.0)).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -302,11 +336,18 @@ pub async fn delete(state: web::Data<AppState>, auth: Auth<Write, Restrictable>,
         (status = 404, description = "`webhook_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn rotate_secret(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
+pub async fn rotate_secret(
+    state: web::Data<AppState>,
+    auth: Auth<Write, Restrictable>,
+    path: web::Path<i64>,
+    if_match: IfMatch,
+) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let secret = WebhookSecret::generate();
     let exposed = secret.expose().to_string();
-    let webhook = Webhook::from(on_managed(&state, auth.caller, id, move |conn| store::rotate_secret(conn, id, if_match.0, &secret)).await?);
+    let webhook = Webhook::from(
+        on_managed(&state, auth.caller, id, move |conn| store::rotate_secret(conn, id, if_match.0, &secret)).await?,
+    );
     Ok(ok_versioned(webhook.version, &WebhookWithSecret { webhook, secret: exposed }))
 }
 
@@ -330,13 +371,26 @@ pub struct ReplayQuery {
         (status = 410, description = "`cursor_expired`: retention deleted events after the cursor", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`version_mismatch`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn replay(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>, query: web::Query<ReplayQuery>, if_match: IfMatch) -> Result<HttpResponse, AppError> {
+pub async fn replay(
+    state: web::Data<AppState>,
+    auth: Auth<Write, Restrictable>,
+    path: web::Path<i64>,
+    query: web::Query<ReplayQuery>,
+    if_match: IfMatch,
+) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let cursor = match Cursor::parse("after", query.into_inner().after.as_deref()) {
         Ok(Cursor::After(position)) => Cursor::After(position),
-        _ => return Err(AppError::bad_request("invalid_cursor", "`after` is an event id (a cursor of the feed) to replay after")),
+        _ => {
+            return Err(AppError::bad_request(
+                "invalid_cursor",
+                "`after` is an event id (a cursor of the feed) to replay after",
+            ))
+        }
     };
-    let webhook = Webhook::from(on_managed(&state, auth.caller, id, move |conn| store::replay(conn, id, if_match.0, cursor)).await?);
+    let webhook = Webhook::from(
+        on_managed(&state, auth.caller, id, move |conn| store::replay(conn, id, if_match.0, cursor)).await?,
+    );
     Ok(ok_versioned(webhook.version, &webhook))
 }
 
@@ -396,14 +450,22 @@ pub struct DeliveriesQuery {
         (status = 400, description = "`invalid_cursor`, `invalid_query`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`webhook_not_found`", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn deliveries(state: web::Data<AppState>, auth: Auth<Write, Restrictable>, path: web::Path<i64>, query: web::Query<DeliveriesQuery>) -> Result<HttpResponse, AppError> {
+pub async fn deliveries(
+    state: web::Data<AppState>,
+    auth: Auth<Write, Restrictable>,
+    path: web::Path<i64>,
+    query: web::Query<DeliveriesQuery>,
+) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
     let query = query.into_inner();
     let limit = parse_limit_within(query.limit.as_deref(), 100, 500)?;
-    let before = match query.cursor.as_deref() {
-        None => None,
-        Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| AppError::bad_request("invalid_cursor", "cursor is the next_cursor of an earlier page"))?),
-    };
+    let before =
+        match query.cursor.as_deref() {
+            None => None,
+            Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                AppError::bad_request("invalid_cursor", "cursor is the next_cursor of an earlier page")
+            })?),
+        };
     let rows = on_managed(&state, auth.caller, id, move |conn| store::deliveries(conn, id, before, limit)).await?;
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|row| row.id.to_string())).flatten();
     let items = rows.into_iter().map(Delivery::try_from).collect::<Result<Vec<_>, _>>()?;
@@ -412,7 +474,12 @@ pub async fn deliveries(state: web::Data<AppState>, auth: Auth<Write, Restrictab
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/webhooks").route(web::get().to(list)).route(web::post().to(create)))
-        .service(web::resource("/webhooks/{id}").route(web::get().to(get)).route(web::patch().to(update)).route(web::delete().to(delete)))
+        .service(
+            web::resource("/webhooks/{id}")
+                .route(web::get().to(get))
+                .route(web::patch().to(update))
+                .route(web::delete().to(delete)),
+        )
         .service(web::resource("/webhooks/{id}/rotate-secret").route(web::post().to(rotate_secret)))
         .service(web::resource("/webhooks/{id}/replay").route(web::post().to(replay)))
         .service(web::resource("/webhooks/{id}/deliveries").route(web::get().to(deliveries)));

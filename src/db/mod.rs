@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::mysql::MysqlConnection;
-use diesel::result::DatabaseErrorKind;
 use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
+use diesel::result::DatabaseErrorKind;
 use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -61,7 +61,8 @@ macro_rules! insert_many {
         let mut inserted: diesel::QueryResult<usize> = Ok(0);
         while inserted.is_ok() && rows.len() >= $crate::db::INSERT_BATCH {
             let rest = rows.split_off($crate::db::INSERT_BATCH);
-            let batch: Box<[_; $crate::db::INSERT_BATCH]> = rows.into_boxed_slice().try_into().unwrap_or_else(|_| unreachable!("split at INSERT_BATCH"));
+            let batch: Box<[_; $crate::db::INSERT_BATCH]> =
+                rows.into_boxed_slice().try_into().unwrap_or_else(|_| unreachable!("split at INSERT_BATCH"));
             inserted = $crate::insert_rows!($conn, $table, batch).map(|n| n + inserted.unwrap_or(0));
             rows = rest;
         }
@@ -169,7 +170,10 @@ impl Manager {
                 // subquery cache only costs here: every probe is for another customer.
                 let mariadb = is_mariadb(&mut conn).map_err(diesel::r2d2::Error::QueryError)?;
                 if mariadb {
-                    for statement in ["SET SESSION optimizer_switch = 'exists_to_in=off,split_materialized=off,subquery_cache=off'", "SET SESSION in_predicate_conversion_threshold = 0"] {
+                    for statement in [
+                        "SET SESSION optimizer_switch = 'exists_to_in=off,split_materialized=off,subquery_cache=off'",
+                        "SET SESSION in_predicate_conversion_threshold = 0",
+                    ] {
                         diesel::sql_query(statement).execute(&mut conn).map_err(diesel::r2d2::Error::QueryError)?;
                     }
                     if is_galera(&mut conn).map_err(diesel::r2d2::Error::QueryError)? {
@@ -181,11 +185,14 @@ impl Manager {
                     }
                 }
                 let mut conn = DbConnection::Mysql(conn);
-                set_statement_timeout(&mut conn, self.statement_timeout).map_err(|e| diesel::r2d2::Error::QueryError(diesel::result::Error::QueryBuilderError(e.detail.into())))?;
+                set_statement_timeout(&mut conn, self.statement_timeout).map_err(|e| {
+                    diesel::r2d2::Error::QueryError(diesel::result::Error::QueryBuilderError(e.detail.into()))
+                })?;
                 Ok(conn)
             }
             DatabaseUrl::Sqlite(path) => {
-                let mut conn = SqliteConnection::establish(&path.to_string_lossy()).map_err(diesel::r2d2::Error::ConnectionError)?;
+                let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
                 for pragma in [
                     format!("PRAGMA busy_timeout = {}", self.busy_timeout.as_millis()),
                     "PRAGMA journal_mode = WAL".to_string(),
@@ -244,14 +251,19 @@ pub fn migrate(conn: &mut DbConnection) -> Result<Vec<String>, String> {
         DbConnection::Mysql(mysql) => {
             let holder = uuid::Uuid::new_v4().to_string();
             take_migration_lease(mysql, &holder)?;
-            let result = mysql.run_pending_migrations(MYSQL_MIGRATIONS).map(|v| v.iter().map(ToString::to_string).collect());
-            diesel::sql_query("UPDATE custclass_migration_lock SET holder = NULL, taken_at = NULL WHERE id = 1 AND holder = ?")
-                .bind::<diesel::sql_types::Text, _>(&holder)
-                .execute(mysql)
-                .map_err(|e| format!("releasing the migration lease: {e}"))?;
+            let result =
+                mysql.run_pending_migrations(MYSQL_MIGRATIONS).map(|v| v.iter().map(ToString::to_string).collect());
+            diesel::sql_query(
+                "UPDATE custclass_migration_lock SET holder = NULL, taken_at = NULL WHERE id = 1 AND holder = ?",
+            )
+            .bind::<diesel::sql_types::Text, _>(&holder)
+            .execute(mysql)
+            .map_err(|e| format!("releasing the migration lease: {e}"))?;
             result
         }
-        DbConnection::Sqlite(sqlite) => sqlite.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.iter().map(ToString::to_string).collect()),
+        DbConnection::Sqlite(sqlite) => {
+            sqlite.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.iter().map(ToString::to_string).collect())
+        }
     };
     applied.map_err(|e| format!("migration failed: {e}"))
 }
@@ -343,14 +355,18 @@ where
             }
             // The node closed a connection it had stopped answering (see `run_once`):
             // the transaction was rolled back with it, so it runs again on a new one.
-            Err(error) if error.is_database_unavailable() && attempt < TRANSACTION_ATTEMPTS => match GALERA_RECONNECT.get() {
-                Some(manager) if is_galera_node(conn) => {
-                    log::warn!("a Galera node stopped answering a transaction and closed its connection after {} s; running it again on a new connection", GALERA_IDLE_LIMIT.as_secs());
-                    *conn = manager.open().map_err(|error| AppError::unavailable(format!("the database connection could not be opened again: {error}")))?;
-                    attempt += 1;
+            Err(error) if error.is_database_unavailable() && attempt < TRANSACTION_ATTEMPTS => {
+                match GALERA_RECONNECT.get() {
+                    Some(manager) if is_galera_node(conn) => {
+                        log::warn!("a Galera node stopped answering a transaction and closed its connection after {} s; running it again on a new connection", GALERA_IDLE_LIMIT.as_secs());
+                        *conn = manager.open().map_err(|error| {
+                            AppError::unavailable(format!("the database connection could not be opened again: {error}"))
+                        })?;
+                        attempt += 1;
+                    }
+                    _ => return Err(error),
                 }
-                _ => return Err(error),
-            },
+            }
             other => return other,
         }
     }
@@ -363,7 +379,11 @@ static GALERA_RECONNECT: std::sync::OnceLock<Manager> = std::sync::OnceLock::new
 /// Runs `work` once in one transaction, for work that cannot be repeated (it consumes
 /// a stream), and commits only if `keep` says so of its outcome; else rolls back and
 /// still returns the outcome (a dry run, or a refusal that reports what it found).
-pub fn transaction_once<T>(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection) -> Result<T, AppError>, keep: impl FnOnce(&T) -> bool) -> Result<T, AppError> {
+pub fn transaction_once<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, AppError>,
+    keep: impl FnOnce(&T) -> bool,
+) -> Result<T, AppError> {
     let mut work = Some(work);
     run_once(conn, |conn| work.take().expect("run once")(conn), keep, GALERA_LONG_IDLE_LIMIT)
 }
@@ -373,7 +393,12 @@ fn in_transaction(conn: &mut DbConnection) -> Result<bool, AppError> {
     Ok(status.transaction_depth()?.is_some())
 }
 
-fn run_once<T>(conn: &mut DbConnection, work: impl FnMut(&mut DbConnection) -> Result<T, AppError>, keep: impl FnOnce(&T) -> bool, idle_limit: Duration) -> Result<T, AppError> {
+fn run_once<T>(
+    conn: &mut DbConnection,
+    work: impl FnMut(&mut DbConnection) -> Result<T, AppError>,
+    keep: impl FnOnce(&T) -> bool,
+    idle_limit: Duration,
+) -> Result<T, AppError> {
     if let DbConnection::Sqlite(sqlite) = conn {
         AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
         return finish(conn, work, keep);
@@ -441,9 +466,15 @@ const GALERA_IDLE_LIMIT: Duration = Duration::from_secs(2);
 const GALERA_LONG_IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Runs `work` in the transaction just begun and commits or rolls back.
-fn finish<T>(conn: &mut DbConnection, mut work: impl FnMut(&mut DbConnection) -> Result<T, AppError>, keep: impl FnOnce(&T) -> bool) -> Result<T, AppError> {
+fn finish<T>(
+    conn: &mut DbConnection,
+    mut work: impl FnMut(&mut DbConnection) -> Result<T, AppError>,
+    keep: impl FnOnce(&T) -> bool,
+) -> Result<T, AppError> {
     match work(conn) {
-        Ok(value) if keep(&value) => <DbConnection as Connection>::TransactionManager::commit_transaction(conn).map(|()| value).map_err(AppError::from),
+        Ok(value) if keep(&value) => <DbConnection as Connection>::TransactionManager::commit_transaction(conn)
+            .map(|()| value)
+            .map_err(AppError::from),
         Ok(value) => {
             <DbConnection as Connection>::TransactionManager::rollback_transaction(conn)?;
             Ok(value)
@@ -481,7 +512,10 @@ fn is_galera(conn: &mut MysqlConnection) -> diesel::QueryResult<bool> {
 /// a report of several statements that must agree. Nothing is locked: on MySQL the
 /// transaction is REPEATABLE READ (the session's READ COMMITTED gives each statement
 /// its own snapshot), on SQLite a deferred one, which lets writers go on.
-pub fn snapshot<T>(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection) -> Result<T, AppError>) -> Result<T, AppError> {
+pub fn snapshot<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, AppError>,
+) -> Result<T, AppError> {
     if let DbConnection::Mysql(_) = conn {
         diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ").execute(conn)?;
     }
@@ -606,7 +640,9 @@ impl Db {
             result
         });
         let joined = match deadline {
-            Some(limit) => tokio::time::timeout_at(started + limit, task).await.map_err(|_| AppError::database_timeout())?,
+            Some(limit) => {
+                tokio::time::timeout_at(started + limit, task).await.map_err(|_| AppError::database_timeout())?
+            }
             None => task.await,
         };
         joined.map_err(|_| AppError::internal("the blocking task pool is shutting down"))?

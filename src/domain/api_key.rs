@@ -68,7 +68,10 @@ impl ApiKeySecret {
     pub fn from_operator(text: &str) -> Result<Self, FieldError> {
         let text = text.trim();
         if text.len() < MIN_SECRET_LEN || !text.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(FieldError::new("key", format!("must be at least {MIN_SECRET_LEN} printable ASCII characters without spaces")));
+            return Err(FieldError::new(
+                "key",
+                format!("must be at least {MIN_SECRET_LEN} printable ASCII characters without spaces"),
+            ));
         }
         Ok(Self(text.to_string()))
     }

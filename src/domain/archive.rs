@@ -24,8 +24,18 @@ pub enum Field {
 }
 
 impl Field {
-    pub const ALL: [Field; 10] =
-        [Field::Code, Field::Name, Field::ShortName, Field::TaxId, Field::ContactName, Field::Phone, Field::Email, Field::Address, Field::Status, Field::Note];
+    pub const ALL: [Field; 10] = [
+        Field::Code,
+        Field::Name,
+        Field::ShortName,
+        Field::TaxId,
+        Field::ContactName,
+        Field::Phone,
+        Field::Email,
+        Field::Address,
+        Field::Status,
+        Field::Note,
+    ];
 
     /// The column's header: the field's name in the JSON of a customer.
     pub fn header(self) -> &'static str {
@@ -111,7 +121,21 @@ mod tests {
         let layout = Layout { schemes: vec!["REGION".into(), "TIER".into()], attributes: vec!["credit_limit".into()] };
         assert_eq!(
             layout.header(),
-            ["code", "name", "short_name", "tax_id", "contact_name", "phone", "email", "address", "status", "note", "category:REGION", "category:TIER", "attr:credit_limit"]
+            [
+                "code",
+                "name",
+                "short_name",
+                "tax_id",
+                "contact_name",
+                "phone",
+                "email",
+                "address",
+                "status",
+                "note",
+                "category:REGION",
+                "category:TIER",
+                "attr:credit_limit"
+            ]
         );
     }
 

@@ -61,9 +61,16 @@ impl ValueType {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [ValueType::String, ValueType::Integer, ValueType::Decimal, ValueType::Boolean, ValueType::Date, ValueType::Enum]
-            .into_iter()
-            .find(|t| t.as_str() == text)
+        [
+            ValueType::String,
+            ValueType::Integer,
+            ValueType::Decimal,
+            ValueType::Boolean,
+            ValueType::Date,
+            ValueType::Enum,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == text)
     }
 
     /// Whether values compare in `value_number` (else in `value_text`).
@@ -103,7 +110,11 @@ impl AttributeValue {
                 Some(_) => Err(format!("must be between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}")),
                 None => Err("must be a whole number".into()),
             },
-            (ValueType::Decimal, Json::Number(number)) => number.as_f64().filter(|n| n.is_finite()).map(AttributeValue::Decimal).ok_or_else(|| "must be a finite number".into()),
+            (ValueType::Decimal, Json::Number(number)) => number
+                .as_f64()
+                .filter(|n| n.is_finite())
+                .map(AttributeValue::Decimal)
+                .ok_or_else(|| "must be a finite number".into()),
             (ValueType::Boolean, Json::Bool(flag)) => Ok(AttributeValue::Boolean(*flag)),
             (ValueType::Date, Json::String(text)) => parse_date(text).map(AttributeValue::Date),
             (value_type, _) => Err(format!("must be {}", type_phrase(value_type))),
@@ -118,7 +129,13 @@ impl AttributeValue {
                 Ok(n) if n.abs() <= MAX_SAFE_INTEGER => Ok(AttributeValue::Integer(n)),
                 _ => Err(format!("{text:?} is not an integer")),
             },
-            ValueType::Decimal => text.trim().parse::<f64>().ok().filter(|n| n.is_finite()).map(AttributeValue::Decimal).ok_or_else(|| format!("{text:?} is not a number")),
+            ValueType::Decimal => text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite())
+                .map(AttributeValue::Decimal)
+                .ok_or_else(|| format!("{text:?} is not a number")),
             ValueType::Boolean => match text.trim() {
                 "true" => Ok(AttributeValue::Boolean(true)),
                 "false" => Ok(AttributeValue::Boolean(false)),
@@ -168,7 +185,10 @@ fn number_json(n: f64) -> Json {
 }
 
 fn parse_date(text: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().filter(|_| text.len() == 10).ok_or_else(|| format!("{text:?} is not a date (YYYY-MM-DD)"))
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|_| text.len() == 10)
+        .ok_or_else(|| format!("{text:?} is not a date (YYYY-MM-DD)"))
 }
 
 fn type_phrase(value_type: ValueType) -> &'static str {
@@ -193,13 +213,21 @@ pub enum Limit {
 impl Limit {
     fn from_json(value_type: ValueType, json: &Json) -> Result<Self, String> {
         match value_type {
-            ValueType::Integer | ValueType::Decimal => json.as_f64().filter(|n| n.is_finite()).map(Limit::Number).ok_or_else(|| "must be a number".into()),
-            ValueType::Date => json.as_str().ok_or_else(|| "must be a date string (YYYY-MM-DD)".to_string()).and_then(parse_date).map(Limit::Date),
+            ValueType::Integer | ValueType::Decimal => {
+                json.as_f64().filter(|n| n.is_finite()).map(Limit::Number).ok_or_else(|| "must be a number".into())
+            }
+            ValueType::Date => json
+                .as_str()
+                .ok_or_else(|| "must be a date string (YYYY-MM-DD)".to_string())
+                .and_then(parse_date)
+                .map(Limit::Date),
             ValueType::String => match json.as_number().and_then(super::whole_number) {
                 Some(n) if (0..=STRING_MAX as i64).contains(&n) => Ok(Limit::Length(n as u64)),
                 _ => Err(format!("must be a length from 0 to {STRING_MAX}")),
             },
-            ValueType::Boolean | ValueType::Enum => Err(format!("{} attributes take no min or max", value_type.as_str())),
+            ValueType::Boolean | ValueType::Enum => {
+                Err(format!("{} attributes take no min or max", value_type.as_str()))
+            }
         }
     }
 
@@ -268,7 +296,10 @@ impl DefinitionDraft {
                 for (i, option) in options.iter().enumerate() {
                     let length = option.chars().count();
                     if option.trim().is_empty() || length > OPTION_MAX {
-                        errors.push(FieldError::new(format!("options[{i}]"), format!("must have 1 to {OPTION_MAX} characters")));
+                        errors.push(FieldError::new(
+                            format!("options[{i}]"),
+                            format!("must have 1 to {OPTION_MAX} characters"),
+                        ));
                     } else if !seen.insert(option.as_str()) {
                         errors.push(FieldError::new(format!("options[{i}]"), format!("{option:?} is listed twice")));
                     }
@@ -283,7 +314,9 @@ impl DefinitionDraft {
         };
         let mut limit = |field: &str, json: Option<Json>| match json {
             None | Some(Json::Null) => None,
-            Some(json) => Limit::from_json(value_type, &json).map_err(|message| errors.push(FieldError::new(field, message))).ok(),
+            Some(json) => {
+                Limit::from_json(value_type, &json).map_err(|message| errors.push(FieldError::new(field, message))).ok()
+            }
         };
         let min = limit("min", self.min);
         let max = limit("max", self.max);
@@ -292,13 +325,25 @@ impl DefinitionDraft {
                 errors.push(FieldError::new("max", "must not be below min"));
             }
         }
-        let mut definition = Definition { key: self.key, label: self.label, value_type, required: self.required, default: None, options, min, max };
+        let mut definition = Definition {
+            key: self.key,
+            label: self.label,
+            value_type,
+            required: self.required,
+            default: None,
+            options,
+            min,
+            max,
+        };
         if errors.is_empty() {
             match self.default {
                 None | Some(Json::Null) => {}
                 Some(json) => match definition.check(&json) {
                     Ok(value) => definition.default = Some(value),
-                    Err(message) => errors.push(FieldError::new("default", format!("the default does not satisfy the definition: {message}"))),
+                    Err(message) => errors.push(FieldError::new(
+                        "default",
+                        format!("the default does not satisfy the definition: {message}"),
+                    )),
                 },
             }
         }
@@ -431,7 +476,10 @@ pub fn parse_operand(value_type: ValueType, op: FilterOp, text: &str) -> Result<
             Ok(Operand::Pattern(if escaped.contains('*') { escaped.replace('*', "%") } else { format!("%{escaped}%") }))
         }
         FilterOp::In => {
-            let values = text.split(',').map(|part| AttributeValue::from_text(value_type, part)).collect::<Result<Vec<_>, _>>()?;
+            let values = text
+                .split(',')
+                .map(|part| AttributeValue::from_text(value_type, part))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(Operand::Many(values))
         }
         FilterOp::Gt | FilterOp::Gte | FilterOp::Lt | FilterOp::Lte if !value_type.is_ordered() => {
@@ -471,7 +519,14 @@ mod tests {
 
     #[test]
     fn decimal_bounds_are_inclusive() {
-        let definition = DefinitionDraft { min: Some(json!(0)), max: Some(json!(0.5)), default: Some(json!(0.1)), ..draft(ValueType::Decimal) }.check().unwrap();
+        let definition = DefinitionDraft {
+            min: Some(json!(0)),
+            max: Some(json!(0.5)),
+            default: Some(json!(0.1)),
+            ..draft(ValueType::Decimal)
+        }
+        .check()
+        .unwrap();
         assert_eq!(definition.default, Some(AttributeValue::Decimal(0.1)));
         assert!(definition.check(&json!(0)).is_ok());
         assert!(definition.check(&json!(0.5)).is_ok());
@@ -482,19 +537,31 @@ mod tests {
 
     #[test]
     fn a_default_must_pass_its_own_definition() {
-        let errors = DefinitionDraft { max: Some(json!(0.5)), default: Some(json!(0.6)), ..draft(ValueType::Decimal) }.check().unwrap_err();
+        let errors = DefinitionDraft { max: Some(json!(0.5)), default: Some(json!(0.6)), ..draft(ValueType::Decimal) }
+            .check()
+            .unwrap_err();
         assert_eq!(errors[0].field, "default");
-        let errors = DefinitionDraft { options: Some(vec!["A".into()]), default: Some(json!("B")), ..draft(ValueType::Enum) }.check().unwrap_err();
+        let errors =
+            DefinitionDraft { options: Some(vec!["A".into()]), default: Some(json!("B")), ..draft(ValueType::Enum) }
+                .check()
+                .unwrap_err();
         assert_eq!(errors[0].field, "default");
     }
 
     #[test]
     fn enum_options_are_non_empty_and_unique() {
         assert_eq!(draft(ValueType::Enum).check().unwrap_err()[0].field, "options");
-        assert_eq!(DefinitionDraft { options: Some(vec![]), ..draft(ValueType::Enum) }.check().unwrap_err()[0].field, "options");
-        let errors = DefinitionDraft { options: Some(vec!["金".into(), "银".into(), "金".into()]), ..draft(ValueType::Enum) }.check().unwrap_err();
+        assert_eq!(
+            DefinitionDraft { options: Some(vec![]), ..draft(ValueType::Enum) }.check().unwrap_err()[0].field,
+            "options"
+        );
+        let errors =
+            DefinitionDraft { options: Some(vec!["金".into(), "银".into(), "金".into()]), ..draft(ValueType::Enum) }
+                .check()
+                .unwrap_err();
         assert_eq!(errors[0].field, "options[2]");
-        let errors = DefinitionDraft { options: Some(vec!["x".into()]), ..draft(ValueType::String) }.check().unwrap_err();
+        let errors =
+            DefinitionDraft { options: Some(vec!["x".into()]), ..draft(ValueType::String) }.check().unwrap_err();
         assert_eq!(errors[0].field, "options");
     }
 
@@ -509,7 +576,8 @@ mod tests {
 
     #[test]
     fn string_limits_count_characters() {
-        let definition = DefinitionDraft { min: Some(json!(2)), max: Some(json!(3)), ..draft(ValueType::String) }.check().unwrap();
+        let definition =
+            DefinitionDraft { min: Some(json!(2)), max: Some(json!(3)), ..draft(ValueType::String) }.check().unwrap();
         assert!(definition.check(&json!("张三")).is_ok());
         assert!(definition.check(&json!("欧阳娜娜")).is_err());
         assert!(definition.check(&json!("张")).is_err());
@@ -522,13 +590,22 @@ mod tests {
         assert!(definition.check(&json!("2019-12-31")).is_err());
         assert!(definition.check(&json!("2020-1-1")).is_err());
         assert!(definition.check(&json!("2020-02-30")).is_err());
-        assert!(DefinitionDraft { min: Some(json!("2021-01-01")), max: Some(json!("2020-01-01")), ..draft(ValueType::Date) }.check().is_err());
+        assert!(DefinitionDraft {
+            min: Some(json!("2021-01-01")),
+            max: Some(json!("2020-01-01")),
+            ..draft(ValueType::Date)
+        }
+        .check()
+        .is_err());
     }
 
     #[test]
     fn filters_type_their_operands() {
         assert_eq!(split_filter("since:gte:2024-01-01T00:00"), Some(("since", "gte", "2024-01-01T00:00")));
-        assert_eq!(parse_operand(ValueType::Integer, FilterOp::Gt, "9").unwrap(), Operand::One(AttributeValue::Integer(9)));
+        assert_eq!(
+            parse_operand(ValueType::Integer, FilterOp::Gt, "9").unwrap(),
+            Operand::One(AttributeValue::Integer(9))
+        );
         assert!(parse_operand(ValueType::Integer, FilterOp::Gt, "nine").is_err());
         assert!(parse_operand(ValueType::Boolean, FilterOp::Gt, "true").is_err());
         assert!(parse_operand(ValueType::Decimal, FilterOp::Like, "1").is_err());

@@ -13,7 +13,10 @@ pub struct CategoryCode(String);
 
 impl CategoryCode {
     pub fn parse(field: &str, text: &str) -> Result<Self, FieldError> {
-        if text.is_empty() || text.len() > super::code_rule::MAX_TOTAL_LENGTH || !text.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if text.is_empty()
+            || text.len() > super::code_rule::MAX_TOTAL_LENGTH
+            || !text.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
             return Err(FieldError::new(field, "must be 1 to 30 characters from 0-9, A-Z and a-z"));
         }
         Ok(Self(text.to_string()))
@@ -85,7 +88,11 @@ impl ClassificationVector {
         if assignments.is_empty() {
             return Self(String::new());
         }
-        Self(assignments.iter().fold("|".to_string(), |vector, (scheme_id, code)| format!("{vector}{scheme_id}:{code}|")))
+        Self(
+            assignments
+                .iter()
+                .fold("|".to_string(), |vector, (scheme_id, code)| format!("{vector}{scheme_id}:{code}|")),
+        )
     }
 
     /// The entry of a customer's category in a scheme, as its vectors contain it.
@@ -158,7 +165,10 @@ mod tests {
         let vector = ClassificationVector::of([(2, "0101"), (12, "03")]).into_inner();
         assert!(vector.contains(&ClassificationVector::entry(12, "03")));
         assert!(vector.contains(&ClassificationVector::subtree_needle(2, "01")));
-        assert!(!vector.contains(&ClassificationVector::entry(2, "01")), "an ancestor is matched by its subtree needle only");
+        assert!(
+            !vector.contains(&ClassificationVector::entry(2, "01")),
+            "an ancestor is matched by its subtree needle only"
+        );
         assert!(!vector.contains(&ClassificationVector::entry(1, "03")), "scheme 1 is not scheme 12");
     }
 }

@@ -57,7 +57,8 @@ impl TaxId {
         if code.len() != 18 || !code.is_ascii() {
             return Err(FieldError::new(field, "must be an 18-character unified social credit code"));
         }
-        let values: Option<Vec<u32>> = code.bytes().map(|b| CREDIT_CODE_CHARSET.iter().position(|&c| c == b).map(|p| p as u32)).collect();
+        let values: Option<Vec<u32>> =
+            code.bytes().map(|b| CREDIT_CODE_CHARSET.iter().position(|&c| c == b).map(|p| p as u32)).collect();
         let Some(values) = values else {
             return Err(FieldError::new(field, "may contain only 0-9 and A-Y without I, O, S, V, Z"));
         };
@@ -78,7 +79,8 @@ impl TaxId {
 
     /// Completes 17 valid characters with their check character (for demo data).
     pub fn with_check_character(first17: &str) -> Option<Self> {
-        let values: Option<Vec<u32>> = first17.bytes().map(|b| CREDIT_CODE_CHARSET.iter().position(|&c| c == b).map(|p| p as u32)).collect();
+        let values: Option<Vec<u32>> =
+            first17.bytes().map(|b| CREDIT_CODE_CHARSET.iter().position(|&c| c == b).map(|p| p as u32)).collect();
         let values = values.filter(|v| v.len() == 17)?;
         let check = CREDIT_CODE_CHARSET[Self::check_value(&values) as usize] as char;
         Some(Self(format!("{first17}{check}")))
@@ -141,7 +143,10 @@ pub fn parse_phone(field: &str, text: Option<&str>) -> Result<Option<String>, Fi
     if number_ok && extension_ok && (5..=20).contains(&digits) {
         Ok(Some(phone))
     } else {
-        Err(FieldError::new(field, "must be a phone number: 5 to 20 digits with + - ( ) . or blanks, and an optional ext"))
+        Err(FieldError::new(
+            field,
+            "must be a phone number: 5 to 20 digits with + - ( ) . or blanks, and an optional ext",
+        ))
     }
 }
 
@@ -184,7 +189,8 @@ mod tests {
     fn emails() {
         assert_eq!(parse_email("email", Some(" li@example.com ")).unwrap().as_deref(), Some("li@example.com"));
         assert_eq!(parse_email("email", Some("")).unwrap(), None);
-        for bad in ["li", "li@", "@example.com", "li@example", "li@@example.com", "li @example.com", "li@example.com."] {
+        for bad in ["li", "li@", "@example.com", "li@example", "li@@example.com", "li @example.com", "li@example.com."]
+        {
             assert!(parse_email("email", Some(bad)).is_err(), "{bad}");
         }
     }

@@ -10,7 +10,8 @@ const LEGAL_FORMS: [&str; 4] = ["股份有限公司", "有限责任公司", "有
 /// dropped, and one legal-form suffix folded. 北京电子有限公司, 北京电子有限责任公司 and
 /// （北京）电子有限公司 all read 北京电子.
 pub fn name_key(name: &str) -> String {
-    let folded: String = name.chars().map(half_width).filter(|c| c.is_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect();
+    let folded: String =
+        name.chars().map(half_width).filter(|c| c.is_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect();
     // The longest suffix that matches; a name that is nothing but a legal form stays.
     match LEGAL_FORMS.iter().find_map(|suffix| folded.strip_suffix(suffix)) {
         Some(rest) if !rest.is_empty() => rest.to_string(),
@@ -54,7 +55,8 @@ labelled_enum! {
 }
 
 impl DuplicateKey {
-    pub const ALL: [DuplicateKey; 4] = [DuplicateKey::TaxId, DuplicateKey::Name, DuplicateKey::Phone, DuplicateKey::Email];
+    pub const ALL: [DuplicateKey; 4] =
+        [DuplicateKey::TaxId, DuplicateKey::Name, DuplicateKey::Phone, DuplicateKey::Email];
 
     /// Where the key comes in `ALL`, which orders groups of the same size.
     pub fn order(self) -> usize {
@@ -65,7 +67,8 @@ impl DuplicateKey {
     pub fn parse_list(text: &str) -> Result<Vec<DuplicateKey>, String> {
         let mut keys = Vec::new();
         for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
-            let key = DuplicateKey::from_label(part).ok_or_else(|| format!("unknown key {part:?}; use tax_id, name, phone or email"))?;
+            let key = DuplicateKey::from_label(part)
+                .ok_or_else(|| format!("unknown key {part:?}; use tax_id, name, phone or email"))?;
             keys.push(key);
         }
         if keys.is_empty() {
@@ -81,7 +84,14 @@ mod tests {
 
     #[test]
     fn company_names_that_differ_in_form_read_the_same() {
-        for name in ["北京电子有限公司", "北京电子有限责任公司", "（北京）电子有限公司", "(北京)电子股份有限公司", "北京 电子公司", "北京电子"] {
+        for name in [
+            "北京电子有限公司",
+            "北京电子有限责任公司",
+            "（北京）电子有限公司",
+            "(北京)电子股份有限公司",
+            "北京 电子公司",
+            "北京电子",
+        ] {
             assert_eq!(name_key(name), "北京电子", "{name}");
         }
         assert_eq!(name_key("ＡＢＣ Trading Co., Ltd."), name_key("abc trading co ltd"));

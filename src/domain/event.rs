@@ -60,7 +60,11 @@ impl EventType {
     pub fn names_customer(self) -> bool {
         matches!(
             self,
-            EventType::CustomerCreated | EventType::CustomerUpdated | EventType::CustomerDeleted | EventType::CustomerMerged | EventType::ClassificationChanged
+            EventType::CustomerCreated
+                | EventType::CustomerUpdated
+                | EventType::CustomerDeleted
+                | EventType::CustomerMerged
+                | EventType::ClassificationChanged
         )
     }
 
@@ -68,7 +72,12 @@ impl EventType {
     pub fn is_structure(self) -> bool {
         matches!(
             self,
-            EventType::SchemeCreated | EventType::SchemeUpdated | EventType::SchemeDeleted | EventType::CategoryCreated | EventType::CategoryUpdated | EventType::CategoryDeleted
+            EventType::SchemeCreated
+                | EventType::SchemeUpdated
+                | EventType::SchemeDeleted
+                | EventType::CategoryCreated
+                | EventType::CategoryUpdated
+                | EventType::CategoryDeleted
         )
     }
 
@@ -87,12 +96,17 @@ impl TypeFilter {
         let mut chosen = Vec::new();
         for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
             let matched: Vec<EventType> = match item.strip_suffix(".*") {
-                Some(family) => EventType::ALL.into_iter().filter(|kind| kind.as_str().split('.').next() == Some(family)).collect(),
+                Some(family) => {
+                    EventType::ALL.into_iter().filter(|kind| kind.as_str().split('.').next() == Some(family)).collect()
+                }
                 None => EventType::from_name(item).into_iter().collect(),
             };
             if matched.is_empty() {
                 let known: Vec<&str> = EventType::ALL.iter().map(|kind| kind.as_str()).collect();
-                return Err(FieldError::new(field, format!("unknown event type {item}; known: {} (or family.*)", known.join(", "))));
+                return Err(FieldError::new(
+                    field,
+                    format!("unknown event type {item}; known: {} (or family.*)", known.join(", ")),
+                ));
             }
             for kind in matched {
                 if !chosen.contains(&kind) {
@@ -145,9 +159,16 @@ mod tests {
     #[test]
     fn a_family_takes_every_type_of_it_and_nothing_else() {
         let filter = TypeFilter::parse("types", "classification.changed, customer.*").unwrap();
-        assert_eq!(filter.names().unwrap(), ["classification.changed", "customer.created", "customer.updated", "customer.deleted", "customer.merged"]);
+        assert_eq!(
+            filter.names().unwrap(),
+            ["classification.changed", "customer.created", "customer.updated", "customer.deleted", "customer.merged"]
+        );
         let runs = TypeFilter::parse("types", "classification_run.*").unwrap();
-        assert_eq!(runs.names().unwrap(), ["classification_run.finished"], "classification.* must not reach classification_run");
+        assert_eq!(
+            runs.names().unwrap(),
+            ["classification_run.finished"],
+            "classification.* must not reach classification_run"
+        );
         assert_eq!(TypeFilter::parse("types", "").unwrap().names(), None);
     }
 

@@ -9,7 +9,10 @@ use utoipa::ToSchema;
 
 use super::archive::{Field, Value, ATTRIBUTE_PREFIX, CATEGORY_PREFIX};
 use super::category::CategoryCode;
-use super::customer::{parse_email, parse_phone, CustomerCode, CustomerStatus, TaxId, ADDRESS_MAX, CONTACT_MAX, NAME_MAX, NOTE_MAX, SHORT_NAME_MAX};
+use super::customer::{
+    parse_email, parse_phone, CustomerCode, CustomerStatus, TaxId, ADDRESS_MAX, CONTACT_MAX, NAME_MAX, NOTE_MAX,
+    SHORT_NAME_MAX,
+};
 use super::{clean_optional_text, clean_text, FieldError};
 
 /// The most data rows one import takes.
@@ -235,7 +238,10 @@ pub fn read_row<'a>(row: u64, cells: impl IntoIterator<Item = (&'a Column, Cell)
         match column {
             Column::Field(field) => {
                 if let Err(error) = read_field(&mut edit, *field, &cell) {
-                    fail(if error.field == "clear" { codes::CANNOT_CLEAR } else { codes::INVALID_VALUE }, error.message);
+                    fail(
+                        if error.field == "clear" { codes::CANNOT_CLEAR } else { codes::INVALID_VALUE },
+                        error.message,
+                    );
                 }
             }
             Column::Category(scheme) => match cell {
@@ -254,7 +260,12 @@ pub fn read_row<'a>(row: u64, cells: impl IntoIterator<Item = (&'a Column, Cell)
         }
     }
     if edit.code.is_none() && !errors.iter().any(|e| e.column.as_deref() == Some(Field::Code.header())) {
-        errors.push(RowError::new(row, Some(&Column::Field(Field::Code)), codes::REQUIRED, "every row needs the customer's code"));
+        errors.push(RowError::new(
+            row,
+            Some(&Column::Field(Field::Code)),
+            codes::REQUIRED,
+            "every row needs the customer's code",
+        ));
     }
     if errors.is_empty() {
         Ok(edit)
@@ -264,7 +275,10 @@ pub fn read_row<'a>(row: u64, cells: impl IntoIterator<Item = (&'a Column, Cell)
 }
 
 /// A text edit of an optional field, checked by `parse`.
-fn text_edit(cell: &Cell, parse: impl FnOnce(&str) -> Result<Option<String>, FieldError>) -> Result<Edit<String>, FieldError> {
+fn text_edit(
+    cell: &Cell,
+    parse: impl FnOnce(&str) -> Result<Option<String>, FieldError>,
+) -> Result<Edit<String>, FieldError> {
     match cell {
         Cell::Blank => Ok(Edit::Keep),
         Cell::Null => Ok(Edit::Clear),
@@ -315,14 +329,16 @@ fn read_field(edit: &mut RowEdit, field: Field, cell: &Cell) -> Result<(), Field
 /// The columns a header names, and the headers that name none.
 pub fn read_header(headers: &[String]) -> (Vec<Option<Column>>, Vec<String>) {
     let columns: Vec<Option<Column>> = headers.iter().map(|header| Column::parse(header)).collect();
-    let unknown = headers.iter().zip(&columns).filter(|(_, column)| column.is_none()).map(|(header, _)| header.clone()).collect();
+    let unknown =
+        headers.iter().zip(&columns).filter(|(_, column)| column.is_none()).map(|(header, _)| header.clone()).collect();
     (columns, unknown)
 }
 
 /// Headers named twice, which would make a row say two things of one value.
 pub fn repeated_columns(columns: &[Option<Column>]) -> Vec<String> {
     let mut seen = std::collections::HashSet::new();
-    let mut repeated: Vec<String> = columns.iter().flatten().filter(|column| !seen.insert(column.header())).map(Column::header).collect();
+    let mut repeated: Vec<String> =
+        columns.iter().flatten().filter(|column| !seen.insert(column.header())).map(Column::header).collect();
     repeated.dedup();
     repeated
 }
@@ -383,7 +399,9 @@ impl Malformed {
 
     pub fn beyond(limit: Limit, row: u64, byte: u64) -> Self {
         let message = match limit {
-            Limit::Columns => format!("the row has more than {MAX_COLUMNS} columns; an import takes at most {MAX_COLUMNS}"),
+            Limit::Columns => {
+                format!("the row has more than {MAX_COLUMNS} columns; an import takes at most {MAX_COLUMNS}")
+            }
             Limit::CellBytes => format!("a cell is longer than {} KB; no field takes that much", MAX_CELL_BYTES / 1024),
             Limit::RowBytes => format!("the line is longer than {} MB", MAX_ROW_BYTES / (1024 * 1024)),
         };
@@ -399,7 +417,10 @@ impl QuotingCheck {
                 self.row += 1;
                 self.fields_before = 0;
             }
-            let in_field = !matches!((self.state, b), (QuoteState::FieldStart | QuoteState::Unquoted | QuoteState::QuoteInQuoted, b',' | b'\r' | b'\n'));
+            let in_field = !matches!(
+                (self.state, b),
+                (QuoteState::FieldStart | QuoteState::Unquoted | QuoteState::QuoteInQuoted, b',' | b'\r' | b'\n')
+            );
             if in_field {
                 self.field_bytes += 1;
                 if self.field_bytes > MAX_CELL_BYTES {
@@ -422,15 +443,21 @@ impl QuotingCheck {
                 (QuoteState::Quoted, b'"') => QuoteState::QuoteInQuoted,
                 (QuoteState::Quoted, _) => QuoteState::Quoted,
                 (QuoteState::QuoteInQuoted, b'"') => QuoteState::Quoted,
-                (QuoteState::FieldStart | QuoteState::Unquoted | QuoteState::QuoteInQuoted, b',') => QuoteState::FieldStart,
-                (QuoteState::FieldStart | QuoteState::Unquoted | QuoteState::QuoteInQuoted, b'\r') => QuoteState::FieldStart,
+                (QuoteState::FieldStart | QuoteState::Unquoted | QuoteState::QuoteInQuoted, b',') => {
+                    QuoteState::FieldStart
+                }
+                (QuoteState::FieldStart | QuoteState::Unquoted | QuoteState::QuoteInQuoted, b'\r') => {
+                    QuoteState::FieldStart
+                }
                 (QuoteState::FieldStart | QuoteState::Unquoted | QuoteState::QuoteInQuoted, b'\n') => {
                     self.row_has_bytes = false;
                     QuoteState::FieldStart
                 }
-                (QuoteState::QuoteInQuoted, _) => {
-                    return Err(Malformed::at(self.row, self.byte, "text after the closing quote of a field; a quote inside a quoted field is written twice (\"\")"))
-                }
+                (QuoteState::QuoteInQuoted, _) => return Err(Malformed::at(
+                    self.row,
+                    self.byte,
+                    "text after the closing quote of a field; a quote inside a quoted field is written twice (\"\")",
+                )),
                 (QuoteState::FieldStart | QuoteState::Unquoted, _) => QuoteState::Unquoted,
             };
             self.byte += 1;
@@ -476,7 +503,13 @@ mod tests {
     #[test]
     fn empty_keeps_null_clears_text_sets() {
         let columns = columns(&["code", "phone", "email", "note", "category:REGION"]);
-        let cells = [Cell::of_text("C1"), Cell::of_text(""), Cell::of_text("NULL"), Cell::of_text(" 说明 "), Cell::of_text("0101")];
+        let cells = [
+            Cell::of_text("C1"),
+            Cell::of_text(""),
+            Cell::of_text("NULL"),
+            Cell::of_text(" 说明 "),
+            Cell::of_text("0101"),
+        ];
         let edit = read_row(2, columns.iter().zip(cells)).unwrap();
         assert_eq!(edit.code.unwrap().as_str(), "C1");
         assert_eq!((edit.phone, edit.email, edit.note), (Edit::Keep, Edit::Clear, Edit::Set("说明".into())));
@@ -486,12 +519,25 @@ mod tests {
     #[test]
     fn every_bad_cell_is_an_error_with_its_row_and_column() {
         let columns = columns(&["code", "name", "tax_id", "phone", "status"]);
-        let cells = [Cell::of_text(""), Cell::of_text("NULL"), Cell::of_text("91350100M000100Y44"), Cell::of_text("12"), Cell::of_text("gone")];
+        let cells = [
+            Cell::of_text(""),
+            Cell::of_text("NULL"),
+            Cell::of_text("91350100M000100Y44"),
+            Cell::of_text("12"),
+            Cell::of_text("gone"),
+        ];
         let errors = read_row(9, columns.iter().zip(cells)).unwrap_err();
-        let found: Vec<(u64, &str, &str)> = errors.iter().map(|e| (e.row, e.column.as_deref().unwrap(), e.code.as_str())).collect();
+        let found: Vec<(u64, &str, &str)> =
+            errors.iter().map(|e| (e.row, e.column.as_deref().unwrap(), e.code.as_str())).collect();
         assert_eq!(
             found,
-            [(9, "name", "cannot_clear"), (9, "tax_id", "invalid_value"), (9, "phone", "invalid_value"), (9, "status", "invalid_value"), (9, "code", "required")]
+            [
+                (9, "name", "cannot_clear"),
+                (9, "tax_id", "invalid_value"),
+                (9, "phone", "invalid_value"),
+                (9, "status", "invalid_value"),
+                (9, "code", "required")
+            ]
         );
         assert!(errors[1].message.contains("check character should be 3"));
     }

@@ -65,10 +65,10 @@ pub mod event;
 pub mod formula;
 pub mod history;
 pub mod import;
+pub mod ranking;
 pub mod report;
 pub mod restriction;
 pub mod rule;
-pub mod ranking;
 pub mod run;
 pub mod sales;
 pub mod schedule;
@@ -132,7 +132,9 @@ where
 }
 
 fn whole_of<T: TryFrom<i64>, E: serde::de::Error>(number: serde_json::Number) -> Result<T, E> {
-    whole_number(&number).and_then(|n| T::try_from(n).ok()).ok_or_else(|| E::custom(format!("expected a whole number in range, found {number}")))
+    whole_number(&number)
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| E::custom(format!("expected a whole number in range, found {number}")))
 }
 
 /// Trims and length-checks a free-text value counted in characters (not bytes),
@@ -141,7 +143,10 @@ pub fn clean_text(field: &str, raw: &str, min: usize, max: usize) -> Result<Stri
     let trimmed = raw.trim();
     let len = trimmed.chars().count();
     if len < min {
-        return Err(FieldError::new(field, if min == 1 { "must not be empty".to_string() } else { format!("must have at least {min} characters") }));
+        return Err(FieldError::new(
+            field,
+            if min == 1 { "must not be empty".to_string() } else { format!("must have at least {min} characters") },
+        ));
     }
     if len > max {
         return Err(FieldError::new(field, format!("must have at most {max} characters")));
@@ -164,7 +169,9 @@ pub fn clean_optional_text(field: &str, raw: Option<&str>, max: usize) -> Result
 mod tests {
     use super::*;
 
-    fn labels_are_what_serde_writes<T: serde::Serialize + for<'de> serde::Deserialize<'de> + PartialEq + std::fmt::Debug>(
+    fn labels_are_what_serde_writes<
+        T: serde::Serialize + for<'de> serde::Deserialize<'de> + PartialEq + std::fmt::Debug,
+    >(
         labels: &[&str],
         from_label: fn(&str) -> Option<T>,
     ) {
@@ -185,7 +192,10 @@ mod tests {
         labels_are_what_serde_writes(run::Trigger::LABELS, run::Trigger::from_label);
         labels_are_what_serde_writes(run::ChangeOutcome::LABELS, run::ChangeOutcome::from_label);
         labels_are_what_serde_writes(webhook::DeliveryOutcome::LABELS, webhook::DeliveryOutcome::from_label);
-        assert_eq!(run::RunStatus::try_from("done".to_string()).unwrap_err(), "\"done\" is not a RunStatus (one of running, completed, failed, abandoned, cancelled, interrupted)");
+        assert_eq!(
+            run::RunStatus::try_from("done".to_string()).unwrap_err(),
+            "\"done\" is not a RunStatus (one of running, completed, failed, abandoned, cancelled, interrupted)"
+        );
     }
 
     #[test]

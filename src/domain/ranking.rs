@@ -22,7 +22,9 @@ pub struct Spread {
 pub enum Standing {
     Ranked(Ranking),
     /// A quintile score 1–5; for recency fewer days score higher.
-    Score { fewer_is_better: bool },
+    Score {
+        fewer_is_better: bool,
+    },
 }
 
 /// One comparison of a standing with a value (`=`, `>`, `>=`, `<`, `<=`) or a range
@@ -51,7 +53,11 @@ pub fn questions(condition: &Condition, population: Option<&Population>) -> Vec<
 
 /// The condition with its relative leaves turned into plain ones, given the answers to
 /// its [`questions`] in their order.
-pub fn resolve(condition: &Condition, population: Option<&Population>, answers: &mut impl Iterator<Item = Answer>) -> Condition {
+pub fn resolve(
+    condition: &Condition,
+    population: Option<&Population>,
+    answers: &mut impl Iterator<Item = Answer>,
+) -> Condition {
     walk(condition, population, &mut |_, _| answers.next().flatten())
 }
 
@@ -71,7 +77,9 @@ fn walk(condition: &Condition, population: Option<&Population>, ask: &mut Ask) -
         Condition::All(items) => Condition::All(items.iter().map(|item| walk(item, population, ask)).collect()),
         Condition::Any(items) => Condition::Any(items.iter().map(|item| walk(item, population, ask)).collect()),
         Condition::Not(inner) => Condition::Not(Box::new(walk(inner, population, ask))),
-        Condition::Leaf { field, op, value } if field.is_relative() => relative_leaf(field, *op, value, population, ask),
+        Condition::Leaf { field, op, value } if field.is_relative() => {
+            relative_leaf(field, *op, value, population, ask)
+        }
         leaf => leaf.clone(),
     }
 }
@@ -95,7 +103,11 @@ fn has_orders(orders: bool) -> Condition {
 fn relative_leaf(field: &Field, op: Op, value: &Operand, population: Option<&Population>, ask: &mut Ask) -> Condition {
     let mut member = Vec::new();
     if let Some(population) = population {
-        member.push(leaf(Field::Category { scheme: population.scheme.clone() }, Op::Under, Operand::One(Scalar::Text(population.category.clone()))));
+        member.push(leaf(
+            Field::Category { scheme: population.scheme.clone() },
+            Op::Under,
+            Operand::One(Scalar::Text(population.category.clone())),
+        ));
     }
     if let Field::Ranked { of, .. } = field {
         // Only customers with a value are ranked: an attribute may be missing, and
@@ -107,10 +119,12 @@ fn relative_leaf(field: &Field, op: Op, value: &Operand, population: Option<&Pop
     let compared = match (op, value) {
         (Op::IsNull, Operand::Null(true)) => return Condition::Not(Box::new(Condition::All(member))),
         (Op::IsNull, _) => return Condition::All(member),
-        (Op::In, Operand::List(values)) => Condition::Any(values.iter().map(|v| standing(field, Op::Eq, &Operand::One(v.clone()), population, ask)).collect()),
-        (Op::NotIn, Operand::List(values)) => {
-            Condition::Not(Box::new(Condition::Any(values.iter().map(|v| standing(field, Op::Eq, &Operand::One(v.clone()), population, ask)).collect())))
-        }
+        (Op::In, Operand::List(values)) => Condition::Any(
+            values.iter().map(|v| standing(field, Op::Eq, &Operand::One(v.clone()), population, ask)).collect(),
+        ),
+        (Op::NotIn, Operand::List(values)) => Condition::Not(Box::new(Condition::Any(
+            values.iter().map(|v| standing(field, Op::Eq, &Operand::One(v.clone()), population, ask)).collect(),
+        ))),
         (Op::Ne, value) => Condition::Not(Box::new(standing(field, Op::Eq, value, population, ask))),
         (op, value) => standing(field, op, value, population, ask),
     };
@@ -131,8 +145,17 @@ fn standing(field: &Field, op: Op, value: &Operand, population: Option<&Populati
         Field::RfmScore(part) => {
             let metric = Field::Metric(part.metric());
             let spread = Spread { field: metric.clone(), population: population.cloned(), with_orders_only: true };
-            let ranked = match ask(spread, Question { standing: Standing::Score { fewer_is_better: part.fewer_is_better() }, op, operand: value.clone() }) {
-                Some((low, high)) => Condition::All(vec![has_orders(true), leaf(metric, Op::Between, Operand::Range(low, high))]),
+            let ranked = match ask(
+                spread,
+                Question {
+                    standing: Standing::Score { fewer_is_better: part.fewer_is_better() },
+                    op,
+                    operand: value.clone(),
+                },
+            ) {
+                Some((low, high)) => {
+                    Condition::All(vec![has_orders(true), leaf(metric, Op::Between, Operand::Range(low, high))])
+                }
                 None => never(),
             };
             if score_compares(1, op, value) {
@@ -146,7 +169,15 @@ fn standing(field: &Field, op: Op, value: &Operand, population: Option<&Populati
                 RfmPart::ALL
                     .into_iter()
                     .zip(scores.bytes())
-                    .map(|(part, digit)| standing(&Field::RfmScore(part), Op::Eq, &Operand::One(Scalar::Integer(i64::from(digit - b'0'))), population, ask))
+                    .map(|(part, digit)| {
+                        standing(
+                            &Field::RfmScore(part),
+                            Op::Eq,
+                            &Operand::One(Scalar::Integer(i64::from(digit - b'0'))),
+                            population,
+                            ask,
+                        )
+                    })
                     .collect(),
             ),
             _ => never(),
@@ -164,7 +195,9 @@ pub fn compares(standing: f64, op: Op, operand: &Operand) -> bool {
         _ => None,
     };
     match (op, operand) {
-        (Op::Between, Operand::Range(low, high)) => number(low).zip(number(high)).is_some_and(|(low, high)| low <= standing && standing <= high),
+        (Op::Between, Operand::Range(low, high)) => {
+            number(low).zip(number(high)).is_some_and(|(low, high)| low <= standing && standing <= high)
+        }
         (op, Operand::One(scalar)) => number(scalar).is_some_and(|n| match op {
             Op::Eq => standing == n,
             Op::Gt => standing > n,
@@ -209,7 +242,11 @@ pub fn score(ranked_below: usize, ranked: usize) -> i64 {
 /// The answers to `questions` over a spread's values, ascending: for each, the lowest
 /// and highest value whose standing compares as asked, or `None`. One pass over the
 /// values, a group of equal values at a time, so that equal values stand equal.
-pub fn answer<T: Copy + PartialOrd>(ascending: &[T], positive: impl Fn(T) -> f64, questions: &[&Question]) -> Vec<Option<(T, T)>> {
+pub fn answer<T: Copy + PartialOrd>(
+    ascending: &[T],
+    positive: impl Fn(T) -> f64,
+    questions: &[&Question],
+) -> Vec<Option<(T, T)>> {
     let ranked = ascending.len();
     let total: f64 = ascending.iter().map(|v| positive(*v)).sum();
     let mut answers: Vec<Option<(T, T)>> = vec![None; questions.len()];
@@ -254,33 +291,53 @@ mod tests {
 
     #[test]
     fn a_share_leaf_becomes_a_range_of_the_field_it_ranks() {
-        let abc = leaf(Field::Ranked { ranking: Ranking::CumulativeShare, of: Box::new(spend()) }, Op::Lte, Operand::One(Scalar::Decimal(80.0)));
+        let abc = leaf(
+            Field::Ranked { ranking: Ranking::CumulativeShare, of: Box::new(spend()) },
+            Op::Lte,
+            Operand::One(Scalar::Decimal(80.0)),
+        );
         let asked = questions(&abc, None);
         assert_eq!(
             asked,
             vec![(
                 Spread { field: spend(), population: None, with_orders_only: false },
-                Question { standing: Standing::Ranked(Ranking::CumulativeShare), op: Op::Lte, operand: Operand::One(Scalar::Decimal(80.0)) }
+                Question {
+                    standing: Standing::Ranked(Ranking::CumulativeShare),
+                    op: Op::Lte,
+                    operand: Operand::One(Scalar::Decimal(80.0))
+                }
             )]
         );
         let resolved = resolve(&abc, None, &mut [Some((money(5_000), money(90_000)))].into_iter());
-        assert_eq!(resolved, Condition::All(vec![leaf(spend(), Op::Between, Operand::Range(money(5_000), money(90_000)))]));
+        assert_eq!(
+            resolved,
+            Condition::All(vec![leaf(spend(), Op::Between, Operand::Range(money(5_000), money(90_000)))])
+        );
         assert_eq!(resolve(&abc, None, &mut [None].into_iter()), Condition::All(vec![never()]));
     }
 
     #[test]
     fn a_population_and_a_missing_value_leave_a_customer_unranked() {
         let days = Field::Metric(Metric::DaysSinceLastOrder);
-        let top = leaf(Field::Ranked { ranking: Ranking::Percentile, of: Box::new(days.clone()) }, Op::Ne, Operand::One(Scalar::Decimal(50.0)));
+        let top = leaf(
+            Field::Ranked { ranking: Ranking::Percentile, of: Box::new(days.clone()) },
+            Op::Ne,
+            Operand::One(Scalar::Decimal(50.0)),
+        );
         let population = region();
         assert_eq!(questions(&top, Some(&population))[0].0.population, Some(region()));
-        let resolved = resolve(&top, Some(&population), &mut [Some((Scalar::Integer(3), Scalar::Integer(9)))].into_iter());
+        let resolved =
+            resolve(&top, Some(&population), &mut [Some((Scalar::Integer(3), Scalar::Integer(9)))].into_iter());
         assert_eq!(
             resolved,
             Condition::All(vec![
                 leaf(Field::Category { scheme: "REGION".into() }, Op::Under, Operand::One(Scalar::Text("01".into()))),
                 leaf(days.clone(), Op::IsNull, Operand::Null(false)),
-                Condition::Not(Box::new(leaf(days, Op::Between, Operand::Range(Scalar::Integer(3), Scalar::Integer(9))))),
+                Condition::Not(Box::new(leaf(
+                    days,
+                    Op::Between,
+                    Operand::Range(Scalar::Integer(3), Scalar::Integer(9))
+                ))),
             ])
         );
     }
@@ -289,16 +346,30 @@ mod tests {
     fn an_rfm_string_asks_each_part_and_customers_without_orders_score_one() {
         let rfm = leaf(Field::Rfm, Op::In, Operand::List(vec![Scalar::Text("511".into())]));
         let asked = questions(&rfm, None);
-        let standings: Vec<_> = asked.iter().map(|(spread, q)| (spread.field.clone(), spread.with_orders_only, q.standing, q.operand.clone())).collect();
+        let standings: Vec<_> = asked
+            .iter()
+            .map(|(spread, q)| (spread.field.clone(), spread.with_orders_only, q.standing, q.operand.clone()))
+            .collect();
         assert_eq!(
             standings,
             vec![
-                (Field::Metric(Metric::DaysSinceLastOrder), true, Standing::Score { fewer_is_better: true }, Operand::One(Scalar::Integer(5))),
-                (Field::Metric(Metric::Orders12m), true, Standing::Score { fewer_is_better: false }, Operand::One(Scalar::Integer(1))),
+                (
+                    Field::Metric(Metric::DaysSinceLastOrder),
+                    true,
+                    Standing::Score { fewer_is_better: true },
+                    Operand::One(Scalar::Integer(5))
+                ),
+                (
+                    Field::Metric(Metric::Orders12m),
+                    true,
+                    Standing::Score { fewer_is_better: false },
+                    Operand::One(Scalar::Integer(1))
+                ),
                 (spend(), true, Standing::Score { fewer_is_better: false }, Operand::One(Scalar::Integer(1))),
             ]
         );
-        let resolved = resolve(&rfm, None, &mut [None, Some((Scalar::Integer(0), Scalar::Integer(2))), None].into_iter());
+        let resolved =
+            resolve(&rfm, None, &mut [None, Some((Scalar::Integer(0), Scalar::Integer(2))), None].into_iter());
         let Condition::All(parts) = resolved else { panic!("{resolved:?}") };
         let Condition::Any(values) = &parts[0] else { panic!() };
         let Condition::All(scores) = &values[0] else { panic!() };
@@ -306,7 +377,14 @@ mod tests {
         assert_eq!(
             scores[1],
             Condition::Any(vec![
-                Condition::All(vec![has_orders(true), leaf(Field::Metric(Metric::Orders12m), Op::Between, Operand::Range(Scalar::Integer(0), Scalar::Integer(2)))]),
+                Condition::All(vec![
+                    has_orders(true),
+                    leaf(
+                        Field::Metric(Metric::Orders12m),
+                        Op::Between,
+                        Operand::Range(Scalar::Integer(0), Scalar::Integer(2))
+                    )
+                ]),
                 has_orders(false),
             ])
         );
@@ -314,9 +392,16 @@ mod tests {
 
     #[test]
     fn is_null_asks_nothing() {
-        let percentile = leaf(Field::Ranked { ranking: Ranking::Percentile, of: Box::new(spend()) }, Op::IsNull, Operand::Null(true));
+        let percentile = leaf(
+            Field::Ranked { ranking: Ranking::Percentile, of: Box::new(spend()) },
+            Op::IsNull,
+            Operand::Null(true),
+        );
         assert!(questions(&percentile, None).is_empty());
-        assert_eq!(resolve(&percentile, None, &mut std::iter::empty()), Condition::Not(Box::new(Condition::All(vec![]))));
+        assert_eq!(
+            resolve(&percentile, None, &mut std::iter::empty()),
+            Condition::Not(Box::new(Condition::All(vec![])))
+        );
         assert!(is_relative(&Condition::Not(Box::new(percentile))));
         assert!(!is_relative(&leaf(spend(), Op::Gt, Operand::One(money(1)))));
     }
@@ -345,13 +430,21 @@ mod tests {
         let top = asked(Standing::Ranked(Ranking::Percentile), Op::Gte, Operand::One(Scalar::Decimal(50.0)));
         let exactly = asked(Standing::Ranked(Ranking::Percentile), Op::Eq, Operand::One(Scalar::Decimal(60.0)));
         let best = asked(Standing::Score { fewer_is_better: false }, Op::Eq, Operand::One(Scalar::Integer(5)));
-        let fewest = asked(Standing::Score { fewer_is_better: true }, Op::Between, Operand::Range(Scalar::Integer(4), Scalar::Integer(5)));
+        let fewest = asked(
+            Standing::Score { fewer_is_better: true },
+            Op::Between,
+            Operand::Range(Scalar::Integer(4), Scalar::Integer(5)),
+        );
         assert_eq!(
             answer(&values, positive, &[&share, &top, &exactly, &best, &fewest]),
             vec![Some((20, 50)), Some((20, 50)), None, Some((50, 50)), Some((-5, 10))]
         );
         assert_eq!(answer::<i64>(&[], positive, &[&share]), vec![None]);
-        let nothing_positive = answer(&[-3, 0], positive, &[&asked(Standing::Ranked(Ranking::CumulativeShare), Op::Gte, Operand::One(Scalar::Decimal(0.0)))]);
+        let nothing_positive = answer(
+            &[-3, 0],
+            positive,
+            &[&asked(Standing::Ranked(Ranking::CumulativeShare), Op::Gte, Operand::One(Scalar::Decimal(0.0)))],
+        );
         assert_eq!(nothing_positive, vec![None], "no share of no total");
     }
 

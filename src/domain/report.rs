@@ -40,8 +40,12 @@ impl Measure {
     pub fn parse_list(field: &str, text: &str) -> Result<Vec<Measure>, FieldError> {
         let mut measures = Vec::new();
         for label in text.split(',').map(str::trim).filter(|label| !label.is_empty()) {
-            let measure = Measure::from_label(label)
-                .ok_or_else(|| FieldError::new(field, format!("unknown measure {label:?}; the measures are {}", Measure::LABELS.join(", "))))?;
+            let measure = Measure::from_label(label).ok_or_else(|| {
+                FieldError::new(
+                    field,
+                    format!("unknown measure {label:?}; the measures are {}", Measure::LABELS.join(", ")),
+                )
+            })?;
             if !measures.contains(&measure) {
                 measures.push(measure);
             }
@@ -59,7 +63,8 @@ pub const MAX_PERIOD_YEARS: i32 = 10;
 
 /// A calendar day (UTC) of a report, `YYYY-MM-DD`, within the years the database stores.
 pub fn parse_day(field: &str, text: &str) -> Result<NaiveDate, FieldError> {
-    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| FieldError::new(field, format!("{text:?} is not a date YYYY-MM-DD")))?;
+    let day = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| FieldError::new(field, format!("{text:?} is not a date YYYY-MM-DD")))?;
     if !super::moment_in_range(day.and_time(NaiveTime::MIN)) {
         return Err(FieldError::new(field, format!("must be {}", super::MOMENT_RANGE)));
     }
@@ -91,7 +96,8 @@ impl Period {
         if from > to {
             return Err(FieldError::new("from", format!("{from} is after to ({to})")));
         }
-        let limit = from.checked_add_months(chrono::Months::new(12 * MAX_PERIOD_YEARS as u32)).unwrap_or(NaiveDate::MAX);
+        let limit =
+            from.checked_add_months(chrono::Months::new(12 * MAX_PERIOD_YEARS as u32)).unwrap_or(NaiveDate::MAX);
         if to >= limit {
             return Err(FieldError::new("to", format!("the period may span at most {MAX_PERIOD_YEARS} years")));
         }
@@ -156,9 +162,14 @@ impl Tally {
             let hundredths = if measure.is_money() { sum } else { sum * 100 };
             let average = average_hundredths(hundredths, self.customers).map(|h| Money::from_cents(h).to_string());
             match measure {
-                Measure::Spend12m => (values.sum_spend_12m, values.avg_spend_12m) = (Some(Money::from_cents(sum).to_string()), average),
+                Measure::Spend12m => {
+                    (values.sum_spend_12m, values.avg_spend_12m) = (Some(Money::from_cents(sum).to_string()), average)
+                }
                 Measure::Orders12m => (values.sum_orders_12m, values.avg_orders_12m) = (Some(sum), average),
-                Measure::LifetimeSpend => (values.sum_lifetime_spend, values.avg_lifetime_spend) = (Some(Money::from_cents(sum).to_string()), average),
+                Measure::LifetimeSpend => {
+                    (values.sum_lifetime_spend, values.avg_lifetime_spend) =
+                        (Some(Money::from_cents(sum).to_string()), average)
+                }
             }
         }
         values
@@ -243,12 +254,28 @@ pub struct TreeTally {
 /// `codes`: every code's subtree holds its own tally and those of its descendants.
 /// Codes not in `codes` (categories deleted since, seen `as_of`) still count in the
 /// subtrees of their ancestors that exist.
-pub fn tree_tallies(rule: &CodeRule, codes: &[&str], direct: &BTreeMap<String, Tally>, measures: usize) -> BTreeMap<String, TreeTally> {
-    let mut tallies: BTreeMap<String, TreeTally> =
-        codes.iter().map(|code| (code.to_string(), TreeTally { direct: direct.get(*code).cloned().unwrap_or_else(|| Tally::new(measures)), subtree: Tally::new(measures) })).collect();
+pub fn tree_tallies(
+    rule: &CodeRule,
+    codes: &[&str],
+    direct: &BTreeMap<String, Tally>,
+    measures: usize,
+) -> BTreeMap<String, TreeTally> {
+    let mut tallies: BTreeMap<String, TreeTally> = codes
+        .iter()
+        .map(|code| {
+            (
+                code.to_string(),
+                TreeTally {
+                    direct: direct.get(*code).cloned().unwrap_or_else(|| Tally::new(measures)),
+                    subtree: Tally::new(measures),
+                },
+            )
+        })
+        .collect();
     for (code, tally) in direct {
         let boundaries = rule.boundaries();
-        let lengths = boundaries.iter().copied().filter(|&length| length < code.len()).chain(std::iter::once(code.len()));
+        let lengths =
+            boundaries.iter().copied().filter(|&length| length < code.len()).chain(std::iter::once(code.len()));
         for length in lengths {
             if let Some(ancestor) = tallies.get_mut(&code[..length]) {
                 ancestor.subtree.add(tally);
@@ -336,10 +363,13 @@ mod tests {
     #[test]
     fn subtrees_add_up_descendants() {
         let rule: CodeRule = "2-2".parse().unwrap();
-        let direct: BTreeMap<String, Tally> =
-            [("0101".to_string(), Tally { customers: 2, sums: vec![] }), ("0102".to_string(), Tally { customers: 3, sums: vec![] }), ("02".to_string(), Tally { customers: 1, sums: vec![] })]
-                .into_iter()
-                .collect();
+        let direct: BTreeMap<String, Tally> = [
+            ("0101".to_string(), Tally { customers: 2, sums: vec![] }),
+            ("0102".to_string(), Tally { customers: 3, sums: vec![] }),
+            ("02".to_string(), Tally { customers: 1, sums: vec![] }),
+        ]
+        .into_iter()
+        .collect();
         let tallies = tree_tallies(&rule, &["01", "0101", "0102", "02"], &direct, 0);
         assert_eq!(tallies["01"].direct.customers, 0);
         assert_eq!(tallies["01"].subtree.customers, 5);

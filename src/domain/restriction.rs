@@ -59,7 +59,12 @@ impl Restriction {
     }
 
     pub fn to_json(&self) -> Json {
-        Json::Object(self.0.iter().map(|(scheme, codes)| (scheme.clone(), codes.iter().map(|code| Json::from(code.as_str())).collect())).collect())
+        Json::Object(
+            self.0
+                .iter()
+                .map(|(scheme, codes)| (scheme.clone(), codes.iter().map(|code| Json::from(code.as_str())).collect()))
+                .collect(),
+        )
     }
 
     /// The restricted schemes and their subtrees' roots.
@@ -80,7 +85,9 @@ impl Restriction {
 
     /// Whether a customer with these categories (`(scheme, category)`) is inside.
     pub fn admits<'a>(&self, categories: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) -> bool {
-        self.0.keys().all(|scheme| categories.clone().into_iter().any(|(held, category)| held == scheme && self.allows(scheme, category)))
+        self.0.keys().all(|scheme| {
+            categories.clone().into_iter().any(|(held, category)| held == scheme && self.allows(scheme, category))
+        })
     }
 }
 

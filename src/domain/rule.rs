@@ -47,12 +47,20 @@ pub enum CustomerField {
 pub enum Field {
     Metric(Metric),
     Customer(CustomerField),
-    Attribute { key: String, value_type: ValueType },
+    Attribute {
+        key: String,
+        value_type: ValueType,
+    },
     /// The customer's category in a scheme.
-    Category { scheme: String },
+    Category {
+        scheme: String,
+    },
     /// Where the customer's value of a numeric field stands among the rule's
     /// population: `percentile(spend_12m)`, `cumulative_share(spend_12m)`.
-    Ranked { ranking: Ranking, of: Box<Field> },
+    Ranked {
+        ranking: Ranking,
+        of: Box<Field>,
+    },
     /// An RFM quintile score, 1–5: `rfm_r`, `rfm_f`, `rfm_m`.
     RfmScore(RfmPart),
     /// The three scores as one string, `"545"`.
@@ -240,7 +248,9 @@ impl Op {
         match self {
             Op::Eq | Op::Ne | Op::IsNull => true,
             Op::In | Op::NotIn => kind != Kind::Boolean,
-            Op::Gt | Op::Gte | Op::Lt | Op::Lte | Op::Between => matches!(kind, Kind::Money | Kind::Integer | Kind::Decimal | Kind::Moment | Kind::Date),
+            Op::Gt | Op::Gte | Op::Lt | Op::Lte | Op::Between => {
+                matches!(kind, Kind::Money | Kind::Integer | Kind::Decimal | Kind::Moment | Kind::Date)
+            }
             Op::Under => kind == Kind::Category,
         }
     }
@@ -302,7 +312,10 @@ pub const MAX_SCHEME_PARAMETERS: usize = 20_000;
 pub fn parse(json: &Json, pointer: &str, catalog: &dyn Catalog) -> Result<Condition, Vec<FieldError>> {
     let bytes = json.to_string().len();
     if bytes > MAX_BYTES {
-        return Err(vec![FieldError::new(pointer, format!("the condition is {bytes} bytes as JSON; the most is {MAX_BYTES}"))]);
+        return Err(vec![FieldError::new(
+            pointer,
+            format!("the condition is {bytes} bytes as JSON; the most is {MAX_BYTES}"),
+        )]);
     }
     let mut errors = Vec::new();
     let condition = parse_node(json, pointer, catalog, 0, &mut errors);
@@ -310,10 +323,16 @@ pub fn parse(json: &Json, pointer: &str, catalog: &dyn Catalog) -> Result<Condit
         Some(condition) if errors.is_empty() => {
             let (nodes, values) = condition.size();
             if nodes > MAX_NODES {
-                return Err(vec![FieldError::new(pointer, format!("the condition has {nodes} groups and leaves; the most is {MAX_NODES}"))]);
+                return Err(vec![FieldError::new(
+                    pointer,
+                    format!("the condition has {nodes} groups and leaves; the most is {MAX_NODES}"),
+                )]);
             }
             if values > MAX_VALUES {
-                return Err(vec![FieldError::new(pointer, format!("the condition compares with {values} values; the most is {MAX_VALUES}"))]);
+                return Err(vec![FieldError::new(
+                    pointer,
+                    format!("the condition compares with {values} values; the most is {MAX_VALUES}"),
+                )]);
             }
             Ok(condition)
         }
@@ -325,7 +344,9 @@ impl Condition {
     /// Groups and leaves, and operand values.
     fn size(&self) -> (usize, usize) {
         match self {
-            Condition::All(items) | Condition::Any(items) => items.iter().map(Condition::size).fold((1, 0), |(n, v), (a, b)| (n + a, v + b)),
+            Condition::All(items) | Condition::Any(items) => {
+                items.iter().map(Condition::size).fold((1, 0), |(n, v), (a, b)| (n + a, v + b))
+            }
             Condition::Not(inner) => {
                 let (nodes, values) = inner.size();
                 (nodes + 1, values)
@@ -369,7 +390,13 @@ impl Condition {
     }
 }
 
-fn parse_node(json: &Json, pointer: &str, catalog: &dyn Catalog, depth: usize, errors: &mut Vec<FieldError>) -> Option<Condition> {
+fn parse_node(
+    json: &Json,
+    pointer: &str,
+    catalog: &dyn Catalog,
+    depth: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<Condition> {
     let error = |errors: &mut Vec<FieldError>, at: String, message: String| {
         errors.push(FieldError::new(at, message));
         None
@@ -378,7 +405,11 @@ fn parse_node(json: &Json, pointer: &str, catalog: &dyn Catalog, depth: usize, e
         return error(errors, pointer.to_string(), format!("conditions nest at most {MAX_DEPTH} deep"));
     }
     let Some(object) = json.as_object() else {
-        return error(errors, pointer.to_string(), "must be an object: {\"all\":[…]}, {\"any\":[…]}, {\"not\":{…}} or {\"field\",\"op\",\"value\"}".into());
+        return error(
+            errors,
+            pointer.to_string(),
+            "must be an object: {\"all\":[…]}, {\"any\":[…]}, {\"not\":{…}} or {\"field\",\"op\",\"value\"}".into(),
+        );
     };
     let group = |name: &str, errors: &mut Vec<FieldError>| -> Option<Vec<Condition>> {
         let at = format!("{pointer}/{name}");
@@ -390,12 +421,20 @@ fn parse_node(json: &Json, pointer: &str, catalog: &dyn Catalog, depth: usize, e
             errors.push(FieldError::new(at, "must hold at least one condition"));
             return None;
         }
-        let parsed: Vec<Option<Condition>> = items.iter().enumerate().map(|(i, item)| parse_node(item, &format!("{at}/{i}"), catalog, depth + 1, errors)).collect();
+        let parsed: Vec<Option<Condition>> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| parse_node(item, &format!("{at}/{i}"), catalog, depth + 1, errors))
+            .collect();
         parsed.into_iter().collect()
     };
     if object.contains_key("all") || object.contains_key("any") || object.contains_key("not") {
         if object.len() != 1 {
-            return error(errors, pointer.to_string(), "a group has exactly one of all, any or not, and nothing else".into());
+            return error(
+                errors,
+                pointer.to_string(),
+                "a group has exactly one of all, any or not, and nothing else".into(),
+            );
         }
         if object.contains_key("all") {
             return group("all", errors).map(Condition::All);
@@ -403,7 +442,8 @@ fn parse_node(json: &Json, pointer: &str, catalog: &dyn Catalog, depth: usize, e
         if object.contains_key("any") {
             return group("any", errors).map(Condition::Any);
         }
-        return parse_node(&object["not"], &format!("{pointer}/not"), catalog, depth + 1, errors).map(|c| Condition::Not(Box::new(c)));
+        return parse_node(&object["not"], &format!("{pointer}/not"), catalog, depth + 1, errors)
+            .map(|c| Condition::Not(Box::new(c)));
     }
     if let Some(extra) = object.keys().find(|k| !matches!(k.as_str(), "field" | "op" | "value")) {
         return error(errors, format!("{pointer}/{extra}"), "unknown member; a leaf has field, op and value".into());
@@ -416,10 +456,18 @@ fn parse_node(json: &Json, pointer: &str, catalog: &dyn Catalog, depth: usize, e
         Err(message) => return error(errors, format!("{pointer}/field"), message),
     };
     let Some(op_name) = object.get("op").and_then(Json::as_str) else {
-        return error(errors, format!("{pointer}/op"), "must be one of = != > >= < <= in not_in between is_null under".into());
+        return error(
+            errors,
+            format!("{pointer}/op"),
+            "must be one of = != > >= < <= in not_in between is_null under".into(),
+        );
     };
     let Some(op) = Op::parse(op_name) else {
-        return error(errors, format!("{pointer}/op"), format!("unknown op {op_name:?}; use = != > >= < <= in not_in between is_null under"));
+        return error(
+            errors,
+            format!("{pointer}/op"),
+            format!("unknown op {op_name:?}; use = != > >= < <= in not_in between is_null under"),
+        );
     };
     let kind = field.kind();
     if !op.allowed_for(kind) {
@@ -454,7 +502,11 @@ fn parse_field(name: &str, catalog: &dyn Catalog) -> Result<Field, String> {
         "rfm" => Field::Rfm,
         _ => {
             for ranking in [Ranking::Percentile, Ranking::CumulativeShare] {
-                if let Some(inner) = name.strip_prefix(ranking.name()).and_then(|rest| rest.strip_prefix('(')).and_then(|rest| rest.strip_suffix(')')) {
+                if let Some(inner) = name
+                    .strip_prefix(ranking.name())
+                    .and_then(|rest| rest.strip_prefix('('))
+                    .and_then(|rest| rest.strip_suffix(')'))
+                {
                     let of = parse_field(inner.trim(), catalog)?;
                     let numeric = match &of {
                         Field::Metric(metric) => *metric != Metric::LastOrderAt,
@@ -471,7 +523,8 @@ fn parse_field(name: &str, catalog: &dyn Catalog) -> Result<Field, String> {
                 }
             }
             if let Some(key) = name.strip_prefix("attr.") {
-                let value_type = catalog.attribute_type(key).ok_or_else(|| format!("no category defines attribute {key}"))?;
+                let value_type =
+                    catalog.attribute_type(key).ok_or_else(|| format!("no category defines attribute {key}"))?;
                 return Ok(Field::Attribute { key: key.to_string(), value_type });
             }
             if let Some(scheme) = name.strip_prefix("category.") {
@@ -492,13 +545,20 @@ fn parse_field(name: &str, catalog: &dyn Catalog) -> Result<Field, String> {
 fn parse_operand(field: &Field, op: Op, value: &Json, catalog: &dyn Catalog) -> Result<Operand, (String, String)> {
     let whole = |message: String| (String::new(), message);
     match op {
-        Op::IsNull => value.as_bool().map(Operand::Null).ok_or_else(|| whole("is_null takes true (no value) or false (has a value)".into())),
+        Op::IsNull => value
+            .as_bool()
+            .map(Operand::Null)
+            .ok_or_else(|| whole("is_null takes true (no value) or false (has a value)".into())),
         Op::In | Op::NotIn => {
             let items = value.as_array().ok_or_else(|| whole("must be an array".into()))?;
             if items.is_empty() || items.len() > MAX_LIST {
                 return Err(whole(format!("must hold 1 to {MAX_LIST} values")));
             }
-            let scalars = items.iter().enumerate().map(|(i, item)| scalar(field, item, catalog).map_err(|m| (format!("/{i}"), m))).collect::<Result<Vec<_>, _>>()?;
+            let scalars = items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| scalar(field, item, catalog).map_err(|m| (format!("/{i}"), m)))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(Operand::List(scalars))
         }
         Op::Between => match value.as_array().map(Vec::as_slice) {
@@ -523,19 +583,34 @@ fn scalar(field: &Field, value: &Json, catalog: &dyn Catalog) -> Result<Scalar, 
             };
             Money::parse(&text).map(Scalar::Money)
         }
-        Kind::Integer => value.as_number().and_then(super::whole_number).map(Scalar::Integer).ok_or_else(|| "must be an integer".into()),
+        Kind::Integer => value
+            .as_number()
+            .and_then(super::whole_number)
+            .map(Scalar::Integer)
+            .ok_or_else(|| "must be an integer".into()),
         Kind::Decimal => value.as_f64().map(Scalar::Decimal).ok_or_else(|| "must be a number".into()),
         Kind::Boolean => value.as_bool().map(Scalar::Boolean).ok_or_else(|| "must be true or false".into()),
-        Kind::Moment => value.as_str().and_then(parse_moment).map(Scalar::Moment).ok_or_else(|| format!("must be an RFC 3339 time or a date (YYYY-MM-DD), {}", crate::domain::MOMENT_RANGE)),
+        Kind::Moment => {
+            value.as_str().and_then(parse_moment).map(Scalar::Moment).ok_or_else(|| {
+                format!("must be an RFC 3339 time or a date (YYYY-MM-DD), {}", crate::domain::MOMENT_RANGE)
+            })
+        }
         Kind::Date => match value {
             Json::String(text) => AttributeValue::from_text(ValueType::Date, text).map(|_| Scalar::Text(text.clone())),
             _ => Err("must be a date (YYYY-MM-DD)".into()),
         },
         Kind::Text => match (field, value) {
-            (Field::Customer(CustomerField::Status), Json::String(s)) if s != "active" && s != "inactive" => Err("status is active or inactive".into()),
-            (Field::Rfm, Json::String(s)) if s.len() == 3 && s.bytes().all(|b| (b'1'..=b'5').contains(&b)) => Ok(Scalar::Text(s.clone())),
+            (Field::Customer(CustomerField::Status), Json::String(s)) if s != "active" && s != "inactive" => {
+                Err("status is active or inactive".into())
+            }
+            (Field::Rfm, Json::String(s)) if s.len() == 3 && s.bytes().all(|b| (b'1'..=b'5').contains(&b)) => {
+                Ok(Scalar::Text(s.clone()))
+            }
             (Field::Rfm, _) => Err("must be three scores 1–5 in the order R, F, M, such as \"545\"".into()),
-            (Field::Attribute { value_type: ValueType::String | ValueType::Enum, .. } | Field::Customer(_), Json::String(s)) => Ok(Scalar::Text(s.clone())),
+            (
+                Field::Attribute { value_type: ValueType::String | ValueType::Enum, .. } | Field::Customer(_),
+                Json::String(s),
+            ) => Ok(Scalar::Text(s.clone())),
             _ => Err("must be a string".into()),
         },
         Kind::Category => {
@@ -588,14 +663,27 @@ mod tests {
         ]});
         let parsed = parse(&condition, "/condition", &Known).unwrap();
         let Condition::All(items) = parsed else { panic!() };
-        assert_eq!(items[0], Condition::Leaf { field: Field::Metric(Metric::Spend12m), op: Op::Gte, value: Operand::One(Scalar::Money(Money::from_cents(100_000_000))) });
+        assert_eq!(
+            items[0],
+            Condition::Leaf {
+                field: Field::Metric(Metric::Spend12m),
+                op: Op::Gte,
+                value: Operand::One(Scalar::Money(Money::from_cents(100_000_000)))
+            }
+        );
     }
 
     #[test]
     fn every_error_points_at_its_node() {
         assert_eq!(errors(json!({"all": [{"field": "spend_12m", "op": ">", "value": 1}, {"field": "nope", "op": "=", "value": 1}]}))[0].0, "/condition/all/1/field");
-        assert_eq!(errors(json!({"any": [{"field": "status", "op": ">", "value": "active"}]}))[0].0, "/condition/any/0/op");
-        assert_eq!(errors(json!({"not": {"field": "orders_12m", "op": "=", "value": "ten"}}))[0].0, "/condition/not/value");
+        assert_eq!(
+            errors(json!({"any": [{"field": "status", "op": ">", "value": "active"}]}))[0].0,
+            "/condition/any/0/op"
+        );
+        assert_eq!(
+            errors(json!({"not": {"field": "orders_12m", "op": "=", "value": "ten"}}))[0].0,
+            "/condition/not/value"
+        );
         assert_eq!(errors(json!({"field": "category.REGION", "op": "=", "value": "09"}))[0].0, "/condition/value");
         assert_eq!(errors(json!({"field": "category.NOPE", "op": "=", "value": "01"}))[0].0, "/condition/field");
         assert_eq!(errors(json!({"field": "attr.missing", "op": "=", "value": 1}))[0].0, "/condition/field");
@@ -606,7 +694,9 @@ mod tests {
         assert_eq!(errors(json!({"field": "spend_12m", "op": ">", "value": 1.234}))[0].0, "/condition/value");
         assert_eq!(errors(json!({"field": "spend_12m", "op": ">", "value": 1, "extra": 1}))[0].0, "/condition/extra");
         assert_eq!(errors(json!([1]))[0].0, "/condition");
-        let two = errors(json!({"all": [{"field": "x", "op": "=", "value": 1}, {"field": "status", "op": "under", "value": "a"}]}));
+        let two = errors(
+            json!({"all": [{"field": "x", "op": "=", "value": 1}, {"field": "status", "op": "under", "value": "a"}]}),
+        );
         assert_eq!(two.len(), 2, "every bad node is reported");
     }
 
@@ -629,7 +719,13 @@ mod tests {
     #[test]
     fn oversized_conditions_are_refused_at_the_root() {
         let wide = json!({"any": (0..MAX_NODES).map(leaf).collect::<Vec<_>>()});
-        assert_eq!(errors(wide), vec![("/condition".to_string(), format!("the condition has {} groups and leaves; the most is {MAX_NODES}", MAX_NODES + 1))]);
+        assert_eq!(
+            errors(wide),
+            vec![(
+                "/condition".to_string(),
+                format!("the condition has {} groups and leaves; the most is {MAX_NODES}", MAX_NODES + 1)
+            )]
+        );
         let widest_allowed = json!({"any": (0..MAX_NODES - 1).map(leaf).collect::<Vec<_>>()});
         assert!(parse(&widest_allowed, "/condition", &Known).is_ok());
 
@@ -637,9 +733,13 @@ mod tests {
             {"field": "orders_12m", "op": "in", "value": (0..600).collect::<Vec<_>>()},
             {"field": "orders_12m", "op": "not_in", "value": (0..401).collect::<Vec<_>>()}
         ]});
-        assert_eq!(errors(many_values)[0].1, format!("the condition compares with 1001 values; the most is {MAX_VALUES}"));
+        assert_eq!(
+            errors(many_values)[0].1,
+            format!("the condition compares with 1001 values; the most is {MAX_VALUES}")
+        );
 
-        let long_text = json!({"field": "name", "op": "in", "value": (0..600).map(|i| format!("{i:0>60}")).collect::<Vec<_>>()});
+        let long_text =
+            json!({"field": "name", "op": "in", "value": (0..600).map(|i| format!("{i:0>60}")).collect::<Vec<_>>()});
         let refused = errors(long_text);
         assert_eq!(refused[0].0, "/condition");
         assert!(refused[0].1.contains("bytes as JSON"), "{refused:?}");
@@ -653,7 +753,12 @@ mod tests {
 
     #[test]
     fn parameters_bound_what_the_compiler_binds() {
-        let condition = parse(&json!({"all": [leaf(0), {"field": "orders_12m", "op": "in", "value": [1, 2, 3]}]}), "/condition", &Known).unwrap();
+        let condition = parse(
+            &json!({"all": [leaf(0), {"field": "orders_12m", "op": "in", "value": [1, 2, 3]}]}),
+            "/condition",
+            &Known,
+        )
+        .unwrap();
         assert_eq!(condition.parameters(), (1 + 2) + (3 + 2));
     }
 }

@@ -30,7 +30,12 @@ impl Money {
         };
         let (units, fraction) = digits.split_once('.').unwrap_or((digits, ""));
         let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if units.is_empty() || !all_digits(units) || !all_digits(fraction) || fraction.len() > 2 || (digits.contains('.') && fraction.is_empty()) {
+        if units.is_empty()
+            || !all_digits(units)
+            || !all_digits(fraction)
+            || fraction.len() > 2
+            || (digits.contains('.') && fraction.is_empty())
+        {
             return Err(invalid());
         }
         let units: i64 = units.parse().map_err(|_| invalid())?;
@@ -74,7 +79,10 @@ impl ExternalId {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         let length = raw.chars().count();
         if length == 0 || length > 100 || raw.chars().any(char::is_control) || raw.trim() != raw {
-            return Err(FieldError::new(field, "must have 1 to 100 characters, without control characters or surrounding blanks"));
+            return Err(FieldError::new(
+                field,
+                "must have 1 to 100 characters, without control characters or surrounding blanks",
+            ));
         }
         Ok(ExternalId(raw.to_string()))
     }

@@ -61,12 +61,33 @@ impl Schedule {
     fn read(pointer: &str, spec: ScheduleSpec) -> Result<Self, Vec<FieldError>> {
         let cron_field = format!("{pointer}/cron");
         let cron = match spec.cron.split_whitespace().count() {
-            5 => CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build().parse(spec.cron.trim()).map_err(|e| FieldError::new(&cron_field, format!("is not a cron expression: {e}"))),
-            fields => Err(FieldError::new(&cron_field, format!("must have five fields (minute hour day-of-month month day-of-week), not {fields}"))),
+            5 => CronParser::builder()
+                .seconds(Seconds::Disallowed)
+                .year(Year::Disallowed)
+                .build()
+                .parse(spec.cron.trim())
+                .map_err(|e| FieldError::new(&cron_field, format!("is not a cron expression: {e}"))),
+            fields => Err(FieldError::new(
+                &cron_field,
+                format!("must have five fields (minute hour day-of-month month day-of-week), not {fields}"),
+            )),
         };
-        let zone = Tz::from_str(spec.timezone.trim()).map_err(|_| FieldError::new(format!("{pointer}/timezone"), format!("{:?} is not an IANA time zone such as Asia/Shanghai", spec.timezone)));
+        let zone = Tz::from_str(spec.timezone.trim()).map_err(|_| {
+            FieldError::new(
+                format!("{pointer}/timezone"),
+                format!("{:?} is not an IANA time zone such as Asia/Shanghai", spec.timezone),
+            )
+        });
         match (cron, zone) {
-            (Ok(cron), Ok(zone)) => Ok(Schedule { spec: ScheduleSpec { cron: spec.cron.trim().to_string(), timezone: zone.name().to_string(), dry_run: spec.dry_run }, cron, zone }),
+            (Ok(cron), Ok(zone)) => Ok(Schedule {
+                spec: ScheduleSpec {
+                    cron: spec.cron.trim().to_string(),
+                    timezone: zone.name().to_string(),
+                    dry_run: spec.dry_run,
+                },
+                cron,
+                zone,
+            }),
             (cron, zone) => Err(cron.err().into_iter().chain(zone.err()).collect()),
         }
     }
@@ -87,12 +108,17 @@ impl Schedule {
 
     /// Why it fires too often (or never), judged on its next firings from a fixed moment.
     fn too_frequent(&self) -> Option<String> {
-        let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).and_then(|day| day.and_hms_opt(0, 0, 0)).expect("a valid moment");
+        let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+            .and_then(|day| day.and_hms_opt(0, 0, 0))
+            .expect("a valid moment");
         let Some(mut previous) = self.next_after(start) else { return Some("never fires".to_string()) };
         for _ in 0..FIRINGS_CHECKED {
             let Some(next) = self.next_after(previous) else { return None };
             if next - previous < SHORTEST_INTERVAL {
-                return Some(format!("fires {} minutes apart (at {previous} and {next} UTC); schedules may fire at most every 5 minutes", (next - previous).num_minutes()));
+                return Some(format!(
+                    "fires {} minutes apart (at {previous} and {next} UTC); schedules may fire at most every 5 minutes",
+                    (next - previous).num_minutes()
+                ));
             }
             previous = next;
         }
@@ -115,7 +141,11 @@ mod tests {
     #[test]
     fn fires_at_local_times_of_its_zone() {
         let daily = Schedule::parse("/schedule", spec("0 2 * * *", "Asia/Shanghai")).unwrap();
-        assert_eq!(daily.next_after(at("2026-12-05 17:00")), Some(at("2026-12-05 18:00")), "02:00 in Shanghai is 18:00 UTC");
+        assert_eq!(
+            daily.next_after(at("2026-12-05 17:00")),
+            Some(at("2026-12-05 18:00")),
+            "02:00 in Shanghai is 18:00 UTC"
+        );
         assert_eq!(daily.next_after(at("2026-12-05 18:00")), Some(at("2026-12-06 18:00")), "strictly after");
         let berlin = Schedule::parse("/schedule", spec("30 6 * * MON", "Europe/Berlin")).unwrap();
         assert_eq!(berlin.next_after(at("2026-07-01 00:00")), Some(at("2026-07-06 04:30")), "summer time");
@@ -127,11 +157,25 @@ mod tests {
         let fields = |errors: Vec<FieldError>| errors.into_iter().map(|e| e.field).collect::<Vec<_>>();
         assert_eq!(fields(Schedule::parse("/schedule", spec("0 2 * *", "UTC")).unwrap_err()), ["/schedule/cron"]);
         assert_eq!(fields(Schedule::parse("/schedule", spec("0 25 * * *", "UTC")).unwrap_err()), ["/schedule/cron"]);
-        assert_eq!(fields(Schedule::parse("/schedule", spec("0 0 2 * * *", "UTC")).unwrap_err()), ["/schedule/cron"], "no seconds");
-        assert_eq!(fields(Schedule::parse("/schedule", spec("0 2 * * *", "Mars/Olympus")).unwrap_err()), ["/schedule/timezone"]);
-        assert_eq!(fields(Schedule::parse("/schedule", spec("nonsense", "Nowhere")).unwrap_err()), ["/schedule/cron", "/schedule/timezone"]);
+        assert_eq!(
+            fields(Schedule::parse("/schedule", spec("0 0 2 * * *", "UTC")).unwrap_err()),
+            ["/schedule/cron"],
+            "no seconds"
+        );
+        assert_eq!(
+            fields(Schedule::parse("/schedule", spec("0 2 * * *", "Mars/Olympus")).unwrap_err()),
+            ["/schedule/timezone"]
+        );
+        assert_eq!(
+            fields(Schedule::parse("/schedule", spec("nonsense", "Nowhere")).unwrap_err()),
+            ["/schedule/cron", "/schedule/timezone"]
+        );
         for often in ["* * * * *", "*/4 * * * *", "0,3 * * * *", "1,58 * * * *", "0 0 30 2 *"] {
-            assert_eq!(fields(Schedule::parse("/schedule", spec(often, "UTC")).unwrap_err()), ["/schedule/cron"], "{often}");
+            assert_eq!(
+                fields(Schedule::parse("/schedule", spec(often, "UTC")).unwrap_err()),
+                ["/schedule/cron"],
+                "{often}"
+            );
         }
         for fine in ["*/5 * * * *", "0 2 * * *", "0,30 9-17 * * 1-5"] {
             assert!(Schedule::parse("/schedule", spec(fine, "Asia/Shanghai")).is_ok(), "{fine}");

@@ -108,7 +108,9 @@ impl WebhookUrl {
         let parsed = Self(url);
         if !allow_private {
             match parsed.literal_address() {
-                Some(address) if !is_public(address) => return Err(FieldError::new(field, private_refusal(&address.to_string()))),
+                Some(address) if !is_public(address) => {
+                    return Err(FieldError::new(field, private_refusal(&address.to_string())))
+                }
                 None if parsed.is_localhost() => return Err(FieldError::new(field, private_refusal("localhost"))),
                 _ => {}
             }
@@ -248,7 +250,10 @@ mod tests {
         // The example of the Standard Webhooks specification's reference libraries.
         let secret = WebhookSecret::stored("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let body = br#"{"test": 2432232314}"#;
-        assert_eq!(secret.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body), "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert_eq!(
+            secret.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
     }
 
     #[test]
@@ -271,7 +276,13 @@ mod tests {
     #[test]
     fn only_http_urls_without_credentials() {
         assert!(WebhookUrl::parse("url", "https://erp.example.com/hooks?x=1", false).is_ok());
-        for bad in ["ftp://erp.example.com/", "erp.example.com/hooks", "https://user:pw@erp.example.com/", "https://erp.example.com/#a", "file:///etc/passwd"] {
+        for bad in [
+            "ftp://erp.example.com/",
+            "erp.example.com/hooks",
+            "https://user:pw@erp.example.com/",
+            "https://erp.example.com/#a",
+            "file:///etc/passwd",
+        ] {
             assert!(WebhookUrl::parse("url", bad, false).is_err(), "{bad}");
         }
     }

@@ -34,28 +34,50 @@ impl ApiKeyRow {
 fn check_restriction(conn: &mut DbConnection, restriction: &Restriction) -> Result<(), AppError> {
     let mut errors = Vec::new();
     for (scheme_code, roots) in restriction.schemes() {
-        let Some(scheme_id) = schemes::table.filter(schemes::code.eq(scheme_code)).select(schemes::id).first::<i64>(conn).optional()? else {
+        let Some(scheme_id) =
+            schemes::table.filter(schemes::code.eq(scheme_code)).select(schemes::id).first::<i64>(conn).optional()?
+        else {
             errors.push(FieldError::new(format!("restrict/{scheme_code}"), format!("no scheme {scheme_code}")));
             continue;
         };
         let codes: Vec<&str> = roots.iter().map(|code| code.as_str()).collect();
-        let found: Vec<String> = categories::table.filter(categories::scheme_id.eq(scheme_id)).filter(categories::code.eq_any(&codes)).select(categories::code).load(conn)?;
+        let found: Vec<String> = categories::table
+            .filter(categories::scheme_id.eq(scheme_id))
+            .filter(categories::code.eq_any(&codes))
+            .select(categories::code)
+            .load(conn)?;
         for code in codes.iter().filter(|code| !found.iter().any(|found| found == *code)) {
-            errors.push(FieldError::new(format!("restrict/{scheme_code}"), format!("no category {code} in scheme {scheme_code}")));
+            errors.push(FieldError::new(
+                format!("restrict/{scheme_code}"),
+                format!("no category {code} in scheme {scheme_code}"),
+            ));
         }
     }
     if errors.is_empty() {
         Ok(())
     } else {
-        Err(AppError::validation("invalid_restriction", "the restriction names schemes or categories that do not exist", errors))
+        Err(AppError::validation(
+            "invalid_restriction",
+            "the restriction names schemes or categories that do not exist",
+            errors,
+        ))
     }
 }
 
-pub fn create(conn: &mut DbConnection, name: &KeyName, scope: Scope, secret: &ApiKeySecret, restriction: Option<&Restriction>) -> Result<ApiKeyRow, AppError> {
+pub fn create(
+    conn: &mut DbConnection,
+    name: &KeyName,
+    scope: Scope,
+    secret: &ApiKeySecret,
+    restriction: Option<&Restriction>,
+) -> Result<ApiKeyRow, AppError> {
     transaction(conn, |conn| {
         let taken: i64 = api_keys::table.filter(api_keys::name.eq(name.as_str())).count().get_result(conn)?;
         if taken > 0 {
-            return Err(AppError::conflict("duplicate_name", format!("an API key named {:?} already exists", name.as_str())));
+            return Err(AppError::conflict(
+                "duplicate_name",
+                format!("an API key named {:?} already exists", name.as_str()),
+            ));
         }
         if let Some(restriction) = restriction {
             check_restriction(conn, restriction)?;
@@ -107,13 +129,20 @@ pub fn bootstrap(conn: &mut DbConnection, configured: Option<&ApiKeySecret>) -> 
     transaction(conn, |conn| match configured {
         Some(secret) => {
             let digest = secret.digest();
-            let existing: Option<ApiKeyRow> =
-                api_keys::table.filter(api_keys::secret_hash.eq(&digest)).select(ApiKeyRow::as_select()).first(conn).optional()?;
+            let existing: Option<ApiKeyRow> = api_keys::table
+                .filter(api_keys::secret_hash.eq(&digest))
+                .select(ApiKeyRow::as_select())
+                .first(conn)
+                .optional()?;
             match existing {
                 Some(row) if row.revoked_at.is_none() && row.scope == Scope::Admin.as_str() => Ok(Bootstrap::Unchanged),
                 Some(row) => {
                     diesel::update(api_keys::table.filter(api_keys::id.eq(row.id)))
-                        .set((api_keys::revoked_at.eq(None::<chrono::NaiveDateTime>), api_keys::scope.eq(Scope::Admin.as_str()), api_keys::restriction.eq(None::<String>)))
+                        .set((
+                            api_keys::revoked_at.eq(None::<chrono::NaiveDateTime>),
+                            api_keys::scope.eq(Scope::Admin.as_str()),
+                            api_keys::restriction.eq(None::<String>),
+                        ))
                         .execute(conn)?;
                     Ok(Bootstrap::Ensured)
                 }
@@ -136,7 +165,13 @@ pub fn bootstrap(conn: &mut DbConnection, configured: Option<&ApiKeySecret>) -> 
     })
 }
 
-fn insert(conn: &mut DbConnection, name: &KeyName, scope: Scope, secret: &ApiKeySecret, restriction: Option<&Restriction>) -> Result<(), AppError> {
+fn insert(
+    conn: &mut DbConnection,
+    name: &KeyName,
+    scope: Scope,
+    secret: &ApiKeySecret,
+    restriction: Option<&Restriction>,
+) -> Result<(), AppError> {
     diesel::insert_into(api_keys::table)
         .values((
             api_keys::name.eq(name.as_str()),

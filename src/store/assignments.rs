@@ -19,9 +19,9 @@ use super::categories::{self as category_store, CategoryRow, Ranks};
 use super::counts::{self, CategoryDeltas};
 use super::customer_rows::{self as customer_store, CustomerRow, CustomerView, SnapshotTarget};
 use super::history::{self, NewHistory, SharedChange};
-use crate::domain::history::Source;
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{id_list, lock_rows, visibility, LockMode, LockableTable};
+use crate::domain::history::Source;
 
 /// Who or what makes a change, as history records it.
 #[derive(Debug, Clone)]
@@ -38,7 +38,14 @@ impl Provenance {
         Self { actor: actor.to_string(), source, reason, rule_id: None, run_id: None }
     }
 
-    fn shared<'a>(&'a self, ranks: &Ranks, scheme_code: &'a str, from: Option<&'a str>, to: Option<&'a str>, at: chrono::NaiveDateTime) -> SharedChange<'a> {
+    fn shared<'a>(
+        &'a self,
+        ranks: &Ranks,
+        scheme_code: &'a str,
+        from: Option<&'a str>,
+        to: Option<&'a str>,
+        at: chrono::NaiveDateTime,
+    ) -> SharedChange<'a> {
         SharedChange {
             scheme_code,
             from_category: from,
@@ -76,14 +83,21 @@ impl Provenance {
             reason: self.reason.clone(),
             rule_id: self.rule_id,
             run_id: self.run_id,
-            dropped_attributes: dropped.filter(|values| !values.is_empty()).map(|values| Json::Object(values.into_iter().collect()).to_string()),
+            dropped_attributes: dropped
+                .filter(|values| !values.is_empty())
+                .map(|values| Json::Object(values.into_iter().collect()).to_string()),
         }
     }
 }
 
 /// The category `code` of `scheme`, if it can take customers now. A shared lock on it
 /// keeps a concurrent request from giving it children until this transaction ends.
-pub fn assignable_category(conn: &mut DbConnection, scheme: &SchemeRow, code: &str, field: &str) -> Result<CategoryRow, AppError> {
+pub fn assignable_category(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    code: &str,
+    field: &str,
+) -> Result<CategoryRow, AppError> {
     let errors = |message: String| vec![FieldError::new(field, message)];
     if !scheme.active {
         return Err(AppError::validation(
@@ -158,10 +172,15 @@ fn current(conn: &mut DbConnection, customer_id: i64, scheme_id: i64) -> Result<
 /// lock, and certification does not refuse the write ("first committer wins" is not
 /// enforced), so only the write's own condition sees it.
 fn as_read(customer_id: i64, scheme_id: i64, category_code: &str) -> AsRead<'_> {
-    customer_categories::table.find((customer_id, scheme_id)).filter(customer_categories::category_code.eq(category_code))
+    customer_categories::table
+        .find((customer_id, scheme_id))
+        .filter(customer_categories::category_code.eq(category_code))
 }
 
-type AsRead<'a> = diesel::dsl::Filter<diesel::dsl::Find<customer_categories::table, (i64, i64)>, diesel::dsl::Eq<customer_categories::category_code, &'a str>>;
+type AsRead<'a> = diesel::dsl::Filter<
+    diesel::dsl::Find<customer_categories::table, (i64, i64)>,
+    diesel::dsl::Eq<customer_categories::category_code, &'a str>,
+>;
 
 /// 409 `concurrent_update` (which the transaction retries) when a write guarded by
 /// what was read (`as_read`) found fewer rows than it expected.
@@ -177,7 +196,9 @@ fn still_as_read(found: usize, expected: usize) -> Result<(), AppError> {
 /// means another transaction assigned it meanwhile, which a retry sees.
 fn assigned_meanwhile(error: diesel::result::Error) -> AppError {
     match error {
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => AppError::concurrent_update(),
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
+            AppError::concurrent_update()
+        }
         other => other.into(),
     }
 }
@@ -193,10 +214,19 @@ pub enum AttributeCheck<'a> {
 }
 
 impl AttributeCheck<'_> {
-    fn dropped(self, conn: &mut DbConnection, scheme: &SchemeRow, category: Option<&str>, customer: &CustomerRow) -> Result<Option<BTreeMap<String, Json>>, AppError> {
+    fn dropped(
+        self,
+        conn: &mut DbConnection,
+        scheme: &SchemeRow,
+        category: Option<&str>,
+        customer: &CustomerRow,
+    ) -> Result<Option<BTreeMap<String, Json>>, AppError> {
         match self {
             AttributeCheck::Deferred => Ok(None),
-            AttributeCheck::Reconcile(supplied) => Ok(attributes::reconcile_move(conn, scheme, category, &[(customer.id, &customer.code)], supplied)?.remove(&customer.id)),
+            AttributeCheck::Reconcile(supplied) => {
+                Ok(attributes::reconcile_move(conn, scheme, category, &[(customer.id, &customer.code)], supplied)?
+                    .remove(&customer.id))
+            }
         }
     }
 }
@@ -216,7 +246,9 @@ pub fn set(
         Some((code, was_locked)) if code == category.code => {
             let lock = locked.unwrap_or(was_locked);
             if lock != was_locked {
-                let updated = diesel::update(as_read(customer.id, scheme.id, &code)).set(customer_categories::locked.eq(lock)).execute(conn)?;
+                let updated = diesel::update(as_read(customer.id, scheme.id, &code))
+                    .set(customer_categories::locked.eq(lock))
+                    .execute(conn)?;
                 still_as_read(updated, 1)?;
             }
             Ok(SetOutcome { category_changed: false, lock_changed: lock != was_locked })
@@ -236,7 +268,18 @@ pub fn set(
             count_move(conn, scheme, customer.id, Some(&code), Some(&category.code))?;
             let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
             let ranks = category_store::ranks(conn, scheme)?;
-            history::record(conn, &[provenance.entry(&ranks, &customer.code, &scheme.code, Some(code), Some(category.code.clone()), at, dropped)])?;
+            history::record(
+                conn,
+                &[provenance.entry(
+                    &ranks,
+                    &customer.code,
+                    &scheme.code,
+                    Some(code),
+                    Some(category.code.clone()),
+                    at,
+                    dropped,
+                )],
+            )?;
             Ok(SetOutcome { category_changed: true, lock_changed: lock != was_locked })
         }
         None => {
@@ -254,24 +297,49 @@ pub fn set(
             replace_memberships(conn, scheme, &[Mover::of(customer, None)], Some(&category.code))?;
             count_move(conn, scheme, customer.id, None, Some(&category.code))?;
             let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
-            history::record(conn, &[provenance.entry(&Ranks::default(), &customer.code, &scheme.code, None, Some(category.code.clone()), at, dropped)])?;
+            history::record(
+                conn,
+                &[provenance.entry(
+                    &Ranks::default(),
+                    &customer.code,
+                    &scheme.code,
+                    None,
+                    Some(category.code.clone()),
+                    at,
+                    dropped,
+                )],
+            )?;
             Ok(SetOutcome { category_changed: true, lock_changed: locked.unwrap_or(false) })
         }
     }
 }
 
 /// Takes one customer (already locked) out of `scheme`; false when it was in none.
-pub fn clear(conn: &mut DbConnection, customer: &CustomerRow, scheme: &SchemeRow, provenance: &Provenance) -> Result<bool, AppError> {
+pub fn clear(
+    conn: &mut DbConnection,
+    customer: &CustomerRow,
+    scheme: &SchemeRow,
+    provenance: &Provenance,
+) -> Result<bool, AppError> {
     let Some((code, _)) = current(conn, customer.id, scheme.id)? else { return Ok(false) };
     still_as_read(diesel::delete(as_read(customer.id, scheme.id, &code)).execute(conn)?, 1)?;
     replace_memberships(conn, scheme, &[Mover::of(customer, Some(code.clone()))], None)?;
     count_move(conn, scheme, customer.id, Some(&code), None)?;
     let dropped = AttributeCheck::Reconcile(&BTreeMap::new()).dropped(conn, scheme, None, customer)?;
-    history::record(conn, &[provenance.entry(&Ranks::default(), &customer.code, &scheme.code, Some(code), None, now(), dropped)])?;
+    history::record(
+        conn,
+        &[provenance.entry(&Ranks::default(), &customer.code, &scheme.code, Some(code), None, now(), dropped)],
+    )?;
     Ok(true)
 }
 
-fn count_move(conn: &mut DbConnection, scheme: &SchemeRow, customer_id: i64, from: Option<&str>, to: Option<&str>) -> Result<(), AppError> {
+fn count_move(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    customer_id: i64,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(), AppError> {
     let others = counts::other_categories(conn, scheme.id, &[customer_id])?.remove(&customer_id).unwrap_or_default();
     let mut deltas = CategoryDeltas::new(scheme.id);
     deltas.moved(customer_id, from, to, &others);
@@ -288,14 +356,22 @@ fn vectors_of(conn: &mut DbConnection, customer_ids: &[i64]) -> Result<HashMap<i
     for (customer_id, scheme_id, code) in &rows {
         assignments.entry(*customer_id).or_default().push((*scheme_id, code.as_str()));
     }
-    Ok(assignments.into_iter().map(|(customer_id, assignments)| (customer_id, ClassificationVector::of(assignments))).collect())
+    Ok(assignments
+        .into_iter()
+        .map(|(customer_id, assignments)| (customer_id, ClassificationVector::of(assignments)))
+        .collect())
 }
 
 /// Makes `customers` (whose assignments in `scheme` are already written) members of
 /// `category` and of each of its ancestors there (none when `category` is `None`),
 /// replacing what they were members of, and brings the classification vector of all
 /// their memberships up to date.
-pub fn replace_memberships(conn: &mut DbConnection, scheme: &SchemeRow, customers: &[Mover], category: Option<&str>) -> Result<(), AppError> {
+pub fn replace_memberships(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    customers: &[Mover],
+    category: Option<&str>,
+) -> Result<(), AppError> {
     use diesel::sql_types::Text;
     let codes: Vec<String> = match category {
         Some(code) => super::categories::path_codes(scheme, code)?,
@@ -344,10 +420,21 @@ pub fn replace_memberships(conn: &mut DbConnection, scheme: &SchemeRow, customer
 
 /// Deletes the customers' rows in `scheme`, brings the vectors of their other rows up to
 /// date, and inserts rows for each of `codes`.
-fn replace_rows(conn: &mut DbConnection, scheme: &SchemeRow, movers: &[&Mover], codes: &[String], entering: &str) -> Result<(), AppError> {
+fn replace_rows(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    movers: &[&Mover],
+    codes: &[String],
+    entering: &str,
+) -> Result<(), AppError> {
     use diesel::sql_types::Text;
     let ids: Vec<i64> = movers.iter().map(|m| m.id).collect();
-    diesel::delete(category_members::table.filter(category_members::scheme_id.eq(scheme.id)).filter(category_members::customer_id.eq_any(&ids))).execute(conn)?;
+    diesel::delete(
+        category_members::table
+            .filter(category_members::scheme_id.eq(scheme.id))
+            .filter(category_members::customer_id.eq_any(&ids)),
+    )
+    .execute(conn)?;
     // What is left are their memberships in other schemes. Swapping the entry of the
     // category they leave costs far less than writing each customer's own vector,
     // which only customers new to the scheme need.
@@ -372,7 +459,8 @@ fn replace_rows(conn: &mut DbConnection, scheme: &SchemeRow, movers: &[&Mover], 
         let mut update =
             diesel::sql_query(format!("UPDATE category_members SET classification_vector = CASE customer_id{cases} END WHERE customer_id IN ({list})")).into_boxed::<DbBackend>();
         for id in &arriving {
-            update = update.bind::<Text, _>(vectors.remove(id).map_or_else(String::new, ClassificationVector::into_inner));
+            update =
+                update.bind::<Text, _>(vectors.remove(id).map_or_else(String::new, ClassificationVector::into_inner));
         }
         update.execute(conn)?;
     }
@@ -419,7 +507,9 @@ pub fn assign(
         let category = assignable_category(conn, &scheme, category_code, "category")?;
         let outcome = set(conn, &customer, &scheme, &category, locked, provenance, AttributeCheck::Reconcile(values))?;
         // Values given with a category the customer already has are an ordinary edit.
-        let edited = !outcome.category_changed && !values.is_empty() && attributes::edit_values(conn, &customer, values, EditMode::Merge)?;
+        let edited = !outcome.category_changed
+            && !values.is_empty()
+            && attributes::edit_values(conn, &customer, values, EditMode::Merge)?;
         if outcome.any() || edited {
             customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&[customer.id]), true)?;
         }
@@ -505,7 +595,9 @@ pub fn assign_batch(
                         relocked.push(id);
                     }
                 }
-                from => movers.push(Mover { id, code: code.as_str().to_string(), from: from.map(|(code, _)| code.clone()) }),
+                from => {
+                    movers.push(Mover { id, code: code.as_str().to_string(), from: from.map(|(code, _)| code.clone()) })
+                }
             }
         }
         let members: Vec<(i64, &str)> = movers.iter().map(|m| (m.id, m.code.as_str())).collect();
@@ -515,10 +607,13 @@ pub fn assign_batch(
         let mut counted = CategoryDeltas::new(scheme.id);
         move_many(conn, &scheme, &category, &movers, locked, provenance, &mut dropped, &mut counted)?;
         for chunk in relocked.chunks(CHUNK) {
-            let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
+            let target = customer_categories::table
+                .filter(customer_categories::scheme_id.eq(scheme.id))
+                .filter(customer_categories::customer_id.eq_any(chunk));
             diesel::update(target).set(customer_categories::locked.eq(locked.unwrap_or(false))).execute(conn)?;
         }
-        let (revalued, reassigned): (Vec<i64>, Vec<i64>) = movers.iter().map(|m| m.id).chain(relocked).partition(|id| rewritten.contains(id));
+        let (revalued, reassigned): (Vec<i64>, Vec<i64>) =
+            movers.iter().map(|m| m.id).chain(relocked).partition(|id| rewritten.contains(id));
         customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&revalued), true)?;
         customer_store::refresh_snapshot(conn, SnapshotTarget::Reassigned(&reassigned), true)?;
         counted.apply(conn)?;
@@ -529,7 +624,11 @@ pub fn assign_batch(
 
 /// Customer ids by code; every unknown code, and with a `restriction` every customer
 /// outside it, is listed in one 422 `customers_not_found`.
-pub fn customer_ids(conn: &mut DbConnection, codes: &[CustomerCode], restriction: Option<&Restriction>) -> Result<HashMap<String, i64>, AppError> {
+pub fn customer_ids(
+    conn: &mut DbConnection,
+    codes: &[CustomerCode],
+    restriction: Option<&Restriction>,
+) -> Result<HashMap<String, i64>, AppError> {
     let mut ids: HashMap<String, i64> = HashMap::with_capacity(codes.len());
     for chunk in codes.chunks(CHUNK) {
         let wanted = customers::table.filter(customers::code.eq_any(chunk.iter().map(CustomerCode::as_str)));
@@ -574,7 +673,11 @@ struct Held {
 /// Locks these customers for the rest of the transaction, in id order (MySQL; SQLite
 /// has one writer), and reads their current category and pin in a scheme, in one
 /// statement per thousand.
-pub fn lock_in_scheme(conn: &mut DbConnection, scheme_id: i64, customer_ids: &[i64]) -> Result<HashMap<i64, (String, bool)>, AppError> {
+pub fn lock_in_scheme(
+    conn: &mut DbConnection,
+    scheme_id: i64,
+    customer_ids: &[i64],
+) -> Result<HashMap<i64, (String, bool)>, AppError> {
     let mut ids = customer_ids.to_vec();
     ids.sort_unstable();
     ids.dedup();
@@ -587,7 +690,9 @@ pub fn lock_in_scheme(conn: &mut DbConnection, scheme_id: i64, customer_ids: &[i
              LEFT JOIN customer_categories cc ON cc.customer_id = c.id AND cc.scheme_id = {scheme_id} WHERE c.id IN ({list}) ORDER BY c.id{lock}"
         ))
         .load(conn)?;
-        current.extend(rows.into_iter().filter_map(|row| Some((row.id, (row.category_code?, row.locked.unwrap_or(false))))));
+        current.extend(
+            rows.into_iter().filter_map(|row| Some((row.id, (row.category_code?, row.locked.unwrap_or(false))))),
+        );
     }
     Ok(current)
 }
@@ -640,14 +745,20 @@ pub fn move_many(
                 .filter(customer_categories::customer_id.eq_any(chunk))
                 .filter(customer_categories::category_code.eq(*from));
             let updated = diesel::update(target)
-                .set((customer_categories::category_id.eq(category.id), customer_categories::category_code.eq(&category.code), customer_categories::assigned_at.eq(at)))
+                .set((
+                    customer_categories::category_id.eq(category.id),
+                    customer_categories::category_code.eq(&category.code),
+                    customer_categories::assigned_at.eq(at),
+                ))
                 .execute(conn)?;
             still_as_read(updated, chunk.len())?;
         }
     }
     for chunk in moved.chunks(CHUNK) {
         if let Some(lock) = locked {
-            let target = customer_categories::table.filter(customer_categories::scheme_id.eq(scheme.id)).filter(customer_categories::customer_id.eq_any(chunk));
+            let target = customer_categories::table
+                .filter(customer_categories::scheme_id.eq(scheme.id))
+                .filter(customer_categories::customer_id.eq_any(chunk));
             diesel::update(target).set(customer_categories::locked.eq(lock)).execute(conn)?;
         }
     }
@@ -671,7 +782,12 @@ pub fn move_many(
     let ids: Vec<i64> = movers.iter().map(|mover| mover.id).collect();
     let others = counts::other_categories(conn, scheme.id, &ids)?;
     for mover in movers {
-        counted.moved(mover.id, mover.from.as_deref(), Some(&category.code), others.get(&mover.id).map_or(&[][..], Vec::as_slice));
+        counted.moved(
+            mover.id,
+            mover.from.as_deref(),
+            Some(&category.code),
+            others.get(&mover.id).map_or(&[][..], Vec::as_slice),
+        );
     }
     // Customers that lost attribute values have them in their own entries; the rest
     // share theirs, one per category they come from.
@@ -680,7 +796,15 @@ pub fn move_many(
     let mut entries: Vec<NewHistory> = Vec::new();
     for mover in movers {
         match dropped.remove(&mover.id).filter(|values| !values.is_empty()) {
-            Some(values) => entries.push(provenance.entry(&ranks, &mover.code, &scheme.code, mover.from.clone(), Some(category.code.clone()), at, Some(values))),
+            Some(values) => entries.push(provenance.entry(
+                &ranks,
+                &mover.code,
+                &scheme.code,
+                mover.from.clone(),
+                Some(category.code.clone()),
+                at,
+                Some(values),
+            )),
             None => alike.entry(mover.from.as_deref()).or_default().push(mover.id),
         }
     }
@@ -705,7 +829,12 @@ pub struct Placement<'a> {
 /// statement per table and thousand rows, where `move_many` takes one category at a
 /// time. All are assigned `at` (the time of their snapshots). The counts go to
 /// `counted`, by scheme id, for the caller to write last.
-pub fn place_new(conn: &mut DbConnection, placements: &[Placement], at: chrono::NaiveDateTime, counted: &mut BTreeMap<i64, CategoryDeltas>) -> Result<(), AppError> {
+pub fn place_new(
+    conn: &mut DbConnection,
+    placements: &[Placement],
+    at: chrono::NaiveDateTime,
+    counted: &mut BTreeMap<i64, CategoryDeltas>,
+) -> Result<(), AppError> {
     let mut by_customer: BTreeMap<i64, Vec<&Placement>> = BTreeMap::new();
     for placement in placements {
         by_customer.entry(placement.customer_id).or_default().push(placement);
@@ -728,7 +857,8 @@ pub fn place_new(conn: &mut DbConnection, placements: &[Placement], at: chrono::
     let mut entries = Vec::new();
     for (customer_id, mut held) in by_customer {
         held.sort_by_key(|p| p.scheme.id);
-        let vector = ClassificationVector::of(held.iter().map(|p| (p.scheme.id, p.category.code.as_str()))).into_inner();
+        let vector =
+            ClassificationVector::of(held.iter().map(|p| (p.scheme.id, p.category.code.as_str()))).into_inner();
         let mut earlier: Vec<(i64, String)> = Vec::new();
         for p in held {
             for code in super::categories::path_codes(p.scheme, &p.category.code)? {
@@ -741,7 +871,12 @@ pub fn place_new(conn: &mut DbConnection, placements: &[Placement], at: chrono::
                 ));
             }
             // Each pair of schemes is counted once: by the later scheme, with the earlier as other.
-            counted.entry(p.scheme.id).or_insert_with(|| CategoryDeltas::new(p.scheme.id)).moved(customer_id, None, Some(&p.category.code), &earlier);
+            counted.entry(p.scheme.id).or_insert_with(|| CategoryDeltas::new(p.scheme.id)).moved(
+                customer_id,
+                None,
+                Some(&p.category.code),
+                &earlier,
+            );
             earlier.push((p.scheme.id, p.category.code.clone()));
             entries.push(NewHistory {
                 customer_code: p.customer_code.to_string(),

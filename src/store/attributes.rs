@@ -50,21 +50,31 @@ impl DefinitionRow {
 
     /// The stored definition as a draft, for a change to start from.
     pub fn draft(&self) -> Result<DefinitionDraft, AppError> {
-        let json = |text: &Option<String>| text.as_deref().map(serde_json::from_str::<Json>).transpose().map_err(|_| self.corrupt());
+        let json = |text: &Option<String>| {
+            text.as_deref().map(serde_json::from_str::<Json>).transpose().map_err(|_| self.corrupt())
+        };
         Ok(DefinitionDraft {
             key: AttributeKey::parse("key", &self.attr_key).map_err(|_| self.corrupt())?,
             label: self.label.clone(),
             value_type: ValueType::parse(&self.value_type).ok_or_else(|| self.corrupt())?,
             required: self.required,
             default: json(&self.default_value)?,
-            options: self.options.as_deref().map(serde_json::from_str::<Vec<String>>).transpose().map_err(|_| self.corrupt())?,
+            options: self
+                .options
+                .as_deref()
+                .map(serde_json::from_str::<Vec<String>>)
+                .transpose()
+                .map_err(|_| self.corrupt())?,
             min: json(&self.min_value)?,
             max: json(&self.max_value)?,
         })
     }
 
     fn corrupt(&self) -> AppError {
-        AppError::corrupt(format!("attribute {} of category {} has a corrupt definition", self.attr_key, self.category_code))
+        AppError::corrupt(format!(
+            "attribute {} of category {} has a corrupt definition",
+            self.attr_key, self.category_code
+        ))
     }
 }
 
@@ -106,9 +116,14 @@ fn by_key(effective: Vec<Effective>) -> BTreeMap<String, Effective> {
     effective.into_iter().map(|e| (e.row.attr_key.clone(), e)).collect()
 }
 
-fn target(conn: &mut DbConnection, scheme_code: &str, category_code: &str) -> Result<(SchemeRow, CategoryRow), AppError> {
+fn target(
+    conn: &mut DbConnection,
+    scheme_code: &str,
+    category_code: &str,
+) -> Result<(SchemeRow, CategoryRow), AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
-    let category = category_store::find_row(conn, scheme.id, category_code)?.ok_or_else(|| category_store::category_not_found(scheme_code, category_code))?;
+    let category = category_store::find_row(conn, scheme.id, category_code)?
+        .ok_or_else(|| category_store::category_not_found(scheme_code, category_code))?;
     Ok((scheme, category))
 }
 
@@ -124,7 +139,12 @@ fn find(conn: &mut DbConnection, scheme: &SchemeRow, category: &str, key: &str) 
 }
 
 /// The category's own definitions, or with `effective` also those it inherits.
-pub fn list(conn: &mut DbConnection, scheme_code: &str, category_code: &str, effective: bool) -> Result<Vec<DefinitionView>, AppError> {
+pub fn list(
+    conn: &mut DbConnection,
+    scheme_code: &str,
+    category_code: &str,
+    effective: bool,
+) -> Result<Vec<DefinitionView>, AppError> {
     let (scheme, category) = target(conn, scheme_code, category_code)?;
     let rows: Vec<DefinitionRow> = if effective {
         along_path(conn, &scheme, &category.code)?.into_iter().map(|e| e.row).collect()
@@ -139,14 +159,24 @@ pub fn list(conn: &mut DbConnection, scheme_code: &str, category_code: &str, eff
     rows.into_iter().map(|row| view(&scheme, row)).collect()
 }
 
-pub fn get(conn: &mut DbConnection, scheme_code: &str, category_code: &str, key: &str) -> Result<DefinitionView, AppError> {
+pub fn get(
+    conn: &mut DbConnection,
+    scheme_code: &str,
+    category_code: &str,
+    key: &str,
+) -> Result<DefinitionView, AppError> {
     let (scheme, category) = target(conn, scheme_code, category_code)?;
     let row = find(conn, &scheme, &category.code, key)?;
     view(&scheme, row)
 }
 
 /// A key belongs to one scheme, appears once along a path, and has one type.
-fn ensure_key_free(conn: &mut DbConnection, scheme: &SchemeRow, category: &str, definition: &Definition) -> Result<(), AppError> {
+fn ensure_key_free(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    category: &str,
+    definition: &Definition,
+) -> Result<(), AppError> {
     let key = definition.key.as_str();
     let holders: Vec<(String, String, String)> = attribute_definitions::table
         .inner_join(schemes::table)
@@ -191,7 +221,8 @@ struct StoredParts {
 fn stored_parts(definition: &Definition) -> StoredParts {
     StoredParts {
         default_value: json_text(&definition.default.as_ref().map(AttributeValue::to_json)),
-        options: (definition.value_type == ValueType::Enum).then(|| serde_json::to_string(&definition.options).expect("strings serialise")),
+        options: (definition.value_type == ValueType::Enum)
+            .then(|| serde_json::to_string(&definition.options).expect("strings serialise")),
         min_value: json_text(&definition.min.as_ref().map(|l| l.to_json())),
         max_value: json_text(&definition.max.as_ref().map(|l| l.to_json())),
     }
@@ -208,7 +239,10 @@ fn member_count(conn: &mut DbConnection, scheme_id: i64, category: &str) -> Resu
 fn violations(count: i64, what: String) -> AppError {
     AppError {
         violations: Some(count),
-        ..AppError::conflict("attribute_violations", format!("{count} customers would violate {what}; send force=true with a default to give them the default"))
+        ..AppError::conflict(
+            "attribute_violations",
+            format!("{count} customers would violate {what}; send force=true with a default to give them the default"),
+        )
     }
 }
 
@@ -222,7 +256,13 @@ fn force_needs_default() -> AppError {
 
 /// Gives every member of `category`'s subtree without a value for the key the
 /// default, in one statement.
-fn fill_defaults(conn: &mut DbConnection, scheme_id: i64, category: &str, key: &str, default: &AttributeValue) -> Result<usize, AppError> {
+fn fill_defaults(
+    conn: &mut DbConnection,
+    scheme_id: i64,
+    category: &str,
+    key: &str,
+    default: &AttributeValue,
+) -> Result<usize, AppError> {
     Ok(diesel::sql_query(
         "INSERT INTO customer_attributes (customer_id, attr_key, customer_code, value_json, value_text, value_number, from_default) \
          SELECT m.customer_id, ?, m.customer_code, ?, ?, ?, ? FROM category_members m \
@@ -241,7 +281,12 @@ fn fill_defaults(conn: &mut DbConnection, scheme_id: i64, category: &str, key: &
 }
 
 /// Values of `key` held by members of `category`'s subtree, as `(customer id, JSON, from default)`.
-fn subtree_values(conn: &mut DbConnection, scheme_id: i64, category: &str, key: &str) -> Result<Vec<(i64, String, bool)>, AppError> {
+fn subtree_values(
+    conn: &mut DbConnection,
+    scheme_id: i64,
+    category: &str,
+    key: &str,
+) -> Result<Vec<(i64, String, bool)>, AppError> {
     let members = category_members::table
         .filter(category_members::scheme_id.eq(scheme_id))
         .filter(category_members::category_code.eq(category))
@@ -269,14 +314,24 @@ macro_rules! subtree_rows {
 
 /// `POST …/attributes`. A required attribute without a default on a category that
 /// holds customers would leave them all invalid: refused (with `force` it needs a default).
-pub fn create(conn: &mut DbConnection, scheme_code: &str, category_code: &str, definition: Definition, force: bool) -> Result<DefinitionView, AppError> {
+pub fn create(
+    conn: &mut DbConnection,
+    scheme_code: &str,
+    category_code: &str,
+    definition: Definition,
+    force: bool,
+) -> Result<DefinitionView, AppError> {
     transaction(conn, |conn| {
         let (scheme, category) = target(conn, scheme_code, category_code)?;
         lock_rows(conn, LockableTable::Schemes, &[scheme.id], LockMode::Exclusive)?;
         ensure_key_free(conn, &scheme, &category.code, &definition)?;
         let members = member_count(conn, scheme.id, &category.code)?;
         if definition.required && definition.default.is_none() && members > 0 {
-            return Err(if force { force_needs_default() } else { violations(members, format!("the new required attribute {}", definition.key)) });
+            return Err(if force {
+                force_needs_default()
+            } else {
+                violations(members, format!("the new required attribute {}", definition.key))
+            });
         }
         let parts = stored_parts(&definition);
         let at = now();
@@ -300,7 +355,11 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, category_code: &str, d
             .execute(conn)?;
         if let Some(default) = &definition.default {
             if fill_defaults(conn, scheme.id, &category.code, definition.key.as_str(), default)? > 0 {
-                customer_store::refresh_snapshot(conn, SnapshotTarget::Members { scheme_id: scheme.id, category: &category.code }, true)?;
+                customer_store::refresh_snapshot(
+                    conn,
+                    SnapshotTarget::Members { scheme_id: scheme.id, category: &category.code },
+                    true,
+                )?;
             }
         }
         view(&scheme, find(conn, &scheme, &category.code, definition.key.as_str())?)
@@ -327,7 +386,11 @@ pub fn update(
         let definition = change(current.draft()?)?;
 
         let values = subtree_values(conn, scheme.id, &category.code, key)?;
-        let invalid: Vec<i64> = values.iter().filter(|(_, json, from_default)| !from_default && !passes(&definition, json)).map(|(id, _, _)| *id).collect();
+        let invalid: Vec<i64> = values
+            .iter()
+            .filter(|(_, json, from_default)| !from_default && !passes(&definition, json))
+            .map(|(id, _, _)| *id)
+            .collect();
         let members = member_count(conn, scheme.id, &category.code)?;
         let explicit = values.iter().filter(|(_, _, from_default)| !from_default).count() as i64;
         let left_without = if definition.required && definition.default.is_none() { members - explicit } else { 0 };
@@ -364,19 +427,36 @@ pub fn update(
                         customer_attributes::value_number.eq(default.number()),
                         customer_attributes::from_default.eq(true),
                     );
-                    diesel::update(subtree_rows!(scheme.id, &category.code, key).filter(customer_attributes::from_default.eq(true))).set(set_default.clone()).execute(conn)?;
+                    diesel::update(
+                        subtree_rows!(scheme.id, &category.code, key)
+                            .filter(customer_attributes::from_default.eq(true)),
+                    )
+                    .set(set_default.clone())
+                    .execute(conn)?;
                     for chunk in invalid.chunks(1000) {
-                        diesel::update(customer_attributes::table.filter(customer_attributes::attr_key.eq(key)).filter(customer_attributes::customer_id.eq_any(chunk)))
-                            .set(set_default.clone())
-                            .execute(conn)?;
+                        diesel::update(
+                            customer_attributes::table
+                                .filter(customer_attributes::attr_key.eq(key))
+                                .filter(customer_attributes::customer_id.eq_any(chunk)),
+                        )
+                        .set(set_default.clone())
+                        .execute(conn)?;
                     }
                     fill_defaults(conn, scheme.id, &category.code, key, default)?;
                 }
                 None => {
-                    diesel::delete(subtree_rows!(scheme.id, &category.code, key).filter(customer_attributes::from_default.eq(true))).execute(conn)?;
+                    diesel::delete(
+                        subtree_rows!(scheme.id, &category.code, key)
+                            .filter(customer_attributes::from_default.eq(true)),
+                    )
+                    .execute(conn)?;
                 }
             }
-            customer_store::refresh_snapshot(conn, SnapshotTarget::Members { scheme_id: scheme.id, category: &category.code }, true)?;
+            customer_store::refresh_snapshot(
+                conn,
+                SnapshotTarget::Members { scheme_id: scheme.id, category: &category.code },
+                true,
+            )?;
         }
         view(&scheme, find(conn, &scheme, &category.code, key)?)
     })
@@ -388,7 +468,14 @@ fn passes(definition: &Definition, stored_json: &str) -> bool {
 
 /// `DELETE …/attributes/{key}`: the customers' values of it go too, which needs
 /// `force` when some were entered rather than defaulted.
-pub fn delete(conn: &mut DbConnection, scheme_code: &str, category_code: &str, key: &str, expected: Option<i64>, force: bool) -> Result<(), AppError> {
+pub fn delete(
+    conn: &mut DbConnection,
+    scheme_code: &str,
+    category_code: &str,
+    key: &str,
+    expected: Option<i64>,
+    force: bool,
+) -> Result<(), AppError> {
     transaction(conn, |conn| {
         let (scheme, category) = target(conn, scheme_code, category_code)?;
         lock_rows(conn, LockableTable::Schemes, &[scheme.id], LockMode::Exclusive)?;
@@ -405,7 +492,11 @@ pub fn delete(conn: &mut DbConnection, scheme_code: &str, category_code: &str, k
         diesel::delete(subtree_rows!(scheme.id, &category.code, key)).execute(conn)?;
         diesel::delete(attribute_definitions::table.filter(attribute_definitions::id.eq(current.id))).execute(conn)?;
         if !values.is_empty() {
-            customer_store::refresh_snapshot(conn, SnapshotTarget::Members { scheme_id: scheme.id, category: &category.code }, true)?;
+            customer_store::refresh_snapshot(
+                conn,
+                SnapshotTarget::Members { scheme_id: scheme.id, category: &category.code },
+                true,
+            )?;
         }
         Ok(())
     })
@@ -418,12 +509,21 @@ struct Stored {
     from_default: bool,
 }
 
-fn stored_values(conn: &mut DbConnection, customer_ids: &[i64], keys: Option<&[String]>) -> Result<HashMap<i64, BTreeMap<String, Stored>>, AppError> {
+fn stored_values(
+    conn: &mut DbConnection,
+    customer_ids: &[i64],
+    keys: Option<&[String]>,
+) -> Result<HashMap<i64, BTreeMap<String, Stored>>, AppError> {
     let mut values: HashMap<i64, BTreeMap<String, Stored>> = HashMap::new();
     for chunk in customer_ids.chunks(1000) {
         let mut query = customer_attributes::table
             .filter(customer_attributes::customer_id.eq_any(chunk))
-            .select((customer_attributes::customer_id, customer_attributes::attr_key, customer_attributes::value_json, customer_attributes::from_default))
+            .select((
+                customer_attributes::customer_id,
+                customer_attributes::attr_key,
+                customer_attributes::value_json,
+                customer_attributes::from_default,
+            ))
             .into_boxed();
         if let Some(keys) = keys {
             query = query.filter(customer_attributes::attr_key.eq_any(keys.to_vec()));
@@ -439,10 +539,19 @@ fn stored_values(conn: &mut DbConnection, customer_ids: &[i64], keys: Option<&[S
 pub type Desired = BTreeMap<String, (AttributeValue, bool)>;
 
 /// Rewrites the rows of `keys` for one customer so that they are `desired`.
-fn write_values(conn: &mut DbConnection, customer: (i64, &str), keys: &[String], desired: &Desired) -> Result<(), AppError> {
+fn write_values(
+    conn: &mut DbConnection,
+    customer: (i64, &str),
+    keys: &[String],
+    desired: &Desired,
+) -> Result<(), AppError> {
     for chunk in keys.chunks(500) {
-        diesel::delete(customer_attributes::table.filter(customer_attributes::customer_id.eq(customer.0)).filter(customer_attributes::attr_key.eq_any(chunk)))
-            .execute(conn)?;
+        diesel::delete(
+            customer_attributes::table
+                .filter(customer_attributes::customer_id.eq(customer.0))
+                .filter(customer_attributes::attr_key.eq_any(chunk)),
+        )
+        .execute(conn)?;
     }
     insert_values(conn, &[(customer.0, customer.1, desired)])
 }
@@ -474,7 +583,9 @@ fn unchanged(stored: Option<&BTreeMap<String, Stored>>, desired: &Desired) -> bo
     let empty = BTreeMap::new();
     let stored = stored.unwrap_or(&empty);
     stored.len() == desired.len()
-        && desired.iter().all(|(key, (value, from_default))| stored.get(key).is_some_and(|s| s.from_default == *from_default && s.json == value.to_json().to_string()))
+        && desired.iter().all(|(key, (value, from_default))| {
+            stored.get(key).is_some_and(|s| s.from_default == *from_default && s.json == value.to_json().to_string())
+        })
 }
 
 /// Every definition in force for a customer now, by key.
@@ -502,7 +613,10 @@ pub enum EditMode {
 
 fn invalid_attributes(errors: Vec<FieldError>, missing: Vec<FieldError>) -> AppError {
     if errors.is_empty() {
-        let detail = format!("required attributes have no value and no default: {}", missing.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", "));
+        let detail = format!(
+            "required attributes have no value and no default: {}",
+            missing.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", ")
+        );
         AppError::validation("attribute_required", detail, missing)
     } else {
         let mut all = errors;
@@ -514,14 +628,21 @@ fn invalid_attributes(errors: Vec<FieldError>, missing: Vec<FieldError>) -> AppE
 
 fn required_message(effective: &Effective, scheme_code: Option<&str>) -> String {
     match scheme_code {
-        Some(scheme) => format!("required by category {} of scheme {scheme}, and it has no default", effective.row.category_code),
+        Some(scheme) => {
+            format!("required by category {} of scheme {scheme}, and it has no default", effective.row.category_code)
+        }
         None => format!("required by category {}, and it has no default", effective.row.category_code),
     }
 }
 
 /// Applies an edit of one customer's values (customer locked by the caller) against
 /// the definitions of every category it holds. True when a value changed.
-pub fn edit_values(conn: &mut DbConnection, customer: &CustomerRow, edit: &BTreeMap<String, Json>, mode: EditMode) -> Result<bool, AppError> {
+pub fn edit_values(
+    conn: &mut DbConnection,
+    customer: &CustomerRow,
+    edit: &BTreeMap<String, Json>,
+    mode: EditMode,
+) -> Result<bool, AppError> {
     let effective = effective_for(conn, customer.id)?;
     let stored = stored_values(conn, &[customer.id], None)?.remove(&customer.id).unwrap_or_default();
     let mut errors = Vec::new();
@@ -538,7 +659,10 @@ pub fn edit_values(conn: &mut DbConnection, customer: &CustomerRow, edit: &BTree
     for (key, json) in edit {
         let field = format!("attributes.{key}");
         let Some(definition) = effective.get(key).map(|e| &e.definition) else {
-            errors.push(FieldError::new(field, format!("no category of customer {} defines attribute {key}", customer.code)));
+            errors.push(FieldError::new(
+                field,
+                format!("no category of customer {} defines attribute {key}", customer.code),
+            ));
             continue;
         };
         if json.is_null() {
@@ -562,7 +686,9 @@ pub fn edit_values(conn: &mut DbConnection, customer: &CustomerRow, edit: &BTree
             (None, Some(default)) => {
                 desired.insert(key.clone(), (default.clone(), true));
             }
-            (None, None) if effective.definition.required => missing.push(FieldError::new(format!("attributes.{key}"), required_message(effective, None))),
+            (None, None) if effective.definition.required => {
+                missing.push(FieldError::new(format!("attributes.{key}"), required_message(effective, None)))
+            }
             (None, None) => {}
         }
     }
@@ -599,7 +725,12 @@ pub struct Rejection {
 
 impl Rejection {
     pub fn describe(&self) -> String {
-        self.invalid.iter().chain(&self.missing).map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+        self.invalid
+            .iter()
+            .chain(&self.missing)
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -645,7 +776,13 @@ impl MovePlan {
 /// its definitions, its defaults fill in, and a value it requires that is neither
 /// kept, `supplied` nor defaulted rejects the customer. Values `supplied` for keys
 /// the new category does not define refuse the request outright.
-pub fn plan_move(conn: &mut DbConnection, scheme: &SchemeRow, category: Option<&str>, customers: &[(i64, &str)], supplied: &BTreeMap<String, Json>) -> Result<MovePlan, AppError> {
+pub fn plan_move(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    category: Option<&str>,
+    customers: &[(i64, &str)],
+    supplied: &BTreeMap<String, Json>,
+) -> Result<MovePlan, AppError> {
     // A definition change holds this lock exclusively while it checks the customers it governs.
     lock_rows(conn, LockableTable::Schemes, &[scheme.id], LockMode::Shared)?;
     let scheme_keys: Vec<String> = attribute_definitions::table
@@ -655,7 +792,10 @@ pub fn plan_move(conn: &mut DbConnection, scheme: &SchemeRow, category: Option<&
         .load(conn)?;
     let mut errors = Vec::new();
     for key in supplied.keys().filter(|key| !scheme_keys.contains(key)) {
-        errors.push(FieldError::new(format!("attributes.{key}"), format!("scheme {} defines no attribute {key}", scheme.code)));
+        errors.push(FieldError::new(
+            format!("attributes.{key}"),
+            format!("scheme {} defines no attribute {key}", scheme.code),
+        ));
     }
     if scheme_keys.is_empty() {
         return if errors.is_empty() { Ok(MovePlan::default()) } else { Err(invalid_attributes(errors, Vec::new())) };
@@ -668,7 +808,10 @@ pub fn plan_move(conn: &mut DbConnection, scheme: &SchemeRow, category: Option<&
     for (key, json) in supplied {
         let field = format!("attributes.{key}");
         match definitions.get(key) {
-            None if scheme_keys.contains(key) => errors.push(FieldError::new(field, format!("category {} does not define attribute {key}", category.unwrap_or("(none)")))),
+            None if scheme_keys.contains(key) => errors.push(FieldError::new(
+                field,
+                format!("category {} does not define attribute {key}", category.unwrap_or("(none)")),
+            )),
             None => {}
             Some(_) if json.is_null() => {}
             Some(effective) => match effective.definition.check(json) {
@@ -686,7 +829,8 @@ pub fn plan_move(conn: &mut DbConnection, scheme: &SchemeRow, category: Option<&
     let ids: Vec<i64> = customers.iter().map(|(id, _)| *id).collect();
     let mut stored = stored_values(conn, &ids, Some(&scheme_keys))?;
     let several = customers.len() > 1;
-    let field = |code: &str, key: &str| if several { format!("{code}.attributes.{key}") } else { format!("attributes.{key}") };
+    let field =
+        |code: &str, key: &str| if several { format!("{code}.attributes.{key}") } else { format!("attributes.{key}") };
     let mut plan = MovePlan::default();
     for &(id, code) in customers {
         let current = stored.remove(&id).unwrap_or_default();
@@ -709,7 +853,10 @@ pub fn plan_move(conn: &mut DbConnection, scheme: &SchemeRow, category: Option<&
                 Ok(checked) => {
                     desired.insert(key.clone(), (checked, false));
                 }
-                Err(message) => problems.invalid.push(FieldError::new(field(code, key), format!("the value {json} does not fit category {}: {message}", effective.row.category_code))),
+                Err(message) => problems.invalid.push(FieldError::new(
+                    field(code, key),
+                    format!("the value {json} does not fit category {}: {message}", effective.row.category_code),
+                )),
             }
         }
         for (key, effective) in &definitions {
@@ -723,7 +870,9 @@ pub fn plan_move(conn: &mut DbConnection, scheme: &SchemeRow, category: Option<&
                 (None, Some(default)) => {
                     desired.insert(key.clone(), (default.clone(), true));
                 }
-                (None, None) if effective.definition.required => problems.missing.push(FieldError::new(field(code, key), required_message(effective, Some(&scheme.code)))),
+                (None, None) if effective.definition.required => problems
+                    .missing
+                    .push(FieldError::new(field(code, key), required_message(effective, Some(&scheme.code)))),
                 (None, None) => {}
             }
         }
@@ -737,6 +886,12 @@ pub fn plan_move(conn: &mut DbConnection, scheme: &SchemeRow, category: Option<&
 }
 
 /// `plan_move` and `MovePlan::apply_all`: all customers move with their values, or none does.
-pub fn reconcile_move(conn: &mut DbConnection, scheme: &SchemeRow, category: Option<&str>, customers: &[(i64, &str)], supplied: &BTreeMap<String, Json>) -> Result<Dropped, AppError> {
+pub fn reconcile_move(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    category: Option<&str>,
+    customers: &[(i64, &str)],
+    supplied: &BTreeMap<String, Json>,
+) -> Result<Dropped, AppError> {
     plan_move(conn, scheme, category, customers, supplied)?.apply_all(conn)
 }

@@ -79,7 +79,10 @@ fn ensure_rank_allowed(scheme: &SchemeRow, rank: Option<i32>) -> Result<(), AppE
     match rank {
         Some(_) if !scheme.ordered => Err(AppError::validation(
             "scheme_not_ordered",
-            format!("scheme {} is not ordered, so its categories have no rank; PATCH it with \"ordered\": true first", scheme.code),
+            format!(
+                "scheme {} is not ordered, so its categories have no rank; PATCH it with \"ordered\": true first",
+                scheme.code
+            ),
             vec![FieldError::new("rank", "only categories of an ordered scheme have a rank")],
         )),
         _ => Ok(()),
@@ -117,8 +120,10 @@ impl Ranks {
 /// The codes from the root down to `code` itself: the categories whose members
 /// `code`'s customers are, and whose attribute definitions they inherit.
 pub fn path_codes(scheme: &SchemeRow, code: &str) -> Result<Vec<String>, AppError> {
-    let code = CategoryCode::parse("category", code).map_err(|_| AppError::corrupt(format!("corrupt category code {code}")))?;
-    let mut codes: Vec<String> = code.ancestors(&scheme.code_rule).into_iter().map(|c| c.as_str().to_string()).collect();
+    let code = CategoryCode::parse("category", code)
+        .map_err(|_| AppError::corrupt(format!("corrupt category code {code}")))?;
+    let mut codes: Vec<String> =
+        code.ancestors(&scheme.code_rule).into_iter().map(|c| c.as_str().to_string()).collect();
     codes.push(code.as_str().to_string());
     Ok(codes)
 }
@@ -157,7 +162,11 @@ fn direct_customer_count(conn: &mut DbConnection, scheme_id: i64, code: &str) ->
 /// Customers per category of the scheme (its own members): all of them from the
 /// counters, or, for a restricted key, those it may see, counted as the distribution
 /// report counts them.
-fn direct_counts(conn: &mut DbConnection, scheme: &SchemeRow, restriction: Option<&Arc<Restriction>>) -> Result<HashMap<String, i64>, AppError> {
+fn direct_counts(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    restriction: Option<&Arc<Restriction>>,
+) -> Result<HashMap<String, i64>, AppError> {
     match restriction {
         None => Ok(counts::of_schemes(conn, scheme.id, None)?.first),
         Some(restriction) => {
@@ -168,22 +177,41 @@ fn direct_counts(conn: &mut DbConnection, scheme: &SchemeRow, restriction: Optio
     }
 }
 
-fn counts_of(conn: &mut DbConnection, scheme: &SchemeRow, code: &str, restriction: Option<&Arc<Restriction>>) -> Result<(i64, i64), AppError> {
+fn counts_of(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    code: &str,
+    restriction: Option<&Arc<Restriction>>,
+) -> Result<(i64, i64), AppError> {
     let by_category = direct_counts(conn, scheme, restriction)?;
     let direct = by_category.get(code).copied().unwrap_or(0);
     let upper = super::prefix_upper_bound(code);
-    let subtree = by_category.iter().filter(|(other, _)| other.as_str() >= code && other.as_str() < upper.as_str()).map(|(_, count)| count).sum();
+    let subtree = by_category
+        .iter()
+        .filter(|(other, _)| other.as_str() >= code && other.as_str() < upper.as_str())
+        .map(|(_, count)| count)
+        .sum();
     Ok((direct, subtree))
 }
 
-fn view_of(conn: &mut DbConnection, scheme: &SchemeRow, row: CategoryRow, restriction: Option<&Arc<Restriction>>) -> Result<CategoryView, AppError> {
+fn view_of(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    row: CategoryRow,
+    restriction: Option<&Arc<Restriction>>,
+) -> Result<CategoryView, AppError> {
     let is_leaf = child_count(conn, scheme.id, &row.code)? == 0;
     let (customer_count, subtree_customer_count) = counts_of(conn, scheme, &row.code, restriction)?;
     Ok(CategoryView { scheme: scheme.code.clone(), row, is_leaf, customer_count, subtree_customer_count })
 }
 
 /// With a `restriction`, the counts are of the customers it admits.
-pub fn get(conn: &mut DbConnection, scheme_code: &str, code: &str, restriction: Option<&Arc<Restriction>>) -> Result<CategoryView, AppError> {
+pub fn get(
+    conn: &mut DbConnection,
+    scheme_code: &str,
+    code: &str,
+    restriction: Option<&Arc<Restriction>>,
+) -> Result<CategoryView, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
     let row = find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code))?;
     view_of(conn, &scheme, row, restriction)
@@ -192,7 +220,11 @@ pub fn get(conn: &mut DbConnection, scheme_code: &str, code: &str, restriction: 
 /// Every category of a scheme ordered by code, which is the tree's pre-order, with
 /// counts from the counters the distribution report reads (with a `restriction`, of
 /// the customers it admits).
-pub fn list(conn: &mut DbConnection, scheme_code: &str, restriction: Option<&Arc<Restriction>>) -> Result<Vec<CategoryView>, AppError> {
+pub fn list(
+    conn: &mut DbConnection,
+    scheme_code: &str,
+    restriction: Option<&Arc<Restriction>>,
+) -> Result<Vec<CategoryView>, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
     let rows: Vec<CategoryRow> = categories::table
         .filter(categories::scheme_id.eq(scheme.id))
@@ -201,7 +233,8 @@ pub fn list(conn: &mut DbConnection, scheme_code: &str, restriction: Option<&Arc
         .load(conn)?;
     let direct = direct_counts(conn, &scheme, restriction)?;
     let codes: Vec<&str> = rows.iter().map(|row| row.code.as_str()).collect();
-    let tallies: BTreeMap<String, Tally> = direct.into_iter().map(|(code, customers)| (code, Tally { customers, sums: Vec::new() })).collect();
+    let tallies: BTreeMap<String, Tally> =
+        direct.into_iter().map(|(code, customers)| (code, Tally { customers, sums: Vec::new() })).collect();
     let tallies = tree_tallies(&scheme.code_rule, &codes, &tallies, 0);
     let parents: HashSet<&str> = rows.iter().map(|r| r.parent_code.as_str()).filter(|p| !p.is_empty()).collect();
     let views = rows
@@ -259,7 +292,9 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> R
             if scheme.default_category.as_deref() == Some(parent_code.as_str()) {
                 return Err(AppError::conflict(
                     "category_is_default",
-                    format!("category {parent_code} is the default category of scheme {scheme_code} and must stay a leaf"),
+                    format!(
+                        "category {parent_code} is the default category of scheme {scheme_code} and must stay a leaf"
+                    ),
                 ));
             }
         }
@@ -284,7 +319,11 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> R
             ))
             .execute(conn)
             .map_err(|e| unique_violation_to_conflict(e, scheme_code, new.code.as_str(), &name))?;
-        events::record_one(conn, EventType::CategoryCreated, json!({"scheme": scheme_code, "category": new.code.as_str()}))?;
+        events::record_one(
+            conn,
+            EventType::CategoryCreated,
+            json!({"scheme": scheme_code, "category": new.code.as_str()}),
+        )?;
         get(conn, scheme_code, new.code.as_str(), None)
     })
 }
@@ -341,7 +380,9 @@ pub fn update(
 ) -> Result<CategoryView, AppError> {
     transaction(conn, |conn| {
         let scheme = scheme_store::get(conn, scheme_code)?;
-        let current = lock_current(conn, LockableTable::Categories, expected, |conn| find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code)))?;
+        let current = lock_current(conn, LockableTable::Categories, expected, |conn| {
+            find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code))
+        })?;
         if let Some(rank) = changes.rank {
             ensure_rank_allowed(&scheme, rank)?;
         }
@@ -355,22 +396,28 @@ pub fn update(
                 format!("category {code} is the default category of scheme {scheme_code}; choose another default before deactivating it"),
             ));
         }
-        let updated = diesel::update(categories::table.filter(categories::id.eq(current.id)).filter(categories::version.eq(current.version)))
-            .set((
-                categories::name.eq(&name),
-                categories::description.eq(changes.description.clone().unwrap_or(current.description.clone())),
-                categories::sort_order.eq(changes.sort_order.unwrap_or(current.sort_order)),
-                categories::active.eq(changes.active.unwrap_or(current.active)),
-                categories::tier_rank.eq(changes.rank.unwrap_or(current.rank)),
-                categories::version.eq(current.version + 1),
-                categories::updated_at.eq(now()),
-            ))
-            .execute(conn)
-            .map_err(|e| unique_violation_to_conflict(e, scheme_code, code, &name))?;
+        let updated = diesel::update(
+            categories::table.filter(categories::id.eq(current.id)).filter(categories::version.eq(current.version)),
+        )
+        .set((
+            categories::name.eq(&name),
+            categories::description.eq(changes.description.clone().unwrap_or(current.description.clone())),
+            categories::sort_order.eq(changes.sort_order.unwrap_or(current.sort_order)),
+            categories::active.eq(changes.active.unwrap_or(current.active)),
+            categories::tier_rank.eq(changes.rank.unwrap_or(current.rank)),
+            categories::version.eq(current.version + 1),
+            categories::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .map_err(|e| unique_violation_to_conflict(e, scheme_code, code, &name))?;
         if updated == 0 {
             return Err(AppError::concurrent_update());
         }
-        events::record_one(conn, EventType::CategoryUpdated, json!({"scheme": scheme_code, "category": code, "version": current.version + 1}))?;
+        events::record_one(
+            conn,
+            EventType::CategoryUpdated,
+            json!({"scheme": scheme_code, "category": code, "version": current.version + 1}),
+        )?;
         get(conn, scheme_code, code, None)
     })
 }
@@ -378,19 +425,29 @@ pub fn update(
 pub fn delete(conn: &mut DbConnection, scheme_code: &str, code: &str, expected: Option<i64>) -> Result<(), AppError> {
     transaction(conn, |conn| {
         let scheme = scheme_store::get(conn, scheme_code)?;
-        let current = lock_current(conn, LockableTable::Categories, expected, |conn| find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code)))?;
+        let current = lock_current(conn, LockableTable::Categories, expected, |conn| {
+            find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code))
+        })?;
         let children = child_count(conn, scheme.id, code)?;
         if children > 0 {
-            return Err(AppError::conflict("category_in_use", format!("category {code} has {children} child categories; delete them first")));
+            return Err(AppError::conflict(
+                "category_in_use",
+                format!("category {code} has {children} child categories; delete them first"),
+            ));
         }
         let holders = direct_customer_count(conn, scheme.id, code)?;
         if holders > 0 {
-            return Err(AppError::conflict("category_in_use", format!("category {code} holds {holders} customers; move them first")));
+            return Err(AppError::conflict(
+                "category_in_use",
+                format!("category {code} holds {holders} customers; move them first"),
+            ));
         }
         if scheme.default_category.as_deref() == Some(code) {
             return Err(AppError::conflict(
                 "category_is_default",
-                format!("category {code} is the default category of scheme {scheme_code}; choose another default first"),
+                format!(
+                    "category {code} is the default category of scheme {scheme_code}; choose another default first"
+                ),
             ));
         }
         diesel::delete(categories::table.filter(categories::id.eq(current.id))).execute(conn)?;
@@ -403,13 +460,25 @@ pub fn delete(conn: &mut DbConnection, scheme_code: &str, code: &str, expected: 
 pub fn ensure_assignable_default(conn: &mut DbConnection, scheme_id: i64, code: &CategoryCode) -> Result<(), AppError> {
     let field = |message: &str| vec![FieldError::new("default_category", message)];
     let row = find_row(conn, scheme_id, code.as_str())?.ok_or_else(|| {
-        AppError::validation("category_not_found", format!("default category {code} does not exist in this scheme"), field("must be an existing category"))
+        AppError::validation(
+            "category_not_found",
+            format!("default category {code} does not exist in this scheme"),
+            field("must be an existing category"),
+        )
     })?;
     if child_count(conn, scheme_id, code.as_str())? > 0 {
-        return Err(AppError::validation("category_not_leaf", format!("default category {code} has child categories"), field("must be a leaf category")));
+        return Err(AppError::validation(
+            "category_not_leaf",
+            format!("default category {code} has child categories"),
+            field("must be a leaf category"),
+        ));
     }
     if !row.active {
-        return Err(AppError::validation("category_inactive", format!("default category {code} is inactive"), field("must be an active category")));
+        return Err(AppError::validation(
+            "category_inactive",
+            format!("default category {code} is inactive"),
+            field("must be an active category"),
+        ));
     }
     Ok(())
 }

@@ -88,10 +88,19 @@ impl CategoryDeltas {
         let dialect = Dialect::of(conn);
         let singles: Vec<_> = self.singles.into_iter().filter(|(_, delta)| *delta != 0).collect();
         if !singles.is_empty() {
-            let mut statement = Fragment::new("INSERT INTO category_counts (scheme_id, category_code, shard, customers) VALUES ");
+            let mut statement =
+                Fragment::new("INSERT INTO category_counts (scheme_id, category_code, shard, customers) VALUES ");
             for (index, (code, delta)) in singles.into_iter().enumerate() {
                 statement.push(if index == 0 { "(" } else { ", (" });
-                statement.bind(Bind::BigInt(self.scheme_id)).push(", ").bind(Bind::Text(code)).push(", ").bind(Bind::BigInt(shard)).push(", ").bind(Bind::BigInt(delta)).push(")");
+                statement
+                    .bind(Bind::BigInt(self.scheme_id))
+                    .push(", ")
+                    .bind(Bind::Text(code))
+                    .push(", ")
+                    .bind(Bind::BigInt(shard))
+                    .push(", ")
+                    .bind(Bind::BigInt(delta))
+                    .push(")");
             }
             statement.push(&upsert_adding(dialect, "scheme_id, category_code, shard"));
             statement.into_query().execute(conn)?;
@@ -133,7 +142,11 @@ struct Held {
 }
 
 /// The categories these customers hold in schemes other than `scheme_id`.
-pub fn other_categories(conn: &mut DbConnection, scheme_id: i64, customer_ids: &[i64]) -> Result<HashMap<i64, Vec<(i64, String)>>, AppError> {
+pub fn other_categories(
+    conn: &mut DbConnection,
+    scheme_id: i64,
+    customer_ids: &[i64],
+) -> Result<HashMap<i64, Vec<(i64, String)>>, AppError> {
     let mut held: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
     for chunk in customer_ids.chunks(1000) {
         let rows: Vec<Held> = diesel::sql_query(format!(
@@ -192,7 +205,12 @@ impl CustomerDeltas {
         }
         let mut statement = Fragment::new("INSERT INTO customer_counts (shard, customers) VALUES ");
         for (index, (shard, delta)) in self.0.into_iter().enumerate() {
-            statement.push(if index == 0 { "(" } else { ", (" }).bind(Bind::BigInt(shard)).push(", ").bind(Bind::BigInt(delta)).push(")");
+            statement
+                .push(if index == 0 { "(" } else { ", (" })
+                .bind(Bind::BigInt(shard))
+                .push(", ")
+                .bind(Bind::BigInt(delta))
+                .push(")");
         }
         statement.push(&upsert_adding(Dialect::of(conn), "shard"));
         statement.into_query().execute(conn)?;
@@ -230,7 +248,10 @@ pub struct Counted {
 /// Customers in the archive, from the counters.
 pub fn population(conn: &mut DbConnection) -> Result<i64, AppError> {
     let int = Dialect::of(conn).integer();
-    let total: super::reports::Count = diesel::sql_query(format!("SELECT CAST(COALESCE(SUM(customers), 0) AS {int}) AS customers FROM customer_counts")).get_result(conn)?;
+    let total: super::reports::Count = diesel::sql_query(format!(
+        "SELECT CAST(COALESCE(SUM(customers), 0) AS {int}) AS customers FROM customer_counts"
+    ))
+    .get_result(conn)?;
     Ok(total.customers)
 }
 

@@ -64,7 +64,8 @@ pub fn assignments_of(row: &CustomerRow) -> Result<Vec<AssignmentView>, AppError
     let mut assignments = entries
         .into_iter()
         .map(|entry| {
-            let assigned_at = chrono::NaiveDateTime::parse_from_str(&entry.assigned_at, "%Y-%m-%d %H:%M:%S%.f").map_err(|_| corrupt())?;
+            let assigned_at = chrono::NaiveDateTime::parse_from_str(&entry.assigned_at, "%Y-%m-%d %H:%M:%S%.f")
+                .map_err(|_| corrupt())?;
             let locked = entry.locked.as_bool().unwrap_or_else(|| entry.locked.as_i64() == Some(1));
             Ok(AssignmentView { scheme: entry.scheme, category: entry.category, locked, assigned_at })
         })
@@ -76,8 +77,8 @@ pub fn assignments_of(row: &CustomerRow) -> Result<Vec<AssignmentView>, AppError
 /// `{"key": [value, from_default], …}` as `refresh_snapshot` writes it.
 fn decode_attributes(row: &CustomerRow) -> Result<BTreeMap<String, AttributeView>, AppError> {
     let Some(text) = &row.attributes else { return Ok(BTreeMap::new()) };
-    let entries: BTreeMap<String, (serde_json::Value, serde_json::Value)> =
-        serde_json::from_str(text).map_err(|_| AppError::corrupt(format!("customer {} has a corrupt attribute snapshot", row.code)))?;
+    let entries: BTreeMap<String, (serde_json::Value, serde_json::Value)> = serde_json::from_str(text)
+        .map_err(|_| AppError::corrupt(format!("customer {} has a corrupt attribute snapshot", row.code)))?;
     Ok(entries
         .into_iter()
         .map(|(key, (value, from_default))| {
@@ -100,9 +101,14 @@ pub fn new_snapshots<'a>(
         .into_iter()
         .map(|(scheme, category)| serde_json::json!({"scheme": scheme, "category": category, "locked": 0, "assigned_at": assigned_at}))
         .collect();
-    let values: serde_json::Map<String, serde_json::Value> =
-        values.into_iter().map(|(key, value, from_default)| (key.to_string(), serde_json::json!([value, from_default]))).collect();
-    (serde_json::Value::Array(classification).to_string(), (!values.is_empty()).then(|| serde_json::Value::Object(values).to_string()))
+    let values: serde_json::Map<String, serde_json::Value> = values
+        .into_iter()
+        .map(|(key, value, from_default)| (key.to_string(), serde_json::json!([value, from_default])))
+        .collect();
+    (
+        serde_json::Value::Array(classification).to_string(),
+        (!values.is_empty()).then(|| serde_json::Value::Object(values).to_string()),
+    )
 }
 
 fn view_of(row: CustomerRow) -> Result<CustomerView, AppError> {
@@ -141,8 +147,11 @@ pub fn views(rows: Vec<CustomerRow>) -> Result<Vec<CustomerView>, AppError> {
 
 /// One customer with its assignments: a single-row lookup, the hot read path.
 pub fn view(conn: &mut DbConnection, code: &str) -> Result<CustomerView, AppError> {
-    let row: Option<CustomerRow> =
-        crate::native!(conn, |native| customers::table.filter(customers::code.eq(code)).select(CustomerRow::as_select()).first(native).optional())?;
+    let row: Option<CustomerRow> = crate::native!(conn, |native| customers::table
+        .filter(customers::code.eq(code))
+        .select(CustomerRow::as_select())
+        .first(native)
+        .optional())?;
     view_of(row.ok_or_else(|| customer_not_found(code))?)
 }
 
@@ -214,4 +223,3 @@ pub fn refresh_snapshot(conn: &mut DbConnection, target: SnapshotTarget, bump_ve
     }
     Ok(())
 }
-

@@ -3,7 +3,9 @@
 
 use diesel::prelude::*;
 
-use crate::db::schema::{attribute_definitions, categories, category_members, customer_attributes, customer_categories, customers, schemes};
+use crate::db::schema::{
+    attribute_definitions, categories, category_members, customer_attributes, customer_categories, customers, schemes,
+};
 use crate::db::sql::{Bind, Fragment, Predicate};
 use crate::db::{DbBackend, DbConnection};
 use crate::domain::attribute::{parse_operand, AttributeValue, FilterOp, Operand, ValueType, LIKE_ESCAPE};
@@ -136,24 +138,29 @@ impl Missing {
         if let Some(key) = text.strip_prefix(crate::domain::archive::ATTRIBUTE_PREFIX) {
             return Ok(Missing::Attribute(key.to_string()));
         }
-        Missing::FIELDS
-            .iter()
-            .find(|field| **field == text)
-            .map(|field| Missing::Field(field))
-            .ok_or_else(|| FieldError::new("missing", format!("{text:?} is not one of {} or attr:KEY", Missing::FIELDS.join(", "))))
+        Missing::FIELDS.iter().find(|field| **field == text).map(|field| Missing::Field(field)).ok_or_else(|| {
+            FieldError::new("missing", format!("{text:?} is not one of {} or attr:KEY", Missing::FIELDS.join(", ")))
+        })
     }
 }
 
 /// The filters on a customer's own row and sales (`missing`, `dormant_days`,
 /// `classified`) and the caller's restriction, as SQL on the customer row `row` (a
 /// table name or alias).
-pub(super) fn row_state_conditions(conn: &mut DbConnection, filters: &Filters, row: &str) -> Result<Vec<Fragment>, AppError> {
+pub(super) fn row_state_conditions(
+    conn: &mut DbConnection,
+    filters: &Filters,
+    row: &str,
+) -> Result<Vec<Fragment>, AppError> {
     let mut conditions = Vec::new();
     for missing in &filters.missing {
         match missing {
             Missing::Field(column) => conditions.push(Fragment::new(&format!("{row}.{column} IS NULL"))),
             Missing::Attribute(key) => {
-                let defined: i64 = attribute_definitions::table.filter(attribute_definitions::attr_key.eq(key)).count().get_result(conn)?;
+                let defined: i64 = attribute_definitions::table
+                    .filter(attribute_definitions::attr_key.eq(key))
+                    .count()
+                    .get_result(conn)?;
                 if defined == 0 {
                     return Err(AppError::validation(
                         "attribute_not_found",
@@ -172,7 +179,9 @@ pub(super) fn row_state_conditions(conn: &mut DbConnection, filters: &Filters, r
         let mut condition = Fragment::new(&format!("{row}.created_at < "));
         condition
             .bind(Bind::Timestamp(since))
-            .push(&format!(" AND NOT EXISTS (SELECT 1 FROM transactions dt WHERE dt.customer_id = {row}.id AND dt.occurred_at >= "))
+            .push(&format!(
+                " AND NOT EXISTS (SELECT 1 FROM transactions dt WHERE dt.customer_id = {row}.id AND dt.occurred_at >= "
+            ))
             .bind(Bind::Timestamp(since))
             .push(" AND dt.amount_cents > 0)");
         conditions.push(condition);
@@ -224,8 +233,13 @@ pub(super) fn contains_pattern(text: &str, escape: char) -> String {
 }
 
 pub(super) fn filter_scheme(conn: &mut DbConnection, code: &str, field: &str) -> Result<SchemeRow, AppError> {
-    scheme_store::find(conn, code)?
-        .ok_or_else(|| AppError::validation("scheme_not_found", format!("scheme {code} does not exist"), vec![FieldError::new(field, format!("no scheme {code}"))]))
+    scheme_store::find(conn, code)?.ok_or_else(|| {
+        AppError::validation(
+            "scheme_not_found",
+            format!("scheme {code} does not exist"),
+            vec![FieldError::new(field, format!("no scheme {code}"))],
+        )
+    })
 }
 
 type CustomerQuery<'a> = customers::BoxedQuery<'a, DbBackend>;
@@ -303,10 +317,15 @@ pub(super) fn resolve_attribute(conn: &mut DbConnection, filter: &AttributeFilte
         .first(conn)
         .optional()?;
     let value_type = value_type.and_then(|t| ValueType::parse(&t)).ok_or_else(|| {
-        AppError::validation("attribute_not_found", format!("no category defines attribute {}", filter.key), field(format!("unknown attribute {}", filter.key)))
+        AppError::validation(
+            "attribute_not_found",
+            format!("no category defines attribute {}", filter.key),
+            field(format!("unknown attribute {}", filter.key)),
+        )
     })?;
-    let operand = parse_operand(value_type, filter.op, &filter.value)
-        .map_err(|message| AppError::validation("invalid_filter", format!("attr {}: {message}", filter.key), field(message)))?;
+    let operand = parse_operand(value_type, filter.op, &filter.value).map_err(|message| {
+        AppError::validation("invalid_filter", format!("attr {}: {message}", filter.key), field(message))
+    })?;
     let (pattern, operands) = match operand {
         Operand::Pattern(pattern) => (true, vec![BoundValue::Text(pattern)]),
         Operand::One(value) => (false, vec![BoundValue::of(&value)]),
@@ -325,7 +344,9 @@ impl AttributeProbe {
         let mut sql = Fragment::default();
         let column = match id_column {
             Some(id_column) => {
-                sql.push(&format!("EXISTS (SELECT 1 FROM customer_attributes a WHERE a.customer_id = {id_column} AND a.attr_key = "));
+                sql.push(&format!(
+                    "EXISTS (SELECT 1 FROM customer_attributes a WHERE a.customer_id = {id_column} AND a.attr_key = "
+                ));
                 sql.bind(Bind::Text(self.key.clone())).push(" AND ");
                 format!("a.{value}")
             }
@@ -398,7 +419,12 @@ macro_rules! attribute_rows {
 
 /// Where the `SAMPLE`-th match of a stream lies after `after` in page order, or
 /// `None` when fewer remain: the further it lies, the sparser the stream is there.
-fn sample_reach(conn: &mut DbConnection, stream: &Stream, after: &str, descending: bool) -> Result<Option<String>, AppError> {
+fn sample_reach(
+    conn: &mut DbConnection,
+    stream: &Stream,
+    after: &str,
+    descending: bool,
+) -> Result<Option<String>, AppError> {
     let codes: Vec<String> = match stream {
         Stream::Category(membership) => crate::native!(conn, |native| {
             let base = category_members::table
@@ -406,17 +432,28 @@ fn sample_reach(conn: &mut DbConnection, stream: &Stream, after: &str, descendin
                 .filter(category_members::category_code.eq(&membership.code))
                 .select(category_members::customer_code);
             if descending {
-                base.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc()).limit(SAMPLE).load(native)
+                base.filter(category_members::customer_code.lt(after))
+                    .order(category_members::customer_code.desc())
+                    .limit(SAMPLE)
+                    .load(native)
             } else {
-                base.filter(category_members::customer_code.gt(after)).order(category_members::customer_code.asc()).limit(SAMPLE).load(native)
+                base.filter(category_members::customer_code.gt(after))
+                    .order(category_members::customer_code.asc())
+                    .limit(SAMPLE)
+                    .load(native)
             }
         })?,
         Stream::Attribute(probe) => {
-            let sql = attribute_rows!(customer_attributes::table.select(customer_attributes::customer_code).into_boxed(), probe);
+            let sql = attribute_rows!(
+                customer_attributes::table.select(customer_attributes::customer_code).into_boxed(),
+                probe
+            );
             let sql = if descending {
-                sql.filter(customer_attributes::customer_code.lt(after.to_string())).order(customer_attributes::customer_code.desc())
+                sql.filter(customer_attributes::customer_code.lt(after.to_string()))
+                    .order(customer_attributes::customer_code.desc())
             } else {
-                sql.filter(customer_attributes::customer_code.gt(after.to_string())).order(customer_attributes::customer_code.asc())
+                sql.filter(customer_attributes::customer_code.gt(after.to_string()))
+                    .order(customer_attributes::customer_code.asc())
             };
             sql.limit(SAMPLE).load(conn)?
         }
@@ -500,14 +537,24 @@ macro_rules! filter_customers {
 /// of an attribute). Either way a page is a keyset range, so page 10,000 costs what
 /// page 1 costs.
 pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppError> {
-    let mut memberships = query.filters.categories.iter().map(|filter| resolve(conn, filter)).collect::<Result<Vec<_>, _>>()?;
+    let mut memberships =
+        query.filters.categories.iter().map(|filter| resolve(conn, filter)).collect::<Result<Vec<_>, _>>()?;
     let mut unclassified = Vec::new();
     for scheme_code in &query.filters.unclassified {
         unclassified.push(filter_scheme(conn, scheme_code, "unclassified")?.id);
     }
-    let probes = query.filters.attributes.iter().map(|filter| resolve_attribute(conn, filter).map(std::sync::Arc::new)).collect::<Result<Vec<_>, _>>()?;
+    let probes = query
+        .filters
+        .attributes
+        .iter()
+        .map(|filter| resolve_attribute(conn, filter).map(std::sync::Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
     let row_state = row_state_conditions(conn, &query.filters, "customers")?;
-    let only_categories = query.filters.text.is_none() && query.filters.status.is_none() && unclassified.is_empty() && probes.is_empty() && row_state.is_empty();
+    let only_categories = query.filters.text.is_none()
+        && query.filters.status.is_none()
+        && unclassified.is_empty()
+        && probes.is_empty()
+        && row_state.is_empty();
     let streaming = !memberships.is_empty() || !probes.is_empty();
     let mut rows: Vec<CustomerRow> = if query.sort.key == SortKey::Code && streaming {
         let descending = query.sort.descending;
@@ -521,7 +568,9 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
         // every entry it passes, where a category's members are all matches.
         let with_categories = !memberships.is_empty();
         let mut streams: Vec<Stream> = memberships.drain(..).map(Stream::Category).collect();
-        streams.extend(probes.iter().filter(|probe| probe.is_equality() || !with_categories).cloned().map(Stream::Attribute));
+        streams.extend(
+            probes.iter().filter(|probe| probe.is_equality() || !with_categories).cloned().map(Stream::Attribute),
+        );
         let driver = streams.remove(sparsest(conn, &streams, &after, descending)?);
         let mut probes = probes;
         for stream in streams {
@@ -533,7 +582,8 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
         match driver {
             Stream::Category(driver) if only_categories && memberships.len() <= 1 => {
                 // The commonest shapes get a statement that stays prepared.
-                let probe = memberships.pop().unwrap_or(Membership { scheme_id: driver.scheme_id, code: driver.code.clone() });
+                let probe =
+                    memberships.pop().unwrap_or(Membership { scheme_id: driver.scheme_id, code: driver.code.clone() });
                 page_of_two(conn, &driver, &probe, &after, descending, query.limit + 1)?
             }
             Stream::Category(driver) => {
@@ -546,7 +596,16 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
                 for membership in &memberships {
                     sql = sql.filter(instr(category_members::classification_vector, membership.needle()).gt(0));
                 }
-                filter_customers!(sql, category_members::customer_id, "category_members.customer_id", Vec::<Membership>::new(), unclassified, &probes, &row_state, query);
+                filter_customers!(
+                    sql,
+                    category_members::customer_id,
+                    "category_members.customer_id",
+                    Vec::<Membership>::new(),
+                    unclassified,
+                    &probes,
+                    &row_state,
+                    query
+                );
                 let sql = if descending {
                     sql.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc())
                 } else {
@@ -556,12 +615,24 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
             }
             Stream::Attribute(driver) => {
                 probes.retain(|probe| !std::sync::Arc::ptr_eq(probe, &driver));
-                let mut sql = attribute_rows!(customer_attributes::table.inner_join(customers::table).into_boxed(), &driver);
-                filter_customers!(sql, customer_attributes::customer_id, "customer_attributes.customer_id", memberships, unclassified, &probes, &row_state, query);
+                let mut sql =
+                    attribute_rows!(customer_attributes::table.inner_join(customers::table).into_boxed(), &driver);
+                filter_customers!(
+                    sql,
+                    customer_attributes::customer_id,
+                    "customer_attributes.customer_id",
+                    memberships,
+                    unclassified,
+                    &probes,
+                    &row_state,
+                    query
+                );
                 let sql = if descending {
-                    sql.filter(customer_attributes::customer_code.lt(after)).order(customer_attributes::customer_code.desc())
+                    sql.filter(customer_attributes::customer_code.lt(after))
+                        .order(customer_attributes::customer_code.desc())
                 } else {
-                    sql.filter(customer_attributes::customer_code.gt(after)).order(customer_attributes::customer_code.asc())
+                    sql.filter(customer_attributes::customer_code.gt(after))
+                        .order(customer_attributes::customer_code.asc())
                 };
                 sql.select(CustomerRow::as_select()).limit(query.limit + 1).load(conn)?
             }
@@ -586,7 +657,8 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
         filter_customers!(sql, customers::id, "customers.id", memberships, unclassified, &probes, &row_state, query);
         // Ids first: the sort's index holds the id, so customers the probes turn
         // down are never read; then only the page's rows.
-        let ids: Vec<i64> = keyset(sql, query.sort, query.after.clone()).select(customers::id).limit(query.limit + 1).load(conn)?;
+        let ids: Vec<i64> =
+            keyset(sql, query.sort, query.after.clone()).select(customers::id).limit(query.limit + 1).load(conn)?;
         rows_in_order(conn, &ids)?
     };
     let next = if rows.len() as i64 > query.limit {
@@ -601,7 +673,14 @@ pub fn list(conn: &mut DbConnection, query: &ListQuery) -> Result<ListPage, AppE
 /// Customers of `driver` that are also in `probe`, a page after `after`, as one
 /// unboxed statement (so it stays prepared): the driver's members index gives the
 /// order, and its entries carry the classification vector the probe is tested on.
-fn page_of_two(conn: &mut DbConnection, driver: &Membership, probe: &Membership, after: &str, descending: bool, limit: i64) -> Result<Vec<CustomerRow>, AppError> {
+fn page_of_two(
+    conn: &mut DbConnection,
+    driver: &Membership,
+    probe: &Membership,
+    after: &str,
+    descending: bool,
+    limit: i64,
+) -> Result<Vec<CustomerRow>, AppError> {
     let needle = probe.needle();
     Ok(crate::native!(conn, |native| {
         let base = category_members::table
@@ -612,17 +691,23 @@ fn page_of_two(conn: &mut DbConnection, driver: &Membership, probe: &Membership,
             .select(CustomerRow::as_select())
             .limit(limit);
         if descending {
-            base.filter(category_members::customer_code.lt(after)).order(category_members::customer_code.desc()).load(native)
+            base.filter(category_members::customer_code.lt(after))
+                .order(category_members::customer_code.desc())
+                .load(native)
         } else {
-            base.filter(category_members::customer_code.gt(after)).order(category_members::customer_code.asc()).load(native)
+            base.filter(category_members::customer_code.gt(after))
+                .order(category_members::customer_code.asc())
+                .load(native)
         }
     })?)
 }
 
 /// The customers with these ids, in the order of `ids`.
 fn rows_in_order(conn: &mut DbConnection, ids: &[i64]) -> Result<Vec<CustomerRow>, AppError> {
-    let mut rows: Vec<CustomerRow> = customers::table.filter(customers::id.eq_any(ids)).select(CustomerRow::as_select()).load(conn)?;
-    let position: std::collections::HashMap<i64, usize> = ids.iter().enumerate().map(|(index, id)| (*id, index)).collect();
+    let mut rows: Vec<CustomerRow> =
+        customers::table.filter(customers::id.eq_any(ids)).select(CustomerRow::as_select()).load(conn)?;
+    let position: std::collections::HashMap<i64, usize> =
+        ids.iter().enumerate().map(|(index, id)| (*id, index)).collect();
     rows.sort_by_key(|row| position.get(&row.id).copied().unwrap_or(usize::MAX));
     Ok(rows)
 }
@@ -647,28 +732,36 @@ fn keyset(sql: CustomerQuery<'static>, sort: Sort, after: Option<After>) -> Cust
         (SortKey::Name, false) => {
             let sql = sql.order((name.asc(), id.asc()));
             match after {
-                Some(After::Name(last, last_id)) => sql.filter(name.gt(last.clone()).or(name.eq(last).and(id.gt(last_id)))),
+                Some(After::Name(last, last_id)) => {
+                    sql.filter(name.gt(last.clone()).or(name.eq(last).and(id.gt(last_id))))
+                }
                 _ => sql,
             }
         }
         (SortKey::Name, true) => {
             let sql = sql.order((name.desc(), id.desc()));
             match after {
-                Some(After::Name(last, last_id)) => sql.filter(name.lt(last.clone()).or(name.eq(last).and(id.lt(last_id)))),
+                Some(After::Name(last, last_id)) => {
+                    sql.filter(name.lt(last.clone()).or(name.eq(last).and(id.lt(last_id))))
+                }
                 _ => sql,
             }
         }
         (SortKey::CreatedAt, false) => {
             let sql = sql.order((created_at.asc(), id.asc()));
             match after {
-                Some(After::CreatedAt(last, last_id)) => sql.filter(created_at.gt(last).or(created_at.eq(last).and(id.gt(last_id)))),
+                Some(After::CreatedAt(last, last_id)) => {
+                    sql.filter(created_at.gt(last).or(created_at.eq(last).and(id.gt(last_id))))
+                }
                 _ => sql,
             }
         }
         (SortKey::CreatedAt, true) => {
             let sql = sql.order((created_at.desc(), id.desc()));
             match after {
-                Some(After::CreatedAt(last, last_id)) => sql.filter(created_at.lt(last).or(created_at.eq(last).and(id.lt(last_id)))),
+                Some(After::CreatedAt(last, last_id)) => {
+                    sql.filter(created_at.lt(last).or(created_at.eq(last).and(id.lt(last_id))))
+                }
                 _ => sql,
             }
         }

@@ -19,9 +19,11 @@ use crate::error::AppError;
 use super::assignments::{self, AttributeCheck, Provenance};
 use super::attributes::{self, EditMode};
 use super::counts;
+use super::customer_rows::{
+    customer_not_found, find, get_row, refresh_snapshot, view_by_id, CustomerRow, CustomerView, SnapshotTarget,
+};
 use super::duplicates;
 use super::events;
-use super::customer_rows::{customer_not_found, find, get_row, refresh_snapshot, view_by_id, CustomerRow, CustomerView, SnapshotTarget};
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{check_version, lock_current, visibility, LockableTable};
 
@@ -103,10 +105,14 @@ fn ensure_tax_id_free(conn: &mut DbConnection, tax_id: &TaxId, except: Option<i6
 /// Unique indexes catch what a race let through; their names tell which rule broke.
 fn unique_violation(error: diesel::result::Error, code: &str, tax_id: Option<&str>) -> AppError {
     match &error {
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info) if info.message().contains("tax_id") => {
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info)
+            if info.message().contains("tax_id") =>
+        {
             duplicate_tax_id(tax_id.unwrap_or_default())
         }
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => duplicate_code(code),
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
+            duplicate_code(code)
+        }
         _ => error.into(),
     }
 }
@@ -115,7 +121,12 @@ fn unique_violation(error: diesel::result::Error, code: &str, tax_id: Option<&st
 /// default to schemes it does not name. A required scheme left without a category
 /// refuses the whole create.
 /// With a `restriction`, the customer must end up inside it (403 `outside_restriction`).
-pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str, restriction: Option<&Restriction>) -> Result<CustomerView, AppError> {
+pub fn create(
+    conn: &mut DbConnection,
+    new: &NewCustomer,
+    actor: &str,
+    restriction: Option<&Restriction>,
+) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
         let code = new.code.as_str();
         if find(conn, code)?.is_some() {
@@ -166,26 +177,46 @@ pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str, restricti
             }
         }
         if !errors.is_empty() {
-            return Err(AppError::validation("invalid_categories", "some categories cannot be assigned; nothing was created", errors));
+            return Err(AppError::validation(
+                "invalid_categories",
+                "some categories cannot be assigned; nothing was created",
+                errors,
+            ));
         }
 
         let by_default = Provenance::new(actor, Source::Default, Some("default category of the scheme".into()));
-        let all_schemes: Vec<SchemeRow> = schemes::table.filter(schemes::active.eq(true)).order(schemes::code).select(SchemeRow::as_select()).load(conn)?;
+        let all_schemes: Vec<SchemeRow> = schemes::table
+            .filter(schemes::active.eq(true))
+            .order(schemes::code)
+            .select(SchemeRow::as_select())
+            .load(conn)?;
         let mut missing_required = Vec::new();
         for scheme in all_schemes.iter().filter(|s| !new.categories.iter().any(|(code, _)| *code == s.code)) {
             match &scheme.default_category {
                 Some(default) => {
-                    let target = assignments::assignable_category(conn, scheme, default, &format!("categories.{}", scheme.code))?;
+                    let target = assignments::assignable_category(
+                        conn,
+                        scheme,
+                        default,
+                        &format!("categories.{}", scheme.code),
+                    )?;
                     assignments::set(conn, &customer, scheme, &target, None, &by_default, AttributeCheck::Deferred)?;
                 }
                 None if scheme.required => {
-                    missing_required.push(FieldError::new(format!("categories.{}", scheme.code), format!("scheme {} is required and has no default category", scheme.code)));
+                    missing_required.push(FieldError::new(
+                        format!("categories.{}", scheme.code),
+                        format!("scheme {} is required and has no default category", scheme.code),
+                    ));
                 }
                 None => {}
             }
         }
         if !missing_required.is_empty() {
-            return Err(AppError::validation("category_required", "every required scheme needs a category", missing_required));
+            return Err(AppError::validation(
+                "category_required",
+                "every required scheme needs a category",
+                missing_required,
+            ));
         }
         attributes::edit_values(conn, &customer, &new.attributes, EditMode::Replace)?;
         refresh_snapshot(conn, SnapshotTarget::Ids(&[customer.id]), false)?;
@@ -197,7 +228,12 @@ pub fn create(conn: &mut DbConnection, new: &NewCustomer, actor: &str, restricti
 
 /// Locks the customer `code` for a change by a caller with `restriction` (one it may
 /// not see answers 404, as if it did not exist), then checks the caller's `If-Match`.
-pub(crate) fn locked_customer(conn: &mut DbConnection, code: &str, expected: Option<i64>, restriction: Option<&Restriction>) -> Result<CustomerRow, AppError> {
+pub(crate) fn locked_customer(
+    conn: &mut DbConnection,
+    code: &str,
+    expected: Option<i64>,
+    restriction: Option<&Restriction>,
+) -> Result<CustomerRow, AppError> {
     let current = lock_current(conn, LockableTable::Customers, None, |conn| get_row(conn, code))?;
     if !visibility::admits_row(restriction, &current)? {
         return Err(customer_not_found(code));
@@ -206,39 +242,54 @@ pub(crate) fn locked_customer(conn: &mut DbConnection, code: &str, expected: Opt
     Ok(current)
 }
 
-pub fn update(conn: &mut DbConnection, code: &str, changes: &CustomerChanges, expected: Option<i64>, restriction: Option<&Restriction>) -> Result<CustomerView, AppError> {
+pub fn update(
+    conn: &mut DbConnection,
+    code: &str,
+    changes: &CustomerChanges,
+    expected: Option<i64>,
+    restriction: Option<&Restriction>,
+) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
         let current = locked_customer(conn, code, expected, restriction)?;
         if let Some(Some(tax_id)) = &changes.tax_id {
             ensure_tax_id_free(conn, tax_id, Some(current.id))?;
         }
-        let pick = |change: &Option<Option<String>>, old: &Option<String>| change.clone().unwrap_or_else(|| old.clone());
+        let pick =
+            |change: &Option<Option<String>>, old: &Option<String>| change.clone().unwrap_or_else(|| old.clone());
         let tax_id = match &changes.tax_id {
             Some(new) => new.as_ref().map(|t| t.as_str().to_string()),
             None => current.tax_id.clone(),
         };
-        let updated = diesel::update(customers::table.filter(customers::id.eq(current.id)).filter(customers::version.eq(current.version)))
-            .set((
-                customers::name.eq(changes.name.as_ref().unwrap_or(&current.name)),
-                customers::short_name.eq(pick(&changes.short_name, &current.short_name)),
-                customers::tax_id.eq(&tax_id),
-                customers::contact_name.eq(pick(&changes.contact_name, &current.contact_name)),
-                customers::phone.eq(pick(&changes.phone, &current.phone)),
-                customers::email.eq(pick(&changes.email, &current.email)),
-                customers::address.eq(pick(&changes.address, &current.address)),
-                customers::status.eq(changes.status.unwrap_or(current.status).as_str()),
-                customers::note.eq(pick(&changes.note, &current.note)),
-                customers::version.eq(current.version + 1),
-                customers::updated_at.eq(now()),
-            ))
-            .execute(conn)
-            .map_err(|e| unique_violation(e, code, tax_id.as_deref()))?;
+        let updated = diesel::update(
+            customers::table.filter(customers::id.eq(current.id)).filter(customers::version.eq(current.version)),
+        )
+        .set((
+            customers::name.eq(changes.name.as_ref().unwrap_or(&current.name)),
+            customers::short_name.eq(pick(&changes.short_name, &current.short_name)),
+            customers::tax_id.eq(&tax_id),
+            customers::contact_name.eq(pick(&changes.contact_name, &current.contact_name)),
+            customers::phone.eq(pick(&changes.phone, &current.phone)),
+            customers::email.eq(pick(&changes.email, &current.email)),
+            customers::address.eq(pick(&changes.address, &current.address)),
+            customers::status.eq(changes.status.unwrap_or(current.status).as_str()),
+            customers::note.eq(pick(&changes.note, &current.note)),
+            customers::version.eq(current.version + 1),
+            customers::updated_at.eq(now()),
+        ))
+        .execute(conn)
+        .map_err(|e| unique_violation(e, code, tax_id.as_deref()))?;
         if updated == 0 {
             return Err(AppError::concurrent_update());
         }
         if changes.name.is_some() || changes.phone.is_some() || changes.email.is_some() {
             let (phone, email) = (pick(&changes.phone, &current.phone), pick(&changes.email, &current.email));
-            duplicates::write_keys(conn, current.id, changes.name.as_ref().unwrap_or(&current.name), phone.as_deref(), email.as_deref())?;
+            duplicates::write_keys(
+                conn,
+                current.id,
+                changes.name.as_ref().unwrap_or(&current.name),
+                phone.as_deref(),
+                email.as_deref(),
+            )?;
         }
         if let Some(values) = &changes.attributes {
             if attributes::edit_values(conn, &current, values, EditMode::Merge)? {
@@ -271,7 +322,13 @@ pub fn replace_attributes(
 
 /// Deletes a customer. Its assignments end with a history entry each, so the history,
 /// which outlives the customer, shows where it stood to the last.
-pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>, actor: &str, restriction: Option<&Restriction>) -> Result<(), AppError> {
+pub fn delete(
+    conn: &mut DbConnection,
+    code: &str,
+    expected: Option<i64>,
+    actor: &str,
+    restriction: Option<&Restriction>,
+) -> Result<(), AppError> {
     transaction(conn, |conn| {
         let current = locked_customer(conn, code, expected, restriction)?;
         remove(conn, &current, &Provenance::new(actor, Source::Manual, Some("customer deleted".into())))?;
@@ -298,8 +355,11 @@ pub(super) fn remove(conn: &mut DbConnection, current: &CustomerRow, provenance:
     diesel::delete(customers::table.filter(customers::id.eq(current.id))).execute(conn)?;
     counts::customer_added(conn, current.id, -1)?;
     diesel::insert_into(deleted_customers::table)
-        .values((deleted_customers::customer_code.eq(&current.code), deleted_customers::created_at.eq(current.created_at), deleted_customers::deleted_at.eq(now())))
+        .values((
+            deleted_customers::customer_code.eq(&current.code),
+            deleted_customers::created_at.eq(current.created_at),
+            deleted_customers::deleted_at.eq(now()),
+        ))
         .execute(conn)?;
     Ok(())
 }
-

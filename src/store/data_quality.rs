@@ -23,17 +23,28 @@ pub const FIRST_CODES: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
     /// Customers without a category in a scheme.
-    Unclassified { scheme: String, required: bool },
+    Unclassified {
+        scheme: String,
+        required: bool,
+    },
     /// Customers of a category whose definition requires a value, without one of their
     /// own and without a default to fall back on.
-    MissingAttribute { scheme: String, category: String, attribute: String },
+    MissingAttribute {
+        scheme: String,
+        category: String,
+        attribute: String,
+    },
     MissingTaxId,
     /// No order in the last `days` days.
-    Dormant { days: i64 },
+    Dormant {
+        days: i64,
+    },
     /// Inactive customers that still hold a category.
     InactiveClassified,
     /// Groups of candidate duplicates sharing a key (`count` counts groups).
-    Duplicates { key: DuplicateKey },
+    Duplicates {
+        key: DuplicateKey,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -70,7 +81,10 @@ impl Check {
 /// Every check, unclassified customers of required schemes first.
 pub fn report(conn: &mut DbConnection, dormant_days: i64) -> Result<Vec<Finding>, AppError> {
     let mut checks = Vec::new();
-    let schemes: Vec<(String, bool)> = schemes::table.order((schemes::required.desc(), schemes::code)).select((schemes::code, schemes::required)).load(conn)?;
+    let schemes: Vec<(String, bool)> = schemes::table
+        .order((schemes::required.desc(), schemes::code))
+        .select((schemes::code, schemes::required))
+        .load(conn)?;
     checks.extend(schemes.into_iter().map(|(scheme, required)| Check::Unclassified { scheme, required }));
     let required: Vec<(String, String, String)> = attribute_definitions::table
         .inner_join(schemes::table)
@@ -79,7 +93,11 @@ pub fn report(conn: &mut DbConnection, dormant_days: i64) -> Result<Vec<Finding>
         .order((schemes::code, attribute_definitions::category_code, attribute_definitions::attr_key))
         .select((schemes::code, attribute_definitions::category_code, attribute_definitions::attr_key))
         .load(conn)?;
-    checks.extend(required.into_iter().map(|(scheme, category, attribute)| Check::MissingAttribute { scheme, category, attribute }));
+    checks.extend(required.into_iter().map(|(scheme, category, attribute)| Check::MissingAttribute {
+        scheme,
+        category,
+        attribute,
+    }));
     checks.extend([Check::MissingTaxId, Check::Dormant { days: dormant_days }, Check::InactiveClassified]);
     checks.extend(DuplicateKey::ALL.into_iter().map(|key| Check::Duplicates { key }));
     checks.into_iter().map(|check| find(conn, check)).collect()
@@ -91,7 +109,11 @@ fn find(conn: &mut DbConnection, check: Check) -> Result<Finding, AppError> {
     if let Check::Duplicates { key } = check {
         let count = duplicates::group_count(conn, key)?;
         let mut codes: Vec<String> = Vec::new();
-        let groups = if count == 0 { Vec::new() } else { duplicates::groups(conn, &[key], &Filters::default(), None, FIRST_CODES as i64)? };
+        let groups = if count == 0 {
+            Vec::new()
+        } else {
+            duplicates::groups(conn, &[key], &Filters::default(), None, FIRST_CODES as i64)?
+        };
         for group in groups {
             codes.extend(group.members.into_iter().map(|member| member.code));
             if codes.len() >= FIRST_CODES {
@@ -112,7 +134,8 @@ fn find(conn: &mut DbConnection, check: Check) -> Result<Finding, AppError> {
         // Driven by the category's customers, not by the archive.
         Check::MissingAttribute { scheme, category, attribute } => {
             let scheme = super::schemes::get(conn, scheme)?;
-            let mut sql = Fragment::new("SELECT COUNT(*) AS customers FROM customer_categories fc WHERE fc.scheme_id = ");
+            let mut sql =
+                Fragment::new("SELECT COUNT(*) AS customers FROM customer_categories fc WHERE fc.scheme_id = ");
             sql.bind(Bind::BigInt(scheme.id))
                 .push(" AND fc.category_code >= ")
                 .bind(Bind::Text(category.clone()))
@@ -128,7 +151,15 @@ fn find(conn: &mut DbConnection, check: Check) -> Result<Finding, AppError> {
     if count == 0 {
         return Ok(Finding { check, count, codes: Vec::new() });
     }
-    let first = customer_search::list(conn, &ListQuery { filters, sort: Sort { key: SortKey::Code, descending: false }, after: None::<After>, limit: FIRST_CODES as i64 })?;
+    let first = customer_search::list(
+        conn,
+        &ListQuery {
+            filters,
+            sort: Sort { key: SortKey::Code, descending: false },
+            after: None::<After>,
+            limit: FIRST_CODES as i64,
+        },
+    )?;
     Ok(Finding { check, count, codes: first.items.into_iter().map(|view| view.row.code).collect() })
 }
 

@@ -23,13 +23,22 @@ const FILL_BATCH: i64 = 1_000;
 pub const MEMBERS_SHOWN: i64 = 100;
 
 /// Writes (or rewrites) a customer's keys, in the caller's transaction.
-pub fn write_keys(conn: &mut DbConnection, customer_id: i64, name: &str, phone: Option<&str>, email: Option<&str>) -> Result<(), AppError> {
+pub fn write_keys(
+    conn: &mut DbConnection,
+    customer_id: i64,
+    name: &str,
+    phone: Option<&str>,
+    email: Option<&str>,
+) -> Result<(), AppError> {
     diesel::delete(customer_match_keys::table.find(customer_id)).execute(conn)?;
     insert_keys(conn, &[(customer_id, name, phone, email)])
 }
 
 /// Writes the keys of customers that have none yet: `(id, name, phone, email)`.
-pub fn insert_keys(conn: &mut DbConnection, customers: &[(i64, &str, Option<&str>, Option<&str>)]) -> Result<(), AppError> {
+pub fn insert_keys(
+    conn: &mut DbConnection,
+    customers: &[(i64, &str, Option<&str>, Option<&str>)],
+) -> Result<(), AppError> {
     let rows: Vec<_> = customers
         .iter()
         .map(|&(id, name, phone, email)| {
@@ -55,7 +64,10 @@ struct Missing {
 /// into the table), a thousand per transaction; how many it keyed. Cheap when none
 /// is missing: two counts.
 pub fn fill_missing(conn: &mut DbConnection) -> Result<u64, AppError> {
-    let count: Missing = diesel::sql_query("SELECT (SELECT COUNT(*) FROM customers) - (SELECT COUNT(*) FROM customer_match_keys) AS missing").get_result(conn)?;
+    let count: Missing = diesel::sql_query(
+        "SELECT (SELECT COUNT(*) FROM customers) - (SELECT COUNT(*) FROM customer_match_keys) AS missing",
+    )
+    .get_result(conn)?;
     if count.missing <= 0 {
         return Ok(0);
     }
@@ -84,7 +96,11 @@ pub fn fill_missing(conn: &mut DbConnection) -> Result<u64, AppError> {
             })
             .collect();
         // Another replica may be filling in too: a customer keyed meanwhile keeps its keys.
-        keyed += transaction(conn, |conn| Ok(crate::native!(conn, |native| diesel::insert_or_ignore_into(customer_match_keys::table).values(rows.clone()).execute(native))?))? as u64;
+        keyed += transaction(conn, |conn| {
+            Ok(crate::native!(conn, |native| diesel::insert_or_ignore_into(customer_match_keys::table)
+                .values(rows.clone())
+                .execute(native))?)
+        })? as u64;
     }
     Ok(keyed)
 }
@@ -164,13 +180,21 @@ fn selected(conn: &mut DbConnection, filters: &Filters, id: &str) -> Result<Opti
     let mut conditions = Vec::new();
     for filter in &filters.categories {
         let membership = super::customer_search::resolve(conn, filter)?;
-        let mut within = Fragment::new("EXISTS (SELECT 1 FROM category_members fm WHERE fm.customer_id = p.id AND fm.scheme_id = ");
-        within.bind(Bind::BigInt(membership.scheme_id)).push(" AND fm.category_code = ").bind(Bind::Text(membership.code)).push(")");
+        let mut within =
+            Fragment::new("EXISTS (SELECT 1 FROM category_members fm WHERE fm.customer_id = p.id AND fm.scheme_id = ");
+        within
+            .bind(Bind::BigInt(membership.scheme_id))
+            .push(" AND fm.category_code = ")
+            .bind(Bind::Text(membership.code))
+            .push(")");
         conditions.push(within);
     }
     for scheme_code in &filters.unclassified {
         let scheme = super::customer_search::filter_scheme(conn, scheme_code, "unclassified")?;
-        conditions.push(Fragment::new(&format!("NOT EXISTS (SELECT 1 FROM customer_categories fu WHERE fu.customer_id = p.id AND fu.scheme_id = {})", scheme.id)));
+        conditions.push(Fragment::new(&format!(
+            "NOT EXISTS (SELECT 1 FROM customer_categories fu WHERE fu.customer_id = p.id AND fu.scheme_id = {})",
+            scheme.id
+        )));
     }
     conditions.extend(super::reports::row_conditions(conn, filters)?);
     let mut sql = Fragment::new(&format!(" AND {id} IN (SELECT p.id FROM customers p WHERE "));
@@ -183,12 +207,20 @@ fn selected(conn: &mut DbConnection, filters: &Filters, id: &str) -> Result<Opti
 
 /// Groups of two or more of the customers `filters` select that share a key, largest
 /// first, after `after`.
-pub fn groups(conn: &mut DbConnection, keys: &[DuplicateKey], filters: &Filters, after: Option<&GroupPosition>, limit: i64) -> Result<Vec<Group>, AppError> {
+pub fn groups(
+    conn: &mut DbConnection,
+    keys: &[DuplicateKey],
+    filters: &Filters,
+    after: Option<&GroupPosition>,
+    limit: i64,
+) -> Result<Vec<Group>, AppError> {
     fill_missing(conn)?;
     let mut found: Vec<(DuplicateKey, Shared)> = Vec::new();
     for key in keys {
         let (table, column, id) = source(*key);
-        let mut sql = Fragment::new(&format!("SELECT {column} AS value, COUNT(*) AS size FROM {table} WHERE {column} IS NOT NULL AND {column} <> ''"));
+        let mut sql = Fragment::new(&format!(
+            "SELECT {column} AS value, COUNT(*) AS size FROM {table} WHERE {column} IS NOT NULL AND {column} <> ''"
+        ));
         if let Some(selected) = selected(conn, filters, &format!("{table}.{id}"))? {
             sql.append(selected);
         }
@@ -198,19 +230,40 @@ pub fn groups(conn: &mut DbConnection, keys: &[DuplicateKey], filters: &Filters,
             if key.order() > after.key.order() {
                 sql.push(" OR COUNT(*) = ").bind(Bind::BigInt(after.size));
             } else if *key == after.key {
-                sql.push(" OR (COUNT(*) = ").bind(Bind::BigInt(after.size)).push(&format!(" AND {column} > ")).bind(Bind::Text(after.value.clone())).push(")");
+                sql.push(" OR (COUNT(*) = ")
+                    .bind(Bind::BigInt(after.size))
+                    .push(&format!(" AND {column} > "))
+                    .bind(Bind::Text(after.value.clone()))
+                    .push(")");
             }
             sql.push(")");
         }
         sql.push(&format!(" ORDER BY COUNT(*) DESC, {column} LIMIT {limit}"));
         found.extend(sql.into_query().load::<Shared>(conn)?.into_iter().map(|shared| (*key, shared)));
     }
-    found.sort_by(|(a_key, a), (b_key, b)| b.size.cmp(&a.size).then(a_key.order().cmp(&b_key.order())).then_with(|| a.value.cmp(&b.value)));
+    found.sort_by(|(a_key, a), (b_key, b)| {
+        b.size.cmp(&a.size).then(a_key.order().cmp(&b_key.order())).then_with(|| a.value.cmp(&b.value))
+    });
     found.truncate(limit as usize);
-    found.into_iter().map(|(key, shared)| Ok(Group { members: members(conn, key, filters, &shared.value)?, key, value: shared.value, size: shared.size })).collect()
+    found
+        .into_iter()
+        .map(|(key, shared)| {
+            Ok(Group {
+                members: members(conn, key, filters, &shared.value)?,
+                key,
+                value: shared.value,
+                size: shared.size,
+            })
+        })
+        .collect()
 }
 
-fn members(conn: &mut DbConnection, key: DuplicateKey, filters: &Filters, value: &str) -> Result<Vec<Member>, AppError> {
+fn members(
+    conn: &mut DbConnection,
+    key: DuplicateKey,
+    filters: &Filters,
+    value: &str,
+) -> Result<Vec<Member>, AppError> {
     let (table, column, id) = source(key);
     let mut sql = Fragment::new(&format!(
         "SELECT c.code, c.name, c.tax_id, c.phone, c.email, c.status FROM {table} k JOIN customers c ON c.id = k.{id} WHERE k.{column} = "
@@ -223,8 +276,17 @@ fn members(conn: &mut DbConnection, key: DuplicateKey, filters: &Filters, value:
     let rows: Vec<MemberRow> = sql.into_query().load(conn)?;
     rows.into_iter()
         .map(|row| {
-            let status = row.status.parse::<CustomerStatus>().map_err(|_| AppError::corrupt(format!("customer {} has the unknown status {:?}", row.code, row.status)))?;
-            Ok(Member { code: row.code, name: row.name, tax_id: row.tax_id, phone: row.phone, email: row.email, status })
+            let status = row.status.parse::<CustomerStatus>().map_err(|_| {
+                AppError::corrupt(format!("customer {} has the unknown status {:?}", row.code, row.status))
+            })?;
+            Ok(Member {
+                code: row.code,
+                name: row.name,
+                tax_id: row.tax_id,
+                phone: row.phone,
+                email: row.email,
+                status,
+            })
         })
         .collect()
 }

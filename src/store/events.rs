@@ -53,7 +53,14 @@ impl NewEvent {
 pub fn record(conn: &mut DbConnection, new: Vec<NewEvent>) -> Result<(), AppError> {
     let rows: Vec<_> = new
         .into_iter()
-        .map(|event| (events::position.eq(None::<i64>), events::event_type.eq(event.kind.as_str()), events::occurred_at.eq(event.at), events::data.eq(event.data.to_string())))
+        .map(|event| {
+            (
+                events::position.eq(None::<i64>),
+                events::event_type.eq(event.kind.as_str()),
+                events::occurred_at.eq(event.at),
+                events::data.eq(event.data.to_string()),
+            )
+        })
         .collect();
     if !rows.is_empty() {
         crate::insert_many!(conn, events::table, rows)?;
@@ -125,9 +132,17 @@ pub fn record_classification_changes(conn: &mut DbConnection, entries: &[NewHist
 
 /// `classification.changed` for each of these customers making the same change (the
 /// chunks of `history::record_shared`), as group rows.
-pub fn record_shared_classification_change(conn: &mut DbConnection, customer_ids: &[i64], change: &SharedChange) -> Result<(), AppError> {
+pub fn record_shared_classification_change(
+    conn: &mut DbConnection,
+    customer_ids: &[i64],
+    change: &SharedChange,
+) -> Result<(), AppError> {
     for chunk in customer_ids.chunks(GROUP_LIMIT) {
-        let codes: Vec<String> = customers::table.filter(customers::id.eq_any(chunk)).order(customers::id).select(customers::code).load(conn)?;
+        let codes: Vec<String> = customers::table
+            .filter(customers::id.eq_any(chunk))
+            .order(customers::id)
+            .select(customers::code)
+            .load(conn)?;
         record_for_customers(conn, EventType::ClassificationChanged, change.at, classification_change(change), codes)?;
     }
     Ok(())
@@ -136,7 +151,13 @@ pub fn record_shared_classification_change(conn: &mut DbConnection, customer_ids
 /// `customer.created` for each of these new customers, as group rows.
 pub fn record_customers_created(conn: &mut DbConnection, at: NaiveDateTime, codes: &[&str]) -> Result<(), AppError> {
     for chunk in codes.chunks(GROUP_LIMIT) {
-        record_for_customers(conn, EventType::CustomerCreated, at, Map::new(), chunk.iter().map(|code| code.to_string()).collect())?;
+        record_for_customers(
+            conn,
+            EventType::CustomerCreated,
+            at,
+            Map::new(),
+            chunk.iter().map(|code| code.to_string()).collect(),
+        )?;
     }
     Ok(())
 }
@@ -144,7 +165,13 @@ pub fn record_customers_created(conn: &mut DbConnection, at: NaiveDateTime, code
 /// Events of `kind` that say the same (`shared`) of each of these customers (at most
 /// `GROUP_LIMIT`): one group row holding `shared` once and the customers' codes,
 /// numbered as that many consecutive events and read back one by one.
-fn record_for_customers(conn: &mut DbConnection, kind: EventType, at: NaiveDateTime, mut shared: Map<String, Json>, codes: Vec<String>) -> Result<(), AppError> {
+fn record_for_customers(
+    conn: &mut DbConnection,
+    kind: EventType,
+    at: NaiveDateTime,
+    mut shared: Map<String, Json>,
+    codes: Vec<String>,
+) -> Result<(), AppError> {
     let count = codes.len();
     match count {
         0 => return Ok(()),
@@ -175,14 +202,16 @@ struct Sequence {
 /// writer lock already serialises).
 fn sequence_row(conn: &mut DbConnection, locked: bool) -> Result<Sequence, AppError> {
     let lock = if locked && matches!(conn, DbConnection::Mysql(_)) { " FOR UPDATE" } else { "" };
-    Ok(diesel::sql_query(format!("SELECT last_position, pruned_through FROM event_sequence WHERE id = 1{lock}")).get_result(conn)?)
+    Ok(diesel::sql_query(format!("SELECT last_position, pruned_through FROM event_sequence WHERE id = 1{lock}"))
+        .get_result(conn)?)
 }
 
 /// Numbers committed events that have no position yet; how many it numbered. A group
 /// row takes as many consecutive positions as it holds events, from its `position`.
 pub fn sequence(conn: &mut DbConnection) -> Result<usize, AppError> {
     // Looked for first without a transaction, so that an idle feed takes no lock.
-    let waiting: Option<i64> = events::table.filter(events::position.is_null()).select(events::id).first(conn).optional()?;
+    let waiting: Option<i64> =
+        events::table.filter(events::position.is_null()).select(events::id).first(conn).optional()?;
     if waiting.is_none() {
         return Ok(0);
     }
@@ -190,8 +219,12 @@ pub fn sequence(conn: &mut DbConnection) -> Result<usize, AppError> {
         let last = sequence_row(conn, true)?.last_position;
         // Found by a plain read, which sees committed events only; the UPDATE's own
         // reads would lock, and so wait for a transaction still holding an event.
-        let rows: Vec<(i64, i32)> =
-            events::table.filter(events::position.is_null()).order(events::id).select((events::id, events::event_count)).limit(SEQUENCE_BATCH).load(conn)?;
+        let rows: Vec<(i64, i32)> = events::table
+            .filter(events::position.is_null())
+            .order(events::id)
+            .select((events::id, events::event_count))
+            .limit(SEQUENCE_BATCH)
+            .load(conn)?;
         if rows.is_empty() {
             return Ok(0);
         }
@@ -199,13 +232,18 @@ pub fn sequence(conn: &mut DbConnection) -> Result<usize, AppError> {
         let numbered: i64 = rows.iter().map(|(_, count)| i64::from(*count)).sum();
         // One statement numbers them in id order, each after the events of the rows
         // before it; a CASE per id cost a comparison per id for every row.
-        let oldest = format!("SELECT id, SUM(event_count) OVER (ORDER BY id) - event_count AS before_it FROM events WHERE id IN ({})", id_list(&ids));
+        let oldest = format!(
+            "SELECT id, SUM(event_count) OVER (ORDER BY id) - event_count AS before_it FROM events WHERE id IN ({})",
+            id_list(&ids)
+        );
         let statement = match Dialect::of(conn) {
             Dialect::Mysql => format!("UPDATE events JOIN ({oldest}) AS numbered ON events.id = numbered.id SET events.position = ? + numbered.before_it + 1"),
             Dialect::Sqlite => format!("UPDATE events SET position = ? + numbered.before_it + 1 FROM ({oldest}) AS numbered WHERE events.id = numbered.id"),
         };
         diesel::sql_query(statement).bind::<BigInt, _>(last).execute(conn)?;
-        diesel::update(event_sequence::table.find(1_i64)).set(event_sequence::last_position.eq(last + numbered)).execute(conn)?;
+        diesel::update(event_sequence::table.find(1_i64))
+            .set(event_sequence::last_position.eq(last + numbered))
+            .execute(conn)?;
         Ok(numbered as usize)
     })
 }
@@ -233,13 +271,23 @@ impl StoredEvents {
     /// Its events after position `after`, in order.
     fn events_after(self, after: i64) -> Result<Vec<FeedEvent>, AppError> {
         let first = self.first()?;
-        let data: Json = serde_json::from_str(&self.data).map_err(|e| AppError::corrupt(format!("event {first} holds unreadable data: {e}")))?;
-        let Json::Object(mut shared) = data else { return Err(AppError::corrupt(format!("event {first} holds no JSON object"))) };
+        let data: Json = serde_json::from_str(&self.data)
+            .map_err(|e| AppError::corrupt(format!("event {first} holds unreadable data: {e}")))?;
+        let Json::Object(mut shared) = data else {
+            return Err(AppError::corrupt(format!("event {first} holds no JSON object")));
+        };
         let Some(customers) = shared.remove(GROUP_CUSTOMERS) else {
-            let event = FeedEvent { position: first, event_type: self.event_type, occurred_at: self.occurred_at, data: Json::Object(shared) };
+            let event = FeedEvent {
+                position: first,
+                event_type: self.event_type,
+                occurred_at: self.occurred_at,
+                data: Json::Object(shared),
+            };
             return Ok(if first > after { vec![event] } else { Vec::new() });
         };
-        let Json::Array(customers) = customers else { return Err(AppError::corrupt(format!("event group {first} lists its customers in no array"))) };
+        let Json::Array(customers) = customers else {
+            return Err(AppError::corrupt(format!("event group {first} lists its customers in no array")));
+        };
         Ok(customers
             .into_iter()
             .zip(first..)
@@ -247,7 +295,12 @@ impl StoredEvents {
             .map(|(customer, position)| {
                 let mut data = shared.clone();
                 data.insert(SINGLE_CUSTOMER.into(), customer);
-                FeedEvent { position, event_type: self.event_type.clone(), occurred_at: self.occurred_at, data: Json::Object(data) }
+                FeedEvent {
+                    position,
+                    event_type: self.event_type.clone(),
+                    occurred_at: self.occurred_at,
+                    data: Json::Object(data),
+                }
             })
             .collect())
     }
@@ -299,8 +352,10 @@ pub fn position_of(conn: &mut DbConnection, cursor: Cursor) -> Result<i64, AppEr
 /// not the runs' and webhooks' events, which speak of the whole archive. A group row is
 /// let through, and its customers are checked once it is read (`visible_codes`).
 fn visible_to(conn: &DbConnection, restriction: &Restriction) -> Predicate {
-    let customer_types: Vec<&str> = EventType::ALL.into_iter().filter(|kind| kind.names_customer()).map(EventType::as_str).collect();
-    let structure_types: Vec<&str> = EventType::ALL.into_iter().filter(|kind| kind.is_structure()).map(EventType::as_str).collect();
+    let customer_types: Vec<&str> =
+        EventType::ALL.into_iter().filter(|kind| kind.names_customer()).map(EventType::as_str).collect();
+    let structure_types: Vec<&str> =
+        EventType::ALL.into_iter().filter(|kind| kind.is_structure()).map(EventType::as_str).collect();
     let customer = match Dialect::of(conn) {
         Dialect::Mysql => "JSON_UNQUOTE(JSON_EXTRACT(events.data, '$.customer'))",
         Dialect::Sqlite => "json_extract(events.data, '$.customer')",
@@ -322,8 +377,13 @@ struct Code {
 }
 
 /// Which of the customers of these events a restricted key may see.
-fn visible_codes(conn: &mut DbConnection, restriction: &Restriction, events: &[FeedEvent]) -> Result<HashSet<String>, AppError> {
-    let codes: Vec<&str> = events.iter().filter_map(|event| event.data.get(SINGLE_CUSTOMER).and_then(Json::as_str)).collect();
+fn visible_codes(
+    conn: &mut DbConnection,
+    restriction: &Restriction,
+    events: &[FeedEvent],
+) -> Result<HashSet<String>, AppError> {
+    let codes: Vec<&str> =
+        events.iter().filter_map(|event| event.data.get(SINGLE_CUSTOMER).and_then(Json::as_str)).collect();
     let mut visible = HashSet::new();
     for chunk in codes.chunks(GROUP_LIMIT) {
         let mut sql = Fragment::new("SELECT vc.code FROM customers vc WHERE vc.code IN (");
@@ -348,7 +408,13 @@ fn redact_for_restricted(event: &mut FeedEvent) {
 
 /// Up to `limit` events of `types` after `cursor`, oldest first; with a
 /// `restriction`, only those it may see, redacted (`redact_for_restricted`).
-pub fn page(conn: &mut DbConnection, cursor: Cursor, types: &TypeFilter, limit: i64, restriction: Option<&Restriction>) -> Result<Page, AppError> {
+pub fn page(
+    conn: &mut DbConnection,
+    cursor: Cursor,
+    types: &TypeFilter,
+    limit: i64,
+    restriction: Option<&Restriction>,
+) -> Result<Page, AppError> {
     let sequence = sequence_row(conn, false)?;
     let after = resolve(&sequence, cursor)?;
     // The row holding the event after the cursor may begin before it (a group).
@@ -386,7 +452,13 @@ pub fn page(conn: &mut DbConnection, cursor: Cursor, types: &TypeFilter, limit: 
             match restriction {
                 Some(restriction) if grouped => {
                     let visible = visible_codes(conn, restriction, &events)?;
-                    read.extend(events.into_iter().filter(|event| event.data.get(SINGLE_CUSTOMER).and_then(Json::as_str).is_some_and(|code| visible.contains(code))));
+                    read.extend(events.into_iter().filter(|event| {
+                        event
+                            .data
+                            .get(SINGLE_CUSTOMER)
+                            .and_then(Json::as_str)
+                            .is_some_and(|code| visible.contains(code))
+                    }));
                 }
                 _ => read.extend(events),
             }
@@ -422,10 +494,15 @@ pub fn prune(conn: &mut DbConnection, cutoff: NaiveDateTime) -> Result<usize, Ap
                 .select((events::position, events::event_count, events::occurred_at))
                 .limit(PRUNE_BATCH)
                 .load(conn)?;
-            let Some((Some(through), count, _)) = oldest.iter().take_while(|(_, _, at)| *at < cutoff).last().copied() else { return Ok(0) };
+            let Some((Some(through), count, _)) = oldest.iter().take_while(|(_, _, at)| *at < cutoff).last().copied()
+            else {
+                return Ok(0);
+            };
             let pruned_through = through + i64::from(count) - 1;
             diesel::delete(events::table.filter(events::position.le(through))).execute(conn)?;
-            diesel::update(event_sequence::table.find(1_i64)).set(event_sequence::pruned_through.eq(pruned_through)).execute(conn)?;
+            diesel::update(event_sequence::table.find(1_i64))
+                .set(event_sequence::pruned_through.eq(pruned_through))
+                .execute(conn)?;
             Ok((pruned_through - sequence.pruned_through) as usize)
         })?;
         if removed == 0 {

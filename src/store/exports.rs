@@ -25,13 +25,28 @@ pub struct ExportPage {
 pub fn layout(conn: &mut DbConnection) -> Result<Layout, AppError> {
     Ok(Layout {
         schemes: schemes::table.select(schemes::code).order(schemes::code).load(conn)?,
-        attributes: attribute_definitions::table.select(attribute_definitions::attr_key).distinct().order(attribute_definitions::attr_key).load(conn)?,
+        attributes: attribute_definitions::table
+            .select(attribute_definitions::attr_key)
+            .distinct()
+            .order(attribute_definitions::attr_key)
+            .load(conn)?,
     })
 }
 
 /// Up to `limit` customers matching `filters` whose codes follow `after`.
-pub fn page(conn: &mut DbConnection, layout: &Layout, filters: &Filters, after: Option<String>, limit: i64) -> Result<ExportPage, AppError> {
-    let query = ListQuery { filters: filters.clone(), sort: Sort { key: SortKey::Code, descending: false }, after: after.map(After::Code), limit };
+pub fn page(
+    conn: &mut DbConnection,
+    layout: &Layout,
+    filters: &Filters,
+    after: Option<String>,
+    limit: i64,
+) -> Result<ExportPage, AppError> {
+    let query = ListQuery {
+        filters: filters.clone(),
+        sort: Sort { key: SortKey::Code, descending: false },
+        after: after.map(After::Code),
+        limit,
+    };
     let page = customer_search::list(conn, &query)?;
     let after = match page.next {
         Some(After::Code(code)) => Some(code),
@@ -61,10 +76,20 @@ fn record(layout: &Layout, view: &CustomerView) -> Record {
         })
         .collect();
     for scheme in &layout.schemes {
-        record.push(view.assignments.iter().find(|assignment| &assignment.scheme == scheme).map(|assignment| Value::Text(assignment.category.clone())));
+        record.push(
+            view.assignments
+                .iter()
+                .find(|assignment| &assignment.scheme == scheme)
+                .map(|assignment| Value::Text(assignment.category.clone())),
+        );
     }
     for key in &layout.attributes {
-        record.push(view.attributes.get(key).filter(|attribute| !attribute.from_default).map(|attribute| Value::of_json(&attribute.value)));
+        record.push(
+            view.attributes
+                .get(key)
+                .filter(|attribute| !attribute.from_default)
+                .map(|attribute| Value::of_json(&attribute.value)),
+        );
     }
     record
 }

@@ -39,7 +39,9 @@ pub struct HistoryRow {
 impl HistoryRow {
     pub fn dropped_values(&self) -> Result<Option<serde_json::Value>, AppError> {
         let Some(text) = &self.change.dropped_attributes else { return Ok(None) };
-        serde_json::from_str(text).map(Some).map_err(|e| AppError::corrupt(format!("history entry {} has unreadable dropped attributes: {e}", self.id)))
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| AppError::corrupt(format!("history entry {} has unreadable dropped attributes: {e}", self.id)))
     }
 }
 

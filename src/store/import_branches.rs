@@ -10,7 +10,7 @@
 //! start-up.
 
 use diesel::prelude::*;
-use diesel::sql_types::{Binary, BigInt, Text};
+use diesel::sql_types::{BigInt, Binary, Text};
 
 use crate::db::schema::import_branches;
 use crate::db::{now, transaction, DbConnection};
@@ -47,7 +47,9 @@ fn database_name(conn: &mut DbConnection) -> Result<String, AppError> {
 pub fn begin(own: &mut DbConnection, second: &mut DbConnection) -> Result<Branch, AppError> {
     let id = format!("{PREFIX}{}", uuid::Uuid::new_v4().simple());
     let xid = xid(&id, &database_name(own)?);
-    diesel::insert_into(import_branches::table).values((import_branches::xid.eq(&id), import_branches::started_at.eq(now()))).execute(own)?;
+    diesel::insert_into(import_branches::table)
+        .values((import_branches::xid.eq(&id), import_branches::started_at.eq(now())))
+        .execute(own)?;
     diesel::sql_query(format!("XA START {xid}")).execute(second)?;
     Ok(Branch { id, xid })
 }
@@ -67,7 +69,10 @@ impl Branch {
     pub fn roll_back(self, second: &mut DbConnection) {
         let _ = diesel::sql_query(format!("XA END {}", self.xid)).execute(second);
         if let Err(error) = diesel::sql_query(format!("XA ROLLBACK {}", self.xid)).execute(second) {
-            log::warn!("import branch {} did not roll back now ({error}); it is rolled back at the next start", self.id);
+            log::warn!(
+                "import branch {} did not roll back now ({error}); it is rolled back at the next start",
+                self.id
+            );
         }
     }
 
@@ -75,7 +80,10 @@ impl Branch {
     /// A failure leaves the branch prepared, to be committed at the next start.
     pub fn commit(self, second: &mut DbConnection, own: &mut DbConnection) -> Result<(), AppError> {
         diesel::sql_query(format!("XA COMMIT {}", self.xid)).execute(second).map_err(|error| {
-            AppError::internal(format!("import branch {} is prepared and not committed ({error}); it is committed at the next start", self.id))
+            AppError::internal(format!(
+                "import branch {} is prepared and not committed ({error}); it is committed at the next start",
+                self.id
+            ))
         })?;
         diesel::delete(import_branches::table.find(&self.id)).execute(own)?;
         Ok(())
@@ -124,7 +132,10 @@ pub fn resolve_left_behind(conn: &mut DbConnection) -> Result<usize, AppError> {
         // A running import holds its row until it commits or rolls back; this read
         // waits for that, and sees the row only if the import committed.
         let committed = transaction(conn, |conn| {
-            let found: Count = diesel::sql_query("SELECT COUNT(*) AS n FROM import_branches WHERE xid = ? LOCK IN SHARE MODE").bind::<Text, _>(id).get_result(conn)?;
+            let found: Count =
+                diesel::sql_query("SELECT COUNT(*) AS n FROM import_branches WHERE xid = ? LOCK IN SHARE MODE")
+                    .bind::<Text, _>(id)
+                    .get_result(conn)?;
             Ok(found.n > 0)
         });
         let Ok(committed) = committed else { continue };
@@ -132,7 +143,10 @@ pub fn resolve_left_behind(conn: &mut DbConnection) -> Result<usize, AppError> {
         // Refused while the branch's own connection still holds it (XAER_NOTA): the
         // import that began it finishes it.
         if diesel::sql_query(format!("XA {verb} {}", xid(id, &database))).execute(conn).is_ok() {
-            log::warn!("import branch {id}, left prepared, is now {}", if committed { "committed" } else { "rolled back" });
+            log::warn!(
+                "import branch {id}, left prepared, is now {}",
+                if committed { "committed" } else { "rolled back" }
+            );
             resolved += 1;
         }
     }

@@ -18,15 +18,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use utoipa::ToSchema;
 
-use crate::db::schema::{attribute_definitions, categories, customer_attributes, customer_categories, customers, imports};
+use crate::db::schema::{
+    attribute_definitions, categories, customer_attributes, customer_categories, customers, imports,
+};
 use crate::db::{now, supports_xa, transaction, transaction_once, DbConnection};
+use crate::domain::archive::Field;
 use crate::domain::archive::Value;
 use crate::domain::attribute::{AttributeValue, ValueType};
 use crate::domain::customer::{CustomerStatus, TaxId};
 use crate::domain::history::Source;
+use crate::domain::import::{
+    listed_columns, read_row, shortened, Cell, Column, Edit, ImportFormat, ImportMode, ImportStatus, RowEdit, RowError,
+    ERRORS_LISTED,
+};
 use crate::domain::restriction::Restriction;
-use crate::domain::import::{listed_columns, read_row, shortened, Cell, Column, Edit, ImportFormat, ImportMode, ImportStatus, RowEdit, RowError, ERRORS_LISTED};
-use crate::domain::archive::Field;
 use crate::error::{AppError, ErrorKind};
 
 use super::assignments::{self, Placement, Provenance};
@@ -34,9 +39,9 @@ use super::attributes::{self, Desired, Effective};
 use super::categories::{self as category_store, CategoryRow};
 use super::counts::{self, CategoryDeltas};
 use super::customer_rows::{new_snapshots, CustomerRow};
+use super::customers::{self as customer_store, CustomerChanges};
 use super::events;
 use super::import_branches::{self, Branch};
-use super::customers::{self as customer_store, CustomerChanges};
 use super::schemes::SchemeRow;
 use super::{lock_rows, visibility, LockMode, LockableTable};
 
@@ -89,7 +94,13 @@ fn row_error(row: u64, column: Option<&Column>, code: &str, message: impl Into<S
 /// An error of the single-customer API as errors of the row: each field becomes its column.
 fn errors_of(row: u64, error: &AppError) -> Vec<RowError> {
     if error.errors.is_empty() {
-        return vec![RowError { row, column: None, code: error.code.to_string(), message: error.detail.clone(), byte: None }];
+        return vec![RowError {
+            row,
+            column: None,
+            code: error.code.to_string(),
+            message: error.detail.clone(),
+            byte: None,
+        }];
     }
     error
         .errors
@@ -102,7 +113,13 @@ fn errors_of(row: u64, error: &AppError) -> Vec<RowError> {
             } else {
                 field.field.clone()
             };
-            RowError { row, column: Some(column), code: error.code.to_string(), message: field.message.clone(), byte: None }
+            RowError {
+                row,
+                column: Some(column),
+                code: error.code.to_string(),
+                message: field.message.clone(),
+                byte: None,
+            }
         })
         .collect()
 }
@@ -110,7 +127,9 @@ fn errors_of(row: u64, error: &AppError) -> Vec<RowError> {
 /// An error that belongs to one row (its data), not to the import: a concurrent
 /// update or a database failure stops the import instead.
 fn is_row_error(error: &AppError) -> bool {
-    (matches!(error.kind, ErrorKind::Unprocessable | ErrorKind::Conflict | ErrorKind::NotFound) && !error.is_concurrent_update()) || error.code == "outside_restriction"
+    (matches!(error.kind, ErrorKind::Unprocessable | ErrorKind::Conflict | ErrorKind::NotFound)
+        && !error.is_concurrent_update())
+        || error.code == "outside_restriction"
 }
 
 /// The errors of a write of one scheme's category, in that scheme's column.
@@ -140,15 +159,28 @@ impl Catalogue {
         let schemes: Vec<SchemeRow> = crate::db::schema::schemes::table.select(SchemeRow::as_select()).load(conn)?;
         let rows: Vec<CategoryRow> = categories::table.select(CategoryRow::as_select()).load(conn)?;
         let parents: HashSet<(i64, String)> = rows.iter().map(|row| (row.scheme_id, row.parent_code.clone())).collect();
-        let categories = rows.into_iter().map(|row| ((row.scheme_id, row.code.clone()), (parents.contains(&(row.scheme_id, row.code.clone())), row))).map(|(key, (parent, row))| (key, (row, parent))).collect();
+        let categories = rows
+            .into_iter()
+            .map(|row| ((row.scheme_id, row.code.clone()), (parents.contains(&(row.scheme_id, row.code.clone())), row)))
+            .map(|(key, (parent, row))| (key, (row, parent)))
+            .collect();
         let mut definitions: HashMap<i64, Vec<Effective>> = HashMap::new();
         let mut keys = HashMap::new();
-        for row in attribute_definitions::table.select(attributes::DefinitionRow::as_select()).load::<attributes::DefinitionRow>(conn)? {
+        for row in attribute_definitions::table
+            .select(attributes::DefinitionRow::as_select())
+            .load::<attributes::DefinitionRow>(conn)?
+        {
             let definition = row.definition()?;
             keys.insert(row.attr_key.clone(), (row.scheme_id, definition.value_type));
             definitions.entry(row.scheme_id).or_default().push(Effective { row, definition });
         }
-        Ok(Catalogue { schemes: schemes.into_iter().map(|s| (s.code.clone(), s)).collect(), categories, definitions, keys, in_force: HashMap::new() })
+        Ok(Catalogue {
+            schemes: schemes.into_iter().map(|s| (s.code.clone(), s)).collect(),
+            categories,
+            definitions,
+            keys,
+            in_force: HashMap::new(),
+        })
     }
 
     fn scheme_by_id(&self, id: i64) -> Option<&SchemeRow> {
@@ -160,7 +192,9 @@ impl Catalogue {
         let key = (scheme.id, leaf.to_string());
         if !self.in_force.contains_key(&key) {
             let path = category_store::path_codes(scheme, leaf)?;
-            let found = self.definitions.get(&scheme.id).map_or_else(Vec::new, |all| all.iter().filter(|e| path.contains(&e.row.category_code)).cloned().collect());
+            let found = self.definitions.get(&scheme.id).map_or_else(Vec::new, |all| {
+                all.iter().filter(|e| path.contains(&e.row.category_code)).cloned().collect()
+            });
             self.in_force.insert(key.clone(), found);
         }
         Ok(&self.in_force[&key])
@@ -169,11 +203,17 @@ impl Catalogue {
     /// Why `code` of `scheme` cannot take a customer now, if it cannot.
     fn refuse_category(&self, scheme: &SchemeRow, code: &str) -> Option<(&'static str, String)> {
         if !scheme.active {
-            return Some(("scheme_inactive", format!("scheme {} is inactive and takes no new assignments", scheme.code)));
+            return Some((
+                "scheme_inactive",
+                format!("scheme {} is inactive and takes no new assignments", scheme.code),
+            ));
         }
         match self.categories.get(&(scheme.id, code.to_string())) {
             None => Some(("category_not_found", format!("no category {code} in scheme {}", scheme.code))),
-            Some((_, true)) => Some(("category_not_leaf", format!("{code} is not a leaf category; customers are assigned to leaf categories only"))),
+            Some((_, true)) => Some((
+                "category_not_leaf",
+                format!("{code} is not a leaf category; customers are assigned to leaf categories only"),
+            )),
             Some((row, false)) if !row.active => Some(("category_inactive", format!("{code} is inactive"))),
             Some(_) => None,
         }
@@ -188,7 +228,10 @@ impl Catalogue {
 /// shared lock does not reach the other nodes, where a category may be deleted at the
 /// same moment, and only the foreign-key check puts the category into the write set
 /// that certification compares.
-fn without_foreign_key_checks<T>(conn: &mut DbConnection, work: impl FnOnce(&mut DbConnection) -> Result<T, AppError>) -> Result<T, AppError> {
+fn without_foreign_key_checks<T>(
+    conn: &mut DbConnection,
+    work: impl FnOnce(&mut DbConnection) -> Result<T, AppError>,
+) -> Result<T, AppError> {
     if !matches!(conn, DbConnection::Mysql(_)) || crate::db::is_galera_node(conn) {
         return work(conn);
     }
@@ -389,7 +432,16 @@ fn header_refused(code: &'static str, what: &str, hint: &str, columns: &[String]
     let detail = format!("{what}: {}{more_text}{hint}", listed.join(", "));
     let message = shortened(detail.clone());
     AppError {
-        row_errors: listed.into_iter().map(|header| RowError { row: 1, column: Some(header), code: code.to_string(), message: message.clone(), byte: None }).collect(),
+        row_errors: listed
+            .into_iter()
+            .map(|header| RowError {
+                row: 1,
+                column: Some(header),
+                code: code.to_string(),
+                message: message.clone(),
+                byte: None,
+            })
+            .collect(),
         ..AppError::validation(code, detail, Vec::new())
     }
 }
@@ -427,7 +479,12 @@ impl Importer<'_> {
             return Err(header_refused("repeated_columns", "columns named twice", "", &repeated));
         }
         if !columns.contains(&Some(column(Field::Code))) {
-            return Err(header_refused("code_column_missing", "the file needs a code column (row 1 holds the column names); missing", "", &["code".to_string()]));
+            return Err(header_refused(
+                "code_column_missing",
+                "the file needs a code column (row 1 holds the column names); missing",
+                "",
+                &["code".to_string()],
+            ));
         }
         self.ignored_columns = unknown.into_iter().map(shortened).collect();
         self.columns = columns;
@@ -446,7 +503,12 @@ impl Importer<'_> {
             match self.columns.get(index) {
                 Some(Some(column)) => known.push((column, cell)),
                 Some(None) => {}
-                None if cell != Cell::Blank => extra.push(row_error(row, None, crate::domain::import::codes::EXTRA_CELLS, format!("cell {} is right of the last column", index + 1))),
+                None if cell != Cell::Blank => extra.push(row_error(
+                    row,
+                    None,
+                    crate::domain::import::codes::EXTRA_CELLS,
+                    format!("cell {} is right of the last column", index + 1),
+                )),
                 None => {}
             }
         }
@@ -461,11 +523,21 @@ impl Importer<'_> {
         let mut errors = Vec::new();
         let code = edit.code.as_ref().expect("read_row requires a code").as_str();
         if let Some(first) = self.seen_codes.seen(code, row) {
-            errors.push(row_error(row, Some(&column(Field::Code)), "duplicate_in_file", format!("code {code} is also on row {first}")));
+            errors.push(row_error(
+                row,
+                Some(&column(Field::Code)),
+                "duplicate_in_file",
+                format!("code {code} is also on row {first}"),
+            ));
         }
         if let Edit::Set(tax_id) = &edit.tax_id {
             if let Some(first) = self.seen_tax_ids.seen(tax_id.as_str(), row) {
-                errors.push(row_error(row, Some(&column(Field::TaxId)), "duplicate_in_file", format!("tax id {} is also on row {first}", tax_id.as_str())));
+                errors.push(row_error(
+                    row,
+                    Some(&column(Field::TaxId)),
+                    "duplicate_in_file",
+                    format!("tax id {} is also on row {first}", tax_id.as_str()),
+                ));
             }
         }
         if !errors.is_empty() {
@@ -491,7 +563,12 @@ impl Importer<'_> {
 
 impl Planner<'_> {
     /// Plans each chunk as it comes and hands it to the writer.
-    fn run(mut self, conn: &Shared, chunks: Receiver<Chunk>, planned: SyncSender<PlannedChunk>) -> Result<(), AppError> {
+    fn run(
+        mut self,
+        conn: &Shared,
+        chunks: Receiver<Chunk>,
+        planned: SyncSender<PlannedChunk>,
+    ) -> Result<(), AppError> {
         for mut chunk in chunks {
             let plan = if chunk.rows.is_empty() { None } else { Some(self.plan(&mut **lock(conn)?, &chunk.rows)?) };
             // The rows are planned again only where a chunk commits on its own.
@@ -513,7 +590,10 @@ impl Planner<'_> {
             .into_iter()
             .map(|row| (row.code.clone(), row))
             .collect();
-        let tax_ids: Vec<&str> = rows.iter().filter_map(|row| if let Edit::Set(t) = &row.tax_id { Some(t.as_str()) } else { None }).collect();
+        let tax_ids: Vec<&str> = rows
+            .iter()
+            .filter_map(|row| if let Edit::Set(t) = &row.tax_id { Some(t.as_str()) } else { None })
+            .collect();
         let holders: HashMap<String, String> = if tax_ids.is_empty() {
             HashMap::new()
         } else {
@@ -530,7 +610,11 @@ impl Planner<'_> {
         if !ids.is_empty() {
             for (customer, scheme, code) in customer_categories::table
                 .filter(customer_categories::customer_id.eq_any(&ids))
-                .select((customer_categories::customer_id, customer_categories::scheme_id, customer_categories::category_code))
+                .select((
+                    customer_categories::customer_id,
+                    customer_categories::scheme_id,
+                    customer_categories::category_code,
+                ))
                 .load::<(i64, i64, String)>(conn)?
             {
                 held.entry(customer).or_default().insert(scheme, code);
@@ -538,7 +622,11 @@ impl Planner<'_> {
             for (customer, key, json) in customer_attributes::table
                 .filter(customer_attributes::customer_id.eq_any(&ids))
                 .filter(customer_attributes::from_default.eq(false))
-                .select((customer_attributes::customer_id, customer_attributes::attr_key, customer_attributes::value_json))
+                .select((
+                    customer_attributes::customer_id,
+                    customer_attributes::attr_key,
+                    customer_attributes::value_json,
+                ))
                 .load::<(i64, String, String)>(conn)?
             {
                 explicit.entry(customer).or_default().insert(key, json);
@@ -555,16 +643,34 @@ impl Planner<'_> {
             let mut errors = Vec::new();
             if let Edit::Set(tax_id) = &row.tax_id {
                 if holders.get(tax_id.as_str()).is_some_and(|holder| holder != code) {
-                    errors.push(row_error(row.row, Some(&column(Field::TaxId)), "duplicate_tax_id", format!("another customer already has tax id {}", tax_id.as_str())));
+                    errors.push(row_error(
+                        row.row,
+                        Some(&column(Field::TaxId)),
+                        "duplicate_tax_id",
+                        format!("another customer already has tax id {}", tax_id.as_str()),
+                    ));
                 }
             }
             let checked = match current {
-                Some(current) if !visibility::admits_row(self.restriction, current)? => {
-                    Err(vec![row_error(row.row, Some(&column(Field::Code)), "outside_restriction", format!("customer {code} is outside the categories this key may use"))])
-                }
-                Some(_) if self.options.mode == ImportMode::Create => Err(vec![row_error(row.row, Some(&column(Field::Code)), "duplicate_code", format!("customer {code} already exists (mode=create)"))]),
+                Some(current) if !visibility::admits_row(self.restriction, current)? => Err(vec![row_error(
+                    row.row,
+                    Some(&column(Field::Code)),
+                    "outside_restriction",
+                    format!("customer {code} is outside the categories this key may use"),
+                )]),
+                Some(_) if self.options.mode == ImportMode::Create => Err(vec![row_error(
+                    row.row,
+                    Some(&column(Field::Code)),
+                    "duplicate_code",
+                    format!("customer {code} already exists (mode=create)"),
+                )]),
                 Some(current) => self
-                    .change(row, current, held.get(&current.id).unwrap_or(&no_categories), explicit.get(&current.id).unwrap_or(&no_values))
+                    .change(
+                        row,
+                        current,
+                        held.get(&current.id).unwrap_or(&no_categories),
+                        explicit.get(&current.id).unwrap_or(&no_values),
+                    )
                     .map(|change| change.map(Planned::Change).unwrap_or(Planned::Nothing)),
                 None => self.new_customer(row).map(Planned::New),
             };
@@ -585,8 +691,11 @@ impl Planner<'_> {
         }
         let at = now();
         for new in &mut creating {
-            let categories = new.placements.iter().filter_map(|(scheme_id, code, _)| Some((self.catalogue.scheme_by_id(*scheme_id)?.code.as_str(), code.as_str())));
-            let values = new.values.iter().map(|(key, (value, from_default))| (key.as_str(), value.to_json(), *from_default));
+            let categories = new.placements.iter().filter_map(|(scheme_id, code, _)| {
+                Some((self.catalogue.scheme_by_id(*scheme_id)?.code.as_str(), code.as_str()))
+            });
+            let values =
+                new.values.iter().map(|(key, (value, from_default))| (key.as_str(), value.to_json(), *from_default));
             new.snapshots = new_snapshots(categories, at, values);
         }
         Ok(Plan { at, creating, changing, settled: outcome })
@@ -597,22 +706,36 @@ impl Planner<'_> {
     fn outside_restriction(&self, row: u64, planned: &Planned) -> Vec<RowError> {
         let Some(restriction) = self.restriction else { return Vec::new() };
         let refused = |scheme: &str| {
-            row_error(row, Some(&Column::Category(scheme.to_string())), "outside_restriction", format!("this key may only put customers in its subtrees of scheme {scheme}"))
+            row_error(
+                row,
+                Some(&Column::Category(scheme.to_string())),
+                "outside_restriction",
+                format!("this key may only put customers in its subtrees of scheme {scheme}"),
+            )
         };
         match planned {
             Planned::New(new) => {
-                let held: Vec<(&str, &str)> =
-                    new.placements.iter().filter_map(|(id, code, _)| Some((self.catalogue.scheme_by_id(*id)?.code.as_str(), code.as_str()))).collect();
+                let held: Vec<(&str, &str)> = new
+                    .placements
+                    .iter()
+                    .filter_map(|(id, code, _)| Some((self.catalogue.scheme_by_id(*id)?.code.as_str(), code.as_str())))
+                    .collect();
                 restriction
                     .schemes()
-                    .filter(|(scheme, _)| !held.iter().any(|(held_scheme, code)| held_scheme == scheme && restriction.allows(scheme, code)))
+                    .filter(|(scheme, _)| {
+                        !held
+                            .iter()
+                            .any(|(held_scheme, code)| held_scheme == scheme && restriction.allows(scheme, code))
+                    })
                     .map(|(scheme, _)| refused(scheme))
                     .collect()
             }
             Planned::Change(change) => change
                 .moves
                 .iter()
-                .filter(|(scheme, target)| visibility::ensure_allowed(Some(restriction), scheme, target.as_deref()).is_err())
+                .filter(|(scheme, target)| {
+                    visibility::ensure_allowed(Some(restriction), scheme, target.as_deref()).is_err()
+                })
                 .map(|(scheme, _)| refused(scheme))
                 .collect(),
             Planned::Nothing => Vec::new(),
@@ -630,7 +753,12 @@ impl Planner<'_> {
         let at = row.row;
         let mut errors = Vec::new();
         if row.name.is_none() {
-            errors.push(row_error(at, Some(&column(Field::Name)), crate::domain::import::codes::REQUIRED, "a new customer needs a name"));
+            errors.push(row_error(
+                at,
+                Some(&column(Field::Name)),
+                crate::domain::import::codes::REQUIRED,
+                "a new customer needs a name",
+            ));
         }
         let catalogue = &self.catalogue;
         let mut placements = Vec::new();
@@ -646,11 +774,21 @@ impl Planner<'_> {
                 Some(Edit::Keep) | None if scheme.default_category.is_some() => {
                     let default = scheme.default_category.clone().expect("checked");
                     match catalogue.refuse_category(scheme, &default) {
-                        Some((problem, message)) => errors.push(row_error(at, Some(&category_column), problem, format!("the scheme's default category: {message}"))),
+                        Some((problem, message)) => errors.push(row_error(
+                            at,
+                            Some(&category_column),
+                            problem,
+                            format!("the scheme's default category: {message}"),
+                        )),
                         None => placements.push((scheme.id, default, false)),
                     }
                 }
-                _ if scheme.required => errors.push(row_error(at, Some(&category_column), "category_required", format!("scheme {} is required and has no default category", scheme.code))),
+                _ if scheme.required => errors.push(row_error(
+                    at,
+                    Some(&category_column),
+                    "category_required",
+                    format!("scheme {} is required and has no default category", scheme.code),
+                )),
                 _ => {}
             }
         }
@@ -684,7 +822,9 @@ impl Planner<'_> {
 
     fn values_of_new(&mut self, row: &RowEdit, placements: &[(i64, String, bool)]) -> Result<Desired, Vec<RowError>> {
         let at = row.row;
-        let fail = |e: AppError| vec![RowError { row: at, column: None, code: e.code.to_string(), message: e.detail, byte: None }];
+        let fail = |e: AppError| {
+            vec![RowError { row: at, column: None, code: e.code.to_string(), message: e.detail, byte: None }]
+        };
         let mut in_force: BTreeMap<String, Effective> = BTreeMap::new();
         for (scheme_id, code, _) in placements {
             let scheme = self.catalogue().scheme_by_id(*scheme_id).cloned().expect("placed in a known scheme");
@@ -697,19 +837,33 @@ impl Planner<'_> {
         for (key, cell) in &row.attributes {
             let attribute_column = Column::Attribute(key.clone());
             let Some(effective) = in_force.get(key) else {
-                errors.push(row_error(at, Some(&attribute_column), "attribute_not_defined", format!("no category of the customer defines attribute {key}")));
+                errors.push(row_error(
+                    at,
+                    Some(&attribute_column),
+                    "attribute_not_defined",
+                    format!("no category of the customer defines attribute {key}"),
+                ));
                 continue;
             };
             let Cell::Given(value) = cell else { continue };
-            match attribute_json(effective.definition.value_type, value).and_then(|json| effective.definition.check(&json)) {
+            match attribute_json(effective.definition.value_type, value)
+                .and_then(|json| effective.definition.check(&json))
+            {
                 Ok(value) => {
                     desired.insert(key.clone(), (value, false));
                 }
-                Err(message) => errors.push(row_error(at, Some(&attribute_column), crate::domain::import::codes::INVALID_VALUE, message)),
+                Err(message) => errors.push(row_error(
+                    at,
+                    Some(&attribute_column),
+                    crate::domain::import::codes::INVALID_VALUE,
+                    message,
+                )),
             }
         }
         for (key, effective) in &in_force {
-            if desired.contains_key(key) || errors.iter().any(|e| e.column.as_deref() == Some(&Column::Attribute(key.clone()).header())) {
+            if desired.contains_key(key)
+                || errors.iter().any(|e| e.column.as_deref() == Some(&Column::Attribute(key.clone()).header()))
+            {
                 continue;
             }
             match &effective.definition.default {
@@ -733,7 +887,13 @@ impl Planner<'_> {
     }
 
     /// What a row changes of an existing customer; `None` when nothing.
-    fn change(&mut self, row: &RowEdit, current: &CustomerRow, held: &HashMap<i64, String>, explicit: &HashMap<String, String>) -> Result<Option<Change>, Vec<RowError>> {
+    fn change(
+        &mut self,
+        row: &RowEdit,
+        current: &CustomerRow,
+        held: &HashMap<i64, String>,
+        explicit: &HashMap<String, String>,
+    ) -> Result<Option<Change>, Vec<RowError>> {
         fn differs<T: Clone + PartialEq>(edit: &Edit<T>, current: Option<T>) -> Option<Option<T>> {
             let after = edit.applied_to(current.clone());
             (after != current).then_some(after)
@@ -742,7 +902,10 @@ impl Planner<'_> {
         let fields = CustomerChanges {
             name: row.name.clone().filter(|name| *name != current.name),
             short_name: text(&row.short_name, &current.short_name),
-            tax_id: differs(&row.tax_id.clone(), current.tax_id.as_deref().map(|t| TaxId::parse("tax_id", t)).and_then(Result::ok)),
+            tax_id: differs(
+                &row.tax_id.clone(),
+                current.tax_id.as_deref().map(|t| TaxId::parse("tax_id", t)).and_then(Result::ok),
+            ),
             contact_name: text(&row.contact_name, &current.contact_name),
             phone: text(&row.phone, &current.phone),
             email: text(&row.email, &current.email),
@@ -757,7 +920,9 @@ impl Planner<'_> {
             let Some(scheme) = catalogue.schemes.get(scheme_code) else { continue };
             let now_in = held.get(&scheme.id);
             match edit {
-                Edit::Set(code) if now_in.map(String::as_str) != Some(code.as_str()) => moves.push((scheme_code.clone(), Some(code.as_str().to_string()))),
+                Edit::Set(code) if now_in.map(String::as_str) != Some(code.as_str()) => {
+                    moves.push((scheme_code.clone(), Some(code.as_str().to_string())))
+                }
                 Edit::Clear if now_in.is_some() => moves.push((scheme_code.clone(), None)),
                 _ => {}
             }
@@ -776,7 +941,12 @@ impl Planner<'_> {
                         values.insert(key.clone(), json);
                     }
                     Ok(_) => {}
-                    Err(message) => errors.push(row_error(row.row, Some(&Column::Attribute(key.clone())), crate::domain::import::codes::INVALID_VALUE, message)),
+                    Err(message) => errors.push(row_error(
+                        row.row,
+                        Some(&Column::Attribute(key.clone())),
+                        crate::domain::import::codes::INVALID_VALUE,
+                        message,
+                    )),
                 },
                 _ => {}
             }
@@ -802,7 +972,11 @@ impl Writer<'_> {
             }
             let Some(plan) = plan else { continue };
             let conn = &mut **lock(conn)?;
-            let outcome = if in_one { self.write_in_one(conn, plan, &mut counted)? } else { self.write_alone(conn, plan, &chunk.rows)? };
+            let outcome = if in_one {
+                self.write_in_one(conn, plan, &mut counted)?
+            } else {
+                self.write_alone(conn, plan, &chunk.rows)?
+            };
             self.tally.created += outcome.created;
             self.tally.updated += outcome.updated;
             self.tally.unchanged += outcome.unchanged;
@@ -822,7 +996,12 @@ impl Writer<'_> {
 
     /// A chunk of the import's one transaction: its new customers on the companion when
     /// it is free, else on `conn`.
-    fn write_in_one(&mut self, conn: &mut DbConnection, plan: Plan, counted: &mut Counted) -> Result<ChunkOutcome, AppError> {
+    fn write_in_one(
+        &mut self,
+        conn: &mut DbConnection,
+        plan: Plan,
+        counted: &mut Counted,
+    ) -> Result<ChunkOutcome, AppError> {
         if !plan.changing.is_empty() {
             // A change locks rows of existing customers and, where it checks a unique
             // key, gaps beside them, where the companion's inserts could then wait for
@@ -832,7 +1011,9 @@ impl Writer<'_> {
                 counted.absorb(companion.finish()?);
             }
         }
-        let Some(companion) = self.companion.as_ref().filter(|_| !plan.creating.is_empty()) else { return self.write_planned(conn, plan, counted) };
+        let Some(companion) = self.companion.as_ref().filter(|_| !plan.creating.is_empty()) else {
+            return self.write_planned(conn, plan, counted);
+        };
         let Plan { at, creating, changing, settled } = plan;
         lock_placements(conn, &self.planner.catalogue, &creating)?;
         let created = creating.len() as u64;
@@ -842,7 +1023,9 @@ impl Writer<'_> {
                 outcome.add(settled);
                 Ok(outcome)
             }
-            Err(TrySendError::Full((creating, at))) => self.write_planned(conn, Plan { at, creating, changing, settled }, counted),
+            Err(TrySendError::Full((creating, at))) => {
+                self.write_planned(conn, Plan { at, creating, changing, settled }, counted)
+            }
             Err(TrySendError::Disconnected(_)) => match self.companion.take().map(Companion::finish) {
                 Some(Err(error)) => Err(error),
                 _ => Err(AppError::internal("the import's second writer stopped")),
@@ -880,7 +1063,9 @@ impl Writer<'_> {
         });
         match written {
             Ok(outcome) => Ok(outcome),
-            Err(error) if is_row_error(&error) => Ok(ChunkOutcome { failed: vec![errors_of(row.row, &error)], ..ChunkOutcome::default() }),
+            Err(error) if is_row_error(&error) => {
+                Ok(ChunkOutcome { failed: vec![errors_of(row.row, &error)], ..ChunkOutcome::default() })
+            }
             Err(error) if error.is_concurrent_update() => self.write_row_alone(conn, row),
             Err(error) => Err(error),
         }
@@ -895,7 +1080,12 @@ impl Writer<'_> {
     }
 
     /// A plan written, with the rows it settled.
-    fn write_planned(&mut self, conn: &mut DbConnection, plan: Plan, counted: &mut Counted) -> Result<ChunkOutcome, AppError> {
+    fn write_planned(
+        &mut self,
+        conn: &mut DbConnection,
+        plan: Plan,
+        counted: &mut Counted,
+    ) -> Result<ChunkOutcome, AppError> {
         let mut outcome = self.write(conn, &plan, counted)?;
         outcome.add(plan.settled);
         Ok(outcome)
@@ -930,11 +1120,26 @@ impl Writer<'_> {
                 let scheme_id = schemes.get(scheme_code).map(|s| s.id);
                 match target {
                     Some(category) => {
-                        let of_scheme: BTreeMap<String, Json> =
-                            change.values.iter().filter(|(key, _)| keys.get(*key).map(|(id, _)| Some(*id)) == Some(scheme_id)).map(|(k, v)| (k.clone(), v.clone())).collect();
+                        let of_scheme: BTreeMap<String, Json> = change
+                            .values
+                            .iter()
+                            .filter(|(key, _)| keys.get(*key).map(|(id, _)| Some(*id)) == Some(scheme_id))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
                         rest.retain(|key, _| !of_scheme.contains_key(key));
                         let field = format!("categories.{scheme_code}");
-                        assignments::assign(conn, &change.code, scheme_code, category, None, &of_scheme, provenance, None, restriction).map_err(|e| in_field(e, &field))?;
+                        assignments::assign(
+                            conn,
+                            &change.code,
+                            scheme_code,
+                            category,
+                            None,
+                            &of_scheme,
+                            provenance,
+                            None,
+                            restriction,
+                        )
+                        .map_err(|e| in_field(e, &field))?;
                     }
                     None => {
                         assignments::unassign(conn, &change.code, scheme_code, provenance, None, restriction)?;
@@ -994,7 +1199,10 @@ fn lock_placements(conn: &mut DbConnection, catalogue: &Catalogue, new: &[NewCus
     let mut category_ids = BTreeSet::new();
     let mut scheme_ids = BTreeSet::new();
     for (scheme_id, code, _) in new.iter().flat_map(|customer| &customer.placements) {
-        let (category, _) = catalogue.categories.get(&(*scheme_id, code.clone())).ok_or_else(|| AppError::internal(format!("category {code} went missing")))?;
+        let (category, _) = catalogue
+            .categories
+            .get(&(*scheme_id, code.clone()))
+            .ok_or_else(|| AppError::internal(format!("category {code} went missing")))?;
         category_ids.insert(category.id);
         scheme_ids.insert(*scheme_id);
     }
@@ -1005,12 +1213,25 @@ fn lock_placements(conn: &mut DbConnection, catalogue: &Catalogue, new: &[NewCus
     // (committed before the lock above) must not take these customers. The rows of new
     // customers are written without foreign-key checks on MySQL, so nothing else would
     // notice; once locked, no delete or deactivation can come until the import ends.
-    let taking: BTreeSet<i64> = categories::table.filter(categories::id.eq_any(&category_ids)).filter(categories::active.eq(true)).select(categories::id).load::<i64>(conn)?.into_iter().collect();
+    let taking: BTreeSet<i64> = categories::table
+        .filter(categories::id.eq_any(&category_ids))
+        .filter(categories::active.eq(true))
+        .select(categories::id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect();
     if taking.len() == category_ids.len() {
         return Ok(());
     }
-    if let Some(gone) = catalogue.categories.values().map(|(category, _)| category).find(|category| category_ids.contains(&category.id) && !taking.contains(&category.id)) {
-        let scheme = catalogue.scheme_by_id(gone.scheme_id).map_or_else(|| gone.scheme_id.to_string(), |scheme| scheme.code.clone());
+    if let Some(gone) = catalogue
+        .categories
+        .values()
+        .map(|(category, _)| category)
+        .find(|category| category_ids.contains(&category.id) && !taking.contains(&category.id))
+    {
+        let scheme = catalogue
+            .scheme_by_id(gone.scheme_id)
+            .map_or_else(|| gone.scheme_id.to_string(), |scheme| scheme.code.clone());
         return Err(AppError::conflict(
             "category_changed",
             format!("category {} of scheme {scheme} was deleted or stopped taking customers while the import ran; nothing more was written (send the file again)", gone.code),
@@ -1021,7 +1242,14 @@ fn lock_placements(conn: &mut DbConnection, catalogue: &Catalogue, new: &[NewCus
 
 /// New customers, set-based, in categories locked already (`lock_placements`); what
 /// they add to the counts goes to `counted`.
-fn create(conn: &mut DbConnection, catalogue: &Catalogue, provenance: &Provenance, new: &[NewCustomer], at: chrono::NaiveDateTime, counted: &mut Counted) -> Result<(), AppError> {
+fn create(
+    conn: &mut DbConnection,
+    catalogue: &Catalogue,
+    provenance: &Provenance,
+    new: &[NewCustomer],
+    at: chrono::NaiveDateTime,
+    counted: &mut Counted,
+) -> Result<(), AppError> {
     if new.is_empty() {
         return Ok(());
     }
@@ -1052,23 +1280,49 @@ fn create(conn: &mut DbConnection, catalogue: &Catalogue, provenance: &Provenanc
         crate::insert_many!(conn, customers::table, rows)?;
         let codes: Vec<&str> = new.iter().map(|c| c.code.as_str()).collect();
         events::record_customers_created(conn, at, &codes)?;
-        let ids: HashMap<String, i64> = customers::table.filter(customers::code.eq_any(&codes)).select((customers::code, customers::id)).load::<(String, i64)>(conn)?.into_iter().collect();
-        let id_of = |code: &str| ids.get(code).copied().ok_or_else(|| AppError::internal(format!("customer {code} was inserted and is not there")));
+        let ids: HashMap<String, i64> = customers::table
+            .filter(customers::code.eq_any(&codes))
+            .select((customers::code, customers::id))
+            .load::<(String, i64)>(conn)?
+            .into_iter()
+            .collect();
+        let id_of = |code: &str| {
+            ids.get(code)
+                .copied()
+                .ok_or_else(|| AppError::internal(format!("customer {code} was inserted and is not there")))
+        };
         let all_ids: Vec<i64> = new.iter().map(|c| id_of(&c.code)).collect::<Result<_, _>>()?;
         counted.customers.add(&all_ids, 1);
 
-        let by_default = Provenance::new(&provenance.actor, Source::Default, Some("default category of the scheme".into()));
+        let by_default =
+            Provenance::new(&provenance.actor, Source::Default, Some("default category of the scheme".into()));
         let mut placements = Vec::new();
         for (customer, id) in new.iter().zip(&all_ids) {
             for (scheme_id, code, named) in &customer.placements {
-                let scheme = catalogue.scheme_by_id(*scheme_id).ok_or_else(|| AppError::internal(format!("scheme {scheme_id} went missing")))?;
-                let (category, _) = catalogue.categories.get(&(*scheme_id, code.clone())).ok_or_else(|| AppError::internal(format!("category {code} went missing")))?;
+                let scheme = catalogue
+                    .scheme_by_id(*scheme_id)
+                    .ok_or_else(|| AppError::internal(format!("scheme {scheme_id} went missing")))?;
+                let (category, _) = catalogue
+                    .categories
+                    .get(&(*scheme_id, code.clone()))
+                    .ok_or_else(|| AppError::internal(format!("category {code} went missing")))?;
                 let provenance = if *named { provenance } else { &by_default };
-                placements.push(Placement { customer_id: *id, customer_code: &customer.code, scheme, category, provenance });
+                placements.push(Placement {
+                    customer_id: *id,
+                    customer_code: &customer.code,
+                    scheme,
+                    category,
+                    provenance,
+                });
             }
         }
         assignments::place_new(conn, &placements, at, &mut counted.categories)?;
-        let values: Vec<(i64, &str, &Desired)> = new.iter().zip(&all_ids).filter(|(c, _)| !c.values.is_empty()).map(|(c, id)| (*id, c.code.as_str(), &c.values)).collect();
+        let values: Vec<(i64, &str, &Desired)> = new
+            .iter()
+            .zip(&all_ids)
+            .filter(|(c, _)| !c.values.is_empty())
+            .map(|(c, id)| (*id, c.code.as_str(), &c.values))
+            .collect();
         attributes::insert_values(conn, &values)
     })
 }
@@ -1085,7 +1339,12 @@ struct Companion {
 
 impl Companion {
     /// Writes the chunks it is handed until the channel closes; what they counted.
-    fn run(conn: &mut DbConnection, catalogue: &Catalogue, provenance: &Provenance, chunks: Receiver<(Vec<NewCustomer>, chrono::NaiveDateTime)>) -> Result<Counted, AppError> {
+    fn run(
+        conn: &mut DbConnection,
+        catalogue: &Catalogue,
+        provenance: &Provenance,
+        chunks: Receiver<(Vec<NewCustomer>, chrono::NaiveDateTime)>,
+    ) -> Result<Counted, AppError> {
         let mut counted = Counted::default();
         for (new, at) in chunks {
             create(conn, catalogue, provenance, &new, at, &mut counted)?;
@@ -1146,12 +1405,21 @@ pub fn import(
         };
         let planner = Planner { options: options.clone(), restriction, catalogue };
         let companion_catalogue = branch.as_ref().map(|_| (planner.catalogue.clone(), provenance.clone()));
-        let mut writer = Writer { options: options.clone(), provenance, planner: planner.clone(), tally: Tally::default(), progress: &mut progress, companion: None };
+        let mut writer = Writer {
+            options: options.clone(),
+            provenance,
+            planner: planner.clone(),
+            tally: Tally::default(),
+            progress: &mut progress,
+            companion: None,
+        };
         let own = Mutex::new(conn);
         let other = planning.map(Mutex::new);
         let planning = other.as_ref().unwrap_or(&own);
         let result = std::thread::scope(|scope| {
-            if let (Some((catalogue, provenance)), Some(second)) = (companion_catalogue, second_slot.as_deref_mut().filter(|_| branch.is_some())) {
+            if let (Some((catalogue, provenance)), Some(second)) =
+                (companion_catalogue, second_slot.as_deref_mut().filter(|_| branch.is_some()))
+            {
                 let (chunks, handed) = sync_channel(0);
                 let (finished_sender, finished) = sync_channel(1);
                 scope.spawn(move || {
@@ -1170,12 +1438,15 @@ pub fn import(
             let written = written.join().unwrap_or_else(|_| Err(AppError::internal("the import's writer stopped")));
             // A stage stopped by a later one's failure answers WRITER_STOPPED; the
             // failure itself is the import's.
-            let stopped = |result: &Result<(), AppError>| matches!(result, Err(error) if error.detail == WRITER_STOPPED);
+            let stopped =
+                |result: &Result<(), AppError>| matches!(result, Err(error) if error.detail == WRITER_STOPPED);
             match (read, planned, written) {
                 (Err(error), _, _) if error.detail != WRITER_STOPPED => Err(error),
                 (_, _, Err(error)) => Err(error),
                 (_, Err(error), _) if error.detail != WRITER_STOPPED => Err(error),
-                (read, planned, Ok(_)) if stopped(&read) || stopped(&planned) => Err(AppError::internal("the import's writer stopped early")),
+                (read, planned, Ok(_)) if stopped(&read) || stopped(&planned) => {
+                    Err(AppError::internal("the import's writer stopped early"))
+                }
                 (_, _, Ok(mut tally)) => {
                     // A row's own errors are found as it is read, those against the
                     // archive as its chunk is written: sorted, the report reads in file order.
@@ -1254,7 +1525,11 @@ pub struct Report {
 
 impl ImportRow {
     pub fn report(&self) -> Result<Option<Report>, AppError> {
-        self.report.as_deref().map(serde_json::from_str).transpose().map_err(|_| AppError::corrupt(format!("import {} has a corrupt report", self.id)))
+        self.report
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|_| AppError::corrupt(format!("import {} has a corrupt report", self.id)))
     }
 }
 
@@ -1262,7 +1537,14 @@ pub fn import_not_found(id: &str) -> AppError {
     AppError::not_found("import_not_found", format!("no import {id}"))
 }
 
-pub fn start(conn: &mut DbConnection, id: &str, format: ImportFormat, options: &ImportOptions, actor: &str, rows_total: Option<u64>) -> Result<ImportRow, AppError> {
+pub fn start(
+    conn: &mut DbConnection,
+    id: &str,
+    format: ImportFormat,
+    options: &ImportOptions,
+    actor: &str,
+    rows_total: Option<u64>,
+) -> Result<ImportRow, AppError> {
     let at = now();
     diesel::insert_into(imports::table)
         .values((
@@ -1287,15 +1569,20 @@ pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(3);
 /// An import whose heartbeat is this old is taken for one whose process stopped.
 pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
 /// The failure of an import whose process stopped before it finished.
-pub const INTERRUPTED: &str = "interrupted: the service running the import stopped before it finished; an atomic import wrote nothing, \
+pub const INTERRUPTED: &str =
+    "interrupted: the service running the import stopped before it finished; an atomic import wrote nothing, \
     a partial one kept the chunks it had committed (send the file again)";
 
 /// Refreshes the heartbeat of the imports this process runs.
 pub fn beat(conn: &mut DbConnection, running_here: &[String]) -> Result<(), AppError> {
     if !running_here.is_empty() {
-        diesel::update(imports::table.filter(imports::id.eq_any(running_here)).filter(imports::status.eq(ImportStatus::Running.as_str())))
-            .set(imports::heartbeat_at.eq(now()))
-            .execute(conn)?;
+        diesel::update(
+            imports::table
+                .filter(imports::id.eq_any(running_here))
+                .filter(imports::status.eq(ImportStatus::Running.as_str())),
+        )
+        .set(imports::heartbeat_at.eq(now()))
+        .execute(conn)?;
     }
     Ok(())
 }
@@ -1305,7 +1592,10 @@ pub fn beat(conn: &mut DbConnection, running_here: &[String]) -> Result<(), AppE
 /// process does not run (`running_here`, asked after the read); on MySQL, where replicas share the database,
 /// those whose heartbeat is older than `STALE_AFTER` as well. Called at start-up, every
 /// `HEARTBEAT`, and by `GET /imports/{id}` for a running import not run here.
-pub fn settle_interrupted(conn: &mut DbConnection, running_here: impl Fn() -> Vec<String>) -> Result<Vec<String>, AppError> {
+pub fn settle_interrupted(
+    conn: &mut DbConnection,
+    running_here: impl Fn() -> Vec<String>,
+) -> Result<Vec<String>, AppError> {
     let stale_before = match conn {
         DbConnection::Mysql(_) => Some(now() - chrono::Duration::from_std(STALE_AFTER).expect("a short duration")),
         DbConnection::Sqlite(_) => None,
@@ -1315,10 +1605,18 @@ pub fn settle_interrupted(conn: &mut DbConnection, running_here: impl Fn() -> Ve
 
 /// Reads first, so that it writes (and on SQLite waits for the write lock) only when
 /// there is such an import.
-fn fail_interrupted(conn: &mut DbConnection, running_here: impl Fn() -> Vec<String>, stale_before: Option<chrono::NaiveDateTime>) -> Result<Vec<String>, AppError> {
+fn fail_interrupted(
+    conn: &mut DbConnection,
+    running_here: impl Fn() -> Vec<String>,
+    stale_before: Option<chrono::NaiveDateTime>,
+) -> Result<Vec<String>, AppError> {
     // Without a bound every heartbeat counts as stale.
     let cutoff = stale_before.unwrap_or_else(|| now() + chrono::Duration::days(1));
-    let running = || imports::table.filter(imports::status.eq(ImportStatus::Running.as_str())).filter(imports::heartbeat_at.lt(cutoff));
+    let running = || {
+        imports::table
+            .filter(imports::status.eq(ImportStatus::Running.as_str()))
+            .filter(imports::heartbeat_at.lt(cutoff))
+    };
     let candidates = running().select(imports::id).load::<String>(conn)?;
     // Asked after the read: a process notes an import as its own before it inserts its
     // row, so every import read here that runs is in the answer.
@@ -1327,21 +1625,29 @@ fn fail_interrupted(conn: &mut DbConnection, running_here: impl Fn() -> Vec<Stri
     if abandoned.is_empty() {
         return Ok(abandoned);
     }
-    let report = serde_json::to_string(&Report { tally: Tally::default(), failure: Some(INTERRUPTED.to_string()) }).map_err(|e| AppError::internal(format!("writing the import report: {e}")))?;
+    let report = serde_json::to_string(&Report { tally: Tally::default(), failure: Some(INTERRUPTED.to_string()) })
+        .map_err(|e| AppError::internal(format!("writing the import report: {e}")))?;
     // A heartbeat written since the read means its process lives after all.
     diesel::update(running().filter(imports::id.eq_any(&abandoned)))
-        .set((imports::status.eq(ImportStatus::Failed.as_str()), imports::report.eq(report), imports::finished_at.eq(now())))
+        .set((
+            imports::status.eq(ImportStatus::Failed.as_str()),
+            imports::report.eq(report),
+            imports::finished_at.eq(now()),
+        ))
         .execute(conn)?;
     Ok(abandoned)
 }
 
 pub fn progress(conn: &mut DbConnection, id: &str, rows_done: u64) -> Result<(), AppError> {
-    diesel::update(imports::table.find(id)).set((imports::rows_done.eq(rows_done as i64), imports::heartbeat_at.eq(now()))).execute(conn)?;
+    diesel::update(imports::table.find(id))
+        .set((imports::rows_done.eq(rows_done as i64), imports::heartbeat_at.eq(now())))
+        .execute(conn)?;
     Ok(())
 }
 
 pub fn finish(conn: &mut DbConnection, id: &str, status: ImportStatus, report: &Report) -> Result<ImportRow, AppError> {
-    let text = serde_json::to_string(report).map_err(|e| AppError::internal(format!("writing the import report: {e}")))?;
+    let text =
+        serde_json::to_string(report).map_err(|e| AppError::internal(format!("writing the import report: {e}")))?;
     let at = now();
     diesel::update(imports::table.find(id))
         .set((
@@ -1376,6 +1682,10 @@ mod tests {
         assert_eq!(seen.seen("C0000007", 200_001), Some(7));
         assert_eq!(seen.seen("C0200000", 200_002), Some(200_000));
         let mut unknown_length = FirstRows::default();
-        assert_eq!((unknown_length.seen("A", 1), unknown_length.seen("A", 2)), (None, Some(1)), "a file of unknown length");
+        assert_eq!(
+            (unknown_length.seen("A", 1), unknown_length.seen("A", 2)),
+            (None, Some(1)),
+            "a file of unknown length"
+        );
     }
 }

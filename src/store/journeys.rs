@@ -60,7 +60,10 @@ impl Span<'_> {
     /// `WHERE` over the period index, on `assignment_history h`.
     fn conditions(&self) -> Fragment {
         let mut conditions = Fragment::new(" WHERE h.scheme_code = ");
-        conditions.bind(Bind::Text(self.scheme_code.to_string())).push(" AND h.at >= ").bind(Bind::Timestamp(self.start));
+        conditions
+            .bind(Bind::Text(self.scheme_code.to_string()))
+            .push(" AND h.at >= ")
+            .bind(Bind::Timestamp(self.start));
         if let Some(end) = self.end {
             conditions.push(" AND h.at < ").bind(Bind::Timestamp(end));
         }
@@ -103,12 +106,14 @@ pub fn folded(conn: &mut DbConnection, span: &Span, with_ids: bool) -> Result<Op
 
 fn fold(conn: &mut DbConnection, span: &Span, with_ids: bool) -> Result<Option<Folding>, AppError> {
     let index = period_index(Dialect::of(conn));
-    let mut few = Fragment::new(&format!("SELECT COUNT(*) AS customers FROM (SELECT 1 AS one FROM assignment_history h{index}"));
+    let mut few =
+        Fragment::new(&format!("SELECT COUNT(*) AS customers FROM (SELECT 1 AS one FROM assignment_history h{index}"));
     few.append(span.conditions()).push(&format!(" LIMIT {}) x", SHORT_PERIOD_MOVES + 1));
     if few.into_query().get_result::<Count>(conn)?.customers > SHORT_PERIOD_MOVES {
         return Ok(None);
     }
-    let (id, join) = if with_ids { ("c.id", " LEFT JOIN customers c ON c.code = h.customer_code") } else { ("NULL", "") };
+    let (id, join) =
+        if with_ids { ("c.id", " LEFT JOIN customers c ON c.code = h.customer_code") } else { ("NULL", "") };
     let mut read = Fragment::new(&format!(
         "SELECT {id} AS customer_id, h.customer_code, h.at, h.id, h.from_category, h.to_category, h.source FROM assignment_history h{index}{join}"
     ));
@@ -142,7 +147,12 @@ struct Ends {
 impl Folding {
     fn new(source: Option<Source>) -> Self {
         // Index 0 is no category.
-        Folding { source, categories: vec![String::new()], category_index: HashMap::new(), per_customer: HashMap::new() }
+        Folding {
+            source,
+            categories: vec![String::new()],
+            category_index: HashMap::new(),
+            per_customer: HashMap::new(),
+        }
     }
 
     fn category(&mut self, code: Option<String>) -> u32 {
@@ -180,7 +190,9 @@ impl Folding {
     fn moved(&self) -> Moved {
         let mut moved = Moved::new();
         for ends in self.per_customer.values().filter(|ends| ends.of_source) {
-            *moved.entry((self.categories[ends.start as usize].clone(), self.categories[ends.end as usize].clone())).or_default() += 1;
+            *moved
+                .entry((self.categories[ends.start as usize].clone(), self.categories[ends.end as usize].clone()))
+                .or_default() += 1;
         }
         moved
     }
@@ -210,9 +222,17 @@ pub fn with_ids(conn: &mut DbConnection, span: &Span) -> Result<Vec<Journey>, Ap
 
 /// Every journey of the period with each customer's id, grouped in the database.
 pub fn grouped_with_ids(conn: &mut DbConnection, span: &Span) -> Result<Vec<Journey>, AppError> {
-    let mut read = Fragment::new("SELECT c.id AS customer_id, y.customer_code, y.start_category, y.end_category FROM (");
-    read.append(journeys(Dialect::of(conn), span.scheme_code, span.start, span.end, span.source, &CodeRange::default()))
-        .push(") y LEFT JOIN customers c ON c.code = y.customer_code");
+    let mut read =
+        Fragment::new("SELECT c.id AS customer_id, y.customer_code, y.start_category, y.end_category FROM (");
+    read.append(journeys(
+        Dialect::of(conn),
+        span.scheme_code,
+        span.start,
+        span.end,
+        span.source,
+        &CodeRange::default(),
+    ))
+    .push(") y LEFT JOIN customers c ON c.code = y.customer_code");
     Ok(read.into_query().load(conn)?)
 }
 
@@ -231,7 +251,9 @@ pub fn grouped(conn: &mut DbConnection, spare: Option<&mut DbConnection>, span: 
     let dialect = Dialect::of(conn);
     let count = |conn: &mut DbConnection, codes: &CodeRange| -> Result<Vec<JourneyCount>, AppError> {
         let mut query = Fragment::new("SELECT start_category, end_category, COUNT(*) AS customers FROM (");
-        query.append(journeys(dialect, span.scheme_code, span.start, span.end, span.source, codes)).push(") y GROUP BY start_category, end_category");
+        query
+            .append(journeys(dialect, span.scheme_code, span.start, span.end, span.source, codes))
+            .push(") y GROUP BY start_category, end_category");
         Ok(query.into_query().load(conn)?)
     };
     let halves = match spare {
@@ -315,9 +337,16 @@ impl CodeRange {
     /// median would cost a scan of half the codes).
     pub(super) fn halves(conn: &mut DbConnection) -> Result<Vec<CodeRange>, AppError> {
         let middle = super::reports::middle_customer_id(conn)?;
-        let median: Option<String> = customers::table.select(customers::code).filter(customers::id.ge(middle)).order(customers::id).first(conn).optional()?;
+        let median: Option<String> = customers::table
+            .select(customers::code)
+            .filter(customers::id.ge(middle))
+            .order(customers::id)
+            .first(conn)
+            .optional()?;
         Ok(match median {
-            Some(code) => vec![CodeRange { from: None, until: Some(code.clone()) }, CodeRange { from: Some(code), until: None }],
+            Some(code) => {
+                vec![CodeRange { from: None, until: Some(code.clone()) }, CodeRange { from: Some(code), until: None }]
+            }
             None => vec![CodeRange::default()],
         })
     }
@@ -329,7 +358,14 @@ impl CodeRange {
 /// its last (`end_category`), `''` for none, the number of `moves` and when the last
 /// was (`last_at`). One pass over an index in customer order, without sorting;
 /// `codes` narrows it to one range of that index.
-pub(super) fn journeys(dialect: Dialect, scheme_code: &str, start: NaiveDateTime, end: Option<NaiveDateTime>, source: Option<Source>, codes: &CodeRange) -> Fragment {
+pub(super) fn journeys(
+    dialect: Dialect,
+    scheme_code: &str,
+    start: NaiveDateTime,
+    end: Option<NaiveDateTime>,
+    source: Option<Source>,
+    codes: &CodeRange,
+) -> Fragment {
     let mut sql = Fragment::new(&format!(
         "SELECT customer_code, {} AS start_category, {} AS end_category, COUNT(*) AS moves, MAX(at) AS last_at FROM assignment_history{} WHERE scheme_code = ",
         in_entry(dialect, "MIN", "COALESCE(from_category, '')"),
@@ -347,7 +383,9 @@ pub(super) fn journeys(dialect: Dialect, scheme_code: &str, start: NaiveDateTime
     }
     sql.push(" GROUP BY customer_code");
     if let Some(source) = source {
-        sql.push(" HAVING SUM(CASE WHEN source = ").bind(Bind::Text(source.as_str().to_string())).push(" THEN 1 ELSE 0 END) > 0");
+        sql.push(" HAVING SUM(CASE WHEN source = ")
+            .bind(Bind::Text(source.as_str().to_string()))
+            .push(" THEN 1 ELSE 0 END) > 0");
     }
     sql
 }

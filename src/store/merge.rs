@@ -17,9 +17,9 @@ use crate::domain::restriction::Restriction;
 use crate::error::{AppError, ErrorKind};
 
 use super::assignments::{self, AttributeCheck, Provenance};
-use super::visibility;
 use super::attributes::{self, EditMode};
 use super::customer_rows::{get_row, refresh_snapshot, view, view_by_id, CustomerRow, CustomerView, SnapshotTarget};
+use super::visibility;
 use super::{duplicates, lock_current, lock_rows, sales_totals, schemes as scheme_store, LockMode, LockableTable};
 
 /// Duplicates one merge takes at most.
@@ -72,7 +72,11 @@ pub fn merged_into(conn: &mut DbConnection, code: &str) -> Result<Option<String>
 
 /// `GET /customers/{code}` of a merged code: 404 `customer_merged` naming the survivor.
 /// A restricted key learns nothing of customers outside it, merged ones included.
-pub fn view_or_merged(conn: &mut DbConnection, code: &str, restriction: Option<&Restriction>) -> Result<CustomerView, AppError> {
+pub fn view_or_merged(
+    conn: &mut DbConnection,
+    code: &str,
+    restriction: Option<&Restriction>,
+) -> Result<CustomerView, AppError> {
     match view(conn, code) {
         Ok(found) => visibility::visible(restriction, found),
         Err(error) if error.code == "customer_not_found" && restriction.is_none() => match merged_into(conn, code)? {
@@ -100,7 +104,9 @@ pub fn merge(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOut
         Ok(outcome)
     });
     match result {
-        Err(error) if error.code == DRY_RUN => rolled_back.ok_or_else(|| AppError::internal("the dry run kept no outcome")),
+        Err(error) if error.code == DRY_RUN => {
+            rolled_back.ok_or_else(|| AppError::internal("the dry run kept no outcome"))
+        }
         other => other,
     }
 }
@@ -121,7 +127,8 @@ fn optional_fields(row: &CustomerRow) -> [(&'static str, Option<String>); 7] {
 fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutcome, AppError> {
     // Sales move: the anchor is held first, as every transaction that stores sales does.
     sales_totals::hold_anchor(conn)?;
-    let survivor = lock_current(conn, LockableTable::Customers, request.expected, |conn| get_row(conn, &request.survivor))?;
+    let survivor =
+        lock_current(conn, LockableTable::Customers, request.expected, |conn| get_row(conn, &request.survivor))?;
     let ids = assignments::customer_ids(conn, &request.duplicates, None)?;
     let mut duplicate_ids: Vec<i64> = Vec::new();
     for code in &request.duplicates {
@@ -133,7 +140,8 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
     let mut sorted = duplicate_ids.clone();
     sorted.sort_unstable();
     lock_rows(conn, LockableTable::Customers, &sorted, LockMode::Exclusive)?;
-    let duplicates: Vec<CustomerView> = duplicate_ids.iter().map(|id| view_by_id(conn, *id)).collect::<Result<_, _>>()?;
+    let duplicates: Vec<CustomerView> =
+        duplicate_ids.iter().map(|id| view_by_id(conn, *id)).collect::<Result<_, _>>()?;
     let survivor_view = view_by_id(conn, survivor.id)?;
 
     let mut taken = Vec::new();
@@ -143,7 +151,12 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
     for duplicate in &duplicates {
         let row = &duplicate.row;
         if row.name != survivor.name {
-            conflicts.push(Conflict { field: "name".into(), kept: survivor.name.clone(), duplicate: row.code.clone(), dropped: row.name.clone() });
+            conflicts.push(Conflict {
+                field: "name".into(),
+                kept: survivor.name.clone(),
+                duplicate: row.code.clone(),
+                dropped: row.name.clone(),
+            });
         }
         for (field, value) in optional_fields(row) {
             let Some(value) = value else { continue };
@@ -152,28 +165,36 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
                     taken.push(Taken { field: field.into(), value: value.clone(), duplicate: row.code.clone() });
                     fields.insert(field, Some(value));
                 }
-                Some(kept) if kept != value => conflicts.push(Conflict { field: field.into(), kept, duplicate: row.code.clone(), dropped: value }),
+                Some(kept) if kept != value => {
+                    conflicts.push(Conflict { field: field.into(), kept, duplicate: row.code.clone(), dropped: value })
+                }
                 Some(_) => {}
             }
         }
     }
 
     // Sales.
-    let transactions_moved = diesel::update(transactions::table.filter(transactions::customer_id.eq_any(&duplicate_ids)))
-        .set(transactions::customer_id.eq(survivor.id))
-        .execute(conn)? as i64;
+    let transactions_moved =
+        diesel::update(transactions::table.filter(transactions::customer_id.eq_any(&duplicate_ids)))
+            .set(transactions::customer_id.eq(survivor.id))
+            .execute(conn)? as i64;
     sales_totals::move_totals(conn, &duplicate_ids, survivor.id)?;
 
     // The duplicates go first, so that a tax id the survivor takes is free.
     let merged: Vec<String> = duplicates.iter().map(|duplicate| duplicate.row.code.clone()).collect();
-    let gone = Provenance::new(&request.actor, Source::Merge, Some(merge_reason(&survivor.code, request.reason.as_deref())));
+    let gone =
+        Provenance::new(&request.actor, Source::Merge, Some(merge_reason(&survivor.code, request.reason.as_deref())));
     for duplicate in &duplicates {
         super::customers::remove(conn, &duplicate.row, &gone)?;
         diesel::delete(merged_customers::table.find(&duplicate.row.code)).execute(conn)?;
         crate::insert_rows!(
             conn,
             merged_customers::table,
-            (merged_customers::customer_code.eq(&duplicate.row.code), merged_customers::merged_into.eq(&survivor.code), merged_customers::merged_at.eq(now()))
+            (
+                merged_customers::customer_code.eq(&duplicate.row.code),
+                merged_customers::merged_into.eq(&survivor.code),
+                merged_customers::merged_at.eq(now())
+            )
         )?;
     }
     diesel::update(customers::table.find(survivor.id))
@@ -192,13 +213,20 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
 
     // Categories: the survivor keeps its own and takes a duplicate's in a scheme where
     // it has none, if the category takes customers.
-    let took = Provenance::new(&request.actor, Source::Merge, Some(merge_reason(&survivor.code, request.reason.as_deref())));
-    let mut held: BTreeSet<String> = survivor_view.assignments.iter().map(|assignment| assignment.scheme.clone()).collect();
+    let took =
+        Provenance::new(&request.actor, Source::Merge, Some(merge_reason(&survivor.code, request.reason.as_deref())));
+    let mut held: BTreeSet<String> =
+        survivor_view.assignments.iter().map(|assignment| assignment.scheme.clone()).collect();
     let survivor_row = get_row(conn, &survivor.code)?;
     for duplicate in &duplicates {
         for assignment in &duplicate.assignments {
             if held.contains(&assignment.scheme) {
-                if let Some(kept) = survivor_view.assignments.iter().find(|own| own.scheme == assignment.scheme).filter(|own| own.category != assignment.category) {
+                if let Some(kept) = survivor_view
+                    .assignments
+                    .iter()
+                    .find(|own| own.scheme == assignment.scheme)
+                    .filter(|own| own.category != assignment.category)
+                {
                     conflicts.push(Conflict {
                         field: format!("categories.{}", assignment.scheme),
                         kept: kept.category.clone(),
@@ -209,10 +237,17 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
                 continue;
             }
             let Some(scheme) = scheme_store::find(conn, &assignment.scheme)? else { continue };
-            let Ok(category) = assignments::assignable_category(conn, &scheme, &assignment.category, "categories") else { continue };
+            let Ok(category) = assignments::assignable_category(conn, &scheme, &assignment.category, "categories")
+            else {
+                continue;
+            };
             assignments::set(conn, &survivor_row, &scheme, &category, None, &took, AttributeCheck::Deferred)?;
             held.insert(assignment.scheme.clone());
-            taken.push(Taken { field: format!("categories.{}", assignment.scheme), value: assignment.category.clone(), duplicate: duplicate.row.code.clone() });
+            taken.push(Taken {
+                field: format!("categories.{}", assignment.scheme),
+                value: assignment.category.clone(),
+                duplicate: duplicate.row.code.clone(),
+            });
         }
     }
 
@@ -226,12 +261,23 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
             match (own, defined.get(key)) {
                 (Some(own), _) => {
                     if own.value != value.value {
-                        conflicts.push(Conflict { field: format!("attributes.{key}"), kept: own.value.to_string(), duplicate: duplicate.row.code.clone(), dropped: value.value.to_string() });
+                        conflicts.push(Conflict {
+                            field: format!("attributes.{key}"),
+                            kept: own.value.to_string(),
+                            duplicate: duplicate.row.code.clone(),
+                            dropped: value.value.to_string(),
+                        });
                     }
                 }
-                (None, Some(effective)) if !values.contains_key(key) && effective.definition.check(&value.value).is_ok() => {
+                (None, Some(effective))
+                    if !values.contains_key(key) && effective.definition.check(&value.value).is_ok() =>
+                {
                     values.insert(key.clone(), value.value.clone());
-                    taken.push(Taken { field: format!("attributes.{key}"), value: value.value.to_string(), duplicate: duplicate.row.code.clone() });
+                    taken.push(Taken {
+                        field: format!("attributes.{key}"),
+                        value: value.value.to_string(),
+                        duplicate: duplicate.row.code.clone(),
+                    });
                 }
                 _ => {}
             }

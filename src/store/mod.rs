@@ -16,17 +16,17 @@ pub mod exports;
 pub mod history;
 pub mod import_branches;
 pub mod imports;
-pub mod merge;
 pub mod journeys;
+pub mod merge;
 pub mod past_standing;
+pub mod rankings;
 pub mod reassign;
 pub mod reports;
-pub mod rankings;
 pub mod rule_sql;
 pub mod rules;
-pub mod sales_totals;
 pub mod run_batches;
 pub mod runs;
+pub mod sales_totals;
 pub mod schemes;
 pub mod transactions;
 pub mod visibility;
@@ -42,9 +42,14 @@ use crate::error::AppError;
 pub(crate) fn customer_id_ranges(conn: &mut DbConnection, size: i64) -> Result<Vec<(i64, i64)>, AppError> {
     use crate::db::schema::customers;
     use diesel::QueryDsl;
-    let (low, high): (Option<i64>, Option<i64>) = customers::table.select((diesel::dsl::min(customers::id), diesel::dsl::max(customers::id))).first(conn)?;
+    let (low, high): (Option<i64>, Option<i64>) =
+        customers::table.select((diesel::dsl::min(customers::id), diesel::dsl::max(customers::id))).first(conn)?;
     let (Some(low), Some(high)) = (low, high) else { return Ok(Vec::new()) };
-    Ok((0..).map(|i| low + i * size).take_while(|start| *start <= high).map(|start| (start, start + size - 1)).collect())
+    Ok((0..)
+        .map(|i| low + i * size)
+        .take_while(|start| *start <= high)
+        .map(|start| (start, start + size - 1))
+        .collect())
 }
 
 /// Ids as an SQL list (`1,2,3`) for `IN (…)`: they come from the database, never from
@@ -91,7 +96,12 @@ pub fn check_version(expected: Option<i64>, current: i64) -> Result<(), AppError
 /// (MySQL `SELECT … FOR UPDATE` / `LOCK IN SHARE MODE`; ids in ascending order, so
 /// that two transactions lock in the same order). SQLite needs none: `BEGIN
 /// IMMEDIATE` already serialises writers.
-pub(crate) fn lock_rows(conn: &mut DbConnection, table: LockableTable, ids: &[i64], mode: LockMode) -> Result<(), AppError> {
+pub(crate) fn lock_rows(
+    conn: &mut DbConnection,
+    table: LockableTable,
+    ids: &[i64],
+    mode: LockMode,
+) -> Result<(), AppError> {
     if let DbConnection::Mysql(mysql) = conn {
         let mut ids = ids.to_vec();
         ids.sort_unstable();
@@ -102,7 +112,8 @@ pub(crate) fn lock_rows(conn: &mut DbConnection, table: LockableTable, ids: &[i6
                 LockMode::Exclusive => "FOR UPDATE",
                 LockMode::Shared => "LOCK IN SHARE MODE",
             };
-            diesel::sql_query(format!("SELECT id FROM {} WHERE id IN ({list}) ORDER BY id {clause}", table.name())).execute(mysql)?;
+            diesel::sql_query(format!("SELECT id FROM {} WHERE id IN ({list}) ORDER BY id {clause}", table.name()))
+                .execute(mysql)?;
         }
     }
     Ok(())

@@ -78,8 +78,17 @@ struct Standing {
 impl Standing {
     /// Reads the scheme's assignments of customers `low..=high` and undoes the moves
     /// made since `at`.
-    fn read(conn: &mut DbConnection, scheme: &SchemeRow, at: NaiveDateTime, (low, high): (i64, i64)) -> Result<Self, AppError> {
-        let codes: Vec<String> = categories::table.filter(categories::scheme_id.eq(scheme.id)).select(categories::code).order(categories::id).load(conn)?;
+    fn read(
+        conn: &mut DbConnection,
+        scheme: &SchemeRow,
+        at: NaiveDateTime,
+        (low, high): (i64, i64),
+    ) -> Result<Self, AppError> {
+        let codes: Vec<String> = categories::table
+            .filter(categories::scheme_id.eq(scheme.id))
+            .select(categories::code)
+            .order(categories::id)
+            .load(conn)?;
         let span = usize::try_from(high - low + 1).map_err(|_| AppError::internal("customer ids out of order"))?;
         let cell_by_code = codes.iter().enumerate().map(|(index, code)| (code.clone(), index as u32 + 1)).collect();
         let mut standing = Standing { codes, cell_by_code, first_id: low, cells: vec![0; span], journeys: Vec::new() };
@@ -91,7 +100,12 @@ impl Standing {
             let mut after = i64::MIN;
             loop {
                 let assigned: Vec<i64> = customer_categories::table
-                    .filter(customer_categories::scheme_id.eq(scheme.id).and(customer_categories::category_code.eq(&code)).and(customer_categories::customer_id.gt(after)))
+                    .filter(
+                        customer_categories::scheme_id
+                            .eq(scheme.id)
+                            .and(customer_categories::category_code.eq(&code))
+                            .and(customer_categories::customer_id.gt(after)),
+                    )
                     .order(customer_categories::customer_id)
                     .select(customer_categories::customer_id)
                     .limit(IDS_PER_READ)
@@ -106,7 +120,8 @@ impl Standing {
             }
         }
         // Where a customer stood at `at` is the `from` of its first move since.
-        let journeys = journeys::with_ids(conn, &Span { scheme_code: &scheme.code, start: at, end: None, source: None })?;
+        let journeys =
+            journeys::with_ids(conn, &Span { scheme_code: &scheme.code, start: at, end: None, source: None })?;
         for journey in &journeys {
             if let Some(id) = journey.customer_id {
                 standing.place(id, standing.cell_of(&journey.start_category));
@@ -131,7 +146,9 @@ impl Standing {
     }
 
     fn place(&mut self, customer_id: i64, cell: u32) {
-        if let Some(slot) = usize::try_from(customer_id - self.first_id).ok().and_then(|index| self.cells.get_mut(index)) {
+        if let Some(slot) =
+            usize::try_from(customer_id - self.first_id).ok().and_then(|index| self.cells.get_mut(index))
+        {
             *slot = cell;
         }
     }
@@ -173,7 +190,13 @@ impl AsOf {
 /// `None`), with their measures as of `moment` (the last instant of the day before
 /// `at`): customers created since are left out, those deleted since counted where
 /// they were (their sales went with them). One snapshot, so that counts and sums agree.
-pub fn by_category(conn: &mut DbConnection, scheme: &SchemeRow, measures: &[Measure], at: NaiveDateTime, moment: NaiveDateTime) -> Result<HashMap<CellKey, Tally>, AppError> {
+pub fn by_category(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    measures: &[Measure],
+    at: NaiveDateTime,
+    moment: NaiveDateTime,
+) -> Result<HashMap<CellKey, Tally>, AppError> {
     snapshot(conn, |conn| {
         let (Some(low), Some(high)) = id_bounds(conn)? else { return rewound(conn, scheme, Some(at), &HashMap::new()) };
         let mut standing = Standing::read(conn, scheme, at, (low, high))?;
@@ -186,7 +209,13 @@ pub fn by_category(conn: &mut DbConnection, scheme: &SchemeRow, measures: &[Meas
         for from in (low..=high).step_by(IDS_PER_READ as usize) {
             let totals: Vec<(i64, i64, i64, i64, i64)> = sales_totals::table
                 .filter(sales_totals::customer_id.ge(from).and(sales_totals::customer_id.lt(from + IDS_PER_READ)))
-                .select((sales_totals::customer_id, sales_totals::spend_cents, sales_totals::orders, sales_totals::earlier_spend_cents, sales_totals::earlier_orders))
+                .select((
+                    sales_totals::customer_id,
+                    sales_totals::spend_cents,
+                    sales_totals::orders,
+                    sales_totals::earlier_spend_cents,
+                    sales_totals::earlier_orders,
+                ))
                 .load(conn)?;
             for (customer_id, spend_cents, orders, earlier_spend_cents, earlier_orders) in totals {
                 let Some(cell) = standing.cell(customer_id) else { continue };
@@ -214,7 +243,8 @@ pub fn by_category(conn: &mut DbConnection, scheme: &SchemeRow, measures: &[Meas
                 for (customer_id, amount_cents, occurred_at) in sales {
                     let Some(cell) = standing.cell(customer_id) else { continue };
                     for (sum, measure) in sums[cell as usize].iter_mut().zip(measures) {
-                        *sum += then.of_sale(*measure, amount_cents, occurred_at) - at_anchor.of_sale(*measure, amount_cents, occurred_at);
+                        *sum += then.of_sale(*measure, amount_cents, occurred_at)
+                            - at_anchor.of_sale(*measure, amount_cents, occurred_at);
                     }
                 }
                 start = end;
@@ -230,14 +260,23 @@ pub fn by_category(conn: &mut DbConnection, scheme: &SchemeRow, measures: &[Meas
 /// Two schemes against each other as the customers stood at `at`: customers created
 /// since are left out, those deleted since counted where they were. The customers
 /// unclassified in both are what the population leaves over.
-pub fn paired(conn: &mut DbConnection, rows: &SchemeRow, cols: &SchemeRow, at: NaiveDateTime) -> Result<HashMap<CellKey, Tally>, AppError> {
+pub fn paired(
+    conn: &mut DbConnection,
+    rows: &SchemeRow,
+    cols: &SchemeRow,
+    at: NaiveDateTime,
+) -> Result<HashMap<CellKey, Tally>, AppError> {
     snapshot(conn, |conn| {
         let (Some(low), Some(high)) = id_bounds(conn)? else { return rewound(conn, rows, Some(at), &HashMap::new()) };
-        let (mut first, mut second) = (Standing::read(conn, rows, at, (low, high))?, Standing::read(conn, cols, at, (low, high))?);
+        let (mut first, mut second) =
+            (Standing::read(conn, rows, at, (low, high))?, Standing::read(conn, cols, at, (low, high))?);
         let born = born_since(conn, at)?;
         first.leave_out(&born);
         second.leave_out(&born);
-        let population: i64 = rewound(conn, rows, Some(at), &journeys::tally(&first.journeys))?.values().map(|tally| tally.customers).sum();
+        let population: i64 = rewound(conn, rows, Some(at), &journeys::tally(&first.journeys))?
+            .values()
+            .map(|tally| tally.customers)
+            .sum();
         let mut pairs: HashMap<(u32, u32), i64> = HashMap::new();
         for (row, col) in first.cells.iter().zip(&second.cells) {
             if *row != ABSENT && (*row, *col) != (0, 0) {
@@ -246,7 +285,11 @@ pub fn paired(conn: &mut DbConnection, rows: &SchemeRow, cols: &SchemeRow, at: N
         }
         let mut gone: HashMap<&str, (u32, u32)> = HashMap::new();
         for (standing, column) in [(&first, 0), (&second, 1)] {
-            for journey in standing.journeys.iter().filter(|journey| journey.customer_id.is_none() && !journey.start_category.is_empty()) {
+            for journey in standing
+                .journeys
+                .iter()
+                .filter(|journey| journey.customer_id.is_none() && !journey.start_category.is_empty())
+            {
                 let pair = gone.entry(journey.customer_code.as_str()).or_insert((0, 0));
                 let cell = standing.cell_of(&journey.start_category);
                 if column == 0 {
@@ -260,7 +303,10 @@ pub fn paired(conn: &mut DbConnection, rows: &SchemeRow, cols: &SchemeRow, at: N
             *pairs.entry(pair).or_default() += 1;
         }
         let classified: i64 = pairs.values().sum();
-        let mut cells: HashMap<CellKey, Tally> = pairs.into_iter().map(|((row, col), customers)| ((first.key(row), second.key(col)), Tally { customers, sums: Vec::new() })).collect();
+        let mut cells: HashMap<CellKey, Tally> = pairs
+            .into_iter()
+            .map(|((row, col), customers)| ((first.key(row), second.key(col)), Tally { customers, sums: Vec::new() }))
+            .collect();
         cells.insert((None, None), Tally { customers: population - classified, sums: Vec::new() });
         Ok(cells)
     })
@@ -304,7 +350,12 @@ mod tests {
 
     #[test]
     fn overlapping_spans_merge_and_empty_ones_go() {
-        let (a, b, c, d) = (at("2025-01-01 00:00:00"), at("2025-06-01 00:00:00"), at("2025-09-01 00:00:00"), at("2026-01-01 00:00:00"));
+        let (a, b, c, d) = (
+            at("2025-01-01 00:00:00"),
+            at("2025-06-01 00:00:00"),
+            at("2025-09-01 00:00:00"),
+            at("2026-01-01 00:00:00"),
+        );
         assert_eq!(spans(&[(b, d), (a, c)]), vec![(a, d)]);
         assert_eq!(spans(&[(c, d), (a, b), (b, b)]), vec![(a, b), (c, d)]);
     }

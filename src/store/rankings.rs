@@ -15,10 +15,10 @@ use diesel::sql_types::{BigInt, Double, Nullable};
 use crate::db::schema::{customers, schemes};
 use crate::db::sql::{Bind, Dialect, Fragment};
 use crate::db::{transaction, DbConnection};
+use crate::domain::attribute::ValueType;
 use crate::domain::ranking::{self, Answer, Question, Spread};
 use crate::domain::report::Measure;
 use crate::domain::restriction::Restriction;
-use crate::domain::attribute::ValueType;
 use crate::domain::rule::{Condition, Field, Kind, Metric, Population, Scalar};
 use crate::domain::sales::Money;
 use crate::error::AppError;
@@ -58,9 +58,15 @@ impl Populace<'_> {
         match (self.sales, metric) {
             (_, Metric::DaysSinceLastOrder) => days_since(self.dialect, self.as_of, last_order()),
             (_, Metric::LastOrderAt) => last_order(),
-            (Sales::Totals { .. }, Metric::Spend12m) => Fragment::new("(COALESCE(s.spend_cents - s.earlier_spend_cents, 0) + COALESCE(x.spend_12m, 0))"),
-            (Sales::Totals { .. }, Metric::Orders12m) => Fragment::new("(COALESCE(s.orders - s.earlier_orders, 0) + COALESCE(x.orders_12m, 0))"),
-            (Sales::Totals { .. }, Metric::LifetimeSpend) => Fragment::new("(COALESCE(s.spend_cents, 0) + COALESCE(x.lifetime_spend, 0))"),
+            (Sales::Totals { .. }, Metric::Spend12m) => {
+                Fragment::new("(COALESCE(s.spend_cents - s.earlier_spend_cents, 0) + COALESCE(x.spend_12m, 0))")
+            }
+            (Sales::Totals { .. }, Metric::Orders12m) => {
+                Fragment::new("(COALESCE(s.orders - s.earlier_orders, 0) + COALESCE(x.orders_12m, 0))")
+            }
+            (Sales::Totals { .. }, Metric::LifetimeSpend) => {
+                Fragment::new("(COALESCE(s.spend_cents, 0) + COALESCE(x.lifetime_spend, 0))")
+            }
             (Sales::Transactions, Metric::Spend12m) => Fragment::new("COALESCE(m.spend_12m, 0)"),
             (Sales::Transactions, Metric::Orders12m) => Fragment::new("COALESCE(m.orders_12m, 0)"),
             (Sales::Transactions, Metric::LifetimeSpend) => Fragment::new("COALESCE(m.lifetime_spend, 0)"),
@@ -70,7 +76,8 @@ impl Populace<'_> {
     /// `FROM` the population's customers `c` (those with ids in `ids`, when given),
     /// with their sales when `with_sales`, to the `WHERE` that keeps the active ones.
     fn rows(&self, with_sales: bool, ids: Option<(i64, i64)>) -> Fragment {
-        let within = |column: &str| ids.map(|(low, high)| format!(" AND {column} BETWEEN {low} AND {high}")).unwrap_or_default();
+        let within =
+            |column: &str| ids.map(|(low, high)| format!(" AND {column} BETWEEN {low} AND {high}")).unwrap_or_default();
         let mut rows = Fragment::new(" FROM customers c");
         if let Some((scheme_id, category)) = self.subtree {
             rows.push(&format!(" JOIN customer_categories p ON p.customer_id = c.id AND p.scheme_id = {scheme_id} AND p.category_code >= "))
@@ -137,31 +144,51 @@ struct AttributeValue {
 
 /// The answers over a spread of whole values (cents, counts, days), in the field's type.
 fn answer_whole(ascending: &[i64], kind: Kind, questions: &[&Question]) -> Vec<Answer> {
-    let typed = |value: i64| if kind == Kind::Money { Scalar::Money(Money::from_cents(value)) } else { Scalar::Integer(value) };
-    ranking::answer(ascending, |v| v.max(0) as f64, questions).into_iter().map(|found| found.map(|(low, high)| (typed(low), typed(high)))).collect()
+    let typed =
+        |value: i64| if kind == Kind::Money { Scalar::Money(Money::from_cents(value)) } else { Scalar::Integer(value) };
+    ranking::answer(ascending, |v| v.max(0) as f64, questions)
+        .into_iter()
+        .map(|found| found.map(|(low, high)| (typed(low), typed(high))))
+        .collect()
 }
 
 fn answer_decimal(ascending: &[f64], questions: &[&Question]) -> Vec<Answer> {
-    ranking::answer(ascending, |v| v.max(0.0), questions).into_iter().map(|found| found.map(|(low, high)| (Scalar::Decimal(low), Scalar::Decimal(high)))).collect()
+    ranking::answer(ascending, |v| v.max(0.0), questions)
+        .into_iter()
+        .map(|found| found.map(|(low, high)| (Scalar::Decimal(low), Scalar::Decimal(high))))
+        .collect()
 }
 
 impl Populace<'_> {
     /// The metrics of the population's customers: `(all, with orders only)` for each
     /// ranked metric, in the order of [`RANKED_METRICS`], sorted; only those `wanted`
     /// by some spread are kept, 8 bytes a customer each.
-    fn metric_values(&self, conn: &mut DbConnection, wanted: &[(Metric, bool)]) -> Result<[(Vec<i64>, Vec<i64>); 4], AppError> {
-        let keep: Vec<(bool, bool)> = RANKED_METRICS.iter().map(|metric| (wanted.contains(&(*metric, false)), wanted.contains(&(*metric, true)))).collect();
+    fn metric_values(
+        &self,
+        conn: &mut DbConnection,
+        wanted: &[(Metric, bool)],
+    ) -> Result<[(Vec<i64>, Vec<i64>); 4], AppError> {
+        let keep: Vec<(bool, bool)> = RANKED_METRICS
+            .iter()
+            .map(|metric| (wanted.contains(&(*metric, false)), wanted.contains(&(*metric, true))))
+            .collect();
         let mut values: [(Vec<i64>, Vec<i64>); 4] = Default::default();
         for (low, high) in super::customer_id_ranges(conn, IDS_PER_READ)? {
             let mut statement = Fragment::new("SELECT ");
             for (index, metric) in RANKED_METRICS.into_iter().enumerate() {
-                statement.push(&format!("{}CAST(", if index == 0 { "" } else { ", " })).append(self.metric(metric)).push(&format!(" AS {}) AS {}", self.dialect.integer(), metric.name()));
+                statement
+                    .push(&format!("{}CAST(", if index == 0 { "" } else { ", " }))
+                    .append(self.metric(metric))
+                    .push(&format!(" AS {}) AS {}", self.dialect.integer(), metric.name()));
             }
             statement.append(self.rows(true, Some((low, high))));
             for row in statement.into_query().load::<MetricValues>(conn)? {
                 let ordered = row.days_since_last_order.is_some();
-                let row_values = [Some(row.spend_12m), Some(row.orders_12m), Some(row.lifetime_spend), row.days_since_last_order];
-                for (((all, with_orders), value), (keep_all, keep_ordered)) in values.iter_mut().zip(row_values).zip(&keep) {
+                let row_values =
+                    [Some(row.spend_12m), Some(row.orders_12m), Some(row.lifetime_spend), row.days_since_last_order];
+                for (((all, with_orders), value), (keep_all, keep_ordered)) in
+                    values.iter_mut().zip(row_values).zip(&keep)
+                {
                     if let Some(value) = value {
                         if *keep_all {
                             all.push(value);
@@ -181,11 +208,19 @@ impl Populace<'_> {
     }
 
     /// The values of a numeric attribute over the population, sorted.
-    fn attribute_values(&self, conn: &mut DbConnection, key: &str, value_type: ValueType) -> Result<Vec<f64>, AppError> {
+    fn attribute_values(
+        &self,
+        conn: &mut DbConnection,
+        key: &str,
+        value_type: ValueType,
+    ) -> Result<Vec<f64>, AppError> {
         let mut values = Vec::new();
         for (low, high) in super::customer_id_ranges(conn, IDS_PER_READ)? {
             let mut statement = Fragment::new("SELECT CAST(");
-            statement.append(attribute_value(key, value_type)).push(&format!(" AS {}) AS v", self.dialect.double())).append(self.rows(false, Some((low, high))));
+            statement
+                .append(attribute_value(key, value_type))
+                .push(&format!(" AS {}) AS v", self.dialect.double()))
+                .append(self.rows(false, Some((low, high))));
             values.extend(statement.into_query().load::<AttributeValue>(conn)?.into_iter().filter_map(|row| row.v));
         }
         values.sort_unstable_by(f64::total_cmp);
@@ -202,11 +237,17 @@ fn sales_as_of(conn: &mut DbConnection, as_of: NaiveDateTime) -> Result<Sales, A
 /// The rules' conditions with their relative fields resolved against the whole
 /// population as of `as_of`: each population's values read once, all in one
 /// transaction, so that every answer sees the same sales and the same anchor.
-pub fn resolve(conn: &mut DbConnection, rules: &[ActiveRule], scheme_ids: &HashMap<String, i64>, as_of: NaiveDateTime) -> Result<Vec<Condition>, AppError> {
+pub fn resolve(
+    conn: &mut DbConnection,
+    rules: &[ActiveRule],
+    scheme_ids: &HashMap<String, i64>,
+    as_of: NaiveDateTime,
+) -> Result<Vec<Condition>, AppError> {
     if !rules.iter().any(|rule| ranking::is_relative(&rule.condition)) {
         return Ok(rules.iter().map(|rule| rule.condition.clone()).collect());
     }
-    let asked: Vec<Vec<(Spread, Question)>> = rules.iter().map(|rule| ranking::questions(&rule.condition, rule.population.as_ref())).collect();
+    let asked: Vec<Vec<(Spread, Question)>> =
+        rules.iter().map(|rule| ranking::questions(&rule.condition, rule.population.as_ref())).collect();
     let mut spreads: Vec<(&Spread, Vec<&Question>)> = Vec::new();
     for (spread, question) in asked.iter().flatten() {
         match spreads.iter_mut().find(|(known, _)| *known == spread) {
@@ -222,38 +263,52 @@ pub fn resolve(conn: &mut DbConnection, rules: &[ActiveRule], scheme_ids: &HashM
         let mut metrics_of: Vec<(Option<&Population>, [(Vec<i64>, Vec<i64>); 4])> = Vec::new();
         let mut answered = Vec::new();
         for (spread, questions) in &spreads {
-            let subtree = spread.population.as_ref().map(|p| (scheme_ids.get(&p.scheme).copied().unwrap_or(-1), p.category.as_str()));
+            let subtree = spread
+                .population
+                .as_ref()
+                .map(|p| (scheme_ids.get(&p.scheme).copied().unwrap_or(-1), p.category.as_str()));
             let populace = Populace { dialect, as_of, sales, subtree, restriction: None };
             let kind = spread.field.kind();
             let answers = match &spread.field {
                 Field::Metric(metric) => {
-                    let index = RANKED_METRICS.iter().position(|ranked| ranked == metric).ok_or_else(|| AppError::internal("a relative field ranks a metric that has no order"))?;
-                    let known = match metrics_of.iter().position(|(population, _)| *population == spread.population.as_ref()) {
-                        Some(known) => known,
-                        None => {
-                            let wanted: Vec<(Metric, bool)> = spreads
-                                .iter()
-                                .filter(|(other, _)| other.population == spread.population)
-                                .filter_map(|(other, _)| match other.field {
-                                    Field::Metric(metric) => Some((metric, other.with_orders_only)),
-                                    _ => None,
-                                })
-                                .collect();
-                            metrics_of.push((spread.population.as_ref(), populace.metric_values(conn, &wanted)?));
-                            metrics_of.len() - 1
-                        }
-                    };
+                    let index = RANKED_METRICS
+                        .iter()
+                        .position(|ranked| ranked == metric)
+                        .ok_or_else(|| AppError::internal("a relative field ranks a metric that has no order"))?;
+                    let known =
+                        match metrics_of.iter().position(|(population, _)| *population == spread.population.as_ref()) {
+                            Some(known) => known,
+                            None => {
+                                let wanted: Vec<(Metric, bool)> = spreads
+                                    .iter()
+                                    .filter(|(other, _)| other.population == spread.population)
+                                    .filter_map(|(other, _)| match other.field {
+                                        Field::Metric(metric) => Some((metric, other.with_orders_only)),
+                                        _ => None,
+                                    })
+                                    .collect();
+                                metrics_of.push((spread.population.as_ref(), populace.metric_values(conn, &wanted)?));
+                                metrics_of.len() - 1
+                            }
+                        };
                     let (all, with_orders) = &metrics_of[known].1[index];
                     answer_whole(if spread.with_orders_only { with_orders } else { all }, kind, questions)
                 }
-                Field::Attribute { key, value_type } => answer_decimal(&populace.attribute_values(conn, key, *value_type)?, questions),
+                Field::Attribute { key, value_type } => {
+                    answer_decimal(&populace.attribute_values(conn, key, *value_type)?, questions)
+                }
                 _ => vec![None; questions.len()],
             };
             answered.push(answers);
         }
         Ok(answered)
     })?;
-    log::info!("ranked {} spreads for {} questions in {:.1} s", spreads.len(), spreads.iter().map(|(_, questions)| questions.len()).sum::<usize>(), started.elapsed().as_secs_f64());
+    log::info!(
+        "ranked {} spreads for {} questions in {:.1} s",
+        spreads.len(),
+        spreads.iter().map(|(_, questions)| questions.len()).sum::<usize>(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(rules
         .iter()
         .zip(&asked)
@@ -291,7 +346,8 @@ pub struct Standings {
 }
 
 /// The metrics a standing ranks, in the order of [`Standings`].
-pub const RANKED_METRICS: [Metric; 4] = [Metric::Spend12m, Metric::Orders12m, Metric::LifetimeSpend, Metric::DaysSinceLastOrder];
+pub const RANKED_METRICS: [Metric; 4] =
+    [Metric::Spend12m, Metric::Orders12m, Metric::LifetimeSpend, Metric::DaysSinceLastOrder];
 
 /// The population's counts a standing is computed from; per ranked metric its
 /// customers with a value, those below the customer's, and the positive values from
@@ -346,13 +402,24 @@ struct Counts {
 /// customers (of `population`'s subtree), by the formulas a run ranks with, in one
 /// statement over the population, narrowed to the customers `restriction` admits: a
 /// restricted key learns nothing of customers it may not see, not even how many.
-pub fn standings(conn: &mut DbConnection, code: &str, values: &Values, as_of: NaiveDateTime, population: Option<&Population>, restriction: Option<&Restriction>) -> Result<Standings, AppError> {
+pub fn standings(
+    conn: &mut DbConnection,
+    code: &str,
+    values: &Values,
+    as_of: NaiveDateTime,
+    population: Option<&Population>,
+    restriction: Option<&Restriction>,
+) -> Result<Standings, AppError> {
     transaction(conn, |conn| {
         let dialect = Dialect::of(conn);
         let customer_id: i64 = customers::table.filter(customers::code.eq(code)).select(customers::id).first(conn)?;
         let subtree = match population {
             Some(population) => {
-                let scheme_id: Option<i64> = schemes::table.filter(schemes::code.eq(&population.scheme)).select(schemes::id).first(conn).optional()?;
+                let scheme_id: Option<i64> = schemes::table
+                    .filter(schemes::code.eq(&population.scheme))
+                    .select(schemes::id)
+                    .first(conn)
+                    .optional()?;
                 Some((scheme_id.unwrap_or(-1), population.category.as_str()))
             }
             None => None,
@@ -385,10 +452,19 @@ pub fn standings(conn: &mut DbConnection, code: &str, values: &Values, as_of: Na
         let one = || Fragment::new("1");
         column(Fragment::new(&format!("v.id = {customer_id}")), one(), "member");
         column(ordered(), one(), "ordered");
-        column(ordered_and(compare(Metric::DaysSinceLastOrder, ">", values.days_since_last_order.unwrap_or(0))), one(), "recency_above");
+        column(
+            ordered_and(compare(Metric::DaysSinceLastOrder, ">", values.days_since_last_order.unwrap_or(0))),
+            one(),
+            "recency_above",
+        );
         column(ordered_and(compare(Metric::Orders12m, "<", values.orders_12m)), one(), "frequency_below");
         column(ordered_and(compare(Metric::Spend12m, "<", values.spend_12m)), one(), "monetary_below");
-        let mine = [Some(values.spend_12m), Some(values.orders_12m), Some(values.lifetime_spend), values.days_since_last_order];
+        let mine = [
+            Some(values.spend_12m),
+            Some(values.orders_12m),
+            Some(values.lifetime_spend),
+            values.days_since_last_order,
+        ];
         for (index, (metric, value)) in RANKED_METRICS.into_iter().zip(mine).enumerate() {
             let value = value.unwrap_or(0);
             let mut has_value = column_of(metric);

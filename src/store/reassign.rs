@@ -59,7 +59,8 @@ pub struct ReassignOutcome {
 /// Moves every customer of `from`'s subtree (but those already in `to`) to `to`.
 pub fn reassign(conn: &mut DbConnection, request: &Reassignment) -> Result<ReassignOutcome, AppError> {
     let scheme = scheme_store::get(conn, &request.scheme)?;
-    category_store::find_row(conn, scheme.id, &request.from)?.ok_or_else(|| category_not_found(&scheme.code, &request.from))?;
+    category_store::find_row(conn, scheme.id, &request.from)?
+        .ok_or_else(|| category_not_found(&scheme.code, &request.from))?;
     // Checked before the first batch, so that a bad target answers 422 with nothing moved.
     transaction(conn, |conn| assignments::assignable_category(conn, &scheme, &request.to, "to").map(drop))?;
     let upper = super::prefix_upper_bound(&request.from);
@@ -105,7 +106,14 @@ pub fn reassign(conn: &mut DbConnection, request: &Reassignment) -> Result<Reass
 /// One batch of the customers of `code`, in its transaction: each customer is locked
 /// and read again, and moves only if it is still there (a concurrent request may have
 /// moved it).
-fn move_batch(conn: &mut DbConnection, scheme: &SchemeRow, request: &Reassignment, code: &str, batch: &[(i64, String)], provenance: &Provenance) -> Result<ReassignOutcome, AppError> {
+fn move_batch(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    request: &Reassignment,
+    code: &str,
+    batch: &[(i64, String)],
+    provenance: &Provenance,
+) -> Result<ReassignOutcome, AppError> {
     let target = assignments::assignable_category(conn, scheme, &request.to, "to")?;
     let ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
     let now_in = assignments::lock_in_scheme(conn, scheme.id, &ids)?;
@@ -124,11 +132,15 @@ fn move_batch(conn: &mut DbConnection, scheme: &SchemeRow, request: &Reassignmen
     }
     let members: Vec<(i64, &str)> = movers.iter().map(|m| (m.id, m.code.as_str())).collect();
     let plan = attributes::plan_move(conn, scheme, Some(&target.code), &members, &BTreeMap::new())?;
-    let (accepted, refused): (Vec<Mover>, Vec<Mover>) = movers.into_iter().partition(|m| !plan.rejected.contains_key(&m.id));
+    let (accepted, refused): (Vec<Mover>, Vec<Mover>) =
+        movers.into_iter().partition(|m| !plan.rejected.contains_key(&m.id));
     outcome.rejected = refused.len() as i64;
     outcome.rejections = refused
         .iter()
-        .map(|mover| Rejected { customer: mover.code.clone(), detail: plan.rejected.get(&mover.id).map(attributes::Rejection::describe).unwrap_or_default() })
+        .map(|mover| Rejected {
+            customer: mover.code.clone(),
+            detail: plan.rejected.get(&mover.id).map(attributes::Rejection::describe).unwrap_or_default(),
+        })
         .collect();
     outcome.moved = accepted.len() as i64;
     if accepted.is_empty() {
@@ -138,7 +150,8 @@ fn move_batch(conn: &mut DbConnection, scheme: &SchemeRow, request: &Reassignmen
     let mut dropped = plan.apply(conn)?;
     let mut counted = CategoryDeltas::new(scheme.id);
     assignments::move_many(conn, scheme, &target, &accepted, None, provenance, &mut dropped, &mut counted)?;
-    let (revalued, reassigned): (Vec<i64>, Vec<i64>) = accepted.iter().map(|m| m.id).partition(|id| rewritten.contains(id));
+    let (revalued, reassigned): (Vec<i64>, Vec<i64>) =
+        accepted.iter().map(|m| m.id).partition(|id| rewritten.contains(id));
     customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&revalued), true)?;
     customer_store::refresh_snapshot(conn, SnapshotTarget::Reassigned(&reassigned), true)?;
     counted.apply(conn)?;

@@ -32,15 +32,17 @@ use crate::error::AppError;
 
 use super::categories::Ranks;
 use super::counts;
-use super::customer_search::{contains_pattern, filter_scheme, resolve, resolve_attribute, row_state_conditions, Filters};
+use super::customer_search::{
+    contains_pattern, filter_scheme, resolve, resolve_attribute, row_state_conditions, Filters,
+};
 use super::journeys::{self, in_entry, journeys, journeys_index, CodeRange, Span};
 use super::past_standing;
 use super::prefix_upper_bound;
 use super::sales_totals;
-use crate::domain::category::ClassificationVector;
 use super::schemes::SchemeRow;
 use super::transactions::metric_sum;
 use crate::domain::attribute::LIKE_ESCAPE;
+use crate::domain::category::ClassificationVector;
 
 /// Only categories have a history; the other fields of a customer are known as they are now.
 fn ensure_historical(filters: &Filters) -> Result<(), AppError> {
@@ -52,15 +54,18 @@ fn ensure_historical(filters: &Filters) -> Result<(), AppError> {
         ("dormant_days", filters.dormant_days.is_some()),
         ("classified", filters.classified.is_some()),
     ]
-        .into_iter()
-        .filter_map(|(field, given)| given.then_some(field))
-        .collect();
+    .into_iter()
+    .filter_map(|(field, given)| given.then_some(field))
+    .collect();
     if now_only.is_empty() {
         return Ok(());
     }
     Err(AppError::validation(
         "filter_not_historical",
-        format!("{} cannot be combined with as_of: the archive keeps the history of categories only", now_only.join(", ")),
+        format!(
+            "{} cannot be combined with as_of: the archive keeps the history of categories only",
+            now_only.join(", ")
+        ),
         now_only.into_iter().map(|field| FieldError::new(field, "not available with as_of")).collect(),
     ))
 }
@@ -91,11 +96,14 @@ pub fn tally(
             return Ok(with_every_measure(past_standing::by_category(conn, scheme, measures, at, moment)?, measures));
         }
     }
-    let one_category = filters.categories.len() == 1 && Filters { categories: Vec::new(), ..filters.clone() }.is_empty();
+    let one_category =
+        filters.categories.len() == 1 && Filters { categories: Vec::new(), ..filters.clone() }.is_empty();
     let mut cells = match (axes, as_of) {
         ([scheme], _) if filters.is_empty() => counted(conn, scheme, as_of)?,
         ([rows, cols], None) if filters.is_empty() => paired(conn, rows, cols)?,
-        ([rows, cols], Some(at)) if filters.is_empty() && past_standing::dense(conn)? => past_standing::paired(conn, rows, cols, at)?,
+        ([rows, cols], Some(at)) if filters.is_empty() && past_standing::dense(conn)? => {
+            past_standing::paired(conn, rows, cols, at)?
+        }
         ([scheme], None) if one_category => {
             let membership = resolve(conn, &filters.categories[0])?;
             within(conn, scheme, membership.scheme_id, &membership.code)?
@@ -172,7 +180,11 @@ fn summed(
                 let counted_now = counts::of_schemes(conn, scheme.id, None)?;
                 let mut plans = Sums::classified(dialect, scheme, measures, sales, moment);
                 if counted_now.population > counted_now.first.values().sum::<i64>() {
-                    plans.extend(Grouping::new(conn, axes, filters, None)?.unclassified_only().into_sums(dialect, measures, sales, moment));
+                    plans.extend(
+                        Grouping::new(conn, axes, filters, None)?
+                            .unclassified_only()
+                            .into_sums(dialect, measures, sales, moment),
+                    );
                 }
                 plans
             }
@@ -199,7 +211,13 @@ fn summed(
 /// by where they stood then and where they stand now (`Some(None)`: unclassified; a
 /// customer created since stood nowhere, `None`): what an `as_of` report moves back.
 #[allow(clippy::type_complexity)]
-fn moved_back(conn: &mut DbConnection, scheme: &SchemeRow, measures: &[Measure], at: NaiveDateTime, moment: NaiveDateTime) -> Result<Vec<(Option<Option<String>>, Option<Option<String>>, Vec<i64>)>, AppError> {
+fn moved_back(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    measures: &[Measure],
+    at: NaiveDateTime,
+    moment: NaiveDateTime,
+) -> Result<Vec<(Option<Option<String>>, Option<Option<String>>, Vec<i64>)>, AppError> {
     let dialect = Dialect::of(conn);
     // `first_axis` is NULL for customers created since.
     let mut query = Fragment::new("SELECT CASE WHEN c.created_at >= ");
@@ -234,7 +252,13 @@ struct Sums {
 
 impl Sums {
     /// The customers assigned in `scheme`, by category.
-    fn classified(dialect: Dialect, scheme: &SchemeRow, measures: &[Measure], sales: Sales, moment: NaiveDateTime) -> Vec<Self> {
+    fn classified(
+        dialect: Dialect,
+        scheme: &SchemeRow,
+        measures: &[Measure],
+        sales: Sales,
+        moment: NaiveDateTime,
+    ) -> Vec<Self> {
         let mut in_scheme = Fragment::new("k.scheme_id = ");
         in_scheme.bind(Bind::BigInt(scheme.id));
         let mut head = Fragment::new("SELECT k.category_code AS first_axis, NULL AS second_axis, ");
@@ -245,11 +269,15 @@ impl Sums {
             return vec![Self { head, conditions: vec![in_scheme], customer_id: "k.customer_id" }];
         };
         let mut corrections = head.clone();
-        head.append(sales_totals::totals_columns(dialect, measures)).push(" FROM customer_categories k JOIN sales_totals s ON s.customer_id = k.customer_id");
+        head.append(sales_totals::totals_columns(dialect, measures))
+            .push(" FROM customer_categories k JOIN sales_totals s ON s.customer_id = k.customer_id");
         let (columns, range) = sales_totals::correction(dialect, measures, anchor, moment);
         corrections
             .append(columns)
-            .push(&format!(" FROM transactions t {} customer_categories k ON k.customer_id = t.customer_id AND k.scheme_id = ", dialect.left_first_join()))
+            .push(&format!(
+                " FROM transactions t {} customer_categories k ON k.customer_id = t.customer_id AND k.scheme_id = ",
+                dialect.left_first_join()
+            ))
             .bind(Bind::BigInt(scheme.id));
         vec![
             Self { head, conditions: vec![in_scheme], customer_id: "k.customer_id" },
@@ -275,12 +303,25 @@ impl Sums {
         }
         query.push(" GROUP BY first_axis, second_axis");
         let rows: Vec<GroupSums> = query.into_query().load(conn)?;
-        Ok(rows.into_iter().map(|row| ((row.first_axis.clone(), row.second_axis.clone()), measures.iter().map(|measure| row.sum_of(*measure)).collect())).collect())
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                (
+                    (row.first_axis.clone(), row.second_axis.clone()),
+                    measures.iter().map(|measure| row.sum_of(*measure)).collect(),
+                )
+            })
+            .collect())
     }
 
     /// With a `spare` connection, the lower and the upper half of the customers (by id)
     /// at once, one on each.
-    fn run_split(self, conn: &mut DbConnection, spare: Option<&mut DbConnection>, measures: &[Measure]) -> Result<HashMap<CellKey, Vec<i64>>, AppError> {
+    fn run_split(
+        self,
+        conn: &mut DbConnection,
+        spare: Option<&mut DbConnection>,
+        measures: &[Measure],
+    ) -> Result<HashMap<CellKey, Vec<i64>>, AppError> {
         let Some(spare) = spare else { return self.run(conn, measures) };
         let middle = middle_customer_id(conn)?;
         let (lower, upper) = (self.clone().with_ids(None, Some(middle)), self.with_ids(Some(middle), None));
@@ -346,7 +387,12 @@ fn paired(conn: &mut DbConnection, rows: &SchemeRow, cols: &SchemeRow) -> Result
 
 /// One scheme's distribution among the customers of one category's subtree (of
 /// `filter_scheme`), from the counters.
-fn within(conn: &mut DbConnection, scheme: &SchemeRow, filter_scheme: i64, code: &str) -> Result<HashMap<CellKey, Tally>, AppError> {
+fn within(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    filter_scheme: i64,
+    code: &str,
+) -> Result<HashMap<CellKey, Tally>, AppError> {
     let upper = prefix_upper_bound(code);
     let inside = |other: &str| other >= code && other < upper.as_str();
     let mut cells: HashMap<CellKey, Tally> = HashMap::new();
@@ -354,7 +400,13 @@ fn within(conn: &mut DbConnection, scheme: &SchemeRow, filter_scheme: i64, code:
     if filter_scheme == scheme.id {
         let counted = counts::of_schemes(conn, scheme.id, None)?;
         population = counted.first.iter().filter(|(other, _)| inside(other)).map(|(_, customers)| customers).sum();
-        cells.extend(counted.first.into_iter().filter(|(other, _)| inside(other)).map(|(other, customers)| cell(Some(other), None, customers)));
+        cells.extend(
+            counted
+                .first
+                .into_iter()
+                .filter(|(other, _)| inside(other))
+                .map(|(other, customers)| cell(Some(other), None, customers)),
+        );
     } else {
         let counted = counts::of_schemes(conn, scheme.id, Some(filter_scheme))?;
         population = counted.second.iter().filter(|(other, _)| inside(other)).map(|(_, customers)| customers).sum();
@@ -381,7 +433,11 @@ fn category_or_none(code: String) -> Option<String> {
 }
 
 /// All customers of one scheme from the counters, rewound to `as_of` when given.
-fn counted(conn: &mut DbConnection, scheme: &SchemeRow, as_of: Option<NaiveDateTime>) -> Result<HashMap<CellKey, Tally>, AppError> {
+fn counted(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    as_of: Option<NaiveDateTime>,
+) -> Result<HashMap<CellKey, Tally>, AppError> {
     let Some(at) = as_of else { return rewound(conn, scheme, None, &HashMap::new()) };
     let moved = journeys::moved(conn, None, &Span { scheme_code: &scheme.code, start: at, end: None, source: None })?;
     rewound(conn, scheme, Some(at), &moved)
@@ -390,7 +446,12 @@ fn counted(conn: &mut DbConnection, scheme: &SchemeRow, as_of: Option<NaiveDateT
 /// The counts of a scheme from the counters and, as of `at`, rewound by the moves
 /// made since: `moved` holds how many customers went from each category before their
 /// first move since to the one after their last (`''`: none), deleted ones included.
-pub(super) fn rewound(conn: &mut DbConnection, scheme: &SchemeRow, at: Option<NaiveDateTime>, moved: &HashMap<(String, String), i64>) -> Result<HashMap<CellKey, Tally>, AppError> {
+pub(super) fn rewound(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    at: Option<NaiveDateTime>,
+    moved: &HashMap<(String, String), i64>,
+) -> Result<HashMap<CellKey, Tally>, AppError> {
     let counted = counts::of_schemes(conn, scheme.id, None)?;
     let (mut by_category, mut population) = (counted.first, counted.population);
     if let Some(at) = at {
@@ -406,11 +467,15 @@ pub(super) fn rewound(conn: &mut DbConnection, scheme: &SchemeRow, at: Option<Na
         born_since.bind(Bind::Timestamp(at));
         let mut gone_since = Fragment::new("SELECT COUNT(*) AS customers FROM deleted_customers WHERE created_at < ");
         gone_since.bind(Bind::Timestamp(at)).push(" AND deleted_at >= ").bind(Bind::Timestamp(at));
-        population += gone_since.into_query().get_result::<Count>(conn)?.customers - born_since.into_query().get_result::<Count>(conn)?.customers;
+        population += gone_since.into_query().get_result::<Count>(conn)?.customers
+            - born_since.into_query().get_result::<Count>(conn)?.customers;
     }
     let classified: i64 = by_category.values().sum();
-    let mut cells: HashMap<CellKey, Tally> =
-        by_category.into_iter().filter(|(_, customers)| *customers != 0).map(|(code, customers)| ((Some(code), None), Tally { customers, sums: Vec::new() })).collect();
+    let mut cells: HashMap<CellKey, Tally> = by_category
+        .into_iter()
+        .filter(|(_, customers)| *customers != 0)
+        .map(|(code, customers)| ((Some(code), None), Tally { customers, sums: Vec::new() }))
+        .collect();
     cells.insert((None, None), Tally { customers: population - classified, sums: Vec::new() });
     Ok(cells)
 }
@@ -473,7 +538,11 @@ pub(super) fn row_conditions(conn: &mut DbConnection, filters: &Filters) -> Resu
         let pattern = contains_pattern(text, LIKE_ESCAPE);
         let mut condition = Fragment::new("(");
         for (index, column) in ["p.code", "p.name", "COALESCE(p.short_name, '')"].into_iter().enumerate() {
-            condition.push(if index == 0 { "" } else { " OR " }).push(&format!("LOWER({column}) LIKE ")).bind(Bind::Text(pattern.clone())).push(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
+            condition
+                .push(if index == 0 { "" } else { " OR " })
+                .push(&format!("LOWER({column}) LIKE "))
+                .bind(Bind::Text(pattern.clone()))
+                .push(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
         }
         condition.push(")");
         conditions.push(condition);
@@ -498,7 +567,11 @@ impl Categories {
     fn of(&mut self, scheme: &SchemeRow) -> String {
         let alias = self.next_alias;
         self.next_alias += 1;
-        self.joins.push(&format!(" LEFT JOIN customer_categories k{alias} ON k{alias}.customer_id = p.id AND k{alias}.scheme_id = ")).bind(Bind::BigInt(scheme.id));
+        self.joins
+            .push(&format!(
+                " LEFT JOIN customer_categories k{alias} ON k{alias}.customer_id = p.id AND k{alias}.scheme_id = "
+            ))
+            .bind(Bind::BigInt(scheme.id));
         match self.as_of {
             None => format!("k{alias}.category_code"),
             Some(at) => {
@@ -535,7 +608,12 @@ struct Grouping {
 }
 
 impl Grouping {
-    fn new(conn: &mut DbConnection, axes: &[&SchemeRow], filters: &Filters, as_of: Option<NaiveDateTime>) -> Result<Self, AppError> {
+    fn new(
+        conn: &mut DbConnection,
+        axes: &[&SchemeRow],
+        filters: &Filters,
+        as_of: Option<NaiveDateTime>,
+    ) -> Result<Self, AppError> {
         if as_of.is_none() && !filters.categories.is_empty() {
             return Self::of_members(conn, axes, filters);
         }
@@ -566,7 +644,10 @@ impl Grouping {
             debug_assert_eq!(scheme.id, membership.scheme_id);
             let category = categories.of(&scheme);
             let mut condition = Fragment::new(&format!("{category} >= "));
-            condition.bind(Bind::Text(membership.code.clone())).push(&format!(" AND {category} < ")).bind(Bind::Text(prefix_upper_bound(&membership.code)));
+            condition
+                .bind(Bind::Text(membership.code.clone()))
+                .push(&format!(" AND {category} < "))
+                .bind(Bind::Text(prefix_upper_bound(&membership.code)));
             conditions.push(condition);
         }
         for scheme_code in &filters.unclassified {
@@ -588,11 +669,16 @@ impl Grouping {
             let membership = resolve(conn, filter)?;
             let condition = if index == 0 {
                 let mut driver = Fragment::new("m.scheme_id = ");
-                driver.bind(Bind::BigInt(membership.scheme_id)).push(" AND m.category_code = ").bind(Bind::Text(membership.code));
+                driver
+                    .bind(Bind::BigInt(membership.scheme_id))
+                    .push(" AND m.category_code = ")
+                    .bind(Bind::Text(membership.code));
                 driver
             } else {
                 let mut within = Fragment::new("INSTR(m.classification_vector, ");
-                within.bind(Bind::Text(ClassificationVector::subtree_needle(membership.scheme_id, &membership.code))).push(") > 0");
+                within
+                    .bind(Bind::Text(ClassificationVector::subtree_needle(membership.scheme_id, &membership.code)))
+                    .push(") > 0");
                 within
             };
             conditions.push(condition);
@@ -609,12 +695,22 @@ impl Grouping {
         let category_in = |scheme: &SchemeRow| {
             // The code after `|<scheme id>:` up to the next `|`; NULL without one.
             let needle = ClassificationVector::scheme_needle(scheme.id);
-            let rest = format!("SUBSTR(m.classification_vector, INSTR(m.classification_vector, '{needle}') + {})", needle.len());
+            let rest = format!(
+                "SUBSTR(m.classification_vector, INSTR(m.classification_vector, '{needle}') + {})",
+                needle.len()
+            );
             format!("(CASE WHEN INSTR(m.classification_vector, '{needle}') > 0 THEN SUBSTR({rest}, 1, INSTR({rest}, '|') - 1) END)")
         };
         let first_axis = category_in(axes[0]);
         let second_axis = axes.get(1).map_or_else(|| "NULL".to_string(), |scheme| category_in(scheme));
-        Ok(Self { population: Fragment::new("category_members m"), joins, id: "m.customer_id", conditions, first_axis, second_axis })
+        Ok(Self {
+            population: Fragment::new("category_members m"),
+            joins,
+            id: "m.customer_id",
+            conditions,
+            first_axis,
+            second_axis,
+        })
     }
 
     /// Only the customers without a category on the first axis.
@@ -625,7 +721,8 @@ impl Grouping {
 
     /// `SELECT <axes>, <columns> FROM … WHERE … GROUP BY <axes>`.
     fn statement(self, columns: Fragment) -> Fragment {
-        let mut query = Fragment::new(&format!("SELECT {} AS first_axis, {} AS second_axis, ", self.first_axis, self.second_axis));
+        let mut query =
+            Fragment::new(&format!("SELECT {} AS first_axis, {} AS second_axis, ", self.first_axis, self.second_axis));
         query.append(columns).push(" FROM ").append(self.population).append(self.joins);
         for (index, condition) in self.conditions.into_iter().enumerate() {
             query.push(if index == 0 { " WHERE " } else { " AND " }).append(condition);
@@ -641,7 +738,8 @@ impl Grouping {
 
     /// The measures summed per cell, as of `moment`.
     fn into_sums(self, dialect: Dialect, measures: &[Measure], sales: Sales, moment: NaiveDateTime) -> Vec<Sums> {
-        let mut head = Fragment::new(&format!("SELECT {} AS first_axis, {} AS second_axis, ", self.first_axis, self.second_axis));
+        let mut head =
+            Fragment::new(&format!("SELECT {} AS first_axis, {} AS second_axis, ", self.first_axis, self.second_axis));
         let Sales::Totals { anchor } = sales else {
             // A customer without transactions adds nothing.
             head.append(sum_columns(dialect, measures, moment))
@@ -725,14 +823,23 @@ pub fn transitions(
     match basis {
         Basis::Net => {
             let ranks = super::categories::ranks(conn, scheme)?;
-            let moved = journeys::moved(conn, spare, &Span { scheme_code: &scheme.code, start: period.start(), end: Some(period.end()), source })?;
+            let moved = journeys::moved(
+                conn,
+                spare,
+                &Span { scheme_code: &scheme.code, start: period.start(), end: Some(period.end()), source },
+            )?;
             let mut cells: BTreeMap<(Option<String>, Option<String>), i64> = BTreeMap::new();
             for ((start, end), customers) in moved {
                 *cells.entry((category_or_none(start), category_or_none(end))).or_default() += customers;
             }
             Ok(cells
                 .into_iter()
-                .map(|((from, to), count)| TransitionCell { direction: net_direction(&ranks, from.as_deref(), to.as_deref()), from, to, count })
+                .map(|((from, to), count)| TransitionCell {
+                    direction: net_direction(&ranks, from.as_deref(), to.as_deref()),
+                    from,
+                    to,
+                    count,
+                })
                 .collect())
         }
         Basis::Moves => {
@@ -742,7 +849,12 @@ pub fn transitions(
                 "SELECT COALESCE(from_category, '') AS from_category, COALESCE(to_category, '') AS to_category, direction, COUNT(*) AS moves \
                  FROM assignment_history{index} WHERE scheme_code = "
             ));
-            query.bind(Bind::Text(scheme.code.clone())).push(" AND at >= ").bind(Bind::Timestamp(period.start())).push(" AND at < ").bind(Bind::Timestamp(period.end()));
+            query
+                .bind(Bind::Text(scheme.code.clone()))
+                .push(" AND at >= ")
+                .bind(Bind::Timestamp(period.start()))
+                .push(" AND at < ")
+                .bind(Bind::Timestamp(period.end()));
             if let Some(source) = source {
                 query.push(" AND source = ").bind(Bind::Text(source.as_str().to_string()));
             }
@@ -751,7 +863,12 @@ pub fn transitions(
             rows.into_iter()
                 .map(|row| {
                     let direction = Direction::try_from(row.direction).map_err(AppError::corrupt)?;
-                    Ok(TransitionCell { from: category_or_none(row.from_category), to: category_or_none(row.to_category), direction: Some(direction), count: row.moves })
+                    Ok(TransitionCell {
+                        from: category_or_none(row.from_category),
+                        to: category_or_none(row.to_category),
+                        direction: Some(direction),
+                        count: row.moves,
+                    })
                 })
                 .collect()
         }
@@ -864,14 +981,21 @@ fn net_direction_condition(ranks: &Ranks, direction: Direction, start: &str, end
 
 /// One page of the customers of a transitions cell, by customer code. Both shapes
 /// group an index in customer order and stop at the page's end.
-pub fn cell_customers(conn: &mut DbConnection, scheme: &SchemeRow, query: &CellQuery) -> Result<Vec<CellCustomer>, AppError> {
+pub fn cell_customers(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    query: &CellQuery,
+) -> Result<Vec<CellCustomer>, AppError> {
     let dialect = Dialect::of(conn);
     let ranks = super::categories::ranks(conn, scheme)?;
     let mut sql = Fragment::new("SELECT customer_code, COUNT(*) AS moves, MAX(at) AS last_at, ");
     let mut having: Vec<Fragment> = Vec::new();
     match query.basis {
         Basis::Net => {
-            let (start, end) = (in_entry(dialect, "MIN", "COALESCE(from_category, '')"), in_entry(dialect, "MAX", "COALESCE(to_category, '')"));
+            let (start, end) = (
+                in_entry(dialect, "MIN", "COALESCE(from_category, '')"),
+                in_entry(dialect, "MAX", "COALESCE(to_category, '')"),
+            );
             sql.push(&format!("{start} AS start_category, {end} AS end_category"));
             if let Some(from) = &query.from {
                 having.push(category_condition(&start, from));
@@ -889,7 +1013,14 @@ pub fn cell_customers(conn: &mut DbConnection, scheme: &SchemeRow, query: &CellQ
             }
         }
         Basis::Moves => {
-            sql.push(&format!("{} AS latest", in_entry(dialect, "MAX", "CONCAT(direction, ' ', COALESCE(from_category, ''), ' ', COALESCE(to_category, ''))")));
+            sql.push(&format!(
+                "{} AS latest",
+                in_entry(
+                    dialect,
+                    "MAX",
+                    "CONCAT(direction, ' ', COALESCE(from_category, ''), ' ', COALESCE(to_category, ''))"
+                )
+            ));
         }
     }
     sql.push(&format!(" FROM assignment_history{} WHERE scheme_code = ", journeys_index(dialect)))
@@ -927,7 +1058,15 @@ pub fn cell_customers(conn: &mut DbConnection, scheme: &SchemeRow, query: &CellQ
             .into_iter()
             .map(|row| {
                 let (from, to) = (category_or_none(row.start_category), category_or_none(row.end_category));
-                CellCustomer { direction: net_direction(&ranks, from.as_deref(), to.as_deref()), name: None, code: row.customer_code, from, to, moves: row.moves, last_moved_at: row.last_at }
+                CellCustomer {
+                    direction: net_direction(&ranks, from.as_deref(), to.as_deref()),
+                    name: None,
+                    code: row.customer_code,
+                    from,
+                    to,
+                    moves: row.moves,
+                    last_moved_at: row.last_at,
+                }
             })
             .collect(),
         Basis::Moves => sql
@@ -936,7 +1075,11 @@ pub fn cell_customers(conn: &mut DbConnection, scheme: &SchemeRow, query: &CellQ
             .into_iter()
             .map(|row| {
                 let mut parts = row.latest.split(' ');
-                let (direction, from, to) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+                let (direction, from, to) = (
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                );
                 let direction = Direction::try_from(direction.to_string()).map_err(AppError::corrupt)?;
                 Ok(CellCustomer {
                     name: None,
@@ -951,8 +1094,16 @@ pub fn cell_customers(conn: &mut DbConnection, scheme: &SchemeRow, query: &CellQ
             .collect::<Result<_, AppError>>()?,
     };
     let codes: Vec<&str> = found.iter().map(|customer| customer.code.as_str()).collect();
-    let names: HashMap<String, String> = customers::table.filter(customers::code.eq_any(&codes)).select((customers::code, customers::name)).load::<(String, String)>(conn)?.into_iter().collect();
-    Ok(found.into_iter().map(|customer| CellCustomer { name: names.get(&customer.code).cloned(), ..customer }).collect())
+    let names: HashMap<String, String> = customers::table
+        .filter(customers::code.eq_any(&codes))
+        .select((customers::code, customers::name))
+        .load::<(String, String)>(conn)?
+        .into_iter()
+        .collect();
+    Ok(found
+        .into_iter()
+        .map(|customer| CellCustomer { name: names.get(&customer.code).cloned(), ..customer })
+        .collect())
 }
 
 /// The tallies of the report's rows, by category code, for `tree_tallies`.

@@ -9,8 +9,8 @@ use chrono::NaiveDateTime;
 use crate::domain::attribute::ValueType;
 use crate::domain::rule::{Condition, CustomerField, Field, Metric, Op, Operand, Scalar};
 
-use crate::db::sql::{Bind, Dialect, Fragment};
 use super::transactions::metric_columns;
+use crate::db::sql::{Bind, Dialect, Fragment};
 
 /// The customers of one batch.
 #[derive(Debug, Clone, Copy)]
@@ -59,14 +59,20 @@ impl Evaluation<'_> {
             self.dialect.integer()
         ));
         for joined in &compiler.joined_schemes {
-            statement.push(&format!("LEFT JOIN customer_categories k{0} ON k{0}.customer_id = c.id AND k{0}.scheme_id = {joined} ", joined.max(&0)));
+            statement.push(&format!(
+                "LEFT JOIN customer_categories k{0} ON k{0}.customer_id = c.id AND k{0}.scheme_id = {joined} ",
+                joined.max(&0)
+            ));
         }
         statement
             .push("LEFT JOIN (SELECT t.customer_id, ")
             .append(metric_columns(self.dialect, self.as_of))
             .push(&format!(" FROM transactions t WHERE {} AND t.occurred_at <= ", selection.on("t.customer_id")))
             .bind(Bind::Timestamp(self.as_of))
-            .push(&format!(" GROUP BY t.customer_id) m ON m.customer_id = c.id WHERE {} ORDER BY c.id", selection.on("c.id")));
+            .push(&format!(
+                " GROUP BY t.customer_id) m ON m.customer_id = c.id WHERE {} ORDER BY c.id",
+                selection.on("c.id")
+            ));
         statement
     }
 }
@@ -91,7 +97,9 @@ pub fn days_since(dialect: Dialect, as_of: NaiveDateTime, last_order: Fragment) 
 /// The value of customer `c`'s attribute `key`, in the column of its type.
 pub fn attribute_value(key: &str, value_type: ValueType) -> Fragment {
     let column = if value_type.is_numeric() { "value_number" } else { "value_text" };
-    let mut value = Fragment::new(&format!("(SELECT a.{column} FROM customer_attributes a WHERE a.customer_id = c.id AND a.attr_key = "));
+    let mut value = Fragment::new(&format!(
+        "(SELECT a.{column} FROM customer_attributes a WHERE a.customer_id = c.id AND a.attr_key = "
+    ));
     value.bind(Bind::Text(key.to_string())).push(")");
     value
 }
@@ -120,7 +128,9 @@ impl Compiler<'_> {
             Field::Metric(Metric::Orders12m) => Fragment::new("COALESCE(m.orders_12m, 0)"),
             Field::Metric(Metric::LifetimeSpend) => Fragment::new("COALESCE(m.lifetime_spend, 0)"),
             Field::Metric(Metric::LastOrderAt) => Fragment::new("m.last_order_at"),
-            Field::Metric(Metric::DaysSinceLastOrder) => days_since(self.evaluation.dialect, self.evaluation.as_of, Fragment::new("m.last_order_at")),
+            Field::Metric(Metric::DaysSinceLastOrder) => {
+                days_since(self.evaluation.dialect, self.evaluation.as_of, Fragment::new("m.last_order_at"))
+            }
             Field::Customer(field) => Fragment::new(match field {
                 CustomerField::Code => "c.code",
                 CustomerField::Name => "c.name",
@@ -255,9 +265,18 @@ mod tests {
             sql_and_binds(Dialect::Sqlite, &leaf(code(), Op::In, texts())),
             ("COALESCE((c.code IN (?, ?)), 0)".into(), vec![Bind::Text("C1".into()), Bind::Text("C2".into())])
         );
-        assert_eq!(sql_and_binds(Dialect::Sqlite, &leaf(code(), Op::NotIn, texts())).0, "COALESCE((c.code NOT IN (?, ?)), 0)");
-        assert_eq!(sql_and_binds(Dialect::Sqlite, &leaf(code(), Op::IsNull, Operand::Null(true))), ("COALESCE((c.code IS NULL), 0)".into(), vec![]));
-        assert_eq!(sql_and_binds(Dialect::Sqlite, &leaf(code(), Op::IsNull, Operand::Null(false))), ("COALESCE((c.code IS NOT NULL), 0)".into(), vec![]));
+        assert_eq!(
+            sql_and_binds(Dialect::Sqlite, &leaf(code(), Op::NotIn, texts())).0,
+            "COALESCE((c.code NOT IN (?, ?)), 0)"
+        );
+        assert_eq!(
+            sql_and_binds(Dialect::Sqlite, &leaf(code(), Op::IsNull, Operand::Null(true))),
+            ("COALESCE((c.code IS NULL), 0)".into(), vec![])
+        );
+        assert_eq!(
+            sql_and_binds(Dialect::Sqlite, &leaf(code(), Op::IsNull, Operand::Null(false))),
+            ("COALESCE((c.code IS NOT NULL), 0)".into(), vec![])
+        );
     }
 
     #[test]
@@ -270,7 +289,14 @@ mod tests {
             (Scalar::Text("王芳".into()), Bind::Text("王芳".into())),
         ];
         for (value, bind) in cases {
-            assert_eq!(sql_and_binds(Dialect::Sqlite, &leaf(Field::Customer(CustomerField::Name), Op::Eq, Operand::One(value))).1, vec![bind]);
+            assert_eq!(
+                sql_and_binds(
+                    Dialect::Sqlite,
+                    &leaf(Field::Customer(CustomerField::Name), Op::Eq, Operand::One(value))
+                )
+                .1,
+                vec![bind]
+            );
         }
     }
 
@@ -287,7 +313,10 @@ mod tests {
             (Field::Customer(CustomerField::TaxId), "c.tax_id"),
         ];
         for (field, column) in expressions {
-            assert_eq!(sql_and_binds(Dialect::Sqlite, &leaf(field, Op::IsNull, Operand::Null(true))).0, format!("COALESCE(({column} IS NULL), 0)"));
+            assert_eq!(
+                sql_and_binds(Dialect::Sqlite, &leaf(field, Op::IsNull, Operand::Null(true))).0,
+                format!("COALESCE(({column} IS NULL), 0)")
+            );
         }
     }
 
@@ -301,13 +330,20 @@ mod tests {
         );
         assert_eq!(
             sql_and_binds(Dialect::Sqlite, &days),
-            ("COALESCE((CAST(julianday(date(?)) - julianday(date(m.last_order_at)) AS INTEGER) > ?), 0)".into(), vec![as_of, Bind::BigInt(180)])
+            (
+                "COALESCE((CAST(julianday(date(?)) - julianday(date(m.last_order_at)) AS INTEGER) > ?), 0)".into(),
+                vec![as_of, Bind::BigInt(180)]
+            )
         );
     }
 
     #[test]
     fn attributes_read_the_column_of_their_type_with_the_key_bound() {
-        let rate = leaf(Field::Attribute { key: "discount_rate".into(), value_type: ValueType::Decimal }, Op::Gte, Operand::One(Scalar::Decimal(0.1)));
+        let rate = leaf(
+            Field::Attribute { key: "discount_rate".into(), value_type: ValueType::Decimal },
+            Op::Gte,
+            Operand::One(Scalar::Decimal(0.1)),
+        );
         assert_eq!(
             sql_and_binds(Dialect::Sqlite, &rate),
             (
@@ -315,7 +351,11 @@ mod tests {
                 vec![Bind::Text("discount_rate".into()), Bind::Double(0.1)]
             )
         );
-        let manager = leaf(Field::Attribute { key: "account_manager".into(), value_type: ValueType::String }, Op::Eq, Operand::One(Scalar::Text("王芳".into())));
+        let manager = leaf(
+            Field::Attribute { key: "account_manager".into(), value_type: ValueType::String },
+            Op::Eq,
+            Operand::One(Scalar::Text("王芳".into())),
+        );
         assert!(sql_and_binds(Dialect::Mysql, &manager).0.contains("SELECT a.value_text FROM"));
     }
 
@@ -338,7 +378,8 @@ mod tests {
     #[test]
     fn all_any_and_not_nest_with_their_binds_in_order() {
         let orders = |n| leaf(Field::Metric(Metric::Orders12m), Op::Gte, Operand::One(Scalar::Integer(n)));
-        let nested = Condition::All(vec![orders(1), Condition::Not(Box::new(Condition::Any(vec![orders(2), orders(3)])))]);
+        let nested =
+            Condition::All(vec![orders(1), Condition::Not(Box::new(Condition::Any(vec![orders(2), orders(3)])))]);
         let (sql, binds) = sql_and_binds(Dialect::Mysql, &nested);
         assert_eq!(
             sql,
@@ -353,7 +394,8 @@ mod tests {
         let as_of = at("2026-11-27 12:00:00");
         let evaluation = Evaluation { dialect: Dialect::Mysql, as_of, scheme_ids: &scheme_ids };
         let vip = leaf(Field::Metric(Metric::Spend12m), Op::Gt, Operand::One(Scalar::Money(Money::from_cents(100))));
-        let north = leaf(Field::Category { scheme: "REGION".into() }, Op::Under, Operand::One(Scalar::Text("01".into())));
+        let north =
+            leaf(Field::Category { scheme: "REGION".into() }, Op::Under, Operand::One(Scalar::Text("01".into())));
         let statement = evaluation.statement(3, &[&vip, &north], Selection::Range(1, 1000));
         assert_eq!(statement.sql().matches('?').count(), statement.binds().len());
         let window_start = at("2025-11-27 12:00:00");

@@ -94,9 +94,17 @@ pub fn catalog(conn: &mut DbConnection) -> Result<StoredCatalog, AppError> {
         .into_iter()
         .filter_map(|(key, value_type)| ValueType::parse(&value_type).map(|t| (key, t)))
         .collect();
-    let mut categories: HashMap<String, HashSet<String>> =
-        schemes::table.select(schemes::code).load::<String>(conn)?.into_iter().map(|code| (code, HashSet::new())).collect();
-    for (scheme, code) in categories::table.inner_join(schemes::table).select((schemes::code, categories::code)).load::<(String, String)>(conn)? {
+    let mut categories: HashMap<String, HashSet<String>> = schemes::table
+        .select(schemes::code)
+        .load::<String>(conn)?
+        .into_iter()
+        .map(|code| (code, HashSet::new()))
+        .collect();
+    for (scheme, code) in categories::table
+        .inner_join(schemes::table)
+        .select((schemes::code, categories::code))
+        .load::<(String, String)>(conn)?
+    {
         categories.entry(scheme).or_default().insert(code);
     }
     Ok(StoredCatalog { attributes, categories })
@@ -109,7 +117,11 @@ fn check_condition(catalog: &StoredCatalog, json: &Json) -> Result<Condition, Ap
 /// A population must name an existing category: `SCHEME:CODE`.
 fn check_population(catalog: &StoredCatalog, text: &str) -> Result<(), AppError> {
     Population::parse(text, catalog).map(|_| ()).map_err(|why| {
-        AppError::validation("invalid_population", format!("/population/category: {why}"), vec![FieldError::new("/population/category", why)])
+        AppError::validation(
+            "invalid_population",
+            format!("/population/category: {why}"),
+            vec![FieldError::new("/population/category", why)],
+        )
     })
 }
 
@@ -121,7 +133,13 @@ fn invalid_condition(errors: Vec<FieldError>) -> AppError {
 /// A run evaluates a scheme's enabled rules in one statement, so together they may
 /// bind at most `MAX_SCHEME_PARAMETERS`. The caller holds the scheme's lock, so two
 /// saves cannot both fit in what is left.
-fn check_scheme_parameters(conn: &mut DbConnection, catalog: &StoredCatalog, scheme: &SchemeRow, rule_id: Option<i64>, condition: &Condition) -> Result<(), AppError> {
+fn check_scheme_parameters(
+    conn: &mut DbConnection,
+    catalog: &StoredCatalog,
+    scheme: &SchemeRow,
+    rule_id: Option<i64>,
+    condition: &Condition,
+) -> Result<(), AppError> {
     let others: Vec<String> = rules::table
         .filter(rules::scheme_id.eq(scheme.id))
         .filter(rules::enabled.eq(true))
@@ -165,7 +183,11 @@ fn find(conn: &mut DbConnection, scheme: &SchemeRow, id: i64) -> Result<RuleRow,
 /// A scheme's rules in the order runs try them: by priority, then by id.
 pub fn list(conn: &mut DbConnection, scheme_code: &str) -> Result<Vec<RuleView>, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
-    let rows = rules::table.filter(rules::scheme_id.eq(scheme.id)).order((rules::priority, rules::id)).select(RuleRow::as_select()).load(conn)?;
+    let rows = rules::table
+        .filter(rules::scheme_id.eq(scheme.id))
+        .order((rules::priority, rules::id))
+        .select(RuleRow::as_select())
+        .load(conn)?;
     rows.into_iter().map(|row| view(&scheme, row)).collect()
 }
 
@@ -203,17 +225,28 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: &NewRule) -> Resu
                 rules::updated_at.eq(at),
             ))
             .execute(conn)?;
-        let row = rules::table.filter(rules::scheme_id.eq(scheme.id)).order(rules::id.desc()).select(RuleRow::as_select()).first(conn)?;
+        let row = rules::table
+            .filter(rules::scheme_id.eq(scheme.id))
+            .order(rules::id.desc())
+            .select(RuleRow::as_select())
+            .first(conn)?;
         view(&scheme, row)
     })
 }
 
-pub fn update(conn: &mut DbConnection, scheme_code: &str, id: i64, changes: &RuleChanges, expected: Option<i64>) -> Result<RuleView, AppError> {
+pub fn update(
+    conn: &mut DbConnection,
+    scheme_code: &str,
+    id: i64,
+    changes: &RuleChanges,
+    expected: Option<i64>,
+) -> Result<RuleView, AppError> {
     transaction(conn, |conn| {
         let scheme = scheme_store::get(conn, scheme_code)?;
         lock_row(conn, LockableTable::Schemes, scheme.id)?;
         let current = lock_current(conn, LockableTable::Rules, expected, |conn| find(conn, &scheme, id))?;
-        let target = changes.target_category.as_ref().map(|c| c.as_str().to_string()).unwrap_or(current.target_category.clone());
+        let target =
+            changes.target_category.as_ref().map(|c| c.as_str().to_string()).unwrap_or(current.target_category.clone());
         if changes.target_category.is_some() {
             assignable_category(conn, &scheme, &target, "target_category")?;
         }
@@ -283,15 +316,25 @@ pub fn enabled(conn: &mut DbConnection, scheme: &SchemeRow) -> Result<Vec<Active
     let active: Vec<ActiveRule> = rows
         .into_iter()
         .map(|row| {
-            let stale = |why: String| AppError::conflict("rule_invalid", format!("rule {} ({}) {why}; fix or disable it", row.id, row.name));
-            let json: Json = serde_json::from_str(&row.rule_condition).map_err(|_| stale("has a corrupt condition".into()))?;
-            let condition = rule::parse(&json, "/condition", &catalog)
-                .map_err(|errors| stale(format!("no longer fits: {}", errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; "))))?;
+            let stale = |why: String| {
+                AppError::conflict("rule_invalid", format!("rule {} ({}) {why}; fix or disable it", row.id, row.name))
+            };
+            let json: Json =
+                serde_json::from_str(&row.rule_condition).map_err(|_| stale("has a corrupt condition".into()))?;
+            let condition = rule::parse(&json, "/condition", &catalog).map_err(|errors| {
+                stale(format!(
+                    "no longer fits: {}",
+                    errors.iter().map(|e| format!("{} {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+                ))
+            })?;
             if assignable_category(conn, scheme, &row.target_category, "target_category").is_err() {
                 return Err(stale(format!("targets {}, which is no longer an active leaf", row.target_category)));
             }
             let population = match &row.population {
-                Some(text) => Some(Population::parse(text, &catalog).map_err(|why| stale(format!("ranks among population {text}: {why}")))?),
+                Some(text) => Some(
+                    Population::parse(text, &catalog)
+                        .map_err(|why| stale(format!("ranks among population {text}: {why}")))?,
+                ),
                 None => None,
             };
             Ok(ActiveRule { row, condition, population })

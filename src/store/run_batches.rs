@@ -19,9 +19,9 @@ use crate::error::AppError;
 use crate::shutdown::Shutdown;
 
 use super::assignments::{self, Mover, Provenance};
-use super::counts::CategoryDeltas;
 use super::attributes;
 use super::categories::{self as category_store, CategoryRow, Ranks};
+use super::counts::CategoryDeltas;
 use super::customer_rows::{self as customer_store, SnapshotTarget};
 use super::rankings;
 use super::rule_sql::{Evaluation, Selection};
@@ -120,11 +120,16 @@ struct Evaluated {
 /// Whether the run is to stop before its next batch, and with what status: the service
 /// is shutting down (`interrupted`), or someone asked it to (`cancelled`, on whichever
 /// replica the request came to).
-fn stop_before_batch(conn: &mut DbConnection, request: &RunRequest, run_id: i64) -> Result<Option<RunStatus>, AppError> {
+fn stop_before_batch(
+    conn: &mut DbConnection,
+    request: &RunRequest,
+    run_id: i64,
+) -> Result<Option<RunStatus>, AppError> {
     if request.shutdown.has_begun() {
         return Ok(Some(RunStatus::Interrupted));
     }
-    let requested: Option<NaiveDateTime> = classification_runs::table.find(run_id).select(classification_runs::stop_requested_at).first(conn)?;
+    let requested: Option<NaiveDateTime> =
+        classification_runs::table.find(run_id).select(classification_runs::stop_requested_at).first(conn)?;
     Ok(requested.map(|_| RunStatus::Cancelled))
 }
 
@@ -144,16 +149,28 @@ pub(super) fn execute(
         .iter()
         .map(|rule| {
             // Deleted since `rules::enabled` checked it, as the run began.
-            let deleted = || AppError::conflict("rule_invalid", format!("rule {} ({}) targets {}, which was just deleted; fix or disable it", rule.row.id, rule.row.name, rule.row.target_category));
+            let deleted = || {
+                AppError::conflict(
+                    "rule_invalid",
+                    format!(
+                        "rule {} ({}) targets {}, which was just deleted; fix or disable it",
+                        rule.row.id, rule.row.name, rule.row.target_category
+                    ),
+                )
+            };
             category_store::find_row(conn, scheme.id, &rule.row.target_category)?.ok_or_else(deleted)
         })
         .collect::<Result<_, _>>()?;
     let selections: Vec<Selection> = match &request.scope {
         Scope::Customers(ids) => ids.chunks(request.batch_size as usize).map(Selection::Ids).collect(),
-        Scope::Everyone => super::customer_id_ranges(conn, request.batch_size)?.into_iter().map(|(low, high)| Selection::Range(low, high)).collect(),
+        Scope::Everyone => super::customer_id_ranges(conn, request.batch_size)?
+            .into_iter()
+            .map(|(low, high)| Selection::Range(low, high))
+            .collect(),
     };
     // Conditions name schemes by code; their ids are read once per run.
-    let scheme_ids: HashMap<String, i64> = schemes::table.select((schemes::code, schemes::id)).load::<(String, i64)>(conn)?.into_iter().collect();
+    let scheme_ids: HashMap<String, i64> =
+        schemes::table.select((schemes::code, schemes::id)).load::<(String, i64)>(conn)?.into_iter().collect();
     let ranks = category_store::ranks(conn, scheme)?;
     // Relative fields rank each customer against the whole population, once per run.
     let conditions = rankings::resolve(conn, rules, &scheme_ids, request.as_of)?;
@@ -196,7 +213,10 @@ pub(super) fn execute(
                 let mut progress = progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 progress.add(&batch);
                 diesel::update(classification_runs::table.filter(classification_runs::id.eq(run_id)))
-                    .set((classification_runs::totals.eq(progress.totals_json()), classification_runs::heartbeat_at.eq(now())))
+                    .set((
+                        classification_runs::totals.eq(progress.totals_json()),
+                        classification_runs::heartbeat_at.eq(now()),
+                    ))
                     .execute(conn)?;
                 Ok(())
             });
@@ -211,7 +231,8 @@ pub(super) fn execute(
         Some(helper) => std::thread::scope(|scope| {
             let helping = scope.spawn(|| work(helper, true));
             let own = work(conn, false);
-            let helped = helping.join().unwrap_or_else(|_| Err(AppError::internal("a classification run worker stopped")));
+            let helped =
+                helping.join().unwrap_or_else(|_| Err(AppError::internal("a classification run worker stopped")));
             own.and(helped)
         }),
         None => work(conn, false),
@@ -236,7 +257,11 @@ impl Progress {
 
     fn totals_json(&self) -> String {
         let mut totals = self.totals.clone();
-        totals.transitions = self.transitions.iter().map(|((from, to), count)| Transition { from: from.clone(), to: to.clone(), count: *count }).collect();
+        totals.transitions = self
+            .transitions
+            .iter()
+            .map(|((from, to), count)| Transition { from: from.clone(), to: to.clone(), count: *count })
+            .collect();
         serde_json::to_string(&totals).expect("totals serialise")
     }
 }
@@ -327,7 +352,8 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
         let target = &targets[index];
         let members: Vec<(i64, &str)> = movers.iter().map(|m| (m.id, m.code.as_str())).collect();
         let plan = attributes::plan_move(conn, scheme, Some(&target.code), &members, &BTreeMap::new())?;
-        let (accepted, refused): (Vec<Mover>, Vec<Mover>) = movers.into_iter().partition(|m| !plan.rejected.contains_key(&m.id));
+        let (accepted, refused): (Vec<Mover>, Vec<Mover>) =
+            movers.into_iter().partition(|m| !plan.rejected.contains_key(&m.id));
         let change = |mover: &Mover, outcome, detail| Change {
             customer: mover.code.clone(),
             from: mover.from.clone(),
@@ -364,7 +390,8 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
             ..Provenance::new(&request.actor, Source::Rule, Some(format!("rule {}: {}", rule.id, rule.name)))
         };
         assignments::move_many(conn, scheme, target, &accepted, None, &provenance, &mut dropped, &mut counted)?;
-        let (with_values, as_they_were): (Vec<i64>, Vec<i64>) = accepted.iter().map(|m| m.id).partition(|id| rewritten.contains(id));
+        let (with_values, as_they_were): (Vec<i64>, Vec<i64>) =
+            accepted.iter().map(|m| m.id).partition(|id| rewritten.contains(id));
         revalued.extend(with_values);
         reassigned.extend(as_they_were);
     }
@@ -372,7 +399,12 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
     customer_store::refresh_snapshot(conn, SnapshotTarget::Reassigned(&reassigned), true)?;
     let blocks: Vec<_> = records
         .chunks(CHANGES_PER_BLOCK as usize)
-        .map(|block| (run_change_blocks::run_id.eq(run_id), run_change_blocks::changes.eq(serde_json::to_string(block).expect("changes serialise"))))
+        .map(|block| {
+            (
+                run_change_blocks::run_id.eq(run_id),
+                run_change_blocks::changes.eq(serde_json::to_string(block).expect("changes serialise")),
+            )
+        })
         .collect();
     if !blocks.is_empty() {
         crate::insert_rows!(conn, run_change_blocks::table, blocks)?;
@@ -380,4 +412,3 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
     counted.apply(conn)?;
     Ok(progress)
 }
-

@@ -12,8 +12,8 @@ use crate::domain::run::{RunStatus, Trigger};
 use crate::error::AppError;
 
 use super::assignments::customer_ids;
-use super::run_batches::{self, Change, RunRequest, Scope, Totals, CHANGES_PER_BLOCK};
 use super::rules::{self as rule_store, ActiveRule};
+use super::run_batches::{self, Change, RunRequest, Scope, Totals, CHANGES_PER_BLOCK};
 use super::schemes::{self as scheme_store, SchemeRow};
 
 /// A run whose heartbeat is older than this is taken for dead (its process stopped).
@@ -47,7 +47,8 @@ pub struct RunView {
 }
 
 fn view(scheme: &SchemeRow, row: RunRow) -> Result<RunView, AppError> {
-    let totals = serde_json::from_str(&row.totals).map_err(|e| AppError::corrupt(format!("run {} has unreadable totals: {e}", row.id)))?;
+    let totals = serde_json::from_str(&row.totals)
+        .map_err(|e| AppError::corrupt(format!("run {} has unreadable totals: {e}", row.id)))?;
     Ok(RunView { scheme: scheme.code.clone(), row, totals })
 }
 
@@ -79,7 +80,13 @@ pub fn get(conn: &mut DbConnection, scheme_code: &str, id: i64) -> Result<RunVie
 
 /// Newest first, of one `trigger` if given; `limit + 1` rows so the caller knows
 /// whether more follow.
-pub fn list(conn: &mut DbConnection, scheme_code: &str, trigger: Option<Trigger>, before: Option<i64>, limit: i64) -> Result<Vec<RunView>, AppError> {
+pub fn list(
+    conn: &mut DbConnection,
+    scheme_code: &str,
+    trigger: Option<Trigger>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<RunView>, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
     let mut query = classification_runs::table
         .filter(classification_runs::scheme_id.eq(scheme.id))
@@ -96,7 +103,13 @@ pub fn list(conn: &mut DbConnection, scheme_code: &str, trigger: Option<Trigger>
 }
 
 /// A run's changes in the order they were made, after position `after`; `limit + 1` of them.
-pub fn changes(conn: &mut DbConnection, scheme_code: &str, id: i64, after: Option<i64>, limit: i64) -> Result<Vec<ChangeRow>, AppError> {
+pub fn changes(
+    conn: &mut DbConnection,
+    scheme_code: &str,
+    id: i64,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<ChangeRow>, AppError> {
     const BLOCKS_PER_READ: i64 = 8;
     let scheme = scheme_store::get(conn, scheme_code)?;
     find(conn, &scheme, id)?;
@@ -111,8 +124,12 @@ pub fn changes(conn: &mut DbConnection, scheme_code: &str, id: i64, after: Optio
             .select((run_change_blocks::id, run_change_blocks::changes))
             .load(conn)?;
         for (block, text) in &blocks {
-            let changes: Vec<Change> = serde_json::from_str(text).map_err(|e| AppError::corrupt(format!("change block {block} of run {id} is corrupt: {e}")))?;
-            let positioned = changes.into_iter().enumerate().map(|(index, change)| ChangeRow { position: block * CHANGES_PER_BLOCK + index as i64, change });
+            let changes: Vec<Change> = serde_json::from_str(text)
+                .map_err(|e| AppError::corrupt(format!("change block {block} of run {id} is corrupt: {e}")))?;
+            let positioned = changes
+                .into_iter()
+                .enumerate()
+                .map(|(index, change)| ChangeRow { position: block * CHANGES_PER_BLOCK + index as i64, change });
             found.extend(positioned.filter(|row| after.is_none_or(|after| row.position > after)));
             if found.len() as i64 > limit {
                 found.truncate(limit as usize + 1);
@@ -150,7 +167,8 @@ fn claim(conn: &mut DbConnection, scheme: &SchemeRow, request: &RunRequest) -> R
                 .set((
                     classification_runs::running_scheme_id.eq(None::<i64>),
                     classification_runs::status.eq(RunStatus::Abandoned.as_str()),
-                    classification_runs::error.eq(Some("the run stopped without finishing (no heartbeat for 10 minutes)")),
+                    classification_runs::error
+                        .eq(Some("the run stopped without finishing (no heartbeat for 10 minutes)")),
                     classification_runs::finished_at.eq(Some(at)),
                 ))
                 .execute(conn)?;
@@ -170,7 +188,9 @@ fn claim(conn: &mut DbConnection, scheme: &SchemeRow, request: &RunRequest) -> R
             ))
             .execute(conn);
         match inserted {
-            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => Err(run_in_progress(&scheme.code, None)),
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)) => {
+                Err(run_in_progress(&scheme.code, None))
+            }
             other => other.map_err(AppError::from),
         }?;
         crate::db::last_insert_id(conn)
@@ -242,7 +262,10 @@ pub fn run_requested(
 pub fn start(conn: &mut DbConnection, scheme_code: &str, request: &RunRequest) -> Result<Claimed, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
     if !scheme.active {
-        return Err(AppError::conflict("scheme_inactive", format!("scheme {scheme_code} is inactive and takes no new assignments")));
+        return Err(AppError::conflict(
+            "scheme_inactive",
+            format!("scheme {scheme_code} is inactive and takes no new assignments"),
+        ));
     }
     let rules = rule_store::enabled(conn, &scheme)?;
     let id = claim(conn, &scheme, request)?;
@@ -257,7 +280,12 @@ pub fn current(conn: &mut DbConnection, claimed: &Claimed) -> Result<RunView, Ap
 
 /// Evaluates and applies a claimed run batch by batch (sharing the batches with
 /// `helper`, when given), then records how it ended and frees the scheme's running slot.
-pub fn finish(conn: &mut DbConnection, helper: Option<&mut DbConnection>, claimed: &Claimed, request: &RunRequest) -> Result<RunView, AppError> {
+pub fn finish(
+    conn: &mut DbConnection,
+    helper: Option<&mut DbConnection>,
+    claimed: &Claimed,
+    request: &RunRequest,
+) -> Result<RunView, AppError> {
     let Claimed { id, scheme, rules } = claimed;
     let _going = request.shutdown.track_run();
     let outcome = run_batches::execute(conn, helper, scheme, rules, request, *id);
@@ -271,7 +299,13 @@ pub fn finish(conn: &mut DbConnection, helper: Option<&mut DbConnection>, claime
 }
 
 /// Records how a run ended, frees its scheme's running slot, and tells the feed.
-fn record_ending(conn: &mut DbConnection, scheme: &SchemeRow, id: i64, status: RunStatus, error: Option<&str>) -> Result<(), AppError> {
+fn record_ending(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    id: i64,
+    status: RunStatus,
+    error: Option<&str>,
+) -> Result<(), AppError> {
     diesel::update(classification_runs::table.filter(classification_runs::id.eq(id)))
         .set((
             classification_runs::running_scheme_id.eq(None::<i64>),
@@ -281,7 +315,8 @@ fn record_ending(conn: &mut DbConnection, scheme: &SchemeRow, id: i64, status: R
         ))
         .execute(conn)?;
     let run = find(conn, scheme, id)?;
-    let totals: serde_json::Value = serde_json::from_str(&run.totals).map_err(|e| AppError::corrupt(format!("run {id} holds unreadable totals: {e}")))?;
+    let totals: serde_json::Value = serde_json::from_str(&run.totals)
+        .map_err(|e| AppError::corrupt(format!("run {id} holds unreadable totals: {e}")))?;
     let finished = serde_json::json!({
         "scheme": scheme.code, "run_id": id, "status": status.as_str(), "dry_run": run.dry_run,
         "trigger": run.trigger_source.as_str(), "totals": totals, "error": error,
@@ -290,7 +325,10 @@ fn record_ending(conn: &mut DbConnection, scheme: &SchemeRow, id: i64, status: R
 }
 
 fn run_not_running(scheme: &str, run: &RunRow) -> AppError {
-    AppError::conflict("run_not_running", format!("classification run {} of scheme {scheme} has already ended ({})", run.id, run.status.as_str()))
+    AppError::conflict(
+        "run_not_running",
+        format!("classification run {} of scheme {scheme} has already ended ({})", run.id, run.status.as_str()),
+    )
 }
 
 /// Asks a running run to stop before its next batch, on whichever replica runs it; it
@@ -305,9 +343,17 @@ pub fn request_stop(conn: &mut DbConnection, scheme_code: &str, id: i64) -> Resu
         }
         let at = now();
         if at - run.heartbeat_at >= STALE_AFTER {
-            record_ending(conn, &scheme, id, RunStatus::Cancelled, Some("the run had stopped without finishing (no heartbeat for 10 minutes)"))?;
+            record_ending(
+                conn,
+                &scheme,
+                id,
+                RunStatus::Cancelled,
+                Some("the run had stopped without finishing (no heartbeat for 10 minutes)"),
+            )?;
         } else if run.stop_requested_at.is_none() {
-            diesel::update(classification_runs::table.find(id)).set(classification_runs::stop_requested_at.eq(Some(at))).execute(conn)?;
+            diesel::update(classification_runs::table.find(id))
+                .set(classification_runs::stop_requested_at.eq(Some(at)))
+                .execute(conn)?;
         }
         view(&scheme, find(conn, &scheme, id)?)
     })

@@ -41,7 +41,8 @@ fn read_anchor(conn: &mut DbConnection, lock: Option<&str>) -> Result<NaiveDateT
         (Dialect::Mysql, Some(lock)) => lock,
         _ => "",
     };
-    let anchor: Anchor = diesel::sql_query(format!("SELECT anchored_at FROM sales_totals_anchor WHERE id = 1{suffix}")).get_result(conn)?;
+    let anchor: Anchor = diesel::sql_query(format!("SELECT anchored_at FROM sales_totals_anchor WHERE id = 1{suffix}"))
+        .get_result(conn)?;
     Ok(anchor.anchored_at)
 }
 
@@ -107,19 +108,26 @@ pub fn hold_anchor(conn: &mut DbConnection) -> Result<NaiveDateTime, AppError> {
 
 /// Adds newly stored transactions `(customer id, amount in cents, occurred at)`, in
 /// the transaction that stored them, which holds `anchor` ([`hold_anchor`]).
-pub fn add_stored(conn: &mut DbConnection, anchor: NaiveDateTime, stored: &[(i64, i64, NaiveDateTime)]) -> Result<(), AppError> {
+pub fn add_stored(
+    conn: &mut DbConnection,
+    anchor: NaiveDateTime,
+    stored: &[(i64, i64, NaiveDateTime)],
+) -> Result<(), AppError> {
     let mut per_customer: BTreeMap<i64, Totals> = BTreeMap::new();
     for (customer_id, amount_cents, occurred_at) in stored {
         per_customer.entry(*customer_id).or_default().add(*amount_cents, *occurred_at, anchor);
     }
     // Sales after the anchor are read from the transactions until it passes them.
-    let changed: Vec<(i64, Totals)> = per_customer.into_iter().filter(|(_, totals)| *totals != Totals::default()).collect();
+    let changed: Vec<(i64, Totals)> =
+        per_customer.into_iter().filter(|(_, totals)| *totals != Totals::default()).collect();
     let dialect = Dialect::of(conn);
     for chunk in changed.chunks(1000) {
         let mut statement = Fragment::new(&format!("INSERT INTO sales_totals ({TOTALS_COLUMNS}) VALUES "));
         for (index, (customer_id, totals)) in chunk.iter().enumerate() {
             statement.push(if index == 0 { "(" } else { ", (" });
-            for value in [*customer_id, totals.spend_cents, totals.orders, totals.earlier_spend_cents, totals.earlier_orders] {
+            for value in
+                [*customer_id, totals.spend_cents, totals.orders, totals.earlier_spend_cents, totals.earlier_orders]
+            {
                 statement.bind(Bind::BigInt(value)).push(", ");
             }
             match totals.last_order_at {
@@ -232,7 +240,11 @@ pub fn totals_columns(dialect: Dialect, measures: &[Measure]) -> Fragment {
             Measure::Orders12m => "SUM(s.orders - s.earlier_orders)",
             Measure::LifetimeSpend => "SUM(s.spend_cents)",
         };
-        columns.push(&format!("{}CAST(COALESCE({value}, 0) AS {int}) AS {}", if index == 0 { "" } else { ", " }, measure.as_str()));
+        columns.push(&format!(
+            "{}CAST(COALESCE({value}, 0) AS {int}) AS {}",
+            if index == 0 { "" } else { ", " },
+            measure.as_str()
+        ));
     }
     columns
 }
@@ -240,7 +252,12 @@ pub fn totals_columns(dialect: Dialect, measures: &[Measure]) -> Fragment {
 /// What the transactions `t` after the anchor, up to `moment` (not before it), add to
 /// the totals: the measure columns, and the condition that finds those transactions
 /// by `occurred_at`.
-pub fn correction(dialect: Dialect, measures: &[Measure], anchor: NaiveDateTime, moment: NaiveDateTime) -> (Fragment, Fragment) {
+pub fn correction(
+    dialect: Dialect,
+    measures: &[Measure],
+    anchor: NaiveDateTime,
+    moment: NaiveDateTime,
+) -> (Fragment, Fragment) {
     debug_assert!(moment >= anchor, "totals are corrected forwards only");
     let up_to_moment = (anchor, moment);
     let up_to_window = (window_start(anchor), window_start(moment));
@@ -268,7 +285,10 @@ pub fn correction(dialect: Dialect, measures: &[Measure], anchor: NaiveDateTime,
             }
             // What entered the window since the anchor, less what left it.
             Measure::Spend12m => {
-                columns.append(sum(up_to_moment, "t.amount_cents")).push(" - ").append(sum(up_to_window, "t.amount_cents"));
+                columns
+                    .append(sum(up_to_moment, "t.amount_cents"))
+                    .push(" - ")
+                    .append(sum(up_to_window, "t.amount_cents"));
             }
             Measure::Orders12m => {
                 columns.append(sum(up_to_moment, order)).push(" - ").append(sum(up_to_window, order));
@@ -296,6 +316,15 @@ mod tests {
         totals.add(500, at("2026-11-27 00:00:00"), anchor);
         totals.add(-100, at("2025-11-27 00:00:00"), anchor);
         totals.add(700, at("2026-11-27 00:00:01"), anchor);
-        assert_eq!(totals, Totals { spend_cents: 400, orders: 1, earlier_spend_cents: -100, earlier_orders: 0, last_order_at: Some(anchor) });
+        assert_eq!(
+            totals,
+            Totals {
+                spend_cents: 400,
+                orders: 1,
+                earlier_spend_cents: -100,
+                earlier_orders: 0,
+                last_order_at: Some(anchor)
+            }
+        );
     }
 }

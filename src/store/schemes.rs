@@ -41,7 +41,10 @@ impl SchemeRow {
     pub fn schedule(&self) -> Result<Option<Schedule>, AppError> {
         self.schedule
             .as_deref()
-            .map(|text| Schedule::stored(text).ok_or_else(|| AppError::corrupt(format!("scheme {} holds an unreadable schedule", self.code))))
+            .map(|text| {
+                Schedule::stored(text)
+                    .ok_or_else(|| AppError::corrupt(format!("scheme {} holds an unreadable schedule", self.code)))
+            })
             .transpose()
     }
 }
@@ -80,9 +83,14 @@ pub struct SchemeChanges {
 }
 
 /// A schedule's stored form and its next firing after `at`.
-fn schedule_columns(schedule: Option<&Schedule>, at: chrono::NaiveDateTime) -> (Option<String>, Option<chrono::NaiveDateTime>) {
+fn schedule_columns(
+    schedule: Option<&Schedule>,
+    at: chrono::NaiveDateTime,
+) -> (Option<String>, Option<chrono::NaiveDateTime>) {
     match schedule {
-        Some(schedule) => (Some(serde_json::to_string(schedule.spec()).expect("a schedule serialises")), schedule.next_after(at)),
+        Some(schedule) => {
+            (Some(serde_json::to_string(schedule.spec()).expect("a schedule serialises")), schedule.next_after(at))
+        }
         None => (None, None),
     }
 }
@@ -111,7 +119,12 @@ pub fn view(conn: &mut DbConnection, code: &str) -> Result<SchemeView, AppError>
 
 /// Active schemes that re-classify customers as their transactions arrive, by code.
 pub fn auto_classified(conn: &mut DbConnection) -> Result<Vec<SchemeRow>, AppError> {
-    Ok(schemes::table.filter(schemes::auto_classify.eq(true)).filter(schemes::active.eq(true)).order(schemes::code).select(SchemeRow::as_select()).load(conn)?)
+    Ok(schemes::table
+        .filter(schemes::auto_classify.eq(true))
+        .filter(schemes::active.eq(true))
+        .order(schemes::code)
+        .select(SchemeRow::as_select())
+        .load(conn)?)
 }
 
 pub fn list(conn: &mut DbConnection) -> Result<Vec<SchemeView>, AppError> {
@@ -122,7 +135,10 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<SchemeView>, AppError> {
         .load::<(i64, i64)>(conn)?
         .into_iter()
         .collect();
-    Ok(rows.into_iter().map(|row| SchemeView { category_count: counts.get(&row.id).copied().unwrap_or(0), row }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| SchemeView { category_count: counts.get(&row.id).copied().unwrap_or(0), row })
+        .collect())
 }
 
 pub fn create(conn: &mut DbConnection, new: NewScheme) -> Result<SchemeView, AppError> {
@@ -162,7 +178,12 @@ fn duplicate_scheme(code: &str) -> AppError {
     AppError::conflict("duplicate_code", format!("scheme {code} already exists"))
 }
 
-pub fn update(conn: &mut DbConnection, code: &str, changes: &SchemeChanges, expected: Option<i64>) -> Result<SchemeView, AppError> {
+pub fn update(
+    conn: &mut DbConnection,
+    code: &str,
+    changes: &SchemeChanges,
+    expected: Option<i64>,
+) -> Result<SchemeView, AppError> {
     transaction(conn, |conn| {
         let current = lock_current(conn, LockableTable::Schemes, expected, |conn| get(conn, code))?;
         let categories_exist = category_count(conn, current.id)? > 0;
@@ -185,25 +206,27 @@ pub fn update(conn: &mut DbConnection, code: &str, changes: &SchemeChanges, expe
             Some(schedule) => schedule_columns(schedule.as_ref(), at),
             None => (current.schedule.clone(), current.schedule_next_at),
         };
-        let updated = diesel::update(schemes::table.filter(schemes::id.eq(current.id)).filter(schemes::version.eq(current.version)))
-            .set((
-                schemes::name.eq(changes.name.as_ref().unwrap_or(&current.name)),
-                schemes::description.eq(changes.description.clone().unwrap_or(current.description.clone())),
-                schemes::code_rule.eq(changes.code_rule.as_ref().unwrap_or(&current.code_rule).to_string()),
-                schemes::required.eq(changes.required.unwrap_or(current.required)),
-                schemes::default_category.eq(match &changes.default_category {
-                    Some(category) => category.as_ref().map(|c| c.as_str().to_string()),
-                    None => current.default_category.clone(),
-                }),
-                schemes::auto_classify.eq(changes.auto_classify.unwrap_or(current.auto_classify)),
-                schemes::active.eq(changes.active.unwrap_or(current.active)),
-                schemes::ordered.eq(changes.ordered.unwrap_or(current.ordered)),
-                schemes::schedule.eq(schedule),
-                schemes::schedule_next_at.eq(schedule_next_at),
-                schemes::version.eq(current.version + 1),
-                schemes::updated_at.eq(at),
-            ))
-            .execute(conn)?;
+        let updated = diesel::update(
+            schemes::table.filter(schemes::id.eq(current.id)).filter(schemes::version.eq(current.version)),
+        )
+        .set((
+            schemes::name.eq(changes.name.as_ref().unwrap_or(&current.name)),
+            schemes::description.eq(changes.description.clone().unwrap_or(current.description.clone())),
+            schemes::code_rule.eq(changes.code_rule.as_ref().unwrap_or(&current.code_rule).to_string()),
+            schemes::required.eq(changes.required.unwrap_or(current.required)),
+            schemes::default_category.eq(match &changes.default_category {
+                Some(category) => category.as_ref().map(|c| c.as_str().to_string()),
+                None => current.default_category.clone(),
+            }),
+            schemes::auto_classify.eq(changes.auto_classify.unwrap_or(current.auto_classify)),
+            schemes::active.eq(changes.active.unwrap_or(current.active)),
+            schemes::ordered.eq(changes.ordered.unwrap_or(current.ordered)),
+            schemes::schedule.eq(schedule),
+            schemes::schedule_next_at.eq(schedule_next_at),
+            schemes::version.eq(current.version + 1),
+            schemes::updated_at.eq(at),
+        ))
+        .execute(conn)?;
         if updated == 0 {
             return Err(AppError::concurrent_update());
         }
@@ -217,7 +240,10 @@ pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>) -> Res
         let current = lock_current(conn, LockableTable::Schemes, expected, |conn| get(conn, code))?;
         let count = category_count(conn, current.id)?;
         if count > 0 {
-            return Err(AppError::conflict("scheme_in_use", format!("scheme {code} still has {count} categories; delete them first")));
+            return Err(AppError::conflict(
+                "scheme_in_use",
+                format!("scheme {code} still has {count} categories; delete them first"),
+            ));
         }
         diesel::delete(schemes::table.filter(schemes::id.eq(current.id))).execute(conn)?;
         events::record_one(conn, EventType::SchemeDeleted, json!({"scheme": code}))
@@ -235,15 +261,20 @@ pub struct Firing {
 /// replicas race, one takes it. Firings missed while no replica ran are taken once,
 /// and the next is the first after `at`.
 pub fn take_due_firings(conn: &mut DbConnection, at: chrono::NaiveDateTime) -> Result<Vec<Firing>, AppError> {
-    let due: Vec<SchemeRow> = schemes::table.filter(schemes::schedule_next_at.le(at)).select(SchemeRow::as_select()).load(conn)?;
+    let due: Vec<SchemeRow> =
+        schemes::table.filter(schemes::schedule_next_at.le(at)).select(SchemeRow::as_select()).load(conn)?;
     let mut taken = Vec::new();
     for scheme in due {
         let Some(schedule) = scheme.schedule()? else { continue };
         let next = schedule.next_after(at);
         let moved = transaction(conn, |conn| {
-            Ok(diesel::update(schemes::table.filter(schemes::id.eq(scheme.id)).filter(schemes::schedule_next_at.eq(scheme.schedule_next_at)))
-                .set(schemes::schedule_next_at.eq(next))
-                .execute(conn)?)
+            Ok(diesel::update(
+                schemes::table
+                    .filter(schemes::id.eq(scheme.id))
+                    .filter(schemes::schedule_next_at.eq(scheme.schedule_next_at)),
+            )
+            .set(schemes::schedule_next_at.eq(next))
+            .execute(conn)?)
         })?;
         if moved == 1 {
             taken.push(Firing { scheme: scheme.code, dry_run: schedule.dry_run() });

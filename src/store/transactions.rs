@@ -51,13 +51,19 @@ pub struct Ingested {
 pub fn ingest(conn: &mut DbConnection, items: &[Result<NewTransaction, String>]) -> Result<Ingested, AppError> {
     transaction(conn, |conn| {
         let anchor = sales_totals::hold_anchor(conn)?;
-        let mut outcomes: Vec<Option<Outcome>> = items.iter().map(|item| item.as_ref().err().map(|reason| Outcome::Rejected(reason.clone()))).collect();
-        let valid: Vec<(usize, &NewTransaction)> = items.iter().enumerate().filter_map(|(i, item)| item.as_ref().ok().map(|t| (i, t))).collect();
+        let mut outcomes: Vec<Option<Outcome>> =
+            items.iter().map(|item| item.as_ref().err().map(|reason| Outcome::Rejected(reason.clone()))).collect();
+        let valid: Vec<(usize, &NewTransaction)> =
+            items.iter().enumerate().filter_map(|(i, item)| item.as_ref().ok().map(|t| (i, t))).collect();
 
-        let codes: Vec<&str> = valid.iter().map(|(_, t)| t.customer_code.as_str()).collect::<HashSet<_>>().into_iter().collect();
+        let codes: Vec<&str> =
+            valid.iter().map(|(_, t)| t.customer_code.as_str()).collect::<HashSet<_>>().into_iter().collect();
         let mut ids: HashMap<String, i64> = HashMap::new();
         for chunk in codes.chunks(CHUNK) {
-            let found: Vec<(String, i64)> = customers::table.filter(customers::code.eq_any(chunk)).select((customers::code, customers::id)).load(conn)?;
+            let found: Vec<(String, i64)> = customers::table
+                .filter(customers::code.eq_any(chunk))
+                .select((customers::code, customers::id))
+                .load(conn)?;
             ids.extend(found);
         }
         let batch_id = uuid::Uuid::new_v4().to_string();
@@ -90,7 +96,9 @@ pub fn ingest(conn: &mut DbConnection, items: &[Result<NewTransaction, String>])
                     )
                 })
                 .collect();
-            let inserted = crate::native!(conn, |native| diesel::insert_or_ignore_into(transactions::table).values(rows).execute(native))?;
+            let inserted = crate::native!(conn, |native| diesel::insert_or_ignore_into(transactions::table)
+                .values(rows)
+                .execute(native))?;
             all_inserted &= inserted == chunk.len();
         }
         // Only when the database ignored some rows does the call need to learn which
@@ -102,7 +110,9 @@ pub fn ingest(conn: &mut DbConnection, items: &[Result<NewTransaction, String>])
             let mut stored_by = HashMap::new();
             for chunk in candidates.chunks(CHUNK) {
                 let stored: Vec<(String, String)> = transactions::table
-                    .filter(transactions::external_id.eq_any(chunk.iter().map(|(_, _, item)| item.external_id.as_str())))
+                    .filter(
+                        transactions::external_id.eq_any(chunk.iter().map(|(_, _, item)| item.external_id.as_str())),
+                    )
                     .select((transactions::external_id, transactions::batch_id))
                     .load(conn)?;
                 stored_by.extend(stored);
@@ -154,8 +164,14 @@ pub fn metric_sum(dialect: Dialect, measure: Measure, as_of: NaiveDateTime) -> F
     let int = dialect.integer();
     let mut column = Fragment::new("CAST(COALESCE(SUM(");
     match measure {
-        Measure::Spend12m => column.push("CASE WHEN t.occurred_at > ").bind(Bind::Timestamp(window_start(as_of))).push(" THEN t.amount_cents ELSE 0 END"),
-        Measure::Orders12m => column.push("CASE WHEN t.occurred_at > ").bind(Bind::Timestamp(window_start(as_of))).push(" AND t.amount_cents > 0 THEN 1 ELSE 0 END"),
+        Measure::Spend12m => column
+            .push("CASE WHEN t.occurred_at > ")
+            .bind(Bind::Timestamp(window_start(as_of)))
+            .push(" THEN t.amount_cents ELSE 0 END"),
+        Measure::Orders12m => column
+            .push("CASE WHEN t.occurred_at > ")
+            .bind(Bind::Timestamp(window_start(as_of)))
+            .push(" AND t.amount_cents > 0 THEN 1 ELSE 0 END"),
         Measure::LifetimeSpend => column.push("t.amount_cents"),
     };
     column.push(&format!("), 0) AS {int}) AS {}", measure.as_str()));

@@ -11,7 +11,11 @@ use super::customer_rows::{self, AssignmentView, CustomerRow, CustomerView};
 
 /// A restriction as its holder's column stores it (JSON, or NULL for none).
 pub fn stored(column: Option<&str>, holder: impl std::fmt::Display) -> Result<Option<Restriction>, AppError> {
-    column.map(|text| Restriction::stored(text).ok_or_else(|| AppError::corrupt(format!("{holder} holds a corrupt restriction")))).transpose()
+    column
+        .map(|text| {
+            Restriction::stored(text).ok_or_else(|| AppError::corrupt(format!("{holder} holds a corrupt restriction")))
+        })
+        .transpose()
 }
 
 /// A restriction as a holder's column stores it.
@@ -39,7 +43,9 @@ pub fn condition(restriction: &Restriction, id_column: &str) -> Fragment {
 }
 
 fn admits(restriction: Option<&Restriction>, assignments: &[AssignmentView]) -> bool {
-    restriction.is_none_or(|restriction| restriction.admits(assignments.iter().map(|a| (a.scheme.as_str(), a.category.as_str()))))
+    restriction.is_none_or(|restriction| {
+        restriction.admits(assignments.iter().map(|a| (a.scheme.as_str(), a.category.as_str())))
+    })
 }
 
 /// The customer as the caller may see it: one outside its restriction answers 404,
@@ -76,8 +82,12 @@ pub fn ensure_allowed(restriction: Option<&Restriction>, scheme: &str, category:
     match category {
         Some(category) if restriction.allows(scheme, category) => Ok(()),
         None if !restriction.restricts(scheme) => Ok(()),
-        Some(category) => Err(outside_restriction(format!("category {category} of scheme {scheme} is outside the subtrees this key may use"))),
-        None => Err(outside_restriction(format!("this key may not leave a customer without a category of scheme {scheme}"))),
+        Some(category) => Err(outside_restriction(format!(
+            "category {category} of scheme {scheme} is outside the subtrees this key may use"
+        ))),
+        None => {
+            Err(outside_restriction(format!("this key may not leave a customer without a category of scheme {scheme}")))
+        }
     }
 }
 
@@ -87,6 +97,9 @@ pub fn ensure_still_inside(restriction: Option<&Restriction>, view: &CustomerVie
     if admits(restriction, &view.assignments) {
         Ok(())
     } else {
-        Err(outside_restriction(format!("customer {} would end up outside the categories this key may use", view.row.code)))
+        Err(outside_restriction(format!(
+            "customer {} would end up outside the categories this key may use",
+            view.row.code
+        )))
     }
 }

@@ -56,7 +56,8 @@ impl WebhookRow {
     }
 
     pub fn url(&self) -> Result<WebhookUrl, AppError> {
-        WebhookUrl::stored(&self.url).ok_or_else(|| AppError::corrupt(format!("webhook {} holds an unreadable URL", self.id)))
+        WebhookUrl::stored(&self.url)
+            .ok_or_else(|| AppError::corrupt(format!("webhook {} holds an unreadable URL", self.id)))
     }
 
     /// The event types it is sent, as they were asked for (`customer.*` stays a family).
@@ -65,7 +66,8 @@ impl WebhookRow {
     }
 
     pub fn type_filter(&self) -> Result<TypeFilter, AppError> {
-        TypeFilter::parse("types", self.types.as_deref().unwrap_or_default()).map_err(|e| AppError::corrupt(format!("webhook {}: {}", self.id, e.message)))
+        TypeFilter::parse("types", self.types.as_deref().unwrap_or_default())
+            .map_err(|e| AppError::corrupt(format!("webhook {}: {}", self.id, e.message)))
     }
 
     /// The secrets deliveries are signed with at `at`: the current one, and the one it
@@ -97,7 +99,12 @@ pub fn webhook_not_found(id: i64) -> AppError {
 }
 
 pub fn get(conn: &mut DbConnection, id: i64) -> Result<WebhookRow, AppError> {
-    webhooks::table.find(id).select(WebhookRow::as_select()).first(conn).optional()?.ok_or_else(|| webhook_not_found(id))
+    webhooks::table
+        .find(id)
+        .select(WebhookRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| webhook_not_found(id))
 }
 
 pub fn list(conn: &mut DbConnection) -> Result<Vec<WebhookRow>, AppError> {
@@ -148,13 +155,23 @@ pub struct WebhookChange {
 
 /// Reads the endpoint for a change under `If-Match`; every change frees the lease, so
 /// that a delivery in flight stops at its next batch and the next uses the new state.
-fn change(conn: &mut DbConnection, id: i64, expected: Option<i64>, apply: impl Fn(&mut DbConnection, &WebhookRow) -> Result<(), AppError>) -> Result<WebhookRow, AppError> {
+fn change(
+    conn: &mut DbConnection,
+    id: i64,
+    expected: Option<i64>,
+    apply: impl Fn(&mut DbConnection, &WebhookRow) -> Result<(), AppError>,
+) -> Result<WebhookRow, AppError> {
     transaction(conn, |conn| {
         let current = get(conn, id)?;
         check_version(expected, current.version)?;
         apply(conn, &current)?;
         let bumped = diesel::update(webhooks::table.find(id).filter(webhooks::version.eq(current.version)))
-            .set((webhooks::version.eq(current.version + 1), webhooks::updated_at.eq(now()), webhooks::lease_owner.eq(None::<String>), webhooks::lease_until.eq(None::<NaiveDateTime>)))
+            .set((
+                webhooks::version.eq(current.version + 1),
+                webhooks::updated_at.eq(now()),
+                webhooks::lease_owner.eq(None::<String>),
+                webhooks::lease_until.eq(None::<NaiveDateTime>),
+            ))
             .execute(conn)?;
         if bumped == 0 {
             return Err(AppError::concurrent_update());
@@ -172,10 +189,21 @@ type ClearFailures = (
 );
 
 fn clear_failures() -> ClearFailures {
-    (webhooks::failures.eq(0), webhooks::failing_since.eq(None), webhooks::next_attempt_at.eq(None), webhooks::disabled_reason.eq(None))
+    (
+        webhooks::failures.eq(0),
+        webhooks::failing_since.eq(None),
+        webhooks::next_attempt_at.eq(None),
+        webhooks::disabled_reason.eq(None),
+    )
 }
 
-pub fn update(conn: &mut DbConnection, id: i64, expected: Option<i64>, change_to: WebhookChange, actor: &str) -> Result<WebhookRow, AppError> {
+pub fn update(
+    conn: &mut DbConnection,
+    id: i64,
+    expected: Option<i64>,
+    change_to: WebhookChange,
+    actor: &str,
+) -> Result<WebhookRow, AppError> {
     change(conn, id, expected, |conn, current| {
         let target = webhooks::table.find(id);
         if let Some(url) = &change_to.url {
@@ -192,7 +220,9 @@ pub fn update(conn: &mut DbConnection, id: i64, expected: Option<i64>, change_to
                 diesel::update(target).set((webhooks::enabled.eq(true), clear_failures())).execute(conn)?;
             }
             Some(false) if current.enabled => {
-                diesel::update(target).set((webhooks::enabled.eq(false), webhooks::disabled_reason.eq(format!("disabled by {actor}")))).execute(conn)?;
+                diesel::update(target)
+                    .set((webhooks::enabled.eq(false), webhooks::disabled_reason.eq(format!("disabled by {actor}"))))
+                    .execute(conn)?;
             }
             _ => {}
         }
@@ -203,11 +233,20 @@ pub fn update(conn: &mut DbConnection, id: i64, expected: Option<i64>, change_to
 /// How long a receiver may keep checking with the secret a rotation replaced.
 pub const PREVIOUS_SECRET_HONOURED: Duration = Duration::from_secs(24 * 3600);
 
-pub fn rotate_secret(conn: &mut DbConnection, id: i64, expected: Option<i64>, secret: &WebhookSecret) -> Result<WebhookRow, AppError> {
+pub fn rotate_secret(
+    conn: &mut DbConnection,
+    id: i64,
+    expected: Option<i64>,
+    secret: &WebhookSecret,
+) -> Result<WebhookRow, AppError> {
     change(conn, id, expected, |conn, current| {
         let until = now() + chrono::Duration::from_std(PREVIOUS_SECRET_HONOURED).expect("a day");
         diesel::update(webhooks::table.find(id))
-            .set((webhooks::secret.eq(secret.expose()), webhooks::previous_secret.eq(&current.secret), webhooks::previous_secret_until.eq(until)))
+            .set((
+                webhooks::secret.eq(secret.expose()),
+                webhooks::previous_secret.eq(&current.secret),
+                webhooks::previous_secret_until.eq(until),
+            ))
             .execute(conn)?;
         Ok(())
     })
@@ -218,7 +257,9 @@ pub fn rotate_secret(conn: &mut DbConnection, id: i64, expected: Option<i64>, se
 pub fn replay(conn: &mut DbConnection, id: i64, expected: Option<i64>, cursor: Cursor) -> Result<WebhookRow, AppError> {
     change(conn, id, expected, |conn, _| {
         let from = events::position_of(conn, cursor)?;
-        diesel::update(webhooks::table.find(id)).set((webhooks::delivered_through.eq(from), clear_failures())).execute(conn)?;
+        diesel::update(webhooks::table.find(id))
+            .set((webhooks::delivered_through.eq(from), clear_failures()))
+            .execute(conn)?;
         Ok(())
     })
 }
@@ -256,7 +297,12 @@ impl DeliveryRow {
 }
 
 /// The endpoint's deliveries, newest first, older than delivery `before` if given.
-pub fn deliveries(conn: &mut DbConnection, id: i64, before: Option<i64>, limit: i64) -> Result<Vec<DeliveryRow>, AppError> {
+pub fn deliveries(
+    conn: &mut DbConnection,
+    id: i64,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, AppError> {
     get(conn, id)?;
     let mut query = webhook_deliveries::table.filter(webhook_deliveries::webhook_id.eq(id)).into_boxed();
     if let Some(before) = before {
@@ -278,15 +324,31 @@ pub struct Attempt {
     pub at: NaiveDateTime,
 }
 
-fn lapsed_or_mine(owner: &str, at: NaiveDateTime) -> Box<dyn BoxableExpression<webhooks::table, crate::db::DbBackend, SqlType = diesel::sql_types::Bool>> {
-    Box::new(webhooks::lease_until.is_null().or(webhooks::lease_until.lt(at)).or(webhooks::lease_owner.eq(owner.to_string())).assume_not_null())
+fn lapsed_or_mine(
+    owner: &str,
+    at: NaiveDateTime,
+) -> Box<dyn BoxableExpression<webhooks::table, crate::db::DbBackend, SqlType = diesel::sql_types::Bool>> {
+    Box::new(
+        webhooks::lease_until
+            .is_null()
+            .or(webhooks::lease_until.lt(at))
+            .or(webhooks::lease_owner.eq(owner.to_string()))
+            .assume_not_null(),
+    )
 }
 
 /// Takes the lease of up to `limit` enabled endpoints that have events to be sent
 /// and are not waiting for a retry, and whose lease is free or lapsed (or already
 /// `owner`'s); of those whose last delivery failed when `failing`, else of the others;
 /// returns them.
-pub fn claim_due(conn: &mut DbConnection, owner: &str, lease: Duration, limit: i64, skip: &[i64], failing: bool) -> Result<Vec<WebhookRow>, AppError> {
+pub fn claim_due(
+    conn: &mut DbConnection,
+    owner: &str,
+    lease: Duration,
+    limit: i64,
+    skip: &[i64],
+    failing: bool,
+) -> Result<Vec<WebhookRow>, AppError> {
     let at = now();
     let last: i64 = event_sequence::table.find(1_i64).select(event_sequence::last_position).first(conn)?;
     let due: Vec<i64> = webhooks::table
@@ -326,7 +388,16 @@ pub enum BatchEnd {
 /// lease (and so no change or other replica took it meanwhile); whether it did.
 /// A failure schedules the retry, or disables an endpoint failing for too long and
 /// records `webhook.disabled`.
-pub fn settle(conn: &mut DbConnection, id: i64, owner: &str, attempts: &[Attempt], end: BatchEnd, schedule: RetrySchedule, lease: Duration, spread: f64) -> Result<bool, AppError> {
+pub fn settle(
+    conn: &mut DbConnection,
+    id: i64,
+    owner: &str,
+    attempts: &[Attempt],
+    end: BatchEnd,
+    schedule: RetrySchedule,
+    lease: Duration,
+    spread: f64,
+) -> Result<bool, AppError> {
     transaction(conn, |conn| {
         // Deleted meanwhile: nothing to log against.
         let Some(current) = webhooks::table.find(id).select(WebhookRow::as_select()).first(conn).optional()? else {
@@ -362,7 +433,12 @@ pub fn settle(conn: &mut DbConnection, id: i64, owner: &str, attempts: &[Attempt
             &BatchEnd::Delivered { through, more } => {
                 let lease_until = more.then(|| at + chrono::Duration::from_std(lease).expect("a short lease"));
                 let moved = diesel::update(mine)
-                    .set((webhooks::delivered_through.eq(through), clear_failures(), webhooks::lease_owner.eq(lease_until.map(|_| owner)), webhooks::lease_until.eq(lease_until)))
+                    .set((
+                        webhooks::delivered_through.eq(through),
+                        clear_failures(),
+                        webhooks::lease_owner.eq(lease_until.map(|_| owner)),
+                        webhooks::lease_until.eq(lease_until),
+                    ))
                     .execute(conn)?;
                 Ok(moved == 1)
             }
@@ -372,11 +448,22 @@ pub fn settle(conn: &mut DbConnection, id: i64, owner: &str, attempts: &[Attempt
                 let failing_since = current.failing_since.unwrap_or(at);
                 let failing_for = at.signed_duration_since(failing_since).to_std().unwrap_or_default();
                 let freed = (webhooks::lease_owner.eq(None::<String>), webhooks::lease_until.eq(None::<NaiveDateTime>));
-                let progress = (webhooks::delivered_through.eq(through), webhooks::failures.eq(failures), webhooks::failing_since.eq(failing_since));
+                let progress = (
+                    webhooks::delivered_through.eq(through),
+                    webhooks::failures.eq(failures),
+                    webhooks::failing_since.eq(failing_since),
+                );
                 if schedule.gives_up(failing_for) {
-                    let reason = format!("failing since {failing_since} UTC ({failures} attempts); last error: {error}");
+                    let reason =
+                        format!("failing since {failing_since} UTC ({failures} attempts); last error: {error}");
                     let disabled = diesel::update(mine)
-                        .set((progress, freed, webhooks::enabled.eq(false), webhooks::next_attempt_at.eq(None::<NaiveDateTime>), webhooks::disabled_reason.eq(&reason)))
+                        .set((
+                            progress,
+                            freed,
+                            webhooks::enabled.eq(false),
+                            webhooks::next_attempt_at.eq(None::<NaiveDateTime>),
+                            webhooks::disabled_reason.eq(&reason),
+                        ))
                         .execute(conn)?;
                     if disabled == 0 {
                         return Ok(false);
@@ -388,8 +475,13 @@ pub fn settle(conn: &mut DbConnection, id: i64, owner: &str, attempts: &[Attempt
                     )?;
                     Ok(true)
                 } else {
-                    let retry_at = at + chrono::Duration::from_std(schedule.wait_after(failures as u32, spread)).unwrap_or(chrono::Duration::MAX);
-                    Ok(diesel::update(mine).set((progress, freed, webhooks::next_attempt_at.eq(retry_at))).execute(conn)? == 1)
+                    let retry_at = at
+                        + chrono::Duration::from_std(schedule.wait_after(failures as u32, spread))
+                            .unwrap_or(chrono::Duration::MAX);
+                    Ok(diesel::update(mine)
+                        .set((progress, freed, webhooks::next_attempt_at.eq(retry_at)))
+                        .execute(conn)?
+                        == 1)
                 }
             }
         }
@@ -400,10 +492,15 @@ pub fn settle(conn: &mut DbConnection, id: i64, owner: &str, attempts: &[Attempt
 pub fn prune_deliveries(conn: &mut DbConnection, cutoff: NaiveDateTime) -> Result<usize, AppError> {
     let mut deleted = 0;
     loop {
-        let ids: Vec<i64> = webhook_deliveries::table.filter(webhook_deliveries::attempted_at.lt(cutoff)).select(webhook_deliveries::id).limit(PRUNE_BATCH).load(conn)?;
+        let ids: Vec<i64> = webhook_deliveries::table
+            .filter(webhook_deliveries::attempted_at.lt(cutoff))
+            .select(webhook_deliveries::id)
+            .limit(PRUNE_BATCH)
+            .load(conn)?;
         if ids.is_empty() {
             return Ok(deleted);
         }
-        deleted += diesel::delete(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids))).execute(conn)?;
+        deleted +=
+            diesel::delete(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids))).execute(conn)?;
     }
 }

@@ -24,7 +24,13 @@ async fn missing_or_bad_keys_answer_401(app: TestApp) {
     let empty = app.request(Method::GET, "/api/v1/schemes").header("Authorization", "Bearer ").send().await.unwrap();
     problem(empty, StatusCode::UNAUTHORIZED, "unauthorized").await;
     // Auth comes before the body: no key and a broken body is still 401.
-    let unauthenticated_write = app.request(Method::POST, "/api/v1/schemes").body("{").header("content-type", "application/json").send().await.unwrap();
+    let unauthenticated_write = app
+        .request(Method::POST, "/api/v1/schemes")
+        .body("{")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     problem(unauthenticated_write, StatusCode::UNAUTHORIZED, "unauthorized").await;
 }
 
@@ -35,7 +41,13 @@ async fn scopes_are_enforced_at_every_boundary(app: TestApp) {
     app.create_category("TIER", "01", "VIP客户").await;
 
     // read may GET everything readable...
-    for path in ["/api/v1/schemes", "/api/v1/schemes/TIER", "/api/v1/schemes/TIER/categories", "/api/v1/schemes/TIER/categories/tree", "/api/v1/schemes/TIER/categories/01"] {
+    for path in [
+        "/api/v1/schemes",
+        "/api/v1/schemes/TIER",
+        "/api/v1/schemes/TIER/categories",
+        "/api/v1/schemes/TIER/categories/tree",
+        "/api/v1/schemes/TIER/categories/01",
+    ] {
         let response = app.request(Method::GET, path).bearer_auth(&read).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
@@ -55,7 +67,8 @@ async fn scopes_are_enforced_at_every_boundary(app: TestApp) {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let problem_body = problem(request.send().await.unwrap(), StatusCode::FORBIDDEN, "insufficient_scope").await;
+            let problem_body =
+                problem(request.send().await.unwrap(), StatusCode::FORBIDDEN, "insufficient_scope").await;
             assert!(problem_body["detail"].as_str().unwrap().contains("admin"), "{method} {path}");
         }
         let list_keys = app.request(Method::GET, "/api/v1/api-keys").bearer_auth(key).send().await.unwrap();
@@ -103,9 +116,24 @@ async fn api_keys_are_created_listed_and_revoked(app: TestApp) {
 
 async fn api_key_input_is_validated(app: TestApp) {
     app.key("erp-sales", "read").await;
-    problem(app.post("/api/v1/api-keys", &json!({"name": "erp-sales", "scope": "read"})).await, StatusCode::CONFLICT, "duplicate_name").await;
-    problem(app.post("/api/v1/api-keys", &json!({"name": "x", "scope": "root"})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
-    let blank = problem(app.post("/api/v1/api-keys", &json!({"name": "  ", "scope": "read"})).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    problem(
+        app.post("/api/v1/api-keys", &json!({"name": "erp-sales", "scope": "read"})).await,
+        StatusCode::CONFLICT,
+        "duplicate_name",
+    )
+    .await;
+    problem(
+        app.post("/api/v1/api-keys", &json!({"name": "x", "scope": "root"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    )
+    .await;
+    let blank = problem(
+        app.post("/api/v1/api-keys", &json!({"name": "  ", "scope": "read"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(blank["errors"][0]["field"], "name");
 }
 
@@ -129,11 +157,29 @@ async fn authentication_and_scope_come_before_every_extractor(app: TestApp) {
 
     let json_type = ("content-type", "application/json");
     let cases: Vec<(&str, Method, &str, Vec<(&str, &str)>, String)> = vec![
-        ("schema error (422)", Method::POST, "/api/v1/schemes", vec![json_type], r#"{"code":"SECX","name":"x"}"#.into()),
+        (
+            "schema error (422)",
+            Method::POST,
+            "/api/v1/schemes",
+            vec![json_type],
+            r#"{"code":"SECX","name":"x"}"#.into(),
+        ),
         ("malformed JSON (400)", Method::POST, "/api/v1/schemes", vec![json_type], "{".into()),
         ("wrong media type (415)", Method::POST, "/api/v1/schemes", vec![("content-type", "text/plain")], "{}".into()),
-        ("oversized body (413)", Method::POST, "/api/v1/schemes", vec![json_type], format!(r#"{{"code":"BIG","name":"{}","code_rule":"2"}}"#, "x".repeat(5 * 1024 * 1024))),
-        ("bad If-Match (412)", Method::PATCH, "/api/v1/schemes/TIER", vec![json_type, ("if-match", "garbage")], r#"{"name":"x"}"#.into()),
+        (
+            "oversized body (413)",
+            Method::POST,
+            "/api/v1/schemes",
+            vec![json_type],
+            format!(r#"{{"code":"BIG","name":"{}","code_rule":"2"}}"#, "x".repeat(5 * 1024 * 1024)),
+        ),
+        (
+            "bad If-Match (412)",
+            Method::PATCH,
+            "/api/v1/schemes/TIER",
+            vec![json_type, ("if-match", "garbage")],
+            r#"{"name":"x"}"#.into(),
+        ),
         ("bad query (400)", Method::DELETE, "/api/v1/customers/C1/categories/TIER?bogus=1", vec![], String::new()),
         ("bad path (404)", Method::DELETE, "/api/v1/api-keys/abc", vec![], String::new()),
     ];
@@ -167,7 +213,15 @@ async fn every_spelling_of_a_path_needs_the_same_key(app: TestApp) {
     let (status, plain) = raw_get(&app, "/api/v1/schemes", Some(&app.admin_key)).await;
     assert_eq!(status, 200, "{plain}");
     let plain: serde_json::Value = serde_json::from_str(&plain).unwrap();
-    for spelling in ["/api/v1/%73chemes", "/api/v1/%73%63%68%65%6D%65%73", "/%61pi/v1/schemes", "//api/v1//schemes", "/api/v1/./schemes", "/api/v1/customers/../schemes", "/api/x/%2E%2E/v1/schemes"] {
+    for spelling in [
+        "/api/v1/%73chemes",
+        "/api/v1/%73%63%68%65%6D%65%73",
+        "/%61pi/v1/schemes",
+        "//api/v1//schemes",
+        "/api/v1/./schemes",
+        "/api/v1/customers/../schemes",
+        "/api/x/%2E%2E/v1/schemes",
+    ] {
         let (status, body) = raw_get(&app, spelling, None).await;
         assert_eq!(status, 401, "{spelling} without a key: {body}");
         assert!(body.contains("\"code\":\"unauthorized\""), "{spelling}: {body}");

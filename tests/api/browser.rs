@@ -89,7 +89,12 @@ async fn cors_is_off_unless_configured(backend: Backend) {
 
 async fn responses_are_compressed_when_asked(app: TestApp) {
     for encoding in ["gzip", "br"] {
-        let document = app.request(Method::GET, "/api-docs/openapi.json").header("Accept-Encoding", encoding).send().await.unwrap();
+        let document = app
+            .request(Method::GET, "/api-docs/openapi.json")
+            .header("Accept-Encoding", encoding)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(document.headers()["content-encoding"], encoding);
         let compressed = document.bytes().await.unwrap().len();
         assert!(compressed < custclass::api::openapi::document_json().len() / 3, "{encoding}: {compressed} bytes");
@@ -97,7 +102,8 @@ async fn responses_are_compressed_when_asked(app: TestApp) {
     for i in 0..60 {
         app.create_customer(&format!("C{i:03}"), serde_json::json!({})).await;
     }
-    let list = app.admin(Method::GET, "/api/v1/customers?limit=100").header("Accept-Encoding", "gzip").send().await.unwrap();
+    let list =
+        app.admin(Method::GET, "/api/v1/customers?limit=100").header("Accept-Encoding", "gzip").send().await.unwrap();
     assert_eq!(list.status(), StatusCode::OK);
     assert_eq!(list.headers()["content-encoding"], "gzip");
     let plain = app.get("/api/v1/customers?limit=100").await;

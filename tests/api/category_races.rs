@@ -39,7 +39,10 @@ async fn delete_during(app: &TestApp, code: &str, write: impl std::future::Futur
         let status = response.status();
         let body: Value = if status == StatusCode::NO_CONTENT { Value::Null } else { response.json().await.unwrap() };
         assert!(
-            status == StatusCode::NO_CONTENT || (status == StatusCode::CONFLICT && ["category_in_use", "concurrent_update", "referenced"].contains(&body["code"].as_str().unwrap())),
+            status == StatusCode::NO_CONTENT
+                || (status == StatusCode::CONFLICT
+                    && ["category_in_use", "concurrent_update", "referenced"]
+                        .contains(&body["code"].as_str().unwrap())),
             "the delete either goes through or is refused: {status} {body}"
         );
         status
@@ -68,10 +71,19 @@ async fn deletes_race_imports_batch_assignments_and_runs_and_orphan_no_one(app: 
         }
         let atomic = round % 2 == 0;
         let import = async {
-            let sent = app.admin(Method::POST, &format!("/api/v1/imports/customers?atomic={atomic}")).header("Content-Type", "text/csv").body(csv).send().await.unwrap();
+            let sent = app
+                .admin(Method::POST, &format!("/api/v1/imports/customers?atomic={atomic}"))
+                .header("Content-Type", "text/csv")
+                .body(csv)
+                .send()
+                .await
+                .unwrap();
             let status = sent.status();
             let body: Value = sent.json().await.unwrap();
-            assert!(status.is_success() || status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::CONFLICT, "{status} {body}");
+            assert!(
+                status.is_success() || status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::CONFLICT,
+                "{status} {body}"
+            );
         };
         let deleted = delete_during(&app, &code, import).await;
         let held = holders(&app, &code).await;
@@ -85,10 +97,15 @@ async fn deletes_race_imports_batch_assignments_and_runs_and_orphan_no_one(app: 
         let code = format!("{:02}", 50 + round);
         app.create_category("ZONE", &code, &format!("批量区{round}")).await;
         let batch = async {
-            let moved = app.post("/api/v1/assignments/batch", &json!({"scheme": "ZONE", "category": code, "customers": codes})).await;
+            let moved = app
+                .post("/api/v1/assignments/batch", &json!({"scheme": "ZONE", "category": code, "customers": codes}))
+                .await;
             let status = moved.status();
             let body: Value = moved.json().await.unwrap();
-            assert!(status.is_success() || [StatusCode::UNPROCESSABLE_ENTITY, StatusCode::CONFLICT].contains(&status), "{status} {body}");
+            assert!(
+                status.is_success() || [StatusCode::UNPROCESSABLE_ENTITY, StatusCode::CONFLICT].contains(&status),
+                "{status} {body}"
+            );
         };
         let deleted = delete_during(&app, &code, batch).await;
         if deleted == StatusCode::NO_CONTENT {
@@ -105,13 +122,19 @@ async fn deletes_race_imports_batch_assignments_and_runs_and_orphan_no_one(app: 
             let ran = app.post("/api/v1/schemes/ZONE/classification-runs", &json!({})).await;
             let status = ran.status();
             let body: Value = ran.json().await.unwrap();
-            assert!(status.is_success() || [StatusCode::UNPROCESSABLE_ENTITY, StatusCode::CONFLICT].contains(&status), "{status} {body}");
+            assert!(
+                status.is_success() || [StatusCode::UNPROCESSABLE_ENTITY, StatusCode::CONFLICT].contains(&status),
+                "{status} {body}"
+            );
         };
         let deleted = delete_during(&app, &code, run).await;
         if deleted == StatusCode::NO_CONTENT {
             assert_eq!(holders(&app, &code).await, None, "round {round}: deleted");
         }
-        assert_eq!(app.delete(&format!("/api/v1/schemes/ZONE/rules/{}", rule["id"])).await.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            app.delete(&format!("/api/v1/schemes/ZONE/rules/{}", rule["id"])).await.status(),
+            StatusCode::NO_CONTENT
+        );
     }
 
     assert_eq!(orphans(&app).await, (0, 0), "no assignment or membership points at a deleted category");

@@ -34,7 +34,13 @@ async fn keys_create_prints_a_working_secret_once(app: TestApp) {
 
     let read = app.request(Method::GET, "/api/v1/schemes").bearer_auth(&secret).send().await.unwrap();
     assert_eq!(read.status(), StatusCode::OK);
-    let write = app.request(Method::POST, "/api/v1/schemes").bearer_auth(&secret).json(&json!({"code": "X", "name": "x", "code_rule": "2"})).send().await.unwrap();
+    let write = app
+        .request(Method::POST, "/api/v1/schemes")
+        .bearer_auth(&secret)
+        .json(&json!({"code": "X", "name": "x", "code_rule": "2"}))
+        .send()
+        .await
+        .unwrap();
     problem(write, StatusCode::FORBIDDEN, "insufficient_scope").await;
     let keys = ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await;
     assert!(keys["items"].as_array().unwrap().iter().any(|k| k["name"] == "reporting" && k["scope"] == "read"));
@@ -61,25 +67,51 @@ async fn seed_demo_loads_the_electronics_maker(app: TestApp) {
     let tree = ok_json(app.get("/api/v1/schemes/REGION/categories/tree").await, StatusCode::OK).await;
     let names: Vec<_> = tree["items"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["华北地区客户", "华南地区客户", "华东地区客户"]);
-    let total: i64 = tree["items"].as_array().unwrap().iter().map(|n| n["subtree_customer_count"].as_i64().unwrap()).sum();
+    let total: i64 =
+        tree["items"].as_array().unwrap().iter().map(|n| n["subtree_customer_count"].as_i64().unwrap()).sum();
     assert_eq!(total, 300);
-    let vip_north = ok_json(app.get("/api/v1/customers?category=TIER:01&category=REGION:01&limit=1000").await, StatusCode::OK).await;
+    let vip_north =
+        ok_json(app.get("/api/v1/customers?category=TIER:01&category=REGION:01&limit=1000").await, StatusCode::OK)
+            .await;
     let vip_north = vip_north["items"].as_array().unwrap();
     assert!(!vip_north.is_empty());
-    assert!(vip_north.iter().all(|c| c["categories"]["TIER"] == "01" && c["categories"]["REGION"].as_str().unwrap().starts_with("01")));
-    assert!(vip_north.iter().all(|c| c["attributes"]["account_manager"].is_string() && c["attributes"]["discount_rate"] == 0.1 && c["attributes"]["credit_limit"] == 500000));
-    let managed = ok_json(app.get("/api/v1/customers?attr=account_manager:eq:%E7%8E%8B%E8%8A%B3&limit=1000").await, StatusCode::OK).await;
-    assert!(managed["items"].as_array().unwrap().iter().all(|c| c["categories"]["TIER"] == "01" && c["attributes"]["account_manager"] == "王芳"));
-    let without_industry = ok_json(app.get("/api/v1/customers?unclassified=INDUSTRY&limit=1000").await, StatusCode::OK).await;
+    assert!(vip_north
+        .iter()
+        .all(|c| c["categories"]["TIER"] == "01" && c["categories"]["REGION"].as_str().unwrap().starts_with("01")));
+    assert!(vip_north.iter().all(|c| c["attributes"]["account_manager"].is_string()
+        && c["attributes"]["discount_rate"] == 0.1
+        && c["attributes"]["credit_limit"] == 500000));
+    let managed = ok_json(
+        app.get("/api/v1/customers?attr=account_manager:eq:%E7%8E%8B%E8%8A%B3&limit=1000").await,
+        StatusCode::OK,
+    )
+    .await;
+    assert!(managed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["categories"]["TIER"] == "01" && c["attributes"]["account_manager"] == "王芳"));
+    let without_industry =
+        ok_json(app.get("/api/v1/customers?unclassified=INDUSTRY&limit=1000").await, StatusCode::OK).await;
     let without_industry = without_industry["items"].as_array().unwrap();
-    assert!((5..60).contains(&without_industry.len()), "some demo customers wait for an industry: {}", without_industry.len());
-    assert!(without_industry.iter().all(|c| c["categories"].get("INDUSTRY").is_none() && c["categories"]["TIER"].is_string()));
+    assert!(
+        (5..60).contains(&without_industry.len()),
+        "some demo customers wait for an industry: {}",
+        without_industry.len()
+    );
+    assert!(without_industry
+        .iter()
+        .all(|c| c["categories"].get("INDUSTRY").is_none() && c["categories"]["TIER"].is_string()));
     let rules = ok_json(app.get("/api/v1/schemes/TIER/rules").await, StatusCode::OK).await;
     assert_eq!(rules["items"].as_array().unwrap().len(), 3);
     let vip_code = vip_north[0]["code"].as_str().unwrap();
     let metrics = ok_json(app.get(&format!("/api/v1/customers/{vip_code}/metrics")).await, StatusCode::OK).await;
     assert!(metrics["lifetime_spend"].as_str().unwrap() != "0.00", "VIPs have orders");
-    let dry = ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED).await;
+    let dry = ok_json(
+        app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await,
+        StatusCode::CREATED,
+    )
+    .await;
     assert_eq!(dry["status"], "completed");
     assert!(dry["evaluated"].as_i64().unwrap() > 250);
     let tier = ok_json(app.get("/api/v1/schemes/TIER").await, StatusCode::OK).await;
@@ -110,7 +142,9 @@ async fn first_start_generates_one_admin_key(backend: Backend) {
 
     let url = app.database.clone();
     let second = tokio::task::spawn_blocking(move || {
-        let pool = custclass::db::build_pool(&url, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(5))).unwrap();
+        let pool =
+            custclass::db::build_pool(&url, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(5)))
+                .unwrap();
         custclass::startup::bootstrap_admin_key(&pool, None).unwrap()
     })
     .await
@@ -129,7 +163,9 @@ async fn configured_admin_key_is_ensured(backend: Backend) {
 
     let (url, key) = (app.database.clone(), app.admin_key.clone());
     tokio::task::spawn_blocking(move || {
-        let pool = custclass::db::build_pool(&url, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(5))).unwrap();
+        let pool =
+            custclass::db::build_pool(&url, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(5)))
+                .unwrap();
         custclass::startup::bootstrap_admin_key(&pool, Some(&key)).unwrap()
     })
     .await

@@ -21,7 +21,9 @@ fn codes(page: &Value) -> Vec<String> {
 
 async fn setup(app: &TestApp) {
     app.create_scheme("REGION", "2-2").await;
-    for (code, name) in [("01", "华北地区客户"), ("0101", "北京"), ("0102", "天津"), ("02", "华南地区客户"), ("0201", "广东")] {
+    for (code, name) in
+        [("01", "华北地区客户"), ("0101", "北京"), ("0102", "天津"), ("02", "华南地区客户"), ("0201", "广东")]
+    {
         app.create_category("REGION", code, name).await;
     }
     app.create_scheme("TIER", "2").await;
@@ -74,8 +76,16 @@ async fn filters_combine_across_schemes_with_subtrees(app: TestApp) {
     assert_eq!(list("category=TIER:01&category=REGION:01").await, ["C4"], "an unassignment");
     let rule = json!({"name": "C3 and C6 are VIP", "target_category": "01", "condition": {"field": "code", "op": "in", "value": ["C3", "C6"]}});
     ok_json(app.post("/api/v1/schemes/TIER/rules", &rule).await, StatusCode::CREATED).await;
-    ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": false})).await, StatusCode::CREATED).await;
-    assert_eq!(list("category=TIER:01&category=REGION:01").await, ["C3", "C4", "C6"], "a classification run, moving C3 and giving C6 its first tier");
+    ok_json(
+        app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": false})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    assert_eq!(
+        list("category=TIER:01&category=REGION:01").await,
+        ["C3", "C4", "C6"],
+        "a classification run, moving C3 and giving C6 its first tier"
+    );
     assert_eq!(list("category=REGION:0102&category=TIER:01").await, ["C6"]);
     assert_eq!(list("category=REGION:01&category=TIER:02").await, ["C1"]);
 
@@ -95,8 +105,17 @@ async fn filters_combine_across_schemes_with_subtrees(app: TestApp) {
 }
 
 async fn text_status_and_sort(app: TestApp) {
-    for (code, name, short) in [("A1", "北京华电科技有限公司", "华电"), ("A2", "Shanghai Acme Trading", "ACME"), ("A3", "深圳华为技术", "华为"), ("A4", "100%_Pure Ltd", "pure")] {
-        ok_json(app.post("/api/v1/customers", &json!({"code": code, "name": name, "short_name": short})).await, StatusCode::CREATED).await;
+    for (code, name, short) in [
+        ("A1", "北京华电科技有限公司", "华电"),
+        ("A2", "Shanghai Acme Trading", "ACME"),
+        ("A3", "深圳华为技术", "华为"),
+        ("A4", "100%_Pure Ltd", "pure"),
+    ] {
+        ok_json(
+            app.post("/api/v1/customers", &json!({"code": code, "name": name, "short_name": short})).await,
+            StatusCode::CREATED,
+        )
+        .await;
     }
     ok_json(app.patch("/api/v1/customers/A3", &json!({"status": "inactive"})).await, StatusCode::OK).await;
     let list = |query: String| {
@@ -119,11 +138,20 @@ async fn text_status_and_sort(app: TestApp) {
 
 async fn bad_filters_and_cursors_are_refused(app: TestApp) {
     setup(&app).await;
-    problem(app.get("/api/v1/customers?category=NOPE:01").await, StatusCode::UNPROCESSABLE_ENTITY, "scheme_not_found").await;
-    problem(app.get("/api/v1/customers?category=REGION:09").await, StatusCode::UNPROCESSABLE_ENTITY, "category_not_found").await;
-    problem(app.get("/api/v1/customers?category=REGION").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
-    problem(app.get("/api/v1/customers?unclassified=NOPE").await, StatusCode::UNPROCESSABLE_ENTITY, "scheme_not_found").await;
-    problem(app.get("/api/v1/customers?status=gone").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    problem(app.get("/api/v1/customers?category=NOPE:01").await, StatusCode::UNPROCESSABLE_ENTITY, "scheme_not_found")
+        .await;
+    problem(
+        app.get("/api/v1/customers?category=REGION:09").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "category_not_found",
+    )
+    .await;
+    problem(app.get("/api/v1/customers?category=REGION").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+        .await;
+    problem(app.get("/api/v1/customers?unclassified=NOPE").await, StatusCode::UNPROCESSABLE_ENTITY, "scheme_not_found")
+        .await;
+    problem(app.get("/api/v1/customers?status=gone").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed")
+        .await;
     problem(app.get("/api/v1/customers?sort=colour").await, StatusCode::BAD_REQUEST, "invalid_query").await;
     problem(app.get("/api/v1/customers?limit=1001").await, StatusCode::BAD_REQUEST, "invalid_query").await;
     problem(app.get("/api/v1/customers?limit=x").await, StatusCode::BAD_REQUEST, "invalid_query").await;
@@ -131,7 +159,12 @@ async fn bad_filters_and_cursors_are_refused(app: TestApp) {
     problem(app.get("/api/v1/customers?cursor=bm90IGpzb24").await, StatusCode::BAD_REQUEST, "invalid_cursor").await;
     let page = ok_json(app.get("/api/v1/customers?limit=2&sort=name").await, StatusCode::OK).await;
     let cursor = page["next_cursor"].as_str().unwrap();
-    let body = problem(app.get(&format!("/api/v1/customers?limit=2&cursor={cursor}")).await, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+    let body = problem(
+        app.get(&format!("/api/v1/customers?limit=2&cursor={cursor}")).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_cursor",
+    )
+    .await;
     assert!(body["detail"].as_str().unwrap().contains("sort=name"));
     let limit = ok_json(app.get("/api/v1/customers?limit=1000").await, StatusCode::OK).await;
     assert_eq!(limit["items"].as_array().unwrap().len(), 6);
@@ -144,7 +177,11 @@ async fn cursor_paging_visits_everyone_once_while_customers_are_added(app: TestA
     let mut existing = HashSet::new();
     for i in 0..60 {
         let code = format!("P{:03}", i * 2);
-        ok_json(app.post("/api/v1/customers", &json!({"code": code, "name": format!("客户{}", (i * 37) % 60)})).await, StatusCode::CREATED).await;
+        ok_json(
+            app.post("/api/v1/customers", &json!({"code": code, "name": format!("客户{}", (i * 37) % 60)})).await,
+            StatusCode::CREATED,
+        )
+        .await;
         existing.insert(code);
     }
     for sort in ["code", "-code", "name", "-created_at"] {
@@ -174,7 +211,11 @@ async fn cursor_paging_visits_everyone_once_while_customers_are_added(app: TestA
         writer.await.unwrap();
         let unique: HashSet<_> = seen.iter().cloned().collect();
         assert_eq!(unique.len(), seen.len(), "sort={sort}: someone was seen twice");
-        assert!(existing.is_subset(&unique), "sort={sort}: missed {:?}", existing.difference(&unique).collect::<Vec<_>>());
+        assert!(
+            existing.is_subset(&unique),
+            "sort={sort}: missed {:?}",
+            existing.difference(&unique).collect::<Vec<_>>()
+        );
         existing = unique;
     }
 }
@@ -195,15 +236,37 @@ async fn intersections_of_large_categories_page_correctly(app: TestApp) {
     let region = |i: usize| ["0101", "0102", "0201"][i % 3];
     let tier = |i: usize| ["01", "02", "03", "04", "05"][(i / 2) % 5];
     for category in ["0101", "0102", "0201"] {
-        let members: Vec<&String> = customers.iter().enumerate().filter(|(i, _)| region(*i) == category).map(|(_, c)| c).collect();
-        ok_json(app.post("/api/v1/assignments/batch", &json!({"scheme": "REGION", "category": category, "customers": members})).await, StatusCode::OK).await;
+        let members: Vec<&String> =
+            customers.iter().enumerate().filter(|(i, _)| region(*i) == category).map(|(_, c)| c).collect();
+        ok_json(
+            app.post(
+                "/api/v1/assignments/batch",
+                &json!({"scheme": "REGION", "category": category, "customers": members}),
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
     }
     for category in ["01", "02", "03", "04", "05"] {
-        let members: Vec<&String> = customers.iter().enumerate().filter(|(i, _)| tier(*i) == category).map(|(_, c)| c).collect();
-        ok_json(app.post("/api/v1/assignments/batch", &json!({"scheme": "TIER", "category": category, "customers": members})).await, StatusCode::OK).await;
+        let members: Vec<&String> =
+            customers.iter().enumerate().filter(|(i, _)| tier(*i) == category).map(|(_, c)| c).collect();
+        ok_json(
+            app.post(
+                "/api/v1/assignments/batch",
+                &json!({"scheme": "TIER", "category": category, "customers": members}),
+            )
+            .await,
+            StatusCode::OK,
+        )
+        .await;
     }
     for i in (0..700).step_by(7) {
-        ok_json(app.patch(&format!("/api/v1/customers/{}", customers[i]), &json!({"status": "inactive"})).await, StatusCode::OK).await;
+        ok_json(
+            app.patch(&format!("/api/v1/customers/{}", customers[i]), &json!({"status": "inactive"})).await,
+            StatusCode::OK,
+        )
+        .await;
     }
 
     let walk = |query: String| {
@@ -225,18 +288,37 @@ async fn intersections_of_large_categories_page_correctly(app: TestApp) {
             }
         }
     };
-    let expected: Vec<String> = customers.iter().enumerate().filter(|(i, _)| region(*i) != "0201" && tier(*i) == "02").map(|(_, c)| c.clone()).collect();
+    let expected: Vec<String> = customers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| region(*i) != "0201" && tier(*i) == "02")
+        .map(|(_, c)| c.clone())
+        .collect();
     assert!(expected.len() > 50);
     assert_eq!(walk("category=REGION:01&category=TIER:02&limit=9".into()).await, expected);
     let mut descending = expected.clone();
     descending.reverse();
     assert_eq!(walk("category=TIER:02&category=REGION:01&limit=13&sort=-code".into()).await, descending);
-    let inactive: Vec<String> = customers.iter().enumerate().filter(|(i, _)| region(*i) != "0201" && tier(*i) == "02" && i % 7 == 0).map(|(_, c)| c.clone()).collect();
+    let inactive: Vec<String> = customers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| region(*i) != "0201" && tier(*i) == "02" && i % 7 == 0)
+        .map(|(_, c)| c.clone())
+        .collect();
     assert!(!inactive.is_empty());
     assert_eq!(walk("category=REGION:01&category=TIER:02&status=inactive&limit=2".into()).await, inactive);
-    let three: Vec<String> = customers.iter().enumerate().filter(|(i, _)| region(*i) == "0102" && tier(*i) == "05").map(|(_, c)| c.clone()).collect();
+    let three: Vec<String> = customers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| region(*i) == "0102" && tier(*i) == "05")
+        .map(|(_, c)| c.clone())
+        .collect();
     assert_eq!(walk("category=REGION:0102&category=TIER:05&category=REGION:01&limit=1000".into()).await, three);
-    assert_eq!(walk("category=REGION:0201&category=REGION:0101".into()).await, Vec::<String>::new(), "disjoint categories");
+    assert_eq!(
+        walk("category=REGION:0201&category=REGION:0101".into()).await,
+        Vec::<String>::new(),
+        "disjoint categories"
+    );
 }
 
 /// Data-quality filters: a field or an own attribute value missing, no order for a
@@ -244,7 +326,11 @@ async fn intersections_of_large_categories_page_correctly(app: TestApp) {
 async fn missing_values_dormancy_and_classification_filter_the_list(app: TestApp) {
     app.create_scheme("REGION", "2").await;
     app.create_category("REGION", "01", "华北").await;
-    ok_json(app.post("/api/v1/schemes/REGION/categories/01/attributes", &json!({"key": "level", "type": "string"})).await, StatusCode::CREATED).await;
+    ok_json(
+        app.post("/api/v1/schemes/REGION/categories/01/attributes", &json!({"key": "level", "type": "string"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
     let customers = [
         json!({"code": "Q1", "name": "甲", "tax_id": "91310000MA1FL8TQ36", "phone": "021-5555 0101", "categories": {"REGION": "01"}, "attributes": {"level": "金"}}),
         json!({"code": "Q2", "name": "乙", "email": "b@example.cn", "categories": {"REGION": "01"}}),
@@ -276,13 +362,31 @@ async fn missing_values_dormancy_and_classification_filter_the_list(app: TestApp
     ok_json(app.post("/api/v1/transactions", &sales).await, StatusCode::OK).await;
     assert_eq!(listed("dormant_days=30").await, ["Q2", "Q3"], "Q4 is too new to be dormant");
     assert_eq!(listed("dormant_days=90").await, ["Q3"]);
-    let dormant = ok_json(app.get("/api/v1/reports/distribution?scheme=REGION&dormant_days=30").await, StatusCode::OK).await;
+    let dormant =
+        ok_json(app.get("/api/v1/reports/distribution?scheme=REGION&dormant_days=30").await, StatusCode::OK).await;
     assert_eq!(dormant["population"], 2, "the reports take the same filters");
 
-    for (query, field) in [("missing=fax", "missing"), ("dormant_days=0", "dormant_days"), ("classified=yes", "classified")] {
-        let refused = problem(app.get(&format!("/api/v1/customers?{query}")).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    for (query, field) in
+        [("missing=fax", "missing"), ("dormant_days=0", "dormant_days"), ("classified=yes", "classified")]
+    {
+        let refused = problem(
+            app.get(&format!("/api/v1/customers?{query}")).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
         assert_eq!(refused["errors"][0]["field"], field);
     }
-    problem(app.get("/api/v1/customers?missing=attr:nope").await, StatusCode::UNPROCESSABLE_ENTITY, "attribute_not_found").await;
-    problem(app.get("/api/v1/reports/distribution?scheme=REGION&as_of=2026-01-01&missing=tax_id").await, StatusCode::UNPROCESSABLE_ENTITY, "filter_not_historical").await;
+    problem(
+        app.get("/api/v1/customers?missing=attr:nope").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "attribute_not_found",
+    )
+    .await;
+    problem(
+        app.get("/api/v1/reports/distribution?scheme=REGION&as_of=2026-01-01&missing=tax_id").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "filter_not_historical",
+    )
+    .await;
 }

@@ -18,7 +18,15 @@ async fn untidy_archive(app: &TestApp) {
     app.create_scheme("REGION", "2").await;
     app.create_category("REGION", "01", "华北").await;
     app.create_category("REGION", "02", "华南").await;
-    ok_json(app.post("/api/v1/schemes/REGION/categories/01/attributes", &json!({"key": "level", "type": "string", "required": true})).await, StatusCode::CREATED).await;
+    ok_json(
+        app.post(
+            "/api/v1/schemes/REGION/categories/01/attributes",
+            &json!({"key": "level", "type": "string", "required": true}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
     let customers = [
         json!({"code": "Q1", "name": "北京电子有限公司", "tax_id": "91310000MA1FL8TQ36", "categories": {"TIER": "01", "REGION": "01"}, "attributes": {"level": "金"}}),
         json!({"code": "Q2", "name": "北京电子有限责任公司", "categories": {"TIER": "02", "REGION": "01"}, "attributes": {"level": "银"}}),
@@ -54,7 +62,11 @@ fn items(report: &Value) -> Vec<(String, String, i64, Vec<String>)> {
         .unwrap()
         .iter()
         .map(|item| {
-            let subject = ["scheme", "category", "attribute", "key"].iter().filter_map(|field| item[*field].as_str()).collect::<Vec<_>>().join("/");
+            let subject = ["scheme", "category", "attribute", "key"]
+                .iter()
+                .filter_map(|field| item[*field].as_str())
+                .collect::<Vec<_>>()
+                .join("/");
             let codes = item["customers"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
             (item["check"].as_str().unwrap().to_string(), subject, item["count"].as_i64().unwrap(), codes)
         })
@@ -90,7 +102,11 @@ async fn every_check_counts_known_data_and_its_query_lists_them(app: TestApp) {
         let query = entry["query"].as_str().unwrap();
         let listed = ok_json(app.get(query).await, StatusCode::OK).await;
         // Customers, or for duplicates, groups.
-        assert_eq!(listed["items"].as_array().unwrap().len() as i64, entry["count"].as_i64().unwrap(), "{query} lists what was counted");
+        assert_eq!(
+            listed["items"].as_array().unwrap().len() as i64,
+            entry["count"].as_i64().unwrap(),
+            "{query} lists what was counted"
+        );
     }
 
     let shorter = ok_json(app.get("/api/v1/reports/data-quality?dormant_days=500").await, StatusCode::OK).await;
@@ -102,18 +118,38 @@ async fn every_check_counts_known_data_and_its_query_lists_them(app: TestApp) {
     let bytes = csv.bytes().await.unwrap();
     assert!(bytes.starts_with(b"\xEF\xBB\xBF"));
     let mut reader = csv::Reader::from_reader(&bytes[3..]);
-    assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), ["check", "scheme", "required", "category", "attribute", "key", "count", "customers", "query"]);
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["check", "scheme", "required", "category", "attribute", "key", "count", "customers", "query"]
+    );
     let rows: Vec<Vec<String>> = reader.records().map(|r| r.unwrap().iter().map(str::to_string).collect()).collect();
-    assert_eq!(rows[3], ["missing_tax_id", "", "", "", "", "", "5", "Q2 Q3 Q4 Q5 Q6", "/api/v1/customers?missing=tax_id"]);
+    assert_eq!(
+        rows[3],
+        ["missing_tax_id", "", "", "", "", "", "5", "Q2 Q3 Q4 Q5 Q6", "/api/v1/customers?missing=tax_id"]
+    );
 }
 
 async fn bad_data_quality_requests_are_problems(app: TestApp) {
-    let refused = problem(app.get("/api/v1/reports/data-quality?dormant_days=0").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let refused = problem(
+        app.get("/api/v1/reports/data-quality?dormant_days=0").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(refused["errors"][0]["field"], "dormant_days");
     problem(app.get("/api/v1/reports/data-quality?scheme=TIER").await, StatusCode::BAD_REQUEST, "invalid_query").await;
-    let ndjson = app.admin(Method::GET, "/api/v1/reports/data-quality").header("Accept", "application/x-ndjson").send().await.unwrap();
+    let ndjson = app
+        .admin(Method::GET, "/api/v1/reports/data-quality")
+        .header("Accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
     problem(ndjson, StatusCode::NOT_ACCEPTABLE, "not_acceptable").await;
     let empty = ok_json(app.get("/api/v1/reports/data-quality").await, StatusCode::OK).await;
     assert_eq!(empty["population"], 0);
-    assert_eq!(empty["items"].as_array().unwrap().len(), 7, "no scheme, no definition: the three archive-wide checks and the four keys");
+    assert_eq!(
+        empty["items"].as_array().unwrap().len(),
+        7,
+        "no scheme, no definition: the three archive-wide checks and the four keys"
+    );
 }

@@ -26,8 +26,18 @@ fn groups(page: &Value) -> Vec<(String, String, i64, Vec<String>)> {
         .unwrap()
         .iter()
         .map(|group| {
-            let codes = group["customers"].as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap().to_string()).collect();
-            (group["key"].as_str().unwrap().to_string(), group["value"].as_str().unwrap().to_string(), group["size"].as_i64().unwrap(), codes)
+            let codes = group["customers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["code"].as_str().unwrap().to_string())
+                .collect();
+            (
+                group["key"].as_str().unwrap().to_string(),
+                group["value"].as_str().unwrap().to_string(),
+                group["size"].as_i64().unwrap(),
+                codes,
+            )
         })
         .collect()
 }
@@ -61,18 +71,34 @@ async fn names_that_differ_in_form_group_together(app: TestApp) {
 
     // A customer renamed away leaves its group; one renamed into it joins.
     ok_json(app.patch("/api/v1/customers/D2", &json!({"name": "北京电器"})).await, StatusCode::OK).await;
-    ok_json(app.patch("/api/v1/customers/D4", &json!({"name": "ＢＥＩＪＩＮＧ 北京电子公司"})).await, StatusCode::OK).await;
+    ok_json(app.patch("/api/v1/customers/D4", &json!({"name": "ＢＥＩＪＩＮＧ 北京电子公司"})).await, StatusCode::OK)
+        .await;
     ok_json(app.patch("/api/v1/customers/D5", &json!({"name": "Beijing北京电子"})).await, StatusCode::OK).await;
     let renamed = ok_json(app.get("/api/v1/customers/duplicates?by=name").await, StatusCode::OK).await;
-    assert_eq!(groups(&renamed), [group("name", "beijing北京电子", &["D4", "D5"]), group("name", "北京电子", &["D1", "D3"])]);
+    assert_eq!(
+        groups(&renamed),
+        [group("name", "beijing北京电子", &["D4", "D5"]), group("name", "北京电子", &["D1", "D3"])]
+    );
     // A deleted customer leaves every group.
     assert_eq!(app.delete("/api/v1/customers/D3").await.status(), StatusCode::NO_CONTENT);
     let after_delete = ok_json(app.get("/api/v1/customers/duplicates?by=name,phone").await, StatusCode::OK).await;
-    assert_eq!(groups(&after_delete), [group("name", "beijing北京电子", &["D4", "D5"]), group("phone", "13800138000", &["D4", "D5"])]);
+    assert_eq!(
+        groups(&after_delete),
+        [group("name", "beijing北京电子", &["D4", "D5"]), group("phone", "13800138000", &["D4", "D5"])]
+    );
 }
 
 async fn groups_come_largest_first_page_by_page(app: TestApp) {
-    for (code, name) in [("G1", "甲公司"), ("G2", "甲有限公司"), ("G3", "乙公司"), ("G4", "乙有限公司"), ("G5", "乙股份有限公司"), ("G6", "丙"), ("G7", "丙公司"), ("G8", "丁")] {
+    for (code, name) in [
+        ("G1", "甲公司"),
+        ("G2", "甲有限公司"),
+        ("G3", "乙公司"),
+        ("G4", "乙有限公司"),
+        ("G5", "乙股份有限公司"),
+        ("G6", "丙"),
+        ("G7", "丙公司"),
+        ("G8", "丁"),
+    ] {
         customer(&app, code, name, None, None).await;
     }
     let mut seen = Vec::new();
@@ -85,7 +111,14 @@ async fn groups_come_largest_first_page_by_page(app: TestApp) {
             None => break,
         }
     }
-    assert_eq!(seen, [group("name", "乙", &["G3", "G4", "G5"]), group("name", "丙", &["G6", "G7"]), group("name", "甲", &["G1", "G2"])]);
+    assert_eq!(
+        seen,
+        [
+            group("name", "乙", &["G3", "G4", "G5"]),
+            group("name", "丙", &["G6", "G7"]),
+            group("name", "甲", &["G1", "G2"])
+        ]
+    );
 }
 
 async fn customers_written_behind_the_service_are_found_too(app: TestApp) {
@@ -93,14 +126,24 @@ async fn customers_written_behind_the_service_are_found_too(app: TestApp) {
     insert_customers_directly(&app, "P", 1_500).await;
     execute_directly(&app, &["UPDATE customers SET name = '广州新星公司' WHERE code IN ('P00007', 'P01499')"]).await;
     let page = ok_json(app.get("/api/v1/customers/duplicates?by=name").await, StatusCode::OK).await;
-    assert_eq!(groups(&page), [group("name", "广州新星", &["K1", "P00007", "P01499"])], "keyed on the way, over more than one batch");
+    assert_eq!(
+        groups(&page),
+        [group("name", "广州新星", &["K1", "P00007", "P01499"])],
+        "keyed on the way, over more than one batch"
+    );
 }
 
 async fn bad_duplicate_searches_are_problems(app: TestApp) {
-    let unknown = problem(app.get("/api/v1/customers/duplicates?by=name,fax").await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let unknown = problem(
+        app.get("/api/v1/customers/duplicates?by=name,fax").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(unknown["errors"][0]["field"], "by");
     problem(app.get("/api/v1/customers/duplicates?limit=101").await, StatusCode::BAD_REQUEST, "invalid_query").await;
-    problem(app.get("/api/v1/customers/duplicates?cursor=nonsense").await, StatusCode::BAD_REQUEST, "invalid_cursor").await;
+    problem(app.get("/api/v1/customers/duplicates?cursor=nonsense").await, StatusCode::BAD_REQUEST, "invalid_cursor")
+        .await;
     problem(app.get("/api/v1/customers/duplicates?sort=size").await, StatusCode::BAD_REQUEST, "invalid_query").await;
 }
 
@@ -129,15 +172,39 @@ async fn a_search_is_narrowed_by_the_customer_list_filters(app: TestApp) {
 
     let search = |query: &'static str| {
         let app = &app;
-        async move { groups(&ok_json(app.get(&format!("/api/v1/customers/duplicates?by=name{query}")).await, StatusCode::OK).await) }
+        async move {
+            groups(
+                &ok_json(app.get(&format!("/api/v1/customers/duplicates?by=name{query}")).await, StatusCode::OK).await,
+            )
+        }
     };
-    assert_eq!(search("").await, [group("name", "北京电子", &["N1", "N2", "N3", "X1"]), group("name", "上海贸易", &["E1", "E2"])]);
-    assert_eq!(search("&category=REGION:01").await, [group("name", "北京电子", &["N1", "N2", "N3"])], "the region's customers alone");
-    assert_eq!(search("&category=REGION:02").await, [group("name", "上海贸易", &["E1", "E2"])], "X1 has no duplicate inside 华东");
+    assert_eq!(
+        search("").await,
+        [group("name", "北京电子", &["N1", "N2", "N3", "X1"]), group("name", "上海贸易", &["E1", "E2"])]
+    );
+    assert_eq!(
+        search("&category=REGION:01").await,
+        [group("name", "北京电子", &["N1", "N2", "N3"])],
+        "the region's customers alone"
+    );
+    assert_eq!(
+        search("&category=REGION:02").await,
+        [group("name", "上海贸易", &["E1", "E2"])],
+        "X1 has no duplicate inside 华东"
+    );
     assert_eq!(search("&category=REGION:01&status=active").await, [group("name", "北京电子", &["N1", "N2"])]);
     assert_eq!(search("&q=%E4%B8%8A%E6%B5%B7").await, [group("name", "上海贸易", &["E1", "E2"])], "q=上海");
-    assert_eq!(search("&attr=grade:gte:6").await, Vec::<(String, String, i64, Vec<String>)>::new(), "one customer is no group");
+    assert_eq!(
+        search("&attr=grade:gte:6").await,
+        Vec::<(String, String, i64, Vec<String>)>::new(),
+        "one customer is no group"
+    );
     assert_eq!(search("&attr=grade:gte:5").await, [group("name", "北京电子", &["N1", "N2"])]);
-    problem(app.get("/api/v1/customers/duplicates?category=REGION:09").await, StatusCode::UNPROCESSABLE_ENTITY, "category_not_found").await;
+    problem(
+        app.get("/api/v1/customers/duplicates?category=REGION:09").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "category_not_found",
+    )
+    .await;
     problem(app.get("/api/v1/customers/duplicates?sort=name").await, StatusCode::BAD_REQUEST, "invalid_query").await;
 }

@@ -4,7 +4,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{insert_customers_directly, ok_json, problem, spawn_app_with, with_connection, Backend, Options, TestApp};
+use crate::helpers::{
+    insert_customers_directly, ok_json, problem, spawn_app_with, with_connection, Backend, Options, TestApp,
+};
 
 both_backends!(
     every_change_is_an_event_in_order_and_a_saved_cursor_misses_nothing,
@@ -80,11 +82,24 @@ async fn every_change_is_an_event_in_order_and_a_saved_cursor_misses_nothing(app
             "customer.deleted"
         ]
     );
-    let moves: Vec<(Value, Value, Value)> =
-        events.iter().filter(|e| e["type"] == "classification.changed").map(|e| (e["data"]["from"].clone(), e["data"]["to"].clone(), e["data"]["source"].clone())).collect();
-    assert_eq!(moves, [(Value::Null, json!("01"), json!("manual")), (json!("01"), json!("02"), json!("manual")), (json!("02"), Value::Null, json!("manual"))]);
+    let moves: Vec<(Value, Value, Value)> = events
+        .iter()
+        .filter(|e| e["type"] == "classification.changed")
+        .map(|e| (e["data"]["from"].clone(), e["data"]["to"].clone(), e["data"]["source"].clone()))
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (Value::Null, json!("01"), json!("manual")),
+            (json!("01"), json!("02"), json!("manual")),
+            (json!("02"), Value::Null, json!("manual"))
+        ]
+    );
     let upgrade = &events[5]["data"];
-    assert_eq!((&upgrade["customer"], &upgrade["scheme"], &upgrade["direction"]), (&json!("C1"), &json!("TIER"), &json!("lateral")));
+    assert_eq!(
+        (&upgrade["customer"], &upgrade["scheme"], &upgrade["direction"]),
+        (&json!("C1"), &json!("TIER"), &json!("lateral"))
+    );
     assert_eq!(events[6]["data"], json!({"customer": "C1", "version": 3}), "the update reports the version it made");
     assert_eq!(events[1]["data"], json!({"scheme": "TIER", "category": "01"}));
 
@@ -139,21 +154,33 @@ async fn a_run_reports_each_move_and_its_end(backend: Backend) {
     }
     let rule = json!({"name": "everyone is VIP", "target_category": "01", "condition": {"field": "status", "op": "=", "value": "active"}});
     let rule = ok_json(app.post("/api/v1/schemes/TIER/rules", &rule).await, StatusCode::CREATED).await;
-    let run = ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({})).await, StatusCode::CREATED).await;
+    let run =
+        ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({})).await, StatusCode::CREATED).await;
 
     let events = feed_of(&app, "&types=classification.changed,classification_run.*", 11).await;
     let by_run: Vec<&Value> = events.iter().filter(|e| e["data"]["run_id"] == run["id"]).collect();
-    let mut moved: Vec<&str> = by_run.iter().filter(|e| e["type"] == "classification.changed").map(|e| e["data"]["customer"].as_str().unwrap()).collect();
+    let mut moved: Vec<&str> = by_run
+        .iter()
+        .filter(|e| e["type"] == "classification.changed")
+        .map(|e| e["data"]["customer"].as_str().unwrap())
+        .collect();
     // Batches commit in their own order (a run shares them between two connections on MySQL).
     moved.sort_unstable();
     assert_eq!(moved, ["A", "B", "C", "D", "E"], "one event per customer moved");
     for change in by_run.iter().filter(|e| e["type"] == "classification.changed") {
         let data = &change["data"];
-        assert_eq!((&data["from"], &data["to"], &data["source"], &data["rule_id"]), (&json!("02"), &json!("01"), &json!("rule"), &rule["id"]), "{data}");
+        assert_eq!(
+            (&data["from"], &data["to"], &data["source"], &data["rule_id"]),
+            (&json!("02"), &json!("01"), &json!("rule"), &rule["id"]),
+            "{data}"
+        );
     }
     let finished = by_run.last().expect("the run's events");
     assert_eq!(finished["type"], "classification_run.finished", "the end comes after every move");
-    assert_eq!((&finished["data"]["status"], &finished["data"]["scheme"], &finished["data"]["totals"]["changed"]), (&json!("completed"), &json!("TIER"), &json!(5)));
+    assert_eq!(
+        (&finished["data"]["status"], &finished["data"]["scheme"], &finished["data"]["totals"]["changed"]),
+        (&json!("completed"), &json!("TIER"), &json!(5))
+    );
 }
 
 async fn a_cursor_past_the_retention_is_gone(app: TestApp) {
@@ -165,7 +192,9 @@ async fn a_cursor_past_the_retention_is_gone(app: TestApp) {
     // The first event ages past a 30-day retention; the hourly pruning deletes it.
     let pruned = with_connection(&app, move |conn| {
         use diesel::RunQueryDsl;
-        diesel::sql_query(format!("UPDATE events SET occurred_at = '2020-01-01 00:00:00' WHERE position = {first}")).execute(conn).unwrap();
+        diesel::sql_query(format!("UPDATE events SET occurred_at = '2020-01-01 00:00:00' WHERE position = {first}"))
+            .execute(conn)
+            .unwrap();
         custclass::store::events::prune(conn, custclass::db::now() - chrono::Duration::days(30)).unwrap()
     })
     .await;
@@ -193,18 +222,26 @@ async fn moves_stored_together_read_as_one_event_each(app: TestApp) {
     feed_of(&app, "&types=classification.changed", 2500).await;
 
     let (moves, _) = read_feed(&app, Some(&before.to_string()), "", 7).await;
-    assert_eq!(ids_of(&moves), (before + 1..=before + 2500).collect::<Vec<_>>(), "one event a move, numbered without a gap");
+    assert_eq!(
+        ids_of(&moves),
+        (before + 1..=before + 2500).collect::<Vec<_>>(),
+        "one event a move, numbered without a gap"
+    );
     let customers: Vec<&str> = moves.iter().map(|event| event["data"]["customer"].as_str().unwrap()).collect();
     assert_eq!(customers, codes);
     for event in &moves {
         assert_eq!(event["type"], "classification.changed");
         let data = &event["data"];
-        assert_eq!((&data["scheme"], &data["from"], &data["to"], &data["source"], &data["reason"]), (&json!("TIER"), &Value::Null, &json!("02"), &json!("manual"), &json!("批量调整")), "{event}");
+        assert_eq!(
+            (&data["scheme"], &data["from"], &data["to"], &data["source"], &data["reason"]),
+            (&json!("TIER"), &Value::Null, &json!("02"), &json!("manual"), &json!("批量调整")),
+            "{event}"
+        );
         assert!(data.get("customers").is_none(), "{event}");
     }
     let stored = with_connection(&app, |conn| {
-        use diesel::prelude::*;
         use custclass::db::schema::events;
+        use diesel::prelude::*;
         events::table.filter(events::event_type.eq("classification.changed")).count().get_result::<i64>(conn).unwrap()
     })
     .await;
@@ -237,7 +274,14 @@ async fn an_import_stores_its_events_together_and_reads_them_one_by_one(app: Tes
     let before = feed_of(&app, "", 6).await;
     let cursor = before.last().unwrap()["id"].as_str().unwrap().to_string();
     let file = "code,name,category:TIER,category:REGION\nI1,一,01,01\nI2,二,01,01\nI3,三,02,01\n";
-    let imported = app.request(Method::POST, "/api/v1/imports/customers").bearer_auth(&app.admin_key).header("Content-Type", "text/csv").body(file).send().await.unwrap();
+    let imported = app
+        .request(Method::POST, "/api/v1/imports/customers")
+        .bearer_auth(&app.admin_key)
+        .header("Content-Type", "text/csv")
+        .body(file)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok_json(imported, StatusCode::OK).await["created"], 3);
 
     feed_of(&app, "", 6 + 9).await;
@@ -291,7 +335,12 @@ async fn bad_feed_queries_are_refused(app: TestApp) {
         problem(app.get(&format!("/api/v1/events?{query}")).await, StatusCode::BAD_REQUEST, code).await;
     }
     for types in ["customer.renamed", "nothing.*", "customer.created,customer"] {
-        let refused = problem(app.get(&format!("/api/v1/events?types={types}")).await, StatusCode::UNPROCESSABLE_ENTITY, "unknown_event_type").await;
+        let refused = problem(
+            app.get(&format!("/api/v1/events?types={types}")).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_event_type",
+        )
+        .await;
         assert_eq!(refused["errors"][0]["field"], "types", "{refused}");
         assert!(refused["errors"][0]["message"].as_str().unwrap().contains("classification.changed"), "{refused}");
     }
@@ -306,13 +355,20 @@ async fn bad_feed_queries_are_refused(app: TestApp) {
 
 /// A writer whose transaction holds an event uncommitted, straight on the database:
 /// it begins, inserts, tells `inserted`, and commits once told on `release`.
-fn hold_uncommitted_event(database: custclass::db::DatabaseUrl) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+fn hold_uncommitted_event(
+    database: custclass::db::DatabaseUrl,
+) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
     use diesel::RunQueryDsl;
 
     let (inserted_tx, inserted) = std::sync::mpsc::channel();
     let (release, release_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
-        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(10))).unwrap();
+        let pool = custclass::db::build_pool(
+            &database,
+            1,
+            custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(10)),
+        )
+        .unwrap();
         let mut session = pool.get().unwrap();
         let begin = match &session.conn {
             custclass::db::DbConnection::Mysql(_) => "BEGIN",
@@ -343,7 +399,14 @@ async fn a_cursor_read_between_two_writers_commits_skips_nothing(app: TestApp) {
         let (address, key) = (app.address.clone(), app.admin_key.clone());
         tokio::spawn(async move {
             let body = json!({"code": "B1", "name": "乙"});
-            reqwest::Client::new().post(format!("{address}/api/v1/customers")).bearer_auth(key).json(&body).send().await.unwrap().status()
+            reqwest::Client::new()
+                .post(format!("{address}/api/v1/customers"))
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
         })
     };
     let mysql = matches!(app.database, custclass::db::DatabaseUrl::Mysql(_));
@@ -361,7 +424,11 @@ async fn a_cursor_read_between_two_writers_commits_skips_nothing(app: TestApp) {
                 waited += 1;
             }
         };
-        assert_eq!(between.iter().map(|e| e["data"]["customer"].as_str().unwrap()).collect::<Vec<_>>(), ["B1"], "only the committed writer's event");
+        assert_eq!(
+            between.iter().map(|e| e["data"]["customer"].as_str().unwrap()).collect::<Vec<_>>(),
+            ["B1"],
+            "only the committed writer's event"
+        );
         seen.extend(between);
         cursor = next;
     } else {

@@ -58,7 +58,10 @@ or point TEST_MYSQL_URL at a server (default mysql://root@127.0.0.1:3306)";
 static DATABASE_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn mysql_server_url() -> String {
-    std::env::var("TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string()).trim_end_matches('/').to_string()
+    std::env::var("TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_string())
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// A fresh, empty database for one test.
@@ -123,7 +126,10 @@ impl Default for Options {
             webhooks: custclass::config::WebhookSettings {
                 allow_private: true,
                 timeout: Duration::from_secs(2),
-                retry: custclass::domain::webhook::RetrySchedule { first: Duration::from_millis(50), give_up_after: custclass::domain::webhook::RetrySchedule::GIVE_UP_AFTER },
+                retry: custclass::domain::webhook::RetrySchedule {
+                    first: Duration::from_millis(50),
+                    give_up_after: custclass::domain::webhook::RetrySchedule::GIVE_UP_AFTER,
+                },
             },
         }
     }
@@ -152,7 +158,11 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         database_url: app_database,
         bind_addr: "127.0.0.1:0".into(),
         pool_size: 4,
-        timeouts: custclass::db::Timeouts { wait: options.db_timeout, statement: options.statement_timeout, long_statement: Duration::from_secs(600) },
+        timeouts: custclass::db::Timeouts {
+            wait: options.db_timeout,
+            statement: options.statement_timeout,
+            long_statement: Duration::from_secs(600),
+        },
         admin_key: configured_key.clone(),
         workers: 2,
         run_batch_size: options.run_batch_size,
@@ -191,14 +201,31 @@ impl TestApp {
     /// process state (pool, sequencer, webhook sender).
     pub async fn replica(&self) -> TestApp {
         let prepared = self.settings.clone();
-        let pool = tokio::task::spawn_blocking(move || prepare_database(&prepared)).await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+        let pool = tokio::task::spawn_blocking(move || prepare_database(&prepared))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}"));
         let address = serve(pool, &self.settings);
-        TestApp { address, admin_key: self.admin_key.clone(), client: test_client(), database: self.database.clone(), proxy: None, settings: self.settings.clone() }
+        TestApp {
+            address,
+            admin_key: self.admin_key.clone(),
+            client: test_client(),
+            database: self.database.clone(),
+            proxy: None,
+            settings: self.settings.clone(),
+        }
     }
 
     /// Calls, with this app's keys, to another process serving the same database.
     pub fn at(&self, address: String) -> TestApp {
-        TestApp { address, admin_key: self.admin_key.clone(), client: test_client(), database: self.database.clone(), proxy: None, settings: self.settings.clone() }
+        TestApp {
+            address,
+            admin_key: self.admin_key.clone(),
+            client: test_client(),
+            database: self.database.clone(),
+            proxy: None,
+            settings: self.settings.clone(),
+        }
     }
 
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -228,7 +255,11 @@ impl TestApp {
 
     /// Creates a key with `scope` and returns its secret.
     pub async fn key(&self, name: &str, scope: &str) -> String {
-        let body = ok_json(self.post("/api/v1/api-keys", &serde_json::json!({"name": name, "scope": scope})).await, StatusCode::CREATED).await;
+        let body = ok_json(
+            self.post("/api/v1/api-keys", &serde_json::json!({"name": name, "scope": scope})).await,
+            StatusCode::CREATED,
+        )
+        .await;
         body["secret"].as_str().unwrap().to_string()
     }
 
@@ -262,7 +293,8 @@ pub async fn ok_json(response: Response, expected: StatusCode) -> Value {
 /// Asserts a problem+json error with the given status and `code`; returns the problem.
 pub async fn problem(response: Response, expected: StatusCode, code: &str) -> Value {
     let status = response.status();
-    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+    let content_type =
+        response.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
     let text = response.text().await.unwrap();
     assert_eq!(status, expected, "unexpected status; body: {text}");
     assert_eq!(content_type, "application/problem+json", "not problem+json; body: {text}");
@@ -305,7 +337,10 @@ impl TcpProxy {
                     if let Ok(outbound) = tokio::net::TcpStream::connect(&target).await {
                         let (from_client, to_client) = inbound.into_split();
                         let (from_server, to_server) = outbound.into_split();
-                        tokio::join!(forward(from_client, to_server, frozen.clone()), forward(from_server, to_client, frozen));
+                        tokio::join!(
+                            forward(from_client, to_server, frozen.clone()),
+                            forward(from_server, to_client, frozen)
+                        );
                     }
                 });
                 accept_tasks.lock().unwrap().push(connection);
@@ -343,7 +378,11 @@ impl TcpProxy {
 }
 
 /// Copies bytes one way, holding them back while `frozen`.
-async fn forward(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, frozen: Arc<std::sync::atomic::AtomicBool>) {
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
@@ -369,7 +408,12 @@ where
 {
     let database = app.database.clone();
     tokio::task::spawn_blocking(move || {
-        let pool = custclass::db::build_pool(&database, 1, custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(10))).unwrap();
+        let pool = custclass::db::build_pool(
+            &database,
+            1,
+            custclass::db::Timeouts::with_wait(std::time::Duration::from_secs(10)),
+        )
+        .unwrap();
         let mut session = pool.get().unwrap();
         work(&mut session.conn)
     })
@@ -505,7 +549,11 @@ pub async fn raw_get(app: &TestApp, path: &str, key: Option<&str>) -> (u16, Stri
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).await.unwrap();
     let answer = String::from_utf8_lossy(&answer).to_string();
-    let status = answer.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or_else(|| panic!("no status line: {answer}"));
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {answer}"));
     let body = answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
     (status, body)
 }
@@ -550,7 +598,8 @@ impl TestApp {
 impl ServiceProcess {
     /// The most memory the process has held resident (`VmHWM`), in bytes.
     pub fn peak_resident_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("the service's /proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("the service's /proc status");
         let line = status.lines().find(|line| line.starts_with("VmHWM:")).expect("a VmHWM line");
         line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).expect("VmHWM in kB") * 1024
     }

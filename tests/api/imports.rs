@@ -31,7 +31,12 @@ const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.
 const HEADER: &str = "code,name,tax_id,phone,category:REGION,category:TIER,attr:discount_rate,attr:vip_since";
 
 async fn send(app: &TestApp, query: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-    app.admin(Method::POST, &format!("/api/v1/imports/customers{query}")).header("Content-Type", content_type).body(body).send().await.unwrap()
+    app.admin(Method::POST, &format!("/api/v1/imports/customers{query}"))
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn csv(app: &TestApp, query: &str, text: &str) -> reqwest::Response {
@@ -66,7 +71,12 @@ async fn customer(app: &TestApp, code: &str) -> Value {
 }
 
 fn category_of(customer: &Value, scheme: &str) -> Option<String> {
-    customer["assignments"].as_array().unwrap().iter().find(|a| a["scheme"] == scheme).map(|a| a["category"].as_str().unwrap().to_string())
+    customer["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["scheme"] == scheme)
+        .map(|a| a["category"].as_str().unwrap().to_string())
 }
 
 fn workbook(rows: &[Vec<Value>]) -> Vec<u8> {
@@ -88,12 +98,20 @@ fn workbook(rows: &[Vec<Value>]) -> Vec<u8> {
 
 async fn an_import_reads_each_format_and_both_encodings(app: TestApp) {
     archive(&app).await;
-    let utf8 = format!("\u{FEFF}{HEADER}\r\nB1,上海精密仪器有限公司,91350100M000100Y43,13800138000,0101,01,0.3,2025-06-01\r\n");
+    let utf8 = format!(
+        "\u{FEFF}{HEADER}\r\nB1,上海精密仪器有限公司,91350100M000100Y43,13800138000,0101,01,0.3,2025-06-01\r\n"
+    );
     let report = ok_json(csv(&app, "", &utf8).await, StatusCode::OK).await;
     assert_counts(&report, 1, 0, 0, 0);
-    assert_eq!((report["status"].as_str(), report["format"].as_str(), report["rows_total"].as_i64()), (Some("succeeded"), Some("csv"), Some(1)));
+    assert_eq!(
+        (report["status"].as_str(), report["format"].as_str(), report["rows_total"].as_i64()),
+        (Some("succeeded"), Some("csv"), Some(1))
+    );
     let b1 = customer(&app, "B1").await;
-    assert_eq!((b1["name"].as_str(), b1["tax_id"].as_str(), b1["phone"].as_str()), (Some("上海精密仪器有限公司"), Some("91350100M000100Y43"), Some("13800138000")));
+    assert_eq!(
+        (b1["name"].as_str(), b1["tax_id"].as_str(), b1["phone"].as_str()),
+        (Some("上海精密仪器有限公司"), Some("91350100M000100Y43"), Some("13800138000"))
+    );
     assert_eq!((category_of(&b1, "REGION"), category_of(&b1, "TIER")), (Some("0101".into()), Some("01".into())));
     assert_eq!(b1["attributes"]["discount_rate"], json!(0.3));
     assert_eq!(b1["attributes"]["vip_since"], json!("2025-06-01"));
@@ -104,7 +122,13 @@ async fn an_import_reads_each_format_and_both_encodings(app: TestApp) {
     // Chinese Excel's "CSV" is GB18030: by charset, and detected when the bytes are not UTF-8.
     let chinese = format!("{HEADER}\nB2,广州新星贸易有限公司,,,02,02,,\n");
     let (gb, _, _) = encoding_rs::GB18030.encode(&chinese);
-    assert_counts(&ok_json(send(&app, "", "text/csv; charset=gb18030", gb.to_vec()).await, StatusCode::OK).await, 1, 0, 0, 0);
+    assert_counts(
+        &ok_json(send(&app, "", "text/csv; charset=gb18030", gb.to_vec()).await, StatusCode::OK).await,
+        1,
+        0,
+        0,
+        0,
+    );
     assert_eq!(customer(&app, "B2").await["name"], "广州新星贸易有限公司");
     let shenzhen = chinese.replace("B2,广州", "B3,深圳");
     let (gb, _, _) = encoding_rs::GB18030.encode(&shenzhen);
@@ -123,7 +147,16 @@ async fn an_import_reads_each_format_and_both_encodings(app: TestApp) {
 
     let rows = vec![
         HEADER.split(',').map(|h| json!(h)).collect::<Vec<_>>(),
-        vec![json!("B6"), json!("成都软件有限公司"), json!(""), json!(13912345678.0), json!("02"), json!("01"), json!(0.15), json!("2024-12-31")],
+        vec![
+            json!("B6"),
+            json!("成都软件有限公司"),
+            json!(""),
+            json!(13912345678.0),
+            json!("02"),
+            json!("01"),
+            json!(0.15),
+            json!("2024-12-31"),
+        ],
     ];
     let report = ok_json(send(&app, "", XLSX, workbook(&rows)).await, StatusCode::OK).await;
     assert_counts(&report, 1, 0, 0, 0);
@@ -156,7 +189,13 @@ async fn an_atomic_import_with_bad_rows_writes_nothing_and_lists_every_error(app
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["row"].as_u64().unwrap(), e["column"].as_str().unwrap_or("").to_string(), e["code"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["row"].as_u64().unwrap(),
+                e["column"].as_str().unwrap_or("").to_string(),
+                e["code"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     found.sort();
     let expected: Vec<(u64, String, String)> = [
@@ -183,23 +222,34 @@ async fn a_partial_import_lands_the_good_rows(app: TestApp) {
     let text = format!("{HEADER}\nC1,好客户,,,0101,01,,\nC2,坏分类,,,09,,,\nA2,北京贸易集团,,,,,,\n");
     let report = ok_json(csv(&app, "?atomic=false", &text).await, StatusCode::OK).await;
     assert_counts(&report, 1, 1, 0, 1);
-    assert_eq!(report["errors"], json!([{"row": 3, "column": "category:REGION", "code": "category_not_found", "message": "no category 09 in scheme REGION"}]));
+    assert_eq!(
+        report["errors"],
+        json!([{"row": 3, "column": "category:REGION", "code": "category_not_found", "message": "no category 09 in scheme REGION"}])
+    );
     assert_eq!(customer(&app, "C1").await["name"], "好客户");
     assert_eq!(customer(&app, "A2").await["name"], "北京贸易集团");
     problem(app.get("/api/v1/customers/C2").await, StatusCode::NOT_FOUND, "customer_not_found").await;
     let id = report["id"].as_str().unwrap();
     let stored = ok_json(app.get(&format!("/api/v1/imports/{id}")).await, StatusCode::OK).await;
-    assert_eq!((stored["status"].as_str(), stored["failed"].as_u64(), stored["rows_done"].as_u64()), (Some("succeeded"), Some(1), Some(3)));
+    assert_eq!(
+        (stored["status"].as_str(), stored["failed"].as_u64(), stored["rows_done"].as_u64()),
+        (Some("succeeded"), Some(1), Some(3))
+    );
 }
 
 async fn an_upsert_leaves_empty_cells_and_clears_null(app: TestApp) {
     archive(&app).await;
-    let text = "code,name,short_name,phone,email,note,category:REGION,category:TIER,attr:discount_rate,attr:vip_since\n\
+    let text =
+        "code,name,short_name,phone,email,note,category:REGION,category:TIER,attr:discount_rate,attr:vip_since\n\
                 A1,,,,NULL,新备注,02,,NULL,\n";
     let report = ok_json(csv(&app, "", text).await, StatusCode::OK).await;
     assert_counts(&report, 0, 1, 0, 0);
     let a1 = customer(&app, "A1").await;
-    assert_eq!((a1["name"].as_str(), a1["short_name"].as_str(), a1["phone"].as_str()), (Some("上海电子有限公司"), Some("上海电子"), Some("021-5555 0101")), "empty cells keep");
+    assert_eq!(
+        (a1["name"].as_str(), a1["short_name"].as_str(), a1["phone"].as_str()),
+        (Some("上海电子有限公司"), Some("上海电子"), Some("021-5555 0101")),
+        "empty cells keep"
+    );
     assert_eq!((a1["email"].clone(), a1["note"].as_str()), (Value::Null, Some("新备注")));
     assert_eq!((category_of(&a1, "REGION"), category_of(&a1, "TIER")), (Some("02".into()), Some("01".into())));
     assert_eq!(a1["attributes"]["discount_rate"], json!(0.1), "NULL clears the value; the default returns");
@@ -207,7 +257,10 @@ async fn an_upsert_leaves_empty_cells_and_clears_null(app: TestApp) {
     assert_eq!(a1["attributes"]["vip_since"], "2024-03-01");
     let history = app.full_history("A1").await;
     let last = history.last().unwrap();
-    assert_eq!((last["from"].as_str(), last["to"].as_str(), last["source"].as_str()), (Some("0101"), Some("02"), Some("import")));
+    assert_eq!(
+        (last["from"].as_str(), last["to"].as_str(), last["source"].as_str()),
+        (Some("0101"), Some("02"), Some("import"))
+    );
 
     let again = ok_json(csv(&app, "", text).await, StatusCode::OK).await;
     assert_counts(&again, 0, 0, 1, 0);
@@ -215,7 +268,9 @@ async fn an_upsert_leaves_empty_cells_and_clears_null(app: TestApp) {
     assert_counts(&clear, 0, 1, 0, 0);
     assert_eq!(category_of(&customer(&app, "A2").await, "TIER"), None, "NULL takes the customer out of the scheme");
 
-    let create = ok_json(csv(&app, "?mode=create&atomic=false", "code,name\nA3,又一个\nD1,新客户\n").await, StatusCode::OK).await;
+    let create =
+        ok_json(csv(&app, "?mode=create&atomic=false", "code,name\nA3,又一个\nD1,新客户\n").await, StatusCode::OK)
+            .await;
     assert_counts(&create, 1, 0, 0, 1);
     assert_eq!(create["errors"][0]["code"], "duplicate_code");
 }
@@ -272,8 +327,16 @@ async fn an_async_import_shows_its_progress_and_then_its_report(app: TestApp) {
 
 async fn an_export_imported_again_changes_nothing(app: TestApp) {
     let key = archive(&app).await;
-    for (accept, content_type) in [("text/csv", "text/csv"), ("application/x-ndjson", "application/x-ndjson"), (XLSX, XLSX)] {
-        let file = app.request(Method::GET, "/api/v1/exports/customers").bearer_auth(&key).header("Accept", accept).send().await.unwrap();
+    for (accept, content_type) in
+        [("text/csv", "text/csv"), ("application/x-ndjson", "application/x-ndjson"), (XLSX, XLSX)]
+    {
+        let file = app
+            .request(Method::GET, "/api/v1/exports/customers")
+            .bearer_auth(&key)
+            .header("Accept", accept)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(file.status(), StatusCode::OK);
         let bytes = file.bytes().await.unwrap().to_vec();
         let report = ok_json(send(&app, "", content_type, bytes).await, StatusCode::OK).await;
@@ -284,11 +347,25 @@ async fn an_export_imported_again_changes_nothing(app: TestApp) {
 
 async fn malformed_files_answer_400_with_row_and_byte(app: TestApp) {
     archive(&app).await;
-    let body = problem(csv(&app, "", "code,name\nC1,ok\nC2,\"never closed\n").await, StatusCode::BAD_REQUEST, "malformed_file").await;
-    assert_eq!((body["row_errors"][0]["row"].as_u64(), body["row_errors"][0]["byte"].as_u64()), (Some(3), Some(19)), "{body:#}");
+    let body = problem(
+        csv(&app, "", "code,name\nC1,ok\nC2,\"never closed\n").await,
+        StatusCode::BAD_REQUEST,
+        "malformed_file",
+    )
+    .await;
+    assert_eq!(
+        (body["row_errors"][0]["row"].as_u64(), body["row_errors"][0]["byte"].as_u64()),
+        (Some(3), Some(19)),
+        "{body:#}"
+    );
     let body = problem(csv(&app, "", "code,name\nC1,\"A\"B\n").await, StatusCode::BAD_REQUEST, "malformed_file").await;
     assert_eq!((body["row_errors"][0]["row"].as_u64(), body["row_errors"][0]["byte"].as_u64()), (Some(2), Some(16)));
-    let body = problem(send(&app, "", "text/csv", b"code,name\nC1,\xff\xfe\n".to_vec()).await, StatusCode::BAD_REQUEST, "malformed_file").await;
+    let body = problem(
+        send(&app, "", "text/csv", b"code,name\nC1,\xff\xfe\n".to_vec()).await,
+        StatusCode::BAD_REQUEST,
+        "malformed_file",
+    )
+    .await;
     assert!(body["detail"].as_str().unwrap().contains("neither UTF-8 nor GB18030"), "{body:#}");
     assert_eq!(body["row_errors"][0]["byte"], 13);
 
@@ -297,26 +374,55 @@ async fn malformed_files_answer_400_with_row_and_byte(app: TestApp) {
     let body = problem(send(&app, "", XLSX, truncated).await, StatusCode::BAD_REQUEST, "malformed_file").await;
     assert!(body["detail"].as_str().unwrap().contains("not a readable .xlsx workbook"), "{body:#}");
 
-    let body = problem(send(&app, "", "application/x-ndjson", b"{\"code\": \"C1\"}\n{\"code\": \n".to_vec()).await, StatusCode::BAD_REQUEST, "malformed_file").await;
+    let body = problem(
+        send(&app, "", "application/x-ndjson", b"{\"code\": \"C1\"}\n{\"code\": \n".to_vec()).await,
+        StatusCode::BAD_REQUEST,
+        "malformed_file",
+    )
+    .await;
     assert_eq!(body["row_errors"][0]["row"], 2);
     problem(app.get("/api/v1/customers/C1").await, StatusCode::NOT_FOUND, "customer_not_found").await;
 }
 
 async fn bad_imports_are_problems(app: TestApp) {
     archive(&app).await;
-    let body = problem(csv(&app, "", "code,name,客户名称,category:NOPE\nC1,x,y,01\n").await, StatusCode::UNPROCESSABLE_ENTITY, "unknown_columns").await;
-    let columns: Vec<&str> = body["row_errors"].as_array().unwrap().iter().map(|e| e["column"].as_str().unwrap()).collect();
+    let body = problem(
+        csv(&app, "", "code,name,客户名称,category:NOPE\nC1,x,y,01\n").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_columns",
+    )
+    .await;
+    let columns: Vec<&str> =
+        body["row_errors"].as_array().unwrap().iter().map(|e| e["column"].as_str().unwrap()).collect();
     assert_eq!(columns, ["客户名称", "category:NOPE"]);
-    let report = ok_json(csv(&app, "?ignore_unknown_columns=true", "code,name,客户名称\nC1,x,y\n").await, StatusCode::OK).await;
+    let report =
+        ok_json(csv(&app, "?ignore_unknown_columns=true", "code,name,客户名称\nC1,x,y\n").await, StatusCode::OK).await;
     assert_eq!(report["ignored_columns"], json!(["客户名称"]));
     assert_counts(&report, 1, 0, 0, 0);
     problem(csv(&app, "", "name,name\nx,y\n").await, StatusCode::UNPROCESSABLE_ENTITY, "repeated_columns").await;
     problem(csv(&app, "", "name\nx\n").await, StatusCode::UNPROCESSABLE_ENTITY, "code_column_missing").await;
-    problem(send(&app, "", "application/json", b"[]".to_vec()).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
-    problem(send(&app, "", "text/csv; charset=latin1", b"code\n".to_vec()).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
+    problem(
+        send(&app, "", "application/json", b"[]".to_vec()).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    problem(
+        send(&app, "", "text/csv; charset=latin1", b"code\n".to_vec()).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
     problem(csv(&app, "?mode=replace", "code\nC1\n").await, StatusCode::BAD_REQUEST, "invalid_query").await;
     let reader = app.key("reader", "read").await;
-    let refused = app.request(Method::POST, "/api/v1/imports/customers").bearer_auth(reader).header("Content-Type", "text/csv").body("code\n").send().await.unwrap();
+    let refused = app
+        .request(Method::POST, "/api/v1/imports/customers")
+        .bearer_auth(reader)
+        .header("Content-Type", "text/csv")
+        .body("code\n")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 
     let mut many = String::from("code\n");
@@ -337,7 +443,12 @@ async fn an_import_keys_its_new_customers_for_duplicates_once_it_commits(app: Te
         with_connection(&app, |conn| {
             use custclass::db::schema::{customer_match_keys, customers};
             use diesel::prelude::*;
-            customer_match_keys::table.inner_join(customers::table).filter(customers::code.eq_any(["K1", "K2", "K3"])).count().get_result::<i64>(conn).unwrap()
+            customer_match_keys::table
+                .inner_join(customers::table)
+                .filter(customers::code.eq_any(["K1", "K2", "K3"]))
+                .count()
+                .get_result::<i64>(conn)
+                .unwrap()
         })
     };
     let mut waited = Duration::ZERO;
@@ -351,7 +462,12 @@ async fn an_import_keys_its_new_customers_for_duplicates_once_it_commits(app: Te
         .as_array()
         .unwrap()
         .iter()
-        .map(|group| (group["key"].as_str().unwrap(), group["customers"].as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap()).collect()))
+        .map(|group| {
+            (
+                group["key"].as_str().unwrap(),
+                group["customers"].as_array().unwrap().iter().map(|c| c["code"].as_str().unwrap()).collect(),
+            )
+        })
         .filter(|(_, codes): &(&str, Vec<&str>)| codes.iter().any(|code| code.starts_with('K')))
         .collect();
     assert_eq!(found, [("name", vec!["K1", "K2"]), ("phone", vec!["K1", "K2"])], "{by_phone:#}");
@@ -374,9 +490,20 @@ fn many_chunks() -> String {
 
 /// The codes an export with `query` lists (`GET /customers` filters, every page).
 async fn exported_codes(app: &TestApp, query: &str) -> Vec<String> {
-    let response = app.admin(Method::GET, &format!("/api/v1/exports/customers{query}")).header("Accept", "application/x-ndjson").send().await.unwrap();
+    let response = app
+        .admin(Method::GET, &format!("/api/v1/exports/customers{query}"))
+        .header("Accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    response.text().await.unwrap().lines().map(|line| serde_json::from_str::<Value>(line).unwrap()["code"].as_str().unwrap().to_string()).collect()
+    response
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["code"].as_str().unwrap().to_string())
+        .collect()
 }
 
 async fn an_import_of_many_chunks_lands_whole_with_its_counts_members_and_history(app: TestApp) {
@@ -384,23 +511,49 @@ async fn an_import_of_many_chunks_lands_whole_with_its_counts_members_and_histor
     assert_counts(&ok_json(csv(&app, "", &many_chunks()).await, StatusCode::OK).await, 3500, 0, 0, 0);
 
     // A customer of the first chunk and of the last, and of each category pair.
-    for (code, region, tier, rate) in [("M00001", "02", "02", None), ("M01000", "02", "02", None), ("M03500", "02", "01", Some(0.1)), ("M03498", "0101", "01", Some(0.2))] {
+    for (code, region, tier, rate) in [
+        ("M00001", "02", "02", None),
+        ("M01000", "02", "02", None),
+        ("M03500", "02", "01", Some(0.1)),
+        ("M03498", "0101", "01", Some(0.2)),
+    ] {
         let found = customer(&app, code).await;
-        assert_eq!((category_of(&found, "REGION").as_deref(), category_of(&found, "TIER").as_deref()), (Some(region), Some(tier)), "{found:#}");
+        assert_eq!(
+            (category_of(&found, "REGION").as_deref(), category_of(&found, "TIER").as_deref()),
+            (Some(region), Some(tier)),
+            "{found:#}"
+        );
         assert_eq!(found["attributes"]["discount_rate"].as_f64(), rate, "{code}: the file's rate, or VIP's default");
-        let history: Vec<(Value, Value, Value)> = app.full_history(code).await.iter().map(|e| (e["scheme"].clone(), e["to"].clone(), e["source"].clone())).collect();
+        let history: Vec<(Value, Value, Value)> = app
+            .full_history(code)
+            .await
+            .iter()
+            .map(|e| (e["scheme"].clone(), e["to"].clone(), e["source"].clone()))
+            .collect();
         assert_eq!(history.len(), 2, "{code}: {history:?}");
-        assert!(history.contains(&(json!("REGION"), json!(region), json!("import"))) && history.contains(&(json!("TIER"), json!(tier), json!("import"))), "{code}: {history:?}");
+        assert!(
+            history.contains(&(json!("REGION"), json!(region), json!("import")))
+                && history.contains(&(json!("TIER"), json!(tier), json!("import"))),
+            "{code}: {history:?}"
+        );
     }
 
     // Subtree filters read the memberships: 1,166 imported in 上海 (and A1), under 华东 too.
-    let shanghai: Vec<String> = (1..=3500).filter(|n| n % 3 == 0).map(|n| format!("M{n:05}")).chain(["A1".to_string()]).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let shanghai: Vec<String> = (1..=3500)
+        .filter(|n| n % 3 == 0)
+        .map(|n| format!("M{n:05}"))
+        .chain(["A1".to_string()])
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     assert_eq!(exported_codes(&app, "?category=REGION:0101").await, shanghai);
     assert_eq!(exported_codes(&app, "?category=REGION:01").await, shanghai, "the parent's members");
     assert_eq!(exported_codes(&app, "?category=TIER:02").await.len(), 1167);
 
     let counts = ok_json(app.get("/api/v1/reports/distribution?scheme=TIER").await, StatusCode::OK).await;
-    let of = |code: &str| counts["rows"].as_array().unwrap().iter().find(|row| row["code"] == code).unwrap()["customers"].clone();
+    let of = |code: &str| {
+        counts["rows"].as_array().unwrap().iter().find(|row| row["code"] == code).unwrap()["customers"].clone()
+    };
     assert_eq!((of("01"), of("02")), (json!(2333 + 2), json!(1167)), "{counts:#}");
     assert_counters_equal_a_recount(&app).await;
 }
@@ -410,7 +563,10 @@ async fn an_import_refused_in_its_last_chunk_leaves_nothing_of_the_earlier_ones(
     let before = counted_reports(&app).await;
     let text = many_chunks().replace("M03400,客户3400,,,02,02,", "M03400,客户3400,,,09,02,");
     let body = problem(csv(&app, "", &text).await, StatusCode::UNPROCESSABLE_ENTITY, "import_rejected").await;
-    assert_eq!(body["row_errors"], json!([{"row": 3401, "column": "category:REGION", "code": "category_not_found", "message": "no category 09 in scheme REGION"}]));
+    assert_eq!(
+        body["row_errors"],
+        json!([{"row": 3401, "column": "category:REGION", "code": "category_not_found", "message": "no category 09 in scheme REGION"}])
+    );
     problem(app.get("/api/v1/customers/M00001").await, StatusCode::NOT_FOUND, "customer_not_found").await;
     assert_eq!(exported_codes(&app, "").await, ["A1", "A2", "A3"]);
     assert!(app.full_history("A1").await.iter().all(|entry| entry["source"] != "import"));
@@ -475,7 +631,10 @@ async fn branches_left_prepared(app: TestApp) {
     let restarted = app.replica().await;
     let mut waited = Duration::ZERO;
     while restarted.get("/api/v1/customers/P1").await.status() != StatusCode::OK {
-        assert!(waited < Duration::from_secs(10), "the committed import's branch was not committed within 10 s of the start");
+        assert!(
+            waited < Duration::from_secs(10),
+            "the committed import's branch was not committed within 10 s of the start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         waited += Duration::from_millis(50);
     }
@@ -488,7 +647,15 @@ async fn branches_left_prepared(app: TestApp) {
             #[diesel(sql_type = diesel::sql_types::Binary)]
             data: Vec<u8>,
         }
-        let prepared = diesel::sql_query("XA RECOVER").load::<Prepared>(conn).unwrap().into_iter().filter(|row| row.data.starts_with(b"custclass-import-committed") || row.data.starts_with(b"custclass-import-rolled-back")).count();
+        let prepared = diesel::sql_query("XA RECOVER")
+            .load::<Prepared>(conn)
+            .unwrap()
+            .into_iter()
+            .filter(|row| {
+                row.data.starts_with(b"custclass-import-committed")
+                    || row.data.starts_with(b"custclass-import-rolled-back")
+            })
+            .count();
         (prepared, custclass::db::schema::import_branches::table.count().get_result::<i64>(conn).unwrap())
     })
     .await;
@@ -501,7 +668,9 @@ fn form_with_file(file_name: &str, content_type: &str, content: &[u8], other_par
     let boundary = "----WebKitFormBoundary7MA4YWxkTrZu0gW";
     let mut body = Vec::new();
     if let Some(name) = other_part {
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\nx\r\n").as_bytes());
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\nx\r\n").as_bytes(),
+        );
     }
     body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{file_name}\"\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
     body.extend_from_slice(content);
@@ -526,7 +695,10 @@ async fn a_browser_form_uploads_the_file_as_multipart(app: TestApp) {
     assert_counts(&ok_json(send(&app, "", &content_type, body).await, StatusCode::OK).await, 1, 0, 0, 0);
     assert_eq!(customer(&app, "M2").await["name"], "无锡纺织");
 
-    let rows = vec![HEADER.split(',').map(|h| json!(h)).collect::<Vec<_>>(), vec![json!("M3"), json!("常州电机"), json!(""), json!(""), json!("02"), json!(""), json!(""), json!("")]];
+    let rows = vec![
+        HEADER.split(',').map(|h| json!(h)).collect::<Vec<_>>(),
+        vec![json!("M3"), json!("常州电机"), json!(""), json!(""), json!("02"), json!(""), json!(""), json!("")],
+    ];
     let (content_type, body) = form_with_file("archive.xlsx", "application/octet-stream", &workbook(&rows), None);
     let report = ok_json(send(&app, "?atomic=false", &content_type, body).await, StatusCode::OK).await;
     assert_eq!(report["format"], "xlsx");
@@ -534,7 +706,10 @@ async fn a_browser_form_uploads_the_file_as_multipart(app: TestApp) {
 
     // Neither a known extension nor a type: the first bytes tell a workbook from text.
     let (content_type, body) = form_with_file("upload", "application/octet-stream", &workbook(&rows), None);
-    assert_eq!(ok_json(send(&app, "?atomic=false&dry_run=true", &content_type, body).await, StatusCode::OK).await["format"], "xlsx");
+    assert_eq!(
+        ok_json(send(&app, "?atomic=false&dry_run=true", &content_type, body).await, StatusCode::OK).await["format"],
+        "xlsx"
+    );
     let (content_type, body) = form_with_file("upload", "application/octet-stream", text.as_bytes(), None);
     let report = ok_json(send(&app, "", &content_type, body).await, StatusCode::OK).await;
     assert_eq!((&report["format"], &report["unchanged"]), (&json!("csv"), &json!(1)), "{report}");
@@ -542,8 +717,14 @@ async fn a_browser_form_uploads_the_file_as_multipart(app: TestApp) {
     let (content_type, body) = form_with_file("客户.csv", "text/csv", text.as_bytes(), Some("note"));
     problem(send(&app, "", &content_type, body).await, StatusCode::BAD_REQUEST, "invalid_multipart").await;
     let (content_type, body) = form_with_file("notes.pdf", "application/pdf", b"%PDF", None);
-    problem(send(&app, "", &content_type, body).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type").await;
-    problem(send(&app, "", "multipart/form-data; boundary=x", b"--x--\r\n".to_vec()).await, StatusCode::BAD_REQUEST, "invalid_multipart").await;
+    problem(send(&app, "", &content_type, body).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        .await;
+    problem(
+        send(&app, "", "multipart/form-data; boundary=x", b"--x--\r\n".to_vec()).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_multipart",
+    )
+    .await;
 }
 
 /// Errors found as rows are read and those found against the archive as their chunk is
@@ -561,7 +742,8 @@ async fn row_errors_come_in_row_order(app: TestApp) {
         }
     }
     let report = ok_json(csv(&app, "?atomic=false", &text).await, StatusCode::OK).await;
-    let rows: Vec<u64> = report["errors"].as_array().unwrap().iter().map(|error| error["row"].as_u64().unwrap()).collect();
+    let rows: Vec<u64> =
+        report["errors"].as_array().unwrap().iter().map(|error| error["row"].as_u64().unwrap()).collect();
     assert_eq!(rows.len(), 2_500, "{}", report["error_count"]);
     assert!(rows.windows(2).all(|pair| pair[0] <= pair[1]), "row errors in row order");
 }
@@ -579,7 +761,15 @@ async fn an_import_whose_service_is_killed_is_recorded_interrupted_and_the_file_
         text.push_str(&format!("K{row:06},客户{row},,,0101,01,,\n"));
     }
     let service = app.serve_binary(&[]).await;
-    let started = service.app.admin(Method::POST, "/api/v1/imports/customers").header("Content-Type", "text/csv").header("Prefer", "respond-async").body(text.clone()).send().await.unwrap();
+    let started = service
+        .app
+        .admin(Method::POST, "/api/v1/imports/customers")
+        .header("Content-Type", "text/csv")
+        .header("Prefer", "respond-async")
+        .body(text.clone())
+        .send()
+        .await
+        .unwrap();
     let started = ok_json(started, StatusCode::ACCEPTED).await;
     let location = format!("/api/v1/imports/{}", started["id"].as_str().unwrap());
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -595,7 +785,13 @@ async fn an_import_whose_service_is_killed_is_recorded_interrupted_and_the_file_
     service.kill();
 
     // Sent again at once, while the server may still be rolling the killed import back.
-    let again = app.admin(Method::POST, "/api/v1/imports/customers").header("Content-Type", "text/csv").body(text.clone()).send().await.unwrap();
+    let again = app
+        .admin(Method::POST, "/api/v1/imports/customers")
+        .header("Content-Type", "text/csv")
+        .body(text.clone())
+        .send()
+        .await
+        .unwrap();
     let report = ok_json(again, StatusCode::OK).await;
     assert_counts(&report, ROWS as u64, 0, 0, 0);
     assert_eq!(customer(&app, "K059999").await["name"], "客户59999");
@@ -606,7 +802,11 @@ async fn an_import_whose_service_is_killed_is_recorded_interrupted_and_the_file_
         if import["status"] != "running" {
             break import;
         }
-        assert_eq!(backend, Backend::Mysql, "on SQLite a running import no process runs is never shown running: {import}");
+        assert_eq!(
+            backend,
+            Backend::Mysql,
+            "on SQLite a running import no process runs is never shown running: {import}"
+        );
         assert!(std::time::Instant::now() < deadline, "still running 40 s after its service was killed: {import}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
@@ -615,5 +815,8 @@ async fn an_import_whose_service_is_killed_is_recorded_interrupted_and_the_file_
     assert!(interrupted["finished_at"].is_string(), "{interrupted}");
     let history = app.full_history("K000000").await;
     assert_eq!(history.len(), 2, "one creation's history (REGION and TIER), the re-sent import's: {history:#?}");
-    assert!(history.iter().all(|entry| entry["reason"] == json!(format!("import {}", report["id"].as_str().unwrap()))), "{history:#?}");
+    assert!(
+        history.iter().all(|entry| entry["reason"] == json!(format!("import {}", report["id"].as_str().unwrap()))),
+        "{history:#?}"
+    );
 }

@@ -57,7 +57,9 @@ fn document_is_openapi_3_1_with_resolvable_refs_and_security() {
             }
         }
     }
-    for endpoint in ["/api/v1/schemes", "/api/v1/schemes/{scheme}/categories/tree", "/api/v1/api-keys/{id}", "/readyz", "/metrics"] {
+    for endpoint in
+        ["/api/v1/schemes", "/api/v1/schemes/{scheme}/categories/tree", "/api/v1/api-keys/{id}", "/readyz", "/metrics"]
+    {
         assert!(doc["paths"].get(endpoint).is_some(), "{endpoint} is documented");
     }
 }
@@ -78,8 +80,13 @@ fn every_operation_is_described_and_every_body_has_an_example_and_a_shape() {
             }
             let Some(content) = operation["requestBody"]["content"].as_object() else { continue };
             for (media_type, media) in content {
-                let referenced = media["schema"]["$ref"].as_str().and_then(|target| target.rsplit('/').next()).map(|name| &schemas[name]);
-                let has_example = media.get("example").is_some() || media.get("examples").is_some() || referenced.is_some_and(|schema| schema.get("example").is_some());
+                let referenced = media["schema"]["$ref"]
+                    .as_str()
+                    .and_then(|target| target.rsplit('/').next())
+                    .map(|name| &schemas[name]);
+                let has_example = media.get("example").is_some()
+                    || media.get("examples").is_some()
+                    || referenced.is_some_and(|schema| schema.get("example").is_some());
                 let is_file = media_type != "application/json";
                 assert!(has_example || is_file, "{method} {path}: the {media_type} body has no example");
             }
@@ -110,7 +117,10 @@ fn find_shapeless_objects(value: &Value, at: String, found: &mut Vec<String>) {
                 find_shapeless_objects(child, format!("{at}/{key}"), found);
             }
         }
-        Value::Array(items) => items.iter().enumerate().for_each(|(index, child)| find_shapeless_objects(child, format!("{at}/{index}"), found)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .for_each(|(index, child)| find_shapeless_objects(child, format!("{at}/{index}"), found)),
         _ => {}
     }
 }

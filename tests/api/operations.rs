@@ -6,7 +6,12 @@ use serde_json::json;
 use crate::both_backends;
 use crate::helpers::{execute_directly, ok_json, problem, spawn_app_with, Backend, Options, TestApp};
 
-both_backends!(probes_answer_without_auth, request_ids_are_echoed_or_made, metrics_count_requests_and_pool, corrupt_rows_answer_internal_error);
+both_backends!(
+    probes_answer_without_auth,
+    request_ids_are_echoed_or_made,
+    metrics_count_requests_and_pool,
+    corrupt_rows_answer_internal_error
+);
 
 async fn probes_answer_without_auth(app: TestApp) {
     let health = ok_json(app.request(Method::GET, "/healthz").send().await.unwrap(), StatusCode::OK).await;
@@ -33,8 +38,14 @@ async fn metrics_count_requests_and_pool(app: TestApp) {
     app.get("/api/v1/schemes").await;
     app.get("/api/v1/schemes/NOPE").await;
     let text = app.request(Method::GET, "/metrics").send().await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"custclass_http_requests_total{method="GET",route="/api/v1/schemes",status="200"} 1"#), "{text}");
-    assert!(text.contains(r#"custclass_http_requests_total{method="GET",route="/api/v1/schemes/{scheme}",status="404"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"custclass_http_requests_total{method="GET",route="/api/v1/schemes",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"custclass_http_requests_total{method="GET",route="/api/v1/schemes/{scheme}",status="404"} 1"#),
+        "{text}"
+    );
     assert!(text.contains(r#"custclass_http_request_duration_seconds_bucket{method="GET",route="/api/v1/schemes",status="200",le="+Inf"} 1"#));
     assert!(text.contains("custclass_db_pool_max_connections 4"));
     assert!(text.contains("custclass_db_pool_connections "));
@@ -44,9 +55,14 @@ async fn metrics_count_requests_and_pool(app: TestApp) {
 /// log under the request id), never a value made up in its place.
 async fn corrupt_rows_answer_internal_error(app: TestApp) {
     app.create_tiers().await;
-    ok_json(app.post("/api/v1/customers", &json!({"code": "C1", "name": "一号", "categories": {"TIER": "02"}})).await, StatusCode::CREATED).await;
+    ok_json(
+        app.post("/api/v1/customers", &json!({"code": "C1", "name": "一号", "categories": {"TIER": "02"}})).await,
+        StatusCode::CREATED,
+    )
+    .await;
     ok_json(app.post("/api/v1/customers", &json!({"code": "C2", "name": "二号"})).await, StatusCode::CREATED).await;
-    ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED).await;
+    ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED)
+        .await;
     execute_directly(
         &app,
         &[
@@ -57,13 +73,24 @@ async fn corrupt_rows_answer_internal_error(app: TestApp) {
         ],
     )
     .await;
-    for path in ["/api/v1/customers/C1", "/api/v1/customers?limit=10", "/api/v1/schemes/TIER/classification-runs/1", "/api/v1/schemes/TIER/classification-runs", "/api/v1/schemes/TIER", "/api/v1/customers/C1/history"] {
+    for path in [
+        "/api/v1/customers/C1",
+        "/api/v1/customers?limit=10",
+        "/api/v1/schemes/TIER/classification-runs/1",
+        "/api/v1/schemes/TIER/classification-runs",
+        "/api/v1/schemes/TIER",
+        "/api/v1/customers/C1/history",
+    ] {
         let response = app.get(path).await;
         assert!(response.headers().contains_key("x-request-id"));
         let body = problem(response, StatusCode::INTERNAL_SERVER_ERROR, "internal_error").await;
         assert!(body["detail"].as_str().unwrap().contains("X-Request-Id"), "{path}: {body}");
     }
-    execute_directly(&app, &["UPDATE assignment_history SET dropped_attributes = NULL, source = 'robot' WHERE customer_code = 'C1'"]).await;
+    execute_directly(
+        &app,
+        &["UPDATE assignment_history SET dropped_attributes = NULL, source = 'robot' WHERE customer_code = 'C1'"],
+    )
+    .await;
     problem(app.get("/api/v1/customers/C1/history").await, StatusCode::INTERNAL_SERVER_ERROR, "internal_error").await;
     ok_json(app.get("/api/v1/customers/C2").await, StatusCode::OK).await;
 }
@@ -94,15 +121,22 @@ mod database_outage {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn mysql() {
-        let app = spawn_app_with(Backend::Mysql, Options { db_timeout: SHORT, through_proxy: true, ..Options::default() }).await;
+        let app =
+            spawn_app_with(Backend::Mysql, Options { db_timeout: SHORT, through_proxy: true, ..Options::default() })
+                .await;
         app.create_scheme("TIER", "2").await;
         let proxy = app.proxy.as_ref().unwrap();
 
         proxy.cut();
         assert_unavailable(app.get("/api/v1/schemes/TIER").await).await;
-        assert_unavailable(app.post("/api/v1/schemes", &json!({"code": "DOWN", "name": "x", "code_rule": "2"})).await).await;
+        assert_unavailable(app.post("/api/v1/schemes", &json!({"code": "DOWN", "name": "x", "code_rule": "2"})).await)
+            .await;
         assert_unavailable(app.request(Method::GET, "/readyz").send().await.unwrap()).await;
-        assert_eq!(app.request(Method::GET, "/healthz").send().await.unwrap().status(), StatusCode::OK, "the process itself is alive");
+        assert_eq!(
+            app.request(Method::GET, "/healthz").send().await.unwrap().status(),
+            StatusCode::OK,
+            "the process itself is alive"
+        );
 
         proxy.restore().await;
         let scheme = ok_json(recovered(&app, "/api/v1/schemes/TIER").await, StatusCode::OK).await;
@@ -117,7 +151,12 @@ mod database_outage {
     /// waiting as long as the server hangs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn mysql_hung() {
-        let options = Options { db_timeout: SHORT, statement_timeout: Duration::from_millis(800), through_proxy: true, ..Options::default() };
+        let options = Options {
+            db_timeout: SHORT,
+            statement_timeout: Duration::from_millis(800),
+            through_proxy: true,
+            ..Options::default()
+        };
         let app = spawn_app_with(Backend::Mysql, options).await;
         app.create_scheme("TIER", "2").await;
         let proxy = app.proxy.as_ref().unwrap();
@@ -141,7 +180,8 @@ mod database_outage {
         let custclass::db::DatabaseUrl::Sqlite(path) = app.database.clone() else { unreachable!() };
         let holder = crate::helpers::hold_sqlite_write_lock(path);
 
-        assert_unavailable(app.post("/api/v1/schemes", &json!({"code": "DOWN", "name": "x", "code_rule": "2"})).await).await;
+        assert_unavailable(app.post("/api/v1/schemes", &json!({"code": "DOWN", "name": "x", "code_rule": "2"})).await)
+            .await;
         assert_unavailable(app.patch("/api/v1/schemes/TIER", &json!({"name": "x"})).await).await;
 
         holder.release();

@@ -115,10 +115,11 @@ impl Receiver {
                 self.received.lock().unwrap().push(Received { headers, body, answered: 0 });
                 return std::future::pending::<()>().await;
             }
-            let status = match self.failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)) {
-                Ok(_) => self.failing_status.load(Ordering::SeqCst),
-                Err(_) => 200,
-            };
+            let status =
+                match self.failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)) {
+                    Ok(_) => self.failing_status.load(Ordering::SeqCst),
+                    Err(_) => 200,
+                };
             self.received.lock().unwrap().push(Received { headers, body, answered: status });
             let extra = if (300..400).contains(&status) { "location: http://127.0.0.1:9/elsewhere\r\n" } else { "" };
             let response = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n{extra}\r\nok");
@@ -143,5 +144,8 @@ pub fn verify(secret: &str, request: &Received) -> bool {
     mac.update(format!("{id}.{timestamp}.").as_bytes());
     mac.update(&request.body);
     let expected = BASE64.encode(mac.finalize().into_bytes());
-    request.header("webhook-signature").split(' ').any(|signature| signature.strip_prefix("v1,") == Some(expected.as_str()))
+    request
+        .header("webhook-signature")
+        .split(' ')
+        .any(|signature| signature.strip_prefix("v1,") == Some(expected.as_str()))
 }

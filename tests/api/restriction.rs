@@ -30,7 +30,9 @@ async fn archive(app: &TestApp) {
 
 async fn structure(app: &TestApp) {
     app.create_scheme("REGION", "2-2").await;
-    for (code, name) in [("01", "华北"), ("0101", "北京"), ("0102", "天津"), ("02", "华南"), ("0201", "广州"), ("0203", "深圳")] {
+    for (code, name) in
+        [("01", "华北"), ("0101", "北京"), ("0102", "天津"), ("02", "华南"), ("0201", "广州"), ("0203", "深圳")]
+    {
         app.create_category("REGION", code, name).await;
     }
     app.create_scheme("TIER", "2").await;
@@ -39,7 +41,9 @@ async fn structure(app: &TestApp) {
 }
 
 async fn customers(app: &TestApp) {
-    for (code, region) in [("N1", Some("0101")), ("N2", Some("0102")), ("S1", Some("0201")), ("S3", Some("0203")), ("U", None)] {
+    for (code, region) in
+        [("N1", Some("0101")), ("N2", Some("0102")), ("S1", Some("0201")), ("S3", Some("0203")), ("U", None)]
+    {
         let categories = match region {
             Some(region) => json!({"REGION": region, "TIER": "02"}),
             None => json!({"TIER": "02"}),
@@ -73,7 +77,12 @@ fn codes_of(page: &Value) -> Vec<String> {
 
 async fn restricted_keys_are_checked_when_made(app: TestApp) {
     archive(&app).await;
-    let admin = problem(app.post("/api/v1/api-keys", &json!({"name": "x", "scope": "admin", "restrict": {"REGION": ["01"]}})).await, StatusCode::UNPROCESSABLE_ENTITY, "restricted_admin").await;
+    let admin = problem(
+        app.post("/api/v1/api-keys", &json!({"name": "x", "scope": "admin", "restrict": {"REGION": ["01"]}})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "restricted_admin",
+    )
+    .await;
     assert_eq!(admin["errors"][0]["field"], "scope");
     for (restrict, code, field) in [
         (json!({"NOPE": ["01"]}), "invalid_restriction", "restrict/NOPE"),
@@ -82,12 +91,18 @@ async fn restricted_keys_are_checked_when_made(app: TestApp) {
         (json!({"REGION": ["0-1"]}), "validation_failed", "restrict/REGION/0"),
         (json!(["01"]), "validation_failed", "restrict"),
     ] {
-        let refused = problem(app.post("/api/v1/api-keys", &json!({"name": "x", "scope": "read", "restrict": restrict})).await, StatusCode::UNPROCESSABLE_ENTITY, code).await;
+        let refused = problem(
+            app.post("/api/v1/api-keys", &json!({"name": "x", "scope": "read", "restrict": restrict})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+        )
+        .await;
         assert_eq!(refused["errors"][0]["field"], field, "{refused}");
     }
     regional_key(&app, "read").await;
     let keys = ok_json(app.get("/api/v1/api-keys").await, StatusCode::OK).await;
-    let restricted: Vec<&Value> = keys["items"].as_array().unwrap().iter().filter(|k| !k["restrict"].is_null()).collect();
+    let restricted: Vec<&Value> =
+        keys["items"].as_array().unwrap().iter().filter(|k| !k["restrict"].is_null()).collect();
     assert_eq!(restricted.len(), 1, "nothing refused was stored: {keys}");
     assert_eq!(restricted[0]["name"], "north-read");
 }
@@ -101,12 +116,32 @@ async fn a_restricted_key_reads_only_customers_inside(app: TestApp) {
         ok_json(get(&app, &key, &format!("/api/v1/customers/{code}/history")).await, StatusCode::OK).await;
         ok_json(get(&app, &key, &format!("/api/v1/customers/{code}/metrics")).await, StatusCode::OK).await;
     }
-    let missing = problem(get(&app, &key, "/api/v1/customers/NOBODY").await, StatusCode::NOT_FOUND, "customer_not_found").await;
+    let missing =
+        problem(get(&app, &key, "/api/v1/customers/NOBODY").await, StatusCode::NOT_FOUND, "customer_not_found").await;
     for code in OUTSIDE {
-        let hidden = problem(get(&app, &key, &format!("/api/v1/customers/{code}")).await, StatusCode::NOT_FOUND, "customer_not_found").await;
-        assert_eq!(hidden["detail"], missing["detail"].as_str().unwrap().replace("NOBODY", code), "outside answers as if it did not exist");
-        problem(get(&app, &key, &format!("/api/v1/customers/{code}/history")).await, StatusCode::NOT_FOUND, "customer_not_found").await;
-        problem(get(&app, &key, &format!("/api/v1/customers/{code}/metrics")).await, StatusCode::NOT_FOUND, "customer_not_found").await;
+        let hidden = problem(
+            get(&app, &key, &format!("/api/v1/customers/{code}")).await,
+            StatusCode::NOT_FOUND,
+            "customer_not_found",
+        )
+        .await;
+        assert_eq!(
+            hidden["detail"],
+            missing["detail"].as_str().unwrap().replace("NOBODY", code),
+            "outside answers as if it did not exist"
+        );
+        problem(
+            get(&app, &key, &format!("/api/v1/customers/{code}/history")).await,
+            StatusCode::NOT_FOUND,
+            "customer_not_found",
+        )
+        .await;
+        problem(
+            get(&app, &key, &format!("/api/v1/customers/{code}/metrics")).await,
+            StatusCode::NOT_FOUND,
+            "customer_not_found",
+        )
+        .await;
         ok_json(app.get(&format!("/api/v1/customers/{code}")).await, StatusCode::OK).await;
     }
 
@@ -152,17 +187,42 @@ async fn reports_and_category_counts_count_the_visible_customers_only(app: TestA
         .filter(|row| row["subtree_customers"].as_i64().unwrap() > 0)
         .map(|row| (row["code"].as_str().unwrap_or("-").to_string(), row["subtree_customers"].as_i64().unwrap()))
         .collect();
-    assert_eq!(counted, [("01".to_string(), 2), ("0101".to_string(), 1), ("0102".to_string(), 1), ("02".to_string(), 1), ("0203".to_string(), 1)]);
+    assert_eq!(
+        counted,
+        [
+            ("01".to_string(), 2),
+            ("0101".to_string(), 1),
+            ("0102".to_string(), 1),
+            ("02".to_string(), 1),
+            ("0203".to_string(), 1)
+        ]
+    );
     let everyone = ok_json(app.get("/api/v1/reports/distribution?scheme=REGION").await, StatusCode::OK).await;
     assert_eq!(everyone["population"], 5);
     let tiers = ok_json(get(&app, &key, "/api/v1/reports/distribution?scheme=TIER").await, StatusCode::OK).await;
     assert_eq!(tiers["population"], 3);
-    let crosstab = ok_json(get(&app, &key, "/api/v1/reports/crosstab?rows=REGION&cols=TIER").await, StatusCode::OK).await;
+    let crosstab =
+        ok_json(get(&app, &key, "/api/v1/reports/crosstab?rows=REGION&cols=TIER").await, StatusCode::OK).await;
     assert_eq!(crosstab["population"], 3, "{crosstab}");
 
     let categories = ok_json(get(&app, &key, "/api/v1/schemes/REGION/categories").await, StatusCode::OK).await;
-    let counts: Vec<(String, i64)> = categories["items"].as_array().unwrap().iter().map(|c| (c["code"].as_str().unwrap().to_string(), c["subtree_customer_count"].as_i64().unwrap())).collect();
-    assert_eq!(counts, [("01".into(), 2), ("0101".into(), 1), ("0102".into(), 1), ("02".into(), 1), ("0201".into(), 0), ("0203".into(), 1)]);
+    let counts: Vec<(String, i64)> = categories["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["code"].as_str().unwrap().to_string(), c["subtree_customer_count"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("01".into(), 2),
+            ("0101".into(), 1),
+            ("0102".into(), 1),
+            ("02".into(), 1),
+            ("0201".into(), 0),
+            ("0203".into(), 1)
+        ]
+    );
     let south = ok_json(get(&app, &key, "/api/v1/schemes/REGION/categories/02").await, StatusCode::OK).await;
     assert_eq!(south["subtree_customer_count"], 1);
     let tree = ok_json(get(&app, &key, "/api/v1/schemes/REGION/categories/tree").await, StatusCode::OK).await;
@@ -177,43 +237,128 @@ async fn a_restricted_key_changes_only_customers_inside_and_keeps_them_there(app
     let send = |method: Method, path: &str, body: Value| call(&app, &key, method, path).json(&body).send();
 
     // Creating: inside only.
-    let created = ok_json(send(Method::POST, "/api/v1/customers", json!({"code": "N3", "name": "新客户", "categories": {"REGION": "0102", "TIER": "01"}})).await.unwrap(), StatusCode::CREATED).await;
+    let created = ok_json(
+        send(
+            Method::POST,
+            "/api/v1/customers",
+            json!({"code": "N3", "name": "新客户", "categories": {"REGION": "0102", "TIER": "01"}}),
+        )
+        .await
+        .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
     assert_eq!(created["categories"]["REGION"], "0102");
     for categories in [json!({"REGION": "0201"}), json!({"TIER": "01"})] {
-        let refused = send(Method::POST, "/api/v1/customers", json!({"code": "X1", "name": "外", "categories": categories})).await.unwrap();
+        let refused =
+            send(Method::POST, "/api/v1/customers", json!({"code": "X1", "name": "外", "categories": categories}))
+                .await
+                .unwrap();
         problem(refused, StatusCode::FORBIDDEN, "outside_restriction").await;
         problem(app.get("/api/v1/customers/X1").await, StatusCode::NOT_FOUND, "customer_not_found").await;
     }
 
     // Changing a customer inside; one outside is not there.
-    ok_json(send(Method::PATCH, "/api/v1/customers/N1", json!({"phone": "010-12345678"})).await.unwrap(), StatusCode::OK).await;
+    ok_json(
+        send(Method::PATCH, "/api/v1/customers/N1", json!({"phone": "010-12345678"})).await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     ok_json(send(Method::PUT, "/api/v1/customers/N1/attributes", json!({})).await.unwrap(), StatusCode::OK).await;
     for code in OUTSIDE {
-        problem(send(Method::PATCH, &format!("/api/v1/customers/{code}"), json!({"phone": "020-12345678"})).await.unwrap(), StatusCode::NOT_FOUND, "customer_not_found").await;
-        problem(send(Method::PUT, &format!("/api/v1/customers/{code}/attributes"), json!({})).await.unwrap(), StatusCode::NOT_FOUND, "customer_not_found").await;
-        problem(send(Method::PUT, &format!("/api/v1/customers/{code}/categories/TIER"), json!({"category": "01"})).await.unwrap(), StatusCode::NOT_FOUND, "customer_not_found").await;
-        problem(call(&app, &key, Method::DELETE, &format!("/api/v1/customers/{code}")).send().await.unwrap(), StatusCode::NOT_FOUND, "customer_not_found").await;
+        problem(
+            send(Method::PATCH, &format!("/api/v1/customers/{code}"), json!({"phone": "020-12345678"})).await.unwrap(),
+            StatusCode::NOT_FOUND,
+            "customer_not_found",
+        )
+        .await;
+        problem(
+            send(Method::PUT, &format!("/api/v1/customers/{code}/attributes"), json!({})).await.unwrap(),
+            StatusCode::NOT_FOUND,
+            "customer_not_found",
+        )
+        .await;
+        problem(
+            send(Method::PUT, &format!("/api/v1/customers/{code}/categories/TIER"), json!({"category": "01"}))
+                .await
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+            "customer_not_found",
+        )
+        .await;
+        problem(
+            call(&app, &key, Method::DELETE, &format!("/api/v1/customers/{code}")).send().await.unwrap(),
+            StatusCode::NOT_FOUND,
+            "customer_not_found",
+        )
+        .await;
     }
-    let stale = call(&app, &key, Method::PATCH, "/api/v1/customers/S1").header("If-Match", "\"99\"").json(&json!({"phone": "020-12345678"})).send().await.unwrap();
+    let stale = call(&app, &key, Method::PATCH, "/api/v1/customers/S1")
+        .header("If-Match", "\"99\"")
+        .json(&json!({"phone": "020-12345678"}))
+        .send()
+        .await
+        .unwrap();
     problem(stale, StatusCode::NOT_FOUND, "customer_not_found").await;
-    assert_eq!(ok_json(app.get("/api/v1/customers/S1").await, StatusCode::OK).await["version"], 1, "nothing outside changed");
+    assert_eq!(
+        ok_json(app.get("/api/v1/customers/S1").await, StatusCode::OK).await["version"],
+        1,
+        "nothing outside changed"
+    );
 
     // Moves: within the subtrees, and in other schemes, freely; out of them, never.
-    ok_json(send(Method::PUT, "/api/v1/customers/N1/categories/REGION", json!({"category": "0203"})).await.unwrap(), StatusCode::OK).await;
-    ok_json(send(Method::PUT, "/api/v1/customers/N1/categories/TIER", json!({"category": "01"})).await.unwrap(), StatusCode::OK).await;
-    problem(send(Method::PUT, "/api/v1/customers/N1/categories/REGION", json!({"category": "0201"})).await.unwrap(), StatusCode::FORBIDDEN, "outside_restriction").await;
-    problem(call(&app, &key, Method::DELETE, "/api/v1/customers/N1/categories/REGION").send().await.unwrap(), StatusCode::FORBIDDEN, "outside_restriction").await;
-    ok_json(call(&app, &key, Method::DELETE, "/api/v1/customers/N1/categories/TIER").send().await.unwrap(), StatusCode::OK).await;
+    ok_json(
+        send(Method::PUT, "/api/v1/customers/N1/categories/REGION", json!({"category": "0203"})).await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    ok_json(
+        send(Method::PUT, "/api/v1/customers/N1/categories/TIER", json!({"category": "01"})).await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    problem(
+        send(Method::PUT, "/api/v1/customers/N1/categories/REGION", json!({"category": "0201"})).await.unwrap(),
+        StatusCode::FORBIDDEN,
+        "outside_restriction",
+    )
+    .await;
+    problem(
+        call(&app, &key, Method::DELETE, "/api/v1/customers/N1/categories/REGION").send().await.unwrap(),
+        StatusCode::FORBIDDEN,
+        "outside_restriction",
+    )
+    .await;
+    ok_json(
+        call(&app, &key, Method::DELETE, "/api/v1/customers/N1/categories/TIER").send().await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     let n1 = ok_json(app.get("/api/v1/customers/N1").await, StatusCode::OK).await;
     assert_eq!(n1["categories"], json!({"REGION": "0203"}));
 
     // Batches: customers outside count as unknown; categories outside are refused.
-    let batch = |customers: Value, category: &str| json!({"scheme": "REGION", "category": category, "customers": customers});
-    let unknown = problem(send(Method::POST, "/api/v1/assignments/batch", batch(json!(["N2", "S1"]), "0101")).await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "customers_not_found").await;
+    let batch =
+        |customers: Value, category: &str| json!({"scheme": "REGION", "category": category, "customers": customers});
+    let unknown = problem(
+        send(Method::POST, "/api/v1/assignments/batch", batch(json!(["N2", "S1"]), "0101")).await.unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "customers_not_found",
+    )
+    .await;
     assert_eq!(unknown["errors"].as_array().unwrap().len(), 1);
     assert_eq!(unknown["errors"][0]["field"], "customers[1]");
-    problem(send(Method::POST, "/api/v1/assignments/batch", batch(json!(["N2"]), "0201")).await.unwrap(), StatusCode::FORBIDDEN, "outside_restriction").await;
-    let moved = ok_json(send(Method::POST, "/api/v1/assignments/batch", batch(json!(["N2", "S3"]), "0101")).await.unwrap(), StatusCode::OK).await;
+    problem(
+        send(Method::POST, "/api/v1/assignments/batch", batch(json!(["N2"]), "0201")).await.unwrap(),
+        StatusCode::FORBIDDEN,
+        "outside_restriction",
+    )
+    .await;
+    let moved = ok_json(
+        send(Method::POST, "/api/v1/assignments/batch", batch(json!(["N2", "S3"]), "0101")).await.unwrap(),
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(moved["changed"], 2);
 
     ok_json(app.get("/api/v1/customers/S1").await, StatusCode::OK).await;
@@ -226,14 +371,37 @@ async fn an_import_with_a_restricted_key_writes_inside_only(app: TestApp) {
     archive(&app).await;
     let key = regional_key(&app, "write").await;
     let file = "code,name,phone,category:REGION\nN1,,010-87654321,\nS1,,020-87654321,\nN4,新北,,0101\nS4,新南,,0201\nN2,,,0201\n";
-    let import = call(&app, &key, Method::POST, "/api/v1/imports/customers?atomic=false").header("Content-Type", "text/csv").body(file).send().await.unwrap();
+    let import = call(&app, &key, Method::POST, "/api/v1/imports/customers?atomic=false")
+        .header("Content-Type", "text/csv")
+        .body(file)
+        .send()
+        .await
+        .unwrap();
     let report = ok_json(import, StatusCode::OK).await;
-    assert_eq!([&report["created"], &report["updated"], &report["failed"]], [&json!(1), &json!(1), &json!(3)], "{report:#}");
-    let refused: Vec<(i64, String, String)> =
-        report["errors"].as_array().unwrap().iter().map(|e| (e["row"].as_i64().unwrap(), e["column"].as_str().unwrap().to_string(), e["code"].as_str().unwrap().to_string())).collect();
+    assert_eq!(
+        [&report["created"], &report["updated"], &report["failed"]],
+        [&json!(1), &json!(1), &json!(3)],
+        "{report:#}"
+    );
+    let refused: Vec<(i64, String, String)> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["row"].as_i64().unwrap(),
+                e["column"].as_str().unwrap().to_string(),
+                e["code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
     assert_eq!(
         refused,
-        [(3, "code".to_string(), "outside_restriction".to_string()), (5, "category:REGION".to_string(), "outside_restriction".to_string()), (6, "category:REGION".to_string(), "outside_restriction".to_string())]
+        [
+            (3, "code".to_string(), "outside_restriction".to_string()),
+            (5, "category:REGION".to_string(), "outside_restriction".to_string()),
+            (6, "category:REGION".to_string(), "outside_restriction".to_string())
+        ]
     );
     assert_eq!(ok_json(app.get("/api/v1/customers/N1").await, StatusCode::OK).await["phone"], "010-87654321");
     assert_eq!(ok_json(app.get("/api/v1/customers/S1").await, StatusCode::OK).await["phone"], Value::Null);
@@ -243,9 +411,20 @@ async fn an_import_with_a_restricted_key_writes_inside_only(app: TestApp) {
     // The import's report is the key's own.
     let id = report["id"].as_str().unwrap();
     ok_json(get(&app, &key, &format!("/api/v1/imports/{id}")).await, StatusCode::OK).await;
-    let admins = app.admin(Method::POST, "/api/v1/imports/customers").header("Content-Type", "text/csv").body("code,name\nA1,甲\n").send().await.unwrap();
+    let admins = app
+        .admin(Method::POST, "/api/v1/imports/customers")
+        .header("Content-Type", "text/csv")
+        .body("code,name\nA1,甲\n")
+        .send()
+        .await
+        .unwrap();
     let admins = ok_json(admins, StatusCode::OK).await;
-    problem(get(&app, &key, &format!("/api/v1/imports/{}", admins["id"].as_str().unwrap())).await, StatusCode::NOT_FOUND, "import_not_found").await;
+    problem(
+        get(&app, &key, &format!("/api/v1/imports/{}", admins["id"].as_str().unwrap())).await,
+        StatusCode::NOT_FOUND,
+        "import_not_found",
+    )
+    .await;
 }
 
 async fn whole_archive_endpoints_refuse_a_restricted_key(app: TestApp) {
@@ -273,7 +452,8 @@ async fn the_feed_and_webhooks_of_a_restricted_key_show_customers_inside_only(ap
     let key = key_with_webhook(&app, &receiver).await;
     customers(&app).await;
     // Runs and webhooks speak of the whole archive; the customers outside stay out.
-    ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED).await;
+    ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED)
+        .await;
     ok_json(app.assign("S1", "TIER", "01").await, StatusCode::OK).await;
     ok_json(app.assign("N1", "TIER", "01").await, StatusCode::OK).await;
     // A batch's moves are stored as one row; the key sees those of its customers.
@@ -287,7 +467,11 @@ async fn the_feed_and_webhooks_of_a_restricted_key_show_customers_inside_only(ap
     let customers: Vec<&str> = seen.iter().filter_map(|e| e["data"]["customer"].as_str()).collect();
     assert!(customers.iter().all(|c| INSIDE.contains(c)), "{customers:?}");
     assert!(customers.contains(&"N1") && customers.contains(&"S3"));
-    let promoted: Vec<&str> = seen.iter().filter(|e| e["type"] == "classification.changed" && e["data"]["to"] == "01").map(|e| e["data"]["customer"].as_str().unwrap()).collect();
+    let promoted: Vec<&str> = seen
+        .iter()
+        .filter(|e| e["type"] == "classification.changed" && e["data"]["to"] == "01")
+        .map(|e| e["data"]["customer"].as_str().unwrap())
+        .collect();
     assert_eq!(promoted, ["N1", "N2", "S3"]);
     assert!(seen.iter().any(|e| e["type"] == "category.created"), "the structure's events are everyone's");
     assert!(seen.iter().all(|e| e["type"] != "classification_run.finished"));
@@ -326,13 +510,26 @@ async fn feed_as(app: &TestApp, key: &str, limit: usize) -> Vec<Value> {
 /// its webhooks are its own.
 async fn key_with_webhook(app: &TestApp, receiver: &Receiver) -> String {
     let key = regional_key(app, "write").await;
-    let created = call(app, &key, Method::POST, "/api/v1/webhooks").json(&json!({"url": receiver.url, "types": ["customer.created"]})).send().await.unwrap();
+    let created = call(app, &key, Method::POST, "/api/v1/webhooks")
+        .json(&json!({"url": receiver.url, "types": ["customer.created"]}))
+        .send()
+        .await
+        .unwrap();
     let created = ok_json(created, StatusCode::CREATED).await;
-    let admins = ok_json(app.post("/api/v1/webhooks", &json!({"url": "http://127.0.0.1:9/elsewhere"})).await, StatusCode::CREATED).await;
+    let admins = ok_json(
+        app.post("/api/v1/webhooks", &json!({"url": "http://127.0.0.1:9/elsewhere"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
     let own = ok_json(get(app, &key, "/api/v1/webhooks").await, StatusCode::OK).await;
     assert_eq!(own["items"].as_array().unwrap().len(), 1);
     assert_eq!(own["items"][0]["id"], created["id"]);
-    problem(get(app, &key, &format!("/api/v1/webhooks/{}", admins["id"])).await, StatusCode::NOT_FOUND, "webhook_not_found").await;
+    problem(
+        get(app, &key, &format!("/api/v1/webhooks/{}", admins["id"])).await,
+        StatusCode::NOT_FOUND,
+        "webhook_not_found",
+    )
+    .await;
     let everyone = ok_json(app.get("/api/v1/webhooks").await, StatusCode::OK).await;
     assert_eq!(everyone["items"].as_array().unwrap().len(), 2);
     assert_eq!(app.delete(&format!("/api/v1/webhooks/{}", admins["id"])).await.status(), StatusCode::NO_CONTENT);
@@ -347,7 +544,8 @@ async fn every_event_a_restricted_key_reads_names_no_customer_outside(app: TestA
     let receiver = Receiver::start().await;
     structure(&app).await;
     let key = regional_key(&app, "write").await;
-    let hook = call(&app, &key, Method::POST, "/api/v1/webhooks").json(&json!({"url": receiver.url})).send().await.unwrap();
+    let hook =
+        call(&app, &key, Method::POST, "/api/v1/webhooks").json(&json!({"url": receiver.url})).send().await.unwrap();
     ok_json(hook, StatusCode::CREATED).await;
     customers(&app).await;
     app.create_customer("OUTSIDER9", json!({"REGION": "0201"})).await;
@@ -361,7 +559,8 @@ async fn every_event_a_restricted_key_reads_names_no_customer_outside(app: TestA
     assert_eq!(app.delete("/api/v1/customers/GONE7").await.status(), StatusCode::NO_CONTENT);
     assert_eq!(app.delete("/api/v1/customers/U").await.status(), StatusCode::NO_CONTENT);
     ok_json(app.post("/api/v1/customers/N1/merge", &json!({"duplicates": ["OUTSIDER9"]})).await, StatusCode::OK).await;
-    ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED).await;
+    ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED)
+        .await;
     app.create_scheme("GRADE", "1").await;
     ok_json(app.patch("/api/v1/schemes/GRADE", &json!({"name": "等级"})).await, StatusCode::OK).await;
     app.create_category("GRADE", "1", "一级").await;
@@ -373,7 +572,18 @@ async fn every_event_a_restricted_key_reads_names_no_customer_outside(app: TestA
 
     let seen = feed_as(&app, &key, 1000).await;
     let types: std::collections::BTreeSet<&str> = seen.iter().map(|event| event["type"].as_str().unwrap()).collect();
-    for expected in ["customer.created", "customer.updated", "customer.merged", "classification.changed", "scheme.created", "scheme.updated", "scheme.deleted", "category.created", "category.updated", "category.deleted"] {
+    for expected in [
+        "customer.created",
+        "customer.updated",
+        "customer.merged",
+        "classification.changed",
+        "scheme.created",
+        "scheme.updated",
+        "scheme.deleted",
+        "category.created",
+        "category.updated",
+        "category.deleted",
+    ] {
         assert!(types.contains(expected), "{expected} in {types:?}");
     }
     // A restricted key reads the events of the customers it may see now: a deleted one
@@ -418,7 +628,12 @@ async fn a_restricted_key_ranks_among_the_customers_it_may_see(app: TestApp) {
     archive(&app).await;
     let key = regional_key(&app, "read").await;
     let sale = |id: &str, customer: &str, amount: &str| json!({"external_id": id, "customer_code": customer, "amount": amount, "occurred_at": "2026-11-01T00:00:00Z"});
-    let sales = json!([sale("T1", "N1", "100.00"), sale("T2", "N2", "50.00"), sale("T3", "S3", "300.00"), sale("T4", "S1", "10.00")]);
+    let sales = json!([
+        sale("T1", "N1", "100.00"),
+        sale("T2", "N2", "50.00"),
+        sale("T3", "S3", "300.00"),
+        sale("T4", "S1", "10.00")
+    ]);
     ok_json(app.post("/api/v1/transactions", &sales).await, StatusCode::OK).await;
     let standing = |key: Option<String>| {
         let app = &app;

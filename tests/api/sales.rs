@@ -25,7 +25,6 @@ both_backends!(
 
 both_backends!(backend: a_run_in_many_batches_counts_every_customer_once);
 
-
 async fn post_transactions(app: &TestApp, items: Value) -> Value {
     ok_json(app.post("/api/v1/transactions", &items).await, StatusCode::OK).await
 }
@@ -52,9 +51,24 @@ async fn category_of(app: &TestApp, customer: &str, scheme: &str) -> Value {
 
 async fn reposting_a_transaction_is_a_duplicate(app: TestApp) {
     app.create_customer("C1", json!({})).await;
-    let first = post_transactions(&app, json!([sale("SO-1", "C1", json!("100.10"), "2026-01-01T00:00:00Z"), sale("SO-2", "C1", json!(5), "2026-01-02T00:00:00Z")])).await;
+    let first = post_transactions(
+        &app,
+        json!([
+            sale("SO-1", "C1", json!("100.10"), "2026-01-01T00:00:00Z"),
+            sale("SO-2", "C1", json!(5), "2026-01-02T00:00:00Z")
+        ]),
+    )
+    .await;
     assert_eq!((first["created"].clone(), first["duplicate"].clone()), (json!(2), json!(0)));
-    let again = post_transactions(&app, json!([sale("SO-1", "C1", json!("100.10"), "2026-01-01T00:00:00Z"), sale("SO-3", "C1", json!(1), "2026-01-03T00:00:00Z"), sale("SO-3", "C1", json!(1), "2026-01-03T00:00:00Z")])).await;
+    let again = post_transactions(
+        &app,
+        json!([
+            sale("SO-1", "C1", json!("100.10"), "2026-01-01T00:00:00Z"),
+            sale("SO-3", "C1", json!(1), "2026-01-03T00:00:00Z"),
+            sale("SO-3", "C1", json!(1), "2026-01-03T00:00:00Z")
+        ]),
+    )
+    .await;
     assert_eq!(statuses(&again), ["duplicate", "created", "duplicate"]);
     let metrics = ok_json(app.get("/api/v1/customers/C1/metrics?as_of=2026-02-01").await, StatusCode::OK).await;
     assert_eq!(metrics["lifetime_spend"], "106.10", "each transaction counts once");
@@ -62,7 +76,8 @@ async fn reposting_a_transaction_is_a_duplicate(app: TestApp) {
 
 async fn racing_identical_posts_store_each_transaction_once(app: TestApp) {
     app.create_customer("C1", json!({})).await;
-    let batch: Vec<Value> = (0..200).map(|i| sale(&format!("SO-{i}"), "C1", json!("1.00"), "2026-01-01T00:00:00Z")).collect();
+    let batch: Vec<Value> =
+        (0..200).map(|i| sale(&format!("SO-{i}"), "C1", json!("1.00"), "2026-01-01T00:00:00Z")).collect();
     let batch = Value::Array(batch);
     let posts = (0..4).map(|_| app.admin(Method::POST, "/api/v1/transactions").json(&batch).send());
     let results = futures_join(posts).await;
@@ -99,7 +114,13 @@ async fn valid_items_land_when_others_are_rejected(app: TestApp) {
         ]),
     )
     .await;
-    assert_eq!(statuses(&result), ["created", "rejected", "rejected", "rejected", "rejected", "rejected", "rejected", "created", "rejected", "rejected"]);
+    assert_eq!(
+        statuses(&result),
+        [
+            "created", "rejected", "rejected", "rejected", "rejected", "rejected", "rejected", "created", "rejected",
+            "rejected"
+        ]
+    );
     assert_eq!((result["created"].clone(), result["rejected"].clone()), (json!(2), json!(8)));
     assert_eq!(result["items"][9]["reason"], "occurred_at must lie between 1971-01-01 and 2037-12-31");
     assert!(result["items"][1]["reason"].as_str().unwrap().contains("NOBODY"));
@@ -107,9 +128,20 @@ async fn valid_items_land_when_others_are_rejected(app: TestApp) {
     let metrics = ok_json(app.get("/api/v1/customers/C1/metrics?as_of=2026-02-01").await, StatusCode::OK).await;
     assert_eq!(metrics["lifetime_spend"], "7.50");
 
-    problem(app.post("/api/v1/transactions", &json!({"not": "an array"})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
-    let too_many: Vec<Value> = (0..10_001).map(|i| sale(&format!("X{i}"), "C1", json!(1), "2026-01-01T00:00:00Z")).collect();
-    problem(app.post("/api/v1/transactions", &Value::Array(too_many)).await, StatusCode::UNPROCESSABLE_ENTITY, "too_many_items").await;
+    problem(
+        app.post("/api/v1/transactions", &json!({"not": "an array"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    )
+    .await;
+    let too_many: Vec<Value> =
+        (0..10_001).map(|i| sale(&format!("X{i}"), "C1", json!(1), "2026-01-01T00:00:00Z")).collect();
+    problem(
+        app.post("/api/v1/transactions", &Value::Array(too_many)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "too_many_items",
+    )
+    .await;
 }
 
 async fn metrics_on_known_data(app: TestApp) {
@@ -127,29 +159,60 @@ async fn metrics_on_known_data(app: TestApp) {
     )
     .await;
     // The window is (2025-07-01T00:00:00, 2026-07-01T00:00:00]: T2 sits on the excluded edge.
-    let metrics = ok_json(app.get("/api/v1/customers/C1/metrics?as_of=2026-07-01T00:00:00Z").await, StatusCode::OK).await;
+    let metrics =
+        ok_json(app.get("/api/v1/customers/C1/metrics?as_of=2026-07-01T00:00:00Z").await, StatusCode::OK).await;
     assert_eq!(metrics["spend_12m"], "-99.99", "T3 and the refund T4");
     assert_eq!(metrics["orders_12m"], 1, "a refund is not an order");
     assert_eq!(metrics["lifetime_spend"], "1099900.51");
     assert_eq!(metrics["last_order_at"], "2025-07-01T00:00:01Z");
     assert_eq!(metrics["days_since_last_order"], 365);
     let later = ok_json(app.get("/api/v1/customers/C1/metrics?as_of=2026-08-02").await, StatusCode::OK).await;
-    assert_eq!((later["spend_12m"].clone(), later["orders_12m"].clone(), later["days_since_last_order"].clone()), (json!("899.99"), json!(1), json!(1)));
+    assert_eq!(
+        (later["spend_12m"].clone(), later["orders_12m"].clone(), later["days_since_last_order"].clone()),
+        (json!("899.99"), json!(1), json!(1))
+    );
     let none = ok_json(app.get("/api/v1/customers/C2/metrics").await, StatusCode::OK).await;
-    assert_eq!((none["spend_12m"].clone(), none["lifetime_spend"].clone(), none["last_order_at"].clone(), none["days_since_last_order"].clone()), (json!("0.00"), json!("0.00"), json!(null), json!(null)));
+    assert_eq!(
+        (
+            none["spend_12m"].clone(),
+            none["lifetime_spend"].clone(),
+            none["last_order_at"].clone(),
+            none["days_since_last_order"].clone()
+        ),
+        (json!("0.00"), json!("0.00"), json!(null), json!(null))
+    );
     problem(app.get("/api/v1/customers/NOBODY/metrics").await, StatusCode::NOT_FOUND, "customer_not_found").await;
     problem(app.get("/api/v1/customers/C1/metrics?as_of=soon").await, StatusCode::BAD_REQUEST, "invalid_query").await;
     // Year 2 once answered 500 on MariaDB (found by Schemathesis): MySQL's protocol binds
     // timestamps in the TIMESTAMP range only, so moments lie in 1971–2037.
-    problem(app.get("/api/v1/customers/C1/metrics?as_of=0002-12-29").await, StatusCode::BAD_REQUEST, "invalid_query").await;
+    problem(app.get("/api/v1/customers/C1/metrics?as_of=0002-12-29").await, StatusCode::BAD_REQUEST, "invalid_query")
+        .await;
     app.create_scheme("MIDBL", "15").await;
-    let refused = problem(app.post("/api/v1/schemes/MIDBL/classification-runs", &json!({"customers": [], "as_of": "0002-12-29", "dry_run": true})).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let refused = problem(
+        app.post(
+            "/api/v1/schemes/MIDBL/classification-runs",
+            &json!({"customers": [], "as_of": "0002-12-29", "dry_run": true}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(refused["errors"][0]["field"], "as_of");
     for (as_of, stored) in [("1971-01-01", "1971-01-01T00:00:00Z"), ("2037-12-31T23:59:59Z", "2037-12-31T23:59:59Z")] {
-        let edge = ok_json(app.post("/api/v1/schemes/MIDBL/classification-runs", &json!({"as_of": as_of, "dry_run": true})).await, StatusCode::CREATED).await;
+        let edge = ok_json(
+            app.post("/api/v1/schemes/MIDBL/classification-runs", &json!({"as_of": as_of, "dry_run": true})).await,
+            StatusCode::CREATED,
+        )
+        .await;
         assert_eq!((edge["status"].clone(), edge["as_of"].clone()), (json!("completed"), json!(stored)));
     }
-    let late = problem(app.post("/api/v1/schemes/MIDBL/classification-runs", &json!({"as_of": "2038-01-01", "dry_run": true})).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let late = problem(
+        app.post("/api/v1/schemes/MIDBL/classification-runs", &json!({"as_of": "2038-01-01", "dry_run": true})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(late["errors"][0]["message"], "must be an RFC 3339 time or a date between 1971-01-01 and 2037-12-31");
 }
 
@@ -161,21 +224,37 @@ async fn conditions_are_validated_with_pointers(app: TestApp) {
     app.create_tiers().await;
     app.create_scheme("REGION", "2-2").await;
     app.create_category("REGION", "01", "华北").await;
-    ok_json(app.post("/api/v1/schemes/TIER/categories/01/attributes", &json!({"key": "discount_rate", "type": "decimal"})).await, StatusCode::CREATED).await;
+    ok_json(
+        app.post("/api/v1/schemes/TIER/categories/01/attributes", &json!({"key": "discount_rate", "type": "decimal"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
     let bad = |condition: Value| json!({"name": "r", "target_category": "01", "condition": condition});
     let cases = [
-        (json!({"all": [{"field": "spend_12m", "op": ">", "value": 1}, {"field": "turnover", "op": ">", "value": 1}]}), vec!["/condition/all/1/field"]),
+        (
+            json!({"all": [{"field": "spend_12m", "op": ">", "value": 1}, {"field": "turnover", "op": ">", "value": 1}]}),
+            vec!["/condition/all/1/field"],
+        ),
         (json!({"any": [{"field": "status", "op": ">", "value": "active"}]}), vec!["/condition/any/0/op"]),
         (json!({"not": {"field": "orders_12m", "op": "=", "value": "ten"}}), vec!["/condition/not/value"]),
         (json!({"field": "category.REGION", "op": "under", "value": "09"}), vec!["/condition/value"]),
         (json!({"field": "attr.missing", "op": "=", "value": 1}), vec!["/condition/field"]),
         (json!({"field": "attr.discount_rate", "op": "in", "value": [0.1, "x"]}), vec!["/condition/value/1"]),
-        (json!({"all": [{"field": "x", "op": "=", "value": 1}, {"field": "spend_12m", "op": "under", "value": "01"}]}), vec!["/condition/all/0/field", "/condition/all/1/op"]),
+        (
+            json!({"all": [{"field": "x", "op": "=", "value": 1}, {"field": "spend_12m", "op": "under", "value": "01"}]}),
+            vec!["/condition/all/0/field", "/condition/all/1/op"],
+        ),
         (json!({"all": []}), vec!["/condition/all"]),
         (json!("spend > 100"), vec!["/condition"]),
     ];
     for (condition, expected) in cases {
-        let refused = problem(app.post("/api/v1/schemes/TIER/rules", &bad(condition.clone())).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_condition").await;
+        let refused = problem(
+            app.post("/api/v1/schemes/TIER/rules", &bad(condition.clone())).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_condition",
+        )
+        .await;
         assert_eq!(pointers(&refused), expected, "{condition}");
     }
     let listed = ok_json(app.get("/api/v1/schemes/TIER/rules").await, StatusCode::OK).await;
@@ -183,10 +262,18 @@ async fn conditions_are_validated_with_pointers(app: TestApp) {
 
     let created = rule(&app, "TIER", json!({"name": "VIP", "target_category": "01", "priority": 1, "condition": {"field": "spend_12m", "op": ">", "value": 1000000}})).await;
     let path = format!("/api/v1/schemes/TIER/rules/{}", created["id"]);
-    let refused = problem(app.patch(&path, &json!({"condition": {"field": "spend_12m", "op": "is_null", "value": "yes"}})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_condition").await;
+    let refused = problem(
+        app.patch(&path, &json!({"condition": {"field": "spend_12m", "op": "is_null", "value": "yes"}})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_condition",
+    )
+    .await;
     assert_eq!(pointers(&refused), ["/condition/value"]);
     let renamed = ok_json(app.patch(&path, &json!({"name": "大客户", "enabled": false})).await, StatusCode::OK).await;
-    assert_eq!((renamed["name"].clone(), renamed["enabled"].clone(), renamed["version"].clone()), (json!("大客户"), json!(false), json!(2)));
+    assert_eq!(
+        (renamed["name"].clone(), renamed["enabled"].clone(), renamed["version"].clone()),
+        (json!("大客户"), json!(false), json!(2))
+    );
     assert_eq!(app.delete(&path).await.status(), StatusCode::NO_CONTENT);
     problem(app.get(&path).await, StatusCode::NOT_FOUND, "rule_not_found").await;
 }
@@ -198,9 +285,36 @@ async fn rule_targets_must_be_active_leaves(app: TestApp) {
     app.create_category("REGION", "0102", "天津").await;
     ok_json(app.patch("/api/v1/schemes/REGION/categories/0102", &json!({"active": false})).await, StatusCode::OK).await;
     let condition = json!({"field": "orders_12m", "op": ">", "value": 0});
-    problem(app.post("/api/v1/schemes/REGION/rules", &json!({"name": "r", "target_category": "01", "condition": condition})).await, StatusCode::UNPROCESSABLE_ENTITY, "category_not_leaf").await;
-    problem(app.post("/api/v1/schemes/REGION/rules", &json!({"name": "r", "target_category": "0102", "condition": condition})).await, StatusCode::UNPROCESSABLE_ENTITY, "category_inactive").await;
-    problem(app.post("/api/v1/schemes/REGION/rules", &json!({"name": "r", "target_category": "09", "condition": condition})).await, StatusCode::UNPROCESSABLE_ENTITY, "category_not_found").await;
+    problem(
+        app.post(
+            "/api/v1/schemes/REGION/rules",
+            &json!({"name": "r", "target_category": "01", "condition": condition}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "category_not_leaf",
+    )
+    .await;
+    problem(
+        app.post(
+            "/api/v1/schemes/REGION/rules",
+            &json!({"name": "r", "target_category": "0102", "condition": condition}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "category_inactive",
+    )
+    .await;
+    problem(
+        app.post(
+            "/api/v1/schemes/REGION/rules",
+            &json!({"name": "r", "target_category": "09", "condition": condition}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "category_not_found",
+    )
+    .await;
     rule(&app, "REGION", json!({"name": "r", "target_category": "0101", "condition": condition})).await;
 }
 
@@ -224,7 +338,10 @@ async fn first_matching_rule_by_priority_wins(app: TestApp) {
     rule(&app, "TIER", json!({"name": "dormant", "target_category": "03", "priority": 30, "condition": {"field": "days_since_last_order", "op": ">", "value": 180}})).await;
     rule(&app, "TIER", json!({"name": "disabled", "target_category": "03", "priority": 1, "enabled": false, "condition": {"field": "orders_12m", "op": ">=", "value": 0}})).await;
     let result = run(&app, "TIER", json!({"as_of": "2026-11-01T00:00:00Z"})).await;
-    assert_eq!((result["evaluated"].clone(), result["changed"].clone(), result["unchanged"].clone()), (json!(4), json!(3), json!(1)));
+    assert_eq!(
+        (result["evaluated"].clone(), result["changed"].clone(), result["unchanged"].clone()),
+        (json!(4), json!(3), json!(1))
+    );
     assert_eq!(result["status"], "completed");
     assert_eq!(
         result["transitions"],
@@ -241,14 +358,37 @@ async fn first_matching_rule_by_priority_wins(app: TestApp) {
 async fn every_operator_and_field_kind(app: TestApp) {
     app.create_tiers().await;
     app.create_scheme("REGION", "2-2").await;
-    for (code, name) in [("01", "华北"), ("0101", "北京"), ("0102", "天津"), ("02", "华南"), ("0201", "广州")] {
+    for (code, name) in [("01", "华北"), ("0101", "北京"), ("0102", "天津"), ("02", "华南"), ("0201", "广州")]
+    {
         app.create_category("REGION", code, name).await;
     }
     app.create_category("TIER", "04", "探针").await;
-    ok_json(app.post("/api/v1/schemes/REGION/categories/01/attributes", &json!({"key": "level", "type": "enum", "options": ["金", "银"]})).await, StatusCode::CREATED).await;
-    ok_json(app.post("/api/v1/schemes/REGION/categories/01/attributes", &json!({"key": "employees", "type": "integer"})).await, StatusCode::CREATED).await;
-    ok_json(app.post("/api/v1/schemes/REGION/categories/01/attributes", &json!({"key": "since", "type": "date"})).await, StatusCode::CREATED).await;
-    ok_json(app.post("/api/v1/schemes/REGION/categories/01/attributes", &json!({"key": "contract", "type": "boolean"})).await, StatusCode::CREATED).await;
+    ok_json(
+        app.post(
+            "/api/v1/schemes/REGION/categories/01/attributes",
+            &json!({"key": "level", "type": "enum", "options": ["金", "银"]}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    ok_json(
+        app.post("/api/v1/schemes/REGION/categories/01/attributes", &json!({"key": "employees", "type": "integer"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    ok_json(
+        app.post("/api/v1/schemes/REGION/categories/01/attributes", &json!({"key": "since", "type": "date"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
+    ok_json(
+        app.post("/api/v1/schemes/REGION/categories/01/attributes", &json!({"key": "contract", "type": "boolean"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
     let customers = [
         ("A1", "0101", json!({"level": "金", "employees": 10, "since": "2020-01-01", "contract": true})),
         ("A2", "0102", json!({"level": "银", "employees": 9})),
@@ -258,7 +398,14 @@ async fn every_operator_and_field_kind(app: TestApp) {
         let body = json!({"code": code, "name": format!("{code} 有限公司"), "categories": {"REGION": region}, "attributes": attributes});
         ok_json(app.post("/api/v1/customers", &body).await, StatusCode::CREATED).await;
     }
-    post_transactions(&app, json!([sale("1", "A1", json!("300"), "2026-10-01T00:00:00Z"), sale("2", "A2", json!("100"), "2026-09-01T00:00:00Z")])).await;
+    post_transactions(
+        &app,
+        json!([
+            sale("1", "A1", json!("300"), "2026-10-01T00:00:00Z"),
+            sale("2", "A2", json!("100"), "2026-09-01T00:00:00Z")
+        ]),
+    )
+    .await;
 
     let cases: Vec<(Value, Vec<&str>)> = vec![
         (json!({"field": "spend_12m", "op": "=", "value": 300}), vec!["A1"]),
@@ -286,17 +433,32 @@ async fn every_operator_and_field_kind(app: TestApp) {
         (json!({"field": "category.REGION", "op": "=", "value": "0201"}), vec!["B1"]),
         (json!({"field": "category.REGION", "op": "!=", "value": "0201"}), vec!["A1", "A2"]),
         (json!({"field": "category.TIER", "op": "is_null", "value": true}), vec!["A1", "A2", "B1"]),
-        (json!({"any": [{"field": "attr.level", "op": "=", "value": "银"}, {"field": "code", "op": "=", "value": "B1"}]}), vec!["A2", "B1"]),
-        (json!({"all": [{"field": "category.REGION", "op": "under", "value": "01"}, {"field": "spend_12m", "op": "<", "value": 200}]}), vec!["A2"]),
+        (
+            json!({"any": [{"field": "attr.level", "op": "=", "value": "银"}, {"field": "code", "op": "=", "value": "B1"}]}),
+            vec!["A2", "B1"],
+        ),
+        (
+            json!({"all": [{"field": "category.REGION", "op": "under", "value": "01"}, {"field": "spend_12m", "op": "<", "value": 200}]}),
+            vec!["A2"],
+        ),
     ];
     for (condition, expected) in cases {
-        let created = rule(&app, "TIER", json!({"name": "probe", "target_category": "04", "condition": condition})).await;
+        let created =
+            rule(&app, "TIER", json!({"name": "probe", "target_category": "04", "condition": condition})).await;
         let dry = run(&app, "TIER", json!({"dry_run": true, "as_of": "2026-11-01T00:00:00Z"})).await;
-        let changes = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes", dry["id"])).await, StatusCode::OK).await;
-        let mut matched: Vec<String> = changes["items"].as_array().unwrap().iter().map(|c| c["customer"].as_str().unwrap().to_string()).collect();
+        let changes = ok_json(
+            app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes", dry["id"])).await,
+            StatusCode::OK,
+        )
+        .await;
+        let mut matched: Vec<String> =
+            changes["items"].as_array().unwrap().iter().map(|c| c["customer"].as_str().unwrap().to_string()).collect();
         matched.sort();
         assert_eq!(matched, expected, "{condition}");
-        assert_eq!(app.delete(&format!("/api/v1/schemes/TIER/rules/{}", created["id"])).await.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            app.delete(&format!("/api/v1/schemes/TIER/rules/{}", created["id"])).await.status(),
+            StatusCode::NO_CONTENT
+        );
     }
 }
 
@@ -305,27 +467,50 @@ async fn locked_and_inactive_customers_are_skipped(app: TestApp) {
     for code in ["C1", "C2", "C3"] {
         app.create_customer(code, json!({"TIER": "03"})).await;
     }
-    let pin = app.admin(Method::PUT, "/api/v1/customers/C1/categories/TIER").json(&json!({"category": "03", "locked": true})).send().await.unwrap();
+    let pin = app
+        .admin(Method::PUT, "/api/v1/customers/C1/categories/TIER")
+        .json(&json!({"category": "03", "locked": true}))
+        .send()
+        .await
+        .unwrap();
     ok_json(pin, StatusCode::OK).await;
     ok_json(app.patch("/api/v1/customers/C2", &json!({"status": "inactive"})).await, StatusCode::OK).await;
     rule(&app, "TIER", json!({"name": "everyone", "target_category": "02", "condition": {"field": "orders_12m", "op": ">=", "value": 0}})).await;
     let result = run(&app, "TIER", json!({})).await;
     assert_eq!(
-        (result["evaluated"].clone(), result["changed"].clone(), result["skipped_locked"].clone(), result["skipped_inactive"].clone()),
+        (
+            result["evaluated"].clone(),
+            result["changed"].clone(),
+            result["skipped_locked"].clone(),
+            result["skipped_inactive"].clone()
+        ),
         (json!(2), json!(1), json!(1), json!(1))
     );
     assert_eq!(category_of(&app, "C1", "TIER").await, "03");
     assert_eq!(category_of(&app, "C2", "TIER").await, "03");
     assert_eq!(category_of(&app, "C3", "TIER").await, "02");
     let only = run(&app, "TIER", json!({"customers": ["C1", "C3"]})).await;
-    assert_eq!((only["evaluated"].clone(), only["skipped_locked"].clone(), only["unchanged"].clone()), (json!(2), json!(1), json!(1)));
-    problem(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"customers": ["C1", "NOPE"]})).await, StatusCode::UNPROCESSABLE_ENTITY, "customers_not_found").await;
+    assert_eq!(
+        (only["evaluated"].clone(), only["skipped_locked"].clone(), only["unchanged"].clone()),
+        (json!(2), json!(1), json!(1))
+    );
+    problem(
+        app.post("/api/v1/schemes/TIER/classification-runs", &json!({"customers": ["C1", "NOPE"]})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "customers_not_found",
+    )
+    .await;
 }
 
 async fn dry_run_writes_nothing(app: TestApp) {
     app.create_tiers().await;
     app.create_customer("C1", json!({"TIER": "03"})).await;
-    rule(&app, "TIER", json!({"name": "all", "target_category": "01", "condition": {"field": "orders_12m", "op": "=", "value": 0}})).await;
+    rule(
+        &app,
+        "TIER",
+        json!({"name": "all", "target_category": "01", "condition": {"field": "orders_12m", "op": "=", "value": 0}}),
+    )
+    .await;
     let before = ok_json(app.get("/api/v1/customers/C1").await, StatusCode::OK).await;
     let dry = run(&app, "TIER", json!({"dry_run": true})).await;
     assert_eq!((dry["dry_run"].clone(), dry["changed"].clone()), (json!(true), json!(1)));
@@ -333,8 +518,16 @@ async fn dry_run_writes_nothing(app: TestApp) {
     let after = ok_json(app.get("/api/v1/customers/C1").await, StatusCode::OK).await;
     assert_eq!(after, before, "the customer, its version and its category are untouched");
     assert_eq!(app.full_history("C1").await.len(), 1, "only the creation");
-    let changes = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes", dry["id"])).await, StatusCode::OK).await;
-    assert_eq!(changes["items"], json!([{"customer": "C1", "from": "03", "to": "01", "rule_id": changes["items"][0]["rule_id"], "outcome": "changed", "detail": null, "direction": "lateral"}]), "TIER is not ordered here");
+    let changes = ok_json(
+        app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes", dry["id"])).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        changes["items"],
+        json!([{"customer": "C1", "from": "03", "to": "01", "rule_id": changes["items"][0]["rule_id"], "outcome": "changed", "detail": null, "direction": "lateral"}]),
+        "TIER is not ordered here"
+    );
 }
 
 async fn applying_writes_history_with_rule_and_run(app: TestApp) {
@@ -347,13 +540,31 @@ async fn applying_writes_history_with_rule_and_run(app: TestApp) {
     assert_eq!(result["changed"], 5);
     let history = app.full_history("C3").await;
     let last = history.last().unwrap();
-    assert_eq!((last["from"].clone(), last["to"].clone(), last["source"].clone()), (json!("03"), json!("01"), json!("rule")));
+    assert_eq!(
+        (last["from"].clone(), last["to"].clone(), last["source"].clone()),
+        (json!("03"), json!("01"), json!("rule"))
+    );
     assert_eq!((last["rule_id"].clone(), last["run_id"].clone()), (vip["id"].clone(), result["id"].clone()));
-    let fetched = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}", result["id"])).await, StatusCode::OK).await;
+    let fetched =
+        ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}", result["id"])).await, StatusCode::OK)
+            .await;
     assert_eq!(fetched["changed"], 5);
-    let first = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes?limit=2", result["id"])).await, StatusCode::OK).await;
+    let first = ok_json(
+        app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes?limit=2", result["id"])).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(first["items"].as_array().unwrap().len(), 2);
-    let rest = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes?limit=10&cursor={}", result["id"], first["next_cursor"].as_str().unwrap())).await, StatusCode::OK).await;
+    let rest = ok_json(
+        app.get(&format!(
+            "/api/v1/schemes/TIER/classification-runs/{}/changes?limit=10&cursor={}",
+            result["id"],
+            first["next_cursor"].as_str().unwrap()
+        ))
+        .await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(rest["items"].as_array().unwrap().len(), 3);
     let listed = ok_json(app.get("/api/v1/schemes/TIER/classification-runs").await, StatusCode::OK).await;
     assert_eq!(listed["items"][0]["id"], result["id"]);
@@ -363,20 +574,50 @@ async fn applying_writes_history_with_rule_and_run(app: TestApp) {
 
 async fn required_attributes_reject_instead_of_moving(app: TestApp) {
     app.create_tiers().await;
-    ok_json(app.post("/api/v1/schemes/TIER/categories/01/attributes", &json!({"key": "account_manager", "type": "string", "required": true})).await, StatusCode::CREATED).await;
-    ok_json(app.post("/api/v1/schemes/TIER/categories/02/attributes", &json!({"key": "account_manager", "type": "string"})).await, StatusCode::CREATED).await;
-    ok_json(app.post("/api/v1/schemes/TIER/categories/02/attributes", &json!({"key": "since", "type": "date"})).await, StatusCode::CREATED).await;
+    ok_json(
+        app.post(
+            "/api/v1/schemes/TIER/categories/01/attributes",
+            &json!({"key": "account_manager", "type": "string", "required": true}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    ok_json(
+        app.post("/api/v1/schemes/TIER/categories/02/attributes", &json!({"key": "account_manager", "type": "string"}))
+            .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    ok_json(
+        app.post("/api/v1/schemes/TIER/categories/02/attributes", &json!({"key": "since", "type": "date"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
     app.create_customer("C1", json!({"TIER": "03"})).await;
     let body = json!({"code": "C2", "name": "C2", "categories": {"TIER": "02"}, "attributes": {"account_manager": "王芳", "since": "2025-01-01"}});
     ok_json(app.post("/api/v1/customers", &body).await, StatusCode::CREATED).await;
-    rule(&app, "TIER", json!({"name": "all", "target_category": "01", "condition": {"field": "orders_12m", "op": "=", "value": 0}})).await;
+    rule(
+        &app,
+        "TIER",
+        json!({"name": "all", "target_category": "01", "condition": {"field": "orders_12m", "op": "=", "value": 0}}),
+    )
+    .await;
     let result = run(&app, "TIER", json!({})).await;
     assert_eq!((result["changed"].clone(), result["rejected"].clone()), (json!(1), json!(1)));
     assert_eq!(category_of(&app, "C1", "TIER").await, "03", "rejected: not moved");
     assert_eq!(category_of(&app, "C2", "TIER").await, "01", "C2 has the manager and moves");
     let moved = ok_json(app.get("/api/v1/customers/C2").await, StatusCode::OK).await;
-    assert_eq!(moved["attributes"], json!({"account_manager": "王芳"}), "01 does not define since: the value is dropped");
-    let changes = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes", result["id"])).await, StatusCode::OK).await;
+    assert_eq!(
+        moved["attributes"],
+        json!({"account_manager": "王芳"}),
+        "01 does not define since: the value is dropped"
+    );
+    let changes = ok_json(
+        app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes", result["id"])).await,
+        StatusCode::OK,
+    )
+    .await;
     let rejected = changes["items"].as_array().unwrap().iter().find(|c| c["outcome"] == "rejected").unwrap();
     assert_eq!(rejected["customer"], "C1");
     assert!(rejected["detail"].as_str().unwrap().contains("account_manager"));
@@ -384,7 +625,12 @@ async fn required_attributes_reject_instead_of_moving(app: TestApp) {
 
 async fn a_second_run_while_one_is_in_progress_is_refused(app: TestApp) {
     app.create_tiers().await;
-    rule(&app, "TIER", json!({"name": "all", "target_category": "01", "condition": {"field": "orders_12m", "op": "=", "value": 0}})).await;
+    rule(
+        &app,
+        "TIER",
+        json!({"name": "all", "target_category": "01", "condition": {"field": "orders_12m", "op": "=", "value": 0}}),
+    )
+    .await;
     // A run of another replica, in progress: its heartbeat is fresh.
     with_connection(&app, |conn| {
         use custclass::db::schema::{classification_runs, schemes};
@@ -408,8 +654,18 @@ async fn a_second_run_while_one_is_in_progress_is_refused(app: TestApp) {
             .unwrap();
     })
     .await;
-    problem(app.post("/api/v1/schemes/TIER/classification-runs", &json!({})).await, StatusCode::CONFLICT, "run_in_progress").await;
-    problem(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CONFLICT, "run_in_progress").await;
+    problem(
+        app.post("/api/v1/schemes/TIER/classification-runs", &json!({})).await,
+        StatusCode::CONFLICT,
+        "run_in_progress",
+    )
+    .await;
+    problem(
+        app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await,
+        StatusCode::CONFLICT,
+        "run_in_progress",
+    )
+    .await;
     app.create_scheme("REGION", "2").await;
     app.create_category("REGION", "01", "华北").await;
     let other = run(&app, "REGION", json!({})).await;
@@ -422,12 +678,22 @@ async fn an_asynchronous_run_answers_at_once_and_finishes_in_the_background(app:
         app.create_customer(&format!("C{i}"), json!({"TIER": "03"})).await;
     }
     rule(&app, "TIER", json!({"name": "vip", "target_category": "01", "condition": {"field": "code", "op": "in", "value": ["C1", "C2"]}})).await;
-    let response = app.admin(Method::POST, "/api/v1/schemes/TIER/classification-runs").header("Prefer", "wait=5, respond-async").json(&json!({})).send().await.unwrap();
+    let response = app
+        .admin(Method::POST, "/api/v1/schemes/TIER/classification-runs")
+        .header("Prefer", "wait=5, respond-async")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(response.headers()["preference-applied"], "respond-async");
     let location = response.headers()["location"].to_str().unwrap().to_string();
     let started: Value = response.json().await.unwrap();
-    assert_eq!((started["status"].clone(), started["changed"].clone()), (json!("running"), json!(0)), "the answer comes before the work");
+    assert_eq!(
+        (started["status"].clone(), started["changed"].clone()),
+        (json!("running"), json!(0)),
+        "the answer comes before the work"
+    );
     assert_eq!(location, format!("/api/v1/schemes/TIER/classification-runs/{}", started["id"]));
     let mut finished = Value::Null;
     for _ in 0..200 {
@@ -437,10 +703,19 @@ async fn an_asynchronous_run_answers_at_once_and_finishes_in_the_background(app:
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert_eq!((finished["status"].clone(), finished["changed"].clone(), finished["unchanged"].clone()), (json!("completed"), json!(2), json!(1)));
+    assert_eq!(
+        (finished["status"].clone(), finished["changed"].clone(), finished["unchanged"].clone()),
+        (json!("completed"), json!(2), json!(1))
+    );
     assert_eq!(category_of(&app, "C1", "TIER").await, "01");
     assert_eq!(app.full_history("C2").await.last().unwrap()["run_id"], started["id"]);
-    let refused = app.admin(Method::POST, "/api/v1/schemes/NOPE/classification-runs").header("Prefer", "respond-async").json(&json!({})).send().await.unwrap();
+    let refused = app
+        .admin(Method::POST, "/api/v1/schemes/NOPE/classification-runs")
+        .header("Prefer", "respond-async")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     problem(refused, StatusCode::NOT_FOUND, "scheme_not_found").await;
 }
 
@@ -451,19 +726,39 @@ async fn a_run_in_many_batches_counts_every_customer_once(backend: Backend) {
     for i in 1..=11 {
         app.create_customer(&format!("C{i}"), json!({"TIER": "03"})).await;
     }
-    let pin = app.admin(Method::PUT, "/api/v1/customers/C9/categories/TIER").json(&json!({"category": "03", "locked": true})).send().await.unwrap();
+    let pin = app
+        .admin(Method::PUT, "/api/v1/customers/C9/categories/TIER")
+        .json(&json!({"category": "03", "locked": true}))
+        .send()
+        .await
+        .unwrap();
     ok_json(pin, StatusCode::OK).await;
     ok_json(app.patch("/api/v1/customers/C8", &json!({"status": "inactive"})).await, StatusCode::OK).await;
     let vip = rule(&app, "TIER", json!({"name": "vip", "target_category": "01", "priority": 1, "condition": {"field": "code", "op": "in", "value": ["C1", "C2", "C3", "C8", "C9", "C10"]}})).await;
     rule(&app, "TIER", json!({"name": "normal", "target_category": "02", "priority": 2, "condition": {"field": "code", "op": "in", "value": ["C4", "C5", "C10"]}})).await;
     let result = run(&app, "TIER", json!({})).await;
-    let counts = ["evaluated", "changed", "unchanged", "skipped_locked", "skipped_inactive", "rejected"].map(|count| result[count].clone());
+    let counts = ["evaluated", "changed", "unchanged", "skipped_locked", "skipped_inactive", "rejected"]
+        .map(|count| result[count].clone());
     assert_eq!(counts, [json!(10), json!(6), json!(3), json!(1), json!(1), json!(0)]);
-    assert_eq!(result["transitions"], json!([{"from": "03", "to": "01", "count": 4}, {"from": "03", "to": "02", "count": 2}]));
-    let fetched = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}", result["id"])).await, StatusCode::OK).await;
-    assert_eq!((fetched["status"].clone(), fetched["transitions"].clone()), (json!("completed"), result["transitions"].clone()), "the stored totals are the whole run's");
-    let changes = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes?limit=100", result["id"])).await, StatusCode::OK).await;
-    let in_one_page: Vec<String> = changes["items"].as_array().unwrap().iter().map(|c| c["customer"].as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        result["transitions"],
+        json!([{"from": "03", "to": "01", "count": 4}, {"from": "03", "to": "02", "count": 2}])
+    );
+    let fetched =
+        ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}", result["id"])).await, StatusCode::OK)
+            .await;
+    assert_eq!(
+        (fetched["status"].clone(), fetched["transitions"].clone()),
+        (json!("completed"), result["transitions"].clone()),
+        "the stored totals are the whole run's"
+    );
+    let changes = ok_json(
+        app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes?limit=100", result["id"])).await,
+        StatusCode::OK,
+    )
+    .await;
+    let in_one_page: Vec<String> =
+        changes["items"].as_array().unwrap().iter().map(|c| c["customer"].as_str().unwrap().to_string()).collect();
     let mut moved = in_one_page.clone();
     moved.sort();
     assert_eq!(moved, ["C1", "C10", "C2", "C3", "C4", "C5"]);
@@ -475,7 +770,12 @@ async fn a_run_in_many_batches_counts_every_customer_once(backend: Backend) {
             let page = ok_json(app.get(&path).await, StatusCode::OK).await;
             paged.extend(page["items"].as_array().unwrap().iter().map(|c| c["customer"].as_str().unwrap().to_string()));
             match page["next_cursor"].as_str() {
-                Some(cursor) => path = format!("/api/v1/schemes/TIER/classification-runs/{}/changes?limit={limit}&cursor={cursor}", result["id"]),
+                Some(cursor) => {
+                    path = format!(
+                        "/api/v1/schemes/TIER/classification-runs/{}/changes?limit={limit}&cursor={cursor}",
+                        result["id"]
+                    )
+                }
                 None => break,
             }
         }
@@ -497,10 +797,21 @@ async fn auto_classify_on_ingestion(app: TestApp) {
     app.create_customer("C2", json!({"TIER": "03"})).await;
     rule(&app, "TIER", json!({"name": "vip", "target_category": "01", "condition": {"field": "spend_12m", "op": ">=", "value": 1000000}})).await;
     let now = chrono::Utc::now().to_rfc3339();
-    let result = post_transactions(&app, json!([sale("big", "C1", json!("1000000.00"), &now), sale("small", "C2", json!("10"), &now)])).await;
+    let result = post_transactions(
+        &app,
+        json!([sale("big", "C1", json!("1000000.00"), &now), sale("small", "C2", json!("10"), &now)]),
+    )
+    .await;
     let classification = &result["classification"][0];
     assert_eq!(classification["scheme"], "TIER");
-    assert_eq!((classification["run"]["trigger"].clone(), classification["run"]["evaluated"].clone(), classification["run"]["changed"].clone()), (json!("ingestion"), json!(2), json!(1)));
+    assert_eq!(
+        (
+            classification["run"]["trigger"].clone(),
+            classification["run"]["evaluated"].clone(),
+            classification["run"]["changed"].clone()
+        ),
+        (json!("ingestion"), json!(2), json!(1))
+    );
     assert_eq!(category_of(&app, "C1", "TIER").await, "01");
     assert_eq!(category_of(&app, "C2", "TIER").await, "03");
     let history = app.full_history("C1").await;
@@ -520,20 +831,35 @@ async fn oversized_conditions_are_refused_and_the_largest_allowed_runs(app: Test
     app.create_tiers().await;
     ok_json(app.patch("/api/v1/schemes/TIER", &json!({"auto_classify": true})).await, StatusCode::OK).await;
     app.create_customer("C1", json!({})).await;
-    let wide = json!({"name": "宽", "target_category": "01", "condition": {"any": (0..600).map(name_is).collect::<Vec<_>>()}});
-    let refused = problem(app.post("/api/v1/schemes/TIER/rules", &wide).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_condition").await;
+    let wide =
+        json!({"name": "宽", "target_category": "01", "condition": {"any": (0..600).map(name_is).collect::<Vec<_>>()}});
+    let refused = problem(
+        app.post("/api/v1/schemes/TIER/rules", &wide).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_condition",
+    )
+    .await;
     assert_eq!(refused["errors"][0]["field"], "/condition");
 
     let mut condition: Vec<Value> = (0..198).map(name_is).collect();
     condition.push(json!({"field": "orders_12m", "op": ">=", "value": 1}));
     let widest = json!({"name": "最宽", "target_category": "01", "condition": {"any": condition}});
     let rule = ok_json(app.post("/api/v1/schemes/TIER/rules", &widest).await, StatusCode::CREATED).await;
-    let patched = app.patch(&format!("/api/v1/schemes/TIER/rules/{}", rule["id"]), &json!({"condition": {"any": (0..1000).map(name_is).collect::<Vec<_>>()}})).await;
+    let patched = app
+        .patch(
+            &format!("/api/v1/schemes/TIER/rules/{}", rule["id"]),
+            &json!({"condition": {"any": (0..1000).map(name_is).collect::<Vec<_>>()}}),
+        )
+        .await;
     problem(patched, StatusCode::UNPROCESSABLE_ENTITY, "invalid_condition").await;
 
     let ingested = post_transactions(&app, json!([sale("T1", "C1", json!("10.00"), "2026-01-05T10:00:00Z")])).await;
     assert_eq!(ingested["classification"][0]["run"]["changed"], 1, "{ingested}");
-    let run = ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED).await;
+    let run = ok_json(
+        app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await,
+        StatusCode::CREATED,
+    )
+    .await;
     assert_eq!(run["status"], "completed");
     assert_eq!(ok_json(app.get("/api/v1/customers/C1").await, StatusCode::OK).await["categories"]["TIER"], "01");
 
@@ -552,6 +878,10 @@ async fn oversized_conditions_are_refused_and_the_largest_allowed_runs(app: Test
     assert!(over["detail"].as_str().unwrap().contains("enabled rules"), "{over}");
     let disabled = json!({"name": "停用", "target_category": "02", "enabled": false, "condition": big_list("x")["condition"].clone()});
     ok_json(app.post("/api/v1/schemes/TIER/rules", &disabled).await, StatusCode::CREATED).await;
-    let run = ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CREATED).await;
+    let run = ok_json(
+        app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await,
+        StatusCode::CREATED,
+    )
+    .await;
     assert_eq!(run["status"], "completed", "the fullest scheme still runs");
 }

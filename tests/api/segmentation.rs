@@ -68,15 +68,26 @@ async fn rule(app: &TestApp, body: Value) -> Value {
 
 /// The customers a run put (or, dry, would put) in each category.
 async fn placed(app: &TestApp, run: &Value) -> Vec<(String, String)> {
-    let changes = ok_json(app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes?limit=1000", run["id"])).await, StatusCode::OK).await;
-    let mut placed: Vec<(String, String)> =
-        changes["items"].as_array().unwrap().iter().map(|c| (c["to"].as_str().unwrap().to_string(), c["customer"].as_str().unwrap().to_string())).collect();
+    let changes = ok_json(
+        app.get(&format!("/api/v1/schemes/TIER/classification-runs/{}/changes?limit=1000", run["id"])).await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut placed: Vec<(String, String)> = changes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["to"].as_str().unwrap().to_string(), c["customer"].as_str().unwrap().to_string()))
+        .collect();
     placed.sort();
     placed
 }
 
 fn pairs(expected: &[(&str, &[&str])]) -> Vec<(String, String)> {
-    let mut pairs: Vec<(String, String)> = expected.iter().flat_map(|(to, codes)| codes.iter().map(move |code| (to.to_string(), code.to_string()))).collect();
+    let mut pairs: Vec<(String, String)> = expected
+        .iter()
+        .flat_map(|(to, codes)| codes.iter().map(move |code| (to.to_string(), code.to_string())))
+        .collect();
     pairs.sort();
     pairs
 }
@@ -101,7 +112,8 @@ async fn abc_by_cumulative_share_with_ties(app: TestApp) {
     rule(&app, json!({"name": "A", "target_category": "01", "priority": 1, "condition": share("<=", 80.0)})).await;
     rule(&app, json!({"name": "B", "target_category": "02", "priority": 2, "condition": share("<=", 95.0)})).await;
     rule(&app, json!({"name": "C", "target_category": "03", "priority": 3, "condition": share(">", 95.0)})).await;
-    let expected = pairs(&[("01", &["C01", "C02"]), ("02", &["C03", "C04", "C05"]), ("03", &["C06", "C07", "C08", "C09", "C10"])]);
+    let expected =
+        pairs(&[("01", &["C01", "C02"]), ("02", &["C03", "C04", "C05"]), ("03", &["C06", "C07", "C08", "C09", "C10"])]);
     let dry = run(&app, json!({"dry_run": true})).await;
     assert_eq!(placed(&app, &dry).await, expected, "ties stand together; the inactive C11 is no part of the total");
     let applied = run(&app, json!({})).await;
@@ -117,15 +129,28 @@ async fn abc_by_cumulative_share_with_ties(app: TestApp) {
     let c03 = metrics(&app, "C03", "?population=all").await;
     assert!(close(&c03["standing"]["cumulative_share"]["spend_12m"], 90.0), "{c03}");
     assert!(close(&c03["standing"]["percentile"]["spend_12m"], 600.0 / 9.0), "six of the other nine spent less: {c03}");
-    assert!(close(&c03["standing"]["percentile"]["days_since_last_order"], 200.0 / 7.0), "of the eight who ordered, two did more recently: {c03}");
+    assert!(
+        close(&c03["standing"]["percentile"]["days_since_last_order"], 200.0 / 7.0),
+        "of the eight who ordered, two did more recently: {c03}"
+    );
     let plain = metrics(&app, "C03", "").await;
-    assert!(plain.get("standing").is_none() && plain.get("rfm").is_none(), "standings only when a population is asked for: {plain}");
+    assert!(
+        plain.get("standing").is_none() && plain.get("rfm").is_none(),
+        "standings only when a population is asked for: {plain}"
+    );
     // Before the anchor of the sales totals, the ranking reads the transactions: two
     // days ago C05 had not ordered yet, so the positive total was 9,500.
     let earlier = metrics(&app, "C03", &format!("?population=all&as_of={}", &days_ago(2)[..10])).await;
     assert!(close(&earlier["standing"]["cumulative_share"]["spend_12m"], 100.0 * 9000.0 / 9500.0), "{earlier}");
     let inactive = metrics(&app, "C11", "?population=all").await;
-    assert_eq!((inactive["rfm"].clone(), inactive["standing"]["member"].clone(), inactive["standing"]["percentile"]["spend_12m"].clone()), (json!(null), json!(false), json!(null)));
+    assert_eq!(
+        (
+            inactive["rfm"].clone(),
+            inactive["standing"]["member"].clone(),
+            inactive["standing"]["percentile"]["spend_12m"].clone()
+        ),
+        (json!(null), json!(false), json!(null))
+    );
 }
 
 async fn rfm_scores_on_known_data(app: TestApp) {
@@ -147,14 +172,20 @@ async fn rfm_scores_on_known_data(app: TestApp) {
         let scores = metrics(&app, code, "?population=all").await["rfm"].clone();
         assert_eq!(scores["rfm"], rfm, "{code}: {scores}");
         let digits: Vec<i64> = rfm.bytes().map(|b| i64::from(b - b'0')).collect();
-        assert_eq!([scores["r"].clone(), scores["f"].clone(), scores["m"].clone()], [json!(digits[0]), json!(digits[1]), json!(digits[2])]);
+        assert_eq!(
+            [scores["r"].clone(), scores["f"].clone(), scores["m"].clone()],
+            [json!(digits[0]), json!(digits[1]), json!(digits[2])]
+        );
     }
     rule(&app, json!({"name": "lost", "target_category": "03", "priority": 1, "condition": {"field": "rfm", "op": "=", "value": "111"}})).await;
     rule(&app, json!({"name": "big spenders", "target_category": "01", "priority": 2, "condition": {"field": "rfm_m", "op": ">=", "value": 4}})).await;
     rule(&app, json!({"name": "frequent", "target_category": "02", "priority": 3,
         "condition": {"all": [{"field": "rfm_f", "op": "between", "value": [3, 5]}, {"field": "rfm", "op": "not_in", "value": ["434"]}]}})).await;
     let dry = run(&app, json!({"dry_run": true})).await;
-    assert_eq!(placed(&app, &dry).await, pairs(&[("01", &["C01", "C02"]), ("02", &["C04", "C05", "C06"]), ("03", &["C07", "C08", "C09", "C10"])]));
+    assert_eq!(
+        placed(&app, &dry).await,
+        pairs(&[("01", &["C01", "C02"]), ("02", &["C04", "C05", "C06"]), ("03", &["C07", "C08", "C09", "C10"])])
+    );
 }
 
 async fn a_population_narrowed_to_a_subtree(app: TestApp) {
@@ -169,28 +200,60 @@ async fn a_population_narrowed_to_a_subtree(app: TestApp) {
     assert_eq!(placed(&app, &dry).await, pairs(&[("01", &["C01", "C02", "C05", "C06"])]));
 
     let c03 = metrics(&app, "C03", "?population=REGION:01").await;
-    assert_eq!((c03["standing"]["member"].clone(), c03["standing"]["percentile"]["spend_12m"].clone()), (json!(true), json!(0.0)));
-    assert_eq!(c03["rfm"]["rfm"], "211", "ranked among 华北's four: only C01 ordered longer ago; no fewer orders; no less spend");
+    assert_eq!(
+        (c03["standing"]["member"].clone(), c03["standing"]["percentile"]["spend_12m"].clone()),
+        (json!(true), json!(0.0))
+    );
+    assert_eq!(
+        c03["rfm"]["rfm"], "211",
+        "ranked among 华北's four: only C01 ordered longer ago; no fewer orders; no less spend"
+    );
     let outside = metrics(&app, "C05", "?population=REGION:01").await;
     assert_eq!((outside["standing"]["member"].clone(), outside["rfm"].clone()), (json!(false), json!(null)));
     for unknown in ["REGION:09", "", "REGION"] {
-        let refused = problem(app.get(&format!("/api/v1/customers/C05/metrics?population={unknown}")).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_population").await;
+        let refused = problem(
+            app.get(&format!("/api/v1/customers/C05/metrics?population={unknown}")).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_population",
+        )
+        .await;
         assert_eq!(pointers(&refused), ["population"]);
     }
 
     // Without a population the rule ranks among everyone again.
-    let patched = ok_json(app.patch(&format!("/api/v1/schemes/TIER/rules/{}", north["id"]), &json!({"population": null})).await, StatusCode::OK).await;
+    let patched = ok_json(
+        app.patch(&format!("/api/v1/schemes/TIER/rules/{}", north["id"]), &json!({"population": null})).await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(patched["population"], json!(null));
     let everyone = run(&app, json!({"dry_run": true})).await;
-    assert_eq!(placed(&app, &everyone).await, pairs(&[("01", &["C01", "C02", "C05", "C06"])]), "C01 and C02 hold 70 % of everyone's");
+    assert_eq!(
+        placed(&app, &everyone).await,
+        pairs(&[("01", &["C01", "C02", "C05", "C06"])]),
+        "C01 and C02 hold 70 % of everyone's"
+    );
     // A deleted population category makes the rule stale: the run is refused.
-    let c1 = ok_json(app.patch(&format!("/api/v1/schemes/TIER/rules/{}", north["id"]), &json!({"population": {"category": "REGION:0102"}})).await, StatusCode::OK).await;
+    let c1 = ok_json(
+        app.patch(
+            &format!("/api/v1/schemes/TIER/rules/{}", north["id"]),
+            &json!({"population": {"category": "REGION:0102"}}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
     assert_eq!(c1["population"]["category"], "REGION:0102");
     for code in ["C03", "C04"] {
         ok_json(app.delete(&format!("/api/v1/customers/{code}/categories/REGION")).await, StatusCode::OK).await;
     }
     assert_eq!(app.delete("/api/v1/schemes/REGION/categories/0102").await.status(), StatusCode::NO_CONTENT);
-    problem(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await, StatusCode::CONFLICT, "rule_invalid").await;
+    problem(
+        app.post("/api/v1/schemes/TIER/classification-runs", &json!({"dry_run": true})).await,
+        StatusCode::CONFLICT,
+        "rule_invalid",
+    )
+    .await;
 }
 
 async fn relative_fields_are_validated_with_pointers(app: TestApp) {
@@ -201,20 +264,38 @@ async fn relative_fields_are_validated_with_pointers(app: TestApp) {
         let app = &app;
         async move {
             let body = json!({"name": "r", "target_category": "01", "condition": condition});
-            pointers(&problem(app.post("/api/v1/schemes/TIER/rules", &body).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_condition").await)
+            pointers(
+                &problem(
+                    app.post("/api/v1/schemes/TIER/rules", &body).await,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_condition",
+                )
+                .await,
+            )
         }
     };
     assert_eq!(refused(json!({"field": "percentile(name)", "op": ">", "value": 50})).await, ["/condition/field"]);
-    assert_eq!(refused(json!({"field": "cumulative_share(last_order_at)", "op": "<=", "value": 80})).await, ["/condition/field"]);
+    assert_eq!(
+        refused(json!({"field": "cumulative_share(last_order_at)", "op": "<=", "value": 80})).await,
+        ["/condition/field"]
+    );
     assert_eq!(refused(json!({"all": [{"field": "code", "op": "=", "value": "x"}, {"field": "percentile(spend_12m", "op": ">", "value": 1}]})).await, ["/condition/all/1/field"]);
-    assert_eq!(refused(json!({"field": "percentile(spend_12m)", "op": ">", "value": "high"})).await, ["/condition/value"]);
+    assert_eq!(
+        refused(json!({"field": "percentile(spend_12m)", "op": ">", "value": "high"})).await,
+        ["/condition/value"]
+    );
     assert_eq!(refused(json!({"field": "rfm", "op": "=", "value": "56"})).await, ["/condition/value"]);
     assert_eq!(refused(json!({"field": "rfm", "op": "in", "value": ["555", "5x5"]})).await, ["/condition/value/1"]);
     assert_eq!(refused(json!({"field": "rfm", "op": ">", "value": "555"})).await, ["/condition/op"]);
     assert_eq!(refused(json!({"field": "rfm_r", "op": "under", "value": 5})).await, ["/condition/op"]);
     for population in ["REGION:09", "NOPE:01", "REGION", "REGION:"] {
         let body = json!({"name": "r", "target_category": "01", "condition": {"field": "rfm_m", "op": "=", "value": 5}, "population": {"category": population}});
-        let refused = problem(app.post("/api/v1/schemes/TIER/rules", &body).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_population").await;
+        let refused = problem(
+            app.post("/api/v1/schemes/TIER/rules", &body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_population",
+        )
+        .await;
         assert_eq!(pointers(&refused), ["/population/category"], "{population}");
     }
     let rules = ok_json(app.get("/api/v1/schemes/TIER/rules").await, StatusCode::OK).await;
@@ -258,7 +339,11 @@ async fn many_batches_rank_against_the_whole_population(backend: Backend) {
         expected.push((category.to_string(), format!("K{:03}", index + 1)));
     }
     expected.sort();
-    assert!(expected.iter().any(|(c, _)| c == "01") && expected.iter().any(|(c, _)| c == "02") && expected.iter().any(|(c, _)| c == "03"));
+    assert!(
+        expected.iter().any(|(c, _)| c == "01")
+            && expected.iter().any(|(c, _)| c == "02")
+            && expected.iter().any(|(c, _)| c == "03")
+    );
     let batched = run(&app, json!({"dry_run": true})).await;
     assert_eq!(placed(&app, &batched).await, expected, "nine batches of seven rank as one");
     let applied = run(&app, json!({})).await;

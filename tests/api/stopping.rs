@@ -32,7 +32,13 @@ async fn everyone_to_vip(app: &TestApp) {
 /// Starts a run in the background (on `app`), and waits until `observer` sees it has
 /// committed batches.
 async fn start_in_background(app: &TestApp, observer: &TestApp) -> Value {
-    let started = app.admin(Method::POST, "/api/v1/schemes/TIER/classification-runs").header("Prefer", "respond-async").json(&json!({})).send().await.unwrap();
+    let started = app
+        .admin(Method::POST, "/api/v1/schemes/TIER/classification-runs")
+        .header("Prefer", "respond-async")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     let started = ok_json(started, StatusCode::ACCEPTED).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while run_of(observer, &started["id"]).await["changed"] == 0 {
@@ -47,7 +53,9 @@ async fn run_of(app: &TestApp, id: &Value) -> Value {
 }
 
 async fn vip_count(app: &TestApp) -> i64 {
-    ok_json(app.get("/api/v1/schemes/TIER/categories/01").await, StatusCode::OK).await["customer_count"].as_i64().unwrap()
+    ok_json(app.get("/api/v1/schemes/TIER/categories/01").await, StatusCode::OK).await["customer_count"]
+        .as_i64()
+        .unwrap()
 }
 
 /// The stopped run's counts are those of the batches it committed: whole batches, each
@@ -62,14 +70,21 @@ async fn assert_stopped_truly(app: &TestApp, run: &Value, status: &str) {
     assert_eq!(vip_count(app).await, changed, "the category holds what the run says it moved");
     let finished = feed_of(app, "&types=classification_run.finished", 1).await;
     let data = &finished.last().unwrap()["data"];
-    assert_eq!((&data["run_id"], &data["status"], &data["totals"]["changed"]), (&run["id"], &json!(status), &run["changed"]));
+    assert_eq!(
+        (&data["run_id"], &data["status"], &data["totals"]["changed"]),
+        (&run["id"], &json!(status), &run["changed"])
+    );
 }
 
 /// The slot is free at once: a new run starts, and moves a customer the stopped one had
 /// not reached (in the middle: on MySQL a second connection works from the end).
 async fn assert_slot_free(app: &TestApp, stopped: &Value) {
     let middle = format!("R{:05}", CUSTOMERS / 2);
-    let rest = ok_json(app.post("/api/v1/schemes/TIER/classification-runs", &json!({"customers": [middle]})).await, StatusCode::CREATED).await;
+    let rest = ok_json(
+        app.post("/api/v1/schemes/TIER/classification-runs", &json!({"customers": [middle]})).await,
+        StatusCode::CREATED,
+    )
+    .await;
     assert_eq!((&rest["status"], &rest["changed"]), (&json!("completed"), &json!(1)), "{rest}");
     assert_eq!(vip_count(app).await, stopped["changed"].as_i64().unwrap() + 1);
 }
@@ -89,8 +104,18 @@ async fn a_cancelled_run_stops_between_batches_with_true_counts(backend: Backend
     let reader = app.key("reader", "read").await;
     let refused = app.request(Method::POST, &cancel).bearer_auth(reader).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    problem(app.post("/api/v1/schemes/TIER/classification-runs/999999/cancel", &json!({})).await, StatusCode::NOT_FOUND, "run_not_found").await;
-    problem(app.post("/api/v1/schemes/NOPE/classification-runs/1/cancel", &json!({})).await, StatusCode::NOT_FOUND, "scheme_not_found").await;
+    problem(
+        app.post("/api/v1/schemes/TIER/classification-runs/999999/cancel", &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "run_not_found",
+    )
+    .await;
+    problem(
+        app.post("/api/v1/schemes/NOPE/classification-runs/1/cancel", &json!({})).await,
+        StatusCode::NOT_FOUND,
+        "scheme_not_found",
+    )
+    .await;
     assert_slot_free(&app, &cancelled).await;
 }
 

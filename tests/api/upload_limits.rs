@@ -22,7 +22,10 @@ const PEAK_LIMIT: u64 = 200 * 1024 * 1024;
 /// given, `shared_strings` written by `write_shared` (which may write a great deal).
 fn workbook(sheet: &[u8], shared_strings: Option<&dyn Fn(&mut dyn Write)>) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).compression_level(Some(1)).large_file(true);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(1))
+        .large_file(true);
     let shared_type = if shared_strings.is_some() {
         r#"<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>"#
     } else {
@@ -60,9 +63,23 @@ fn text_cell(xml: &mut Vec<u8>, at: &str, text: &str) {
 }
 
 /// Sends the file to the process and expects a refusal with `code` in a small body.
-async fn refused(service: &ServiceProcess, what: &str, content_type: &str, file: Vec<u8>, status: StatusCode, code: &str) {
+async fn refused(
+    service: &ServiceProcess,
+    what: &str,
+    content_type: &str,
+    file: Vec<u8>,
+    status: StatusCode,
+    code: &str,
+) {
     let sent = file.len();
-    let response = service.app.admin(Method::POST, "/api/v1/imports/customers").header("Content-Type", content_type).body(file).send().await.unwrap();
+    let response = service
+        .app
+        .admin(Method::POST, "/api/v1/imports/customers")
+        .header("Content-Type", content_type)
+        .body(file)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), status, "{what}");
     assert_eq!(response.headers()["content-type"], "application/problem+json", "{what}");
     let body = response.bytes().await.unwrap();
@@ -78,76 +95,166 @@ async fn bombs_are_refused_small_and_the_service_stays_under_200_mb(backend: Bac
     let service = app.serve_binary(&[]).await;
 
     let wide: Vec<String> = (0..10_000).map(|n| format!("c{n}")).collect();
-    refused(&service, "a CSV header of 10,000 unknown columns", "text/csv", format!("code,{}\nC1\n", wide.join(",")).into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "too_many_columns").await;
+    refused(
+        &service,
+        "a CSV header of 10,000 unknown columns",
+        "text/csv",
+        format!("code,{}\nC1\n", wide.join(",")).into_bytes(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_many_columns",
+    )
+    .await;
 
-    let far_right = workbook(&sheet("ACOF1", |xml| {
-        xml.extend_from_slice(br#"<row r="1">"#);
-        text_cell(xml, "ACOF1", "code");
-        xml.extend_from_slice(b"</row>");
-    }), None);
-    refused(&service, "a workbook with one header cell at column ACOF", XLSX, far_right, StatusCode::PAYLOAD_TOO_LARGE, "too_many_columns").await;
+    let far_right = workbook(
+        &sheet("ACOF1", |xml| {
+            xml.extend_from_slice(br#"<row r="1">"#);
+            text_cell(xml, "ACOF1", "code");
+            xml.extend_from_slice(b"</row>");
+        }),
+        None,
+    );
+    refused(
+        &service,
+        "a workbook with one header cell at column ACOF",
+        XLSX,
+        far_right,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_many_columns",
+    )
+    .await;
 
-    let strings = workbook(&sheet("A1", |xml| {
-        xml.extend_from_slice(br#"<row r="1"><c r="A1" t="s"><v>0</v></c></row>"#);
-    }), Some(&|out: &mut dyn Write| {
-        out.write_all(br#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">"#).unwrap();
-        let block = b"<si><t>a</t></si>".repeat(4096);
-        for _ in 0..2_000 {
-            out.write_all(&block).unwrap();
-        }
-        out.write_all(b"</sst>").unwrap();
-    }));
-    refused(&service, "a workbook whose shared strings unpack to 139 MB (8 million strings)", XLSX, strings, StatusCode::PAYLOAD_TOO_LARGE, "workbook_too_large").await;
+    let strings = workbook(
+        &sheet("A1", |xml| {
+            xml.extend_from_slice(br#"<row r="1"><c r="A1" t="s"><v>0</v></c></row>"#);
+        }),
+        Some(&|out: &mut dyn Write| {
+            out.write_all(br#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">"#).unwrap();
+            let block = b"<si><t>a</t></si>".repeat(4096);
+            for _ in 0..2_000 {
+                out.write_all(&block).unwrap();
+            }
+            out.write_all(b"</sst>").unwrap();
+        }),
+    );
+    refused(
+        &service,
+        "a workbook whose shared strings unpack to 139 MB (8 million strings)",
+        XLSX,
+        strings,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "workbook_too_large",
+    )
+    .await;
 
-    let long_row = workbook(&sheet("A1:B2", |xml| {
-        xml.extend_from_slice(br#"<row r="1">"#);
-        text_cell(xml, "A1", "code");
-        for _ in 0..3_000_000 {
-            xml.extend_from_slice(br#"<c r="A1"><v>1</v></c>"#);
-        }
-        xml.extend_from_slice(b"</row>");
-    }), None);
-    refused(&service, "a workbook with one row of 3,000,000 cells", XLSX, long_row, StatusCode::PAYLOAD_TOO_LARGE, "too_many_columns").await;
+    let long_row = workbook(
+        &sheet("A1:B2", |xml| {
+            xml.extend_from_slice(br#"<row r="1">"#);
+            text_cell(xml, "A1", "code");
+            for _ in 0..3_000_000 {
+                xml.extend_from_slice(br#"<c r="A1"><v>1</v></c>"#);
+            }
+            xml.extend_from_slice(b"</row>");
+        }),
+        None,
+    );
+    refused(
+        &service,
+        "a workbook with one row of 3,000,000 cells",
+        XLSX,
+        long_row,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_many_columns",
+    )
+    .await;
 
-    let lying = workbook(&sheet("A1:B2", |xml| {
-        xml.extend_from_slice(br#"<row r="1">"#);
-        text_cell(xml, "A1", "code");
-        text_cell(xml, "B1", "name");
-        xml.extend_from_slice(b"</row>");
-        for row in 2..=1_000_002u32 {
-            write!(xml, r#"<row r="{row}"><c r="A{row}"><v>{row}</v></c></row>"#).unwrap();
-        }
-    }), None);
-    refused(&service, "a workbook whose dimension says 2 rows and that holds 1,000,002", XLSX, lying, StatusCode::PAYLOAD_TOO_LARGE, "import_too_large").await;
+    let lying = workbook(
+        &sheet("A1:B2", |xml| {
+            xml.extend_from_slice(br#"<row r="1">"#);
+            text_cell(xml, "A1", "code");
+            text_cell(xml, "B1", "name");
+            xml.extend_from_slice(b"</row>");
+            for row in 2..=1_000_002u32 {
+                write!(xml, r#"<row r="{row}"><c r="A{row}"><v>{row}</v></c></row>"#).unwrap();
+            }
+        }),
+        None,
+    );
+    refused(
+        &service,
+        "a workbook whose dimension says 2 rows and that holds 1,000,002",
+        XLSX,
+        lying,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "import_too_large",
+    )
+    .await;
 
-    let big_cell = workbook(&sheet("A1:B2", |xml| {
-        xml.extend_from_slice(br#"<row r="1">"#);
-        text_cell(xml, "A1", "code");
-        text_cell(xml, "B1", "note");
-        xml.extend_from_slice(br#"</row><row r="2">"#);
-        text_cell(xml, "A2", "C1");
-        text_cell(xml, "B2", &"x".repeat(50 * 1024 * 1024));
-        xml.extend_from_slice(b"</row>");
-    }), None);
-    refused(&service, "a workbook with a 50 MB cell", XLSX, big_cell, StatusCode::PAYLOAD_TOO_LARGE, "cell_too_large").await;
+    let big_cell = workbook(
+        &sheet("A1:B2", |xml| {
+            xml.extend_from_slice(br#"<row r="1">"#);
+            text_cell(xml, "A1", "code");
+            text_cell(xml, "B1", "note");
+            xml.extend_from_slice(br#"</row><row r="2">"#);
+            text_cell(xml, "A2", "C1");
+            text_cell(xml, "B2", &"x".repeat(50 * 1024 * 1024));
+            xml.extend_from_slice(b"</row>");
+        }),
+        None,
+    );
+    refused(&service, "a workbook with a 50 MB cell", XLSX, big_cell, StatusCode::PAYLOAD_TOO_LARGE, "cell_too_large")
+        .await;
 
-    refused(&service, "a CSV with a 1 MB cell", "text/csv", format!("code,note\nC1,{}\n", "x".repeat(1024 * 1024)).into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "cell_too_large").await;
+    refused(
+        &service,
+        "a CSV with a 1 MB cell",
+        "text/csv",
+        format!("code,note\nC1,{}\n", "x".repeat(1024 * 1024)).into_bytes(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "cell_too_large",
+    )
+    .await;
     let wide_line = format!("{{\"code\":\"C1\",\"note\":\"{}\"}}\n", "x".repeat(8 * 1024 * 1024));
-    refused(&service, "an NDJSON line of 8 MB", "application/x-ndjson", wide_line.into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "row_too_large").await;
+    refused(
+        &service,
+        "an NDJSON line of 8 MB",
+        "application/x-ndjson",
+        wide_line.into_bytes(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "row_too_large",
+    )
+    .await;
     let keys: Vec<String> = (0..300).map(|n| format!("\"k{n}\":1")).collect();
-    refused(&service, "an NDJSON object of 300 keys", "application/x-ndjson", format!("{{\"code\":\"C1\",{}}}\n", keys.join(",")).into_bytes(), StatusCode::PAYLOAD_TOO_LARGE, "too_many_columns").await;
+    refused(
+        &service,
+        "an NDJSON object of 300 keys",
+        "application/x-ndjson",
+        format!("{{\"code\":\"C1\",{}}}\n", keys.join(",")).into_bytes(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_many_columns",
+    )
+    .await;
 
     // Within the limits, a workbook still imports, and nothing refused was written.
-    let fine = workbook(&sheet("A1:B2", |xml| {
-        xml.extend_from_slice(br#"<row r="1">"#);
-        text_cell(xml, "A1", "code");
-        text_cell(xml, "B1", "name");
-        xml.extend_from_slice(br#"</row><row r="2">"#);
-        text_cell(xml, "A2", "W1");
-        text_cell(xml, "B2", "无锡机械");
-        xml.extend_from_slice(b"</row>");
-    }), None);
-    let imported = service.app.admin(Method::POST, "/api/v1/imports/customers").header("Content-Type", XLSX).body(fine).send().await.unwrap();
+    let fine = workbook(
+        &sheet("A1:B2", |xml| {
+            xml.extend_from_slice(br#"<row r="1">"#);
+            text_cell(xml, "A1", "code");
+            text_cell(xml, "B1", "name");
+            xml.extend_from_slice(br#"</row><row r="2">"#);
+            text_cell(xml, "A2", "W1");
+            text_cell(xml, "B2", "无锡机械");
+            xml.extend_from_slice(b"</row>");
+        }),
+        None,
+    );
+    let imported = service
+        .app
+        .admin(Method::POST, "/api/v1/imports/customers")
+        .header("Content-Type", XLSX)
+        .body(fine)
+        .send()
+        .await
+        .unwrap();
     let report = ok_json(imported, StatusCode::OK).await;
     assert_eq!((&report["created"], &report["rows_total"]), (&serde_json::json!(1), &serde_json::json!(1)), "{report}");
     let listed = ok_json(app.get("/api/v1/customers").await, StatusCode::OK).await;
@@ -158,7 +265,13 @@ async fn bombs_are_refused_small_and_the_service_stays_under_200_mb(backend: Bac
 /// the file has.
 async fn refused_headers_are_brief(app: TestApp) {
     let wide: Vec<String> = (0..150).map(|n| format!("列{n}")).collect();
-    let response = app.admin(Method::POST, "/api/v1/imports/customers").header("Content-Type", "text/csv").body(format!("code,{}\n", wide.join(","))).send().await.unwrap();
+    let response = app
+        .admin(Method::POST, "/api/v1/imports/customers")
+        .header("Content-Type", "text/csv")
+        .body(format!("code,{}\n", wide.join(",")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["code"], "unknown_columns");
