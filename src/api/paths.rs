@@ -12,6 +12,10 @@ use actix_web::middleware::Next;
 /// and `.` and `..` segments resolved (5.2.4); `None` when it is already so. Escapes of
 /// other characters stay as they are: `%2F` is data inside a segment, not a slash.
 pub fn normalized(path: &str) -> Option<String> {
+    // What every ordinary request has: no escape, no empty or dot segment.
+    if !path.contains('%') && !path.contains("//") && !path.contains("/.") {
+        return None;
+    }
     let decoded = decode_unreserved(path);
     let mut segments: Vec<&str> = Vec::new();
     for segment in decoded.split('/') {

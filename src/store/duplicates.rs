@@ -169,11 +169,11 @@ pub fn group_count(conn: &mut DbConnection, key: DuplicateKey) -> Result<i64, Ap
 }
 
 /// Up to `limit` groups of two or more customers sharing one of `keys`, after `after`.
-/// The customers `filters` select, as a condition on the customer id `id`: `None`
-/// without filters. Category filters take the subtree (the member index lists each
-/// ancestor), `unclassified` customers without a category in the scheme, and the
-/// filters on the row (`q`, `status`, `attr`, …) as the reports read them.
-fn selected(conn: &mut DbConnection, filters: &Filters, id: &str) -> Result<Option<Fragment>, AppError> {
+/// The ids of the customers `filters` select, as a subquery (`None` without filters).
+/// Category filters take the subtree (the member index lists each ancestor),
+/// `unclassified` customers without a category in the scheme, and the filters on the
+/// row (`q`, `status`, `attr`, …) as the reports read them.
+fn selection(conn: &mut DbConnection, filters: &Filters) -> Result<Option<Fragment>, AppError> {
     if filters.is_empty() {
         return Ok(None);
     }
@@ -197,12 +197,18 @@ fn selected(conn: &mut DbConnection, filters: &Filters, id: &str) -> Result<Opti
         )));
     }
     conditions.extend(super::reports::row_conditions(conn, filters)?);
-    let mut sql = Fragment::new(&format!(" AND {id} IN (SELECT p.id FROM customers p WHERE "));
+    let mut sql = Fragment::new("SELECT p.id FROM customers p WHERE ");
     for (index, condition) in conditions.into_iter().enumerate() {
         sql.push(if index == 0 { "" } else { " AND " }).append(condition);
     }
-    sql.push(")");
     Ok(Some(sql))
+}
+
+/// Appends ` AND {id} IN (selection)` to `sql`, when there is a selection.
+fn within_selection(sql: &mut Fragment, id: &str, selection: Option<&Fragment>) {
+    if let Some(selection) = selection {
+        sql.push(&format!(" AND {id} IN (")).append(selection.clone()).push(")");
+    }
 }
 
 /// Groups of two or more of the customers `filters` select that share a key, largest
@@ -215,15 +221,14 @@ pub fn groups(
     limit: i64,
 ) -> Result<Vec<Group>, AppError> {
     fill_missing(conn)?;
+    let selection = selection(conn, filters)?;
     let mut found: Vec<(DuplicateKey, Shared)> = Vec::new();
     for key in keys {
         let (table, column, id) = source(*key);
         let mut sql = Fragment::new(&format!(
             "SELECT {column} AS value, COUNT(*) AS size FROM {table} WHERE {column} IS NOT NULL AND {column} <> ''"
         ));
-        if let Some(selected) = selected(conn, filters, &format!("{table}.{id}"))? {
-            sql.append(selected);
-        }
+        within_selection(&mut sql, &format!("{table}.{id}"), selection.as_ref());
         sql.push(&format!(" GROUP BY {column} HAVING COUNT(*) > 1"));
         if let Some(after) = after {
             sql.push(" AND (COUNT(*) < ").bind(Bind::BigInt(after.size));
@@ -249,7 +254,7 @@ pub fn groups(
         .into_iter()
         .map(|(key, shared)| {
             Ok(Group {
-                members: members(conn, key, filters, &shared.value)?,
+                members: members(conn, key, selection.as_ref(), &shared.value)?,
                 key,
                 value: shared.value,
                 size: shared.size,
@@ -261,7 +266,7 @@ pub fn groups(
 fn members(
     conn: &mut DbConnection,
     key: DuplicateKey,
-    filters: &Filters,
+    selection: Option<&Fragment>,
     value: &str,
 ) -> Result<Vec<Member>, AppError> {
     let (table, column, id) = source(key);
@@ -269,9 +274,7 @@ fn members(
         "SELECT c.code, c.name, c.tax_id, c.phone, c.email, c.status FROM {table} k JOIN customers c ON c.id = k.{id} WHERE k.{column} = "
     ));
     sql.bind(Bind::Text(value.to_string()));
-    if let Some(selected) = selected(conn, filters, &format!("k.{id}"))? {
-        sql.append(selected);
-    }
+    within_selection(&mut sql, &format!("k.{id}"), selection);
     sql.push(&format!(" ORDER BY c.code LIMIT {MEMBERS_SHOWN}"));
     let rows: Vec<MemberRow> = sql.into_query().load(conn)?;
     rows.into_iter()
