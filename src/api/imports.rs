@@ -194,6 +194,9 @@ fn format_of(content_type: &str) -> Result<(ImportFormat, Option<TextEncoding>),
     Ok((format, declared.filter(|_| format == ImportFormat::Csv)))
 }
 
+/// How often an import in one transaction runs when it meets deadlocks.
+const IMPORT_ATTEMPTS: u64 = 3;
+
 /// Bytes of the body gathered before they are written to the spooled file.
 const SPOOL_CHUNK: usize = 1024 * 1024;
 
@@ -311,22 +314,41 @@ fn run(
     } else {
         None
     };
-    let outcome = store::import(
-        conn,
-        planning.as_mut().map(|spare| spare.conn()),
-        second.as_mut().map(|spare| spare.conn()),
-        options,
-        provenance,
-        caller.restriction(),
-        progress,
-        |importer: &mut store::Importer| {
-            importer.expect_rows(checked.rows_total);
-            import_files::read_rows(&mut upload, &checked, |event| match event {
-                Event::Header { columns, unknown } => importer.header(columns, unknown),
-                Event::Row { row, cells } => importer.row(row, cells),
-            })
-        },
-    );
+    // An import in one transaction (atomic, or a dry run) that met a deadlock wrote
+    // nothing, and its file is spooled: it runs again, on its own connection alone (a
+    // killed import's rollback still under way on the server has been seen to deadlock
+    // the two writers on the code index), after a pause that lets such a rollback end.
+    let mut progress = progress;
+    let mut attempt = 1;
+    let outcome = loop {
+        let outcome = store::import(
+            conn,
+            planning.as_mut().map(|spare| spare.conn()),
+            second.as_mut().map(|spare| spare.conn()),
+            options,
+            provenance.clone(),
+            caller.restriction(),
+            &mut progress,
+            |importer: &mut store::Importer| {
+                importer.expect_rows(checked.rows_total);
+                import_files::read_rows(&mut upload, &checked, |event| match event {
+                    Event::Header { columns, unknown } => importer.header(columns, unknown),
+                    Event::Row { row, cells } => importer.row(row, cells),
+                })
+            },
+        );
+        match outcome {
+            Err(error)
+                if error.is_concurrent_update() && (options.atomic || options.dry_run) && attempt < IMPORT_ATTEMPTS =>
+            {
+                log::warn!("import {id} met a deadlock and wrote nothing; it runs again on one connection");
+                second = None;
+                std::thread::sleep(std::time::Duration::from_secs(attempt));
+                attempt += 1;
+            }
+            outcome => break outcome,
+        }
+    };
     let (status, report) = match &outcome {
         Ok(tally) if options.atomic && !options.dry_run && tally.error_count > 0 => {
             (ImportStatus::Rejected, Report { tally: tally.clone(), failure: None })
