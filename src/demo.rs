@@ -8,7 +8,7 @@ use crate::domain::category::{CategoryCode, CategoryName};
 use crate::domain::customer::{CustomerCode, CustomerStatus, TaxId};
 use crate::domain::sales::{ExternalId, Money};
 use crate::domain::scheme::SchemeCode;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::store::attributes;
 use crate::store::categories::{self, NewCategory};
 use crate::store::customers::{self, CustomerFields, NewCustomer};
@@ -159,7 +159,7 @@ fn field<T>(result: Result<T, crate::domain::FieldError>) -> Result<T, AppError>
 
 pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
     if schemes::find(conn, "INDUSTRY")?.is_some() {
-        return Err(AppError::conflict("duplicate_code", "the demo data is already there (scheme INDUSTRY exists)"));
+        return Err(AppError::new(ErrorCode::DuplicateCode, "the demo data is already there (scheme INDUSTRY exists)"));
     }
     for (code, name, rule, required, categories) in SCHEMES {
         let rule = rule.parse().map_err(|_| AppError::internal("bad demo code rule"))?;

@@ -17,6 +17,7 @@ use crate::config::{CorsOrigins, Settings, WebhookSettings};
 use crate::db::{self, Db, DbPool};
 use crate::domain::api_key::ApiKeySecret;
 use crate::domain::run::Trigger;
+use crate::error::ErrorCode;
 use crate::shutdown::Shutdown;
 use crate::store::api_keys::{self, Bootstrap};
 use crate::store::run_batches::RunRequest;
@@ -80,7 +81,7 @@ pub fn bootstrap_admin_key(pool: &DbPool, configured: Option<&str>) -> Result<Op
         }
         Ok(Bootstrap::Unchanged) => Ok(None),
         // Another replica starting at the same moment made the first key.
-        Err(e) if e.code == "duplicate" => Ok(None),
+        Err(e) if e.code == ErrorCode::Duplicate => Ok(None),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -344,7 +345,10 @@ async fn number_events(db: Db, feed: FeedSignal) {
             Ok(_) => feed.numbered(),
             Err(error) if error.is_concurrent_update() => tokio::time::sleep(SEQUENCER_REST).await,
             Err(error) => {
-                log::warn!("the feed's events could not be numbered: {error}");
+                log::warn!(
+                    "the feed's events could not be numbered: {error} ({})",
+                    error.cause.as_deref().unwrap_or("no cause")
+                );
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }

@@ -22,7 +22,7 @@ use crate::domain::event::Cursor;
 use crate::domain::webhook::{
     is_public, private_refusal, signature_header, DeliveryOutcome, WebhookSecret, WebhookUrl,
 };
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::store::events;
 use crate::store::webhooks::{self as store, Attempt, BatchEnd, WebhookRow};
 
@@ -208,7 +208,7 @@ impl WebhookSender {
                 })
                 .await
             {
-                Err(error) if error.code == "cursor_expired" => self.skip_expired(db, through).await?,
+                Err(error) if error.code == ErrorCode::CursorExpired => self.skip_expired(db, through).await?,
                 page => {
                     let page = page?;
                     let read = page.events.len() as i64;

@@ -11,7 +11,7 @@ use crate::api::{AppState, FieldErrors, Page};
 use crate::domain::api_key::{ApiKeySecret, KeyName, Scope};
 use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::store::api_keys::{self as store, ApiKeyRow};
 
 /// An API key without its secret.
@@ -113,7 +113,7 @@ pub async fn create(
         .map_err(AppError::invalid_fields)?;
     if restriction.is_some() && body.scope == Scope::Admin {
         return Err(AppError::validation(
-            "restricted_admin",
+            ErrorCode::RestrictedAdmin,
             "a key restricted to some categories' customers cannot have scope admin, which changes the whole archive",
             vec![FieldError::new("scope", "must be read or write with restrict")],
         ));

@@ -12,7 +12,7 @@ use crate::api::openapi::AttributeValue;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::attribute::{AttributeKey, Definition, DefinitionDraft, ValueType};
 use crate::domain::{clean_text, FieldError};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::store::attributes::{self as store, DefinitionView};
 
 const LABEL_MAX: usize = 200;
@@ -120,7 +120,7 @@ pub struct AttributePatch {
 
 fn invalid_definition(errors: Vec<FieldError>) -> AppError {
     let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-    AppError::validation("invalid_attribute_definition", detail, errors)
+    AppError::validation(ErrorCode::InvalidAttributeDefinition, detail, errors)
 }
 
 impl AttributeCreate {

@@ -17,7 +17,7 @@ use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 use crate::db::Db;
 use crate::domain::api_key::{ApiKeySecret, Scope};
 use crate::domain::restriction::Restriction;
-use crate::error::{AppError, ErrorKind};
+use crate::error::{AppError, ErrorCode};
 use crate::store;
 
 use super::AppState;
@@ -95,13 +95,11 @@ impl<S: RequiredScope, P: RestrictionPolicy> FromRequest for Auth<S, P> {
         ready(match caller {
             None => Err(AppError::internal("the endpoint was reached without the authentication middleware")),
             Some(caller) if caller.scope < S::SCOPE => Err(AppError::new(
-                ErrorKind::Forbidden,
-                "insufficient_scope",
+                ErrorCode::InsufficientScope,
                 format!("this operation needs a key with scope {}; key {:?} has scope {}", S::SCOPE, caller.name, caller.scope),
             )),
             Some(caller) if caller.restriction.is_some() && !P::HONOURS_RESTRICTION => Err(AppError::new(
-                ErrorKind::Forbidden,
-                "restricted_key",
+                ErrorCode::RestrictedKey,
                 format!("key {:?} is restricted to some categories' customers; this operation works on the whole archive and needs an unrestricted key", caller.name),
             )),
             Some(caller) => Ok(Auth { caller, required: PhantomData }),
@@ -132,7 +130,7 @@ pub async fn authenticate(
 }
 
 fn unauthorized(detail: &str) -> AppError {
-    AppError::new(ErrorKind::Unauthorized, "unauthorized", detail)
+    AppError::new(ErrorCode::Unauthorized, detail)
 }
 
 fn bearer_token(req: &HttpRequest) -> Result<ApiKeySecret, AppError> {

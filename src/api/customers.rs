@@ -20,7 +20,7 @@ use crate::domain::customer::{
 };
 use crate::domain::history::{Direction, Source};
 use crate::domain::{clean_optional_text, clean_text, FieldError};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::store::customer_rows::{self, CustomerView};
 use crate::store::customer_search::{
     self, After, AttributeFilter, CategoryFilter, Filters, ListQuery, Missing, Sort, SortKey,
@@ -301,8 +301,8 @@ fn parse_sort(text: &str) -> Result<Sort, AppError> {
         "name" => SortKey::Name,
         "created_at" => SortKey::CreatedAt,
         _ => {
-            return Err(AppError::bad_request(
-                "invalid_query",
+            return Err(AppError::new(
+                ErrorCode::InvalidQuery,
                 "sort must be code, name or created_at, with a leading - for descending order",
             ))
         }
@@ -323,8 +323,8 @@ fn encode_cursor(sort: Sort, after: &After) -> String {
 fn decode_cursor(text: &str, sort: Sort) -> Result<After, AppError> {
     let cursor: ListCursor = paging::decode(text)?;
     if cursor.sort != sort_name(sort) {
-        return Err(AppError::bad_request(
-            "invalid_cursor",
+        return Err(AppError::new(
+            ErrorCode::InvalidCursor,
             format!("the cursor was made for sort={}, not sort={}", cursor.sort, sort_name(sort)),
         ));
     }
@@ -413,7 +413,7 @@ fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError>
             "sort" => query.sort = parse_sort(&value)?,
             "limit" => query.limit = paging::parse_limit(Some(&value))?,
             "cursor" => cursor_text = Some(value),
-            other => return Err(AppError::bad_request("invalid_query", format!("unknown query parameter {other:?}"))),
+            other => return Err(AppError::new(ErrorCode::InvalidQuery, format!("unknown query parameter {other:?}"))),
         }
     }
     errors.finish()?;

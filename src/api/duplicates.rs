@@ -12,7 +12,7 @@ use crate::api::paging;
 use crate::api::{AppState, FieldErrors, Page};
 use crate::domain::customer::CustomerStatus;
 use crate::domain::duplicates::DuplicateKey;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::store::customer_search::Filters;
 use crate::store::duplicates::{self as store, Group, GroupPosition, Member};
 
@@ -87,7 +87,7 @@ fn parse_query(pairs: Vec<(String, String)>) -> Result<DuplicatesQuery, AppError
             "by" => by = Some(value),
             "limit" => limit = Some(value),
             "cursor" => cursor = Some(value),
-            other => return Err(AppError::bad_request("invalid_query", format!("unknown query parameter {other:?}"))),
+            other => return Err(AppError::new(ErrorCode::InvalidQuery, format!("unknown query parameter {other:?}"))),
         }
     }
     errors.finish()?;
@@ -95,7 +95,7 @@ fn parse_query(pairs: Vec<(String, String)>) -> Result<DuplicatesQuery, AppError
         None => DuplicateKey::ALL.to_vec(),
         Some(text) => DuplicateKey::parse_list(text).map_err(|message| {
             AppError::validation(
-                "validation_failed",
+                ErrorCode::ValidationFailed,
                 format!("by: {message}"),
                 vec![crate::domain::FieldError::new("by", message)],
             )

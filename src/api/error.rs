@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::FieldError;
-use crate::error::{AppError, ErrorKind};
+use crate::error::{AppError, ErrorCode, ErrorKind};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 /// Seconds a client should wait before retrying while the database is unavailable.
@@ -33,8 +33,7 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// Stable machine-readable error code, e.g. `duplicate_code`, `category_in_use`.
-    pub code: String,
+    pub code: ErrorCode,
     /// For validation errors: every offending field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
@@ -49,7 +48,7 @@ pub struct Problem {
     pub row_errors: Vec<crate::domain::import::RowError>,
 }
 
-fn status_of(kind: ErrorKind) -> StatusCode {
+pub fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
         ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -70,17 +69,17 @@ fn status_of(kind: ErrorKind) -> StatusCode {
 
 impl ResponseError for AppError {
     fn status_code(&self) -> StatusCode {
-        status_of(self.kind)
+        status_of(self.kind())
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
         let status = self.status_code();
         let problem = Problem {
-            problem_type: format!("urn:custclass:problem:{}", self.code),
+            problem_type: format!("urn:custclass:problem:{}", self.code.label()),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             detail: self.detail.clone(),
-            code: self.code.to_string(),
+            code: self.code,
             errors: self.errors.clone(),
             violations: self.violations,
             merged_into: self.merged_into.clone(),
@@ -88,7 +87,7 @@ impl ResponseError for AppError {
         };
         let mut response = HttpResponse::build(status);
         response.content_type(PROBLEM_JSON);
-        match self.kind {
+        match self.kind() {
             ErrorKind::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"custclass\""));
             }
@@ -104,39 +103,37 @@ impl ResponseError for AppError {
 pub fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let app_error = match &error {
         JsonPayloadError::ContentType => AppError::new(
-            ErrorKind::UnsupportedMediaType,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "the request body must be JSON, sent with Content-Type: application/json",
         ),
         JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => AppError::new(
-            ErrorKind::PayloadTooLarge,
-            "payload_too_large",
+            ErrorCode::PayloadTooLarge,
             format!("the request body is larger than the limit of {limit} bytes"),
         ),
         JsonPayloadError::Deserialize(inner) if inner.is_data() => AppError::validation(
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("the request body does not have the expected fields: {inner}"),
             vec![FieldError::new("body", inner.to_string())],
         ),
         JsonPayloadError::Deserialize(inner) => {
-            AppError::bad_request("malformed_json", format!("the request body is not valid JSON: {inner}"))
+            AppError::new(ErrorCode::MalformedJson, format!("the request body is not valid JSON: {inner}"))
         }
-        other => AppError::bad_request("malformed_body", format!("the request body could not be read: {other}")),
+        other => AppError::new(ErrorCode::MalformedBody, format!("the request body could not be read: {other}")),
     };
     app_error.into()
 }
 
 pub fn path_error(error: PathError, _req: &HttpRequest) -> actix_web::Error {
-    AppError::not_found("not_found", format!("no resource matches this path: {error}")).into()
+    AppError::new(ErrorCode::NotFound, format!("no resource matches this path: {error}")).into()
 }
 
 pub fn query_error(error: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    AppError::bad_request("invalid_query", format!("the query string is invalid: {error}")).into()
+    AppError::new(ErrorCode::InvalidQuery, format!("the query string is invalid: {error}")).into()
 }
 
 /// The default service: no route matched.
 pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    Err(AppError::not_found("route_not_found", format!("no endpoint at {} {}", req.method(), req.path())))
+    Err(AppError::new(ErrorCode::RouteNotFound, format!("no endpoint at {} {}", req.method(), req.path())))
 }
 
 /// Safety net: any error response that is not problem+json yet (actix's own 405,
@@ -153,53 +150,43 @@ pub fn ensure_problem_json<B: MessageBody + 'static>(
     }
     let request = response.request();
     let cors = response.response().error().and_then(|error| error.as_error::<actix_cors::CorsError>());
-    let (kind, code, detail) = match (cors, response.status()) {
+    let (code, detail) = match (cors, response.status()) {
         (Some(actix_cors::CorsError::OriginNotAllowed), _) => {
             let origin =
                 request.headers().get(header::ORIGIN).and_then(|value| value.to_str().ok()).unwrap_or("(none)");
             log::warn!("refused a cross-origin request from origin {origin}: it is not in CORS_ALLOWED_ORIGINS");
             (
-                ErrorKind::Forbidden,
-                "origin_not_allowed",
+                ErrorCode::OriginNotAllowed,
                 format!("browsers on origin {origin} may not call this service; the operator allows origins with the setting CORS_ALLOWED_ORIGINS"),
             )
         }
         (Some(refused), _) => {
             log::warn!("refused a cross-origin preflight: {refused}");
             (
-                ErrorKind::BadRequest,
-                "cors_preflight_invalid",
+                ErrorCode::CorsPreflightInvalid,
                 format!("{refused}; allowed are the methods GET, POST, PUT, PATCH, DELETE and the headers Authorization, If-Match, Content-Type, Accept, X-Request-Id, Prefer"),
             )
         }
         (None, status) => match status {
-            StatusCode::NOT_FOUND => {
-                (ErrorKind::NotFound, "route_not_found", format!("no endpoint at {}", request.path()))
+            StatusCode::NOT_FOUND => (ErrorCode::RouteNotFound, format!("no endpoint at {}", request.path())),
+            StatusCode::METHOD_NOT_ALLOWED => {
+                (ErrorCode::MethodNotAllowed, format!("{} is not allowed on {}", request.method(), request.path()))
             }
-            StatusCode::METHOD_NOT_ALLOWED => (
-                ErrorKind::MethodNotAllowed,
-                "method_not_allowed",
-                format!("{} is not allowed on {}", request.method(), request.path()),
-            ),
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                (ErrorKind::PayloadTooLarge, "payload_too_large", "the request body is too large".to_string())
+            StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, "the request body is too large".to_string()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                (ErrorCode::UnsupportedMediaType, "the request's media type is not supported".to_string())
             }
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
-                ErrorKind::UnsupportedMediaType,
-                "unsupported_media_type",
-                "the request's media type is not supported".to_string(),
-            ),
             StatusCode::SERVICE_UNAVAILABLE => {
-                (ErrorKind::Unavailable, "service_unavailable", "the service is unavailable".to_string())
+                (ErrorCode::ServiceUnavailable, "the service is unavailable".to_string())
             }
             status if status.is_server_error() => {
-                (ErrorKind::Internal, "internal_error", "an unexpected error occurred".to_string())
+                (ErrorCode::InternalError, "an unexpected error occurred".to_string())
             }
-            _ => (ErrorKind::BadRequest, "bad_request", "the request could not be processed".to_string()),
+            _ => (ErrorCode::BadRequest, "the request could not be processed".to_string()),
         },
     };
     let (request, original) = response.into_parts();
-    let mut problem = AppError::new(kind, code, detail).error_response();
+    let mut problem = AppError::new(code, detail).error_response();
     for (name, value) in original.headers() {
         if name == header::ALLOW || name == header::VARY || name.as_str().starts_with("access-control-") {
             problem.headers_mut().append(name.clone(), value.clone());

@@ -17,7 +17,7 @@ use crate::api::paging::parse_limit_within;
 use crate::api::AppState;
 use crate::domain::event::{Cursor, TypeFilter};
 use crate::domain::FieldError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::store::events::{self as store, FeedEvent};
 
 /// Wakes the readers waiting on this replica once its sequencer has numbered events.
@@ -87,11 +87,11 @@ pub struct EventPage {
 
 /// 422 `unknown_event_type`, naming the known ones.
 pub fn unknown_event_type(error: FieldError) -> AppError {
-    AppError::validation("unknown_event_type", error.message.clone(), vec![error])
+    AppError::validation(ErrorCode::UnknownEventType, error.message.clone(), vec![error])
 }
 
 fn invalid_query(detail: String) -> AppError {
-    AppError::bad_request("invalid_query", detail)
+    AppError::new(ErrorCode::InvalidQuery, detail)
 }
 
 /// Read the change feed
@@ -119,8 +119,8 @@ pub async fn list(
 ) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();
     let mut cursor = Cursor::parse("after", query.after.as_deref()).map_err(|_| {
-        AppError::bad_request(
-            "invalid_cursor",
+        AppError::new(
+            ErrorCode::InvalidCursor,
             "`after` is a next_cursor this feed gave, or `latest`; start again without it",
         )
     })?;

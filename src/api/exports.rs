@@ -19,7 +19,7 @@ use crate::api::spreadsheet::{Format, NDJSON, XLSX};
 use crate::api::{blocking_failed, AppState, FieldErrors};
 use crate::domain::archive::{Layout, Value};
 use crate::domain::formula;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::store::customer_search::Filters;
 use crate::store::exports::{self as store, ExportPage, Record};
 
@@ -38,7 +38,7 @@ fn parse_query(pairs: Vec<(String, String)>) -> Result<Filters, AppError> {
     let mut errors = FieldErrors::default();
     for (key, value) in pairs {
         if !parse_filter(&key, &value, &mut filters, &mut errors) {
-            return Err(AppError::bad_request("invalid_query", format!("unknown query parameter {key:?}")));
+            return Err(AppError::new(ErrorCode::InvalidQuery, format!("unknown query parameter {key:?}")));
         }
     }
     errors.finish()?;

@@ -40,7 +40,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError
     // database does: down, hung, or every connection busy.
     let ping = state.db.run_within(READY_WITHIN, Some(READY_WITHIN), |conn| conn.ping().map_err(AppError::from));
     ping.await.map_err(|e| {
-        if e.kind == crate::error::ErrorKind::Unavailable {
+        if e.kind() == crate::error::ErrorKind::Unavailable {
             AppError::unavailable(format!("not ready: {}", e.detail))
         } else {
             e

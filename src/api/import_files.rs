@@ -18,7 +18,7 @@ use crate::domain::import::{
     read_header, Cell, Column, ImportFormat, Limit, Malformed, QuotingCheck, MAX_BYTES, MAX_CELL_BYTES, MAX_COLUMNS,
     MAX_ROWS, MAX_ROW_BYTES, MAX_SHARED_STRINGS, MAX_WORKBOOK_PART, MAX_WORKBOOK_UNPACKED,
 };
-use crate::error::{AppError, ErrorKind};
+use crate::error::{AppError, ErrorCode};
 
 /// Bytes read from the spooled file at a time.
 const BLOCK: usize = 64 * 1024;
@@ -40,7 +40,7 @@ pub struct Upload {
 }
 
 pub fn too_large(detail: String) -> AppError {
-    AppError::new(ErrorKind::PayloadTooLarge, "import_too_large", detail)
+    AppError::new(ErrorCode::ImportTooLarge, detail)
 }
 
 pub fn spool_failed(error: std::io::Error) -> AppError {
@@ -103,12 +103,11 @@ fn malformed(format: ImportFormat, broken: Malformed) -> AppError {
     };
     if let Some(limit) = broken.limit {
         let code = match limit {
-            Limit::Columns => "too_many_columns",
-            Limit::CellBytes => "cell_too_large",
-            Limit::RowBytes => "row_too_large",
+            Limit::Columns => ErrorCode::TooManyColumns,
+            Limit::CellBytes => ErrorCode::CellTooLarge,
+            Limit::RowBytes => ErrorCode::RowTooLarge,
         };
         return AppError::new(
-            ErrorKind::PayloadTooLarge,
             code,
             format!("the {what} file is refused at row {}, byte {}: {}", broken.row, broken.byte, broken.message),
         );
@@ -117,12 +116,12 @@ fn malformed(format: ImportFormat, broken: Malformed) -> AppError {
         row_errors: vec![crate::domain::import::RowError {
             row: broken.row,
             column: None,
-            code: "malformed_file".into(),
+            code: ErrorCode::MalformedFile.label().into(),
             message: broken.message.clone(),
             byte: Some(broken.byte),
         }],
-        ..AppError::bad_request(
-            "malformed_file",
+        ..AppError::new(
+            ErrorCode::MalformedFile,
             format!("the {what} file breaks at row {}, byte {}: {}", broken.row, broken.byte, broken.message),
         )
     }
@@ -301,7 +300,7 @@ fn open_workbook(file: &mut File) -> Result<(Xlsx<BufReader<&mut File>>, String)
 }
 
 fn workbook_too_large(detail: String) -> AppError {
-    AppError::new(ErrorKind::PayloadTooLarge, "workbook_too_large", detail)
+    AppError::new(ErrorCode::WorkbookTooLarge, detail)
 }
 
 /// The most parts a workbook may have (one with a sheet has a dozen or so).
@@ -448,8 +447,7 @@ fn check_workbook_parts(file: &mut File) -> Result<(), AppError> {
         // characters, all escaped, is still shorter than this.
         if scan.longest_run.max(scan.run) > MAX_CELL_BYTES * 10 {
             return Err(AppError::new(
-                ErrorKind::PayloadTooLarge,
-                "cell_too_large",
+                ErrorCode::CellTooLarge,
                 format!(
                     "part {} of the workbook holds a cell longer than {} KB; no field takes that much",
                     crate::domain::import::shortened(name),

@@ -24,7 +24,7 @@ use crate::api::{blocking_failed, AppState};
 use crate::db::DbConnection;
 use crate::domain::history::Source;
 use crate::domain::import::{ImportFormat, ImportMode, ImportStatus, RowError};
-use crate::error::{AppError, ErrorKind};
+use crate::error::{AppError, ErrorCode};
 use crate::store::assignments::Provenance;
 use crate::store::imports::{self as store, ImportOptions, ImportRow, Report, Tally};
 
@@ -130,7 +130,7 @@ impl Import {
 }
 
 fn unsupported(detail: String) -> AppError {
-    AppError::new(ErrorKind::UnsupportedMediaType, "unsupported_media_type", detail)
+    AppError::new(ErrorCode::UnsupportedMediaType, detail)
 }
 
 const MULTIPART: &str = "multipart/form-data";
@@ -225,7 +225,7 @@ async fn spool_body<E: std::fmt::Display>(
     let mut gathered = Vec::with_capacity(SPOOL_CHUNK);
     while let Some(piece) = body.next().await {
         let piece =
-            piece.map_err(|e| AppError::bad_request("body_unreadable", format!("the upload broke off: {e}")))?;
+            piece.map_err(|e| AppError::new(ErrorCode::BodyUnreadable, format!("the upload broke off: {e}")))?;
         gathered.extend_from_slice(&piece);
         if gathered.len() >= SPOOL_CHUNK {
             (upload, gathered) = spool(upload, gathered).await?;
@@ -235,7 +235,7 @@ async fn spool_body<E: std::fmt::Display>(
 }
 
 fn invalid_multipart(detail: impl Into<String>) -> AppError {
-    AppError::bad_request("invalid_multipart", detail)
+    AppError::new(ErrorCode::InvalidMultipart, detail)
 }
 
 /// The one part named `file` of a `multipart/form-data` body, as a browser's form or
@@ -461,7 +461,7 @@ pub async fn import_customers(
         return Err(AppError {
             row_errors: import.errors,
             ..AppError::validation(
-                "import_rejected",
+                ErrorCode::ImportRejected,
                 format!(
                     "{} of {} rows have errors ({} in all); nothing was written",
                     import.failed.unwrap_or_default(),

@@ -104,8 +104,7 @@ fn parse_if_match(req: &HttpRequest) -> Result<IfMatch, AppError> {
         .map(|version| IfMatch(Some(version)))
         .ok_or_else(|| {
             AppError::new(
-                crate::error::ErrorKind::PreconditionFailed,
-                "version_mismatch",
+                crate::error::ErrorCode::VersionMismatch,
                 format!("If-Match {text:?} does not name a version of this resource; use the ETag of a GET"),
             )
         })

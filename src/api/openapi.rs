@@ -15,6 +15,7 @@ use super::{
     api_keys, assignments, attributes, categories, customers, data_quality, duplicates, events, exports, health,
     imports, merge, reports, rules, runs, schemes, transactions, webhooks,
 };
+use crate::error::ErrorCode;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,7 +43,7 @@ use super::{
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
     ),
-    components(schemas(Problem, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines, UploadedFile, MultipartUpload, EventData)),
+    components(schemas(Problem, ErrorCode, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines, UploadedFile, MultipartUpload, EventData)),
     modifiers(&Security, &CommonResponses),
     security(("bearer" = [])),
     tags(
@@ -183,8 +184,8 @@ impl utoipa::PartialSchema for Condition {
                 "field",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .pattern(Some(r"^(spend_12m|orders_12m|lifetime_spend|last_order_at|days_since_last_order|code|name|short_name|status|created_at|tax_id|attr\.[a-z][a-z0-9_]{0,63}|category\.[A-Z][A-Z0-9_]{0,31})$"))
-                    .description(Some("A metric, a customer field, `attr.<key>` or `category.<SCHEME>`")),
+                    .pattern(Some(crate::domain::rule::field_pattern()))
+                    .description(Some("A metric, a customer field, an RFM score (`rfm_r`, `rfm_f`, `rfm_m`, `rfm`), `attr.<key>`, `category.<SCHEME>`, or `percentile(<numeric field>)` / `cumulative_share(<numeric field>)`")),
             )
             .required("field")
             .property("op", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(operators)))
@@ -382,6 +383,24 @@ impl utoipa::PartialSchema for MultipartUpload {
     }
 }
 
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> RefOr<Schema> {
+        let meanings = ErrorCode::ALL
+            .iter()
+            .map(|code| {
+                let status = super::error::status_of(code.kind());
+                format!("- `{}` ({}): {}", code.label(), status.as_u16(), code.meaning())
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(ErrorCode::labels()))
+            .description(Some(format!("Stable machine-readable error code; clients branch on it.\n\n{meanings}")))
+            .into()
+    }
+}
+
 /// Components whose schema is written by hand (`PartialSchema` above) are named after their type.
 macro_rules! named_after_type {
     ($($schema:ident),+) => {$(
@@ -403,7 +422,8 @@ named_after_type!(
     NdjsonLines,
     UploadedFile,
     MultipartUpload,
-    EventData
+    EventData,
+    ErrorCode
 );
 
 /// The document as `custclass openapi` prints it and `openapi/openapi.json` stores it.

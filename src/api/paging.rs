@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::api::Page;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 1000;
@@ -53,8 +53,8 @@ pub fn decode<T: DeserializeOwned>(text: &str) -> Result<T, AppError> {
 }
 
 pub fn invalid() -> AppError {
-    AppError::bad_request(
-        "invalid_cursor",
+    AppError::new(
+        ErrorCode::InvalidCursor,
         "the cursor is not one this service issued for this list; start again without it",
     )
 }
@@ -69,7 +69,7 @@ pub fn parse_limit_within(text: Option<&str>, default: i64, max: i64) -> Result<
     match text {
         None => Ok(default),
         Some(text) => text.parse::<i64>().ok().filter(|limit| (1..=max).contains(limit)).ok_or_else(|| {
-            AppError::bad_request("invalid_query", format!("limit must be a whole number from 1 to {max}"))
+            AppError::new(ErrorCode::InvalidQuery, format!("limit must be a whole number from 1 to {max}"))
         }),
     }
 }

@@ -23,7 +23,7 @@ use crate::domain::report::{
     MeasureValues, Period, Tally,
 };
 use crate::domain::FieldError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::store::categories::{self as category_store, CategoryView};
 use crate::store::customer_search::Filters;
 use crate::store::reports::{self as store, Basis, CellCustomer, CellQuery, TransitionCell};
@@ -48,11 +48,11 @@ impl Params {
                 continue;
             }
             if !known.contains(&key.as_str()) {
-                return Err(AppError::bad_request("invalid_query", format!("unknown query parameter {key:?}")));
+                return Err(AppError::new(ErrorCode::InvalidQuery, format!("unknown query parameter {key:?}")));
             }
             if params.pairs.insert(key.clone(), value).is_some() {
-                return Err(AppError::bad_request(
-                    "invalid_query",
+                return Err(AppError::new(
+                    ErrorCode::InvalidQuery,
                     format!("query parameter {key:?} is given more than once"),
                 ));
             }

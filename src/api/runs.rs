@@ -15,7 +15,7 @@ use crate::domain::customer::CustomerCode;
 use crate::domain::history::Direction;
 use crate::domain::rule::parse_moment;
 use crate::domain::run::{ChangeOutcome, RunStatus, Trigger};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::store::assignments::MAX_BATCH;
 use crate::store::run_batches::RunRequest;
 use crate::store::runs::{self as store, ChangeRow, RunView};
@@ -297,7 +297,7 @@ pub async fn list(
     let trigger = trigger
         .map(|text| {
             Trigger::try_from(text)
-                .map_err(|message| AppError::bad_request("invalid_query", format!("trigger: {message}")))
+                .map_err(|message| AppError::new(ErrorCode::InvalidQuery, format!("trigger: {message}")))
         })
         .transpose()?;
     let PageRequest { limit, after } = page_request(PageQuery { limit, cursor })?;

@@ -6,7 +6,7 @@ use actix_web::http::header::{self, Accept, Header};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use crate::error::{AppError, ErrorKind};
+use crate::error::{AppError, ErrorCode};
 
 pub const CSV: &str = "text/csv";
 pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
@@ -46,8 +46,7 @@ impl Format {
         let not_acceptable = || {
             let media_types: Vec<&str> = offered.iter().map(|format| format.media_type()).collect();
             AppError::new(
-                ErrorKind::NotAcceptable,
-                "not_acceptable",
+                ErrorCode::NotAcceptable,
                 format!(
                     "this is written as {}; Accept: {} allows none of them",
                     media_types.join(", "),

@@ -14,7 +14,7 @@ use crate::domain::rule::{parse_moment, Population};
 use crate::domain::run::Trigger;
 use crate::domain::sales::{ExternalId, Money};
 use crate::domain::FieldError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::shutdown::Shutdown;
 use crate::store::rankings;
 use crate::store::run_batches::{RunRequest, Scope};
@@ -139,7 +139,7 @@ pub async fn post(
     let raw = body.into_inner();
     if raw.len() > MAX_BATCH {
         return Err(AppError::validation(
-            "too_many_items",
+            ErrorCode::TooManyItems,
             format!("{} transactions in one call; the most is {MAX_BATCH}", raw.len()),
             Vec::new(),
         ));
@@ -327,8 +327,8 @@ pub async fn metrics(
     let MetricsQuery { as_of, population } = query.into_inner();
     let as_of = match as_of {
         Some(text) => parse_moment(&text).ok_or_else(|| {
-            AppError::bad_request(
-                "invalid_query",
+            AppError::new(
+                ErrorCode::InvalidQuery,
                 format!("as_of {text:?} is not an RFC 3339 time or a date {}", crate::domain::MOMENT_RANGE),
             )
         })?,
@@ -348,7 +348,7 @@ pub async fn metrics(
                 "all" => None,
                 text => Some(Population::parse(text, &crate::store::rules::catalog(conn)?).map_err(|why| {
                     AppError::validation(
-                        "invalid_population",
+                        ErrorCode::InvalidPopulation,
                         format!("population {text:?}: {why}; use all or SCHEME:CODE"),
                         vec![FieldError::new("population", why)],
                     )

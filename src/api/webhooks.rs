@@ -16,7 +16,7 @@ use crate::db::{now, DbConnection};
 use crate::domain::event::{Cursor, TypeFilter};
 use crate::domain::webhook::{private_refusal, DeliveryOutcome, WebhookSecret, WebhookUrl};
 use crate::domain::{clean_optional_text, FieldError};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::store::webhooks::{self as store, DeliveryRow, NewWebhook, WebhookChange, WebhookRow};
 use crate::webhook_sender::resolves_only_privately;
 
@@ -382,8 +382,8 @@ pub async fn replay(
     let cursor = match Cursor::parse("after", query.into_inner().after.as_deref()) {
         Ok(Cursor::After(position)) => Cursor::After(position),
         _ => {
-            return Err(AppError::bad_request(
-                "invalid_cursor",
+            return Err(AppError::new(
+                ErrorCode::InvalidCursor,
                 "`after` is an event id (a cursor of the feed) to replay after",
             ))
         }
@@ -463,7 +463,7 @@ pub async fn deliveries(
         match query.cursor.as_deref() {
             None => None,
             Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-                AppError::bad_request("invalid_cursor", "cursor is the next_cursor of an earlier page")
+                AppError::new(ErrorCode::InvalidCursor, "cursor is the next_cursor of an earlier page")
             })?),
         };
     let rows = on_managed(&state, auth.caller, id, move |conn| store::deliveries(conn, id, before, limit)).await?;

@@ -339,16 +339,26 @@ const TRANSACTION_ATTEMPTS: usize = 4;
 /// that two writers queue on `busy_timeout` instead of failing on lock upgrade.
 /// Inside a transaction, `work` runs once in a savepoint: an error undoes its writes
 /// only, and the outer transaction's retry covers a deadlock.
-pub fn transaction<T, F>(conn: &mut DbConnection, mut work: F) -> Result<T, AppError>
+pub fn transaction<T, F>(conn: &mut DbConnection, work: F) -> Result<T, AppError>
+where
+    F: FnMut(&mut DbConnection) -> Result<T, AppError>,
+{
+    transaction_keeping(conn, work, |_| true)
+}
+
+/// [`transaction`] that commits only if `keep` says so of the outcome; else it rolls
+/// back and still returns the outcome (a dry run that reports what it would do).
+pub fn transaction_keeping<T, F>(conn: &mut DbConnection, mut work: F, keep: impl Fn(&T) -> bool) -> Result<T, AppError>
 where
     F: FnMut(&mut DbConnection) -> Result<T, AppError>,
 {
     if in_transaction(conn)? {
-        return conn.transaction(|conn| work(conn));
+        <DbConnection as Connection>::TransactionManager::begin_transaction(conn)?;
+        return finish(conn, work, keep);
     }
     let mut attempt = 1;
     loop {
-        match run_once(conn, &mut work, |_| true, GALERA_IDLE_LIMIT) {
+        match run_once(conn, &mut work, &keep, GALERA_IDLE_LIMIT) {
             Err(error) if error.is_concurrent_update() && attempt < TRANSACTION_ATTEMPTS => {
                 std::thread::sleep(Duration::from_millis(5 << attempt));
                 attempt += 1;
@@ -436,7 +446,7 @@ fn run_once<T>(
                 // Gone without a word, or with an error that the abort itself caused (a
                 // savepoint that vanished with the transaction); a classified error,
                 // such as a write-set limit, is the answer itself.
-                (Ok(_), outcome) if outcome.as_ref().err().is_none_or(|error| error.kind == ErrorKind::Internal) => {
+                (Ok(_), outcome) if outcome.as_ref().err().is_none_or(|error| error.kind() == ErrorKind::Internal) => {
                     aborted = true;
                     Err(AppError::concurrent_update())
                 }
@@ -634,7 +644,7 @@ impl Db {
             let left = give_up_at.saturating_duration_since(std::time::Instant::now()).max(Duration::from_millis(1));
             let mut session = pool.get_timeout(left)?;
             let result = work(&mut session.conn);
-            if matches!(&result, Err(error) if error.kind == ErrorKind::Unavailable) {
+            if matches!(&result, Err(error) if error.kind() == ErrorKind::Unavailable) {
                 session.failed = true;
             }
             result

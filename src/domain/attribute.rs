@@ -14,6 +14,9 @@ use super::FieldError;
 pub struct AttributeKey(String);
 
 impl AttributeKey {
+    /// What an attribute key looks like, as a regular expression without anchors.
+    pub const PATTERN: &str = "[a-z][a-z0-9_]{0,63}";
+
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         let mut chars = raw.chars();
         let valid = raw.len() <= 64

@@ -483,24 +483,50 @@ fn parse_node(
     }
 }
 
+/// The fields a condition names by a word of their own, as the parser takes them; the
+/// OpenAPI pattern of `Condition.field` is built from the same table ([`field_pattern`]).
+pub const NAMED_FIELDS: [(&str, Field); 15] = [
+    ("spend_12m", Field::Metric(Metric::Spend12m)),
+    ("orders_12m", Field::Metric(Metric::Orders12m)),
+    ("lifetime_spend", Field::Metric(Metric::LifetimeSpend)),
+    ("last_order_at", Field::Metric(Metric::LastOrderAt)),
+    ("days_since_last_order", Field::Metric(Metric::DaysSinceLastOrder)),
+    ("code", Field::Customer(CustomerField::Code)),
+    ("name", Field::Customer(CustomerField::Name)),
+    ("short_name", Field::Customer(CustomerField::ShortName)),
+    ("status", Field::Customer(CustomerField::Status)),
+    ("created_at", Field::Customer(CustomerField::CreatedAt)),
+    ("tax_id", Field::Customer(CustomerField::TaxId)),
+    ("rfm_r", Field::RfmScore(RfmPart::Recency)),
+    ("rfm_f", Field::RfmScore(RfmPart::Frequency)),
+    ("rfm_m", Field::RfmScore(RfmPart::Monetary)),
+    ("rfm", Field::Rfm),
+];
+
+const ATTRIBUTE_PREFIX: &str = "attr.";
+const CATEGORY_PREFIX: &str = "category.";
+
+/// The regular expression of every field name [`parse`] takes, for the OpenAPI
+/// document: the named fields, `attr.<key>`, `category.<SCHEME>`, and a ranking of a
+/// numeric one. Whether an attribute or scheme exists is for the parser to say.
+pub fn field_pattern() -> String {
+    let escape = |text: &str| text.replace('.', r"\.");
+    let named: Vec<&str> = NAMED_FIELDS.iter().map(|(name, _)| *name).collect();
+    let attribute = format!("{}{}", escape(ATTRIBUTE_PREFIX), super::attribute::AttributeKey::PATTERN);
+    let category = format!("{}{}", escape(CATEGORY_PREFIX), super::scheme::SchemeCode::PATTERN);
+    let numeric: Vec<&str> = NAMED_FIELDS
+        .iter()
+        .filter(|(_, field)| matches!(field, Field::Metric(metric) if *metric != Metric::LastOrderAt))
+        .map(|(name, _)| *name)
+        .collect();
+    let rankings = [Ranking::Percentile, Ranking::CumulativeShare].map(Ranking::name).join("|");
+    format!(r"^({}|{attribute}|{category}|({rankings})\(\s*({}|{attribute})\s*\))$", named.join("|"), numeric.join("|"))
+}
+
 fn parse_field(name: &str, catalog: &dyn Catalog) -> Result<Field, String> {
-    let field = match name {
-        "spend_12m" => Field::Metric(Metric::Spend12m),
-        "orders_12m" => Field::Metric(Metric::Orders12m),
-        "lifetime_spend" => Field::Metric(Metric::LifetimeSpend),
-        "last_order_at" => Field::Metric(Metric::LastOrderAt),
-        "days_since_last_order" => Field::Metric(Metric::DaysSinceLastOrder),
-        "code" => Field::Customer(CustomerField::Code),
-        "name" => Field::Customer(CustomerField::Name),
-        "short_name" => Field::Customer(CustomerField::ShortName),
-        "status" => Field::Customer(CustomerField::Status),
-        "created_at" => Field::Customer(CustomerField::CreatedAt),
-        "tax_id" => Field::Customer(CustomerField::TaxId),
-        "rfm_r" => Field::RfmScore(RfmPart::Recency),
-        "rfm_f" => Field::RfmScore(RfmPart::Frequency),
-        "rfm_m" => Field::RfmScore(RfmPart::Monetary),
-        "rfm" => Field::Rfm,
-        _ => {
+    let field = match NAMED_FIELDS.iter().find(|(named, _)| *named == name) {
+        Some((_, field)) => field.clone(),
+        None => {
             for ranking in [Ranking::Percentile, Ranking::CumulativeShare] {
                 if let Some(inner) = name
                     .strip_prefix(ranking.name())
@@ -522,12 +548,12 @@ fn parse_field(name: &str, catalog: &dyn Catalog) -> Result<Field, String> {
                     return Ok(Field::Ranked { ranking, of: Box::new(of) });
                 }
             }
-            if let Some(key) = name.strip_prefix("attr.") {
+            if let Some(key) = name.strip_prefix(ATTRIBUTE_PREFIX) {
                 let value_type =
                     catalog.attribute_type(key).ok_or_else(|| format!("no category defines attribute {key}"))?;
                 return Ok(Field::Attribute { key: key.to_string(), value_type });
             }
-            if let Some(scheme) = name.strip_prefix("category.") {
+            if let Some(scheme) = name.strip_prefix(CATEGORY_PREFIX) {
                 catalog.category_exists(scheme, "").ok_or_else(|| format!("no scheme {scheme}"))?;
                 return Ok(Field::Category { scheme: scheme.to_string() });
             }
@@ -652,6 +678,34 @@ mod tests {
 
     fn errors(condition: Json) -> Vec<(String, String)> {
         parse(&condition, "/condition", &Known).unwrap_err().into_iter().map(|e| (e.field, e.message)).collect()
+    }
+
+    /// The OpenAPI document states the field grammar as a pattern: every name the
+    /// parser takes must match it, and every name it refuses for its form must not.
+    #[test]
+    fn the_documented_field_pattern_is_the_parsers_grammar() {
+        let pattern = regex::Regex::new(&field_pattern()).unwrap();
+        let mut names: Vec<String> = NAMED_FIELDS.iter().map(|(name, _)| name.to_string()).collect();
+        names.extend(["attr.discount_rate", "category.REGION"].map(String::from));
+        let singles = names.clone();
+        for ranking in [Ranking::Percentile, Ranking::CumulativeShare] {
+            for inner in singles.iter().chain(["percentile(spend_12m)".to_string()].iter()) {
+                names.push(format!("{}({inner})", ranking.name()));
+                names.push(format!("{}( {inner} )", ranking.name()));
+            }
+            names.push(format!("{} (spend_12m)", ranking.name()));
+            names.push(format!("{}(spend_12m", ranking.name()));
+        }
+        names.extend(
+            ["nope", "attr.", "category.", "attr.Discount", "category.region", "rfm_x", "spend_12m "].map(String::from),
+        );
+        let mut accepted = 0;
+        for name in &names {
+            let parsed = parse_field(name, &Known).is_ok();
+            accepted += usize::from(parsed);
+            assert_eq!(pattern.is_match(name), parsed, "{name:?}: the parser says {parsed}, the pattern otherwise");
+        }
+        assert!(accepted > NAMED_FIELDS.len() + 10, "only {accepted} names were accepted");
     }
 
     #[test]

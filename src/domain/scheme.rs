@@ -9,6 +9,9 @@ use super::FieldError;
 pub struct SchemeCode(String);
 
 impl SchemeCode {
+    /// What a scheme code looks like, as a regular expression without anchors.
+    pub const PATTERN: &str = "[A-Z][A-Z0-9_]{0,31}";
+
     pub fn parse(field: &str, text: &str) -> Result<Self, FieldError> {
         let bytes = text.as_bytes();
         let valid = (1..=32).contains(&bytes.len())

@@ -5,7 +5,7 @@ use crate::db::{now, transaction, DbConnection};
 use crate::domain::api_key::{ApiKeySecret, KeyName, Scope};
 use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = api_keys)]
@@ -57,7 +57,7 @@ fn check_restriction(conn: &mut DbConnection, restriction: &Restriction) -> Resu
         Ok(())
     } else {
         Err(AppError::validation(
-            "invalid_restriction",
+            ErrorCode::InvalidRestriction,
             "the restriction names schemes or categories that do not exist",
             errors,
         ))
@@ -74,8 +74,8 @@ pub fn create(
     transaction(conn, |conn| {
         let taken: i64 = api_keys::table.filter(api_keys::name.eq(name.as_str())).count().get_result(conn)?;
         if taken > 0 {
-            return Err(AppError::conflict(
-                "duplicate_name",
+            return Err(AppError::new(
+                ErrorCode::DuplicateName,
                 format!("an API key named {:?} already exists", name.as_str()),
             ));
         }
@@ -95,7 +95,7 @@ pub fn list(conn: &mut DbConnection) -> Result<Vec<ApiKeyRow>, AppError> {
 pub fn revoke(conn: &mut DbConnection, id: i64) -> Result<(), AppError> {
     let found: i64 = api_keys::table.filter(api_keys::id.eq(id)).count().get_result(conn)?;
     if found == 0 {
-        return Err(AppError::not_found("api_key_not_found", format!("API key {id} does not exist")));
+        return Err(AppError::new(ErrorCode::ApiKeyNotFound, format!("API key {id} does not exist")));
     }
     diesel::update(api_keys::table.filter(api_keys::id.eq(id)).filter(api_keys::revoked_at.is_null()))
         .set(api_keys::revoked_at.eq(now()))

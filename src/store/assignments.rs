@@ -12,7 +12,7 @@ use crate::domain::category::ClassificationVector;
 use crate::domain::customer::CustomerCode;
 use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 use super::attributes::{self, EditMode};
 use super::categories::{self as category_store, CategoryRow, Ranks};
@@ -101,7 +101,7 @@ pub fn assignable_category(
     let errors = |message: String| vec![FieldError::new(field, message)];
     if !scheme.active {
         return Err(AppError::validation(
-            "scheme_inactive",
+            ErrorCode::SchemeInactiveInRequest,
             format!("scheme {} is inactive and takes no new assignments", scheme.code),
             errors("the scheme is inactive".into()),
         ));
@@ -114,7 +114,7 @@ pub fn assignable_category(
         .optional()?
         .ok_or_else(|| {
             AppError::validation(
-                "category_not_found",
+                ErrorCode::CategoryNotFoundInRequest,
                 format!("category {code} does not exist in scheme {}", scheme.code),
                 errors(format!("no category {code} in scheme {}", scheme.code)),
             )
@@ -127,14 +127,14 @@ pub fn assignable_category(
         .get_result(conn)?;
     if children > 0 {
         return Err(AppError::validation(
-            "category_not_leaf",
+            ErrorCode::CategoryNotLeaf,
             format!("category {code} of scheme {} has {children} child categories; customers are assigned to leaf categories only", scheme.code),
             errors(format!("{code} is not a leaf category")),
         ));
     }
     if !category.active {
         return Err(AppError::validation(
-            "category_inactive",
+            ErrorCode::CategoryInactive,
             format!("category {code} of scheme {} is inactive and takes no new assignments", scheme.code),
             errors(format!("{code} is inactive")),
         ));
@@ -531,8 +531,8 @@ pub fn unassign(
         visibility::ensure_allowed(restriction, scheme_code, None)?;
         let scheme = scheme_store::get(conn, scheme_code)?;
         if scheme.required && current(conn, customer.id, scheme.id)?.is_some() {
-            return Err(AppError::conflict(
-                "category_required",
+            return Err(AppError::new(
+                ErrorCode::CategoryRequired,
                 format!("scheme {scheme_code} is required, so customer {customer_code} must keep a category in it; re-assign instead"),
             ));
         }
@@ -571,7 +571,7 @@ pub fn assign_batch(
         visibility::ensure_allowed(restriction, scheme_code, Some(category_code))?;
         let scheme = scheme_store::find(conn, scheme_code)?.ok_or_else(|| {
             AppError::validation(
-                "scheme_not_found",
+                ErrorCode::SchemeNotFoundInRequest,
                 format!("scheme {scheme_code} does not exist"),
                 vec![FieldError::new("scheme", format!("no scheme {scheme_code}"))],
             )
@@ -651,7 +651,7 @@ pub fn customer_ids(
         .collect();
     if !missing.is_empty() {
         return Err(AppError::validation(
-            "customers_not_found",
+            ErrorCode::CustomersNotFound,
             format!("{} of {} customers do not exist; nothing was changed", missing.len(), codes.len()),
             missing,
         ));

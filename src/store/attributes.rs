@@ -16,7 +16,7 @@ use crate::db::schema::{attribute_definitions, category_members, customer_attrib
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::attribute::{AttributeKey, AttributeValue, Definition, DefinitionDraft, ValueType};
 use crate::domain::FieldError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 use super::categories::{self as category_store, CategoryRow};
 use super::customer_rows::{self as customer_store, CustomerRow, SnapshotTarget};
@@ -97,7 +97,7 @@ fn view(scheme: &SchemeRow, row: DefinitionRow) -> Result<DefinitionView, AppErr
 }
 
 pub fn attribute_not_found(category: &str, key: &str) -> AppError {
-    AppError::not_found("attribute_not_found", format!("category {category} defines no attribute {key}"))
+    AppError::new(ErrorCode::AttributeNotFound, format!("category {category} defines no attribute {key}"))
 }
 
 /// The definitions along the path from the root down to `code`, root first.
@@ -185,20 +185,20 @@ fn ensure_key_free(
         .load(conn)?;
     for (scheme_code, code, value_type) in holders {
         if scheme_code != scheme.code {
-            return Err(AppError::conflict(
-                "duplicate_attribute",
+            return Err(AppError::new(
+                ErrorCode::DuplicateAttribute,
                 format!("attribute {key} is defined in scheme {scheme_code}; an attribute key belongs to one scheme, since a customer holds a category of every scheme"),
             ));
         }
         if category.starts_with(&code) || code.starts_with(category) {
-            return Err(AppError::conflict(
-                "duplicate_attribute",
+            return Err(AppError::new(
+                ErrorCode::DuplicateAttribute,
                 format!("attribute {key} is already defined on category {code}, on the same path from the root as category {category}"),
             ));
         }
         if value_type != definition.value_type.as_str() {
-            return Err(AppError::conflict(
-                "attribute_type_conflict",
+            return Err(AppError::new(
+                ErrorCode::AttributeTypeConflict,
                 format!("attribute {key} is a {value_type} on category {code}; one key has one type in a scheme, so that search compares it one way"),
             ));
         }
@@ -239,8 +239,8 @@ fn member_count(conn: &mut DbConnection, scheme_id: i64, category: &str) -> Resu
 fn violations(count: i64, what: String) -> AppError {
     AppError {
         violations: Some(count),
-        ..AppError::conflict(
-            "attribute_violations",
+        ..AppError::new(
+            ErrorCode::AttributeViolations,
             format!("{count} customers would violate {what}; send force=true with a default to give them the default"),
         )
     }
@@ -248,7 +248,7 @@ fn violations(count: i64, what: String) -> AppError {
 
 fn force_needs_default() -> AppError {
     AppError::validation(
-        "force_needs_default",
+        ErrorCode::ForceNeedsDefault,
         "force=true gives violating customers the default, so the definition needs a default",
         vec![FieldError::new("default", "required with force=true")],
     )
@@ -486,7 +486,7 @@ pub fn delete(
         if entered > 0 && !force {
             return Err(AppError {
                 violations: Some(entered),
-                ..AppError::conflict("attribute_in_use", format!("{entered} customers have a value for {key}; send force=true to delete the definition with their values"))
+                ..AppError::new(ErrorCode::AttributeInUse, format!("{entered} customers have a value for {key}; send force=true to delete the definition with their values"))
             });
         }
         diesel::delete(subtree_rows!(scheme.id, &category.code, key)).execute(conn)?;
@@ -617,12 +617,12 @@ fn invalid_attributes(errors: Vec<FieldError>, missing: Vec<FieldError>) -> AppE
             "required attributes have no value and no default: {}",
             missing.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", ")
         );
-        AppError::validation("attribute_required", detail, missing)
+        AppError::validation(ErrorCode::AttributeRequired, detail, missing)
     } else {
         let mut all = errors;
         all.extend(missing);
         let detail = all.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-        AppError::validation("invalid_attributes", detail, all)
+        AppError::validation(ErrorCode::InvalidAttributes, detail, all)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::domain::history::Direction;
 use crate::domain::report::{tree_tallies, Tally};
 use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 use super::counts;
 use super::customer_search::Filters;
@@ -78,7 +78,7 @@ pub struct CategoryChanges {
 fn ensure_rank_allowed(scheme: &SchemeRow, rank: Option<i32>) -> Result<(), AppError> {
     match rank {
         Some(_) if !scheme.ordered => Err(AppError::validation(
-            "scheme_not_ordered",
+            ErrorCode::SchemeNotOrdered,
             format!(
                 "scheme {} is not ordered, so its categories have no rank; PATCH it with \"ordered\": true first",
                 scheme.code
@@ -129,7 +129,7 @@ pub fn path_codes(scheme: &SchemeRow, code: &str) -> Result<Vec<String>, AppErro
 }
 
 pub fn category_not_found(scheme: &str, code: &str) -> AppError {
-    AppError::not_found("category_not_found", format!("category {code} does not exist in scheme {scheme}"))
+    AppError::new(ErrorCode::CategoryNotFound, format!("category {code} does not exist in scheme {scheme}"))
 }
 
 pub fn find_row(conn: &mut DbConnection, scheme_id: i64, code: &str) -> Result<Option<CategoryRow>, AppError> {
@@ -258,7 +258,7 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> R
         ensure_rank_allowed(&scheme, new.rank)?;
         let placed = PlacedCode::place(new.code.clone(), &scheme.code_rule).map_err(|off| {
             AppError::validation(
-                "invalid_code_length",
+                ErrorCode::InvalidCodeLength,
                 format!(
                     "code {} has {} characters, but the code rule {} of scheme {} allows only {:?}",
                     new.code,
@@ -276,7 +276,7 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> R
         if let Some(parent_code) = &placed.parent {
             let parent = find_row(conn, scheme.id, parent_code.as_str())?.ok_or_else(|| {
                 AppError::validation(
-                    "parent_not_found",
+                    ErrorCode::ParentNotFound,
                     format!("the parent {parent_code} of category {} does not exist in scheme {scheme_code}", new.code),
                     vec![FieldError::new("code", format!("parent category {parent_code} must exist first"))],
                 )
@@ -284,14 +284,14 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> R
             lock_row(conn, LockableTable::Categories, parent.id)?;
             let holders = direct_customer_count(conn, scheme.id, parent_code.as_str())?;
             if holders > 0 {
-                return Err(AppError::conflict(
-                    "category_in_use",
+                return Err(AppError::new(
+                    ErrorCode::CategoryInUse,
                     format!("category {parent_code} holds {holders} customers, so it cannot get child categories; move them first"),
                 ));
             }
             if scheme.default_category.as_deref() == Some(parent_code.as_str()) {
-                return Err(AppError::conflict(
-                    "category_is_default",
+                return Err(AppError::new(
+                    ErrorCode::CategoryIsDefault,
                     format!(
                         "category {parent_code} is the default category of scheme {scheme_code} and must stay a leaf"
                     ),
@@ -329,11 +329,11 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> R
 }
 
 fn duplicate_code(scheme: &str, code: &str) -> AppError {
-    AppError::conflict("duplicate_code", format!("category {code} already exists in scheme {scheme}"))
+    AppError::new(ErrorCode::DuplicateCode, format!("category {code} already exists in scheme {scheme}"))
 }
 
 fn duplicate_name(name: &str) -> AppError {
-    AppError::conflict("duplicate_name", format!("a sibling category is already named {name:?}"))
+    AppError::new(ErrorCode::DuplicateName, format!("a sibling category is already named {name:?}"))
 }
 
 /// A unique index that fired under a race tells which rule was broken by its name.
@@ -391,8 +391,8 @@ pub fn update(
             ensure_unique_sibling_name(conn, scheme.id, &current.parent_code, &name, Some(current.id))?;
         }
         if changes.active == Some(false) && scheme.default_category.as_deref() == Some(code) {
-            return Err(AppError::conflict(
-                "category_is_default",
+            return Err(AppError::new(
+                ErrorCode::CategoryIsDefault,
                 format!("category {code} is the default category of scheme {scheme_code}; choose another default before deactivating it"),
             ));
         }
@@ -430,21 +430,21 @@ pub fn delete(conn: &mut DbConnection, scheme_code: &str, code: &str, expected: 
         })?;
         let children = child_count(conn, scheme.id, code)?;
         if children > 0 {
-            return Err(AppError::conflict(
-                "category_in_use",
+            return Err(AppError::new(
+                ErrorCode::CategoryInUse,
                 format!("category {code} has {children} child categories; delete them first"),
             ));
         }
         let holders = direct_customer_count(conn, scheme.id, code)?;
         if holders > 0 {
-            return Err(AppError::conflict(
-                "category_in_use",
+            return Err(AppError::new(
+                ErrorCode::CategoryInUse,
                 format!("category {code} holds {holders} customers; move them first"),
             ));
         }
         if scheme.default_category.as_deref() == Some(code) {
-            return Err(AppError::conflict(
-                "category_is_default",
+            return Err(AppError::new(
+                ErrorCode::CategoryIsDefault,
                 format!(
                     "category {code} is the default category of scheme {scheme_code}; choose another default first"
                 ),
@@ -461,21 +461,21 @@ pub fn ensure_assignable_default(conn: &mut DbConnection, scheme_id: i64, code: 
     let field = |message: &str| vec![FieldError::new("default_category", message)];
     let row = find_row(conn, scheme_id, code.as_str())?.ok_or_else(|| {
         AppError::validation(
-            "category_not_found",
+            ErrorCode::CategoryNotFoundInRequest,
             format!("default category {code} does not exist in this scheme"),
             field("must be an existing category"),
         )
     })?;
     if child_count(conn, scheme_id, code.as_str())? > 0 {
         return Err(AppError::validation(
-            "category_not_leaf",
+            ErrorCode::CategoryNotLeaf,
             format!("default category {code} has child categories"),
             field("must be a leaf category"),
         ));
     }
     if !row.active {
         return Err(AppError::validation(
-            "category_inactive",
+            ErrorCode::CategoryInactive,
             format!("default category {code} is inactive"),
             field("must be an active category"),
         ));

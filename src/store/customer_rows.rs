@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use crate::db::schema::customers;
 use crate::db::{now, DbConnection};
 use crate::domain::customer::CustomerStatus;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 use crate::db::sql::{Bind, Fragment};
 
@@ -130,7 +130,7 @@ pub struct CustomerView {
 }
 
 pub fn customer_not_found(code: &str) -> AppError {
-    AppError::not_found("customer_not_found", format!("customer {code} does not exist"))
+    AppError::new(ErrorCode::CustomerNotFound, format!("customer {code} does not exist"))
 }
 
 pub fn find(conn: &mut DbConnection, code: &str) -> Result<Option<CustomerRow>, AppError> {

@@ -12,7 +12,7 @@ use crate::domain::attribute::{parse_operand, AttributeValue, FilterOp, Operand,
 use crate::domain::category::{CategoryCode, ClassificationVector};
 use crate::domain::customer::CustomerStatus;
 use crate::domain::FieldError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 use super::customer_rows::{views, CustomerRow, CustomerView};
 use super::prefix_upper_bound;
@@ -163,7 +163,7 @@ pub(super) fn row_state_conditions(
                     .get_result(conn)?;
                 if defined == 0 {
                     return Err(AppError::validation(
-                        "attribute_not_found",
+                        ErrorCode::AttributeNotFoundInRequest,
                         format!("no category defines attribute {key}"),
                         vec![FieldError::new("missing", format!("unknown attribute {key}"))],
                     ));
@@ -235,7 +235,7 @@ pub(super) fn contains_pattern(text: &str, escape: char) -> String {
 pub(super) fn filter_scheme(conn: &mut DbConnection, code: &str, field: &str) -> Result<SchemeRow, AppError> {
     scheme_store::find(conn, code)?.ok_or_else(|| {
         AppError::validation(
-            "scheme_not_found",
+            ErrorCode::SchemeNotFoundInRequest,
             format!("scheme {code} does not exist"),
             vec![FieldError::new(field, format!("no scheme {code}"))],
         )
@@ -275,7 +275,7 @@ pub(super) fn resolve(conn: &mut DbConnection, filter: &CategoryFilter) -> Resul
         None => {
             filter_scheme(conn, &filter.scheme, "category")?;
             Err(AppError::validation(
-                "category_not_found",
+                ErrorCode::CategoryNotFoundInRequest,
                 format!("category {} does not exist in scheme {}", filter.code, filter.scheme),
                 vec![FieldError::new("category", format!("no category {} in scheme {}", filter.code, filter.scheme))],
             ))
@@ -318,13 +318,13 @@ pub(super) fn resolve_attribute(conn: &mut DbConnection, filter: &AttributeFilte
         .optional()?;
     let value_type = value_type.and_then(|t| ValueType::parse(&t)).ok_or_else(|| {
         AppError::validation(
-            "attribute_not_found",
+            ErrorCode::AttributeNotFoundInRequest,
             format!("no category defines attribute {}", filter.key),
             field(format!("unknown attribute {}", filter.key)),
         )
     })?;
     let operand = parse_operand(value_type, filter.op, &filter.value).map_err(|message| {
-        AppError::validation("invalid_filter", format!("attr {}: {message}", filter.key), field(message))
+        AppError::validation(ErrorCode::InvalidFilter, format!("attr {}: {message}", filter.key), field(message))
     })?;
     let (pattern, operands) = match operand {
         Operand::Pattern(pattern) => (true, vec![BoundValue::Text(pattern)]),

@@ -14,7 +14,7 @@ use crate::domain::event::EventType;
 use crate::domain::history::Source;
 use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 use super::assignments::{self, AttributeCheck, Provenance};
 use super::attributes::{self, EditMode};
@@ -85,11 +85,11 @@ impl CustomerChanges {
 }
 
 fn duplicate_code(code: &str) -> AppError {
-    AppError::conflict("duplicate_code", format!("customer {code} already exists"))
+    AppError::new(ErrorCode::DuplicateCode, format!("customer {code} already exists"))
 }
 
 fn duplicate_tax_id(tax_id: &str) -> AppError {
-    AppError::conflict("duplicate_tax_id", format!("another customer already has tax id {tax_id}"))
+    AppError::new(ErrorCode::DuplicateTaxId, format!("another customer already has tax id {tax_id}"))
 }
 
 fn ensure_tax_id_free(conn: &mut DbConnection, tax_id: &TaxId, except: Option<i64>) -> Result<(), AppError> {
@@ -178,7 +178,7 @@ pub fn create(
         }
         if !errors.is_empty() {
             return Err(AppError::validation(
-                "invalid_categories",
+                ErrorCode::InvalidCategories,
                 "some categories cannot be assigned; nothing was created",
                 errors,
             ));
@@ -213,7 +213,7 @@ pub fn create(
         }
         if !missing_required.is_empty() {
             return Err(AppError::validation(
-                "category_required",
+                ErrorCode::CategoryRequiredInRequest,
                 "every required scheme needs a category",
                 missing_required,
             ));

@@ -24,7 +24,7 @@ use crate::db::sql::{Dialect, Fragment, Predicate};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::event::{Cursor, EventType, TypeFilter};
 use crate::domain::restriction::Restriction;
-use crate::error::{AppError, ErrorKind};
+use crate::error::{AppError, ErrorCode};
 
 /// Events the sequencer numbers in one transaction.
 const SEQUENCE_BATCH: i64 = 5_000;
@@ -323,8 +323,7 @@ pub struct Page {
 
 fn cursor_expired(after: i64, pruned_through: i64) -> AppError {
     AppError::new(
-        ErrorKind::Gone,
-        "cursor_expired",
+        ErrorCode::CursorExpired,
         format!("events up to {pruned_through} are past their retention and deleted; cursor {after} cannot go on. Start again without `after` (the oldest kept) or with `after=latest`"),
     )
 }

@@ -32,7 +32,7 @@ use crate::domain::import::{
     ERRORS_LISTED,
 };
 use crate::domain::restriction::Restriction;
-use crate::error::{AppError, ErrorKind};
+use crate::error::{AppError, ErrorCode, ErrorKind};
 
 use super::assignments::{self, Placement, Provenance};
 use super::attributes::{self, Desired, Effective};
@@ -127,9 +127,9 @@ fn errors_of(row: u64, error: &AppError) -> Vec<RowError> {
 /// An error that belongs to one row (its data), not to the import: a concurrent
 /// update or a database failure stops the import instead.
 fn is_row_error(error: &AppError) -> bool {
-    (matches!(error.kind, ErrorKind::Unprocessable | ErrorKind::Conflict | ErrorKind::NotFound)
+    (matches!(error.kind(), ErrorKind::Unprocessable | ErrorKind::Conflict | ErrorKind::NotFound)
         && !error.is_concurrent_update())
-        || error.code == "outside_restriction"
+        || error.code == ErrorCode::OutsideRestriction
 }
 
 /// The errors of a write of one scheme's category, in that scheme's column.
@@ -334,6 +334,9 @@ pub struct Importer<'a> {
     ignored_columns: Vec<String>,
     rows_done: u64,
     chunks: SyncSender<Chunk>,
+    /// The planner stopped taking chunks (a later stage failed, and its error is the
+    /// import's); reading stops with an error that is not.
+    planner_stopped: bool,
 }
 
 /// Rows read and checked on their own, for the writer; with the rows that failed
@@ -346,8 +349,13 @@ struct Chunk {
     rows_done: u64,
 }
 
-/// The writer stopped (its error is the import's); the reader stops too.
-const WRITER_STOPPED: &str = "import_writer_stopped";
+/// How the planner ended without an error of its own.
+enum PlannerEnd {
+    /// Every chunk the reader handed over went to the writer.
+    All,
+    /// The writer stopped taking chunks (its outcome is the import's).
+    WriterStopped,
+}
 
 /// The planning side: looks up what the archive holds of a chunk's customers and works
 /// out what each row asks for. On MySQL it has a connection of its own, so that
@@ -426,7 +434,7 @@ impl FirstRows {
 
 /// A refused header: the detail and the row errors name the first `COLUMNS_LISTED`
 /// columns and count the rest, so that the answer stays small however wide the file.
-fn header_refused(code: &'static str, what: &str, hint: &str, columns: &[String]) -> AppError {
+fn header_refused(code: ErrorCode, what: &str, hint: &str, columns: &[String]) -> AppError {
     let (listed, more) = listed_columns(columns);
     let more_text = if more > 0 { format!(" and {more} more") } else { String::new() };
     let detail = format!("{what}: {}{more_text}{hint}", listed.join(", "));
@@ -437,7 +445,7 @@ fn header_refused(code: &'static str, what: &str, hint: &str, columns: &[String]
             .map(|header| RowError {
                 row: 1,
                 column: Some(header),
-                code: code.to_string(),
+                code: code.label().to_string(),
                 message: message.clone(),
                 byte: None,
             })
@@ -472,15 +480,15 @@ impl Importer<'_> {
         }
         if !unknown.is_empty() && !self.options.ignore_unknown_columns {
             let hint = "; columns are the customer fields, category:SCHEME for an existing scheme and attr:KEY for a defined attribute (or send ignore_unknown_columns=true)";
-            return Err(header_refused("unknown_columns", "unknown columns", hint, &unknown));
+            return Err(header_refused(ErrorCode::UnknownColumns, "unknown columns", hint, &unknown));
         }
         let repeated = crate::domain::import::repeated_columns(&columns);
         if !repeated.is_empty() {
-            return Err(header_refused("repeated_columns", "columns named twice", "", &repeated));
+            return Err(header_refused(ErrorCode::RepeatedColumns, "columns named twice", "", &repeated));
         }
         if !columns.contains(&Some(column(Field::Code))) {
             return Err(header_refused(
-                "code_column_missing",
+                ErrorCode::CodeColumnMissing,
                 "the file needs a code column (row 1 holds the column names); missing",
                 "",
                 &["code".to_string()],
@@ -557,7 +565,10 @@ impl Importer<'_> {
 
     fn hand_over(&mut self) -> Result<(), AppError> {
         let chunk = Chunk { rows_done: self.rows_done, ..std::mem::take(&mut self.pending) };
-        self.chunks.send(chunk).map_err(|_| AppError::internal(WRITER_STOPPED))
+        self.chunks.send(chunk).map_err(|_| {
+            self.planner_stopped = true;
+            AppError::internal("the import's planner stopped taking chunks")
+        })
     }
 }
 
@@ -568,16 +579,18 @@ impl Planner<'_> {
         conn: &Shared,
         chunks: Receiver<Chunk>,
         planned: SyncSender<PlannedChunk>,
-    ) -> Result<(), AppError> {
+    ) -> Result<PlannerEnd, AppError> {
         for mut chunk in chunks {
             let plan = if chunk.rows.is_empty() { None } else { Some(self.plan(&mut **lock(conn)?, &chunk.rows)?) };
             // The rows are planned again only where a chunk commits on its own.
             if self.options.atomic || self.options.dry_run {
                 chunk.rows = Vec::new();
             }
-            planned.send(PlannedChunk { chunk, plan }).map_err(|_| AppError::internal(WRITER_STOPPED))?;
+            if planned.send(PlannedChunk { chunk, plan }).is_err() {
+                return Ok(PlannerEnd::WriterStopped);
+            }
         }
-        Ok(())
+        Ok(PlannerEnd::All)
     }
 
     /// Looks up what the archive holds of the chunk's customers and works out what each row asks for.
@@ -1232,8 +1245,8 @@ fn lock_placements(conn: &mut DbConnection, catalogue: &Catalogue, new: &[NewCus
         let scheme = catalogue
             .scheme_by_id(gone.scheme_id)
             .map_or_else(|| gone.scheme_id.to_string(), |scheme| scheme.code.clone());
-        return Err(AppError::conflict(
-            "category_changed",
+        return Err(AppError::new(
+            ErrorCode::CategoryChanged,
             format!("category {} of scheme {scheme} was deleted or stopped taking customers while the import ran; nothing more was written (send the file again)", gone.code),
         ));
     }
@@ -1402,6 +1415,7 @@ pub fn import(
             ignored_columns: Vec::new(),
             rows_done: 0,
             chunks: sender,
+            planner_stopped: false,
         };
         let planner = Planner { options: options.clone(), restriction, catalogue };
         let companion_catalogue = branch.as_ref().map(|_| (planner.catalogue.clone(), provenance.clone()));
@@ -1431,23 +1445,21 @@ pub fn import(
             let written = scope.spawn(|| writer.run(&own, planned_chunks));
             let read = feed(&mut importer).and_then(|()| importer.hand_over());
             let ignored_columns = std::mem::take(&mut importer.ignored_columns);
+            let reading_stopped = importer.planner_stopped;
             // The planner ends once the last chunk is handed over and the channel closes,
             // and the writer once the planner has ended.
             drop(importer);
             let planned = planned.join().unwrap_or_else(|_| Err(AppError::internal("the import's planner stopped")));
             let written = written.join().unwrap_or_else(|_| Err(AppError::internal("the import's writer stopped")));
-            // A stage stopped by a later one's failure answers WRITER_STOPPED; the
-            // failure itself is the import's.
-            let stopped =
-                |result: &Result<(), AppError>| matches!(result, Err(error) if error.detail == WRITER_STOPPED);
+            // A stage stopped by a later one's failure: the failure itself is the import's.
             match (read, planned, written) {
-                (Err(error), _, _) if error.detail != WRITER_STOPPED => Err(error),
+                (Err(error), _, _) if !reading_stopped => Err(error),
                 (_, _, Err(error)) => Err(error),
-                (_, Err(error), _) if error.detail != WRITER_STOPPED => Err(error),
-                (read, planned, Ok(_)) if stopped(&read) || stopped(&planned) => {
+                (_, Err(error), _) => Err(error),
+                (Err(_), _, Ok(_)) | (_, Ok(PlannerEnd::WriterStopped), Ok(_)) => {
                     Err(AppError::internal("the import's writer stopped early"))
                 }
-                (_, _, Ok(mut tally)) => {
+                (Ok(()), Ok(PlannerEnd::All), Ok(mut tally)) => {
                     // A row's own errors are found as it is read, those against the
                     // archive as its chunk is written: sorted, the report reads in file order.
                     tally.errors.sort_by_key(|error| error.row);
@@ -1534,7 +1546,7 @@ impl ImportRow {
 }
 
 pub fn import_not_found(id: &str) -> AppError {
-    AppError::not_found("import_not_found", format!("no import {id}"))
+    AppError::new(ErrorCode::ImportNotFound, format!("no import {id}"))
 }
 
 pub fn start(

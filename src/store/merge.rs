@@ -10,11 +10,11 @@ use serde_json::json;
 use serde_json::Value as Json;
 
 use crate::db::schema::{customers, merged_customers, transactions};
-use crate::db::{now, transaction, DbConnection};
+use crate::db::{now, transaction_keeping, DbConnection};
 use crate::domain::customer::CustomerCode;
 use crate::domain::history::Source;
 use crate::domain::restriction::Restriction;
-use crate::error::{AppError, ErrorKind};
+use crate::error::{AppError, ErrorCode};
 
 use super::assignments::{self, AttributeCheck, Provenance};
 use super::attributes::{self, EditMode};
@@ -79,36 +79,21 @@ pub fn view_or_merged(
 ) -> Result<CustomerView, AppError> {
     match view(conn, code) {
         Ok(found) => visibility::visible(restriction, found),
-        Err(error) if error.code == "customer_not_found" && restriction.is_none() => match merged_into(conn, code)? {
-            Some(survivor) => Err(AppError {
-                merged_into: Some(survivor.clone()),
-                ..AppError::not_found("customer_merged", format!("customer {code} was merged into {survivor}"))
-            }),
-            None => Err(error),
-        },
+        Err(error) if error.code == ErrorCode::CustomerNotFound && restriction.is_none() => {
+            match merged_into(conn, code)? {
+                Some(survivor) => Err(AppError {
+                    merged_into: Some(survivor.clone()),
+                    ..AppError::new(ErrorCode::CustomerMerged, format!("customer {code} was merged into {survivor}"))
+                }),
+                None => Err(error),
+            }
+        }
         other => other,
     }
 }
 
-/// The sentinel that rolls a dry run back.
-const DRY_RUN: &str = "dry_run_rolled_back";
-
 pub fn merge(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutcome, AppError> {
-    let mut rolled_back = None;
-    let result = transaction(conn, |conn| {
-        let outcome = merge_in(conn, request)?;
-        if request.dry_run {
-            rolled_back = Some(outcome);
-            return Err(AppError::new(ErrorKind::Conflict, DRY_RUN, "a dry run writes nothing"));
-        }
-        Ok(outcome)
-    });
-    match result {
-        Err(error) if error.code == DRY_RUN => {
-            rolled_back.ok_or_else(|| AppError::internal("the dry run kept no outcome"))
-        }
-        other => other,
-    }
+    transaction_keeping(conn, |conn| merge_in(conn, request), |_| !request.dry_run)
 }
 
 /// The optional fields a survivor fills from its duplicates, with their values.

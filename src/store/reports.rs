@@ -28,7 +28,7 @@ use crate::db::DbConnection;
 use crate::domain::history::{Direction, Source};
 use crate::domain::report::{Measure, Period, Tally};
 use crate::domain::FieldError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 use super::categories::Ranks;
 use super::counts;
@@ -61,7 +61,7 @@ fn ensure_historical(filters: &Filters) -> Result<(), AppError> {
         return Ok(());
     }
     Err(AppError::validation(
-        "filter_not_historical",
+        ErrorCode::FilterNotHistorical,
         format!(
             "{} cannot be combined with as_of: the archive keeps the history of categories only",
             now_only.join(", ")

@@ -11,7 +11,7 @@ use crate::domain::attribute::ValueType;
 use crate::domain::category::CategoryCode;
 use crate::domain::rule::{self, Catalog, Condition, Population};
 use crate::domain::FieldError;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 use super::assignments::assignable_category;
 use super::schemes::{self as scheme_store, SchemeRow};
@@ -118,7 +118,7 @@ fn check_condition(catalog: &StoredCatalog, json: &Json) -> Result<Condition, Ap
 fn check_population(catalog: &StoredCatalog, text: &str) -> Result<(), AppError> {
     Population::parse(text, catalog).map(|_| ()).map_err(|why| {
         AppError::validation(
-            "invalid_population",
+            ErrorCode::InvalidPopulation,
             format!("/population/category: {why}"),
             vec![FieldError::new("/population/category", why)],
         )
@@ -127,7 +127,7 @@ fn check_population(catalog: &StoredCatalog, text: &str) -> Result<(), AppError>
 
 fn invalid_condition(errors: Vec<FieldError>) -> AppError {
     let detail = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
-    AppError::validation("invalid_condition", detail, errors)
+    AppError::validation(ErrorCode::InvalidCondition, detail, errors)
 }
 
 /// A run evaluates a scheme's enabled rules in one statement, so together they may
@@ -167,7 +167,7 @@ fn check_scheme_parameters(
 }
 
 pub fn rule_not_found(scheme: &str, id: i64) -> AppError {
-    AppError::not_found("rule_not_found", format!("scheme {scheme} has no rule {id}"))
+    AppError::new(ErrorCode::RuleNotFound, format!("scheme {scheme} has no rule {id}"))
 }
 
 fn find(conn: &mut DbConnection, scheme: &SchemeRow, id: i64) -> Result<RuleRow, AppError> {
@@ -317,7 +317,10 @@ pub fn enabled(conn: &mut DbConnection, scheme: &SchemeRow) -> Result<Vec<Active
         .into_iter()
         .map(|row| {
             let stale = |why: String| {
-                AppError::conflict("rule_invalid", format!("rule {} ({}) {why}; fix or disable it", row.id, row.name))
+                AppError::new(
+                    ErrorCode::RuleInvalid,
+                    format!("rule {} ({}) {why}; fix or disable it", row.id, row.name),
+                )
             };
             let json: Json =
                 serde_json::from_str(&row.rule_condition).map_err(|_| stale("has a corrupt condition".into()))?;
@@ -342,8 +345,8 @@ pub fn enabled(conn: &mut DbConnection, scheme: &SchemeRow) -> Result<Vec<Active
         .collect::<Result<_, AppError>>()?;
     let parameters: usize = active.iter().map(|rule| rule.condition.parameters()).sum();
     if parameters > rule::MAX_SCHEME_PARAMETERS {
-        return Err(AppError::conflict(
-            "rule_invalid",
+        return Err(AppError::new(
+            ErrorCode::RuleInvalid,
             format!("the enabled rules of scheme {} bind up to {parameters} values, more than one run takes ({}); disable or shorten some", scheme.code, rule::MAX_SCHEME_PARAMETERS),
         ));
     }

@@ -15,7 +15,7 @@ use crate::domain::customer::CustomerStatus;
 use crate::domain::history::{Direction, Source};
 use crate::domain::rule::Condition;
 use crate::domain::run::{ChangeOutcome, RunStatus, Trigger};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::shutdown::Shutdown;
 
 use super::assignments::{self, Mover, Provenance};
@@ -150,8 +150,8 @@ pub(super) fn execute(
         .map(|rule| {
             // Deleted since `rules::enabled` checked it, as the run began.
             let deleted = || {
-                AppError::conflict(
-                    "rule_invalid",
+                AppError::new(
+                    ErrorCode::RuleInvalid,
                     format!(
                         "rule {} ({}) targets {}, which was just deleted; fix or disable it",
                         rule.row.id, rule.row.name, rule.row.target_category

@@ -9,7 +9,7 @@ use crate::db::schema::{classification_runs, run_change_blocks};
 use crate::db::{now, set_statement_timeout, transaction, Db, DbConnection, Spare};
 use crate::domain::customer::CustomerCode;
 use crate::domain::run::{RunStatus, Trigger};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 use super::assignments::customer_ids;
 use super::rules::{self as rule_store, ActiveRule};
@@ -59,7 +59,7 @@ pub struct ChangeRow {
 }
 
 pub fn run_not_found(scheme: &str, id: i64) -> AppError {
-    AppError::not_found("run_not_found", format!("scheme {scheme} has no classification run {id}"))
+    AppError::new(ErrorCode::RunNotFound, format!("scheme {scheme} has no classification run {id}"))
 }
 
 fn find(conn: &mut DbConnection, scheme: &SchemeRow, id: i64) -> Result<RunRow, AppError> {
@@ -145,7 +145,7 @@ pub fn changes(
 
 fn run_in_progress(scheme: &str, holder: Option<i64>) -> AppError {
     let which = holder.map_or("another classification run".to_string(), |id| format!("classification run {id}"));
-    AppError::conflict("run_in_progress", format!("{which} of scheme {scheme} is in progress; wait for it to finish"))
+    AppError::new(ErrorCode::RunInProgress, format!("{which} of scheme {scheme} is in progress; wait for it to finish"))
 }
 
 /// Records a new run as the one running for its scheme; the unique index on
@@ -262,8 +262,8 @@ pub fn run_requested(
 pub fn start(conn: &mut DbConnection, scheme_code: &str, request: &RunRequest) -> Result<Claimed, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
     if !scheme.active {
-        return Err(AppError::conflict(
-            "scheme_inactive",
+        return Err(AppError::new(
+            ErrorCode::SchemeInactive,
             format!("scheme {scheme_code} is inactive and takes no new assignments"),
         ));
     }
@@ -325,8 +325,8 @@ fn record_ending(
 }
 
 fn run_not_running(scheme: &str, run: &RunRow) -> AppError {
-    AppError::conflict(
-        "run_not_running",
+    AppError::new(
+        ErrorCode::RunNotRunning,
         format!("classification run {} of scheme {scheme} has already ended ({})", run.id, run.status.as_str()),
     )
 }

@@ -8,7 +8,7 @@ use crate::domain::code_rule::CodeRule;
 use crate::domain::event::EventType;
 use crate::domain::schedule::Schedule;
 use crate::domain::scheme::SchemeCode;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 use super::events;
 use super::{lock_current, LockableTable};
@@ -96,7 +96,7 @@ fn schedule_columns(
 }
 
 pub fn scheme_not_found(code: &str) -> AppError {
-    AppError::not_found("scheme_not_found", format!("scheme {code} does not exist"))
+    AppError::new(ErrorCode::SchemeNotFound, format!("scheme {code} does not exist"))
 }
 
 pub fn find(conn: &mut DbConnection, code: &str) -> Result<Option<SchemeRow>, AppError> {
@@ -166,7 +166,7 @@ pub fn create(conn: &mut DbConnection, new: NewScheme) -> Result<SchemeView, App
             ))
             .execute(conn)
             .map_err(|e| match AppError::from(e) {
-                error if error.code == "duplicate" => duplicate_scheme(new.code.as_str()),
+                error if error.code == ErrorCode::Duplicate => duplicate_scheme(new.code.as_str()),
                 error => error,
             })?;
         events::record_one(conn, EventType::SchemeCreated, json!({"scheme": new.code.as_str()}))?;
@@ -175,7 +175,7 @@ pub fn create(conn: &mut DbConnection, new: NewScheme) -> Result<SchemeView, App
 }
 
 fn duplicate_scheme(code: &str) -> AppError {
-    AppError::conflict("duplicate_code", format!("scheme {code} already exists"))
+    AppError::new(ErrorCode::DuplicateCode, format!("scheme {code} already exists"))
 }
 
 pub fn update(
@@ -191,8 +191,8 @@ pub fn update(
         if let Some(rule) = &changes.code_rule {
             let old_rule = current.code_rule.clone();
             if categories_exist && !rule.extends(&old_rule) {
-                return Err(AppError::conflict(
-                    "code_rule_locked",
+                return Err(AppError::new(
+                    ErrorCode::CodeRuleLocked,
                     format!("scheme {code} has categories, so its code rule {old_rule} may only be extended by appending segments (not changed to {rule})"),
                 ));
             }
@@ -240,8 +240,8 @@ pub fn delete(conn: &mut DbConnection, code: &str, expected: Option<i64>) -> Res
         let current = lock_current(conn, LockableTable::Schemes, expected, |conn| get(conn, code))?;
         let count = category_count(conn, current.id)?;
         if count > 0 {
-            return Err(AppError::conflict(
-                "scheme_in_use",
+            return Err(AppError::new(
+                ErrorCode::SchemeInUse,
                 format!("scheme {code} still has {count} categories; delete them first"),
             ));
         }

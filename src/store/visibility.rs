@@ -5,7 +5,7 @@
 use crate::db::sql::{Bind, Fragment};
 use crate::db::DbConnection;
 use crate::domain::restriction::Restriction;
-use crate::error::{AppError, ErrorKind};
+use crate::error::{AppError, ErrorCode};
 
 use super::customer_rows::{self, AssignmentView, CustomerRow, CustomerView};
 
@@ -72,7 +72,7 @@ pub fn ensure_visible(conn: &mut DbConnection, restriction: Option<&Restriction>
 }
 
 pub fn outside_restriction(detail: String) -> AppError {
-    AppError::new(ErrorKind::Forbidden, "outside_restriction", detail)
+    AppError::new(ErrorCode::OutsideRestriction, detail)
 }
 
 /// 403 `outside_restriction` unless a customer may be put in `category` of `scheme`

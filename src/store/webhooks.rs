@@ -18,7 +18,7 @@ use crate::db::{now, transaction, DbConnection};
 use crate::domain::event::{Cursor, EventType, TypeFilter};
 use crate::domain::restriction::Restriction;
 use crate::domain::webhook::{DeliveryOutcome, RetrySchedule, WebhookSecret, WebhookUrl};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::store::{check_version, events};
 
 /// Deliveries retention deletes in one transaction.
@@ -95,7 +95,7 @@ pub struct NewWebhook<'a> {
 }
 
 pub fn webhook_not_found(id: i64) -> AppError {
-    AppError::not_found("webhook_not_found", format!("webhook {id} does not exist"))
+    AppError::new(ErrorCode::WebhookNotFound, format!("webhook {id} does not exist"))
 }
 
 pub fn get(conn: &mut DbConnection, id: i64) -> Result<WebhookRow, AppError> {

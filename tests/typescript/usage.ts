@@ -39,4 +39,16 @@ function ruleCondition(saved: Schemas["Rule"]): Schemas["Condition"] {
   return saved.condition;
 }
 
-export { customer, patch, assignment, rule, readBack, ruleCondition };
+// Problem.code is a closed union of the documented codes: a typo does not compile.
+function shouldRetry(problem: Schemas["Problem"]): boolean {
+  switch (problem.code) {
+    case "concurrent_update":
+    case "database_unavailable":
+    case "database_timeout":
+      return true;
+    default:
+      return false;
+  }
+}
+
+export { customer, patch, assignment, rule, readBack, ruleCondition, shouldRetry };
