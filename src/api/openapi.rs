@@ -293,7 +293,7 @@ impl utoipa::PartialSchema for UploadedFile {
 }
 
 /// What an event reports: which fields it has depends on its `type` (the change feed's
-/// table in the README); each field means the same in every type that has it.
+/// table in docs/api/feed-and-webhooks.md); each field means the same in every type that has it.
 pub struct EventData;
 
 impl utoipa::PartialSchema for EventData {

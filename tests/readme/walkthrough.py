@@ -27,7 +27,7 @@ EXPECTATION = re.compile(r"^#\s*→\s*(\d{3})(.*)$")
 
 
 def blocks(readme):
-    section = readme.split("### Walk-through", 1)[1].split("\n### ", 1)[0]
+    section = re.split(r"\n#{2,3} ", readme.split("### Walk-through", 1)[1], maxsplit=1)[0]
     for match in re.finditer(r"<!-- walkthrough: (\w+) -->\s*```sh\n(.*?)```", section, re.S):
         yield match.group(1), match.group(2).splitlines()
 
