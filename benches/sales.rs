@@ -47,7 +47,7 @@ fn ensure_transactions(database: &str, n: usize) -> bool {
     execute(&mut conn, "SET SESSION unique_checks = 0");
     let now = custclass::db::now();
     let ids: Vec<i64> = customers::table.select(customers::id).order(customers::id).load(&mut conn).unwrap();
-    let mut random = Random(0x5a1e_5_2026);
+    let mut random = Random(0x5_a1e5_2026);
     let started = Instant::now();
     let mut rows = Vec::with_capacity(10_000);
     let mut serial = 0u64;

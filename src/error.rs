@@ -281,12 +281,12 @@ pub struct AppError {
     /// For a refused definition change: how many customers it would leave invalid.
     pub violations: Option<i64>,
     /// For `customer_merged`: the code of the customer it was merged into.
-    pub merged_into: Option<String>,
+    pub merged_into: Option<Box<str>>,
     /// For an import: every error of every row.
-    pub row_errors: Vec<crate::domain::import::RowError>,
+    pub row_errors: Box<[crate::domain::import::RowError]>,
     /// What went wrong inside, for the log line of the request (with its request id);
     /// never sent to the client.
-    pub cause: Option<String>,
+    pub cause: Option<Box<str>>,
 }
 
 impl AppError {
@@ -297,7 +297,7 @@ impl AppError {
             errors: Vec::new(),
             violations: None,
             merged_into: None,
-            row_errors: Vec::new(),
+            row_errors: Box::default(),
             cause: None,
         }
     }
@@ -357,7 +357,7 @@ impl AppError {
     /// to the log with the request id, not to the client.
     pub fn corrupt(cause: impl Into<String>) -> Self {
         Self {
-            cause: Some(cause.into()),
+            cause: Some(cause.into().into()),
             ..Self::internal("stored data is inconsistent; the cause is logged under this request's X-Request-Id")
         }
     }
@@ -425,7 +425,7 @@ impl From<DieselError> for AppError {
             DieselError::DatabaseError(_, info) if is_unavailable(info.message()) => {
                 AppError::unavailable(format!("the database is unavailable: {}", info.message()))
             }
-            _ => AppError { cause: Some(format!("database error: {error}")), ..AppError::internal("an unexpected database error occurred") },
+            _ => AppError { cause: Some(format!("database error: {error}").into()), ..AppError::internal("an unexpected database error occurred") },
         }
     }
 }

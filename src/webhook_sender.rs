@@ -245,7 +245,9 @@ impl WebhookSender {
             through = *settled;
             let (owner, retry, spread) = (self.owner.clone(), self.settings.retry, rand::random::<f64>());
             let still_ours = self
-                .with_database(db, move |conn| store::settle(conn, id, &owner, &attempts, end, retry, LEASE, spread))
+                .with_database(db, move |conn| {
+                    store::settle(conn, id, store::Held { owner: &owner, lease: LEASE }, &attempts, end, retry, spread)
+                })
                 .await?;
             if !go_on || !still_ours {
                 return Ok(());

@@ -32,7 +32,9 @@ impl Random {
 }
 
 /// Scheme, code rule and leaves with their weights (out of 100).
-fn schemes_spec() -> Vec<(&'static str, &'static str, Vec<(String, u64)>)> {
+type SchemeSpec = (&'static str, &'static str, Vec<(String, u64)>);
+
+fn schemes_spec() -> Vec<SchemeSpec> {
     let industry: Vec<(String, u64)> =
         (1..=5).map(|i| (format!("01{i:02}"), 14)).chain((1..=5).map(|i| (format!("02{i:02}"), 6))).collect();
     let region: Vec<(String, u64)> = (1..=6).flat_map(|r| (1..=5).map(move |p| (format!("{r:02}{p:02}"), 0))).collect();

@@ -82,8 +82,8 @@ impl ResponseError for AppError {
             code: self.code,
             errors: self.errors.clone(),
             violations: self.violations,
-            merged_into: self.merged_into.clone(),
-            row_errors: self.row_errors.clone(),
+            merged_into: self.merged_into.as_deref().map(String::from),
+            row_errors: self.row_errors.to_vec(),
         };
         let mut response = HttpResponse::build(status);
         response.content_type(PROBLEM_JSON);

@@ -113,13 +113,13 @@ fn malformed(format: ImportFormat, broken: Malformed) -> AppError {
         );
     }
     AppError {
-        row_errors: vec![crate::domain::import::RowError {
+        row_errors: Box::new([crate::domain::import::RowError {
             row: broken.row,
             column: None,
             code: ErrorCode::MalformedFile.label().into(),
             message: broken.message.clone(),
             byte: Some(broken.byte),
-        }],
+        }]),
         ..AppError::new(
             ErrorCode::MalformedFile,
             format!("the {what} file breaks at row {}, byte {}: {}", broken.row, broken.byte, broken.message),

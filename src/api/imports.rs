@@ -357,7 +357,7 @@ fn run(
         Err(error) => (
             ImportStatus::Failed,
             Report {
-                tally: Tally { errors: error.row_errors.clone(), ..Tally::default() },
+                tally: Tally { errors: error.row_errors.to_vec(), ..Tally::default() },
                 failure: Some(format!("{}: {}", error.code, error.detail)),
             },
         ),
@@ -459,7 +459,7 @@ pub async fn import_customers(
     let import = Import::of(finished, None)?;
     if import.status == ImportStatus::Rejected {
         return Err(AppError {
-            row_errors: import.errors,
+            row_errors: import.errors.into(),
             ..AppError::validation(
                 ErrorCode::ImportRejected,
                 format!(

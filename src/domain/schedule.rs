@@ -113,7 +113,7 @@ impl Schedule {
             .expect("a valid moment");
         let Some(mut previous) = self.next_after(start) else { return Some("never fires".to_string()) };
         for _ in 0..FIRINGS_CHECKED {
-            let Some(next) = self.next_after(previous) else { return None };
+            let next = self.next_after(previous)?;
             if next - previous < SHORTEST_INTERVAL {
                 return Some(format!(
                     "fires {} minutes apart (at {previous} and {next} UTC); schedules may fire at most every 5 minutes",

@@ -584,7 +584,7 @@ fn unchanged(stored: Option<&BTreeMap<String, Stored>>, desired: &Desired) -> bo
     let stored = stored.unwrap_or(&empty);
     stored.len() == desired.len()
         && desired.iter().all(|(key, (value, from_default))| {
-            stored.get(key).is_some_and(|s| s.from_default == *from_default && s.json == value.to_json().to_string())
+            stored.get(key).is_some_and(|s| s.from_default == *from_default && s.json == value.to_json())
         })
 }
 

@@ -1487,7 +1487,7 @@ pub fn import(
         return run(conn);
     }
     let outcome = transaction_once(conn, run, keep);
-    if let (Some(branch), Some(second)) = (prepared, second.as_deref_mut()) {
+    if let (Some(branch), Some(second)) = (prepared, second) {
         match &outcome {
             Ok(_) => {
                 if let Err(error) = branch.commit(second, conn) {

@@ -82,7 +82,7 @@ pub fn view_or_merged(
         Err(error) if error.code == ErrorCode::CustomerNotFound && restriction.is_none() => {
             match merged_into(conn, code)? {
                 Some(survivor) => Err(AppError {
-                    merged_into: Some(survivor.clone()),
+                    merged_into: Some(survivor.as_str().into()),
                     ..AppError::new(ErrorCode::CustomerMerged, format!("customer {code} was merged into {survivor}"))
                 }),
                 None => Err(error),
@@ -244,15 +244,13 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
         for (key, value) in duplicate.attributes.iter().filter(|(_, value)| !value.from_default) {
             let own = survivor_view.attributes.get(key).filter(|own| !own.from_default);
             match (own, defined.get(key)) {
-                (Some(own), _) => {
-                    if own.value != value.value {
-                        conflicts.push(Conflict {
-                            field: format!("attributes.{key}"),
-                            kept: own.value.to_string(),
-                            duplicate: duplicate.row.code.clone(),
-                            dropped: value.value.to_string(),
-                        });
-                    }
+                (Some(own), _) if own.value != value.value => {
+                    conflicts.push(Conflict {
+                        field: format!("attributes.{key}"),
+                        kept: own.value.to_string(),
+                        duplicate: duplicate.row.code.clone(),
+                        dropped: value.value.to_string(),
+                    });
                 }
                 (None, Some(effective))
                     if !values.contains_key(key) && effective.definition.check(&value.value).is_ok() =>

@@ -122,6 +122,10 @@ impl Populace<'_> {
 /// client buffers.
 const IDS_PER_READ: i64 = 100_000;
 
+/// A population's values of each ranked metric (in the order of `RANKED_METRICS`): of
+/// all its customers, and of those with orders.
+type PopulationValues = [(Vec<i64>, Vec<i64>); 4];
+
 /// One customer's metrics, as a population read gives them.
 #[derive(QueryableByName)]
 struct MetricValues {
@@ -163,16 +167,12 @@ impl Populace<'_> {
     /// The metrics of the population's customers: `(all, with orders only)` for each
     /// ranked metric, in the order of [`RANKED_METRICS`], sorted; only those `wanted`
     /// by some spread are kept, 8 bytes a customer each.
-    fn metric_values(
-        &self,
-        conn: &mut DbConnection,
-        wanted: &[(Metric, bool)],
-    ) -> Result<[(Vec<i64>, Vec<i64>); 4], AppError> {
+    fn metric_values(&self, conn: &mut DbConnection, wanted: &[(Metric, bool)]) -> Result<PopulationValues, AppError> {
         let keep: Vec<(bool, bool)> = RANKED_METRICS
             .iter()
             .map(|metric| (wanted.contains(&(*metric, false)), wanted.contains(&(*metric, true))))
             .collect();
-        let mut values: [(Vec<i64>, Vec<i64>); 4] = Default::default();
+        let mut values: PopulationValues = Default::default();
         for (low, high) in super::customer_id_ranges(conn, IDS_PER_READ)? {
             let mut statement = Fragment::new("SELECT ");
             for (index, metric) in RANKED_METRICS.into_iter().enumerate() {
@@ -260,7 +260,7 @@ pub fn resolve(
     let answers_by_spread: Vec<Vec<Answer>> = transaction(conn, |conn| {
         let (dialect, sales) = (Dialect::of(conn), sales_as_of(conn, as_of)?);
         // The metrics of each population are read once, for all its spreads.
-        let mut metrics_of: Vec<(Option<&Population>, [(Vec<i64>, Vec<i64>); 4])> = Vec::new();
+        let mut metrics_of: Vec<(Option<&Population>, PopulationValues)> = Vec::new();
         let mut answered = Vec::new();
         for (spread, questions) in &spreads {
             let subtree = spread

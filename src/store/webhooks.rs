@@ -384,6 +384,13 @@ pub enum BatchEnd {
     Failed { through: i64, error: String },
 }
 
+/// Who holds an endpoint's lease, and for how long a batch's lease is taken.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    pub owner: &'a str,
+    pub lease: Duration,
+}
+
 /// Logs a batch's attempts and moves the endpoint on, if `owner` still holds its
 /// lease (and so no change or other replica took it meanwhile); whether it did.
 /// A failure schedules the retry, or disables an endpoint failing for too long and
@@ -391,13 +398,13 @@ pub enum BatchEnd {
 pub fn settle(
     conn: &mut DbConnection,
     id: i64,
-    owner: &str,
+    held: Held,
     attempts: &[Attempt],
     end: BatchEnd,
     schedule: RetrySchedule,
-    lease: Duration,
     spread: f64,
 ) -> Result<bool, AppError> {
+    let Held { owner, lease } = held;
     transaction(conn, |conn| {
         // Deleted meanwhile: nothing to log against.
         let Some(current) = webhooks::table.find(id).select(WebhookRow::as_select()).first(conn).optional()? else {

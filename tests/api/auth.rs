@@ -156,7 +156,9 @@ async fn authentication_and_scope_come_before_every_extractor(app: TestApp) {
     let unknown = format!("cck_{}", "0123456789abcdef".repeat(3));
 
     let json_type = ("content-type", "application/json");
-    let cases: Vec<(&str, Method, &str, Vec<(&str, &str)>, String)> = vec![
+    // What the case is, its request (method, path, headers, body).
+    type Case<'a> = (&'a str, Method, &'a str, Vec<(&'a str, &'a str)>, String);
+    let cases: Vec<Case> = vec![
         (
             "schema error (422)",
             Method::POST,

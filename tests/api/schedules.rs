@@ -55,7 +55,7 @@ async fn a_schedule_shows_its_next_firing_and_bad_ones_are_refused(app: TestApp)
     .await;
     let next = next_run_at(&every_five);
     assert!(
-        next.minute() % 5 == 0 && next.second() == 0 && next - Utc::now() <= chrono::Duration::minutes(5),
+        next.minute().is_multiple_of(5) && next.second() == 0 && next - Utc::now() <= chrono::Duration::minutes(5),
         "{every_five}"
     );
     assert_eq!(every_five["schedule"]["dry_run"], true);

@@ -26,7 +26,9 @@ fn days_ago(days: i64) -> String {
 /// The known customers: (code, orders as (amount, days ago), region).
 /// Spend: C01 5000, C02 2000, C03 1000, C04 1000, C05 500, C06 300, C07 100, C08 100,
 /// C09 nothing, C10 a refund only (no order); C11 has the most but is inactive.
-fn known() -> Vec<(&'static str, Vec<(&'static str, i64)>, &'static str)> {
+type KnownCustomer = (&'static str, Vec<(&'static str, i64)>, &'static str);
+
+fn known() -> Vec<KnownCustomer> {
     vec![
         ("C01", vec![("5000.00", 100)], "0101"),
         ("C02", vec![("1000.00", 5), ("1000.00", 5)], "0101"),

@@ -18,9 +18,12 @@ both_backends!(refused_headers_are_brief);
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 const PEAK_LIMIT: u64 = 200 * 1024 * 1024;
 
+/// Writes a workbook part as it goes (it may write a great deal).
+type PartWriter<'a> = &'a dyn Fn(&mut dyn Write);
+
 /// A workbook of the parts a reader needs, with `sheet` as its one sheet and, when
-/// given, `shared_strings` written by `write_shared` (which may write a great deal).
-fn workbook(sheet: &[u8], shared_strings: Option<&dyn Fn(&mut dyn Write)>) -> Vec<u8> {
+/// given, its shared strings as `shared_strings` writes them.
+fn workbook(sheet: &[u8], shared_strings: Option<PartWriter>) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
