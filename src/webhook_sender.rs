@@ -66,7 +66,7 @@ impl Resolve for PublicAddressesOnly {
 const REGISTRATION_LOOKUP: Duration = Duration::from_secs(2);
 
 /// Whether `host` resolves only to addresses that are not public; a name that does
-/// not resolve (yet, or within [`REGISTRATION_LOOKUP`]) passes: its deliveries fail
+/// not resolve (yet, or within `REGISTRATION_LOOKUP`) passes: its deliveries fail
 /// and are retried, and each delivery resolves it again through the same guard.
 pub async fn resolves_only_privately(url: &WebhookUrl) -> bool {
     let Some(host) = url.host_name() else { return false };

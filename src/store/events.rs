@@ -341,7 +341,7 @@ fn resolve(sequence: &Sequence, cursor: Cursor) -> Result<i64, AppError> {
     }
 }
 
-/// [`resolve`] against the feed as it stands.
+/// `resolve` against the feed as it stands.
 pub fn position_of(conn: &mut DbConnection, cursor: Cursor) -> Result<i64, AppError> {
     resolve(&sequence_row(conn, false)?, cursor)
 }
