@@ -22,7 +22,7 @@ use crate::shutdown::Shutdown;
 use crate::store::api_keys::{self, Bootstrap};
 use crate::store::run_batches::RunRequest;
 use crate::store::schemes::{self, Firing};
-use crate::store::{duplicates, events, import_branches, imports, runs, sales_totals, webhooks};
+use crate::store::{duplicates, events, imports, runs, sales_totals, webhooks};
 use crate::telemetry::{self, Metrics};
 use crate::webhook_sender::deliver_webhooks;
 
@@ -235,26 +235,10 @@ pub async fn key_unkeyed_customers(db: &Db) {
     }
 }
 
-/// Commits or rolls back the XA branches of imports that were prepared when a service
-/// stopped between an import's two commits, as each import's own outcome decides
-/// (`store::import_branches`). Until then such a branch's rows stay invisible and
-/// locked. MySQL only; a branch still held by a running import is left to it.
-pub async fn resolve_import_branches(db: &Db) {
-    match db.run_long(import_branches::resolve_left_behind).await {
-        Ok(0) => {}
-        Ok(resolved) => log::warn!("resolved {resolved} import branches left prepared"),
-        Err(error) => {
-            log::warn!("import branches left prepared could not be resolved now (at the next start they are): {error}")
-        }
-    }
-}
-
-/// What every replica keeps up in the background: the branches that imports left
-/// prepared, and the duplicate keys of customers that have none (after the migration
-/// that added them), once; then the sales totals,
+/// What every replica keeps up in the background: the duplicate keys of customers that
+/// have none (after the migration that added them), once; then the sales totals,
 /// the numbering of the feed's events, their delivery to webhooks, and their retention.
 async fn maintain(db: Db, feed: FeedSignal, event_retention: Duration, webhook_settings: WebhookSettings) {
-    resolve_import_branches(&db).await;
     key_unkeyed_customers(&db).await;
     futures_util::future::join4(
         keep_sales_totals_current(db.clone()),

@@ -307,24 +307,16 @@ fn run(
     // while the import's writes the one before (SQLite has one writer, and plans on
     // the import's connection between writes).
     let mut planning = if matches!(conn, DbConnection::Mysql(_)) { state.db.try_spare() } else { None };
-    // An atomic import writes new customers on a second spare too, in an XA branch that
-    // commits with it (MySQL outside Galera; `store::import_branches`).
-    let mut second = if planning.is_some() && (options.atomic || options.dry_run) && crate::db::supports_xa(conn) {
-        state.db.try_spare()
-    } else {
-        None
-    };
     // An import in one transaction (atomic, or a dry run) that met a deadlock wrote
-    // nothing, and its file is spooled: it runs again, on its own connection alone (a
-    // killed import's rollback still under way on the server has been seen to deadlock
-    // the two writers on the code index), after a pause that lets such a rollback end.
+    // nothing, and its file is spooled: it runs again after a pause that lets a killed
+    // import's rollback, still under way on the server, end (such a rollback has been
+    // seen to deadlock a file sent again on the code index).
     let mut progress = progress;
     let mut attempt = 1;
     let outcome = loop {
         let outcome = store::import(
             conn,
             planning.as_mut().map(|spare| spare.conn()),
-            second.as_mut().map(|spare| spare.conn()),
             options,
             provenance.clone(),
             caller.restriction(),
@@ -341,8 +333,7 @@ fn run(
             Err(error)
                 if error.is_concurrent_update() && (options.atomic || options.dry_run) && attempt < IMPORT_ATTEMPTS =>
             {
-                log::warn!("import {id} met a deadlock and wrote nothing; it runs again on one connection");
-                second = None;
+                log::warn!("import {id} met a deadlock and wrote nothing; it runs again");
                 std::thread::sleep(std::time::Duration::from_secs(attempt));
                 attempt += 1;
             }

@@ -496,12 +496,6 @@ fn finish<T>(
     }
 }
 
-/// Whether `conn` can take part in a two-phase commit (XA): MySQL, but not a node of a
-/// Galera cluster, which replicates no XA transactions.
-pub fn supports_xa(conn: &DbConnection) -> bool {
-    matches!(conn, DbConnection::Mysql(_)) && !is_galera_node(conn)
-}
-
 /// Whether `conn` is to a node of a Galera cluster.
 pub fn is_galera_node(conn: &DbConnection) -> bool {
     matches!(conn, DbConnection::Mysql(_)) && GALERA.load(std::sync::atomic::Ordering::Relaxed)

@@ -285,13 +285,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    import_branches (xid) {
-        xid -> Text,
-        started_at -> Timestamp,
-    }
-}
-
-diesel::table! {
     events (id) {
         id -> BigInt,
         position -> Nullable<BigInt>,

@@ -69,19 +69,6 @@ impl CategoryDeltas {
         }
     }
 
-    /// Takes in the changes `other` (of the same scheme) gathered elsewhere.
-    pub fn absorb(&mut self, other: CategoryDeltas) {
-        if let Some(shard) = other.shard {
-            self.shard.get_or_insert(shard);
-        }
-        for (code, delta) in other.singles {
-            *self.singles.entry(code).or_default() += delta;
-        }
-        for (key, delta) in other.pairs {
-            *self.pairs.entry(key).or_default() += delta;
-        }
-    }
-
     /// Writes the changes, one statement per table, in key order.
     pub fn apply(self, conn: &mut DbConnection) -> Result<(), AppError> {
         let Some(shard) = self.shard else { return Ok(()) };
@@ -190,12 +177,6 @@ impl CustomerDeltas {
     pub fn add(&mut self, customer_ids: &[i64], delta: i64) {
         for id in customer_ids {
             *self.0.entry(shard_of(*id)).or_default() += delta;
-        }
-    }
-
-    pub fn absorb(&mut self, other: CustomerDeltas) {
-        for (shard, delta) in other.0 {
-            *self.0.entry(shard).or_default() += delta;
         }
     }
 

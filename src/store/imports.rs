@@ -3,14 +3,13 @@
 //! set-based (one insert of customers, one of values, their categories through
 //! `assignments::place_new` with history of source `import`, and the counters);
 //! customers that exist and change go through the single-customer writes, each in a
-//! savepoint, so that a row that fails there undoes only itself. An atomic import on
-//! MySQL shares its new customers' chunks with a second writer in an XA branch
-//! (`import_branches`). The import's own row in `imports` holds its progress and its
-//! report for `GET /imports/{id}`.
+//! savepoint, so that a row that fails there undoes only itself. An atomic import is
+//! one transaction on one connection. The import's own row in `imports` holds its
+//! progress and its report for `GET /imports/{id}`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
 
 use diesel::prelude::*;
@@ -21,7 +20,7 @@ use utoipa::ToSchema;
 use crate::db::schema::{
     attribute_definitions, categories, customer_attributes, customer_categories, customers, imports,
 };
-use crate::db::{now, supports_xa, transaction, transaction_once, DbConnection};
+use crate::db::{now, transaction, transaction_once, DbConnection};
 use crate::domain::archive::Field;
 use crate::domain::archive::Value;
 use crate::domain::attribute::{AttributeValue, ValueType};
@@ -41,7 +40,6 @@ use super::counts::{self, CategoryDeltas};
 use super::customer_rows::{new_snapshots, CustomerRow};
 use super::customers::{self as customer_store, CustomerChanges};
 use super::events;
-use super::import_branches::{self, Branch};
 use super::schemes::SchemeRow;
 use super::{lock_rows, visibility, LockMode, LockableTable};
 
@@ -380,8 +378,6 @@ struct Writer<'p> {
     planner: Planner<'p>,
     tally: Tally,
     progress: &'p mut (dyn FnMut(&Tally) + Send),
-    /// The second writer of an atomic import, while it has one.
-    companion: Option<Companion>,
 }
 
 /// The connection a stage uses, taken for each chunk: the planner and the writer share
@@ -986,7 +982,7 @@ impl Writer<'_> {
             let Some(plan) = plan else { continue };
             let conn = &mut **lock(conn)?;
             let outcome = if in_one {
-                self.write_in_one(conn, plan, &mut counted)?
+                self.write_planned(conn, plan, &mut counted)?
             } else {
                 self.write_alone(conn, plan, &chunk.rows)?
             };
@@ -999,51 +995,9 @@ impl Writer<'_> {
             (self.progress)(&self.tally);
         }
         if in_one {
-            if let Some(companion) = self.companion.take() {
-                counted.absorb(companion.finish()?);
-            }
             counted.apply(&mut **lock(conn)?)?;
         }
         Ok(self.tally)
-    }
-
-    /// A chunk of the import's one transaction: its new customers on the companion when
-    /// it is free, else on `conn`.
-    fn write_in_one(
-        &mut self,
-        conn: &mut DbConnection,
-        plan: Plan,
-        counted: &mut Counted,
-    ) -> Result<ChunkOutcome, AppError> {
-        if !plan.changing.is_empty() {
-            // A change locks rows of existing customers and, where it checks a unique
-            // key, gaps beside them, where the companion's inserts could then wait for
-            // this transaction while it waits for the companion: from here on, this
-            // connection writes alone.
-            if let Some(companion) = self.companion.take() {
-                counted.absorb(companion.finish()?);
-            }
-        }
-        let Some(companion) = self.companion.as_ref().filter(|_| !plan.creating.is_empty()) else {
-            return self.write_planned(conn, plan, counted);
-        };
-        let Plan { at, creating, changing, settled } = plan;
-        lock_placements(conn, &self.planner.catalogue, &creating)?;
-        let created = creating.len() as u64;
-        match companion.chunks.try_send((creating, at)) {
-            Ok(()) => {
-                let mut outcome = ChunkOutcome { created, ..ChunkOutcome::default() };
-                outcome.add(settled);
-                Ok(outcome)
-            }
-            Err(TrySendError::Full((creating, at))) => {
-                self.write_planned(conn, Plan { at, creating, changing, settled }, counted)
-            }
-            Err(TrySendError::Disconnected(_)) => match self.companion.take().map(Companion::finish) {
-                Some(Err(error)) => Err(error),
-                _ => Err(AppError::internal("the import's second writer stopped")),
-            },
-        }
     }
 
     /// A chunk in its own transaction; when a write fails there (a race with another
@@ -1182,18 +1136,6 @@ struct Counted {
 }
 
 impl Counted {
-    fn absorb(&mut self, other: Counted) {
-        self.customers.absorb(other.customers);
-        for (scheme_id, deltas) in other.categories {
-            match self.categories.entry(scheme_id) {
-                std::collections::btree_map::Entry::Vacant(entry) => {
-                    entry.insert(deltas);
-                }
-                std::collections::btree_map::Entry::Occupied(mut entry) => entry.get_mut().absorb(deltas),
-            }
-        }
-    }
-
     fn apply(self, conn: &mut DbConnection) -> Result<(), AppError> {
         self.customers.apply(conn)?;
         for deltas in self.categories.into_values() {
@@ -1340,48 +1282,14 @@ fn create(
     })
 }
 
-/// The second writer of an atomic import on MySQL, on a connection of its own in the
-/// import's XA branch (`import_branches`): it writes the new customers of the chunks
-/// handed to it while the import's connection writes others.
-struct Companion {
-    /// Handed over only when the companion waits for one (a rendezvous), so that
-    /// whichever writer is free takes the next chunk.
-    chunks: SyncSender<(Vec<NewCustomer>, chrono::NaiveDateTime)>,
-    finished: Receiver<Result<Counted, AppError>>,
-}
-
-impl Companion {
-    /// Writes the chunks it is handed until the channel closes; what they counted.
-    fn run(
-        conn: &mut DbConnection,
-        catalogue: &Catalogue,
-        provenance: &Provenance,
-        chunks: Receiver<(Vec<NewCustomer>, chrono::NaiveDateTime)>,
-    ) -> Result<Counted, AppError> {
-        let mut counted = Counted::default();
-        for (new, at) in chunks {
-            create(conn, catalogue, provenance, &new, at, &mut counted)?;
-        }
-        Ok(counted)
-    }
-
-    /// Waits for the companion's last chunk: what its chunks counted, or its failure.
-    fn finish(self) -> Result<Counted, AppError> {
-        drop(self.chunks);
-        self.finished.recv().unwrap_or_else(|_| Err(AppError::internal("the import's second writer stopped")))
-    }
-}
-
 /// Runs an import: `feed` gives the importer the header and the rows, which a planner
 /// thread plans and a writer thread writes, a chunk at a time; the planner reads on
 /// `planning` where there is such a connection, else on the import's. Atomic (or a dry
 /// run): one transaction, committed only when every row is good and it is no dry run.
 /// Otherwise each chunk commits on its own.
-#[allow(clippy::too_many_arguments)]
 pub fn import(
     conn: &mut DbConnection,
     planning: Option<&mut DbConnection>,
-    second: Option<&mut DbConnection>,
     options: &ImportOptions,
     provenance: Provenance,
     restriction: Option<&Restriction>,
@@ -1391,15 +1299,8 @@ pub fn import(
     let dry_run = options.dry_run;
     let in_one = options.atomic || dry_run;
     let keep = move |tally: &Tally| !dry_run && tally.error_count == 0;
-    let mut second = second.filter(|second| in_one && supports_xa(second));
-    let mut prepared: Option<Branch> = None;
-    let (second_slot, prepared_slot) = (&mut second, &mut prepared);
     let run = move |conn: &mut DbConnection| {
         let catalogue = Catalogue::load(conn)?;
-        let branch = match second_slot.as_deref_mut() {
-            Some(second) => Some(import_branches::begin(conn, second)?),
-            None => None,
-        };
         // One chunk waits between each two stages: enough to keep the writer busy,
         // and memory to a few chunks.
         let (sender, read_chunks) = sync_channel::<Chunk>(1);
@@ -1418,29 +1319,17 @@ pub fn import(
             planner_stopped: false,
         };
         let planner = Planner { options: options.clone(), restriction, catalogue };
-        let companion_catalogue = branch.as_ref().map(|_| (planner.catalogue.clone(), provenance.clone()));
-        let mut writer = Writer {
+        let writer = Writer {
             options: options.clone(),
             provenance,
             planner: planner.clone(),
             tally: Tally::default(),
             progress: &mut progress,
-            companion: None,
         };
         let own = Mutex::new(conn);
         let other = planning.map(Mutex::new);
         let planning = other.as_ref().unwrap_or(&own);
-        let result = std::thread::scope(|scope| {
-            if let (Some((catalogue, provenance)), Some(second)) =
-                (companion_catalogue, second_slot.as_deref_mut().filter(|_| branch.is_some()))
-            {
-                let (chunks, handed) = sync_channel(0);
-                let (finished_sender, finished) = sync_channel(1);
-                scope.spawn(move || {
-                    let _ = finished_sender.send(Companion::run(second, &catalogue, &provenance, handed));
-                });
-                writer.companion = Some(Companion { chunks, finished });
-            }
+        std::thread::scope(|scope| {
             let planned = scope.spawn(|| planner.run(planning, read_chunks, planned_sender));
             let written = scope.spawn(|| writer.run(&own, planned_chunks));
             let read = feed(&mut importer).and_then(|()| importer.hand_over());
@@ -1466,43 +1355,13 @@ pub fn import(
                     Ok(Tally { ignored_columns, ..tally })
                 }
             }
-        });
-        // The branch is prepared before the import's transaction commits, and rolled
-        // back with it otherwise.
-        if let (Some(branch), Some(second)) = (branch, second_slot.as_deref_mut()) {
-            match &result {
-                Ok(tally) if keep(tally) => match branch.prepare(second) {
-                    Ok(()) => *prepared_slot = Some(branch),
-                    Err(error) => {
-                        branch.roll_back(second);
-                        return Err(error);
-                    }
-                },
-                _ => branch.roll_back(second),
-            }
-        }
-        result
+        })
     };
-    if !in_one {
-        return run(conn);
+    if in_one {
+        transaction_once(conn, run, keep)
+    } else {
+        run(conn)
     }
-    let outcome = transaction_once(conn, run, keep);
-    if let (Some(branch), Some(second)) = (prepared, second) {
-        match &outcome {
-            Ok(_) => {
-                if let Err(error) = branch.commit(second, conn) {
-                    log::error!("{}", error.detail);
-                    // A branch whose connection broke is no longer held by it and can
-                    // be committed from this one now.
-                    if let Err(error) = import_branches::resolve_left_behind(conn) {
-                        log::error!("import branches left prepared were not resolved: {}", error.detail);
-                    }
-                }
-            }
-            Err(_) => branch.roll_back(second),
-        }
-    }
-    outcome
 }
 
 /// An import as `GET /imports/{id}` shows it.

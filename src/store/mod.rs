@@ -14,7 +14,6 @@ pub mod duplicates;
 pub mod events;
 pub mod exports;
 pub mod history;
-pub mod import_branches;
 pub mod imports;
 pub mod journeys;
 pub mod merge;

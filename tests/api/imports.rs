@@ -22,6 +22,7 @@ both_backends!(
     an_import_keys_its_new_customers_for_duplicates_once_it_commits,
     an_import_of_many_chunks_lands_whole_with_its_counts_members_and_history,
     an_import_refused_in_its_last_chunk_leaves_nothing_of_the_earlier_ones,
+    an_atomic_import_is_never_seen_in_part,
     a_browser_form_uploads_the_file_as_multipart,
     row_errors_come_in_row_order,
 );
@@ -571,95 +572,40 @@ async fn an_import_refused_in_its_last_chunk_leaves_nothing_of_the_earlier_ones(
     assert_eq!(exported_codes(&app, "").await, ["A1", "A2", "A3"]);
     assert!(app.full_history("A1").await.iter().all(|entry| entry["source"] != "import"));
     assert_eq!(counted_reports(&app).await, before, "the counters are as they were");
-    // Nothing is left prepared for a later start to decide.
-    let branches = with_connection(&app, |conn| {
-        use custclass::db::schema::import_branches;
-        use diesel::prelude::*;
-        import_branches::table.count().get_result::<i64>(conn).unwrap()
-    })
-    .await;
-    assert_eq!(branches, 0);
-
     // The same file, corrected, lands.
     assert_counts(&ok_json(csv(&app, "", &many_chunks()).await, StatusCode::OK).await, 3500, 0, 0, 0);
 }
 
-/// A service that stops between an import's two commits leaves the import's XA branch
-/// prepared; the next start commits it if the import committed and rolls it back if
-/// not. XA is MySQL's: SQLite has one writer and no second connection to commit, so
-/// this test has no SQLite twin.
-mod an_import_branch_left_prepared_is_decided_at_the_next_start {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn mysql() {
-        super::branches_left_prepared(super::spawn_app(super::Backend::Mysql).await).await
-    }
-}
-
-/// Begins a branch on a connection of its own that inserts customer `code`, prepares it
-/// and disconnects, as a stopped service would; with the import's row when `committed`.
-async fn leave_branch_prepared(app: &TestApp, id: &'static str, code: &'static str, committed: bool) {
-    with_connection(app, move |conn| {
-        use diesel::prelude::*;
-        #[derive(QueryableByName)]
-        struct Name {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            name: String,
-        }
-        let database = diesel::sql_query("SELECT DATABASE() AS name").get_result::<Name>(conn).unwrap().name;
-        let xid = format!("X'{}', X'{}'", hex::encode(id), hex::encode(database));
-        if committed {
-            diesel::sql_query(format!("INSERT INTO import_branches (xid, started_at) VALUES ('{id}', NOW(6))")).execute(conn).unwrap();
-        }
-        for statement in [
-            format!("XA START {xid}"),
-            format!("INSERT INTO customers (code, name, status, classification, version, created_at, updated_at) VALUES ('{code}', '{code}', 'active', '[]', 1, NOW(6), NOW(6))"),
-            format!("XA END {xid}"),
-            format!("XA PREPARE {xid}"),
-        ] {
-            diesel::sql_query(statement).execute(conn).unwrap();
-        }
-    })
-    .await
-}
-
-async fn branches_left_prepared(app: TestApp) {
+/// An atomic import is one transaction: while it runs, a reader sees none of its
+/// customers, and once it sees the first it sees the last too, and the counters with them.
+async fn an_atomic_import_is_never_seen_in_part(app: TestApp) {
     archive(&app).await;
-    leave_branch_prepared(&app, "custclass-import-committed", "P1", true).await;
-    leave_branch_prepared(&app, "custclass-import-rolled-back", "Q1", false).await;
-    problem(app.get("/api/v1/customers/P1").await, StatusCode::NOT_FOUND, "customer_not_found").await;
-
-    let restarted = app.replica().await;
-    let mut waited = Duration::ZERO;
-    while restarted.get("/api/v1/customers/P1").await.status() != StatusCode::OK {
-        assert!(
-            waited < Duration::from_secs(10),
-            "the committed import's branch was not committed within 10 s of the start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += Duration::from_millis(50);
-    }
-    problem(restarted.get("/api/v1/customers/Q1").await, StatusCode::NOT_FOUND, "customer_not_found").await;
-    assert_eq!(exported_codes(&restarted, "").await, ["A1", "A2", "A3", "P1"]);
-    let (prepared, recorded) = with_connection(&app, |conn| {
-        use diesel::prelude::*;
-        #[derive(QueryableByName)]
-        struct Prepared {
-            #[diesel(sql_type = diesel::sql_types::Binary)]
-            data: Vec<u8>,
+    let population = |report: Value| report["population"].clone();
+    let before = population(ok_json(app.get("/api/v1/reports/distribution?scheme=REGION").await, StatusCode::OK).await);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let importing = async {
+        let answer = csv(&app, "", &many_chunks()).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        answer
+    };
+    let reading = async {
+        let mut partial = Vec::new();
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let first = app.get("/api/v1/customers/M00001").await.status();
+            let last = app.get("/api/v1/customers/M03500").await.status();
+            let counted =
+                population(ok_json(app.get("/api/v1/reports/distribution?scheme=REGION").await, StatusCode::OK).await);
+            if first == StatusCode::OK && (last != StatusCode::OK || counted == before) {
+                partial.push((first, last, counted));
+            }
         }
-        let prepared = diesel::sql_query("XA RECOVER")
-            .load::<Prepared>(conn)
-            .unwrap()
-            .into_iter()
-            .filter(|row| {
-                row.data.starts_with(b"custclass-import-committed")
-                    || row.data.starts_with(b"custclass-import-rolled-back")
-            })
-            .count();
-        (prepared, custclass::db::schema::import_branches::table.count().get_result::<i64>(conn).unwrap())
-    })
-    .await;
-    assert_eq!((prepared, recorded), (0, 0), "both branches decided, and the committed import's row forgotten");
+        partial
+    };
+    let (imported, partial) = tokio::join!(importing, reading);
+    assert_counts(&ok_json(imported, StatusCode::OK).await, 3500, 0, 0, 0);
+    assert!(partial.is_empty(), "a reader saw the import in part: {partial:?}");
+    let after = population(ok_json(app.get("/api/v1/reports/distribution?scheme=REGION").await, StatusCode::OK).await);
+    assert_eq!(after.as_i64().unwrap() - before.as_i64().unwrap(), 3500);
 }
 
 /// A body as Chrome sends a form with one file input: `multipart/form-data` with a
