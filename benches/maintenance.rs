@@ -115,7 +115,7 @@ fn import_cases(archive: &Service, n: usize) {
     let directory = std::env::temp_dir();
     let whole = directory.join("custclass-archive.csv");
     export_csv(archive, &whole);
-    let files: Vec<(String, PathBuf, usize, &str)> = [(100_000.min(n), "≤ 10 s"), (n, "≤ 2 min")]
+    let files: Vec<(String, PathBuf, usize, &str)> = [(100_000.min(n), "≤ 15 s"), (n, "≤ 150 s")]
         .into_iter()
         .map(|(rows, target)| {
             let path = directory.join(format!("custclass-import-{rows}.csv"));
