@@ -4,11 +4,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends libmariadb-dev 
 WORKDIR /src
 # Dependencies first, so that code changes do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src benches && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
-    && echo 'fn main() {}' > benches/customers.rs && echo 'fn main() {}' > benches/sales.rs \
-    && cargo build --release --locked && rm -rf src benches
+COPY crates/domain/Cargo.toml crates/domain/
+RUN mkdir -p src benches crates/domain/src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+    && echo '' > crates/domain/src/lib.rs \
+    && for bench in customers sales reports maintenance webhooks; do echo 'fn main() {}' > benches/$bench.rs; done \
+    && cargo build --release --locked && rm -rf src benches crates/domain/src
 COPY . .
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked
+RUN touch src/main.rs src/lib.rs crates/domain/src/lib.rs && cargo build --release --locked
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libmariadb3 ca-certificates curl \

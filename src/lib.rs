@@ -5,7 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
-pub mod domain;
+pub use custclass_domain as domain;
 pub mod error;
 pub mod shutdown;
 pub mod startup;

@@ -275,7 +275,7 @@ pub fn answer<T: Copy + PartialOrd>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::sales::Money;
+    use crate::sales::Money;
 
     fn spend() -> Field {
         Field::Metric(Metric::Spend12m)

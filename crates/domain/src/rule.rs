@@ -616,11 +616,11 @@ fn scalar(field: &Field, value: &Json, catalog: &dyn Catalog) -> Result<Scalar, 
             .ok_or_else(|| "must be an integer".into()),
         Kind::Decimal => value.as_f64().map(Scalar::Decimal).ok_or_else(|| "must be a number".into()),
         Kind::Boolean => value.as_bool().map(Scalar::Boolean).ok_or_else(|| "must be true or false".into()),
-        Kind::Moment => {
-            value.as_str().and_then(parse_moment).map(Scalar::Moment).ok_or_else(|| {
-                format!("must be an RFC 3339 time or a date (YYYY-MM-DD), {}", crate::domain::MOMENT_RANGE)
-            })
-        }
+        Kind::Moment => value
+            .as_str()
+            .and_then(parse_moment)
+            .map(Scalar::Moment)
+            .ok_or_else(|| format!("must be an RFC 3339 time or a date (YYYY-MM-DD), {}", crate::MOMENT_RANGE)),
         Kind::Date => match value {
             Json::String(text) => AttributeValue::from_text(ValueType::Date, text).map(|_| Scalar::Text(text.clone())),
             _ => Err("must be a date (YYYY-MM-DD)".into()),
@@ -650,13 +650,13 @@ fn scalar(field: &Field, value: &Json, catalog: &dyn Catalog) -> Result<Scalar, 
     }
 }
 
-/// RFC 3339, or a date meaning its midnight (UTC), within [`crate::domain::moment_in_range`].
+/// RFC 3339, or a date meaning its midnight (UTC), within [`crate::moment_in_range`].
 pub fn parse_moment(text: &str) -> Option<NaiveDateTime> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.naive_utc())
         .ok()
         .or_else(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
-        .filter(|at| crate::domain::moment_in_range(*at))
+        .filter(|at| crate::moment_in_range(*at))
 }
 
 #[cfg(test)]
