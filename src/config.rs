@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use crate::db::{DatabaseUrl, Timeouts, DEFAULT_SQLITE_PATH};
+use crate::db::{
+    DatabaseUrl, Timeouts, DEFAULT_DB_TIMEOUT_MS, DEFAULT_LONG_STATEMENT_TIMEOUT_MS, DEFAULT_SQLITE_PATH,
+    DEFAULT_STATEMENT_TIMEOUT_MS,
+};
 use crate::domain::webhook::RetrySchedule;
 
 #[derive(Debug, Clone)]
@@ -85,9 +88,6 @@ impl CorsOrigins {
 
 pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_POOL_SIZE: u32 = 10;
-pub const DEFAULT_DB_TIMEOUT_MS: u64 = 3000;
-pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 30_000;
-pub const DEFAULT_LONG_STATEMENT_TIMEOUT_MS: u64 = 600_000;
 pub const DEFAULT_RUN_BATCH_SIZE: i64 = 10_000;
 pub const DEFAULT_EVENT_RETENTION_DAYS: u64 = 30;
 pub const DEFAULT_WEBHOOK_TIMEOUT_SECONDS: u64 = 10;

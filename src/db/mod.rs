@@ -526,6 +526,12 @@ pub fn snapshot<T>(
     conn.transaction(work)
 }
 
+/// The defaults of `DB_TIMEOUT_MS`, `DB_STATEMENT_TIMEOUT_MS` and
+/// `DB_LONG_STATEMENT_TIMEOUT_MS` (see [`Timeouts`]).
+pub const DEFAULT_DB_TIMEOUT_MS: u64 = 3000;
+pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_LONG_STATEMENT_TIMEOUT_MS: u64 = 600_000;
+
 /// How long database work may take, end to end.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -543,8 +549,8 @@ impl Timeouts {
     pub fn with_wait(wait: Duration) -> Self {
         Self {
             wait,
-            statement: Duration::from_millis(crate::config::DEFAULT_STATEMENT_TIMEOUT_MS),
-            long_statement: Duration::from_millis(crate::config::DEFAULT_LONG_STATEMENT_TIMEOUT_MS),
+            statement: Duration::from_millis(DEFAULT_STATEMENT_TIMEOUT_MS),
+            long_statement: Duration::from_millis(DEFAULT_LONG_STATEMENT_TIMEOUT_MS),
         }
     }
 }
