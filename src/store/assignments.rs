@@ -501,7 +501,7 @@ pub fn assign(
     restriction: Option<&Restriction>,
 ) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
-        let customer = super::customers::locked_customer(conn, customer_code, expected, restriction)?;
+        let customer = super::visibility::locked_customer(conn, customer_code, expected, restriction)?;
         visibility::ensure_allowed(restriction, scheme_code, Some(category_code))?;
         let scheme = scheme_store::get(conn, scheme_code)?;
         let category = assignable_category(conn, &scheme, category_code, "category")?;
@@ -527,7 +527,7 @@ pub fn unassign(
     restriction: Option<&Restriction>,
 ) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
-        let customer = super::customers::locked_customer(conn, customer_code, expected, restriction)?;
+        let customer = super::visibility::locked_customer(conn, customer_code, expected, restriction)?;
         visibility::ensure_allowed(restriction, scheme_code, None)?;
         let scheme = scheme_store::get(conn, scheme_code)?;
         if scheme.required && current(conn, customer.id, scheme.id)?.is_some() {

@@ -19,13 +19,11 @@ use crate::error::{AppError, ErrorCode};
 use super::assignments::{self, AttributeCheck, Provenance};
 use super::attributes::{self, EditMode};
 use super::counts;
-use super::customer_rows::{
-    customer_not_found, find, get_row, refresh_snapshot, view_by_id, CustomerRow, CustomerView, SnapshotTarget,
-};
+use super::customer_rows::{find, get_row, refresh_snapshot, view_by_id, CustomerRow, CustomerView, SnapshotTarget};
 use super::duplicates;
 use super::events;
 use super::schemes::{self as scheme_store, SchemeRow};
-use super::{check_version, lock_current, visibility, LockableTable};
+use super::visibility;
 
 /// Every field of a new customer, validated.
 #[derive(Debug, Clone)]
@@ -226,22 +224,6 @@ pub fn create(
     })
 }
 
-/// Locks the customer `code` for a change by a caller with `restriction` (one it may
-/// not see answers 404, as if it did not exist), then checks the caller's `If-Match`.
-pub(crate) fn locked_customer(
-    conn: &mut DbConnection,
-    code: &str,
-    expected: Option<i64>,
-    restriction: Option<&Restriction>,
-) -> Result<CustomerRow, AppError> {
-    let current = lock_current(conn, LockableTable::Customers, None, |conn| get_row(conn, code))?;
-    if !visibility::admits_row(restriction, &current)? {
-        return Err(customer_not_found(code));
-    }
-    check_version(expected, current.version)?;
-    Ok(current)
-}
-
 pub fn update(
     conn: &mut DbConnection,
     code: &str,
@@ -250,7 +232,7 @@ pub fn update(
     restriction: Option<&Restriction>,
 ) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
-        let current = locked_customer(conn, code, expected, restriction)?;
+        let current = visibility::locked_customer(conn, code, expected, restriction)?;
         if let Some(Some(tax_id)) = &changes.tax_id {
             ensure_tax_id_free(conn, tax_id, Some(current.id))?;
         }
@@ -311,7 +293,7 @@ pub fn replace_attributes(
     restriction: Option<&Restriction>,
 ) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
-        let current = locked_customer(conn, code, expected, restriction)?;
+        let current = visibility::locked_customer(conn, code, expected, restriction)?;
         if attributes::edit_values(conn, &current, values, EditMode::Replace)? {
             refresh_snapshot(conn, SnapshotTarget::Ids(&[current.id]), true)?;
             record_updated(conn, code, current.version + 1)?;
@@ -330,7 +312,7 @@ pub fn delete(
     restriction: Option<&Restriction>,
 ) -> Result<(), AppError> {
     transaction(conn, |conn| {
-        let current = locked_customer(conn, code, expected, restriction)?;
+        let current = visibility::locked_customer(conn, code, expected, restriction)?;
         remove(conn, &current, &Provenance::new(actor, Source::Manual, Some("customer deleted".into())))?;
         events::record_one(conn, EventType::CustomerDeleted, json!({"customer": code}))
     })

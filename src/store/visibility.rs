@@ -103,3 +103,20 @@ pub fn ensure_still_inside(restriction: Option<&Restriction>, view: &CustomerVie
         )))
     }
 }
+
+/// Locks the customer `code` for a change by a caller with `restriction` (one it may
+/// not see answers 404, as if it did not exist), then checks the caller's `If-Match`.
+pub(crate) fn locked_customer(
+    conn: &mut DbConnection,
+    code: &str,
+    expected: Option<i64>,
+    restriction: Option<&Restriction>,
+) -> Result<CustomerRow, AppError> {
+    let current =
+        super::lock_current(conn, super::LockableTable::Customers, None, |conn| customer_rows::get_row(conn, code))?;
+    if !admits_row(restriction, &current)? {
+        return Err(customer_rows::customer_not_found(code));
+    }
+    super::check_version(expected, current.version)?;
+    Ok(current)
+}
