@@ -10,16 +10,15 @@
 //! number of writers and replicas, and without relying on AUTO_INCREMENT (whose values
 //! interleave on a cluster and are taken in insert order, not commit order).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use serde_json::{json, Map, Value as Json};
 
-use super::history::{NewHistory, SharedChange};
 use super::{id_list, visibility};
-use crate::db::schema::{customers, event_sequence, events};
+use crate::db::schema::{event_sequence, events};
 use crate::db::sql::{Dialect, Fragment, Predicate};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::event::{Cursor, EventType, TypeFilter};
@@ -31,9 +30,9 @@ const SEQUENCE_BATCH: i64 = 5_000;
 /// Events retention deletes in one transaction.
 const PRUNE_BATCH: i64 = 10_000;
 /// Most events a group row holds.
-const GROUP_LIMIT: usize = 1000;
+pub(crate) const GROUP_LIMIT: usize = 1000;
 /// The field naming an event's customer.
-const SINGLE_CUSTOMER: &str = "customer";
+pub(crate) const SINGLE_CUSTOMER: &str = "customer";
 /// The field of a group row listing its events' customers, in their order.
 const GROUP_CUSTOMERS: &str = "customers";
 
@@ -78,76 +77,6 @@ pub(crate) fn rfc3339(at: NaiveDateTime) -> String {
     DateTime::<Utc>::from_naive_utc_and_offset(at, Utc).to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// What `classification.changed` says of a change, but for the customer.
-fn classification_change(change: &SharedChange) -> Map<String, Json> {
-    let Json::Object(data) = json!({
-        "scheme": change.scheme_code,
-        "from": change.from_category,
-        "to": change.to_category,
-        "direction": change.direction.as_str(),
-        "source": change.source.as_str(),
-        "rule_id": change.rule_id,
-        "run_id": change.run_id,
-        "reason": change.reason,
-        "at": rfc3339(change.at),
-    }) else {
-        unreachable!("json! of an object literal is an object")
-    };
-    data
-}
-
-/// `classification.changed` for each history entry. Entries that differ only in their
-/// customer (new customers placed by an import, a scheme at a time) share group rows.
-/// Grouping puts the changes in the order of their first entry, so it is done only
-/// when no customer changes twice in one scheme among the entries; otherwise every
-/// entry is an event of its own, in order.
-pub fn record_classification_changes(conn: &mut DbConnection, entries: &[NewHistory]) -> Result<(), AppError> {
-    let mut seen = HashSet::new();
-    if !entries.iter().all(|entry| seen.insert((entry.customer_code.as_str(), entry.scheme_code.as_str()))) {
-        let single = |entry: &NewHistory| {
-            let mut data = classification_change(&entry.shared());
-            data.insert(SINGLE_CUSTOMER.into(), json!(entry.customer_code));
-            NewEvent { kind: EventType::ClassificationChanged, at: entry.at, data: Json::Object(data) }
-        };
-        return record(conn, entries.iter().map(single).collect());
-    }
-    let mut groups: Vec<(Map<String, Json>, NaiveDateTime, Vec<String>)> = Vec::new();
-    let mut open: HashMap<String, usize> = HashMap::new();
-    for entry in entries {
-        let shared = classification_change(&entry.shared());
-        let key = Json::Object(shared.clone()).to_string();
-        match open.get(&key) {
-            Some(&group) if groups[group].2.len() < GROUP_LIMIT => groups[group].2.push(entry.customer_code.clone()),
-            _ => {
-                open.insert(key, groups.len());
-                groups.push((shared, entry.at, vec![entry.customer_code.clone()]));
-            }
-        }
-    }
-    for (shared, at, codes) in groups {
-        record_for_customers(conn, EventType::ClassificationChanged, at, shared, codes)?;
-    }
-    Ok(())
-}
-
-/// `classification.changed` for each of these customers making the same change (the
-/// chunks of `history::record_shared`), as group rows.
-pub fn record_shared_classification_change(
-    conn: &mut DbConnection,
-    customer_ids: &[i64],
-    change: &SharedChange,
-) -> Result<(), AppError> {
-    for chunk in customer_ids.chunks(GROUP_LIMIT) {
-        let codes: Vec<String> = customers::table
-            .filter(customers::id.eq_any(chunk))
-            .order(customers::id)
-            .select(customers::code)
-            .load(conn)?;
-        record_for_customers(conn, EventType::ClassificationChanged, change.at, classification_change(change), codes)?;
-    }
-    Ok(())
-}
-
 /// `customer.created` for each of these new customers, as group rows.
 pub fn record_customers_created(conn: &mut DbConnection, at: NaiveDateTime, codes: &[&str]) -> Result<(), AppError> {
     for chunk in codes.chunks(GROUP_LIMIT) {
@@ -165,7 +94,7 @@ pub fn record_customers_created(conn: &mut DbConnection, at: NaiveDateTime, code
 /// Events of `kind` that say the same (`shared`) of each of these customers (at most
 /// `GROUP_LIMIT`): one group row holding `shared` once and the customers' codes,
 /// numbered as that many consecutive events and read back one by one.
-fn record_for_customers(
+pub(crate) fn record_for_customers(
     conn: &mut DbConnection,
     kind: EventType,
     at: NaiveDateTime,

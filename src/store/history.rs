@@ -1,11 +1,18 @@
 //! The assignment history: append-only, read newest first by customer code.
 
-use diesel::prelude::*;
+use std::collections::{HashMap, HashSet};
 
-use crate::db::schema::assignment_history;
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde_json::{json, Map, Value as Json};
+
+use crate::db::schema::{assignment_history, customers};
 use crate::db::DbConnection;
+use crate::domain::event::EventType;
 use crate::domain::history::{Direction, Source};
 use crate::error::AppError;
+
+use super::events;
 
 /// One change of a customer's category in a scheme.
 #[derive(Debug, Clone, Insertable, Queryable, Selectable)]
@@ -49,7 +56,7 @@ impl HistoryRow {
 pub fn record(conn: &mut DbConnection, entries: &[NewHistory]) -> Result<(), AppError> {
     // Rows that serialise a field through another type insert by value only.
     crate::insert_many!(conn, assignment_history::table, entries.to_vec())?;
-    super::events::record_classification_changes(conn, entries)
+    record_classification_changes(conn, entries)
 }
 
 /// One change made to many customers alike: the same scheme, categories, time and
@@ -108,7 +115,7 @@ pub fn record_shared(conn: &mut DbConnection, customer_ids: &[i64], change: &Sha
         .bind::<Nullable<BigInt>, _>(change.run_id)
         .execute(conn)?;
     }
-    super::events::record_shared_classification_change(conn, customer_ids, change)
+    record_shared_classification_change(conn, customer_ids, change)
 }
 
 /// Where a page of history continues: after the entry at `(at, id)`.
@@ -150,4 +157,82 @@ pub fn exists_for(conn: &mut DbConnection, customer_code: &str) -> Result<bool, 
         .first(conn)
         .optional()?;
     Ok(found.is_some())
+}
+
+/// What `classification.changed` says of a change, but for the customer.
+fn classification_change(change: &SharedChange) -> Map<String, Json> {
+    let Json::Object(data) = json!({
+        "scheme": change.scheme_code,
+        "from": change.from_category,
+        "to": change.to_category,
+        "direction": change.direction.as_str(),
+        "source": change.source.as_str(),
+        "rule_id": change.rule_id,
+        "run_id": change.run_id,
+        "reason": change.reason,
+        "at": events::rfc3339(change.at),
+    }) else {
+        unreachable!("json! of an object literal is an object")
+    };
+    data
+}
+
+/// `classification.changed` for each history entry. Entries that differ only in their
+/// customer (new customers placed by an import, a scheme at a time) share group rows.
+/// Grouping puts the changes in the order of their first entry, so it is done only
+/// when no customer changes twice in one scheme among the entries; otherwise every
+/// entry is an event of its own, in order.
+fn record_classification_changes(conn: &mut DbConnection, entries: &[NewHistory]) -> Result<(), AppError> {
+    let mut seen = HashSet::new();
+    if !entries.iter().all(|entry| seen.insert((entry.customer_code.as_str(), entry.scheme_code.as_str()))) {
+        let single = |entry: &NewHistory| {
+            let mut data = classification_change(&entry.shared());
+            data.insert(events::SINGLE_CUSTOMER.into(), json!(entry.customer_code));
+            events::NewEvent { kind: EventType::ClassificationChanged, at: entry.at, data: Json::Object(data) }
+        };
+        return events::record(conn, entries.iter().map(single).collect());
+    }
+    let mut groups: Vec<(Map<String, Json>, NaiveDateTime, Vec<String>)> = Vec::new();
+    let mut open: HashMap<String, usize> = HashMap::new();
+    for entry in entries {
+        let shared = classification_change(&entry.shared());
+        let key = Json::Object(shared.clone()).to_string();
+        match open.get(&key) {
+            Some(&group) if groups[group].2.len() < events::GROUP_LIMIT => {
+                groups[group].2.push(entry.customer_code.clone())
+            }
+            _ => {
+                open.insert(key, groups.len());
+                groups.push((shared, entry.at, vec![entry.customer_code.clone()]));
+            }
+        }
+    }
+    for (shared, at, codes) in groups {
+        events::record_for_customers(conn, EventType::ClassificationChanged, at, shared, codes)?;
+    }
+    Ok(())
+}
+
+/// `classification.changed` for each of these customers making the same change (the
+/// chunks of `record_shared`), as group rows.
+fn record_shared_classification_change(
+    conn: &mut DbConnection,
+    customer_ids: &[i64],
+    change: &SharedChange,
+) -> Result<(), AppError> {
+    for chunk in customer_ids.chunks(events::GROUP_LIMIT) {
+        let codes: Vec<String> = customers::table
+            .filter(customers::id.eq_any(chunk))
+            .order(customers::id)
+            .select(customers::code)
+            .load(conn)?;
+        events::record_for_customers(
+            conn,
+            EventType::ClassificationChanged,
+            change.at,
+            classification_change(change),
+            codes,
+        )?;
+    }
+    Ok(())
 }
