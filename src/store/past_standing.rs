@@ -24,7 +24,7 @@ use crate::error::AppError;
 use super::journeys::{self, Journey, Span};
 use super::reports::{rewound, CellKey};
 use super::schemes::SchemeRow;
-use super::transactions::window_start;
+use crate::domain::sales::window_start;
 
 /// Customers read per statement: each result is buffered whole by the MySQL client.
 const IDS_PER_READ: i64 = 10_000;

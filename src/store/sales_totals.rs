@@ -21,7 +21,7 @@ use crate::db::{transaction, DbConnection};
 use crate::domain::report::Measure;
 use crate::error::AppError;
 
-use super::transactions::window_start;
+use crate::domain::sales::window_start;
 
 /// Where the anchor starts: before any moment the service accepts, so nothing is summed.
 fn origin() -> NaiveDateTime {

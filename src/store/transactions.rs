@@ -2,14 +2,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{Months, NaiveDateTime};
+use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Timestamp};
 
 use crate::db::schema::{customers, transactions};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::report::Measure;
-use crate::domain::sales::{ExternalId, Money};
+use crate::domain::sales::{window_start, ExternalId, Money};
 use crate::error::AppError;
 
 use super::customer_rows::customer_not_found;
@@ -150,11 +150,6 @@ pub struct Metrics {
     pub lifetime_spend: Money,
     pub last_order_at: Option<NaiveDateTime>,
     pub days_since_last_order: Option<i64>,
-}
-
-/// The 12-month window ends at `as_of` and starts (exclusively) 12 calendar months before.
-pub fn window_start(as_of: NaiveDateTime) -> NaiveDateTime {
-    as_of.checked_sub_months(Months::new(12)).unwrap_or(NaiveDateTime::MIN)
 }
 
 /// The aggregate of one summable metric over `transactions t` as of `as_of`, in SQL

@@ -92,6 +92,11 @@ impl ExternalId {
     }
 }
 
+/// The 12-month window ends at `as_of` and starts (exclusively) 12 calendar months before.
+pub fn window_start(as_of: chrono::NaiveDateTime) -> chrono::NaiveDateTime {
+    as_of.checked_sub_months(chrono::Months::new(12)).unwrap_or(chrono::NaiveDateTime::MIN)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
