@@ -714,7 +714,7 @@ impl Mover {
 /// Moves customers into `category` set-based, a thousand per statement: their
 /// assignments, memberships and history (with the values `dropped` on the way).
 /// Their attribute values are the caller's (`attributes::plan_move`), and so are
-/// their snapshots (`customers::refresh_snapshot`) and the counts, which `counted`
+/// their snapshots (`customer_rows::refresh_snapshot`) and the counts, which `counted`
 /// collects for the caller to write last: the counter rows are the ones concurrent
 /// batches share, so they are held for the shortest time.
 #[allow(clippy::too_many_arguments)]
