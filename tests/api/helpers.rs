@@ -330,7 +330,17 @@ impl TcpProxy {
         let accept_tasks = tasks.clone();
         let frozen = self.frozen.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
+            loop {
+                // A failed accept (a connection reset before it was taken, no file
+                // descriptor left for a moment) loses that one connection, not the proxy.
+                let inbound = match listener.accept().await {
+                    Ok((inbound, _)) => inbound,
+                    Err(error) => {
+                        log::warn!("test proxy: accept failed: {error}");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
                 let target = target.clone();
                 let frozen = frozen.clone();
                 let connection = tokio::spawn(async move {
