@@ -23,6 +23,17 @@ enum Command {
     Openapi,
     /// Load the electronics-maker example: schemes, categories and customers.
     SeedDemo,
+    /// Check every derived table (memberships, vectors, counters, snapshots, duplicate
+    /// keys, sales totals) against the assignments, customers and transactions it is
+    /// derived from; exits with status 1 when something differs.
+    Audit {
+        /// Rewrite what differs (a range of customers per transaction), then check again.
+        #[arg(long)]
+        repair: bool,
+        /// Print the findings as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -66,6 +77,12 @@ pub fn main() -> Result<(), String> {
             println!("{}", secret.expose());
             Ok(())
         }
+        Command::Audit { repair, json } => {
+            let settings = Settings::from_env()?;
+            let pool = prepare_database(&settings)?;
+            let mut session = pool.get().map_err(|e| e.to_string())?;
+            audit(&mut session.conn, repair, json).map_err(|e| e.to_string())
+        }
         Command::SeedDemo => {
             let settings = Settings::from_env()?;
             let pool = prepare_database(&settings)?;
@@ -85,5 +102,40 @@ pub fn main() -> Result<(), String> {
             let app = Application::build(&settings)?;
             actix_web::rt::System::new().block_on(app.run_until_stopped()).map_err(|e| e.to_string())
         }
+    }
+}
+
+/// `custclass audit [--repair] [--json]`: the findings on standard output; an error
+/// (exit status 1) when something still differs.
+fn audit(conn: &mut crate::db::DbConnection, repair: bool, json: bool) -> Result<(), String> {
+    use crate::store::audit::{self, Findings};
+    let detail = |e: crate::error::AppError| e.detail.to_string();
+    let repaired = if repair { Some(audit::repair(conn).map_err(detail)?) } else { None };
+    let findings = audit::audit(conn).map_err(detail)?;
+    if json {
+        let report =
+            serde_json::json!({"clean": findings.differences() == 0, "repaired": repaired, "findings": findings});
+        println!("{report:#}");
+    } else {
+        let print = |heading: &str, findings: &Findings| {
+            println!("{heading}");
+            for table in &findings.tables {
+                println!("  {:<24}{}", table.table.label(), table.differences);
+                for example in &table.examples {
+                    println!("      {}: expected {}, found {}", example.key, example.expected, example.found);
+                }
+            }
+        };
+        if let Some(repaired) = &repaired {
+            print("rewritten (differences found and repaired):", repaired);
+        }
+        print("differences from the sources:", &findings);
+    }
+    match findings.differences() {
+        0 => Ok(()),
+        n if repair => Err(format!(
+            "{n} differences remain after the repair (the service may have written meanwhile; run the audit again)"
+        )),
+        n => Err(format!("the audit found {n} differences; `custclass audit --repair` rewrites them")),
     }
 }

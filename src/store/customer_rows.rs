@@ -75,7 +75,7 @@ pub fn assignments_of(row: &CustomerRow) -> Result<Vec<AssignmentView>, AppError
 }
 
 /// `{"key": [value, from_default], …}` as `refresh_snapshot` writes it.
-fn decode_attributes(row: &CustomerRow) -> Result<BTreeMap<String, AttributeView>, AppError> {
+pub(crate) fn decode_attributes(row: &CustomerRow) -> Result<BTreeMap<String, AttributeView>, AppError> {
     let Some(text) = &row.attributes else { return Ok(BTreeMap::new()) };
     let entries: BTreeMap<String, (serde_json::Value, serde_json::Value)> = serde_json::from_str(text)
         .map_err(|_| AppError::corrupt(format!("customer {} has a corrupt attribute snapshot", row.code)))?;

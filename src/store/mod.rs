@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod assignments;
 pub mod attributes;
+pub mod audit;
 pub mod categories;
 pub mod counts;
 pub mod customer_rows;

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
-use diesel::sql_types::Timestamp;
+use diesel::sql_types::{BigInt, Timestamp};
 
 use crate::db::sql::{Bind, Dialect, Fragment};
 use crate::db::{transaction, DbConnection};
@@ -53,13 +53,32 @@ pub fn anchor(conn: &mut DbConnection) -> Result<NaiveDateTime, AppError> {
 
 /// One customer's sales at or before the anchor and at or before its window start,
 /// and its last order at or before the anchor.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Totals {
-    spend_cents: i64,
-    orders: i64,
-    earlier_spend_cents: i64,
-    earlier_orders: i64,
-    last_order_at: Option<NaiveDateTime>,
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, QueryableByName)]
+pub struct Totals {
+    #[diesel(sql_type = BigInt)]
+    pub spend_cents: i64,
+    #[diesel(sql_type = BigInt)]
+    pub orders: i64,
+    #[diesel(sql_type = BigInt)]
+    pub earlier_spend_cents: i64,
+    #[diesel(sql_type = BigInt)]
+    pub earlier_orders: i64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Timestamp>)]
+    pub last_order_at: Option<NaiveDateTime>,
+}
+
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "spend {} in {} orders ({} in {} a year earlier), last order {}",
+            self.spend_cents,
+            self.orders,
+            self.earlier_spend_cents,
+            self.earlier_orders,
+            self.last_order_at.map_or_else(|| "none".to_string(), |at| at.to_string())
+        )
+    }
 }
 
 impl Totals {
@@ -120,8 +139,13 @@ pub fn add_stored(
     // Sales after the anchor are read from the transactions until it passes them.
     let changed: Vec<(i64, Totals)> =
         per_customer.into_iter().filter(|(_, totals)| *totals != Totals::default()).collect();
+    insert_adding(conn, &changed)
+}
+
+/// Adds `rows` to the stored totals (a customer without a row gets one).
+fn insert_adding(conn: &mut DbConnection, rows: &[(i64, Totals)]) -> Result<(), AppError> {
     let dialect = Dialect::of(conn);
-    for chunk in changed.chunks(1000) {
+    for chunk in rows.chunks(1000) {
         let mut statement = Fragment::new(&format!("INSERT INTO sales_totals ({TOTALS_COLUMNS}) VALUES "));
         for (index, (customer_id, totals)) in chunk.iter().enumerate() {
             statement.push(if index == 0 { "(" } else { ", (" });
@@ -216,6 +240,62 @@ pub fn advance(conn: &mut DbConnection) -> Result<bool, AppError> {
         move_anchor(conn, anchor, target)?;
         Ok(true)
     })
+}
+
+/// Each customer's totals in `low..=high` summed from its transactions as they
+/// stand at `anchor`: what the stored rows must say. Customers with no sale at or
+/// before the anchor have none.
+pub fn recomputed(
+    conn: &mut DbConnection,
+    anchor: NaiveDateTime,
+    low: i64,
+    high: i64,
+) -> Result<BTreeMap<i64, Totals>, AppError> {
+    use crate::db::schema::transactions;
+    let sales: Vec<(i64, i64, NaiveDateTime)> = transactions::table
+        .filter(transactions::customer_id.between(low, high))
+        .filter(transactions::occurred_at.le(anchor))
+        .select((transactions::customer_id, transactions::amount_cents, transactions::occurred_at))
+        .load(conn)?;
+    let mut per_customer: BTreeMap<i64, Totals> = BTreeMap::new();
+    for (customer_id, amount_cents, occurred_at) in sales {
+        per_customer.entry(customer_id).or_default().add(amount_cents, occurred_at, anchor);
+    }
+    per_customer.retain(|_, totals| *totals != Totals::default());
+    Ok(per_customer)
+}
+
+#[derive(QueryableByName)]
+struct StoredTotals {
+    #[diesel(sql_type = BigInt)]
+    customer_id: i64,
+    #[diesel(embed)]
+    totals: Totals,
+}
+
+/// The stored totals of customers in `low..=high` (a row of zeros counts as none).
+pub fn stored(conn: &mut DbConnection, low: i64, high: i64) -> Result<BTreeMap<i64, Totals>, AppError> {
+    let rows: Vec<StoredTotals> = diesel::sql_query(format!(
+        "SELECT {TOTALS_COLUMNS} FROM sales_totals WHERE customer_id BETWEEN {low} AND {high}"
+    ))
+    .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter(|row| row.totals != Totals::default())
+        .map(|row| (row.customer_id, row.totals))
+        .collect())
+}
+
+/// Replaces the stored totals of `customers` by `totals` (none for a customer
+/// without an entry), in a transaction that holds the anchor ([`hold_anchor`]).
+pub fn replace(conn: &mut DbConnection, customers: &[i64], totals: &BTreeMap<i64, Totals>) -> Result<(), AppError> {
+    for chunk in customers.chunks(1000) {
+        diesel::sql_query(format!("DELETE FROM sales_totals WHERE customer_id IN ({})", super::id_list(chunk)))
+            .execute(conn)?;
+    }
+    let rows: Vec<(i64, Totals)> =
+        customers.iter().filter_map(|id| totals.get(id).map(|totals| (*id, *totals))).collect();
+    insert_adding(conn, &rows)
 }
 
 /// Sums every customer again from the transactions, for programs that load sales

@@ -627,3 +627,10 @@ impl Drop for ServiceProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Asserts that every derived table agrees with what it is derived from: the check
+/// `custclass audit` makes.
+pub async fn assert_read_model_agrees(app: &TestApp) {
+    let findings = with_connection(app, |conn| custclass::store::audit::audit(conn).unwrap()).await;
+    assert_eq!(findings.differences(), 0, "the audit found differences: {findings:#?}");
+}

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::both_backends;
 use crate::exports::archive;
-use crate::helpers::{ok_json, problem, spawn_app, with_connection, Backend, TestApp};
+use crate::helpers::{assert_read_model_agrees, ok_json, problem, spawn_app, with_connection, Backend, TestApp};
 
 both_backends!(
     an_import_reads_each_format_and_both_encodings,
@@ -171,6 +171,7 @@ async fn an_import_reads_each_format_and_both_encodings(app: TestApp) {
     let vip = counts["rows"].as_array().unwrap().iter().find(|row| row["code"] == "01").unwrap()["customers"].clone();
     assert_eq!(vip, json!(5), "A1, A2, B1, B4 and B6 are counted in VIP: {counts:#}");
     assert_counters_equal_a_recount(&app).await;
+    assert_read_model_agrees(&app).await;
 }
 
 async fn an_atomic_import_with_bad_rows_writes_nothing_and_lists_every_error(app: TestApp) {
@@ -557,6 +558,7 @@ async fn an_import_of_many_chunks_lands_whole_with_its_counts_members_and_histor
     };
     assert_eq!((of("01"), of("02")), (json!(2333 + 2), json!(1167)), "{counts:#}");
     assert_counters_equal_a_recount(&app).await;
+    assert_read_model_agrees(&app).await;
 }
 
 async fn an_import_refused_in_its_last_chunk_leaves_nothing_of_the_earlier_ones(app: TestApp) {

@@ -4,6 +4,7 @@ mod helpers;
 
 mod assignments;
 mod attributes;
+mod audit;
 mod auth;
 mod browser;
 mod categories;

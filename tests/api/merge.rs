@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{ok_json, problem, TestApp};
+use crate::helpers::{assert_read_model_agrees, ok_json, problem, TestApp};
 
 both_backends!(
     a_merge_moves_sales_values_and_categories_to_the_survivor,
@@ -123,6 +123,7 @@ async fn a_merge_moves_sales_values_and_categories_to_the_survivor(app: TestApp)
     assert_eq!(spend["rows"][0]["sum_lifetime_spend"], "180.50", "the sales totals moved with the sales");
     let duplicates = ok_json(app.get("/api/v1/customers/duplicates?by=name").await, StatusCode::OK).await;
     assert_eq!(duplicates["items"], json!([]), "the group is one customer now");
+    assert_read_model_agrees(&app).await;
 }
 
 async fn a_dry_run_changes_nothing(app: TestApp) {

@@ -4,7 +4,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{ok_json, problem, spawn_app_with, Backend, Options, TestApp};
+use crate::helpers::{assert_read_model_agrees, ok_json, problem, spawn_app_with, Backend, Options, TestApp};
 
 both_backends!(
     backend: a_subtree_moves_in_batches_and_pinned_customers_stay,
@@ -105,6 +105,7 @@ async fn a_subtree_moves_in_batches_and_pinned_customers_stay(backend: Backend) 
 
     let again = ok_json(reassign(&app, "01", json!({"to": "0201"})).await, StatusCode::OK).await;
     assert_eq!((again["moved"].clone(), again["batches"].clone()), (json!(0), json!(0)), "nothing left to move");
+    assert_read_model_agrees(&app).await;
 }
 
 async fn customers_whose_values_do_not_fit_stay_where_they_are(app: TestApp) {
