@@ -16,7 +16,8 @@ use crate::domain::customer::CustomerCode;
 use crate::domain::history::Source;
 use crate::domain::FieldError;
 use crate::error::AppError;
-use crate::store::assignments::{self as store, BatchOutcome, Provenance, MAX_BATCH};
+use crate::store::assignments::{self as store, BatchOutcome, MAX_BATCH};
+use crate::store::classification::Provenance;
 
 /// Assign or re-assign a customer in one scheme.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -79,17 +80,17 @@ pub async fn assign(
     let view = state
         .db
         .run(move |conn| {
-            store::assign(
-                conn,
-                &customer,
-                &scheme,
-                category.as_str(),
-                body.locked,
-                &body.attributes,
-                &provenance,
-                if_match.0,
-                restriction.as_deref(),
-            )
+            let assignment = store::Assignment {
+                customer: &customer,
+                scheme: &scheme,
+                category: category.as_str(),
+                locked: body.locked,
+                values: &body.attributes,
+                provenance: &provenance,
+                expected: if_match.0,
+                restriction: restriction.as_deref(),
+            };
+            store::assign(conn, assignment)
         })
         .await?;
     let customer = Customer::from(view);

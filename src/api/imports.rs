@@ -25,7 +25,7 @@ use crate::db::DbConnection;
 use crate::domain::history::Source;
 use crate::domain::import::{ImportFormat, ImportMode, ImportStatus, RowError};
 use crate::error::{AppError, ErrorCode};
-use crate::store::assignments::Provenance;
+use crate::store::classification::Provenance;
 use crate::store::imports::{self as store, ImportOptions, ImportRow, Report, Tally};
 
 /// Rows done of the imports this process is running, fresher than their stored rows

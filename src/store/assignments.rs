@@ -1,94 +1,25 @@
-//! Putting customers into categories: one at a time, in batches, and by default.
-//! Every change writes history; a customer row lock serialises changes per customer.
+//! Putting customers into categories: one at a time, in batches, and by default,
+//! through the one write path (`classification`). A customer row lock serialises
+//! changes per customer.
 
 use std::collections::{BTreeMap, HashMap};
 
 use diesel::prelude::*;
 use serde_json::Value as Json;
 
-use crate::db::schema::{categories, category_members, customer_categories, customers};
-use crate::db::{now, transaction, DbBackend, DbConnection};
-use crate::domain::category::ClassificationVector;
+use crate::db::schema::{categories, customers};
+use crate::db::{transaction, DbConnection};
 use crate::domain::customer::CustomerCode;
 use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
 
 use super::attributes::{self, EditMode};
-use super::categories::{self as category_store, CategoryRow, Ranks};
-use super::counts::{self, CategoryDeltas};
-use super::customer_rows::{self as customer_store, CustomerRow, CustomerView, SnapshotTarget};
-use super::history::{self, NewHistory, SharedChange};
+use super::categories::CategoryRow;
+use super::classification::{self, AttributeCheck, ClassificationWrite, Mover, Moves, Provenance, Setting};
+use super::customer_rows::{self as customer_store, CustomerRow, CustomerView};
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{id_list, lock_rows, visibility, LockMode, LockableTable};
-use crate::domain::history::Source;
-
-/// Who or what makes a change, as history records it.
-#[derive(Debug, Clone)]
-pub struct Provenance {
-    pub actor: String,
-    pub source: Source,
-    pub reason: Option<String>,
-    pub rule_id: Option<i64>,
-    pub run_id: Option<i64>,
-}
-
-impl Provenance {
-    pub fn new(actor: &str, source: Source, reason: Option<String>) -> Self {
-        Self { actor: actor.to_string(), source, reason, rule_id: None, run_id: None }
-    }
-
-    fn shared<'a>(
-        &'a self,
-        ranks: &Ranks,
-        scheme_code: &'a str,
-        from: Option<&'a str>,
-        to: Option<&'a str>,
-        at: chrono::NaiveDateTime,
-    ) -> SharedChange<'a> {
-        SharedChange {
-            scheme_code,
-            from_category: from,
-            to_category: to,
-            direction: ranks.direction(from, to),
-            at,
-            actor: &self.actor,
-            source: self.source,
-            reason: self.reason.as_deref(),
-            rule_id: self.rule_id,
-            run_id: self.run_id,
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn entry(
-        &self,
-        ranks: &Ranks,
-        customer_code: &str,
-        scheme_code: &str,
-        from: Option<String>,
-        to: Option<String>,
-        at: chrono::NaiveDateTime,
-        dropped: Option<BTreeMap<String, Json>>,
-    ) -> NewHistory {
-        NewHistory {
-            customer_code: customer_code.to_string(),
-            scheme_code: scheme_code.to_string(),
-            direction: ranks.direction(from.as_deref(), to.as_deref()),
-            from_category: from,
-            to_category: to,
-            at,
-            actor: self.actor.clone(),
-            source: self.source,
-            reason: self.reason.clone(),
-            rule_id: self.rule_id,
-            run_id: self.run_id,
-            dropped_attributes: dropped
-                .filter(|values| !values.is_empty())
-                .map(|values| Json::Object(values.into_iter().collect()).to_string()),
-        }
-    }
-}
 
 /// The category `code` of `scheme`, if it can take customers now. A shared lock on it
 /// keeps a concurrent request from giving it children until this transaction ends.
@@ -142,377 +73,59 @@ pub fn assignable_category(
     Ok(category)
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SetOutcome {
-    pub category_changed: bool,
-    pub lock_changed: bool,
-}
-
-impl SetOutcome {
-    pub fn any(self) -> bool {
-        self.category_changed || self.lock_changed
-    }
-}
-
-fn current(conn: &mut DbConnection, customer_id: i64, scheme_id: i64) -> Result<Option<(String, bool)>, AppError> {
-    Ok(customer_categories::table
-        .filter(customer_categories::customer_id.eq(customer_id))
-        .filter(customer_categories::scheme_id.eq(scheme_id))
-        .select((customer_categories::category_code, customer_categories::locked))
-        .first(conn)
-        .optional()?)
-}
-
-/// The customer's assignment in a scheme, provided it still holds the category read.
-///
-/// Every change of an assignment names the category it read in its `WHERE`, and
-/// `still_as_read` checks that it found the row. On one server the customer's row
-/// lock already keeps the read true; on a multi-primary cluster (Galera) a commit
-/// from another node can land between the read and the write without meeting that
-/// lock, and certification does not refuse the write ("first committer wins" is not
-/// enforced), so only the write's own condition sees it.
-fn as_read(customer_id: i64, scheme_id: i64, category_code: &str) -> AsRead<'_> {
-    customer_categories::table
-        .find((customer_id, scheme_id))
-        .filter(customer_categories::category_code.eq(category_code))
-}
-
-type AsRead<'a> = diesel::dsl::Filter<
-    diesel::dsl::Find<customer_categories::table, (i64, i64)>,
-    diesel::dsl::Eq<customer_categories::category_code, &'a str>,
->;
-
-/// 409 `concurrent_update` (which the transaction retries) when a write guarded by
-/// what was read (`as_read`) found fewer rows than it expected.
-fn still_as_read(found: usize, expected: usize) -> Result<(), AppError> {
-    if found == expected {
-        Ok(())
-    } else {
-        Err(AppError::concurrent_update())
-    }
-}
-
-/// An assignment inserted for a customer that held none when read: a duplicate key
-/// means another transaction assigned it meanwhile, which a retry sees.
-fn assigned_meanwhile(error: diesel::result::Error) -> AppError {
-    match error {
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
-            AppError::concurrent_update()
-        }
-        other => other.into(),
-    }
-}
-
-/// What a change of category does about the customer's attribute values.
-#[derive(Debug, Clone, Copy)]
-pub enum AttributeCheck<'a> {
-    /// The caller checks all values afterwards (a new customer).
-    Deferred,
-    /// Bring the scheme's values in line with the new category, with these values
-    /// given for it (see `attributes::reconcile_move`).
-    Reconcile(&'a BTreeMap<String, Json>),
-}
-
-impl AttributeCheck<'_> {
-    fn dropped(
-        self,
-        conn: &mut DbConnection,
-        scheme: &SchemeRow,
-        category: Option<&str>,
-        customer: &CustomerRow,
-    ) -> Result<Option<BTreeMap<String, Json>>, AppError> {
-        match self {
-            AttributeCheck::Deferred => Ok(None),
-            AttributeCheck::Reconcile(supplied) => {
-                Ok(attributes::reconcile_move(conn, scheme, category, &[(customer.id, &customer.code)], supplied)?
-                    .remove(&customer.id))
-            }
-        }
-    }
-}
-
-/// Puts one customer (already locked) into `category`; `locked: None` keeps the pin as it is.
-pub fn set(
-    conn: &mut DbConnection,
-    customer: &CustomerRow,
-    scheme: &SchemeRow,
-    category: &CategoryRow,
-    locked: Option<bool>,
-    provenance: &Provenance,
-    check: AttributeCheck,
-) -> Result<SetOutcome, AppError> {
-    let at = now();
-    match current(conn, customer.id, scheme.id)? {
-        Some((code, was_locked)) if code == category.code => {
-            let lock = locked.unwrap_or(was_locked);
-            if lock != was_locked {
-                let updated = diesel::update(as_read(customer.id, scheme.id, &code))
-                    .set(customer_categories::locked.eq(lock))
-                    .execute(conn)?;
-                still_as_read(updated, 1)?;
-            }
-            Ok(SetOutcome { category_changed: false, lock_changed: lock != was_locked })
-        }
-        Some((code, was_locked)) => {
-            let lock = locked.unwrap_or(was_locked);
-            let updated = diesel::update(as_read(customer.id, scheme.id, &code))
-                .set((
-                    customer_categories::category_id.eq(category.id),
-                    customer_categories::category_code.eq(&category.code),
-                    customer_categories::locked.eq(lock),
-                    customer_categories::assigned_at.eq(at),
-                ))
-                .execute(conn)?;
-            still_as_read(updated, 1)?;
-            replace_memberships(conn, scheme, &[Mover::of(customer, Some(code.clone()))], Some(&category.code))?;
-            count_move(conn, scheme, customer.id, Some(&code), Some(&category.code))?;
-            let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
-            let ranks = category_store::ranks(conn, scheme)?;
-            history::record(
-                conn,
-                &[provenance.entry(
-                    &ranks,
-                    &customer.code,
-                    &scheme.code,
-                    Some(code),
-                    Some(category.code.clone()),
-                    at,
-                    dropped,
-                )],
-            )?;
-            Ok(SetOutcome { category_changed: true, lock_changed: lock != was_locked })
-        }
-        None => {
-            diesel::insert_into(customer_categories::table)
-                .values((
-                    customer_categories::customer_id.eq(customer.id),
-                    customer_categories::scheme_id.eq(scheme.id),
-                    customer_categories::category_id.eq(category.id),
-                    customer_categories::category_code.eq(&category.code),
-                    customer_categories::locked.eq(locked.unwrap_or(false)),
-                    customer_categories::assigned_at.eq(at),
-                ))
-                .execute(conn)
-                .map_err(assigned_meanwhile)?;
-            replace_memberships(conn, scheme, &[Mover::of(customer, None)], Some(&category.code))?;
-            count_move(conn, scheme, customer.id, None, Some(&category.code))?;
-            let dropped = check.dropped(conn, scheme, Some(&category.code), customer)?;
-            history::record(
-                conn,
-                &[provenance.entry(
-                    &Ranks::default(),
-                    &customer.code,
-                    &scheme.code,
-                    None,
-                    Some(category.code.clone()),
-                    at,
-                    dropped,
-                )],
-            )?;
-            Ok(SetOutcome { category_changed: true, lock_changed: locked.unwrap_or(false) })
-        }
-    }
-}
-
-/// Takes one customer (already locked) out of `scheme`; false when it was in none.
-pub fn clear(
-    conn: &mut DbConnection,
-    customer: &CustomerRow,
-    scheme: &SchemeRow,
-    provenance: &Provenance,
-) -> Result<bool, AppError> {
-    let Some((code, _)) = current(conn, customer.id, scheme.id)? else { return Ok(false) };
-    still_as_read(diesel::delete(as_read(customer.id, scheme.id, &code)).execute(conn)?, 1)?;
-    replace_memberships(conn, scheme, &[Mover::of(customer, Some(code.clone()))], None)?;
-    count_move(conn, scheme, customer.id, Some(&code), None)?;
-    let dropped = AttributeCheck::Reconcile(&BTreeMap::new()).dropped(conn, scheme, None, customer)?;
-    history::record(
-        conn,
-        &[provenance.entry(&Ranks::default(), &customer.code, &scheme.code, Some(code), None, now(), dropped)],
-    )?;
-    Ok(true)
-}
-
-fn count_move(
-    conn: &mut DbConnection,
-    scheme: &SchemeRow,
-    customer_id: i64,
-    from: Option<&str>,
-    to: Option<&str>,
-) -> Result<(), AppError> {
-    let others = counts::other_categories(conn, scheme.id, &[customer_id])?.remove(&customer_id).unwrap_or_default();
-    let mut deltas = CategoryDeltas::new(scheme.id);
-    deltas.moved(customer_id, from, to, &others);
-    deltas.apply(conn)
-}
-
-/// The classification vectors of these customers, as their assignments stand.
-fn vectors_of(conn: &mut DbConnection, customer_ids: &[i64]) -> Result<HashMap<i64, ClassificationVector>, AppError> {
-    let rows: Vec<(i64, i64, String)> = customer_categories::table
-        .filter(customer_categories::customer_id.eq_any(customer_ids))
-        .select((customer_categories::customer_id, customer_categories::scheme_id, customer_categories::category_code))
-        .load(conn)?;
-    let mut assignments: HashMap<i64, Vec<(i64, &str)>> = HashMap::new();
-    for (customer_id, scheme_id, code) in &rows {
-        assignments.entry(*customer_id).or_default().push((*scheme_id, code.as_str()));
-    }
-    Ok(assignments
-        .into_iter()
-        .map(|(customer_id, assignments)| (customer_id, ClassificationVector::of(assignments)))
-        .collect())
-}
-
-/// Makes `customers` (whose assignments in `scheme` are already written) members of
-/// `category` and of each of its ancestors there (none when `category` is `None`),
-/// replacing what they were members of, and brings the classification vector of all
-/// their memberships up to date.
-pub fn replace_memberships(
-    conn: &mut DbConnection,
-    scheme: &SchemeRow,
-    customers: &[Mover],
-    category: Option<&str>,
-) -> Result<(), AppError> {
-    use diesel::sql_types::Text;
-    let codes: Vec<String> = match category {
-        Some(code) => super::categories::path_codes(scheme, code)?,
-        None => Vec::new(),
-    };
-    let entering = category.map_or_else(|| "|".to_string(), |code| ClassificationVector::entry(scheme.id, code));
-    let mut by_origin: BTreeMap<Option<&str>, Vec<&Mover>> = BTreeMap::new();
-    for mover in customers {
-        by_origin.entry(mover.from.as_deref()).or_default().push(mover);
-    }
-    let mut replaced = Vec::new();
-    for (from, movers) in by_origin {
-        let old_path = match from {
-            Some(from) => super::categories::path_codes(scheme, from)?,
-            None => Vec::new(),
-        };
-        if old_path.is_empty() || old_path.len() != codes.len() {
-            replaced.extend(movers);
-            continue;
-        }
-        // A path as long as the new one: the rows in this scheme are relabelled level by
-        // level by the statement that swaps the vector entry on all the customer's rows.
-        let relabel: String = old_path.iter().map(|_| " WHEN ? THEN ?").collect();
-        for chunk in movers.chunks(CHUNK) {
-            let list = id_list(&chunk.iter().map(|m| m.id).collect::<Vec<_>>());
-            let mut update = diesel::sql_query(format!(
-                "UPDATE category_members SET classification_vector = REPLACE(classification_vector, ?, ?), \
-                 category_code = CASE WHEN scheme_id = {} THEN CASE category_code{relabel} ELSE category_code END ELSE category_code END \
-                 WHERE customer_id IN ({list})",
-                scheme.id
-            ))
-            .into_boxed::<DbBackend>()
-            .bind::<Text, _>(ClassificationVector::entry(scheme.id, &old_path[old_path.len() - 1]))
-            .bind::<Text, _>(entering.clone());
-            for (old, new) in old_path.iter().zip(&codes) {
-                update = update.bind::<Text, _>(old.clone()).bind::<Text, _>(new.clone());
-            }
-            update.execute(conn)?;
-        }
-    }
-    for chunk in replaced.chunks(CHUNK) {
-        replace_rows(conn, scheme, chunk, &codes, &entering)?;
-    }
-    Ok(())
-}
-
-/// Deletes the customers' rows in `scheme`, brings the vectors of their other rows up to
-/// date, and inserts rows for each of `codes`.
-fn replace_rows(
-    conn: &mut DbConnection,
-    scheme: &SchemeRow,
-    movers: &[&Mover],
-    codes: &[String],
-    entering: &str,
-) -> Result<(), AppError> {
-    use diesel::sql_types::Text;
-    let ids: Vec<i64> = movers.iter().map(|m| m.id).collect();
-    diesel::delete(
-        category_members::table
-            .filter(category_members::scheme_id.eq(scheme.id))
-            .filter(category_members::customer_id.eq_any(&ids)),
-    )
-    .execute(conn)?;
-    // What is left are their memberships in other schemes. Swapping the entry of the
-    // category they leave costs far less than writing each customer's own vector,
-    // which only customers new to the scheme need.
-    let mut leaving: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    let mut arriving = Vec::new();
-    for mover in movers {
-        match &mover.from {
-            Some(from) => leaving.entry(from.as_str()).or_default().push(mover.id),
-            None => arriving.push(mover.id),
-        }
-    }
-    for (from, ids) in leaving {
-        diesel::sql_query(format!("UPDATE category_members SET classification_vector = REPLACE(classification_vector, ?, ?) WHERE customer_id IN ({})", id_list(&ids)))
-            .bind::<Text, _>(ClassificationVector::entry(scheme.id, from))
-            .bind::<Text, _>(entering)
-            .execute(conn)?;
-    }
-    if !arriving.is_empty() {
-        let mut vectors = vectors_of(conn, &arriving)?;
-        let cases: String = arriving.iter().map(|id| format!(" WHEN {id} THEN ?")).collect();
-        let list = id_list(&arriving);
-        let mut update =
-            diesel::sql_query(format!("UPDATE category_members SET classification_vector = CASE customer_id{cases} END WHERE customer_id IN ({list})")).into_boxed::<DbBackend>();
-        for id in &arriving {
-            update =
-                update.bind::<Text, _>(vectors.remove(id).map_or_else(String::new, ClassificationVector::into_inner));
-        }
-        update.execute(conn)?;
-    }
-    if codes.is_empty() {
-        return Ok(());
-    }
-    // All memberships of a customer carry the same vector: the new ones copy it from
-    // one in another scheme, and a customer with none has only this category.
-    let path = vec!["SELECT ? AS code"; codes.len()].join(" UNION ALL ");
-    let list = id_list(&ids);
-    let sql = format!(
-        "INSERT INTO category_members (customer_id, scheme_id, category_code, customer_code, classification_vector) \
-         SELECT c.id, {0}, p.code, c.code, \
-         COALESCE((SELECT o.classification_vector FROM category_members o WHERE o.customer_id = c.id AND o.scheme_id <> {0} LIMIT 1), ?) \
-         FROM customers c CROSS JOIN ({path}) p WHERE c.id IN ({list})",
-        scheme.id
-    );
-    let mut insert = diesel::sql_query(sql).into_boxed::<DbBackend>().bind::<Text, _>(entering.to_string());
-    for code in codes {
-        insert = insert.bind::<Text, _>(code.clone());
-    }
-    insert.execute(conn)?;
-    Ok(())
+/// One customer put into a category of a scheme, as a request asks.
+pub struct Assignment<'a> {
+    pub customer: &'a str,
+    pub scheme: &'a str,
+    pub category: &'a str,
+    /// `Some`: pin or unpin; `None`: keep the pin as it is.
+    pub locked: Option<bool>,
+    /// Values of the scheme's attributes given with the move.
+    pub values: &'a BTreeMap<String, Json>,
+    pub provenance: &'a Provenance,
+    /// The customer's version the caller read (`If-Match`).
+    pub expected: Option<i64>,
+    pub restriction: Option<&'a Restriction>,
 }
 
 /// `PUT /customers/{code}/categories/{scheme}`: assign or re-assign. With a
 /// `restriction`, the category must be one it allows (403 `outside_restriction`).
-#[allow(clippy::too_many_arguments)]
-pub fn assign(
-    conn: &mut DbConnection,
-    customer_code: &str,
-    scheme_code: &str,
-    category_code: &str,
-    locked: Option<bool>,
-    values: &BTreeMap<String, Json>,
-    provenance: &Provenance,
-    expected: Option<i64>,
-    restriction: Option<&Restriction>,
-) -> Result<CustomerView, AppError> {
+pub fn assign(conn: &mut DbConnection, assignment: Assignment) -> Result<CustomerView, AppError> {
+    let Assignment {
+        customer: customer_code,
+        scheme: scheme_code,
+        category: category_code,
+        locked,
+        values,
+        provenance,
+        expected,
+        restriction,
+    } = assignment;
     transaction(conn, |conn| {
         let customer = super::visibility::locked_customer(conn, customer_code, expected, restriction)?;
         visibility::ensure_allowed(restriction, scheme_code, Some(category_code))?;
         let scheme = scheme_store::get(conn, scheme_code)?;
         let category = assignable_category(conn, &scheme, category_code, "category")?;
-        let outcome = set(conn, &customer, &scheme, &category, locked, provenance, AttributeCheck::Reconcile(values))?;
+        let mut write = ClassificationWrite::default();
+        let outcome = write.set(
+            conn,
+            &customer,
+            Setting {
+                scheme: &scheme,
+                category: &category,
+                locked,
+                provenance,
+                check: AttributeCheck::Reconcile(values),
+            },
+        )?;
         // Values given with a category the customer already has are an ordinary edit.
-        let edited = !outcome.category_changed
+        if !outcome.category_changed
             && !values.is_empty()
-            && attributes::edit_values(conn, &customer, values, EditMode::Merge)?;
-        if outcome.any() || edited {
-            customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&[customer.id]), true)?;
+            && attributes::edit_values(conn, &customer, values, EditMode::Merge)?
+        {
+            write.values_changed(customer.id);
         }
+        write.finish(conn, true)?;
         customer_store::view_by_id(conn, customer.id)
     })
 }
@@ -530,15 +143,15 @@ pub fn unassign(
         let customer = super::visibility::locked_customer(conn, customer_code, expected, restriction)?;
         visibility::ensure_allowed(restriction, scheme_code, None)?;
         let scheme = scheme_store::get(conn, scheme_code)?;
-        if scheme.required && current(conn, customer.id, scheme.id)?.is_some() {
+        if scheme.required && classification::current(conn, customer.id, scheme.id)?.is_some() {
             return Err(AppError::new(
                 ErrorCode::CategoryRequired,
                 format!("scheme {scheme_code} is required, so customer {customer_code} must keep a category in it; re-assign instead"),
             ));
         }
-        if clear(conn, &customer, &scheme, provenance)? {
-            customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&[customer.id]), true)?;
-        }
+        let mut write = ClassificationWrite::default();
+        write.clear(conn, &customer, &scheme, provenance)?;
+        write.finish(conn, true)?;
         customer_store::view_by_id(conn, customer.id)
     })
 }
@@ -601,23 +214,16 @@ pub fn assign_batch(
             }
         }
         let members: Vec<(i64, &str)> = movers.iter().map(|m| (m.id, m.code.as_str())).collect();
-        let plan = attributes::plan_move(conn, &scheme, Some(&category.code), &members, &BTreeMap::new())?;
-        let rewritten = plan.rewrites();
-        let mut dropped = plan.apply_all(conn)?;
-        let mut counted = CategoryDeltas::new(scheme.id);
-        move_many(conn, &scheme, &category, &movers, locked, provenance, &mut dropped, &mut counted)?;
-        for chunk in relocked.chunks(CHUNK) {
-            let target = customer_categories::table
-                .filter(customer_categories::scheme_id.eq(scheme.id))
-                .filter(customer_categories::customer_id.eq_any(chunk));
-            diesel::update(target).set(customer_categories::locked.eq(locked.unwrap_or(false))).execute(conn)?;
+        let plan = attributes::plan_move(conn, &scheme, Some(&category.code), &members, &BTreeMap::new())?
+            .refusing_rejections()?;
+        let mut write = ClassificationWrite::default();
+        let moves = Moves { scheme: &scheme, to: &category, movers: &movers, locked, provenance };
+        write.move_customers(conn, moves, plan)?;
+        if let Some(lock) = locked {
+            write.repin(conn, &scheme, &relocked, lock)?;
         }
-        let (revalued, reassigned): (Vec<i64>, Vec<i64>) =
-            movers.iter().map(|m| m.id).chain(relocked).partition(|id| rewritten.contains(id));
-        customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&revalued), true)?;
-        customer_store::refresh_snapshot(conn, SnapshotTarget::Reassigned(&reassigned), true)?;
-        counted.apply(conn)?;
-        let changed = revalued.len() + reassigned.len();
+        let changed = write.customers_changed();
+        write.finish(conn, true)?;
         Ok(BatchOutcome { requested: seen.len(), changed, unchanged: seen.len() - changed })
     })
 }
@@ -695,205 +301,4 @@ pub fn lock_in_scheme(
         );
     }
     Ok(current)
-}
-
-/// A customer (locked by the caller) leaving `from` for another category.
-#[derive(Debug, Clone)]
-pub struct Mover {
-    pub id: i64,
-    pub code: String,
-    pub from: Option<String>,
-}
-
-impl Mover {
-    fn of(customer: &CustomerRow, from: Option<String>) -> Self {
-        Self { id: customer.id, code: customer.code.clone(), from }
-    }
-}
-
-/// Moves customers into `category` set-based, a thousand per statement: their
-/// assignments, memberships and history (with the values `dropped` on the way).
-/// Their attribute values are the caller's (`attributes::plan_move`), and so are
-/// their snapshots (`customer_rows::refresh_snapshot`) and the counts, which `counted`
-/// collects for the caller to write last: the counter rows are the ones concurrent
-/// batches share, so they are held for the shortest time.
-#[allow(clippy::too_many_arguments)]
-pub fn move_many(
-    conn: &mut DbConnection,
-    scheme: &SchemeRow,
-    category: &CategoryRow,
-    movers: &[Mover],
-    locked: Option<bool>,
-    provenance: &Provenance,
-    dropped: &mut attributes::Dropped,
-    counted: &mut CategoryDeltas,
-) -> Result<(), AppError> {
-    let at = now();
-    let moved: Vec<i64> = movers.iter().filter(|m| m.from.is_some()).map(|m| m.id).collect();
-    let added: Vec<i64> = movers.iter().filter(|m| m.from.is_none()).map(|m| m.id).collect();
-    let mut leaving: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for mover in movers {
-        if let Some(from) = &mover.from {
-            leaving.entry(from.as_str()).or_default().push(mover.id);
-        }
-    }
-    for (from, ids) in &leaving {
-        for chunk in ids.chunks(CHUNK) {
-            // Guarded by the category the caller read, as `as_read` explains.
-            let target = customer_categories::table
-                .filter(customer_categories::scheme_id.eq(scheme.id))
-                .filter(customer_categories::customer_id.eq_any(chunk))
-                .filter(customer_categories::category_code.eq(*from));
-            let updated = diesel::update(target)
-                .set((
-                    customer_categories::category_id.eq(category.id),
-                    customer_categories::category_code.eq(&category.code),
-                    customer_categories::assigned_at.eq(at),
-                ))
-                .execute(conn)?;
-            still_as_read(updated, chunk.len())?;
-        }
-    }
-    for chunk in moved.chunks(CHUNK) {
-        if let Some(lock) = locked {
-            let target = customer_categories::table
-                .filter(customer_categories::scheme_id.eq(scheme.id))
-                .filter(customer_categories::customer_id.eq_any(chunk));
-            diesel::update(target).set(customer_categories::locked.eq(lock)).execute(conn)?;
-        }
-    }
-    for chunk in added.chunks(CHUNK) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|id| {
-                (
-                    customer_categories::customer_id.eq(*id),
-                    customer_categories::scheme_id.eq(scheme.id),
-                    customer_categories::category_id.eq(category.id),
-                    customer_categories::category_code.eq(category.code.clone()),
-                    customer_categories::locked.eq(locked.unwrap_or(false)),
-                    customer_categories::assigned_at.eq(at),
-                )
-            })
-            .collect();
-        crate::insert_rows!(conn, customer_categories::table, rows).map_err(assigned_meanwhile)?;
-    }
-    replace_memberships(conn, scheme, movers, Some(&category.code))?;
-    let ids: Vec<i64> = movers.iter().map(|mover| mover.id).collect();
-    let others = counts::other_categories(conn, scheme.id, &ids)?;
-    for mover in movers {
-        counted.moved(
-            mover.id,
-            mover.from.as_deref(),
-            Some(&category.code),
-            others.get(&mover.id).map_or(&[][..], Vec::as_slice),
-        );
-    }
-    // Customers that lost attribute values have them in their own entries; the rest
-    // share theirs, one per category they come from.
-    let ranks = category_store::ranks(conn, scheme)?;
-    let mut alike: BTreeMap<Option<&str>, Vec<i64>> = BTreeMap::new();
-    let mut entries: Vec<NewHistory> = Vec::new();
-    for mover in movers {
-        match dropped.remove(&mover.id).filter(|values| !values.is_empty()) {
-            Some(values) => entries.push(provenance.entry(
-                &ranks,
-                &mover.code,
-                &scheme.code,
-                mover.from.clone(),
-                Some(category.code.clone()),
-                at,
-                Some(values),
-            )),
-            None => alike.entry(mover.from.as_deref()).or_default().push(mover.id),
-        }
-    }
-    for (from, ids) in alike {
-        history::record_shared(conn, &ids, &provenance.shared(&ranks, &scheme.code, from, Some(&category.code), at))?;
-    }
-    history::record(conn, &entries)
-}
-
-/// A new customer's category in one scheme, and who or what put it there.
-pub struct Placement<'a> {
-    pub customer_id: i64,
-    pub customer_code: &'a str,
-    pub scheme: &'a SchemeRow,
-    pub category: &'a CategoryRow,
-    pub provenance: &'a Provenance,
-}
-
-/// Puts customers created in this transaction, which hold no category anywhere yet,
-/// into their categories in every scheme at once: assignments, memberships (each
-/// carrying the customer's whole classification vector, known here) and history, a
-/// statement per table and thousand rows, where `move_many` takes one category at a
-/// time. All are assigned `at` (the time of their snapshots). The counts go to
-/// `counted`, by scheme id, for the caller to write last.
-pub fn place_new(
-    conn: &mut DbConnection,
-    placements: &[Placement],
-    at: chrono::NaiveDateTime,
-    counted: &mut BTreeMap<i64, CategoryDeltas>,
-) -> Result<(), AppError> {
-    let mut by_customer: BTreeMap<i64, Vec<&Placement>> = BTreeMap::new();
-    for placement in placements {
-        by_customer.entry(placement.customer_id).or_default().push(placement);
-    }
-    let assignments: Vec<_> = placements
-        .iter()
-        .map(|p| {
-            (
-                customer_categories::customer_id.eq(p.customer_id),
-                customer_categories::scheme_id.eq(p.scheme.id),
-                customer_categories::category_id.eq(p.category.id),
-                customer_categories::category_code.eq(p.category.code.clone()),
-                customer_categories::locked.eq(false),
-                customer_categories::assigned_at.eq(at),
-            )
-        })
-        .collect();
-    crate::insert_many!(conn, customer_categories::table, assignments)?;
-    let mut memberships = Vec::new();
-    let mut entries = Vec::new();
-    for (customer_id, mut held) in by_customer {
-        held.sort_by_key(|p| p.scheme.id);
-        let vector =
-            ClassificationVector::of(held.iter().map(|p| (p.scheme.id, p.category.code.as_str()))).into_inner();
-        let mut earlier: Vec<(i64, String)> = Vec::new();
-        for p in held {
-            for code in super::categories::path_codes(p.scheme, &p.category.code)? {
-                memberships.push((
-                    category_members::customer_id.eq(customer_id),
-                    category_members::scheme_id.eq(p.scheme.id),
-                    category_members::category_code.eq(code),
-                    category_members::customer_code.eq(p.customer_code.to_string()),
-                    category_members::classification_vector.eq(vector.clone()),
-                ));
-            }
-            // Each pair of schemes is counted once: by the later scheme, with the earlier as other.
-            counted.entry(p.scheme.id).or_insert_with(|| CategoryDeltas::new(p.scheme.id)).moved(
-                customer_id,
-                None,
-                Some(&p.category.code),
-                &earlier,
-            );
-            earlier.push((p.scheme.id, p.category.code.clone()));
-            entries.push(NewHistory {
-                customer_code: p.customer_code.to_string(),
-                scheme_code: p.scheme.code.clone(),
-                from_category: None,
-                to_category: Some(p.category.code.clone()),
-                at,
-                actor: p.provenance.actor.clone(),
-                source: p.provenance.source,
-                reason: p.provenance.reason.clone(),
-                rule_id: p.provenance.rule_id,
-                run_id: p.provenance.run_id,
-                dropped_attributes: None,
-                direction: crate::domain::history::Direction::In,
-            });
-        }
-    }
-    crate::insert_many!(conn, category_members::table, memberships)?;
-    history::record(conn, &entries)
 }

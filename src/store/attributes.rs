@@ -756,8 +756,14 @@ impl MovePlan {
 
     /// The plan as one all-or-nothing answer: 422 listing every field of every customer.
     pub fn apply_all(self, conn: &mut DbConnection) -> Result<Dropped, AppError> {
+        self.refusing_rejections()?.apply(conn)
+    }
+
+    /// The plan, if it rejects no customer; else 422 listing every field of every
+    /// customer it rejects.
+    pub fn refusing_rejections(self) -> Result<Self, AppError> {
         if self.rejected.is_empty() {
-            return self.apply(conn);
+            return Ok(self);
         }
         let (mut invalid, mut missing) = (Vec::new(), Vec::new());
         for rejection in self.rejected.into_values() {

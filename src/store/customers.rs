@@ -16,8 +16,9 @@ use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
 
-use super::assignments::{self, AttributeCheck, Provenance};
+use super::assignments;
 use super::attributes::{self, EditMode};
+use super::classification::{AttributeCheck, ClassificationWrite, Provenance, Setting};
 use super::counts;
 use super::customer_rows::{find, get_row, refresh_snapshot, view_by_id, CustomerRow, CustomerView, SnapshotTarget};
 use super::duplicates;
@@ -160,6 +161,7 @@ pub fn create(
         duplicates::write_keys(conn, customer.id, &fields.name, fields.phone.as_deref(), fields.email.as_deref())?;
 
         let mut errors = Vec::new();
+        let mut write = ClassificationWrite::default();
         let named = Provenance::new(actor, Source::Manual, new.reason.clone());
         for (scheme_code, category) in &new.categories {
             let field = format!("categories.{scheme_code}");
@@ -169,7 +171,14 @@ pub fn create(
             };
             match assignments::assignable_category(conn, &scheme, category.as_str(), &field) {
                 Ok(target) => {
-                    assignments::set(conn, &customer, &scheme, &target, None, &named, AttributeCheck::Deferred)?;
+                    let setting = Setting {
+                        scheme: &scheme,
+                        category: &target,
+                        locked: None,
+                        provenance: &named,
+                        check: AttributeCheck::Deferred,
+                    };
+                    write.set(conn, &customer, setting)?;
                 }
                 Err(error) => errors.extend(error.errors),
             }
@@ -198,7 +207,14 @@ pub fn create(
                         default,
                         &format!("categories.{}", scheme.code),
                     )?;
-                    assignments::set(conn, &customer, scheme, &target, None, &by_default, AttributeCheck::Deferred)?;
+                    let setting = Setting {
+                        scheme,
+                        category: &target,
+                        locked: None,
+                        provenance: &by_default,
+                        check: AttributeCheck::Deferred,
+                    };
+                    write.set(conn, &customer, setting)?;
                 }
                 None if scheme.required => {
                     missing_required.push(FieldError::new(
@@ -217,7 +233,8 @@ pub fn create(
             ));
         }
         attributes::edit_values(conn, &customer, &new.attributes, EditMode::Replace)?;
-        refresh_snapshot(conn, SnapshotTarget::Ids(&[customer.id]), false)?;
+        write.values_changed(customer.id);
+        write.finish(conn, false)?;
         let view = view_by_id(conn, customer.id)?;
         visibility::ensure_still_inside(restriction, &view)?;
         Ok(view)
@@ -313,7 +330,9 @@ pub fn delete(
 ) -> Result<(), AppError> {
     transaction(conn, |conn| {
         let current = visibility::locked_customer(conn, code, expected, restriction)?;
-        remove(conn, &current, &Provenance::new(actor, Source::Manual, Some("customer deleted".into())))?;
+        let mut write = ClassificationWrite::default();
+        remove(conn, &current, &Provenance::new(actor, Source::Manual, Some("customer deleted".into())), &mut write)?;
+        write.finish(conn, false)?;
         events::record_one(conn, EventType::CustomerDeleted, json!({"customer": code}))
     })
 }
@@ -325,14 +344,19 @@ fn record_updated(conn: &mut DbConnection, code: &str, version: i64) -> Result<(
 
 /// Removes a customer the caller has locked: its categories end in history entries
 /// of `provenance`, and it stays countable as of the days it existed.
-pub(super) fn remove(conn: &mut DbConnection, current: &CustomerRow, provenance: &Provenance) -> Result<(), AppError> {
+pub(super) fn remove(
+    conn: &mut DbConnection,
+    current: &CustomerRow,
+    provenance: &Provenance,
+    write: &mut ClassificationWrite,
+) -> Result<(), AppError> {
     let held: Vec<SchemeRow> = customer_categories::table
         .inner_join(schemes::table)
         .filter(customer_categories::customer_id.eq(current.id))
         .select(SchemeRow::as_select())
         .load(conn)?;
     for scheme in &held {
-        assignments::clear(conn, current, scheme, provenance)?;
+        write.clear(conn, current, scheme, provenance)?;
     }
     diesel::delete(customers::table.filter(customers::id.eq(current.id))).execute(conn)?;
     counts::customer_added(conn, current.id, -1)?;

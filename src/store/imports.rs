@@ -33,10 +33,11 @@ use crate::domain::import::{
 use crate::domain::restriction::Restriction;
 use crate::error::{AppError, ErrorCode, ErrorKind};
 
-use super::assignments::{self, Placement, Provenance};
+use super::assignments;
 use super::attributes::{self, Desired, Effective};
 use super::categories::{self as category_store, CategoryRow};
-use super::counts::{self, CategoryDeltas};
+use super::classification::{ClassificationWrite, Placement, Provenance};
+use super::counts;
 use super::customer_rows::{new_snapshots, CustomerRow};
 use super::customers::{self as customer_store, CustomerChanges};
 use super::events;
@@ -1095,18 +1096,17 @@ impl Writer<'_> {
                             .collect();
                         rest.retain(|key, _| !of_scheme.contains_key(key));
                         let field = format!("categories.{scheme_code}");
-                        assignments::assign(
-                            conn,
-                            &change.code,
-                            scheme_code,
+                        let assignment = assignments::Assignment {
+                            customer: &change.code,
+                            scheme: scheme_code,
                             category,
-                            None,
-                            &of_scheme,
+                            locked: None,
+                            values: &of_scheme,
                             provenance,
-                            None,
+                            expected: None,
                             restriction,
-                        )
-                        .map_err(|e| in_field(e, &field))?;
+                        };
+                        assignments::assign(conn, assignment).map_err(|e| in_field(e, &field))?;
                     }
                     None => {
                         assignments::unassign(conn, &change.code, scheme_code, provenance, None, restriction)?;
@@ -1132,16 +1132,13 @@ impl Writer<'_> {
 #[derive(Default)]
 struct Counted {
     customers: counts::CustomerDeltas,
-    categories: BTreeMap<i64, CategoryDeltas>,
+    classification: ClassificationWrite,
 }
 
 impl Counted {
     fn apply(self, conn: &mut DbConnection) -> Result<(), AppError> {
         self.customers.apply(conn)?;
-        for deltas in self.categories.into_values() {
-            deltas.apply(conn)?;
-        }
-        Ok(())
+        self.classification.finish(conn, false)
     }
 }
 
@@ -1271,7 +1268,7 @@ fn create(
                 });
             }
         }
-        assignments::place_new(conn, &placements, at, &mut counted.categories)?;
+        counted.classification.place_new(conn, &placements, at)?;
         let values: Vec<(i64, &str, &Desired)> = new
             .iter()
             .zip(&all_ids)

@@ -16,9 +16,10 @@ use crate::domain::history::Source;
 use crate::domain::restriction::Restriction;
 use crate::error::{AppError, ErrorCode};
 
-use super::assignments::{self, AttributeCheck, Provenance};
+use super::assignments;
 use super::attributes::{self, EditMode};
-use super::customer_rows::{get_row, refresh_snapshot, view, view_by_id, CustomerRow, CustomerView, SnapshotTarget};
+use super::classification::{AttributeCheck, ClassificationWrite, Provenance, Setting};
+use super::customer_rows::{get_row, view, view_by_id, CustomerRow, CustomerView};
 use super::visibility;
 use super::{duplicates, lock_current, lock_rows, sales_totals, schemes as scheme_store, LockMode, LockableTable};
 
@@ -169,8 +170,9 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
     let merged: Vec<String> = duplicates.iter().map(|duplicate| duplicate.row.code.clone()).collect();
     let gone =
         Provenance::new(&request.actor, Source::Merge, Some(merge_reason(&survivor.code, request.reason.as_deref())));
+    let mut write = ClassificationWrite::default();
     for duplicate in &duplicates {
-        super::customers::remove(conn, &duplicate.row, &gone)?;
+        super::customers::remove(conn, &duplicate.row, &gone, &mut write)?;
         diesel::delete(merged_customers::table.find(&duplicate.row.code)).execute(conn)?;
         crate::insert_rows!(
             conn,
@@ -226,7 +228,14 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
             else {
                 continue;
             };
-            assignments::set(conn, &survivor_row, &scheme, &category, None, &took, AttributeCheck::Deferred)?;
+            let setting = Setting {
+                scheme: &scheme,
+                category: &category,
+                locked: None,
+                provenance: &took,
+                check: AttributeCheck::Deferred,
+            };
+            write.set(conn, &survivor_row, setting)?;
             held.insert(assignment.scheme.clone());
             taken.push(Taken {
                 field: format!("categories.{}", assignment.scheme),
@@ -267,7 +276,8 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
         }
     }
     attributes::edit_values(conn, &survivor_row, &values, EditMode::Merge)?;
-    refresh_snapshot(conn, SnapshotTarget::Ids(&[survivor.id]), true)?;
+    write.values_changed(survivor.id);
+    write.finish(conn, true)?;
     let survivor = view_by_id(conn, survivor.id)?;
     let event = json!({"customer": survivor.row.code, "merged": merged, "version": survivor.row.version, "reason": request.reason});
     super::events::record_one(conn, crate::domain::event::EventType::CustomerMerged, event)?;

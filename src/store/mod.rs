@@ -6,6 +6,7 @@ pub mod assignments;
 pub mod attributes;
 pub mod audit;
 pub mod categories;
+pub mod classification;
 pub mod counts;
 pub mod customer_rows;
 pub mod customer_search;

@@ -12,11 +12,10 @@ use crate::db::{transaction, DbConnection};
 use crate::domain::history::Source;
 use crate::error::AppError;
 
-use super::assignments::{self, Mover, Provenance};
+use super::assignments;
 use super::attributes;
 use super::categories::{self as category_store, category_not_found};
-use super::counts::CategoryDeltas;
-use super::customer_rows::{self as customer_store, SnapshotTarget};
+use super::classification::{ClassificationWrite, Mover, Moves, Provenance};
 use super::schemes::{self as scheme_store, SchemeRow};
 
 /// Rejections listed in the outcome; beyond, they are only counted.
@@ -146,14 +145,9 @@ fn move_batch(
     if accepted.is_empty() {
         return Ok(outcome);
     }
-    let rewritten = plan.rewrites();
-    let mut dropped = plan.apply(conn)?;
-    let mut counted = CategoryDeltas::new(scheme.id);
-    assignments::move_many(conn, scheme, &target, &accepted, None, provenance, &mut dropped, &mut counted)?;
-    let (revalued, reassigned): (Vec<i64>, Vec<i64>) =
-        accepted.iter().map(|m| m.id).partition(|id| rewritten.contains(id));
-    customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&revalued), true)?;
-    customer_store::refresh_snapshot(conn, SnapshotTarget::Reassigned(&reassigned), true)?;
-    counted.apply(conn)?;
+    let mut write = ClassificationWrite::default();
+    let moves = Moves { scheme, to: &target, movers: &accepted, locked: None, provenance };
+    write.move_customers(conn, moves, plan)?;
+    write.finish(conn, true)?;
     Ok(outcome)
 }

@@ -18,11 +18,10 @@ use crate::domain::run::{ChangeOutcome, RunStatus, Trigger};
 use crate::error::{AppError, ErrorCode};
 use crate::shutdown::Shutdown;
 
-use super::assignments::{self, Mover, Provenance};
+use super::assignments;
 use super::attributes;
 use super::categories::{self as category_store, CategoryRow, Ranks};
-use super::counts::CategoryDeltas;
-use super::customer_rows::{self as customer_store, SnapshotTarget};
+use super::classification::{ClassificationWrite, Mover, Moves, Provenance};
 use super::rankings;
 use super::rule_sql::{Evaluation, Selection};
 use super::rules::ActiveRule;
@@ -344,9 +343,7 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
         }
     }
     let mut records = Vec::new();
-    // Customers moved with their values rewritten, and moved with their values as they were.
-    let (mut revalued, mut reassigned) = (Vec::new(), Vec::new());
-    let mut counted = CategoryDeltas::new(scheme.id);
+    let mut write = ClassificationWrite::default();
     for (index, movers) in groups {
         let rule = &rules[index].row;
         let target = &targets[index];
@@ -382,21 +379,14 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
         if request.dry_run || accepted.is_empty() {
             continue;
         }
-        let rewritten = plan.rewrites();
-        let mut dropped = plan.apply(conn)?;
         let provenance = Provenance {
             rule_id: Some(rule.id),
             run_id: Some(run_id),
             ..Provenance::new(&request.actor, Source::Rule, Some(format!("rule {}: {}", rule.id, rule.name)))
         };
-        assignments::move_many(conn, scheme, target, &accepted, None, &provenance, &mut dropped, &mut counted)?;
-        let (with_values, as_they_were): (Vec<i64>, Vec<i64>) =
-            accepted.iter().map(|m| m.id).partition(|id| rewritten.contains(id));
-        revalued.extend(with_values);
-        reassigned.extend(as_they_were);
+        let moves = Moves { scheme, to: target, movers: &accepted, locked: None, provenance: &provenance };
+        write.move_customers(conn, moves, plan)?;
     }
-    customer_store::refresh_snapshot(conn, SnapshotTarget::Ids(&revalued), true)?;
-    customer_store::refresh_snapshot(conn, SnapshotTarget::Reassigned(&reassigned), true)?;
     let blocks: Vec<_> = records
         .chunks(CHANGES_PER_BLOCK as usize)
         .map(|block| {
@@ -409,6 +399,6 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
     if !blocks.is_empty() {
         crate::insert_rows!(conn, run_change_blocks::table, blocks)?;
     }
-    counted.apply(conn)?;
+    write.finish(conn, true)?;
     Ok(progress)
 }
