@@ -135,10 +135,11 @@ impl Application {
         let feed = FeedSignal::default();
         let shutdown = Shutdown::default();
         let running_imports = RunningImports::default();
+        let metrics = web::Data::new(Metrics::default());
         let state = web::Data::new(AppState {
             db: db.clone(),
             keys: KeyCache::new(KEY_CACHE_TTL),
-            metrics: Metrics::default(),
+            metrics: metrics.clone(),
             run_batch_size: settings.run_batch_size,
             imports: running_imports.clone(),
             feed: feed.clone(),
@@ -149,6 +150,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .app_data(metrics.clone())
                 .app_data(web::JsonConfig::default().limit(api::JSON_BODY_LIMIT).error_handler(error::json_error))
                 .app_data(web::PathConfig::default().error_handler(error::path_error))
                 .app_data(web::QueryConfig::default().error_handler(error::query_error))
@@ -158,10 +160,11 @@ impl Application {
                 .wrap(from_fn(telemetry::middleware))
                 .wrap(from_fn(api::paths::normalize))
                 .configure(api::health::routes)
+                .configure(api::openapi::routes)
                 .configure(api::configure)
                 .service(
                     SwaggerUi::new("/swagger-ui/{_:.*}")
-                        .config(utoipa_swagger_ui::Config::new([api::health::OPENAPI_PATH])),
+                        .config(utoipa_swagger_ui::Config::new([api::openapi::OPENAPI_PATH])),
                 )
                 .default_service(web::to(error::no_route))
         })
@@ -221,25 +224,11 @@ async fn begin_shutdown_on_signal(shutdown: Shutdown) {
     shutdown.begin();
 }
 
-/// Computes the duplicate keys of customers that have none: at start-up (customers
-/// written before the keys existed) and after an import, which leaves its new
-/// customers' keys to this so that its one transaction holds fewer rows. A search
-/// that comes first keys them itself.
-pub async fn key_unkeyed_customers(db: &Db) {
-    match db.run_long(duplicates::fill_missing).await {
-        Ok(0) => {}
-        Ok(keyed) => log::info!("computed the duplicate keys of {keyed} customers"),
-        Err(error) => {
-            log::warn!("the duplicate keys could not be computed (the first duplicates search will): {error}")
-        }
-    }
-}
-
 /// What every replica keeps up in the background: the duplicate keys of customers that
 /// have none (after the migration that added them), once; then the sales totals,
 /// the numbering of the feed's events, their delivery to webhooks, and their retention.
 async fn maintain(db: Db, feed: FeedSignal, event_retention: Duration, webhook_settings: WebhookSettings) {
-    key_unkeyed_customers(&db).await;
+    duplicates::key_unkeyed_customers(&db).await;
     futures_util::future::join4(
         keep_sales_totals_current(db.clone()),
         number_events(db.clone(), feed.clone()),

@@ -11,7 +11,6 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web;
 
-use crate::api::AppState;
 use crate::error::AppError;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -103,15 +102,15 @@ pub async fn middleware(
     let method = req.method().to_string();
     let path = req.path().to_string();
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_string());
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let mut response = next.call(req).await?;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    if let Some(state) = state {
-        state.metrics.observe(&method, &route, status, elapsed.as_secs_f64());
+    if let Some(metrics) = metrics {
+        metrics.observe(&method, &route, status, elapsed.as_secs_f64());
     }
     let millis = elapsed.as_secs_f64() * 1000.0;
     match response.response().error().filter(|_| status >= 500) {

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use crate::api::auth::{Auth, Restrictable, Write};
 use crate::api::customers::{parse_reason, Customer};
 use crate::api::error::{json_error, Problem};
-use crate::api::openapi::AttributeValue;
+use crate::api::schemas::AttributeValue;
 use crate::api::{ok_versioned, AppState, FieldErrors, IfMatch};
 use crate::domain::category::CategoryCode;
 use crate::domain::customer::CustomerCode;

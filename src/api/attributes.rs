@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read, Restrictable};
 use crate::api::error::Problem;
-use crate::api::openapi::AttributeValue;
+use crate::api::schemas::AttributeValue;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::attribute::{AttributeKey, Definition, DefinitionDraft, ValueType};
 use crate::domain::{clean_text, FieldError};

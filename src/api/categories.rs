@@ -213,7 +213,8 @@ pub async fn list(
 ) -> Result<HttpResponse, AppError> {
     let scheme = path.into_inner();
     let restriction = auth.caller.restriction;
-    let views = state.db.run(move |conn| store::list(conn, &scheme, restriction.as_ref())).await?;
+    let views =
+        state.db.run(move |conn| crate::store::category_views::list(conn, &scheme, restriction.as_ref())).await?;
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Category::from).collect())))
 }
 
@@ -235,7 +236,8 @@ pub async fn tree(
     let scheme = path.into_inner();
     let lookup = scheme.clone();
     let restriction = auth.caller.restriction;
-    let views = state.db.run(move |conn| store::list(conn, &lookup, restriction.as_ref())).await?;
+    let views =
+        state.db.run(move |conn| crate::store::category_views::list(conn, &lookup, restriction.as_ref())).await?;
     let items = build_tree(views.into_iter().map(Category::from).collect());
     Ok(HttpResponse::Ok().json(CategoryTree { scheme, items }))
 }
@@ -281,8 +283,9 @@ pub async fn get(
 ) -> Result<HttpResponse, AppError> {
     let (scheme, code) = path.into_inner();
     let restriction = auth.caller.restriction;
-    let category =
-        Category::from(state.db.run(move |conn| store::get(conn, &scheme, &code, restriction.as_ref())).await?);
+    let category = Category::from(
+        state.db.run(move |conn| crate::store::category_views::get(conn, &scheme, &code, restriction.as_ref())).await?,
+    );
     Ok(ok_versioned(category.version, &category))
 }
 

@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Caller, Read, Restrictable, Write};
 use crate::api::error::Problem;
-use crate::api::openapi::{AttributeValue, AttributeValueOrNull};
 use crate::api::paging::{self, PageRequest};
+use crate::api::schemas::{AttributeValue, AttributeValueOrNull};
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::attribute::{split_filter, FilterOp};
 use crate::domain::category::CategoryCode;
@@ -345,6 +345,10 @@ pub fn parse_dormant_days(text: &str) -> Result<i64, FieldError> {
 
 /// Reads one of the filters of `GET /customers` (which the reports share); false
 /// when `key` is not one of them.
+/// The query parameters `parse_filter` reads: what a report's `ReportScope` documents.
+pub const FILTER_KEYS: [&str; 8] =
+    ["category", "unclassified", "status", "q", "attr", "missing", "dormant_days", "classified"];
+
 pub fn parse_filter(key: &str, value: &str, filters: &mut Filters, errors: &mut FieldErrors) -> bool {
     match key {
         "category" => match value.split_once(':') {
@@ -543,7 +547,7 @@ pub async fn update(
 /// Sets every attribute value of the customer at once, checked against the definitions in force in
 /// its categories; values left out are cleared unless a default applies.
 #[utoipa::path(put, path = "/api/v1/customers/{code}/attributes", tag = "customers", operation_id = "replace_customer_attributes",
-    request_body(content = HashMap<String, crate::api::openapi::AttributeValue>, description = "Attribute key → value; values not given are removed (their defaults return)",
+    request_body(content = HashMap<String, crate::api::schemas::AttributeValue>, description = "Attribute key → value; values not given are removed (their defaults return)",
                  example = json!({"discount_rate": 0.2, "account_manager": "王芳"})),
     params(("code" = String, Path, description = "Customer code"),
            ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(\*|(W/)?"[0-9]+")$"#, description = "ETag of the version being changed")),
@@ -615,7 +619,7 @@ pub struct HistoryEntry {
     pub rule_id: Option<i64>,
     pub run_id: Option<i64>,
     /// Attribute values the change dropped because the new category does not define them.
-    #[schema(value_type = Option<HashMap<String, crate::api::openapi::AttributeValue>>, example = json!({"discount_rate": 0.2}))]
+    #[schema(value_type = Option<HashMap<String, crate::api::schemas::AttributeValue>>, example = json!({"discount_rate": 0.2}))]
     pub dropped_attributes: Option<serde_json::Value>,
     /// `up`/`down` by the ranks of an ordered scheme when the change was made; `in`
     /// from no category, `out` to none, `lateral` otherwise.

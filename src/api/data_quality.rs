@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use crate::api::auth::{Auth, Read};
 use crate::api::customers::parse_dormant_days;
 use crate::api::error::Problem;
-use crate::api::openapi::{CsvTable, Workbook};
+use crate::api::schemas::{CsvTable, Workbook};
 use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
 use crate::api::{AppState, FieldErrors};
 use crate::domain::duplicates::DuplicateKey;

@@ -61,7 +61,7 @@ pub struct Event {
     pub event_type: String,
     pub occurred_at: DateTime<Utc>,
     /// What happened; its fields depend on the type.
-    #[schema(value_type = crate::api::openapi::EventData)]
+    #[schema(value_type = crate::api::schemas::EventData)]
     pub data: Json,
 }
 

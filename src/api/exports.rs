@@ -14,7 +14,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use crate::api::auth::{Auth, Read, Restrictable};
 use crate::api::customers::parse_filter;
 use crate::api::error::Problem;
-use crate::api::openapi::{CsvTable, NdjsonLines, Workbook};
+use crate::api::schemas::{CsvTable, NdjsonLines, Workbook};
 use crate::api::spreadsheet::{Format, NDJSON, XLSX};
 use crate::api::{blocking_failed, AppState, FieldErrors};
 use crate::domain::archive::{Layout, Value};

@@ -61,11 +61,6 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.render(state.db.pool()))
 }
 
-/// The OpenAPI document, the same text `custclass openapi` prints.
-pub async fn openapi_document() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(crate::api::openapi::document_json())
-}
-
 /// `/swagger-ui` without its slash: where the UI is.
 async fn swagger_ui_slash() -> HttpResponse {
     HttpResponse::PermanentRedirect().insert_header((actix_web::http::header::LOCATION, "/swagger-ui/")).finish()
@@ -76,8 +71,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
         .service(web::resource("/readyz").route(web::get().to(readyz)))
         .service(web::resource("/metrics").route(web::get().to(metrics)))
-        .service(web::resource(OPENAPI_PATH).route(web::get().to(openapi_document)))
         .service(web::resource("/swagger-ui").route(web::get().to(swagger_ui_slash)));
 }
-
-pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";

@@ -17,8 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::auth::{Auth, Caller, Read, Restrictable, Write};
 use crate::api::error::Problem;
 use crate::api::import_files::{self, Event, TextEncoding, Upload};
-use crate::api::openapi::{MultipartUpload, UploadedFile};
 use crate::api::runs::prefers_async;
+use crate::api::schemas::{MultipartUpload, UploadedFile};
 use crate::api::spreadsheet::{CSV, NDJSON, XLSX};
 use crate::api::{blocking_failed, AppState};
 use crate::db::DbConnection;
@@ -434,7 +434,7 @@ pub async fn import_customers(
             // which the next sweep then records as interrupted.
             running.end(&ran);
             if finished.as_ref().is_ok_and(|row| row.status == ImportStatus::Succeeded && !row.dry_run) {
-                actix_web::rt::spawn(async move { crate::startup::key_unkeyed_customers(&db).await });
+                actix_web::rt::spawn(async move { crate::store::duplicates::key_unkeyed_customers(&db).await });
             }
             finished
         }

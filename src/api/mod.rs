@@ -21,6 +21,7 @@ pub mod paths;
 pub mod reports;
 pub mod rules;
 pub mod runs;
+pub mod schemas;
 pub mod schemes;
 pub mod spreadsheet;
 pub mod transactions;
@@ -43,7 +44,8 @@ pub use auth::KeyCache;
 pub struct AppState {
     pub db: Db,
     pub keys: KeyCache,
-    pub metrics: Metrics,
+    /// Also app data of its own, which the request middleware reads.
+    pub metrics: web::Data<Metrics>,
     /// Customers per batch of a classification run (`RUN_BATCH_SIZE`).
     pub run_batch_size: i64,
     /// Progress of the imports this process runs.

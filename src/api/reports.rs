@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 use crate::api::auth::{Auth, Read, Restrictable};
 use crate::api::customers::parse_filter;
 use crate::api::error::Problem;
-use crate::api::openapi::{CsvTable, Workbook};
 use crate::api::paging;
+use crate::api::schemas::{CsvTable, Workbook};
 use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
 use crate::api::{AppState, FieldErrors, Page};
 use crate::db::{Db, DbConnection, Spare};
@@ -24,7 +24,8 @@ use crate::domain::report::{
 };
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
-use crate::store::categories::{self as category_store, CategoryView};
+use crate::store::categories::CategoryView;
+use crate::store::category_views as category_store;
 use crate::store::customer_search::Filters;
 use crate::store::reports::{self as store, Basis, CellCustomer, CellQuery, TransitionCell};
 use crate::store::schemes::{self as scheme_store, SchemeRow};
@@ -240,7 +241,10 @@ fn measure_cells(values: &MeasureValues) -> Vec<Cell> {
 /// when, and the filters of `GET /customers` (documentation only; `Params` reads them).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "the document's description of what `Params` reads; a test holds the two to the same keys"
+)]
 pub struct ReportScope {
     /// Comma-separated: spend_12m, orders_12m, lifetime_spend.
     #[param(example = "spend_12m,orders_12m")]
@@ -323,7 +327,7 @@ pub async fn distribution(
 fn build_distribution(
     scheme: &SchemeRow,
     categories: &[CategoryView],
-    cells: &HashMap<store::CellKey, Tally>,
+    cells: &HashMap<crate::store::scheme_counts::CellKey, Tally>,
     depth: Option<usize>,
     measures: Vec<Measure>,
     as_of: Option<NaiveDateTime>,
@@ -597,7 +601,7 @@ impl<'a> Axis<'a> {
 fn build_crosstab(
     rows: &Axis,
     cols: &Axis,
-    cells: &HashMap<store::CellKey, Tally>,
+    cells: &HashMap<crate::store::scheme_counts::CellKey, Tally>,
     measures: Vec<Measure>,
     as_of: Option<NaiveDateTime>,
 ) -> Crosstab {
@@ -937,4 +941,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/reports/crosstab").route(web::get().to(crosstab)))
         .service(web::resource("/reports/transitions").route(web::get().to(transitions)))
         .service(web::resource("/reports/transitions/customers").route(web::get().to(transition_customers)));
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use utoipa::IntoParams;
+
+    use super::ReportScope;
+    use crate::api::customers::{parse_filter, FILTER_KEYS};
+    use crate::api::FieldErrors;
+    use crate::store::customer_search::Filters;
+
+    /// The parameters the document lists for a report's scope are those the handlers
+    /// read: the measures, the day, and every filter `parse_filter` takes.
+    #[test]
+    fn the_documented_scope_is_what_the_parser_reads() {
+        let mut documented: Vec<String> =
+            ReportScope::into_params(|| None).into_iter().map(|parameter| parameter.name).collect();
+        let mut read: Vec<String> =
+            ["measures", "as_of"].iter().chain(FILTER_KEYS.iter()).map(|key| key.to_string()).collect();
+        documented.sort();
+        read.sort();
+        assert_eq!(documented, read);
+        for key in FILTER_KEYS {
+            let (mut filters, mut errors) = (Filters::default(), FieldErrors::default());
+            assert!(parse_filter(key, "x", &mut filters, &mut errors), "{key} is a filter");
+        }
+        let (mut filters, mut errors) = (Filters::default(), FieldErrors::default());
+        assert!(!parse_filter("colour", "x", &mut filters, &mut errors), "nothing else is");
+    }
 }

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read, Restrictable};
 use crate::api::error::Problem;
-use crate::api::openapi::Condition;
+use crate::api::schemas::Condition;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::category::CategoryCode;
 use crate::domain::clean_text;

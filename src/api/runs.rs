@@ -108,7 +108,7 @@ pub struct RunCreate {
     /// Only these customers (up to 10,000).
     pub customers: Option<Vec<String>>,
     /// Compute metrics as of this RFC 3339 time or date; default now.
-    #[schema(value_type = Option<crate::api::openapi::Moment>)]
+    #[schema(value_type = Option<crate::api::schemas::Moment>)]
     pub as_of: Option<String>,
 }
 

@@ -309,7 +309,7 @@ pub struct MetricsQuery {
 /// active customers the key may see.
 #[utoipa::path(get, path = "/api/v1/customers/{code}/metrics", tag = "transactions", operation_id = "get_customer_metrics",
     params(("code" = String, Path, description = "Customer code"),
-           ("as_of" = Option<crate::api::openapi::Moment>, Query, description = "RFC 3339 time or date (YYYY-MM-DD, its midnight UTC); default now"),
+           ("as_of" = Option<crate::api::schemas::Moment>, Query, description = "RFC 3339 time or date (YYYY-MM-DD, its midnight UTC); default now"),
            ("population" = Option<String>, Query, description = "`all` or `SCHEME:CODE`: adds `rfm` and `standing` (percentiles and cumulative shares) among the active customers (of that subtree) that the key may see; this reads the whole population")),
     responses(
         (status = 200, description = "The metrics", body = CustomerMetrics),

@@ -15,7 +15,7 @@ use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
 
 use super::attributes::{self, EditMode};
-use super::categories::CategoryRow;
+use super::category_rows::CategoryRow;
 use super::classification::{self, AttributeCheck, ClassificationWrite, Mover, Moves, Provenance, Setting};
 use super::customer_rows::{self as customer_store, CustomerRow, CustomerView};
 use super::schemes::{self as scheme_store, SchemeRow};

@@ -18,7 +18,8 @@ use crate::domain::attribute::{AttributeKey, AttributeValue, Definition, Definit
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
 
-use super::categories::{self as category_store, CategoryRow};
+use super::categories as category_store;
+use super::category_rows::{self, CategoryRow};
 use super::customer_rows::{self as customer_store, CustomerRow, SnapshotTarget};
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{check_version, lock_rows, LockMode, LockableTable};
@@ -122,7 +123,7 @@ fn target(
     category_code: &str,
 ) -> Result<(SchemeRow, CategoryRow), AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
-    let category = category_store::find_row(conn, scheme.id, category_code)?
+    let category = category_rows::find_row(conn, scheme.id, category_code)?
         .ok_or_else(|| category_store::category_not_found(scheme_code, category_code))?;
     Ok((scheme, category))
 }

@@ -1,5 +1,4 @@
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashMap;
 
 use diesel::prelude::*;
 use serde_json::json;
@@ -9,36 +8,14 @@ use crate::db::{now, transaction, DbConnection};
 use crate::domain::category::{CategoryCode, CategoryName, PlacedCode};
 use crate::domain::event::EventType;
 use crate::domain::history::Direction;
-use crate::domain::report::{tree_tallies, Tally};
-use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
 
+use super::category_rows::{child_count, find_row, CategoryRow};
 use super::counts;
-use super::customer_search::Filters;
 use super::events;
 use super::schemes::{self as scheme_store, SchemeRow};
 use super::{lock_current, lock_row, LockableTable};
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = categories)]
-pub struct CategoryRow {
-    pub id: i64,
-    pub scheme_id: i64,
-    pub code: String,
-    pub parent_code: String,
-    pub level: i32,
-    pub name: String,
-    pub description: Option<String>,
-    pub sort_order: i32,
-    pub active: bool,
-    pub version: i64,
-    pub created_at: chrono::NaiveDateTime,
-    pub updated_at: chrono::NaiveDateTime,
-    /// In an ordered scheme, higher is better.
-    #[diesel(column_name = tier_rank)]
-    pub rank: Option<i32>,
-}
 
 /// A category with what is derived from the hierarchy and the assignments.
 #[derive(Debug, Clone)]
@@ -132,23 +109,6 @@ pub fn category_not_found(scheme: &str, code: &str) -> AppError {
     AppError::new(ErrorCode::CategoryNotFound, format!("category {code} does not exist in scheme {scheme}"))
 }
 
-pub fn find_row(conn: &mut DbConnection, scheme_id: i64, code: &str) -> Result<Option<CategoryRow>, AppError> {
-    Ok(categories::table
-        .filter(categories::scheme_id.eq(scheme_id))
-        .filter(categories::code.eq(code))
-        .select(CategoryRow::as_select())
-        .first(conn)
-        .optional()?)
-}
-
-fn child_count(conn: &mut DbConnection, scheme_id: i64, code: &str) -> Result<i64, AppError> {
-    Ok(categories::table
-        .filter(categories::scheme_id.eq(scheme_id))
-        .filter(categories::parent_code.eq(code))
-        .count()
-        .get_result(conn)?)
-}
-
 fn direct_customer_count(conn: &mut DbConnection, scheme_id: i64, code: &str) -> Result<i64, AppError> {
     Ok(customer_categories::table
         .filter(customer_categories::scheme_id.eq(scheme_id))
@@ -157,97 +117,31 @@ fn direct_customer_count(conn: &mut DbConnection, scheme_id: i64, code: &str) ->
         .get_result(conn)?)
 }
 
-/// A category's customers and its subtree's, from the same counters as the
-/// distribution report.
-/// Customers per category of the scheme (its own members): all of them from the
-/// counters, or, for a restricted key, those it may see, counted as the distribution
-/// report counts them.
-fn direct_counts(
-    conn: &mut DbConnection,
-    scheme: &SchemeRow,
-    restriction: Option<&Arc<Restriction>>,
-) -> Result<HashMap<String, i64>, AppError> {
-    match restriction {
-        None => Ok(counts::of_schemes(conn, scheme.id, None)?.first),
-        Some(restriction) => {
-            let visible = Filters { restriction: Some(restriction.clone()), ..Filters::default() };
-            let cells = super::reports::tally(conn, None, &[scheme], &visible, &[], None)?;
-            Ok(cells.into_iter().filter_map(|((code, _), tally)| Some((code?, tally.customers))).collect())
-        }
-    }
-}
-
-fn counts_of(
-    conn: &mut DbConnection,
-    scheme: &SchemeRow,
-    code: &str,
-    restriction: Option<&Arc<Restriction>>,
-) -> Result<(i64, i64), AppError> {
-    let by_category = direct_counts(conn, scheme, restriction)?;
-    let direct = by_category.get(code).copied().unwrap_or(0);
-    let upper = super::prefix_upper_bound(code);
-    let subtree = by_category
-        .iter()
-        .filter(|(other, _)| other.as_str() >= code && other.as_str() < upper.as_str())
-        .map(|(_, count)| count)
-        .sum();
-    Ok((direct, subtree))
-}
-
-fn view_of(
+/// A category with its customers and its subtree's, from the counters the
+/// distribution report reads (`direct`: each category's own customers).
+pub(super) fn counted_view(
     conn: &mut DbConnection,
     scheme: &SchemeRow,
     row: CategoryRow,
-    restriction: Option<&Arc<Restriction>>,
+    direct: &HashMap<String, i64>,
 ) -> Result<CategoryView, AppError> {
     let is_leaf = child_count(conn, scheme.id, &row.code)? == 0;
-    let (customer_count, subtree_customer_count) = counts_of(conn, scheme, &row.code, restriction)?;
+    let customer_count = direct.get(&row.code).copied().unwrap_or(0);
+    let upper = super::prefix_upper_bound(&row.code);
+    let subtree_customer_count = direct
+        .iter()
+        .filter(|(other, _)| other.as_str() >= row.code.as_str() && other.as_str() < upper.as_str())
+        .map(|(_, count)| count)
+        .sum();
     Ok(CategoryView { scheme: scheme.code.clone(), row, is_leaf, customer_count, subtree_customer_count })
 }
 
-/// With a `restriction`, the counts are of the customers it admits.
-pub fn get(
-    conn: &mut DbConnection,
-    scheme_code: &str,
-    code: &str,
-    restriction: Option<&Arc<Restriction>>,
-) -> Result<CategoryView, AppError> {
+/// A category as a write left it, counted from the counters.
+fn written(conn: &mut DbConnection, scheme_code: &str, code: &str) -> Result<CategoryView, AppError> {
     let scheme = scheme_store::get(conn, scheme_code)?;
     let row = find_row(conn, scheme.id, code)?.ok_or_else(|| category_not_found(scheme_code, code))?;
-    view_of(conn, &scheme, row, restriction)
-}
-
-/// Every category of a scheme ordered by code, which is the tree's pre-order, with
-/// counts from the counters the distribution report reads (with a `restriction`, of
-/// the customers it admits).
-pub fn list(
-    conn: &mut DbConnection,
-    scheme_code: &str,
-    restriction: Option<&Arc<Restriction>>,
-) -> Result<Vec<CategoryView>, AppError> {
-    let scheme = scheme_store::get(conn, scheme_code)?;
-    let rows: Vec<CategoryRow> = categories::table
-        .filter(categories::scheme_id.eq(scheme.id))
-        .order(categories::code.asc())
-        .select(CategoryRow::as_select())
-        .load(conn)?;
-    let direct = direct_counts(conn, &scheme, restriction)?;
-    let codes: Vec<&str> = rows.iter().map(|row| row.code.as_str()).collect();
-    let tallies: BTreeMap<String, Tally> =
-        direct.into_iter().map(|(code, customers)| (code, Tally { customers, sums: Vec::new() })).collect();
-    let tallies = tree_tallies(&scheme.code_rule, &codes, &tallies, 0);
-    let parents: HashSet<&str> = rows.iter().map(|r| r.parent_code.as_str()).filter(|p| !p.is_empty()).collect();
-    let views = rows
-        .iter()
-        .map(|row| CategoryView {
-            scheme: scheme.code.clone(),
-            is_leaf: !parents.contains(row.code.as_str()),
-            customer_count: tallies.get(&row.code).map_or(0, |tally| tally.direct.customers),
-            subtree_customer_count: tallies.get(&row.code).map_or(0, |tally| tally.subtree.customers),
-            row: row.clone(),
-        })
-        .collect();
-    Ok(views)
+    let direct = counts::of_schemes(conn, scheme.id, None)?.first;
+    counted_view(conn, &scheme, row, &direct)
 }
 
 pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> Result<CategoryView, AppError> {
@@ -324,7 +218,7 @@ pub fn create(conn: &mut DbConnection, scheme_code: &str, new: NewCategory) -> R
             EventType::CategoryCreated,
             json!({"scheme": scheme_code, "category": new.code.as_str()}),
         )?;
-        get(conn, scheme_code, new.code.as_str(), None)
+        written(conn, scheme_code, new.code.as_str())
     })
 }
 
@@ -418,7 +312,7 @@ pub fn update(
             EventType::CategoryUpdated,
             json!({"scheme": scheme_code, "category": code, "version": current.version + 1}),
         )?;
-        get(conn, scheme_code, code, None)
+        written(conn, scheme_code, code)
     })
 }
 
@@ -453,32 +347,4 @@ pub fn delete(conn: &mut DbConnection, scheme_code: &str, code: &str, expected: 
         diesel::delete(categories::table.filter(categories::id.eq(current.id))).execute(conn)?;
         events::record_one(conn, EventType::CategoryDeleted, json!({"scheme": scheme_code, "category": code}))
     })
-}
-
-/// A scheme's default category must exist, be active and be a leaf, since new
-/// customers are assigned to it.
-pub fn ensure_assignable_default(conn: &mut DbConnection, scheme_id: i64, code: &CategoryCode) -> Result<(), AppError> {
-    let field = |message: &str| vec![FieldError::new("default_category", message)];
-    let row = find_row(conn, scheme_id, code.as_str())?.ok_or_else(|| {
-        AppError::validation(
-            ErrorCode::CategoryNotFoundInRequest,
-            format!("default category {code} does not exist in this scheme"),
-            field("must be an existing category"),
-        )
-    })?;
-    if child_count(conn, scheme_id, code.as_str())? > 0 {
-        return Err(AppError::validation(
-            ErrorCode::CategoryNotLeaf,
-            format!("default category {code} has child categories"),
-            field("must be a leaf category"),
-        ));
-    }
-    if !row.active {
-        return Err(AppError::validation(
-            ErrorCode::CategoryInactive,
-            format!("default category {code} is inactive"),
-            field("must be an active category"),
-        ));
-    }
-    Ok(())
 }

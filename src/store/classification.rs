@@ -19,7 +19,8 @@ use crate::domain::history::Source;
 use crate::error::AppError;
 
 use super::attributes::{self, MovePlan};
-use super::categories::{self as category_store, CategoryRow, Ranks};
+use super::categories::{self as category_store, Ranks};
+use super::category_rows::CategoryRow;
 use super::counts::{self, CategoryDeltas};
 use super::customer_rows::{self as customer_store, CustomerRow, SnapshotTarget};
 use super::history::{self, NewHistory, SharedChange};

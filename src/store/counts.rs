@@ -19,6 +19,13 @@ use crate::error::AppError;
 
 pub const SHARDS: i64 = 16;
 
+/// A number of customers, as `COUNT(*) AS customers` reads it.
+#[derive(QueryableByName)]
+pub(crate) struct Count {
+    #[diesel(sql_type = BigInt)]
+    pub(crate) customers: i64,
+}
+
 fn shard_of(customer_id: i64) -> i64 {
     customer_id.rem_euclid(SHARDS)
 }
@@ -229,7 +236,7 @@ pub struct Counted {
 /// Customers in the archive, from the counters.
 pub fn population(conn: &mut DbConnection) -> Result<i64, AppError> {
     let int = Dialect::of(conn).integer();
-    let total: super::reports::Count = diesel::sql_query(format!(
+    let total: Count = diesel::sql_query(format!(
         "SELECT CAST(COALESCE(SUM(customers), 0) AS {int}) AS customers FROM customer_counts"
     ))
     .get_result(conn)?;

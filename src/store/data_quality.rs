@@ -11,9 +11,10 @@ use crate::domain::duplicates::DuplicateKey;
 use crate::error::AppError;
 
 use super::counts;
+use super::counts::Count;
 use super::customer_search::{self, After, CategoryFilter, Filters, ListQuery, Missing, Sort, SortKey};
 use super::duplicates;
-use super::reports::{row_conditions, Count};
+use super::reports::row_conditions;
 use crate::domain::category::CategoryCode;
 
 /// Customer codes given with each check.

@@ -105,6 +105,19 @@ pub fn fill_missing(conn: &mut DbConnection) -> Result<u64, AppError> {
     Ok(keyed)
 }
 
+/// [`fill_missing`] on the blocking pool: at start-up (customers written before the
+/// keys existed) and after an import, which leaves its new customers' keys to this so
+/// that its one transaction holds fewer rows. A search that comes first keys them itself.
+pub async fn key_unkeyed_customers(db: &crate::db::Db) {
+    match db.run_long(fill_missing).await {
+        Ok(0) => {}
+        Ok(keyed) => log::info!("computed the duplicate keys of {keyed} customers"),
+        Err(error) => {
+            log::warn!("the duplicate keys could not be computed (the first duplicates search will): {error}")
+        }
+    }
+}
+
 /// Where a page of groups ends: groups come largest first, then by key (in the order
 /// of `DuplicateKey::ALL`), then by value.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -165,7 +178,7 @@ pub fn group_count(conn: &mut DbConnection, key: DuplicateKey) -> Result<i64, Ap
     let sql = format!(
         "SELECT COUNT(*) AS customers FROM (SELECT {column} FROM {table} WHERE {column} IS NOT NULL AND {column} <> '' GROUP BY {column} HAVING COUNT(*) > 1) g"
     );
-    Ok(diesel::sql_query(sql).get_result::<super::reports::Count>(conn)?.customers)
+    Ok(diesel::sql_query(sql).get_result::<super::counts::Count>(conn)?.customers)
 }
 
 /// Up to `limit` groups of two or more customers sharing one of `keys`, after `after`.

@@ -35,7 +35,8 @@ use crate::error::{AppError, ErrorCode, ErrorKind};
 
 use super::assignments;
 use super::attributes::{self, Desired, Effective};
-use super::categories::{self as category_store, CategoryRow};
+use super::categories::{self as category_store};
+use super::category_rows::CategoryRow;
 use super::classification::{ClassificationWrite, Placement, Provenance};
 use super::counts;
 use super::customer_rows::{new_snapshots, CustomerRow};

@@ -20,7 +20,7 @@ use crate::db::DbConnection;
 use crate::domain::history::Source;
 use crate::error::AppError;
 
-use super::reports::Count;
+use super::counts::Count;
 
 /// Up to this many moves in a period are read one by one (index-only, about 1 µs
 /// each, and some 100 bytes a customer while folding); beyond, the one pass over the
@@ -336,7 +336,7 @@ impl CodeRange {
     /// median code where codes follow creation, as they usually do (finding the exact
     /// median would cost a scan of half the codes).
     pub(super) fn halves(conn: &mut DbConnection) -> Result<Vec<CodeRange>, AppError> {
-        let middle = super::reports::middle_customer_id(conn)?;
+        let middle = super::middle_customer_id(conn)?;
         let median: Option<String> = customers::table
             .select(customers::code)
             .filter(customers::id.ge(middle))

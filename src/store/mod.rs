@@ -6,6 +6,8 @@ pub mod assignments;
 pub mod attributes;
 pub mod audit;
 pub mod categories;
+pub mod category_rows;
+pub mod category_views;
 pub mod classification;
 pub mod counts;
 pub mod customer_rows;
@@ -28,6 +30,7 @@ pub mod rules;
 pub mod run_batches;
 pub mod runs;
 pub mod sales_totals;
+pub mod scheme_counts;
 pub mod schemes;
 pub mod transactions;
 pub mod visibility;
@@ -51,6 +54,19 @@ pub(crate) fn customer_id_ranges(conn: &mut DbConnection, size: i64) -> Result<V
         .take_while(|start| *start <= high)
         .map(|start| (start, start + size - 1))
         .collect())
+}
+
+#[derive(diesel::QueryableByName)]
+struct Middle {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    id: Option<i64>,
+}
+
+/// The customer id halfway between the smallest and the largest: where a read that
+/// shares itself out over two connections splits the archive.
+pub(crate) fn middle_customer_id(conn: &mut DbConnection) -> Result<i64, AppError> {
+    let middle: Middle = diesel::sql_query("SELECT (MIN(id) + MAX(id)) DIV 2 AS id FROM customers").get_result(conn)?;
+    Ok(middle.id.unwrap_or(0))
 }
 
 /// Ids as an SQL list (`1,2,3`) for `IN (…)`: they come from the database, never from
@@ -170,4 +186,4 @@ macro_rules! versioned {
     )*};
 }
 
-versioned!(schemes::SchemeRow, categories::CategoryRow, customer_rows::CustomerRow, rules::RuleRow);
+versioned!(schemes::SchemeRow, category_rows::CategoryRow, customer_rows::CustomerRow, rules::RuleRow);

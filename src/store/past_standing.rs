@@ -22,7 +22,7 @@ use crate::domain::report::{Measure, Tally};
 use crate::error::AppError;
 
 use super::journeys::{self, Journey, Span};
-use super::reports::{rewound, CellKey};
+use super::scheme_counts::{rewound, CellKey};
 use super::schemes::SchemeRow;
 use crate::domain::sales::window_start;
 

@@ -14,7 +14,7 @@ use crate::error::AppError;
 
 use super::assignments;
 use super::attributes;
-use super::categories::{self as category_store, category_not_found};
+use super::categories::category_not_found;
 use super::classification::{ClassificationWrite, Mover, Moves, Provenance};
 use super::schemes::{self as scheme_store, SchemeRow};
 
@@ -58,7 +58,7 @@ pub struct ReassignOutcome {
 /// Moves every customer of `from`'s subtree (but those already in `to`) to `to`.
 pub fn reassign(conn: &mut DbConnection, request: &Reassignment) -> Result<ReassignOutcome, AppError> {
     let scheme = scheme_store::get(conn, &request.scheme)?;
-    category_store::find_row(conn, scheme.id, &request.from)?
+    super::category_rows::find_row(conn, scheme.id, &request.from)?
         .ok_or_else(|| category_not_found(&scheme.code, &request.from))?;
     // Checked before the first batch, so that a bad target answers 422 with nothing moved.
     transaction(conn, |conn| assignments::assignable_category(conn, &scheme, &request.to, "to").map(drop))?;

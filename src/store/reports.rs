@@ -39,6 +39,7 @@ use super::journeys::{self, in_entry, journeys, journeys_index, CodeRange, Span}
 use super::past_standing;
 use super::prefix_upper_bound;
 use super::sales_totals;
+use super::scheme_counts::{category_or_none, rewound, CellKey};
 use super::schemes::SchemeRow;
 use super::transactions::metric_sum;
 use crate::domain::attribute::LIKE_ESCAPE;
@@ -69,9 +70,6 @@ fn ensure_historical(filters: &Filters) -> Result<(), AppError> {
         now_only.into_iter().map(|field| FieldError::new(field, "not available with as_of")).collect(),
     ))
 }
-
-/// The categories of a customer on the report's axes (`None`: unclassified there).
-pub type CellKey = (Option<String>, Option<String>);
 
 /// Customers tallied by their categories on one or two axes. `as_of` is the first
 /// instant after the day the report describes (`None`: now). Every customer of the
@@ -323,7 +321,7 @@ impl Sums {
         measures: &[Measure],
     ) -> Result<HashMap<CellKey, Vec<i64>>, AppError> {
         let Some(spare) = spare else { return self.run(conn, measures) };
-        let middle = middle_customer_id(conn)?;
+        let middle = super::middle_customer_id(conn)?;
         let (lower, upper) = (self.clone().with_ids(None, Some(middle)), self.with_ids(Some(middle), None));
         let (lower, upper) = std::thread::scope(|scope| {
             let other = scope.spawn(|| upper.run(spare, measures));
@@ -421,17 +419,6 @@ fn within(
     Ok(cells)
 }
 
-#[derive(QueryableByName)]
-pub(super) struct Count {
-    #[diesel(sql_type = BigInt)]
-    pub(super) customers: i64,
-}
-
-/// `''` stands for "no category" inside journeys, where `NULL` would vanish in `MAX`.
-fn category_or_none(code: String) -> Option<String> {
-    Some(code).filter(|code| !code.is_empty())
-}
-
 /// All customers of one scheme from the counters, rewound to `as_of` when given.
 fn counted(
     conn: &mut DbConnection,
@@ -441,43 +428,6 @@ fn counted(
     let Some(at) = as_of else { return rewound(conn, scheme, None, &HashMap::new()) };
     let moved = journeys::moved(conn, None, &Span { scheme_code: &scheme.code, start: at, end: None, source: None })?;
     rewound(conn, scheme, Some(at), &moved)
-}
-
-/// The counts of a scheme from the counters and, as of `at`, rewound by the moves
-/// made since: `moved` holds how many customers went from each category before their
-/// first move since to the one after their last (`''`: none), deleted ones included.
-pub(super) fn rewound(
-    conn: &mut DbConnection,
-    scheme: &SchemeRow,
-    at: Option<NaiveDateTime>,
-    moved: &HashMap<(String, String), i64>,
-) -> Result<HashMap<CellKey, Tally>, AppError> {
-    let counted = counts::of_schemes(conn, scheme.id, None)?;
-    let (mut by_category, mut population) = (counted.first, counted.population);
-    if let Some(at) = at {
-        for ((then, now), customers) in moved {
-            if let Some(now) = category_or_none(now.clone()) {
-                *by_category.entry(now).or_default() -= customers;
-            }
-            if let Some(then) = category_or_none(then.clone()) {
-                *by_category.entry(then).or_default() += customers;
-            }
-        }
-        let mut born_since = Fragment::new("SELECT COUNT(*) AS customers FROM customers WHERE created_at >= ");
-        born_since.bind(Bind::Timestamp(at));
-        let mut gone_since = Fragment::new("SELECT COUNT(*) AS customers FROM deleted_customers WHERE created_at < ");
-        gone_since.bind(Bind::Timestamp(at)).push(" AND deleted_at >= ").bind(Bind::Timestamp(at));
-        population += gone_since.into_query().get_result::<Count>(conn)?.customers
-            - born_since.into_query().get_result::<Count>(conn)?.customers;
-    }
-    let classified: i64 = by_category.values().sum();
-    let mut cells: HashMap<CellKey, Tally> = by_category
-        .into_iter()
-        .filter(|(_, customers)| *customers != 0)
-        .map(|(code, customers)| ((Some(code), None), Tally { customers, sums: Vec::new() }))
-        .collect();
-    cells.insert((None, None), Tally { customers: population - classified, sums: Vec::new() });
-    Ok(cells)
 }
 
 #[derive(QueryableByName)]
@@ -512,18 +462,6 @@ impl GroupSums {
             Measure::LifetimeSpend => self.lifetime_spend,
         }
     }
-}
-
-#[derive(QueryableByName)]
-struct Middle {
-    #[diesel(sql_type = Nullable<BigInt>)]
-    id: Option<i64>,
-}
-
-/// The customer id halfway between the smallest and the largest.
-pub(super) fn middle_customer_id(conn: &mut DbConnection) -> Result<i64, AppError> {
-    let middle: Middle = diesel::sql_query("SELECT (MIN(id) + MAX(id)) DIV 2 AS id FROM customers").get_result(conn)?;
-    Ok(middle.id.unwrap_or(0))
 }
 
 /// The conditions of the filters on the customer row `p`: status, text and attributes.

@@ -20,7 +20,8 @@ use crate::shutdown::Shutdown;
 
 use super::assignments;
 use super::attributes;
-use super::categories::{self as category_store, CategoryRow, Ranks};
+use super::categories::{self as category_store, Ranks};
+use super::category_rows::{self, CategoryRow};
 use super::classification::{ClassificationWrite, Mover, Moves, Provenance};
 use super::rankings;
 use super::rule_sql::{Evaluation, Selection};
@@ -157,7 +158,7 @@ pub(super) fn execute(
                     ),
                 )
             };
-            category_store::find_row(conn, scheme.id, &rule.row.target_category)?.ok_or_else(deleted)
+            category_rows::find_row(conn, scheme.id, &rule.row.target_category)?.ok_or_else(deleted)
         })
         .collect::<Result<_, _>>()?;
     let selections: Vec<Selection> = match &request.scope {

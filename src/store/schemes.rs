@@ -198,7 +198,7 @@ pub fn update(
             }
         }
         if let Some(Some(category)) = &changes.default_category {
-            super::categories::ensure_assignable_default(conn, current.id, category)?;
+            super::category_rows::ensure_assignable_default(conn, current.id, category)?;
         }
 
         let at = now();
