@@ -9,10 +9,10 @@ use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Caller, Read, Restrictable, Write};
 use crate::api::error::Problem;
+use crate::api::filters::parse_filter;
 use crate::api::paging::{self, PageRequest};
 use crate::api::schemas::{AttributeValue, AttributeValueOrNull};
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
-use crate::domain::attribute::{split_filter, FilterOp};
 use crate::domain::category::CategoryCode;
 use crate::domain::customer::{
     parse_email, parse_phone, CustomerCode, CustomerStatus, TaxId, ADDRESS_MAX, CONTACT_MAX, NAME_MAX, NOTE_MAX,
@@ -22,16 +22,12 @@ use crate::domain::history::{Direction, Source};
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::{AppError, ErrorCode};
 use crate::store::customer_rows::{self, CustomerView};
-use crate::store::customer_search::{
-    self, After, AttributeFilter, CategoryFilter, Filters, ListQuery, Missing, Sort, SortKey,
-};
+use crate::store::customer_search::{self, After, Filters, ListQuery, Sort, SortKey};
 use crate::store::customers::{self as store, CustomerChanges, CustomerFields, NewCustomer};
 use crate::store::history::{self, HistoryCursor, HistoryRow};
 use crate::store::visibility;
 
 pub const REASON_MAX: usize = 500;
-/// Ten years: the longest `dormant_days`.
-const MAX_DORMANT_DAYS: i64 = 3650;
 
 /// A customer's category in one scheme.
 #[derive(Debug, Serialize, ToSchema)]
@@ -334,70 +330,6 @@ fn decode_cursor(text: &str, sort: Sort) -> Result<After, AppError> {
         (SortKey::CreatedAt, ListCursor { created_at: Some(at), id: Some(id), .. }) => Ok(After::CreatedAt(at, id)),
         _ => Err(paging::invalid()),
     }
-}
-
-/// `dormant_days`: 1 to 3650 days without an order.
-pub fn parse_dormant_days(text: &str) -> Result<i64, FieldError> {
-    text.parse::<i64>().ok().filter(|days| (1..=MAX_DORMANT_DAYS).contains(days)).ok_or_else(|| {
-        FieldError::new("dormant_days", format!("must be a whole number of days from 1 to {MAX_DORMANT_DAYS}"))
-    })
-}
-
-/// Reads one of the filters of `GET /customers` (which the reports share); false
-/// when `key` is not one of them.
-/// The query parameters `parse_filter` reads: what a report's `ReportScope` documents.
-pub const FILTER_KEYS: [&str; 8] =
-    ["category", "unclassified", "status", "q", "attr", "missing", "dormant_days", "classified"];
-
-pub fn parse_filter(key: &str, value: &str, filters: &mut Filters, errors: &mut FieldErrors) -> bool {
-    match key {
-        "category" => match value.split_once(':') {
-            Some((scheme, code)) => {
-                if let Some(code) = errors.check(CategoryCode::parse("category", code)) {
-                    filters.categories.push(CategoryFilter { scheme: scheme.to_string(), code });
-                }
-            }
-            None => errors
-                .check::<()>(Err(FieldError::new("category", "must be SCHEME:CODE, e.g. REGION:01")))
-                .unwrap_or(()),
-        },
-        "attr" => match split_filter(value) {
-            Some((key, op, operand)) => match FilterOp::parse(op) {
-                Some(op) => {
-                    filters.attributes.push(AttributeFilter { key: key.to_string(), op, value: operand.to_string() })
-                }
-                None => errors
-                    .check::<()>(Err(FieldError::new(
-                        "attr",
-                        format!("unknown operator {op:?}; use eq, ne, gt, gte, lt, lte, in or like"),
-                    )))
-                    .unwrap_or(()),
-            },
-            None => errors
-                .check::<()>(Err(FieldError::new("attr", "must be KEY:OP:VALUE, e.g. discount_rate:gte:0.15")))
-                .unwrap_or(()),
-        },
-        "unclassified" => filters.unclassified.push(value.to_string()),
-        "q" => filters.text = Some(value.trim().to_string()).filter(|v| !v.is_empty()),
-        "status" => filters.status = errors.check(value.parse::<CustomerStatus>()),
-        "missing" => {
-            if let Some(missing) = errors.check(Missing::parse(value)) {
-                filters.missing.push(missing);
-            }
-        }
-        "dormant_days" => filters.dormant_days = errors.check(parse_dormant_days(value)),
-        "classified" => {
-            let flag = match value {
-                "true" => Some(true),
-                "false" => Some(false),
-                _ => None,
-            };
-            filters.classified =
-                errors.check(flag.ok_or_else(|| FieldError::new("classified", "must be true or false")));
-        }
-        _ => return false,
-    }
-    true
 }
 
 fn parse_list_query(pairs: Vec<(String, String)>) -> Result<ListQuery, AppError> {

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
-use crate::api::customers::parse_dormant_days;
 use crate::api::error::Problem;
+use crate::api::filters::parse_dormant_days;
 use crate::api::schemas::{CsvTable, Workbook};
 use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
 use crate::api::{AppState, FieldErrors};

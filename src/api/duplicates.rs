@@ -6,8 +6,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
-use crate::api::customers::parse_filter;
 use crate::api::error::Problem;
+use crate::api::filters::parse_filter;
 use crate::api::paging;
 use crate::api::{AppState, FieldErrors, Page};
 use crate::domain::customer::CustomerStatus;

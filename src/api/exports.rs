@@ -12,8 +12,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream::{self, Stream, StreamExt};
 
 use crate::api::auth::{Auth, Read, Restrictable};
-use crate::api::customers::parse_filter;
 use crate::api::error::Problem;
+use crate::api::filters::parse_filter;
 use crate::api::schemas::{CsvTable, NdjsonLines, Workbook};
 use crate::api::spreadsheet::{Format, NDJSON, XLSX};
 use crate::api::{blocking_failed, AppState, FieldErrors};

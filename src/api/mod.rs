@@ -11,6 +11,7 @@ pub mod duplicates;
 pub mod error;
 pub mod events;
 pub mod exports;
+pub mod filters;
 pub mod health;
 pub mod import_files;
 pub mod imports;

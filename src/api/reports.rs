@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read, Restrictable};
-use crate::api::customers::parse_filter;
 use crate::api::error::Problem;
+use crate::api::filters::parse_filter;
 use crate::api::paging;
 use crate::api::schemas::{CsvTable, Workbook};
 use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
@@ -948,7 +948,7 @@ mod scope_tests {
     use utoipa::IntoParams;
 
     use super::ReportScope;
-    use crate::api::customers::{parse_filter, FILTER_KEYS};
+    use crate::api::filters::{parse_filter, FILTER_KEYS};
     use crate::api::FieldErrors;
     use crate::store::customer_search::Filters;
 
