@@ -5,12 +5,13 @@ WORKDIR /src
 # Dependencies first, so that code changes do not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 COPY crates/domain/Cargo.toml crates/domain/
-RUN mkdir -p src benches crates/domain/src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
-    && echo '' > crates/domain/src/lib.rs \
+COPY crates/db/Cargo.toml crates/db/
+RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+    && for crate in domain db; do mkdir -p crates/$crate/src && echo '' > crates/$crate/src/lib.rs; done \
     && for bench in customers sales reports maintenance webhooks; do echo 'fn main() {}' > benches/$bench.rs; done \
-    && cargo build --release --locked && rm -rf src benches crates/domain/src
+    && cargo build --release --locked && rm -rf src benches crates/*/src
 COPY . .
-RUN touch src/main.rs src/lib.rs crates/domain/src/lib.rs && cargo build --release --locked
+RUN touch src/main.rs src/lib.rs crates/*/src/lib.rs && cargo build --release --locked
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libmariadb3 ca-certificates curl \

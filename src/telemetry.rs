@@ -11,7 +11,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::web;
 
-use crate::error::AppError;
+use crate::api::error::ApiError;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -115,7 +115,7 @@ pub async fn middleware(
     let millis = elapsed.as_secs_f64() * 1000.0;
     match response.response().error().filter(|_| status >= 500) {
         Some(error) => {
-            let cause = error.as_error::<AppError>().and_then(|e| e.cause.as_deref()).unwrap_or("");
+            let cause = error.as_error::<ApiError>().and_then(|e| e.0.cause.as_deref()).unwrap_or("");
             log::error!(target: "custclass::request", "{method} {path} {status} {millis:.1}ms request_id={request_id} error={error} {cause}");
         }
         None => {

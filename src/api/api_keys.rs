@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::{AppState, FieldErrors, Page};
 use crate::domain::api_key::{ApiKeySecret, KeyName, Scope};
@@ -78,7 +79,7 @@ pub struct ApiKeyCreate {
 /// secrets are never shown again after creation. Scope `admin`.
 #[utoipa::path(get, path = "/api/v1/api-keys", operation_id = "list_api_keys", tag = "api-keys",
     responses((status = 200, description = "Every key, revoked ones included, without secrets", body = Page<ApiKey>)))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Admin>) -> Result<HttpResponse, AppError> {
+pub async fn list(state: web::Data<AppState>, _auth: Auth<Admin>) -> Result<HttpResponse, ApiError> {
     let rows = state.db.run(store::list).await?;
     let keys = rows.into_iter().map(ApiKey::try_from).collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(Page::complete(keys)))
@@ -99,7 +100,7 @@ pub async fn create(
     state: web::Data<AppState>,
     _auth: Auth<Admin>,
     body: web::Json<ApiKeyCreate>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
     let name = errors.check(KeyName::parse(&body.name));
@@ -116,7 +117,8 @@ pub async fn create(
             ErrorCode::RestrictedAdmin,
             "a key restricted to some categories' customers cannot have scope admin, which changes the whole archive",
             vec![FieldError::new("scope", "must be read or write with restrict")],
-        ));
+        )
+        .into());
     }
     let secret = ApiKeySecret::generate();
     let exposed = secret.expose().to_string();
@@ -141,7 +143,7 @@ pub async fn revoke(
     state: web::Data<AppState>,
     _auth: Auth<Admin>,
     path: web::Path<i64>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     state.db.run(move |conn| store::revoke(conn, id)).await?;
     state.keys.forget_all();

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Restrictable, Write};
 use crate::api::customers::{parse_reason, Customer};
-use crate::api::error::{json_error, Problem};
+use crate::api::error::{json_error, ApiError, Problem};
 use crate::api::schemas::AttributeValue;
 use crate::api::{ok_versioned, AppState, FieldErrors, IfMatch};
 use crate::domain::category::CategoryCode;
@@ -67,7 +67,7 @@ pub async fn assign(
     path: web::Path<(String, String)>,
     if_match: IfMatch,
     body: web::Json<AssignmentPut>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (customer, scheme) = path.into_inner();
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
@@ -119,9 +119,9 @@ pub async fn unassign(
     path: web::Path<(String, String)>,
     query: web::Query<UnassignQuery>,
     if_match: IfMatch,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (customer, scheme) = path.into_inner();
-    let reason = parse_reason(query.reason.as_deref())?;
+    let reason = parse_reason(query.reason.as_deref()).map_err(AppError::from)?;
     let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
     let restriction = auth.caller.restriction;
     let view = state
@@ -175,7 +175,7 @@ pub async fn batch(
     state: web::Data<AppState>,
     auth: Auth<Write, Restrictable>,
     body: web::Json<BatchAssign>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
     let category = errors.check(CategoryCode::parse("category", &body.category));

@@ -7,6 +7,7 @@ use serde_json::Value as Json;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read, Restrictable};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::schemas::AttributeValue;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
@@ -198,7 +199,7 @@ pub async fn list(
     _auth: Auth<Read, Restrictable>,
     path: web::Path<(String, String)>,
     query: web::Query<ListQuery>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, code) = path.into_inner();
     let effective = query.effective;
     let views = state.db.run(move |conn| store::list(conn, &scheme, &code, effective)).await?;
@@ -227,7 +228,7 @@ pub async fn create(
     path: web::Path<(String, String)>,
     query: web::Query<ForceQuery>,
     body: web::Json<AttributeCreate>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, code) = path.into_inner();
     let definition = body.into_inner().parse()?;
     let force = query.force;
@@ -252,7 +253,7 @@ pub async fn get(
     state: web::Data<AppState>,
     _auth: Auth<Read, Restrictable>,
     path: web::Path<(String, String, String)>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, code, key) = path.into_inner();
     let definition = AttributeDefinition::from(state.db.run(move |conn| store::get(conn, &scheme, &code, &key)).await?);
     Ok(ok_versioned(definition.version, &definition))
@@ -282,7 +283,7 @@ pub async fn update(
     query: web::Query<ForceQuery>,
     if_match: IfMatch,
     body: web::Json<AttributePatch>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, code, key) = path.into_inner();
     let patch = body.into_inner();
     let force = query.force;
@@ -314,7 +315,7 @@ pub async fn delete(
     path: web::Path<(String, String, String)>,
     query: web::Query<ForceQuery>,
     if_match: IfMatch,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, code, key) = path.into_inner();
     let force = query.force;
     state.db.run(move |conn| store::delete(conn, &scheme, &code, &key, if_match.0, force)).await?;

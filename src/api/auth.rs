@@ -14,6 +14,7 @@ use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
 
+use crate::api::error::ApiError;
 use crate::db::Db;
 use crate::domain::api_key::{ApiKeySecret, Scope};
 use crate::domain::restriction::Restriction;
@@ -87,21 +88,21 @@ pub struct Auth<S: RequiredScope, P: RestrictionPolicy = WholeArchive> {
 }
 
 impl<S: RequiredScope, P: RestrictionPolicy> FromRequest for Auth<S, P> {
-    type Error = AppError;
-    type Future = Ready<Result<Self, AppError>>;
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let caller = req.extensions().get::<Caller>().cloned();
         ready(match caller {
-            None => Err(AppError::internal("the endpoint was reached without the authentication middleware")),
+            None => Err(AppError::internal("the endpoint was reached without the authentication middleware").into()),
             Some(caller) if caller.scope < S::SCOPE => Err(AppError::new(
                 ErrorCode::InsufficientScope,
                 format!("this operation needs a key with scope {}; key {:?} has scope {}", S::SCOPE, caller.name, caller.scope),
-            )),
+            ).into()),
             Some(caller) if caller.restriction.is_some() && !P::HONOURS_RESTRICTION => Err(AppError::new(
                 ErrorCode::RestrictedKey,
                 format!("key {:?} is restricted to some categories' customers; this operation works on the whole archive and needs an unrestricted key", caller.name),
-            )),
+            ).into()),
             Some(caller) => Ok(Auth { caller, required: PhantomData }),
         })
     }
@@ -121,9 +122,9 @@ pub async fn authenticate(
         let state = req
             .app_data::<web::Data<AppState>>()
             .cloned()
-            .ok_or_else(|| AppError::internal("application state missing"))?;
-        let secret = bearer_token(req.request())?;
-        let caller = state.keys.authenticate(&state.db, secret).await?;
+            .ok_or_else(|| ApiError(AppError::internal("application state missing")))?;
+        let secret = bearer_token(req.request()).map_err(ApiError)?;
+        let caller = state.keys.authenticate(&state.db, secret).await.map_err(ApiError)?;
         req.extensions_mut().insert(caller);
     }
     next.call(req).await

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read, Restrictable};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::category::{CategoryCode, CategoryName};
@@ -210,7 +211,7 @@ pub async fn list(
     state: web::Data<AppState>,
     auth: Auth<Read, Restrictable>,
     path: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let scheme = path.into_inner();
     let restriction = auth.caller.restriction;
     let views =
@@ -232,7 +233,7 @@ pub async fn tree(
     state: web::Data<AppState>,
     auth: Auth<Read, Restrictable>,
     path: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let scheme = path.into_inner();
     let lookup = scheme.clone();
     let restriction = auth.caller.restriction;
@@ -259,7 +260,7 @@ pub async fn create(
     _auth: Auth<Admin>,
     path: web::Path<String>,
     body: web::Json<CategoryCreate>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let scheme = path.into_inner();
     let new = body.into_inner().parse()?;
     let category = Category::from(state.db.run(move |conn| store::create(conn, &scheme, new)).await?);
@@ -280,7 +281,7 @@ pub async fn get(
     state: web::Data<AppState>,
     auth: Auth<Read, Restrictable>,
     path: web::Path<(String, String)>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, code) = path.into_inner();
     let restriction = auth.caller.restriction;
     let category = Category::from(
@@ -308,7 +309,7 @@ pub async fn update(
     path: web::Path<(String, String)>,
     if_match: IfMatch,
     body: web::Json<CategoryPatch>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, code) = path.into_inner();
     let changes = body.into_inner().parse()?;
     let category =
@@ -336,7 +337,7 @@ pub async fn delete(
     _auth: Auth<Admin>,
     path: web::Path<(String, String)>,
     if_match: IfMatch,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, code) = path.into_inner();
     state.db.run(move |conn| store::delete(conn, &scheme, &code, if_match.0)).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -400,7 +401,7 @@ pub async fn reassign(
     auth: Auth<Admin>,
     path: web::Path<(String, String)>,
     body: web::Json<ReassignRequest>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, from) = path.into_inner();
     let body = body.into_inner();
     let mut errors = FieldErrors::default();

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Caller, Read, Restrictable, Write};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::filters::parse_filter;
 use crate::api::paging::{self, PageRequest};
@@ -387,7 +388,7 @@ pub async fn list(
     state: web::Data<AppState>,
     auth: Auth<Read, Restrictable>,
     query: web::Query<Vec<(String, String)>>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let mut query = parse_list_query(query.into_inner())?;
     query.filters.restrict_to(auth.caller.restriction);
     let sort = query.sort;
@@ -412,7 +413,7 @@ pub async fn create(
     state: web::Data<AppState>,
     auth: Auth<Write, Restrictable>,
     body: web::Json<CustomerCreate>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let new = body.into_inner().parse()?;
     let Caller { name: actor, restriction, .. } = auth.caller;
     let customer =
@@ -435,7 +436,7 @@ pub async fn get(
     state: web::Data<AppState>,
     auth: Auth<Read, Restrictable>,
     path: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
     let restriction = auth.caller.restriction;
     let customer = Customer::from(
@@ -464,7 +465,7 @@ pub async fn update(
     path: web::Path<String>,
     if_match: IfMatch,
     body: web::Json<CustomerPatch>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
     let changes = body.into_inner().parse()?;
     let restriction = auth.caller.restriction;
@@ -495,7 +496,7 @@ pub async fn replace_attributes(
     path: web::Path<String>,
     if_match: IfMatch,
     body: web::Json<BTreeMap<String, serde_json::Value>>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
     let values = body.into_inner();
     let restriction = auth.caller.restriction;
@@ -525,7 +526,7 @@ pub async fn delete(
     auth: Auth<Write, Restrictable>,
     path: web::Path<String>,
     if_match: IfMatch,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
     let Caller { name: actor, restriction, .. } = auth.caller;
     state.db.run(move |conn| store::delete(conn, &code, if_match.0, &actor, restriction.as_deref())).await?;
@@ -606,7 +607,7 @@ pub async fn history(
     auth: Auth<Read, Restrictable>,
     path: web::Path<String>,
     query: web::Query<HistoryQuery>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
     let query = query.into_inner();
     let PageRequest { limit, after } =

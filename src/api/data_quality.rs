@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::filters::parse_dormant_days;
 use crate::api::schemas::{CsvTable, Workbook};
@@ -14,7 +15,6 @@ use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
 use crate::api::{AppState, FieldErrors};
 use crate::domain::duplicates::DuplicateKey;
 use crate::domain::report::QualityCheck;
-use crate::error::AppError;
 use crate::store::customer_search::{Filters, Missing};
 use crate::store::data_quality::{self as store, Check, Finding};
 
@@ -133,7 +133,7 @@ pub async fn data_quality(
     _auth: Auth<Read>,
     req: HttpRequest,
     query: web::Query<QualityQuery>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let format = Format::negotiate(&req)?;
     let mut errors = FieldErrors::default();
     let dormant_days = match query.into_inner().dormant_days {

@@ -6,6 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::filters::parse_filter;
 use crate::api::paging;
@@ -133,7 +134,7 @@ pub async fn duplicates(
     state: web::Data<AppState>,
     _auth: Auth<Read>,
     query: web::Query<Vec<(String, String)>>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let DuplicatesQuery { keys, filters, limit, after } = parse_query(query.into_inner())?;
     let groups = state.db.run_long(move |conn| store::groups(conn, &keys, &filters, after.as_ref(), limit + 1)).await?;
     let page = paging::into_page::<Group, DuplicateGroup, GroupPosition>(groups, limit, Group::position)?;

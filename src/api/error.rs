@@ -49,45 +49,50 @@ pub struct Problem {
 }
 
 pub fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
-        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        ErrorKind::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::Gone => StatusCode::GONE,
-        ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    StatusCode::from_u16(kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The service's one error type ([`AppError`], owned by the layers below) as the HTTP
+/// layer answers it. The wrapper exists because actix's `ResponseError` may only be
+/// implemented where either the trait or the type is defined; every handler and
+/// extractor answers in it, and `?` turns an `AppError` into it.
+#[derive(Debug)]
+pub struct ApiError(pub AppError);
+
+impl From<AppError> for ApiError {
+    fn from(error: AppError) -> Self {
+        ApiError(error)
     }
 }
 
-impl ResponseError for AppError {
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        status_of(self.kind())
+        status_of(self.0.kind())
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
+        let ApiError(error) = self;
         let status = self.status_code();
         let problem = Problem {
-            problem_type: format!("urn:custclass:problem:{}", self.code.label()),
+            problem_type: format!("urn:custclass:problem:{}", error.code.label()),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
-            detail: self.detail.clone(),
-            code: self.code,
-            errors: self.errors.clone(),
-            violations: self.violations,
-            merged_into: self.merged_into.as_deref().map(String::from),
-            row_errors: self.row_errors.to_vec(),
+            detail: error.detail.clone(),
+            code: error.code,
+            errors: error.errors.clone(),
+            violations: error.violations,
+            merged_into: error.merged_into.as_deref().map(String::from),
+            row_errors: error.row_errors.to_vec(),
         };
         let mut response = HttpResponse::build(status);
         response.content_type(PROBLEM_JSON);
-        match self.kind() {
+        match error.kind() {
             ErrorKind::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"custclass\""));
             }
@@ -120,20 +125,20 @@ pub fn json_error(error: JsonPayloadError, _req: &HttpRequest) -> actix_web::Err
         }
         other => AppError::new(ErrorCode::MalformedBody, format!("the request body could not be read: {other}")),
     };
-    app_error.into()
+    ApiError(app_error).into()
 }
 
 pub fn path_error(error: PathError, _req: &HttpRequest) -> actix_web::Error {
-    AppError::new(ErrorCode::NotFound, format!("no resource matches this path: {error}")).into()
+    ApiError(AppError::new(ErrorCode::NotFound, format!("no resource matches this path: {error}"))).into()
 }
 
 pub fn query_error(error: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    AppError::new(ErrorCode::InvalidQuery, format!("the query string is invalid: {error}")).into()
+    ApiError(AppError::new(ErrorCode::InvalidQuery, format!("the query string is invalid: {error}"))).into()
 }
 
 /// The default service: no route matched.
-pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, AppError> {
-    Err(AppError::new(ErrorCode::RouteNotFound, format!("no endpoint at {} {}", req.method(), req.path())))
+pub async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError(AppError::new(ErrorCode::RouteNotFound, format!("no endpoint at {} {}", req.method(), req.path()))))
 }
 
 /// Safety net: any error response that is not problem+json yet (actix's own 405,
@@ -186,7 +191,7 @@ pub fn ensure_problem_json<B: MessageBody + 'static>(
         },
     };
     let (request, original) = response.into_parts();
-    let mut problem = AppError::new(code, detail).error_response();
+    let mut problem = ApiError(AppError::new(code, detail)).error_response();
     for (name, value) in original.headers() {
         if name == header::ALLOW || name == header::VARY || name.as_str().starts_with("access-control-") {
             problem.headers_mut().append(name.clone(), value.clone());

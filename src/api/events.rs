@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read, Restrictable};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::paging::parse_limit_within;
 use crate::api::AppState;
@@ -116,7 +117,7 @@ pub async fn list(
     state: web::Data<AppState>,
     auth: Auth<Read, Restrictable>,
     query: web::Query<EventQuery>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let mut cursor = Cursor::parse("after", query.after.as_deref()).map_err(|_| {
         AppError::new(

@@ -12,6 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream::{self, Stream, StreamExt};
 
 use crate::api::auth::{Auth, Read, Restrictable};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::filters::parse_filter;
 use crate::api::schemas::{CsvTable, NdjsonLines, Workbook};
@@ -75,7 +76,7 @@ pub async fn export_customers(
     auth: Auth<Read, Restrictable>,
     req: HttpRequest,
     query: web::Query<Vec<(String, String)>>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let format = Format::negotiate_among(&req, &[Format::Csv, Format::Ndjson, Format::Xlsx])?;
     let mut filters = parse_query(query.into_inner())?;
     filters.restrict_to(auth.caller.restriction);

@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::AppState;
 use crate::error::AppError;
@@ -35,7 +36,7 @@ const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(900);
         (status = 200, description = "The database answers", body = Health),
         (status = 503, description = "`database_unavailable`, with Retry-After", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     // A probe must answer before the orchestrator's own timeout, whatever the
     // database does: down, hung, or every connection busy.
     let ping = state.db.run_within(READY_WITHIN, Some(READY_WITHIN), |conn| conn.ping().map_err(AppError::from));

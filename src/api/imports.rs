@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::auth::{Auth, Caller, Read, Restrictable, Write};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::import_files::{self, Event, TextEncoding, Upload};
 use crate::api::runs::prefers_async;
@@ -390,7 +391,7 @@ pub async fn import_customers(
     request: HttpRequest,
     query: web::Query<ImportQuery>,
     body: web::Payload,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let content_type = content_type_of(&request);
     let upload = if is_multipart(content_type) {
         spool_multipart(&request, body).await?
@@ -461,7 +462,8 @@ pub async fn import_customers(
                 ),
                 Vec::new(),
             )
-        });
+        }
+        .into());
     }
     Ok(HttpResponse::Ok().insert_header(("Location", location(&id))).json(import))
 }
@@ -480,7 +482,7 @@ pub async fn get(
     state: web::Data<AppState>,
     auth: Auth<Read, Restrictable>,
     path: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let in_memory = state.imports.rows_done(&id);
     let running = state.imports.clone();
@@ -501,7 +503,7 @@ pub async fn get(
         .await?;
     // A restricted key sees the imports it made only.
     if auth.caller.restriction.is_some() && row.actor != auth.caller.name {
-        return Err(store::import_not_found(&row.id));
+        return Err(store::import_not_found(&row.id).into());
     }
     Ok(HttpResponse::Ok().json(Import::of(row, in_memory)?))
 }

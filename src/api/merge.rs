@@ -6,11 +6,11 @@ use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth};
 use crate::api::customers::{parse_reason, Customer};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::{AppState, FieldErrors, IfMatch};
 use crate::domain::customer::CustomerCode;
 use crate::domain::FieldError;
-use crate::error::AppError;
 use crate::store::merge::{self as store, Conflict, MergeRequest, Taken, MAX_DUPLICATES};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -93,7 +93,7 @@ pub async fn merge(
     path: web::Path<String>,
     if_match: IfMatch,
     body: web::Json<MergeBody>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let survivor = path.into_inner();
     let body = body.into_inner();
     let mut errors = FieldErrors::default();

@@ -35,6 +35,7 @@ use actix_web::{dev::Payload, web, FromRequest, HttpRequest, HttpResponse, HttpR
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
+use crate::api::error::ApiError;
 use crate::db::Db;
 use crate::error::AppError;
 use crate::telemetry::Metrics;
@@ -84,11 +85,11 @@ impl<T> Page<T> {
 pub struct IfMatch(pub Option<i64>);
 
 impl FromRequest for IfMatch {
-    type Error = AppError;
-    type Future = Ready<Result<Self, AppError>>;
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(parse_if_match(req))
+        ready(parse_if_match(req).map_err(ApiError))
     }
 }
 

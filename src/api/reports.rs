@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read, Restrictable};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::filters::parse_filter;
 use crate::api::paging;
@@ -298,7 +299,7 @@ pub async fn distribution(
     auth: Auth<Read, Restrictable>,
     req: HttpRequest,
     query: web::Query<Vec<(String, String)>>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let format = Format::negotiate(&req)?;
     let mut params = Params::read(query.into_inner(), &["scheme", "depth", "measures", "as_of", "filters"])?;
     let scheme_code = params.required("scheme");
@@ -499,7 +500,7 @@ pub async fn crosstab(
     auth: Auth<Read, Restrictable>,
     req: HttpRequest,
     query: web::Query<Vec<(String, String)>>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let format = Format::negotiate(&req)?;
     let mut params = Params::read(
         query.into_inner(),
@@ -775,7 +776,7 @@ pub async fn transitions(
     _auth: Auth<Read>,
     req: HttpRequest,
     query: web::Query<Vec<(String, String)>>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let format = Format::negotiate(&req)?;
     let mut params = Params::read(query.into_inner(), &["scheme", "from", "to", "basis", "source"])?;
     let (scheme_code, period, basis, source) = transition_params(&mut params);
@@ -901,7 +902,7 @@ pub async fn transition_customers(
     state: web::Data<AppState>,
     _auth: Auth<Read>,
     query: web::Query<Vec<(String, String)>>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let mut params = Params::read(
         query.into_inner(),
         &["scheme", "from", "to", "basis", "source", "from_category", "to_category", "direction", "limit", "cursor"],

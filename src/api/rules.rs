@@ -7,6 +7,7 @@ use serde_json::Value as Json;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read, Restrictable};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::schemas::Condition;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
@@ -164,7 +165,7 @@ pub async fn list(
     state: web::Data<AppState>,
     _auth: Auth<Read, Restrictable>,
     path: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let scheme = path.into_inner();
     let rules = state.db.run(move |conn| store::list(conn, &scheme)).await?;
     Ok(HttpResponse::Ok().json(Page::complete(rules.into_iter().map(Rule::from).collect())))
@@ -187,7 +188,7 @@ pub async fn create(
     _auth: Auth<Admin>,
     path: web::Path<String>,
     body: web::Json<RuleCreate>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let scheme = path.into_inner();
     let new = body.into_inner().parse()?;
     let rule = Rule::from(state.db.run(move |conn| store::create(conn, &scheme, &new)).await?);
@@ -207,7 +208,7 @@ pub async fn get(
     state: web::Data<AppState>,
     _auth: Auth<Read, Restrictable>,
     path: web::Path<(String, i64)>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, id) = path.into_inner();
     let rule = Rule::from(state.db.run(move |conn| store::get(conn, &scheme, id)).await?);
     Ok(ok_versioned(rule.version, &rule))
@@ -232,7 +233,7 @@ pub async fn update(
     path: web::Path<(String, i64)>,
     if_match: IfMatch,
     body: web::Json<RulePatch>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, id) = path.into_inner();
     let changes = body.into_inner().parse()?;
     let rule = Rule::from(state.db.run(move |conn| store::update(conn, &scheme, id, &changes, if_match.0)).await?);
@@ -255,7 +256,7 @@ pub async fn delete(
     _auth: Auth<Admin>,
     path: web::Path<(String, i64)>,
     if_match: IfMatch,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, id) = path.into_inner();
     state.db.run(move |conn| store::delete(conn, &scheme, id, if_match.0)).await?;
     Ok(HttpResponse::NoContent().finish())

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::paging::{self, PageRequest};
 use crate::api::{AppState, FieldErrors, Page};
@@ -177,7 +178,7 @@ pub async fn create(
     request: HttpRequest,
     path: web::Path<String>,
     body: web::Json<RunCreate>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let scheme = path.into_inner();
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
@@ -239,8 +240,8 @@ pub async fn create(
             }
             // The run never started, and its task ended with the reason.
             Err(_) => match outcome(work.await) {
-                Err(error) => Err(error),
-                Ok(_) => Err(AppError::internal("the classification run ended without reporting its start")),
+                Err(error) => Err(error.into()),
+                Ok(_) => Err(AppError::internal("the classification run ended without reporting its start").into()),
             },
         };
     }
@@ -291,7 +292,7 @@ pub async fn list(
     _auth: Auth<Read>,
     path: web::Path<String>,
     query: web::Query<RunListQuery>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let scheme = path.into_inner();
     let RunListQuery { limit, cursor, trigger } = query.into_inner();
     let trigger = trigger
@@ -318,7 +319,7 @@ pub async fn get(
     state: web::Data<AppState>,
     _auth: Auth<Read>,
     path: web::Path<(String, i64)>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, id) = path.into_inner();
     let run = state.db.run(move |conn| store::get(conn, &scheme, id)).await?;
     Ok(HttpResponse::Ok().json(Run::from(run)))
@@ -341,7 +342,7 @@ pub async fn changes(
     _auth: Auth<Read>,
     path: web::Path<(String, i64)>,
     query: web::Query<PageQuery>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, id) = path.into_inner();
     let PageRequest { limit, after } = page_request(query.into_inner())?;
     let rows = state.db.run(move |conn| store::changes(conn, &scheme, id, after.map(|p| p.id), limit)).await?;
@@ -369,7 +370,7 @@ pub async fn cancel(
     state: web::Data<AppState>,
     _auth: Auth<Admin>,
     path: web::Path<(String, i64)>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (scheme, id) = path.into_inner();
     let asked = scheme.clone();
     let mut run = state.db.run(move |conn| store::request_stop(conn, &asked, id)).await?;

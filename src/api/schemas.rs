@@ -10,8 +10,6 @@ use utoipa::openapi::schema::{
 };
 use utoipa::openapi::{Ref, RefOr};
 
-use crate::error::ErrorCode;
-
 /// An attribute value as JSON of its definition's type: a string (string, enum,
 /// and dates as `YYYY-MM-DD`), a number (integer, decimal) or a boolean. Used
 /// through `#[schema(value_type = AttributeValue)]`, for values, defaults and bounds.
@@ -268,24 +266,6 @@ impl utoipa::PartialSchema for MultipartUpload {
     }
 }
 
-impl utoipa::PartialSchema for ErrorCode {
-    fn schema() -> RefOr<Schema> {
-        let meanings = ErrorCode::ALL
-            .iter()
-            .map(|code| {
-                let status = super::error::status_of(code.kind());
-                format!("- `{}` ({}): {}", code.label(), status.as_u16(), code.meaning())
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(ErrorCode::labels()))
-            .description(Some(format!("Stable machine-readable error code; clients branch on it.\n\n{meanings}")))
-            .into()
-    }
-}
-
 /// Components whose schema is written by hand (`PartialSchema` above) are named after their type.
 macro_rules! named_after_type {
     ($($schema:ident),+) => {$(
@@ -307,6 +287,5 @@ named_after_type!(
     NdjsonLines,
     UploadedFile,
     MultipartUpload,
-    EventData,
-    ErrorCode
+    EventData
 );

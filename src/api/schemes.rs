@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Admin, Auth, Read, Restrictable};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
 use crate::domain::category::CategoryCode;
@@ -200,7 +201,7 @@ impl SchemePatch {
 /// categories are ordered tiers, and its version.
 #[utoipa::path(get, path = "/api/v1/schemes", operation_id = "list_schemes", tag = "schemes",
     responses((status = 200, description = "All schemes, ordered by code", body = Page<Scheme>)))]
-pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>) -> Result<HttpResponse, AppError> {
+pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>) -> Result<HttpResponse, ApiError> {
     let views = state.db.run(store::list).await?;
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Scheme::try_from).collect::<Result<_, _>>()?)))
 }
@@ -219,7 +220,7 @@ pub async fn create(
     state: web::Data<AppState>,
     _auth: Auth<Admin>,
     body: web::Json<SchemeCreate>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let new = body.into_inner().parse()?;
     let view = state.db.run(move |conn| store::create(conn, new)).await?;
     let scheme = Scheme::try_from(view)?;
@@ -239,7 +240,7 @@ pub async fn get(
     state: web::Data<AppState>,
     _auth: Auth<Read, Restrictable>,
     path: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
     let scheme = Scheme::try_from(state.db.run(move |conn| store::view(conn, &code)).await?)?;
     Ok(ok_versioned(scheme.version, &scheme))
@@ -264,7 +265,7 @@ pub async fn update(
     path: web::Path<String>,
     if_match: IfMatch,
     body: web::Json<SchemePatch>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
     let changes = body.into_inner().parse()?;
     let scheme = Scheme::try_from(state.db.run(move |conn| store::update(conn, &code, &changes, if_match.0)).await?)?;
@@ -288,7 +289,7 @@ pub async fn delete(
     _auth: Auth<Admin>,
     path: web::Path<String>,
     if_match: IfMatch,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
     state.db.run(move |conn| store::delete(conn, &code, if_match.0)).await?;
     Ok(HttpResponse::NoContent().finish())

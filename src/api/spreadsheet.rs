@@ -6,6 +6,7 @@ use actix_web::http::header::{self, Accept, Header};
 use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
+use crate::api::error::ApiError;
 use crate::error::{AppError, ErrorCode};
 
 pub const CSV: &str = "text/csv";
@@ -171,7 +172,7 @@ pub fn respond<T: Serialize>(
     format: Format,
     report: &T,
     sheet: impl FnOnce() -> Sheet,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (content_type, extension, body) = match format {
         // A report is one JSON document; NDJSON is offered by the exports only.
         Format::Json | Format::Ndjson => return Ok(HttpResponse::Ok().json(report)),

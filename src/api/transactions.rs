@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read, Restrictable, Write};
-use crate::api::error::{json_error, Problem};
+use crate::api::error::{json_error, ApiError, Problem};
 use crate::api::runs::Run;
 use crate::api::AppState;
 use crate::domain::rule::{parse_moment, Population};
@@ -135,14 +135,15 @@ pub async fn post(
     state: web::Data<AppState>,
     auth: Auth<Write>,
     body: web::Json<Vec<Box<RawValue>>>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let raw = body.into_inner();
     if raw.len() > MAX_BATCH {
         return Err(AppError::validation(
             ErrorCode::TooManyItems,
             format!("{} transactions in one call; the most is {MAX_BATCH}", raw.len()),
             Vec::new(),
-        ));
+        )
+        .into());
     }
     let now = crate::db::now();
     let (external_ids, items): (Vec<Option<String>>, Vec<Result<NewTransaction, String>>) =
@@ -322,7 +323,7 @@ pub async fn metrics(
     auth: Auth<Read, Restrictable>,
     path: web::Path<String>,
     query: web::Query<MetricsQuery>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
     let MetricsQuery { as_of, population } = query.into_inner();
     let as_of = match as_of {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Caller, Restrictable, Write};
+use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::events::unknown_event_type;
 use crate::api::paging::parse_limit_within;
@@ -199,7 +200,7 @@ pub async fn create(
     state: web::Data<AppState>,
     auth: Auth<Write, Restrictable>,
     body: web::Json<WebhookCreate>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
     let url = parse_url(&state, &body.url, &mut errors).await;
@@ -234,7 +235,7 @@ pub async fn create(
 /// state.
 #[utoipa::path(get, path = "/api/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
     responses((status = 200, description = "Every endpoint, without secrets", body = Page<Webhook>)))]
-pub async fn list(state: web::Data<AppState>, auth: Auth<Write, Restrictable>) -> Result<HttpResponse, AppError> {
+pub async fn list(state: web::Data<AppState>, auth: Auth<Write, Restrictable>) -> Result<HttpResponse, ApiError> {
     let rows = state.db.run(store::list).await?;
     let caller = auth.caller;
     Ok(HttpResponse::Ok()
@@ -254,7 +255,7 @@ pub async fn get(
     state: web::Data<AppState>,
     auth: Auth<Write, Restrictable>,
     path: web::Path<i64>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let caller = auth.caller;
     let webhook = Webhook::from(state.db.run(move |conn| managed(conn, &caller, id)).await?);
@@ -280,7 +281,7 @@ pub async fn update(
     path: web::Path<i64>,
     if_match: IfMatch,
     body: web::Json<WebhookPatch>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let body = body.into_inner();
     let mut errors = FieldErrors::default();
@@ -318,7 +319,7 @@ pub async fn delete(
     auth: Auth<Write, Restrictable>,
     path: web::Path<i64>,
     if_match: IfMatch,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     on_managed(&state, auth.caller, id, move |conn| store::delete(conn, id, if_match.0)).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -341,7 +342,7 @@ pub async fn rotate_secret(
     auth: Auth<Write, Restrictable>,
     path: web::Path<i64>,
     if_match: IfMatch,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let secret = WebhookSecret::generate();
     let exposed = secret.expose().to_string();
@@ -377,7 +378,7 @@ pub async fn replay(
     path: web::Path<i64>,
     query: web::Query<ReplayQuery>,
     if_match: IfMatch,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let cursor = match Cursor::parse("after", query.into_inner().after.as_deref()) {
         Ok(Cursor::After(position)) => Cursor::After(position),
@@ -385,7 +386,8 @@ pub async fn replay(
             return Err(AppError::new(
                 ErrorCode::InvalidCursor,
                 "`after` is an event id (a cursor of the feed) to replay after",
-            ))
+            )
+            .into())
         }
     };
     let webhook = Webhook::from(
@@ -455,7 +457,7 @@ pub async fn deliveries(
     auth: Auth<Write, Restrictable>,
     path: web::Path<i64>,
     query: web::Query<DeliveriesQuery>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let query = query.into_inner();
     let limit = parse_limit_within(query.limit.as_deref(), 100, 500)?;

@@ -1,8 +1,14 @@
-//! One connection type over MySQL/MariaDB and SQLite, its pool, its migrations,
-//! and the two ways the rest of the code touches the database: `Db::run` (on the
-//! blocking pool) and `transaction` (one atomic write with deadlock retries).
+//! custclass's database layer, below the store: one connection type over
+//! MySQL/MariaDB and SQLite, its pool and admission gate, the migrations, the schema,
+//! the SQL fragments both backends share, and the two ways the rest of the code
+//! touches the database: `Db::run` (on the blocking pool) and `transaction` (one
+//! atomic write with deadlock retries). It also owns the one error type every layer
+//! above answers in (`error`), since most errors start as a database's, and the
+//! shutdown signal that classification runs obey (`shutdown`).
 
+pub mod error;
 pub mod schema;
+pub mod shutdown;
 pub mod sql;
 
 use std::path::{Path, PathBuf};
@@ -31,8 +37,8 @@ pub enum DbConnection {
 macro_rules! native {
     ($conn:expr, |$c:ident| $body:expr) => {
         match $conn {
-            $crate::db::DbConnection::Mysql($c) => $body,
-            $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::DbConnection::Mysql($c) => $body,
+            $crate::DbConnection::Sqlite($c) => $body,
         }
     };
 }
@@ -59,9 +65,9 @@ macro_rules! insert_many {
     ($conn:expr, $table:expr, $rows:expr) => {{
         let mut rows = $rows;
         let mut inserted: diesel::QueryResult<usize> = Ok(0);
-        while inserted.is_ok() && rows.len() >= $crate::db::INSERT_BATCH {
-            let rest = rows.split_off($crate::db::INSERT_BATCH);
-            let batch: Box<[_; $crate::db::INSERT_BATCH]> =
+        while inserted.is_ok() && rows.len() >= $crate::INSERT_BATCH {
+            let rest = rows.split_off($crate::INSERT_BATCH);
+            let batch: Box<[_; $crate::INSERT_BATCH]> =
                 rows.into_boxed_slice().try_into().unwrap_or_else(|_| unreachable!("split at INSERT_BATCH"));
             inserted = $crate::insert_rows!($conn, $table, batch).map(|n| n + inserted.unwrap_or(0));
             rows = rest;
@@ -241,8 +247,8 @@ fn ensure_parent_dir(path: &Path) -> Result<(), String> {
     }
 }
 
-const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/mysql");
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const MYSQL_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/mysql");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
 /// Applies pending migrations; on MySQL under the migration lease, so that replicas
 /// that start together migrate once.
@@ -555,7 +561,7 @@ impl Timeouts {
     }
 }
 
-/// The pool as request handlers use it: every call runs on actix's blocking pool.
+/// The pool as request handlers use it: every call runs on the runtime's blocking pool.
 ///
 /// Requests queue for a connection in arrival order on `admission`, a fair
 /// semaphore with one permit per pooled connection, before they take a blocking
@@ -639,7 +645,9 @@ impl Db {
             .map_err(|_| AppError::internal("the database gate is closed"))?;
         let pool = self.pool.clone();
         let give_up_at = (started + wait).into_std();
-        let task = actix_web::web::block(move || {
+        // What actix-web's `web::block` does, without the HTTP crate: the runtime's
+        // blocking pool.
+        let task = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let left = give_up_at.saturating_duration_since(std::time::Instant::now()).max(Duration::from_millis(1));
             let mut session = pool.get_timeout(left)?;

@@ -1,8 +1,9 @@
-//! The one error type of the service. `api::error` turns it into problem+json.
+//! The one error type of the service, with every code it can carry and each code's
+//! HTTP status. The HTTP layer (`api::error`) renders it as problem+json.
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use crate::domain::FieldError;
+use custclass_domain::FieldError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -20,6 +21,28 @@ pub enum ErrorKind {
     Unprocessable,
     Unavailable,
     Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status an error of this kind is answered with.
+    pub const fn status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::NotAcceptable => 406,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Gone => 410,
+            ErrorKind::PreconditionFailed => 412,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::UnsupportedMediaType => 415,
+            ErrorKind::Unprocessable => 422,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Internal => 500,
+        }
+    }
 }
 
 /// Declares [`ErrorCode`]: each variant with its label (the `code` clients see) and
@@ -265,6 +288,30 @@ impl serde::Serialize for ErrorCode {
     }
 }
 
+/// `Problem.code` in the OpenAPI document: an enum of every label, each with its status
+/// and meaning.
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let meanings = ErrorCode::ALL
+            .iter()
+            .map(|code| format!("- `{}` ({}): {}", code.label(), code.kind().status(), code.meaning()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(ErrorCode::labels()))
+            .description(Some(format!("Stable machine-readable error code; clients branch on it.\n\n{meanings}")))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("ErrorCode")
+    }
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.label())
@@ -283,7 +330,7 @@ pub struct AppError {
     /// For `customer_merged`: the code of the customer it was merged into.
     pub merged_into: Option<Box<str>>,
     /// For an import: every error of every row.
-    pub row_errors: Box<[crate::domain::import::RowError]>,
+    pub row_errors: Box<[custclass_domain::import::RowError]>,
     /// What went wrong inside, for the log line of the request (with its request id);
     /// never sent to the client.
     pub cause: Option<Box<str>>,
@@ -454,7 +501,7 @@ impl From<FieldError> for AppError {
 mod tests {
     use super::ErrorCode;
 
-    const GUIDE: &str = include_str!("../docs/errors.md");
+    const GUIDE: &str = include_str!("../../../docs/errors.md");
 
     fn documented() -> Vec<&'static str> {
         GUIDE
