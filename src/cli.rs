@@ -73,7 +73,8 @@ pub fn main() -> Result<(), String> {
             let scope: Scope = scope.parse().map_err(|e: crate::domain::FieldError| e.message)?;
             let secret = ApiKeySecret::generate();
             let mut session = pool.get().map_err(|e| e.to_string())?;
-            crate::store::api_keys::create(&mut session.conn, &name, scope, &secret, None).map_err(|e| e.detail)?;
+            crate::store::access::api_keys::create(&mut session.conn, &name, scope, &secret, None)
+                .map_err(|e| e.detail)?;
             println!("{}", secret.expose());
             Ok(())
         }

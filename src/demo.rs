@@ -9,12 +9,12 @@ use crate::domain::customer::{CustomerCode, CustomerStatus, TaxId};
 use crate::domain::sales::{ExternalId, Money};
 use crate::domain::scheme::SchemeCode;
 use crate::error::{AppError, ErrorCode};
-use crate::store::attributes;
-use crate::store::categories::{self, NewCategory};
-use crate::store::customers::{self, CustomerFields, NewCustomer};
-use crate::store::rules::{self, NewRule};
-use crate::store::schemes::{self, NewScheme, SchemeChanges};
-use crate::store::transactions::{self, NewTransaction};
+use crate::store::archive::customers::{self, CustomerFields, NewCustomer};
+use crate::store::archive::transactions::{self, NewTransaction};
+use crate::store::catalogue::attributes;
+use crate::store::catalogue::categories::{self, NewCategory};
+use crate::store::catalogue::rules::{self, NewRule};
+use crate::store::catalogue::schemes::{self, NewScheme, SchemeChanges};
 
 pub const DEMO_CUSTOMERS: usize = 300;
 const ACTOR: &str = "seed-demo";
@@ -262,9 +262,9 @@ fn onboarded_a_year_ago(conn: &mut DbConnection) -> Result<(), AppError> {
     diesel::update(customer_categories::table).set(customer_categories::assigned_at.eq(then)).execute(conn)?;
     diesel::update(assignment_history::table).set(assignment_history::at.eq(then)).execute(conn)?;
     let ids: Vec<i64> = customer_table::table.select(customer_table::id).load(conn)?;
-    crate::store::customer_rows::refresh_snapshot(
+    crate::store::archive::customer_rows::refresh_snapshot(
         conn,
-        crate::store::customer_rows::SnapshotTarget::Reassigned(&ids),
+        crate::store::archive::customer_rows::SnapshotTarget::Reassigned(&ids),
         false,
     )
 }

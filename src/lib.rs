@@ -1,8 +1,9 @@
 //! custclass: customer classification management (客户分类管理) as a JSON REST service.
+//! This package is the top layer: the HTTP API (`api`), the command line, the
+//! configuration, start-up and the background loops. The layers below are crates of
+//! their own, re-exported here: `domain`, `db` and `store`.
 
 pub mod api;
-// The macros of the database layer, where the store's modules name them.
-pub use custclass_db::{insert_many, insert_rows, native};
 pub mod cli;
 pub mod config;
 pub use custclass_db as db;
@@ -11,6 +12,6 @@ pub use custclass_db::error;
 pub use custclass_db::shutdown;
 pub use custclass_domain as domain;
 pub mod startup;
-pub mod store;
+pub use custclass_store as store;
 pub mod telemetry;
 pub mod webhook_sender;

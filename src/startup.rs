@@ -19,10 +19,13 @@ use crate::domain::api_key::ApiKeySecret;
 use crate::domain::run::Trigger;
 use crate::error::ErrorCode;
 use crate::shutdown::Shutdown;
-use crate::store::api_keys::{self, Bootstrap};
-use crate::store::run_batches::RunRequest;
-use crate::store::schemes::{self, Firing};
-use crate::store::{duplicates, events, imports, runs, sales_totals, webhooks};
+use crate::store::access::api_keys::{self, Bootstrap};
+use crate::store::archive::{duplicates, sales_totals};
+use crate::store::catalogue::schemes::{self, Firing};
+use crate::store::classification::run_batches::RunRequest;
+use crate::store::classification::runs;
+use crate::store::exchange::imports;
+use crate::store::feed::{events, webhooks};
 use crate::telemetry::{self, Metrics};
 use crate::webhook_sender::deliver_webhooks;
 
@@ -308,7 +311,7 @@ async fn fire_schedules(db: Db, batch_size: i64, shutdown: Shutdown) {
     }
 }
 
-/// Numbers committed events as they come (`store::events::sequence`), and wakes the
+/// Numbers committed events as they come (`store::feed::events::sequence`), and wakes the
 /// feed's long polls. Replicas race harmlessly: the sequence row's lock lets one at a
 /// time number.
 async fn number_events(db: Db, feed: FeedSignal) {

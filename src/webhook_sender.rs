@@ -3,7 +3,7 @@
 //! `webhook-id` (the event's id), `webhook-timestamp` and `webhook-signature`.
 //!
 //! Every replica runs [`deliver_webhooks`]: it claims the lease of endpoints with
-//! events to send (`store::webhooks::claim_due`), sends each endpoint its events one
+//! events to send (`store::feed::webhooks::claim_due`), sends each endpoint its events one
 //! at a time in feed order, and settles each batch in one transaction: the attempts
 //! logged, the endpoint's position moved past what was delivered, a retry scheduled
 //! after a failure. Nothing here runs inside a request, so no receiver can slow one.
@@ -23,8 +23,8 @@ use crate::domain::webhook::{
     is_public, private_refusal, signature_header, DeliveryOutcome, WebhookSecret, WebhookUrl,
 };
 use crate::error::{AppError, ErrorCode};
-use crate::store::events;
-use crate::store::webhooks::{self as store, Attempt, BatchEnd, WebhookRow};
+use crate::store::feed::events;
+use crate::store::feed::webhooks::{self as store, Attempt, BatchEnd, WebhookRow};
 
 /// How long a claimed endpoint stays this replica's without a settled batch; a
 /// replica that died is taken over this long after its last batch.

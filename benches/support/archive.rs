@@ -298,7 +298,7 @@ fn load(database: &str, n: usize) {
         }
     }
     let mut counted = DbConnection::Mysql(conn);
-    custclass::store::counts::recount(&mut counted).unwrap();
+    custclass::store::reporting::counts::recount(&mut counted).unwrap();
     let DbConnection::Mysql(mut conn) = counted else { unreachable!() };
     let seconds = started.elapsed().as_secs_f64();
     execute(

@@ -36,11 +36,11 @@ pub fn ensure_sales_totals(database: &str, reloaded: bool) {
     let mut conn = custclass::db::DbConnection::Mysql(connect(Some(database)));
     custclass::db::migrate(&mut conn).unwrap();
     let today = chrono::Utc::now().date_naive().and_hms_opt(0, 0, 0).unwrap();
-    if !reloaded && custclass::store::sales_totals::anchor(&mut conn).unwrap() == today {
+    if !reloaded && custclass::store::archive::sales_totals::anchor(&mut conn).unwrap() == today {
         return;
     }
     let started = Instant::now();
-    custclass::store::sales_totals::rebuild(&mut conn).unwrap();
+    custclass::store::archive::sales_totals::rebuild(&mut conn).unwrap();
     println!("summed the sales totals of {database} in {:.1} s", started.elapsed().as_secs_f64());
 }
 

@@ -13,7 +13,7 @@ use crate::domain::api_key::{ApiKeySecret, KeyName, Scope};
 use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
-use crate::store::api_keys::{self as store, ApiKeyRow};
+use crate::store::access::api_keys::{self as store, ApiKeyRow};
 
 /// An API key without its secret.
 #[derive(Debug, Serialize, ToSchema)]

@@ -16,7 +16,7 @@ use crate::domain::customer::CustomerCode;
 use crate::domain::history::Source;
 use crate::domain::FieldError;
 use crate::error::AppError;
-use crate::store::assignments::{self as store, BatchOutcome, MAX_BATCH};
+use crate::store::classification::assignments::{self as store, BatchOutcome, MAX_BATCH};
 use crate::store::classification::Provenance;
 
 /// Assign or re-assign a customer in one scheme.

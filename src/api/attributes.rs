@@ -14,7 +14,7 @@ use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, Field
 use crate::domain::attribute::{AttributeKey, Definition, DefinitionDraft, ValueType};
 use crate::domain::{clean_text, FieldError};
 use crate::error::{AppError, ErrorCode};
-use crate::store::attributes::{self as store, DefinitionView};
+use crate::store::catalogue::attributes::{self as store, DefinitionView};
 
 const LABEL_MAX: usize = 200;
 

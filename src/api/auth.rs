@@ -173,7 +173,7 @@ impl KeyCache {
         }
         let lookup = digest.clone();
         let row = db
-            .run(move |conn| store::api_keys::find_active(conn, &lookup))
+            .run(move |conn| store::access::api_keys::find_active(conn, &lookup))
             .await?
             .ok_or_else(|| unauthorized("the API key is unknown or revoked"))?;
         let caller = Caller {

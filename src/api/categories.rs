@@ -14,8 +14,8 @@ use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, Field
 use crate::domain::category::{CategoryCode, CategoryName};
 use crate::domain::clean_optional_text;
 use crate::error::AppError;
-use crate::store::categories::{self as store, CategoryChanges, CategoryView, NewCategory};
-use crate::store::reassign as reassign_store;
+use crate::store::catalogue::categories::{self as store, CategoryChanges, CategoryView, NewCategory};
+use crate::store::classification::reassign as reassign_store;
 
 const DESCRIPTION_MAX: usize = 2000;
 
@@ -214,8 +214,10 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let scheme = path.into_inner();
     let restriction = auth.caller.restriction;
-    let views =
-        state.db.run(move |conn| crate::store::category_views::list(conn, &scheme, restriction.as_ref())).await?;
+    let views = state
+        .db
+        .run(move |conn| crate::store::reporting::category_views::list(conn, &scheme, restriction.as_ref()))
+        .await?;
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Category::from).collect())))
 }
 
@@ -237,8 +239,10 @@ pub async fn tree(
     let scheme = path.into_inner();
     let lookup = scheme.clone();
     let restriction = auth.caller.restriction;
-    let views =
-        state.db.run(move |conn| crate::store::category_views::list(conn, &lookup, restriction.as_ref())).await?;
+    let views = state
+        .db
+        .run(move |conn| crate::store::reporting::category_views::list(conn, &lookup, restriction.as_ref()))
+        .await?;
     let items = build_tree(views.into_iter().map(Category::from).collect());
     Ok(HttpResponse::Ok().json(CategoryTree { scheme, items }))
 }
@@ -285,7 +289,10 @@ pub async fn get(
     let (scheme, code) = path.into_inner();
     let restriction = auth.caller.restriction;
     let category = Category::from(
-        state.db.run(move |conn| crate::store::category_views::get(conn, &scheme, &code, restriction.as_ref())).await?,
+        state
+            .db
+            .run(move |conn| crate::store::reporting::category_views::get(conn, &scheme, &code, restriction.as_ref()))
+            .await?,
     );
     Ok(ok_versioned(category.version, &category))
 }

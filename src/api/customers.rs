@@ -22,11 +22,11 @@ use crate::domain::customer::{
 use crate::domain::history::{Direction, Source};
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::{AppError, ErrorCode};
-use crate::store::customer_rows::{self, CustomerView};
-use crate::store::customer_search::{self, After, Filters, ListQuery, Sort, SortKey};
-use crate::store::customers::{self as store, CustomerChanges, CustomerFields, NewCustomer};
-use crate::store::history::{self, HistoryCursor, HistoryRow};
-use crate::store::visibility;
+use crate::store::access::visibility;
+use crate::store::archive::customer_rows::{self, CustomerView};
+use crate::store::archive::customer_search::{self, After, Filters, ListQuery, Sort, SortKey};
+use crate::store::archive::customers::{self as store, CustomerChanges, CustomerFields, NewCustomer};
+use crate::store::classification::history::{self, HistoryCursor, HistoryRow};
 
 pub const REASON_MAX: usize = 500;
 
@@ -440,7 +440,10 @@ pub async fn get(
     let code = path.into_inner();
     let restriction = auth.caller.restriction;
     let customer = Customer::from(
-        state.db.run(move |conn| crate::store::merge::view_or_merged(conn, &code, restriction.as_deref())).await?,
+        state
+            .db
+            .run(move |conn| crate::store::archive::merge::view_or_merged(conn, &code, restriction.as_deref()))
+            .await?,
     );
     Ok(ok_versioned(customer.version, &customer))
 }

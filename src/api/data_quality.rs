@@ -15,8 +15,8 @@ use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
 use crate::api::{AppState, FieldErrors};
 use crate::domain::duplicates::DuplicateKey;
 use crate::domain::report::QualityCheck;
-use crate::store::customer_search::{Filters, Missing};
-use crate::store::data_quality::{self as store, Check, Finding};
+use crate::store::archive::customer_search::{Filters, Missing};
+use crate::store::archive::data_quality::{self as store, Check, Finding};
 
 const DEFAULT_DORMANT_DAYS: i64 = 365;
 
@@ -145,7 +145,9 @@ pub async fn data_quality(
     let as_of = Utc::now();
     let (population, findings) = state
         .db
-        .run_long(move |conn| Ok((crate::store::counts::population(conn)?, store::report(conn, dormant_days)?)))
+        .run_long(move |conn| {
+            Ok((crate::store::reporting::counts::population(conn)?, store::report(conn, dormant_days)?))
+        })
         .await?;
     let report =
         DataQuality { as_of, population, dormant_days, items: findings.into_iter().map(QualityItem::from).collect() };

@@ -14,8 +14,8 @@ use crate::api::{AppState, FieldErrors, Page};
 use crate::domain::customer::CustomerStatus;
 use crate::domain::duplicates::DuplicateKey;
 use crate::error::{AppError, ErrorCode};
-use crate::store::customer_search::Filters;
-use crate::store::duplicates::{self as store, Group, GroupPosition, Member};
+use crate::store::archive::customer_search::Filters;
+use crate::store::archive::duplicates::{self as store, Group, GroupPosition, Member};
 
 const DEFAULT_GROUPS: i64 = 20;
 const MAX_GROUPS: i64 = 100;

@@ -1,5 +1,5 @@
 //! `GET /events`: the change feed, in the order the events were numbered after their
-//! changes committed (see `store::events`), with long polling.
+//! changes committed (see `store::feed::events`), with long polling.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +19,7 @@ use crate::api::AppState;
 use crate::domain::event::{Cursor, TypeFilter};
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
-use crate::store::events::{self as store, FeedEvent};
+use crate::store::feed::events::{self as store, FeedEvent};
 
 /// Wakes the readers waiting on this replica once its sequencer has numbered events.
 #[derive(Clone, Default)]

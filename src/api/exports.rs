@@ -21,8 +21,8 @@ use crate::api::{blocking_failed, AppState, FieldErrors};
 use crate::domain::archive::{Layout, Value};
 use crate::domain::formula;
 use crate::error::{AppError, ErrorCode};
-use crate::store::customer_search::Filters;
-use crate::store::exports::{self as store, ExportPage, Record};
+use crate::store::archive::customer_search::Filters;
+use crate::store::exchange::exports::{self as store, ExportPage, Record};
 
 /// Customers read per page of the scan.
 const PAGE: i64 = 1_000;

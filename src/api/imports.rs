@@ -27,7 +27,7 @@ use crate::domain::history::Source;
 use crate::domain::import::{ImportFormat, ImportMode, ImportStatus, RowError};
 use crate::error::{AppError, ErrorCode};
 use crate::store::classification::Provenance;
-use crate::store::imports::{self as store, ImportOptions, ImportRow, Report, Tally};
+use crate::store::exchange::imports::{self as store, ImportOptions, ImportRow, Report, Tally};
 
 /// Rows done of the imports this process is running, fresher than their stored rows
 /// while an atomic import's transaction keeps its progress from being written (SQLite).
@@ -435,7 +435,9 @@ pub async fn import_customers(
             // which the next sweep then records as interrupted.
             running.end(&ran);
             if finished.as_ref().is_ok_and(|row| row.status == ImportStatus::Succeeded && !row.dry_run) {
-                actix_web::rt::spawn(async move { crate::store::duplicates::key_unkeyed_customers(&db).await });
+                actix_web::rt::spawn(
+                    async move { crate::store::archive::duplicates::key_unkeyed_customers(&db).await },
+                );
             }
             finished
         }

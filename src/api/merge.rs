@@ -11,7 +11,7 @@ use crate::api::error::Problem;
 use crate::api::{AppState, FieldErrors, IfMatch};
 use crate::domain::customer::CustomerCode;
 use crate::domain::FieldError;
-use crate::store::merge::{self as store, Conflict, MergeRequest, Taken, MAX_DUPLICATES};
+use crate::store::archive::merge::{self as store, Conflict, MergeRequest, Taken, MAX_DUPLICATES};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

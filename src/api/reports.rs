@@ -25,11 +25,11 @@ use crate::domain::report::{
 };
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
-use crate::store::categories::CategoryView;
-use crate::store::category_views as category_store;
-use crate::store::customer_search::Filters;
-use crate::store::reports::{self as store, Basis, CellCustomer, CellQuery, TransitionCell};
-use crate::store::schemes::{self as scheme_store, SchemeRow};
+use crate::store::archive::customer_search::Filters;
+use crate::store::catalogue::categories::CategoryView;
+use crate::store::catalogue::schemes::{self as scheme_store, SchemeRow};
+use crate::store::reporting::category_views as category_store;
+use crate::store::reporting::reports::{self as store, Basis, CellCustomer, CellQuery, TransitionCell};
 
 /// The name reports give the customers without a category in a scheme.
 const UNCLASSIFIED: &str = "未分类";
@@ -328,7 +328,7 @@ pub async fn distribution(
 fn build_distribution(
     scheme: &SchemeRow,
     categories: &[CategoryView],
-    cells: &HashMap<crate::store::scheme_counts::CellKey, Tally>,
+    cells: &HashMap<crate::store::reporting::scheme_counts::CellKey, Tally>,
     depth: Option<usize>,
     measures: Vec<Measure>,
     as_of: Option<NaiveDateTime>,
@@ -602,7 +602,7 @@ impl<'a> Axis<'a> {
 fn build_crosstab(
     rows: &Axis,
     cols: &Axis,
-    cells: &HashMap<crate::store::scheme_counts::CellKey, Tally>,
+    cells: &HashMap<crate::store::reporting::scheme_counts::CellKey, Tally>,
     measures: Vec<Measure>,
     as_of: Option<NaiveDateTime>,
 ) -> Crosstab {
@@ -951,7 +951,7 @@ mod scope_tests {
     use super::ReportScope;
     use crate::api::filters::{parse_filter, FILTER_KEYS};
     use crate::api::FieldErrors;
-    use crate::store::customer_search::Filters;
+    use crate::store::archive::customer_search::Filters;
 
     /// The parameters the document lists for a report's scope are those the handlers
     /// read: the measures, the day, and every filter `parse_filter` takes.

@@ -14,7 +14,7 @@ use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, Field
 use crate::domain::category::CategoryCode;
 use crate::domain::clean_text;
 use crate::error::AppError;
-use crate::store::rules::{self as store, NewRule, RuleChanges, RuleView};
+use crate::store::catalogue::rules::{self as store, NewRule, RuleChanges, RuleView};
 
 const NAME_MAX: usize = 200;
 const DEFAULT_PRIORITY: i32 = 100;

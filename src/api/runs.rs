@@ -17,9 +17,9 @@ use crate::domain::history::Direction;
 use crate::domain::rule::parse_moment;
 use crate::domain::run::{ChangeOutcome, RunStatus, Trigger};
 use crate::error::{AppError, ErrorCode};
-use crate::store::assignments::MAX_BATCH;
-use crate::store::run_batches::RunRequest;
-use crate::store::runs::{self as store, ChangeRow, RunView};
+use crate::store::classification::assignments::MAX_BATCH;
+use crate::store::classification::run_batches::RunRequest;
+use crate::store::classification::runs::{self as store, ChangeRow, RunView};
 
 /// One from → to count of a run (`from` null: the customer had no category).
 #[derive(Debug, Serialize, ToSchema)]

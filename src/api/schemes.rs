@@ -15,7 +15,7 @@ use crate::domain::schedule::{Schedule, ScheduleSpec};
 use crate::domain::scheme::SchemeCode;
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::AppError;
-use crate::store::schemes::{self as store, NewScheme, SchemeChanges, SchemeView};
+use crate::store::catalogue::schemes::{self as store, NewScheme, SchemeChanges, SchemeView};
 
 const NAME_MAX: usize = 100;
 const DESCRIPTION_MAX: usize = 2000;

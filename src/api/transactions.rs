@@ -16,11 +16,11 @@ use crate::domain::sales::{ExternalId, Money};
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
 use crate::shutdown::Shutdown;
-use crate::store::rankings;
-use crate::store::run_batches::{RunRequest, Scope};
-use crate::store::runs as run_store;
-use crate::store::transactions::{self as store, NewTransaction, Outcome, MAX_BATCH};
-use crate::store::visibility;
+use crate::store::access::visibility;
+use crate::store::archive::transactions::{self as store, NewTransaction, Outcome, MAX_BATCH};
+use crate::store::classification::rankings;
+use crate::store::classification::run_batches::{RunRequest, Scope};
+use crate::store::classification::runs as run_store;
 
 /// Bodies of up to 10,000 transactions.
 /// How far ahead of the service's clock `occurred_at` may lie (clock skew, time zones).
@@ -194,7 +194,7 @@ fn auto_classify(
     if customer_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let automatic = crate::store::schemes::auto_classified(conn)?;
+    let automatic = crate::store::catalogue::schemes::auto_classified(conn)?;
     let mut results = Vec::new();
     for scheme in automatic {
         let request = RunRequest {
@@ -347,13 +347,15 @@ pub async fn metrics(
             let Some(asked) = asked else { return Ok((metrics, None)) };
             let population = match asked.as_str() {
                 "all" => None,
-                text => Some(Population::parse(text, &crate::store::rules::catalog(conn)?).map_err(|why| {
-                    AppError::validation(
-                        ErrorCode::InvalidPopulation,
-                        format!("population {text:?}: {why}; use all or SCHEME:CODE"),
-                        vec![FieldError::new("population", why)],
-                    )
-                })?),
+                text => {
+                    Some(Population::parse(text, &crate::store::catalogue::rules::catalog(conn)?).map_err(|why| {
+                        AppError::validation(
+                            ErrorCode::InvalidPopulation,
+                            format!("population {text:?}: {why}; use all or SCHEME:CODE"),
+                            vec![FieldError::new("population", why)],
+                        )
+                    })?)
+                }
             };
             let values = rankings::Values {
                 spend_12m: metrics.spend_12m.cents(),

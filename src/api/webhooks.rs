@@ -18,7 +18,7 @@ use crate::domain::event::{Cursor, TypeFilter};
 use crate::domain::webhook::{private_refusal, DeliveryOutcome, WebhookSecret, WebhookUrl};
 use crate::domain::{clean_optional_text, FieldError};
 use crate::error::{AppError, ErrorCode};
-use crate::store::webhooks::{self as store, DeliveryRow, NewWebhook, WebhookChange, WebhookRow};
+use crate::store::feed::webhooks::{self as store, DeliveryRow, NewWebhook, WebhookChange, WebhookRow};
 use crate::webhook_sender::resolves_only_privately;
 
 /// An endpoint, without its secret.

@@ -142,7 +142,7 @@ async fn deletes_race_imports_batch_assignments_and_runs_and_orphan_no_one(app: 
     for row in distribution["rows"].as_array().unwrap() {
         assert!(row["name"].is_string(), "every counted category exists: {row}");
     }
-    with_connection(&app, |conn| custclass::store::counts::recount(conn).unwrap()).await;
+    with_connection(&app, |conn| custclass::store::reporting::counts::recount(conn).unwrap()).await;
     let recounted = ok_json(app.get("/api/v1/reports/distribution?scheme=ZONE").await, StatusCode::OK).await;
     assert_eq!(recounted["rows"], distribution["rows"], "the counters the racing writes left equal a recount");
 }

@@ -195,7 +195,7 @@ async fn a_cursor_past_the_retention_is_gone(app: TestApp) {
         diesel::sql_query(format!("UPDATE events SET occurred_at = '2020-01-01 00:00:00' WHERE position = {first}"))
             .execute(conn)
             .unwrap();
-        custclass::store::events::prune(conn, custclass::db::now() - chrono::Duration::days(30)).unwrap()
+        custclass::store::feed::events::prune(conn, custclass::db::now() - chrono::Duration::days(30)).unwrap()
     })
     .await;
     assert_eq!(pruned, 1);
@@ -254,7 +254,7 @@ async fn moves_stored_together_read_as_one_event_each(app: TestApp) {
     let pruned = with_connection(&app, |conn| {
         use diesel::RunQueryDsl;
         diesel::sql_query("UPDATE events SET occurred_at = '2020-01-01 00:00:00'").execute(conn).unwrap();
-        custclass::store::events::prune(conn, custclass::db::now() - chrono::Duration::days(30)).unwrap()
+        custclass::store::feed::events::prune(conn, custclass::db::now() - chrono::Duration::days(30)).unwrap()
     })
     .await;
     assert_eq!(pruned, 2504, "the structure's four events and the 2,500 moves");

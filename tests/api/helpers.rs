@@ -503,9 +503,9 @@ pub async fn insert_customers_directly(app: &TestApp, prefix: &str, count: usize
                     )
                 })
                 .collect();
-            custclass::insert_rows!(&mut *conn, customers::table, rows).unwrap();
+            custclass::db::insert_rows!(&mut *conn, customers::table, rows).unwrap();
         }
-        custclass::store::counts::recount(conn).unwrap();
+        custclass::store::reporting::counts::recount(conn).unwrap();
     })
     .await;
     codes

@@ -57,7 +57,7 @@ async fn counted_reports(app: &TestApp) -> Vec<Value> {
 /// Asserts that the counters an import wrote equal a recount from the assignments.
 async fn assert_counters_equal_a_recount(app: &TestApp) {
     let counted = counted_reports(app).await;
-    with_connection(app, |conn| custclass::store::counts::recount(conn).unwrap()).await;
+    with_connection(app, |conn| custclass::store::reporting::counts::recount(conn).unwrap()).await;
     assert_eq!(counted_reports(app).await, counted, "the counters the import wrote equal a recount");
 }
 

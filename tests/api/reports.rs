@@ -296,9 +296,9 @@ async fn measures_are_exact_wherever_the_sales_totals_stand(app: TestApp) {
     // Moved to today, as the service does every day: the totals hold the past.
     let today = chrono::Utc::now().date_naive().and_hms_opt(0, 0, 0).unwrap();
     let anchored = with_connection(&app, |conn| {
-        assert!(custclass::store::sales_totals::advance(conn).unwrap(), "the anchor was behind today");
-        assert!(!custclass::store::sales_totals::advance(conn).unwrap(), "a second move finds it in place");
-        custclass::store::sales_totals::anchor(conn).unwrap()
+        assert!(custclass::store::archive::sales_totals::advance(conn).unwrap(), "the anchor was behind today");
+        assert!(!custclass::store::archive::sales_totals::advance(conn).unwrap(), "a second move finds it in place");
+        custclass::store::archive::sales_totals::anchor(conn).unwrap()
     })
     .await;
     assert_eq!(anchored, today);
@@ -441,7 +441,7 @@ async fn distribution_as_of_rebuilds_from_history(app: TestApp) {
     // With the sales totals at today, that day is far back from them but farther from
     // the first sale: its measures are the totals turned back by the sales since, where
     // each customer stood then; the same figures.
-    with_connection(&app, |conn| custclass::store::sales_totals::advance(conn).unwrap()).await;
+    with_connection(&app, |conn| custclass::store::archive::sales_totals::advance(conn).unwrap()).await;
     assert_eq!(
         report(&app, "/api/v1/reports/distribution?scheme=TIER&as_of=2025-06-30&measures=lifetime_spend").await,
         with_measures
@@ -486,7 +486,7 @@ async fn as_of_reports_read_a_large_scheme_page_by_page(app: TestApp) {
         ],
     )
     .await;
-    with_connection(&app, |conn| custclass::store::counts::recount(conn).unwrap()).await;
+    with_connection(&app, |conn| custclass::store::reporting::counts::recount(conn).unwrap()).await;
     let today = chrono::Utc::now().date_naive();
     let now = report(&app, "/api/v1/reports/crosstab?rows=REGION&cols=TIER").await;
     let then = report(&app, &format!("/api/v1/reports/crosstab?rows=REGION&cols=TIER&as_of={today}")).await;
@@ -650,7 +650,7 @@ async fn transitions_count_net_and_every_move(app: TestApp) {
 /// history. The reports' tests only reach the first; both must give the same.
 async fn journeys_folded_in_the_service_and_grouped_in_the_database_agree(app: TestApp) {
     use custclass::domain::history::Source;
-    use custclass::store::journeys::{self, Journey, Span};
+    use custclass::store::reporting::journeys::{self, Journey, Span};
 
     a_quarter_of_moves(&app).await;
     let today = chrono::Utc::now().date_naive().and_hms_opt(0, 0, 0).unwrap();
