@@ -21,7 +21,7 @@ use crate::archive::customer_rows::{
     find, get_row, refresh_snapshot, view_by_id, CustomerRow, CustomerView, SnapshotTarget,
 };
 use crate::archive::duplicates;
-use crate::catalogue::attributes::{self, EditMode};
+use crate::catalogue::attribute_values::{self, EditMode};
 use crate::catalogue::schemes::{self as scheme_store, SchemeRow};
 use crate::classification::assignments;
 use crate::classification::{AttributeCheck, ClassificationWrite, Provenance, Setting};
@@ -234,7 +234,7 @@ pub fn create(
                 missing_required,
             ));
         }
-        attributes::edit_values(conn, &customer, &new.attributes, EditMode::Replace)?;
+        attribute_values::edit_values(conn, &customer, &new.attributes, EditMode::Replace)?;
         write.values_changed(customer.id);
         write.finish(conn, false)?;
         let view = view_by_id(conn, customer.id)?;
@@ -293,7 +293,7 @@ pub fn update(
             )?;
         }
         if let Some(values) = &changes.attributes {
-            if attributes::edit_values(conn, &current, values, EditMode::Merge)? {
+            if attribute_values::edit_values(conn, &current, values, EditMode::Merge)? {
                 refresh_snapshot(conn, SnapshotTarget::Ids(&[current.id]), false)?;
             }
         }
@@ -313,7 +313,7 @@ pub fn replace_attributes(
 ) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
         let current = visibility::locked_customer(conn, code, expected, restriction)?;
-        if attributes::edit_values(conn, &current, values, EditMode::Replace)? {
+        if attribute_values::edit_values(conn, &current, values, EditMode::Replace)? {
             refresh_snapshot(conn, SnapshotTarget::Ids(&[current.id]), true)?;
             record_updated(conn, code, current.version + 1)?;
         }

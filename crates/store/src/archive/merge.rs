@@ -19,7 +19,7 @@ use crate::error::{AppError, ErrorCode};
 use crate::access::visibility;
 use crate::archive::customer_rows::{get_row, view, view_by_id, CustomerRow, CustomerView};
 use crate::archive::{duplicates, sales_totals};
-use crate::catalogue::attributes::{self, EditMode};
+use crate::catalogue::attribute_values::{self, EditMode};
 use crate::catalogue::schemes as scheme_store;
 use crate::classification::assignments;
 use crate::classification::{AttributeCheck, ClassificationWrite, Provenance, Setting};
@@ -249,7 +249,7 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
 
     // Attribute values: the survivor's own win; a duplicate's fills a key the
     // survivor's categories define and it has no value of, if the value fits.
-    let defined = attributes::effective_for(conn, survivor.id)?;
+    let defined = attribute_values::effective_for(conn, survivor.id)?;
     let mut values: BTreeMap<String, Json> = BTreeMap::new();
     for duplicate in &duplicates {
         for (key, value) in duplicate.attributes.iter().filter(|(_, value)| !value.from_default) {
@@ -277,7 +277,7 @@ fn merge_in(conn: &mut DbConnection, request: &MergeRequest) -> Result<MergeOutc
             }
         }
     }
-    attributes::edit_values(conn, &survivor_row, &values, EditMode::Merge)?;
+    attribute_values::edit_values(conn, &survivor_row, &values, EditMode::Merge)?;
     write.values_changed(survivor.id);
     write.finish(conn, true)?;
     let survivor = view_by_id(conn, survivor.id)?;

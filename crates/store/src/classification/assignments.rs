@@ -16,7 +16,7 @@ use crate::error::{AppError, ErrorCode};
 
 use crate::access::visibility;
 use crate::archive::customer_rows::{self as customer_store, CustomerRow, CustomerView};
-use crate::catalogue::attributes::{self, EditMode};
+use crate::catalogue::attribute_values::{self, EditMode};
 use crate::catalogue::category_rows::CategoryRow;
 use crate::catalogue::schemes::{self as scheme_store, SchemeRow};
 use crate::classification::{self, AttributeCheck, ClassificationWrite, Mover, Moves, Provenance, Setting};
@@ -122,7 +122,7 @@ pub fn assign(conn: &mut DbConnection, assignment: Assignment) -> Result<Custome
         // Values given with a category the customer already has are an ordinary edit.
         if !outcome.category_changed
             && !values.is_empty()
-            && attributes::edit_values(conn, &customer, values, EditMode::Merge)?
+            && attribute_values::edit_values(conn, &customer, values, EditMode::Merge)?
         {
             write.values_changed(customer.id);
         }
@@ -215,7 +215,7 @@ pub fn assign_batch(
             }
         }
         let members: Vec<(i64, &str)> = movers.iter().map(|m| (m.id, m.code.as_str())).collect();
-        let plan = attributes::plan_move(conn, &scheme, Some(&category.code), &members, &BTreeMap::new())?
+        let plan = attribute_values::plan_move(conn, &scheme, Some(&category.code), &members, &BTreeMap::new())?
             .refusing_rejections()?;
         let mut write = ClassificationWrite::default();
         let moves = Moves { scheme: &scheme, to: &category, movers: &movers, locked, provenance };

@@ -19,7 +19,7 @@ use crate::domain::history::Source;
 use crate::error::AppError;
 
 use crate::archive::customer_rows::{self as customer_store, CustomerRow, SnapshotTarget};
-use crate::catalogue::attributes::{self, MovePlan};
+use crate::catalogue::attribute_values::{self, MovePlan};
 use crate::catalogue::categories::{self as category_store, Ranks};
 use crate::catalogue::category_rows::CategoryRow;
 use crate::catalogue::schemes::SchemeRow;
@@ -247,7 +247,7 @@ pub enum AttributeCheck<'a> {
     /// The caller checks all values afterwards (a new customer).
     Deferred,
     /// Bring the scheme's values in line with the new category, with these values
-    /// given for it (see `attributes::reconcile_move`).
+    /// given for it (see `attribute_values::reconcile_move`).
     Reconcile(&'a BTreeMap<String, Json>),
 }
 
@@ -261,10 +261,14 @@ impl AttributeCheck<'_> {
     ) -> Result<Option<BTreeMap<String, Json>>, AppError> {
         match self {
             AttributeCheck::Deferred => Ok(None),
-            AttributeCheck::Reconcile(supplied) => {
-                Ok(attributes::reconcile_move(conn, scheme, category, &[(customer.id, &customer.code)], supplied)?
-                    .remove(&customer.id))
-            }
+            AttributeCheck::Reconcile(supplied) => Ok(attribute_values::reconcile_move(
+                conn,
+                scheme,
+                category,
+                &[(customer.id, &customer.code)],
+                supplied,
+            )?
+            .remove(&customer.id)),
         }
     }
 }

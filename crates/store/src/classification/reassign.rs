@@ -12,7 +12,7 @@ use crate::db::{transaction, DbConnection};
 use crate::domain::history::Source;
 use crate::error::AppError;
 
-use crate::catalogue::attributes;
+use crate::catalogue::attribute_values;
 use crate::catalogue::categories::category_not_found;
 use crate::catalogue::schemes::{self as scheme_store, SchemeRow};
 use crate::classification::assignments;
@@ -130,7 +130,7 @@ fn move_batch(
         movers.push(Mover { id: *id, code: customer.clone(), from: Some(category.clone()) });
     }
     let members: Vec<(i64, &str)> = movers.iter().map(|m| (m.id, m.code.as_str())).collect();
-    let plan = attributes::plan_move(conn, scheme, Some(&target.code), &members, &BTreeMap::new())?;
+    let plan = attribute_values::plan_move(conn, scheme, Some(&target.code), &members, &BTreeMap::new())?;
     let (accepted, refused): (Vec<Mover>, Vec<Mover>) =
         movers.into_iter().partition(|m| !plan.rejected.contains_key(&m.id));
     outcome.rejected = refused.len() as i64;
@@ -138,7 +138,7 @@ fn move_batch(
         .iter()
         .map(|mover| Rejected {
             customer: mover.code.clone(),
-            detail: plan.rejected.get(&mover.id).map(attributes::Rejection::describe).unwrap_or_default(),
+            detail: plan.rejected.get(&mover.id).map(attribute_values::Rejection::describe).unwrap_or_default(),
         })
         .collect();
     outcome.moved = accepted.len() as i64;

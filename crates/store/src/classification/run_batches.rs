@@ -18,7 +18,7 @@ use crate::domain::run::{ChangeOutcome, RunStatus, Trigger};
 use crate::error::{AppError, ErrorCode};
 use crate::shutdown::Shutdown;
 
-use crate::catalogue::attributes;
+use crate::catalogue::attribute_values;
 use crate::catalogue::categories::{self as category_store, Ranks};
 use crate::catalogue::category_rows::{self, CategoryRow};
 use crate::catalogue::rule_sql::{Evaluation, Selection};
@@ -349,7 +349,7 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
         let rule = &rules[index].row;
         let target = &targets[index];
         let members: Vec<(i64, &str)> = movers.iter().map(|m| (m.id, m.code.as_str())).collect();
-        let plan = attributes::plan_move(conn, scheme, Some(&target.code), &members, &BTreeMap::new())?;
+        let plan = attribute_values::plan_move(conn, scheme, Some(&target.code), &members, &BTreeMap::new())?;
         let (accepted, refused): (Vec<Mover>, Vec<Mover>) =
             movers.into_iter().partition(|m| !plan.rejected.contains_key(&m.id));
         let change = |mover: &Mover, outcome, detail| Change {
@@ -363,7 +363,7 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
         };
         for mover in &refused {
             totals.rejected += 1;
-            let detail = plan.rejected.get(&mover.id).map(attributes::Rejection::describe);
+            let detail = plan.rejected.get(&mover.id).map(attribute_values::Rejection::describe);
             records.push(change(mover, ChangeOutcome::Rejected, detail));
         }
         for mover in &accepted {

@@ -6,3 +6,4 @@ pub mod journeys;
 pub mod past_standing;
 pub mod reports;
 pub mod scheme_counts;
+pub mod transitions;
