@@ -23,8 +23,9 @@ use crate::domain::history::{Direction, Source};
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::{AppError, ErrorCode};
 use crate::store::access::visibility;
+use crate::store::archive::customer_filters::Filters;
 use crate::store::archive::customer_rows::{self, CustomerView};
-use crate::store::archive::customer_search::{self, After, Filters, ListQuery, Sort, SortKey};
+use crate::store::archive::customer_search::{self, After, ListQuery, Sort, SortKey};
 use crate::store::archive::customers::{self as store, CustomerChanges, CustomerFields, NewCustomer};
 use crate::store::classification::history::{self, HistoryCursor, HistoryRow};
 

@@ -15,7 +15,7 @@ use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
 use crate::api::{AppState, FieldErrors};
 use crate::domain::duplicates::DuplicateKey;
 use crate::domain::report::QualityCheck;
-use crate::store::archive::customer_search::{Filters, Missing};
+use crate::store::archive::customer_filters::{Filters, Missing};
 use crate::store::archive::data_quality::{self as store, Check, Finding};
 
 const DEFAULT_DORMANT_DAYS: i64 = 365;

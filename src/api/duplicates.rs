@@ -14,7 +14,7 @@ use crate::api::{AppState, FieldErrors, Page};
 use crate::domain::customer::CustomerStatus;
 use crate::domain::duplicates::DuplicateKey;
 use crate::error::{AppError, ErrorCode};
-use crate::store::archive::customer_search::Filters;
+use crate::store::archive::customer_filters::Filters;
 use crate::store::archive::duplicates::{self as store, Group, GroupPosition, Member};
 
 const DEFAULT_GROUPS: i64 = 20;

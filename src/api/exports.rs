@@ -21,7 +21,7 @@ use crate::api::{blocking_failed, AppState, FieldErrors};
 use crate::domain::archive::{Layout, Value};
 use crate::domain::formula;
 use crate::error::{AppError, ErrorCode};
-use crate::store::archive::customer_search::Filters;
+use crate::store::archive::customer_filters::Filters;
 use crate::store::exchange::exports::{self as store, ExportPage, Record};
 
 /// Customers read per page of the scan.

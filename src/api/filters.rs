@@ -6,7 +6,7 @@ use crate::domain::attribute::{split_filter, FilterOp};
 use crate::domain::category::CategoryCode;
 use crate::domain::customer::CustomerStatus;
 use crate::domain::FieldError;
-use crate::store::archive::customer_search::{AttributeFilter, CategoryFilter, Filters, Missing};
+use crate::store::archive::customer_filters::{AttributeFilter, CategoryFilter, Filters, Missing};
 
 /// Ten years: the longest `dormant_days`.
 const MAX_DORMANT_DAYS: i64 = 3650;

@@ -25,7 +25,7 @@ use crate::domain::report::{
 };
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
-use crate::store::archive::customer_search::Filters;
+use crate::store::archive::customer_filters::Filters;
 use crate::store::catalogue::categories::CategoryView;
 use crate::store::catalogue::schemes::{self as scheme_store, SchemeRow};
 use crate::store::reporting::category_views as category_store;
@@ -408,7 +408,7 @@ mod scope_tests {
     use super::ReportScope;
     use crate::api::filters::{parse_filter, FILTER_KEYS};
     use crate::api::FieldErrors;
-    use crate::store::archive::customer_search::Filters;
+    use crate::store::archive::customer_filters::Filters;
 
     /// The parameters the document lists for a report's scope are those the handlers
     /// read: the measures, the day, and every filter `parse_filter` takes.

@@ -10,7 +10,8 @@ use crate::domain::customer::CustomerStatus;
 use crate::domain::duplicates::DuplicateKey;
 use crate::error::AppError;
 
-use crate::archive::customer_search::{self, After, CategoryFilter, Filters, ListQuery, Missing, Sort, SortKey};
+use crate::archive::customer_filters::{CategoryFilter, Filters, Missing};
+use crate::archive::customer_search::{self, After, ListQuery, Sort, SortKey};
 use crate::archive::duplicates;
 use crate::domain::category::CategoryCode;
 use crate::reporting::counts;

@@ -14,7 +14,7 @@ use crate::domain::customer::CustomerStatus;
 use crate::domain::duplicates::{email_key, name_key, phone_key, DuplicateKey};
 use crate::error::AppError;
 
-use crate::archive::customer_search::Filters;
+use crate::archive::customer_filters::Filters;
 
 /// Customers keyed per statement when filling in.
 const FILL_BATCH: i64 = 1_000;

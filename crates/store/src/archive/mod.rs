@@ -1,5 +1,6 @@
 //! The customer archive: customers and their attribute values, the list filters, duplicates and merge, sales transactions and their totals, data-quality reports.
 
+pub mod customer_filters;
 pub mod customer_rows;
 pub mod customer_search;
 pub mod customers;

@@ -9,8 +9,9 @@ use crate::db::DbConnection;
 use crate::domain::archive::{Field, Layout, Value};
 use crate::error::AppError;
 
+use crate::archive::customer_filters::Filters;
 use crate::archive::customer_rows::CustomerView;
-use crate::archive::customer_search::{self, After, Filters, ListQuery, Sort, SortKey};
+use crate::archive::customer_search::{self, After, ListQuery, Sort, SortKey};
 
 /// One customer's cells, in the layout's column order; `None` for an empty cell.
 pub type Record = Vec<Option<Value>>;

@@ -13,7 +13,7 @@ use crate::domain::report::{tree_tallies, Tally};
 use crate::domain::restriction::Restriction;
 use crate::error::AppError;
 
-use crate::archive::customer_search::Filters;
+use crate::archive::customer_filters::Filters;
 use crate::catalogue::categories::{category_not_found, counted_view, CategoryView};
 use crate::catalogue::category_rows::{find_row, CategoryRow};
 use crate::catalogue::schemes::{self as scheme_store, SchemeRow};

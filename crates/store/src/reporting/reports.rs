@@ -28,8 +28,9 @@ use crate::domain::report::{Measure, Tally};
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
 
+use crate::archive::customer_filters::Filters;
 use crate::archive::customer_search::{
-    contains_pattern, filter_scheme, resolve, resolve_attribute, row_state_conditions, Filters,
+    contains_pattern, filter_scheme, resolve, resolve_attribute, row_state_conditions,
 };
 use crate::archive::sales_totals;
 use crate::archive::transactions::metric_sum;
