@@ -7,8 +7,9 @@ COPY Cargo.toml Cargo.lock ./
 COPY crates/domain/Cargo.toml crates/domain/
 COPY crates/db/Cargo.toml crates/db/
 COPY crates/store/Cargo.toml crates/store/
+COPY crates/service/Cargo.toml crates/service/
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
-    && for crate in domain db store; do mkdir -p crates/$crate/src && echo '' > crates/$crate/src/lib.rs; done \
+    && for crate in domain db store service; do mkdir -p crates/$crate/src && echo '' > crates/$crate/src/lib.rs; done \
     && for bench in customers sales reports maintenance webhooks; do echo 'fn main() {}' > benches/$bench.rs; done \
     && cargo build --release --locked && rm -rf src benches crates/*/src
 COPY . .

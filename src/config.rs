@@ -7,6 +7,9 @@ use crate::db::{
     DEFAULT_STATEMENT_TIMEOUT_MS,
 };
 use crate::domain::webhook::RetrySchedule;
+use crate::service::webhook_sender::{
+    WebhookSettings, DEFAULT_WEBHOOK_FIRST_RETRY_MS, DEFAULT_WEBHOOK_TIMEOUT_SECONDS,
+};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -26,31 +29,6 @@ pub struct Settings {
     /// How long the change feed keeps events (`EVENT_RETENTION_DAYS`).
     pub event_retention: Duration,
     pub webhooks: WebhookSettings,
-}
-
-/// How webhooks are sent.
-#[derive(Debug, Clone, Copy)]
-pub struct WebhookSettings {
-    /// Whether endpoints may be on loopback and private networks
-    /// (`WEBHOOK_ALLOW_PRIVATE`); off, that is refused (SSRF).
-    pub allow_private: bool,
-    /// How long one delivery may take, connecting included (`WEBHOOK_TIMEOUT_SECONDS`).
-    pub timeout: Duration,
-    /// When failed deliveries are tried again (`WEBHOOK_FIRST_RETRY_MS` sets the first wait).
-    pub retry: RetrySchedule,
-}
-
-impl Default for WebhookSettings {
-    fn default() -> Self {
-        Self {
-            allow_private: false,
-            timeout: Duration::from_secs(DEFAULT_WEBHOOK_TIMEOUT_SECONDS),
-            retry: RetrySchedule {
-                first: Duration::from_millis(DEFAULT_WEBHOOK_FIRST_RETRY_MS),
-                give_up_after: RetrySchedule::GIVE_UP_AFTER,
-            },
-        }
-    }
 }
 
 /// `CORS_ALLOWED_ORIGINS`: unset means no cross-origin browser access.
@@ -90,8 +68,6 @@ pub const DEFAULT_BIND_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_POOL_SIZE: u32 = 10;
 pub const DEFAULT_RUN_BATCH_SIZE: i64 = 10_000;
 pub const DEFAULT_EVENT_RETENTION_DAYS: u64 = 30;
-pub const DEFAULT_WEBHOOK_TIMEOUT_SECONDS: u64 = 10;
-pub const DEFAULT_WEBHOOK_FIRST_RETRY_MS: u64 = 5000;
 
 impl Settings {
     pub fn from_env() -> Result<Self, String> {

@@ -1,7 +1,7 @@
 //! custclass: customer classification management (客户分类管理) as a JSON REST service.
 //! This package is the top layer: the HTTP API (`api`), the command line, the
-//! configuration, start-up and the background loops. The layers below are crates of
-//! their own, re-exported here: `domain`, `db` and `store`.
+//! configuration and start-up. The layers below are crates of
+//! their own, re-exported here: `domain`, `db`, `store` and `service`.
 
 pub mod api;
 pub mod cli;
@@ -12,6 +12,6 @@ pub use custclass_db::error;
 pub use custclass_db::shutdown;
 pub use custclass_domain as domain;
 pub mod startup;
+pub use custclass_service as service;
 pub use custclass_store as store;
 pub mod telemetry;
-pub mod webhook_sender;

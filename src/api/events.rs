@@ -1,14 +1,10 @@
 //! `GET /events`: the change feed, in the order the events were numbered after their
 //! changes committed (see `store::feed::events`), with long polling.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
-use tokio::sync::Notify;
 use utoipa::ToSchema;
 
 use crate::api::auth::{Auth, Read, Restrictable};
@@ -19,22 +15,8 @@ use crate::api::AppState;
 use crate::domain::event::{Cursor, TypeFilter};
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
-use crate::store::feed::events::{self as store, FeedEvent};
-
-/// Wakes the readers waiting on this replica once its sequencer has numbered events.
-#[derive(Clone, Default)]
-pub struct FeedSignal(Arc<Notify>);
-
-impl FeedSignal {
-    pub fn numbered(&self) {
-        self.0.notify_waiters();
-    }
-
-    /// Returns once this replica numbers events, or after `at_most`.
-    pub async fn wait_for_numbering(&self, at_most: Duration) {
-        let _ = tokio::time::timeout(at_most, self.0.notified()).await;
-    }
-}
+use crate::service::feed::Event;
+use crate::store::feed::events::{self as store};
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
@@ -49,32 +31,6 @@ pub struct EventQuery {
     types: Option<String>,
     limit: Option<String>,
     wait: Option<String>,
-}
-
-/// One change, as the feed reports it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Event {
-    /// The event's place in the feed: increasing, never reused; also its idempotency key.
-    #[schema(example = "1042")]
-    pub id: String,
-    #[serde(rename = "type")]
-    #[schema(example = "classification.changed")]
-    pub event_type: String,
-    pub occurred_at: DateTime<Utc>,
-    /// What happened; its fields depend on the type.
-    #[schema(value_type = crate::api::schemas::EventData)]
-    pub data: Json,
-}
-
-impl From<FeedEvent> for Event {
-    fn from(event: FeedEvent) -> Self {
-        Event {
-            id: event.position.to_string(),
-            event_type: event.event_type,
-            occurred_at: DateTime::from_naive_utc_and_offset(event.occurred_at, Utc),
-            data: event.data,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -136,7 +92,7 @@ pub async fn list(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     loop {
         // Taken before reading, so that a numbering between the read and the wait still wakes it.
-        let numbered = state.feed.0.notified();
+        let numbered = state.feed.notified();
         let (filter, restriction) = (types.clone(), auth.caller.restriction.clone());
         let page = state.db.run(move |conn| store::page(conn, cursor, &filter, limit, restriction.as_deref())).await?;
         let now = tokio::time::Instant::now();

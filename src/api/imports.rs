@@ -4,9 +4,6 @@
 //! written on the blocking pool, a thousand at a time. With `Prefer: respond-async`
 //! the answer is 202 once the file is checked, and the import goes on by itself.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
@@ -28,30 +25,6 @@ use crate::domain::import::{ImportFormat, ImportMode, ImportStatus, RowError};
 use crate::error::{AppError, ErrorCode};
 use crate::store::classification::Provenance;
 use crate::store::exchange::imports::{self as store, ImportOptions, ImportRow, Report, Tally};
-
-/// Rows done of the imports this process is running, fresher than their stored rows
-/// while an atomic import's transaction keeps its progress from being written (SQLite).
-#[derive(Clone, Default)]
-pub struct RunningImports(Arc<Mutex<HashMap<String, u64>>>);
-
-impl RunningImports {
-    fn set(&self, id: &str, rows_done: u64) {
-        self.0.lock().expect("not poisoned").insert(id.to_string(), rows_done);
-    }
-
-    fn end(&self, id: &str) {
-        self.0.lock().expect("not poisoned").remove(id);
-    }
-
-    fn rows_done(&self, id: &str) -> Option<u64> {
-        self.0.lock().expect("not poisoned").get(id).copied()
-    }
-
-    /// The imports this process runs now.
-    pub fn ids(&self) -> Vec<String> {
-        self.0.lock().expect("not poisoned").keys().cloned().collect()
-    }
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -51,9 +51,9 @@ pub struct AppState {
     /// Customers per batch of a classification run (`RUN_BATCH_SIZE`).
     pub run_batch_size: i64,
     /// Progress of the imports this process runs.
-    pub imports: imports::RunningImports,
+    pub imports: crate::service::imports::RunningImports,
     /// Wakes the feed's long polls when this replica numbers events.
-    pub feed: events::FeedSignal,
+    pub feed: crate::service::feed::FeedSignal,
     /// Whether webhook endpoints may be on internal networks (`WEBHOOK_ALLOW_PRIVATE`).
     pub webhook_allow_private: bool,
     /// Tells classification runs that the service is stopping.

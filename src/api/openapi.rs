@@ -6,14 +6,15 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
 use super::schemas::{
-    AttributeValue, AttributeValueOrNull, Condition, CsvTable, EventData, Moment, MultipartUpload, NdjsonLines,
-    UploadedFile, Workbook,
+    AttributeValue, AttributeValueOrNull, Condition, CsvTable, Moment, MultipartUpload, NdjsonLines, UploadedFile,
+    Workbook,
 };
 use super::{
     api_keys, assignments, attributes, categories, customers, data_quality, duplicates, events, exports, health,
     imports, merge, reports, rules, runs, schemes, transactions, webhooks,
 };
 use crate::error::ErrorCode;
+use crate::service::feed::EventData;
 
 #[derive(OpenApi)]
 #[openapi(

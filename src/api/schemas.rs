@@ -175,76 +175,6 @@ impl utoipa::PartialSchema for UploadedFile {
     }
 }
 
-/// What an event reports: which fields it has depends on its `type` (the change feed's
-/// table in docs/api/feed-and-webhooks.md); each field means the same in every type that has it.
-pub struct EventData;
-
-impl utoipa::PartialSchema for EventData {
-    fn schema() -> RefOr<Schema> {
-        let text =
-            |description: &str| ObjectBuilder::new().schema_type(Type::String).description(Some(description)).build();
-        let nullable_text = |description: &str| {
-            ObjectBuilder::new()
-                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
-                .description(Some(description))
-                .build()
-        };
-        let integer = |description: &str| {
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-                .description(Some(description))
-                .build()
-        };
-        let nullable_integer = |description: &str| {
-            ObjectBuilder::new()
-                .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
-                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-                .description(Some(description))
-                .build()
-        };
-        let moment = |description: &str| {
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
-                .description(Some(description))
-                .build()
-        };
-        ObjectBuilder::new()
-            .description(Some("The event's details; which fields an event has depends on its `type`"))
-            .property("customer", text("`customer.*`, `classification.changed`: the customer's code (for `customer.merged`, the survivor)"))
-            .property("scheme", text("`classification.changed`, `scheme.*`, `category.*`, `classification_run.finished`: the scheme's code"))
-            .property("category", text("`category.*`: the category's code"))
-            .property("from", nullable_text("`classification.changed`: the category before (null: none)"))
-            .property("to", nullable_text("`classification.changed`: the category after (null: none)"))
-            .property("direction", text("`classification.changed`: `up`, `down`, `lateral`, `in` or `out`"))
-            .property("source", text("`classification.changed`: `manual`, `rule`, `import`, `merge`, `default`, `remap`, …"))
-            .property("rule_id", nullable_integer("`classification.changed`: the rule that decided a run's move"))
-            .property("run_id", nullable_integer("`classification.changed`, `classification_run.finished`: the run"))
-            .property("reason", nullable_text("the reason given with the change (`webhook.disabled`: why it was disabled)"))
-            .property("at", moment("`classification.changed`: when the change took effect"))
-            .property("version", integer("`customer.updated`, `customer.merged`, `*.updated`: the version the change made"))
-            .property("merged", ArrayBuilder::new().items(text("a merged customer's code")).description(Some("`customer.merged`: the codes merged into the customer (empty for a restricted key)")))
-            .property("status", text("`classification_run.finished`: how the run ended"))
-            .property("dry_run", ObjectBuilder::new().schema_type(Type::Boolean).description(Some("`classification_run.finished`: whether it only reported")))
-            .property("trigger", text("`classification_run.finished`: `manual` or `schedule`"))
-            .property("totals", {
-                let counts = ["evaluated", "changed", "unchanged", "skipped_locked", "skipped_inactive", "rejected", "up", "down"]
-                    .into_iter()
-                    .fold(ObjectBuilder::new().schema_type(Type::Object), |totals, name| totals.property(name, ObjectBuilder::new().schema_type(Type::Integer)));
-                counts
-                    .property("transitions", ArrayBuilder::new().items(Ref::from_schema_name("TransitionCount")))
-                    .description(Some("`classification_run.finished`: the run's counts, as `GET …/classification-runs/{id}` shows them"))
-            })
-            .property("error", nullable_text("`classification_run.finished`: why it failed"))
-            .property("webhook_id", integer("`webhook.disabled`: the webhook"))
-            .property("url", text("`webhook.disabled`: its URL"))
-            .property("failing_since", moment("`webhook.disabled`: its first failure in a row"))
-            .property("failures", integer("`webhook.disabled`: failures in a row"))
-            .into()
-    }
-}
-
 /// A file sent from a browser's form: `multipart/form-data` with one part, `file`.
 pub struct MultipartUpload;
 
@@ -286,6 +216,5 @@ named_after_type!(
     CsvTable,
     NdjsonLines,
     UploadedFile,
-    MultipartUpload,
-    EventData
+    MultipartUpload
 );

@@ -18,8 +18,8 @@ use crate::domain::event::{Cursor, TypeFilter};
 use crate::domain::webhook::{private_refusal, DeliveryOutcome, WebhookSecret, WebhookUrl};
 use crate::domain::{clean_optional_text, FieldError};
 use crate::error::{AppError, ErrorCode};
+use crate::service::webhook_sender::resolves_only_privately;
 use crate::store::feed::webhooks::{self as store, DeliveryRow, NewWebhook, WebhookChange, WebhookRow};
-use crate::webhook_sender::resolves_only_privately;
 
 /// An endpoint, without its secret.
 #[derive(Debug, Serialize, ToSchema)]

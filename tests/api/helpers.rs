@@ -111,7 +111,7 @@ pub struct Options {
     pub cors: custclass::config::CorsOrigins,
     /// `WEBHOOK_*`: by default receivers on 127.0.0.1 are allowed, time out after 2 s
     /// and are retried after 50 ms at first.
-    pub webhooks: custclass::config::WebhookSettings,
+    pub webhooks: custclass::service::webhook_sender::WebhookSettings,
 }
 
 impl Default for Options {
@@ -123,7 +123,7 @@ impl Default for Options {
             run_batch_size: custclass::config::DEFAULT_RUN_BATCH_SIZE,
             statement_timeout: Duration::from_secs(30),
             cors: custclass::config::CorsOrigins::None,
-            webhooks: custclass::config::WebhookSettings {
+            webhooks: custclass::service::webhook_sender::WebhookSettings {
                 allow_private: true,
                 timeout: Duration::from_secs(2),
                 retry: custclass::domain::webhook::RetrySchedule {

@@ -15,16 +15,43 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::api::events::{Event, FeedSignal};
-use crate::config::WebhookSettings;
 use crate::db::{now, Db};
 use crate::domain::event::Cursor;
 use crate::domain::webhook::{
-    is_public, private_refusal, signature_header, DeliveryOutcome, WebhookSecret, WebhookUrl,
+    is_public, private_refusal, signature_header, DeliveryOutcome, RetrySchedule, WebhookSecret, WebhookUrl,
 };
 use crate::error::{AppError, ErrorCode};
+use crate::feed::{Event, FeedSignal};
 use crate::store::feed::events;
 use crate::store::feed::webhooks::{self as store, Attempt, BatchEnd, WebhookRow};
+
+pub const DEFAULT_WEBHOOK_TIMEOUT_SECONDS: u64 = 10;
+pub const DEFAULT_WEBHOOK_FIRST_RETRY_MS: u64 = 5000;
+
+/// How webhooks are sent.
+#[derive(Debug, Clone, Copy)]
+pub struct WebhookSettings {
+    /// Whether endpoints may be on loopback and private networks
+    /// (`WEBHOOK_ALLOW_PRIVATE`); off, that is refused (SSRF).
+    pub allow_private: bool,
+    /// How long one delivery may take, connecting included (`WEBHOOK_TIMEOUT_SECONDS`).
+    pub timeout: Duration,
+    /// When failed deliveries are tried again (`WEBHOOK_FIRST_RETRY_MS` sets the first wait).
+    pub retry: RetrySchedule,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            timeout: Duration::from_secs(DEFAULT_WEBHOOK_TIMEOUT_SECONDS),
+            retry: RetrySchedule {
+                first: Duration::from_millis(DEFAULT_WEBHOOK_FIRST_RETRY_MS),
+                give_up_after: RetrySchedule::GIVE_UP_AFTER,
+            },
+        }
+    }
+}
 
 /// How long a claimed endpoint stays this replica's without a settled batch; a
 /// replica that died is taken over this long after its last batch.
