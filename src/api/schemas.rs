@@ -61,7 +61,7 @@ impl utoipa::PartialSchema for Condition {
                 .description(Some(description))
                 .build()
         };
-        let operators = ["=", "!=", ">", ">=", "<", "<=", "in", "not_in", "between", "is_null", "under"];
+        let operators = crate::domain::rule::Op::NAMED.map(|(name, _)| name);
         let leaf = ObjectBuilder::new()
             .property(
                 "field",
@@ -76,7 +76,7 @@ impl utoipa::PartialSchema for Condition {
             .property(
                 "value",
                 ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some(format!(
-                    "Of the field's type: a scalar; an array of 1–{MAX_LIST} for in/not_in; [low, high] for between; true or false for is_null"
+                    "Of the field's type: a scalar; an array of 1–{MAX_LIST} for in/not_in; [low, high] for between; true or false for is_null; for contains/starts_with/ends_with (on code, name, short_name, tax_id and string attributes) the text to look for, case-insensitive for Latin letters, `%` and `_` meaning themselves"
                 ))),
             )
             .required("value")

@@ -30,6 +30,7 @@ mod schedules;
 mod schemes;
 mod segmentation;
 mod stopping;
+mod text_rules;
 mod tiers;
 mod upload_limits;
 mod webhooks;

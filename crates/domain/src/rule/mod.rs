@@ -207,24 +207,38 @@ pub enum Op {
     Between,
     IsNull,
     Under,
+    /// `contains`, `starts_with`, `ends_with`: the text holds the value there
+    /// (case-insensitive for Latin letters).
+    Match(TextMatch),
 }
 
 impl Op {
+    /// Every operator with its name in conditions, as the parser takes them; the
+    /// OpenAPI enum of `Condition.op` is this table.
+    pub const NAMED: [(&'static str, Op); 14] = [
+        ("=", Op::Eq),
+        ("!=", Op::Ne),
+        (">", Op::Gt),
+        (">=", Op::Gte),
+        ("<", Op::Lt),
+        ("<=", Op::Lte),
+        ("in", Op::In),
+        ("not_in", Op::NotIn),
+        ("between", Op::Between),
+        ("is_null", Op::IsNull),
+        ("under", Op::Under),
+        ("contains", Op::Match(TextMatch::Anywhere)),
+        ("starts_with", Op::Match(TextMatch::Start)),
+        ("ends_with", Op::Match(TextMatch::End)),
+    ];
+
     fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "=" => Op::Eq,
-            "!=" => Op::Ne,
-            ">" => Op::Gt,
-            ">=" => Op::Gte,
-            "<" => Op::Lt,
-            "<=" => Op::Lte,
-            "in" => Op::In,
-            "not_in" => Op::NotIn,
-            "between" => Op::Between,
-            "is_null" => Op::IsNull,
-            "under" => Op::Under,
-            _ => return None,
-        })
+        Op::NAMED.iter().find(|(name, _)| *name == text).map(|(_, op)| *op)
+    }
+
+    /// The operators' names, separated by spaces, for messages.
+    fn names() -> String {
+        Op::NAMED.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(" ")
     }
 
     /// The SQL operator of a comparison (the others are written by the compiler).
@@ -241,10 +255,12 @@ impl Op {
             Op::Between => "BETWEEN",
             Op::IsNull => "IS NULL",
             Op::Under => "under",
+            Op::Match(_) => "LIKE",
         }
     }
 
-    fn allowed_for(self, kind: Kind) -> bool {
+    fn allowed_for(self, field: &Field) -> bool {
+        let kind = field.kind();
         match self {
             Op::Eq | Op::Ne | Op::IsNull => true,
             Op::In | Op::NotIn => kind != Kind::Boolean,
@@ -252,7 +268,45 @@ impl Op {
                 matches!(kind, Kind::Money | Kind::Integer | Kind::Decimal | Kind::Moment | Kind::Date)
             }
             Op::Under => kind == Kind::Category,
+            // The text of a customer or of a string attribute; an enum's values are
+            // compared whole, and the RFM string is a score.
+            Op::Match(_) => matches!(
+                field,
+                Field::Customer(
+                    CustomerField::Code | CustomerField::Name | CustomerField::ShortName | CustomerField::TaxId
+                ) | Field::Attribute { value_type: ValueType::String, .. }
+            ),
         }
+    }
+}
+
+/// Where the value of `contains`, `starts_with` or `ends_with` stands in the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextMatch {
+    Anywhere,
+    Start,
+    End,
+}
+
+impl TextMatch {
+    /// The lower-case `LIKE` pattern that finds `text` here, its `%`, `_` and `escape`
+    /// escaped so that they match themselves. Compared with `LOWER(column)`, it is
+    /// case-insensitive for Latin letters; Chinese has no case and matches exactly.
+    pub fn like_pattern(self, text: &str, escape: char) -> String {
+        let mut pattern = String::new();
+        if self != TextMatch::Start {
+            pattern.push('%');
+        }
+        for c in text.to_lowercase().chars() {
+            if c == escape || c == '%' || c == '_' {
+                pattern.push(escape);
+            }
+            pattern.push(c);
+        }
+        if self != TextMatch::End {
+            pattern.push('%');
+        }
+        pattern
     }
 }
 
@@ -456,21 +510,12 @@ fn parse_node(
         Err(message) => return error(errors, format!("{pointer}/field"), message),
     };
     let Some(op_name) = object.get("op").and_then(Json::as_str) else {
-        return error(
-            errors,
-            format!("{pointer}/op"),
-            "must be one of = != > >= < <= in not_in between is_null under".into(),
-        );
+        return error(errors, format!("{pointer}/op"), format!("must be one of {}", Op::names()));
     };
     let Some(op) = Op::parse(op_name) else {
-        return error(
-            errors,
-            format!("{pointer}/op"),
-            format!("unknown op {op_name:?}; use = != > >= < <= in not_in between is_null under"),
-        );
+        return error(errors, format!("{pointer}/op"), format!("unknown op {op_name:?}; use {}", Op::names()));
     };
-    let kind = field.kind();
-    if !op.allowed_for(kind) {
+    if !op.allowed_for(&field) {
         return error(errors, format!("{pointer}/op"), format!("{op_name} does not apply to {field_name}"));
     }
     let value_pointer = format!("{pointer}/value");
@@ -595,9 +640,19 @@ fn parse_operand(field: &Field, op: Op, value: &Json, catalog: &dyn Catalog) -> 
             }
             _ => Err(whole("between takes [low, high]".into())),
         },
+        Op::Match(_) => match value.as_str() {
+            Some(text) if !text.is_empty() && text.chars().count() <= MAX_MATCHED_TEXT => {
+                Ok(Operand::One(Scalar::Text(text.to_string())))
+            }
+            _ => Err(whole(format!("must be a text of 1 to {MAX_MATCHED_TEXT} characters to look for"))),
+        },
         _ => scalar(field, value, catalog).map(Operand::One).map_err(whole),
     }
 }
+
+/// The longest text `contains`, `starts_with` and `ends_with` look for (a customer's
+/// name may be 200 characters).
+const MAX_MATCHED_TEXT: usize = 200;
 
 fn scalar(field: &Field, value: &Json, catalog: &dyn Catalog) -> Result<Scalar, String> {
     match field.kind() {

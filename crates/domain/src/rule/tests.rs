@@ -149,3 +149,26 @@ fn parameters_bound_what_the_compiler_binds() {
     .unwrap();
     assert_eq!(condition.parameters(), (1 + 2) + (3 + 2));
 }
+
+#[test]
+fn text_matches_take_text_fields_and_a_text_to_look_for() {
+    let leaf = |field: &str, op: &str, value: Json| json!({"field": field, "op": op, "value": value});
+    for (field, op) in
+        [("name", "contains"), ("code", "starts_with"), ("short_name", "ends_with"), ("tax_id", "contains")]
+    {
+        assert!(parse(&leaf(field, op, json!("银行")), "/condition", &Known).is_ok(), "{field} {op}");
+    }
+    for field in ["spend_12m", "status", "created_at", "rfm"] {
+        assert!(parse(&leaf(field, "contains", json!("1")), "/condition", &Known).is_err(), "{field}");
+    }
+    for value in [json!(""), json!(5), json!(["a"]), json!("长".repeat(201))] {
+        assert!(parse(&leaf("name", "contains", value.clone()), "/condition", &Known).is_err(), "{value}");
+    }
+}
+
+#[test]
+fn a_like_pattern_escapes_its_wildcards_and_is_lower_case() {
+    assert_eq!(TextMatch::Anywhere.like_pattern("A%b_C!", '!'), "%a!%b!_c!!%");
+    assert_eq!(TextMatch::Start.like_pattern("银行", '!'), "银行%");
+    assert_eq!(TextMatch::End.like_pattern("Bank", '\\'), "%bank");
+}

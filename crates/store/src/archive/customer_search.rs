@@ -10,6 +10,7 @@ use crate::db::sql::{Bind, Fragment, Predicate};
 use crate::db::{DbBackend, DbConnection};
 use crate::domain::attribute::{parse_operand, AttributeValue, FilterOp, Operand, ValueType, LIKE_ESCAPE};
 use crate::domain::category::ClassificationVector;
+use crate::domain::rule::TextMatch;
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
 
@@ -126,15 +127,7 @@ diesel::define_sql_function! {
 
 /// Lower-case `LIKE` pattern for a substring, with `escape` escaping the wildcards in it.
 pub(crate) fn contains_pattern(text: &str, escape: char) -> String {
-    let mut pattern = String::from("%");
-    for c in text.to_lowercase().chars() {
-        if c == escape || c == '%' || c == '_' {
-            pattern.push(escape);
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
+    TextMatch::Anywhere.like_pattern(text, escape)
 }
 
 pub(crate) fn filter_scheme(conn: &mut DbConnection, code: &str, field: &str) -> Result<SchemeRow, AppError> {

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::NaiveDateTime;
 
-use crate::domain::attribute::ValueType;
+use crate::domain::attribute::{ValueType, LIKE_ESCAPE};
 use crate::domain::rule::{Condition, CustomerField, Field, Metric, Op, Operand, Scalar};
 
 use crate::archive::transactions::metric_columns;
@@ -191,6 +191,13 @@ impl Compiler<'_> {
                         leaf.append(column.clone()).push(" >= ").bind(Bind::Text(code.clone()));
                         leaf.push(" AND ").append(column).push(" < ").bind(Bind::Text(crate::prefix_upper_bound(code)));
                     }
+                    (Op::Match(place), Operand::One(Scalar::Text(text))) => {
+                        leaf.push("LOWER(")
+                            .append(column)
+                            .push(") LIKE ")
+                            .bind(Bind::Text(place.like_pattern(text, LIKE_ESCAPE)))
+                            .push(&format!(" ESCAPE '{LIKE_ESCAPE}'"));
+                    }
                     (_, Operand::One(value)) => {
                         leaf.append(column).push(&format!(" {} ", op.sql())).bind(scalar(value));
                     }
@@ -218,6 +225,7 @@ impl Compiler<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::rule::TextMatch;
     use crate::domain::sales::Money;
 
     fn at(text: &str) -> NaiveDateTime {
@@ -239,6 +247,25 @@ mod tests {
     fn sql_and_binds(dialect: Dialect, condition: &Condition) -> (String, Vec<Bind>) {
         let (fragment, _) = compile(dialect, condition);
         (fragment.sql().to_string(), fragment.binds().to_vec())
+    }
+
+    #[test]
+    fn a_text_match_is_a_bound_lower_case_pattern_with_its_wildcards_escaped() {
+        let name = || Field::Customer(CustomerField::Name);
+        let cases = [
+            (TextMatch::Anywhere, "%100!%!_pure%"),
+            (TextMatch::Start, "100!%!_pure%"),
+            (TextMatch::End, "%100!%!_pure"),
+        ];
+        for (place, pattern) in cases {
+            let condition = leaf(name(), Op::Match(place), Operand::One(Scalar::Text("100%_Pure".into())));
+            for dialect in [Dialect::Sqlite, Dialect::Mysql] {
+                assert_eq!(
+                    sql_and_binds(dialect, &condition),
+                    ("COALESCE((LOWER(c.name) LIKE ? ESCAPE '!'), 0)".into(), vec![Bind::Text(pattern.into())])
+                );
+            }
+        }
     }
 
     #[test]
