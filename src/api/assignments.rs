@@ -15,7 +15,6 @@ use crate::domain::category::CategoryCode;
 use crate::domain::customer::CustomerCode;
 use crate::domain::history::Source;
 use crate::domain::FieldError;
-use crate::error::AppError;
 use crate::store::classification::assignments::{self as store, BatchOutcome, MAX_BATCH};
 use crate::store::classification::Provenance;
 
@@ -121,7 +120,7 @@ pub async fn unassign(
     if_match: IfMatch,
 ) -> Result<HttpResponse, ApiError> {
     let (customer, scheme) = path.into_inner();
-    let reason = parse_reason(query.reason.as_deref()).map_err(AppError::from)?;
+    let reason = parse_reason(query.reason.as_deref())?;
     let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
     let restriction = auth.caller.restriction;
     let view = state

@@ -55,13 +55,13 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
 /// The service's one error type ([`AppError`], owned by the layers below) as the HTTP
 /// layer answers it. The wrapper exists because actix's `ResponseError` may only be
 /// implemented where either the trait or the type is defined; every handler and
-/// extractor answers in it, and `?` turns an `AppError` into it.
+/// extractor answers in it, and `?` turns into it whatever becomes an `AppError`.
 #[derive(Debug)]
 pub struct ApiError(pub AppError);
 
-impl From<AppError> for ApiError {
-    fn from(error: AppError) -> Self {
-        ApiError(error)
+impl<E: Into<AppError>> From<E> for ApiError {
+    fn from(error: E) -> Self {
+        ApiError(error.into())
     }
 }
 

@@ -125,11 +125,6 @@ diesel::define_sql_function! {
     fn lower_nullable(text: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
 }
 
-/// Lower-case `LIKE` pattern for a substring, with `escape` escaping the wildcards in it.
-pub(crate) fn contains_pattern(text: &str, escape: char) -> String {
-    TextMatch::Anywhere.like_pattern(text, escape)
-}
-
 pub(crate) fn filter_scheme(conn: &mut DbConnection, code: &str, field: &str) -> Result<SchemeRow, AppError> {
     scheme_store::find(conn, code)?.ok_or_else(|| {
         AppError::validation(
@@ -411,7 +406,7 @@ macro_rules! filter_customers {
             )));
         }
         if let Some(text) = &$query.filters.text {
-            let pattern = contains_pattern(text, '\\');
+            let pattern = TextMatch::Anywhere.like_pattern(text, '\\');
             $sql = $sql.filter(
                 lower(customers::code)
                     .like(pattern.clone())

@@ -29,14 +29,13 @@ use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
 
 use crate::archive::customer_filters::Filters;
-use crate::archive::customer_search::{
-    contains_pattern, filter_scheme, resolve, resolve_attribute, row_state_conditions,
-};
+use crate::archive::customer_search::{filter_scheme, resolve, resolve_attribute, row_state_conditions};
 use crate::archive::sales_totals;
 use crate::archive::transactions::metric_sum;
 use crate::catalogue::schemes::SchemeRow;
 use crate::domain::attribute::LIKE_ESCAPE;
 use crate::domain::category::ClassificationVector;
+use crate::domain::rule::TextMatch;
 use crate::prefix_upper_bound;
 use crate::reporting::counts;
 use crate::reporting::journeys::{self, in_entry, journeys, journeys_index, CodeRange, Span};
@@ -471,7 +470,7 @@ pub(crate) fn row_conditions(conn: &mut DbConnection, filters: &Filters) -> Resu
         conditions.push(condition);
     }
     if let Some(text) = &filters.text {
-        let pattern = contains_pattern(text, LIKE_ESCAPE);
+        let pattern = TextMatch::Anywhere.like_pattern(text, LIKE_ESCAPE);
         let mut condition = Fragment::new("(");
         for (index, column) in ["p.code", "p.name", "COALESCE(p.short_name, '')"].into_iter().enumerate() {
             condition
