@@ -13,7 +13,8 @@ use crate::domain::api_key::{ApiKeySecret, KeyName, Scope};
 use crate::domain::restriction::Restriction;
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
-use crate::store::access::api_keys::{self as store, ApiKeyRow};
+use crate::service::access::{self, NewKey};
+use crate::store::access::api_keys::ApiKeyRow;
 
 /// An API key without its secret.
 #[derive(Debug, Serialize, ToSchema)]
@@ -80,7 +81,7 @@ pub struct ApiKeyCreate {
 #[utoipa::path(get, path = "/api/v1/api-keys", operation_id = "list_api_keys", tag = "api-keys",
     responses((status = 200, description = "Every key, revoked ones included, without secrets", body = Page<ApiKey>)))]
 pub async fn list(state: web::Data<AppState>, _auth: Auth<Admin>) -> Result<HttpResponse, ApiError> {
-    let rows = state.db.run(store::list).await?;
+    let rows = access::list(&state.db).await?;
     let keys = rows.into_iter().map(ApiKey::try_from).collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(Page::complete(keys)))
 }
@@ -122,7 +123,7 @@ pub async fn create(
     }
     let secret = ApiKeySecret::generate();
     let exposed = secret.expose().to_string();
-    let row = state.db.run(move |conn| store::create(conn, &name, body.scope, &secret, restriction.as_ref())).await?;
+    let row = access::create(&state.db, NewKey { name, scope: body.scope, secret, restriction }).await?;
     let key = ApiKey::try_from(row)?;
     Ok(HttpResponse::Created()
         .insert_header((actix_web::http::header::LOCATION, format!("/api/v1/api-keys/{}", key.id)))
@@ -145,7 +146,7 @@ pub async fn revoke(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    state.db.run(move |conn| store::revoke(conn, id)).await?;
+    access::revoke(&state.db, id).await?;
     state.keys.forget_all();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::api::auth::{Auth, Restrictable, Write};
+use crate::api::auth::{Auth, Caller, Restrictable, Write};
 use crate::api::customers::{parse_reason, Customer};
 use crate::api::error::{json_error, ApiError, Problem};
 use crate::api::schemas::AttributeValue;
@@ -15,7 +15,8 @@ use crate::domain::category::CategoryCode;
 use crate::domain::customer::CustomerCode;
 use crate::domain::history::Source;
 use crate::domain::FieldError;
-use crate::store::classification::assignments::{self as store, BatchOutcome, MAX_BATCH};
+use crate::service::classification::assignments::{self as service, BatchPlacement, Changer, Placement};
+use crate::store::classification::assignments::{BatchOutcome, MAX_BATCH};
 use crate::store::classification::Provenance;
 
 /// Assign or re-assign a customer in one scheme.
@@ -74,24 +75,9 @@ pub async fn assign(
     let reason = errors.check(parse_reason(body.reason.as_deref()));
     errors.finish()?;
     let (category, reason) = (category.expect("checked"), reason.expect("checked"));
-    let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
-    let restriction = auth.caller.restriction;
-    let view = state
-        .db
-        .run(move |conn| {
-            let assignment = store::Assignment {
-                customer: &customer,
-                scheme: &scheme,
-                category: category.as_str(),
-                locked: body.locked,
-                values: &body.attributes,
-                provenance: &provenance,
-                expected: if_match.0,
-                restriction: restriction.as_deref(),
-            };
-            store::assign(conn, assignment)
-        })
-        .await?;
+    let placement =
+        Placement { customer, scheme, category, locked: body.locked, values: body.attributes, expected: if_match.0 };
+    let view = service::assign(&state.db, placement, manual(auth.caller, reason)).await?;
     let customer = Customer::from(view);
     Ok(ok_versioned(customer.version, &customer))
 }
@@ -121,12 +107,7 @@ pub async fn unassign(
 ) -> Result<HttpResponse, ApiError> {
     let (customer, scheme) = path.into_inner();
     let reason = parse_reason(query.reason.as_deref())?;
-    let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
-    let restriction = auth.caller.restriction;
-    let view = state
-        .db
-        .run(move |conn| store::unassign(conn, &customer, &scheme, &provenance, if_match.0, restriction.as_deref()))
-        .await?;
+    let view = service::unassign(&state.db, customer, scheme, if_match.0, manual(auth.caller, reason)).await?;
     let customer = Customer::from(view);
     Ok(ok_versioned(customer.version, &customer))
 }
@@ -190,24 +171,10 @@ pub async fn batch(
         .collect();
     errors.finish()?;
     let (category, reason) = (category.expect("checked"), reason.expect("checked"));
-    let provenance = Provenance::new(&auth.caller.name, Source::Manual, reason);
-    let scheme = body.scheme.clone();
     let category_code = category.as_str().to_string();
-    let restriction = auth.caller.restriction;
-    let BatchOutcome { requested, changed, unchanged } = state
-        .db
-        .run(move |conn| {
-            store::assign_batch(
-                conn,
-                &scheme,
-                category.as_str(),
-                &codes,
-                body.locked,
-                &provenance,
-                restriction.as_deref(),
-            )
-        })
-        .await?;
+    let batch = BatchPlacement { scheme: body.scheme.clone(), category, customers: codes, locked: body.locked };
+    let BatchOutcome { requested, changed, unchanged } =
+        service::assign_batch(&state.db, batch, manual(auth.caller, reason)).await?;
     Ok(HttpResponse::Ok().json(BatchResult {
         scheme: body.scheme,
         category: category_code,
@@ -215,6 +182,11 @@ pub async fn batch(
         changed,
         unchanged,
     }))
+}
+
+/// A change a person makes by hand, held to the key's restriction.
+fn manual(caller: Caller, reason: Option<String>) -> Changer {
+    Changer { provenance: Provenance::new(&caller.name, Source::Manual, reason), restriction: caller.restriction }
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

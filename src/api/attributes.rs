@@ -14,7 +14,8 @@ use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, Field
 use crate::domain::attribute::{AttributeKey, Definition, DefinitionDraft, ValueType};
 use crate::domain::{clean_text, FieldError};
 use crate::error::{AppError, ErrorCode};
-use crate::store::catalogue::attributes::{self as store, DefinitionView};
+use crate::service::catalogue::attributes::{self as service, DefinitionAt};
+use crate::store::catalogue::attributes::DefinitionView;
 
 const LABEL_MAX: usize = 200;
 
@@ -202,7 +203,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let (scheme, code) = path.into_inner();
     let effective = query.effective;
-    let views = state.db.run(move |conn| store::list(conn, &scheme, &code, effective)).await?;
+    let views = service::list(&state.db, scheme, code, effective).await?;
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(AttributeDefinition::from).collect())))
 }
 
@@ -232,9 +233,7 @@ pub async fn create(
     let (scheme, code) = path.into_inner();
     let definition = body.into_inner().parse()?;
     let force = query.force;
-    let created = AttributeDefinition::from(
-        state.db.run(move |conn| store::create(conn, &scheme, &code, definition, force)).await?,
-    );
+    let created = AttributeDefinition::from(service::create(&state.db, scheme, code, definition, force).await?);
     let location =
         format!("/api/v1/schemes/{}/categories/{}/attributes/{}", created.scheme, created.defined_on, created.key);
     Ok(created_versioned(location, created.version, &created))
@@ -254,8 +253,7 @@ pub async fn get(
     _auth: Auth<Read, Restrictable>,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (scheme, code, key) = path.into_inner();
-    let definition = AttributeDefinition::from(state.db.run(move |conn| store::get(conn, &scheme, &code, &key)).await?);
+    let definition = AttributeDefinition::from(service::get(&state.db, at(path)).await?);
     Ok(ok_versioned(definition.version, &definition))
 }
 
@@ -284,13 +282,9 @@ pub async fn update(
     if_match: IfMatch,
     body: web::Json<AttributePatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let (scheme, code, key) = path.into_inner();
     let patch = body.into_inner();
     let force = query.force;
-    let view = state
-        .db
-        .run(move |conn| store::update(conn, &scheme, &code, &key, |draft| patch.apply(draft), if_match.0, force))
-        .await?;
+    let view = service::update(&state.db, at(path), move |draft| patch.apply(draft), if_match.0, force).await?;
     let definition = AttributeDefinition::from(view);
     Ok(ok_versioned(definition.version, &definition))
 }
@@ -316,10 +310,15 @@ pub async fn delete(
     query: web::Query<ForceQuery>,
     if_match: IfMatch,
 ) -> Result<HttpResponse, ApiError> {
-    let (scheme, code, key) = path.into_inner();
     let force = query.force;
-    state.db.run(move |conn| store::delete(conn, &scheme, &code, &key, if_match.0, force)).await?;
+    service::delete(&state.db, at(path), if_match.0, force).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// The definition a `{scheme}/categories/{code}/attributes/{key}` path names.
+fn at(path: web::Path<(String, String, String)>) -> DefinitionAt {
+    let (scheme, category, key) = path.into_inner();
+    DefinitionAt { scheme, category, key }
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

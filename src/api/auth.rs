@@ -19,7 +19,7 @@ use crate::db::Db;
 use crate::domain::api_key::{ApiKeySecret, Scope};
 use crate::domain::restriction::Restriction;
 use crate::error::{AppError, ErrorCode};
-use crate::store;
+use crate::service::access;
 
 use super::AppState;
 
@@ -171,9 +171,7 @@ impl KeyCache {
         if let Some(caller) = self.cached(&digest) {
             return Ok(caller);
         }
-        let lookup = digest.clone();
-        let row = db
-            .run(move |conn| store::access::api_keys::find_active(conn, &lookup))
+        let row = access::find_active(db, digest.clone())
             .await?
             .ok_or_else(|| unauthorized("the API key is unknown or revoked"))?;
         let caller = Caller {

@@ -14,7 +14,8 @@ use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, Field
 use crate::domain::category::{CategoryCode, CategoryName};
 use crate::domain::clean_optional_text;
 use crate::error::AppError;
-use crate::store::catalogue::categories::{self as store, CategoryChanges, CategoryView, NewCategory};
+use crate::service::catalogue::categories as service;
+use crate::store::catalogue::categories::{CategoryChanges, CategoryView, NewCategory};
 use crate::store::classification::reassign as reassign_store;
 
 const DESCRIPTION_MAX: usize = 2000;
@@ -214,10 +215,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let scheme = path.into_inner();
     let restriction = auth.caller.restriction;
-    let views = state
-        .db
-        .run(move |conn| crate::store::reporting::category_views::list(conn, &scheme, restriction.as_ref()))
-        .await?;
+    let views = service::list(&state.db, scheme, restriction).await?;
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Category::from).collect())))
 }
 
@@ -239,10 +237,7 @@ pub async fn tree(
     let scheme = path.into_inner();
     let lookup = scheme.clone();
     let restriction = auth.caller.restriction;
-    let views = state
-        .db
-        .run(move |conn| crate::store::reporting::category_views::list(conn, &lookup, restriction.as_ref()))
-        .await?;
+    let views = service::list(&state.db, lookup, restriction).await?;
     let items = build_tree(views.into_iter().map(Category::from).collect());
     Ok(HttpResponse::Ok().json(CategoryTree { scheme, items }))
 }
@@ -267,7 +262,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let scheme = path.into_inner();
     let new = body.into_inner().parse()?;
-    let category = Category::from(state.db.run(move |conn| store::create(conn, &scheme, new)).await?);
+    let category = Category::from(service::create(&state.db, scheme, new).await?);
     let location = format!("/api/v1/schemes/{}/categories/{}", category.scheme, category.code);
     Ok(created_versioned(location, category.version, &category))
 }
@@ -288,12 +283,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let (scheme, code) = path.into_inner();
     let restriction = auth.caller.restriction;
-    let category = Category::from(
-        state
-            .db
-            .run(move |conn| crate::store::reporting::category_views::get(conn, &scheme, &code, restriction.as_ref()))
-            .await?,
-    );
+    let category = Category::from(service::get(&state.db, scheme, code, restriction).await?);
     Ok(ok_versioned(category.version, &category))
 }
 
@@ -319,8 +309,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let (scheme, code) = path.into_inner();
     let changes = body.into_inner().parse()?;
-    let category =
-        Category::from(state.db.run(move |conn| store::update(conn, &scheme, &code, &changes, if_match.0)).await?);
+    let category = Category::from(service::update(&state.db, scheme, code, changes, if_match.0).await?);
     Ok(ok_versioned(category.version, &category))
 }
 
@@ -346,7 +335,7 @@ pub async fn delete(
     if_match: IfMatch,
 ) -> Result<HttpResponse, ApiError> {
     let (scheme, code) = path.into_inner();
-    state.db.run(move |conn| store::delete(conn, &scheme, &code, if_match.0)).await?;
+    service::delete(&state.db, scheme, code, if_match.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -424,13 +413,7 @@ pub async fn reassign(
         reason: reason.flatten(),
         batch_size: state.run_batch_size,
     };
-    let outcome = state
-        .db
-        .run_long({
-            let request = request.clone();
-            move |conn| reassign_store::reassign(conn, &request)
-        })
-        .await?;
+    let outcome = service::reassign(&state.db, request.clone()).await?;
     Ok(HttpResponse::Ok().json(Reassignment {
         scheme: request.scheme,
         from: request.from,

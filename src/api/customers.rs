@@ -22,12 +22,12 @@ use crate::domain::customer::{
 use crate::domain::history::{Direction, Source};
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::{AppError, ErrorCode};
-use crate::store::access::visibility;
+use crate::service::archive::customers::{self as service, Asker, HistoryPage};
 use crate::store::archive::customer_filters::Filters;
-use crate::store::archive::customer_rows::{self, CustomerView};
-use crate::store::archive::customer_search::{self, After, ListQuery, Sort, SortKey};
-use crate::store::archive::customers::{self as store, CustomerChanges, CustomerFields, NewCustomer};
-use crate::store::classification::history::{self, HistoryCursor, HistoryRow};
+use crate::store::archive::customer_rows::CustomerView;
+use crate::store::archive::customer_search::{After, ListQuery, Sort, SortKey};
+use crate::store::archive::customers::{CustomerChanges, CustomerFields, NewCustomer};
+use crate::store::classification::history::{HistoryCursor, HistoryRow};
 
 pub const REASON_MAX: usize = 500;
 
@@ -393,7 +393,7 @@ pub async fn list(
     let mut query = parse_list_query(query.into_inner())?;
     query.filters.restrict_to(auth.caller.restriction);
     let sort = query.sort;
-    let page = state.db.run(move |conn| customer_search::list(conn, &query)).await?;
+    let page = service::list(&state.db, query).await?;
     let next_cursor = page.next.as_ref().map(|after| encode_cursor(sort, after));
     Ok(HttpResponse::Ok()
         .json(Page { items: page.items.into_iter().map(Customer::from).collect::<Vec<_>>(), next_cursor }))
@@ -416,9 +416,7 @@ pub async fn create(
     body: web::Json<CustomerCreate>,
 ) -> Result<HttpResponse, ApiError> {
     let new = body.into_inner().parse()?;
-    let Caller { name: actor, restriction, .. } = auth.caller;
-    let customer =
-        Customer::from(state.db.run(move |conn| store::create(conn, &new, &actor, restriction.as_deref())).await?);
+    let customer = Customer::from(service::create(&state.db, new, asker(auth.caller)).await?);
     Ok(created_versioned(format!("/api/v1/customers/{}", customer.code), customer.version, &customer))
 }
 
@@ -440,12 +438,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
     let restriction = auth.caller.restriction;
-    let customer = Customer::from(
-        state
-            .db
-            .run(move |conn| crate::store::archive::merge::view_or_merged(conn, &code, restriction.as_deref()))
-            .await?,
-    );
+    let customer = Customer::from(service::get(&state.db, code, restriction).await?);
     Ok(ok_versioned(customer.version, &customer))
 }
 
@@ -473,9 +466,7 @@ pub async fn update(
     let code = path.into_inner();
     let changes = body.into_inner().parse()?;
     let restriction = auth.caller.restriction;
-    let customer = Customer::from(
-        state.db.run(move |conn| store::update(conn, &code, &changes, if_match.0, restriction.as_deref())).await?,
-    );
+    let customer = Customer::from(service::update(&state.db, code, changes, if_match.0, restriction).await?);
     Ok(ok_versioned(customer.version, &customer))
 }
 
@@ -504,12 +495,7 @@ pub async fn replace_attributes(
     let code = path.into_inner();
     let values = body.into_inner();
     let restriction = auth.caller.restriction;
-    let customer = Customer::from(
-        state
-            .db
-            .run(move |conn| store::replace_attributes(conn, &code, &values, if_match.0, restriction.as_deref()))
-            .await?,
-    );
+    let customer = Customer::from(service::replace_attributes(&state.db, code, values, if_match.0, restriction).await?);
     Ok(ok_versioned(customer.version, &customer))
 }
 
@@ -532,8 +518,7 @@ pub async fn delete(
     if_match: IfMatch,
 ) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
-    let Caller { name: actor, restriction, .. } = auth.caller;
-    state.db.run(move |conn| store::delete(conn, &code, if_match.0, &actor, restriction.as_deref())).await?;
+    service::delete(&state.db, code, if_match.0, asker(auth.caller)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -616,28 +601,16 @@ pub async fn history(
     let query = query.into_inner();
     let PageRequest { limit, after } =
         PageRequest::<HistoryCursor>::parse(query.limit.as_deref(), query.cursor.as_deref())?;
-    let restriction = auth.caller.restriction;
-    let rows = state
-        .db
-        .run(move |conn| {
-            // A restricted key reads the history of customers it can see now only
-            // (so not of deleted ones).
-            visibility::ensure_visible(conn, restriction.as_deref(), &code)?;
-            let rows = history::page(conn, &code, query.scheme.as_deref(), after.as_ref(), limit)?;
-            if rows.is_empty()
-                && after.is_none()
-                && customer_rows::find(conn, &code)?.is_none()
-                && !history::exists_for(conn, &code)?
-            {
-                return Err(customer_rows::customer_not_found(&code));
-            }
-            Ok(rows)
-        })
-        .await?;
+    let page = HistoryPage { scheme: query.scheme, after, limit };
+    let rows = service::history(&state.db, code, page, auth.caller.restriction).await?;
     Ok(HttpResponse::Ok().json(paging::into_page::<_, HistoryEntry, _>(rows, limit, |row| HistoryCursor {
         at: row.change.at,
         id: row.id,
     })?))
+}
+
+fn asker(caller: Caller) -> Asker {
+    Asker { actor: caller.name, restriction: caller.restriction }
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

@@ -15,8 +15,9 @@ use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
 use crate::api::{AppState, FieldErrors};
 use crate::domain::duplicates::DuplicateKey;
 use crate::domain::report::QualityCheck;
+use crate::service::archive::cleansing;
 use crate::store::archive::customer_filters::{Filters, Missing};
-use crate::store::archive::data_quality::{self as store, Check, Finding};
+use crate::store::archive::data_quality::{Check, Finding};
 
 const DEFAULT_DORMANT_DAYS: i64 = 365;
 
@@ -143,12 +144,7 @@ pub async fn data_quality(
     errors.finish()?;
     let dormant_days = dormant_days.expect("checked");
     let as_of = Utc::now();
-    let (population, findings) = state
-        .db
-        .run_long(move |conn| {
-            Ok((crate::store::reporting::counts::population(conn)?, store::report(conn, dormant_days)?))
-        })
-        .await?;
+    let (population, findings) = cleansing::quality_report(&state.db, dormant_days).await?;
     let report =
         DataQuality { as_of, population, dormant_days, items: findings.into_iter().map(QualityItem::from).collect() };
     respond(format, &report, || sheet(&report))

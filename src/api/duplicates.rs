@@ -14,8 +14,9 @@ use crate::api::{AppState, FieldErrors, Page};
 use crate::domain::customer::CustomerStatus;
 use crate::domain::duplicates::DuplicateKey;
 use crate::error::{AppError, ErrorCode};
+use crate::service::archive::cleansing;
 use crate::store::archive::customer_filters::Filters;
-use crate::store::archive::duplicates::{self as store, Group, GroupPosition, Member};
+use crate::store::archive::duplicates::{Group, GroupPosition, Member};
 
 const DEFAULT_GROUPS: i64 = 20;
 const MAX_GROUPS: i64 = 100;
@@ -136,7 +137,7 @@ pub async fn duplicates(
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
     let DuplicatesQuery { keys, filters, limit, after } = parse_query(query.into_inner())?;
-    let groups = state.db.run_long(move |conn| store::groups(conn, &keys, &filters, after.as_ref(), limit + 1)).await?;
+    let groups = cleansing::duplicate_groups(&state.db, keys, filters, after, limit + 1).await?;
     let page = paging::into_page::<Group, DuplicateGroup, GroupPosition>(groups, limit, Group::position)?;
     Ok(HttpResponse::Ok().json(page))
 }

@@ -15,14 +15,11 @@ use crate::api::AppState;
 use crate::domain::event::{Cursor, TypeFilter};
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
-use crate::service::feed::Event;
-use crate::store::feed::events::{self as store};
+use crate::service::feed::{self, Event, Reading};
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 const MAX_WAIT_SECONDS: u64 = 60;
-/// How often a waiting reader looks again, for events another replica numbered.
-const RECHECK: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,7 +72,7 @@ pub async fn list(
     query: web::Query<EventQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    let mut cursor = Cursor::parse("after", query.after.as_deref()).map_err(|_| {
+    let cursor = Cursor::parse("after", query.after.as_deref()).map_err(|_| {
         AppError::new(
             ErrorCode::InvalidCursor,
             "`after` is a next_cursor this feed gave, or `latest`; start again without it",
@@ -89,20 +86,11 @@ pub async fn list(
             invalid_query(format!("wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}"))
         })?,
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    loop {
-        // Taken before reading, so that a numbering between the read and the wait still wakes it.
-        let numbered = state.feed.notified();
-        let (filter, restriction) = (types.clone(), auth.caller.restriction.clone());
-        let page = state.db.run(move |conn| store::page(conn, cursor, &filter, limit, restriction.as_deref())).await?;
-        let now = tokio::time::Instant::now();
-        if !page.events.is_empty() || now >= deadline {
-            let items = page.events.into_iter().map(Event::from).collect();
-            return Ok(HttpResponse::Ok().json(EventPage { items, next_cursor: page.next_cursor.to_string() }));
-        }
-        cursor = Cursor::After(page.next_cursor);
-        let _ = tokio::time::timeout((deadline - now).min(RECHECK), numbered).await;
-    }
+    let reading =
+        Reading { from: cursor, types, limit, wait: Duration::from_secs(wait), restriction: auth.caller.restriction };
+    let page = feed::read(&state.db, &state.feed, reading).await?;
+    let items = page.events.into_iter().map(Event::from).collect();
+    Ok(HttpResponse::Ok().json(EventPage { items, next_cursor: page.next_cursor.to_string() }))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

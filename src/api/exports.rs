@@ -21,11 +21,9 @@ use crate::api::{blocking_failed, AppState, FieldErrors};
 use crate::domain::archive::{Layout, Value};
 use crate::domain::formula;
 use crate::error::{AppError, ErrorCode};
+use crate::service::exchange::exports::{self, ExportScan};
 use crate::store::archive::customer_filters::Filters;
-use crate::store::exchange::exports::{self as store, ExportPage, Record};
-
-/// Customers read per page of the scan.
-const PAGE: i64 = 1_000;
+use crate::store::exchange::exports::{ExportPage, Record};
 
 /// Data rows a worksheet holds (Excel's 1,048,576 rows less the header); an export
 /// with more goes on to a second sheet.
@@ -80,19 +78,8 @@ pub async fn export_customers(
     let format = Format::negotiate_among(&req, &[Format::Csv, Format::Ndjson, Format::Xlsx])?;
     let mut filters = parse_query(query.into_inner())?;
     filters.restrict_to(auth.caller.restriction);
-    // The first page is read before answering, so that a bad filter is a problem, not a broken body.
-    let (layout, first) = state
-        .db
-        .run({
-            let filters = filters.clone();
-            move |conn| {
-                let layout = store::layout(conn)?;
-                let first = store::page(conn, &layout, &filters, None, PAGE)?;
-                Ok((layout, first))
-            }
-        })
-        .await?;
-    let pages = Pages { state: state.clone(), layout: layout.clone(), filters };
+    let (pages, first) = exports::open(&state.db, filters).await?;
+    let layout = pages.layout.clone();
     let stem = format!("customers-{}", chrono::Utc::now().date_naive());
     let (content_type, extension) = match format {
         Format::Ndjson => (NDJSON, "ndjson"),
@@ -105,47 +92,17 @@ pub async fn export_customers(
         .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{stem}.{extension}\"")));
     Ok(match format {
         Format::Ndjson => {
-            response.streaming(pages.stream(first).map(move |page| page.and_then(|page| ndjson(&layout, &page))))
+            response.streaming(pages.pages(first).map(move |page| page.and_then(|page| ndjson(&layout, &page))))
         }
         Format::Xlsx => response.streaming(workbook(pages, first)),
         Format::Csv | Format::Json => {
             let header = csv_bytes(true, &layout.header(), &[]);
             response.streaming(
                 stream::once(async move { header })
-                    .chain(pages.stream(first).map(|page| page.and_then(|page| csv_bytes(false, &[], &page.records)))),
+                    .chain(pages.pages(first).map(|page| page.and_then(|page| csv_bytes(false, &[], &page.records)))),
             )
         }
     })
-}
-
-/// What reads the pages after the first.
-#[derive(Clone)]
-struct Pages {
-    state: web::Data<AppState>,
-    layout: Layout,
-    filters: Filters,
-}
-
-impl Pages {
-    async fn after(&self, code: String) -> Result<ExportPage, AppError> {
-        let (layout, filters) = (self.layout.clone(), self.filters.clone());
-        self.state.db.run(move |conn| store::page(conn, &layout, &filters, Some(code), PAGE)).await
-    }
-
-    /// `first`, then each following page, read as the body is taken.
-    fn stream(self, first: ExportPage) -> impl Stream<Item = Result<ExportPage, AppError>> {
-        stream::unfold(Some(Ok(first)), move |next: Option<Result<ExportPage, AppError>>| {
-            let pages = self.clone();
-            async move {
-                let page = next?;
-                let following = match &page {
-                    Ok(ExportPage { after: Some(code), .. }) => Some(pages.after(code.clone()).await),
-                    _ => None,
-                };
-                Some((page, following))
-            }
-        })
-    }
 }
 
 /// Records as CSV lines; with `header`, the byte-order mark and the header row first.
@@ -187,7 +144,7 @@ fn ndjson(layout: &Layout, page: &ExportPage) -> Result<Bytes, AppError> {
 
 /// A workbook of every page, rows written as they are read (on the blocking pool, with
 /// the page's connection) and the file streamed once complete.
-fn workbook(pages: Pages, first: ExportPage) -> impl Stream<Item = Result<Bytes, AppError>> {
+fn workbook(pages: ExportScan, first: ExportPage) -> impl Stream<Item = Result<Bytes, AppError>> {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, AppError>>(4);
     actix_web::rt::spawn(async move {
         let failed = sender.clone();
@@ -199,7 +156,7 @@ fn workbook(pages: Pages, first: ExportPage) -> impl Stream<Item = Result<Bytes,
 }
 
 async fn write_workbook(
-    pages: Pages,
+    pages: ExportScan,
     first: ExportPage,
     sender: tokio::sync::mpsc::Sender<Result<Bytes, AppError>>,
 ) -> Result<(), AppError> {

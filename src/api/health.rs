@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use crate::api::error::ApiError;
 use crate::api::error::Problem;
 use crate::api::AppState;
-use crate::error::AppError;
+use crate::service::access;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -39,14 +39,7 @@ const READY_WITHIN: std::time::Duration = std::time::Duration::from_millis(900);
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     // A probe must answer before the orchestrator's own timeout, whatever the
     // database does: down, hung, or every connection busy.
-    let ping = state.db.run_within(READY_WITHIN, Some(READY_WITHIN), |conn| conn.ping().map_err(AppError::from));
-    ping.await.map_err(|e| {
-        if e.kind() == crate::error::ErrorKind::Unavailable {
-            AppError::unavailable(format!("not ready: {}", e.detail))
-        } else {
-            e
-        }
-    })?;
+    access::ready(&state.db, READY_WITHIN).await?;
     Ok(HttpResponse::Ok().json(Health { status: "ready".into() }))
 }
 

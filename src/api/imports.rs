@@ -11,20 +11,18 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::auth::{Auth, Caller, Read, Restrictable, Write};
+use crate::api::auth::{Auth, Read, Restrictable, Write};
 use crate::api::error::ApiError;
 use crate::api::error::Problem;
-use crate::api::import_files::{self, Event, TextEncoding, Upload};
 use crate::api::runs::prefers_async;
 use crate::api::schemas::{MultipartUpload, UploadedFile};
 use crate::api::spreadsheet::{CSV, NDJSON, XLSX};
 use crate::api::{blocking_failed, AppState};
-use crate::db::DbConnection;
-use crate::domain::history::Source;
 use crate::domain::import::{ImportFormat, ImportMode, ImportStatus, RowError};
 use crate::error::{AppError, ErrorCode};
-use crate::store::classification::Provenance;
-use crate::store::exchange::imports::{self as store, ImportOptions, ImportRow, Report, Tally};
+use crate::service::exchange::import_files::{self, TextEncoding, Upload};
+use crate::service::exchange::imports::{self as service, ImportJob};
+use crate::store::exchange::imports::{self as store, ImportOptions, ImportRow};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -168,9 +166,6 @@ fn format_of(content_type: &str) -> Result<(ImportFormat, Option<TextEncoding>),
     Ok((format, declared.filter(|_| format == ImportFormat::Csv)))
 }
 
-/// How often an import in one transaction runs when it meets deadlocks.
-const IMPORT_ATTEMPTS: u64 = 3;
-
 /// Bytes of the body gathered before they are written to the spooled file.
 const SPOOL_CHUNK: usize = 1024 * 1024;
 
@@ -249,91 +244,6 @@ fn location(id: &str) -> String {
     format!("/api/v1/imports/{id}")
 }
 
-/// Runs a checked import to its end and records how it ended.
-fn run(
-    conn: &mut DbConnection,
-    state: &AppState,
-    id: &str,
-    options: &ImportOptions,
-    caller: &Caller,
-    mut upload: Upload,
-    checked: import_files::Checked,
-) -> Result<ImportRow, AppError> {
-    let actor = caller.name.as_str();
-    let provenance = Provenance::new(actor, Source::Import, Some(format!("import {id}")));
-    let progress_pool = matches!(conn, DbConnection::Mysql(_)).then(|| state.db.pool().clone());
-    let running = state.imports.clone();
-    let mut written_at = std::time::Instant::now();
-    let progress = move |tally: &Tally| {
-        running.set(id, tally.rows_done);
-        // MySQL takes the progress on another connection while the import's own
-        // transaction is open, once a second; SQLite has one writer, so it stays in
-        // memory there.
-        if let Some(pool) = progress_pool.as_ref().filter(|_| written_at.elapsed() >= std::time::Duration::from_secs(1))
-        {
-            if let Ok(mut other) = pool.get_timeout(std::time::Duration::from_millis(200)) {
-                let _ = store::progress(&mut other.conn, id, tally.rows_done);
-                written_at = std::time::Instant::now();
-            }
-        }
-    };
-    // MySQL plans the next chunk on a spare connection, when half of the pool is free,
-    // while the import's writes the one before (SQLite has one writer, and plans on
-    // the import's connection between writes).
-    let mut planning = if matches!(conn, DbConnection::Mysql(_)) { state.db.try_spare() } else { None };
-    // An import in one transaction (atomic, or a dry run) that met a deadlock wrote
-    // nothing, and its file is spooled: it runs again after a pause that lets a killed
-    // import's rollback, still under way on the server, end (such a rollback has been
-    // seen to deadlock a file sent again on the code index).
-    let mut progress = progress;
-    let mut attempt = 1;
-    let outcome = loop {
-        let outcome = store::import(
-            conn,
-            planning.as_mut().map(|spare| spare.conn()),
-            options,
-            provenance.clone(),
-            caller.restriction(),
-            &mut progress,
-            |importer: &mut store::Importer| {
-                importer.expect_rows(checked.rows_total);
-                import_files::read_rows(&mut upload, &checked, |event| match event {
-                    Event::Header { columns, unknown } => importer.header(columns, unknown),
-                    Event::Row { row, cells } => importer.row(row, cells),
-                })
-            },
-        );
-        match outcome {
-            Err(error)
-                if error.is_concurrent_update() && (options.atomic || options.dry_run) && attempt < IMPORT_ATTEMPTS =>
-            {
-                log::warn!("import {id} met a deadlock and wrote nothing; it runs again");
-                std::thread::sleep(std::time::Duration::from_secs(attempt));
-                attempt += 1;
-            }
-            outcome => break outcome,
-        }
-    };
-    let (status, report) = match &outcome {
-        Ok(tally) if options.atomic && !options.dry_run && tally.error_count > 0 => {
-            (ImportStatus::Rejected, Report { tally: tally.clone(), failure: None })
-        }
-        Ok(tally) => (ImportStatus::Succeeded, Report { tally: tally.clone(), failure: None }),
-        Err(error) => (
-            ImportStatus::Failed,
-            Report {
-                tally: Tally { errors: error.row_errors.to_vec(), ..Tally::default() },
-                failure: Some(format!("{}: {}", error.code, error.detail)),
-            },
-        ),
-    };
-    // The stored row takes over from the progress in memory only once it holds the end.
-    let row = store::finish(conn, id, status, &report);
-    state.imports.end(id);
-    let row = row?;
-    outcome.map(|_| row)
-}
-
 /// Import customers from a file
 ///
 /// 客户档案导入: CSV (UTF-8 or GB18030), NDJSON or .xlsx, as the request body or as the part `file` of a
@@ -372,7 +282,6 @@ pub async fn import_customers(
         let (format, declared) = format_of(content_type)?;
         spool_body(format, declared, body).await?
     };
-    let format = upload.format;
     let query = query.into_inner();
     let options = ImportOptions {
         mode: query.mode.unwrap_or(ImportMode::Upsert),
@@ -385,36 +294,16 @@ pub async fn import_customers(
         .await
         .map_err(blocking_failed("reading the upload"))??;
     let id = uuid::Uuid::new_v4().to_string();
-    let caller = auth.caller;
-    // Known to run here before its row exists, so that no sweep takes it for abandoned.
-    state.imports.set(&id, 0);
-    let started = state
-        .db
-        .run({
-            let (id, options, actor, rows_total) =
-                (id.clone(), options.clone(), caller.name.clone(), checked.rows_total);
-            move |conn| store::start(conn, &id, format, &options, &actor, rows_total)
-        })
-        .await
-        .inspect_err(|_| state.imports.end(&id))?;
-    let work = actix_web::rt::spawn({
-        let (state, id, options) = (state.clone(), id.clone(), options.clone());
-        async move {
-            let db = state.db.clone();
-            let running = state.imports.clone();
-            let ran = id.clone();
-            let finished = db.run_long(move |conn| run(conn, &state, &id, &options, &caller, upload, checked)).await;
-            // `run` ends it itself; this covers an import that never got a connection,
-            // which the next sweep then records as interrupted.
-            running.end(&ran);
-            if finished.as_ref().is_ok_and(|row| row.status == ImportStatus::Succeeded && !row.dry_run) {
-                actix_web::rt::spawn(
-                    async move { crate::store::archive::duplicates::key_unkeyed_customers(&db).await },
-                );
-            }
-            finished
-        }
-    });
+    let job = ImportJob {
+        id: id.clone(),
+        options,
+        actor: auth.caller.name,
+        restriction: auth.caller.restriction,
+        upload,
+        checked,
+    };
+    let started = service::begin(&state.db, &state.imports, &job).await?;
+    let work = actix_web::rt::spawn(async move { service::run(&state.db, &state.imports, job).await });
     if prefers_async(&request) {
         let import = Import::of(started, None)?;
         return Ok(HttpResponse::Accepted()
@@ -460,22 +349,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let in_memory = state.imports.rows_done(&id);
-    let running = state.imports.clone();
-    let row = state
-        .db
-        .run(move |conn| {
-            let row = store::get(conn, &id)?;
-            // A running import that no process runs is recorded as interrupted before
-            // it is shown, so that it never shows `running` for nobody.
-            if row.status == ImportStatus::Running
-                && in_memory.is_none()
-                && !store::settle_interrupted(conn, || running.ids())?.is_empty()
-            {
-                return store::get(conn, &id);
-            }
-            Ok(row)
-        })
-        .await?;
+    let row = service::get(&state.db, &state.imports, id).await?;
     // A restricted key sees the imports it made only.
     if auth.caller.restriction.is_some() && row.actor != auth.caller.name {
         return Err(store::import_not_found(&row.id).into());

@@ -11,7 +11,8 @@ use crate::api::error::Problem;
 use crate::api::{AppState, FieldErrors, IfMatch};
 use crate::domain::customer::CustomerCode;
 use crate::domain::FieldError;
-use crate::store::archive::merge::{self as store, Conflict, MergeRequest, Taken, MAX_DUPLICATES};
+use crate::service::archive::cleansing;
+use crate::store::archive::merge::{Conflict, MergeRequest, Taken, MAX_DUPLICATES};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -119,7 +120,7 @@ pub async fn merge(
         actor: auth.caller.name,
         expected: if_match.0,
     };
-    let outcome = state.db.run(move |conn| store::merge(conn, &request)).await?;
+    let outcome = cleansing::merge(&state.db, request).await?;
     let survivor = Customer::from(outcome.survivor);
     let version = survivor.version;
     let result = MergeResult {

@@ -13,7 +13,6 @@ pub mod events;
 pub mod exports;
 pub mod filters;
 pub mod health;
-pub mod import_files;
 pub mod imports;
 pub mod merge;
 pub mod openapi;
@@ -51,7 +50,7 @@ pub struct AppState {
     /// Customers per batch of a classification run (`RUN_BATCH_SIZE`).
     pub run_batch_size: i64,
     /// Progress of the imports this process runs.
-    pub imports: crate::service::imports::RunningImports,
+    pub imports: crate::service::exchange::imports::RunningImports,
     /// Wakes the feed's long polls when this replica numbers events.
     pub feed: crate::service::feed::FeedSignal,
     /// Whether webhook endpoints may be on internal networks (`WEBHOOK_ALLOW_PRIVATE`).

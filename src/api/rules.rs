@@ -14,7 +14,8 @@ use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, Field
 use crate::domain::category::CategoryCode;
 use crate::domain::clean_text;
 use crate::error::AppError;
-use crate::store::catalogue::rules::{self as store, NewRule, RuleChanges, RuleView};
+use crate::service::catalogue::rules as service;
+use crate::store::catalogue::rules::{NewRule, RuleChanges, RuleView};
 
 const NAME_MAX: usize = 200;
 const DEFAULT_PRIORITY: i32 = 100;
@@ -167,7 +168,7 @@ pub async fn list(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let scheme = path.into_inner();
-    let rules = state.db.run(move |conn| store::list(conn, &scheme)).await?;
+    let rules = service::list(&state.db, scheme).await?;
     Ok(HttpResponse::Ok().json(Page::complete(rules.into_iter().map(Rule::from).collect())))
 }
 
@@ -191,7 +192,7 @@ pub async fn create(
 ) -> Result<HttpResponse, ApiError> {
     let scheme = path.into_inner();
     let new = body.into_inner().parse()?;
-    let rule = Rule::from(state.db.run(move |conn| store::create(conn, &scheme, &new)).await?);
+    let rule = Rule::from(service::create(&state.db, scheme, new).await?);
     Ok(created_versioned(format!("/api/v1/schemes/{}/rules/{}", rule.scheme, rule.id), rule.version, &rule))
 }
 
@@ -210,7 +211,7 @@ pub async fn get(
     path: web::Path<(String, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let (scheme, id) = path.into_inner();
-    let rule = Rule::from(state.db.run(move |conn| store::get(conn, &scheme, id)).await?);
+    let rule = Rule::from(service::get(&state.db, scheme, id).await?);
     Ok(ok_versioned(rule.version, &rule))
 }
 
@@ -236,7 +237,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let (scheme, id) = path.into_inner();
     let changes = body.into_inner().parse()?;
-    let rule = Rule::from(state.db.run(move |conn| store::update(conn, &scheme, id, &changes, if_match.0)).await?);
+    let rule = Rule::from(service::update(&state.db, scheme, id, changes, if_match.0).await?);
     Ok(ok_versioned(rule.version, &rule))
 }
 
@@ -258,7 +259,7 @@ pub async fn delete(
     if_match: IfMatch,
 ) -> Result<HttpResponse, ApiError> {
     let (scheme, id) = path.into_inner();
-    state.db.run(move |conn| store::delete(conn, &scheme, id, if_match.0)).await?;
+    service::delete(&state.db, scheme, id, if_match.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -1,7 +1,5 @@
 //! `/schemes/{scheme}/classification-runs`: evaluating a scheme's rules over its customers.
 
-use std::time::Duration;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -17,9 +15,9 @@ use crate::domain::history::Direction;
 use crate::domain::rule::parse_moment;
 use crate::domain::run::{ChangeOutcome, RunStatus, Trigger};
 use crate::error::{AppError, ErrorCode};
+use crate::service::classification::runs::{self as service, Requested};
 use crate::store::classification::assignments::MAX_BATCH;
-use crate::store::classification::run_batches::RunRequest;
-use crate::store::classification::runs::{self as store, ChangeRow, RunView};
+use crate::store::classification::runs::{ChangeRow, RunView};
 
 /// One from → to count of a run (`from` null: the customer had no category).
 #[derive(Debug, Serialize, ToSchema)]
@@ -202,30 +200,22 @@ pub async fn create(
         errors.check::<()>(Err(crate::domain::FieldError::new("customers", format!("at most {MAX_BATCH} customers"))));
     }
     errors.finish()?;
-    let (dry_run, as_of, actor, batch_size, shutdown) =
-        (body.dry_run, as_of.expect("checked"), auth.caller.name, state.run_batch_size, state.shutdown.clone());
+    let requested = Requested {
+        dry_run: body.dry_run,
+        as_of: as_of.expect("checked"),
+        customers: codes,
+        actor: auth.caller.name,
+        batch_size: state.run_batch_size,
+        shutdown: state.shutdown.clone(),
+    };
     // The run reports through `started` once it holds the scheme's running slot;
     // the work goes on in its own task, so a caller that leaves does not stop it.
     let (started, has_started) = tokio::sync::oneshot::channel::<RunView>();
-    let work = actix_web::rt::spawn(async move {
-        let db = state.db.clone();
-        state
-            .db
-            .run_long(move |conn| {
-                let request = |scope| RunRequest {
-                    dry_run,
-                    scope,
-                    as_of,
-                    trigger: Trigger::Request,
-                    actor,
-                    batch_size,
-                    shutdown,
-                };
-                // Nobody waits for the start when the caller wants the finished run.
-                store::run_requested(conn, &db, &scheme, codes, request, |run| drop(started.send(run)))
-            })
-            .await
-    });
+    // Nobody waits for the start when the caller wants the finished run.
+    let work =
+        actix_web::rt::spawn(
+            async move { service::run(&state.db, scheme, requested, |run| drop(started.send(run))).await },
+        );
     let outcome = |work: Result<Result<RunView, AppError>, _>| {
         work.unwrap_or_else(|_| Err(AppError::internal("the classification run's task stopped")))
     };
@@ -302,7 +292,7 @@ pub async fn list(
         })
         .transpose()?;
     let PageRequest { limit, after } = page_request(PageQuery { limit, cursor })?;
-    let runs = state.db.run(move |conn| store::list(conn, &scheme, trigger, after.map(|p| p.id), limit)).await?;
+    let runs = service::list(&state.db, scheme, trigger, after.map(|p| p.id), limit).await?;
     Ok(HttpResponse::Ok().json(paging::into_page::<_, Run, _>(runs, limit, |run| Position { id: run.row.id })?))
 }
 
@@ -321,7 +311,7 @@ pub async fn get(
     path: web::Path<(String, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let (scheme, id) = path.into_inner();
-    let run = state.db.run(move |conn| store::get(conn, &scheme, id)).await?;
+    let run = service::get(&state.db, scheme, id).await?;
     Ok(HttpResponse::Ok().json(Run::from(run)))
 }
 
@@ -345,14 +335,9 @@ pub async fn changes(
 ) -> Result<HttpResponse, ApiError> {
     let (scheme, id) = path.into_inner();
     let PageRequest { limit, after } = page_request(query.into_inner())?;
-    let rows = state.db.run(move |conn| store::changes(conn, &scheme, id, after.map(|p| p.id), limit)).await?;
+    let rows = service::changes(&state.db, scheme, id, after.map(|p| p.id), limit).await?;
     Ok(HttpResponse::Ok().json(paging::into_page::<_, RunChange, _>(rows, limit, |row| Position { id: row.position })?))
 }
-
-/// How long a cancel request waits for the run to reach a batch boundary before it
-/// answers 202.
-const CANCEL_WAIT: Duration = Duration::from_secs(10);
-const CANCEL_CHECK: Duration = Duration::from_millis(100);
 
 /// Cancel a running classification run
 ///
@@ -372,15 +357,7 @@ pub async fn cancel(
     path: web::Path<(String, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let (scheme, id) = path.into_inner();
-    let asked = scheme.clone();
-    let mut run = state.db.run(move |conn| store::request_stop(conn, &asked, id)).await?;
-    let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
-    while run.row.status == RunStatus::Running && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(CANCEL_CHECK).await;
-        let scheme = scheme.clone();
-        run = state.db.run(move |conn| store::get(conn, &scheme, id)).await?;
-    }
-    let run = Run::from(run);
+    let run = Run::from(service::stop(&state.db, scheme, id).await?);
     if run.status == RunStatus::Running {
         return Ok(HttpResponse::Accepted().insert_header(("Location", run_location(&run))).json(run));
     }

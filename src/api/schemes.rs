@@ -15,7 +15,8 @@ use crate::domain::schedule::{Schedule, ScheduleSpec};
 use crate::domain::scheme::SchemeCode;
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::AppError;
-use crate::store::catalogue::schemes::{self as store, NewScheme, SchemeChanges, SchemeView};
+use crate::service::catalogue::schemes as service;
+use crate::store::catalogue::schemes::{NewScheme, SchemeChanges, SchemeView};
 
 const NAME_MAX: usize = 100;
 const DESCRIPTION_MAX: usize = 2000;
@@ -202,7 +203,7 @@ impl SchemePatch {
 #[utoipa::path(get, path = "/api/v1/schemes", operation_id = "list_schemes", tag = "schemes",
     responses((status = 200, description = "All schemes, ordered by code", body = Page<Scheme>)))]
 pub async fn list(state: web::Data<AppState>, _auth: Auth<Read, Restrictable>) -> Result<HttpResponse, ApiError> {
-    let views = state.db.run(store::list).await?;
+    let views = service::list(&state.db).await?;
     Ok(HttpResponse::Ok().json(Page::complete(views.into_iter().map(Scheme::try_from).collect::<Result<_, _>>()?)))
 }
 
@@ -222,7 +223,7 @@ pub async fn create(
     body: web::Json<SchemeCreate>,
 ) -> Result<HttpResponse, ApiError> {
     let new = body.into_inner().parse()?;
-    let view = state.db.run(move |conn| store::create(conn, new)).await?;
+    let view = service::create(&state.db, new).await?;
     let scheme = Scheme::try_from(view)?;
     Ok(created_versioned(format!("/api/v1/schemes/{}", scheme.code), scheme.version, &scheme))
 }
@@ -242,7 +243,7 @@ pub async fn get(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
-    let scheme = Scheme::try_from(state.db.run(move |conn| store::view(conn, &code)).await?)?;
+    let scheme = Scheme::try_from(service::get(&state.db, code).await?)?;
     Ok(ok_versioned(scheme.version, &scheme))
 }
 
@@ -268,7 +269,7 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
     let changes = body.into_inner().parse()?;
-    let scheme = Scheme::try_from(state.db.run(move |conn| store::update(conn, &code, &changes, if_match.0)).await?)?;
+    let scheme = Scheme::try_from(service::update(&state.db, code, changes, if_match.0).await?)?;
     Ok(ok_versioned(scheme.version, &scheme))
 }
 
@@ -291,7 +292,7 @@ pub async fn delete(
     if_match: IfMatch,
 ) -> Result<HttpResponse, ApiError> {
     let code = path.into_inner();
-    state.db.run(move |conn| store::delete(conn, &code, if_match.0)).await?;
+    service::delete(&state.db, code, if_match.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

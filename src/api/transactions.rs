@@ -10,17 +10,11 @@ use crate::api::auth::{Auth, Read, Restrictable, Write};
 use crate::api::error::{json_error, ApiError, Problem};
 use crate::api::runs::Run;
 use crate::api::AppState;
-use crate::domain::rule::{parse_moment, Population};
-use crate::domain::run::Trigger;
+use crate::domain::rule::parse_moment;
 use crate::domain::sales::{ExternalId, Money};
-use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
-use crate::shutdown::Shutdown;
-use crate::store::access::visibility;
-use crate::store::archive::transactions::{self as store, NewTransaction, Outcome, MAX_BATCH};
-use crate::store::classification::rankings;
-use crate::store::classification::run_batches::{RunRequest, Scope};
-use crate::store::classification::runs as run_store;
+use crate::service::archive::sales::{self as service, Among, AutoClassified, AutoRuns};
+use crate::store::archive::transactions::{NewTransaction, Outcome, MAX_BATCH};
 
 /// Bodies of up to 10,000 transactions.
 /// How far ahead of the service's clock `occurred_at` may lie (clock skew, time zones).
@@ -148,15 +142,9 @@ pub async fn post(
     let now = crate::db::now();
     let (external_ids, items): (Vec<Option<String>>, Vec<Result<NewTransaction, String>>) =
         raw.iter().map(|item| parse_item(item, now)).unzip();
-    let (actor, batch_size, shutdown) = (auth.caller.name, state.run_batch_size, state.shutdown.clone());
-    let (ingested, classification) = state
-        .db
-        .run(move |conn| {
-            let ingested = store::ingest(conn, &items)?;
-            let classification = auto_classify(conn, &ingested.customer_ids, &actor, batch_size, &shutdown)?;
-            Ok((ingested, classification))
-        })
-        .await?;
+    let runs = AutoRuns { actor: auth.caller.name, batch_size: state.run_batch_size, shutdown: state.shutdown.clone() };
+    let (ingested, classified) = service::record(&state.db, items, runs).await?;
+    let classification = classified.into_iter().map(AutoClassification::from).collect();
     let items: Vec<ItemResult> = ingested
         .outcomes
         .into_iter()
@@ -181,50 +169,14 @@ pub async fn post(
     }))
 }
 
-/// Re-classifies `customer_ids` in every active scheme with `auto_classify`. The
-/// transactions are stored already, so a scheme whose run cannot start is reported,
-/// not failed.
-fn auto_classify(
-    conn: &mut crate::db::DbConnection,
-    customer_ids: &[i64],
-    actor: &str,
-    batch_size: i64,
-    shutdown: &Shutdown,
-) -> Result<Vec<AutoClassification>, AppError> {
-    if customer_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let automatic = crate::store::catalogue::schemes::auto_classified(conn)?;
-    let mut results = Vec::new();
-    for scheme in automatic {
-        let request = RunRequest {
-            dry_run: false,
-            scope: Scope::Customers(customer_ids.to_vec()),
-            as_of: crate::db::now(),
-            trigger: Trigger::Ingestion,
-            actor: actor.to_string(),
-            batch_size,
-            shutdown: shutdown.clone(),
+impl From<AutoClassified> for AutoClassification {
+    fn from(classified: AutoClassified) -> Self {
+        let (run, skipped) = match classified.run {
+            Ok(run) => (Some(Run::from(run)), None),
+            Err(error) => (None, Some(format!("{}: {}", error.code, error.detail))),
         };
-        // Whatever stops the run (a rule that no longer fits, a run in progress, even
-        // the database), the transactions are stored: the caller learns why the
-        // scheme was skipped and can start a run later; the request does not fail.
-        let result = match run_store::run(conn, &scheme.code, &request) {
-            Ok(run) => AutoClassification { scheme: scheme.code, run: Some(Run::from(run)), skipped: None },
-            Err(error) => {
-                if let Some(cause) = &error.cause {
-                    log::error!("automatic classification of scheme {} failed: {error} {cause}", scheme.code);
-                }
-                AutoClassification {
-                    scheme: scheme.code,
-                    run: None,
-                    skipped: Some(format!("{}: {}", error.code, error.detail)),
-                }
-            }
-        };
-        results.push(result);
+        AutoClassification { scheme: classified.scheme, run, skipped }
     }
-    Ok(results)
 }
 
 /// A customer's metrics from its transactions. Amounts are exact decimal strings.
@@ -335,39 +287,12 @@ pub async fn metrics(
         })?,
         None => crate::db::now(),
     };
-    let lookup = code.clone();
-    let restriction = auth.caller.restriction;
-    let asked = population.clone();
-    let (metrics, standings) = state
-        .db
-        .run(move |conn| {
-            visibility::ensure_visible(conn, restriction.as_deref(), &lookup)?;
-            let metrics = store::metrics(conn, &lookup, as_of)?;
-            // Ranking reads the whole population, so it is done only when asked for.
-            let Some(asked) = asked else { return Ok((metrics, None)) };
-            let population = match asked.as_str() {
-                "all" => None,
-                text => {
-                    Some(Population::parse(text, &crate::store::catalogue::rules::catalog(conn)?).map_err(|why| {
-                        AppError::validation(
-                            ErrorCode::InvalidPopulation,
-                            format!("population {text:?}: {why}; use all or SCHEME:CODE"),
-                            vec![FieldError::new("population", why)],
-                        )
-                    })?)
-                }
-            };
-            let values = rankings::Values {
-                spend_12m: metrics.spend_12m.cents(),
-                orders_12m: metrics.orders_12m,
-                lifetime_spend: metrics.lifetime_spend.cents(),
-                days_since_last_order: metrics.days_since_last_order,
-            };
-            let standings =
-                rankings::standings(conn, &lookup, &values, as_of, population.as_ref(), restriction.as_deref())?;
-            Ok((metrics, Some(standings)))
-        })
-        .await?;
+    let among = match population.as_deref() {
+        None => Among::Nobody,
+        Some("all") => Among::All,
+        Some(text) => Among::Category(text.to_string()),
+    };
+    let (metrics, standings) = service::metrics(&state.db, code.clone(), as_of, among, auth.caller.restriction).await?;
     let (rfm, standing) = match (population, standings) {
         (Some(population), Some(standings)) => {
             let [r, f, m] = standings.rfm;

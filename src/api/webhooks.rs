@@ -13,13 +13,14 @@ use crate::api::error::Problem;
 use crate::api::events::unknown_event_type;
 use crate::api::paging::parse_limit_within;
 use crate::api::{created_versioned, explicit_null, ok_versioned, AppState, FieldErrors, IfMatch, Page};
-use crate::db::{now, DbConnection};
+use crate::db::now;
 use crate::domain::event::{Cursor, TypeFilter};
 use crate::domain::webhook::{private_refusal, DeliveryOutcome, WebhookSecret, WebhookUrl};
 use crate::domain::{clean_optional_text, FieldError};
 use crate::error::{AppError, ErrorCode};
 use crate::service::webhook_sender::resolves_only_privately;
-use crate::store::feed::webhooks::{self as store, DeliveryRow, NewWebhook, WebhookChange, WebhookRow};
+use crate::service::webhooks::{self as service, Manager, Subscription};
+use crate::store::feed::webhooks::{DeliveryRow, WebhookChange, WebhookRow};
 
 /// An endpoint, without its secret.
 #[derive(Debug, Serialize, ToSchema)]
@@ -151,35 +152,9 @@ async fn parse_url(state: &AppState, text: &str, errors: &mut FieldErrors) -> Op
     Some(url)
 }
 
-/// A restricted key manages the endpoints it created only; others see every one.
-fn may_manage(caller: &Caller, row: &WebhookRow) -> bool {
-    caller.restriction.is_none() || row.created_by == caller.name
-}
-
-/// The endpoint `id`, if the caller may manage it (else 404, as if it did not exist).
-fn managed(conn: &mut DbConnection, caller: &Caller, id: i64) -> Result<WebhookRow, AppError> {
-    let row = store::get(conn, id)?;
-    if may_manage(caller, &row) {
-        Ok(row)
-    } else {
-        Err(store::webhook_not_found(id))
-    }
-}
-
-/// Runs `work` if the caller may manage endpoint `id` (else 404 `webhook_not_found`).
-async fn on_managed<T: Send + 'static>(
-    state: &AppState,
-    caller: Caller,
-    id: i64,
-    work: impl FnOnce(&mut DbConnection) -> Result<T, AppError> + Send + 'static,
-) -> Result<T, AppError> {
-    state
-        .db
-        .run(move |conn| {
-            managed(conn, &caller, id)?;
-            work(conn)
-        })
-        .await
+/// A restricted key manages the endpoints it created only; others manage every one.
+fn manager(caller: Caller) -> Manager {
+    Manager { name: caller.name, restriction: caller.restriction }
 }
 
 fn location(id: i64) -> String {
@@ -210,21 +185,8 @@ pub async fn create(
     let (url, description) = (url.expect("checked"), description.expect("checked"));
     let secret = WebhookSecret::generate();
     let exposed = secret.expose().to_string();
-    let Caller { name: actor, restriction, .. } = auth.caller;
-    let row = state
-        .db
-        .run(move |conn| {
-            let new = NewWebhook {
-                url: &url,
-                description: description.as_deref(),
-                types: types.as_deref(),
-                secret: &secret,
-                created_by: &actor,
-                restriction: restriction.as_deref(),
-            };
-            store::create(conn, new)
-        })
-        .await?;
+    let subscription = Subscription { url, description, types, secret };
+    let row = service::create(&state.db, manager(auth.caller), subscription).await?;
     let webhook = Webhook::from(row);
     Ok(created_versioned(location(webhook.id), webhook.version, &WebhookWithSecret { webhook, secret: exposed }))
 }
@@ -236,10 +198,8 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
     responses((status = 200, description = "Every endpoint, without secrets", body = Page<Webhook>)))]
 pub async fn list(state: web::Data<AppState>, auth: Auth<Write, Restrictable>) -> Result<HttpResponse, ApiError> {
-    let rows = state.db.run(store::list).await?;
-    let caller = auth.caller;
-    Ok(HttpResponse::Ok()
-        .json(Page::complete(rows.into_iter().filter(|row| may_manage(&caller, row)).map(Webhook::from).collect())))
+    let rows = service::list(&state.db, manager(auth.caller)).await?;
+    Ok(HttpResponse::Ok().json(Page::complete(rows.into_iter().map(Webhook::from).collect())))
 }
 
 /// Get a webhook
@@ -257,8 +217,7 @@ pub async fn get(
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    let caller = auth.caller;
-    let webhook = Webhook::from(state.db.run(move |conn| managed(conn, &caller, id)).await?);
+    let webhook = Webhook::from(service::get(&state.db, manager(auth.caller), id).await?);
     Ok(ok_versioned(webhook.version, &webhook))
 }
 
@@ -296,10 +255,7 @@ pub async fn update(
     errors.finish()?;
     let types = body.types.as_deref().map(parse_types).transpose()?;
     let change = WebhookChange { url, description, types, enabled: body.enabled };
-    let actor = auth.caller.name.clone();
-    let webhook = Webhook::from(
-        on_managed(&state, auth.caller, id, move |conn| store::update(conn, id, if_match.0, change, &actor)).await?,
-    );
+    let webhook = Webhook::from(service::update(&state.db, manager(auth.caller), id, if_match.0, change).await?);
     Ok(ok_versioned(webhook.version, &webhook))
 }
 
@@ -321,7 +277,7 @@ pub async fn delete(
     if_match: IfMatch,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
-    on_managed(&state, auth.caller, id, move |conn| store::delete(conn, id, if_match.0)).await?;
+    service::delete(&state.db, manager(auth.caller), id, if_match.0).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -346,9 +302,7 @@ pub async fn rotate_secret(
     let id = path.into_inner();
     let secret = WebhookSecret::generate();
     let exposed = secret.expose().to_string();
-    let webhook = Webhook::from(
-        on_managed(&state, auth.caller, id, move |conn| store::rotate_secret(conn, id, if_match.0, &secret)).await?,
-    );
+    let webhook = Webhook::from(service::rotate_secret(&state.db, manager(auth.caller), id, if_match.0, secret).await?);
     Ok(ok_versioned(webhook.version, &WebhookWithSecret { webhook, secret: exposed }))
 }
 
@@ -390,9 +344,7 @@ pub async fn replay(
             .into())
         }
     };
-    let webhook = Webhook::from(
-        on_managed(&state, auth.caller, id, move |conn| store::replay(conn, id, if_match.0, cursor)).await?,
-    );
+    let webhook = Webhook::from(service::replay(&state.db, manager(auth.caller), id, if_match.0, cursor).await?);
     Ok(ok_versioned(webhook.version, &webhook))
 }
 
@@ -468,7 +420,7 @@ pub async fn deliveries(
                 AppError::new(ErrorCode::InvalidCursor, "cursor is the next_cursor of an earlier page")
             })?),
         };
-    let rows = on_managed(&state, auth.caller, id, move |conn| store::deliveries(conn, id, before, limit)).await?;
+    let rows = service::deliveries(&state.db, manager(auth.caller), id, before, limit).await?;
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|row| row.id.to_string())).flatten();
     let items = rows.into_iter().map(Delivery::try_from).collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(Page { items, next_cursor }))

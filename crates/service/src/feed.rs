@@ -14,7 +14,14 @@ use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, Schema, 
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::ToSchema;
 
-use crate::store::feed::events::FeedEvent;
+use crate::db::Db;
+use crate::domain::event::{Cursor, TypeFilter};
+use crate::domain::restriction::Restriction;
+use crate::error::AppError;
+use crate::store::feed::events::{self as store, FeedEvent, Page};
+
+/// How often a waiting reader looks again, for events another replica numbered.
+const RECHECK: Duration = Duration::from_millis(250);
 
 /// Wakes the readers waiting on this replica once its sequencer has numbered events.
 #[derive(Clone, Default)]
@@ -34,6 +41,35 @@ impl FeedSignal {
     /// Returns once this replica numbers events, or after `at_most`.
     pub async fn wait_for_numbering(&self, at_most: Duration) {
         let _ = tokio::time::timeout(at_most, self.0.notified()).await;
+    }
+}
+
+/// What a reader asks of the feed.
+pub struct Reading {
+    pub from: Cursor,
+    pub types: TypeFilter,
+    pub limit: i64,
+    /// How long to wait for an event when there is none yet (a long poll).
+    pub wait: Duration,
+    pub restriction: Option<Arc<Restriction>>,
+}
+
+/// The events after `reading.from` that the reader may see; with none yet, waits up to
+/// `reading.wait` for the next one numbered here or on another replica.
+pub async fn read(db: &Db, signal: &FeedSignal, reading: Reading) -> Result<Page, AppError> {
+    let Reading { mut from, types, limit, wait, restriction } = reading;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        // Taken before reading, so that a numbering between the read and the wait still wakes it.
+        let numbered = signal.notified();
+        let (filter, restriction) = (types.clone(), restriction.clone());
+        let page = db.run(move |conn| store::page(conn, from, &filter, limit, restriction.as_deref())).await?;
+        let now = tokio::time::Instant::now();
+        if !page.events.is_empty() || now >= deadline {
+            return Ok(page);
+        }
+        from = Cursor::After(page.next_cursor);
+        let _ = tokio::time::timeout((deadline - now).min(RECHECK), numbered).await;
     }
 }
 

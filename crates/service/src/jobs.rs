@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::db::{self, Db};
 use crate::domain::run::Trigger;
+use crate::exchange::imports::RunningImports;
 use crate::feed::FeedSignal;
-use crate::imports::RunningImports;
 use crate::shutdown::Shutdown;
 use crate::store::archive::{duplicates, sales_totals};
 use crate::store::catalogue::schemes::{self, Firing};

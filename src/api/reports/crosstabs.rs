@@ -133,40 +133,27 @@ pub async fn crosstab(
     let (rows_code, cols_code) = (rows_code.expect("checked"), cols_code.expect("checked"));
     // Counted over the customers the key may see.
     let filters = Filters { restriction: auth.caller.restriction, ..params.filters };
-    let db = state.db.clone();
-    let report = state
-        .db
-        .run(move |conn| {
-            let rows_scheme = report_scheme(conn, &rows_code)?;
-            let cols_scheme = report_scheme(conn, &cols_code)?;
-            let rows_depth = checked_depth(&rows_scheme, "rows_depth", rows_depth)?.unwrap_or(1);
-            let cols_depth = checked_depth(&cols_scheme, "cols_depth", cols_depth)?.unwrap_or(1);
-            let row_categories = category_store::list(conn, &rows_scheme.code, None)?;
-            let col_categories = category_store::list(conn, &cols_scheme.code, None)?;
-            let mut spare = helper(&db, conn, !measures.is_empty());
-            let cells = store::tally(
-                conn,
-                spare.as_mut().map(Spare::conn),
-                &[&rows_scheme, &cols_scheme],
-                &filters,
-                &measures,
-                as_of,
-            )?;
-            let rows_axis = Axis::new(
-                &rows_scheme,
-                &row_categories,
-                rows_depth,
-                cells.keys().filter_map(|(row, _)| row.as_deref()),
-            );
-            let cols_axis = Axis::new(
-                &cols_scheme,
-                &col_categories,
-                cols_depth,
-                cells.keys().filter_map(|(_, col)| col.as_deref()),
-            );
-            Ok(build_crosstab(&rows_axis, &cols_axis, &cells, measures, as_of))
-        })
-        .await?;
+    let asked = vec![
+        AxisAsked { scheme: rows_code, depth_field: "rows_depth", depth: rows_depth },
+        AxisAsked { scheme: cols_code, depth_field: "cols_depth", depth: cols_depth },
+    ];
+    let counting = Counting { filters, measures: measures.clone(), as_of };
+    let (axes, cells) = service::tally(&state.db, asked, counting).await?;
+    let [rows, cols] =
+        <[service::Axis; 2]>::try_from(axes).map_err(|_| AppError::internal("a cross-tab got other than two axes"))?;
+    let rows_axis = Axis::new(
+        &rows.scheme,
+        &rows.categories,
+        rows.depth.unwrap_or(1),
+        cells.keys().filter_map(|(row, _)| row.as_deref()),
+    );
+    let cols_axis = Axis::new(
+        &cols.scheme,
+        &cols.categories,
+        cols.depth.unwrap_or(1),
+        cells.keys().filter_map(|(_, col)| col.as_deref()),
+    );
+    let report = build_crosstab(&rows_axis, &cols_axis, &cells, measures, as_of);
     respond(format, &report, || report.sheet())
 }
 

@@ -17,20 +17,19 @@ use crate::api::paging;
 use crate::api::schemas::{CsvTable, Workbook};
 use crate::api::spreadsheet::{respond, Cell, Format, Sheet};
 use crate::api::{AppState, FieldErrors, Page};
-use crate::db::{Db, DbConnection, Spare};
 use crate::domain::history::{Direction, Source};
 use crate::domain::report::{
-    check_depth, end_of, ensure_not_future, level_of, parse_day, rolled_up, share, tree_tallies, Measure,
-    MeasureValues, Period, Tally,
+    end_of, ensure_not_future, level_of, parse_day, rolled_up, share, tree_tallies, Measure, MeasureValues, Period,
+    Tally,
 };
 use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
+use crate::service::reporting::{self as service, AxisAsked, Counting};
 use crate::store::archive::customer_filters::Filters;
 use crate::store::catalogue::categories::CategoryView;
-use crate::store::catalogue::schemes::{self as scheme_store, SchemeRow};
-use crate::store::reporting::category_views as category_store;
+use crate::store::catalogue::schemes::SchemeRow;
 use crate::store::reporting::reports as store;
-use crate::store::reporting::transitions::{self as transition_store, Basis, CellCustomer, CellQuery, TransitionCell};
+use crate::store::reporting::transitions::{Basis, CellCustomer, CellQuery, TransitionCell};
 
 pub mod crosstabs;
 pub mod transitions;
@@ -112,25 +111,6 @@ impl Params {
         self.errors
             .check(parse(&text).ok_or_else(|| FieldError::new(key, format!("must be one of {}", labels.join(", ")))))
     }
-}
-
-/// A second connection to share a report's work with (`wanted`), when the pool has
-/// one free at once (on MySQL; SQLite has one writer and little to gain).
-fn helper(db: &Db, conn: &DbConnection, wanted: bool) -> Option<Spare> {
-    (wanted && matches!(conn, DbConnection::Mysql(_))).then(|| db.try_spare()).flatten()
-}
-
-/// The scheme a report is about: 404 when it does not exist.
-fn report_scheme(conn: &mut DbConnection, code: &str) -> Result<SchemeRow, AppError> {
-    scheme_store::get(conn, code)
-}
-
-/// `depth` checked against the scheme's code rule, with the field named.
-fn checked_depth(scheme: &SchemeRow, field: &str, depth: Option<usize>) -> Result<Option<usize>, AppError> {
-    depth
-        .map(|depth| check_depth(field, &scheme.code_rule, depth))
-        .transpose()
-        .map_err(|error| AppError::invalid_fields(vec![error]))
 }
 
 fn moment(as_of: Option<NaiveDateTime>) -> DateTime<Utc> {
@@ -314,18 +294,12 @@ pub async fn distribution(
     let scheme_code = scheme_code.expect("checked");
     // Counted over the customers the key may see.
     let filters = Filters { restriction: auth.caller.restriction, ..params.filters };
-    let db = state.db.clone();
-    let report = state
-        .db
-        .run(move |conn| {
-            let scheme = report_scheme(conn, &scheme_code)?;
-            let depth = checked_depth(&scheme, "depth", depth)?;
-            let categories = category_store::list(conn, &scheme.code, None)?;
-            let mut spare = helper(&db, conn, !measures.is_empty());
-            let cells = store::tally(conn, spare.as_mut().map(Spare::conn), &[&scheme], &filters, &measures, as_of)?;
-            Ok(build_distribution(&scheme, &categories, &cells, depth, measures, as_of))
-        })
-        .await?;
+    let axis = AxisAsked { scheme: scheme_code, depth_field: "depth", depth };
+    let counting = Counting { filters, measures: measures.clone(), as_of };
+    let (axes, cells) = service::tally(&state.db, vec![axis], counting).await?;
+    let [axis] = <[service::Axis; 1]>::try_from(axes)
+        .map_err(|_| AppError::internal("a report of one scheme got other axes"))?;
+    let report = build_distribution(&axis.scheme, &axis.categories, &cells, axis.depth, measures, as_of);
     respond(format, &report, || report.sheet())
 }
 

@@ -1,6 +1,7 @@
 //! The transitions report (升级/降级) and the customers behind one of its cells.
 
 use super::*;
+use crate::service::reporting::Moves;
 
 /// How `basis` is written in a query.
 fn parse_basis(text: &str) -> Option<Basis> {
@@ -132,53 +133,40 @@ pub async fn transitions(
     let (scheme_code, period, basis, source) = transition_params(&mut params);
     params.errors.finish()?;
     let (scheme_code, period) = (scheme_code.expect("checked"), period.expect("checked"));
-    let db = state.db.clone();
-    let report = state
-        .db
-        .run(move |conn| {
-            let scheme = report_scheme(conn, &scheme_code)?;
-            let names = category_names(conn, &scheme)?;
-            let mut spare = helper(&db, conn, basis == Basis::Net);
-            let mut cells =
-                transition_store::transitions(conn, spare.as_mut().map(Spare::conn), &scheme, period, basis, source)?;
-            cells.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to))));
-            let mut totals = DirectionTotals::default();
-            for cell in &cells {
-                let bucket = match cell.direction {
-                    Some(Direction::Up) => &mut totals.up,
-                    Some(Direction::Down) => &mut totals.down,
-                    Some(Direction::Lateral) => &mut totals.lateral,
-                    Some(Direction::In) => &mut totals.came_in,
-                    Some(Direction::Out) => &mut totals.out,
-                    None => &mut totals.unchanged,
-                };
-                *bucket += cell.count;
-                totals.total += cell.count;
-            }
-            let entry = |cell: TransitionCell| TransitionEntry {
-                from_name: cell.from.as_ref().and_then(|code| names.get(code).cloned()),
-                to_name: cell.to.as_ref().and_then(|code| names.get(code).cloned()),
-                from_category: cell.from,
-                to_category: cell.to,
-                direction: cell.direction,
-                count: cell.count,
-            };
-            Ok(Transitions {
-                scheme: scheme.code.clone(),
-                from: period.from,
-                to: period.to,
-                basis: basis.into(),
-                source,
-                cells: cells.into_iter().map(entry).collect(),
-                totals,
-            })
-        })
-        .await?;
+    let Moves { scheme, names, mut cells } =
+        service::transitions(&state.db, scheme_code, period, basis, source).await?;
+    cells.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| (&a.from, &a.to).cmp(&(&b.from, &b.to))));
+    let mut totals = DirectionTotals::default();
+    for cell in &cells {
+        let bucket = match cell.direction {
+            Some(Direction::Up) => &mut totals.up,
+            Some(Direction::Down) => &mut totals.down,
+            Some(Direction::Lateral) => &mut totals.lateral,
+            Some(Direction::In) => &mut totals.came_in,
+            Some(Direction::Out) => &mut totals.out,
+            None => &mut totals.unchanged,
+        };
+        *bucket += cell.count;
+        totals.total += cell.count;
+    }
+    let entry = |cell: TransitionCell| TransitionEntry {
+        from_name: cell.from.as_ref().and_then(|code| names.get(code).cloned()),
+        to_name: cell.to.as_ref().and_then(|code| names.get(code).cloned()),
+        from_category: cell.from,
+        to_category: cell.to,
+        direction: cell.direction,
+        count: cell.count,
+    };
+    let report = Transitions {
+        scheme: scheme.code.clone(),
+        from: period.from,
+        to: period.to,
+        basis: basis.into(),
+        source,
+        cells: cells.into_iter().map(entry).collect(),
+        totals,
+    };
     respond(format, &report, || report.sheet())
-}
-
-fn category_names(conn: &mut DbConnection, scheme: &SchemeRow) -> Result<HashMap<String, String>, AppError> {
-    Ok(category_store::list(conn, &scheme.code, None)?.into_iter().map(|view| (view.row.code, view.row.name)).collect())
 }
 
 /// A customer of a transitions cell.
@@ -276,13 +264,7 @@ pub async fn transition_customers(
         after: page.after.map(|cursor| cursor.code),
         limit: limit + 1,
     };
-    let rows = state
-        .db
-        .run(move |conn| {
-            let scheme = report_scheme(conn, &scheme_code)?;
-            transition_store::cell_customers(conn, &scheme, &query)
-        })
-        .await?;
+    let rows = service::cell_customers(&state.db, scheme_code, query).await?;
     let page: Page<TransitionCustomer> =
         paging::into_page(rows, limit, |last: &CellCustomer| CellCursor { code: last.code.clone() })?;
     Ok(HttpResponse::Ok().json(page))
