@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::db::{
-    DatabaseUrl, Timeouts, DEFAULT_DB_TIMEOUT_MS, DEFAULT_LONG_STATEMENT_TIMEOUT_MS, DEFAULT_SQLITE_PATH,
+    Clock, DatabaseUrl, Timeouts, DEFAULT_DB_TIMEOUT_MS, DEFAULT_LONG_STATEMENT_TIMEOUT_MS, DEFAULT_SQLITE_PATH,
     DEFAULT_STATEMENT_TIMEOUT_MS,
 };
 use crate::domain::webhook::RetrySchedule;
@@ -29,6 +29,8 @@ pub struct Settings {
     /// How long the change feed keeps events (`EVENT_RETENTION_DAYS`).
     pub event_retention: Duration,
     pub webhooks: WebhookSettings,
+    /// When pending changes take effect: the system's clock, which tests move.
+    pub clock: Clock,
 }
 
 /// `CORS_ALLOWED_ORIGINS`: unset means no cross-origin browser access.
@@ -127,6 +129,7 @@ impl Settings {
                     give_up_after: RetrySchedule::GIVE_UP_AFTER,
                 },
             },
+            clock: Clock::default(),
         })
     }
 }

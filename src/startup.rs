@@ -125,6 +125,7 @@ impl Application {
             feed: feed.clone(),
             webhook_allow_private: settings.webhooks.allow_private,
             shutdown: shutdown.clone(),
+            clock: settings.clock.clone(),
         });
         let cors_origins = settings.cors.clone();
         let server = HttpServer::new(move || {
@@ -159,6 +160,7 @@ impl Application {
             event_retention: settings.event_retention,
             webhooks: settings.webhooks,
             imports: running_imports,
+            clock: settings.clock.clone(),
         };
         Ok(Self { server, port, shutdown, jobs })
     }

@@ -402,6 +402,42 @@ async fn replicas_on_a_galera_cluster_keep_every_invariant() {
         }
     }
 
+    // Pending changes (生效日期) asked for through one replica take effect once, though
+    // all three replicas look for due changes every second and race for each.
+    let effective_at = (chrono::Utc::now() + chrono::Duration::seconds(4)).to_rfc3339();
+    let planned: Vec<String> = (160..170).map(|n| format!("K{n:03}")).collect();
+    let body = json!({"scheme": "TIER", "category": "01", "customers": planned, "reason": "下月升级", "effective_at": effective_at});
+    let scheduled =
+        keep(a, "pending batch", client.send(a, Method::POST, "/api/v1/assignments/batch", Some(body), false).await);
+    assert_eq!(scheduled.0, StatusCode::ACCEPTED, "{}", scheduled.1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, body) = keep(
+            b,
+            "pending changes",
+            client.send(b, Method::GET, "/api/v1/pending-changes?status=pending", None, false).await,
+        );
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["items"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pending changes were not applied: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    settle(&nodes).await;
+    for (_, port) in &nodes {
+        assert_eq!(
+            query(*port, &database, "SELECT status, COUNT(*) FROM pending_changes GROUP BY status"),
+            [vec!["applied".to_string(), "10".to_string()]],
+            "every pending change applied"
+        );
+        assert_eq!(
+            single(*port, &database, "SELECT COUNT(*) FROM assignment_history WHERE source = 'scheduled'"),
+            "10",
+            "each applied once, by one replica"
+        );
+    }
+
     // After aborting a transaction for a replicated commit, a node now and then stops
     // answering its connection (MariaDB 10.11, Galera 4); the node closes it after the
     // service's 2-second in-transaction `wait_timeout`, and the service runs the

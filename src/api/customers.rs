@@ -73,6 +73,9 @@ pub struct Customer {
     /// The keys of `attributes` whose value is the definition's default.
     #[schema(example = json!(["discount_rate"]))]
     pub attributes_from_default: Vec<String>,
+    /// Scheme code → the change of category planned there for later (`effective_at`),
+    /// at most one per scheme; see `GET /pending-changes`.
+    pub pending: BTreeMap<String, PendingSummary>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -100,6 +103,20 @@ impl From<CustomerView> for Customer {
                     assigned_at: a.assigned_at.and_utc(),
                 })
                 .collect(),
+            pending: view
+                .pending
+                .into_iter()
+                .map(|(scheme, pending)| {
+                    let summary = PendingSummary {
+                        id: pending.id,
+                        category: pending.category,
+                        effective_at: pending.effective_at.and_utc(),
+                        actor: pending.actor,
+                        reason: pending.reason,
+                    };
+                    (scheme, summary)
+                })
+                .collect(),
             code: row.code,
             name: row.name,
             short_name: row.short_name,
@@ -115,6 +132,19 @@ impl From<CustomerView> for Customer {
             updated_at: row.updated_at.and_utc(),
         }
     }
+}
+
+/// A change of the customer's category in one scheme, to take effect later.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingSummary {
+    /// `GET /pending-changes/{id}`.
+    pub id: i64,
+    #[schema(example = "01")]
+    pub category: String,
+    pub effective_at: DateTime<Utc>,
+    /// The API key's name that asked for it; its history entry will name it.
+    pub actor: String,
+    pub reason: Option<String>,
 }
 
 fn active() -> CustomerStatus {

@@ -10,6 +10,7 @@ pub mod data_quality;
 pub mod duplicates;
 pub mod error;
 pub mod events;
+pub mod explanations;
 pub mod exports;
 pub mod filters;
 pub mod health;
@@ -18,6 +19,7 @@ pub mod merge;
 pub mod openapi;
 pub mod paging;
 pub mod paths;
+pub mod pending_changes;
 pub mod reports;
 pub mod rules;
 pub mod runs;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub webhook_allow_private: bool,
     /// Tells classification runs that the service is stopping.
     pub shutdown: crate::shutdown::Shutdown,
+    /// When pending changes take effect; an `effective_at` must lie after its now.
+    pub clock: crate::db::Clock,
 }
 
 /// Largest JSON body accepted by ordinary endpoints.
@@ -151,6 +155,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(customers::routes)
             .configure(merge::routes)
             .configure(assignments::routes)
+            .configure(pending_changes::routes)
+            .configure(explanations::routes)
             .configure(transactions::routes)
             .configure(rules::routes)
             .configure(runs::routes)

@@ -6,12 +6,12 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::{Problem, PROBLEM_JSON};
 use super::schemas::{
-    AttributeValue, AttributeValueOrNull, Condition, CsvTable, Moment, MultipartUpload, NdjsonLines, UploadedFile,
-    Workbook,
+    AttributeValue, AttributeValueOrNull, Condition, ConditionVerdict, CsvTable, Moment, MultipartUpload, NdjsonLines,
+    UploadedFile, Workbook,
 };
 use super::{
-    api_keys, assignments, attributes, categories, customers, data_quality, duplicates, events, exports, health,
-    imports, merge, reports, rules, runs, schemes, transactions, webhooks,
+    api_keys, assignments, attributes, categories, customers, data_quality, duplicates, events, explanations, exports,
+    health, imports, merge, pending_changes, reports, rules, runs, schemes, transactions, webhooks,
 };
 use crate::error::ErrorCode;
 use crate::service::feed::EventData;
@@ -32,8 +32,9 @@ use crate::service::feed::EventData;
         customers::list, customers::create, customers::get, customers::update, customers::delete, customers::history,
         customers::replace_attributes, duplicates::duplicates, merge::merge,
         assignments::assign, assignments::unassign, assignments::batch,
+        pending_changes::list, pending_changes::get, pending_changes::cancel,
         transactions::post, transactions::metrics,
-        rules::list, rules::create, rules::get, rules::update, rules::delete,
+        rules::list, rules::create, rules::get, rules::update, rules::delete, explanations::explain,
         runs::create, runs::list, runs::get, runs::changes, runs::cancel,
         reports::distribution, reports::crosstabs::crosstab, reports::transitions::transitions, reports::transitions::transition_customers,
         exports::export_customers, imports::import_customers, imports::get, data_quality::data_quality,
@@ -42,7 +43,7 @@ use crate::service::feed::EventData;
         api_keys::list, api_keys::create, api_keys::revoke,
         health::healthz, health::readyz, health::metrics,
     ),
-    components(schemas(Problem, ErrorCode, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, Moment, Workbook, CsvTable, NdjsonLines, UploadedFile, MultipartUpload, EventData)),
+    components(schemas(Problem, ErrorCode, crate::domain::FieldError, AttributeValue, AttributeValueOrNull, Condition, ConditionVerdict, Moment, Workbook, CsvTable, NdjsonLines, UploadedFile, MultipartUpload, EventData)),
     modifiers(&Security, &CommonResponses),
     security(("bearer" = [])),
     tags(
@@ -50,7 +51,7 @@ use crate::service::feed::EventData;
         (name = "categories", description = "Hierarchical categories (客户分类); writes need scope admin"),
         (name = "attributes", description = "Attribute definitions (分类属性) on categories, inherited by their subtree; writes need scope admin"),
         (name = "customers", description = "The customer archive (客户档案); writes need scope write"),
-        (name = "assignments", description = "Putting customers into categories, with history; scope write"),
+        (name = "assignments", description = "Putting customers into categories, now or from a date (`effective_at`, pending changes), with history; scope write"),
         (name = "transactions", description = "Sales facts from other ERP services and the customer metrics computed from them; scope write to post"),
         (name = "rules", description = "Automatic classification (自动分类): rules and classification runs; writes need scope admin"),
         (name = "reports", description = "Analysis and reports (分类分析与报表): distributions, cross-tabs, upgrades and downgrades, as JSON, CSV or .xlsx; scope read"),

@@ -197,6 +197,52 @@ impl utoipa::PartialSchema for MultipartUpload {
 }
 
 /// Components whose schema is written by hand (`PartialSchema` above) are named after their type.
+/// A rule's condition evaluated for one customer (`GET …/explanation`): the condition
+/// as written, each node with `holds`, each leaf with the customer's value and its
+/// distance from flipping.
+pub struct ConditionVerdict;
+
+impl utoipa::PartialSchema for ConditionVerdict {
+    fn schema() -> RefOr<Schema> {
+        let itself = || Ref::from_schema_name("ConditionVerdict");
+        let any = |description: &str| {
+            ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some(description)).build()
+        };
+        let text =
+            |description: &str| ObjectBuilder::new().schema_type(Type::String).description(Some(description)).build();
+        let ranks = ObjectBuilder::new()
+            .property("field", text("The field the relative leaf ranks"))
+            .property("from", any("The lowest value that holds today (null: none does)"))
+            .property("to", any("The highest value that holds today"))
+            .description(Some(
+                "A relative leaf (`percentile(…)`, `cumulative_share(…)`, `rfm_*`) resolved at today's ranks",
+            ));
+        let rule_id = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .description(Some("In `distance`: the rule the leaf belongs to"));
+        ObjectBuilder::new()
+            .property(
+                "holds",
+                ObjectBuilder::new().schema_type(Type::Boolean).description(Some("Whether the node holds for the customer now")),
+            )
+            .required("holds")
+            .property("all", ArrayBuilder::new().items(itself()).description(Some("A group: every condition holds")))
+            .property("any", ArrayBuilder::new().items(itself()).description(Some("A group: at least one condition holds")))
+            .property("not", itself())
+            .property("field", text("A leaf's field, as written"))
+            .property("op", text("A leaf's operator, as written"))
+            .property("value", any("A leaf's operand, as written"))
+            .property("actual", any("The customer's value of the field (of the field it ranks, for a relative one): money as an exact decimal string; null for none"))
+            .property("missing", any("A numeric leaf that fails: how far the value must move for it to hold (money as a decimal string)"))
+            .property("to_spare", any("A numeric leaf that holds: how far the value may move and it still holds"))
+            .property("at_todays_ranks", ranks)
+            .property("rule_id", rule_id)
+            .description(Some("A group (`all`, `any`, `not`) or a leaf, with whether it holds"))
+            .into()
+    }
+}
+
 macro_rules! named_after_type {
     ($($schema:ident),+) => {$(
         impl utoipa::ToSchema for $schema {
@@ -211,6 +257,7 @@ named_after_type!(
     AttributeValue,
     AttributeValueOrNull,
     Condition,
+    ConditionVerdict,
     Moment,
     Workbook,
     CsvTable,

@@ -78,6 +78,14 @@ async fn archive(app: &TestApp) {
         {"external_id": "S3", "customer_code": "C2", "amount": "35.50", "occurred_at": "2025-03-10T00:00:00Z"},
     ]);
     ok_json(app.post("/api/v1/transactions", &sales).await, StatusCode::OK).await;
+    let later = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let planned = app
+        .admin(Method::PUT, "/api/v1/customers/C2/categories/TIER")
+        .json(&json!({"category": "01", "effective_at": later}))
+        .send()
+        .await
+        .unwrap();
+    ok_json(planned, StatusCode::ACCEPTED).await;
 }
 
 async fn each_derived_table_corrupted_behind_the_services_back_is_found_and_repaired(app: TestApp) {
@@ -95,7 +103,13 @@ async fn each_derived_table_corrupted_behind_the_services_back_is_found_and_repa
             "classification_vectors",
             &["UPDATE category_members SET classification_vector = '|0:00|' WHERE customer_code = 'C2'"],
         ),
-        ("snapshots", &["UPDATE customers SET classification = '[]', attributes = NULL WHERE code = 'C1'"]),
+        (
+            "snapshots",
+            &[
+                "UPDATE customers SET classification = '[]', attributes = NULL WHERE code = 'C1'",
+                "UPDATE customers SET pending = NULL WHERE code = 'C2'",
+            ],
+        ),
         (
             "match_keys",
             &[
@@ -130,6 +144,8 @@ async fn each_derived_table_corrupted_behind_the_services_back_is_found_and_repa
     let c1_after = ok_json(app.get("/api/v1/customers/C1").await, StatusCode::OK).await;
     assert_eq!(c1_after["assignments"], c1_before["assignments"], "the snapshot shows C1's categories again");
     assert_eq!(c1_after["attributes"], c1_before["attributes"]);
+    let c2 = ok_json(app.get("/api/v1/customers/C2").await, StatusCode::OK).await;
+    assert_eq!(c2["pending"]["TIER"]["category"], "01", "the snapshot shows C2's pending change again");
     assert_eq!(distribution().await, distribution_before, "the counters and the sales totals say what they did");
     assert_eq!(distribution_before[0]["sum_lifetime_spend"], "80.00", "{distribution_before}");
     let members = ok_json(app.get("/api/v1/customers?category=REGION:01").await, StatusCode::OK).await;

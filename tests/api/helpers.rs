@@ -169,6 +169,7 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
         cors: options.cors.clone(),
         event_retention: Duration::from_secs(custclass::config::DEFAULT_EVENT_RETENTION_DAYS * 86_400),
         webhooks: options.webhooks,
+        clock: custclass::db::Clock::default(),
     };
     let prepared = settings.clone();
     let (pool, generated_key) = tokio::task::spawn_blocking(move || {
@@ -523,6 +524,12 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Moves the service's clock (and its replicas') forward: what takes effect later
+    /// takes effect as if that time had passed.
+    pub fn advance_clock(&self, by: Duration) {
+        self.settings.clock.advance(by);
     }
 
     /// Every history entry of a customer, oldest first, following the cursors.

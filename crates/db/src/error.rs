@@ -135,6 +135,8 @@ error_codes! {
     SchemeNotFound = "scheme_not_found", NotFound;
     /// No webhook with this id.
     WebhookNotFound = "webhook_not_found", NotFound;
+    /// No pending change with this id (or none the key may see).
+    PendingChangeNotFound = "pending_change_not_found", NotFound;
     /// The method is not allowed on this path (with `Allow`).
     MethodNotAllowed = "method_not_allowed", MethodNotAllowed;
     /// None of the media types in `Accept` can be served.
@@ -175,6 +177,8 @@ error_codes! {
     RunInProgress = "run_in_progress", Conflict;
     /// The run is not running, so it cannot be cancelled.
     RunNotRunning = "run_not_running", Conflict;
+    /// The pending change was already applied, cancelled or failed, so it cannot be cancelled.
+    PendingChangeSettled = "pending_change_settled", Conflict;
     /// The scheme still has categories or assignments.
     SchemeInUse = "scheme_in_use", Conflict;
     /// The scheme is inactive and takes no new assignments.

@@ -703,3 +703,20 @@ pub fn now() -> chrono::NaiveDateTime {
     use chrono::SubsecRound;
     chrono::Utc::now().naive_utc().trunc_subsecs(6)
 }
+
+/// The clock that decides when changes take effect: the system's, moved forward by
+/// an offset that only tests set (`advance`), so that they need not wait for a date.
+/// Replicas of one test share it.
+#[derive(Debug, Clone, Default)]
+pub struct Clock(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl Clock {
+    pub fn now(&self) -> chrono::NaiveDateTime {
+        now() + chrono::Duration::microseconds(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let micros = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        self.0.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -56,6 +56,7 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        pending -> Nullable<Text>,
     }
 }
 
@@ -340,5 +341,25 @@ diesel::table! {
         duration_ms -> BigInt,
         error -> Nullable<Text>,
         attempted_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    pending_changes (id) {
+        id -> BigInt,
+        customer_id -> BigInt,
+        customer_code -> Text,
+        scheme_code -> Text,
+        category_code -> Text,
+        locked -> Nullable<Bool>,
+        attributes -> Nullable<Text>,
+        effective_at -> Timestamp,
+        actor -> Text,
+        reason -> Nullable<Text>,
+        status -> Text,
+        failure -> Nullable<Text>,
+        settled_at -> Nullable<Timestamp>,
+        version -> BigInt,
+        created_at -> Timestamp,
     }
 }

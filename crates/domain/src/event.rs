@@ -19,10 +19,11 @@ pub enum EventType {
     CategoryDeleted,
     ClassificationRunFinished,
     WebhookDisabled,
+    PendingChangeFailed,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 14] = [
         EventType::CustomerCreated,
         EventType::CustomerUpdated,
         EventType::CustomerDeleted,
@@ -36,6 +37,7 @@ impl EventType {
         EventType::CategoryDeleted,
         EventType::ClassificationRunFinished,
         EventType::WebhookDisabled,
+        EventType::PendingChangeFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +55,7 @@ impl EventType {
             EventType::CategoryDeleted => "category.deleted",
             EventType::ClassificationRunFinished => "classification_run.finished",
             EventType::WebhookDisabled => "webhook.disabled",
+            EventType::PendingChangeFailed => "pending_change.failed",
         }
     }
 
@@ -65,6 +68,7 @@ impl EventType {
                 | EventType::CustomerDeleted
                 | EventType::CustomerMerged
                 | EventType::ClassificationChanged
+                | EventType::PendingChangeFailed
         )
     }
 

@@ -15,6 +15,8 @@ labelled_enum! {
         Default = "default",
         /// A category's customers moved to another when the standard changed (分类标准更新).
         Remap = "remap",
+        /// A change asked for earlier, applied when it took effect (`effective_at`).
+        Scheduled = "scheduled",
     }
 }
 

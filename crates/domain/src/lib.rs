@@ -62,9 +62,11 @@ pub mod code_rule;
 pub mod customer;
 pub mod duplicates;
 pub mod event;
+pub mod explanation;
 pub mod formula;
 pub mod history;
 pub mod import;
+pub mod pending;
 pub mod ranking;
 pub mod report;
 pub mod restriction;
@@ -192,6 +194,7 @@ mod tests {
         labels_are_what_serde_writes(run::Trigger::LABELS, run::Trigger::from_label);
         labels_are_what_serde_writes(run::ChangeOutcome::LABELS, run::ChangeOutcome::from_label);
         labels_are_what_serde_writes(webhook::DeliveryOutcome::LABELS, webhook::DeliveryOutcome::from_label);
+        labels_are_what_serde_writes(pending::PendingStatus::LABELS, pending::PendingStatus::from_label);
         assert_eq!(
             run::RunStatus::try_from("done".to_string()).unwrap_err(),
             "\"done\" is not a RunStatus (one of running, completed, failed, abandoned, cancelled, interrupted)"

@@ -136,13 +136,13 @@ impl utoipa::PartialSchema for EventData {
         };
         ObjectBuilder::new()
             .description(Some("The event's details; which fields an event has depends on its `type`"))
-            .property("customer", text("`customer.*`, `classification.changed`: the customer's code (for `customer.merged`, the survivor)"))
-            .property("scheme", text("`classification.changed`, `scheme.*`, `category.*`, `classification_run.finished`: the scheme's code"))
-            .property("category", text("`category.*`: the category's code"))
+            .property("customer", text("`customer.*`, `classification.changed`, `pending_change.failed`: the customer's code (for `customer.merged`, the survivor)"))
+            .property("scheme", text("`classification.changed`, `scheme.*`, `category.*`, `classification_run.finished`, `pending_change.failed`: the scheme's code"))
+            .property("category", text("`category.*`: the category's code; `pending_change.failed`: the category it was to move to"))
             .property("from", nullable_text("`classification.changed`: the category before (null: none)"))
             .property("to", nullable_text("`classification.changed`: the category after (null: none)"))
             .property("direction", text("`classification.changed`: `up`, `down`, `lateral`, `in` or `out`"))
-            .property("source", text("`classification.changed`: `manual`, `rule`, `import`, `merge`, `default`, `remap`, …"))
+            .property("source", text("`classification.changed`: `manual`, `rule`, `import`, `merge`, `default`, `remap`, `scheduled`, …"))
             .property("rule_id", nullable_integer("`classification.changed`: the rule that decided a run's move"))
             .property("run_id", nullable_integer("`classification.changed`, `classification_run.finished`: the run"))
             .property("reason", nullable_text("the reason given with the change (`webhook.disabled`: why it was disabled)"))
@@ -165,6 +165,9 @@ impl utoipa::PartialSchema for EventData {
             .property("url", text("`webhook.disabled`: its URL"))
             .property("failing_since", moment("`webhook.disabled`: its first failure in a row"))
             .property("failures", integer("`webhook.disabled`: failures in a row"))
+            .property("pending_change", integer("`pending_change.failed`: the pending change (`GET /pending-changes/{id}`)"))
+            .property("effective_at", moment("`pending_change.failed`: when it was to take effect"))
+            .property("failure", text("`pending_change.failed`: why it was not applied (the refusal's code and detail)"))
             .into()
     }
 }

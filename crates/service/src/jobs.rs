@@ -1,17 +1,20 @@
 //! What every replica runs in the background, beside serving requests: the feed's
 //! sequencer and retention, the sales totals' anchor, the webhook deliveries, the
-//! schedules of classification runs, and the watch over imports. Replicas race
+//! schedules of classification runs, the pending changes that come due, and the
+//! watch over imports. Replicas race
 //! harmlessly in each (see every job's comment), so any number may run.
 
 use std::time::Duration;
 
-use crate::db::{self, Db};
+use crate::classification::pending;
+use crate::db::{self, Clock, Db};
 use crate::domain::run::Trigger;
 use crate::exchange::imports::RunningImports;
 use crate::feed::FeedSignal;
 use crate::shutdown::Shutdown;
 use crate::store::archive::{duplicates, sales_totals};
 use crate::store::catalogue::schemes::{self, Firing};
+use crate::store::classification::pending::Settled;
 use crate::store::classification::run_batches::RunRequest;
 use crate::store::classification::runs;
 use crate::store::exchange::imports;
@@ -26,6 +29,8 @@ const SEQUENCER_REST: Duration = Duration::from_millis(100);
 const SCHEDULE_CHECK: Duration = Duration::from_secs(1);
 /// Who the runs that schedules start are recorded as started by.
 const SCHEDULE_ACTOR: &str = "schedule";
+/// How often a replica looks for pending changes that have come due.
+const PENDING_CHECK: Duration = Duration::from_secs(1);
 /// How often a replica deletes the events past their retention.
 const EVENT_PRUNING: Duration = Duration::from_secs(3600);
 
@@ -40,15 +45,18 @@ pub struct Jobs {
     pub event_retention: Duration,
     pub webhooks: WebhookSettings,
     pub imports: RunningImports,
+    /// When pending changes take effect.
+    pub clock: Clock,
 }
 
 impl Jobs {
     /// Runs every job; they loop until the process ends (the schedules stop starting
     /// runs once the shutdown has begun).
     pub async fn run(self) {
-        futures_util::future::join3(
+        futures_util::future::join4(
             maintain(self.db.clone(), self.feed, self.event_retention, self.webhooks),
-            fire_schedules(self.db.clone(), self.run_batch_size, self.shutdown),
+            fire_schedules(self.db.clone(), self.run_batch_size, self.shutdown.clone()),
+            apply_pending_changes(self.db.clone(), self.clock, self.shutdown),
             watch_imports(self.db, self.imports),
         )
         .await;
@@ -136,6 +144,27 @@ async fn fire_schedules(db: Db, batch_size: i64, shutdown: Shutdown) {
             }
         }
         tokio::time::sleep(SCHEDULE_CHECK).await;
+    }
+}
+
+/// Applies the pending changes that have come due. Replicas race harmlessly: a change
+/// leaves `pending` in the transaction that applies it, so one replica applies it and
+/// the others find it settled (`store::classification::pending`).
+async fn apply_pending_changes(db: Db, clock: Clock, shutdown: Shutdown) {
+    while !shutdown.has_begun() {
+        match pending::apply_due(&db, &clock).await {
+            Ok(settled) => {
+                for (id, outcome) in settled {
+                    match outcome {
+                        Settled::Applied => log::info!("pending change {id} applied"),
+                        Settled::Failed => log::warn!("pending change {id} could not be applied; it is marked failed"),
+                        Settled::Elsewhere => {}
+                    }
+                }
+            }
+            Err(error) => log::warn!("the due pending changes could not be applied now: {error}"),
+        }
+        tokio::time::sleep(PENDING_CHECK).await;
     }
 }
 

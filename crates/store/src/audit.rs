@@ -2,7 +2,7 @@
 //! keeps in step with the assignments (memberships and their classification vectors,
 //! category and pair counters, customer counts, the customers' snapshots, duplicate
 //! keys, sales totals) is recomputed from its sources (`customer_categories`,
-//! `customer_attributes`, the customer rows, `transactions`) and compared; [`repair`]
+//! `customer_attributes`, `pending_changes`, the customer rows, `transactions`) and compared; [`repair`]
 //! rewrites what differs. Meant for operators who wrote to the database behind the
 //! service (数据清理), and for the tests, which require that it finds nothing.
 //!
@@ -15,13 +15,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 
-use crate::db::schema::{category_members, customer_attributes, customer_categories, customer_match_keys, customers};
+use crate::db::schema::{
+    category_members, customer_attributes, customer_categories, customer_match_keys, customers, pending_changes,
+};
 use crate::db::{snapshot, transaction, DbConnection};
 use crate::domain::category::ClassificationVector;
 use crate::domain::duplicates::{email_key, name_key, phone_key};
+use crate::domain::pending::PendingStatus;
 use crate::error::AppError;
 
-use crate::archive::customer_rows::{assignments_of, decode_attributes, refresh_snapshot, CustomerRow, SnapshotTarget};
+use crate::archive::customer_rows::{
+    assignments_of, decode_attributes, decode_pending, refresh_snapshot, CustomerRow, SnapshotTarget,
+};
 use crate::archive::sales_totals::{self, Totals};
 use crate::catalogue::schemes::SchemeRow;
 use crate::{id_list, lock_rows, LockMode, LockableTable};
@@ -310,6 +315,11 @@ type SnapshotAssignment = (String, String, bool, chrono::NaiveDateTime);
 
 type SnapshotValues = BTreeMap<String, (serde_json::Value, bool)>;
 
+/// A customer's pending changes as its snapshot shows them: by scheme, the change's
+/// id, category, moment, actor and reason.
+type SnapshotPending = BTreeMap<String, PendingShown>;
+type PendingShown = (i64, String, chrono::NaiveDateTime, String, Option<String>);
+
 /// What the derived tables hold for a range of customer ids, and what they should.
 struct CustomerRange {
     customers: BTreeMap<i64, CustomerRow>,
@@ -317,6 +327,7 @@ struct CustomerRange {
     found_members: BTreeMap<MemberKey, Member>,
     expected_assignments: BTreeMap<i64, Vec<SnapshotAssignment>>,
     expected_values: BTreeMap<i64, SnapshotValues>,
+    expected_pending: BTreeMap<i64, SnapshotPending>,
     found_keys: BTreeMap<i64, MatchKeys>,
     expected_totals: BTreeMap<i64, Totals>,
     found_totals: BTreeMap<i64, Totals>,
@@ -327,6 +338,7 @@ struct CustomerRange {
 struct Stale {
     members: BTreeSet<i64>,
     snapshots: BTreeSet<i64>,
+    pending: BTreeSet<i64>,
     keys: BTreeSet<i64>,
     totals: BTreeSet<i64>,
 }
@@ -406,6 +418,25 @@ impl CustomerRange {
             let value = serde_json::from_str(&json).unwrap_or(serde_json::Value::String(json));
             expected_values.entry(customer_id).or_default().insert(key, (value, from_default));
         }
+        let mut expected_pending: BTreeMap<i64, SnapshotPending> = BTreeMap::new();
+        let pending: Vec<(i64, String, PendingShown)> = pending_changes::table
+            .filter(pending_changes::customer_id.between(low, high))
+            .filter(pending_changes::status.eq(PendingStatus::Pending.as_str()))
+            .select((
+                pending_changes::customer_id,
+                pending_changes::scheme_code,
+                (
+                    pending_changes::id,
+                    pending_changes::category_code,
+                    pending_changes::effective_at,
+                    pending_changes::actor,
+                    pending_changes::reason,
+                ),
+            ))
+            .load(conn)?;
+        for (customer_id, scheme, shown) in pending {
+            expected_pending.entry(customer_id).or_default().insert(scheme, shown);
+        }
         let found_keys = customer_match_keys::table
             .filter(customer_match_keys::customer_id.between(low, high))
             .select((
@@ -424,6 +455,7 @@ impl CustomerRange {
             found_members,
             expected_assignments,
             expected_values,
+            expected_pending,
             found_keys,
             expected_totals: sales_totals::recomputed(conn, anchor, low, high)?,
             found_totals: sales_totals::stored(conn, low, high)?,
@@ -494,6 +526,26 @@ impl CustomerRange {
                 stale.snapshots.insert(*id);
             }
         }
+        for (id, row) in &self.customers {
+            let want = self.expected_pending.get(id).cloned().unwrap_or_default();
+            let have = decode_pending(row).map(|shown| {
+                shown
+                    .into_iter()
+                    .map(|(scheme, p)| (scheme, (p.id, p.category, p.effective_at, p.actor, p.reason)))
+                    .collect::<SnapshotPending>()
+            });
+            if have.as_ref().ok() != Some(&want) {
+                let show = |pending: &SnapshotPending| format!("{pending:?}");
+                let found = have.map_or_else(|_| "unreadable".to_string(), |have| show(&have));
+                findings.record(
+                    DerivedTable::Snapshots,
+                    format!("customer {} pending changes", row.code),
+                    show(&want),
+                    found,
+                );
+                stale.pending.insert(*id);
+            }
+        }
         // A customer without keys is keyed before the next duplicate search (an
         // import's new customers are keyed once it commits): only keys that exist
         // and disagree, or outlived their customer, are wrong.
@@ -547,6 +599,8 @@ impl CustomerRange {
         }
         let snapshots: Vec<i64> = stale.snapshots.iter().copied().collect();
         refresh_snapshot(conn, SnapshotTarget::Ids(&snapshots), true)?;
+        let pending: Vec<i64> = stale.pending.iter().copied().collect();
+        crate::classification::pending::refresh(conn, &pending)?;
         let keys: Vec<i64> = stale.keys.iter().copied().collect();
         for chunk in keys.chunks(1000) {
             diesel::sql_query(format!("DELETE FROM customer_match_keys WHERE customer_id IN ({})", id_list(chunk)))

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use chrono::NaiveDateTime;
 use serde_json::Value as Json;
 
 use crate::db::Db;
@@ -11,7 +12,8 @@ use crate::domain::customer::CustomerCode;
 use crate::domain::restriction::Restriction;
 use crate::error::AppError;
 use crate::store::archive::customer_rows::CustomerView;
-use crate::store::classification::assignments::{self as store, Assignment, BatchOutcome};
+use crate::store::classification::assignments::{self as store, Assignment, Batch, BatchOutcome, PendingRule};
+use crate::store::classification::pending::{self, BatchScheduling, PendingRow, Scheduling};
 use crate::store::classification::Provenance;
 
 /// Who changes a category, why, and the subtree a restricted key is held to.
@@ -33,7 +35,14 @@ pub struct Placement {
     pub expected: Option<i64>,
 }
 
-pub async fn assign(db: &Db, placement: Placement, changer: Changer) -> Result<CustomerView, AppError> {
+/// The change now; `pending` says what becomes of the customer's pending change in
+/// the scheme.
+pub async fn assign(
+    db: &Db,
+    placement: Placement,
+    pending: PendingRule,
+    changer: Changer,
+) -> Result<CustomerView, AppError> {
     db.run(move |conn| {
         store::assign(
             conn,
@@ -43,6 +52,33 @@ pub async fn assign(db: &Db, placement: Placement, changer: Changer) -> Result<C
                 category: placement.category.as_str(),
                 locked: placement.locked,
                 values: &placement.values,
+                provenance: &changer.provenance,
+                expected: placement.expected,
+                restriction: changer.restriction.as_deref(),
+                pending,
+            },
+        )
+    })
+    .await
+}
+
+/// The change stored as pending, to take effect at `effective_at` (a moment ahead).
+pub async fn schedule(
+    db: &Db,
+    placement: Placement,
+    effective_at: NaiveDateTime,
+    changer: Changer,
+) -> Result<PendingRow, AppError> {
+    db.run(move |conn| {
+        pending::schedule(
+            conn,
+            Scheduling {
+                customer: &placement.customer,
+                scheme: &placement.scheme,
+                category: placement.category.as_str(),
+                locked: placement.locked,
+                values: &placement.values,
+                effective_at,
                 provenance: &changer.provenance,
                 expected: placement.expected,
                 restriction: changer.restriction.as_deref(),
@@ -58,10 +94,19 @@ pub async fn unassign(
     customer: String,
     scheme: String,
     expected: Option<i64>,
+    pending: PendingRule,
     changer: Changer,
 ) -> Result<CustomerView, AppError> {
     db.run(move |conn| {
-        store::unassign(conn, &customer, &scheme, &changer.provenance, expected, changer.restriction.as_deref())
+        store::unassign(
+            conn,
+            &customer,
+            &scheme,
+            &changer.provenance,
+            expected,
+            changer.restriction.as_deref(),
+            pending,
+        )
     })
     .await
 }
@@ -74,16 +119,45 @@ pub struct BatchPlacement {
     pub locked: Option<bool>,
 }
 
-pub async fn assign_batch(db: &Db, batch: BatchPlacement, changer: Changer) -> Result<BatchOutcome, AppError> {
+pub async fn assign_batch(
+    db: &Db,
+    batch: BatchPlacement,
+    pending: PendingRule,
+    changer: Changer,
+) -> Result<BatchOutcome, AppError> {
     db.run(move |conn| {
-        store::assign_batch(
+        let asked = Batch {
+            scheme: &batch.scheme,
+            category: batch.category.as_str(),
+            customers: &batch.customers,
+            locked: batch.locked,
+            pending,
+        };
+        store::assign_batch(conn, asked, &changer.provenance, changer.restriction.as_deref())
+    })
+    .await
+}
+
+/// The batch stored as pending changes, all or none, to take effect at `effective_at`;
+/// how many customers it names.
+pub async fn schedule_batch(
+    db: &Db,
+    batch: BatchPlacement,
+    effective_at: NaiveDateTime,
+    changer: Changer,
+) -> Result<usize, AppError> {
+    db.run(move |conn| {
+        pending::schedule_batch(
             conn,
-            &batch.scheme,
-            batch.category.as_str(),
-            &batch.customers,
-            batch.locked,
-            &changer.provenance,
-            changer.restriction.as_deref(),
+            BatchScheduling {
+                scheme: &batch.scheme,
+                category: batch.category.as_str(),
+                customers: &batch.customers,
+                locked: batch.locked,
+                effective_at,
+                provenance: &changer.provenance,
+                restriction: changer.restriction.as_deref(),
+            },
         )
     })
     .await

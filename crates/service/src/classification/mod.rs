@@ -2,4 +2,6 @@
 //! and classification runs by the rules.
 
 pub mod assignments;
+pub mod explanation;
+pub mod pending;
 pub mod runs;

@@ -36,6 +36,8 @@ pub struct CustomerRow {
     pub version: i64,
     pub created_at: chrono::NaiveDateTime,
     pub updated_at: chrono::NaiveDateTime,
+    /// The pending changes by scheme as JSON; see `classification::pending::refresh`.
+    pub pending: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,7 +114,12 @@ pub fn new_snapshots<'a>(
 }
 
 fn view_of(row: CustomerRow) -> Result<CustomerView, AppError> {
-    Ok(CustomerView { assignments: assignments_of(&row)?, attributes: decode_attributes(&row)?, row })
+    Ok(CustomerView {
+        assignments: assignments_of(&row)?,
+        attributes: decode_attributes(&row)?,
+        pending: decode_pending(&row)?,
+        row,
+    })
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +134,32 @@ pub struct CustomerView {
     /// Ordered by scheme code.
     pub assignments: Vec<AssignmentView>,
     pub attributes: BTreeMap<String, AttributeView>,
+    /// By scheme code.
+    pub pending: BTreeMap<String, PendingView>,
+}
+
+/// A change of the customer's category in a scheme that takes effect later.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PendingView {
+    pub id: i64,
+    pub category: String,
+    #[serde(deserialize_with = "snapshot_moment")]
+    pub effective_at: chrono::NaiveDateTime,
+    pub actor: String,
+    pub reason: Option<String>,
+}
+
+fn snapshot_moment<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<chrono::NaiveDateTime, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+    chrono::NaiveDateTime::parse_from_str(&text, "%Y-%m-%d %H:%M:%S%.f").map_err(serde::de::Error::custom)
+}
+
+/// `{"SCHEME": {"id", "category", "effective_at", "actor", "reason"}}` as
+/// `classification::pending::refresh` writes it.
+pub(crate) fn decode_pending(row: &CustomerRow) -> Result<BTreeMap<String, PendingView>, AppError> {
+    let Some(text) = &row.pending else { return Ok(BTreeMap::new()) };
+    serde_json::from_str(text)
+        .map_err(|_| AppError::corrupt(format!("customer {} has a corrupt snapshot of pending changes", row.code)))
 }
 
 pub fn customer_not_found(code: &str) -> AppError {

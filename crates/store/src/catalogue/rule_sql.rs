@@ -54,26 +54,56 @@ impl Evaluation<'_> {
             }
             statement.push(" ELSE 0 END");
         }
-        statement.push(&format!(
-            " AS {}) AS matched FROM customers c LEFT JOIN customer_categories cc ON cc.customer_id = c.id AND cc.scheme_id = {scheme_id} ",
-            self.dialect.integer()
-        ));
+        statement.push(&format!(" AS {}) AS matched ", self.dialect.integer()));
+        statement.append(self.from(&compiler, Some(scheme_id), selection)).push(" ORDER BY c.id");
+        statement
+    }
+
+    /// One customer's values of `fields` and the truth (1 or 0) of `conditions`, as
+    /// the batch statement computes them, in one JSON array `[values…, truths…]` in
+    /// the column `probe`.
+    pub fn probe(&self, fields: &[&Field], conditions: &[&Condition], customer_id: i64) -> Fragment {
+        let mut compiler = Compiler { evaluation: self, joined_schemes: BTreeSet::new() };
+        let mut statement = Fragment::new(match self.dialect {
+            Dialect::Mysql => "SELECT JSON_ARRAY(",
+            Dialect::Sqlite => "SELECT json_array(",
+        });
+        let mut items: Vec<Fragment> = fields.iter().map(|field| compiler.field(field)).collect();
+        items.extend(conditions.iter().map(|condition| compiler.condition(condition)));
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                statement.push(", ");
+            }
+            statement.append(item);
+        }
+        statement.push(") AS probe ");
+        let ids = [customer_id];
+        statement.append(self.from(&compiler, None, Selection::Ids(&ids)));
+        statement
+    }
+
+    /// `FROM customers c` with what the compiled expressions read: the customer's
+    /// category in `scheme_id` (as `cc`), in every scheme a condition names (as
+    /// `k<id>`), and its metrics as of `as_of` (as `m`), for the selected customers.
+    fn from(&self, compiler: &Compiler, scheme_id: Option<i64>, selection: Selection) -> Fragment {
+        let mut from = Fragment::new("FROM customers c ");
+        if let Some(scheme_id) = scheme_id {
+            from.push(&format!(
+                "LEFT JOIN customer_categories cc ON cc.customer_id = c.id AND cc.scheme_id = {scheme_id} "
+            ));
+        }
         for joined in &compiler.joined_schemes {
-            statement.push(&format!(
+            from.push(&format!(
                 "LEFT JOIN customer_categories k{0} ON k{0}.customer_id = c.id AND k{0}.scheme_id = {joined} ",
                 joined.max(&0)
             ));
         }
-        statement
-            .push("LEFT JOIN (SELECT t.customer_id, ")
+        from.push("LEFT JOIN (SELECT t.customer_id, ")
             .append(metric_columns(self.dialect, self.as_of))
             .push(&format!(" FROM transactions t WHERE {} AND t.occurred_at <= ", selection.on("t.customer_id")))
             .bind(Bind::Timestamp(self.as_of))
-            .push(&format!(
-                " GROUP BY t.customer_id) m ON m.customer_id = c.id WHERE {} ORDER BY c.id",
-                selection.on("c.id")
-            ));
-        statement
+            .push(&format!(" GROUP BY t.customer_id) m ON m.customer_id = c.id WHERE {}", selection.on("c.id")));
+        from
     }
 }
 

@@ -74,6 +74,15 @@ pub fn assignable_category(
     Ok(category)
 }
 
+/// What a change of a customer in a scheme does to its pending change there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingRule {
+    /// A manual change supersedes the change planned for later: it is cancelled.
+    Cancel,
+    /// The planned change stays (the request says so, or it is not a manual change).
+    Keep,
+}
+
 /// One customer put into a category of a scheme, as a request asks.
 pub struct Assignment<'a> {
     pub customer: &'a str,
@@ -87,6 +96,7 @@ pub struct Assignment<'a> {
     /// The customer's version the caller read (`If-Match`).
     pub expected: Option<i64>,
     pub restriction: Option<&'a Restriction>,
+    pub pending: PendingRule,
 }
 
 /// `PUT /customers/{code}/categories/{scheme}`: assign or re-assign. With a
@@ -101,12 +111,14 @@ pub fn assign(conn: &mut DbConnection, assignment: Assignment) -> Result<Custome
         provenance,
         expected,
         restriction,
+        pending,
     } = assignment;
     transaction(conn, |conn| {
         let customer = crate::access::visibility::locked_customer(conn, customer_code, expected, restriction)?;
         visibility::ensure_allowed(restriction, scheme_code, Some(category_code))?;
         let scheme = scheme_store::get(conn, scheme_code)?;
         let category = assignable_category(conn, &scheme, category_code, "category")?;
+        classification::pending::settle_for_manual_change(conn, pending, scheme_code, &[customer.id])?;
         let mut write = ClassificationWrite::default();
         let outcome = write.set(
             conn,
@@ -139,6 +151,7 @@ pub fn unassign(
     provenance: &Provenance,
     expected: Option<i64>,
     restriction: Option<&Restriction>,
+    pending: PendingRule,
 ) -> Result<CustomerView, AppError> {
     transaction(conn, |conn| {
         let customer = crate::access::visibility::locked_customer(conn, customer_code, expected, restriction)?;
@@ -150,6 +163,7 @@ pub fn unassign(
                 format!("scheme {scheme_code} is required, so customer {customer_code} must keep a category in it; re-assign instead"),
             ));
         }
+        classification::pending::settle_for_manual_change(conn, pending, scheme_code, &[customer.id])?;
         let mut write = ClassificationWrite::default();
         write.clear(conn, &customer, &scheme, provenance)?;
         write.finish(conn, true)?;
@@ -169,18 +183,25 @@ pub struct BatchOutcome {
     pub unchanged: usize,
 }
 
+/// Many customers put into one category of a scheme.
+pub struct Batch<'a> {
+    pub scheme: &'a str,
+    pub category: &'a str,
+    pub customers: &'a [CustomerCode],
+    pub locked: Option<bool>,
+    pub pending: PendingRule,
+}
+
 /// `POST /assignments/batch`: all customers move, or none does. With a
 /// `restriction`, customers outside it count as unknown, and the category must be
 /// one it allows.
 pub fn assign_batch(
     conn: &mut DbConnection,
-    scheme_code: &str,
-    category_code: &str,
-    codes: &[CustomerCode],
-    locked: Option<bool>,
+    batch: Batch,
     provenance: &Provenance,
     restriction: Option<&Restriction>,
 ) -> Result<BatchOutcome, AppError> {
+    let Batch { scheme: scheme_code, category: category_code, customers: codes, locked, pending } = batch;
     transaction(conn, |conn| {
         visibility::ensure_allowed(restriction, scheme_code, Some(category_code))?;
         let scheme = scheme_store::find(conn, scheme_code)?.ok_or_else(|| {
@@ -194,6 +215,7 @@ pub fn assign_batch(
         let ids = customer_ids(conn, codes, restriction)?;
         let customer_ids: Vec<i64> = ids.values().copied().collect();
         let current = lock_in_scheme(conn, scheme.id, &customer_ids)?;
+        classification::pending::settle_for_manual_change(conn, pending, scheme_code, &customer_ids)?;
 
         let mut movers = Vec::new();
         let mut relocked = Vec::new();

@@ -27,8 +27,10 @@ use crate::reporting::counts::{self, CategoryDeltas};
 use history::{NewHistory, SharedChange};
 
 pub mod assignments;
+pub mod explanation;
 pub mod history;
 mod memberships;
+pub mod pending;
 pub mod rankings;
 pub mod reassign;
 pub mod run_batches;

@@ -139,11 +139,21 @@ impl Writer<'_> {
                             provenance,
                             expected: None,
                             restriction,
+                            // A data load keeps what was planned for later.
+                            pending: assignments::PendingRule::Keep,
                         };
                         assignments::assign(conn, assignment).map_err(|e| in_field(e, &field))?;
                     }
                     None => {
-                        assignments::unassign(conn, &change.code, scheme_code, provenance, None, restriction)?;
+                        assignments::unassign(
+                            conn,
+                            &change.code,
+                            scheme_code,
+                            provenance,
+                            None,
+                            restriction,
+                            assignments::PendingRule::Keep,
+                        )?;
                     }
                 }
             }

@@ -1,0 +1,17 @@
+//! Why a customer stands where it does in a scheme (`store::classification::explanation`).
+
+use std::sync::Arc;
+
+use crate::db::Db;
+use crate::domain::restriction::Restriction;
+use crate::error::AppError;
+use crate::store::classification::explanation::{self as store, Explanation};
+
+pub async fn explain(
+    db: &Db,
+    customer: String,
+    scheme: String,
+    restriction: Option<Arc<Restriction>>,
+) -> Result<Explanation, AppError> {
+    db.run(move |conn| store::explain(conn, &customer, &scheme, restriction.as_deref())).await
+}

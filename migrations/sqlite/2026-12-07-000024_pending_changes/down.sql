@@ -1,0 +1,2 @@
+ALTER TABLE customers DROP COLUMN pending;
+DROP TABLE pending_changes;
