@@ -88,7 +88,8 @@ pub fn explain(
     scheme_code: &str,
     restriction: Option<&Restriction>,
 ) -> Result<Explanation, AppError> {
-    crate::db::transaction(conn, |conn| {
+    // One snapshot, read-only: the rules, their ranks and the customer agree.
+    crate::db::snapshot(conn, |conn| {
         let customer = customer_store::view(conn, customer_code)?;
         if !visibility::admits_row(restriction, &customer.row)? {
             return Err(customer_store::customer_not_found(customer_code));
