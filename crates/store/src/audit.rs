@@ -600,7 +600,7 @@ impl CustomerRange {
         let snapshots: Vec<i64> = stale.snapshots.iter().copied().collect();
         refresh_snapshot(conn, SnapshotTarget::Ids(&snapshots), true)?;
         let pending: Vec<i64> = stale.pending.iter().copied().collect();
-        crate::classification::pending::refresh(conn, &pending)?;
+        crate::classification::pending_rows::refresh(conn, &pending)?;
         let keys: Vec<i64> = stale.keys.iter().copied().collect();
         for chunk in keys.chunks(1000) {
             diesel::sql_query(format!("DELETE FROM customer_match_keys WHERE customer_id IN ({})", id_list(chunk)))

@@ -19,6 +19,8 @@ use crate::archive::customer_rows::{self as customer_store, CustomerRow, Custome
 use crate::catalogue::attribute_values::{self, EditMode};
 use crate::catalogue::category_rows::CategoryRow;
 use crate::catalogue::schemes::{self as scheme_store, SchemeRow};
+use crate::classification::pending_rows;
+pub use crate::classification::pending_rows::PendingRule;
 use crate::classification::{self, AttributeCheck, ClassificationWrite, Mover, Moves, Provenance, Setting};
 use crate::{id_list, lock_rows, LockMode, LockableTable};
 
@@ -74,15 +76,6 @@ pub fn assignable_category(
     Ok(category)
 }
 
-/// What a change of a customer in a scheme does to its pending change there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PendingRule {
-    /// A manual change supersedes the change planned for later: it is cancelled.
-    Cancel,
-    /// The planned change stays (the request says so, or it is not a manual change).
-    Keep,
-}
-
 /// One customer put into a category of a scheme, as a request asks.
 pub struct Assignment<'a> {
     pub customer: &'a str,
@@ -118,7 +111,7 @@ pub fn assign(conn: &mut DbConnection, assignment: Assignment) -> Result<Custome
         visibility::ensure_allowed(restriction, scheme_code, Some(category_code))?;
         let scheme = scheme_store::get(conn, scheme_code)?;
         let category = assignable_category(conn, &scheme, category_code, "category")?;
-        classification::pending::settle_for_manual_change(conn, pending, scheme_code, &[customer.id])?;
+        pending_rows::settle_for_manual_change(conn, pending, scheme_code, &[customer.id])?;
         let mut write = ClassificationWrite::default();
         let outcome = write.set(
             conn,
@@ -163,7 +156,7 @@ pub fn unassign(
                 format!("scheme {scheme_code} is required, so customer {customer_code} must keep a category in it; re-assign instead"),
             ));
         }
-        classification::pending::settle_for_manual_change(conn, pending, scheme_code, &[customer.id])?;
+        pending_rows::settle_for_manual_change(conn, pending, scheme_code, &[customer.id])?;
         let mut write = ClassificationWrite::default();
         write.clear(conn, &customer, &scheme, provenance)?;
         write.finish(conn, true)?;
@@ -204,18 +197,12 @@ pub fn assign_batch(
     let Batch { scheme: scheme_code, category: category_code, customers: codes, locked, pending } = batch;
     transaction(conn, |conn| {
         visibility::ensure_allowed(restriction, scheme_code, Some(category_code))?;
-        let scheme = scheme_store::find(conn, scheme_code)?.ok_or_else(|| {
-            AppError::validation(
-                ErrorCode::SchemeNotFoundInRequest,
-                format!("scheme {scheme_code} does not exist"),
-                vec![FieldError::new("scheme", format!("no scheme {scheme_code}"))],
-            )
-        })?;
+        let scheme = scheme_in_body(conn, scheme_code)?;
         let category = assignable_category(conn, &scheme, category_code, "category")?;
         let ids = customer_ids(conn, codes, restriction)?;
         let customer_ids: Vec<i64> = ids.values().copied().collect();
         let current = lock_in_scheme(conn, scheme.id, &customer_ids)?;
-        classification::pending::settle_for_manual_change(conn, pending, scheme_code, &customer_ids)?;
+        pending_rows::settle_for_manual_change(conn, pending, scheme_code, &customer_ids)?;
 
         let mut movers = Vec::new();
         let mut relocked = Vec::new();
@@ -248,6 +235,17 @@ pub fn assign_batch(
         let changed = write.customers_changed();
         write.finish(conn, true)?;
         Ok(BatchOutcome { requested: seen.len(), changed, unchanged: seen.len() - changed })
+    })
+}
+
+/// The scheme a request body names (`scheme`): 422 `scheme_not_found` when it does not exist.
+pub(crate) fn scheme_in_body(conn: &mut DbConnection, scheme_code: &str) -> Result<SchemeRow, AppError> {
+    scheme_store::find(conn, scheme_code)?.ok_or_else(|| {
+        AppError::validation(
+            ErrorCode::SchemeNotFoundInRequest,
+            format!("scheme {scheme_code} does not exist"),
+            vec![FieldError::new("scheme", format!("no scheme {scheme_code}"))],
+        )
     })
 }
 

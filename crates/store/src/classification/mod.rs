@@ -31,6 +31,7 @@ pub mod explanation;
 pub mod history;
 mod memberships;
 pub mod pending;
+pub mod pending_rows;
 pub mod rankings;
 pub mod reassign;
 pub mod run_batches;

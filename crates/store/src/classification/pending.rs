@@ -24,10 +24,10 @@ use crate::error::{AppError, ErrorCode, ErrorKind};
 use crate::access::visibility;
 use crate::archive::customer_rows::{self as customer_store, CustomerRow};
 use crate::catalogue::schemes as scheme_store;
-use crate::classification::assignments::{self, Assignment, PendingRule};
+use crate::classification::assignments::{self, Assignment};
+use crate::classification::pending_rows::{cancel_for, refresh, PendingRule};
 use crate::classification::Provenance;
 use crate::feed::events;
-use crate::id_list;
 
 /// Pending changes applied per pass of the job.
 const DUE_PER_PASS: i64 = 100;
@@ -116,13 +116,7 @@ pub struct BatchScheduling<'a> {
 pub fn schedule_batch(conn: &mut DbConnection, batch: BatchScheduling) -> Result<usize, AppError> {
     transaction(conn, |conn| {
         visibility::ensure_allowed(batch.restriction, batch.scheme, Some(batch.category))?;
-        let scheme = scheme_store::find(conn, batch.scheme)?.ok_or_else(|| {
-            AppError::validation(
-                ErrorCode::SchemeNotFoundInRequest,
-                format!("scheme {} does not exist", batch.scheme),
-                vec![crate::domain::FieldError::new("scheme", format!("no scheme {}", batch.scheme))],
-            )
-        })?;
+        let scheme = assignments::scheme_in_body(conn, batch.scheme)?;
         assignments::assignable_category(conn, &scheme, batch.category, "category")?;
         let ids = assignments::customer_ids(conn, batch.customers, batch.restriction)?;
         let mut customer_ids: Vec<i64> = ids.values().copied().collect();
@@ -183,66 +177,6 @@ fn insert(
         ))
         .execute(conn)?;
     last_insert_id(conn)
-}
-
-/// Cancels the pending changes of these customers in the scheme; the caller holds
-/// the customers' rows and refreshes their snapshots. Whether any was cancelled.
-pub(crate) fn cancel_for(conn: &mut DbConnection, scheme_code: &str, customer_ids: &[i64]) -> Result<bool, AppError> {
-    let at = now();
-    let mut cancelled = 0;
-    for chunk in customer_ids.chunks(1000) {
-        cancelled += diesel::update(
-            pending_changes::table
-                .filter(pending_changes::customer_id.eq_any(chunk))
-                .filter(pending_changes::scheme_code.eq(scheme_code))
-                .filter(pending_changes::status.eq(PendingStatus::Pending.as_str())),
-        )
-        .set((
-            pending_changes::status.eq(PendingStatus::Cancelled.as_str()),
-            pending_changes::settled_at.eq(Some(at)),
-            pending_changes::version.eq(pending_changes::version + 1),
-        ))
-        .execute(conn)?;
-    }
-    Ok(cancelled > 0)
-}
-
-/// A manual change of these customers in the scheme: cancels their pending changes
-/// there (and shows it on them) unless the request keeps them.
-pub(crate) fn settle_for_manual_change(
-    conn: &mut DbConnection,
-    rule: PendingRule,
-    scheme_code: &str,
-    customer_ids: &[i64],
-) -> Result<(), AppError> {
-    if rule == PendingRule::Cancel && cancel_for(conn, scheme_code, customer_ids)? {
-        refresh(conn, customer_ids)?;
-    }
-    Ok(())
-}
-
-/// Rewrites `customers.pending` of these customers from their pending changes, and
-/// gives them a new version: their representation changed.
-pub(crate) fn refresh(conn: &mut DbConnection, customer_ids: &[i64]) -> Result<(), AppError> {
-    let pending = match conn {
-        DbConnection::Mysql(_) => {
-            "(SELECT JSON_OBJECTAGG(p.scheme_code, JSON_OBJECT('id', p.id, 'category', p.category_code, \
-             'effective_at', DATE_FORMAT(p.effective_at, '%Y-%m-%d %H:%i:%s.%f'), 'actor', p.actor, 'reason', p.reason)) \
-             FROM pending_changes p WHERE p.customer_id = customers.id AND p.status = 'pending')"
-        }
-        DbConnection::Sqlite(_) => {
-            "(SELECT NULLIF(json_group_object(p.scheme_code, json_object('id', p.id, 'category', p.category_code, \
-             'effective_at', p.effective_at, 'actor', p.actor, 'reason', p.reason)), '{}') \
-             FROM pending_changes p WHERE p.customer_id = customers.id AND p.status = 'pending')"
-        }
-    };
-    for chunk in customer_ids.chunks(1000) {
-        let mut update =
-            Fragment::new(&format!("UPDATE customers SET pending = {pending}, version = version + 1, updated_at = "));
-        update.bind(Bind::Timestamp(now())).push(&format!(" WHERE id IN ({})", id_list(chunk)));
-        update.into_query().execute(conn)?;
-    }
-    Ok(())
 }
 
 fn get_row(conn: &mut DbConnection, id: i64) -> Result<PendingRow, AppError> {
