@@ -13,7 +13,7 @@ use crate::api::customers::{parse_reason, Customer};
 use crate::api::error::{json_error, ApiError, Problem};
 use crate::api::pending_changes::{location, PendingChange};
 use crate::api::schemas::AttributeValue;
-use crate::api::{ok_versioned, AppState, FieldErrors, IfMatch};
+use crate::api::{etag, ok_versioned, AppState, FieldErrors, IfMatch};
 use crate::db::Clock;
 use crate::domain::category::CategoryCode;
 use crate::domain::customer::CustomerCode;
@@ -87,7 +87,7 @@ fn scheduled(row: PendingRow) -> Result<HttpResponse, ApiError> {
     let change = PendingChange::try_from(row)?;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, location(change.id)))
-        .insert_header((header::ETAG, format!("\"{}\"", change.version)))
+        .insert_header(etag(change.version))
         .json(change))
 }
 

@@ -111,7 +111,7 @@ pub fn assign(conn: &mut DbConnection, assignment: Assignment) -> Result<Custome
         visibility::ensure_allowed(restriction, scheme_code, Some(category_code))?;
         let scheme = scheme_store::get(conn, scheme_code)?;
         let category = assignable_category(conn, &scheme, category_code, "category")?;
-        pending_rows::settle_for_manual_change(conn, pending, scheme_code, &[customer.id])?;
+        pending_rows::settle_for_manual_change_of(conn, pending, scheme_code, &customer)?;
         let mut write = ClassificationWrite::default();
         let outcome = write.set(
             conn,
@@ -156,7 +156,7 @@ pub fn unassign(
                 format!("scheme {scheme_code} is required, so customer {customer_code} must keep a category in it; re-assign instead"),
             ));
         }
-        pending_rows::settle_for_manual_change(conn, pending, scheme_code, &[customer.id])?;
+        pending_rows::settle_for_manual_change_of(conn, pending, scheme_code, &customer)?;
         let mut write = ClassificationWrite::default();
         write.clear(conn, &customer, &scheme, provenance)?;
         write.finish(conn, true)?;

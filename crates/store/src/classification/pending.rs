@@ -94,7 +94,7 @@ pub fn schedule(conn: &mut DbConnection, scheduling: Scheduling) -> Result<Pendi
         let scheme = scheme_store::get(conn, scheduling.scheme)?;
         assignments::assignable_category(conn, &scheme, scheduling.category, "category")?;
         let values = (!scheduling.values.is_empty()).then(|| json!(scheduling.values).to_string());
-        let id = insert(conn, &customer, &scheduling, scheduling.category, values.as_deref())?;
+        let id = insert(conn, &customer, &scheduling, values.as_deref())?;
         refresh(conn, &[customer.id])?;
         get_row(conn, id)
     })
@@ -156,7 +156,6 @@ fn insert(
     conn: &mut DbConnection,
     customer: &CustomerRow,
     scheduling: &Scheduling,
-    category: &str,
     values: Option<&str>,
 ) -> Result<i64, AppError> {
     cancel_for(conn, scheduling.scheme, &[customer.id])?;
@@ -165,7 +164,7 @@ fn insert(
             pending_changes::customer_id.eq(customer.id),
             pending_changes::customer_code.eq(&customer.code),
             pending_changes::scheme_code.eq(scheduling.scheme),
-            pending_changes::category_code.eq(category),
+            pending_changes::category_code.eq(scheduling.category),
             pending_changes::locked.eq(scheduling.locked),
             pending_changes::attributes.eq(values),
             pending_changes::effective_at.eq(scheduling.effective_at),

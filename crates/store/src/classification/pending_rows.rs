@@ -6,6 +6,7 @@
 
 use diesel::prelude::*;
 
+use crate::archive::customer_rows::CustomerRow;
 use crate::db::schema::pending_changes;
 use crate::db::sql::{Bind, Fragment};
 use crate::db::{now, DbConnection};
@@ -56,6 +57,20 @@ pub(crate) fn settle_for_manual_change(
         refresh(conn, customer_ids)?;
     }
     Ok(())
+}
+
+/// A manual change of one customer, whose locked row is at hand: its snapshot says
+/// whether it has a pending change at all, so most changes write nothing here.
+pub(crate) fn settle_for_manual_change_of(
+    conn: &mut DbConnection,
+    rule: PendingRule,
+    scheme_code: &str,
+    customer: &CustomerRow,
+) -> Result<(), AppError> {
+    if customer.pending.is_none() {
+        return Ok(());
+    }
+    settle_for_manual_change(conn, rule, scheme_code, &[customer.id])
 }
 
 /// Rewrites `customers.pending` of these customers from their pending changes, and
