@@ -5,7 +5,8 @@
 //! connection (a report is one person's request), and the service's memory while
 //! it writes .xlsx workbooks.
 //!
-//! Run: `scripts/bench reports` (BENCH_CUSTOMERS, BENCH_SECONDS, BENCH_RELOAD=1, BENCH_ONLY).
+//! Run: `scripts/bench reports` (BENCH_CUSTOMERS, BENCH_SECONDS, BENCH_RELOAD=1, BENCH_ONLY;
+//! `BENCH_ONLY=sales` for the sales report by category and its memory alone).
 
 mod support;
 
@@ -112,6 +113,18 @@ fn main() {
     let today = chrono::Utc::now().date_naive();
     let quarter = format!("from={}&to={today}", today - chrono::Duration::days(90));
     let as_of = today - chrono::Duration::days(60);
+    // The last whole calendar quarter, by month.
+    let this_quarter = chrono::NaiveDate::from_ymd_opt(
+        chrono::Datelike::year(&today),
+        chrono::Datelike::month0(&today) / 3 * 3 + 1,
+        1,
+    )
+    .expect("a quarter's first day");
+    let last_quarter = format!(
+        "from={}&to={}",
+        this_quarter - chrono::Months::new(3),
+        this_quarter.pred_opt().expect("the day before")
+    );
     let json = "application/json";
     let scenarios: Vec<(&str, String)> = vec![
         ("distribution, counts (target p50 ≤ 50 ms)", "/api/v1/reports/distribution?scheme=TIER".into()),
@@ -152,15 +165,27 @@ fn main() {
             ),
         ),
         ("as_of cross-tab, 60 days ago", format!("/api/v1/reports/crosstab?rows=INDUSTRY&cols=TIER&as_of={as_of}")),
+        (
+            "sales by category at sale, a quarter by month (target ≤ 3 s)",
+            format!("/api/v1/reports/sales?scheme=TIER&{last_quarter}&interval=month&basis=at_sale"),
+        ),
+        (
+            "sales by category now, a quarter by month",
+            format!("/api/v1/reports/sales?scheme=TIER&{last_quarter}&interval=month&basis=current"),
+        ),
     ];
     println!("\n{n} customers, {TRANSACTIONS} transactions, {MOVES} moves; wrk -c1 for {seconds} s each\n");
     report_header();
     // BENCH_ONLY=text runs only the scenarios whose name contains it ("xlsx": the memory one).
     let only = std::env::var("BENCH_ONLY").ok();
     let wanted = |name: &str| only.as_deref().is_none_or(|only| name.contains(only));
+    // The service's memory is sampled over every scenario run, so that `BENCH_ONLY=sales`
+    // gives the peak of the sales report alone.
+    let memory = support::PeakMemory::sample(service.pid());
     for (name, path) in scenarios.iter().filter(|(name, _)| wanted(name)) {
         report(name, &wrk(&service.base, 1, seconds, &lua_get(path, json)));
     }
+    println!("\npeak service RSS over these scenarios: {:.1} MB (target ≤ 150 MB for the sales report)", memory.stop());
     if !wanted("xlsx") {
         return;
     }

@@ -175,6 +175,7 @@ pub fn seed(conn: &mut DbConnection) -> Result<usize, AppError> {
                 active: true,
                 ordered: code == "TIER",
                 schedule: None,
+                tier_policy: None,
             },
         )?;
         for (order, (category, category_name)) in categories.iter().enumerate() {

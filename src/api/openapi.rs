@@ -36,7 +36,7 @@ use crate::service::feed::EventData;
         transactions::post, transactions::metrics,
         rules::list, rules::create, rules::get, rules::update, rules::delete, explanations::explain,
         runs::create, runs::list, runs::get, runs::changes, runs::cancel,
-        reports::distribution, reports::crosstabs::crosstab, reports::transitions::transitions, reports::transitions::transition_customers,
+        reports::distribution, reports::crosstabs::crosstab, reports::sales::sales, reports::transitions::transitions, reports::transitions::transition_customers,
         exports::export_customers, imports::import_customers, imports::get, data_quality::data_quality,
         events::list,
         webhooks::list, webhooks::create, webhooks::get, webhooks::update, webhooks::delete, webhooks::rotate_secret, webhooks::replay, webhooks::deliveries,

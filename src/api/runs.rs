@@ -52,6 +52,9 @@ pub struct Run {
     pub skipped_inactive: i64,
     /// A rule matched but the move would break a required attribute; listed in the changes.
     pub rejected: i64,
+    /// A rule would move them down, but the scheme's `tier_policy` keeps them in their
+    /// tier for now (dry: would keep); listed in the changes with outcome `held`.
+    pub held: i64,
     /// Of `changed`, upgrades: moves to a higher rank in an ordered scheme.
     pub up: i64,
     /// Of `changed`, downgrades: moves to a lower rank.
@@ -81,6 +84,7 @@ impl From<RunView> for Run {
             skipped_locked: totals.skipped_locked,
             skipped_inactive: totals.skipped_inactive,
             rejected: totals.rejected,
+            held: totals.held,
             up: totals.up,
             down: totals.down,
             transitions: totals
@@ -119,7 +123,7 @@ pub struct RunChange {
     pub to: String,
     pub rule_id: i64,
     pub outcome: ChangeOutcome,
-    /// Why it was rejected.
+    /// Why it was rejected, or for how long the tier policy holds it.
     pub detail: Option<String>,
     /// Which way the move goes, by the ranks when the run made it.
     pub direction: Direction,
@@ -203,6 +207,7 @@ pub async fn create(
     let requested = Requested {
         dry_run: body.dry_run,
         as_of: as_of.expect("checked"),
+        at: state.clock.now(),
         customers: codes,
         actor: auth.caller.name,
         batch_size: state.run_batch_size,

@@ -13,6 +13,7 @@ use crate::domain::category::CategoryCode;
 use crate::domain::code_rule::CodeRule;
 use crate::domain::schedule::{Schedule, ScheduleSpec};
 use crate::domain::scheme::SchemeCode;
+use crate::domain::tier_policy::TierPolicy;
 use crate::domain::{clean_optional_text, clean_text, FieldError};
 use crate::error::AppError;
 use crate::service::catalogue::schemes as service;
@@ -44,6 +45,9 @@ pub struct Scheme {
     pub active: bool,
     /// Categories have ranks; moves go up or down.
     pub ordered: bool,
+    /// Ordered schemes only: how its runs hold customers in their tier (a minimum stay,
+    /// consecutive failing runs before a downgrade); `null`: runs move down at once.
+    pub tier_policy: Option<TierPolicy>,
     pub category_count: i64,
     /// When the service starts a classification run of this scheme by itself (trigger `schedule`).
     pub schedule: Option<ScheduleSpec>,
@@ -59,6 +63,7 @@ impl TryFrom<SchemeView> for Scheme {
 
     fn try_from(view: SchemeView) -> Result<Self, AppError> {
         let schedule = view.row.schedule()?.map(|schedule| schedule.spec().clone());
+        let tier_policy = view.row.tier_policy()?;
         let row = view.row;
         Ok(Scheme {
             code: row.code,
@@ -71,6 +76,7 @@ impl TryFrom<SchemeView> for Scheme {
             auto_classify: row.auto_classify,
             active: row.active,
             ordered: row.ordered,
+            tier_policy,
             category_count: view.category_count,
             schedule,
             next_run_at: row.schedule_next_at.map(|at| at.and_utc()),
@@ -115,6 +121,11 @@ pub struct SchemeCreate {
     /// Start classification runs by this schedule (at most every 5 minutes).
     #[serde(default)]
     pub schedule: Option<ScheduleSpec>,
+    /// Hold rules against flapping (ordered schemes only): runs move a customer up at
+    /// once, down only after `min_stay_days` in its tier and `downgrade_after_runs`
+    /// consecutive applied runs that find it below its tier.
+    #[serde(default)]
+    pub tier_policy: Option<TierPolicy>,
 }
 
 /// Changes to a scheme; absent fields stay as they are, `null` clears a nullable one.
@@ -141,6 +152,11 @@ pub struct SchemePatch {
     #[serde(default, deserialize_with = "explicit_null")]
     #[schema(value_type = Option<ScheduleSpec>)]
     pub schedule: Option<Option<ScheduleSpec>>,
+    /// A new tier policy (ordered schemes only), or `null` for none; `null` also forgets
+    /// the failed runs counted so far.
+    #[serde(default, deserialize_with = "explicit_null")]
+    #[schema(value_type = Option<TierPolicy>)]
+    pub tier_policy: Option<Option<TierPolicy>>,
 }
 
 fn parse_code_rule(text: &str) -> Result<CodeRule, FieldError> {
@@ -156,6 +172,7 @@ impl SchemeCreate {
             errors.check(clean_optional_text("description", self.description.as_deref(), DESCRIPTION_MAX));
         let code_rule = errors.check(parse_code_rule(&self.code_rule));
         let schedule = self.schedule.and_then(|spec| errors.check_all(Schedule::parse("/schedule", spec)));
+        let tier_policy = self.tier_policy.and_then(|policy| errors.check(policy.check("/tier_policy")));
         errors.finish()?;
         Ok(NewScheme {
             code: code.expect("checked"),
@@ -167,6 +184,7 @@ impl SchemeCreate {
             active: self.active,
             ordered: self.ordered,
             schedule,
+            tier_policy,
         })
     }
 }
@@ -190,6 +208,9 @@ impl SchemePatch {
             schedule: self
                 .schedule
                 .map(|spec| spec.and_then(|spec| errors.check_all(Schedule::parse("/schedule", spec)))),
+            tier_policy: self
+                .tier_policy
+                .map(|policy| policy.and_then(|policy| errors.check(policy.check("/tier_policy")))),
         };
         errors.finish()?;
         Ok(changes)

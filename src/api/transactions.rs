@@ -142,7 +142,12 @@ pub async fn post(
     let now = crate::db::now();
     let (external_ids, items): (Vec<Option<String>>, Vec<Result<NewTransaction, String>>) =
         raw.iter().map(|item| parse_item(item, now)).unzip();
-    let runs = AutoRuns { actor: auth.caller.name, batch_size: state.run_batch_size, shutdown: state.shutdown.clone() };
+    let runs = AutoRuns {
+        actor: auth.caller.name,
+        at: state.clock.now(),
+        batch_size: state.run_batch_size,
+        shutdown: state.shutdown.clone(),
+    };
     let (ingested, classified) = service::record(&state.db, items, runs).await?;
     let classification = classified.into_iter().map(AutoClassification::from).collect();
     let items: Vec<ItemResult> = ingested

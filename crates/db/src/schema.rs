@@ -17,6 +17,7 @@ diesel::table! {
         updated_at -> Timestamp,
         schedule -> Nullable<Text>,
         schedule_next_at -> Nullable<Timestamp>,
+        tier_policy -> Nullable<Text>,
     }
 }
 
@@ -250,6 +251,7 @@ diesel::joinable!(customer_categories -> categories (category_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     schemes,
+    tier_holds,
     categories,
     customers,
     customer_categories,
@@ -341,6 +343,17 @@ diesel::table! {
         duration_ms -> BigInt,
         error -> Nullable<Text>,
         attempted_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    tier_holds (scheme_id, customer_id) {
+        scheme_id -> BigInt,
+        customer_id -> BigInt,
+        category_code -> Text,
+        assigned_at -> Timestamp,
+        failed_runs -> Integer,
+        run_id -> BigInt,
     }
 }
 

@@ -73,8 +73,10 @@ pub mod restriction;
 pub mod rule;
 pub mod run;
 pub mod sales;
+pub mod sales_report;
 pub mod schedule;
 pub mod scheme;
+pub mod tier_policy;
 pub mod webhook;
 
 use serde::Serialize;
@@ -190,6 +192,8 @@ mod tests {
         labels_are_what_serde_writes(customer::CustomerStatus::LABELS, customer::CustomerStatus::from_label);
         labels_are_what_serde_writes(history::Source::LABELS, history::Source::from_label);
         labels_are_what_serde_writes(history::Direction::LABELS, history::Direction::from_label);
+        labels_are_what_serde_writes(sales_report::SalesBasis::LABELS, sales_report::SalesBasis::from_label);
+        labels_are_what_serde_writes(sales_report::Interval::LABELS, sales_report::Interval::from_label);
         labels_are_what_serde_writes(run::RunStatus::LABELS, run::RunStatus::from_label);
         labels_are_what_serde_writes(run::Trigger::LABELS, run::Trigger::from_label);
         labels_are_what_serde_writes(run::ChangeOutcome::LABELS, run::ChangeOutcome::from_label);

@@ -35,5 +35,8 @@ labelled_enum! {
         Changed = "changed",
         /// Could not move there; `detail` says why (for example a required attribute without a value).
         Rejected = "rejected",
+        /// Would move down, but the scheme's tier policy keeps it in its tier for now;
+        /// `detail` says for how long.
+        Held = "held",
     }
 }

@@ -55,7 +55,7 @@ impl Jobs {
     pub async fn run(self) {
         futures_util::future::join4(
             maintain(self.db.clone(), self.feed, self.event_retention, self.webhooks),
-            fire_schedules(self.db.clone(), self.run_batch_size, self.shutdown.clone()),
+            fire_schedules(self.db.clone(), self.clock.clone(), self.run_batch_size, self.shutdown.clone()),
             apply_pending_changes(self.db.clone(), self.clock, self.shutdown),
             watch_imports(self.db, self.imports),
         )
@@ -110,7 +110,7 @@ async fn watch_imports(db: Db, running: RunningImports) {
 /// start-up, once for firings missed while no replica ran. Replicas race harmlessly:
 /// each firing is taken by one (`schemes::take_due_firings`), and its run takes the
 /// scheme's slot like any run (a firing that finds a run in progress is skipped).
-async fn fire_schedules(db: Db, batch_size: i64, shutdown: Shutdown) {
+async fn fire_schedules(db: Db, clock: Clock, batch_size: i64, shutdown: Shutdown) {
     while !shutdown.has_begun() {
         let firings = match db.run(|conn| schemes::take_due_firings(conn, db::now())).await {
             Ok(firings) => firings,
@@ -122,12 +122,14 @@ async fn fire_schedules(db: Db, batch_size: i64, shutdown: Shutdown) {
         for Firing { scheme, dry_run } in firings {
             let (pool, shutdown) = (db.clone(), shutdown.clone());
             let started = scheme.clone();
+            let at = clock.now();
             let outcome = db
                 .run_long(move |conn| {
                     let request = |scope| RunRequest {
                         dry_run,
                         scope,
                         as_of: db::now(),
+                        at,
                         trigger: Trigger::Schedule,
                         actor: SCHEDULE_ACTOR.to_string(),
                         batch_size,

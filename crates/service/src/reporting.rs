@@ -9,12 +9,14 @@ use chrono::NaiveDateTime;
 use crate::db::{Db, DbConnection, Spare};
 use crate::domain::history::Source;
 use crate::domain::report::{check_depth, Measure, Period, Tally};
+use crate::domain::sales_report::SalesBasis;
 use crate::error::AppError;
 use crate::store::archive::customer_filters::Filters;
 use crate::store::catalogue::categories::CategoryView;
 use crate::store::catalogue::schemes::{self, SchemeRow};
 use crate::store::reporting::category_views;
 use crate::store::reporting::reports;
+use crate::store::reporting::sales_by_category::{self, SalesCells};
 use crate::store::reporting::scheme_counts::CellKey;
 use crate::store::reporting::transitions::{self, Basis, CellCustomer, CellQuery, TransitionCell};
 
@@ -24,6 +26,16 @@ pub struct AxisAsked {
     pub scheme: String,
     pub depth_field: &'static str,
     pub depth: Option<usize>,
+}
+
+impl AxisAsked {
+    /// The depth asked for, which must be a level of the scheme's code rule.
+    fn checked_depth(&self, scheme: &SchemeRow) -> Result<Option<usize>, AppError> {
+        self.depth
+            .map(|depth| check_depth(self.depth_field, &scheme.code_rule, depth))
+            .transpose()
+            .map_err(|error| AppError::invalid_fields(vec![error]))
+    }
 }
 
 /// A scheme along a report: its categories, and the depth checked against its code rule.
@@ -56,12 +68,7 @@ pub async fn tally(
         let depths = found
             .iter()
             .zip(&asked)
-            .map(|(scheme, axis)| {
-                axis.depth
-                    .map(|depth| check_depth(axis.depth_field, &scheme.code_rule, depth))
-                    .transpose()
-                    .map_err(|error| AppError::invalid_fields(vec![error]))
-            })
+            .map(|(scheme, axis)| axis.checked_depth(scheme))
             .collect::<Result<Vec<Option<usize>>, AppError>>()?;
         let mut axes = Vec::with_capacity(found.len());
         for (scheme, depth) in found.into_iter().zip(depths) {
@@ -73,6 +80,32 @@ pub async fn tally(
         let Counting { filters, measures, as_of } = &counting;
         let cells = reports::tally(conn, spare.as_mut().map(Spare::conn), &schemes, filters, measures, *as_of)?;
         Ok((axes, cells))
+    })
+    .await
+}
+
+/// A period's sales per category of a scheme and per interval, with the categories.
+pub struct Sales {
+    pub axis: Axis,
+    pub cells: SalesCells,
+}
+
+/// The sales of `[bounds[0], bounds[last])` per interval and category of `asked` on
+/// `basis`, over the customers `filters` selects. `scheme_not_found`, then
+/// `validation_failed` for a depth beyond the scheme's code rule.
+pub async fn sales(
+    db: &Db,
+    asked: AxisAsked,
+    filters: Filters,
+    bounds: Vec<NaiveDateTime>,
+    basis: SalesBasis,
+) -> Result<Sales, AppError> {
+    db.run(move |conn| {
+        let scheme = schemes::get(conn, &asked.scheme)?;
+        let depth = asked.checked_depth(&scheme)?;
+        let categories = category_views::list(conn, &scheme.code, None)?;
+        let cells = sales_by_category::sales_by_category(conn, &scheme, &filters, &bounds, basis)?;
+        Ok(Sales { axis: Axis { scheme, categories, depth }, cells })
     })
     .await
 }

@@ -32,6 +32,7 @@ use crate::store::reporting::reports as store;
 use crate::store::reporting::transitions::{Basis, CellCustomer, CellQuery, TransitionCell};
 
 pub mod crosstabs;
+pub mod sales;
 pub mod transitions;
 
 /// The name reports give the customers without a category in a scheme.
@@ -369,6 +370,7 @@ fn build_distribution(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/reports/distribution").route(web::get().to(distribution)))
         .service(web::resource("/reports/crosstab").route(web::get().to(crosstabs::crosstab)))
+        .service(web::resource("/reports/sales").route(web::get().to(sales::sales)))
         .service(web::resource("/reports/transitions").route(web::get().to(transitions::transitions)))
         .service(
             web::resource("/reports/transitions/customers").route(web::get().to(transitions::transition_customers)),

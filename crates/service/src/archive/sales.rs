@@ -22,6 +22,8 @@ use crate::store::classification::runs::{self, RunView};
 /// How the ingesting caller's automatic runs go.
 pub struct AutoRuns {
     pub actor: String,
+    /// The service's clock now.
+    pub at: NaiveDateTime,
     pub batch_size: i64,
     pub shutdown: Shutdown,
 }
@@ -51,6 +53,7 @@ pub async fn record(
                 dry_run: false,
                 scope: Scope::Customers(ingested.customer_ids.clone()),
                 as_of: database::now(),
+                at: runs.at,
                 trigger: Trigger::Ingestion,
                 actor: runs.actor.clone(),
                 batch_size: runs.batch_size,

@@ -20,6 +20,8 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 pub struct Requested {
     pub dry_run: bool,
     pub as_of: NaiveDateTime,
+    /// The service's clock now.
+    pub at: NaiveDateTime,
     /// Only these customers; `None` for the whole scheme.
     pub customers: Option<Vec<CustomerCode>>,
     pub actor: String,
@@ -37,9 +39,9 @@ pub async fn run(
 ) -> Result<RunView, AppError> {
     let spares = db.clone();
     db.run_long(move |conn| {
-        let Requested { dry_run, as_of, customers, actor, batch_size, shutdown } = requested;
+        let Requested { dry_run, as_of, at, customers, actor, batch_size, shutdown } = requested;
         let request =
-            |scope| RunRequest { dry_run, scope, as_of, trigger: Trigger::Request, actor, batch_size, shutdown };
+            |scope| RunRequest { dry_run, scope, as_of, at, trigger: Trigger::Request, actor, batch_size, shutdown };
         store::run_requested(conn, &spares, &scheme, customers, request, on_start)
     })
     .await

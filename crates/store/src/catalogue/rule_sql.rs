@@ -22,7 +22,7 @@ pub enum Selection<'a> {
 
 impl Selection<'_> {
     /// The SQL condition on `column`; ids come from the database, never from a request.
-    fn on(&self, column: &str) -> String {
+    pub(crate) fn on(&self, column: &str) -> String {
         match self {
             Selection::Range(low, high) => format!("{column} BETWEEN {low} AND {high}"),
             Selection::Ids(ids) => format!("{column} IN ({})", crate::id_list(ids)),

@@ -1,13 +1,15 @@
 use diesel::prelude::*;
 use serde_json::json;
 
-use crate::db::schema::{categories, schemes};
+use crate::db::schema::{categories, schemes, tier_holds};
 use crate::db::{now, transaction, DbConnection};
 use crate::domain::category::CategoryCode;
 use crate::domain::code_rule::CodeRule;
 use crate::domain::event::EventType;
 use crate::domain::schedule::Schedule;
 use crate::domain::scheme::SchemeCode;
+use crate::domain::tier_policy::TierPolicy;
+use crate::domain::FieldError;
 use crate::error::{AppError, ErrorCode};
 
 use crate::feed::events;
@@ -35,6 +37,8 @@ pub struct SchemeRow {
     pub schedule: Option<String>,
     /// Its schedule's next firing (UTC).
     pub schedule_next_at: Option<chrono::NaiveDateTime>,
+    /// Its hold rules against flapping (JSON of a `TierPolicy`); ordered schemes only.
+    pub tier_policy: Option<String>,
 }
 
 impl SchemeRow {
@@ -44,6 +48,16 @@ impl SchemeRow {
             .map(|text| {
                 Schedule::stored(text)
                     .ok_or_else(|| AppError::corrupt(format!("scheme {} holds an unreadable schedule", self.code)))
+            })
+            .transpose()
+    }
+
+    pub fn tier_policy(&self) -> Result<Option<TierPolicy>, AppError> {
+        self.tier_policy
+            .as_deref()
+            .map(|text| {
+                TierPolicy::stored(text)
+                    .ok_or_else(|| AppError::corrupt(format!("scheme {} holds an unreadable tier policy", self.code)))
             })
             .transpose()
     }
@@ -66,6 +80,7 @@ pub struct NewScheme {
     pub active: bool,
     pub ordered: bool,
     pub schedule: Option<Schedule>,
+    pub tier_policy: Option<TierPolicy>,
 }
 
 /// A partial update; `None` leaves a field alone, `Some(None)` clears a nullable one.
@@ -80,6 +95,23 @@ pub struct SchemeChanges {
     pub active: Option<bool>,
     pub ordered: Option<bool>,
     pub schedule: Option<Option<Schedule>>,
+    pub tier_policy: Option<Option<TierPolicy>>,
+}
+
+/// Only an ordered scheme's runs move customers up and down, so only it takes a tier policy.
+fn ensure_policy_allowed(code: &str, ordered: bool, policy: Option<&TierPolicy>) -> Result<(), AppError> {
+    match policy {
+        Some(_) if !ordered => Err(AppError::validation(
+            ErrorCode::SchemeNotOrdered,
+            format!("scheme {code} is not ordered, so its runs move nobody down and a tier policy would hold nothing; make it ordered with the policy"),
+            vec![FieldError::new("tier_policy", "only an ordered scheme takes a tier policy")],
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn policy_column(policy: Option<&TierPolicy>) -> Option<String> {
+    policy.map(|policy| serde_json::to_string(policy).expect("a tier policy serialises"))
 }
 
 /// A schedule's stored form and its next firing after `at`.
@@ -146,6 +178,7 @@ pub fn create(conn: &mut DbConnection, new: NewScheme) -> Result<SchemeView, App
         if find(conn, new.code.as_str())?.is_some() {
             return Err(duplicate_scheme(new.code.as_str()));
         }
+        ensure_policy_allowed(new.code.as_str(), new.ordered, new.tier_policy.as_ref())?;
         let at = now();
         let (schedule, schedule_next_at) = schedule_columns(new.schedule.as_ref(), at);
         diesel::insert_into(schemes::table)
@@ -160,6 +193,7 @@ pub fn create(conn: &mut DbConnection, new: NewScheme) -> Result<SchemeView, App
                 schemes::ordered.eq(new.ordered),
                 schemes::schedule.eq(schedule),
                 schemes::schedule_next_at.eq(schedule_next_at),
+                schemes::tier_policy.eq(policy_column(new.tier_policy.as_ref())),
                 schemes::version.eq(1),
                 schemes::created_at.eq(at),
                 schemes::updated_at.eq(at),
@@ -197,6 +231,16 @@ pub fn update(
                 ));
             }
         }
+        let ordered = changes.ordered.unwrap_or(current.ordered);
+        let tier_policy = match changes.tier_policy {
+            Some(policy) => policy,
+            None => current.tier_policy()?,
+        };
+        ensure_policy_allowed(code, ordered, tier_policy.as_ref())?;
+        if tier_policy.is_none() {
+            // Counts of failed runs start again from nothing with a later policy.
+            diesel::delete(tier_holds::table.filter(tier_holds::scheme_id.eq(current.id))).execute(conn)?;
+        }
         if let Some(Some(category)) = &changes.default_category {
             crate::catalogue::category_rows::ensure_assignable_default(conn, current.id, category)?;
         }
@@ -220,7 +264,8 @@ pub fn update(
             }),
             schemes::auto_classify.eq(changes.auto_classify.unwrap_or(current.auto_classify)),
             schemes::active.eq(changes.active.unwrap_or(current.active)),
-            schemes::ordered.eq(changes.ordered.unwrap_or(current.ordered)),
+            schemes::ordered.eq(ordered),
+            schemes::tier_policy.eq(policy_column(tier_policy.as_ref())),
             schemes::schedule.eq(schedule),
             schemes::schedule_next_at.eq(schedule_next_at),
             schemes::version.eq(current.version + 1),

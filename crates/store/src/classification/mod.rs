@@ -36,6 +36,7 @@ pub mod rankings;
 pub mod reassign;
 pub mod run_batches;
 pub mod runs;
+mod tier_holds;
 use memberships::replace_memberships;
 
 /// Customers per statement.

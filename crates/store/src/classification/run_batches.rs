@@ -15,6 +15,7 @@ use crate::domain::customer::CustomerStatus;
 use crate::domain::history::{Direction, Source};
 use crate::domain::rule::Condition;
 use crate::domain::run::{ChangeOutcome, RunStatus, Trigger};
+use crate::domain::tier_policy::TierPolicy;
 use crate::error::{AppError, ErrorCode};
 use crate::shutdown::Shutdown;
 
@@ -26,6 +27,7 @@ use crate::catalogue::rules::ActiveRule;
 use crate::catalogue::schemes::SchemeRow;
 use crate::classification::assignments;
 use crate::classification::rankings;
+use crate::classification::tier_holds;
 use crate::classification::{ClassificationWrite, Mover, Moves, Provenance};
 use crate::db::sql::Dialect;
 
@@ -41,6 +43,9 @@ pub struct RunRequest {
     pub dry_run: bool,
     pub scope: Scope,
     pub as_of: NaiveDateTime,
+    /// The service's clock when the run was asked for: a tier policy's minimum stays
+    /// are judged by it.
+    pub at: NaiveDateTime,
     pub trigger: Trigger,
     pub actor: String,
     /// Customers per statement and per transaction.
@@ -58,6 +63,9 @@ pub struct Totals {
     pub skipped_locked: i64,
     pub skipped_inactive: i64,
     pub rejected: i64,
+    /// Would move down but the scheme's tier policy keeps them (runs before policies have none).
+    #[serde(default)]
+    pub held: i64,
     /// Of `changed`: moves to a higher and to a lower rank (runs before ranks existed have none).
     #[serde(default)]
     pub up: i64,
@@ -174,7 +182,9 @@ pub(crate) fn execute(
     let ranks = category_store::ranks(conn, scheme)?;
     // Relative fields rank each customer against the whole population, once per run.
     let conditions = rankings::resolve(conn, rules, &scheme_ids, request.as_of)?;
-    let batches = Batches { scheme, rules, conditions, targets, ranks, scheme_ids, request, run_id };
+    // Only an ordered scheme's runs move anyone down; its policy is read once per run.
+    let tier_policy = if scheme.ordered { scheme.tier_policy()? } else { None };
+    let batches = Batches { scheme, rules, conditions, targets, ranks, tier_policy, scheme_ids, request, run_id };
     let progress = Mutex::new(Progress::default());
     // The batches not yet taken. The worker of the helper connection takes them from the
     // end, so that the two write to far-apart pages of every index ordered by customer.
@@ -274,6 +284,7 @@ impl Totals {
         self.skipped_locked += other.skipped_locked;
         self.skipped_inactive += other.skipped_inactive;
         self.rejected += other.rejected;
+        self.held += other.held;
         self.up += other.up;
         self.down += other.down;
     }
@@ -288,6 +299,7 @@ struct Batches<'a> {
     /// The category of each rule's target, in the order of `rules`.
     targets: Vec<CategoryRow>,
     ranks: Ranks,
+    tier_policy: Option<TierPolicy>,
     scheme_ids: HashMap<String, i64>,
     request: &'a RunRequest,
     run_id: i64,
@@ -296,7 +308,7 @@ struct Batches<'a> {
 /// Evaluates one batch in one statement and applies what it found (unless dry):
 /// moves, rejections, history, snapshots and the change records.
 fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selection) -> Result<Progress, AppError> {
-    let Batches { scheme, rules, conditions, targets, ranks, scheme_ids, request, run_id } = batches;
+    let Batches { scheme, rules, conditions, targets, ranks, tier_policy, scheme_ids, request, run_id } = batches;
     let (scheme, rules, request, run_id) = (*scheme, *rules, *request, *run_id);
     let mut progress = Progress::default();
     let Progress { totals, transitions } = &mut progress;
@@ -344,6 +356,28 @@ fn evaluate_batch(conn: &mut DbConnection, batches: &Batches, selection: Selecti
         }
     }
     let mut records = Vec::new();
+    if let Some(policy) = tier_policy {
+        let is_down = |index: usize, mover: &Mover| {
+            ranks.direction(mover.from.as_deref(), Some(&rules[index].row.target_category)) == Direction::Down
+        };
+        let held = tier_holds::hold_back(conn, scheme.id, policy, request.at, &mut groups, is_down)?;
+        for held in &held {
+            totals.held += 1;
+            let rule = &rules[held.rule_index].row;
+            records.push(Change {
+                customer: held.mover.code.clone(),
+                from: held.mover.from.clone(),
+                to: rule.target_category.clone(),
+                rule_id: rule.id,
+                outcome: ChangeOutcome::Held,
+                detail: Some(held.hold.describe(policy)),
+                recorded_direction: Some(Direction::Down),
+            });
+        }
+        if !request.dry_run {
+            tier_holds::record(conn, scheme.id, run_id, selection, &held)?;
+        }
+    }
     let mut write = ClassificationWrite::default();
     for (index, movers) in groups {
         let rule = &rules[index].row;

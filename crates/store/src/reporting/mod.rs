@@ -5,5 +5,6 @@ pub mod counts;
 pub mod journeys;
 pub mod past_standing;
 pub mod reports;
+pub mod sales_by_category;
 pub mod scheme_counts;
 pub mod transitions;

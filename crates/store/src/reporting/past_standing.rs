@@ -36,7 +36,7 @@ const DAYS_PER_READ: i64 = 1;
 const ABSENT: u32 = u32::MAX;
 
 /// Ids a placement may span (4 bytes each): beyond, the ids are too sparse for it.
-const MAX_ID_SPAN: i64 = 16_000_000;
+pub(crate) const MAX_ID_SPAN: i64 = 16_000_000;
 
 /// Whether the customer ids are dense enough to place every customer by id.
 pub fn dense(conn: &mut DbConnection) -> Result<bool, AppError> {
@@ -59,14 +59,14 @@ fn first_sale(conn: &mut DbConnection) -> Result<Option<NaiveDateTime>, AppError
     Ok(transactions::table.select(diesel::dsl::min(transactions::occurred_at)).first(conn)?)
 }
 
-fn id_bounds(conn: &mut DbConnection) -> Result<(Option<i64>, Option<i64>), AppError> {
+pub(crate) fn id_bounds(conn: &mut DbConnection) -> Result<(Option<i64>, Option<i64>), AppError> {
     Ok(customers::table.select((diesel::dsl::min(customers::id), diesel::dsl::max(customers::id))).first(conn)?)
 }
 
 /// Where every customer stood in one scheme at a past moment: for each id from the
 /// first, a cell, `0` for unclassified (and for ids nobody holds), `i + 1` for the
 /// scheme's `i`-th category.
-struct Standing {
+pub(crate) struct Standing {
     codes: Vec<String>,
     cell_by_code: HashMap<String, u32>,
     first_id: i64,
@@ -78,7 +78,7 @@ struct Standing {
 impl Standing {
     /// Reads the scheme's assignments of customers `low..=high` and undoes the moves
     /// made since `at`.
-    fn read(
+    pub(crate) fn read(
         conn: &mut DbConnection,
         scheme: &SchemeRow,
         at: NaiveDateTime,
@@ -131,16 +131,21 @@ impl Standing {
         Ok(standing)
     }
 
+    /// How many categories the cells number (`1..=` this; `0` is none).
+    pub(crate) fn codes_len(&self) -> usize {
+        self.codes.len()
+    }
+
     /// The cell of a category code, `0` for `''` (none).
-    fn cell_of(&self, code: &str) -> u32 {
+    pub(crate) fn cell_of(&self, code: &str) -> u32 {
         self.cell_by_code.get(code).copied().unwrap_or(0)
     }
 
-    fn key(&self, cell: u32) -> Option<String> {
+    pub(crate) fn key(&self, cell: u32) -> Option<String> {
         cell.checked_sub(1).and_then(|index| self.codes.get(index as usize)).cloned()
     }
 
-    fn cell(&self, customer_id: i64) -> Option<u32> {
+    pub(crate) fn cell(&self, customer_id: i64) -> Option<u32> {
         let index = usize::try_from(customer_id - self.first_id).ok()?;
         self.cells.get(index).copied().filter(|cell| *cell != ABSENT)
     }

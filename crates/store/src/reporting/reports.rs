@@ -648,6 +648,16 @@ impl Grouping {
         })
     }
 
+    /// The ids of the customers that count, in no order.
+    fn ids(self, conn: &mut DbConnection) -> Result<Vec<i64>, AppError> {
+        let mut query = Fragment::new(&format!("SELECT {} AS id FROM ", self.id));
+        query.append(self.population).append(self.joins);
+        for (index, condition) in self.conditions.into_iter().enumerate() {
+            query.push(if index == 0 { " WHERE " } else { " AND " }).append(condition);
+        }
+        Ok(query.into_query().load::<CustomerId>(conn)?.into_iter().map(|row| row.id).collect())
+    }
+
     /// Only the customers without a category on the first axis.
     fn unclassified_only(mut self) -> Self {
         self.conditions.push(Fragment::new(&format!("{} IS NULL", self.first_axis)));
@@ -706,6 +716,21 @@ impl Grouping {
             Sums { head: corrections, conditions: corrected, customer_id: "t.customer_id" },
         ]
     }
+}
+
+#[derive(QueryableByName)]
+struct CustomerId {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// The ids of the customers the filters select now (a restricted key's among them).
+pub(crate) fn matching_ids(
+    conn: &mut DbConnection,
+    scheme: &SchemeRow,
+    filters: &Filters,
+) -> Result<Vec<i64>, AppError> {
+    Grouping::new(conn, &[scheme], filters, None)?.ids(conn)
 }
 
 /// The tallies of the report's rows, by category code, for `tree_tallies`.

@@ -1,0 +1,2 @@
+DROP TABLE tier_holds;
+ALTER TABLE schemes DROP COLUMN tier_policy;
