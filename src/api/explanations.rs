@@ -71,12 +71,16 @@ pub struct RuleExplained {
 /// What a classification run would do now.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Outcome {
-    /// `moves` (to `category`, by `rule_id`), `stays` (a rule holds for its category, or
-    /// none holds), `pinned` (the customer is pinned) or `inactive` (runs skip it).
+    /// `moves` (to `category`, by `rule_id`), `held` (the rule would move it down, but the
+    /// scheme's tier policy keeps it for now: `detail` says for how long), `stays` (a rule
+    /// holds for its category, or none holds), `pinned` (the customer is pinned) or
+    /// `inactive` (runs skip it).
     #[schema(example = "moves")]
     pub kind: String,
     pub category: Option<String>,
     pub rule_id: Option<i64>,
+    /// For `held`: the runs and the stay the policy still waits for.
+    pub detail: Option<String>,
 }
 
 /// The distance to the neighbouring tiers of an ordered scheme.
@@ -133,15 +137,22 @@ impl TryFrom<Explained> for Explanation {
         let locked = held.as_ref().is_some_and(|held| held.locked);
         let status = explained.customer.row.status;
         let winner = explained.winner().map(|rule| (rule.rule.id, rule.rule.target_category.clone()));
-        let outcome = match (&winner, status, locked) {
-            (_, status, _) if status != CustomerStatus::Active => {
-                Outcome { kind: "inactive".into(), category: None, rule_id: None }
+        let outcome = |kind: &str, category: Option<String>, rule_id: Option<i64>| Outcome {
+            kind: kind.into(),
+            category,
+            rule_id,
+            detail: None,
+        };
+        let outcome = match (&winner, status, locked, &explained.tier_hold) {
+            (_, status, _, _) if status != CustomerStatus::Active => outcome("inactive", None, None),
+            (_, _, true, _) => outcome("pinned", None, None),
+            (Some((id, target)), _, _, Some((policy, hold))) => {
+                Outcome { detail: Some(hold.describe(policy)), ..outcome("held", Some(target.clone()), Some(*id)) }
             }
-            (_, _, true) => Outcome { kind: "pinned".into(), category: None, rule_id: None },
-            (Some((id, target)), _, _) if Some(target) != category.as_ref() => {
-                Outcome { kind: "moves".into(), category: Some(target.clone()), rule_id: Some(*id) }
+            (Some((id, target)), _, _, None) if Some(target) != category.as_ref() => {
+                outcome("moves", Some(target.clone()), Some(*id))
             }
-            (rule, _, _) => Outcome { kind: "stays".into(), category: None, rule_id: rule.as_ref().map(|(id, _)| *id) },
+            (rule, _, _, _) => outcome("stays", None, rule.as_ref().map(|(id, _)| *id)),
         };
         let distance = distance(&explained, category.as_deref());
         let pending = explained.customer.pending.get(&scheme).map(|pending| PendingSummary {

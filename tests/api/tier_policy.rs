@@ -169,6 +169,14 @@ async fn held_downgrades_say_why_and_dry_runs_do_not_count(app: TestApp) {
     let fallback = rules["items"].as_array().unwrap().iter().find(|r| r["target_category"] == "02").unwrap();
     assert_eq!(rule_id, fallback["id"], "the held change names the rule that would have moved it");
 
+    // The explanation says what an applied run now would do: hold it a second time.
+    let explained =
+        ok_json(app.get("/api/v1/customers/C1/classification/TIER/explanation").await, StatusCode::OK).await;
+    let outcome = &explained["outcome"];
+    assert_eq!((outcome["kind"].clone(), outcome["category"].clone()), (json!("held"), json!("02")));
+    let detail = outcome["detail"].as_str().unwrap();
+    assert!(detail.contains("2 of the 3 consecutive runs needed (1 more)"), "{detail}");
+
     // Another replica (a process without memory of the first run) counts on.
     let replica = app.replica().await;
     let second = run(&replica, "TIER", json!({})).await;

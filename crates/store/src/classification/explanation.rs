@@ -4,7 +4,7 @@
 //! rule that wins here is the one a run would apply). Relative fields are resolved at
 //! today's ranks, as a run resolves them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -13,8 +13,10 @@ use serde_json::Value as Json;
 use crate::db::schema::schemes;
 use crate::db::sql::Dialect;
 use crate::db::{now, DbConnection};
+use crate::domain::history::Direction;
 use crate::domain::restriction::Restriction;
 use crate::domain::rule::{Condition, Field, Operand, Scalar};
+use crate::domain::tier_policy::{Hold, TierPolicy};
 use crate::error::AppError;
 
 use crate::access::visibility;
@@ -25,6 +27,7 @@ use crate::catalogue::rules::{self, RuleRow};
 use crate::catalogue::schemes::{self as scheme_store, SchemeRow};
 use crate::classification::history::{self, HistoryRow};
 use crate::classification::rankings;
+use crate::classification::{tier_holds, Mover};
 
 /// A customer's standing in a scheme, explained.
 pub struct Explanation {
@@ -38,6 +41,9 @@ pub struct Explanation {
     pub rules: Vec<RuleVerdict>,
     /// Of an ordered scheme: the ranked categories, lowest rank first.
     pub ranks: Vec<(String, i32)>,
+    /// The downgrade the winning rule asks for, as the scheme's tier policy would
+    /// hold it back in an applied run now.
+    pub tier_hold: Option<(TierPolicy, Hold)>,
 }
 
 impl Explanation {
@@ -122,10 +128,27 @@ pub fn explain(
             .zip(shapes)
             .map(|(rule, shape)| RuleVerdict { rule: rule.row, condition: shape.verdict(values, truths) })
             .collect();
-        let mut ranks: Vec<(String, i32)> =
-            categories::ranks(conn, &scheme)?.iter().map(|(code, rank)| (code.to_string(), rank)).collect();
+        let ranked = categories::ranks(conn, &scheme)?;
+        let mut ranks: Vec<(String, i32)> = ranked.iter().map(|(code, rank)| (code.to_string(), rank)).collect();
         ranks.sort_by_key(|(code, rank)| (*rank, code.clone()));
-        Ok(Explanation { customer, scheme, as_of, last_change, rules, ranks })
+        let mut explanation = Explanation { customer, scheme, as_of, last_change, rules, ranks, tier_hold: None };
+        let policy = if explanation.scheme.ordered { explanation.scheme.tier_policy()? } else { None };
+        let current = explanation.customer.assignments.iter().find(|held| held.scheme == explanation.scheme.code);
+        let target = explanation.winner().map(|rule| rule.rule.target_category.clone());
+        if let (Some(policy), Some(current), Some(target)) = (policy, current, target) {
+            if ranked.direction(Some(&current.category), Some(&target)) == Direction::Down {
+                let mover = Mover {
+                    id: explanation.customer.row.id,
+                    code: explanation.customer.row.code.clone(),
+                    from: Some(current.category.clone()),
+                };
+                let mut downgrade = BTreeMap::from([(0, vec![mover])]);
+                let held =
+                    tier_holds::hold_back(conn, explanation.scheme.id, &policy, as_of, &mut downgrade, |_, _| true)?;
+                explanation.tier_hold = held.into_iter().next().map(|held| (policy, held.hold));
+            }
+        }
+        Ok(explanation)
     })
 }
 
