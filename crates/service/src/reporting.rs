@@ -100,11 +100,20 @@ pub async fn sales(
     bounds: Vec<NaiveDateTime>,
     basis: SalesBasis,
 ) -> Result<Sales, AppError> {
+    let spares = db.clone();
     db.run(move |conn| {
         let scheme = schemes::get(conn, &asked.scheme)?;
         let depth = asked.checked_depth(&scheme)?;
         let categories = category_views::list(conn, &scheme.code, None)?;
-        let cells = sales_by_category::sales_by_category(conn, &scheme, &filters, &bounds, basis)?;
+        let mut spare = helper(&spares, conn, true);
+        let cells = sales_by_category::sales_by_category(
+            conn,
+            spare.as_mut().map(Spare::conn),
+            &scheme,
+            &filters,
+            &bounds,
+            basis,
+        )?;
         Ok(Sales { axis: Axis { scheme, categories, depth }, cells })
     })
     .await

@@ -52,6 +52,26 @@ pub(crate) fn middle_customer_id(conn: &mut DbConnection) -> Result<i64, AppErro
     Ok(middle.id.unwrap_or(0))
 }
 
+/// `first` on `conn` and `second` on `spare` at once, or without a spare both on `conn`,
+/// one after the other: a read that shares itself out over two connections.
+pub(crate) fn side_by_side<A, B: Send>(
+    conn: &mut DbConnection,
+    spare: Option<&mut DbConnection>,
+    first: impl FnOnce(&mut DbConnection) -> Result<A, AppError>,
+    second: impl FnOnce(&mut DbConnection) -> Result<B, AppError> + Send,
+) -> Result<(A, B), AppError> {
+    let Some(spare) = spare else {
+        let done = first(conn)?;
+        return Ok((done, second(conn)?));
+    };
+    std::thread::scope(|scope| {
+        let other = scope.spawn(move || second(spare));
+        let done = first(conn);
+        let other = other.join().map_err(|_| AppError::internal("a read on the second connection panicked"))?;
+        Ok((done?, other?))
+    })
+}
+
 /// Ids as an SQL list (`1,2,3`) for `IN (…)`: they come from the database, never from
 /// a request, and a literal list lets MariaDB range-scan where 1,000 placeholders cost more.
 pub(crate) fn id_list(ids: &[i64]) -> String {

@@ -82,8 +82,23 @@ impl Standing {
         conn: &mut DbConnection,
         scheme: &SchemeRow,
         at: NaiveDateTime,
-        (low, high): (i64, i64),
+        window: (i64, i64),
     ) -> Result<Self, AppError> {
+        let mut standing = Self::now(conn, scheme, window)?;
+        // Where a customer stood at `at` is the `from` of its first move since.
+        let journeys =
+            journeys::with_ids(conn, &Span { scheme_code: &scheme.code, start: at, end: None, source: None })?;
+        for journey in &journeys {
+            if let Some(id) = journey.customer_id {
+                standing.place(id, standing.cell_of(&journey.start_category));
+            }
+        }
+        standing.journeys = journeys;
+        Ok(standing)
+    }
+
+    /// The scheme's assignments of customers `low..=high` as they are now.
+    pub(crate) fn now(conn: &mut DbConnection, scheme: &SchemeRow, (low, high): (i64, i64)) -> Result<Self, AppError> {
         let codes: Vec<String> = categories::table
             .filter(categories::scheme_id.eq(scheme.id))
             .select(categories::code)
@@ -119,15 +134,6 @@ impl Standing {
                 }
             }
         }
-        // Where a customer stood at `at` is the `from` of its first move since.
-        let journeys =
-            journeys::with_ids(conn, &Span { scheme_code: &scheme.code, start: at, end: None, source: None })?;
-        for journey in &journeys {
-            if let Some(id) = journey.customer_id {
-                standing.place(id, standing.cell_of(&journey.start_category));
-            }
-        }
-        standing.journeys = journeys;
         Ok(standing)
     }
 

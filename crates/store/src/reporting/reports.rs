@@ -320,12 +320,13 @@ impl Sums {
         let Some(spare) = spare else { return self.run(conn, measures) };
         let middle = crate::middle_customer_id(conn)?;
         let (lower, upper) = (self.clone().with_ids(None, Some(middle)), self.with_ids(Some(middle), None));
-        let (lower, upper) = std::thread::scope(|scope| {
-            let other = scope.spawn(|| upper.run(spare, measures));
-            (lower.run(conn, measures), other.join())
-        });
-        let mut sums = lower?;
-        for (key, more) in upper.map_err(|_| AppError::internal("summing measures panicked"))?? {
+        let (mut sums, upper) = crate::side_by_side(
+            conn,
+            Some(spare),
+            |conn| lower.run(conn, measures),
+            |spare| upper.run(spare, measures),
+        )?;
+        for (key, more) in upper {
             let total = sums.entry(key).or_insert_with(|| vec![0; measures.len()]);
             for (sum, add) in total.iter_mut().zip(more) {
                 *sum += add;

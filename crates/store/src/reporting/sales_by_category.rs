@@ -2,12 +2,16 @@
 //! counted under the category its customer held when it happened (`at_sale`) or holds
 //! now (`current`).
 //!
-//! Read into the service, as `past_standing` does: where every customer stood at the
-//! end of the period (one small integer per customer id), each move of the period per
-//! customer, then the period's sales in index order of `occurred_at`, a day per
-//! statement. A sale's category is the `from` of its customer's first move after it,
-//! or, without one, where the customer stood at the end: history is an unbroken chain
-//! per customer. The database would look a category up per sale instead, at random.
+//! Read into the service, as `past_standing` does: where every customer stood when the
+//! period ended (`at_sale`) or stands now (`current`), one small integer per customer
+//! id; on `at_sale` each move of the period per customer; then the period's sales in
+//! index order of `occurred_at`, a day per statement. A sale's category is the `from`
+//! of its customer's first move after it, or, without one in the period, where the
+//! customer stood at its end: history is an unbroken chain per customer. The database
+//! would look a category up per sale instead, at random. With a spare connection the
+//! period's moves are read beside the standing, and the two halves of the period's
+//! sales side by side. Memory grows with the customers (4 bytes each) and the moves
+//! inside the period (some 60 bytes each), not with the sales.
 
 use std::collections::HashMap;
 
@@ -15,7 +19,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 
-use crate::db::schema::transactions;
+use crate::db::schema::{customers, transactions};
 use crate::db::sql::{Bind, Dialect, Fragment};
 use crate::db::{snapshot, DbConnection};
 use crate::domain::sales_report::SalesBasis;
@@ -29,6 +33,9 @@ use crate::reporting::reports::matching_ids;
 
 /// Sales per statement: those of one day.
 const DAYS_PER_READ: i64 = 1;
+
+/// Customer codes per lookup of their ids.
+const CODES_PER_READ: usize = 1000;
 
 /// What the sales of one category add up to in one interval.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -53,8 +60,8 @@ pub type SalesCells = HashMap<Option<String>, Vec<SalesSum>>;
 /// A move of the period, as a sale before it sees it.
 #[derive(QueryableByName)]
 struct Move {
-    #[diesel(sql_type = BigInt)]
-    customer_id: i64,
+    #[diesel(sql_type = Text)]
+    customer_code: String,
     #[diesel(sql_type = Timestamp)]
     at: NaiveDateTime,
     #[diesel(sql_type = BigInt)]
@@ -63,7 +70,8 @@ struct Move {
     from_category: Option<String>,
 }
 
-/// Each customer's moves of the period in order, as `(at, id, from cell)`.
+/// Each customer's moves of the period in order, as `(at, id, from cell)`, by
+/// customer id.
 type MovesByCustomer = HashMap<i64, Vec<(NaiveDateTime, i64, u32)>>;
 
 /// The category codes of one report, as small integers: `0` is none.
@@ -85,18 +93,70 @@ impl Cells {
     }
 }
 
+/// Where the customers of one window of ids stand, with the cells of their categories.
+struct Placed<'a> {
+    standing: &'a Standing,
+    /// The report's cell of each of the standing's.
+    cell_of_standing: &'a [u32],
+    moves: &'a MovesByCustomer,
+    /// Ids the filters select, sorted; `None`: everyone.
+    included: Option<&'a [i64]>,
+    bounds: &'a [NaiveDateTime],
+}
+
+impl Placed<'_> {
+    /// The sums of the sales in `[from, until)` of the window's customers, by cell and interval.
+    fn sum(
+        &self,
+        conn: &mut DbConnection,
+        window: (i64, i64),
+        (from, until): (NaiveDateTime, NaiveDateTime),
+    ) -> Result<Vec<Vec<SalesSum>>, AppError> {
+        let intervals = self.bounds.len() - 1;
+        let mut sums: Vec<Vec<SalesSum>> = Vec::new();
+        let mut day = from;
+        while day < until {
+            let next = (day + chrono::Duration::days(DAYS_PER_READ)).min(until);
+            let sales: Vec<(i64, i64, NaiveDateTime)> = transactions::table
+                .filter(transactions::occurred_at.ge(day).and(transactions::occurred_at.lt(next)))
+                .filter(transactions::customer_id.between(window.0, window.1))
+                .select((transactions::customer_id, transactions::amount_cents, transactions::occurred_at))
+                .load(conn)?;
+            for (customer_id, amount_cents, occurred_at) in sales {
+                if self.included.is_some_and(|ids| ids.binary_search(&customer_id).is_err()) {
+                    continue;
+                }
+                let Some(stands) = self.standing.cell(customer_id) else { continue };
+                let then = self.moves.get(&customer_id).and_then(|moves| {
+                    let next = moves.partition_point(|(at, _, _)| *at <= occurred_at);
+                    moves.get(next).map(|(_, _, from)| *from)
+                });
+                let cell = then.unwrap_or(self.cell_of_standing[stands as usize]) as usize;
+                let interval = self.bounds.partition_point(|bound| *bound <= occurred_at).saturating_sub(1);
+                if sums.len() <= cell {
+                    sums.resize(cell + 1, vec![SalesSum::default(); intervals]);
+                }
+                sums[cell][interval.min(intervals - 1)].add(amount_cents);
+            }
+            day = next;
+        }
+        Ok(sums)
+    }
+}
+
 /// The sales of `[bounds[0], bounds[last])` of the customers `filters` selects, per
 /// category of `scheme` on `basis` and per interval (`bounds[i] <= occurred_at <
-/// bounds[i + 1]`). One snapshot, so that the sales and the categories agree.
+/// bounds[i + 1]`). One snapshot on `conn`; with a `spare` connection, part of the
+/// reading is done there at the same time.
 pub fn sales_by_category(
     conn: &mut DbConnection,
+    mut spare: Option<&mut DbConnection>,
     scheme: &SchemeRow,
     filters: &Filters,
     bounds: &[NaiveDateTime],
     basis: SalesBasis,
 ) -> Result<SalesCells, AppError> {
     let (Some(&start), Some(&end)) = (bounds.first(), bounds.last()) else { return Ok(SalesCells::new()) };
-    let intervals = bounds.len() - 1;
     snapshot(conn, |conn| {
         let mut included = if filters.is_empty() { None } else { Some(matching_ids(conn, scheme, filters)?) };
         if let Some(ids) = included.as_mut() {
@@ -109,51 +169,51 @@ pub fn sales_by_category(
             .select((diesel::dsl::min(transactions::occurred_at), diesel::dsl::max(transactions::occurred_at)))
             .first(conn)?;
         let (Some(first), Some(last)) = (first, last) else { return Ok(SalesCells::new()) };
-        let now = crate::db::now();
-        // Where each customer stood when the period ended (or now), and on `at_sale`
-        // every move from the period's start up to then.
+        // Where each customer stood when the period ended (or stands now).
         let standing_at = match basis {
-            SalesBasis::AtSale => end.min(now),
-            SalesBasis::Current => now,
+            SalesBasis::AtSale => end.min(crate::db::now()),
+            SalesBasis::Current => crate::db::now(),
         };
-        let mut sums: Vec<Vec<SalesSum>> = Vec::new();
         let mut cells = Cells { codes: vec![None], by_code: HashMap::new() };
+        let mut moves = MovesByCustomer::new();
+        let mut sums: Vec<Vec<SalesSum>> = Vec::new();
         // Ids sit densely in a range but for many deletions: one window of ids at a time.
         let mut window_low = low;
         while window_low <= high {
             let window = (window_low, (window_low + MAX_ID_SPAN - 1).min(high));
-            let standing = Standing::read(conn, scheme, standing_at, window)?;
-            let moves = match basis {
-                SalesBasis::AtSale => moves_between(conn, scheme, start, standing_at, window, &mut cells)?,
-                SalesBasis::Current => HashMap::new(),
-            };
+            let read_moves = window_low == low && basis == SalesBasis::AtSale;
+            let (standing, moved) = crate::side_by_side(
+                conn,
+                spare.as_deref_mut(),
+                |conn| match basis {
+                    SalesBasis::AtSale => Standing::read(conn, scheme, standing_at, window),
+                    SalesBasis::Current => Standing::now(conn, scheme, window),
+                },
+                |conn| if read_moves { Moved::read(conn, scheme, start, standing_at).map(Some) } else { Ok(None) },
+            )?;
+            if let Some(moved) = moved {
+                moves = moved.by_customer(&mut cells);
+            }
             let cell_of_standing: Vec<u32> =
                 (0..=standing.codes_len() as u32).map(|cell| cells.of(standing.key(cell))).collect();
-            let mut day = first;
-            while day <= last {
-                let until = (day + chrono::Duration::days(DAYS_PER_READ)).min(end);
-                let sales: Vec<(i64, i64, NaiveDateTime)> = transactions::table
-                    .filter(transactions::occurred_at.ge(day).and(transactions::occurred_at.lt(until)))
-                    .filter(transactions::customer_id.between(window.0, window.1))
-                    .select((transactions::customer_id, transactions::amount_cents, transactions::occurred_at))
-                    .load(conn)?;
-                for (customer_id, amount_cents, occurred_at) in sales {
-                    if included.as_ref().is_some_and(|ids| ids.binary_search(&customer_id).is_err()) {
-                        continue;
-                    }
-                    let Some(stood) = standing.cell(customer_id) else { continue };
-                    let later = moves.get(&customer_id).and_then(|moves| {
-                        let next = moves.partition_point(|(at, _, _)| *at <= occurred_at);
-                        moves.get(next).map(|(_, _, from)| *from)
-                    });
-                    let cell = later.unwrap_or(cell_of_standing[stood as usize]) as usize;
-                    let interval = bounds.partition_point(|bound| *bound <= occurred_at).saturating_sub(1);
-                    if sums.len() <= cell {
-                        sums.resize(cell + 1, vec![SalesSum::default(); intervals]);
-                    }
-                    sums[cell][interval.min(intervals - 1)].add(amount_cents);
-                }
-                day = until;
+            let placed = Placed {
+                standing: &standing,
+                cell_of_standing: &cell_of_standing,
+                moves: &moves,
+                included: included.as_deref(),
+                bounds,
+            };
+            // The period's sales in two halves of days, side by side when there is a spare.
+            let until = last + chrono::Duration::microseconds(1);
+            let middle = first + (until - first) / 2;
+            let (earlier, later) = crate::side_by_side(
+                conn,
+                spare.as_deref_mut(),
+                |conn| placed.sum(conn, window, (first, middle)),
+                |conn| placed.sum(conn, window, (middle, until)),
+            )?;
+            for part in [earlier, later] {
+                add(&mut sums, part);
             }
             window_low = window.1 + 1;
         }
@@ -161,34 +221,68 @@ pub fn sales_by_category(
     })
 }
 
-/// Each customer's moves in `[start, end)`, ordered, as `(at, id, from cell)`; the
-/// customers of `window` still in the archive only (a deleted one's sales went with it).
-fn moves_between(
-    conn: &mut DbConnection,
-    scheme: &SchemeRow,
-    start: NaiveDateTime,
-    end: NaiveDateTime,
-    window: (i64, i64),
-    cells: &mut Cells,
-) -> Result<MovesByCustomer, AppError> {
-    let mut read = Fragment::new(&format!(
-        "SELECT c.id AS customer_id, h.at, h.id, h.from_category FROM assignment_history h{} \
-         JOIN customers c ON c.code = h.customer_code WHERE h.scheme_code = ",
-        period_index(Dialect::of(conn))
-    ));
-    read.bind(Bind::Text(scheme.code.clone()))
-        .push(" AND h.at >= ")
-        .bind(Bind::Timestamp(start))
-        .push(" AND h.at < ")
-        .bind(Bind::Timestamp(end))
-        .push(&format!(" AND c.id BETWEEN {} AND {}", window.0, window.1));
-    let mut moves = MovesByCustomer::new();
-    for entry in read.into_query().load::<Move>(conn)? {
-        let from = cells.of(entry.from_category);
-        moves.entry(entry.customer_id).or_default().push((entry.at, entry.id, from));
+fn add(sums: &mut Vec<Vec<SalesSum>>, part: Vec<Vec<SalesSum>>) {
+    for (cell, intervals) in part.into_iter().enumerate() {
+        if sums.len() <= cell {
+            sums.resize(cell + 1, vec![SalesSum::default(); intervals.len()]);
+        }
+        for (sum, more) in sums[cell].iter_mut().zip(intervals) {
+            sum.amount_cents += more.amount_cents;
+            sum.orders += more.orders;
+        }
     }
-    for customer in moves.values_mut() {
-        customer.sort_unstable_by_key(|(at, id, _)| (*at, *id));
+}
+
+/// The moves of the period, read beside the standing, with the ids of the customers
+/// still in the archive that made them (a deleted one's sales went with it), looked up
+/// in code order.
+struct Moved {
+    within: Vec<Move>,
+    ids: HashMap<String, i64>,
+}
+
+impl Moved {
+    fn read(
+        conn: &mut DbConnection,
+        scheme: &SchemeRow,
+        start: NaiveDateTime,
+        end: NaiveDateTime,
+    ) -> Result<Self, AppError> {
+        let mut read = Fragment::new(&format!(
+            "SELECT h.customer_code, h.at, h.id, h.from_category FROM assignment_history h{} WHERE h.scheme_code = ",
+            period_index(Dialect::of(conn))
+        ));
+        read.bind(Bind::Text(scheme.code.clone()))
+            .push(" AND h.at >= ")
+            .bind(Bind::Timestamp(start))
+            .push(" AND h.at < ")
+            .bind(Bind::Timestamp(end));
+        let within: Vec<Move> = read.into_query().load(conn)?;
+        let mut codes: Vec<&str> = within.iter().map(|entry| entry.customer_code.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        let mut ids = HashMap::with_capacity(codes.len());
+        for chunk in codes.chunks(CODES_PER_READ) {
+            let found: Vec<(i64, String)> = customers::table
+                .filter(customers::code.eq_any(chunk))
+                .select((customers::id, customers::code))
+                .load(conn)?;
+            ids.extend(found.into_iter().map(|(id, code)| (code, id)));
+        }
+        Ok(Moved { within, ids })
     }
-    Ok(moves)
+
+    /// Each customer's moves of the period in order.
+    fn by_customer(self, cells: &mut Cells) -> MovesByCustomer {
+        let mut moves = MovesByCustomer::new();
+        for entry in self.within {
+            let Some(id) = self.ids.get(&entry.customer_code) else { continue };
+            let from = cells.of(entry.from_category);
+            moves.entry(*id).or_default().push((entry.at, entry.id, from));
+        }
+        for customer in moves.values_mut() {
+            customer.sort_unstable_by_key(|(at, id, _)| (*at, *id));
+        }
+        moves
+    }
 }
