@@ -18,7 +18,7 @@ pub fn parse_dormant_days(text: &str) -> Result<i64, FieldError> {
     })
 }
 
-/// The query parameters `parse_filter` reads: what a report's `ReportScope` documents.
+/// The query parameters `parse_filter` reads: what a report's `ReportFilters` documents.
 pub const FILTER_KEYS: [&str; 8] =
     ["category", "unclassified", "status", "q", "attr", "missing", "dormant_days", "classified"];
 

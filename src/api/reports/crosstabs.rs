@@ -97,6 +97,7 @@ impl Crosstab {
         ("rows_depth" = Option<usize>, Query, minimum = 1, description = "Level the rows roll up to (default 1)"),
         ("cols_depth" = Option<usize>, Query, minimum = 1, description = "Level the columns roll up to (default 1)"),
         ReportScope,
+        ReportFilters,
     ),
     responses(
         (status = 200, description = "The cross-tab", content(

@@ -223,8 +223,8 @@ fn measure_cells(values: &MeasureValues) -> Vec<Cell> {
         .collect()
 }
 
-/// The parameters the distribution and the cross-tab share: what to count, as of
-/// when, and the filters of `GET /customers` (documentation only; `Params` reads them).
+/// The parameters the distribution and the cross-tab share besides the filters: what to
+/// count and as of when (documentation only; `Params` reads them).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[expect(
@@ -238,12 +238,23 @@ pub struct ReportScope {
     /// As at the end of this day (UTC), rebuilt from history; not in the future.
     #[param(value_type = Option<String>, format = Date)]
     as_of: Option<NaiveDate>,
-    /// `SCHEME:CODE`, repeatable: customers in that subtree (as of `as_of`).
+}
+
+/// The filters of `GET /customers`, which narrow a report's customers (documentation
+/// only; `Params` reads them).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(
+    dead_code,
+    reason = "the document's description of what `Params` reads; a test holds the two to the same keys"
+)]
+pub struct ReportFilters {
+    /// `SCHEME:CODE`, repeatable: customers in that subtree (as of `as_of` where the report takes one).
     #[param(example = "REGION:01")]
     category: Option<Vec<String>>,
-    /// Scheme code, repeatable: customers without a category there (as of `as_of`).
+    /// Scheme code, repeatable: customers without a category there (as of `as_of` where the report takes one).
     unclassified: Option<Vec<String>>,
-    /// active or inactive (not with `as_of`).
+    /// active or inactive (as the customer is now: not with `as_of`).
     status: Option<crate::domain::customer::CustomerStatus>,
     /// Substring of code, name or short name (not with `as_of`).
     q: Option<String>,
@@ -267,6 +278,7 @@ pub struct ReportScope {
         ("scheme" = String, Query, description = "Scheme code", example = "TIER"),
         ("depth" = Option<usize>, Query, minimum = 1, description = "Roll rows up to this level of the tree"),
         ReportScope,
+        ReportFilters,
     ),
     responses(
         (status = 200, description = "The distribution", content(
@@ -381,7 +393,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 mod scope_tests {
     use utoipa::IntoParams;
 
-    use super::ReportScope;
+    use super::{ReportFilters, ReportScope};
     use crate::api::filters::{parse_filter, FILTER_KEYS};
     use crate::api::FieldErrors;
     use crate::store::archive::customer_filters::Filters;
@@ -390,8 +402,11 @@ mod scope_tests {
     /// read: the measures, the day, and every filter `parse_filter` takes.
     #[test]
     fn the_documented_scope_is_what_the_parser_reads() {
-        let mut documented: Vec<String> =
-            ReportScope::into_params(|| None).into_iter().map(|parameter| parameter.name).collect();
+        let mut documented: Vec<String> = ReportScope::into_params(|| None)
+            .into_iter()
+            .chain(ReportFilters::into_params(|| None))
+            .map(|parameter| parameter.name)
+            .collect();
         let mut read: Vec<String> =
             ["measures", "as_of"].iter().chain(FILTER_KEYS.iter()).map(|key| key.to_string()).collect();
         documented.sort();

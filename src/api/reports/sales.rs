@@ -117,34 +117,6 @@ fn parse_basis(text: &str) -> Option<SalesBasis> {
     SalesBasis::from_label(text)
 }
 
-/// The filters of `GET /customers` as the sales report takes them (documentation only;
-/// `Params` reads them): the customers as they are now.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[expect(
-    dead_code,
-    reason = "the document's description of what `Params` reads; a test holds the two to the same keys"
-)]
-pub struct SalesScope {
-    /// `SCHEME:CODE`, repeatable: customers in that subtree now.
-    #[param(example = "REGION:01")]
-    category: Option<Vec<String>>,
-    /// Scheme code, repeatable: customers without a category there now.
-    unclassified: Option<Vec<String>>,
-    /// active or inactive.
-    status: Option<crate::domain::customer::CustomerStatus>,
-    /// Substring of code, name or short name.
-    q: Option<String>,
-    /// `KEY:OP:VALUE` as on `GET /customers`, repeatable.
-    attr: Option<Vec<String>>,
-    /// A field that must be empty, or `attr:KEY`, as on `GET /customers`, repeatable.
-    missing: Option<Vec<String>>,
-    /// Dormant customers, as on `GET /customers`.
-    dormant_days: Option<i64>,
-    /// In a category of some scheme, or of none.
-    classified: Option<bool>,
-}
-
 /// Report sales per category and interval
 ///
 /// 分类销售统计: a period's sales (amount and orders) per category of a scheme and per month, quarter or
@@ -160,7 +132,7 @@ pub struct SalesScope {
         ("interval" = Option<Interval>, Query, description = "How to cut the period; default `month`"),
         ("basis" = Option<SalesBasis>, Query, description = "Under which category a sale counts; default `at_sale`"),
         ("depth" = Option<usize>, Query, minimum = 1, description = "Roll rows up to this level of the tree"),
-        SalesScope,
+        ReportFilters,
     ),
     responses(
         (status = 200, description = "The sales per category and interval", content(
