@@ -70,6 +70,19 @@ async fn deliveries(app: &TestApp, id: &Value) -> Vec<Value> {
     page["items"].as_array().unwrap().clone()
 }
 
+/// The delivery log once it holds `count` entries: the sender records a delivery
+/// after its answer came, so the receiver may have it before the log does.
+async fn deliveries_when(app: &TestApp, id: &Value, count: usize) -> Vec<Value> {
+    for _ in 0..600 {
+        let log = deliveries(app, id).await;
+        if log.len() >= count {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the delivery log never held {count} entries: {:?}", deliveries(app, id).await);
+}
+
 /// Some changes: a scheme, two categories, three customers, a move.
 async fn make_changes(app: &TestApp) {
     app.create_scheme("TIER", "2").await;
@@ -110,7 +123,7 @@ async fn a_receiver_that_fails_at_first_gets_every_event_once_in_order_after_it_
     assert_eq!(first_tries, vec![expected[0]["id"].as_str().unwrap(); 4]);
     assert_eq!(received[..3].iter().map(|r| r.answered).collect::<Vec<_>>(), [503, 503, 503]);
 
-    let log = deliveries(&app, &created["id"]).await;
+    let log = deliveries_when(&app, &created["id"], expected.len() + 3).await;
     let oldest_first: Vec<&Value> = log.iter().rev().collect();
     assert_eq!(oldest_first.len(), expected.len() + 3);
     for (attempt, entry) in oldest_first[..3].iter().enumerate() {
