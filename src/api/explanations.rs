@@ -123,7 +123,7 @@ pub async fn explain(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (customer, scheme) = path.into_inner();
-    let explained = service::explain(&state.db, customer, scheme, auth.caller.restriction).await?;
+    let explained = service::explain(&state.db, customer, scheme, auth.caller.restriction, state.clock.now()).await?;
     Ok(HttpResponse::Ok().json(Explanation::try_from(explained)?))
 }
 

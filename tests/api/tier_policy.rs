@@ -228,6 +228,13 @@ async fn the_minimum_stay_holds_a_downgrade_until_it_ends(app: TestApp) {
     app.advance_clock(Duration::from_secs(29 * 86_400));
     assert_eq!(run(&app, "TIER", json!({})).await["held"], 1);
     app.advance_clock(Duration::from_secs(2 * 86_400));
+    // The explanation judges the stay by the same clock as the runs.
+    let explained =
+        ok_json(app.get("/api/v1/customers/C1/classification/TIER/explanation").await, StatusCode::OK).await;
+    assert_eq!(
+        (explained["outcome"]["kind"].clone(), explained["outcome"]["category"].clone()),
+        (json!("moves"), json!("02"))
+    );
     let moved = run(&app, "TIER", json!({})).await;
     assert_eq!((moved["held"].clone(), moved["down"].clone()), (json!(0), json!(1)));
     assert_eq!(category_of(&app, "C1", "TIER").await, "02");

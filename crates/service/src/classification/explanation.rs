@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use chrono::NaiveDateTime;
+
 use crate::db::Db;
 use crate::domain::restriction::Restriction;
 use crate::error::AppError;
@@ -12,6 +14,7 @@ pub async fn explain(
     customer: String,
     scheme: String,
     restriction: Option<Arc<Restriction>>,
+    clock_now: NaiveDateTime,
 ) -> Result<Explanation, AppError> {
-    db.run(move |conn| store::explain(conn, &customer, &scheme, restriction.as_deref())).await
+    db.run(move |conn| store::explain(conn, &customer, &scheme, restriction.as_deref(), clock_now)).await
 }

@@ -87,12 +87,14 @@ pub struct LeafVerdict {
 }
 
 /// The explanation of `customer_code`'s standing in `scheme_code`, as of now; a
-/// restricted key gets 404 for a customer outside its subtree.
+/// restricted key gets 404 for a customer outside its subtree. A tier policy's
+/// minimum stay is judged at `clock_now`, the service clock's, as runs judge it.
 pub fn explain(
     conn: &mut DbConnection,
     customer_code: &str,
     scheme_code: &str,
     restriction: Option<&Restriction>,
+    clock_now: NaiveDateTime,
 ) -> Result<Explanation, AppError> {
     // One snapshot, read-only: the rules, their ranks and the customer agree.
     crate::db::snapshot(conn, |conn| {
@@ -144,7 +146,9 @@ pub fn explain(
                 };
                 let mut downgrade = BTreeMap::from([(0, vec![mover])]);
                 let held =
-                    tier_holds::hold_back(conn, explanation.scheme.id, &policy, as_of, &mut downgrade, |_, _| true)?;
+                    tier_holds::hold_back(conn, explanation.scheme.id, &policy, clock_now, &mut downgrade, |_, _| {
+                        true
+                    })?;
                 explanation.tier_hold = held.into_iter().next().map(|held| (policy, held.hold));
             }
         }
