@@ -77,8 +77,8 @@ fn ensure_sales_and_moves(n: usize) {
             execute(
                 &mut conn,
                 &format!(
-                    "INSERT INTO assignment_history (customer_code, scheme_code, from_category, to_category, at, actor, source, direction) \
-                     SELECT c.code, 'TIER', CONCAT('0', 1 + s.seq % 3), CONCAT('0', 1 + (s.seq + 1 + s.seq DIV 3 % 2) % 3), \
+                    "INSERT INTO assignment_history (customer_id, customer_code, scheme_code, from_category, to_category, at, actor, source, direction) \
+                     SELECT c.id, c.code, 'TIER', CONCAT('0', 1 + s.seq % 3), CONCAT('0', 1 + (s.seq + 1 + s.seq DIV 3 % 2) % 3), \
                      UTC_TIMESTAMP() - INTERVAL (s.seq % 730) DAY - INTERVAL (s.seq % 86400) SECOND, '{MOVER}', 'rule', \
                      CASE WHEN 1 + s.seq % 3 < 1 + (s.seq + 1 + s.seq DIV 3 % 2) % 3 THEN 'down' ELSE 'up' END \
                      FROM seq_{from}_to_{} s JOIN customers c ON c.id = {first_id} + (s.seq * 7919) % {n}",

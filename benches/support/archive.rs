@@ -274,6 +274,7 @@ fn load(database: &str, n: usize) {
                     ));
                 }
                 history.push((
+                    assignment_history::customer_id.eq(id as i64),
                     assignment_history::customer_code.eq(code.clone()),
                     assignment_history::scheme_code.eq(*scheme_code),
                     assignment_history::to_category.eq(category_code.clone()),

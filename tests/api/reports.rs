@@ -660,7 +660,7 @@ async fn journeys_folded_in_the_service_and_grouped_in_the_database_agree(app: T
         start_category: start.to_string(),
         end_category: end.to_string(),
     };
-    let (folded, grouped, moved, ids) = with_connection(&app, move |conn| {
+    let (folded, grouped, moved, ids, recorded) = with_connection(&app, move |conn| {
         use custclass::db::schema::customers;
         use diesel::prelude::*;
         let ids: Vec<(String, i64)> =
@@ -685,8 +685,9 @@ async fn journeys_folded_in_the_service_and_grouped_in_the_database_agree(app: T
         let mut grouped = Vec::new();
         let mut moved = Vec::new();
         for span in &spans {
-            let mut by_folding =
-                journeys::folded(conn, span, true).unwrap().expect("a handful of moves is a short period");
+            let mut by_folding = journeys::folded(conn, span, journeys::Ids::OfExisting)
+                .unwrap()
+                .expect("a handful of moves is a short period");
             by_folding.sort_by(|a, b| a.customer_code.cmp(&b.customer_code));
             let mut by_grouping = journeys::grouped_with_ids(conn, span).unwrap();
             by_grouping.sort_by(|a, b| a.customer_code.cmp(&b.customer_code));
@@ -698,7 +699,9 @@ async fn journeys_folded_in_the_service_and_grouped_in_the_database_agree(app: T
             folded.push(by_folding);
             grouped.push(by_grouping);
         }
-        (folded, grouped, moved, ids.into_iter().collect::<std::collections::HashMap<_, _>>())
+        let mut recorded = journeys::folded(conn, &spans[0], journeys::Ids::Recorded).unwrap().unwrap();
+        recorded.sort_by(|a, b| a.customer_code.cmp(&b.customer_code));
+        (folded, grouped, moved, ids.into_iter().collect::<std::collections::HashMap<_, _>>(), recorded)
     })
     .await;
     assert_eq!(folded, grouped);
@@ -716,6 +719,10 @@ async fn journeys_folded_in_the_service_and_grouped_in_the_database_agree(app: T
             journey("C6", "03", "", None),
         ]
     );
+    // As history recorded them, the deleted C6's moves keep its id.
+    assert_eq!(recorded[..4], folded[0][..4]);
+    let c6 = recorded[4].customer_id.expect("history recorded C6's id");
+    assert!(!ids.values().any(|id| *id == c6), "C6 is deleted");
     // Before today: the four created on 2025-01-01.
     assert_eq!(
         folded[1]

@@ -5,11 +5,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{execute_directly, ok_json, problem, TestApp};
+use crate::helpers::{execute_directly, ok_json, problem, with_connection, TestApp};
 use crate::sales::pointers;
 
 both_backends!(
     a_customer_moved_mid_period_counts_where_it_stood_or_stands,
+    a_code_taken_again_after_a_delete_has_none_of_the_old_moves,
+    history_from_before_it_carried_customer_ids_reads_the_same,
     the_sales_report_as_csv_and_xlsx,
     bad_sales_report_requests_name_the_field
 );
@@ -179,6 +181,65 @@ async fn a_customer_moved_mid_period_counts_where_it_stood_or_stands(app: TestAp
         .unwrap();
     let inside = ok_json(inside, StatusCode::OK).await;
     assert_eq!(total(&inside), (json!("10.00"), json!(1)), "C2 only: C1 stands in 01 now");
+}
+
+/// A deleted customer's history stays, under its code; a new customer given that code
+/// later is another customer, and its sales count where it stood, not where the old
+/// one did.
+async fn a_code_taken_again_after_a_delete_has_none_of_the_old_moves(app: TestApp) {
+    moved_customer(&app).await;
+    app.create_customer("C7", json!({"GRADE": "0101"})).await;
+    ok_json(app.assign("C7", "GRADE", "0201").await, StatusCode::OK).await;
+    execute_directly(
+        &app,
+        &[
+            "UPDATE assignment_history SET at = '2025-12-01 00:00:00' WHERE customer_code = 'C7' AND from_category IS NULL",
+            "UPDATE assignment_history SET at = '2026-02-01 00:00:00' WHERE customer_code = 'C7' AND to_category = '0201'",
+        ],
+    )
+    .await;
+    assert_eq!(app.delete("/api/v1/customers/C7").await.status(), StatusCode::NO_CONTENT);
+    app.create_customer("C7", json!({})).await;
+    let sale = json!([{"external_id": "S10", "customer_code": "C7", "amount": "70.00", "occurred_at": "2026-01-20T09:00:00Z"}]);
+    ok_json(app.post("/api/v1/transactions", &sale).await, StatusCode::OK).await;
+
+    let at_sale = report(&app, "from=2026-01-01&to=2026-03-31&interval=month&basis=at_sale").await;
+    let unclassified = figures(&at_sale).pop().unwrap();
+    assert_eq!(
+        unclassified,
+        row("-", [("70.00", 1), ("5.55", 1), ("0.00", 0)], ("75.55", 2)),
+        "the new C7 was in no category; the old one was in 0101 on 2026-01-20"
+    );
+    assert_eq!(figures(&at_sale)[1], row("0101", [("1100.09", 2), ("200.20", 1), ("0.00", 0)], ("1300.29", 3)));
+}
+
+/// History written before it carried customer ids is given them by the migration, from
+/// the customers that hold its codes: the report reads the same after it.
+async fn history_from_before_it_carried_customer_ids_reads_the_same(app: TestApp) {
+    use custclass::db::DbConnection;
+    use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+    const MYSQL: EmbeddedMigrations = embed_migrations!("migrations/mysql");
+    const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+    moved_customer(&app).await;
+    let query = "from=2026-01-01&to=2026-03-31&interval=month&basis=at_sale";
+    let before = report(&app, query).await;
+    let reverted = with_connection(&app, |conn| {
+        let reverted = match conn {
+            DbConnection::Mysql(conn) => conn.revert_last_migration(MYSQL).unwrap().to_string(),
+            DbConnection::Sqlite(conn) => conn.revert_last_migration(SQLITE).unwrap().to_string(),
+        };
+        match conn {
+            DbConnection::Mysql(conn) => conn.run_pending_migrations(MYSQL).unwrap(),
+            DbConnection::Sqlite(conn) => conn.run_pending_migrations(SQLITE).unwrap(),
+        };
+        reverted
+    })
+    .await;
+    assert_eq!(reverted, "20261208000026", "the migration that gave history its customer ids");
+    let after = report(&app, query).await;
+    assert_eq!(figures(&after), figures(&before));
+    assert_eq!(figures(&after)[2], row("0102", [("0.00", 0), ("0.00", 0), ("400.40", 1)], ("400.40", 1)));
 }
 
 async fn the_sales_report_as_csv_and_xlsx(app: TestApp) {

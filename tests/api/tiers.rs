@@ -199,8 +199,9 @@ async fn the_migration_gives_stored_history_a_direction(app: TestApp) {
     use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
     const MYSQL: EmbeddedMigrations = embed_migrations!("migrations/mysql");
     const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
-    // Tier holds, pending changes, import branches, relative segmentation, run stops, scheme schedules, event groups, key restrictions, webhooks, events, imports, merged customers, duplicate keys, the period index with customer codes, sales totals, report counts, tier order.
-    const REVERTED: [&str; 18] = [
+    // History's customer ids, tier holds, pending changes, import branches, relative segmentation, run stops, scheme schedules, event groups, key restrictions, webhooks, events, imports, merged customers, duplicate keys, the period index with customer codes, sales totals, report counts, tier order.
+    const REVERTED: [&str; 19] = [
+        "20261208000026",
         "20261207000025",
         "20261207000024",
         "20261207000023",

@@ -100,6 +100,7 @@ diesel::table! {
         run_id -> Nullable<BigInt>,
         dropped_attributes -> Nullable<Text>,
         direction -> Text,
+        customer_id -> Nullable<BigInt>,
     }
 }
 

@@ -16,7 +16,7 @@ use crate::archive::duplicates;
 use crate::domain::category::CategoryCode;
 use crate::reporting::counts;
 use crate::reporting::counts::Count;
-use crate::reporting::reports::row_conditions;
+use crate::reporting::grouping::row_conditions;
 
 /// Customer codes given with each check.
 pub const FIRST_CODES: usize = 20;

@@ -209,7 +209,7 @@ fn selection(conn: &mut DbConnection, filters: &Filters) -> Result<Option<Fragme
             scheme.id
         )));
     }
-    conditions.extend(crate::reporting::reports::row_conditions(conn, filters)?);
+    conditions.extend(crate::reporting::grouping::row_conditions(conn, filters)?);
     let mut sql = Fragment::new("SELECT p.id FROM customers p WHERE ");
     for (index, condition) in conditions.into_iter().enumerate() {
         sql.push(if index == 0 { "" } else { " AND " }).append(condition);

@@ -33,6 +33,9 @@ pub struct NewHistory {
     pub dropped_attributes: Option<String>,
     #[diesel(serialize_as = String, deserialize_as = String)]
     pub direction: Direction,
+    /// Whose entry it is, beside the code; none on entries of customers deleted before
+    /// history carried ids.
+    pub customer_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -100,8 +103,8 @@ pub fn record_shared(conn: &mut DbConnection, customer_ids: &[i64], change: &Sha
     for chunk in customer_ids.chunks(1000) {
         let list = crate::id_list(chunk);
         diesel::sql_query(format!(
-            "INSERT INTO assignment_history (customer_code, scheme_code, from_category, to_category, direction, at, actor, source, reason, rule_id, run_id) \
-             SELECT code, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM customers WHERE id IN ({list}) ORDER BY id"
+            "INSERT INTO assignment_history (customer_id, customer_code, scheme_code, from_category, to_category, direction, at, actor, source, reason, rule_id, run_id) \
+             SELECT id, code, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM customers WHERE id IN ({list}) ORDER BY id"
         ))
         .bind::<Text, _>(change.scheme_code)
         .bind::<Nullable<Text>, _>(change.from_category)

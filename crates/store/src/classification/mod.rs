@@ -83,7 +83,7 @@ impl Provenance {
     fn entry(
         &self,
         ranks: &Ranks,
-        customer_code: &str,
+        (customer_id, customer_code): (i64, &str),
         scheme_code: &str,
         from: Option<String>,
         to: Option<String>,
@@ -91,6 +91,7 @@ impl Provenance {
         dropped: Option<BTreeMap<String, Json>>,
     ) -> NewHistory {
         NewHistory {
+            customer_id: Some(customer_id),
             customer_code: customer_code.to_string(),
             scheme_code: scheme_code.to_string(),
             direction: ranks.direction(from.as_deref(), to.as_deref()),
@@ -330,7 +331,7 @@ impl ClassificationWrite {
                     conn,
                     &[provenance.entry(
                         &ranks,
-                        &customer.code,
+                        (customer.id, &customer.code),
                         &scheme.code,
                         Some(code),
                         Some(category.code.clone()),
@@ -360,7 +361,7 @@ impl ClassificationWrite {
                     conn,
                     &[provenance.entry(
                         &Ranks::default(),
-                        &customer.code,
+                        (customer.id, &customer.code),
                         &scheme.code,
                         None,
                         Some(category.code.clone()),
@@ -389,7 +390,15 @@ impl ClassificationWrite {
         let dropped = AttributeCheck::Reconcile(&BTreeMap::new()).dropped(conn, scheme, None, customer)?;
         history::record(
             conn,
-            &[provenance.entry(&Ranks::default(), &customer.code, &scheme.code, Some(code), None, now(), dropped)],
+            &[provenance.entry(
+                &Ranks::default(),
+                (customer.id, &customer.code),
+                &scheme.code,
+                Some(code),
+                None,
+                now(),
+                dropped,
+            )],
         )?;
         self.snapshots.insert(customer.id);
         Ok(true)
@@ -511,7 +520,7 @@ impl ClassificationWrite {
             match dropped.remove(&mover.id).filter(|values| !values.is_empty()) {
                 Some(values) => entries.push(provenance.entry(
                     &ranks,
-                    &mover.code,
+                    (mover.id, &mover.code),
                     &scheme.code,
                     mover.from.clone(),
                     Some(category.code.clone()),
@@ -599,6 +608,7 @@ impl ClassificationWrite {
                 );
                 earlier.push((p.scheme.id, p.category.code.clone()));
                 entries.push(NewHistory {
+                    customer_id: Some(customer_id),
                     customer_code: p.customer_code.to_string(),
                     scheme_code: p.scheme.code.clone(),
                     from_category: None,

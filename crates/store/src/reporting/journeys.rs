@@ -97,14 +97,25 @@ struct Move {
     source: String,
 }
 
-/// The journeys of a period read from its moves and folded here, or `None` when it
-/// has more than `SHORT_PERIOD_MOVES`. `with_ids` also finds each customer's id (a
-/// lookup a move).
-pub fn folded(conn: &mut DbConnection, span: &Span, with_ids: bool) -> Result<Option<Vec<Journey>>, AppError> {
-    Ok(fold(conn, span, with_ids)?.map(Folding::journeys))
+/// Which customer ids journeys carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ids {
+    None,
+    /// Those of the customers still in the archive (`None`: deleted since): a lookup
+    /// by id a move.
+    OfExisting,
+    /// Those history recorded, of customers deleted since as well: no lookup, for
+    /// readers of sales, which go with their customer.
+    Recorded,
 }
 
-fn fold(conn: &mut DbConnection, span: &Span, with_ids: bool) -> Result<Option<Folding>, AppError> {
+/// The journeys of a period read from its moves and folded here, or `None` when it
+/// has more than `SHORT_PERIOD_MOVES`.
+pub fn folded(conn: &mut DbConnection, span: &Span, ids: Ids) -> Result<Option<Vec<Journey>>, AppError> {
+    Ok(fold(conn, span, ids)?.map(Folding::journeys))
+}
+
+fn fold(conn: &mut DbConnection, span: &Span, ids: Ids) -> Result<Option<Folding>, AppError> {
     let index = period_index(Dialect::of(conn));
     let mut few =
         Fragment::new(&format!("SELECT COUNT(*) AS customers FROM (SELECT 1 AS one FROM assignment_history h{index}"));
@@ -112,8 +123,11 @@ fn fold(conn: &mut DbConnection, span: &Span, with_ids: bool) -> Result<Option<F
     if few.into_query().get_result::<Count>(conn)?.customers > SHORT_PERIOD_MOVES {
         return Ok(None);
     }
-    let (id, join) =
-        if with_ids { ("c.id", " LEFT JOIN customers c ON c.code = h.customer_code") } else { ("NULL", "") };
+    let (id, join) = match ids {
+        Ids::None => ("NULL", ""),
+        Ids::OfExisting => ("c.id", " LEFT JOIN customers c ON c.id = h.customer_id"),
+        Ids::Recorded => ("h.customer_id", ""),
+    };
     let mut read = Fragment::new(&format!(
         "SELECT {id} AS customer_id, h.customer_code, h.at, h.id, h.from_category, h.to_category, h.source FROM assignment_history h{index}{join}"
     ));
@@ -130,8 +144,7 @@ fn fold(conn: &mut DbConnection, span: &Span, with_ids: bool) -> Result<Option<F
 /// handful, once each.
 struct Folding {
     source: Option<Source>,
-    categories: Vec<String>,
-    category_index: HashMap<String, u32>,
+    categories: CategoryCells,
     per_customer: HashMap<String, Ends>,
 }
 
@@ -147,29 +160,13 @@ struct Ends {
 impl Folding {
     fn new(source: Option<Source>) -> Self {
         // Index 0 is no category.
-        Folding {
-            source,
-            categories: vec![String::new()],
-            category_index: HashMap::new(),
-            per_customer: HashMap::new(),
-        }
-    }
-
-    fn category(&mut self, code: Option<String>) -> u32 {
-        let Some(code) = code else { return 0 };
-        if let Some(index) = self.category_index.get(&code) {
-            return *index;
-        }
-        let index = self.categories.len() as u32;
-        self.categories.push(code.clone());
-        self.category_index.insert(code, index);
-        index
+        Folding { source, categories: CategoryCells::default(), per_customer: HashMap::new() }
     }
 
     fn add(&mut self, entry: Move) {
         let key = (entry.at, entry.id);
         let of_source = self.source.is_none_or(|source| source.as_str() == entry.source);
-        let (from, to) = (self.category(entry.from_category), self.category(entry.to_category));
+        let (from, to) = (self.categories.cell(entry.from_category), self.categories.cell(entry.to_category));
         let ends = self.per_customer.entry(entry.customer_code).or_insert(Ends {
             customer_id: entry.customer_id,
             first: (NaiveDateTime::MAX, i64::MAX),
@@ -191,7 +188,7 @@ impl Folding {
         let mut moved = Moved::new();
         for ends in self.per_customer.values().filter(|ends| ends.of_source) {
             *moved
-                .entry((self.categories[ends.start as usize].clone(), self.categories[ends.end as usize].clone()))
+                .entry((self.categories.code(ends.start).to_string(), self.categories.code(ends.end).to_string()))
                 .or_default() += 1;
         }
         moved
@@ -205,16 +202,48 @@ impl Folding {
             .map(|(customer_code, ends)| Journey {
                 customer_id: ends.customer_id,
                 customer_code,
-                start_category: categories[ends.start as usize].clone(),
-                end_category: categories[ends.end as usize].clone(),
+                start_category: categories.code(ends.start).to_string(),
+                end_category: categories.code(ends.end).to_string(),
             })
             .collect()
     }
 }
 
-/// Every journey of the period, with each customer's id (`None`: deleted since).
-pub fn with_ids(conn: &mut DbConnection, span: &Span) -> Result<Vec<Journey>, AppError> {
-    match folded(conn, span, true)? {
+/// Category codes as small integers, in the order first met; `0` is none (`''`).
+#[derive(Debug)]
+pub(crate) struct CategoryCells {
+    codes: Vec<String>,
+    cells: HashMap<String, u32>,
+}
+
+impl Default for CategoryCells {
+    fn default() -> Self {
+        CategoryCells { codes: vec![String::new()], cells: HashMap::new() }
+    }
+}
+
+impl CategoryCells {
+    pub(crate) fn cell(&mut self, code: Option<String>) -> u32 {
+        let Some(code) = code.filter(|code| !code.is_empty()) else { return 0 };
+        if let Some(cell) = self.cells.get(&code) {
+            return *cell;
+        }
+        let cell = self.codes.len() as u32;
+        self.codes.push(code.clone());
+        self.cells.insert(code, cell);
+        cell
+    }
+
+    /// The code of a cell, `''` for none.
+    pub(crate) fn code(&self, cell: u32) -> &str {
+        self.codes.get(cell as usize).map_or("", String::as_str)
+    }
+}
+
+/// Every journey of the period, with each customer's id as `ids` asks (a long period's
+/// are those of the customers still in the archive).
+pub fn with_ids(conn: &mut DbConnection, span: &Span, ids: Ids) -> Result<Vec<Journey>, AppError> {
+    match folded(conn, span, ids)? {
         Some(journeys) => Ok(journeys),
         None => grouped_with_ids(conn, span),
     }
@@ -238,7 +267,7 @@ pub fn grouped_with_ids(conn: &mut DbConnection, span: &Span) -> Result<Vec<Jour
 
 /// How many customers went from each category to each over the period.
 pub fn moved(conn: &mut DbConnection, spare: Option<&mut DbConnection>, span: &Span) -> Result<Moved, AppError> {
-    match fold(conn, span, false)? {
+    match fold(conn, span, Ids::None)? {
         Some(folding) => Ok(folding.moved()),
         None => grouped(conn, spare, span),
     }

@@ -2,6 +2,7 @@
 
 pub mod category_views;
 pub mod counts;
+pub mod grouping;
 pub mod journeys;
 pub mod past_standing;
 pub mod reports;

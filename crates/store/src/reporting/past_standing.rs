@@ -23,7 +23,7 @@ use crate::error::AppError;
 
 use crate::catalogue::schemes::SchemeRow;
 use crate::domain::sales::window_start;
-use crate::reporting::journeys::{self, Journey, Span};
+use crate::reporting::journeys::{self, Ids, Journey, Span};
 use crate::reporting::scheme_counts::{rewound, CellKey};
 
 /// Customers read per statement: each result is buffered whole by the MySQL client.
@@ -77,17 +77,19 @@ pub(crate) struct Standing {
 
 impl Standing {
     /// Reads the scheme's assignments of customers `low..=high` and undoes the moves
-    /// made since `at`.
+    /// made since `at`: those of the customers still in the archive, or, with
+    /// `Ids::Recorded`, of those deleted since too (for readers of sales alone).
     pub(crate) fn read(
         conn: &mut DbConnection,
         scheme: &SchemeRow,
         at: NaiveDateTime,
         window: (i64, i64),
+        ids: Ids,
     ) -> Result<Self, AppError> {
         let mut standing = Self::now(conn, scheme, window)?;
         // Where a customer stood at `at` is the `from` of its first move since.
         let journeys =
-            journeys::with_ids(conn, &Span { scheme_code: &scheme.code, start: at, end: None, source: None })?;
+            journeys::with_ids(conn, &Span { scheme_code: &scheme.code, start: at, end: None, source: None }, ids)?;
         for journey in &journeys {
             if let Some(id) = journey.customer_id {
                 standing.place(id, standing.cell_of(&journey.start_category));
@@ -210,7 +212,7 @@ pub fn by_category(
 ) -> Result<HashMap<CellKey, Tally>, AppError> {
     snapshot(conn, |conn| {
         let (Some(low), Some(high)) = id_bounds(conn)? else { return rewound(conn, scheme, Some(at), &HashMap::new()) };
-        let mut standing = Standing::read(conn, scheme, at, (low, high))?;
+        let mut standing = Standing::read(conn, scheme, at, (low, high), Ids::OfExisting)?;
         standing.leave_out(&born_since(conn, at)?);
         let mut cells = rewound(conn, scheme, Some(at), &journeys::tally(&standing.journeys))?;
         let mut sums = vec![vec![0_i64; measures.len()]; standing.codes.len() + 1];
@@ -279,8 +281,10 @@ pub fn paired(
 ) -> Result<HashMap<CellKey, Tally>, AppError> {
     snapshot(conn, |conn| {
         let (Some(low), Some(high)) = id_bounds(conn)? else { return rewound(conn, rows, Some(at), &HashMap::new()) };
-        let (mut first, mut second) =
-            (Standing::read(conn, rows, at, (low, high))?, Standing::read(conn, cols, at, (low, high))?);
+        let (mut first, mut second) = (
+            Standing::read(conn, rows, at, (low, high), Ids::OfExisting)?,
+            Standing::read(conn, cols, at, (low, high), Ids::OfExisting)?,
+        );
         let born = born_since(conn, at)?;
         first.leave_out(&born);
         second.leave_out(&born);

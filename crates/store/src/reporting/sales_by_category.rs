@@ -4,7 +4,8 @@
 //!
 //! Read into the service, as `past_standing` does: where every customer stood when the
 //! period ended (`at_sale`) or stands now (`current`), one small integer per customer
-//! id; on `at_sale` each move of the period per customer; then the period's sales in
+//! id; on `at_sale` each move of the period per customer id, as history recorded it
+//! (a deleted customer's moves do no harm: its sales went with it); then the period's sales in
 //! index order of `occurred_at`, a day per statement. A sale's category is the `from`
 //! of its customer's first move after it, or, without one in the period, where the
 //! customer stood at its end: history is an unbroken chain per customer. The database
@@ -19,7 +20,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 
-use crate::db::schema::{customers, transactions};
+use crate::db::schema::transactions;
 use crate::db::sql::{Bind, Dialect, Fragment};
 use crate::db::{snapshot, DbConnection};
 use crate::domain::sales_report::SalesBasis;
@@ -27,15 +28,12 @@ use crate::error::AppError;
 
 use crate::archive::customer_filters::Filters;
 use crate::catalogue::schemes::SchemeRow;
-use crate::reporting::journeys::period_index;
+use crate::reporting::grouping::matching_ids;
+use crate::reporting::journeys::{period_index, CategoryCells, Ids};
 use crate::reporting::past_standing::{id_bounds, Standing, MAX_ID_SPAN};
-use crate::reporting::reports::matching_ids;
 
 /// Sales per statement: those of one day.
 const DAYS_PER_READ: i64 = 1;
-
-/// Customer codes per lookup of their ids.
-const CODES_PER_READ: usize = 1000;
 
 /// What the sales of one category add up to in one interval.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,8 +58,8 @@ pub type SalesCells = HashMap<Option<String>, Vec<SalesSum>>;
 /// A move of the period, as a sale before it sees it.
 #[derive(QueryableByName)]
 struct Move {
-    #[diesel(sql_type = Text)]
-    customer_code: String,
+    #[diesel(sql_type = BigInt)]
+    customer_id: i64,
     #[diesel(sql_type = Timestamp)]
     at: NaiveDateTime,
     #[diesel(sql_type = BigInt)]
@@ -73,25 +71,6 @@ struct Move {
 /// Each customer's moves of the period in order, as `(at, id, from cell)`, by
 /// customer id.
 type MovesByCustomer = HashMap<i64, Vec<(NaiveDateTime, i64, u32)>>;
-
-/// The category codes of one report, as small integers: `0` is none.
-struct Cells {
-    codes: Vec<Option<String>>,
-    by_code: HashMap<String, u32>,
-}
-
-impl Cells {
-    fn of(&mut self, code: Option<String>) -> u32 {
-        let Some(code) = code.filter(|code| !code.is_empty()) else { return 0 };
-        if let Some(cell) = self.by_code.get(&code) {
-            return *cell;
-        }
-        let cell = self.codes.len() as u32;
-        self.codes.push(Some(code.clone()));
-        self.by_code.insert(code, cell);
-        cell
-    }
-}
 
 /// Where the customers of one window of ids stand, with the cells of their categories.
 struct Placed<'a> {
@@ -174,7 +153,7 @@ pub fn sales_by_category(
             SalesBasis::AtSale => end.min(crate::db::now()),
             SalesBasis::Current => crate::db::now(),
         };
-        let mut cells = Cells { codes: vec![None], by_code: HashMap::new() };
+        let mut cells = CategoryCells::default();
         let mut moves = MovesByCustomer::new();
         let mut sums: Vec<Vec<SalesSum>> = Vec::new();
         // Ids sit densely in a range but for many deletions: one window of ids at a time.
@@ -186,7 +165,7 @@ pub fn sales_by_category(
                 conn,
                 spare.as_deref_mut(),
                 |conn| match basis {
-                    SalesBasis::AtSale => Standing::read(conn, scheme, standing_at, window),
+                    SalesBasis::AtSale => Standing::read(conn, scheme, standing_at, window, Ids::Recorded),
                     SalesBasis::Current => Standing::now(conn, scheme, window),
                 },
                 |conn| if read_moves { Moved::read(conn, scheme, start, standing_at).map(Some) } else { Ok(None) },
@@ -195,7 +174,7 @@ pub fn sales_by_category(
                 moves = moved.by_customer(&mut cells);
             }
             let cell_of_standing: Vec<u32> =
-                (0..=standing.codes_len() as u32).map(|cell| cells.of(standing.key(cell))).collect();
+                (0..=standing.codes_len() as u32).map(|cell| cells.cell(standing.key(cell))).collect();
             let placed = Placed {
                 standing: &standing,
                 cell_of_standing: &cell_of_standing,
@@ -217,7 +196,11 @@ pub fn sales_by_category(
             }
             window_low = window.1 + 1;
         }
-        Ok(sums.into_iter().enumerate().map(|(cell, sums)| (cells.codes[cell].clone(), sums)).collect())
+        Ok(sums
+            .into_iter()
+            .enumerate()
+            .map(|(cell, sums)| (Some(cells.code(cell as u32).to_string()).filter(|code| !code.is_empty()), sums))
+            .collect())
     })
 }
 
@@ -233,12 +216,10 @@ fn add(sums: &mut Vec<Vec<SalesSum>>, part: Vec<Vec<SalesSum>>) {
     }
 }
 
-/// The moves of the period, read beside the standing, with the ids of the customers
-/// still in the archive that made them (a deleted one's sales went with it), looked up
-/// in code order.
+/// The moves of the period, read beside the standing; those of customers deleted
+/// before history carried ids are left out, as their sales are gone.
 struct Moved {
     within: Vec<Move>,
-    ids: HashMap<String, i64>,
 }
 
 impl Moved {
@@ -249,7 +230,7 @@ impl Moved {
         end: NaiveDateTime,
     ) -> Result<Self, AppError> {
         let mut read = Fragment::new(&format!(
-            "SELECT h.customer_code, h.at, h.id, h.from_category FROM assignment_history h{} WHERE h.scheme_code = ",
+            "SELECT h.customer_id, h.at, h.id, h.from_category FROM assignment_history h{} WHERE h.customer_id IS NOT NULL AND h.scheme_code = ",
             period_index(Dialect::of(conn))
         ));
         read.bind(Bind::Text(scheme.code.clone()))
@@ -257,28 +238,15 @@ impl Moved {
             .bind(Bind::Timestamp(start))
             .push(" AND h.at < ")
             .bind(Bind::Timestamp(end));
-        let within: Vec<Move> = read.into_query().load(conn)?;
-        let mut codes: Vec<&str> = within.iter().map(|entry| entry.customer_code.as_str()).collect();
-        codes.sort_unstable();
-        codes.dedup();
-        let mut ids = HashMap::with_capacity(codes.len());
-        for chunk in codes.chunks(CODES_PER_READ) {
-            let found: Vec<(i64, String)> = customers::table
-                .filter(customers::code.eq_any(chunk))
-                .select((customers::id, customers::code))
-                .load(conn)?;
-            ids.extend(found.into_iter().map(|(id, code)| (code, id)));
-        }
-        Ok(Moved { within, ids })
+        Ok(Moved { within: read.into_query().load(conn)? })
     }
 
     /// Each customer's moves of the period in order.
-    fn by_customer(self, cells: &mut Cells) -> MovesByCustomer {
+    fn by_customer(self, cells: &mut CategoryCells) -> MovesByCustomer {
         let mut moves = MovesByCustomer::new();
         for entry in self.within {
-            let Some(id) = self.ids.get(&entry.customer_code) else { continue };
-            let from = cells.of(entry.from_category);
-            moves.entry(*id).or_default().push((entry.at, entry.id, from));
+            let from = cells.cell(entry.from_category);
+            moves.entry(entry.customer_id).or_default().push((entry.at, entry.id, from));
         }
         for customer in moves.values_mut() {
             customer.sort_unstable_by_key(|(at, id, _)| (*at, *id));

@@ -1,0 +1,9 @@
+-- A history entry also carries the id of the customer it was written for, so that a
+-- period's moves can be set beside its sales (keyed by customer id) from the period
+-- index alone, without finding each customer by code. No foreign key: history
+-- outlives customers. Entries written before this carry the id of the customer now
+-- holding their code; those of customers deleted before it carry none.
+ALTER TABLE assignment_history ADD COLUMN customer_id BIGINT NULL;
+UPDATE assignment_history SET customer_id = (SELECT c.id FROM customers c WHERE c.code = assignment_history.customer_code);
+DROP INDEX ix_assignment_history_period;
+CREATE INDEX ix_assignment_history_period ON assignment_history (scheme_code, at, from_category, to_category, direction, source, customer_code, customer_id);
